@@ -1,0 +1,309 @@
+// Package types holds the wire and value types shared by every Hangar
+// package: the Machines API objects (machine config, machine, app, events)
+// with the JSON field names of Fly.io's Machines API v1. It imports nothing
+// internal, so any package may depend on it without forming a cycle.
+package types
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Machine states, exactly as Fly.io names them.
+const (
+	StateCreated    = "created"
+	StateStarting   = "starting"
+	StateStarted    = "started"
+	StateStopping   = "stopping"
+	StateStopped    = "stopped"
+	StateSuspending = "suspending"
+	StateSuspended  = "suspended"
+	StateReplacing  = "replacing"
+	StateReplaced   = "replaced"
+	StateDestroying = "destroying"
+	StateDestroyed  = "destroyed"
+	StateFailed     = "failed"
+)
+
+// Metadata keys flyctl writes on machines it creates.
+const (
+	MetaProcessGroup = "fly_process_group"
+	MetaRelease      = "fly_release_version"
+	MetaPlatform     = "fly_platform_version"
+	MetaFlyctl       = "fly_flyctl_version"
+)
+
+// DefaultProcessGroup is the group of machines when fly.toml has no [processes].
+const DefaultProcessGroup = "app"
+
+// MachineConfig is the configuration of one machine (Fly's api.MachineConfig).
+type MachineConfig struct {
+	Image                   string                   `json:"image"`
+	Env                     map[string]string        `json:"env,omitempty"`
+	Init                    MachineInit              `json:"init,omitempty"`
+	Guest                   *MachineGuest            `json:"guest,omitempty"`
+	Metadata                map[string]string        `json:"metadata,omitempty"`
+	Mounts                  []MachineMount           `json:"mounts,omitempty"`
+	Services                []MachineService         `json:"services,omitempty"`
+	Checks                  map[string]MachineCheck  `json:"checks,omitempty"`
+	Restart                 *MachineRestart          `json:"restart,omitempty"`
+	AutoDestroy             bool                     `json:"auto_destroy,omitempty"`
+	DNS                     *DNSConfig               `json:"dns,omitempty"`
+	Processes               []MachineProcess         `json:"processes,omitempty"`
+	Files                   []File                   `json:"files,omitempty"`
+	Statics                 []Static                 `json:"statics,omitempty"`
+	StopConfig              *StopConfig              `json:"stop_config,omitempty"`
+	Metrics                 *MachineMetrics          `json:"metrics,omitempty"`
+	Schedule                string                   `json:"schedule,omitempty"`
+	Size                    string                   `json:"size,omitempty"`
+	Standbys                []string                 `json:"standbys,omitempty"`
+	DisableMachineAutostart *bool                    `json:"disable_machine_autostart,omitempty"`
+	Containers              []map[string]interface{} `json:"containers,omitempty"`
+}
+
+// MachineInit overrides the image's entrypoint and command.
+type MachineInit struct {
+	Exec       []string `json:"exec,omitempty"`
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Cmd        []string `json:"cmd,omitempty"`
+	Tty        bool     `json:"tty,omitempty"`
+	SwapSizeMB *int     `json:"swap_size_mb,omitempty"`
+	KernelArgs []string `json:"kernel_args,omitempty"`
+}
+
+// MachineGuest is the machine's size.
+type MachineGuest struct {
+	CPUKind          string   `json:"cpu_kind,omitempty"`
+	CPUs             int      `json:"cpus,omitempty"`
+	MemoryMB         int      `json:"memory_mb,omitempty"`
+	GPUKind          string   `json:"gpu_kind,omitempty"`
+	GPUs             int      `json:"gpus,omitempty"`
+	HostDedicationID string   `json:"host_dedication_id,omitempty"`
+	KernelArgs       []string `json:"kernel_args,omitempty"`
+}
+
+// MachineMount attaches a volume.
+type MachineMount struct {
+	Volume                 string `json:"volume,omitempty"`
+	Path                   string `json:"path"`
+	Name                   string `json:"name,omitempty"`
+	Encrypted              bool   `json:"encrypted,omitempty"`
+	SizeGB                 int    `json:"size_gb,omitempty"`
+	ExtendThresholdPercent int    `json:"extend_threshold_percent,omitempty"`
+	AddSizeGB              int    `json:"add_size_gb,omitempty"`
+	SizeGBLimit            int    `json:"size_gb_limit,omitempty"`
+}
+
+// MachineService is one service the proxy exposes for the machine.
+type MachineService struct {
+	Protocol                 string                     `json:"protocol"`
+	InternalPort             int                        `json:"internal_port"`
+	Autostop                 *Autostop                  `json:"autostop,omitempty"`
+	Autostart                *bool                      `json:"autostart,omitempty"`
+	MinMachinesRunning       *int                       `json:"min_machines_running,omitempty"`
+	Ports                    []MachinePort              `json:"ports,omitempty"`
+	Checks                   []MachineCheck             `json:"checks,omitempty"`
+	Concurrency              *MachineServiceConcurrency `json:"concurrency,omitempty"`
+	ForceInstanceKey         *string                    `json:"force_instance_key,omitempty"`
+	ForceInstanceDescription *string                    `json:"force_instance_description,omitempty"`
+}
+
+// Autostop is Fly's autostop setting: "off", "stop" or "suspend". On the
+// wire it is also accepted as a boolean (true = "stop", false = "off").
+type Autostop string
+
+// Autostop values.
+const (
+	AutostopOff     Autostop = "off"
+	AutostopStop    Autostop = "stop"
+	AutostopSuspend Autostop = "suspend"
+)
+
+// UnmarshalJSON accepts a boolean or one of the three strings.
+func (a *Autostop) UnmarshalJSON(b []byte) error {
+	var v interface{}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case bool:
+		if x {
+			*a = AutostopStop
+		} else {
+			*a = AutostopOff
+		}
+	case string:
+		switch Autostop(x) {
+		case AutostopOff, AutostopStop, AutostopSuspend:
+			*a = Autostop(x)
+		default:
+			return fmt.Errorf("autostop %q: must be \"off\", \"stop\", \"suspend\" or a boolean", x)
+		}
+	case nil:
+		*a = ""
+	default:
+		return fmt.Errorf("autostop: must be \"off\", \"stop\", \"suspend\" or a boolean")
+	}
+	return nil
+}
+
+// Enabled reports whether the proxy may stop or suspend idle machines.
+func (a *Autostop) Enabled() bool {
+	return a != nil && (*a == AutostopStop || *a == AutostopSuspend)
+}
+
+// MachinePort is a public port of a service.
+type MachinePort struct {
+	Port              *int               `json:"port,omitempty"`
+	StartPort         *int               `json:"start_port,omitempty"`
+	EndPort           *int               `json:"end_port,omitempty"`
+	Handlers          []string           `json:"handlers,omitempty"`
+	ForceHTTPS        bool               `json:"force_https,omitempty"`
+	TLSOptions        *TLSOptions        `json:"tls_options,omitempty"`
+	HTTPOptions       *HTTPOptions       `json:"http_options,omitempty"`
+	ProxyProtoOptions *ProxyProtoOptions `json:"proxy_proto_options,omitempty"`
+}
+
+// TLSOptions configures TLS termination on a port.
+type TLSOptions struct {
+	ALPN              []string `json:"alpn,omitempty"`
+	Versions          []string `json:"versions,omitempty"`
+	DefaultSelfSigned *bool    `json:"default_self_signed,omitempty"`
+}
+
+// HTTPOptions configures the HTTP handler on a port.
+type HTTPOptions struct {
+	Compress    *bool                `json:"compress,omitempty"`
+	Response    *HTTPResponseOptions `json:"response,omitempty"`
+	H2Backend   *bool                `json:"h2_backend,omitempty"`
+	IdleTimeout *int                 `json:"idle_timeout,omitempty"`
+}
+
+// HTTPResponseOptions sets headers on responses to the client.
+type HTTPResponseOptions struct {
+	Headers  map[string]interface{} `json:"headers,omitempty"`
+	Pristine *bool                  `json:"pristine,omitempty"`
+}
+
+// ProxyProtoOptions selects the PROXY protocol version.
+type ProxyProtoOptions struct {
+	Version string `json:"version,omitempty"`
+}
+
+// MachineServiceConcurrency sets the proxy's per-machine limits.
+type MachineServiceConcurrency struct {
+	Type      string `json:"type,omitempty"`
+	HardLimit int    `json:"hard_limit,omitempty"`
+	SoftLimit int    `json:"soft_limit,omitempty"`
+}
+
+// MachineCheck is a health check (service checks and top-level checks).
+// Interval, Timeout and GracePeriod are Go durations ("15s").
+type MachineCheck struct {
+	Type          string              `json:"type,omitempty"` // "tcp" or "http"
+	Port          *int                `json:"port,omitempty"`
+	Interval      *Duration           `json:"interval,omitempty"`
+	Timeout       *Duration           `json:"timeout,omitempty"`
+	GracePeriod   *Duration           `json:"grace_period,omitempty"`
+	Method        string              `json:"method,omitempty"`
+	Path          string              `json:"path,omitempty"`
+	Protocol      string              `json:"protocol,omitempty"`
+	TLSSkipVerify *bool               `json:"tls_skip_verify,omitempty"`
+	TLSServerName string              `json:"tls_server_name,omitempty"`
+	Headers       []MachineHTTPHeader `json:"headers,omitempty"`
+}
+
+// MachineHTTPHeader is a header sent by an http check.
+type MachineHTTPHeader struct {
+	Name   string   `json:"name"`
+	Values []string `json:"values"`
+}
+
+// MachineRestart is the restart policy.
+type MachineRestart struct {
+	Policy     string `json:"policy,omitempty"` // "no", "always", "on-failure"
+	MaxRetries int    `json:"max_retries,omitempty"`
+}
+
+// Restart policies.
+const (
+	RestartNo        = "no"
+	RestartAlways    = "always"
+	RestartOnFailure = "on-failure"
+)
+
+// DNSConfig controls registration in .internal DNS.
+type DNSConfig struct {
+	SkipRegistration bool `json:"skip_registration,omitempty"`
+}
+
+// MachineProcess is an extra process definition.
+type MachineProcess struct {
+	ExecOverride       []string          `json:"exec,omitempty"`
+	EntrypointOverride []string          `json:"entrypoint,omitempty"`
+	CmdOverride        []string          `json:"cmd,omitempty"`
+	UserOverride       string            `json:"user,omitempty"`
+	ExtraEnv           map[string]string `json:"env,omitempty"`
+}
+
+// File is written into the machine before it starts.
+type File struct {
+	GuestPath  string  `json:"guest_path"`
+	RawValue   *string `json:"raw_value,omitempty"`
+	SecretName *string `json:"secret_name,omitempty"`
+}
+
+// Static is a directory of the image served by the proxy.
+type Static struct {
+	GuestPath     string `json:"guest_path"`
+	URLPrefix     string `json:"url_prefix"`
+	TigrisBucket  string `json:"tigris_bucket,omitempty"`
+	IndexDocument string `json:"index_document,omitempty"`
+}
+
+// StopConfig is how a machine is stopped: signal, then kill after Timeout.
+type StopConfig struct {
+	Timeout *Duration `json:"timeout,omitempty"`
+	Signal  *string   `json:"signal,omitempty"`
+}
+
+// MachineMetrics is where the machine exposes Prometheus metrics.
+type MachineMetrics struct {
+	Port int    `json:"port"`
+	Path string `json:"path"`
+}
+
+// Duration is a time.Duration that marshals as a Go duration string ("5s")
+// and also accepts a number of nanoseconds, like Fly's API.
+type Duration struct{ time.Duration }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads "5s" or a number of nanoseconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var v interface{}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	switch x := v.(type) {
+	case float64:
+		d.Duration = time.Duration(x)
+	case string:
+		p, err := time.ParseDuration(x)
+		if err != nil {
+			return fmt.Errorf("duration %q: use a number with a unit, like \"10s\" or \"1m30s\"", x)
+		}
+		d.Duration = p
+	default:
+		return fmt.Errorf("duration: want a string like \"10s\"")
+	}
+	return nil
+}
+
+// DurationPtr returns a *Duration of d.
+func DurationPtr(d time.Duration) *Duration { return &Duration{d} }
+
+// Ptr returns a pointer to v.
+func Ptr[T any](v T) *T { return &v }

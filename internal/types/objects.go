@@ -1,0 +1,100 @@
+package types
+
+// App is an application (Fly's App object).
+type App struct {
+	ID           string       `json:"id"`
+	Name         string       `json:"name"`
+	Status       string       `json:"status"`
+	Organization Organization `json:"organization"`
+	Network      string       `json:"network,omitempty"`
+	CreatedAt    string       `json:"created_at,omitempty"`
+	MachineCount int          `json:"machine_count"`
+}
+
+// Organization owns apps and their private network.
+type Organization struct {
+	Name string `json:"name"`
+	Slug string `json:"slug"`
+}
+
+// ImageRef describes the image a machine runs.
+type ImageRef struct {
+	Registry   string            `json:"registry"`
+	Repository string            `json:"repository"`
+	Tag        string            `json:"tag"`
+	Digest     string            `json:"digest"`
+	Labels     map[string]string `json:"labels,omitempty"`
+}
+
+// Machine is the Machines API machine object.
+type Machine struct {
+	ID         string         `json:"id"`
+	Name       string         `json:"name"`
+	State      string         `json:"state"`
+	Region     string         `json:"region"`
+	InstanceID string         `json:"instance_id"`
+	PrivateIP  string         `json:"private_ip"`
+	Config     *MachineConfig `json:"config"`
+	ImageRef   ImageRef       `json:"image_ref"`
+	CreatedAt  string         `json:"created_at"`
+	UpdatedAt  string         `json:"updated_at"`
+	Events     []MachineEvent `json:"events,omitempty"`
+	Checks     []CheckStatus  `json:"checks,omitempty"`
+	Nonce      string         `json:"nonce,omitempty"`
+	HostStatus string         `json:"host_status,omitempty"`
+}
+
+// MachineEvent is one entry of a machine's history.
+type MachineEvent struct {
+	ID        string                 `json:"id"`
+	Type      string                 `json:"type"`   // launch, start, stop, exit, restart, update, destroy
+	Status    string                 `json:"status"` // the state the machine reached
+	Source    string                 `json:"source"` // "user" or "flyd"
+	Timestamp int64                  `json:"timestamp"`
+	Request   map[string]interface{} `json:"request,omitempty"`
+}
+
+// CheckStatus is the latest result of one health check of a machine.
+type CheckStatus struct {
+	Name      string `json:"name"`
+	Status    string `json:"status"` // passing, warning, critical
+	Output    string `json:"output"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+// Check statuses.
+const (
+	CheckPassing  = "passing"
+	CheckWarning  = "warning"
+	CheckCritical = "critical"
+)
+
+// ErrorResponse is the body of every API error.
+type ErrorResponse struct {
+	Error   string `json:"error"`
+	Status  string `json:"status,omitempty"`
+	Details string `json:"details,omitempty"`
+}
+
+// CreateAppRequest is the body of POST /v1/apps.
+type CreateAppRequest struct {
+	AppName string `json:"app_name"`
+	OrgSlug string `json:"org_slug"`
+	Network string `json:"network,omitempty"`
+}
+
+// CreateMachineRequest is the body of POST /v1/apps/{app}/machines.
+type CreateMachineRequest struct {
+	Name                    string         `json:"name,omitempty"`
+	Region                  string         `json:"region,omitempty"`
+	Config                  *MachineConfig `json:"config"`
+	SkipLaunch              bool           `json:"skip_launch,omitempty"`
+	SkipServiceRegistration bool           `json:"skip_service_registration,omitempty"`
+	LeaseTTL                int            `json:"lease_ttl,omitempty"`
+}
+
+// StopRequest is the body of POST .../stop.
+type StopRequest struct {
+	Signal  string    `json:"signal,omitempty"`
+	Timeout *Duration `json:"timeout,omitempty"`
+}
