@@ -1,0 +1,570 @@
+package runtime
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// OCI is the Driver for OCI runtimes (crun, runc) driven through their CLI.
+//
+// Each task has a directory <root>/<id> holding its bundle (config.json and
+// the overlay mount point rootfs/), its private writable layer (upper/,
+// work/, discarded when the task ends), the shim's pid file and, once the
+// task has exited, exit.json.
+type OCI struct {
+	root    string // task directories
+	binary  string // path of crun or runc
+	name    string
+	log     *slog.Logger
+	cgroup2 bool // unified hierarchy only
+
+	mu      sync.Mutex // guards started
+	started map[string]time.Time
+}
+
+// NewOCI returns a driver keeping its task state under root. It picks crun
+// unless crun cannot run here (crun refuses the hybrid cgroup v1/v2
+// layout), then runc; prefer forces one of them ("crun" or "runc").
+func NewOCI(root, prefer string, log *slog.Logger) (*OCI, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return nil, fmt.Errorf("runtime: create state dir: %w", err)
+	}
+	d := &OCI{root: root, log: log, started: map[string]time.Time{}}
+	d.cgroup2 = isUnifiedCgroup()
+	hybrid := isHybridCgroup()
+	candidates := []string{"crun", "runc"}
+	switch prefer {
+	case "":
+	case "crun", "runc":
+		candidates = []string{prefer}
+	default:
+		return nil, fmt.Errorf("runtime: unknown OCI runtime %q: use crun or runc", prefer)
+	}
+	for _, c := range candidates {
+		p, err := exec.LookPath(c)
+		if err != nil {
+			log.Info("OCI runtime not installed", "runtime", c)
+			continue
+		}
+		if c == "crun" && hybrid && prefer == "" {
+			log.Warn("crun rejects this host's hybrid cgroup v1/v2 layout; falling back to runc", "runtime", c)
+			continue
+		}
+		d.binary, d.name = p, c
+		break
+	}
+	if d.binary == "" {
+		return nil, errors.New("runtime: neither crun nor runc is installed (or usable here); install one: apt-get install -y crun runc")
+	}
+	log.Info("OCI runtime selected", "runtime", d.name, "path", d.binary, "cgroup2", d.cgroup2)
+	return d, nil
+}
+
+func isUnifiedCgroup() bool {
+	var st unix.Statfs_t
+	return unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC
+}
+
+func isHybridCgroup() bool {
+	var st unix.Statfs_t
+	if unix.Statfs("/sys/fs/cgroup/unified", &st) != nil {
+		return false
+	}
+	return st.Type == unix.CGROUP2_SUPER_MAGIC && !isUnifiedCgroup()
+}
+
+// Name implements Driver.
+func (d *OCI) Name() string { return d.name }
+
+func (d *OCI) dir(id string) string { return filepath.Join(d.root, id) }
+
+func (d *OCI) cgroupPath(id string) string { return "/hangar/" + id }
+
+// validID guards paths built from ids.
+func validID(id string) error {
+	if id == "" || len(id) > 64 || strings.ContainsAny(id, "/\\. \x00") {
+		return fmt.Errorf("runtime: invalid task id %q", id)
+	}
+	return nil
+}
+
+// Start implements Driver.
+func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
+	if err := validID(spec.ID); err != nil {
+		return Status{}, err
+	}
+	if spec.RootFS == "" || len(spec.Args) == 0 {
+		return Status{}, fmt.Errorf("task %s: a rootfs and a command are required", spec.ID)
+	}
+	// A leftover of an earlier run of this id goes first.
+	if err := d.cleanup(ctx, spec.ID); err != nil {
+		return Status{}, err
+	}
+	dir := d.dir(spec.ID)
+	for _, sub := range []string{"bundle/rootfs", "upper", "work"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
+		}
+	}
+	merged := filepath.Join(dir, "bundle/rootfs")
+	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", spec.RootFS, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
+	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		return Status{}, fmt.Errorf("task %s: mount overlay rootfs: %w", spec.ID, err)
+	}
+	cfg := d.ociSpec(spec)
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return Status{}, fmt.Errorf("task %s: encode OCI spec: %w", spec.ID, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bundle/config.json"), b, 0o600); err != nil {
+		return Status{}, fmt.Errorf("task %s: write OCI spec: %w", spec.ID, err)
+	}
+	logPath := spec.logPath(dir)
+	pid, err := startShim(ctx, shimConfig{
+		ID:       spec.ID,
+		Runtime:  d.binary,
+		Bundle:   filepath.Join(dir, "bundle"),
+		Dir:      dir,
+		LogPath:  logPath,
+		Cgroup:   d.cgroupPath(spec.ID),
+		Cgroup2:  d.cgroup2,
+		Upper:    []string{filepath.Join(dir, "upper"), filepath.Join(dir, "work")},
+		RootFS:   merged,
+		StateDir: d.stateDir(),
+	})
+	if err != nil {
+		_ = unix.Unmount(merged, unix.MNT_DETACH)
+		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
+	}
+	now := time.Now()
+	d.mu.Lock()
+	d.started[spec.ID] = now
+	d.mu.Unlock()
+	return Status{ID: spec.ID, Running: true, Pid: pid, Started: now}, nil
+}
+
+// LogPath is where a task's output goes when Spec names none: Spec has no
+// field for it, so it always lives beside the task.
+func (s Spec) logPath(dir string) string { return filepath.Join(dir, "output.log") }
+
+// LogPath returns the path of a task's output log.
+func (d *OCI) LogPath(id string) string { return filepath.Join(d.dir(id), "output.log") }
+
+func (d *OCI) stateDir() string { return filepath.Join(d.root, ".oci-state") }
+
+// runtimeCmd builds a command of the OCI runtime with our state dir.
+func (d *OCI) runtimeCmd(ctx context.Context, args ...string) *exec.Cmd {
+	full := append([]string{"--root", d.stateDir()}, args...)
+	return exec.CommandContext(ctx, d.binary, full...)
+}
+
+func (d *OCI) ociSpec(s Spec) *specs.Spec {
+	caps := []string{
+		"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_SETGID",
+		"CAP_SETUID", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_KILL", "CAP_SYS_CHROOT", "CAP_SETFCAP",
+	}
+	cwd := s.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	pids := int64(s.PidsLimit)
+	if pids == 0 {
+		pids = 4096
+	}
+	res := &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &pids}}
+	if s.MemoryMB > 0 {
+		lim := int64(s.MemoryMB) << 20
+		res.Memory = &specs.LinuxMemory{Limit: &lim}
+	}
+	cpu := &specs.LinuxCPU{}
+	if s.CPUs > 0 {
+		period := uint64(100000)
+		quota := int64(s.CPUs) * int64(period)
+		cpu.Period, cpu.Quota = &period, &quota
+	}
+	if s.CPUShares > 0 {
+		sh := uint64(s.CPUShares)
+		cpu.Shares = &sh
+	}
+	res.CPU = cpu
+	ns := []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace}, {Type: specs.UTSNamespace},
+		{Type: specs.MountNamespace}, {Type: specs.NetworkNamespace, Path: s.NetNSPath},
+	}
+	if d.cgroup2 {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+	}
+	mounts := []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc"},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+	for _, m := range s.Mounts {
+		opts := []string{"rbind", "rprivate"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+	}
+	return &specs.Spec{
+		Version: specs.Version,
+		Process: &specs.Process{
+			User: specs.User{UID: s.UID, GID: s.GID},
+			Args: s.Args, Env: s.Env, Cwd: cwd,
+			Capabilities: &specs.LinuxCapabilities{
+				Bounding: caps, Effective: caps, Permitted: caps,
+			},
+			NoNewPrivileges: true,
+		},
+		Root:     &specs.Root{Path: "rootfs"},
+		Hostname: s.Hostname,
+		Mounts:   mounts,
+		Linux: &specs.Linux{
+			CgroupsPath: d.cgroupPath(s.ID),
+			Resources:   res,
+			Namespaces:  ns,
+			MaskedPaths: []string{
+				"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi",
+			},
+			ReadonlyPaths: []string{
+				"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+			},
+		},
+	}
+}
+
+// Recover implements Driver.
+func (d *OCI) Recover(ctx context.Context, id string) (Status, error) {
+	st, err := d.Inspect(ctx, id)
+	if err != nil {
+		return st, err
+	}
+	if st.Running {
+		d.mu.Lock()
+		if _, ok := d.started[id]; !ok {
+			d.started[id] = st.Started
+		}
+		d.mu.Unlock()
+	}
+	return st, nil
+}
+
+// Inspect implements Driver.
+func (d *OCI) Inspect(ctx context.Context, id string) (Status, error) {
+	if err := validID(id); err != nil {
+		return Status{}, err
+	}
+	dir := d.dir(id)
+	if _, err := os.Stat(dir); err != nil {
+		return Status{}, fmt.Errorf("task %s: %w", id, ErrNotFound)
+	}
+	st := Status{ID: id}
+	if ex, err := readExit(dir); err == nil {
+		st.Exit = &ex
+		return st, nil
+	}
+	pid, alive := shimAlive(dir, id)
+	if !alive {
+		if pid == 0 {
+			return Status{}, fmt.Errorf("task %s: %w", id, ErrNotFound)
+		}
+		// The shim died without recording an exit (it was killed). The
+		// container may still run; we cannot watch it, so kill it.
+		_ = d.runtimeCmd(ctx, "kill", id, "KILL").Run()
+		_ = d.runtimeCmd(ctx, "delete", "--force", id).Run()
+		ex := ExitResult{Code: -1, ExitedAt: time.Now(), Err: "the machine's shim process died; the machine was killed"}
+		_ = writeExit(dir, ex)
+		st.Exit = &ex
+		return st, nil
+	}
+	st.Running = true
+	if b, err := os.ReadFile(filepath.Join(dir, "task.pid")); err == nil {
+		st.Pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "shim.pid")); err == nil {
+		st.Started = fi.ModTime()
+	}
+	return st, nil
+}
+
+// Wait implements Driver.
+func (d *OCI) Wait(ctx context.Context, id string) (ExitResult, error) {
+	if err := validID(id); err != nil {
+		return ExitResult{}, err
+	}
+	dir := d.dir(id)
+	for {
+		if ex, err := readExit(dir); err == nil {
+			return ex, nil
+		}
+		pid, alive := shimAlive(dir, id)
+		if !alive {
+			if pid == 0 {
+				return ExitResult{}, fmt.Errorf("task %s: %w", id, ErrNotFound)
+			}
+			st, err := d.Inspect(ctx, id)
+			if err != nil {
+				return ExitResult{}, err
+			}
+			if st.Exit != nil {
+				return *st.Exit, nil
+			}
+		}
+		if err := waitPid(ctx, pid); err != nil {
+			return ExitResult{}, fmt.Errorf("task %s: wait: %w", id, err)
+		}
+	}
+}
+
+// Stop implements Driver.
+func (d *OCI) Stop(ctx context.Context, id, signal string, timeout time.Duration) error {
+	if err := validID(id); err != nil {
+		return err
+	}
+	dir := d.dir(id)
+	if _, err := readExit(dir); err == nil {
+		return nil
+	}
+	pid, alive := shimAlive(dir, id)
+	if !alive {
+		_, err := d.Inspect(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	if signal == "" {
+		signal = "SIGINT"
+	}
+	sig := strings.TrimPrefix(strings.ToUpper(signal), "SIG")
+	// Mark the stop as ours so the exit is not mistaken for an OOM kill.
+	_ = os.WriteFile(filepath.Join(dir, "stop-requested"), nil, 0o600)
+	if out, err := d.runtimeCmd(ctx, "kill", id, sig).CombinedOutput(); err != nil {
+		if _, e := readExit(dir); e == nil {
+			return nil
+		}
+		d.log.Debug("signal failed", "task", id, "signal", sig, "err", err, "output", string(out))
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	err := waitPid(wctx, pid)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	d.log.Info("task did not stop in time; killing", "task", id, "timeout", timeout)
+	_ = d.runtimeCmd(ctx, "kill", "--all", id, "KILL").Run()
+	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := waitPid(kctx, pid); err != nil {
+		return fmt.Errorf("task %s: still running after SIGKILL: %w", id, err)
+	}
+	return nil
+}
+
+// Destroy implements Driver.
+func (d *OCI) Destroy(ctx context.Context, id string) error {
+	if err := validID(id); err != nil {
+		return err
+	}
+	if err := d.Stop(ctx, id, "KILL", 5*time.Second); err != nil {
+		return err
+	}
+	if err := d.cleanup(ctx, id); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	delete(d.started, id)
+	d.mu.Unlock()
+	dir := d.dir(id)
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("task %s: remove state: %w", id, err)
+	}
+	return nil
+}
+
+// cleanup removes what an earlier run of id left: the runtime's container
+// record, the overlay mount and the writable layer. The output log stays.
+func (d *OCI) cleanup(ctx context.Context, id string) error {
+	dir := d.dir(id)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if _, alive := shimAlive(dir, id); alive {
+		return fmt.Errorf("task %s: still running; stop it first", id)
+	}
+	_ = d.runtimeCmd(ctx, "delete", "--force", id).Run()
+	merged := filepath.Join(dir, "bundle/rootfs")
+	if err := unix.Unmount(merged, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("task %s: unmount rootfs: %w", id, err)
+	}
+	for _, f := range []string{"upper", "work", "exit.json", "shim.pid", "task.pid", "stop-requested"} {
+		if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
+			return fmt.Errorf("task %s: remove %s: %w", id, f, err)
+		}
+	}
+	return nil
+}
+
+// Pause freezes the task's processes (cgroup freezer); memory stays.
+func (d *OCI) Pause(ctx context.Context, id string) error {
+	if out, err := d.runtimeCmd(ctx, "pause", id).CombinedOutput(); err != nil {
+		return fmt.Errorf("task %s: pause: %v: %s", id, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Resume thaws a paused task.
+func (d *OCI) Resume(ctx context.Context, id string) error {
+	if out, err := d.runtimeCmd(ctx, "resume", id).CombinedOutput(); err != nil {
+		return fmt.Errorf("task %s: resume: %v: %s", id, err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// Exec runs a command inside the task and returns its output and exit code.
+func (d *OCI) Exec(ctx context.Context, id string, args []string, stdin []byte, timeout time.Duration) ([]byte, []byte, int, error) {
+	if len(args) == 0 {
+		return nil, nil, 0, errors.New("exec: a command is required")
+	}
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := d.runtimeCmd(ctx, append([]string{"exec", id}, args...)...)
+	var out, errb bytes.Buffer
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdin), &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out.Bytes(), errb.Bytes(), ee.ExitCode(), nil
+	}
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("task %s: exec: %w", id, err)
+	}
+	return out.Bytes(), errb.Bytes(), 0, nil
+}
+
+func readExit(dir string) (ExitResult, error) {
+	var ex ExitResult
+	b, err := os.ReadFile(filepath.Join(dir, "exit.json"))
+	if err != nil {
+		return ex, err
+	}
+	if err := json.Unmarshal(b, &ex); err != nil {
+		return ex, fmt.Errorf("exit record: %w", err)
+	}
+	return ex, nil
+}
+
+func writeExit(dir string, ex ExitResult) error {
+	b, err := json.Marshal(ex)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, "exit.json"), b)
+}
+
+// writeFileAtomic writes via a temp file, fsync and rename.
+func writeFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
+
+// shimAlive reads the shim's pid file and checks that the process is still
+// our shim for id (pids are reused).
+func shimAlive(dir, id string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "shim.pid"))
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return pid, false
+	}
+	if !bytes.Contains(env, []byte(shimEnv+"="+id+"\x00")) {
+		return pid, false
+	}
+	// A zombie is dead.
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		if i := bytes.LastIndexByte(st, ')'); i > 0 && i+2 < len(st) && st[i+2] == 'Z' {
+			return pid, false
+		}
+	}
+	return pid, true
+}
+
+// waitPid waits for any process (not only a child) to exit, with a pidfd.
+func waitPid(ctx context.Context, pid int) error {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil
+		}
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	for {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 50)
+		if err != nil && !errors.Is(err, syscall.EINTR) {
+			return fmt.Errorf("poll pidfd: %w", err)
+		}
+		if n > 0 {
+			// Reap it if it is our child, so it does not linger as a zombie.
+			var ws unix.WaitStatus
+			_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+			return nil
+		}
+	}
+}

@@ -1,0 +1,309 @@
+package runtime
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The shim is this same binary started with shimEnv set: one small process
+// per task, in its own session, that creates and starts the container, is
+// its subreaper (so it can collect the exit status), writes the task's
+// output to the log with timestamps, and records the exit in exit.json. It
+// does not depend on the daemon, so tasks keep running, logging and
+// reporting their exit while the daemon is stopped or restarting.
+const (
+	shimEnv       = "HANGAR_SHIM_ID"
+	shimConfigEnv = "HANGAR_SHIM_CONFIG"
+)
+
+type shimConfig struct {
+	ID       string   `json:"id"`
+	Runtime  string   `json:"runtime"`
+	StateDir string   `json:"state_dir"`
+	Bundle   string   `json:"bundle"`
+	Dir      string   `json:"dir"`
+	LogPath  string   `json:"log_path"`
+	Cgroup   string   `json:"cgroup"`
+	Cgroup2  bool     `json:"cgroup2"`
+	RootFS   string   `json:"rootfs"`
+	Upper    []string `json:"upper"`
+}
+
+func init() {
+	// Any binary that links this package can serve as the shim: the
+	// daemon re-executes itself (and tests their test binary).
+	if id := os.Getenv(shimEnv); id != "" && os.Getenv(shimConfigEnv) != "" {
+		os.Exit(shimMain())
+	}
+}
+
+// startShim starts the shim for cfg and returns once the task runs (or
+// failed to start, with the reason).
+func startShim(ctx context.Context, cfg shimConfig) (int, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return 0, fmt.Errorf("find own executable for the shim: %w", err)
+	}
+	b, _ := json.Marshal(cfg)
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		w.Close()
+		return 0, err
+	}
+	defer devnull.Close()
+	env := []string{
+		shimEnv + "=" + cfg.ID, shimConfigEnv + "=" + string(b),
+		"PATH=" + os.Getenv("PATH"),
+	}
+	proc, err := os.StartProcess(self, []string{"hangar-shim", cfg.ID}, &os.ProcAttr{
+		Env:   env,
+		Files: []*os.File{devnull, devnull, devnull, w},
+		Sys:   &unix.SysProcAttr{Setsid: true},
+	})
+	w.Close()
+	if err != nil {
+		return 0, fmt.Errorf("start shim: %w", err)
+	}
+	type result struct {
+		line string
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		line, err := bufio.NewReader(r).ReadString('\n')
+		done <- result{line, err}
+	}()
+	var res result
+	select {
+	case res = <-done:
+	case <-ctx.Done():
+		_ = proc.Kill()
+		return 0, ctx.Err()
+	}
+	line := strings.TrimSpace(res.line)
+	if strings.HasPrefix(line, "ok") {
+		pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "ok")))
+		// The shim stays our child until it exits; waitPid reaps it.
+		_ = proc.Release()
+		return pid, nil
+	}
+	_, _ = proc.Wait()
+	if line == "" {
+		return 0, fmt.Errorf("shim exited without starting the task (%v)", res.err)
+	}
+	return 0, errors.New(strings.TrimPrefix(line, "error: "))
+}
+
+// shimMain is the shim's whole life. Its stdio is /dev/null; fd 3 is the
+// readiness pipe to the daemon.
+func shimMain() int {
+	ready := os.NewFile(3, "ready")
+	var cfg shimConfig
+	if err := json.Unmarshal([]byte(os.Getenv(shimConfigEnv)), &cfg); err != nil {
+		fmt.Fprintf(ready, "error: shim config: %v\n", err)
+		return 2
+	}
+	fail := func(format string, args ...any) int {
+		msg := fmt.Sprintf(format, args...)
+		fmt.Fprintf(ready, "error: %s\n", strings.ReplaceAll(msg, "\n", " "))
+		ready.Close()
+		cleanupAfterExit(cfg)
+		return 1
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.Dir, "shim.pid"), []byte(strconv.Itoa(os.Getpid()))); err != nil {
+		return fail("write shim pid: %v", err)
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fail("become subreaper: %v", err)
+	}
+	logf, err := os.OpenFile(cfg.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return fail("open log: %v", err)
+	}
+	defer logf.Close()
+	lw := &lineWriter{f: logf}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return fail("pipe: %v", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return fail("pipe: %v", err)
+	}
+	var copying sync.WaitGroup
+	copying.Add(2)
+	go func() { defer copying.Done(); lw.copyLines(outR, "stdout") }()
+	go func() { defer copying.Done(); lw.copyLines(errR, "stderr") }()
+
+	rtLog := filepath.Join(cfg.Dir, "runtime.log")
+	_ = os.Remove(rtLog)
+	pidFile := filepath.Join(cfg.Dir, "task.pid")
+	create := exec.Command(cfg.Runtime, "--root", cfg.StateDir, "--log", rtLog, "create", "--bundle", cfg.Bundle, "--pid-file", pidFile, cfg.ID)
+	create.Stdin = nil
+	create.Stdout, create.Stderr = outW, errW
+	if err := create.Run(); err != nil {
+		outW.Close()
+		errW.Close()
+		copying.Wait()
+		return fail("create container: %v: %s", err, runtimeError(rtLog))
+	}
+	outW.Close()
+	errW.Close()
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		return fail("read task pid: %v", err)
+	}
+	taskPid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	var startOut bytes.Buffer
+	start := exec.Command(cfg.Runtime, "--root", cfg.StateDir, "start", cfg.ID)
+	start.Stdout, start.Stderr = &startOut, &startOut
+	if err := start.Run(); err != nil {
+		_ = exec.Command(cfg.Runtime, "--root", cfg.StateDir, "delete", "--force", cfg.ID).Run()
+		copying.Wait()
+		return fail("start container: %v: %s", err, bytes.TrimSpace(startOut.Bytes()))
+	}
+	fmt.Fprintf(ready, "ok %d\n", taskPid)
+	ready.Close()
+
+	// Reap children until the task's init exits.
+	ex := ExitResult{}
+reap:
+	for {
+		var ws unix.WaitStatus
+		pid, err := unix.Wait4(-1, &ws, 0, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			ex.Code, ex.Err = -1, fmt.Sprintf("wait for task: %v", err)
+			break reap
+		}
+		if pid != taskPid {
+			continue
+		}
+		switch {
+		case ws.Exited():
+			ex.Code = ws.ExitStatus()
+		case ws.Signaled():
+			ex.Signal = int(ws.Signal())
+			ex.Code = 128 + ex.Signal
+		}
+		break reap
+	}
+	ex.ExitedAt = time.Now().UTC()
+	ex.OOMKilled = oomKilled(cfg)
+	// With the pid namespace's init gone, every process of the task is
+	// gone too, so the output pipes reach EOF.
+	done := make(chan struct{})
+	go func() { copying.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	cleanupAfterExit(cfg)
+	if err := writeExit(cfg.Dir, ex); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// cleanupAfterExit removes the container record and discards the task's
+// writable layer, as Fly does when a machine stops.
+func cleanupAfterExit(cfg shimConfig) {
+	_ = exec.Command(cfg.Runtime, "--root", cfg.StateDir, "delete", "--force", cfg.ID).Run()
+	_ = unix.Unmount(cfg.RootFS, unix.MNT_DETACH)
+	for _, d := range cfg.Upper {
+		_ = os.RemoveAll(d)
+	}
+}
+
+// oomKilled reads the kernel's OOM-kill counter of the task's memory cgroup.
+func oomKilled(cfg shimConfig) bool {
+	var path, key string
+	if cfg.Cgroup2 {
+		path, key = filepath.Join("/sys/fs/cgroup", cfg.Cgroup, "memory.events"), "oom_kill"
+	} else {
+		path, key = filepath.Join("/sys/fs/cgroup/memory", cfg.Cgroup, "memory.oom_control"), "oom_kill"
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == key {
+			n, _ := strconv.Atoi(f[1])
+			return n > 0
+		}
+	}
+	return false
+}
+
+// runtimeError extracts the runtime's own error message from its log.
+func runtimeError(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	msg := lines[len(lines)-1]
+	if i := strings.Index(msg, "msg="); i >= 0 {
+		msg = msg[i+4:]
+	}
+	return strings.Trim(msg, "\"")
+}
+
+// lineWriter writes timestamped lines from several streams into one log.
+type lineWriter struct {
+	mu sync.Mutex // guards f
+	f  *os.File
+}
+
+// maxLine splits longer lines so one runaway line cannot exhaust memory.
+const maxLine = 64 << 10
+
+func (w *lineWriter) copyLines(r io.ReadCloser, stream string) {
+	defer r.Close()
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		line, isPrefix, err := br.ReadLine()
+		if len(line) > 0 || (err == nil && !isPrefix) {
+			w.write(stream, line)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (w *lineWriter) write(stream string, line []byte) {
+	var buf bytes.Buffer
+	buf.WriteString(time.Now().UTC().Format(time.RFC3339Nano))
+	buf.WriteByte(' ')
+	buf.WriteString(stream)
+	buf.WriteByte(' ')
+	buf.Write(line)
+	buf.WriteByte('\n')
+	w.mu.Lock()
+	_, _ = w.f.Write(buf.Bytes())
+	w.mu.Unlock()
+}

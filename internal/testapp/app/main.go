@@ -1,0 +1,86 @@
+// Command app is the test machine used by Hangar's tests and benchmarks: a
+// small static HTTP server whose behaviour tests can steer.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "exit" {
+		code, _ := strconv.Atoi(os.Args[2])
+		fmt.Println("exiting with", code)
+		os.Exit(code)
+	}
+	if len(os.Args) > 2 && os.Args[1] == "alloc" {
+		mb, _ := strconv.Atoi(os.Args[2])
+		var keep [][]byte
+		for i := 0; i < mb; i++ {
+			b := make([]byte, 1<<20)
+			for j := range b {
+				b[j] = byte(j)
+			}
+			keep = append(keep, b)
+		}
+		fmt.Println("allocated", len(keep), "MB")
+		os.Exit(0)
+	}
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	var hits atomic.Int64
+	start := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		n := hits.Add(1)
+		fmt.Fprintf(w, "machine=%s region=%s hits=%d version=%s\n", os.Getenv("FLY_MACHINE_ID"), os.Getenv("FLY_REGION"), n, os.Getenv("APP_VERSION"))
+	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := os.Stat("/tmp/unhealthy"); err == nil || os.Getenv("UNHEALTHY") == "1" {
+			http.Error(w, "unhealthy", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		for _, e := range os.Environ() {
+			fmt.Fprintln(w, e)
+		}
+	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		for k, v := range r.Header {
+			fmt.Fprintf(w, "%s: %s\n", k, v)
+		}
+	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		time.Sleep(d)
+		fmt.Fprintln(w, "slept", d)
+	})
+	mux.HandleFunc("/uptime", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, time.Since(start).Round(time.Millisecond))
+	})
+	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) {
+		_ = os.WriteFile("/tmp/unhealthy", nil, 0o644)
+		fmt.Fprintln(w, "now unhealthy")
+	})
+	mux.HandleFunc("/well", func(w http.ResponseWriter, r *http.Request) {
+		_ = os.Remove("/tmp/unhealthy")
+		fmt.Fprintln(w, "now healthy")
+	})
+	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println("crashing on request")
+		os.Exit(3)
+	})
+	fmt.Println("listening on", port)
+	if err := http.ListenAndServe(":"+port, mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
