@@ -1,0 +1,291 @@
+// Package network gives each machine its own network namespace, joined to
+// a host bridge by a veth pair, with a private IPv6 address in the style of
+// Fly.io's 6PN (fdaa:...) and an IPv4 address. The daemon's proxy reaches
+// machines on these addresses from the host.
+package network
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	goruntime "runtime"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Config is the host side of the machine network.
+type Config struct {
+	Bridge  string // bridge interface name, e.g. "hangar0" (at most 15 bytes)
+	Subnet4 string // e.g. "172.19.0.0/16"; the bridge takes the first address
+	Subnet6 string // e.g. "fdaa:0:1::/64"; the bridge takes ::1
+}
+
+// DefaultConfig is the network a daemon uses unless told otherwise.
+var DefaultConfig = Config{Bridge: "hangar0", Subnet4: "172.19.0.0/16", Subnet6: "fdaa:0:1::/64"}
+
+// Manager creates and removes machine network namespaces.
+type Manager struct {
+	cfg   Config
+	net4  *net.IPNet
+	net6  *net.IPNet
+	gw4   net.IP
+	gw6   net.IP
+	log   *slog.Logger
+	nsDir string
+}
+
+// New checks cfg and makes sure the bridge exists with its gateway
+// addresses and that the host forwards packets. Idempotent.
+func New(cfg Config, log *slog.Logger) (*Manager, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if len(cfg.Bridge) == 0 || len(cfg.Bridge) > 15 {
+		return nil, fmt.Errorf("network: bridge name %q must be 1-15 bytes", cfg.Bridge)
+	}
+	_, n4, err := net.ParseCIDR(cfg.Subnet4)
+	if err != nil || n4.IP.To4() == nil {
+		return nil, fmt.Errorf("network: subnet %q is not an IPv4 CIDR like 172.19.0.0/16", cfg.Subnet4)
+	}
+	_, n6, err := net.ParseCIDR(cfg.Subnet6)
+	if err != nil || n6.IP.To4() != nil {
+		return nil, fmt.Errorf("network: subnet %q is not an IPv6 CIDR like fdaa:0:1::/64", cfg.Subnet6)
+	}
+	m := &Manager{cfg: cfg, net4: n4, net6: n6, log: log, nsDir: "/var/run/netns"}
+	m.gw4 = nthIP(n4, 1)
+	m.gw6 = nthIP(n6, 1)
+	if err := m.ensureBridge(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Gateways returns the bridge's addresses, which the host uses to reach
+// machines and machines use as their default route.
+func (m *Manager) Gateways() (net.IP, net.IP) { return m.gw4, m.gw6 }
+
+// Subnets returns the machine subnets.
+func (m *Manager) Subnets() (*net.IPNet, *net.IPNet) { return m.net4, m.net6 }
+
+// AddressFor returns the n-th machine address pair (n >= 2; 1 is the
+// gateway), or an error when the subnet has no room.
+func (m *Manager) AddressFor(n int) (net.IP, net.IP, error) {
+	ones, bits := m.net4.Mask.Size()
+	if n < 2 || n >= (1<<(bits-ones))-1 {
+		return nil, nil, fmt.Errorf("network: subnet %s has no address number %d; use a larger --subnet", m.net4, n)
+	}
+	return nthIP(m.net4, n), nthIP(m.net6, n), nil
+}
+
+func nthIP(n *net.IPNet, i int) net.IP {
+	ip := make(net.IP, len(n.IP))
+	copy(ip, n.IP)
+	carry := i
+	for k := len(ip) - 1; k >= 0 && carry > 0; k-- {
+		sum := int(ip[k]) + carry
+		ip[k] = byte(sum)
+		carry = sum >> 8
+	}
+	if v4 := ip.To4(); v4 != nil {
+		return v4
+	}
+	return ip
+}
+
+func (m *Manager) ensureBridge() error {
+	br, err := netlink.LinkByName(m.cfg.Bridge)
+	if err != nil {
+		la := netlink.NewLinkAttrs()
+		la.Name = m.cfg.Bridge
+		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("network: create bridge %s: %w", m.cfg.Bridge, err)
+		}
+		if br, err = netlink.LinkByName(m.cfg.Bridge); err != nil {
+			return fmt.Errorf("network: bridge %s: %w", m.cfg.Bridge, err)
+		}
+	}
+	ones4, _ := m.net4.Mask.Size()
+	ones6, _ := m.net6.Mask.Size()
+	for _, a := range []*netlink.Addr{
+		{IPNet: &net.IPNet{IP: m.gw4, Mask: net.CIDRMask(ones4, 32)}},
+		{IPNet: &net.IPNet{IP: m.gw6, Mask: net.CIDRMask(ones6, 128)}, Flags: unix.IFA_F_NODAD},
+	} {
+		if err := netlink.AddrReplace(br, a); err != nil {
+			return fmt.Errorf("network: address %s on %s: %w", a.IPNet, m.cfg.Bridge, err)
+		}
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		return fmt.Errorf("network: bring up %s: %w", m.cfg.Bridge, err)
+	}
+	for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+		if err := os.WriteFile(f, []byte("1"), 0o644); err != nil {
+			m.log.Warn("could not enable forwarding; machines reach only the host", "sysctl", f, "err", err)
+		}
+	}
+	return nil
+}
+
+// nsName is the name of a machine's namespace under /var/run/netns.
+func nsName(id string) string { return "hangar-" + id }
+
+// NSPath is the namespace file of a machine.
+func (m *Manager) NSPath(id string) string { return filepath.Join(m.nsDir, nsName(id)) }
+
+func vethNames(id string) (host, peer string) {
+	s := id
+	if len(s) > 12 {
+		s = s[:12]
+	}
+	return "hg" + s, "hp" + s
+}
+
+// Setup creates the machine's namespace with eth0 at ip4/ip6 and default
+// routes through the bridge, and returns the namespace's path. A leftover
+// namespace of the same id is replaced.
+func (m *Manager) Setup(id string, ip4, ip6 net.IP) (string, error) {
+	if strings.ContainsAny(id, "/. ") || id == "" {
+		return "", fmt.Errorf("network: invalid machine id %q", id)
+	}
+	_ = m.Teardown(id)
+	ns, err := newNamedNS(nsName(id))
+	if err != nil {
+		return "", fmt.Errorf("network: machine %s: create namespace: %w", id, err)
+	}
+	defer ns.Close()
+	ok := false
+	defer func() {
+		if !ok {
+			_ = m.Teardown(id)
+		}
+	}()
+	br, err := netlink.LinkByName(m.cfg.Bridge)
+	if err != nil {
+		return "", fmt.Errorf("network: bridge %s: %w", m.cfg.Bridge, err)
+	}
+	hostName, peerName := vethNames(id)
+	la := netlink.NewLinkAttrs()
+	la.Name = hostName
+	la.MasterIndex = br.Attrs().Index
+	veth := &netlink.Veth{LinkAttrs: la, PeerName: peerName, PeerNamespace: netlink.NsFd(ns)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return "", fmt.Errorf("network: machine %s: create veth: %w", id, err)
+	}
+	host, err := netlink.LinkByName(hostName)
+	if err != nil {
+		return "", fmt.Errorf("network: machine %s: %w", id, err)
+	}
+	if err := netlink.LinkSetUp(host); err != nil {
+		return "", fmt.Errorf("network: machine %s: bring up veth: %w", id, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return "", fmt.Errorf("network: machine %s: netlink in namespace: %w", id, err)
+	}
+	defer h.Close()
+	peer, err := h.LinkByName(peerName)
+	if err != nil {
+		return "", fmt.Errorf("network: machine %s: peer: %w", id, err)
+	}
+	if err := h.LinkSetName(peer, "eth0"); err != nil {
+		return "", fmt.Errorf("network: machine %s: rename peer: %w", id, err)
+	}
+	ones4, _ := m.net4.Mask.Size()
+	ones6, _ := m.net6.Mask.Size()
+	for _, a := range []*netlink.Addr{
+		{IPNet: &net.IPNet{IP: ip4, Mask: net.CIDRMask(ones4, 32)}},
+		{IPNet: &net.IPNet{IP: ip6, Mask: net.CIDRMask(ones6, 128)}, Flags: unix.IFA_F_NODAD},
+	} {
+		if err := h.AddrAdd(peer, a); err != nil {
+			return "", fmt.Errorf("network: machine %s: address %s: %w", id, a.IPNet, err)
+		}
+	}
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return "", fmt.Errorf("network: machine %s: loopback: %w", id, err)
+	}
+	if err := h.LinkSetUp(peer); err != nil {
+		return "", fmt.Errorf("network: machine %s: bring up eth0: %w", id, err)
+	}
+	for _, gw := range []net.IP{m.gw4, m.gw6} {
+		if err := h.RouteAdd(&netlink.Route{LinkIndex: peer.Attrs().Index, Gw: gw}); err != nil {
+			return "", fmt.Errorf("network: machine %s: default route via %s: %w", id, gw, err)
+		}
+	}
+	ok = true
+	return m.NSPath(id), nil
+}
+
+// Teardown removes the machine's veth and namespace. Idempotent.
+func (m *Manager) Teardown(id string) error {
+	hostName, _ := vethNames(id)
+	var errs []error
+	if l, err := netlink.LinkByName(hostName); err == nil {
+		if err := netlink.LinkDel(l); err != nil {
+			errs = append(errs, fmt.Errorf("delete veth %s: %w", hostName, err))
+		}
+	}
+	if _, err := os.Stat(m.NSPath(id)); err == nil {
+		if err := netns.DeleteNamed(nsName(id)); err != nil {
+			errs = append(errs, fmt.Errorf("delete namespace: %w", err))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("network: machine %s: %w", id, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Exists reports whether the machine's namespace is still there (it
+// survives daemon restarts; a host reboot removes it).
+func (m *Manager) Exists(id string) bool {
+	_, err := os.Stat(m.NSPath(id))
+	return err == nil
+}
+
+// RemoveBridge deletes the bridge (tests; a daemon keeps it).
+func (m *Manager) RemoveBridge() error {
+	l, err := netlink.LinkByName(m.cfg.Bridge)
+	if err != nil {
+		return nil
+	}
+	return netlink.LinkDel(l)
+}
+
+// newNamedNS creates a persistent named namespace. The switch happens on a
+// throwaway locked thread: if it cannot return to the host namespace, the
+// goroutine exits still locked and Go discards that thread.
+func newNamedNS(name string) (netns.NsHandle, error) {
+	type result struct {
+		ns  netns.NsHandle
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		goruntime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			goruntime.UnlockOSThread()
+			ch <- result{0, err}
+			return
+		}
+		defer orig.Close()
+		ns, err := netns.NewNamed(name)
+		if serr := netns.Set(orig); serr != nil {
+			ch <- result{ns, fmt.Errorf("return to host namespace: %w", serr)}
+			return // thread stays locked and is discarded
+		}
+		goruntime.UnlockOSThread()
+		ch <- result{ns, err}
+	}()
+	r := <-ch
+	return r.ns, r.err
+}
