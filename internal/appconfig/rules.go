@@ -1,0 +1,3 @@
+package appconfig
+
+func (c *Config) validate(strict bool) []Diagnostic { return nil }
