@@ -40,6 +40,7 @@ type Spec struct {
 	PidsLimit int // 0 = default (1024)
 
 	NetNSPath string  // network namespace to join; "" = a new empty one
+	LogPath   string  // where output goes (appended); "" = output.log in the task dir
 	Mounts    []Mount // extra bind mounts (/etc/hosts, volumes, files)
 }
 

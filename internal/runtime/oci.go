@@ -161,11 +161,15 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 	return Status{ID: spec.ID, Running: true, Pid: pid, Started: now}, nil
 }
 
-// LogPath is where a task's output goes when Spec names none: Spec has no
-// field for it, so it always lives beside the task.
-func (s Spec) logPath(dir string) string { return filepath.Join(dir, "output.log") }
+// logPath is where a task's output goes.
+func (s Spec) logPath(dir string) string {
+	if s.LogPath != "" {
+		return s.LogPath
+	}
+	return filepath.Join(dir, "output.log")
+}
 
-// LogPath returns the path of a task's output log.
+// LogPath returns the default path of a task's output log.
 func (d *OCI) LogPath(id string) string { return filepath.Join(d.dir(id), "output.log") }
 
 func (d *OCI) stateDir() string { return filepath.Join(d.root, ".oci-state") }

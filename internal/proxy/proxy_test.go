@@ -1,0 +1,188 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func backend(t *testing.T, name string, h http.HandlerFunc) Backend {
+	t.Helper()
+	if h == nil {
+		h = func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, name) }
+	}
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return Backend{App: "web", MachineID: name, Region: "local", Addr: strings.TrimPrefix(s.URL, "http://")}
+}
+
+func front(t *testing.T, p *Proxy) *httptest.Server {
+	s := httptest.NewServer(p)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func get(t *testing.T, s *httptest.Server, host, path string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.URL+path, nil)
+	req.Host = host
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+func TestRoutesByHostAndSetsHeaders(t *testing.T) {
+	p := New("example.test", "local", nil)
+	var got http.Header
+	b := backend(t, "m1", func(w http.ResponseWriter, r *http.Request) {
+		got = r.Header.Clone()
+		io.WriteString(w, "hello")
+	})
+	p.SetBackend(b, true)
+	s := front(t, p)
+	resp, body := get(t, s, "web.example.test", "/")
+	if resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if resp.Header.Get("Fly-Request-Id") == "" {
+		t.Error("no Fly-Request-Id on the response")
+	}
+	for _, h := range []string{"Fly-Client-Ip", "X-Forwarded-For", "X-Forwarded-Proto", "Fly-Region", "Via"} {
+		if got.Get(h) == "" {
+			t.Errorf("app did not get %s", h)
+		}
+	}
+	if got.Get("Fly-Client-Ip") != "127.0.0.1" {
+		t.Errorf("Fly-Client-IP = %q", got.Get("Fly-Client-Ip"))
+	}
+	resp, body = get(t, s, "other.example.test", "/")
+	if resp.StatusCode != 503 || !strings.Contains(body, "app other has no machines") {
+		t.Fatalf("unknown app: %d %q", resp.StatusCode, body)
+	}
+	resp, body = get(t, s, "elsewhere.invalid", "/")
+	if resp.StatusCode != 404 || !strings.Contains(body, "no app is served") {
+		t.Fatalf("foreign host: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestUnhealthyGetsNoTraffic(t *testing.T) {
+	p := New("example.test", "local", nil)
+	p.SetBackend(backend(t, "good", nil), true)
+	p.SetBackend(backend(t, "bad", nil), false)
+	s := front(t, p)
+	for i := 0; i < 20; i++ {
+		if _, body := get(t, s, "web.example.test", "/"); body != "good" {
+			t.Fatalf("request %d went to %q", i, body)
+		}
+	}
+	p.SetBackend(backend(t, "good2", nil), true)
+	seen := map[string]bool{}
+	for i := 0; i < 50; i++ {
+		_, body := get(t, s, "web.example.test", "/")
+		seen[body] = true
+	}
+	if !seen["good"] || !seen["good2"] || seen["bad"] {
+		t.Fatalf("spread = %v, want good and good2 only", seen)
+	}
+	p.SetBackend(Backend{App: "web", MachineID: "bad"}, false)
+	p.SetBackend(Backend{App: "web", MachineID: "good"}, false)
+	p.SetBackend(Backend{App: "web", MachineID: "good2"}, false)
+	resp, body := get(t, s, "web.example.test", "/")
+	if resp.StatusCode != 503 || !strings.Contains(body, "no started machine with passing health checks") {
+		t.Fatalf("all unhealthy: %d %q", resp.StatusCode, body)
+	}
+}
+
+// A machine that starts draining gets no new request, and Drain returns
+// only once its in-flight request has finished.
+func TestDrainWaitsForInflight(t *testing.T) {
+	p := New("example.test", "local", nil)
+	release := make(chan struct{})
+	entered := make(chan struct{})
+	p.SetBackend(backend(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			close(entered)
+			<-release
+		}
+		io.WriteString(w, "slow")
+	}), true)
+	p.SetBackend(backend(t, "other", nil), true)
+	s := front(t, p)
+	// Make sure the slow request lands on "slow": take "other" out first.
+	p.SetBackend(Backend{App: "web", MachineID: "other", Addr: p.apps["web"]["other"].b.Addr}, false)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	var slowBody string
+	go func() { defer wg.Done(); _, slowBody = get(t, s, "web.example.test", "/slow") }()
+	<-entered
+	p.SetBackend(Backend{App: "web", MachineID: "other", Addr: p.apps["web"]["other"].b.Addr}, true)
+	drained := make(chan error, 1)
+	go func() { drained <- p.Drain(context.Background(), "web", "slow") }()
+	// While draining, new requests go elsewhere.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		d := p.apps["web"]["slow"].draining
+		p.mu.Unlock()
+		if d {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 0; i < 10; i++ {
+		if _, body := get(t, s, "web.example.test", "/"); body != "other" {
+			t.Fatalf("draining machine got a new request")
+		}
+	}
+	select {
+	case <-drained:
+		t.Fatal("Drain returned with a request in flight")
+	default:
+	}
+	close(release)
+	if err := <-drained; err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if slowBody != "slow" {
+		t.Fatalf("in-flight request got %q", slowBody)
+	}
+}
+
+func TestLeastLoaded(t *testing.T) {
+	p := New("example.test", "local", nil)
+	p.SetBackend(Backend{App: "a", MachineID: "x"}, true)
+	p.SetBackend(Backend{App: "a", MachineID: "y"}, true)
+	m1, _ := p.pick("a")
+	m2, _ := p.pick("a")
+	if m1 == m2 {
+		t.Fatal("second request went to the busier machine")
+	}
+	p.release(m1)
+	m3, _ := p.pick("a")
+	if m3 != m1 {
+		t.Fatal("request did not go to the idle machine")
+	}
+}
+
+func FuzzAppForHost(f *testing.F) {
+	p := New("example.test", "local", nil)
+	for _, s := range []string{"web.example.test", "web.example.test:80", "a.b.example.test", "", ":", "[::1]:80", ".example.test"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		app := p.AppForHost(host)
+		if strings.Contains(app, ".") {
+			t.Fatalf("AppForHost(%q) = %q", host, app)
+		}
+	})
+}
