@@ -1,0 +1,158 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/hangar-dev/hangar/internal/pgmigrate"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newPgCmd) }
+
+func newPgCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pg",
+		Short: "Work with PostgreSQL databases",
+	}
+	cmd.AddCommand(newPgMigrateCmd())
+	return cmd
+}
+
+func newPgMigrateCmd() *cobra.Command {
+	var o pgmigrate.Options
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "migrate --from URL --to URL",
+		Short: "Copy a PostgreSQL database and prove the copy is complete",
+		Long: `Copy schema and data from a consistent snapshot of the source database
+into an empty target database (pg_dump/pg_restore in parallel), then verify
+both sides: tables and columns, extensions, exact row counts, a checksum of
+every row, and sequences. Exits 2 and names the tables when they differ.
+
+With --live, keep the target in sync with logical replication, show the
+lag, and cut over: make the source read-only, wait for zero lag, copy the
+sequences, verify, and drop the subscription.
+
+Passwords in URLs are never printed. See docs/pg-migrate.md.`,
+		Example: `  hangar pg migrate --from postgres://app:PW@old-db:5432/app --to postgres://app:PW@new-db:5432/app --jobs 8
+  hangar pg migrate --from ... --to ... --verify-only --json
+  hangar pg migrate --from ... --to ... --live --yes`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			o.Progress = cmd.ErrOrStderr()
+			if o.Live && !o.Yes && isTerminal(os.Stdin) {
+				o.Confirm = terminalConfirm(cmd.InOrStdin(), cmd.ErrOrStderr())
+			}
+			report, err := pgmigrate.Run(ctx, o)
+			if report != nil && report.Status != "" {
+				if perr := printPgReport(cmd.OutOrStdout(), report, asJSON); perr != nil && err == nil {
+					err = perr
+				}
+			}
+			return pgCLIError(err)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.From, "from", "", "source database URL (postgres://USER:PASSWORD@HOST:PORT/DB)")
+	f.StringVar(&o.To, "to", "", "target database URL; must be an empty database unless --verify-only or --cutover")
+	f.BoolVar(&o.Live, "live", false, "replicate with logical replication, then cut over")
+	f.BoolVar(&o.Cutover, "cutover", false, "finish a live migration: stop writes on the source, drain, sync sequences, verify")
+	f.BoolVar(&o.Yes, "yes", false, "with --live, cut over without asking once the target has caught up")
+	f.BoolVar(&o.VerifyOnly, "verify-only", false, "only compare the two databases")
+	f.IntVarP(&o.Jobs, "jobs", "j", 4, "parallel connections for dump, restore and checksums")
+	f.StringVar(&o.PgBin, "pg-bin", "", "directory with pg_dump and pg_restore (default: PATH, then /usr/lib/postgresql/*/bin)")
+	f.StringVar(&o.SubscriptionConnInfo, "subscription-conninfo", "", "with --live, the source URL as the target server reaches it, if not --from")
+	f.Int64Var(&o.LagThreshold, "lag-threshold", 64<<10, "with --live, lag in bytes under which the target counts as caught up")
+	f.BoolVar(&asJSON, "json", false, "print the verification report as JSON")
+	_ = cmd.MarkFlagRequired("from")
+	_ = cmd.MarkFlagRequired("to")
+	return cmd
+}
+
+// pgCLIError maps pgmigrate errors to the CLI's error types: exit code 2
+// for a verification that found differences, a hint for the rest.
+func pgCLIError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var me *pgmigrate.MismatchError
+	if errors.As(err, &me) {
+		return &ExitError{Code: 2, Err: err}
+	}
+	var pe *pgmigrate.Error
+	if errors.As(err, &pe) {
+		return &HintError{Err: errors.New(pe.Msg), Hint: pe.Hint}
+	}
+	return &HintError{Err: errors.New(pgmigrate.RedactText(err.Error()))}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func terminalConfirm(in io.Reader, out io.Writer) func(context.Context, int64) (bool, error) {
+	r := bufio.NewReader(in)
+	return func(_ context.Context, lag int64) (bool, error) {
+		fmt.Fprintf(out, "The target has caught up (lag %d bytes).\n"+
+			"Cut over now? This makes the SOURCE database read-only and ends its other sessions. [y/N] ", lag)
+		line, err := r.ReadString('\n')
+		if err != nil && line == "" {
+			return false, nil
+		}
+		a := strings.ToLower(strings.TrimSpace(line))
+		return a == "y" || a == "yes", nil
+	}
+}
+
+func printPgReport(w io.Writer, r *pgmigrate.Report, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "mode: %s\nsource: %s\ntarget: %s\n", r.Mode, r.Source, r.Target)
+	if rep := r.Replication; rep != nil {
+		fmt.Fprintf(&b, "replication %s: %d/%d tables synchronized, lag %d bytes", rep.Name, rep.TablesReady, rep.TablesTotal, rep.LagBytes)
+		if rep.CutoverLSN != "" {
+			fmt.Fprintf(&b, ", cut over at %s, %d sequences synced", rep.CutoverLSN, rep.SequencesSynced)
+		}
+		b.WriteString("\n")
+	}
+	for _, t := range r.Tables {
+		status := "ok"
+		if !t.Match {
+			status = "MISMATCH: " + strings.Join(t.Problems, "; ")
+		}
+		rows := ""
+		if t.Source != nil && t.Source.Rows != nil {
+			rows = fmt.Sprintf(" %d rows", *t.Source.Rows)
+		}
+		fmt.Fprintf(&b, "table %s%s: %s\n", t.Name, rows, status)
+	}
+	for _, s := range r.Sequences {
+		status := "ok"
+		if !s.OK {
+			status = "MISMATCH: " + strings.Join(s.Problems, "; ")
+		}
+		fmt.Fprintf(&b, "sequence %s: %s\n", s.Name, status)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "note: %s\n", n)
+	}
+	fmt.Fprintf(&b, "result: %s\n", r.Status)
+	_, err := io.WriteString(w, b.String())
+	return err
+}
