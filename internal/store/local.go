@@ -376,20 +376,30 @@ func compactHistory(hist *bolt.Bucket, threshold int64) error {
 }
 
 // notifyLocked hands the events of one committed revision to the synced
-// watchers without blocking: a watcher whose buffer is full is dropped.
+// watchers without blocking. A watcher gets all of the revision's matching
+// events or, if its buffer cannot take them all, none: it is then closed with
+// ErrWatcherLagged. So the last event a dropped watcher received ends a
+// complete revision, and re-watching from that revision loses nothing.
 func (s *Local) notifyLocked(events []Event) {
 	for w := range s.watchers {
+		n := 0
 		for _, ev := range events {
-			if ev.Revision <= w.after || !strings.HasPrefix(ev.KV.Key, w.prefix) {
-				continue
+			if ev.Revision > w.after && strings.HasPrefix(ev.KV.Key, w.prefix) {
+				n++
 			}
-			select {
-			case w.ch <- ev:
-			default:
-				s.dropLocked(w, ErrWatcherLagged)
-			}
-			if w.closed {
-				break
+		}
+		if n == 0 {
+			continue
+		}
+		// Only writers send on a synced watcher's channel, and they hold
+		// s.mu, so free space can only grow until the sends below.
+		if cap(w.ch)-len(w.ch) < n {
+			s.dropLocked(w, ErrWatcherLagged)
+			continue
+		}
+		for _, ev := range events {
+			if ev.Revision > w.after && strings.HasPrefix(ev.KV.Key, w.prefix) {
+				w.ch <- ev
 			}
 		}
 	}
