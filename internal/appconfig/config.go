@@ -54,6 +54,7 @@ type Config struct {
 	// parseDiags are the warnings (and strict-only errors) found while
 	// parsing and normalizing: unknown keys, old forms, coerced values.
 	parseDiags []Diagnostic
+	parseLint  []Diagnostic
 	// localFiles holds the contents of [[files]] local_path entries, read
 	// by Load (relative to the config file) or set with SetLocalFile.
 	localFiles map[string][]byte

@@ -35,8 +35,11 @@ func (d Diagnostic) String() string {
 		fmt.Fprintf(&b, ":%d:%d", d.Line, d.Col)
 	}
 	b.WriteString(": ")
-	if d.Severity == SeverityWarning {
+	switch d.Severity {
+	case SeverityWarning:
 		b.WriteString("warning: ")
+	case SeverityNote:
+		b.WriteString("note: ")
 	}
 	b.WriteString(d.Message)
 	if d.Hint != "" {

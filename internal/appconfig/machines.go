@@ -104,8 +104,12 @@ func (h *HTTPService) ToService() Service {
 }
 
 func (s *Service) toMachineService() types.MachineService {
+	protocol := s.Protocol
+	if protocol == "" {
+		protocol = "tcp" // flyctl leaves it empty; the proxy needs one
+	}
 	ms := types.MachineService{
-		Protocol:           s.Protocol,
+		Protocol:           protocol,
 		InternalPort:       s.InternalPort,
 		Ports:              slices.Clone(s.Ports),
 		Concurrency:        s.Concurrency,

@@ -63,24 +63,41 @@ func (p *parser) normProcesses(doc map[string]any) {
 	if !ok {
 		return
 	}
+	if len(list) == 0 {
+		// v1 files carry an empty top-level processes = [].
+		delete(doc, "processes")
+		p.notef(path{"processes"}, "processes-list", "remove the line", "processes = [] is empty; ignored")
+		return
+	}
 	procs := map[string]any{}
 	for i, item := range list {
+		ip := path{"processes"}.index(i)
 		m, ok := item.(map[string]any)
 		if !ok {
+			p.errorf(ip, "type", "write [processes] as a table: name = \"command\"", "processes[%d]: expected a table with name and command, found %s", i, typeName(item))
 			continue
 		}
 		name, ok := m["name"]
 		if !ok {
-			p.warnf(path{"processes"}.index(i), "processes-list", "give each entry a name and a command", "processes[%d] has no name; ignored", i)
+			p.warnf(ip, "processes-list", "give each entry a name and a command", "processes[%d] has no name; ignored", i)
 			continue
 		}
 		n, _ := scalarString(name)
 		cmd := ""
 		if c, ok := m["command"]; ok {
 			cmd, _ = scalarString(c)
+		} else if _, ok := m["cmd"]; ok {
+			// flyctl reads only "command": the group runs the image's CMD.
+			p.warnf(ip.child("cmd"), "processes-list", fmt.Sprintf("write [processes] as a table: %s = \"...\"", n),
+				"processes[%d] uses cmd, which flyctl does not read: group %q runs the image's default command", i, n)
+		}
+		for _, k := range sortedKeys(m) {
+			if k != "name" && k != "command" && k != "cmd" {
+				p.warnf(ip.child(k), "unknown-key", "only name and command are read here", "unknown key %s in [[processes]]", k)
+			}
 		}
 		procs[n] = cmd
-		p.ix.alias(path{"processes", n}, path{"processes"}.index(i))
+		p.ix.alias(path{"processes", n}, ip)
 	}
 	if len(procs) == 0 {
 		delete(doc, "processes")
@@ -304,8 +321,16 @@ func (p *parser) normChecks(doc map[string]any) {
 	}
 	switch x := raw.(type) {
 	case map[string]any:
-		for name, c := range x {
-			if m, ok := c.(map[string]any); ok {
+		for _, name := range sortedKeys(x) {
+			if m, ok := x[name].(map[string]any); ok {
+				if typ, _ := m["type"].(string); typ == "script" {
+					// Script checks ran on Fly's v1 (Nomad) platform;
+					// machines cannot run them.
+					p.warnf(path{"checks", name, "type"}, "obsolete-key", "remove the check, or make it an http or tcp check",
+						"check %q is a script check: script checks ran on Fly's v1 platform and are ignored on machines", name)
+					delete(x, name)
+					continue
+				}
 				p.normCheckHeaders(path{"checks", name}, m)
 			}
 		}
@@ -354,6 +379,9 @@ func (p *parser) normArray(doc map[string]any, key string, spellings []string) {
 			merged = append(merged, item)
 		}
 		switch {
+		case k == "mount":
+			p.lint = append(p.lint, p.mk(SeverityWarning, "singular-mount", path{k}, "rename the section to [[mounts]]",
+				"[mount] is not a fly.toml section: flyctl reads it as [[mounts]], but Fly's documentation and other tools ignore it, so the volume may silently not be mounted"))
 		case k != key:
 			p.notef(path{k}, "alias", fmt.Sprintf("write [[%s]]", key), "[%s] read as [[%s]]", k, key)
 		default:

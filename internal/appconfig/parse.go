@@ -12,14 +12,19 @@ type parser struct {
 	file  string
 	ix    *posIndex
 	diags []Diagnostic
+	lint  []Diagnostic // findings only Lint reports
+}
+
+func (p *parser) mk(sev, rule string, pth path, hint, format string, args ...any) Diagnostic {
+	at := p.ix.lookup(pth)
+	return Diagnostic{
+		File: p.file, Line: at.Line, Col: at.Col, Key: pth.String(),
+		Message: fmt.Sprintf(format, args...), Hint: hint, Severity: sev, Rule: rule,
+	}
 }
 
 func (p *parser) diag(sev, rule string, pth path, hint, format string, args ...any) {
-	at := p.ix.lookup(pth)
-	p.diags = append(p.diags, Diagnostic{
-		File: p.file, Line: at.Line, Col: at.Col, Key: pth.String(),
-		Message: fmt.Sprintf(format, args...), Hint: hint, Severity: sev, Rule: rule,
-	})
+	p.diags = append(p.diags, p.mk(sev, rule, pth, hint, format, args...))
 }
 
 func (p *parser) errorf(pth path, rule, hint, format string, args ...any) {
@@ -105,6 +110,7 @@ func Parse(data []byte, filename string) (*Config, error) {
 		return nil, &Error{Diagnostics: errs}
 	}
 	cfg.parseDiags = rest
+	cfg.parseLint = p.lint
 	return cfg, nil
 }
 
