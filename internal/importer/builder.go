@@ -1,0 +1,412 @@
+package importer
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// builder accumulates one app's fly.toml, secrets and report entries.
+type builder struct {
+	app     *App
+	rep     *Report
+	opts    Options
+	secrets map[string]int // name -> index in app.Secrets
+	// actions are this app's next steps, added to the report in order.
+	actions []string
+	// scale collects per-process machine counts for one command.
+	counts map[string]int
+}
+
+func newBuilder(rep *Report, opts Options, name, from string) *builder {
+	cfg := &FlyConfig{App: name}
+	if opts.Region != "" {
+		cfg.PrimaryRegion = opts.Region
+	}
+	return &builder{
+		app:     &App{Name: name, From: from, Config: cfg},
+		rep:     rep,
+		opts:    opts,
+		secrets: map[string]int{},
+		counts:  map[string]int{},
+	}
+}
+
+func (b *builder) cfg() *FlyConfig { return b.app.Config }
+
+func (b *builder) add(key string, st Status, target, warn string) {
+	b.rep.Entries = append(b.rep.Entries, Entry{App: b.app.Name, Key: key, Status: st, Target: target, Warning: warn})
+}
+
+func (b *builder) mapped(key, target string) { b.add(key, Mapped, target, "") }
+func (b *builder) approx(key, target, format string, args ...any) {
+	b.add(key, Approximated, target, fmt.Sprintf(format, args...))
+}
+func (b *builder) none(key, format string, args ...any) {
+	b.add(key, Unsupported, "", fmt.Sprintf(format, args...))
+}
+func (b *builder) action(format string, args ...any) {
+	b.actions = append(b.actions, fmt.Sprintf(format, args...))
+}
+
+// flush moves the app's collected actions into the report.
+func (b *builder) flush() *App {
+	if len(b.counts) > 0 {
+		if len(b.counts) == 1 && b.counts["app"] > 0 && len(b.cfg().Processes) == 0 {
+			b.action("hangar scale count %d -a %s", b.counts["app"], b.app.Name)
+		} else {
+			var parts []string
+			for _, p := range sortedKeys(b.counts) {
+				parts = append(parts, fmt.Sprintf("%s=%d", p, b.counts[p]))
+			}
+			b.action("hangar scale count %s -a %s", strings.Join(parts, " "), b.app.Name)
+		}
+	}
+	if len(b.app.Secrets) > 0 {
+		b.action("hangar secrets import -a %s < %s", b.app.Name, secretsPath(b.app.Name))
+	}
+	b.rep.Actions = append(b.rep.Actions, b.actions...)
+	return b.app
+}
+
+// secretsPath is where WriteDir puts an app's secrets file; actions name it.
+func secretsPath(app string) string { return app + ".secrets.env" }
+
+var secretNameRE = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|PASS$|SECRET|TOKEN|API_?KEY|PRIVATE|CREDENTIAL|ACCESS_?KEY|_KEY$|^KEY$|SALT|DSN$|AUTH|CERT|SIGNING)`)
+
+// looksSecret says whether an env var holds a secret, by name or by a
+// password inside a URL value.
+func looksSecret(name, value string) bool {
+	if secretNameRE.MatchString(name) {
+		return true
+	}
+	if u, err := url.Parse(value); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// env sets one variable: plain values go to [env], secrets to the secrets
+// file (value only when asked for).
+func (b *builder) env(key, name, value string) {
+	if looksSecret(name, value) {
+		b.secret(key, name, value, "")
+		return
+	}
+	if b.cfg().Env == nil {
+		b.cfg().Env = map[string]string{}
+	}
+	b.cfg().Env[name] = value
+	b.mapped(key, "[env] "+name)
+}
+
+// secret records a secret. value is what the source file says (written
+// only with IncludeSecretValues); why explains where it came from.
+func (b *builder) secret(key, name, value, why string) {
+	v := ""
+	if b.opts.IncludeSecretValues {
+		v = value
+	}
+	if i, ok := b.secrets[name]; ok {
+		if v != "" {
+			b.app.Secrets[i].Value = v
+		}
+	} else {
+		b.secrets[name] = len(b.app.Secrets)
+		b.app.Secrets = append(b.app.Secrets, Secret{Name: name, Value: v})
+	}
+	if b.cfg().Env != nil {
+		delete(b.cfg().Env, name)
+	}
+	msg := "secret: name written to " + secretsPath(b.app.Name)
+	if value != "" && !b.opts.IncludeSecretValues {
+		msg += " with an empty value (rerun with --include-secret-values to copy the value from the source file)"
+	} else if value == "" {
+		msg += " with an empty value: fill it in before importing"
+	}
+	if why != "" {
+		msg = why + "; " + msg
+	}
+	b.approx(key, "hangar secrets "+name, "%s", msg)
+}
+
+// process adds a process group command.
+func (b *builder) process(group, cmd string) {
+	if b.cfg().Processes == nil {
+		b.cfg().Processes = map[string]string{}
+	}
+	b.cfg().Processes[group] = cmd
+}
+
+// httpService exposes port through [http_service].
+func (b *builder) httpService(port int, processes []string) *FlyHTTPService {
+	c := b.cfg()
+	if c.HTTPService == nil {
+		c.HTTPService = &FlyHTTPService{
+			InternalPort:       port,
+			ForceHTTPS:         true,
+			AutoStopMachines:   "stop",
+			AutoStartMachines:  boolPtr(true),
+			MinMachinesRunning: intPtr(0),
+			Processes:          processes,
+		}
+	}
+	return c.HTTPService
+}
+
+// tcpService exposes a raw TCP port publicly.
+func (b *builder) tcpService(internal, public int, processes []string) {
+	b.cfg().Services = append(b.cfg().Services, &FlyService{
+		Protocol:     "tcp",
+		InternalPort: internal,
+		Processes:    processes,
+		Ports:        []*FlyPort{{Port: public}},
+	})
+}
+
+// probe is an HTTP health probe the importer understood.
+type probe struct {
+	Port   int
+	Path   string
+	Scheme string
+	Method string
+}
+
+// checkTimes are a check's timings; zero values are left out.
+type checkTimes struct {
+	Interval, Timeout, Grace time.Duration
+}
+
+func dur(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return d.String()
+}
+
+// httpCheck attaches an HTTP check: to [http_service] when the port matches,
+// else as a top-level [checks] entry.
+func (b *builder) httpCheck(key string, p probe, t checkTimes, processes []string) {
+	c := b.cfg()
+	chk := &FlyHTTPCheck{GracePeriod: dur(t.Grace), Interval: dur(t.Interval), Timeout: dur(t.Timeout), Method: p.Method, Path: p.Path}
+	if p.Scheme == "https" {
+		chk.Protocol = "https"
+	}
+	if c.HTTPService != nil && (p.Port == 0 || p.Port == c.HTTPService.InternalPort) {
+		c.HTTPService.Checks = append(c.HTTPService.Checks, chk)
+		b.mapped(key, "[[http_service.checks]]")
+		return
+	}
+	if p.Port == 0 {
+		b.none(key, "the health check names no port and the app serves no HTTP port: add a check by hand")
+		return
+	}
+	if c.Checks == nil {
+		c.Checks = map[string]*FlyCheck{}
+	}
+	name := fmt.Sprintf("health_%d", p.Port)
+	c.Checks[name] = &FlyCheck{Type: "http", Port: p.Port, GracePeriod: chk.GracePeriod, Interval: chk.Interval, Timeout: chk.Timeout, Method: p.Method, Path: p.Path, Processes: processes}
+	b.mapped(key, "[checks."+name+"]")
+}
+
+// tcpCheck adds a top-level TCP check on port.
+func (b *builder) tcpCheck(key string, port int, t checkTimes, processes []string, why string) {
+	c := b.cfg()
+	if c.Checks == nil {
+		c.Checks = map[string]*FlyCheck{}
+	}
+	name := fmt.Sprintf("tcp_%d", port)
+	c.Checks[name] = &FlyCheck{Type: "tcp", Port: port, GracePeriod: dur(t.Grace), Interval: dur(t.Interval), Timeout: dur(t.Timeout), Processes: processes}
+	b.approx(key, "[checks."+name+"]", "%s", why)
+}
+
+// execCheck converts an exec-style health check (a command run inside the
+// container) into an HTTP check when it is a plain curl/wget of a local URL.
+func (b *builder) execCheck(key string, cmd []string, t checkTimes, env map[string]string, processes []string) {
+	p, how, err := parseExecCheck(cmd, env)
+	switch {
+	case err != nil:
+		b.none(key, "exec health check %q cannot run on the platform's proxy (%v): add an http or tcp check by hand, or use [[http_service.machine_checks]]", strings.Join(cmd, " "), err)
+	case how == "":
+		b.httpCheck(key, p, t, processes)
+	default:
+		b.httpCheck(key, p, t, processes)
+		last := &b.rep.Entries[len(b.rep.Entries)-1]
+		if last.Status == Mapped {
+			last.Status = Approximated
+			last.Warning = how
+		}
+	}
+}
+
+// volume adds a named volume as [[mounts]] and the command that creates it.
+func (b *builder) volume(key, name, dest string, sizeGB int, processes []string) {
+	c := b.cfg()
+	src := volumeName(name)
+	if len(c.Mounts) > 0 {
+		b.none(key, "a machine can mount one volume; %s (%s) was left out: put its data under %s or in a separate app", name, dest, c.Mounts[0].Destination)
+		return
+	}
+	m := &FlyMount{Source: src, Destination: dest, Processes: processes}
+	if sizeGB > 0 {
+		m.InitialSize = fmt.Sprintf("%dgb", sizeGB)
+	}
+	c.Mounts = append(c.Mounts, m)
+	b.mapped(key, "[[mounts]] "+src)
+	size := sizeGB
+	if size <= 0 {
+		size = 1
+	}
+	region := c.PrimaryRegion
+	if region == "" {
+		region = "REGION"
+	}
+	b.action("hangar volumes create %s --size %d --region %s -a %s", src, size, region, b.app.Name)
+}
+
+// count records a machine count for a process group.
+func (b *builder) count(key, process string, n int) {
+	if n < 0 {
+		b.none(key, "negative replica count %d ignored", n)
+		return
+	}
+	if process == "" {
+		process = "app"
+	}
+	b.counts[process] = n
+	b.approx(key, "hangar scale count", "fly.toml holds no machine count: run the `hangar scale count` command under next steps")
+}
+
+// size picks the nearest preset for cpus and memory and records the [[vm]]
+// entry and the scale commands.
+func (b *builder) size(key string, cpus float64, memMB int, processes []string) {
+	name, mem := nearestPreset(cpus, memMB)
+	vm := &FlyVM{Size: name, Processes: processes}
+	if mem > 0 {
+		vm.Memory = fmt.Sprintf("%dmb", mem)
+	}
+	b.cfg().VM = append(b.cfg().VM, vm)
+	desc := []string{}
+	if cpus > 0 {
+		desc = append(desc, fmt.Sprintf("%g CPU", cpus))
+	}
+	if memMB > 0 {
+		desc = append(desc, fmt.Sprintf("%d MB", memMB))
+	}
+	b.approx(key, "[[vm]] size = "+name, "%s mapped to the nearest preset %s%s", strings.Join(desc, ", "), name, ifs(mem > 0, fmt.Sprintf(" with memory %d MB", mem)))
+	b.action("hangar scale vm %s -a %s%s", name, b.app.Name, ifs(len(processes) == 1, " --process-group "+firstOr(processes, "")))
+	if mem > 0 {
+		b.action("hangar scale memory %d -a %s%s", mem, b.app.Name, ifs(len(processes) == 1, " --process-group "+firstOr(processes, "")))
+	}
+}
+
+// cron reports a scheduled job and suggests a scheduled machine.
+func (b *builder) cron(key, schedule, command string) {
+	sched, exact := flySchedule(schedule)
+	image := "IMAGE"
+	if bd := b.cfg().Build; bd != nil && bd.Image != "" {
+		image = bd.Image
+	}
+	cmd := fmt.Sprintf("hangar machine run %s --schedule %s -a %s", image, sched, b.app.Name)
+	if command != "" {
+		cmd += " -- " + command
+	}
+	b.action("%s", cmd)
+	w := fmt.Sprintf("cron schedule %q has no fly.toml key: run it as a scheduled machine (see next steps)", schedule)
+	if !exact {
+		w += fmt.Sprintf("; machines run hourly, daily, weekly or monthly, so %q became %s", schedule, sched)
+	}
+	b.approx(key, "hangar machine run --schedule "+sched, "%s", w)
+}
+
+// restart maps a restart policy.
+func (b *builder) restart(key, policy string, retries int, processes []string) {
+	p := ""
+	switch strings.ToLower(strings.ReplaceAll(policy, "_", "-")) {
+	case "always", "unless-stopped":
+		p = "always"
+	case "on-failure":
+		p = "on-failure"
+	case "no", "never":
+		p = "never"
+	default:
+		b.none(key, "unknown restart policy %q ignored", policy)
+		return
+	}
+	b.cfg().Restart = append(b.cfg().Restart, &FlyRestart{Policy: p, Retries: retries, Processes: processes})
+	if policy == "unless-stopped" {
+		b.approx(key, "[[restart]] policy = always", "unless-stopped became always: a machine stopped by hand stays stopped anyway")
+		return
+	}
+	b.mapped(key, "[[restart]] policy = "+p)
+}
+
+// release sets [deploy] release_command.
+func (b *builder) release(key, cmd string) {
+	if strings.TrimSpace(cmd) == "" {
+		return
+	}
+	c := b.cfg()
+	if c.Deploy == nil {
+		c.Deploy = &FlyDeploy{}
+	}
+	if c.Deploy.ReleaseCommand != "" {
+		b.none(key, "a release command is already set (%q); %q must be chained into it by hand", c.Deploy.ReleaseCommand, cmd)
+		return
+	}
+	c.Deploy.ReleaseCommand = cmd
+	b.approx(key, "[deploy] release_command", "the release command runs once per deploy in a temporary machine with the new image and the app's secrets, but without volumes")
+}
+
+// portEnv sets PORT in [env] to match the internal port, for platforms that
+// inject $PORT.
+func (b *builder) portEnv(key string, port int, platform string) {
+	c := b.cfg()
+	if c.Env == nil {
+		c.Env = map[string]string{}
+	}
+	if v, ok := c.Env["PORT"]; ok && v != fmt.Sprint(port) {
+		b.approx(key, "[env] PORT", "PORT was %s in the source; set to %d to match internal_port", v, port)
+	} else {
+		b.approx(key, "[env] PORT", "%s injects $PORT at run time; fly.toml sets PORT = %d to match [http_service] internal_port", platform, port)
+	}
+	c.Env["PORT"] = fmt.Sprint(port)
+}
+
+func boolPtr(v bool) *bool { return &v }
+func intPtr(v int) *int    { return &v }
+
+func ifs(c bool, s string) string {
+	if c {
+		return s
+	}
+	return ""
+}
+
+func firstOr(s []string, d string) string {
+	if len(s) > 0 {
+		return s[0]
+	}
+	return d
+}
+
+// rewriteHosts replaces host names of other units in an env value with
+// their private addresses. It returns the new value and the names replaced.
+func rewriteHosts(value string, hosts map[string]string) (string, []string) {
+	var hit []string
+	names := sortedKeys(hosts)
+	sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
+	for _, h := range names {
+		re := regexp.MustCompile(`(^|[/@,;=\s])` + regexp.QuoteMeta(h) + `($|[:/?,;\s])`)
+		if re.MatchString(value) {
+			value = re.ReplaceAllString(value, "${1}"+hosts[h]+"${2}")
+			hit = append(hit, h)
+		}
+	}
+	return value, hit
+}

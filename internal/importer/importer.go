@@ -1,0 +1,207 @@
+// Package importer converts other platforms' app descriptions into fly.toml
+// files: docker compose, Heroku (Procfile + app.json), Render (render.yaml),
+// Railway (railway.json / railway.toml), Amazon ECS task definitions and AWS
+// Copilot manifests. Each import yields one fly.toml per app, a secrets file
+// per app (names only unless asked) and a migration report that says, key by
+// key, what was mapped, what was approximated and what has no equivalent.
+//
+// The package does no network I/O; it reads only the files it is given.
+package importer
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Formats lists the accepted --from values.
+var Formats = []string{"compose", "heroku", "render", "railway", "ecs", "copilot"}
+
+// Options steer an import.
+type Options struct {
+	// Name is the app name; with several apps it prefixes each one.
+	Name string
+	// Region is the primary_region; it overrides any region in the source.
+	Region string
+	// IncludeSecretValues copies secret values found in the source files
+	// into the secrets files. Off by default: only names are written.
+	IncludeSecretValues bool
+	// Profiles are the compose profiles to enable ("*" for all).
+	Profiles []string
+	// Environment names an environment overlay (railway, copilot).
+	Environment string
+}
+
+// App is one generated app.
+type App struct {
+	Name   string     `json:"name"`
+	From   string     `json:"from"`
+	Config *FlyConfig `json:"config"`
+	// Secrets are the secret names (and values, when included) to import.
+	Secrets []Secret `json:"secrets,omitempty"`
+}
+
+// Secret is one secret the app needs.
+type Secret struct {
+	Name  string `json:"name"`
+	Value string `json:"-"`
+}
+
+// Result is the outcome of an import.
+type Result struct {
+	Apps   []*App  `json:"apps"`
+	Report *Report `json:"report"`
+}
+
+// InputError is a problem with the input: it names the file and says what
+// to do about it.
+type InputError struct {
+	File string
+	Err  error
+	Hint string
+}
+
+func (e *InputError) Error() string { return fmt.Sprintf("%s: %v", e.File, e.Err) }
+func (e *InputError) Unwrap() error { return e.Err }
+
+func inputErr(file, hint, format string, args ...any) error {
+	return &InputError{File: file, Err: fmt.Errorf(format, args...), Hint: hint}
+}
+
+// Import converts the source at path (a file or a directory) in the given
+// format.
+func Import(format, path string, opts Options) (*Result, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, &InputError{File: path, Err: err, Hint: "pass the path of the " + format + " file or of the directory that holds it"}
+	}
+	var res *Result
+	switch format {
+	case "compose":
+		res, err = importCompose(path, st.IsDir(), opts)
+	case "heroku":
+		res, err = importHeroku(path, st.IsDir(), opts)
+	case "render":
+		res, err = importRender(path, st.IsDir(), opts)
+	case "railway":
+		res, err = importRailway(path, st.IsDir(), opts)
+	case "ecs":
+		res, err = importECS(path, st.IsDir(), opts)
+	case "copilot":
+		res, err = importCopilot(path, st.IsDir(), opts)
+	default:
+		return nil, fmt.Errorf("unknown format %q: use one of %s", format, strings.Join(Formats, ", "))
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.finish()
+	return res, nil
+}
+
+// findFile returns the first of names that exists in dir.
+func findFile(dir string, names ...string) (string, bool) {
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, true
+		}
+	}
+	return "", false
+}
+
+// readInput reads one input file, with an error that names it.
+func readInput(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &InputError{File: path, Err: err, Hint: "check that the file exists and is readable"}
+	}
+	if len(b) > 16<<20 {
+		return nil, inputErr(path, "pass the platform's config file, not a data file", "file is larger than 16 MiB")
+	}
+	return b, nil
+}
+
+// finish sorts what must be stable and fills the report's app list.
+func (r *Result) finish() {
+	r.Report.Apps = nil
+	noRegion := false
+	for _, a := range r.Apps {
+		noRegion = noRegion || a.Config.PrimaryRegion == ""
+		r.Report.Apps = append(r.Report.Apps, a.Name)
+		sort.Slice(a.Secrets, func(i, j int) bool { return a.Secrets[i].Name < a.Secrets[j].Name })
+	}
+	if noRegion {
+		r.Report.Notes = append(r.Report.Notes, "no primary_region: pass --region, or set primary_region in each fly.toml (and replace REGION in the commands below)")
+	}
+}
+
+// SecretsFile renders an app's secrets as a dotenv file for
+// `hangar secrets import`.
+func (a *App) SecretsFile() []byte {
+	var b strings.Builder
+	for _, s := range a.Secrets {
+		v := s.Value
+		if strings.ContainsAny(v, " \t\n\"'#$\\") {
+			v = `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "$", `\$`).Replace(v) + `"`
+		}
+		fmt.Fprintf(&b, "%s=%s\n", s.Name, v)
+	}
+	return []byte(b.String())
+}
+
+var appNameBad = regexp.MustCompile(`[^a-z0-9-]+`)
+
+// appName makes a valid app name: lowercase letters, digits and dashes.
+func appName(s string) string {
+	s = appNameBad.ReplaceAllString(strings.ToLower(s), "-")
+	s = strings.Trim(regexp.MustCompile(`-+`).ReplaceAllString(s, "-"), "-")
+	if len(s) > 63 {
+		s = strings.Trim(s[:63], "-")
+	}
+	if s == "" {
+		s = "app"
+	}
+	return s
+}
+
+var volNameBad = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// volumeName makes a valid volume name: lowercase letters, digits and
+// underscores, at most 30 characters.
+func volumeName(s string) string {
+	s = volNameBad.ReplaceAllString(strings.ToLower(s), "_")
+	s = strings.Trim(s, "_")
+	if len(s) > 30 {
+		s = strings.Trim(s[:30], "_")
+	}
+	if s == "" {
+		s = "data"
+	}
+	return s
+}
+
+// nameApps picks app names: with one app, opts.Name or base; with several,
+// opts.Name (or base) as a prefix unless the name already starts with it.
+func nameFor(opts Options, base, unit string, several bool) string {
+	if !several {
+		if opts.Name != "" {
+			return appName(opts.Name)
+		}
+		if unit != "" && base == "" {
+			return appName(unit)
+		}
+		return appName(base)
+	}
+	prefix := opts.Name
+	if prefix == "" {
+		prefix = base
+	}
+	if prefix == "" || strings.HasPrefix(appName(unit), appName(prefix)+"-") || appName(unit) == appName(prefix) {
+		return appName(unit)
+	}
+	return appName(prefix + "-" + unit)
+}
