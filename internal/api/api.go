@@ -1,0 +1,516 @@
+// Package api serves Hangar's HTTP+JSON API under /v1: the Machines API
+// with Fly.io's paths and JSON shapes, plus Hangar's own endpoints for
+// images, deploys, releases and logs. It is the one place where error
+// categories become HTTP status codes.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/auth"
+	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// MaxBodyBytes bounds JSON request bodies.
+const MaxBodyBytes = 1 << 20
+
+// Server is the API.
+type Server struct {
+	Store    store.Store
+	Sup      *supervisor.Supervisor
+	Deployer *deploy.Deployer
+	Images   *image.Store
+	Log      *slog.Logger
+	Org      string
+	Region   string
+	Domain   string
+	HTTPPort string
+}
+
+// Handler returns the API's routes, all behind token auth.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			if err := f(w, r); err != nil {
+				s.writeError(w, r, err)
+			}
+		})
+	}
+	h("GET /v1/info", s.info)
+	h("GET /v1/apps", s.listApps)
+	h("POST /v1/apps", s.createApp)
+	h("GET /v1/apps/{app}", s.getApp)
+	h("DELETE /v1/apps/{app}", s.deleteApp)
+	h("GET /v1/apps/{app}/machines", s.listMachines)
+	h("POST /v1/apps/{app}/machines", s.createMachine)
+	h("GET /v1/apps/{app}/machines/{id}", s.getMachine)
+	h("POST /v1/apps/{app}/machines/{id}", s.updateMachine)
+	h("DELETE /v1/apps/{app}/machines/{id}", s.destroyMachine)
+	h("POST /v1/apps/{app}/machines/{id}/start", s.startMachine)
+	h("POST /v1/apps/{app}/machines/{id}/stop", s.stopMachine)
+	h("GET /v1/apps/{app}/machines/{id}/wait", s.waitMachine)
+	h("GET /v1/apps/{app}/machines/{id}/events", s.machineEvents)
+	h("GET /v1/apps/{app}/releases", s.listReleases)
+	h("GET /v1/apps/{app}/logs", s.logs)
+	h("POST /v1/deploys", s.deploy)
+	h("GET /v1/images", s.listImages)
+	h("POST /v1/images", s.uploadImage)
+	h("POST /v1/images/pull", s.pullImage)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, types.ErrorResponse{Error: fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path)})
+	})
+	return s.authenticate(mux)
+}
+
+type tokenKey struct{}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authz := r.Header.Get("Authorization")
+		plain, ok := strings.CutPrefix(authz, "Bearer ")
+		if !ok {
+			plain, ok = strings.CutPrefix(authz, "FlyV1 ")
+		}
+		if !ok || plain == "" {
+			writeJSON(w, http.StatusUnauthorized, types.ErrorResponse{Error: "missing API token: send `Authorization: Bearer <token>`; the admin token is in <data-dir>/admin-token"})
+			return
+		}
+		tok, err := auth.Verify(r.Context(), s.Store, plain)
+		if err != nil {
+			writeJSON(w, http.StatusUnauthorized, types.ErrorResponse{Error: err.Error()})
+			return
+		}
+		if app := appFromPath(r.URL.Path); app != "" && !tok.CanAccessApp(app) {
+			writeJSON(w, http.StatusForbidden, types.ErrorResponse{Error: fmt.Sprintf("token %s may only act on app %s", tok.ID, tok.App)})
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
+	})
+}
+
+func appFromPath(p string) string {
+	rest, ok := strings.CutPrefix(p, "/v1/apps/")
+	if !ok {
+		return ""
+	}
+	app, _, _ := strings.Cut(rest, "/")
+	return app
+}
+
+// statusOf maps error categories to HTTP status codes.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, errBadRequest), errors.Is(err, supervisor.ErrInvalid), errors.Is(err, deploy.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, supervisor.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, image.ErrNotFound), errors.Is(err, errNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, supervisor.ErrConflict), errors.Is(err, store.ErrConflict), errors.Is(err, errConflict):
+		return http.StatusConflict
+	case errors.Is(err, supervisor.ErrTimeout):
+		return http.StatusRequestTimeout
+	case errors.Is(err, auth.ErrUnauthorized):
+		return http.StatusUnauthorized
+	}
+	return http.StatusInternalServerError
+}
+
+var (
+	errBadRequest = errors.New("bad request")
+	errNotFound   = errors.New("not found")
+	errConflict   = errors.New("conflict")
+	errTooLarge   = errors.New("request body too large")
+)
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), errBadRequest)
+}
+
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := statusOf(err)
+	if code == http.StatusInternalServerError {
+		s.Log.Error("API request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeJSON(w, code, types.ErrorResponse{Error: err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decode reads a JSON body, bounded in size; unknown fields are ignored, as
+// Fly's API does.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fmt.Errorf("body over %d bytes: %w", MaxBodyBytes, errTooLarge)
+		}
+		return badRequest("read body: %v", err)
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return badRequest("empty body: send a JSON object")
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			return badRequest("field %q: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+		}
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return badRequest("body is not valid JSON at byte %d: %v", se.Offset, err)
+		}
+		return badRequest("body: %v", err)
+	}
+	return nil
+}
+
+// Apps.
+
+var appNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$|^[a-z0-9]$`)
+
+// AppRecord is an app as stored.
+type AppRecord struct {
+	Name      string `json:"name"`
+	ID        string `json:"id"`
+	Org       string `json:"org"`
+	Network   string `json:"network"`
+	CreatedAt string `json:"created_at"`
+}
+
+func appKey(name string) string { return "apps/" + name }
+
+// EnsureApp creates the app if it does not exist.
+func (s *Server) EnsureApp(ctx context.Context, name string) error {
+	_, err := s.createAppRecord(ctx, name, "")
+	if errors.Is(err, errConflict) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) createAppRecord(ctx context.Context, name, network string) (*AppRecord, error) {
+	if !appNameRE.MatchString(name) {
+		return nil, badRequest("app_name %q: use 1-63 lowercase letters, digits and dashes, starting and ending with a letter or digit", name)
+	}
+	if network == "" {
+		network = "default"
+	}
+	rec := &AppRecord{Name: name, ID: name, Org: s.Org, Network: network, CreatedAt: time.Now().UTC().Format(time.RFC3339)}
+	if _, err := store.PutJSON(ctx, s.Store, appKey(name), rec, 0); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return nil, fmt.Errorf("app %s already exists: %w", name, errConflict)
+		}
+		return nil, fmt.Errorf("create app %s: %w", name, err)
+	}
+	return rec, nil
+}
+
+func (s *Server) appObject(ctx context.Context, rec *AppRecord) (types.App, error) {
+	ms, err := s.Sup.List(ctx, rec.Name)
+	if err != nil {
+		return types.App{}, err
+	}
+	return types.App{ID: rec.ID, Name: rec.Name, Status: "deployed", Network: rec.Network,
+		Organization: types.Organization{Name: rec.Org, Slug: rec.Org}, CreatedAt: rec.CreatedAt, MachineCount: len(ms)}, nil
+}
+
+func (s *Server) getAppRecord(ctx context.Context, name string) (*AppRecord, error) {
+	var rec AppRecord
+	if _, err := store.GetJSON(ctx, s.Store, appKey(name), &rec); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("app %s not found; create it with `hangar apps create %s` or deploy: %w", name, name, errNotFound)
+		}
+		return nil, err
+	}
+	return &rec, nil
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
+	kvs, err := s.Store.List(r.Context(), "apps/")
+	if err != nil {
+		return err
+	}
+	tok := r.Context().Value(tokenKey{}).(*auth.Token)
+	apps := []types.App{}
+	for _, kv := range kvs {
+		var rec AppRecord
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			return fmt.Errorf("app record %s: %w", kv.Key, err)
+		}
+		if !tok.CanAccessApp(rec.Name) {
+			continue
+		}
+		if org := r.URL.Query().Get("org_slug"); org != "" && org != rec.Org {
+			continue
+		}
+		a, err := s.appObject(r.Context(), &rec)
+		if err != nil {
+			return err
+		}
+		apps = append(apps, a)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"total_apps": len(apps), "apps": apps})
+	return nil
+}
+
+func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
+	var req types.CreateAppRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.OrgSlug != "" && req.OrgSlug != s.Org {
+		return badRequest("org_slug %q: this daemon serves org %q", req.OrgSlug, s.Org)
+	}
+	rec, err := s.createAppRecord(r.Context(), req.AppName, req.Network)
+	if err != nil {
+		return err
+	}
+	a, err := s.appObject(r.Context(), rec)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, a)
+	return nil
+}
+
+func (s *Server) getApp(w http.ResponseWriter, r *http.Request) error {
+	rec, err := s.getAppRecord(r.Context(), r.PathValue("app"))
+	if err != nil {
+		return err
+	}
+	a, err := s.appObject(r.Context(), rec)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("app")
+	if _, err := s.getAppRecord(r.Context(), name); err != nil {
+		return err
+	}
+	ms, err := s.Sup.List(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := s.Sup.Destroy(r.Context(), name, m.ID, true); err != nil {
+			return fmt.Errorf("delete app %s: %w", name, err)
+		}
+	}
+	rels, _ := s.Store.List(r.Context(), "releases/"+name+"/")
+	ops := []store.Op{{Key: appKey(name), Delete: true, Expect: store.AnyRevision}}
+	for _, kv := range rels {
+		ops = append(ops, store.Op{Key: kv.Key, Delete: true, Expect: store.AnyRevision})
+	}
+	if _, err := s.Store.Txn(r.Context(), ops); err != nil {
+		return fmt.Errorf("delete app %s: %w", name, err)
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// Machines.
+
+func (s *Server) requireApp(r *http.Request) (string, error) {
+	app := r.PathValue("app")
+	_, err := s.getAppRecord(r.Context(), app)
+	return app, err
+}
+
+func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
+	app, err := s.requireApp(r)
+	if err != nil {
+		return err
+	}
+	ms, err := s.Sup.List(r.Context(), app)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	out := []types.Machine{}
+	for _, m := range ms {
+		if region := q.Get("region"); region != "" && m.Region != region {
+			continue
+		}
+		match := true
+		for k, v := range q {
+			if key, ok := strings.CutPrefix(k, "metadata."); ok {
+				if m.Config == nil || m.Config.Metadata[key] != v[0] {
+					match = false
+				}
+			}
+		}
+		if match {
+			out = append(out, m.Machine)
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
+	app, err := s.requireApp(r)
+	if err != nil {
+		return err
+	}
+	var req types.CreateMachineRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Config == nil {
+		return badRequest("config is required: send {\"config\": {\"image\": \"...\"}}")
+	}
+	m, err := s.Sup.Create(r.Context(), app, req.Config, supervisor.CreateOptions{Name: req.Name, Region: req.Region, SkipLaunch: req.SkipLaunch})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m.Machine)
+	return nil
+}
+
+func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m.Machine)
+	return nil
+}
+
+func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
+	var req types.CreateMachineRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.Config == nil {
+		return badRequest("config is required")
+	}
+	m, err := s.Sup.Update(r.Context(), r.PathValue("app"), r.PathValue("id"), req.Config, req.SkipLaunch)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, m.Machine)
+	return nil
+}
+
+func (s *Server) destroyMachine(w http.ResponseWriter, r *http.Request) error {
+	force := r.URL.Query().Get("force") == "true"
+	if err := s.Sup.Destroy(r.Context(), r.PathValue("app"), r.PathValue("id"), force); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+func (s *Server) startMachine(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	prev := m.State
+	if _, err := s.Sup.Start(r.Context(), r.PathValue("app"), r.PathValue("id")); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"previous_state": prev, "migrated": false, "new_host": ""})
+	return nil
+}
+
+func (s *Server) stopMachine(w http.ResponseWriter, r *http.Request) error {
+	var req types.StopRequest
+	if r.ContentLength != 0 {
+		if err := decode(w, r, &req); err != nil && !strings.Contains(err.Error(), "empty body") {
+			return err
+		}
+	}
+	var timeout time.Duration
+	if req.Timeout != nil {
+		timeout = req.Timeout.Duration
+		if timeout < 0 {
+			return badRequest("timeout must not be negative")
+		}
+	}
+	if _, err := s.Sup.Stop(r.Context(), r.PathValue("app"), r.PathValue("id"), req.Signal, timeout); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
+	return nil
+}
+
+func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	state := q.Get("state")
+	if state == "" {
+		state = types.StateStarted
+	}
+	switch state {
+	case types.StateStarted, types.StateStopped, types.StateSuspended, types.StateDestroyed:
+	default:
+		return badRequest("state %q: wait supports started, stopped, suspended and destroyed", state)
+	}
+	timeout := 60 * time.Second
+	if t := q.Get("timeout"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 1 || n > 60 {
+			return badRequest("timeout %q: must be whole seconds from 1 to 60", t)
+		}
+		timeout = time.Duration(n) * time.Second
+	}
+	m, err := s.Sup.Wait(r.Context(), r.PathValue("app"), r.PathValue("id"), state, q.Get("instance_id"), timeout)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "state": m.State})
+	return nil
+}
+
+func (s *Server) machineEvents(w http.ResponseWriter, r *http.Request) error {
+	m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	ev := m.Events
+	if ev == nil {
+		ev = []types.MachineEvent{}
+	}
+	writeJSON(w, http.StatusOK, ev)
+	return nil
+}
+
+// Info describes this daemon (a Hangar extension): where apps are served.
+type Info struct {
+	Org      string `json:"org"`
+	Region   string `json:"region"`
+	Domain   string `json:"domain"`
+	HTTPPort string `json:"http_port"`
+}
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
+	writeJSON(w, http.StatusOK, Info{Org: s.Org, Region: s.Region, Domain: s.Domain, HTTPPort: s.HTTPPort})
+	return nil
+}

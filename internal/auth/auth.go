@@ -1,0 +1,90 @@
+// Package auth owns API tokens: creation, storage (only a hash is kept)
+// and verification. A token is "hgr_" followed by 32 random bytes in
+// base64url; the store holds the SHA-256 of it under tokens/<hash>.
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/store"
+)
+
+// ErrUnauthorized is returned for a missing, unknown, revoked or expired token.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// Token is a stored token (never its plain text).
+type Token struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Hash      string     `json:"hash"`
+	Scope     string     `json:"scope"` // "org" or "app"
+	Org       string     `json:"org"`
+	App       string     `json:"app,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	Revoked   bool       `json:"revoked,omitempty"`
+}
+
+func hashOf(plain string) string {
+	h := sha256.Sum256([]byte(plain))
+	return hex.EncodeToString(h[:])
+}
+
+// Create makes a new token and returns its plain text (shown once) and record.
+func Create(ctx context.Context, s store.Store, t Token) (string, *Token, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", nil, fmt.Errorf("create token: %w", err)
+	}
+	plain := "hgr_" + base64.RawURLEncoding.EncodeToString(b[:])
+	t.Hash = hashOf(plain)
+	t.ID = t.Hash[:12]
+	t.CreatedAt = time.Now().UTC()
+	if t.Scope == "" {
+		t.Scope = "org"
+	}
+	if _, err := store.PutJSON(ctx, s, "tokens/"+t.Hash, &t, 0); err != nil {
+		return "", nil, fmt.Errorf("create token: %w", err)
+	}
+	return plain, &t, nil
+}
+
+// Verify returns the token for a plain-text bearer token.
+func Verify(ctx context.Context, s store.Store, plain string) (*Token, error) {
+	plain = strings.TrimSpace(plain)
+	if !strings.HasPrefix(plain, "hgr_") || len(plain) > 200 {
+		return nil, fmt.Errorf("token is not a Hangar token (they start with hgr_): %w", ErrUnauthorized)
+	}
+	h := hashOf(plain)
+	var t Token
+	if _, err := store.GetJSON(ctx, s, "tokens/"+h, &t); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("unknown token: %w", ErrUnauthorized)
+		}
+		return nil, fmt.Errorf("verify token: %w", err)
+	}
+	if subtle.ConstantTimeCompare([]byte(t.Hash), []byte(h)) != 1 {
+		return nil, fmt.Errorf("unknown token: %w", ErrUnauthorized)
+	}
+	if t.Revoked {
+		return nil, fmt.Errorf("token %s was revoked: %w", t.ID, ErrUnauthorized)
+	}
+	if t.ExpiresAt != nil && time.Now().After(*t.ExpiresAt) {
+		return nil, fmt.Errorf("token %s expired at %s: %w", t.ID, t.ExpiresAt.Format(time.RFC3339), ErrUnauthorized)
+	}
+	return &t, nil
+}
+
+// CanAccessApp reports whether the token may act on app.
+func (t *Token) CanAccessApp(app string) bool {
+	return t.Scope == "org" || (t.Scope == "app" && t.App == app)
+}

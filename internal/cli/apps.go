@@ -1,0 +1,272 @@
+package cli
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/appconfig"
+	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/types"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	register(newAppsCmd)
+	register(newStatusCmd)
+	register(newLogsCmd)
+	register(newReleasesCmd)
+}
+
+// appName resolves -a, else the app of ./fly.toml (or -c).
+func appName(app, configPath string) (string, error) {
+	if app != "" {
+		return app, nil
+	}
+	if configPath == "" {
+		configPath = "fly.toml"
+	}
+	if cfg, err := appconfig.Load(configPath); err == nil && cfg.AppName != "" {
+		return cfg.AppName, nil
+	}
+	return "", &HintError{Err: errors.New("no app given"), Hint: "pass -a APP, or run where a fly.toml names the app"}
+}
+
+func appFlags(cmd *cobra.Command, app, config *string) {
+	cmd.Flags().StringVarP(app, "app", "a", "", "app name")
+	cmd.Flags().StringVarP(config, "config", "c", "", "path to fly.toml (to find the app name)")
+}
+
+func newAppsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "apps", Short: "Manage apps"}
+	var asJSON bool
+	list := &cobra.Command{
+		Use: "list", Short: "List apps", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var res struct {
+				Apps []types.App `json:"apps"`
+			}
+			if err := c.do(cmd.Context(), "GET", "/v1/apps", nil, &res); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), res.Apps)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tORG\tMACHINES\tCREATED")
+			for _, a := range res.Apps {
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", a.Name, a.Organization.Slug, a.MachineCount, ago(a.CreatedAt))
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	create := &cobra.Command{
+		Use: "create NAME", Short: "Create an app", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var a types.App
+			if err := c.do(cmd.Context(), "POST", "/v1/apps", types.CreateAppRequest{AppName: args[0]}, &a); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "New app created: %s\n", a.Name)
+			return nil
+		},
+	}
+	var yes bool
+	destroy := &cobra.Command{
+		Use: "destroy NAME", Aliases: []string{"delete"}, Short: "Destroy an app and all its machines", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return &HintError{Err: fmt.Errorf("destroying %s removes all its machines and releases", args[0]), Hint: "pass --yes to confirm"}
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "DELETE", "/v1/apps/"+url.PathEscape(args[0]), nil, nil); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Destroyed app %s\n", args[0])
+			return nil
+		},
+	}
+	destroy.Flags().BoolVarP(&yes, "yes", "y", false, "do not ask for confirmation")
+	cmd.AddCommand(list, create, destroy)
+	return cmd
+}
+
+// StatusOutput is `hangar status --json`.
+type StatusOutput struct {
+	App      types.App       `json:"app"`
+	URL      string          `json:"url"`
+	Machines []types.Machine `json:"machines"`
+}
+
+func newStatusCmd() *cobra.Command {
+	var app, config string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use: "status", Short: "Show an app's machines, their state and checks", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var st StatusOutput
+			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name), nil, &st.App); err != nil {
+				return err
+			}
+			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/machines", nil, &st.Machines); err != nil {
+				return err
+			}
+			var info api.Info
+			if err := c.do(cmd.Context(), "GET", "/v1/info", nil, &info); err != nil {
+				return err
+			}
+			st.URL = appURL(name, info)
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), st)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "App\n  Name     = %s\n  Owner    = %s\n  URL      = %s\n\n", st.App.Name, st.App.Organization.Slug, st.URL)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "PROCESS\tID\tVERSION\tREGION\tSTATE\tCHECKS\tIP\tUPDATED")
+			for _, m := range st.Machines {
+				group, version := "", ""
+				if m.Config != nil {
+					group, version = m.Config.Metadata[types.MetaProcessGroup], m.Config.Metadata[types.MetaRelease]
+				}
+				pass, total := 0, len(m.Checks)
+				for _, ch := range m.Checks {
+					if ch.Status == types.CheckPassing {
+						pass++
+					}
+				}
+				checks := fmt.Sprintf("%d/%d", pass, total)
+				if total == 0 {
+					checks = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", group, m.ID, version, m.Region, m.State, checks, m.PrivateIP, ago(m.UpdatedAt))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, m := range st.Machines {
+				for _, ch := range m.Checks {
+					if ch.Status != types.CheckPassing {
+						fmt.Fprintf(out, "  %s %s: %s: %s\n", m.ID, ch.Name, ch.Status, ch.Output)
+					}
+				}
+			}
+			return nil
+		},
+	}
+	appFlags(cmd, &app, &config)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newLogsCmd() *cobra.Command {
+	var app, config, machine string
+	var follow, asJSON bool
+	var lines int
+	cmd := &cobra.Command{
+		Use: "logs", Short: "Show an app's logs", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			q := url.Values{}
+			q.Set("lines", fmt.Sprint(lines))
+			if follow {
+				q.Set("follow", "true")
+			}
+			if machine != "" {
+				q.Set("machine", machine)
+			}
+			resp, err := c.send(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/logs?"+q.Encode(), nil, "")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			out := cmd.OutOrStdout()
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			for sc.Scan() {
+				if asJSON {
+					fmt.Fprintln(out, sc.Text())
+					continue
+				}
+				var l api.LogLine
+				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+					continue
+				}
+				fmt.Fprintf(out, "%s app[%s] %s [info] %s\n", l.Timestamp, l.MachineID, l.Region, l.Message)
+			}
+			return nil
+		},
+	}
+	appFlags(cmd, &app, &config)
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new lines")
+	cmd.Flags().StringVar(&machine, "machine", "", "only this machine")
+	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "how many past lines to show")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
+	return cmd
+}
+
+func newReleasesCmd() *cobra.Command {
+	var app, config string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use: "releases", Short: "List an app's releases", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var rels []deploy.Release
+			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/releases", nil, &rels); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), rels)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tSTATUS\tSTRATEGY\tIMAGE\tCREATED\tREASON")
+			for _, r := range rels {
+				reason := strings.SplitN(r.Reason, "\n", 2)[0]
+				fmt.Fprintf(tw, "v%d\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Status, r.Strategy, r.Image, r.CreatedAt.Format("2006-01-02 15:04:05"), reason)
+			}
+			return tw.Flush()
+		},
+	}
+	appFlags(cmd, &app, &config)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,218 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/appconfig"
+	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newDeployCmd) }
+
+func newDeployCmd() *cobra.Command {
+	var (
+		configPath, app, imageRef, strategy, waitTimeout string
+		asJSON                                           bool
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy [WORKING_DIR]",
+		Short: "Deploy an app from its fly.toml",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			if len(args) == 1 && configPath == "" {
+				configPath = filepath.Join(args[0], "fly.toml")
+			}
+			if configPath == "" {
+				configPath = "fly.toml"
+			}
+			raw, err := os.ReadFile(configPath)
+			if err != nil {
+				return &HintError{Err: fmt.Errorf("read %s: %w", configPath, err), Hint: "run in the app's directory or pass -c path/to/fly.toml"}
+			}
+			cfg, err := appconfig.Parse(raw, configPath)
+			if err != nil {
+				return configError(err)
+			}
+			warnings, err := cfg.Validate(false)
+			if err != nil {
+				return configError(err)
+			}
+			out := cmd.OutOrStdout()
+			for _, w := range warnings {
+				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w.String())
+			}
+			if app == "" {
+				app = cfg.AppName
+			}
+			if app == "" {
+				return &HintError{Err: errors.New("no app name"), Hint: "set `app = \"name\"` in fly.toml or pass --app"}
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			progress := func(format string, a ...any) {
+				if !asJSON {
+					fmt.Fprintf(out, "==> "+format+"\n", a...)
+				}
+			}
+			start := time.Now()
+			ref, err := resolveImage(ctx, c, cfg, configPath, app, imageRef, progress, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			progress("Deploying %s with image %s", app, ref)
+			resp, err := c.send(ctx, "POST", "/v1/deploys", api.DeployRequest{
+				App: app, Config: string(raw), ConfigFile: filepath.Base(configPath), Image: ref,
+				Strategy: strategy, WaitTimeout: waitTimeout,
+			}, "")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 1<<20), 1<<20)
+			var final api.DeployLine
+			for sc.Scan() {
+				var l api.DeployLine
+				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+					return fmt.Errorf("deploy stream: %w", err)
+				}
+				if asJSON {
+					fmt.Fprintln(out, sc.Text())
+				} else if l.Event != nil {
+					fmt.Fprintf(out, "  %s\n", l.Event.Message)
+				}
+				if l.Event == nil {
+					final = l
+				}
+			}
+			if err := sc.Err(); err != nil {
+				return fmt.Errorf("deploy stream: %w", err)
+			}
+			if final.Error != "" {
+				return &HintError{Err: fmt.Errorf("deploy failed: %s", final.Error), Hint: "see `hangar logs -a " + app + "` and `hangar status -a " + app + "`"}
+			}
+			if final.Release == nil {
+				return errors.New("deploy stream ended without a result; check `hangar releases`")
+			}
+			var info api.Info
+			if err := c.do(ctx, "GET", "/v1/info", nil, &info); err != nil {
+				return err
+			}
+			if !asJSON {
+				fmt.Fprintf(out, "\nRelease v%d of %s deployed in %s.\nVisit your app at %s\n", final.Release.Version, app, time.Since(start).Round(time.Millisecond), appURL(app, info))
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&configPath, "config", "c", "", "path to fly.toml (default ./fly.toml)")
+	f.StringVarP(&app, "app", "a", "", "app name (default: `app` in fly.toml)")
+	f.StringVarP(&imageRef, "image", "i", "", "deploy this image instead of building: a reference known to the daemon or pullable")
+	f.StringVar(&strategy, "strategy", "", "deploy strategy (default from fly.toml)")
+	f.StringVar(&waitTimeout, "wait-timeout", "", "how long to wait for new machines to be healthy (e.g. 2m)")
+	f.BoolVar(&asJSON, "json", false, "print machine-readable progress events")
+	return cmd
+}
+
+func configError(err error) error {
+	var ce *appconfig.Error
+	if errors.As(err, &ce) {
+		return &HintError{Err: err, Hint: ce.Hint()}
+	}
+	return err
+}
+
+// appURL is where the proxy serves app.
+func appURL(app string, info api.Info) string {
+	host := app + "." + info.Domain
+	if info.HTTPPort != "" && info.HTTPPort != "80" {
+		host += ":" + info.HTTPPort
+	}
+	return "http://" + host + "/"
+}
+
+// resolveImage gets the image to deploy onto the daemon: --image as given
+// (pulled by the daemon if it does not know it), [build] image pulled by
+// the daemon, builtin = "go" compiled here, or a Dockerfile built here.
+func resolveImage(ctx context.Context, c *client, cfg *appconfig.Config, configPath, app, imageRef string, progress func(string, ...any), logw io.Writer) (string, error) {
+	if imageRef == "" && cfg.Build != nil && cfg.Build.Image != "" {
+		imageRef = cfg.Build.Image
+	}
+	if imageRef != "" {
+		var imgs []image.Image
+		if err := c.do(ctx, "GET", "/v1/images", nil, &imgs); err != nil {
+			return "", err
+		}
+		for _, i := range imgs {
+			if i.Ref == imageRef || i.Digest == imageRef || strings.HasSuffix(i.Ref, "/"+imageRef) {
+				return i.Ref, nil
+			}
+		}
+		var img image.Image
+		progress("Pulling image %s", imageRef)
+		if err := c.do(ctx, "POST", "/v1/images/pull", map[string]any{"ref": imageRef}, &img); err != nil {
+			return "", &HintError{Err: fmt.Errorf("image %s: %w", imageRef, err), Hint: "import it first with `hangar image import PATH`, or check the reference"}
+		}
+		return img.Ref, nil
+	}
+	dir := filepath.Dir(configPath)
+	tag := fmt.Sprintf("%s:deployment-%d", app, time.Now().Unix())
+	tmp, err := os.MkdirTemp("", "hangar-build-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	archive := filepath.Join(tmp, "image.tar")
+	switch {
+	case cfg.Build != nil && cfg.Build.Builtin != "":
+		if cfg.Build.Builtin != "go" {
+			return "", &HintError{Err: fmt.Errorf("builtin %q is not supported", cfg.Build.Builtin), Hint: "Hangar builds builtin = \"go\"; for other languages use a Dockerfile or [build] image"}
+		}
+		progress("Building %s with the host's Go toolchain (builtin go)", dir)
+		img, err := image.BuildGo(ctx, dir, image.GoBuildOptions{Name: app, BuildArgs: cfg.Build.Args, Output: logw})
+		if err != nil {
+			return "", fmt.Errorf("build: %w", err)
+		}
+		if err := image.WriteOCIArchive(img, tag, archive); err != nil {
+			return "", fmt.Errorf("build: %w", err)
+		}
+	default:
+		dockerfile := "Dockerfile"
+		if cfg.Build != nil && cfg.Build.Dockerfile != "" {
+			dockerfile = cfg.Build.Dockerfile
+		}
+		if _, err := os.Stat(filepath.Join(dir, dockerfile)); err != nil {
+			return "", &HintError{Err: fmt.Errorf("nothing to deploy: no [build] image or builtin, and no %s in %s", dockerfile, dir),
+				Hint: "add [build] image = \"...\", builtin = \"go\", or a Dockerfile; or pass --image"}
+		}
+		progress("Building %s from %s", dir, dockerfile)
+		var buildArgs map[string]string
+		target := ""
+		if cfg.Build != nil {
+			buildArgs, target = cfg.Build.Args, cfg.Build.DockerBuildTarget
+		}
+		if _, err := image.BuildDockerfile(ctx, dir, dockerfile, image.DockerBuildOptions{Ref: tag, BuildArgs: buildArgs, Target: target, OutputPath: archive, Output: logw}); err != nil {
+			return "", fmt.Errorf("build: %w", err)
+		}
+	}
+	progress("Uploading image %s", tag)
+	img, err := uploadArchive(ctx, c, archive, tag)
+	if err != nil {
+		return "", err
+	}
+	return img.Ref, nil
+}

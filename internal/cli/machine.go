@@ -1,0 +1,327 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/types"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	register(newMachineCmd)
+	register(newImageCmd)
+}
+
+func newMachineCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "machine", Aliases: []string{"machines", "m"}, Short: "Manage machines"}
+	var app, config string
+	var asJSON bool
+	path := func(name string, parts ...string) string {
+		p := "/v1/apps/" + url.PathEscape(name) + "/machines"
+		for _, s := range parts {
+			p += "/" + url.PathEscape(s)
+		}
+		return p
+	}
+	withApp := func(c *cobra.Command) *cobra.Command {
+		appFlags(c, &app, &config)
+		return c
+	}
+
+	var (
+		runEnv    []string
+		runPort   int
+		runName   string
+		runSize   string
+		runMemory int
+		runDetach bool
+		runRegion string
+	)
+	run := withApp(&cobra.Command{
+		Use: "run IMAGE [COMMAND...]", Short: "Create and start a machine", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			cfg := &types.MachineConfig{Image: args[0], Env: map[string]string{}}
+			if len(args) > 1 {
+				cfg.Init.Cmd = args[1:]
+			}
+			for _, kv := range runEnv {
+				k, v, ok := strings.Cut(kv, "=")
+				if !ok {
+					return &HintError{Err: fmt.Errorf("--env %q", kv), Hint: "use --env NAME=VALUE"}
+				}
+				cfg.Env[k] = v
+			}
+			if runSize != "" {
+				g, err := types.GuestForSize(runSize)
+				if err != nil {
+					return err
+				}
+				cfg.Guest = &g
+			}
+			if runMemory > 0 {
+				if cfg.Guest == nil {
+					g := types.DefaultGuest
+					cfg.Guest = &g
+				}
+				cfg.Guest.MemoryMB = runMemory
+			}
+			if runPort > 0 {
+				cfg.Services = []types.MachineService{{Protocol: "tcp", InternalPort: runPort,
+					Ports: []types.MachinePort{{Port: types.Ptr(80), Handlers: []string{"http"}}}}}
+			}
+			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name), nil, &types.App{}); isNotFound(err) {
+				if err := c.do(cmd.Context(), "POST", "/v1/apps", types.CreateAppRequest{AppName: name}, &types.App{}); err != nil {
+					return err
+				}
+			}
+			var m types.Machine
+			if err := c.do(cmd.Context(), "POST", path(name), types.CreateMachineRequest{Name: runName, Region: runRegion, Config: cfg}, &m); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Machine %s is %s (instance %s, private IP %s)\n", m.ID, m.State, m.InstanceID, m.PrivateIP)
+			return nil
+		},
+	})
+	run.Flags().StringArrayVarP(&runEnv, "env", "e", nil, "NAME=VALUE (repeatable)")
+	run.Flags().IntVarP(&runPort, "port", "p", 0, "internal port to expose through the proxy")
+	run.Flags().StringVar(&runName, "name", "", "machine name")
+	run.Flags().StringVar(&runSize, "vm-size", "", "size preset, e.g. shared-cpu-1x")
+	run.Flags().IntVar(&runMemory, "vm-memory", 0, "memory in MB")
+	run.Flags().StringVarP(&runRegion, "region", "r", "", "region")
+	run.Flags().BoolVarP(&runDetach, "detach", "d", false, "return at once (machines always start detached)")
+
+	list := withApp(&cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List machines", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var ms []types.Machine
+			if err := c.do(cmd.Context(), "GET", path(name), nil, &ms); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), ms)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tREGION\tIMAGE\tIP\tCREATED")
+			for _, m := range ms {
+				img := ""
+				if m.Config != nil {
+					img = m.Config.Image
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Name, m.State, m.Region, img, m.PrivateIP, ago(m.CreatedAt))
+			}
+			return tw.Flush()
+		},
+	})
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+
+	status := withApp(&cobra.Command{
+		Use: "status ID", Short: "Show a machine", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var m types.Machine
+			if err := c.do(cmd.Context(), "GET", path(name, args[0]), nil, &m); err != nil {
+				return err
+			}
+			return printJSON(cmd.OutOrStdout(), m)
+		},
+	})
+
+	var stopSignal string
+	var stopTimeout time.Duration
+	action := func(use, short, verb string) *cobra.Command {
+		return withApp(&cobra.Command{
+			Use: use + " ID...", Short: short, Args: cobra.MinimumNArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				name, err := appName(app, config)
+				if err != nil {
+					return err
+				}
+				c, err := newClient()
+				if err != nil {
+					return err
+				}
+				for _, id := range args {
+					var body any
+					if verb == "stop" {
+						req := types.StopRequest{Signal: stopSignal}
+						if stopTimeout > 0 {
+							req.Timeout = types.DurationPtr(stopTimeout)
+						}
+						body = req
+					}
+					if err := c.do(cmd.Context(), "POST", path(name, id, verb), body, nil); err != nil {
+						return fmt.Errorf("%s %s: %w", verb, id, err)
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "Machine %s: %s requested\n", id, verb)
+				}
+				return nil
+			},
+		})
+	}
+	start := action("start", "Start machines", "start")
+	stop := action("stop", "Stop machines", "stop")
+	stop.Flags().StringVarP(&stopSignal, "signal", "s", "", "signal to send (default: the machine's kill_signal)")
+	stop.Flags().DurationVar(&stopTimeout, "timeout", 0, "wait this long before killing")
+
+	var force bool
+	destroy := withApp(&cobra.Command{
+		Use: "destroy ID...", Aliases: []string{"rm"}, Short: "Destroy machines", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			for _, id := range args {
+				q := ""
+				if force {
+					q = "?force=true"
+				}
+				if err := c.do(cmd.Context(), "DELETE", path(name, id)+q, nil, nil); err != nil {
+					return &HintError{Err: fmt.Errorf("destroy %s: %w", id, err), Hint: "stop it first, or pass --force"}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Machine %s destroyed\n", id)
+			}
+			return nil
+		},
+	})
+	destroy.Flags().BoolVarP(&force, "force", "f", false, "destroy even if running")
+	cmd.AddCommand(run, list, status, start, stop, destroy)
+	return cmd
+}
+
+func newImageCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "image", Aliases: []string{"images"}, Short: "Manage images on the daemon"}
+	var ref string
+	imp := &cobra.Command{
+		Use:   "import PATH",
+		Short: "Import an OCI layout directory, OCI archive or docker-save tarball",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			p := args[0]
+			fi, err := os.Stat(p)
+			if err != nil {
+				return err
+			}
+			if fi.IsDir() {
+				// An OCI layout directory: pack it as an OCI archive first.
+				tmp, err := os.MkdirTemp("", "hangar-import-")
+				if err != nil {
+					return err
+				}
+				defer os.RemoveAll(tmp)
+				archive := filepath.Join(tmp, "layout.tar")
+				if err := tarDir(p, archive); err != nil {
+					return fmt.Errorf("pack %s: %w", p, err)
+				}
+				p = archive
+			}
+			img, err := uploadArchive(cmd.Context(), c, p, ref)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Imported %s (%s)\n", img.Ref, img.Digest)
+			return nil
+		},
+	}
+	imp.Flags().StringVar(&ref, "ref", "", "name for the image (default: from the archive)")
+	var asJSON bool
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List images", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var imgs []image.Image
+			if err := c.do(cmd.Context(), "GET", "/v1/images", nil, &imgs); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), imgs)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REF\tDIGEST\tSIZE")
+			for _, i := range imgs {
+				fmt.Fprintf(tw, "%s\t%s\t%.1f MB\n", i.Ref, i.Digest, float64(i.Size)/1e6)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	var insecure bool
+	pull := &cobra.Command{
+		Use: "pull REF", Short: "Pull an image from a registry onto the daemon", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var img image.Image
+			if err := c.do(cmd.Context(), "POST", "/v1/images/pull", map[string]any{"ref": args[0], "insecure": insecure}, &img); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Pulled %s (%s)\n", img.Ref, img.Digest)
+			return nil
+		},
+	}
+	pull.Flags().BoolVar(&insecure, "insecure", false, "allow a plain-HTTP registry")
+	cmd.AddCommand(imp, list, pull)
+	return cmd
+}
+
+func uploadArchive(ctx context.Context, c *client, path, ref string) (*image.Image, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var img image.Image
+	resp, err := c.send(ctx, "POST", "/v1/images?ref="+url.QueryEscape(ref), f, "application/x-tar")
+	if err != nil {
+		return nil, fmt.Errorf("upload %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if err := decodeJSON(resp.Body, &img); err != nil {
+		return nil, fmt.Errorf("upload %s: %w", path, err)
+	}
+	return &img, nil
+}

@@ -1,0 +1,51 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/hangar-dev/hangar/internal/daemon"
+	"github.com/hangar-dev/hangar/internal/network"
+	"github.com/spf13/cobra"
+)
+
+func init() { register(newServerCmd) }
+
+func newServerCmd() *cobra.Command {
+	o := daemon.Options{Network: network.DefaultConfig}
+	var debug bool
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Hangar daemon (API, proxy, machines)",
+		Long: `Run the Hangar daemon: the Machines API, the edge proxy and the machine
+supervisor. Machines keep running when the daemon stops; the next start
+re-adopts them. Needs root (containers, network namespaces).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			level := slog.LevelInfo
+			if debug {
+				level = slog.LevelDebug
+			}
+			o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return daemon.Run(ctx, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.DataDir, "data-dir", DefaultDataDir, "where state, images, logs and the admin token live")
+	f.StringVar(&o.APIListen, "api-listen", "127.0.0.1:4280", "address of the API")
+	f.StringVar(&o.HTTPListen, "http-listen", ":80", "address of the HTTP proxy")
+	f.StringVar(&o.Domain, "domain", "localhost", "apps are served at <app>.<domain>")
+	f.StringVar(&o.Region, "region", "local", "this host's region")
+	f.StringVar(&o.Org, "org", "personal", "the organization this daemon serves")
+	f.StringVar(&o.Runtime, "runtime", "", "OCI runtime: crun or runc (default: crun, or runc where crun cannot run)")
+	f.StringVar(&o.Network.Bridge, "bridge", network.DefaultConfig.Bridge, "host bridge for machine networks")
+	f.StringVar(&o.Network.Subnet4, "subnet", network.DefaultConfig.Subnet4, "IPv4 subnet for machines")
+	f.StringVar(&o.Network.Subnet6, "subnet6", network.DefaultConfig.Subnet6, "IPv6 (6PN) subnet for machines")
+	f.BoolVar(&debug, "debug", false, "log debug messages")
+	return cmd
+}

@@ -1,0 +1,177 @@
+// Package daemon wires Hangar's components together into the `hangar
+// server` process: state store, image store, runtime driver, network,
+// supervisor, proxy, deployer and API. It is the only package that knows
+// all of them.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/auth"
+	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/network"
+	"github.com/hangar-dev/hangar/internal/proxy"
+	"github.com/hangar-dev/hangar/internal/runtime"
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/supervisor"
+)
+
+// Options configure the daemon (flags of `hangar server`).
+type Options struct {
+	DataDir    string
+	APIListen  string
+	HTTPListen string
+	Domain     string
+	Region     string
+	Org        string
+	Runtime    string // "", "crun" or "runc"
+	Network    network.Config
+	Log        *slog.Logger
+}
+
+// Files the daemon writes into its data dir.
+const (
+	AdminTokenFile = "admin-token"
+	APIAddrFile    = "api-addr"
+	HTTPAddrFile   = "http-addr"
+)
+
+// Run starts the daemon and serves until ctx ends. Machines keep running
+// after it returns.
+func Run(ctx context.Context, o Options) error {
+	log := o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if o.Org == "" {
+		o.Org = "personal"
+	}
+	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
+	}
+	st, err := store.Open(filepath.Join(o.DataDir, "state.db"))
+	if err != nil {
+		return fmt.Errorf("open state: %w", err)
+	}
+	defer st.Close()
+	if err := ensureAdminToken(ctx, st, o.DataDir, o.Org, log); err != nil {
+		return err
+	}
+	images, err := image.NewStore(filepath.Join(o.DataDir, "images"), log.With("component", "image"))
+	if err != nil {
+		return fmt.Errorf("image store: %w", err)
+	}
+	driver, err := runtime.NewOCI(filepath.Join(o.DataDir, "tasks"), o.Runtime, log.With("component", "runtime"))
+	if err != nil {
+		return err
+	}
+	netm, err := network.New(o.Network, log.With("component", "network"))
+	if err != nil {
+		return err
+	}
+	px := proxy.New(o.Domain, o.Region, log.With("component", "proxy"))
+	sup := supervisor.New(supervisor.Options{
+		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
+		Region: o.Region, DataDir: o.DataDir, Log: log,
+	})
+	defer sup.Shutdown()
+	apiSrv := &api.Server{Store: st, Sup: sup, Images: images, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain}
+	apiSrv.Deployer = &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: apiSrv.EnsureApp, Log: log.With("component", "deploy")}
+
+	httpLn, err := net.Listen("tcp", o.HTTPListen)
+	if err != nil {
+		return fmt.Errorf("proxy listen %s: %w (another server on the port? pick one with --http-listen)", o.HTTPListen, err)
+	}
+	apiLn, err := net.Listen("tcp", o.APIListen)
+	if err != nil {
+		httpLn.Close()
+		return fmt.Errorf("API listen %s: %w (pick another with --api-listen)", o.APIListen, err)
+	}
+	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
+	apiSrv.HTTPPort = httpPort
+	// Re-adopt machines before serving, so the proxy knows them.
+	if err := sup.Recover(ctx); err != nil {
+		return fmt.Errorf("recover machines: %w", err)
+	}
+	for name, addr := range map[string]string{APIAddrFile: apiLn.Addr().String(), HTTPAddrFile: httpLn.Addr().String()} {
+		if err := writeFileAtomic(filepath.Join(o.DataDir, name), []byte(addr+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	proxySrv := &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() { errc <- proxySrv.Serve(httpLn) }()
+	go func() { errc <- apiHTTP.Serve(apiLn) }()
+	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
+		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir)
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	log.Info("shutting down; machines keep running")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = proxySrv.Shutdown(sctx)
+	_ = apiHTTP.Shutdown(sctx)
+	return nil
+}
+
+// ensureAdminToken creates the admin token on first start. Only its hash
+// goes into the state; the plain text goes to <data-dir>/admin-token (0600).
+func ensureAdminToken(ctx context.Context, st store.Store, dataDir, org string, log *slog.Logger) error {
+	path := filepath.Join(dataDir, AdminTokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if _, err := auth.Verify(ctx, st, strings.TrimSpace(string(b))); err == nil {
+			return nil
+		}
+		log.Warn("admin token file does not match the state; creating a new admin token", "path", path)
+	}
+	plain, _, err := auth.Create(ctx, st, auth.Token{Name: "admin", Scope: "org", Org: org})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(path, []byte(plain+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	log.Info("created the admin API token; the CLI on this host reads it from the file", "path", path)
+	return nil
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

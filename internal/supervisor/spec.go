@@ -1,0 +1,228 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/hangar-dev/hangar/internal/runtime"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+// buildSpec turns a machine record into a task spec: the image's process
+// with the config's overrides, the environment Fly injects, limits from the
+// guest size, the machine's network namespace and its /etc files.
+func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, error) {
+	cfg := r.Config
+	img, err := s.opt.Images.Get(ctx, cfg.Image)
+	if err != nil {
+		return runtime.Spec{}, fmt.Errorf("image %q: %w", cfg.Image, err)
+	}
+	args := processArgs(cfg.Init, img.Config.Entrypoint, img.Config.Cmd)
+	if len(args) == 0 {
+		return runtime.Spec{}, fmt.Errorf("image %s has no entrypoint or cmd and the config sets none: set init.cmd (fly.toml [processes] or [experimental] cmd): %w", cfg.Image, ErrInvalid)
+	}
+	guest := types.DefaultGuest
+	if cfg.Guest != nil {
+		if cfg.Guest.CPUs > 0 {
+			guest.CPUs = cfg.Guest.CPUs
+		}
+		if cfg.Guest.MemoryMB > 0 {
+			guest.MemoryMB = cfg.Guest.MemoryMB
+		}
+		if cfg.Guest.CPUKind != "" {
+			guest.CPUKind = cfg.Guest.CPUKind
+		}
+	}
+	ip4 := net.ParseIP(r.IPv4)
+	ip6 := net.ParseIP(r.PrivateIP)
+	var nsPath string
+	if s.opt.Network.Exists(r.ID) {
+		nsPath = s.opt.Network.NSPath(r.ID)
+	} else if nsPath, err = s.opt.Network.Setup(r.ID, ip4, ip6); err != nil {
+		return runtime.Spec{}, err
+	}
+	env := s.environment(r, img.Config.Env, guest)
+	dir := s.machineDir(r.ID)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return runtime.Spec{}, fmt.Errorf("machine dir: %w", err)
+	}
+	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n%s\t%s\n", r.PrivateIP, r.ID, r.IPv4, r.ID)
+	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts), 0o644); err != nil {
+		return runtime.Spec{}, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf()), 0o644); err != nil {
+		return runtime.Spec{}, err
+	}
+	logPath := s.LogPath(r.App, r.ID)
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return runtime.Spec{}, err
+	}
+	uid, gid, err := resolveUser(img.RootFS, userFor(cfg, img.Config.User))
+	if err != nil {
+		return runtime.Spec{}, fmt.Errorf("image %s: %w", cfg.Image, err)
+	}
+	shares := 1024 * guest.CPUs
+	if guest.CPUKind == "shared" {
+		shares = 64 * guest.CPUs
+	}
+	return runtime.Spec{
+		ID: r.ID, RootFS: img.RootFS, Args: args, Env: env,
+		Cwd: img.Config.WorkingDir, UID: uid, GID: gid, Hostname: r.ID,
+		MemoryMB: guest.MemoryMB, CPUs: guest.CPUs, CPUShares: shares,
+		NetNSPath: nsPath, LogPath: logPath,
+		Mounts: []runtime.Mount{
+			{Source: filepath.Join(dir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
+			{Source: filepath.Join(dir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true},
+		},
+	}, nil
+}
+
+func userFor(cfg *types.MachineConfig, imageUser string) string {
+	for _, p := range cfg.Processes {
+		if p.UserOverride != "" {
+			return p.UserOverride
+		}
+	}
+	return imageUser
+}
+
+// processArgs applies Fly's init overrides to the image's entrypoint and cmd:
+// exec replaces both; a new entrypoint drops the image's cmd, as Docker does.
+func processArgs(init types.MachineInit, entrypoint, cmd []string) []string {
+	if len(init.Exec) > 0 {
+		return init.Exec
+	}
+	if len(init.Entrypoint) > 0 {
+		entrypoint = init.Entrypoint
+		cmd = nil
+	}
+	if len(init.Cmd) > 0 {
+		cmd = init.Cmd
+	}
+	return append(append([]string{}, entrypoint...), cmd...)
+}
+
+func (s *Supervisor) environment(r *Record, imageEnv []string, guest types.MachineGuest) []string {
+	env := map[string]string{"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	for _, kv := range imageEnv {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	for k, v := range r.Config.Env {
+		env[k] = v
+	}
+	for _, p := range r.Config.Processes {
+		for k, v := range p.ExtraEnv {
+			env[k] = v
+		}
+	}
+	group := r.Config.Metadata[types.MetaProcessGroup]
+	if group == "" {
+		group = types.DefaultProcessGroup
+	}
+	imageRef := r.Config.Image
+	fly := map[string]string{
+		"FLY_APP_NAME":        r.App,
+		"FLY_MACHINE_ID":      r.ID,
+		"FLY_ALLOC_ID":        r.ID,
+		"FLY_REGION":          r.Region,
+		"FLY_IMAGE_REF":       imageRef,
+		"FLY_MACHINE_VERSION": r.InstanceID,
+		"FLY_PRIVATE_IP":      r.PrivateIP,
+		"FLY_PROCESS_GROUP":   group,
+		"FLY_VM_MEMORY_MB":    strconv.Itoa(guest.MemoryMB),
+		"FLY_PUBLIC_IP":       "",
+		"FLY_HOST":            "hangar",
+	}
+	for k, v := range fly {
+		env[k] = v
+	}
+	if _, ok := env["PRIMARY_REGION"]; !ok {
+		env["PRIMARY_REGION"] = r.Region
+	}
+	out := make([]string, 0, len(env))
+	for k, v := range env {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// resolvConf gives machines the host's upstream resolvers, unless those are
+// loopback addresses that a machine's namespace cannot reach.
+func resolvConf() string {
+	var b strings.Builder
+	if f, err := os.Open("/etc/resolv.conf"); err == nil {
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) >= 2 && fields[0] == "nameserver" {
+				if ip := net.ParseIP(fields[1]); ip != nil && !ip.IsLoopback() {
+					fmt.Fprintf(&b, "nameserver %s\n", fields[1])
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+// resolveUser maps an image's "user[:group]" to numeric ids using the
+// image's /etc/passwd and /etc/group.
+func resolveUser(rootfs, spec string) (uint32, uint32, error) {
+	if spec == "" {
+		return 0, 0, nil
+	}
+	user, group, _ := strings.Cut(spec, ":")
+	uid, gid := -1, -1
+	if n, err := strconv.Atoi(user); err == nil {
+		uid = n
+	}
+	lookup := func(file, name string) (int, int, bool) {
+		f, err := os.Open(filepath.Join(rootfs, "etc", file))
+		if err != nil {
+			return 0, 0, false
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			p := strings.Split(sc.Text(), ":")
+			if len(p) >= 4 && (p[0] == name || p[2] == name) {
+				a, _ := strconv.Atoi(p[2])
+				b, _ := strconv.Atoi(p[3])
+				return a, b, true
+			}
+		}
+		return 0, 0, false
+	}
+	u, g, found := lookup("passwd", user)
+	if found {
+		uid, gid = u, g
+	} else if uid < 0 {
+		return 0, 0, fmt.Errorf("user %q is not in the image's /etc/passwd: use a numeric uid", user)
+	}
+	if group != "" {
+		if n, err := strconv.Atoi(group); err == nil {
+			gid = n
+		} else if g, _, ok := lookup("group", group); ok {
+			gid = g
+		} else {
+			return 0, 0, fmt.Errorf("group %q is not in the image's /etc/group: use a numeric gid", group)
+		}
+	}
+	if gid < 0 {
+		gid = uid
+	}
+	return uint32(uid), uint32(gid), nil
+}

@@ -1,0 +1,870 @@
+// Package supervisor owns the lifecycle of machines on this host: it turns
+// machine records in the state store into running tasks (through a
+// runtime.Driver), applies restart policies, runs health checks, re-adopts
+// machines after a daemon restart, and tells the proxy which machines may
+// take traffic.
+//
+// Machine states (Fly's names):
+//
+//	created ─start─▶ starting ─▶ started ─stop─▶ stopping ─▶ stopped
+//	   │                 │            │  ▲ exit + restart policy   │
+//	   │                 └─fail─▶ failed └──────────────────────────┘ start
+//	   └──────────── destroy (from any state) ─▶ destroying ─▶ destroyed
+//
+// update = stop, swap config (new instance_id; the old version is
+// "replaced"), start.
+package supervisor
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/network"
+	"github.com/hangar-dev/hangar/internal/proxy"
+	"github.com/hangar-dev/hangar/internal/runtime"
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// Errors the API maps to status codes.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("conflict")
+	ErrInvalid  = errors.New("invalid")
+	ErrTimeout  = errors.New("timed out")
+)
+
+// Router is what the supervisor needs of the proxy.
+type Router interface {
+	SetBackend(b proxy.Backend, routable bool)
+	Drain(ctx context.Context, app, machineID string) error
+	Remove(app, machineID string)
+}
+
+// Images resolves an image reference to an unpacked image.
+type Images interface {
+	Get(ctx context.Context, refOrDigest string) (*image.Image, error)
+}
+
+// Record is a machine as stored: the API object plus what the host needs.
+type Record struct {
+	types.Machine
+	App          string    `json:"app"`
+	AddrIndex    int       `json:"addr_index"`
+	IPv4         string    `json:"ipv4"`
+	RestartCount int       `json:"restart_count"`
+	LeaseNonce   string    `json:"lease_nonce,omitempty"`
+	LeaseExpires int64     `json:"lease_expires,omitempty"`
+	LeaseOwner   string    `json:"lease_owner,omitempty"`
+	LeaseDesc    string    `json:"lease_description,omitempty"`
+	Versions     []Version `json:"versions,omitempty"`
+}
+
+// Version is an earlier instance of a machine.
+type Version struct {
+	InstanceID string               `json:"version"`
+	Config     *types.MachineConfig `json:"user_config"`
+}
+
+// Options configure a Supervisor.
+type Options struct {
+	Store   store.Store
+	Driver  runtime.Driver
+	Network *network.Manager
+	Images  Images
+	Router  Router
+	Region  string
+	DataDir string
+	Log     *slog.Logger
+}
+
+// Supervisor runs the machines of this host.
+type Supervisor struct {
+	opt Options
+	log *slog.Logger
+
+	mu       sync.Mutex // guards machines and changed
+	machines map[string]*live
+	changed  chan struct{} // closed and replaced on every record change
+}
+
+// live is the in-memory side of one machine.
+type live struct {
+	mu      sync.Mutex // serialises lifecycle operations on the machine
+	app, id string
+
+	stateMu       sync.Mutex // guards the fields below
+	stopRequested bool
+	cancelChecks  context.CancelFunc
+	checks        map[string]types.CheckStatus
+	generation    int // bumps on each start; stale watchers ignore exits
+}
+
+// New returns a supervisor; call Recover before serving.
+func New(opt Options) *Supervisor {
+	if opt.Log == nil {
+		opt.Log = slog.Default()
+	}
+	return &Supervisor{opt: opt, log: opt.Log.With("component", "supervisor"), machines: map[string]*live{}, changed: make(chan struct{})}
+}
+
+func machineKey(app, id string) string { return "machines/" + app + "/" + id }
+
+func (s *Supervisor) liveFor(app, id string) *live {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.machines[id]
+	if l == nil {
+		l = &live{app: app, id: id, checks: map[string]types.CheckStatus{}}
+		s.machines[id] = l
+	}
+	return l
+}
+
+func (s *Supervisor) notify() {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func (s *Supervisor) changedCh() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// NewID returns a machine id: 14 hex characters, like Fly's.
+func NewID() string {
+	var b [7]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+// NewInstanceID returns a ULID: sortable by time, as Fly's instance ids.
+func NewInstanceID() string {
+	var b [16]byte
+	ms := uint64(time.Now().UnixMilli())
+	for i := 0; i < 6; i++ {
+		b[i] = byte(ms >> (40 - 8*i))
+	}
+	_, _ = rand.Read(b[6:])
+	out := make([]byte, 26)
+	// 128 bits into 26 base32 digits, most significant first.
+	var hi, lo uint64
+	for i := 0; i < 8; i++ {
+		hi = hi<<8 | uint64(b[i])
+		lo = lo<<8 | uint64(b[8+i])
+	}
+	for i := 25; i >= 0; i-- {
+		out[i] = crockford[lo&31]
+		lo = lo>>5 | hi<<59
+		hi >>= 5
+	}
+	return string(out)
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339) }
+
+// Get returns a machine with its live check status.
+func (s *Supervisor) Get(ctx context.Context, app, id string) (*Record, error) {
+	var r Record
+	if _, err := store.GetJSON(ctx, s.opt.Store, machineKey(app, id), &r); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("machine %s of app %s: %w", id, app, ErrNotFound)
+		}
+		return nil, fmt.Errorf("machine %s: %w", id, err)
+	}
+	s.decorate(&r)
+	return &r, nil
+}
+
+func (s *Supervisor) decorate(r *Record) {
+	s.mu.Lock()
+	l := s.machines[r.ID]
+	s.mu.Unlock()
+	r.Checks = nil
+	if l == nil {
+		return
+	}
+	l.stateMu.Lock()
+	for _, c := range l.checks {
+		r.Checks = append(r.Checks, c)
+	}
+	l.stateMu.Unlock()
+	sort.Slice(r.Checks, func(i, j int) bool { return r.Checks[i].Name < r.Checks[j].Name })
+}
+
+// List returns the machines of an app (all apps when app is "").
+func (s *Supervisor) List(ctx context.Context, app string) ([]*Record, error) {
+	prefix := "machines/"
+	if app != "" {
+		prefix += app + "/"
+	}
+	kvs, err := s.opt.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list machines: %w", err)
+	}
+	out := make([]*Record, 0, len(kvs))
+	for _, kv := range kvs {
+		var r Record
+		if err := jsonUnmarshal(kv.Value, &r); err != nil {
+			return nil, fmt.Errorf("machine record %s: %w", kv.Key, err)
+		}
+		s.decorate(&r)
+		out = append(out, &r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].CreatedAt < out[j].CreatedAt || (out[i].CreatedAt == out[j].CreatedAt && out[i].ID < out[j].ID)
+	})
+	return out, nil
+}
+
+// update applies fn to the stored record and saves it.
+func (s *Supervisor) update(ctx context.Context, app, id string, fn func(r *Record) error) (*Record, error) {
+	out, _, err := store.UpdateJSON(ctx, s.opt.Store, machineKey(app, id), func(cur *Record) (*Record, error) {
+		if cur == nil {
+			return nil, fmt.Errorf("machine %s of app %s: %w", id, app, ErrNotFound)
+		}
+		if err := fn(cur); err != nil {
+			return nil, err
+		}
+		cur.UpdatedAt = now()
+		return cur, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.notify()
+	return out, nil
+}
+
+func addEvent(r *Record, typ, status, source string, req map[string]interface{}) {
+	ev := types.MachineEvent{ID: NewInstanceID(), Type: typ, Status: status, Source: source, Timestamp: time.Now().UnixMilli(), Request: req}
+	r.Events = append([]types.MachineEvent{ev}, r.Events...)
+	if len(r.Events) > 50 {
+		r.Events = r.Events[:50]
+	}
+}
+
+func (s *Supervisor) setState(ctx context.Context, app, id, state, event, source string, req map[string]interface{}) (*Record, error) {
+	return s.update(ctx, app, id, func(r *Record) error {
+		r.State = state
+		if event != "" {
+			addEvent(r, event, state, source, req)
+		}
+		return nil
+	})
+}
+
+// CreateOptions are the parts of a create request besides the config.
+type CreateOptions struct {
+	Name       string
+	Region     string
+	SkipLaunch bool
+}
+
+// Create records a new machine and starts it unless SkipLaunch.
+func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineConfig, opt CreateOptions) (*Record, error) {
+	if cfg == nil || cfg.Image == "" {
+		return nil, fmt.Errorf("config.image is required: name an image imported with `hangar image import` or pullable by reference: %w", ErrInvalid)
+	}
+	if err := validateConfig(cfg); err != nil {
+		return nil, err
+	}
+	img, err := s.opt.Images.Get(ctx, cfg.Image)
+	if err != nil {
+		return nil, fmt.Errorf("config.image %q: %v; import it with `hangar image import` or deploy with a [build] section: %w", cfg.Image, err, ErrInvalid)
+	}
+	id := NewID()
+	region := opt.Region
+	if region == "" {
+		region = s.opt.Region
+	}
+	name := opt.Name
+	if name == "" {
+		name = id
+	}
+	idx, err := s.allocAddr(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	ip4, ip6, err := s.opt.Network.AddressFor(idx)
+	if err != nil {
+		_ = s.releaseAddr(ctx, idx)
+		return nil, err
+	}
+	ts := now()
+	r := &Record{
+		Machine: types.Machine{
+			ID: id, Name: name, State: types.StateCreated, Region: region,
+			InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
+			ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts,
+		},
+		App: app, AddrIndex: idx, IPv4: ip4.String(),
+	}
+	addEvent(r, "launch", types.StateCreated, "user", nil)
+	if _, err := store.PutJSON(ctx, s.opt.Store, machineKey(app, id), r, 0); err != nil {
+		_ = s.releaseAddr(ctx, idx)
+		return nil, fmt.Errorf("save machine %s: %w", id, err)
+	}
+	s.notify()
+	if opt.SkipLaunch {
+		return r, nil
+	}
+	return s.Start(ctx, app, id)
+}
+
+func imageRef(img *image.Image) types.ImageRef {
+	ref := types.ImageRef{Digest: img.Digest, Labels: img.Config.Labels}
+	name := img.Ref
+	if i := strings.LastIndex(name, "@"); i >= 0 {
+		name = name[:i]
+	}
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		ref.Tag = name[i+1:]
+		name = name[:i]
+	}
+	if i := strings.Index(name, "/"); i >= 0 && strings.ContainsAny(name[:i], ".:") {
+		ref.Registry, name = name[:i], name[i+1:]
+	}
+	ref.Repository = name
+	return ref
+}
+
+func validateConfig(cfg *types.MachineConfig) error {
+	if cfg.Restart != nil {
+		switch cfg.Restart.Policy {
+		case "", types.RestartNo, types.RestartAlways, types.RestartOnFailure:
+		default:
+			return fmt.Errorf("config.restart.policy %q: use \"no\", \"always\" or \"on-failure\": %w", cfg.Restart.Policy, ErrInvalid)
+		}
+	}
+	if cfg.Guest != nil && (cfg.Guest.MemoryMB < 0 || cfg.Guest.CPUs < 0) {
+		return fmt.Errorf("config.guest: cpus and memory_mb must not be negative: %w", ErrInvalid)
+	}
+	for i, svc := range cfg.Services {
+		if svc.InternalPort <= 0 || svc.InternalPort > 65535 {
+			return fmt.Errorf("config.services[%d].internal_port %d: must be 1-65535: %w", i, svc.InternalPort, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// allocAddr takes the lowest free address number for machine id.
+func (s *Supervisor) allocAddr(ctx context.Context, id string) (int, error) {
+	for attempt := 0; attempt < 100; attempt++ {
+		kvs, err := s.opt.Store.List(ctx, "ipam/")
+		if err != nil {
+			return 0, fmt.Errorf("allocate address: %w", err)
+		}
+		used := map[int]bool{}
+		for _, kv := range kvs {
+			var n int
+			fmt.Sscanf(strings.TrimPrefix(kv.Key, "ipam/"), "%d", &n)
+			used[n] = true
+		}
+		n := 2
+		for used[n] {
+			n++
+		}
+		_, err = s.opt.Store.Put(ctx, fmt.Sprintf("ipam/%08d", n), []byte(id), 0)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("allocate address: %w", err)
+		}
+		return n, nil
+	}
+	return 0, fmt.Errorf("allocate address: too much contention: %w", ErrConflict)
+}
+
+func (s *Supervisor) releaseAddr(ctx context.Context, n int) error {
+	_, err := s.opt.Store.Delete(ctx, fmt.Sprintf("ipam/%08d", n), store.AnyRevision)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// LogPath is where a machine's output is kept; it survives restarts of the
+// machine and of the daemon.
+func (s *Supervisor) LogPath(app, id string) string {
+	return filepath.Join(s.opt.DataDir, "logs", app, id+".log")
+}
+
+func (s *Supervisor) machineDir(id string) string {
+	return filepath.Join(s.opt.DataDir, "machines", id)
+}
+
+// Start starts a created or stopped machine. Starting a started machine is
+// a no-op.
+func (s *Supervisor) Start(ctx context.Context, app, id string) (*Record, error) {
+	l := s.liveFor(app, id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return s.startLocked(ctx, l, "user")
+}
+
+func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*Record, error) {
+	r, err := s.Get(ctx, l.app, l.id)
+	if err != nil {
+		return nil, err
+	}
+	switch r.State {
+	case types.StateStarted:
+		return r, nil
+	case types.StateDestroying, types.StateDestroyed:
+		return nil, fmt.Errorf("machine %s is %s: %w", l.id, r.State, ErrConflict)
+	}
+	if _, err := s.setState(ctx, l.app, l.id, types.StateStarting, "", source, nil); err != nil {
+		return nil, err
+	}
+	spec, err := s.buildSpec(ctx, r)
+	if err == nil {
+		_, err = s.opt.Driver.Start(ctx, spec)
+	}
+	if err != nil {
+		s.log.Warn("machine failed to start", "app", l.app, "machine", l.id, "err", err)
+		_, _ = s.update(context.Background(), l.app, l.id, func(r *Record) error {
+			r.State = types.StateFailed
+			addEvent(r, "start", types.StateFailed, source, map[string]interface{}{"error": err.Error()})
+			return nil
+		})
+		return nil, fmt.Errorf("start machine %s: %w", l.id, err)
+	}
+	l.stateMu.Lock()
+	l.stopRequested = false
+	l.generation++
+	gen := l.generation
+	l.stateMu.Unlock()
+	r, err = s.setState(ctx, l.app, l.id, types.StateStarted, "start", source, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.attach(l, r, gen)
+	return r, nil
+}
+
+// attach starts watching a running machine: its exit and its checks.
+func (s *Supervisor) attach(l *live, r *Record, gen int) {
+	s.routeUpdate(l, r)
+	cctx, cancel := context.WithCancel(context.Background())
+	l.stateMu.Lock()
+	if l.cancelChecks != nil {
+		l.cancelChecks()
+	}
+	l.cancelChecks = cancel
+	l.checks = initialChecks(r.Config)
+	l.stateMu.Unlock()
+	s.routeUpdate(l, r)
+	go s.runChecks(cctx, l, r)
+	go s.watchExit(l, gen)
+}
+
+// routeUpdate tells the proxy whether the machine may take traffic: it is
+// started and every check passes.
+func (s *Supervisor) routeUpdate(l *live, r *Record) {
+	if r.Config == nil || len(r.Config.Services) == 0 {
+		return
+	}
+	l.stateMu.Lock()
+	ok := !l.stopRequested
+	for _, c := range l.checks {
+		if c.Status != types.CheckPassing {
+			ok = false
+		}
+	}
+	l.stateMu.Unlock()
+	svc := r.Config.Services[0]
+	s.opt.Router.SetBackend(proxy.Backend{
+		App: l.app, MachineID: l.id, Region: r.Region,
+		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort),
+	}, ok && r.State == types.StateStarted)
+}
+
+func (s *Supervisor) watchExit(l *live, gen int) {
+	ex, err := s.opt.Driver.Wait(context.Background(), l.id)
+	if err != nil {
+		if errors.Is(err, runtime.ErrNotFound) {
+			return
+		}
+		s.log.Warn("wait for machine failed", "machine", l.id, "err", err)
+		return
+	}
+	s.handleExit(l, gen, ex)
+}
+
+// handleExit records an exit the user did not ask for and applies the
+// restart policy.
+func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.stateMu.Lock()
+	stale := gen != l.generation || l.stopRequested
+	if !stale && l.cancelChecks != nil {
+		l.cancelChecks()
+		l.cancelChecks = nil
+	}
+	l.stateMu.Unlock()
+	if stale {
+		return
+	}
+	ctx := context.Background()
+	r, err := s.Get(ctx, l.app, l.id)
+	if err != nil {
+		return
+	}
+	s.opt.Router.SetBackend(proxy.Backend{App: l.app, MachineID: l.id}, false)
+	s.log.Info("machine exited", "app", l.app, "machine", l.id, "exit_code", ex.Code, "oom_killed", ex.OOMKilled)
+	policy, max := restartPolicy(r.Config)
+	restart := policy == types.RestartAlways || (policy == types.RestartOnFailure && ex.Code != 0 && r.RestartCount < max)
+	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
+		r.State = types.StateStopped
+		req := map[string]interface{}{"exit_event": map[string]interface{}{
+			"exit_code": ex.Code, "signal": ex.Signal, "oom_killed": ex.OOMKilled,
+			"exited_at": ex.ExitedAt.Format(time.RFC3339Nano), "restarting": restart,
+			"guest_exit_code": ex.Code,
+		}}
+		if ex.Err != "" {
+			req["error"] = ex.Err
+		}
+		addEvent(r, "exit", types.StateStopped, "flyd", req)
+		if restart {
+			r.RestartCount++
+		}
+		return nil
+	})
+	if err != nil || !restart {
+		return
+	}
+	backoff := time.Duration(1<<min(r.RestartCount-1, 6)) * 100 * time.Millisecond
+	if backoff > 5*time.Second {
+		backoff = 5 * time.Second
+	}
+	go func() {
+		time.Sleep(backoff)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		cur, err := s.Get(ctx, l.app, l.id)
+		if err != nil || cur.State != types.StateStopped {
+			return // stopped, destroyed or started by someone else meanwhile
+		}
+		if _, err := s.startLocked(ctx, l, "flyd"); err != nil {
+			s.log.Warn("restart failed", "machine", l.id, "err", err)
+		}
+	}()
+}
+
+func restartPolicy(cfg *types.MachineConfig) (string, int) {
+	if cfg == nil || cfg.Restart == nil || cfg.Restart.Policy == "" {
+		return types.RestartOnFailure, 10
+	}
+	max := cfg.Restart.MaxRetries
+	if max == 0 {
+		max = 10
+	}
+	return cfg.Restart.Policy, max
+}
+
+// Stop drains the machine in the proxy, then stops it with its signal and
+// timeout (from the request, else its stop_config, else SIGINT and 5s).
+func (s *Supervisor) Stop(ctx context.Context, app, id, signal string, timeout time.Duration) (*Record, error) {
+	l := s.liveFor(app, id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return s.stopLocked(ctx, l, signal, timeout, "user")
+}
+
+func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, timeout time.Duration, source string) (*Record, error) {
+	r, err := s.Get(ctx, l.app, l.id)
+	if err != nil {
+		return nil, err
+	}
+	if r.State != types.StateStarted && r.State != types.StateStarting && r.State != types.StateSuspended {
+		// Not running; make sure nothing is left of a task either.
+		if r.State != types.StateStopped {
+			return r, nil
+		}
+		return r, nil
+	}
+	if signal == "" && r.Config != nil && r.Config.StopConfig != nil && r.Config.StopConfig.Signal != nil {
+		signal = *r.Config.StopConfig.Signal
+	}
+	if signal == "" {
+		signal = "SIGINT"
+	}
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+		if r.Config != nil && r.Config.StopConfig != nil && r.Config.StopConfig.Timeout != nil {
+			timeout = r.Config.StopConfig.Timeout.Duration
+		}
+	}
+	l.stateMu.Lock()
+	l.stopRequested = true
+	if l.cancelChecks != nil {
+		l.cancelChecks()
+		l.cancelChecks = nil
+	}
+	l.stateMu.Unlock()
+	if _, err := s.setState(ctx, l.app, l.id, types.StateStopping, "", source, nil); err != nil {
+		return nil, err
+	}
+	// In-flight requests finish first (bounded by the kill timeout).
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	if err := s.opt.Router.Drain(dctx, l.app, l.id); err != nil {
+		s.log.Warn("drain did not finish before the stop timeout", "machine", l.id, "err", err)
+	}
+	cancel()
+	if err := s.opt.Driver.Stop(ctx, l.id, signal, timeout); err != nil {
+		return nil, fmt.Errorf("stop machine %s: %w", l.id, err)
+	}
+	s.opt.Router.Remove(l.app, l.id)
+	return s.update(ctx, l.app, l.id, func(r *Record) error {
+		r.State = types.StateStopped
+		addEvent(r, "stop", types.StateStopped, source, map[string]interface{}{"signal": signal})
+		return nil
+	})
+}
+
+// Update replaces a machine's config: the machine stops, gets a new
+// instance id (the old version is kept as replaced) and starts again if
+// it was running.
+func (s *Supervisor) Update(ctx context.Context, app, id string, cfg *types.MachineConfig, skipLaunch bool) (*Record, error) {
+	if cfg == nil || cfg.Image == "" {
+		return nil, fmt.Errorf("config.image is required: %w", ErrInvalid)
+	}
+	if err := validateConfig(cfg); err != nil {
+		return nil, err
+	}
+	img, err := s.opt.Images.Get(ctx, cfg.Image)
+	if err != nil {
+		return nil, fmt.Errorf("config.image %q: %v: %w", cfg.Image, err, ErrInvalid)
+	}
+	l := s.liveFor(app, id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, err := s.Get(ctx, app, id)
+	if err != nil {
+		return nil, err
+	}
+	wasRunning := r.State == types.StateStarted || r.State == types.StateStarting
+	if wasRunning {
+		if _, err := s.stopLocked(ctx, l, "", 0, "user"); err != nil {
+			return nil, err
+		}
+	}
+	r, err = s.update(ctx, app, id, func(r *Record) error {
+		r.Versions = append([]Version{{InstanceID: r.InstanceID, Config: r.Config}}, r.Versions...)
+		if len(r.Versions) > 10 {
+			r.Versions = r.Versions[:10]
+		}
+		r.Config = cfg
+		r.ImageRef = imageRef(img)
+		r.InstanceID = NewInstanceID()
+		r.RestartCount = 0
+		addEvent(r, "update", r.State, "user", nil)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if wasRunning && !skipLaunch {
+		return s.startLocked(ctx, l, "user")
+	}
+	return r, nil
+}
+
+// Destroy removes a machine. A running machine needs force.
+func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) error {
+	l := s.liveFor(app, id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r, err := s.Get(ctx, app, id)
+	if err != nil {
+		return err
+	}
+	if (r.State == types.StateStarted || r.State == types.StateStarting) && !force {
+		return fmt.Errorf("machine %s is %s; stop it first or destroy with force=true: %w", id, r.State, ErrConflict)
+	}
+	if r.State == types.StateStarted || r.State == types.StateStarting {
+		if _, err := s.stopLocked(ctx, l, "SIGKILL", 5*time.Second, "user"); err != nil {
+			s.log.Warn("stop before destroy failed", "machine", id, "err", err)
+		}
+	}
+	if _, err := s.setState(ctx, app, id, types.StateDestroying, "", "user", nil); err != nil {
+		return err
+	}
+	if err := s.opt.Driver.Destroy(ctx, id); err != nil {
+		return fmt.Errorf("destroy machine %s: %w", id, err)
+	}
+	s.opt.Router.Remove(app, id)
+	if err := s.opt.Network.Teardown(id); err != nil {
+		s.log.Warn("network teardown", "machine", id, "err", err)
+	}
+	_ = os.RemoveAll(s.machineDir(id))
+	if err := s.releaseAddr(ctx, r.AddrIndex); err != nil {
+		return fmt.Errorf("destroy machine %s: release address: %w", id, err)
+	}
+	if _, err := s.opt.Store.Delete(ctx, machineKey(app, id), store.AnyRevision); err != nil {
+		return fmt.Errorf("destroy machine %s: %w", id, err)
+	}
+	s.mu.Lock()
+	delete(s.machines, id)
+	s.mu.Unlock()
+	s.notify()
+	return nil
+}
+
+// Wait blocks until the machine reaches state (and instanceID, if given)
+// or timeout passes (ErrTimeout).
+func (s *Supervisor) Wait(ctx context.Context, app, id, state, instanceID string, timeout time.Duration) (*Record, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		ch := s.changedCh()
+		r, err := s.Get(ctx, app, id)
+		if err != nil {
+			if errors.Is(err, ErrNotFound) && state == types.StateDestroyed {
+				return &Record{Machine: types.Machine{ID: id, State: types.StateDestroyed}}, nil
+			}
+			return nil, err
+		}
+		if r.State == state && (instanceID == "" || r.InstanceID == instanceID) {
+			return r, nil
+		}
+		if instanceID != "" && r.InstanceID != instanceID && state != types.StateReplaced {
+			for _, v := range r.Versions {
+				if v.InstanceID == instanceID {
+					return nil, fmt.Errorf("machine %s: instance %s was replaced by %s: %w", id, instanceID, r.InstanceID, ErrConflict)
+				}
+			}
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return r, fmt.Errorf("machine %s did not reach state %q within %v (it is %q): %w", id, state, timeout, r.State, ErrTimeout)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// WaitHealthy waits until the machine is started and all its checks pass.
+func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		r, err := s.Get(ctx, app, id)
+		if err != nil {
+			return err
+		}
+		if r.State == types.StateStarted {
+			ok := true
+			for _, c := range r.Checks {
+				if c.Status != types.CheckPassing {
+					ok = false
+				}
+			}
+			if ok {
+				return nil
+			}
+		}
+		if r.State == types.StateFailed || r.State == types.StateDestroyed {
+			return fmt.Errorf("machine %s is %s", id, r.State)
+		}
+		if time.Now().After(deadline) {
+			var failing []string
+			for _, c := range r.Checks {
+				if c.Status != types.CheckPassing {
+					failing = append(failing, fmt.Sprintf("%s (%s: %s)", c.Name, c.Status, c.Output))
+				}
+			}
+			return fmt.Errorf("machine %s not healthy within %v: state %s, failing checks %v: %w", id, timeout, r.State, failing, ErrTimeout)
+		}
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Recover re-adopts every machine after a daemon (re)start: running ones
+// are watched again without a restart; ones that exited meanwhile get their
+// exit recorded and their restart policy applied.
+func (s *Supervisor) Recover(ctx context.Context) error {
+	recs, err := s.List(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, r := range recs {
+		l := s.liveFor(r.App, r.ID)
+		switch r.State {
+		case types.StateStarted, types.StateStarting, types.StateStopping:
+		default:
+			continue
+		}
+		st, err := s.opt.Driver.Recover(ctx, r.ID)
+		switch {
+		case err == nil && st.Running && r.State != types.StateStopping:
+			l.stateMu.Lock()
+			l.generation++
+			gen := l.generation
+			l.stateMu.Unlock()
+			if r.State != types.StateStarted {
+				r, _ = s.setState(ctx, r.App, r.ID, types.StateStarted, "", "flyd", nil)
+			}
+			s.log.Info("re-adopted running machine", "app", r.App, "machine", r.ID, "pid", st.Pid)
+			s.attach(l, r, gen)
+		case err == nil && st.Running:
+			// It was being stopped when the daemon died: finish the stop.
+			_ = s.opt.Driver.Stop(ctx, r.ID, "SIGINT", 5*time.Second)
+			_, _ = s.setState(ctx, r.App, r.ID, types.StateStopped, "stop", "flyd", nil)
+		case err == nil && st.Exit != nil:
+			l.stateMu.Lock()
+			l.generation++
+			gen := l.generation
+			l.stateMu.Unlock()
+			s.log.Info("machine exited while the daemon was down", "app", r.App, "machine", r.ID, "exit_code", st.Exit.Code)
+			s.handleExit(l, gen, *st.Exit)
+		default:
+			// Nothing left of the task (host reboot): start it again.
+			s.log.Info("machine's task is gone; starting it again", "app", r.App, "machine", r.ID, "err", err)
+			_, _ = s.setState(ctx, r.App, r.ID, types.StateStopped, "", "flyd", nil)
+			go func(app, id string) {
+				if _, err := s.Start(context.Background(), app, id); err != nil {
+					s.log.Warn("restart after recovery failed", "machine", id, "err", err)
+				}
+			}(r.App, r.ID)
+		}
+	}
+	return nil
+}
+
+// Shutdown stops background work; machines keep running.
+func (s *Supervisor) Shutdown() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.machines {
+		l.stateMu.Lock()
+		if l.cancelChecks != nil {
+			l.cancelChecks()
+		}
+		l.generation++ // exits seen after this are the next daemon's business
+		l.stateMu.Unlock()
+	}
+}
