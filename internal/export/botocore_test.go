@@ -2,6 +2,7 @@ package export
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +20,12 @@ import botocore.session
 from botocore.validate import validate_parameters
 from botocore.exceptions import ParamValidationError
 session = botocore.session.get_session()
-doc = json.load(open(sys.argv[1]))
 models = {}
 failed = 0
-for step in doc["steps"]:
+steps = []
+for path in sys.argv[1:]:
+    steps += json.load(open(path))["steps"]
+for step in steps:
     svc = step["service"]
     if svc not in models:
         models[svc] = session.get_service_model(svc)
@@ -37,28 +40,42 @@ for step in doc["steps"]:
 sys.exit(1 if failed else 0)
 `
 
+// botocoreMissing says why botocore cannot run here ("" when it can).
+func botocoreMissing() string {
+	if _, err := exec.LookPath("python3"); err != nil {
+		return "python3 not found: install the Debian package python3-botocore to run AWS parameter validation"
+	}
+	if out, err := exec.Command("python3", "-c", "import botocore.session, botocore.validate").CombinedOutput(); err != nil {
+		return fmt.Sprintf("botocore not importable (%v: %s): install the Debian package python3-botocore to run AWS parameter validation", err, strings.TrimSpace(string(out)))
+	}
+	return ""
+}
+
 // requireBotocore skips the test when python3-botocore is not installed.
 func requireBotocore(t *testing.T) {
 	t.Helper()
-	if _, err := exec.LookPath("python3"); err != nil {
-		t.Skip("python3 not found: install the Debian package python3-botocore to run AWS parameter validation")
-	}
-	if out, err := exec.Command("python3", "-c", "import botocore.session, botocore.validate").CombinedOutput(); err != nil {
-		t.Skipf("botocore not importable (%v: %s): install the Debian package python3-botocore to run AWS parameter validation", err, strings.TrimSpace(string(out)))
+	if why := botocoreMissing(); why != "" {
+		t.Skip(why)
 	}
 }
 
-func runBotocore(t *testing.T, doc any) (string, error) {
+// runBotocore validates the steps of every document in one python3 run.
+func runBotocore(t *testing.T, docs ...any) (string, error) {
 	t.Helper()
-	b, err := json.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
+	dir := t.TempDir()
+	args := []string{"-c", validateScript}
+	for i, doc := range docs {
+		b, err := json.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := filepath.Join(dir, fmt.Sprintf("ecs-%d.json", i))
+		if err := os.WriteFile(f, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, f)
 	}
-	f := filepath.Join(t.TempDir(), "ecs.json")
-	if err := os.WriteFile(f, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("python3", "-c", validateScript, f).CombinedOutput()
+	out, err := exec.Command("python3", args...).CombinedOutput()
 	return string(out), err
 }
 
