@@ -521,6 +521,7 @@ func (s *Local) readHistory(prefix string, after int64) ([]Event, int64, error) 
 			return fmt.Errorf("watch replay from revision %d: history starts after revision %d: %w", after, compact, ErrCompacted)
 		}
 		c := tx.Bucket(bucketHistory).Cursor()
+		pfx := []byte(prefix)
 		n := 0
 		last := after
 		for k, v := c.Seek(historyKey(after+1, 0)); k != nil; k, v = c.Next() {
@@ -531,7 +532,7 @@ func (s *Local) readHistory(prefix string, after int64) ([]Event, int64, error) 
 			}
 			last = r
 			n++
-			if !strings.HasPrefix(string(historyKeyName(v)), prefix) {
+			if !bytes.HasPrefix(historyKeyName(v), pfx) {
 				continue
 			}
 			ev, err := decodeEvent(v)

@@ -105,6 +105,17 @@ func TestReopenKeepsStateAndHistory(t *testing.T) {
 	}
 }
 
+func waitLive(t *testing.T, s *store.Local, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for store.LiveWatchers(s) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d live watchers, want %d", store.LiveWatchers(s), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestWatchLaggingConsumerIsClosed(t *testing.T) {
 	s := openLocal(t, store.Options{WatchBuffer: 8})
 	ch, err := s.Watch(ctxT(t), "", 0)
@@ -115,7 +126,7 @@ func TestWatchLaggingConsumerIsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Let both watchers finish (empty) replay and go live.
+	waitLive(t, s, 2)
 	r0 := put(t, s, "sync", "x")
 	<-ch
 	<-other
@@ -160,6 +171,7 @@ func TestWatchLagDropsWholeRevisions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitLive(t, s, 1)
 	r0 := put(t, s, "sync", "x")
 	<-ch
 	ops := func(n int) []store.Op {
