@@ -411,7 +411,7 @@ func decodeYAML(data []byte, file string, ix *posIndex) (map[string]any, *posInd
 	if doc.Kind == 0 {
 		return map[string]any{}, ix, nil
 	}
-	budget := 1 << 20 // nodes, guards against alias bombs
+	budget := 200000 // nodes, guards against alias bombs
 	var conv func(n *yaml.Node, pth path, depth int) (any, error)
 	conv = func(n *yaml.Node, pth path, depth int) (any, error) {
 		budget--
