@@ -36,6 +36,9 @@ type GroupInput struct {
 
 // Line is one item of a bill.
 type Line struct {
+	// Category groups lines across columns: compute, storage, load
+	// balancer, network (NAT, IPs) or egress.
+	Category  string  `json:"category"`
 	Item      string  `json:"item"`
 	Quantity  float64 `json:"quantity"`
 	Unit      string  `json:"unit"`
@@ -67,9 +70,21 @@ type Estimate struct {
 	PricesRead string   `json:"prices_read_on"`
 }
 
-func (c *Column) add(item string, qty float64, unit string, unitPrice float64) {
+// Line categories.
+const (
+	CatCompute = "compute"
+	CatStorage = "storage"
+	CatLB      = "load balancer"
+	CatNetwork = "network"
+	CatEgress  = "egress"
+)
+
+// Categories is the order categories are shown in.
+var Categories = []string{CatCompute, CatStorage, CatLB, CatNetwork, CatEgress}
+
+func (c *Column) add(cat, item string, qty float64, unit string, unitPrice float64) {
 	m := qty * unitPrice
-	c.Lines = append(c.Lines, Line{Item: item, Quantity: qty, Unit: unit, UnitPrice: unitPrice, Monthly: m})
+	c.Lines = append(c.Lines, Line{Category: cat, Item: item, Quantity: qty, Unit: unit, UnitPrice: unitPrice, Monthly: m})
 	c.Total += m
 }
 
@@ -174,18 +189,18 @@ func (p *Prices) fly(in Input, region string) Column {
 	h := p.HoursPerMonth.Value
 	c := Column{ID: "fly", Title: "Fly.io (" + region + ")"}
 	for _, g := range in.Groups {
-		c.add(fmt.Sprintf("%s: %d × machine (%s), always on", g.Name, g.Count, guestLabel(g.Guest)),
+		c.add(CatCompute, fmt.Sprintf("%s: %d × machine (%s), always on", g.Name, g.Count, guestLabel(g.Guest)),
 			float64(g.Count)*h, "machine-hours", p.FlyMachineHourly(g.Guest, region))
 		if gb := volumeGB(g); gb > 0 {
-			c.add(fmt.Sprintf("%s: volumes, %d GB per machine", g.Name, gb/g.Count), float64(gb), "GB-months", p.Fly.VolumeGBMonth.Value)
+			c.add(CatStorage, fmt.Sprintf("%s: volumes, %d GB per machine", g.Name, gb/g.Count), float64(gb), "GB-months", p.Fly.VolumeGBMonth.Value)
 		}
 	}
 	if in.DedicatedIPv4 > 0 {
-		c.add("dedicated IPv4", float64(in.DedicatedIPv4), "addresses", p.Fly.DedicatedIPv4Month.Value)
+		c.add(CatNetwork, "dedicated IPv4", float64(in.DedicatedIPv4), "addresses", p.Fly.DedicatedIPv4Month.Value)
 	}
 	group := p.Fly.Regions[region].EgressGroup
 	if in.EgressGB > 0 {
-		c.add("egress to the internet ("+group+")", in.EgressGB, "GB", p.Fly.EgressGB[group].Value)
+		c.add(CatEgress, "egress to the internet ("+group+")", in.EgressGB, "GB", p.Fly.EgressGB[group].Value)
 	}
 	c.Notes = append(c.Notes, "shared IPv4 and IPv6 addresses are free; machines that auto-stop cost less (only their rootfs while stopped)")
 	return c
@@ -215,24 +230,24 @@ func (p *Prices) alb(c *Column, in Input) {
 		return
 	}
 	h := p.HoursPerMonth.Value
-	c.add("Application Load Balancer", h, "hours", p.AWS.ALBHour.Value)
+	c.add(CatLB, "Application Load Balancer", h, "hours", p.AWS.ALBHour.Value)
 	if in.EgressGB > 0 {
-		c.add("ALB capacity units (processed bytes: 1 LCU-hour per GB)", in.EgressGB, "LCU-hours", p.AWS.ALBLCUHour.Value)
+		c.add(CatLB, "ALB capacity units (processed bytes: 1 LCU-hour per GB)", in.EgressGB, "LCU-hours", p.AWS.ALBLCUHour.Value)
 	}
-	c.add("ALB public IPv4 (2 Availability Zones)", 2*h, "address-hours", p.AWS.PublicIPv4Hour.Value)
+	c.add(CatLB, "ALB public IPv4 (2 Availability Zones)", 2*h, "address-hours", p.AWS.PublicIPv4Hour.Value)
 }
 
 func (p *Prices) awsEgress(c *Column, in Input) {
 	free := p.AWS.EgressFreeGB.Value
 	if billable := in.EgressGB - free; billable > 0 {
-		c.add(fmt.Sprintf("egress to the internet (after %g GB free)", free), billable, "GB", p.AWS.EgressGB.Value)
+		c.add(CatEgress, fmt.Sprintf("egress to the internet (after %g GB free)", free), billable, "GB", p.AWS.EgressGB.Value)
 	}
 }
 
 func (p *Prices) ebsVolumes(c *Column, in Input, what string) {
 	for _, g := range in.Groups {
 		if gb := volumeGB(g); gb > 0 {
-			c.add(fmt.Sprintf("%s: %s gp3, %d GB per machine", g.Name, what, gb/g.Count), float64(gb), "GB-months", p.AWS.EBSGp3GBMonth.Value)
+			c.add(CatStorage, fmt.Sprintf("%s: %s gp3, %d GB per machine", g.Name, what, gb/g.Count), float64(gb), "GB-months", p.AWS.EBSGp3GBMonth.Value)
 		}
 	}
 }
@@ -246,12 +261,12 @@ func (p *Prices) fargate(in Input) (Column, error) {
 			return c, fmt.Errorf("cost: process group %s: %w", g.Name, err)
 		}
 		hourly := size.VCPU()*p.AWS.FargateVCPUHour.Value + float64(size.MemoryMB)/1024*p.AWS.FargateGBHour.Value
-		c.add(fmt.Sprintf("%s: %d × Fargate task (%g vCPU, %d MB)", g.Name, g.Count, size.VCPU(), size.MemoryMB), float64(g.Count)*h, "task-hours", hourly)
+		c.add(CatCompute, fmt.Sprintf("%s: %d × Fargate task (%g vCPU, %d MB)", g.Name, g.Count, size.VCPU(), size.MemoryMB), float64(g.Count)*h, "task-hours", hourly)
 	}
 	p.ebsVolumes(&c, in, "ECS-managed EBS volume")
 	p.alb(&c, in)
-	c.add("NAT gateway (tasks in private subnets)", h, "hours", p.AWS.NATHour.Value)
-	c.add("NAT gateway public IPv4", h, "address-hours", p.AWS.PublicIPv4Hour.Value)
+	c.add(CatNetwork, "NAT gateway (tasks in private subnets)", h, "hours", p.AWS.NATHour.Value)
+	c.add(CatNetwork, "NAT gateway public IPv4", h, "address-hours", p.AWS.PublicIPv4Hour.Value)
 	p.awsEgress(&c, in)
 	c.Notes = append(c.Notes,
 		fmt.Sprintf("a Fly shared CPU is counted as %g Fargate vCPU", export.SharedCPUFraction),
@@ -280,13 +295,13 @@ func (p *Prices) ec2ALB(in Input) (Column, error) {
 		if err != nil {
 			return c, fmt.Errorf("cost: process group %s: %w", g.Name, err)
 		}
-		c.add(fmt.Sprintf("%s: %d × %s", g.Name, g.Count, it.Type), float64(g.Count)*h, "instance-hours", it.Hour.Value)
+		c.add(CatCompute, fmt.Sprintf("%s: %d × %s", g.Name, g.Count, it.Type), float64(g.Count)*h, "instance-hours", it.Hour.Value)
 		n += g.Count
 	}
-	c.add(fmt.Sprintf("root volumes, %g GB gp3 each", p.AWS.EBSRootGB.Value), float64(n)*p.AWS.EBSRootGB.Value, "GB-months", p.AWS.EBSGp3GBMonth.Value)
+	c.add(CatStorage, fmt.Sprintf("root volumes, %g GB gp3 each", p.AWS.EBSRootGB.Value), float64(n)*p.AWS.EBSRootGB.Value, "GB-months", p.AWS.EBSGp3GBMonth.Value)
 	p.ebsVolumes(&c, in, "EBS volume")
 	p.alb(&c, in)
-	c.add("instance public IPv4 (public subnets, no NAT)", float64(n)*h, "address-hours", p.AWS.PublicIPv4Hour.Value)
+	c.add(CatNetwork, "instance public IPv4 (public subnets, no NAT)", float64(n)*h, "address-hours", p.AWS.PublicIPv4Hour.Value)
 	p.awsEgress(&c, in)
 	c.Notes = append(c.Notes, "instances are the smallest "+p.AWS.EC2Family+" size that holds the machine after the OS's share; on-demand prices")
 	return c, nil
@@ -370,10 +385,10 @@ func (p *Prices) hangarEC2(in Input) (Column, error) {
 	if err != nil {
 		return c, err
 	}
-	c.add(fmt.Sprintf("%d × %s running hangar", pk.Hosts, pk.Instance.Type), float64(pk.Hosts)*h, "instance-hours", pk.Instance.Hour.Value)
-	c.add(fmt.Sprintf("root volumes, %g GB gp3 each", p.AWS.EBSRootGB.Value), float64(pk.Hosts)*p.AWS.EBSRootGB.Value, "GB-months", p.AWS.EBSGp3GBMonth.Value)
+	c.add(CatCompute, fmt.Sprintf("%d × %s running hangar", pk.Hosts, pk.Instance.Type), float64(pk.Hosts)*h, "instance-hours", pk.Instance.Hour.Value)
+	c.add(CatStorage, fmt.Sprintf("root volumes, %g GB gp3 each", p.AWS.EBSRootGB.Value), float64(pk.Hosts)*p.AWS.EBSRootGB.Value, "GB-months", p.AWS.EBSGp3GBMonth.Value)
 	p.ebsVolumes(&c, in, "volume on EBS")
-	c.add("host public IPv4", float64(pk.Hosts)*h, "address-hours", p.AWS.PublicIPv4Hour.Value)
+	c.add(CatNetwork, "host public IPv4", float64(pk.Hosts)*h, "address-hours", p.AWS.PublicIPv4Hour.Value)
 	p.awsEgress(&c, in)
 	c.Notes = append(c.Notes, "hangar's own proxy terminates TLS and balances load: no ALB, no NAT gateway")
 	return c, nil

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hangar-dev/hangar/internal/appconfig"
+	"github.com/hangar-dev/hangar/internal/export"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -224,5 +226,46 @@ func TestPriceTableProvenance(t *testing.T) {
 	}
 	if _, err := ParsePrices([]byte(bad)); err == nil || !strings.Contains(err.Error(), "fargate_vcpu_hour") {
 		t.Errorf("table with an unsourced Fargate price: err = %v", err)
+	}
+}
+
+func TestFromFlyToml(t *testing.T) {
+	t.Parallel()
+	p := prices(t)
+	cfg, err := appconfig.Load("../export/testdata/shop.fly.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := export.FromConfig(cfg, "img", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols := map[string][]int{}
+	for _, g := range app.Groups {
+		v, err := export.VolumeSizesGB(cfg, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		vols[g.Name] = v
+	}
+	in, err := p.FromApp(app, vols, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := p.Estimate(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fly := column(t, e, "fly")
+	// web: shared-cpu-2x with 1GB in fra, min_machines_running = 1:
+	// (2 × $2.19 + (1024 - 512)/1024 × $6) × 1.153846154 / 720 h × 730 h
+	// = $7.38 × 1.153846154 × 730/720 = $8.633...
+	near(t, "web", line(t, fly, "web: 1 × machine").Monthly, (2*2.19+0.5*6)*1.153846154/720*730)
+	// worker: performance-1x 2GB: $33 × 1.153846154 × 730/720.
+	near(t, "worker", line(t, fly, "worker: 1 × machine").Monthly, 33*1.153846154/720*730)
+	// 5 GB volume × $0.15 = $0.75
+	near(t, "volume", line(t, fly, "web: volumes").Monthly, 0.75)
+	if fg := column(t, e, "aws-fargate"); line(t, fg, "Application Load Balancer").Monthly == 0 {
+		t.Error("the web group serves HTTP: Fargate column needs an ALB")
 	}
 }

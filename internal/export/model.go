@@ -125,6 +125,9 @@ func DesiredCount(g Group) int {
 	return n
 }
 
+// GuestOf returns the machine config's guest with Fly's defaults filled in.
+func GuestOf(mc *types.MachineConfig) types.MachineGuest { return guestOf(mc) }
+
 // guestOf returns the group's guest, or Fly's default size.
 func guestOf(mc *types.MachineConfig) types.MachineGuest {
 	if mc.Guest != nil {
@@ -141,6 +144,19 @@ func guestOf(mc *types.MachineConfig) types.MachineGuest {
 		return g
 	}
 	return types.DefaultGuest
+}
+
+// HasHTTP reports whether the machine config has a port with the http
+// handler (something an ALB would serve).
+func HasHTTP(mc *types.MachineConfig) bool {
+	for _, s := range mc.Services {
+		for _, p := range s.Ports {
+			if _, ok := listenerProtocol(p.Handlers); ok {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func sortedKeys[V any](m map[string]V) []string {
