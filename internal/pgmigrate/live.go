@@ -328,9 +328,9 @@ func (m *migration) cutover(ctx context.Context) error {
 	}
 	rep.TerminatedSessions = n
 
-	var lsn string
-	if err := srcConn.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		return m.src.wrap("read the WAL position", err)
+	lsn, err := m.cutoverLSN(ctx, srcConn)
+	if err != nil {
+		return err
 	}
 	rep.CutoverLSN = lsn
 	m.progress("cutover: waiting for the target to confirm WAL up to %s", lsn)
@@ -424,4 +424,23 @@ func (m *migration) syncSequences(ctx context.Context, srcConn, dstConn *pgx.Con
 		n++
 	}
 	return n, nil
+}
+
+// cutoverLSN returns a WAL position after every write the source has
+// committed. The insert position, not pg_current_wal_lsn (the write
+// position): with synchronous_commit=off a commit can sit in the WAL
+// buffers, behind the write position. A logical decoding message marks the
+// spot with a record of its own, so the walsender passes it and the slot's
+// confirmed position reaches it even if nothing else is ever written;
+// without the privilege to emit one, fall back to the insert position.
+func (m *migration) cutoverLSN(ctx context.Context, srcConn *pgx.Conn) (string, error) {
+	var lsn string
+	err := srcConn.QueryRow(ctx, "SELECT pg_catalog.pg_logical_emit_message(false, 'hangar-cutover', '')::text").Scan(&lsn)
+	if err == nil {
+		return lsn, nil
+	}
+	if err := srcConn.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_insert_lsn()::text").Scan(&lsn); err != nil {
+		return "", m.src.wrap("read the WAL position", err)
+	}
+	return lsn, nil
 }

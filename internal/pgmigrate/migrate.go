@@ -65,7 +65,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		case errors.As(err, &me):
 		case errors.As(err, &pe):
 			pe.Msg = red.scrub(pe.Msg)
-			pe.Hint = red.scrub(pe.Hint)
+			pe.Hint = red.scrubLiteral(pe.Hint)
 		default:
 			err = &Error{Msg: red.scrub(err.Error()), Err: err}
 		}

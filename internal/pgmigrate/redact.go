@@ -254,7 +254,12 @@ func (r *redactor) add(secret string) {
 
 // scrub redacts s.
 func (r *redactor) scrub(s string) string {
-	s = RedactText(s)
+	return r.scrubLiteral(RedactText(s))
+}
+
+// scrubLiteral replaces only the known passwords, for text hangar wrote
+// itself (hints show example URLs that must stay readable).
+func (r *redactor) scrubLiteral(s string) string {
 	if r == nil {
 		return s
 	}
