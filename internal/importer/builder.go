@@ -75,11 +75,14 @@ func (b *builder) flush() *App {
 // secretsPath is where WriteDir puts an app's secrets file; actions name it.
 func secretsPath(app string) string { return app + ".secrets.env" }
 
-var secretNameRE = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|PASS$|SECRET|TOKEN|API_?KEY|PRIVATE|CREDENTIAL|ACCESS_?KEY|_KEY$|^KEY$|SALT|DSN$|AUTH|CERT|SIGNING)`)
+var secretNameRE = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|PASS$|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY|_KEY$|^KEY$|_KEY_|SALT|DSN$|BASIC_AUTH|AUTH_KEY|SIGNING)`)
 
 // looksSecret says whether an env var holds a secret, by name or by a
 // password inside a URL value.
 func looksSecret(name, value string) bool {
+	if strings.HasSuffix(strings.ToUpper(name), "_FILE") && strings.HasPrefix(value, "/") {
+		return false // the path of a file that holds the secret
+	}
 	if secretNameRE.MatchString(name) {
 		return true
 	}

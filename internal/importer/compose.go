@@ -574,6 +574,9 @@ func composePorts(b *builder, s ctypes.ServiceConfig, k func(string) string, u *
 				b.none(key, "port without a container port ignored")
 			case u.db != "":
 				b.approx(key, "", "database port %d stays private (reach it at %s.internal:%d); publishing a database to the internet is not done", p.target, b.app.Name, p.target)
+			case p.local && b.cfg().HTTPService == nil:
+				b.httpService(p.target, nil)
+				b.approx(key, "[http_service] internal_port", "port %d was published on the host's loopback only, usually behind a reverse proxy on the host: the platform's proxy now serves it on 80/443", p.target)
 			case p.local:
 				b.approx(key, "", "port %d was published on the host's loopback only: it stays private (%s.internal:%d)", p.target, b.app.Name, p.target)
 			case p.proto == "udp":
@@ -636,6 +639,15 @@ func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.Servi
 		kk := fmt.Sprintf("%s[%d]", key, i)
 		switch v.Type {
 		case ctypes.VolumeTypeBind:
+			if u.db != "" && !strings.Contains(filepath.Base(v.Target), ".") {
+				// A database's data directory on the host: keep the data on a volume.
+				b.volume(kk, s.Name+"_data", v.Target, 0, nil)
+				if last := &b.rep.Entries[len(b.rep.Entries)-1]; last.Status == Mapped {
+					last.Status = Approximated
+					last.Warning = fmt.Sprintf("the database's data directory was the host path %s; it is now a volume: copy the data over (e.g. pg_dump/restore)", v.Source)
+				}
+				continue
+			}
 			if strings.Contains(v.Source, "docker.sock") {
 				b.none(kk, "the Docker socket (%s) is not available to machines", v.Source)
 				continue

@@ -400,7 +400,11 @@ func copilotImage(b *builder, key string, m copilotManifest) {
 		return
 	}
 	c.Build = &FlyBuild{Dockerfile: filepath.ToSlash(filepath.Clean(df))}
-	b.approx(key+".build", "[build] dockerfile", "Copilot builds with the Dockerfile's directory as context; deploy from %s", filepath.Dir(df))
+	if d := filepath.Dir(df); d != "." {
+		b.approx(key+".build", "[build] dockerfile", "Copilot builds with the Dockerfile's directory as context; deploy with %s as the build context", d)
+		return
+	}
+	b.mapped(key+".build", "[build] dockerfile")
 }
 
 // copilotCount maps count; with autoscaling it returns the minimum.
@@ -434,7 +438,7 @@ func copilotCount(b *builder, key string, n yaml.Node) (minRunning *int) {
 		b.count(key+".range", "", hi)
 		minRunning = intPtr(lo)
 		last := &b.rep.Entries[len(b.rep.Entries)-1]
-		last.Warning = fmt.Sprintf("autoscaling %d-%d became %d machines that stop when idle and start on demand, with min_machines_running = %d", lo, hi, hi, lo)
+		last.Warning = fmt.Sprintf("autoscaling %d-%d became %d machines; for a web service the proxy stops idle ones and starts them on demand, keeping min_machines_running = %d", lo, hi, hi, lo)
 	}
 	keys := make([]string, 0, len(m))
 	for k := range m {

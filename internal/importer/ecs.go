@@ -162,8 +162,11 @@ func importECS(path string, isDir bool, opts Options) (*Result, error) {
 
 // ecsKind tells a task definition from a service description.
 func ecsKind(data []byte) string {
+	t := bytes.TrimSpace(data)
 	switch {
 	case bytes.Contains(data, []byte(`"containerDefinitions"`)):
+		return "task"
+	case len(t) > 0 && t[0] == '[' && bytes.Contains(data, []byte(`"image"`)):
 		return "task"
 	case bytes.Contains(data, []byte(`"serviceName"`)) || bytes.Contains(data, []byte(`"desiredCount"`)):
 		return "service"
@@ -197,6 +200,10 @@ func unwrapECS(data []byte, keys ...string) (json.RawMessage, map[string]json.Ra
 }
 
 func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte, opts Options) (*Result, error) {
+	if t := bytes.TrimSpace(taskData); len(t) > 0 && t[0] == '[' {
+		// A bare list of container definitions (Terraform's container_definitions).
+		taskData = append(append([]byte(`{"containerDefinitions":`), t...), '}')
+	}
 	raw, keys, err := unwrapECS(taskData, "taskDefinition")
 	if err != nil {
 		return nil, inputErr(taskFile, "pass the task definition JSON object", "invalid task definition: %v", jsonErr(taskData, err))
@@ -259,23 +266,20 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 	}
 	units := []unit{{idx: main}}
 	for i, c := range containers {
-		if i != main && dbKind(c.Image) != "" {
+		if i != main && (dbKind(c.Image) != "" || !ecsSidecar(c)) {
 			units = append(units, unit{idx: i})
 		}
-	}
-	base := td.Family
-	if base == "" {
-		base = "app"
 	}
 	hosts := map[string]string{}
 	for i := range units {
 		c := containers[units[i].idx]
-		if i == 0 {
-			units[i].app = nameFor(opts, base, "", false)
-			if len(units) > 1 {
-				units[i].app = nameFor(opts, base, "", false)
-			}
-		} else {
+		switch {
+		case td.Family == "":
+			// A bare container list: each app is named after its container.
+			units[i].app = nameFor(opts, "", c.Name, len(units) > 1)
+		case i == 0:
+			units[i].app = nameFor(opts, td.Family, "", false)
+		default:
 			units[i].app = appName(units[0].app + "-" + c.Name)
 		}
 		hosts[c.Name] = units[i].app + ".internal"
@@ -291,7 +295,20 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 			}
 		}
 		// localhost in a task reaches the sidecars; now they are apps.
-		convertECSContainer(b, fmt.Sprintf("containerDefinitions[%d](%s)", u.idx, c.Name), c, cKeys[u.idx], td, others, ui == 0 && svc != nil, svc)
+		var lbSvc *ecsService
+		if ui == 0 {
+			lbSvc = svc
+		} else {
+			// Only the main container gets the task-level size.
+			td := td
+			td.CPU, td.Memory = 0, 0
+			convertECSContainer(b, fmt.Sprintf("containerDefinitions[%d](%s)", u.idx, c.Name), c, cKeys[u.idx], td, others, lbSvc)
+			rep.Entries = append(rep.Entries, Entry{App: u.app, Key: fmt.Sprintf("containerDefinitions[%d](%s)", u.idx, c.Name), Status: Approximated, Target: "app " + u.app,
+				Warning: fmt.Sprintf("a second container of the task became its own app; it reached the other containers at localhost, now at <app>.internal (main app: %s.internal)", units[0].app)})
+		}
+		if ui == 0 {
+			convertECSContainer(b, fmt.Sprintf("containerDefinitions[%d](%s)", u.idx, c.Name), c, cKeys[u.idx], td, others, lbSvc)
+		}
 		if ui == 0 {
 			ecsTaskKeys(b, td, keys)
 			if svc != nil {
@@ -320,14 +337,38 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 	return res, nil
 }
 
-func convertECSContainer(b *builder, key string, c ecsContainer, keys []string, td ecsTaskDef, hosts map[string]string, lbMain bool, svc *ecsService) {
+// ecsSidecar says whether a container is a helper (log router, agent,
+// proxy) rather than a workload of its own.
+func ecsSidecar(c ecsContainer) bool {
+	if c.Essential != nil && !*c.Essential {
+		return true
+	}
+	img := strings.ToLower(c.Image)
+	for _, s := range []string{"datadog", "fluent-bit", "fluentd", "envoy", "otel", "opentelemetry", "xray", "cloudwatch-agent", "newrelic", "appmesh", "firelens", "dd-agent", "splunk"} {
+		if strings.Contains(img, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func convertECSContainer(b *builder, key string, c ecsContainer, keys []string, td ecsTaskDef, hosts map[string]string, svc *ecsService) {
 	cfg := b.cfg()
 	env := map[string]string{}
 	for _, e := range c.Environment {
 		env[e.Name] = e.Value
 	}
 	ports := c.PortMappings
+	// Ports first: the health check attaches to the HTTP service.
+	ordered := make([]string, 0, len(keys))
 	for _, k := range keys {
+		if k == "portMappings" {
+			ordered = append([]string{k}, ordered...)
+		} else {
+			ordered = append(ordered, k)
+		}
+	}
+	for _, k := range ordered {
 		kk := key + "." + k
 		switch k {
 		case "name":
@@ -335,7 +376,7 @@ func convertECSContainer(b *builder, key string, c ecsContainer, keys []string, 
 		case "image":
 			cfg.Build = &FlyBuild{Image: c.Image}
 			if strings.Contains(c.Image, ".dkr.ecr.") {
-				b.approx(kk, "[build] image", "the image is in a private ECR registry: push it to a registry the platform can pull from, or log in with `hangar auth docker`")
+				b.approx(kk, "[build] image", "the image is in a private ECR registry: push it to a registry the hosts can pull from, or give them credentials for ECR")
 			} else {
 				b.mapped(kk, "[build] image")
 			}

@@ -40,14 +40,14 @@ func parseExecCheck(cmd []string, env map[string]string) (p probe, how string, e
 	if err != nil {
 		return p, "", fmt.Errorf("cannot split command: %w", err)
 	}
-	words = firstCommand(words)
+	words, piped := firstCommand(words)
 	// sh -c "curl ..."
 	for len(words) >= 3 && isShell(words[0]) && words[1] == "-c" {
 		inner, err := shellWords(words[2])
 		if err != nil {
 			return p, "", fmt.Errorf("cannot split command: %w", err)
 		}
-		words = firstCommand(inner)
+		words, piped = firstCommand(inner)
 	}
 	if len(words) == 0 {
 		return p, "", errors.New("empty command")
@@ -61,6 +61,9 @@ func parseExecCheck(cmd []string, env map[string]string) (p probe, how string, e
 		}
 		p, err = localProbe(raw, env)
 		p.Method = method
+		if err == nil && piped {
+			return p, fmt.Sprintf("the %s output was piped into another command (e.g. grep for a body); only the HTTP status is checked now", prog), nil
+		}
 		return p, "", err
 	}
 	// Some other command: look for a local URL anywhere in it.
@@ -90,21 +93,24 @@ func isShell(w string) bool {
 }
 
 // firstCommand cuts words at the first shell operator: `curl ... || exit 1`.
-func firstCommand(words []string) []string {
+// piped is true when the output went into a pipe.
+func firstCommand(words []string) (cmd []string, piped bool) {
 	for i, w := range words {
 		switch w {
-		case "||", "&&", "|", ";", ">", ">>", "2>&1", "&":
-			return words[:i]
+		case "||", "&&", ";", ">", ">>", "2>&1", "&", ">/dev/null", "2>/dev/null":
+			return words[:i], false
+		case "|":
+			return words[:i], true
 		}
 		if strings.HasSuffix(w, ";") {
 			out := append([]string{}, words[:i]...)
 			if t := strings.TrimSuffix(w, ";"); t != "" {
 				out = append(out, t)
 			}
-			return out
+			return out, false
 		}
 	}
-	return words
+	return words, false
 }
 
 // Flags of curl and wget that take a separate value.
@@ -115,7 +121,13 @@ var probeValueFlags = map[string]bool{
 	"-d": true, "--data": true, "-e": true, "--referer": true, "--resolve": true, "--cacert": true,
 	"-O": true, "-T": true, "-t": true, "--tries": true, "-U": true, "--timeout": true,
 	"--retry-delay": true, "--retry-max-time": true, "--unix-socket": true, "-b": true, "--cookie": true,
-	"--output-document": true, "--post-data": true, "--method": true, "--user-agent=": true,
+	"--output-document": true, "--post-data": true, "--method": true,
+	"--noproxy": true, "--proxy": true, "-x": true, "--interface": true, "--cert": true, "-E": true,
+	"--key": true, "--data-raw": true, "--data-binary": true, "-F": true, "--form": true, "-c": true,
+	"--cookie-jar": true, "-K": true, "--config": true, "--limit-rate": true, "-y": true, "-Y": true,
+	"--speed-time": true, "--speed-limit": true, "--max-redirs": true, "--dns-servers": true,
+	"--waitretry": true, "--wait": true, "--bind-address": true, "--ca-certificate": true,
+	"--certificate": true, "--private-key": true, "--http-user": true, "--http-password": true,
 }
 
 func probeArgs(prog string, args []string) (rawURL, method string, err error) {
@@ -141,7 +153,7 @@ func probeArgs(prog string, args []string) (rawURL, method string, err error) {
 			if v, ok := strings.CutPrefix(a, "--method="); ok {
 				method = strings.ToUpper(v)
 			}
-		case rawURL == "":
+		case rawURL == "" || (!looksURL(rawURL) && looksURL(a)):
 			rawURL = a
 		}
 	}
@@ -149,6 +161,19 @@ func probeArgs(prog string, args []string) (rawURL, method string, err error) {
 		return "", "", fmt.Errorf("%s names no URL", prog)
 	}
 	return rawURL, method, nil
+}
+
+// looksURL says whether a curl/wget argument names the probed URL.
+func looksURL(a string) bool {
+	if strings.Contains(a, "://") {
+		return true
+	}
+	for _, h := range []string{"localhost", "127.0.0.1", "0.0.0.0", "[::1]"} {
+		if strings.HasPrefix(a, h) {
+			return true
+		}
+	}
+	return false
 }
 
 var envRefRE = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}?`)

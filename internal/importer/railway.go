@@ -133,7 +133,7 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 	// Build.
 	builder := strings.ToUpper(rc.Build.Builder)
 	switch {
-	case builder == "DOCKERFILE" || rc.Build.DockerfilePath != "" || (builder == "" && hasDockerfile):
+	case builder == "DOCKERFILE" || builder == "DOCKER" || rc.Build.DockerfilePath != "" || (builder == "" && hasDockerfile):
 		c.Build = &FlyBuild{Dockerfile: orStr(rc.Build.DockerfilePath, "Dockerfile")}
 		b.mapped("build.builder", "[build] dockerfile")
 	default:

@@ -195,11 +195,21 @@ func convertRender(file string, data []byte, opts Options) (*Result, error) {
 	}
 	several := len(units) > 1
 	byName := map[string]*renderUnit{}
+	used := map[string]bool{}
 	for _, u := range units {
 		u.app = nameFor(opts, "", u.svc.Name, several)
 		if opts.Name != "" && several {
 			u.app = nameFor(opts, opts.Name, u.svc.Name, true)
 		}
+		for base, i := u.app, 2; used[u.app]; i++ {
+			// A database may share its name with the service that uses it.
+			if i == 2 && u.svc.Type == "postgres" {
+				u.app = appName(base + "-db")
+			} else {
+				u.app = appName(fmt.Sprintf("%s-%d", base, i))
+			}
+		}
+		used[u.app] = true
 		u.port = renderDefaultPort
 		for _, v := range u.svc.EnvVars {
 			if v.Key == "PORT" && v.Value != nil {
