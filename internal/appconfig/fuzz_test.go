@@ -62,3 +62,10 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -39,7 +38,8 @@ func (f *configFlags) add(cmd *cobra.Command) {
 
 // loadConfig reads the file; on a parse error it prints the diagnostics
 // (as JSON with --json) and returns an exit error.
-func loadConfig(out io.Writer, f *configFlags) (*appconfig.Config, error) {
+func loadConfig(cmd *cobra.Command, f *configFlags) (*appconfig.Config, error) {
+	out := cmd.OutOrStdout()
 	cfg, err := appconfig.Load(f.file)
 	if err == nil {
 		return cfg, nil
@@ -51,7 +51,7 @@ func loadConfig(out io.Writer, f *configFlags) (*appconfig.Config, error) {
 	if f.json {
 		writeJSON(out, diagnosticsReport{Valid: false, File: f.file, Errors: ae.Diagnostics})
 	} else {
-		printDiagnostics(os.Stderr, ae.Diagnostics)
+		printDiagnostics(cmd.ErrOrStderr(), ae.Diagnostics)
 	}
 	return nil, &ExitError{Code: 1}
 }
@@ -83,7 +83,7 @@ func newConfigValidate() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			cfg, err := loadConfig(out, f)
+			cfg, err := loadConfig(cmd, f)
 			if err != nil {
 				return err
 			}
@@ -129,7 +129,7 @@ func newConfigShow() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			cfg, err := loadConfig(out, f)
+			cfg, err := loadConfig(cmd, f)
 			if err != nil {
 				return err
 			}
@@ -177,7 +177,7 @@ func newConfigLint() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			out := cmd.OutOrStdout()
-			cfg, err := loadConfig(out, f)
+			cfg, err := loadConfig(cmd, f)
 			if err != nil {
 				return err
 			}
