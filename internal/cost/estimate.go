@@ -49,6 +49,7 @@ type Line struct {
 // Column is one way of running the app, with its bill.
 type Column struct {
 	ID    string   `json:"id"`
+	Short string   `json:"short"`
 	Title string   `json:"title"`
 	Lines []Line   `json:"lines"`
 	Total float64  `json:"total"`
@@ -187,7 +188,7 @@ func guestLabel(g types.MachineGuest) string {
 
 func (p *Prices) fly(in Input, region string) Column {
 	h := p.HoursPerMonth.Value
-	c := Column{ID: "fly", Title: "Fly.io (" + region + ")"}
+	c := Column{ID: "fly", Short: "Fly.io", Title: "Fly.io (" + region + ")"}
 	for _, g := range in.Groups {
 		c.add(CatCompute, fmt.Sprintf("%s: %d × machine (%s), always on", g.Name, g.Count, guestLabel(g.Guest)),
 			float64(g.Count)*h, "machine-hours", p.FlyMachineHourly(g.Guest, region))
@@ -254,7 +255,7 @@ func (p *Prices) ebsVolumes(c *Column, in Input, what string) {
 
 func (p *Prices) fargate(in Input) (Column, error) {
 	h := p.HoursPerMonth.Value
-	c := Column{ID: "aws-fargate", Title: "AWS ECS Fargate + ALB + NAT (" + p.AWS.Region + ")"}
+	c := Column{ID: "aws-fargate", Short: "Fargate+ALB+NAT", Title: "AWS ECS Fargate + ALB + NAT (" + p.AWS.Region + ")"}
 	for _, g := range in.Groups {
 		size, err := export.FargateFor(g.Guest)
 		if err != nil {
@@ -288,7 +289,7 @@ func (p *Prices) fitInstance(g types.MachineGuest) (EC2Instance, error) {
 
 func (p *Prices) ec2ALB(in Input) (Column, error) {
 	h := p.HoursPerMonth.Value
-	c := Column{ID: "aws-ec2", Title: "AWS EC2 (one instance per machine) + ALB (" + p.AWS.Region + ")"}
+	c := Column{ID: "aws-ec2", Short: "EC2+ALB", Title: "AWS EC2 (one instance per machine) + ALB (" + p.AWS.Region + ")"}
 	n := 0
 	for _, g := range in.Groups {
 		it, err := p.fitInstance(g.Guest)
@@ -380,7 +381,7 @@ func (p *Prices) PackHangar(in Input) (Packing, error) {
 
 func (p *Prices) hangarEC2(in Input) (Column, error) {
 	h := p.HoursPerMonth.Value
-	c := Column{ID: "hangar-ec2", Title: "Hangar on EC2 (" + p.AWS.Region + ")"}
+	c := Column{ID: "hangar-ec2", Short: "Hangar on EC2", Title: "Hangar on EC2 (" + p.AWS.Region + ")"}
 	pk, err := p.PackHangar(in)
 	if err != nil {
 		return c, err

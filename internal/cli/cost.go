@@ -1,0 +1,160 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hangar-dev/hangar/internal/appconfig"
+	"github.com/hangar-dev/hangar/internal/cost"
+	"github.com/hangar-dev/hangar/internal/export"
+)
+
+func init() { register(newCostCmd) }
+
+type costFlags struct {
+	config        string
+	count         int
+	egressGB      float64
+	dedicatedIPv4 int
+	region        string
+	json          bool
+	details       bool
+}
+
+func newCostCmd() *cobra.Command {
+	f := &costFlags{}
+	cmd := &cobra.Command{
+		Use:   "cost",
+		Short: "Estimate the app's monthly cost on Fly.io, AWS Fargate, EC2 and Hangar on EC2",
+		Long: "Prices the machines of every process group (count from --count, else min_machines_running,\n" +
+			"at least 1), their volumes, IPs and egress, side by side: Fly.io; AWS ECS Fargate with an ALB\n" +
+			"and a NAT gateway; one EC2 instance per machine behind an ALB; and EC2 instances running\n" +
+			"hangar. Prices come from a table built into hangar that names the source and date of every\n" +
+			"number (internal/cost/prices.json; see docs/cost.md).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runCost(cmd.OutOrStdout(), cmd.ErrOrStderr(), f) },
+	}
+	cmd.Flags().StringVarP(&f.config, "config", "c", appconfig.DefaultConfigFileName, "path to the app config file (fly.toml, .json, .yaml)")
+	cmd.Flags().IntVar(&f.count, "count", 0, "machines per process group (default: min_machines_running, at least 1)")
+	cmd.Flags().Float64Var(&f.egressGB, "egress-gb", 0, "data sent to the internet per month, in GB")
+	cmd.Flags().IntVar(&f.dedicatedIPv4, "dedicated-ipv4", 0, "dedicated IPv4 addresses on Fly.io (a shared IPv4 is free)")
+	cmd.Flags().StringVar(&f.region, "region", "", "Fly region to price (default: primary_region, else iad)")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
+	cmd.Flags().BoolVar(&f.details, "details", false, "list every line of every column")
+	return cmd
+}
+
+func runCost(stdout, stderr io.Writer, f *costFlags) error {
+	if f.count < 0 {
+		return &HintError{Err: fmt.Errorf("--count %d is negative", f.count), Hint: "pass the number of machines per process group, or leave it out"}
+	}
+	if f.egressGB < 0 {
+		return &HintError{Err: fmt.Errorf("--egress-gb %g is negative", f.egressGB), Hint: "pass the GB sent to the internet per month, e.g. --egress-gb 100"}
+	}
+	if f.dedicatedIPv4 < 0 {
+		return &HintError{Err: fmt.Errorf("--dedicated-ipv4 %d is negative", f.dedicatedIPv4), Hint: "pass 0 or more"}
+	}
+	prices, err := cost.DefaultPrices()
+	if err != nil {
+		return err
+	}
+	cfg, err := exportLoadConfig(f.config, stderr)
+	if err != nil {
+		return err
+	}
+	// Pricing does not depend on the image.
+	app, err := export.FromConfig(cfg, "image", f.count, nil)
+	if err != nil {
+		return &HintError{Err: err, Hint: "check fly.toml with `hangar config validate`"}
+	}
+	vols := map[string][]int{}
+	for _, g := range app.Groups {
+		v, err := export.VolumeSizesGB(cfg, g)
+		if err != nil {
+			return &HintError{Err: err, Hint: "write initial_size like \"10gb\""}
+		}
+		vols[g.Name] = v
+	}
+	in, err := prices.FromApp(app, vols, f.egressGB, f.dedicatedIPv4)
+	if err != nil {
+		return err
+	}
+	if f.region != "" {
+		in.Region = f.region
+	}
+	est, err := prices.Estimate(in)
+	if err != nil {
+		if strings.Contains(err.Error(), "not in the price table") {
+			return &HintError{Err: err, Hint: "pass --region with one of the regions listed"}
+		}
+		return &HintError{Err: err, Hint: "see docs/cost.md for what can be priced"}
+	}
+	if f.json {
+		exportWriteJSON(stdout, est)
+		return nil
+	}
+	return printCost(stdout, est, f.details)
+}
+
+func exportWriteJSON(w io.Writer, v any) {
+	enc := jsonEncoder(w)
+	_ = enc.Encode(v)
+}
+
+func printCost(w io.Writer, e *cost.Estimate, details bool) error {
+	if len(e.Columns) == 0 {
+		return errors.New("cost: nothing priced")
+	}
+	fmt.Fprintf(w, "Monthly cost of %s (USD, %g hours a month, egress %g GB; Fly region %s, AWS region %s; prices read %s)\n\n", e.App, e.HoursPerMonth, e.EgressGB, e.FlyRegion, e.AWSRegion, e.PricesRead)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := "\t"
+	for _, c := range e.Columns {
+		header += c.Short + "\t"
+	}
+	fmt.Fprintln(tw, header)
+	for _, cat := range cost.Categories {
+		row := cat + "\t"
+		any := false
+		for _, c := range e.Columns {
+			sum := 0.0
+			for _, l := range c.Lines {
+				if l.Category == cat {
+					sum += l.Monthly
+					any = true
+				}
+			}
+			row += fmt.Sprintf("%.2f\t", sum)
+		}
+		if any {
+			fmt.Fprintln(tw, row)
+		}
+	}
+	row := "total\t"
+	for _, c := range e.Columns {
+		row += fmt.Sprintf("%.2f\t", c.Total)
+	}
+	fmt.Fprintln(tw, row)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, c := range e.Columns {
+		fmt.Fprintf(w, "\n%s: $%.2f\n", c.Title, c.Total)
+		if details {
+			for _, l := range c.Lines {
+				fmt.Fprintf(w, "  %-60s %10.2f %-15s × %-10.6g = %9.2f\n", l.Item, l.Quantity, l.Unit, l.UnitPrice, l.Monthly)
+			}
+		}
+		for _, n := range c.Notes {
+			fmt.Fprintf(w, "  note: %s\n", n)
+		}
+	}
+	if len(e.Unsourced) > 0 {
+		fmt.Fprintf(w, "\nUnsourced prices used (estimates, see docs/cost.md): %s\n", strings.Join(e.Unsourced, ", "))
+	}
+	return nil
+}
