@@ -400,14 +400,29 @@ func firstOr(s []string, d string) string {
 
 // rewriteHosts replaces host names of other units in an env value with
 // their private addresses. It returns the new value and the names replaced.
+// A name counts as a host when it stands alone or between URL/list
+// delimiters, and is not a URL scheme ("redis://").
 func rewriteHosts(value string, hosts map[string]string) (string, []string) {
 	var hit []string
 	names := sortedKeys(hosts)
 	sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
 	for _, h := range names {
 		re := regexp.MustCompile(`(^|[/@,;=\s])` + regexp.QuoteMeta(h) + `($|[:/?,;\s])`)
-		if re.MatchString(value) {
-			value = re.ReplaceAllString(value, "${1}"+hosts[h]+"${2}")
+		var out strings.Builder
+		last, found := 0, false
+		for _, m := range re.FindAllStringSubmatchIndex(value, -1) {
+			// The name starts where group 1 (the delimiter before it) ends.
+			nameStart, nameEnd := m[3], m[3]+len(h)
+			if strings.HasPrefix(value[nameEnd:], "://") {
+				continue
+			}
+			out.WriteString(value[last:nameStart])
+			out.WriteString(hosts[h])
+			last, found = nameEnd, true
+		}
+		if found {
+			out.WriteString(value[last:])
+			value = out.String()
 			hit = append(hit, h)
 		}
 	}

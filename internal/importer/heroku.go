@@ -280,7 +280,6 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 	}
 	if web {
 		b.httpService(port, []string{"web"})
-		b.portEnv("Procfile web ($PORT)", port, "Heroku")
 	} else if len(procs) > 0 {
 		rep.Notes = append(rep.Notes, "no web process: the app serves no HTTP")
 	}
@@ -335,6 +334,10 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 		default:
 			b.none("app.json "+k, "unknown key; ignored")
 		}
+	}
+	if web {
+		// After app.json's env, so that a PORT there cannot contradict internal_port.
+		b.portEnv("Procfile web ($PORT)", port, "Heroku")
 	}
 	res := &Result{Report: rep}
 	res.Apps = append(res.Apps, b.flush())
@@ -451,7 +454,7 @@ func jsonErr(data []byte, err error) error {
 		return err
 	}
 	line, col := 1, 1
-	for i := int64(0); i < off && i < int64(len(data)); i++ {
+	for i := int64(0); i < off-1 && i < int64(len(data)); i++ {
 		if data[i] == '\n' {
 			line++
 			col = 1
