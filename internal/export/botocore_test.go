@@ -91,7 +91,7 @@ func TestECSJSONPassesBotocoreValidation(t *testing.T) {
 		t.Fatalf("botocore rejected the ecs-json inputs: %v\n%s", err, out)
 	}
 	// Every operation the brief names must have been validated.
-	for _, op := range []string{"ecs.RegisterTaskDefinition", "ecs.CreateService", "ecs.RunTask",
+	for _, op := range []string{"secretsmanager.CreateSecret", "ecs.RegisterTaskDefinition", "ecs.CreateService", "ecs.RunTask",
 		"elbv2.CreateLoadBalancer", "elbv2.CreateTargetGroup", "elbv2.CreateListener"} {
 		if !strings.Contains(out, " "+op+"\n") {
 			t.Errorf("no %s was validated; output:\n%s", op, out)

@@ -9,7 +9,7 @@ import (
 // Step is one AWS API call of the ecs-json output, in the order to run them.
 type Step struct {
 	N         int    `json:"step"`
-	Service   string `json:"service"`   // botocore service name: ecs, elbv2, logs, iam
+	Service   string `json:"service"`   // botocore service name: ecs, elbv2, logs, iam, secretsmanager
 	Operation string `json:"operation"` // API operation name
 	File      string `json:"file"`
 	// Command is the AWS CLI command that makes the call from File.
@@ -31,7 +31,7 @@ type ECSJSON struct {
 }
 
 // cliName maps a service to the AWS CLI's command name.
-var cliName = map[string]string{"ecs": "ecs", "elbv2": "elbv2", "logs": "logs", "iam": "iam"}
+var cliName = map[string]string{"ecs": "ecs", "elbv2": "elbv2", "logs": "logs", "iam": "iam", "secretsmanager": "secretsmanager"}
 
 func kebab(op string) string {
 	var b strings.Builder
@@ -96,6 +96,12 @@ func (p *Plan) ECSJSON() *ECSJSON {
 			"PolicyName":     "read-" + awsName(p.App, 100) + "-secrets",
 			"PolicyDocument": p.secretsPolicy(fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:%s/*", p.Region, PhAccountID, p.App)),
 		}, "")
+	}
+	for _, name := range p.Secrets {
+		add("secretsmanager", "CreateSecret", name, map[string]any{
+			"Name":        SecretName(p.App, name),
+			"Description": name + " of " + p.App + " (set the value with put-secret-value; hangar never exports values)",
+		}, "put ARN in place of "+SecretPlaceholder(name)+", then set the value: aws secretsmanager put-secret-value --secret-id "+SecretName(p.App, name)+" --secret-string ...")
 	}
 	add("logs", "CreateLogGroup", "", map[string]any{"logGroupName": p.LogGroup}, "")
 	add("ecs", "CreateCluster", "", map[string]any{"clusterName": p.Cluster}, "")

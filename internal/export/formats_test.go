@@ -198,7 +198,7 @@ func TestCloudFormationParsesAndUsesOnlyKnownProperties(t *testing.T) {
 		}
 	}
 	s := string(b)
-	for _, want := range []string{"awslogs", "Fn::Sub: arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:shop/DATABASE_URL", "HTTP_301", "ReleaseTaskDefinition", "bin/rails db:migrate", "HealthCheckPath: /up"} {
+	for _, want := range []string{"awslogs", "ValueFrom:\n                Ref: SecretDATABASEURLArn", "HTTP_301", "ReleaseTaskDefinition", "bin/rails db:migrate", "HealthCheckPath: /up"} {
 		if !strings.Contains(s, want) {
 			t.Errorf("template lacks %q", want)
 		}
@@ -348,7 +348,7 @@ func TestTerraformParsesAndUsesOnlyKnownArguments(t *testing.T) {
 		}
 	}
 	s := string(src)
-	for _, want := range []string{`awslogs-group`, `status_code = "HTTP_301"`, `path                = "/up"`, `secret:shop/SECRET_KEY_BASE`, `"bin/rails", "db:migrate"`} {
+	for _, want := range []string{`awslogs-group`, `status_code = "HTTP_301"`, `path                = "/up"`, `valueFrom = data.aws_secretsmanager_secret.secret_SECRET_KEY_BASE.arn`, `name = "shop/SECRET_KEY_BASE"`, `"bin/rails", "db:migrate"`} {
 		if !strings.Contains(s, want) {
 			t.Errorf("main.tf lacks %q", want)
 		}

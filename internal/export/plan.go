@@ -72,11 +72,10 @@ type TaskDef struct {
 	Input RegisterTaskDefinitionInput
 }
 
-// SecretArn is the Secrets Manager ARN (without the random suffix, which
-// ECS accepts for secrets in the task's own region) of the app's secret.
-func SecretArn(region, account, app, name string) string {
-	return fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:%s", region, account, SecretName(app, name))
-}
+// SecretPlaceholder stands for the full ARN of the app's secret name,
+// which Secrets Manager returns when the secret is created (ECS wants the
+// full ARN, random suffix included).
+func SecretPlaceholder(name string) string { return "<SECRET_ARN:" + name + ">" }
 
 // SecretName is the Secrets Manager name used for an app's secret.
 func SecretName(app, name string) string { return app + "/" + name }
@@ -172,7 +171,7 @@ func (p *Plan) container(app *App, g Group, mc *types.MachineConfig) (ContainerD
 		c.Environment = append(c.Environment, KeyValue{Name: k, Value: mc.Env[k]})
 	}
 	for _, s := range p.Secrets {
-		c.Secrets = append(c.Secrets, SecretRef{Name: s, ValueFrom: SecretArn(p.Region, PhAccountID, p.App, s)})
+		c.Secrets = append(c.Secrets, SecretRef{Name: s, ValueFrom: SecretPlaceholder(s)})
 	}
 	if mc.StopConfig != nil && mc.StopConfig.Timeout != nil {
 		secs := int(mc.StopConfig.Timeout.Duration / time.Second)

@@ -159,6 +159,10 @@ func (p *Plan) Terraform() []byte {
 	pr.set("region", tfRaw("var.region"))
 	root.block("data", "aws_caller_identity", "current")
 	root.block("data", "aws_partition", "current")
+	for _, name := range p.Secrets {
+		d := root.block("data", "aws_secretsmanager_secret", tfName("secret", name))
+		d.set("name", SecretName(p.App, name))
+	}
 	root.b.AppendNewline()
 
 	lg := root.block("resource", "aws_cloudwatch_log_group", "app")
@@ -404,7 +408,7 @@ func (p *Plan) tfTaskDef(root tfBody, name string, in RegisterTaskDefinitionInpu
 		}
 		var secrets []any
 		for _, s := range c.Secrets {
-			secrets = append(secrets, tfObj{{"name", s.Name}, {"valueFrom", tfRaw(`"` + p.secretArnTF(s.Name) + `"`)}})
+			secrets = append(secrets, tfObj{{"name", s.Name}, {"valueFrom", tfRaw("data.aws_secretsmanager_secret." + tfName("secret", s.Name) + ".arn")}})
 		}
 		if len(secrets) > 0 {
 			cd = append(cd, tfKV{"secrets", secrets})
