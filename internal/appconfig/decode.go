@@ -108,6 +108,13 @@ func (d *decoder) decode(pth path, v any, rv reflect.Value, unit time.Duration) 
 			switch types.Autostop(x) {
 			case types.AutostopOff, types.AutostopStop, types.AutostopSuspend:
 				rv.SetString(x)
+			case "true", "false":
+				d.p.warnf(pth, "coerce", "use true or false without quotes, or \"stop\", \"suspend\", \"off\"", "%s: boolean written as a string", pth)
+				if x == "true" {
+					rv.SetString(string(types.AutostopStop))
+				} else {
+					rv.SetString(string(types.AutostopOff))
+				}
 			default:
 				d.p.errorf(pth, "type", `must be "off", "stop", "suspend" or a boolean`, "%s: %q is not an autostop mode", pth, x)
 			}
@@ -187,8 +194,9 @@ func (d *decoder) decode(pth path, v any, rv reflect.Value, unit time.Duration) 
 			} else if t.Elem().Kind() == reflect.String {
 				s, ok := scalarString(m[k])
 				if !ok {
-					d.p.errorf(pth.child(k), "type", "quote the value: KEY = \"value\"", "%s: expected a string, found %s", pth.child(k), typeName(m[k]))
-					continue
+					// flyctl formats such values with %v; so does Hangar.
+					s = fmt.Sprint(plain(m[k]))
+					d.p.warnf(pth.child(k), "coerce", "quote the value: KEY = \"value\"", "%s: expected a string, found %s; using %q", pth.child(k), typeName(m[k]), s)
 				}
 				el.SetString(s)
 			} else {
@@ -249,19 +257,15 @@ func (d *decoder) decode(pth path, v any, rv reflect.Value, unit time.Duration) 
 func (d *decoder) integer(pth path, v any) (int64, bool) {
 	switch x := v.(type) {
 	case int64:
-		if x > math.MaxInt32 || x < math.MinInt32 {
-			d.p.errorf(pth, "range", "use a smaller number", "%s: %d is out of range", pth, x)
-			return 0, false
-		}
 		return x, true
 	case float64:
-		if x != math.Trunc(x) || math.IsInf(x, 0) || math.IsNaN(x) || math.Abs(x) > math.MaxInt32 {
+		if x != math.Trunc(x) || math.IsInf(x, 0) || math.IsNaN(x) || math.Abs(x) > 1<<53 {
 			d.p.errorf(pth, "type", "write a whole number", "%s: expected an integer, found %v", pth, x)
 			return 0, false
 		}
 		return int64(x), true
 	case string:
-		n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 32)
+		n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
 		if err != nil {
 			d.p.errorf(pth, "type", "write a whole number without quotes", "%s: expected an integer, found %q", pth, x)
 			return 0, false

@@ -2,6 +2,7 @@ package appconfig
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
@@ -289,7 +290,17 @@ func (c *Config) ToMachineConfig(group, image string) (*types.MachineConfig, err
 	if !slices.Contains(c.ProcessGroups(), group) {
 		return nil, fmt.Errorf("process group %q is not defined: the groups are %s", group, strings.Join(c.ProcessGroups(), ", "))
 	}
-	mc := &types.MachineConfig{Image: image}
+	mc := &types.MachineConfig{}
+	// An inline machine_config (JSON) is the base the rest is laid over,
+	// as flyctl does; a path to a JSON file is the caller's to read.
+	for _, base := range []string{c.MachineConfig, c.experimentalMachineConfig()} {
+		if strings.HasPrefix(strings.TrimSpace(base), "{") {
+			if err := json.Unmarshal([]byte(base), mc); err != nil {
+				return nil, fmt.Errorf("machine_config: %w", err)
+			}
+		}
+	}
+	mc.Image = image
 
 	// Init
 	cmd, err := c.Command(group)
@@ -446,6 +457,13 @@ func (c *Config) ToMachineConfig(group, image string) (*types.MachineConfig, err
 		mc.Restart = &types.MachineRestart{Policy: policy, MaxRetries: r.MaxRetries}
 	}
 	return mc, nil
+}
+
+func (c *Config) experimentalMachineConfig() string {
+	if c.Experimental == nil {
+		return ""
+	}
+	return c.Experimental.MachineConfig
 }
 
 func restartPolicy(p string) (string, error) {

@@ -61,3 +61,29 @@ func TestRealFiles(t *testing.T) {
 		})
 	}
 }
+
+// TestRejectedRealFiles holds real files that flyctl itself refuses; Hangar
+// must refuse them too, with a line number.
+func TestRejectedRealFiles(t *testing.T) {
+	t.Parallel()
+	files, _ := filepath.Glob("testdata/rejected/*")
+	if len(files) == 0 {
+		t.Fatal("no files in testdata/rejected")
+	}
+	for _, f := range files {
+		cfg, err := Load(f)
+		if err == nil {
+			_, err = cfg.Validate(false)
+		}
+		e, ok := err.(*Error)
+		if !ok {
+			t.Errorf("%s: want an *Error, got %v", f, err)
+			continue
+		}
+		for _, d := range e.Diagnostics {
+			if d.Line < 1 {
+				t.Errorf("%s: error without a line: %v", f, d)
+			}
+		}
+	}
+}

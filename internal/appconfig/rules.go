@@ -1,6 +1,7 @@
 package appconfig
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"time"
@@ -71,6 +72,17 @@ func (k *checker) top() {
 	if c.ConsoleCommand != "" {
 		if _, err := shlex.Split(c.ConsoleCommand); err != nil {
 			k.errorf("command", path{"console_command"}, "check the quotes and backslashes", "console_command cannot be split into arguments: %v", err)
+		}
+	}
+	for _, mcfg := range []struct {
+		p path
+		v string
+	}{{path{"machine_config"}, c.MachineConfig}, {path{"experimental", "machine_config"}, c.experimentalMachineConfig()}} {
+		if strings.HasPrefix(strings.TrimSpace(mcfg.v), "{") {
+			var probe map[string]any
+			if err := json.Unmarshal([]byte(mcfg.v), &probe); err != nil {
+				k.errorf("machine-config", mcfg.p, "write a JSON object, or the path of a .json file", "machine_config is not valid JSON: %v", err)
+			}
 		}
 	}
 	if c.SwapSizeMB != nil && *c.SwapSizeMB < 0 {
@@ -164,39 +176,47 @@ func (k *checker) processes() {
 // groupFilters checks every processes = [...] filter names a group.
 func (k *checker) groupFilters() {
 	c := k.c
-	check := func(p path, groups []string) {
-		for i, g := range groups {
-			if !slices.Contains(c.ProcessGroups(), g) {
-				hint := "define it in [processes], or use one of: " + strings.Join(c.ProcessGroups(), ", ")
+	groups := c.ProcessGroups()
+	// flyctl refuses unknown groups in services and restart policies; in
+	// other sections it silently drops them, so those are warnings.
+	check := func(p path, filter []string, refuse bool) {
+		for i, g := range filter {
+			if slices.Contains(groups, g) {
+				continue
+			}
+			hint := "define it in [processes], or use one of: " + strings.Join(groups, ", ")
+			if refuse {
 				k.errorf("undefined-group", p.child("processes").index(i), hint, "%s refers to process group %q, which is not defined", sectionName(p), g)
+			} else {
+				k.strictf("undefined-group", p.child("processes").index(i), hint, "%s refers to process group %q, which is not defined; the section is ignored for it", sectionName(p), g)
 			}
 		}
 	}
 	if c.HTTPService != nil {
-		check(path{"http_service"}, c.HTTPService.Processes)
+		check(path{"http_service"}, c.HTTPService.Processes, true)
 	}
 	for i, s := range c.Services {
-		check(path{"services"}.index(i), s.Processes)
+		check(path{"services"}.index(i), s.Processes, true)
+	}
+	for i, r := range c.Restart {
+		check(path{"restart"}.index(i), r.Processes, true)
 	}
 	for i, m := range c.Mounts {
-		check(path{"mounts"}.index(i), m.Processes)
+		check(path{"mounts"}.index(i), m.Processes, false)
 	}
 	for _, name := range sortedMapKeys(c.Checks) {
 		if chk := c.Checks[name]; chk != nil {
-			check(path{"checks", name}, chk.Processes)
+			check(path{"checks", name}, chk.Processes, false)
 		}
 	}
 	for i, v := range c.VMs {
-		check(path{"vm"}.index(i), v.Processes)
-	}
-	for i, r := range c.Restart {
-		check(path{"restart"}.index(i), r.Processes)
+		check(path{"vm"}.index(i), v.Processes, false)
 	}
 	for i, f := range c.Files {
-		check(path{"files"}.index(i), f.Processes)
+		check(path{"files"}.index(i), f.Processes, false)
 	}
 	for i, m := range c.Metrics {
-		check(path{"metrics"}.index(i), m.Processes)
+		check(path{"metrics"}.index(i), m.Processes, false)
 	}
 }
 
@@ -290,7 +310,7 @@ func (k *checker) concurrency(p path, cc *types.MachineServiceConcurrency) {
 		return
 	}
 	if cc.Type != "" && cc.Type != "connections" && cc.Type != "requests" {
-		k.errorf("concurrency", p.child("type"), "use \"connections\" or \"requests\"", "concurrency type %q is not connections or requests", cc.Type)
+		k.strictf("concurrency", p.child("type"), "use \"connections\" or \"requests\"", "concurrency type %q is not connections or requests; Hangar counts connections", cc.Type)
 	}
 	if cc.HardLimit < 0 || cc.SoftLimit < 0 {
 		k.errorf("range", p, "use positive limits", "concurrency limits must not be negative")
@@ -458,7 +478,7 @@ func (k *checker) files() {
 	for i, f := range k.c.Files {
 		p := path{"files"}.index(i)
 		if f.GuestPath == "" {
-			k.errorf("file", p, "add guest_path = \"/path/in/machine\"", "[[files]] has no guest_path")
+			k.strictf("file", p, "add guest_path = \"/path/in/machine\"", "[[files]] has no guest_path; it is ignored")
 		}
 		n := 0
 		for _, s := range []string{f.LocalPath, f.SecretName, f.RawValue} {
@@ -467,7 +487,7 @@ func (k *checker) files() {
 			}
 		}
 		if n != 1 {
-			k.errorf("file", p, "set exactly one of local_path, secret_name or raw_value", "[[files]] %q must have exactly one source, found %d", f.GuestPath, n)
+			k.strictf("file", p, "set exactly one of local_path, secret_name or raw_value", "[[files]] %q must have exactly one source, found %d", f.GuestPath, n)
 		}
 	}
 }
@@ -476,10 +496,10 @@ func (k *checker) statics() {
 	for i, s := range k.c.Statics {
 		p := path{"statics"}.index(i)
 		if s.GuestPath == "" && s.TigrisBucket == "" {
-			k.errorf("static", p, "add guest_path = \"/app/public\"", "[[statics]] has no guest_path")
+			k.strictf("static", p, "add guest_path = \"/app/public\"", "[[statics]] has no guest_path")
 		}
 		if s.URLPrefix == "" {
-			k.errorf("static", p, "add url_prefix = \"/static\"", "[[statics]] has no url_prefix")
+			k.strictf("static", p, "add url_prefix = \"/static\"", "[[statics]] has no url_prefix")
 		}
 	}
 }

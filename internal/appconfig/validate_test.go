@@ -134,8 +134,8 @@ kill_timeout = "5 seconds"
   internal_port = 8080
   processes = ["web", "wrker"]
 `},
-		{name: "undefined group without processes", rule: "undefined-group", severity: SeverityError, line: 4,
-			message: `[[mounts]] refers to process group "web", which is not defined`, src: `
+		{name: "undefined group without processes", rule: "undefined-group", severity: SeverityWarning, line: 4,
+			message: `[[mounts]] refers to process group "web", which is not defined; the section is ignored for it`, src: `
 [[mounts]]
   source = "data"
   destination = "/data"
@@ -212,7 +212,7 @@ kill_timeout = "5 seconds"
 [http_service]
   internal_port = 70000
 `},
-		{name: "files need one source", rule: "file", severity: SeverityError, line: 1,
+		{name: "files need one source", rule: "file", severity: SeverityWarning, line: 1,
 			message: `[[files]] "/etc/x" must have exactly one source, found 0`, src: `
 [[files]]
   guest_path = "/etc/x"
@@ -223,8 +223,8 @@ kill_timeout = "5 seconds"
   internal_port = 8080
   auto_stop_machines = "sometimes"
 `},
-		{name: "concurrency type", rule: "concurrency", severity: SeverityError, line: 4,
-			message: `concurrency type "bytes" is not connections or requests`, src: `
+		{name: "concurrency type", rule: "concurrency", severity: SeverityWarning, line: 4,
+			message: `concurrency type "bytes" is not connections or requests; Hangar counts connections`, src: `
 [http_service]
   internal_port = 8080
   [http_service.concurrency]
