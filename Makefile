@@ -1,0 +1,32 @@
+# Hangar's build, test and benchmark entry points.
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+
+.PHONY: build test lint bench fuzz quickstart
+
+build:
+	$(GO) build -o bin/hangar ./cmd/hangar
+
+# lint: formatting and vet.
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# test: everything, with the race detector. Needs root (containers, netns),
+# crun or runc, and the packages .ci/run installs.
+test: lint
+	$(GO) test -race -timeout 15m ./...
+
+# bench: the benchmarks that print side-by-side figures and ratios.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/...
+
+fuzz:
+	@for p in $$(grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -n1 dirname | sort -u); do \
+	  for f in $$(grep -h '^func Fuzz' $$p/*_test.go | sed -E 's/func (Fuzz[A-Za-z0-9_]*).*/\1/'); do \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s ./$$p || exit 1; \
+	  done; \
+	done
+
+quickstart:
+	bash scripts/quickstart.sh

@@ -1,0 +1,284 @@
+// Package harness runs the real hangar binary for end-to-end tests and
+// benchmarks: a daemon on a temp data dir, free ports and a bridge of its
+// own, plus helpers to call its API, its proxy and its CLI.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/testapp"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+}
+
+// Daemon is one running `hangar server` with its own data dir, free ports,
+// bridge and subnets.
+type Daemon struct {
+	t       testing.TB
+	bin     string
+	DataDir string
+	args    []string
+	cmd     *exec.Cmd
+	API     string
+	HTTP    string
+	Token   string
+	logf    *os.File
+}
+
+// BuildBinary builds cmd/hangar into a temp dir.
+func BuildBinary(t testing.TB) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "hangar")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/hangar")
+	cmd.Dir = RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build hangar: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// RequireRoot skips unless the host can run machines.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("end-to-end tests need root (containers, network namespaces)")
+	}
+	if _, err := exec.LookPath("runc"); err != nil {
+		if _, err := exec.LookPath("crun"); err != nil {
+			t.Skip("end-to-end tests need crun or runc: apt-get install -y crun runc")
+		}
+	}
+}
+
+// StartDaemon starts `hangar server` and removes everything it made when
+// the test ends.
+func StartDaemon(t testing.TB, bin string) *Daemon {
+	t.Helper()
+	n := rand.Intn(200) + 20
+	d := &Daemon{t: t, bin: bin, DataDir: t.TempDir()}
+	bridge := fmt.Sprintf("hge%04x", rand.Intn(0xffff))
+	d.args = []string{"server", "--data-dir", d.DataDir, "--api-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+		"--domain", "test.internal", "--region", "tst", "--bridge", bridge,
+		"--subnet", fmt.Sprintf("10.%d.%d.0/24", 100+rand.Intn(50), n), "--subnet6", fmt.Sprintf("fdaa:0:%x::/64", 0x1000+rand.Intn(0xe000))}
+	var err error
+	d.logf, err = os.Create(filepath.Join(d.DataDir, "daemon.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Start()
+	t.Cleanup(func() {
+		// Destroy every app (and so every machine), then the daemon and
+		// its bridge, even when the test failed.
+		var res struct {
+			Apps []types.App `json:"apps"`
+		}
+		if d.cmd != nil && d.Get("/v1/apps", &res) == nil {
+			for _, a := range res.Apps {
+				if code, body := d.Call("DELETE", "/v1/apps/"+a.Name, nil); code != http.StatusAccepted {
+					t.Errorf("cleanup: delete app %s: %d %s", a.Name, code, body)
+				}
+			}
+		}
+		d.Stop(syscall.SIGTERM)
+		_ = exec.Command("ip", "link", "del", bridge).Run()
+		if t.Failed() {
+			b, _ := os.ReadFile(d.logf.Name())
+			t.Logf("daemon log:\n%s", b)
+		}
+		d.logf.Close()
+		if out, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(out, []byte("hangar-")) {
+			for _, line := range strings.Split(string(out), "\n") {
+				if strings.HasPrefix(line, "hangar-") {
+					id := strings.TrimPrefix(strings.Fields(line)[0], "hangar-")
+					if _, err := os.Stat(filepath.Join(d.DataDir, "machines", id)); err == nil {
+						t.Errorf("network namespace of machine %s left behind", id)
+					}
+				}
+			}
+		}
+	})
+	return d
+}
+
+// Start (re)starts the daemon process and waits until it serves.
+func (d *Daemon) Start() {
+	t := d.t
+	_ = os.Remove(filepath.Join(d.DataDir, "api-addr"))
+	_ = os.Remove(filepath.Join(d.DataDir, "http-addr"))
+	d.cmd = exec.Command(d.bin, d.args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		a, err1 := os.ReadFile(filepath.Join(d.DataDir, "api-addr"))
+		h, err2 := os.ReadFile(filepath.Join(d.DataDir, "http-addr"))
+		if err1 == nil && err2 == nil {
+			d.API, d.HTTP = "http://"+strings.TrimSpace(string(a)), "http://"+strings.TrimSpace(string(h))
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(d.logf.Name())
+			t.Fatalf("daemon did not start:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tok, err := os.ReadFile(filepath.Join(d.DataDir, "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Token = strings.TrimSpace(string(tok))
+	if fi, _ := os.Stat(filepath.Join(d.DataDir, "admin-token")); fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin-token mode = %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// Stop signals the daemon and waits for it to exit.
+func (d *Daemon) Stop(sig syscall.Signal) {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(sig)
+	_ = d.cmd.Wait()
+	d.cmd = nil
+}
+
+// Hangar runs the CLI against this daemon.
+func (d *Daemon) Hangar(args ...string) (string, error) {
+	cmd := exec.Command(d.bin, args...)
+	cmd.Dir = RepoRoot()
+	cmd.Env = append(os.Environ(), "HANGAR_DATA_DIR="+d.DataDir, "HANGAR_API_URL=", "HANGAR_API_TOKEN=")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// Call sends an authenticated API request and returns status and body.
+func (d *Daemon) Call(method, path string, body any) (int, string) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		buf, _ := json.Marshal(b)
+		rd = bytes.NewReader(buf)
+	}
+	req, _ := http.NewRequest(method, d.API+path, rd)
+	req.Header.Set("Authorization", "Bearer "+d.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// Get decodes a GET of the API into out.
+func (d *Daemon) Get(path string, out any) error {
+	code, body := d.Call("GET", path, nil)
+	if code != 200 {
+		return fmt.Errorf("GET %s: %d %s", path, code, body)
+	}
+	return json.Unmarshal([]byte(body), out)
+}
+
+// ViaProxy sends a request for app through the proxy.
+func (d *Daemon) ViaProxy(app, path string) (int, string, error) {
+	req, _ := http.NewRequest("GET", d.HTTP+path, nil)
+	req.Host = app + ".test.internal"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+// Machines lists an app's machines.
+func (d *Daemon) Machines(app string) []types.Machine {
+	var ms []types.Machine
+	if err := d.Get("/v1/apps/"+app+"/machines", &ms); err != nil {
+		d.t.Fatal(err)
+	}
+	return ms
+}
+
+// CountEvents counts a machine's events of one type.
+func CountEvents(m types.Machine, typ string) int {
+	n := 0
+	for _, e := range m.Events {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// Poll calls f until it reports true or timeout passes.
+func Poll(t testing.TB, what string, timeout time.Duration, f func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, s := f()
+		if ok {
+			return
+		}
+		last = s
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not reached within %v (last: %s)", what, timeout, last)
+}
+
+// ImportTestApp builds the test app (internal/testapp) into an image,
+// imports it with the CLI and returns its reference.
+func (d *Daemon) ImportTestApp() string {
+	t := d.t
+	t.Helper()
+	img, err := image.BuildGo(context.Background(), testapp.Source(), image.GoBuildOptions{Name: "testapp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "testapp.tar")
+	if err := image.WriteOCIArchive(img, "testapp:e2e", archive); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.Hangar("image", "import", archive, "--ref", "testapp:e2e")
+	if err != nil {
+		t.Fatalf("image import: %v\n%s", err, out)
+	}
+	var imgs []image.Image
+	if err := d.Get("/v1/images", &imgs); err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range imgs {
+		if strings.Contains(i.Ref, "testapp") {
+			return i.Ref
+		}
+	}
+	t.Fatalf("imported image not listed: %+v", imgs)
+	return ""
+}
