@@ -68,6 +68,9 @@ func (a *App) Validate() error {
 	if strings.TrimSpace(a.Name) == "" {
 		return fmt.Errorf("export: the app has no name: set `app = \"name\"` in fly.toml")
 	}
+	if !validName(a.Name) {
+		return fmt.Errorf("export: app name %q: use letters, digits, - and _ (as Fly does)", a.Name)
+	}
 	if len(a.Groups) == 0 {
 		return fmt.Errorf("export: app %s has no process groups", a.Name)
 	}
@@ -75,6 +78,9 @@ func (a *App) Validate() error {
 	for _, g := range a.Groups {
 		if g.Name == "" {
 			return fmt.Errorf("export: app %s: a process group has no name", a.Name)
+		}
+		if !validName(g.Name) {
+			return fmt.Errorf("export: app %s: process group name %q: use letters, digits, - and _", a.Name, g.Name)
 		}
 		if seen[g.Name] {
 			return fmt.Errorf("export: app %s: process group %q appears twice", a.Name, g.Name)
@@ -93,6 +99,18 @@ func (a *App) Validate() error {
 		}
 	}
 	return nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func validEnvName(s string) bool {

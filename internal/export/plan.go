@@ -319,6 +319,10 @@ func (p *Plan) addGroup(app *App, g Group, listenerByPort map[int]int, listenerO
 		if s.Concurrency != nil && (s.Concurrency.HardLimit > 0 || s.Concurrency.SoftLimit > 0) {
 			p.note(key+".concurrency", g.Name, "an ALB has no per-target connection limit; soft_limit/hard_limit become a target-tracking auto scaling policy you add (ALBRequestCountPerTarget)")
 		}
+		if s.InternalPort <= 0 || s.InternalPort > 65535 {
+			p.warn(key, g.Name, "internal_port %d is not a port; service not exported", s.InternalPort)
+			continue
+		}
 		if s.Protocol == "udp" {
 			p.warn(key, g.Name, "UDP port %d needs a Network Load Balancer; not exported", s.InternalPort)
 			continue
