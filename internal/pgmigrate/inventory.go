@@ -24,6 +24,7 @@ type tableInfo struct {
 	Schema, Name string
 	Partitioned  bool   // relkind 'p': holds no rows itself
 	ReplIdent    string // pg_class.relreplident
+	Unlogged     bool
 	HasPK        bool
 	Columns      []Column
 }
@@ -78,7 +79,7 @@ func readInventory(ctx context.Context, q pgx.Tx) (*inventory, error) {
 		return nil, fmt.Errorf("read server version: %w", err)
 	}
 
-	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname, c.relkind = 'p', c.relreplident::text,
+	rows, err := q.Query(ctx, `SELECT n.nspname, c.relname, c.relkind = 'p', c.relreplident::text, c.relpersistence = 'u',
 			EXISTS (SELECT 1 FROM pg_catalog.pg_index i WHERE i.indrelid = c.oid AND i.indisprimary),
 			COALESCE((SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
 				WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
@@ -93,7 +94,7 @@ func readInventory(ctx context.Context, q pgx.Tx) (*inventory, error) {
 	for rows.Next() {
 		t := &tableInfo{}
 		var names, types []string
-		if err := rows.Scan(&t.Schema, &t.Name, &t.Partitioned, &t.ReplIdent, &t.HasPK, &names, &types); err != nil {
+		if err := rows.Scan(&t.Schema, &t.Name, &t.Partitioned, &t.ReplIdent, &t.Unlogged, &t.HasPK, &names, &types); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("list tables: %w", err)
 		}

@@ -95,6 +95,18 @@ func (m *migration) live(ctx context.Context) error {
 			Hint: "migrate without --live (a snapshot copy includes large objects), or move them into bytea columns first",
 		}
 	}
+	var unlogged []string
+	for _, t := range inv.Tables {
+		if t.Unlogged {
+			unlogged = append(unlogged, t.display())
+		}
+	}
+	if len(unlogged) > 0 {
+		return &Error{
+			Msg:  "logical replication cannot carry unlogged tables: " + strings.Join(unlogged, ", "),
+			Hint: "make them logged on the source (ALTER TABLE ... SET LOGGED) or migrate without --live",
+		}
+	}
 	name := replicationName(inv.Database)
 	rep := &ReplicationReport{Name: name, ReplicaIdentityFull: []string{}}
 	m.report.Replication = rep
@@ -134,6 +146,11 @@ func (m *migration) live(ctx context.Context) error {
 			}
 			rep.ReplicaIdentityFull = append(rep.ReplicaIdentityFull, t.display())
 			m.progress("%s has no primary key: set REPLICA IDENTITY FULL on the source so its updates and deletes replicate", t.display())
+			if cols := noEqualityColumns(t); len(cols) > 0 {
+				w := fmt.Sprintf("%s has no primary key and columns without an equality operator (%s): the target cannot match rows of its UPDATEs and DELETEs and replication will stop on the first one; add a primary key before migrating, or migrate without --live", t.display(), strings.Join(cols, ", "))
+				m.progress("warning: %s", w)
+				m.report.Notes = append(m.report.Notes, w)
+			}
 		}
 	}
 	pub := "CREATE PUBLICATION " + quoteIdent(name)
@@ -170,7 +187,7 @@ func (m *migration) live(ctx context.Context) error {
 		return err
 	}
 	m.progress("the target has caught up (lag %d bytes)", lag)
-	proceed := m.o.Yes
+	proceed := m.o.Yes || m.o.Cutover
 	if !proceed && m.o.Confirm != nil {
 		proceed, err = m.o.Confirm(ctx, lag)
 		if err != nil {
@@ -443,4 +460,21 @@ func (m *migration) cutoverLSN(ctx context.Context, srcConn *pgx.Conn) (string, 
 		return "", m.src.wrap("read the WAL position", err)
 	}
 	return lsn, nil
+}
+
+// typesWithoutEquality are common column types with no default equality
+// operator: the subscriber's REPLICA IDENTITY FULL row lookup fails on them.
+var typesWithoutEquality = map[string]bool{
+	"json": true, "json[]": true, "xml": true, "xml[]": true, "point": true, "line": true, "lseg": true,
+	"box": true, "path": true, "polygon": true, "circle": true, "txid_snapshot": true, "pg_snapshot": true,
+}
+
+func noEqualityColumns(t *tableInfo) []string {
+	var cols []string
+	for _, c := range t.Columns {
+		if typesWithoutEquality[c.Type] {
+			cols = append(cols, c.Name+" "+c.Type)
+		}
+	}
+	return cols
 }

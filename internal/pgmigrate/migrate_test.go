@@ -205,6 +205,41 @@ func TestPostgres(t *testing.T) {
 		}
 	})
 
+	t.Run("CopyUnderWritesIsVerifiedAgainstItsSnapshot", func(t *testing.T) {
+		src.createDB(t, "busy")
+		src.loadSQL(t, "busy", "source.sql")
+		dst.createDB(t, "busy_copy")
+		writer := connectT(t, src.url("busy"))
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		started := make(chan struct{})
+		writes := make(chan int)
+		go func() {
+			n := 0
+			for ctx.Err() == nil {
+				if _, err := writer.Exec(ctx, `INSERT INTO log_lines VALUES ('concurrent', 1, now())`); err == nil {
+					n++
+				}
+				if _, err := writer.Exec(ctx, `UPDATE items SET price = price + 1 WHERE id = $1`, 1+n%400); err == nil && n == 1 {
+					close(started)
+				}
+			}
+			writes <- n
+		}()
+		<-started
+		r, err, _ := runChecked(t, Options{From: src.url("busy"), To: dst.url("busy_copy"), Jobs: 2})
+		cancel()
+		n := <-writes
+		if err != nil || !r.OK {
+			t.Fatalf("copy under writes: %v %v", err, r.Problems)
+		}
+		copied := rowsOf(t, tableReport(t, r, "public.log_lines").Target)
+		now := src.queryInt(t, "busy", `SELECT count(*) FROM log_lines`)
+		if copied >= now || copied < 303 {
+			t.Errorf("copied %d log lines, source has %d after %d writes: the writes did not overlap the copy", copied, now, n)
+		}
+	})
+
 	t.Run("ChecksumIsOrderIndependentAndCountsDuplicates", func(t *testing.T) {
 		src.createDB(t, "dup_a")
 		dst.createDB(t, "dup_b")
