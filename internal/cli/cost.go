@@ -63,9 +63,12 @@ func runCost(stdout, stderr io.Writer, f *costFlags) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := exportLoadConfig(f.config, stderr)
+	cfg, err := appconfig.Load(f.config)
 	if err != nil {
-		return err
+		return exportConfigError(err)
+	}
+	if _, err := cfg.Validate(false); err != nil {
+		return exportConfigError(err)
 	}
 	// Pricing does not depend on the image.
 	app, err := export.FromConfig(cfg, "image", f.count, nil)
@@ -89,8 +92,8 @@ func runCost(stdout, stderr io.Writer, f *costFlags) error {
 	}
 	est, err := prices.Estimate(in)
 	if err != nil {
-		if strings.Contains(err.Error(), "not in the price table") {
-			return &HintError{Err: err, Hint: "pass --region with one of the regions listed"}
+		if strings.Contains(err.Error(), "Fly region") {
+			return &HintError{Err: err, Hint: "the table has the regions of Fly's published price list; pass --region with the nearest one"}
 		}
 		return &HintError{Err: err, Hint: "see docs/cost.md for what can be priced"}
 	}
