@@ -113,7 +113,11 @@ func printCost(w io.Writer, e *cost.Estimate, details bool) error {
 	if len(e.Columns) == 0 {
 		return errors.New("cost: nothing priced")
 	}
-	fmt.Fprintf(w, "Monthly cost of %s (USD, %g hours a month, egress %g GB; Fly region %s, AWS region %s; prices read %s)\n\n", e.App, e.HoursPerMonth, e.EgressGB, e.FlyRegion, e.AWSRegion, e.PricesRead)
+	name := e.App
+	if name == "" {
+		name = "the app"
+	}
+	fmt.Fprintf(w, "Monthly cost of %s (USD, %g hours a month, egress %g GB; Fly region %s, AWS region %s; prices read %s)\n\n", name, e.HoursPerMonth, e.EgressGB, e.FlyRegion, e.AWSRegion, e.PricesRead)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := "\t"
 	for _, c := range e.Columns {
