@@ -168,6 +168,11 @@ func (u *unpacker) applyEntry(hdr *tar.Header, r io.Reader) error {
 	if err != nil {
 		return err
 	}
+	if isSparse(hdr) {
+		// A few bytes of sparse map can describe terabytes of zeros; image
+		// builders never write sparse entries.
+		return fmt.Errorf("%w: sparse file entries are not supported", ErrUnsafeLayer)
+	}
 	if name == "." {
 		if hdr.Typeflag == tar.TypeDir {
 			u.dirs["."] = dirMeta{mode: hdr.FileInfo().Mode(), mtime: hdr.ModTime}
@@ -415,6 +420,18 @@ func (u *unpacker) resolveDir(p string) (string, error) {
 		return ".", nil
 	}
 	return path.Join(resolved...), nil
+}
+
+func isSparse(hdr *tar.Header) bool {
+	if hdr.Typeflag == tar.TypeGNUSparse {
+		return true
+	}
+	for k := range hdr.PAXRecords {
+		if strings.HasPrefix(k, "GNU.sparse.") {
+			return true
+		}
+	}
+	return false
 }
 
 func isNotDir(err error) bool { return errors.Is(err, syscall.ENOTDIR) }
