@@ -269,3 +269,33 @@ func TestFromFlyToml(t *testing.T) {
 		t.Error("the web group serves HTTP: Fargate column needs an ALB")
 	}
 }
+
+func TestWriteText(t *testing.T) {
+	t.Parallel()
+	e, err := prices(t).Estimate(smallApp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := e.WriteText(&b, true); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	// The totals row carries each column's total, rounded to cents:
+	// Fly $7.44, Fargate $83.95, EC2+ALB $53.19, Hangar $28.26 (see the
+	// hand calculations above).
+	var totals string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.Contains(l, "total") && !strings.Contains(l, ":") {
+			totals = l
+		}
+	}
+	if got := strings.Fields(totals); strings.Join(got, " ") != "total 7.44 83.95 53.19 28.26" {
+		t.Errorf("totals row = %q\n%s", totals, out)
+	}
+	for _, want := range []string{"Fly.io", "Fargate+ALB+NAT", "EC2+ALB", "Hangar on EC2", "2 × t3.micro running hangar", "Unsourced prices used", "aws.ebs_gp3_gb_month"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}
