@@ -68,6 +68,13 @@ func TestFromFlyToml(t *testing.T) {
 	if plan.Release == nil || strings.Join(plan.Release.Input.ContainerDefinitions[0].Command, " ") != "bin/rails db:migrate" {
 		t.Errorf("release task = %+v", plan.Release)
 	}
+	hasReleaseEnv := false
+	for _, kv := range plan.Release.Input.ContainerDefinitions[0].Environment {
+		hasReleaseEnv = hasReleaseEnv || kv == KeyValue{Name: "RELEASE_COMMAND", Value: "1"}
+	}
+	if !hasReleaseEnv {
+		t.Error("release task lacks RELEASE_COMMAND=1")
+	}
 	web := plan.TaskDefs[0].Input.ContainerDefinitions[0]
 	if strings.Join(web.Command, " ") != "bin/rails server -b 0.0.0.0" || web.StopTimeout != 20 {
 		t.Errorf("web container = command %v stopTimeout %d", web.Command, web.StopTimeout)

@@ -547,6 +547,15 @@ func (p *Plan) addRelease(app *App) error {
 	c.Command = argv
 	c.PortMappings = nil
 	c.HealthCheck = nil
+	// Fly tells the release machine what it is, as flyctl does.
+	env := []KeyValue{{Name: "RELEASE_COMMAND", Value: "1"}}
+	for _, kv := range c.Environment {
+		if kv.Name != "RELEASE_COMMAND" {
+			env = append(env, kv)
+		}
+	}
+	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
+	c.Environment = env
 	c.LogConfiguration = &LogConfiguration{LogDriver: "awslogs", Options: map[string]string{
 		"awslogs-group": p.LogGroup, "awslogs-region": p.Region, "awslogs-stream-prefix": "release",
 	}}
