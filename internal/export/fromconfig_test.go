@@ -1,6 +1,7 @@
 package export
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -132,6 +133,14 @@ func TestRealFlyTomlsExport(t *testing.T) {
 			continue
 		}
 		exported++
+		for _, td := range plan.TaskDefs {
+			var size FargateSize
+			fmt.Sscan(td.Input.CPU, &size.CPU)
+			fmt.Sscan(td.Input.Memory, &size.MemoryMB)
+			if !ValidFargate(size) {
+				t.Errorf("%s: group %s: %s/%s is not a Fargate size", f, td.Group, td.Input.CPU, td.Input.Memory)
+			}
+		}
 		docs = append(docs, plan.ECSJSON())
 		cfn, err := plan.CloudFormation()
 		if err != nil {

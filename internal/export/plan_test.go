@@ -94,3 +94,43 @@ func TestAWSNames(t *testing.T) {
 		t.Errorf("name %q starts or ends with a hyphen", a)
 	}
 }
+
+func TestPortConflictsAndNonHTTPServices(t *testing.T) {
+	t.Parallel()
+	web := func(port int) types.MachineService {
+		return types.MachineService{Protocol: "tcp", InternalPort: port, Ports: []types.MachinePort{
+			{Port: types.Ptr(443), Handlers: []string{"tls", "http"}},
+		}}
+	}
+	app := &App{Name: "two", Groups: []Group{
+		{Name: "a", Config: &types.MachineConfig{Services: []types.MachineService{web(8080)}}},
+		{Name: "b", Config: &types.MachineConfig{Services: []types.MachineService{
+			web(9090),
+			{Protocol: "udp", InternalPort: 53, Ports: []types.MachinePort{{Port: types.Ptr(53)}}},
+			{Protocol: "tcp", InternalPort: 5432, Ports: []types.MachinePort{{Port: types.Ptr(5432), Handlers: []string{"pg_tls"}}}},
+			{Protocol: "tcp", InternalPort: 7000, Ports: []types.MachinePort{{StartPort: types.Ptr(7000), EndPort: types.Ptr(7010)}}},
+		}}},
+	}}
+	plan, err := Build(app, Options{Image: "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Listeners) != 1 || plan.Listeners[0].Port != 443 {
+		t.Fatalf("listeners = %+v, want only group a's 443", plan.Listeners)
+	}
+	if n := len(plan.Services[1].LoadBalancers); n != 0 {
+		t.Errorf("group b is attached to %d target groups, want none", n)
+	}
+	var msgs []string
+	for _, w := range plan.Warnings {
+		if w.Group == "b" && w.Severity == SevWarning {
+			msgs = append(msgs, w.Message)
+		}
+	}
+	joined := strings.Join(msgs, "\n")
+	for _, want := range []string{"already served by process group a", "UDP port 53", "raw TCP/TLS", "port ranges"} {
+		if !strings.Contains(joined, want) {
+			t.Errorf("no warning with %q in:\n%s", want, joined)
+		}
+	}
+}
