@@ -333,7 +333,7 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		case "healthCheckPath":
 			// after the service exists, below
 		case "envVars":
-			renderEnv(b, kk, s.EnvVars, units, groups)
+			renderEnv(b, kk, s.EnvVars, units, groups, nil)
 		case "disk":
 			if d := s.Disk; d != nil {
 				b.volume(kk, orStr(d.Name, s.Name+"_data"), d.MountPath, d.SizeGB, nil)
@@ -464,7 +464,9 @@ func renderBuild(b *builder, key string, s renderService) {
 	}
 }
 
-func renderEnv(b *builder, key string, vars []renderVar, units map[string]*renderUnit, groups map[string][]renderVar) {
+// renderEnv maps envVars; inGroups guards against groups that include
+// themselves.
+func renderEnv(b *builder, key string, vars []renderVar, units map[string]*renderUnit, groups map[string][]renderVar, inGroups map[string]bool) {
 	for i, v := range vars {
 		kk := fmt.Sprintf("%s.%s", key, orStr(v.Key, strconv.Itoa(i)))
 		switch {
@@ -474,7 +476,15 @@ func renderEnv(b *builder, key string, vars []renderVar, units map[string]*rende
 				b.none(kk, "environment group %s is not defined in this file: add its variables with `hangar secrets set`", v.FromGroup)
 				continue
 			}
-			renderEnv(b, key+".fromGroup("+v.FromGroup+")", g, units, groups)
+			if inGroups[v.FromGroup] {
+				b.none(kk, "environment group %s includes itself; ignored", v.FromGroup)
+				continue
+			}
+			nested := map[string]bool{v.FromGroup: true}
+			for k := range inGroups {
+				nested[k] = true
+			}
+			renderEnv(b, key+".fromGroup("+v.FromGroup+")", g, units, groups, nested)
 		case v.Key == "":
 			b.none(kk, "env var without a key ignored")
 		case v.GenerateValue:
