@@ -64,36 +64,38 @@ func (s *Store) Import(ctx context.Context, p, ref string) (*Image, error) {
 		return s.importImage(ctx, p, img, ref, name)
 	}
 
+	return s.importFile(ctx, p, p, ref)
+}
+
+// importFile imports the archive file p; display names it in messages (the
+// original path when p is a decompressed spool file).
+func (s *Store) importFile(ctx context.Context, p, display, ref string) (*Image, error) {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", p, err)
+		return nil, fmt.Errorf("import %s: %w", display, err)
 	}
 	defer f.Close()
 	var magic [2]byte
 	if _, err := io.ReadFull(f, magic[:]); err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
 		// Decompress to a spool file: archives need random access.
 		if _, err := f.Seek(0, io.SeekStart); err != nil {
-			return nil, fmt.Errorf("import %s: %w", p, err)
+			return nil, fmt.Errorf("import %s: %w", display, err)
 		}
 		zr, err := gzip.NewReader(bufio.NewReader(f))
 		if err != nil {
-			return nil, fmt.Errorf("import %s: gzip: %w", p, err)
+			return nil, fmt.Errorf("import %s: gzip: %w", display, err)
 		}
 		spool, err := s.spool(ctx, zr)
 		if err != nil {
-			return nil, fmt.Errorf("import %s: decompress: %w", p, err)
+			return nil, fmt.Errorf("import %s: decompress: %w", display, err)
 		}
 		defer os.Remove(spool)
-		img, err := s.Import(ctx, spool, ref)
-		if err != nil {
-			return nil, fmt.Errorf("import %s: %w", p, errors.Unwrap(err))
-		}
-		return img, nil
+		return s.importFile(ctx, spool, display, ref)
 	}
 
 	a, err := indexTar(f)
 	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", p, err)
+		return nil, fmt.Errorf("import %s: %w", display, err)
 	}
 	var (
 		img  v1.Image
@@ -111,9 +113,9 @@ func (s *Store) Import(ctx context.Context, p, ref string) (*Image, error) {
 		err = fmt.Errorf("not an image archive: expected an OCI archive (oci-layout and index.json) or a `docker save` tarball (manifest.json); create one with `buildah push IMAGE oci-archive:FILE` or `docker save -o FILE IMAGE`")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("import %s: %w", p, err)
+		return nil, fmt.Errorf("import %s: %w", display, err)
 	}
-	return s.importImage(ctx, p, img, ref, name)
+	return s.importImage(ctx, display, img, ref, name)
 }
 
 func (s *Store) importImage(ctx context.Context, p string, img v1.Image, ref, archiveName string) (*Image, error) {
@@ -139,12 +141,19 @@ func (s *Store) importImage(ctx context.Context, p string, img v1.Image, ref, ar
 // a temp file in the store, then imported like Import. A directory layout
 // cannot be streamed; send it as a tar.
 func (s *Store) ImportReader(ctx context.Context, r io.Reader, ref string) (*Image, error) {
+	if ref != "" {
+		n, err := normalizeLocalRef(ref)
+		if err != nil {
+			return nil, err
+		}
+		ref = n
+	}
 	p, err := s.spool(ctx, r)
 	if err != nil {
 		return nil, fmt.Errorf("import upload: %w", err)
 	}
 	defer os.Remove(p)
-	return s.Import(ctx, p, ref)
+	return s.importFile(ctx, p, "upload", ref)
 }
 
 func (s *Store) spool(ctx context.Context, r io.Reader) (string, error) {

@@ -416,6 +416,27 @@ func (s *Store) Remove(ctx context.Context, refOrDigest string) error {
 	return nil
 }
 
+// OpenImage returns the stored image as a v1.Image read from the store's
+// blobs, e.g. to push it to a registry or serve it. The error wraps
+// ErrNotFound when there is none.
+func (s *Store) OpenImage(ctx context.Context, refOrDigest string) (v1.Image, error) {
+	s.mu.Lock()
+	_, r, err := s.lookupLocked(refOrDigest)
+	s.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	h, err := v1.NewHash(r.Digest)
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", r.Digest, err)
+	}
+	img, err := newBlobImage(s.blobs, v1.Descriptor{Digest: h})
+	if err != nil {
+		return nil, fmt.Errorf("image %s: %w", r.Digest, err)
+	}
+	return img, nil
+}
+
 // Put stores img under ref (normalized; "" stores it without a name): its
 // blobs are copied into the store and its root filesystem unpacked, once per
 // digest even when called concurrently.

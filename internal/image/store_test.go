@@ -1,6 +1,8 @@
 package image
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"os"
@@ -90,6 +92,16 @@ func TestBuildGoPutGet(t *testing.T) {
 		if got.Digest != img.Digest || got.RootFS != img.RootFS {
 			t.Fatalf("Get(%q) = %+v, want %+v", q, got, img)
 		}
+	}
+	stored, err := s.OpenImage(ctx, "hello:deployment-01")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd, err := stored.Digest(); err != nil || sd != d {
+		t.Fatalf("OpenImage digest = %s, %v; want %s", sd, err, d)
+	}
+	if layers, err := stored.Layers(); err != nil || len(layers) != 1 {
+		t.Fatalf("OpenImage layers = %d, %v", len(layers), err)
 	}
 	if _, err := s.Get(ctx, "hello:other"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get(missing) err = %v, want ErrNotFound", err)
@@ -207,16 +219,22 @@ func TestImportFormats(t *testing.T) {
 		})
 	}
 
-	t.Run("reader", func(t *testing.T) {
-		f, err := os.Open(ociArchive)
+	t.Run("gzip reader", func(t *testing.T) {
+		raw, err := os.ReadFile(ociArchive)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		zw.Write(raw)
+		zw.Close()
 		s := newTestStore(t)
-		img, err := s.ImportReader(ctx, f, "")
+		img, err := s.ImportReader(ctx, &gz, "")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if img.Ref != "hello:archive" || img.Digest != want.String() {
+			t.Errorf("got %s %s, want hello:archive %s", img.Ref, img.Digest, want)
 		}
 		checkHello(t, img)
 		left, _ := os.ReadDir(s.tmpDir())
