@@ -65,9 +65,9 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 		IdleConnTimeout:     60 * time.Second,
 	}
 	p.rp = &httputil.ReverseProxy{
-		Transport: tr,
+		Transport: &retryTransport{p: p, base: tr},
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			m := pr.In.Context().Value(ctxKey{}).(*machine)
+			m := pr.In.Context().Value(ctxKey{}).(*pick).m
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = m.b.Addr
 			pr.Out.Host = pr.In.Host
@@ -84,7 +84,7 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 			pr.Out.Header.Add("Via", "1.1 hangar")
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			m := r.Context().Value(ctxKey{}).(*machine)
+			m := r.Context().Value(ctxKey{}).(*pick).m
 			p.log.Warn("proxy error", "app", m.b.App, "machine", m.b.MachineID, "err", err)
 			if errors.Is(err, context.Canceled) {
 				return
@@ -250,7 +250,58 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	defer p.release(m)
-	ctx := context.WithValue(r.Context(), ctxKey{}, m)
+	pk := &pick{app: app, m: m}
+	defer func() { p.release(pk.m) }()
+	ctx := context.WithValue(r.Context(), ctxKey{}, pk)
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// pick is the machine a request is counted against; a retry may move it.
+type pick struct {
+	app string
+	m   *machine
+}
+
+// retryTransport retries a request whose connection to the machine was
+// refused (nothing was sent, so it is safe for any request without a body)
+// on the least-loaded routable machine, for up to retryWindow: a machine
+// whose app is still binding its port, or one that just died, does not turn
+// into an error for the client.
+type retryTransport struct {
+	p    *Proxy
+	base http.RoundTripper
+}
+
+const retryWindow = 3 * time.Second
+
+func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	pk, _ := req.Context().Value(ctxKey{}).(*pick)
+	deadline := time.Now().Add(retryWindow)
+	backoff := 2 * time.Millisecond
+	for {
+		resp, err := t.base.RoundTrip(req)
+		if err == nil || pk == nil || !isRefused(err) || (req.Body != nil && req.Body != http.NoBody) || time.Now().After(deadline) {
+			return resp, err
+		}
+		select {
+		case <-req.Context().Done():
+			return nil, err
+		case <-time.After(backoff):
+		}
+		if backoff < 100*time.Millisecond {
+			backoff *= 2
+		}
+		next, _ := t.p.pick(pk.app)
+		if next == nil {
+			return nil, err
+		}
+		t.p.release(pk.m)
+		pk.m = next
+		req.URL.Host = next.b.Addr
+	}
+}
+
+func isRefused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -185,4 +186,45 @@ func FuzzAppForHost(f *testing.F) {
 			t.Fatalf("AppForHost(%q) = %q", host, app)
 		}
 	})
+}
+
+// A machine whose app has not bound its port yet: the request is retried
+// until it answers instead of failing with 502.
+func TestRetriesRefusedConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	p := New("example.test", "local", nil)
+	p.SetBackend(Backend{App: "web", MachineID: "late", Addr: addr}, true)
+	s := front(t, p)
+	go func() {
+		time.Sleep(150 * time.Millisecond)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "late but here") })}
+		t.Cleanup(func() { srv.Close() })
+		_ = srv.Serve(ln)
+	}()
+	resp, body := get(t, s, "web.example.test", "/")
+	if resp.StatusCode != 200 || body != "late but here" {
+		t.Fatalf("got %d %q, want the retried answer", resp.StatusCode, body)
+	}
+	// A POST with a body is not retried: it fails fast once nobody listens.
+	p.SetBackend(Backend{App: "web", MachineID: "late", Addr: "127.0.0.1:1"}, true)
+	req, _ := http.NewRequest("POST", s.URL+"/", strings.NewReader("payload"))
+	req.Host = "web.example.test"
+	start := time.Now()
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != http.StatusBadGateway || time.Since(start) > time.Second {
+		t.Fatalf("POST to a dead machine: %d after %v, want a fast 502", r2.StatusCode, time.Since(start))
+	}
 }
