@@ -44,7 +44,7 @@ type Server struct {
 // Handler returns the API's routes, all behind token auth.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	h := func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
+	var h HandleFunc = func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if err := f(w, r); err != nil {
 				s.writeError(w, r, err)
@@ -71,13 +71,32 @@ func (s *Server) Handler() http.Handler {
 	h("GET /v1/images", s.listImages)
 	h("POST /v1/images", s.uploadImage)
 	h("POST /v1/images/pull", s.pullImage)
+	for _, reg := range routeSets {
+		reg(s, h)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, types.ErrorResponse{Error: fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path)})
 	})
 	return s.authenticate(mux)
 }
 
+// HandleFunc registers one route; handlers return errors, which the API
+// maps to status codes in one place (statusOf).
+type HandleFunc func(pattern string, f func(w http.ResponseWriter, r *http.Request) error)
+
+// routeSets are added by files of this package (secrets.go, volumes.go...)
+// in their init functions, so each feature registers its own routes.
+var routeSets []func(s *Server, h HandleFunc)
+
+func registerRoutes(f func(s *Server, h HandleFunc)) { routeSets = append(routeSets, f) }
+
 type tokenKey struct{}
+
+// TokenFrom returns the authenticated token of a request.
+func TokenFrom(r *http.Request) *auth.Token {
+	t, _ := r.Context().Value(tokenKey{}).(*auth.Token)
+	return t
+}
 
 func (s *Server) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

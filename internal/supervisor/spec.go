@@ -75,7 +75,7 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, er
 	if guest.CPUKind == "shared" {
 		shares = 64 * guest.CPUs
 	}
-	return runtime.Spec{
+	spec := runtime.Spec{
 		ID: r.ID, RootFS: img.RootFS, Args: args, Env: env,
 		Cwd: img.Config.WorkingDir, UID: uid, GID: gid, Hostname: r.ID,
 		MemoryMB: guest.MemoryMB, CPUs: guest.CPUs, CPUShares: shares,
@@ -84,7 +84,13 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, er
 			{Source: filepath.Join(dir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
 			{Source: filepath.Join(dir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true},
 		},
-	}, nil
+	}
+	for _, hook := range s.opt.SpecHooks {
+		if err := hook(ctx, r, &spec); err != nil {
+			return runtime.Spec{}, err
+		}
+	}
+	return spec, nil
 }
 
 func userFor(cfg *types.MachineConfig, imageUser string) string {

@@ -87,7 +87,13 @@ type Options struct {
 	Region  string
 	DataDir string
 	Log     *slog.Logger
+	// SpecHooks adjust a machine's task spec just before it starts (secrets
+	// into env, volume mounts, [[files]]). An error fails the start.
+	SpecHooks []SpecHook
 }
+
+// SpecHook adjusts the task spec of a machine that is about to start.
+type SpecHook func(ctx context.Context, r *Record, spec *runtime.Spec) error
 
 // Supervisor runs the machines of this host.
 type Supervisor struct {
@@ -428,6 +434,8 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	switch r.State {
 	case types.StateStarted:
 		return r, nil
+	case types.StateSuspended:
+		return s.resumeLocked(ctx, l, r, source)
 	case types.StateDestroying, types.StateDestroyed:
 		return nil, fmt.Errorf("machine %s is %s: %w", l.id, r.State, ErrConflict)
 	}
@@ -595,12 +603,15 @@ func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, tim
 	if err != nil {
 		return nil, err
 	}
-	if r.State != types.StateStarted && r.State != types.StateStarting && r.State != types.StateSuspended {
-		// Not running; make sure nothing is left of a task either.
-		if r.State != types.StateStopped {
-			return r, nil
+	if r.State == types.StateSuspended {
+		// A frozen task cannot act on a signal: thaw it first.
+		if p, ok := s.opt.Driver.(runtime.Pauser); ok {
+			if err := p.Resume(ctx, l.id); err != nil {
+				s.log.Warn("resume before stop failed", "machine", l.id, "err", err)
+			}
 		}
-		return r, nil
+	} else if r.State != types.StateStarted && r.State != types.StateStarting {
+		return r, nil // not running
 	}
 	if signal == "" && r.Config != nil && r.Config.StopConfig != nil && r.Config.StopConfig.Signal != nil {
 		signal = *r.Config.StopConfig.Signal
@@ -815,6 +826,18 @@ func (s *Supervisor) Recover(ctx context.Context) error {
 		l := s.liveFor(r.App, r.ID)
 		switch r.State {
 		case types.StateStarted, types.StateStarting, types.StateStopping:
+		case types.StateSuspended:
+			// Still frozen in memory: watch for its exit, leave it suspended.
+			if st, err := s.opt.Driver.Recover(ctx, r.ID); err == nil && st.Running {
+				l.stateMu.Lock()
+				l.generation++
+				gen := l.generation
+				l.stateMu.Unlock()
+				go s.watchExit(l, gen)
+				continue
+			}
+			_, _ = s.setState(ctx, r.App, r.ID, types.StateStopped, "exit", "flyd", nil)
+			continue
 		default:
 			continue
 		}
