@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,7 +84,8 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 	}
 	var missing []string
 	seen := map[string]bool{}
-	placeholder := false
+	placeholders := map[string]string{}
+	required := false
 	lookup := func(k string) (string, bool) {
 		if v, ok := env[k]; ok {
 			return v, true
@@ -92,7 +94,10 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 			seen[k] = true
 			missing = append(missing, k)
 		}
-		if placeholder {
+		if v, ok := placeholders[k]; ok {
+			return v, true
+		}
+		if required {
 			return "", true
 		}
 		return "", false
@@ -120,15 +125,43 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 	logrus.SetLevel(logrus.PanicLevel)
 	defer logrus.SetLevel(lvl)
 	p, err := load()
-	if err != nil && strings.Contains(err.Error(), "required variable") {
-		// ${X:?msg} with X unset: go on with an empty X and report it.
-		placeholder = true
-		p, err = load()
+	if err != nil && len(missing) > 0 {
+		// A file taken without its .env: unset variables can leave specs
+		// such as "${DATA_DIR}:/data" broken. Retry as compose would with
+		// the variables set: ${X:?msg} gets an empty value, and a variable
+		// used as a volume source a placeholder path.
+		required = true
+		for _, v := range missing {
+			if volumeSourceUse(files, v) {
+				placeholders[v] = "./" + v
+			}
+		}
+		if p2, err2 := load(); err2 == nil {
+			p, err = p2, nil
+		}
 	}
 	if err != nil {
-		return nil, nil, &InputError{File: files[0].Filename, Err: err, Hint: "fix the compose file so that `docker compose config` accepts it"}
+		return nil, nil, &InputError{File: files[0].Filename, Err: err, Hint: "fix the compose file so that `docker compose config` accepts it (put the variables it needs in a .env file next to it)"}
+	}
+	sort.Strings(missing) // the loader visits maps in random order
+	for i, v := range missing {
+		if ph, ok := placeholders[v]; ok {
+			missing[i] = v + " (used as a volume source: replaced by the placeholder " + ph + ")"
+		}
 	}
 	return p, missing, nil
+}
+
+// volumeSourceUse says whether ${name} appears right before ":/" in a
+// compose file, as the source of a volume.
+func volumeSourceUse(files []ctypes.ConfigFile, name string) bool {
+	re := regexp.MustCompile(`\$\{` + regexp.QuoteMeta(name) + `(:?[-?+][^}]*)?\}:[/~.]`)
+	for _, f := range files {
+		if re.Match(f.Content) {
+			return true
+		}
+	}
+	return false
 }
 
 func mustAbs(p string) string {
@@ -181,7 +214,7 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 		}
 	}
 	for _, v := range missing {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("variable %s is not set in %s; it was replaced by its default or an empty string", v, filepath.Join(dir, ".env")))
+		rep.Notes = append(rep.Notes, fmt.Sprintf("variable %s is not set in %s; its default or an empty value was used", v, filepath.Join(dir, ".env")))
 	}
 	for _, name := range sortedKeys(proj.DisabledServices) {
 		rep.Entries = append(rep.Entries, Entry{Key: "services." + name, Status: Unsupported, Warning: fmt.Sprintf("service is in profile(s) %s, which are not enabled: skipped (use --profile to include it)", strings.Join(proj.DisabledServices[name].Profiles, ", "))})
@@ -565,6 +598,11 @@ func composePorts(b *builder, s ctypes.ServiceConfig, k func(string) string, u *
 		u.port = ports[0].target
 	} else if len(expose) > 0 {
 		u.port = expose[0]
+	}
+	const maxPorts = 20
+	if len(ports) > maxPorts {
+		b.none(k("ports"), "%d ports (a port range?) published: only the first %d were converted; a machine service per port is rarely what you want", len(ports), maxPorts)
+		ports = ports[:maxPorts]
 	}
 	if len(s.Ports) > 0 {
 		for i, p := range ports {
