@@ -18,6 +18,20 @@ var obsolete = map[string]string{
 	"deploy.canary":                     "use strategy = \"canary\"",
 }
 
+// misplaced are keys that belong to a sibling section, with where they go.
+var misplaced = map[string]string{
+	"http_service.http_checks":     "write the checks as [[http_service.checks]]",
+	"http_service.tcp_checks":      "[http_service] takes http checks ([[http_service.checks]]); for a tcp check use [checks.NAME] with type = \"tcp\"",
+	"http_service.ports":           "[http_service] always listens on ports 80 and 443; use [[services]] for other ports",
+	"http_service.protocol":        "[http_service] is always tcp; remove protocol",
+	"http_service.handlers":        "[http_service] always uses the http (and tls) handlers; use [[services]] to choose handlers",
+	"services.checks":              "write [[services.http_checks]] or [[services.tcp_checks]]",
+	"services.port":                "move port into a [[services.ports]] section",
+	"services.handlers":            "move handlers into a [[services.ports]] section",
+	"services.force_https":         "move force_https into a [[services.ports]] section",
+	"services.ports.internal_port": "move internal_port above the [[services.ports]] header, into [[services]]",
+}
+
 // sectionName renders a table path the way it is written in fly.toml:
 // [[services.ports]], [http_service], the top level.
 func sectionName(p path) string {
@@ -80,6 +94,10 @@ func (d *decoder) unknownKey(pth path, k string, v any) {
 		return
 	}
 	here := sectionName(pth[:len(pth)-1])
+	if hint, ok := misplaced[generic]; ok {
+		d.p.warnf(pth, "wrong-section", hint, "%s is not a setting of %s", k, here)
+		return
+	}
 	// Look up the enclosing sections, nearest first.
 	for i := len(d.stack) - 2; i >= 0; i-- {
 		f := d.stack[i]

@@ -88,6 +88,13 @@ app = "a"
   [http_service.env]
     A = "1"
 `},
+		{name: "http_checks under http_service", rule: "wrong-section", severity: SeverityWarning, line: 3,
+			message: "http_checks is not a setting of [http_service]", src: `
+[http_service]
+  internal_port = 8080
+  [[http_service.http_checks]]
+    path = "/"
+`},
 		{name: "kill_timeout under a section", rule: "wrong-section", severity: SeverityWarning, line: 3,
 			message: "kill_timeout is not a setting of [build]; it belongs to the top level", src: `
 [build]

@@ -456,7 +456,21 @@ func (c *Config) ToMachineConfig(group, image string) (*types.MachineConfig, err
 		}
 		mc.Restart = &types.MachineRestart{Policy: policy, MaxRetries: r.MaxRetries}
 	}
-	return mc, nil
+	return deepCopy(mc)
+}
+
+// deepCopy returns a machine config that shares no pointers, slices or
+// maps with the Config, so callers may change it freely.
+func deepCopy(mc *types.MachineConfig) (*types.MachineConfig, error) {
+	b, err := json.Marshal(mc)
+	if err != nil {
+		return nil, err
+	}
+	out := &types.MachineConfig{}
+	if err := json.Unmarshal(b, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *Config) experimentalMachineConfig() string {

@@ -42,6 +42,12 @@ func TestFullReference(t *testing.T) {
 	}
 	assertAllSet(t, reflect.ValueOf(cfg).Elem(), "config")
 
+	for _, g := range cfg.ProcessGroups() {
+		if _, err := cfg.ToMachineConfig(g, "img"); err != nil {
+			t.Errorf("ToMachineConfig(%s): %v", g, err)
+		}
+	}
+
 	want := canonical(t, cfg)
 	js, err := cfg.MarshalJSONConfig()
 	if err != nil {
