@@ -458,7 +458,16 @@ func (s *Store) put(ctx context.Context, img v1.Image, ref string) (*Image, erro
 		return nil, fmt.Errorf("image %s: digest: %w", ref, err)
 	}
 	digest := d.String()
-	v, err, _ := s.flight.Do(digest, func() (any, error) { return s.ensure(ctx, img, d) })
+	var v any
+	for {
+		v, err, _ = s.flight.Do(digest, func() (any, error) { return s.ensure(ctx, img, d) })
+		// The flight ran with the first caller's context: if that caller gave
+		// up but this one did not, run it again.
+		if err != nil && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			continue
+		}
+		break
+	}
 	if err != nil {
 		return nil, fmt.Errorf("image %s (%s): %w", ref, digest, err)
 	}

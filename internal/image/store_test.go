@@ -382,3 +382,40 @@ func TestRemove(t *testing.T) {
 }
 
 var _ v1.Image = (v1.Image)(nil)
+
+// TestConcurrentPutCancelledCaller: a caller that gives up must not fail
+// another caller importing the same digest at the same time.
+func TestConcurrentPutCancelledCaller(t *testing.T) {
+	t.Parallel()
+	s := newTestStore(t)
+	built := helloImage(t)
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 6)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			if i%2 == 0 {
+				ctx = cancelled
+			}
+			_, errs[i] = s.Put(ctx, built, "hello:c"+string(rune('0'+i)))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i%2 == 1 && err != nil {
+			t.Errorf("live caller %d failed: %v", i, err)
+		}
+		if i%2 == 0 && err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled caller %d: err = %v, want context.Canceled", i, err)
+		}
+	}
+	img, err := s.Get(context.Background(), "hello:c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkHello(t, img)
+}
