@@ -95,6 +95,13 @@ app = "a"
   [[http_service.http_checks]]
     path = "/"
 `},
+		{name: "services.ports without services", rule: "wrong-section", severity: SeverityWarning, line: 3,
+			message: "[[services.ports]] has no [[services]] header above it; read as a service of its own", src: `
+[http_service]
+  internal_port = 8080
+[[services.ports]]
+  port = 443
+`},
 		{name: "kill_timeout under a section", rule: "wrong-section", severity: SeverityWarning, line: 3,
 			message: "kill_timeout is not a setting of [build]; it belongs to the top level", src: `
 [build]

@@ -215,6 +215,7 @@ var extraPresets = map[string]types.MachineGuest{
 	"dedicated-cpu-2x": {CPUKind: "performance", CPUs: 2, MemoryMB: 4096},
 	"dedicated-cpu-4x": {CPUKind: "performance", CPUs: 4, MemoryMB: 8192},
 	"dedicated-cpu-8x": {CPUKind: "performance", CPUs: 8, MemoryMB: 16384},
+	"performance-64x":  {CPUKind: "performance", CPUs: 64, MemoryMB: 131072},
 }
 
 // DefaultGPUSize is the preset of a [[vm]] that sets gpu_kind but no size.

@@ -131,7 +131,14 @@ func (p *parser) normServices(doc map[string]any) {
 		return
 	}
 	if _, single := raw.(map[string]any); single {
-		p.notef(path{"services"}, "single-table", "write [[services]] with double brackets", "[services] written as a single table; read as a list of one service")
+		sp, pp := p.ix.lookup(path{"services"}), p.ix.lookup(path{"services", "ports"})
+		if _, hasPorts := raw.(map[string]any)["ports"]; hasPorts && sp == pp {
+			// [[services.ports]] with no [[services]] header above it.
+			p.warnf(path{"services", "ports"}, "wrong-section", "add a [[services]] header (with internal_port and protocol) above [[services.ports]]",
+				"[[services.ports]] has no [[services]] header above it; read as a service of its own")
+		} else {
+			p.notef(path{"services"}, "single-table", "write [[services]] with double brackets", "[services] written as a single table; read as a list of one service")
+		}
 	}
 	var out []any
 	for i, item := range list {
