@@ -98,7 +98,7 @@ func BenchmarkMachineStart(b *testing.B) {
 
 	// Hangar: API create → 200 through the proxy.
 	var hangar []time.Duration
-	for i := 0; i < runs; i++ {
+	runHangar := func(i int) {
 		cfg := types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"},
 			Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080}}}
 		start := time.Now()
@@ -141,7 +141,7 @@ func BenchmarkMachineStart(b *testing.B) {
 	}
 	stateDir := b.TempDir()
 	var bare []time.Duration
-	for i := 0; i < runs; i++ {
+	runBare := func(i int) {
 		id := fmt.Sprintf("benchbare%d", i)
 		start := time.Now()
 		// The detached container inherits the runtime's stdio, so give it
@@ -162,7 +162,7 @@ func BenchmarkMachineStart(b *testing.B) {
 
 	// Plain fork/exec of the same binary on the host.
 	var fork []time.Duration
-	for i := 0; i < runs; i++ {
+	runFork := func(int) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		port := ln.Addr().(*net.TCPAddr).Port
 		ln.Close()
@@ -178,6 +178,14 @@ func BenchmarkMachineStart(b *testing.B) {
 		fork = append(fork, time.Since(start))
 		_ = cmd.Process.Signal(syscall.SIGKILL)
 		_ = cmd.Wait()
+	}
+
+	// Interleaved, so that load drifting on a shared machine hits all
+	// three alike.
+	for i := 0; i < runs; i++ {
+		runHangar(i)
+		runBare(i)
+		runFork(i)
 	}
 
 	h, c, f := summarize("hangar (API create → 200 via proxy)", hangar), summarize(filepath.Base(rt)+" run -d → 200", bare), summarize("fork/exec → 200", fork)
