@@ -52,8 +52,27 @@ func (b *builder) action(format string, args ...any) {
 	b.actions = append(b.actions, fmt.Sprintf(format, args...))
 }
 
-// flush moves the app's collected actions into the report.
+// flush finishes the config and moves the app's actions into the report.
 func (b *builder) flush() *App {
+	c := b.cfg()
+	// With one process group, say so on every service: flyctl refuses
+	// unfiltered services once [processes] exists.
+	if len(c.Processes) == 1 {
+		group := sortedKeys(c.Processes)[0]
+		if c.HTTPService != nil && len(c.HTTPService.Processes) == 0 {
+			c.HTTPService.Processes = []string{group}
+		}
+		for _, s := range c.Services {
+			if len(s.Processes) == 0 {
+				s.Processes = []string{group}
+			}
+		}
+	}
+	// A stopped machine takes its volume's data offline.
+	if len(c.Mounts) > 0 && c.HTTPService != nil && (c.HTTPService.MinMachinesRunning == nil || *c.HTTPService.MinMachinesRunning == 0) {
+		c.HTTPService.MinMachinesRunning = intPtr(1)
+		b.approx("(volume)", "[http_service] min_machines_running = 1", "the app keeps data on a volume, so one machine stays running; autostop still stops the others")
+	}
 	if len(b.counts) > 0 {
 		if len(b.counts) == 1 && b.counts["app"] > 0 && len(b.cfg().Processes) == 0 {
 			b.action("hangar scale count %d -a %s", b.counts["app"], b.app.Name)
@@ -196,6 +215,15 @@ func dur(d time.Duration) string {
 // else as a top-level [checks] entry.
 func (b *builder) httpCheck(key string, p probe, t checkTimes, processes []string) {
 	c := b.cfg()
+	capped := t.Grace > time.Minute
+	if capped {
+		t.Grace = time.Minute
+		defer func() {
+			last := &b.rep.Entries[len(b.rep.Entries)-1]
+			last.Status = Approximated
+			last.Warning = strings.TrimPrefix(last.Warning+"; grace period capped at 1m, the longest a check may wait", "; ")
+		}()
+	}
 	chk := &FlyHTTPCheck{GracePeriod: dur(t.Grace), Interval: dur(t.Interval), Timeout: dur(t.Timeout), Method: p.Method, Path: p.Path}
 	if p.Scheme == "https" {
 		chk.Protocol = "https"

@@ -158,7 +158,7 @@ func checkFlyToml(t *testing.T, a *App, data []byte) {
 		t.Errorf("app %s: appconfig.Parse: %v\n%s", a.Name, err, data)
 		return
 	}
-	warnings, err := cfg.Validate(false)
+	warnings, err := cfg.Validate(true)
 	if err != nil {
 		t.Errorf("app %s: appconfig Validate: %v\n%s", a.Name, err, data)
 	}
