@@ -60,15 +60,18 @@ type Images interface {
 // Record is a machine as stored: the API object plus what the host needs.
 type Record struct {
 	types.Machine
-	App          string    `json:"app"`
-	AddrIndex    int       `json:"addr_index"`
-	IPv4         string    `json:"ipv4"`
-	RestartCount int       `json:"restart_count"`
-	LeaseNonce   string    `json:"lease_nonce,omitempty"`
-	LeaseExpires int64     `json:"lease_expires,omitempty"`
-	LeaseOwner   string    `json:"lease_owner,omitempty"`
-	LeaseDesc    string    `json:"lease_description,omitempty"`
-	Versions     []Version `json:"versions,omitempty"`
+	App          string `json:"app"`
+	AddrIndex    int    `json:"addr_index"`
+	IPv4         string `json:"ipv4"`
+	RestartCount int    `json:"restart_count"`
+	LeaseNonce   string `json:"lease_nonce,omitempty"`
+	LeaseExpires int64  `json:"lease_expires,omitempty"`
+	LeaseOwner   string `json:"lease_owner,omitempty"`
+	LeaseDesc    string `json:"lease_description,omitempty"`
+	// Cordoned machines run but get no proxy traffic (cordon, and new
+	// machines of a blue-green deploy until the switch).
+	Cordoned bool      `json:"cordoned,omitempty"`
+	Versions []Version `json:"versions,omitempty"`
 }
 
 // Version is an earlier instance of a machine.
@@ -281,6 +284,7 @@ type CreateOptions struct {
 	Name       string
 	Region     string
 	SkipLaunch bool
+	Cordoned   bool // start without proxy traffic
 }
 
 // Create records a new machine and starts it unless SkipLaunch.
@@ -320,7 +324,7 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 			InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
 			ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts,
 		},
-		App: app, AddrIndex: idx, IPv4: ip4.String(),
+		App: app, AddrIndex: idx, IPv4: ip4.String(), Cordoned: opt.Cordoned,
 	}
 	addEvent(r, "launch", types.StateCreated, "user", nil)
 	if _, err := store.PutJSON(ctx, s.opt.Store, machineKey(app, id), r, 0); err != nil {
@@ -491,7 +495,7 @@ func (s *Supervisor) routeUpdate(l *live, r *Record) {
 		return
 	}
 	l.stateMu.Lock()
-	ok := !l.stopRequested
+	ok := !l.stopRequested && !r.Cordoned
 	for _, c := range l.checks {
 		if c.Status != types.CheckPassing {
 			ok = false
@@ -587,6 +591,22 @@ func restartPolicy(cfg *types.MachineConfig) (string, int) {
 		max = 10
 	}
 	return cfg.Restart.Policy, max
+}
+
+// SetCordoned cordons (no proxy traffic) or uncordons a machine.
+func (s *Supervisor) SetCordoned(ctx context.Context, app, id string, cordoned bool) (*Record, error) {
+	l := s.liveFor(app, id)
+	r, err := s.update(ctx, app, id, func(r *Record) error {
+		r.Cordoned = cordoned
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if r.State == types.StateStarted {
+		s.routeUpdate(l, r)
+	}
+	return r, nil
 }
 
 // Stop drains the machine in the proxy, then stops it with its signal and
