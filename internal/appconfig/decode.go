@@ -250,7 +250,7 @@ func (d *decoder) decode(pth path, v any, rv reflect.Value, unit time.Duration) 
 			d.p.errorf(pth, "type", "write a number", "%s: expected a number, found %s", pth, typeName(v))
 		}
 	default:
-		d.p.errorf(pth, "type", "", "%s: unsupported value %s", pth, typeName(v))
+		d.p.errorf(pth, "type", "check the value against the fly.toml reference", "%s: unsupported value %s", pth, typeName(v))
 	}
 }
 

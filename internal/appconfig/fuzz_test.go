@@ -33,6 +33,9 @@ func FuzzParse(f *testing.F) {
 					if d.Line < 1 || d.Col < 1 {
 						t.Fatalf("error without a position: %v", d)
 					}
+					if d.Hint == "" {
+						t.Fatalf("error without a hint: %v", d)
+					}
 				}
 			}
 			return

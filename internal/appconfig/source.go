@@ -167,7 +167,7 @@ func decodeTOML(data []byte, file string, ix *posIndex) (map[string]any, *posInd
 			msg := strings.TrimPrefix(de.Error(), "toml: ")
 			return nil, ix, syntaxError(file, pos{line, col}, "invalid TOML: "+msg, tomlHint(msg))
 		}
-		return nil, ix, syntaxError(file, pos{1, 1}, "invalid TOML: "+err.Error(), "")
+		return nil, ix, syntaxError(file, pos{1, 1}, "invalid TOML: "+err.Error(), "check the TOML syntax (https://toml.io)")
 	}
 	indexTOML(data, ix)
 	return root, ix, nil
@@ -308,12 +308,12 @@ func decodeJSON(data []byte, ix *posIndex) (map[string]any, error) {
 		if err == io.EOF || errors.Is(err, io.ErrUnexpectedEOF) {
 			return syntaxError("", ix.at(len(data)), "invalid JSON: unexpected end of file", "a brace or bracket is not closed")
 		}
-		return syntaxError("", start(dec.InputOffset()), "invalid JSON: "+err.Error(), "")
+		return syntaxError("", start(dec.InputOffset()), "invalid JSON: "+err.Error(), "check the JSON syntax just before this position")
 	}
 	var read func(pth path, depth int) (any, error)
 	read = func(pth path, depth int) (any, error) {
 		if depth > 200 {
-			return nil, syntaxError("", start(dec.InputOffset()), "document nested too deeply", "")
+			return nil, syntaxError("", start(dec.InputOffset()), "document nested too deeply", "a fly.json nests a few levels at most; check the brackets")
 		}
 		tok, err := dec.Token()
 		if err != nil {
@@ -332,7 +332,7 @@ func decodeJSON(data []byte, ix *posIndex) (map[string]any, error) {
 					}
 					k, ok := kt.(string)
 					if !ok {
-						return nil, syntaxError("", at, "invalid JSON: object key must be a string", "")
+						return nil, syntaxError("", at, "invalid JSON: object key must be a string", "quote the key: \"key\": value")
 					}
 					ix.set(pth.child(k), at)
 					v, err := read(pth.child(k), depth+1)
@@ -371,7 +371,7 @@ func decodeJSON(data []byte, ix *posIndex) (map[string]any, error) {
 			}
 			f, err := t.Float64()
 			if err != nil || math.IsInf(f, 0) {
-				return nil, syntaxError("", start(dec.InputOffset()), fmt.Sprintf("invalid number %s", t), "")
+				return nil, syntaxError("", start(dec.InputOffset()), fmt.Sprintf("invalid number %s", t), "use a smaller number")
 			}
 			return f, nil
 		default:
@@ -383,11 +383,11 @@ func decodeJSON(data []byte, ix *posIndex) (map[string]any, error) {
 		return nil, err
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return nil, syntaxError("", start(dec.InputOffset()), "invalid JSON: extra data after the top-level object", "")
+		return nil, syntaxError("", start(dec.InputOffset()), "invalid JSON: extra data after the top-level object", "the file must hold one JSON object; remove what follows it")
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, syntaxError("", pos{1, 1}, "the top level of the config must be an object", "")
+		return nil, syntaxError("", pos{1, 1}, "the top level of the config must be an object", "wrap the settings in { ... }")
 	}
 	return m, nil
 }
@@ -416,7 +416,7 @@ func decodeYAML(data []byte, file string, ix *posIndex) (map[string]any, *posInd
 	conv = func(n *yaml.Node, pth path, depth int) (any, error) {
 		budget--
 		if budget < 0 || depth > 200 {
-			return nil, syntaxError(file, pos{n.Line, n.Column}, "YAML document too large or too deeply nested", "")
+			return nil, syntaxError(file, pos{n.Line, n.Column}, "YAML document too large or too deeply nested", "check for aliases (*name) that expand to huge documents")
 		}
 		switch n.Kind {
 		case yaml.DocumentNode:
@@ -494,6 +494,6 @@ func decodeYAML(data []byte, file string, ix *posIndex) (map[string]any, *posInd
 	case nil:
 		return map[string]any{}, ix, nil
 	default:
-		return nil, ix, syntaxError(file, pos{1, 1}, "the top level of the config must be a mapping", "")
+		return nil, ix, syntaxError(file, pos{1, 1}, "the top level of the config must be a mapping", "write the settings as key: value lines")
 	}
 }
