@@ -27,6 +27,8 @@ type tableInfo struct {
 	Unlogged     bool
 	HasPK        bool
 	Columns      []Column
+	// Indexes and Constraints are "name: definition", sorted by name.
+	Indexes, Constraints []string
 }
 
 func (t *tableInfo) qualified() string { return quoteIdent(t.Schema, t.Name) }
@@ -84,7 +86,11 @@ func readInventory(ctx context.Context, q pgx.Tx) (*inventory, error) {
 			COALESCE((SELECT pg_catalog.array_agg(a.attname::text ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
 				WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
 			COALESCE((SELECT pg_catalog.array_agg(pg_catalog.format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_catalog.pg_attribute a
-				WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}')
+				WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+			COALESCE((SELECT pg_catalog.array_agg(i.relname::text || ': ' || pg_catalog.pg_get_indexdef(x.indexrelid) ORDER BY i.relname)
+				FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), '{}'),
+			COALESCE((SELECT pg_catalog.array_agg(k.conname::text || ': ' || pg_catalog.pg_get_constraintdef(k.oid) ORDER BY k.conname)
+				FROM pg_catalog.pg_constraint k WHERE k.conrelid = c.oid), '{}')
 		FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 		WHERE c.relkind IN ('r', 'p') AND `+userRelFilter+`
 		ORDER BY n.nspname, c.relname`)
@@ -94,7 +100,7 @@ func readInventory(ctx context.Context, q pgx.Tx) (*inventory, error) {
 	for rows.Next() {
 		t := &tableInfo{}
 		var names, types []string
-		if err := rows.Scan(&t.Schema, &t.Name, &t.Partitioned, &t.ReplIdent, &t.Unlogged, &t.HasPK, &names, &types); err != nil {
+		if err := rows.Scan(&t.Schema, &t.Name, &t.Partitioned, &t.ReplIdent, &t.Unlogged, &t.HasPK, &names, &types, &t.Indexes, &t.Constraints); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("list tables: %w", err)
 		}

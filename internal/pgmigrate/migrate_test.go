@@ -132,6 +132,13 @@ func TestPostgres(t *testing.T) {
 		if items.Source.Columns[0] != (Column{Name: "id", Type: "bigint"}) || len(items.Source.Columns) != 21 {
 			t.Errorf("items columns: %+v", items.Source.Columns)
 		}
+		if !slices.Contains(items.Target.Indexes, "items_pkey: CREATE UNIQUE INDEX items_pkey ON public.items USING btree (id)") {
+			t.Errorf("items indexes on target: %v", items.Target.Indexes)
+		}
+		events := tableReport(t, r, "public.events")
+		if len(events.Target.Indexes) != 2 || !slices.Contains(events.Target.Constraints, "events_item_id_fkey: FOREIGN KEY (item_id) REFERENCES public.items(id)") {
+			t.Errorf("events indexes %v, constraints %v", events.Target.Indexes, events.Target.Constraints)
+		}
 		if !slices.Contains(r.Extensions.Source, Extension{Name: "hstore", Version: "1.8"}) || !r.Extensions.Match {
 			t.Errorf("extensions: %+v", r.Extensions)
 		}
@@ -171,7 +178,8 @@ func TestPostgres(t *testing.T) {
 		dst.exec(t, "copy_bad",
 			`UPDATE items SET price = price + 0.0001 WHERE id = 8`,
 			`DELETE FROM log_lines WHERE ctid = (SELECT ctid FROM log_lines WHERE line = 'line 3' LIMIT 1)`,
-			`SELECT setval('items_id_seq', 1)`)
+			`SELECT setval('items_id_seq', 1)`,
+			`ALTER TABLE "Billing"."Invoice Lines" DROP CONSTRAINT "Invoice Lines_pkey"`)
 		r, err, _ := runChecked(t, Options{From: src.url("app"), To: dst.url("copy_bad"), VerifyOnly: true, Jobs: 3})
 		var me *MismatchError
 		if !errors.As(err, &me) {
@@ -180,8 +188,12 @@ func TestPostgres(t *testing.T) {
 		if r.OK || r.Status != "mismatch" {
 			t.Errorf("report says ok=%v status=%s", r.OK, r.Status)
 		}
-		if !slices.Equal(r.MismatchedTables, []string{"public.items", "public.log_lines"}) {
-			t.Errorf("mismatched tables = %v, want public.items and public.log_lines", r.MismatchedTables)
+		if !slices.Equal(r.MismatchedTables, []string{"Billing.Invoice Lines", "public.items", "public.log_lines"}) {
+			t.Errorf("mismatched tables = %v, want Billing.Invoice Lines, public.items and public.log_lines", r.MismatchedTables)
+		}
+		if inv := tableReport(t, r, "Billing.Invoice Lines"); len(inv.Problems) != 2 || !strings.HasPrefix(inv.Problems[0], "indexes differ: missing on the target: Invoice Lines_pkey") ||
+			!strings.HasPrefix(inv.Problems[1], "constraints differ: missing on the target: Invoice Lines_pkey: PRIMARY KEY") {
+			t.Errorf("dropped primary key: %v", inv.Problems)
 		}
 		if len(r.MismatchedSequences) != 1 || !strings.Contains(r.MismatchedSequences[0], "public.items_id_seq") ||
 			!strings.Contains(r.MismatchedSequences[0], "public.items.id") {

@@ -61,6 +61,8 @@ type TableReport struct {
 type TableSide struct {
 	Columns     []Column `json:"columns"`
 	PrimaryKey  bool     `json:"primary_key"`
+	Indexes     []string `json:"indexes"`
+	Constraints []string `json:"constraints"`
 	Partitioned bool     `json:"partitioned,omitempty"`
 	Rows        *int64   `json:"rows,omitempty"`
 	Checksum    string   `json:"checksum,omitempty"`
@@ -380,6 +382,12 @@ func compare(src, dst *sideData, r *Report) {
 			if !sameColumns(st.Columns, dt.Columns) {
 				tr.Problems = append(tr.Problems, fmt.Sprintf("columns differ: source (%s), target (%s)", columnList(st.Columns), columnList(dt.Columns)))
 			}
+			if d := setDiff(st.Indexes, dt.Indexes); d != "" {
+				tr.Problems = append(tr.Problems, "indexes differ: "+d)
+			}
+			if d := setDiff(st.Constraints, dt.Constraints); d != "" {
+				tr.Problems = append(tr.Problems, "constraints differ: "+d)
+			}
 			if st.Partitioned != dt.Partitioned {
 				tr.Problems = append(tr.Problems, "partitioned on one side only")
 			}
@@ -475,7 +483,8 @@ func (r *Report) mismatchError() error {
 }
 
 func tableSide(t *tableInfo, d *sideData) *TableSide {
-	ts := &TableSide{Columns: t.Columns, PrimaryKey: t.HasPK, Partitioned: t.Partitioned}
+	ts := &TableSide{Columns: t.Columns, PrimaryKey: t.HasPK, Partitioned: t.Partitioned,
+		Indexes: nonNil(t.Indexes), Constraints: nonNil(t.Constraints)}
 	if ts.Columns == nil {
 		ts.Columns = []Column{}
 	}
@@ -532,4 +541,42 @@ func columnList(cs []Column) string {
 		parts[i] = c.Name + " " + c.Type
 	}
 	return strings.Join(parts, ", ")
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// setDiff describes what src has that dst lacks and the reverse, or "".
+func setDiff(src, dst []string) string {
+	in := func(set []string, x string) bool {
+		for _, y := range set {
+			if y == x {
+				return true
+			}
+		}
+		return false
+	}
+	var missing, extra []string
+	for _, x := range src {
+		if !in(dst, x) {
+			missing = append(missing, x)
+		}
+	}
+	for _, x := range dst {
+		if !in(src, x) {
+			extra = append(extra, x)
+		}
+	}
+	var parts []string
+	if len(missing) > 0 {
+		parts = append(parts, "missing on the target: "+strings.Join(missing, "; "))
+	}
+	if len(extra) > 0 {
+		parts = append(parts, "only on the target: "+strings.Join(extra, "; "))
+	}
+	return strings.Join(parts, "; ")
 }
