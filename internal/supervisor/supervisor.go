@@ -754,6 +754,7 @@ func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) er
 	if _, err := s.opt.Store.Delete(ctx, machineKey(app, id), store.AnyRevision); err != nil {
 		return fmt.Errorf("destroy machine %s: %w", id, err)
 	}
+	s.keepDestroyed(ctx, r) // for list?include_deleted=true (ops.go)
 	s.mu.Lock()
 	delete(s.machines, id)
 	s.mu.Unlock()
