@@ -162,6 +162,25 @@ func TestPostgres(t *testing.T) {
 			t.Errorf("identity sequence of events missing: %v", seqs)
 		}
 
+		// The JSON report has the documented shape.
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range []string{"mode", "status", "ok", "source", "target", "mismatched_tables", "mismatched_sequences",
+			"problems", "extensions", "tables", "sequences", "large_objects", "checksum_method"} {
+			if _, ok := doc[key]; !ok {
+				t.Errorf("report has no %q: %s", key, b)
+			}
+		}
+		if mt, ok := doc["mismatched_tables"].([]any); !ok || len(mt) != 0 {
+			t.Errorf("mismatched_tables should be an empty list: %v", doc["mismatched_tables"])
+		}
+
 		// The copy is verified against the snapshot, so a fresh comparison
 		// of the quiet databases agrees.
 		r2, err, _ := runChecked(t, Options{From: src.url("app"), To: dst.url("copy_ok"), VerifyOnly: true})
@@ -445,6 +464,7 @@ func testBadInput(t *testing.T, src, dst *pgServer) {
 	weak := url.UserPassword("weak", "Weak-Secret-456")
 	wrong := url.UserPassword("postgres", "Wrong-Pass-789")
 	closed := freePort(t)
+	dst.createDB(t, "empty_target")
 	cases := []struct {
 		name    string
 		o       Options
@@ -471,6 +491,10 @@ func testBadInput(t *testing.T, src, dst *pgServer) {
 			msg: "not empty", hint: "--verify-only"},
 		{name: "CutoverWithoutLive", o: Options{From: src.url("app"), To: dst.url("copy_ok"), Cutover: true},
 			msg: "subscription hangar_app does not exist", hint: "--live"},
+		{name: "NoPgDump", o: Options{From: src.url("app"), To: dst.url("empty_target"), PgBin: t.TempDir()},
+			msg: "pg_dump and pg_restore were not found", hint: "postgresql-client"},
+		{name: "LiveWithLargeObjects", o: Options{From: src.url("app"), To: dst.url("empty_target"), Live: true},
+			msg: "2 large objects", hint: "without --live"},
 		{name: "VerifyOnlyAndLive", o: Options{From: src.url("app"), To: dst.url("copy_ok"), VerifyOnly: true, Live: true},
 			msg: "cannot be combined", hint: "--verify-only"},
 	}
