@@ -152,7 +152,10 @@ func runTool(ctx context.Context, ep *endpoint, name string, args ...string) err
 // dump runs pg_dump in directory format into dir, from the exported
 // snapshot when one is given.
 func (t *pgTools) dumpTo(ctx context.Context, ep *endpoint, dir, snapshot string, jobs int, schemaOnly bool) error {
-	args := []string{"--format=directory", "--file=" + dir, "--no-sync", "--jobs=" + strconv.Itoa(jobs)}
+	// Publications and subscriptions describe the old server's replication,
+	// not the application's data: they stay behind.
+	args := []string{"--format=directory", "--file=" + dir, "--no-sync", "--jobs=" + strconv.Itoa(jobs),
+		"--no-publications", "--no-subscriptions"}
 	if snapshot != "" {
 		args = append(args, "--snapshot="+snapshot)
 	}

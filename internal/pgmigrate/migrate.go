@@ -245,6 +245,7 @@ func (m *migration) copy(ctx context.Context) error {
 		return err
 	}
 	m.progress("verified in %s", time.Since(start).Round(time.Millisecond))
+	m.report.Notes = append(m.report.Notes, "pg_restore does not collect planner statistics: run ANALYZE (or vacuumdb --analyze-in-stages) on the target before sending it traffic")
 	return nil
 }
 

@@ -98,7 +98,9 @@ func TestPostgres(t *testing.T) {
 	src.loadSQL(t, "app", "source.sql")
 	src.exec(t, "app",
 		`SELECT lo_from_bytea(0, convert_to('hello, large object', 'UTF8'))`,
-		`SELECT lo_from_bytea(0, decode(repeat('00ff', 5000), 'hex'))`)
+		`SELECT lo_from_bytea(0, decode(repeat('00ff', 5000), 'hex'))`,
+		// The old server's replication setup must not follow the data.
+		`CREATE PUBLICATION app_pub FOR TABLE items`)
 
 	t.Run("CopyVerifiesEqual", func(t *testing.T) {
 		dst.createDB(t, "copy_ok")
@@ -160,6 +162,10 @@ func TestPostgres(t *testing.T) {
 		}
 		if _, ok := seqs["public.events_id_seq"]; !ok {
 			t.Errorf("identity sequence of events missing: %v", seqs)
+		}
+
+		if n := dst.queryInt(t, "copy_ok", `SELECT count(*) FROM pg_publication`); n != 0 {
+			t.Errorf("the source's publication was copied (%d on target)", n)
 		}
 
 		// The JSON report has the documented shape.
