@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/hangar-dev/hangar/internal/daemon"
 	"github.com/hangar-dev/hangar/internal/network"
@@ -46,6 +47,18 @@ re-adopts them. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.Network.Bridge, "bridge", network.DefaultConfig.Bridge, "host bridge for machine networks")
 	f.StringVar(&o.Network.Subnet4, "subnet", network.DefaultConfig.Subnet4, "IPv4 subnet for machines")
 	f.StringVar(&o.Network.Subnet6, "subnet6", network.DefaultConfig.Subnet6, "IPv6 (6PN) subnet for machines")
+	f.DurationVar(&o.AutostopInterval, "autostop-interval", autostopDefault(), "how often idle machines beyond min_machines_running are stopped or suspended (auto_stop_machines); 0 turns it off")
 	f.BoolVar(&debug, "debug", false, "log debug messages")
 	return cmd
+}
+
+// autostopDefault is 60s, or HANGAR_AUTOSTOP_INTERVAL (a Go duration) when
+// set, so tests that start the daemon can step autostop quickly.
+func autostopDefault() time.Duration {
+	if v := os.Getenv("HANGAR_AUTOSTOP_INTERVAL"); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return 60 * time.Second
 }

@@ -37,7 +37,10 @@ type Options struct {
 	Org        string
 	Runtime    string // "", "crun" or "runc"
 	Network    network.Config
-	Log        *slog.Logger
+	// AutostopInterval is how often idle machines beyond an app's
+	// min_machines_running are stopped or suspended (0: never).
+	AutostopInterval time.Duration
+	Log              *slog.Logger
 }
 
 // Files the daemon writes into its data dir.
@@ -86,6 +89,8 @@ func Run(ctx context.Context, o Options) error {
 		Region: o.Region, DataDir: o.DataDir, Log: log,
 	})
 	defer sup.Shutdown()
+	px.Waker = sup
+	px.Port = portOf(o.HTTPListen)
 	apiSrv := &api.Server{Store: st, Sup: sup, Images: images, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain}
 	apiSrv.Deployer = &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: apiSrv.EnsureApp, Log: log.With("component", "deploy")}
 
@@ -109,7 +114,14 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	proxySrv := &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+	// Slow clients (slowloris) get 10s for their headers; an idle
+	// keep-alive connection is closed after 60s, as Fly's proxy does.
+	proxySrv := &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	stopper := &supervisor.Autostopper{Sup: sup, Loads: px, Interval: o.AutostopInterval, Log: log.With("component", "autostop")}
+	actx, cancelAutostop := context.WithCancel(ctx)
+	defer cancelAutostop()
+	go stopper.Run(actx)
 	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
 	go func() { errc <- proxySrv.Serve(httpLn) }()
@@ -174,4 +186,12 @@ func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// portOf is the port of a listen address ("80" when it names none).
+func portOf(addr string) string {
+	if _, port, err := net.SplitHostPort(addr); err == nil && port != "0" && port != "" {
+		return port
+	}
+	return "80"
 }

@@ -1,25 +1,32 @@
 // Package proxy is Hangar's edge proxy. It owns the routing state: which
 // machines of which app may take requests, how many requests each has in
-// flight, and which are draining. The supervisor tells it when a machine
-// becomes routable, must drain, or is gone; because the choice of a machine
-// and the count of its in-flight requests change under one lock, a machine
-// that has started draining never receives another request.
+// flight, which are draining, and the requests waiting for capacity. The
+// supervisor tells it when a machine becomes routable, must drain, or is
+// gone; because the choice of a machine and the count of its in-flight
+// requests change under one lock, a machine that has started draining never
+// receives another request.
+//
+// Load balancing follows Fly's proxy: the least-loaded routable machine,
+// preferring machines under their soft_limit and in the nearest region,
+// never one at its hard_limit, ties at random. When every machine is at its
+// hard_limit a request waits in a bounded queue; when an app has no running
+// capacity the proxy asks its Waker to start or resume a machine and holds
+// the request until that machine is routable (see wake.go).
 package proxy
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Backend is one machine's address for one app.
@@ -28,25 +35,74 @@ type Backend struct {
 	MachineID string
 	Region    string
 	Addr      string // host:port of the service's internal_port
+	// Service is the machine's service the proxy serves: concurrency
+	// limits, autostart and response header options. Nil means Fly's
+	// defaults (soft_limit 20, no hard_limit).
+	Service *types.MachineService
 }
+
+// DefaultSoftLimit is Fly's soft_limit when a service sets none.
+const DefaultSoftLimit = 20
 
 type machine struct {
 	b        Backend
+	soft     int // soft_limit (> 0)
+	hard     int // hard_limit, 0 = none
+	pristine bool
+	respHdrs []respHeader
+
 	routable bool // started and checks passing
 	draining bool
 	inflight int
+	served   uint64        // requests ever routed here (metrics)
 	idle     chan struct{} // closed when draining and inflight reaches 0
 }
 
+// app is the routing state of one app. Guarded by Proxy.mu.
+type app struct {
+	name     string
+	machines []*machine
+	// waiters counts requests waiting for capacity (hard_limit queue or a
+	// wake); changed is closed and replaced when capacity may have appeared
+	// and someone waits.
+	waiters int
+	changed chan struct{}
+	// waking is set while a Waker call is running for the app; wakeErr is
+	// the error of the last one (nil once it succeeded).
+	waking    bool
+	wakeErr   error
+	wakeGen   int // bumps when a wake finishes
+	stats     *appStats
+	lastScale time.Time // last wake started because every machine was over soft_limit
+}
+
 // Proxy routes HTTP requests for <app>.<domain> to the app's machines.
+// Set the exported fields before serving.
 type Proxy struct {
+	// Waker starts or resumes machines of an app that has no running
+	// capacity (autostart). Nil: no autostart.
+	Waker Waker
+	// QueueTimeout bounds how long a request waits for a machine under
+	// its hard_limit; QueueLimit bounds how many wait per app. After
+	// either, the request gets 503.
+	QueueTimeout time.Duration
+	QueueLimit   int
+	// WakeTimeout bounds how long a request is held while a stopped or
+	// suspended machine starts and passes its checks.
+	WakeTimeout time.Duration
+	// MaxBodyBytes limits request bodies (413 above it); 0 means no limit.
+	MaxBodyBytes int64
+	// Port is the public port reported in X-Forwarded-Port and
+	// Fly-Forwarded-Port ("80" if unset).
+	Port string
+
 	domain string
 	region string
 	log    *slog.Logger
 	rp     *httputil.ReverseProxy
 
-	mu   sync.Mutex // guards apps and every machine in it
-	apps map[string]map[string]*machine
+	mu   sync.Mutex // guards apps and every app and machine in it
+	apps map[string]*app
 }
 
 type ctxKey struct{}
@@ -56,82 +112,131 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 	if log == nil {
 		log = slog.Default()
 	}
-	p := &Proxy{domain: strings.ToLower(domain), region: region, log: log, apps: map[string]map[string]*machine{}}
+	p := &Proxy{
+		QueueTimeout: 10 * time.Second,
+		QueueLimit:   512,
+		WakeTimeout:  60 * time.Second,
+		MaxBodyBytes: 1 << 30,
+		domain:       strings.ToLower(domain),
+		region:       region,
+		log:          log,
+		apps:         map[string]*app{},
+	}
 	tr := &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 256,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     60 * time.Second,
+		// The app's response is passed on as it is; asking for gzip
+		// would make the proxy decompress it.
+		DisableCompression: true,
 	}
 	p.rp = &httputil.ReverseProxy{
-		Transport: &retryTransport{p: p, base: tr},
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			m := pr.In.Context().Value(ctxKey{}).(*pick).m
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = m.b.Addr
-			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
-			clientIP, _, _ := net.SplitHostPort(pr.In.RemoteAddr)
-			pr.Out.Header.Set("Fly-Client-IP", clientIP)
-			pr.Out.Header.Set("Fly-Region", p.region)
-			pr.Out.Header.Set("X-Forwarded-Proto", "http")
-			if _, port, err := net.SplitHostPort(pr.In.Host); err == nil {
-				pr.Out.Header.Set("X-Forwarded-Port", port)
-			} else {
-				pr.Out.Header.Set("X-Forwarded-Port", "80")
-			}
-			pr.Out.Header.Add("Via", "1.1 hangar")
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			m := r.Context().Value(ctxKey{}).(*pick).m
-			p.log.Warn("proxy error", "app", m.b.App, "machine", m.b.MachineID, "err", err)
-			if errors.Is(err, context.Canceled) {
-				return
-			}
-			http.Error(w, fmt.Sprintf("hangar proxy: machine %s of app %s did not answer: %v", m.b.MachineID, m.b.App, err), http.StatusBadGateway)
-		},
+		Transport:      &retryTransport{p: p, base: tr},
+		Rewrite:        p.rewrite,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		BufferPool:     bufferPool{},
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	return p
 }
 
 // SetBackend adds or updates a machine. routable says whether it may take
 // new requests (started and its checks pass). A draining machine stays
-// unroutable until Remove.
+// unroutable until Remove. Empty Addr, Region or Service keep the values
+// the machine had.
 func (p *Proxy) SetBackend(b Backend, routable bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ms := p.apps[b.App]
-	if ms == nil {
-		ms = map[string]*machine{}
-		p.apps[b.App] = ms
-	}
-	m := ms[b.MachineID]
-	if m == nil {
-		m = &machine{}
-		ms[b.MachineID] = m
-	}
-	m.b = b
-	m.routable = routable
-}
-
-// Remove forgets a machine.
-func (p *Proxy) Remove(app, machineID string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if ms := p.apps[app]; ms != nil {
-		delete(ms, machineID)
-		if len(ms) == 0 {
-			delete(p.apps, app)
+	a := p.appLocked(b.App)
+	var m *machine
+	for _, x := range a.machines {
+		if x.b.MachineID == b.MachineID {
+			m = x
 		}
 	}
+	if m == nil {
+		m = &machine{soft: DefaultSoftLimit}
+		a.machines = append(a.machines, m)
+	}
+	if b.Addr == "" {
+		b.Addr = m.b.Addr
+	}
+	if b.Region == "" {
+		b.Region = m.b.Region
+	}
+	if b.Service == nil {
+		b.Service = m.b.Service
+	}
+	m.b = b
+	m.soft, m.hard = limits(b.Service)
+	m.pristine, m.respHdrs = responseOptions(b.Service)
+	m.routable = routable && !m.draining
+	if m.routable {
+		p.notifyLocked(a)
+	}
+}
+
+// limits returns a service's soft and hard limits with Fly's defaults.
+func limits(svc *types.MachineService) (soft, hard int) {
+	soft = DefaultSoftLimit
+	if svc == nil || svc.Concurrency == nil {
+		return soft, 0
+	}
+	c := svc.Concurrency
+	if c.HardLimit > 0 {
+		hard = c.HardLimit
+	}
+	if c.SoftLimit > 0 {
+		soft = c.SoftLimit
+	} else if hard > 0 && hard < soft {
+		soft = hard
+	}
+	return soft, hard
+}
+
+func (p *Proxy) appLocked(name string) *app {
+	a := p.apps[name]
+	if a == nil {
+		a = &app{name: name, changed: make(chan struct{}), stats: newAppStats()}
+		p.apps[name] = a
+	}
+	return a
+}
+
+// notifyLocked wakes the requests waiting for capacity of a, if any.
+func (p *Proxy) notifyLocked(a *app) {
+	if a.waiters > 0 {
+		close(a.changed)
+		a.changed = make(chan struct{})
+	}
+}
+
+// Remove forgets a machine. Its in-flight requests still finish.
+func (p *Proxy) Remove(appName, machineID string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.apps[appName]
+	if a == nil {
+		return
+	}
+	for i, m := range a.machines {
+		if m.b.MachineID == machineID {
+			m.routable = false
+			a.machines = append(a.machines[:i:i], a.machines[i+1:]...)
+			break
+		}
+	}
+	p.notifyLocked(a) // waiters re-evaluate: perhaps nothing is left to wait for
 }
 
 // Drain stops routing new requests to a machine and waits until its
 // in-flight requests have finished or ctx ends.
-func (p *Proxy) Drain(ctx context.Context, app, machineID string) error {
+func (p *Proxy) Drain(ctx context.Context, appName, machineID string) error {
 	p.mu.Lock()
-	m := p.apps[app][machineID]
+	m := p.machineLocked(appName, machineID)
 	if m == nil {
 		p.mu.Unlock()
 		return nil
@@ -150,53 +255,49 @@ func (p *Proxy) Drain(ctx context.Context, app, machineID string) error {
 	case <-idle:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("drain machine %s: %w", machineID, ctx.Err())
+		return fmt.Errorf("drain machine %s of app %s: %w", machineID, appName, ctx.Err())
 	}
 }
 
+func (p *Proxy) machineLocked(appName, machineID string) *machine {
+	if a := p.apps[appName]; a != nil {
+		for _, m := range a.machines {
+			if m.b.MachineID == machineID {
+				return m
+			}
+		}
+	}
+	return nil
+}
+
 // Routable reports the routable machines of an app (for status output).
-func (p *Proxy) Routable(app string) []string {
+func (p *Proxy) Routable(appName string) []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var ids []string
-	for id, m := range p.apps[app] {
-		if m.routable && !m.draining {
-			ids = append(ids, id)
+	if a := p.apps[appName]; a != nil {
+		for _, m := range a.machines {
+			if m.routable && !m.draining {
+				ids = append(ids, m.b.MachineID)
+			}
 		}
 	}
 	return ids
 }
 
-// pick chooses the least-loaded routable machine (ties at random) and
-// counts the request against it.
-func (p *Proxy) pick(app string) (*machine, int) {
+// Load reports a machine's in-flight requests and whether the proxy knows
+// it (the autostop rule reads it).
+func (p *Proxy) Load(appName, machineID string) (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ms := p.apps[app]
-	var best []*machine
-	for _, m := range ms {
-		if !m.routable || m.draining {
-			continue
-		}
-		switch {
-		case len(best) == 0 || m.inflight < best[0].inflight:
-			best = append(best[:0], m)
-		case m.inflight == best[0].inflight:
-			best = append(best, m)
-		}
+	m := p.machineLocked(appName, machineID)
+	if m == nil {
+		return 0, false
 	}
-	if len(best) == 0 {
-		return nil, len(ms)
-	}
-	m := best[0]
-	if len(best) > 1 {
-		m = best[mrand.IntN(len(best))]
-	}
-	m.inflight++
-	return m, len(ms)
+	return m.inflight, true
 }
 
-func (p *Proxy) release(m *machine) {
+func (p *Proxy) release(a *app, m *machine) {
 	p.mu.Lock()
 	m.inflight--
 	if m.draining && m.inflight == 0 {
@@ -206,67 +307,193 @@ func (p *Proxy) release(m *machine) {
 			close(m.idle)
 		}
 	}
+	p.notifyLocked(a)
 	p.mu.Unlock()
 }
 
 // AppForHost maps a Host header to an app name ("" if not ours).
 func (p *Proxy) AppForHost(host string) string {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
 	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	suffix := "." + p.domain
-	if !strings.HasSuffix(host, suffix) {
+	host = strings.TrimSuffix(host, ".")
+	if len(host) <= len(p.domain)+1 || host[len(host)-len(p.domain)-1] != '.' || !strings.EqualFold(host[len(host)-len(p.domain):], p.domain) {
 		return ""
 	}
-	app := strings.TrimSuffix(host, suffix)
-	if app == "" || strings.Contains(app, ".") {
-		return ""
+	name := host[:len(host)-len(p.domain)-1]
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
+		case c >= 'A' && c <= 'Z':
+			return strings.ToLower(name)
+		default:
+			return "" // dots, and anything that cannot be an app name
+		}
 	}
-	return app
+	return name
 }
 
-func requestID(region string) string {
-	var b [10]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:]) + "-" + region
+// request is the state of one proxied request, carried in its context.
+type request struct {
+	app     *app
+	m       *machine // the machine it is counted against; a retry may move it
+	id      string   // Fly-Request-Id
+	prefs   routing
+	status  int
+	started time.Time
 }
 
 // ServeHTTP implements http.Handler.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Fly-Request-Id", requestID(p.region))
-	w.Header().Set("Server", "Hangar")
-	app := p.AppForHost(r.Host)
-	if app == "" {
-		http.Error(w, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.Host, p.domain), http.StatusNotFound)
+	start := time.Now()
+	rid := requestID(p.region)
+	name := p.AppForHost(r.Host)
+	if name == "" {
+		p.fail(w, rid, http.StatusNotFound, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.Host, p.domain))
 		return
 	}
-	m, total := p.pick(app)
+	prefs, err := parseRouting(r.Header)
+	if err != nil {
+		p.fail(w, rid, http.StatusBadRequest, "hangar proxy: "+err.Error())
+		p.record(name, http.StatusBadRequest, start)
+		return
+	}
+	if p.MaxBodyBytes > 0 && r.ContentLength > p.MaxBodyBytes {
+		p.fail(w, rid, http.StatusRequestEntityTooLarge, fmt.Sprintf("hangar proxy: request body of %d bytes is over the limit of %d bytes", r.ContentLength, p.MaxBodyBytes))
+		p.record(name, http.StatusRequestEntityTooLarge, start)
+		return
+	}
+	a, m, code, msg := p.acquire(r.Context(), name, prefs)
 	if m == nil {
-		msg := fmt.Sprintf("hangar proxy: app %s has no started machine with passing health checks (%d known)", app, total)
-		if total == 0 {
-			msg = fmt.Sprintf("hangar proxy: app %s has no machines; deploy it with `hangar deploy`", app)
+		if code != 0 {
+			p.fail(w, rid, code, msg)
+			p.record(name, code, start)
 		}
-		http.Error(w, msg, http.StatusServiceUnavailable)
 		return
 	}
-	pk := &pick{app: app, m: m}
-	defer func() { p.release(pk.m) }()
-	ctx := context.WithValue(r.Context(), ctxKey{}, pk)
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	if p.MaxBodyBytes > 0 && r.Body != nil && r.Body != http.NoBody {
+		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodyBytes)
+	}
+	rq := &request{app: a, m: m, id: rid, prefs: prefs, started: start}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rq)))
+	p.release(a, rq.m)
+	a.stats.observe(rq.status, time.Since(start))
 }
 
-// pick is the machine a request is counted against; a retry may move it.
-type pick struct {
-	app string
-	m   *machine
+// fail answers with an error of the proxy itself.
+func (p *Proxy) fail(w http.ResponseWriter, rid string, code int, msg string) {
+	h := w.Header()
+	h.Set("Fly-Request-Id", rid)
+	h.Set("Server", serverName)
+	http.Error(w, msg, code)
+}
+
+func (p *Proxy) record(name string, code int, start time.Time) {
+	p.mu.Lock()
+	a := p.apps[name]
+	p.mu.Unlock()
+	if a != nil {
+		a.stats.observe(code, time.Since(start))
+	}
+}
+
+const serverName = "Hangar"
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	rq := pr.In.Context().Value(ctxKey{}).(*request)
+	out := pr.Out
+	out.URL.Scheme = "http"
+	out.URL.Host = rq.m.b.Addr
+	out.Host = pr.In.Host
+	h := out.Header
+	clientIP, _, _ := net.SplitHostPort(pr.In.RemoteAddr)
+	// X-Forwarded-For keeps the chain the client sent and adds the client.
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP}
+	} else {
+		h["X-Forwarded-For"] = []string{clientIP}
+	}
+	port := p.Port
+	if port == "" {
+		port = "80"
+	}
+	proto, ssl := "http", "off"
+	if pr.In.TLS != nil {
+		proto, ssl = "https", "on"
+	}
+	h["Fly-Client-Ip"] = []string{clientIP}
+	h["X-Forwarded-Proto"] = []string{proto}
+	h["X-Forwarded-Ssl"] = []string{ssl}
+	h["X-Forwarded-Port"] = []string{port}
+	h["Fly-Forwarded-Port"] = []string{port}
+	h["Fly-Region"] = []string{p.region}
+	h["Fly-Request-Id"] = []string{rq.id}
+	if via := pr.In.Header["Via"]; len(via) > 0 {
+		h["Via"] = []string{strings.Join(via, ", ") + ", " + viaValue(pr.In)}
+	} else {
+		h["Via"] = []string{viaValue(pr.In)}
+	}
+	// Routing headers are for the proxy; the app does not see them.
+	for _, k := range routingHeaders {
+		delete(h, k)
+	}
+}
+
+func viaValue(r *http.Request) string {
+	if r.ProtoMajor == 2 {
+		return "2 hangar"
+	}
+	return "1.1 hangar"
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	rq := resp.Request.Context().Value(ctxKey{}).(*request)
+	rq.status = resp.StatusCode
+	m := rq.m
+	if m.pristine {
+		return nil
+	}
+	h := resp.Header
+	h["Fly-Request-Id"] = []string{rq.id}
+	h["Server"] = []string{serverName}
+	if via := h["Via"]; len(via) > 0 {
+		h["Via"] = []string{strings.Join(via, ", ") + ", 1.1 hangar"}
+	} else {
+		h["Via"] = []string{"1.1 hangar"}
+	}
+	for _, rh := range m.respHdrs {
+		if rh.remove {
+			delete(h, rh.name)
+		} else {
+			h[rh.name] = rh.values
+		}
+	}
+	return nil
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	rq := r.Context().Value(ctxKey{}).(*request)
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		rq.status = http.StatusRequestEntityTooLarge
+		p.fail(w, rq.id, rq.status, fmt.Sprintf("hangar proxy: request body is over the limit of %d bytes", mbe.Limit))
+		return
+	case errors.Is(err, context.Canceled):
+		rq.status = 499 // the client went away
+		return
+	}
+	p.log.Warn("proxy error", "app", rq.m.b.App, "machine", rq.m.b.MachineID, "err", err)
+	rq.status = http.StatusBadGateway
+	p.fail(w, rq.id, rq.status, fmt.Sprintf("hangar proxy: machine %s of app %s did not answer: %v", rq.m.b.MachineID, rq.m.b.App, err))
 }
 
 // retryTransport retries a request whose connection to the machine was
-// refused (nothing was sent, so it is safe for any request without a body)
-// on the least-loaded routable machine, for up to retryWindow: a machine
-// whose app is still binding its port, or one that just died, does not turn
-// into an error for the client.
+// refused or reset before any byte of the request was written (so it is
+// safe for any request without a body) on the least-loaded routable
+// machine, for up to retryWindow: a machine whose app is still binding its
+// port, or one that just died, does not turn into an error for the client.
 type retryTransport struct {
 	p    *Proxy
 	base http.RoundTripper
@@ -275,12 +502,17 @@ type retryTransport struct {
 const retryWindow = 3 * time.Second
 
 func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	pk, _ := req.Context().Value(ctxKey{}).(*pick)
-	deadline := time.Now().Add(retryWindow)
-	backoff := 2 * time.Millisecond
+	rq, _ := req.Context().Value(ctxKey{}).(*request)
+	var deadline time.Time
+	backoff := time.Millisecond
 	for {
 		resp, err := t.base.RoundTrip(req)
-		if err == nil || pk == nil || !isRefused(err) || (req.Body != nil && req.Body != http.NoBody) || time.Now().After(deadline) {
+		if err == nil || rq == nil || !retryable(err) || (req.Body != nil && req.Body != http.NoBody) {
+			return resp, err
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(retryWindow)
+		} else if time.Now().After(deadline) {
 			return resp, err
 		}
 		select {
@@ -291,17 +523,26 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if backoff < 100*time.Millisecond {
 			backoff *= 2
 		}
-		next, _ := t.p.pick(pk.app)
+		next := t.p.repick(rq)
 		if next == nil {
 			return nil, err
 		}
-		t.p.release(pk.m)
-		pk.m = next
 		req.URL.Host = next.b.Addr
 	}
 }
 
-func isRefused(err error) bool {
+// retryable reports errors where the request cannot have reached the app:
+// the dial was refused or reset. (A pooled keep-alive connection that the
+// machine closed before the request was written is retried by net/http
+// itself.)
+func retryable(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
 }
+
+type bufferPool struct{}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *(bufPool.Get().(*[]byte)) }
+func (bufferPool) Put(b []byte) { bufPool.Put(&b) }

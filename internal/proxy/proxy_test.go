@@ -119,20 +119,20 @@ func TestDrainWaitsForInflight(t *testing.T) {
 	p.SetBackend(backend(t, "other", nil), true)
 	s := front(t, p)
 	// Make sure the slow request lands on "slow": take "other" out first.
-	p.SetBackend(Backend{App: "web", MachineID: "other", Addr: p.apps["web"]["other"].b.Addr}, false)
+	p.SetBackend(Backend{App: "web", MachineID: "other", Addr: p.machineLocked("web", "other").b.Addr}, false)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	var slowBody string
 	go func() { defer wg.Done(); _, slowBody = get(t, s, "web.example.test", "/slow") }()
 	<-entered
-	p.SetBackend(Backend{App: "web", MachineID: "other", Addr: p.apps["web"]["other"].b.Addr}, true)
+	p.SetBackend(Backend{App: "web", MachineID: "other", Addr: p.machineLocked("web", "other").b.Addr}, true)
 	drained := make(chan error, 1)
 	go func() { drained <- p.Drain(context.Background(), "web", "slow") }()
 	// While draining, new requests go elsewhere.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		p.mu.Lock()
-		d := p.apps["web"]["slow"].draining
+		d := p.machineLocked("web", "slow").draining
 		p.mu.Unlock()
 		if d {
 			break
@@ -163,13 +163,14 @@ func TestLeastLoaded(t *testing.T) {
 	p := New("example.test", "local", nil)
 	p.SetBackend(Backend{App: "a", MachineID: "x"}, true)
 	p.SetBackend(Backend{App: "a", MachineID: "y"}, true)
-	m1, _ := p.pick("a")
-	m2, _ := p.pick("a")
-	if m1 == m2 {
+	ctx := context.Background()
+	a, m1, _, _ := p.acquire(ctx, "a", routing{})
+	_, m2, _, _ := p.acquire(ctx, "a", routing{})
+	if m1 == nil || m2 == nil || m1 == m2 {
 		t.Fatal("second request went to the busier machine")
 	}
-	p.release(m1)
-	m3, _ := p.pick("a")
+	p.release(a, m1)
+	_, m3, _, _ := p.acquire(ctx, "a", routing{})
 	if m3 != m1 {
 		t.Fatal("request did not go to the idle machine")
 	}

@@ -505,7 +505,7 @@ func (s *Supervisor) routeUpdate(l *live, r *Record) {
 	svc := r.Config.Services[0]
 	s.opt.Router.SetBackend(proxy.Backend{
 		App: l.app, MachineID: l.id, Region: r.Region,
-		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort),
+		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort), Service: &svc,
 	}, ok && r.State == types.StateStarted)
 }
 

@@ -1,0 +1,279 @@
+package supervisor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/proxy"
+	"github.com/hangar-dev/hangar/internal/runtime"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// Wake starts or resumes one stopped or suspended machine of app for the
+// proxy (Fly's auto_start_machines): machines in region first, suspended
+// before stopped (a thaw takes about a millisecond, a start tens). It
+// implements proxy.Waker.
+func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, error) {
+	recs, err := s.List(ctx, app)
+	if err != nil {
+		return "", err
+	}
+	var cands []*Record
+	for _, r := range recs {
+		if (r.State == types.StateStopped || r.State == types.StateSuspended) && autostartable(r.Config) {
+			cands = append(cands, r)
+		}
+	}
+	if len(cands) == 0 {
+		if len(recs) == 0 {
+			return "", fmt.Errorf("app %s has no machines; deploy it with `hangar deploy`: %w", app, proxy.ErrNoCapacity)
+		}
+		return "", fmt.Errorf("app %s: none of its %d machines is stopped or suspended with auto_start_machines on: %w", app, len(recs), proxy.ErrNoCapacity)
+	}
+	rank := func(r *Record) int {
+		n := 0
+		if r.Region != region {
+			n += 2
+		}
+		if r.State != types.StateSuspended {
+			n++
+		}
+		return n
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return rank(cands[i]) < rank(cands[j]) })
+	var firstErr error
+	for _, r := range cands {
+		l := s.liveFor(app, r.ID)
+		l.mu.Lock()
+		cur, err := s.startLocked(ctx, l, "fly-proxy")
+		l.mu.Unlock()
+		if err == nil && cur.State == types.StateStarted {
+			return r.ID, nil
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr == nil {
+		firstErr = proxy.ErrNoCapacity
+	}
+	return "", fmt.Errorf("app %s: wake: %w", app, firstErr)
+}
+
+// autostartable reports whether the proxy may start a machine with cfg.
+func autostartable(cfg *types.MachineConfig) bool {
+	if cfg == nil || len(cfg.Services) == 0 {
+		return false
+	}
+	if cfg.DisableMachineAutostart != nil && *cfg.DisableMachineAutostart {
+		return false
+	}
+	a := cfg.Services[0].Autostart
+	return a == nil || *a
+}
+
+// Loads is what the autostop rule needs of the proxy: a machine's requests
+// in flight, and whether the proxy knows the machine.
+type Loads interface {
+	Load(app, machineID string) (int, bool)
+}
+
+// Autostopper stops or suspends idle machines beyond an app's
+// min_machines_running (Fly's auto_stop_machines). Run calls Tick every
+// Interval; tests call Tick directly.
+type Autostopper struct {
+	Sup      *Supervisor
+	Loads    Loads
+	Interval time.Duration
+	Log      *slog.Logger
+}
+
+// Run applies the rule every Interval until ctx ends.
+func (a *Autostopper) Run(ctx context.Context) {
+	if a.Interval <= 0 {
+		return
+	}
+	t := time.NewTicker(a.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := a.Tick(ctx); err != nil && ctx.Err() == nil {
+				a.log().Warn("autostop", "err", err)
+			}
+		}
+	}
+}
+
+func (a *Autostopper) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.Default()
+	}
+	return a.Log
+}
+
+// candidate is a running machine as the autostop rule sees it.
+type candidate struct {
+	app, id, region string
+	load, soft      int
+	mode            types.Autostop // "" or off: never stopped by the rule
+}
+
+// excess applies Fly's excess-capacity rule to the running machines of one
+// app and returns those to stop or suspend: at most one per region, never
+// taking the app below min running machines. In a region with more than
+// one running machine, excess = running - (over soft_limit + 1), and one
+// machine goes when excess >= 1; a region's only machine goes when it has
+// no load. The machine chosen has the least load (then the highest id, for
+// a stable choice).
+func excess(running []candidate, min int) []candidate {
+	byRegion := map[string][]candidate{}
+	var regions []string
+	for _, c := range running {
+		if _, ok := byRegion[c.region]; !ok {
+			regions = append(regions, c.region)
+		}
+		byRegion[c.region] = append(byRegion[c.region], c)
+	}
+	sort.Strings(regions)
+	left := len(running)
+	var out []candidate
+	for _, rg := range regions {
+		ms := byRegion[rg]
+		if left-1 < min {
+			break
+		}
+		if len(ms) > 1 {
+			over := 0
+			for _, c := range ms {
+				if c.load >= c.soft {
+					over++
+				}
+			}
+			if len(ms)-(over+1) < 1 {
+				continue
+			}
+		} else if ms[0].load != 0 {
+			continue
+		}
+		var pick *candidate
+		for i := range ms {
+			c := &ms[i]
+			if c.mode != types.AutostopStop && c.mode != types.AutostopSuspend {
+				continue
+			}
+			if pick == nil || c.load < pick.load || (c.load == pick.load && c.id > pick.id) {
+				pick = c
+			}
+		}
+		if pick != nil {
+			out = append(out, *pick)
+			left--
+		}
+	}
+	return out
+}
+
+// Tick applies the autostop rule once to every app and returns the ids of
+// the machines it stopped or suspended.
+func (a *Autostopper) Tick(ctx context.Context) ([]string, error) {
+	recs, err := a.Sup.List(ctx, "")
+	if err != nil {
+		return nil, fmt.Errorf("autostop: %w", err)
+	}
+	apps := map[string][]candidate{}
+	mins := map[string]int{}
+	var names []string
+	for _, r := range recs {
+		if r.Config == nil || len(r.Config.Services) == 0 {
+			continue
+		}
+		svc := r.Config.Services[0]
+		if svc.MinMachinesRunning != nil && *svc.MinMachinesRunning > mins[r.App] {
+			mins[r.App] = *svc.MinMachinesRunning
+		}
+		if r.State != types.StateStarted {
+			continue
+		}
+		load, known := a.Loads.Load(r.App, r.ID)
+		if !known {
+			// Not (yet) in the proxy: starting, or its checks never passed.
+			// Count it as busy so it is not stopped under a request.
+			load = 1 << 30
+		}
+		soft, _ := limitsOf(&svc)
+		c := candidate{app: r.App, id: r.ID, region: r.Region, load: load, soft: soft}
+		if svc.Autostop != nil {
+			c.mode = *svc.Autostop
+		}
+		if _, ok := apps[r.App]; !ok {
+			names = append(names, r.App)
+		}
+		apps[r.App] = append(apps[r.App], c)
+	}
+	sort.Strings(names)
+	var done []string
+	var firstErr error
+	for _, app := range names {
+		for _, c := range excess(apps[app], mins[app]) {
+			if err := a.stopOne(ctx, c); err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			done = append(done, c.id)
+		}
+	}
+	return done, firstErr
+}
+
+func limitsOf(svc *types.MachineService) (soft, hard int) {
+	soft = proxy.DefaultSoftLimit
+	if svc.Concurrency != nil {
+		if svc.Concurrency.HardLimit > 0 {
+			hard = svc.Concurrency.HardLimit
+		}
+		if svc.Concurrency.SoftLimit > 0 {
+			soft = svc.Concurrency.SoftLimit
+		} else if hard > 0 && hard < soft {
+			soft = hard
+		}
+	}
+	return soft, hard
+}
+
+// stopOne stops or suspends an idle machine (draining it first). Suspend
+// falls back to stop on a runtime that cannot freeze.
+func (a *Autostopper) stopOne(ctx context.Context, c candidate) error {
+	s := a.Sup
+	if c.mode == types.AutostopSuspend {
+		if _, ok := s.opt.Driver.(runtime.Pauser); ok {
+			if _, err := s.Suspend(ctx, c.app, c.id); err != nil {
+				return fmt.Errorf("autostop: suspend machine %s of app %s: %w", c.id, c.app, err)
+			}
+			a.log().Info("suspended idle machine", "app", c.app, "machine", c.id)
+			return nil
+		}
+	}
+	l := s.liveFor(c.app, c.id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur, err := s.Get(ctx, c.app, c.id)
+	if err != nil {
+		return err
+	}
+	if cur.State != types.StateStarted {
+		return nil // someone else changed it meanwhile
+	}
+	if _, err := s.stopLocked(ctx, l, "", 0, "fly-proxy"); err != nil {
+		return fmt.Errorf("autostop: stop machine %s of app %s: %w", c.id, c.app, err)
+	}
+	a.log().Info("stopped idle machine", "app", c.app, "machine", c.id)
+	return nil
+}
