@@ -202,7 +202,6 @@ func (m *migration) live(ctx context.Context) error {
 	}
 	closeConn(srcConn)
 	closeConn(dstConn)
-	srcConn, dstConn = nil, nil
 	return m.cutover(ctx)
 }
 
@@ -303,7 +302,25 @@ func (m *migration) waitError(ctx context.Context, ep *endpoint, doing string, e
 // cutover stops writes on the source, waits until the target has
 // confirmed every byte of WAL written before, copies the sequences,
 // verifies, and removes the replication.
-func (m *migration) cutover(ctx context.Context) error {
+func (m *migration) cutover(ctx context.Context) (err error) {
+	defer func() {
+		// Once writes are stopped, every failure must say so: the report
+		// that would carry the note is not printed for errors.
+		rep := m.report.Replication
+		if err == nil || rep == nil || !rep.SourceReadOnly {
+			return
+		}
+		undo := fmt.Sprintf("the source database is read-only for new sessions now: run hangar pg migrate --cutover again once the problem is fixed, or undo with ALTER DATABASE %s RESET default_transaction_read_only;", quoteIdent(m.srcDB))
+		var pe *Error
+		if errors.As(err, &pe) {
+			if pe.Hint != "" {
+				pe.Hint += "; "
+			}
+			pe.Hint += undo
+			return
+		}
+		err = &Error{Msg: err.Error(), Err: err, Hint: undo}
+	}()
 	srcConn, err := m.src.connect(ctx)
 	if err != nil {
 		return err
@@ -318,6 +335,7 @@ func (m *migration) cutover(ctx context.Context) error {
 	if err := srcConn.QueryRow(ctx, "SELECT pg_catalog.current_database()").Scan(&db); err != nil {
 		return m.src.wrap("read database name", err)
 	}
+	m.srcDB = db
 	name := replicationName(db)
 	rep := m.report.Replication
 	if rep == nil {

@@ -143,6 +143,7 @@ type migration struct {
 	src, dst *endpoint
 	red      *redactor
 	report   *Report
+	srcDB    string // source database name, once known
 }
 
 func (m *migration) progress(format string, args ...any) {
