@@ -3,8 +3,10 @@ package importer
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	ctypes "github.com/compose-spec/compose-go/v2/types"
 )
@@ -24,6 +26,17 @@ func seeds(f *testing.F, format string, match func(name string) bool, extra ...s
 	}
 }
 
+// watchdog fails loudly, with every goroutine's stack, when one input
+// takes longer than limit: a hang must be a crash the fuzzer records.
+func watchdog(limit time.Duration) func() {
+	tm := time.AfterFunc(limit, func() {
+		buf := make([]byte, 1<<20)
+		n := runtime.Stack(buf, true)
+		panic("input took longer than " + limit.String() + ":\n" + string(buf[:n]))
+	})
+	return func() { tm.Stop() }
+}
+
 // render checks that whatever converted also renders.
 func render(t *testing.T, res *Result) {
 	t.Helper()
@@ -39,6 +52,7 @@ func FuzzCompose(f *testing.F) {
 		"services:\n  w:\n    extends: {service: w}\n")
 	dir := f.TempDir()
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(10 * time.Second)()
 		res, err := convertCompose(dir, []ctypes.ConfigFile{{Filename: filepath.Join(dir, "compose.yaml"), Content: data}}, Options{Profiles: []string{"*"}})
 		if err == nil {
 			render(t, res)
@@ -50,6 +64,7 @@ func FuzzHeroku(f *testing.F) {
 	seeds(f, "heroku", func(n string) bool { return n == "app.json" },
 		`{"formation":{"web":{"quantity":-1,"size":"x"}},"addons":[1,{"plan":"heroku-redis"}],"env":{"A":{"value":[1]}}}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(10 * time.Second)()
 		for _, in := range []herokuInput{
 			{dir: ".", appJSON: data, appJSONName: "app.json"},
 			{dir: ".", procfile: data, procfileName: "Procfile"},
@@ -67,6 +82,7 @@ func FuzzRender(f *testing.F) {
 	seeds(f, "render", func(n string) bool { return n == "render.yaml" },
 		"services:\n- type: web\n  name: a\n  envVars: [{fromGroup: g}]\nenvVarGroups: [{name: g, envVars: [{fromGroup: g}]}]\n")
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(10 * time.Second)()
 		res, err := convertRender("render.yaml", data, Options{})
 		if err == nil {
 			render(t, res)
@@ -77,6 +93,7 @@ func FuzzRender(f *testing.F) {
 func FuzzRailway(f *testing.F) {
 	seeds(f, "railway", func(n string) bool { return strings.HasPrefix(n, "railway.") })
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(10 * time.Second)()
 		for _, name := range []string{"railway.json", "railway.toml"} {
 			res, err := convertRailway(name, data, "app", false, Options{Environment: "staging"})
 			if err == nil {
@@ -90,6 +107,7 @@ func FuzzECS(f *testing.F) {
 	seeds(f, "ecs", func(n string) bool { return strings.HasSuffix(n, ".json") },
 		`{"taskDefinition":{"containerDefinitions":[{"name":"a","image":"postgres","cpu":"1 vCPU","memory":"2 GB"}]}}`)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(10 * time.Second)()
 		res, err := convertECS("task.json", data, "", nil, Options{})
 		if err == nil {
 			render(t, res)
@@ -105,6 +123,7 @@ func FuzzCopilot(f *testing.F) {
 	seeds(f, "copilot", func(n string) bool { return n == "manifest.yml" },
 		"name: w\ntype: Load Balanced Web Service\nimage: {port: 80, build: {dockerfile: D, context: c}}\nhttp: {healthcheck: {path: /h, interval: 5s}}\ncount: {range: {min: 1, max: 3}, spot: 2}\n")
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(10 * time.Second)()
 		res, err := convertCopilot(map[string][]byte{"copilot/svc/manifest.yml": data}, Options{Environment: "test"})
 		if err == nil {
 			render(t, res)
@@ -122,6 +141,7 @@ func FuzzExecCheck(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		defer watchdog(10 * time.Second)()
 		p, _, err := parseExecCheck([]string{"CMD-SHELL", s}, map[string]string{"PORT": "1"})
 		if err == nil && (p.Port < 1 || p.Port > 65535 || !strings.HasPrefix(p.Path, "/")) {
 			t.Fatalf("%q: bad probe %+v", s, p)
@@ -133,6 +153,7 @@ func FuzzExecCheck(f *testing.F) {
 func FuzzProcfile(f *testing.F) {
 	f.Add([]byte("web: a\nworker: b\n#c\n\nbad\nweb: again\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		defer watchdog(10 * time.Second)()
 		procs, _ := parseProcfile(data)
 		seen := map[string]bool{}
 		for _, p := range procs {
