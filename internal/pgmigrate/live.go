@@ -164,9 +164,22 @@ func (m *migration) live(ctx context.Context) error {
 	if conninfo == "" {
 		conninfo = m.o.From
 	}
+	// The slot is created from here rather than by CREATE SUBSCRIPTION:
+	// that would hang when source and target share a cluster (it waits for
+	// its own transaction to build a consistent snapshot).
+	if _, err := srcConn.Exec(ctx, "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')", name); err != nil {
+		err = m.src.wrap("create replication slot "+name, err)
+		var pe *Error
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pe) && errors.As(err, &pgErr) && pgErr.Code == codeInsufficientPriv {
+			pe.Hint = "the source user needs the REPLICATION attribute: ALTER ROLE USER REPLICATION; (managed services: grant rds_replication on RDS)"
+		}
+		_, _ = srcConn.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+quoteIdent(name))
+		return err
+	}
 	m.progress("creating subscription %s on the target; the initial table sync starts now", name)
 	sub := "CREATE SUBSCRIPTION " + quoteIdent(name) + " CONNECTION " + quoteLiteral(conninfo) +
-		" PUBLICATION " + quoteIdent(name) + " WITH (slot_name = " + quoteLiteral(name) + ")"
+		" PUBLICATION " + quoteIdent(name) + " WITH (create_slot = false, slot_name = " + quoteLiteral(name) + ")"
 	if _, err := dstConn.Exec(ctx, sub); err != nil {
 		err = m.dst.wrap("create subscription "+name, err)
 		var pe *Error
@@ -177,6 +190,7 @@ func (m *migration) live(ctx context.Context) error {
 			pe.Hint = "the target server must reach the source at --from (or --subscription-conninfo) as a user with the REPLICATION attribute, allowed by the source's pg_hba.conf"
 		}
 		_, _ = srcConn.Exec(context.Background(), "DROP PUBLICATION IF EXISTS "+quoteIdent(name))
+		_, _ = srcConn.Exec(context.Background(), "SELECT pg_catalog.pg_drop_replication_slot($1)", name)
 		return err
 	}
 

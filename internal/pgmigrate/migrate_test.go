@@ -308,6 +308,19 @@ func TestPostgres(t *testing.T) {
 	t.Run("Live", func(t *testing.T) { testLive(t, src, dst) })
 	t.Run("LiveThenSeparateCutover", func(t *testing.T) { testLiveTwoSteps(t, src, dst) })
 
+	t.Run("LiveWithinOneCluster", func(t *testing.T) {
+		src.createDB(t, "one")
+		src.exec(t, "one", `CREATE TABLE kv (k text PRIMARY KEY, v jsonb)`, `INSERT INTO kv SELECT 'k' || g, to_jsonb(g) FROM generate_series(1, 50) g`)
+		src.createDB(t, "one_new")
+		r, err, _ := runChecked(t, Options{From: src.url("one"), To: src.url("one_new"), Live: true, Yes: true})
+		if err != nil || !r.OK || r.Replication == nil || !r.Replication.SubscriptionDropped {
+			t.Fatalf("live migration inside one cluster: %v %+v", err, r)
+		}
+		if n := src.queryInt(t, "one_new", `SELECT count(*) FROM kv`); n != 50 {
+			t.Errorf("kv on target: %d rows", n)
+		}
+	})
+
 	t.Run("LiveNeedsLogicalWAL", func(t *testing.T) {
 		dst.createDB(t, "wal_src")
 		src.createDB(t, "wal_dst")
