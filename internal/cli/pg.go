@@ -104,15 +104,23 @@ func isTerminal(f *os.File) bool {
 
 func terminalConfirm(in io.Reader, out io.Writer) func(context.Context, int64) (bool, error) {
 	r := bufio.NewReader(in)
-	return func(_ context.Context, lag int64) (bool, error) {
+	return func(ctx context.Context, lag int64) (bool, error) {
 		fmt.Fprintf(out, "The target has caught up (lag %d bytes).\n"+
 			"Cut over now? This makes the SOURCE database read-only and ends its other sessions. [y/N] ", lag)
-		line, err := r.ReadString('\n')
-		if err != nil && line == "" {
+		answer := make(chan string, 1)
+		go func() {
+			line, _ := r.ReadString('\n')
+			answer <- line
+		}()
+		select {
+		case <-ctx.Done():
+			// Ctrl-C at the prompt: leave replication running.
+			fmt.Fprintln(out)
 			return false, nil
+		case line := <-answer:
+			a := strings.ToLower(strings.TrimSpace(line))
+			return a == "y" || a == "yes", nil
 		}
-		a := strings.ToLower(strings.TrimSpace(line))
-		return a == "y" || a == "yes", nil
 	}
 }
 

@@ -303,6 +303,17 @@ func (m *migration) waitReplication(ctx context.Context, srcConn, dstConn *pgx.C
 }
 
 func (m *migration) waitError(ctx context.Context, ep *endpoint, doing string, err error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		name := "hangar_<db>"
+		if m.report.Replication != nil {
+			name = m.report.Replication.Name
+		}
+		return &Error{
+			Msg:  "interrupted while waiting for replication",
+			Err:  err,
+			Hint: fmt.Sprintf("replication %s keeps running: finish it with hangar pg migrate --cutover, or remove it with DROP SUBSCRIPTION %s; on the target and DROP PUBLICATION %s; on the source", name, quoteIdent(name), quoteIdent(name)),
+		}
+	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return &Error{
 			Msg:  fmt.Sprintf("replication did not catch up within %s", m.o.WaitTimeout),
