@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/auth"
@@ -61,28 +61,12 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	if req.App != "" && !tok.CanAccessApp(req.App) {
 		return fmt.Errorf("token %s may not deploy app %s: %w", tok.ID, req.App, auth.ErrUnauthorized)
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
-	var mu sync.Mutex
-	enc := json.NewEncoder(w)
-	send := func(l DeployLine) {
-		mu.Lock()
-		defer mu.Unlock()
-		_ = enc.Encode(l)
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
-	rel, err := s.Deployer.Deploy(r.Context(), deploy.Request{
-		App: req.App, Config: []byte(req.Config), ConfigFile: req.ConfigFile, Image: req.Image,
-		Strategy: req.Strategy, WaitTimeout: wt, User: tok.Name,
-	}, func(e deploy.Event) { send(DeployLine{Event: &e}) })
-	if err != nil {
-		send(DeployLine{Error: err.Error(), Status: statusOf(err), Release: rel})
-		return nil
-	}
-	send(DeployLine{Release: rel})
+	streamRelease(w, r, r.URL.Query().Get("detach") == "true", func(ctx context.Context, p func(deploy.Event)) (*deploy.Release, error) {
+		return s.Deployer.Deploy(ctx, deploy.Request{
+			App: req.App, Config: []byte(req.Config), ConfigFile: req.ConfigFile, Image: req.Image,
+			Strategy: req.Strategy, WaitTimeout: wt, User: tok.Name,
+		}, p)
+	})
 	return nil
 }
 

@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/appconfig"
-	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/types"
 	"github.com/spf13/cobra"
 )
@@ -20,7 +18,6 @@ func init() {
 	register(newAppsCmd)
 	register(newStatusCmd)
 	register(newLogsCmd)
-	register(newReleasesCmd)
 }
 
 // appName resolves -a, else the app of ./fly.toml (or -c).
@@ -233,40 +230,5 @@ func newLogsCmd() *cobra.Command {
 	cmd.Flags().StringVar(&machine, "machine", "", "only this machine")
 	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "how many past lines to show")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
-	return cmd
-}
-
-func newReleasesCmd() *cobra.Command {
-	var app, config string
-	var asJSON bool
-	cmd := &cobra.Command{
-		Use: "releases", Short: "List an app's releases", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
-			if err != nil {
-				return err
-			}
-			var rels []deploy.Release
-			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/releases", nil, &rels); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(cmd.OutOrStdout(), rels)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "VERSION\tSTATUS\tSTRATEGY\tIMAGE\tCREATED\tREASON")
-			for _, r := range rels {
-				reason := strings.SplitN(r.Reason, "\n", 2)[0]
-				fmt.Fprintf(tw, "v%d\t%s\t%s\t%s\t%s\t%s\n", r.Version, r.Status, r.Strategy, r.Image, r.CreatedAt.Format("2006-01-02 15:04:05"), reason)
-			}
-			return tw.Flush()
-		},
-	}
-	appFlags(cmd, &app, &config)
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }

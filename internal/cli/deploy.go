@@ -23,7 +23,7 @@ func init() { register(newDeployCmd) }
 func newDeployCmd() *cobra.Command {
 	var (
 		configPath, app, imageRef, strategy, waitTimeout string
-		asJSON                                           bool
+		asJSON, detach                                   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy [WORKING_DIR]",
@@ -74,7 +74,11 @@ func newDeployCmd() *cobra.Command {
 				return err
 			}
 			progress("Deploying %s with image %s", app, ref)
-			resp, err := c.send(ctx, "POST", "/v1/deploys", api.DeployRequest{
+			path := "/v1/deploys"
+			if detach {
+				path += "?detach=true"
+			}
+			resp, err := c.send(ctx, "POST", path, api.DeployRequest{
 				App: app, Config: string(raw), ConfigFile: filepath.Base(configPath), Image: ref,
 				Strategy: strategy, WaitTimeout: waitTimeout,
 			}, "")
@@ -82,25 +86,13 @@ func newDeployCmd() *cobra.Command {
 				return err
 			}
 			defer resp.Body.Close()
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(make([]byte, 1<<20), 1<<20)
-			var final api.DeployLine
-			for sc.Scan() {
-				var l api.DeployLine
-				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-					return fmt.Errorf("deploy stream: %w", err)
-				}
-				if asJSON {
-					fmt.Fprintln(out, sc.Text())
-				} else if l.Event != nil {
-					fmt.Fprintf(out, "  %s\n", l.Event.Message)
-				}
-				if l.Event == nil {
-					final = l
-				}
+			final, err := printReleaseStream(out, resp.Body, asJSON)
+			if err != nil {
+				return err
 			}
-			if err := sc.Err(); err != nil {
-				return fmt.Errorf("deploy stream: %w", err)
+			if detach {
+				fmt.Fprintf(out, "Deploy of %s started; follow it with `hangar releases -a %s` and `hangar status -a %s`\n", app, app, app)
+				return nil
 			}
 			if final.Error != "" {
 				return &HintError{Err: fmt.Errorf("deploy failed: %s", final.Error), Hint: "see `hangar logs -a " + app + "` and `hangar status -a " + app + "`"}
@@ -125,7 +117,38 @@ func newDeployCmd() *cobra.Command {
 	f.StringVar(&strategy, "strategy", "", "deploy strategy (default from fly.toml)")
 	f.StringVar(&waitTimeout, "wait-timeout", "", "how long to wait for new machines to be healthy (e.g. 2m)")
 	f.BoolVar(&asJSON, "json", false, "print machine-readable progress events")
+	f.BoolVar(&detach, "detach", false, "return once the release has started")
 	return cmd
+}
+
+// printReleaseStream prints a deploy/rollback/scale progress stream and
+// returns its last line (the release or the error).
+func printReleaseStream(out io.Writer, body io.Reader, asJSON bool) (api.DeployLine, error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	var final api.DeployLine
+	for sc.Scan() {
+		var l api.DeployLine
+		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+			return final, fmt.Errorf("progress stream: %w", err)
+		}
+		if asJSON {
+			fmt.Fprintln(out, sc.Text())
+		} else if l.Event != nil {
+			prefix := "  "
+			if l.Event.Step == "release_command" && l.Event.MachineID != "" {
+				prefix = "  | "
+			}
+			fmt.Fprintf(out, "%s%s\n", prefix, l.Event.Message)
+		}
+		if l.Event == nil {
+			final = l
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return final, fmt.Errorf("progress stream: %w", err)
+	}
+	return final, nil
 }
 
 func configError(err error) error {

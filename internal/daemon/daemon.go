@@ -92,7 +92,7 @@ func Run(ctx context.Context, o Options) error {
 	px.Waker = sup
 	px.Port = portOf(o.HTTPListen)
 	apiSrv := &api.Server{Store: st, Sup: sup, Images: images, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain}
-	apiSrv.Deployer = &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: apiSrv.EnsureApp, Log: log.With("component", "deploy")}
+	apiSrv.Deployer = &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: apiSrv.EnsureApp, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
 
 	httpLn, err := net.Listen("tcp", o.HTTPListen)
 	if err != nil {

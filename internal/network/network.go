@@ -168,6 +168,11 @@ func (m *Manager) Setup(id string, ip4, ip6 net.IP) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("network: bridge %s: %w", m.cfg.Bridge, err)
 	}
+	// The addresses may have belonged to a machine that is gone: forget its
+	// MAC, or the host keeps sending to it until the neighbor entry expires.
+	for _, ip := range []net.IP{ip4, ip6} {
+		_ = netlink.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, IP: ip})
+	}
 	hostName, peerName := vethNames(id)
 	la := netlink.NewLinkAttrs()
 	la.Name = hostName

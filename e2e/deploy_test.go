@@ -1,0 +1,251 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+const zdConfig = `app = "zd"
+primary_region = "tst"
+kill_signal = "SIGTERM"
+kill_timeout = "5s"
+
+[env]
+  PORT = "8080"
+  APP_VERSION = "%s"
+  UNHEALTHY = "%s"
+
+[deploy]
+  wait_timeout = "%s"
+  %s
+
+[http_service]
+  internal_port = 8080
+  [[http_service.checks]]
+    interval = "1s"
+    timeout = "1s"
+    path = "/healthz"
+`
+
+func writeZD(t *testing.T, dir, version, unhealthy, wait, extra string) string {
+	t.Helper()
+	p := filepath.Join(dir, "fly.toml")
+	if err := os.WriteFile(p, []byte(fmt.Sprintf(zdConfig, version, unhealthy, wait, extra)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// load sends requests through the proxy from workers goroutines until
+// stopped (or a hard cap of requests and time), counting failures.
+type load struct {
+	sent, failed atomic.Int64
+	errs         sync.Map
+	stop         chan struct{}
+	wg           sync.WaitGroup
+}
+
+func startLoad(d *harness.Daemon, app string, workers int) *load {
+	l := &load{stop: make(chan struct{})}
+	deadline := time.Now().Add(3 * time.Minute)
+	for w := 0; w < workers; w++ {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 20 * time.Second}
+			for i := 0; i < 100000 && time.Now().Before(deadline); i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				req, _ := http.NewRequest("GET", d.HTTP+"/", nil)
+				req.Host = app + ".test.internal"
+				l.sent.Add(1)
+				resp, err := c.Do(req)
+				if err != nil {
+					l.failed.Add(1)
+					l.errs.Store(err.Error(), true)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					l.failed.Add(1)
+					l.errs.Store(fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b))), true)
+				}
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish(t *testing.T, what string) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	var errs []string
+	l.errs.Range(func(k, _ any) bool { errs = append(errs, k.(string)); return len(errs) < 5 })
+	t.Logf("%s: %d requests, %d failed", what, l.sent.Load(), l.failed.Load())
+	if l.failed.Load() != 0 {
+		t.Errorf("%s: %d of %d requests failed: %v", what, l.failed.Load(), l.sent.Load(), errs)
+	}
+	if l.sent.Load() < 10 {
+		t.Errorf("%s: only %d requests were sent; the load did not run", what, l.sent.Load())
+	}
+}
+
+// versions returns the APP_VERSION of every started machine of app.
+func versions(t *testing.T, d *harness.Daemon, app string) map[string]int {
+	out := map[string]int{}
+	for _, m := range d.Machines(app) {
+		if m.State == types.StateStarted {
+			out[m.Config.Env["APP_VERSION"]]++
+		}
+	}
+	return out
+}
+
+func TestZeroDowntimeDeploys(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.StartDaemon(t, harness.BuildBinary(t))
+	ref := d.ImportTestApp()
+	dir := t.TempDir()
+	cfg := writeZD(t, dir, "v1", "0", "30s", "")
+	if out, err := d.Hangar("deploy", "-c", cfg, "--image", ref); err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, out)
+	}
+	if out, err := d.Hangar("scale", "count", "3", "-a", "zd"); err != nil {
+		t.Fatalf("scale: %v\n%s", err, out)
+	}
+	if v := versions(t, d, "zd"); v["v1"] != 3 || len(v) != 1 {
+		t.Fatalf("after scale: %v, want 3 machines of v1", v)
+	}
+	for i, strategy := range []string{"rolling", "bluegreen", "canary"} {
+		version := fmt.Sprintf("v%d", i+2)
+		cfg := writeZD(t, dir, version, "0", "30s", "")
+		l := startLoad(d, "zd", 32)
+		// A long request in flight across the deploy must complete.
+		long := make(chan string, 1)
+		go func() {
+			code, body, err := d.ViaProxy("zd", "/sleep?d=1500ms")
+			long <- fmt.Sprint(code, " ", strings.TrimSpace(body), " ", err)
+		}()
+		start := time.Now()
+		out, err := d.Hangar("deploy", "-c", cfg, "--image", ref, "--strategy", strategy)
+		took := time.Since(start)
+		l.finish(t, strategy+" deploy")
+		if err != nil {
+			t.Fatalf("%s deploy: %v\n%s", strategy, err, out)
+		}
+		if got := <-long; !strings.HasPrefix(got, "200 slept 1.5s") {
+			t.Errorf("%s: long request in flight: %s", strategy, got)
+		}
+		if v := versions(t, d, "zd"); v[version] != 3 || len(v) != 1 {
+			t.Fatalf("%s: machines after deploy: %v, want 3 of %s", strategy, v, version)
+		}
+		if n := len(d.Machines("zd")); n != 3 {
+			t.Fatalf("%s: %d machines left, want 3 (old ones must be destroyed)", strategy, n)
+		}
+		t.Logf("%s deploy of 3 machines took %v", strategy, took.Round(time.Millisecond))
+	}
+}
+
+func TestFailingDeployRollsBack(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.StartDaemon(t, harness.BuildBinary(t))
+	ref := d.ImportTestApp()
+	dir := t.TempDir()
+	if out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "good", "0", "30s", ""), "--image", ref); err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, out)
+	}
+	if out, err := d.Hangar("scale", "count", "2", "-a", "zd"); err != nil {
+		t.Fatalf("scale: %v\n%s", err, out)
+	}
+	before := d.Machines("zd")
+	t.Run("failing checks", func(t *testing.T) {
+		l := startLoad(d, "zd", 16)
+		out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "bad", "1", "3s", ""), "--image", ref)
+		l.finish(t, "failing deploy")
+		if err == nil || !strings.Contains(out, "not healthy") {
+			t.Fatalf("deploy of an unhealthy release: want a failure naming the checks, got %v\n%s", err, out)
+		}
+		if v := versions(t, d, "zd"); v["good"] != 2 || len(v) != 1 {
+			t.Fatalf("after the failed deploy: %v, want the 2 good machines", v)
+		}
+		rels, _ := d.Hangar("releases", "-a", "zd", "--json")
+		if !strings.Contains(rels, `"status": "failed"`) || !strings.Contains(rels, "not healthy") {
+			t.Fatalf("failed release not recorded with its reason:\n%s", rels)
+		}
+	})
+	t.Run("release command exits 1", func(t *testing.T) {
+		out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "rc", "0", "30s", `release_command = "exit 1"`), "--image", ref)
+		if err == nil || !strings.Contains(out, "release command failed with exit code 1") || !strings.Contains(out, "exiting with 1") {
+			t.Fatalf("want the release command's failure and its output, got %v\n%s", err, out)
+		}
+		after := d.Machines("zd")
+		if len(after) != len(before) {
+			t.Fatalf("machines changed: %d before, %d after", len(before), len(after))
+		}
+		for i := range after {
+			if after[i].ID != before[i].ID || after[i].InstanceID != before[i].InstanceID {
+				t.Fatalf("machine %s changed by an aborted deploy", before[i].ID)
+			}
+		}
+	})
+	t.Run("release command succeeds", func(t *testing.T) {
+		out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "rc-ok", "0", "30s", `release_command = "exit 0"`), "--image", ref)
+		if err != nil || !strings.Contains(out, "exiting with 0") {
+			t.Fatalf("deploy with a good release command: %v\n%s", err, out)
+		}
+		if v := versions(t, d, "zd"); v["rc-ok"] != 2 {
+			t.Fatalf("after deploy: %v", v)
+		}
+	})
+}
+
+func TestRollbackRestoresConfig(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.StartDaemon(t, harness.BuildBinary(t))
+	ref := d.ImportTestApp()
+	dir := t.TempDir()
+	for _, v := range []string{"one", "two"} {
+		if out, err := d.Hangar("deploy", "-c", writeZD(t, dir, v, "0", "30s", ""), "--image", ref); err != nil {
+			t.Fatalf("deploy %s: %v\n%s", v, err, out)
+		}
+	}
+	if out, err := d.Hangar("scale", "vm", "shared-cpu-2x", "-a", "zd"); err != nil {
+		t.Fatalf("scale vm: %v\n%s", err, out)
+	}
+	for _, m := range d.Machines("zd") {
+		if m.Config.Guest == nil || m.Config.Guest.MemoryMB != 512 || m.Config.Guest.CPUs != 2 {
+			t.Fatalf("after scale vm: guest %+v", m.Config.Guest)
+		}
+	}
+	out, err := d.Hangar("rollback", "1", "-a", "zd")
+	if err != nil {
+		t.Fatalf("rollback: %v\n%s", err, out)
+	}
+	if v := versions(t, d, "zd"); v["one"] != 1 || len(v) != 1 {
+		t.Fatalf("after rollback: %v, want release one's env", v)
+	}
+	code, body, err := d.ViaProxy("zd", "/")
+	if err != nil || code != 200 || !strings.Contains(body, "version=one") {
+		t.Fatalf("serving after rollback: %d %q %v", code, body, err)
+	}
+	show, err := d.Hangar("releases", "show", "2", "-a", "zd")
+	if err != nil || !strings.Contains(show, `+   APP_VERSION = "two"`) || !strings.Contains(show, `-   APP_VERSION = "one"`) {
+		t.Fatalf("releases show v2 should diff APP_VERSION against v1: %v\n%s", err, show)
+	}
+}

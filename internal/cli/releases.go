@@ -1,0 +1,254 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/spf13/cobra"
+)
+
+func init() {
+	register(newReleasesCmd)
+	register(newRollbackCmd)
+	register(newScaleCmd)
+}
+
+func newReleasesCmd() *cobra.Command {
+	var app, config string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use: "releases", Short: "List an app's releases", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var rels []deploy.Release
+			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/releases", nil, &rels); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), rels)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tSTATUS\tSTRATEGY\tIMAGE\tSECRETS\tUSER\tCREATED\tDESCRIPTION")
+			for _, r := range rels {
+				desc := r.Description
+				if r.Reason != "" {
+					desc = strings.SplitN(r.Reason, "\n", 2)[0]
+				}
+				fmt.Fprintf(tw, "v%d\t%s\t%s\t%s\tv%d\t%s\t%s\t%s\n", r.Version, r.Status, r.Strategy, r.Image, r.SecretsVersion, r.User, r.CreatedAt.Format("2006-01-02 15:04:05"), desc)
+			}
+			return tw.Flush()
+		},
+	}
+	appFlags(cmd, &app, &config)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	show := &cobra.Command{
+		Use: "show VERSION", Short: "Show a release and its config diff against the previous one", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			v, err := strconv.Atoi(strings.TrimPrefix(args[0], "v"))
+			if err != nil {
+				return &HintError{Err: fmt.Errorf("version %q", args[0]), Hint: "pass a release number like 3 or v3 (see `hangar releases`)"}
+			}
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var rel, prev deploy.Release
+			if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/v1/apps/%s/releases/%d", url.PathEscape(name), v), nil, &rel); err != nil {
+				return err
+			}
+			hasPrev := v > 1 && c.do(cmd.Context(), "GET", fmt.Sprintf("/v1/apps/%s/releases/%d", url.PathEscape(name), v-1), nil, &prev) == nil
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), rel)
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Release v%d of %s: %s\n  strategy  %s\n  image     %s (%s)\n  secrets   v%d\n  user      %s\n  created   %s\n",
+				rel.Version, rel.App, rel.Status, rel.Strategy, rel.Image, rel.ImageDigest, rel.SecretsVersion, rel.User, rel.CreatedAt.Format("2006-01-02 15:04:05"))
+			if rel.Reason != "" {
+				fmt.Fprintf(out, "  reason    %s\n", rel.Reason)
+			}
+			if hasPrev {
+				fmt.Fprintf(out, "\nChanges from v%d:\n", prev.Version)
+				writeDiff(out, configLines(&prev), configLines(&rel))
+			}
+			return nil
+		},
+	}
+	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	appFlags(show, &app, &config)
+	cmd.AddCommand(show)
+	return cmd
+}
+
+// configLines flattens what a release deploys (image, fly.toml, machine
+// configs) into comparable lines.
+func configLines(r *deploy.Release) []string {
+	lines := []string{"image = " + r.Image, fmt.Sprintf("secrets_version = %d", r.SecretsVersion)}
+	lines = append(lines, strings.Split(strings.TrimRight(r.Config, "\n"), "\n")...)
+	groups := make([]string, 0, len(r.Machines))
+	for g := range r.Machines {
+		groups = append(groups, g)
+	}
+	sort.Strings(groups)
+	for _, g := range groups {
+		b, _ := json.Marshal(r.Machines[g].Guest)
+		lines = append(lines, fmt.Sprintf("[%s] count = %d guest = %s", g, r.Counts[g], b))
+	}
+	return lines
+}
+
+// writeDiff prints a line diff (longest common subsequence).
+func writeDiff(out io.Writer, a, b []string) {
+	n, m := len(a), len(b)
+	lcs := make([][]int, n+1)
+	for i := range lcs {
+		lcs[i] = make([]int, m+1)
+	}
+	for i := n - 1; i >= 0; i-- {
+		for j := m - 1; j >= 0; j-- {
+			if a[i] == b[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	changed := false
+	i, j := 0, 0
+	for i < n || j < m {
+		switch {
+		case i < n && j < m && a[i] == b[j]:
+			i++
+			j++
+		case j < m && (i == n || lcs[i][j+1] >= lcs[i+1][j]):
+			fmt.Fprintf(out, "+ %s\n", b[j])
+			changed = true
+			j++
+		default:
+			fmt.Fprintf(out, "- %s\n", a[i])
+			changed = true
+			i++
+		}
+	}
+	if !changed {
+		fmt.Fprintln(out, "  (no changes)")
+	}
+}
+
+func releaseStreamCmd(cmd *cobra.Command, path string, body any, asJSON bool, what string) error {
+	c, err := newClient()
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(cmd.Context(), "POST", path, body, "")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out := cmd.OutOrStdout()
+	final, err := printReleaseStream(out, resp.Body, asJSON)
+	if err != nil {
+		return err
+	}
+	if final.Error != "" {
+		return &HintError{Err: fmt.Errorf("%s failed: %s", what, final.Error), Hint: "the previous release keeps serving; see `hangar releases` and `hangar logs`"}
+	}
+	if final.Release == nil {
+		return errors.New(what + ": the stream ended without a result; check `hangar releases`")
+	}
+	if !asJSON {
+		fmt.Fprintf(out, "%s done: release v%d is %s\n", what, final.Release.Version, final.Release.Status)
+	}
+	return nil
+}
+
+func newRollbackCmd() *cobra.Command {
+	var app, config string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "rollback [VERSION]",
+		Short: "Redeploy an earlier release: its image, its config and its secrets version",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, err := appName(app, config)
+			if err != nil {
+				return err
+			}
+			v := 0
+			if len(args) == 1 {
+				if v, err = strconv.Atoi(strings.TrimPrefix(args[0], "v")); err != nil || v < 1 {
+					return &HintError{Err: fmt.Errorf("version %q", args[0]), Hint: "pass a release number from `hangar releases`, or nothing for the previous release"}
+				}
+			}
+			return releaseStreamCmd(cmd, fmt.Sprintf("/v1/apps/%s/releases/%d/rollback", url.PathEscape(name), v), nil, asJSON, "rollback")
+		},
+	}
+	appFlags(cmd, &app, &config)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print machine-readable progress events")
+	return cmd
+}
+
+func newScaleCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "scale", Short: "Change an app's machine count or size (with deploy gating)"}
+	var app, config, group string
+	var asJSON bool
+	flags := func(c *cobra.Command) *cobra.Command {
+		appFlags(c, &app, &config)
+		c.Flags().StringVar(&group, "process-group", "", "only this process group")
+		c.Flags().BoolVar(&asJSON, "json", false, "print machine-readable progress events")
+		return c
+	}
+	scale := func(c *cobra.Command, req api.ScaleRequest) error {
+		name, err := appName(app, config)
+		if err != nil {
+			return err
+		}
+		req.ProcessGroup = group
+		return releaseStreamCmd(c, "/v1/apps/"+url.PathEscape(name)+"/scale", req, asJSON, "scale")
+	}
+	count := flags(&cobra.Command{
+		Use: "count N", Short: "Run N machines (of --process-group)", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 0 {
+				return &HintError{Err: fmt.Errorf("count %q", args[0]), Hint: "pass a whole number, e.g. `hangar scale count 3`"}
+			}
+			return scale(c, api.ScaleRequest{Count: &n})
+		},
+	})
+	vm := flags(&cobra.Command{
+		Use: "vm SIZE", Short: "Use a VM size preset (e.g. shared-cpu-2x)", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return scale(c, api.ScaleRequest{VMSize: args[0]}) },
+	})
+	memory := flags(&cobra.Command{
+		Use: "memory MB", Short: "Set machine memory in MB", Args: cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			mb, err := strconv.Atoi(args[0])
+			if err != nil || mb <= 0 {
+				return &HintError{Err: fmt.Errorf("memory %q", args[0]), Hint: "pass megabytes, e.g. `hangar scale memory 512`"}
+			}
+			return scale(c, api.ScaleRequest{MemoryMB: mb})
+		},
+	})
+	cmd.AddCommand(count, vm, memory)
+	return cmd
+}
