@@ -295,9 +295,7 @@ func convertCopilotUnit(b *builder, u *copilotUnit, hosts map[string]string) {
 				}
 			}
 		case "on":
-			if m.On != nil && m.On.Schedule != "" {
-				b.cron(kk+".schedule", m.On.Schedule, c.Processes["app"])
-			}
+			// after the loop, once the command is known
 		case "exec":
 			b.mapped(kk, "hangar ssh console")
 		case "platform":
@@ -327,6 +325,9 @@ func convertCopilotUnit(b *builder, u *copilotUnit, hosts map[string]string) {
 		default:
 			b.none(kk, "unknown key; ignored")
 		}
+	}
+	if m.On != nil && m.On.Schedule != "" {
+		b.cron(k("on.schedule"), m.On.Schedule, c.Processes["app"])
 	}
 	if m.CPU > 0 || m.Memory > 0 {
 		b.size(k("cpu/memory"), m.CPU/1024, m.Memory, nil)

@@ -225,7 +225,7 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 		case "restartPolicyMaxRetries":
 			b.mapped(kk, "[[restart]] retries")
 		case "cronSchedule":
-			b.cron(kk, rc.Deploy.CronSchedule, c.Processes["app"])
+			// after the loop, once the command is known
 		case "region":
 			if r := railwayRegion(rc.Deploy.Region); r != "" {
 				b.approx(kk, "primary_region", "Railway region %s mapped to the nearest region %s", rc.Deploy.Region, r)
@@ -252,6 +252,9 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 		default:
 			b.none(kk, "unknown key; ignored")
 		}
+	}
+	if rc.Deploy.CronSchedule != "" {
+		b.cron("deploy.cronSchedule", rc.Deploy.CronSchedule, c.Processes["app"])
 	}
 	if c.HTTPService != nil && len(c.Processes) > 0 {
 		c.HTTPService.Processes = []string{"app"}
