@@ -2,13 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,62 +43,16 @@ func writeZD(t *testing.T, dir, version, unhealthy, wait, extra string) string {
 	return p
 }
 
-// load sends requests through the proxy from workers goroutines until
-// stopped (or a hard cap of requests and time), counting failures.
-type load struct {
-	sent, failed atomic.Int64
-	errs         sync.Map
-	stop         chan struct{}
-	wg           sync.WaitGroup
-}
-
-func startLoad(d *harness.Daemon, app string, workers int) *load {
-	l := &load{stop: make(chan struct{})}
-	deadline := time.Now().Add(3 * time.Minute)
-	for w := 0; w < workers; w++ {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 20 * time.Second}
-			for i := 0; i < 100000 && time.Now().Before(deadline); i++ {
-				select {
-				case <-l.stop:
-					return
-				default:
-				}
-				req, _ := http.NewRequest("GET", d.HTTP+"/", nil)
-				req.Host = app + ".test.internal"
-				l.sent.Add(1)
-				resp, err := c.Do(req)
-				if err != nil {
-					l.failed.Add(1)
-					l.errs.Store(err.Error(), true)
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					l.failed.Add(1)
-					l.errs.Store(fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b))), true)
-				}
-			}
-		}()
-	}
-	return l
-}
-
-func (l *load) finish(t *testing.T, what string) {
+// finishLoad stops l and fails the test if any request failed.
+func finishLoad(t *testing.T, l *harness.Load, what string) {
 	t.Helper()
-	close(l.stop)
-	l.wg.Wait()
-	var errs []string
-	l.errs.Range(func(k, _ any) bool { errs = append(errs, k.(string)); return len(errs) < 5 })
-	t.Logf("%s: %d requests, %d failed", what, l.sent.Load(), l.failed.Load())
-	if l.failed.Load() != 0 {
-		t.Errorf("%s: %d of %d requests failed: %v", what, l.failed.Load(), l.sent.Load(), errs)
+	sent, failed, errs := l.Finish()
+	t.Logf("%s: %d requests, %d failed", what, sent, failed)
+	if failed != 0 {
+		t.Errorf("%s: %d of %d requests failed: %v", what, failed, sent, errs)
 	}
-	if l.sent.Load() < 10 {
-		t.Errorf("%s: only %d requests were sent; the load did not run", what, l.sent.Load())
+	if sent < 10 {
+		t.Errorf("%s: only %d requests were sent; the load did not run", what, sent)
 	}
 }
 
@@ -135,7 +85,7 @@ func TestZeroDowntimeDeploys(t *testing.T) {
 	for i, strategy := range []string{"rolling", "bluegreen", "canary"} {
 		version := fmt.Sprintf("v%d", i+2)
 		cfg := writeZD(t, dir, version, "0", "30s", "")
-		l := startLoad(d, "zd", 32)
+		l := d.StartLoad("zd", 32)
 		// A long request in flight across the deploy must complete.
 		long := make(chan string, 1)
 		go func() {
@@ -145,7 +95,7 @@ func TestZeroDowntimeDeploys(t *testing.T) {
 		start := time.Now()
 		out, err := d.Hangar("deploy", "-c", cfg, "--image", ref, "--strategy", strategy)
 		took := time.Since(start)
-		l.finish(t, strategy+" deploy")
+		finishLoad(t, l, strategy+" deploy")
 		if err != nil {
 			t.Fatalf("%s deploy: %v\n%s", strategy, err, out)
 		}
@@ -175,9 +125,9 @@ func TestFailingDeployRollsBack(t *testing.T) {
 	}
 	before := d.Machines("zd")
 	t.Run("failing checks", func(t *testing.T) {
-		l := startLoad(d, "zd", 16)
+		l := d.StartLoad("zd", 16)
 		out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "bad", "1", "3s", ""), "--image", ref)
-		l.finish(t, "failing deploy")
+		finishLoad(t, l, "failing deploy")
 		if err == nil || !strings.Contains(out, "not healthy") {
 			t.Fatalf("deploy of an unhealthy release: want a failure naming the checks, got %v\n%s", err, out)
 		}
