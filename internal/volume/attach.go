@@ -1,0 +1,168 @@
+package volume
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/hangar-dev/hangar/internal/runtime"
+	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// SpecHook is a supervisor.SpecHook: every mount of the machine's config is
+// attached (see Attach) and bind-mounted into the task.
+func (m *Manager) SpecHook(ctx context.Context, r *supervisor.Record, spec *runtime.Spec) error {
+	if r.Config == nil {
+		return nil
+	}
+	for _, mt := range r.Config.Mounts {
+		v, err := m.Attach(ctx, r.App, r.ID, mt)
+		if err != nil {
+			return err
+		}
+		spec.Mounts = append(spec.Mounts, runtime.Mount{Source: m.mountPath(v.ID), Destination: mt.Path})
+	}
+	return nil
+}
+
+// Attach gives a machine the volume a mount names: by id (mount.Volume), or
+// by name — the volume of that name already attached to the machine (a
+// machine with a volume is pinned to it), else a free one. The first
+// machine to mount a name that has no volume at all gets a new one
+// (size_gb of the mount, else 1 GB), as a first deploy does on Fly. A
+// volume held by another existing machine is never taken: that is an error
+// wrapping ErrConflict. A volume is released when its machine is destroyed.
+func (m *Manager) Attach(ctx context.Context, app, machineID string, mt types.MachineMount) (*Volume, error) {
+	if !path.IsAbs(mt.Path) || path.Clean(mt.Path) != mt.Path || mt.Path == "/" || strings.HasPrefix(mt.Path, "/proc") || strings.HasPrefix(mt.Path, "/sys") || strings.HasPrefix(mt.Path, "/dev") {
+		return nil, fmt.Errorf("mount path %q: want an absolute, clean directory other than /, /proc, /sys, /dev: %w", mt.Path, ErrInvalid)
+	}
+	var cands []*Volume
+	switch {
+	case mt.Volume != "":
+		v, err := m.Get(ctx, app, mt.Volume)
+		if err != nil {
+			return nil, err
+		}
+		cands = []*Volume{v}
+	case mt.Name != "":
+		all, err := m.List(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		for _, v := range all {
+			if v.Name == mt.Name {
+				cands = append(cands, v)
+			}
+		}
+		if len(cands) == 0 {
+			size := mt.SizeGB
+			if size <= 0 {
+				size = 1
+			}
+			v, err := m.Create(ctx, app, CreateRequest{Name: mt.Name, SizeGB: size})
+			if err != nil {
+				return nil, fmt.Errorf("machine %s: create volume %s for its mount: %w", machineID, mt.Name, err)
+			}
+			m.log.Info("created a volume for a mount that had none", "app", app, "machine", machineID, "volume", v.ID, "name", v.Name)
+			cands = []*Volume{v}
+		}
+	default:
+		return nil, fmt.Errorf("mount at %s names no volume: set volume (an id) or name: %w", mt.Path, ErrInvalid)
+	}
+	// Pinned first, then free ones, oldest first.
+	for _, v := range cands {
+		if v.AttachedMachineID != nil && *v.AttachedMachineID == machineID {
+			return m.attachOne(ctx, app, machineID, v.ID, mt)
+		}
+	}
+	var held []string
+	for _, v := range cands {
+		out, err := m.attachOne(ctx, app, machineID, v.ID, mt)
+		if err == nil {
+			return out, nil
+		}
+		held = append(held, err.Error())
+	}
+	return nil, fmt.Errorf("machine %s: no free volume for mount %s: %s; a volume attaches to one machine at a time: create another with `hangar volumes create %s -a %s`, or destroy the machine that holds it: %w",
+		machineID, mt.Path, strings.Join(held, "; "), firstNonEmpty(mt.Name, "NAME"), app, ErrConflict)
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (m *Manager) attachOne(ctx context.Context, app, machineID, id string, mt types.MachineMount) (*Volume, error) {
+	unlock := m.lock(id)
+	defer unlock()
+	v, err := m.update(ctx, app, id, func(v *Volume) error {
+		if v.AttachedMachineID != nil && *v.AttachedMachineID != "" && *v.AttachedMachineID != machineID {
+			h, err := m.holder(ctx, v)
+			if err != nil {
+				return err
+			}
+			if h != nil {
+				return fmt.Errorf("volume %s (%s) is attached to machine %s (%s): %w", v.ID, v.Name, h.ID, h.State, ErrConflict)
+			}
+		}
+		v.AttachedMachineID, v.AttachedAllocID = &machineID, &machineID
+		v.AttachedMountPoint = mt.Path
+		v.AutoExtend = nil
+		if mt.ExtendThresholdPercent > 0 {
+			v.AutoExtend = &Extend{ThresholdPercent: mt.ExtendThresholdPercent, AddGB: mt.AddSizeGB, LimitGB: mt.SizeGBLimit}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if v.ResizePending {
+		// The machine that held it has stopped: grow the filesystem now.
+		if err := m.offlineResize(ctx, id); err != nil {
+			return nil, fmt.Errorf("volume %s: grow the filesystem: %w", id, err)
+		}
+		if v, err = m.update(ctx, app, id, func(v *Volume) error { v.ResizePending = false; return nil }); err != nil {
+			return nil, err
+		}
+		m.log.Info("volume filesystem grown before its machine starts", "volume", id)
+	}
+	if err := m.mount(ctx, id); err != nil {
+		return nil, fmt.Errorf("volume %s: %w", id, err)
+	}
+	return v, nil
+}
+
+// Detach releases the volumes attached to a machine (for a deploy that
+// replaces the machine by a new one). The machine must not be running.
+func (m *Manager) Detach(ctx context.Context, app, machineID string) error {
+	vols, err := m.List(ctx, app)
+	if err != nil {
+		return err
+	}
+	if m.Machines != nil {
+		if r, err := m.Machines.Get(ctx, app, machineID); err == nil && (r.State == types.StateStarted || r.State == types.StateStarting || r.State == types.StateSuspended) {
+			return fmt.Errorf("machine %s is %s; stop it before releasing its volumes: %w", machineID, r.State, ErrConflict)
+		}
+	}
+	for _, v := range vols {
+		if v.AttachedMachineID == nil || *v.AttachedMachineID != machineID {
+			continue
+		}
+		unlock := m.lock(v.ID)
+		_, err := m.update(ctx, app, v.ID, func(v *Volume) error {
+			if v.AttachedMachineID != nil && *v.AttachedMachineID == machineID {
+				v.AttachedMachineID, v.AttachedAllocID, v.AttachedMountPoint = nil, nil, ""
+			}
+			return nil
+		})
+		unlock()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,375 @@
+package volume
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("volumes need root (loop devices, mount)")
+	}
+	for _, b := range []string{"mkfs.ext4", "resize2fs", "e2fsck", "losetup"} {
+		if _, err := exec.LookPath(b); err != nil {
+			t.Skipf("%s not installed: apt-get install -y e2fsprogs util-linux", b)
+		}
+	}
+}
+
+type fakeMachines map[string]*supervisor.Record
+
+func (f fakeMachines) Get(ctx context.Context, app, id string) (*supervisor.Record, error) {
+	if r, ok := f[id]; ok {
+		return r, nil
+	}
+	return nil, supervisor.ErrNotFound
+}
+
+func newManager(t *testing.T) *Manager {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(st, dir, "tst", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Unmount and detach everything, even when the test failed.
+	t.Cleanup(func() {
+		vols, _ := m.List(context.Background(), "")
+		for _, v := range vols {
+			if err := m.teardown(v.ID); err != nil {
+				t.Errorf("cleanup volume %s: %v", v.ID, err)
+			}
+		}
+		st.Close()
+	})
+	return m
+}
+
+func TestCreateWriteSnapshotRestoreForkExtend(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	m := newManager(t)
+	v, err := m.Create(ctx, "app", CreateRequest{Name: "data", SizeMB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.SizeMB != 64 || v.Blocks == 0 || v.SnapshotRetention != DefaultSnapshotRetention || !v.AutoBackupEnabled || v.FSType != "ext4" {
+		t.Fatalf("volume: %+v", v)
+	}
+	// The image is sparse: it does not take 64 MB of the host.
+	var st syscall.Stat_t
+	_ = syscall.Stat(m.imagePath(v.ID), &st)
+	if st.Blocks*512 > 32<<20 {
+		t.Fatalf("image uses %d bytes on the host", st.Blocks*512)
+	}
+	mnt := m.mountPath(v.ID)
+	if err := os.WriteFile(filepath.Join(mnt, "a.txt"), []byte("before"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := m.CreateSnapshot(ctx, "app", v.ID, SnapshotOnDemand)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("snapshot: frozen %d ms, image %d bytes, stored %d bytes", snap.FrozenMS, snap.Size, snap.StoredSize)
+	if snap.StoredSize <= 0 || snap.StoredSize > snap.Size/4 || !strings.HasPrefix(snap.Digest, "sha256:") {
+		t.Fatalf("snapshot not compressed: %+v", snap)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "a.txt"), []byte("after"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "b.txt"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	restored, err := m.Create(ctx, "app", CreateRequest{Name: "data", SnapshotID: snap.ID, SizeMB: 96})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(m.mountPath(restored.ID), "a.txt")); string(b) != "before" {
+		t.Fatalf("restored content %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(m.mountPath(restored.ID), "b.txt")); !os.IsNotExist(err) {
+		t.Fatalf("restored volume has a file written after the snapshot: %v", err)
+	}
+	if restored.Blocks*restored.BlockSize < 80<<20 {
+		t.Fatalf("restored into a bigger volume, but the filesystem was not grown: %+v", restored)
+	}
+
+	fork, err := m.Create(ctx, "app", CreateRequest{Name: "copy", SourceVolumeID: v.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(m.mountPath(fork.ID), "b.txt")); string(b) != "new" {
+		t.Fatalf("fork content %q", b)
+	}
+
+	// Extend online, while mounted; never shrink.
+	before := v.Blocks
+	v2, restart, err := m.Extend(ctx, "app", v.ID, 0, 128)
+	if err != nil || restart {
+		t.Fatal(err, restart)
+	}
+	if v2.Blocks < before*3/2 || v2.SizeMB != 128 {
+		t.Fatalf("after extend: %d blocks (before %d)", v2.Blocks, before)
+	}
+	if b, _ := os.ReadFile(filepath.Join(mnt, "a.txt")); string(b) != "after" {
+		t.Fatalf("data after extend %q", b)
+	}
+	if _, _, err := m.Extend(ctx, "app", v.ID, 0, 100); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("shrink: %v", err)
+	}
+
+	snaps, _ := m.Snapshots(ctx, "app", v.ID)
+	if len(snaps) != 1 || snaps[0].ID != snap.ID {
+		t.Fatalf("snapshots: %+v", snaps)
+	}
+	if _, err := m.Destroy(ctx, "app", fork.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(m.volDir(fork.ID)); !os.IsNotExist(err) {
+		t.Fatalf("destroyed volume's files left: %v", err)
+	}
+}
+
+func TestFullVolumeIsENOSPC(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	m := newManager(t)
+	v, err := m.Create(ctx, "app", CreateRequest{Name: "small", SizeMB: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(filepath.Join(m.mountPath(v.ID), "fill"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	buf := bytes.Repeat([]byte{1}, 1<<20)
+	var werr error
+	written := 0
+	for i := 0; i < 64 && werr == nil; i++ {
+		var n int
+		n, werr = f.Write(buf)
+		written += n
+		if werr == nil {
+			werr = f.Sync()
+		}
+	}
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Fatalf("wrote %d bytes, error %v; want ENOSPC", written, werr)
+	}
+	if written > 16<<20 {
+		t.Fatalf("wrote %d bytes into a 16 MB volume", written)
+	}
+}
+
+func TestAttachIsExclusive(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	m := newManager(t)
+	machines := fakeMachines{
+		"m1": {App: "app", Machine: types.Machine{ID: "m1", State: types.StateStarted}},
+		"m2": {App: "app", Machine: types.Machine{ID: "m2", State: types.StateCreated}},
+	}
+	m.Machines = machines
+	mt := types.MachineMount{Name: "pgdata", Path: "/data", SizeGB: 1}
+	v1, err := m.Attach(ctx, "app", "m1", mt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v1.AttachedMachineID == nil || *v1.AttachedMachineID != "m1" || v1.SizeGB != 1 {
+		t.Fatalf("auto-created volume: %+v", v1)
+	}
+	// m1 again: the same volume (pinned).
+	if again, err := m.Attach(ctx, "app", "m1", mt); err != nil || again.ID != v1.ID {
+		t.Fatalf("re-attach: %v %v", again, err)
+	}
+	// m2 cannot take it while m1 exists.
+	_, err = m.Attach(ctx, "app", "m2", mt)
+	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "attached to machine m1") {
+		t.Fatalf("second attach: %v", err)
+	}
+	if _, err := m.Destroy(ctx, "app", v1.ID); !errors.Is(err, ErrConflict) {
+		t.Fatalf("destroy of an attached volume: %v", err)
+	}
+	if err := m.Detach(ctx, "app", "m1"); !errors.Is(err, ErrConflict) {
+		t.Fatalf("detach from a running machine: %v", err)
+	}
+	// m1 destroyed: the volume is free for m2.
+	delete(machines, "m1")
+	v2, err := m.Attach(ctx, "app", "m2", mt)
+	if err != nil || v2.ID != v1.ID {
+		t.Fatalf("attach after the holder is gone: %v %v", v2, err)
+	}
+	if _, err := m.Attach(ctx, "app", "m2", types.MachineMount{Name: "x", Path: "../etc"}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("bad path: %v", err)
+	}
+}
+
+func TestRecoverRemountsAfterReboot(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	m := newManager(t)
+	v, err := m.Create(ctx, "app", CreateRequest{Name: "data", SizeMB: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.mountPath(v.ID), "f"), []byte("kept"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// What a reboot leaves: no mount, no loop device.
+	dev, _ := m.loopOf(ctx, v.ID)
+	if err := syscall.Unmount(m.mountPath(v.ID), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(ctx, "losetup", "-d", dev); err != nil {
+		t.Fatal(err)
+	}
+	// And a half-created volume directory.
+	_ = os.MkdirAll(filepath.Join(m.dir, "volumes", "vol_leftover", "mnt"), 0o700)
+	if err := m.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(m.mountPath(v.ID), "f")); string(b) != "kept" {
+		t.Fatalf("after recover: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(m.dir, "volumes", "vol_leftover")); !os.IsNotExist(err) {
+		t.Fatal("leftover not removed")
+	}
+	// Recover is idempotent.
+	if err := m.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTickSchedulesAndExpires(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	m := newManager(t)
+	v, err := m.Create(ctx, "app", CreateRequest{Name: "data", SizeMB: 16, SnapshotRetention: ptr(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, _ := time.Parse(time.RFC3339, v.CreatedAt)
+	if err := m.Tick(ctx, created.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := m.Snapshots(ctx, "app", v.ID); len(s) != 0 {
+		t.Fatalf("snapshot before a day passed: %+v", s)
+	}
+	day := created.Add(25 * time.Hour)
+	m.now = func() time.Time { return day }
+	if err := m.Tick(ctx, day); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := m.Snapshots(ctx, "app", v.ID)
+	if len(s) != 1 || s[0].Type != SnapshotScheduled {
+		t.Fatalf("scheduled snapshot: %+v", s)
+	}
+	// Same day: no second one.
+	if err := m.Tick(ctx, day.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := m.Snapshots(ctx, "app", v.ID); len(s) != 1 {
+		t.Fatalf("two snapshots in a day: %d", len(s))
+	}
+	// After the retention (2 days) it expires; a new one is cut that day.
+	later := day.Add(49 * time.Hour)
+	m.now = func() time.Time { return later }
+	if err := m.Tick(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := m.Snapshots(ctx, "app", v.ID)
+	if len(s2) != 1 || s2[0].ID == s[0].ID {
+		t.Fatalf("after expiry: %+v", s2)
+	}
+	if _, err := os.Stat(m.snapPath(s[0].ID)); !os.IsNotExist(err) {
+		t.Fatal("expired snapshot file left")
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+type memImage struct{ b []byte }
+
+func (m *memImage) Truncate(n int64) error {
+	if n > 64<<20 {
+		return errors.New("too big")
+	}
+	m.b = make([]byte, n)
+	return nil
+}
+
+func (m *memImage) WriteAt(p []byte, off int64) (int, error) {
+	if off < 0 || off+int64(len(p)) > int64(len(m.b)) {
+		return 0, errors.New("write outside the image")
+	}
+	return copy(m.b[off:], p), nil
+}
+
+func TestSnapshotFormatRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "img")
+	f, _ := os.Create(p)
+	_ = f.Truncate(8 << 20)
+	_, _ = f.WriteAt([]byte("head"), 0)
+	_, _ = f.WriteAt(bytes.Repeat([]byte("x"), 5000), 3<<20)
+	f.Close()
+	var buf bytes.Buffer
+	size, err := writeSnapshot(p, &buf)
+	if err != nil || size != 8<<20 {
+		t.Fatal(size, err)
+	}
+	var img memImage
+	if n, err := readSnapshot(bytes.NewReader(buf.Bytes()), &img, 64<<20); err != nil || n != 8<<20 {
+		t.Fatal(n, err)
+	}
+	want, _ := os.ReadFile(p)
+	if !bytes.Equal(img.b, want) {
+		t.Fatal("round trip differs")
+	}
+	if _, err := readSnapshot(bytes.NewReader(buf.Bytes()[:buf.Len()/2]), &img, 64<<20); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("truncated snapshot: %v", err)
+	}
+}
+
+func FuzzReadSnapshot(f *testing.F) {
+	dir := f.TempDir()
+	p := filepath.Join(dir, "img")
+	fh, _ := os.Create(p)
+	_ = fh.Truncate(1 << 20)
+	_, _ = fh.WriteAt([]byte("data"), 4096)
+	fh.Close()
+	var buf bytes.Buffer
+	if _, err := writeSnapshot(p, &buf); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(buf.Bytes())
+	f.Add([]byte(snapMagic))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var img memImage
+		// A hostile file errors; it never writes outside the image or
+		// allocates beyond the limit (memImage enforces both).
+		n, err := readSnapshot(bytes.NewReader(b), &img, 16<<20)
+		if err == nil && int64(len(img.b)) != n {
+			t.Fatalf("size %d but image %d", n, len(img.b))
+		}
+	})
+}
