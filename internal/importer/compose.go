@@ -225,9 +225,10 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 	}
 	units := make([]*composeUnit, 0, len(names))
 	hosts := map[string]string{}
+	used := map[string]bool{}
 	for _, n := range names {
 		s := proj.Services[n]
-		u := &composeUnit{svc: s, app: nameFor(opts, proj.Name, n, len(names) > 1), db: dbKind(s.Image)}
+		u := &composeUnit{svc: s, app: uniqueName(used, nameFor(opts, proj.Name, n, len(names) > 1)), db: dbKind(s.Image)}
 		if s.Build != nil {
 			u.db = ""
 		}

@@ -163,11 +163,13 @@ func convertCopilot(files map[string][]byte, opts Options) (*Result, error) {
 		return res, nil
 	}
 	hosts := map[string]string{}
+	used := map[string]bool{}
 	for _, u := range units {
 		u.app = nameFor(opts, "", u.m.Name, len(units) > 1)
 		if opts.Name != "" && len(units) > 1 {
 			u.app = nameFor(opts, opts.Name, u.m.Name, true)
 		}
+		u.app = uniqueName(used, u.app)
 		hosts[u.m.Name] = u.app + ".internal"
 	}
 	for _, u := range units {
@@ -259,6 +261,10 @@ func convertCopilotUnit(b *builder, u *copilotUnit, hosts map[string]string) {
 			}
 		case "variables":
 			for _, n := range sortedKeys(m.Variables) {
+				if _, isMap := m.Variables[n].(map[string]any); isMap {
+					b.secret(kk+"."+n, n, "", fmt.Sprintf("value comes from %v (a CloudFormation output): look it up and set it", m.Variables[n]))
+					continue
+				}
 				v, hit := rewriteHosts(fmt.Sprint(m.Variables[n]), hosts)
 				b.env(kk+"."+n, n, v)
 				if len(hit) > 0 {

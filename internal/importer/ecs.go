@@ -271,6 +271,7 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		}
 	}
 	hosts := map[string]string{}
+	used := map[string]bool{}
 	for i := range units {
 		c := containers[units[i].idx]
 		switch {
@@ -282,6 +283,7 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		default:
 			units[i].app = appName(units[0].app + "-" + c.Name)
 		}
+		units[i].app = uniqueName(used, units[i].app)
 		hosts[c.Name] = units[i].app + ".internal"
 	}
 	res := &Result{Report: rep}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -164,14 +165,17 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 	}
 	rep := &Report{Format: "heroku", Source: src}
 	var app herokuApp
+	var badKeys map[string]string
 	raw := map[string]json.RawMessage{}
 	if in.appJSON != nil {
 		if err := json.Unmarshal(in.appJSON, &raw); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) {
+				return nil, inputErr(in.appJSONName, "app.json holds one JSON object with name, env, formation, addons, ...", "app.json must be one JSON object, not a JSON %s", te.Value)
+			}
 			return nil, inputErr(in.appJSONName, "fix the JSON syntax (app.json must be one JSON object)", "invalid app.json: %v", jsonErr(in.appJSON, err))
 		}
-		if err := json.Unmarshal(in.appJSON, &app); err != nil {
-			return nil, inputErr(in.appJSONName, "check the app.json schema: env is an object, addons and buildpacks are arrays, formation maps process types to {quantity, size}", "app.json does not match Heroku's schema: %v", jsonErr(in.appJSON, err))
-		}
+		badKeys = decodeHerokuApp(raw, &app)
 	}
 	var procs []procEntry
 	if in.procfile != nil {
@@ -285,6 +289,10 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 	}
 	// app.json keys.
 	for _, k := range sortedKeys(raw) {
+		if why, bad := badKeys[k]; bad {
+			b.none("app.json "+k, "does not match Heroku's app.json schema (%s); ignored", why)
+			continue
+		}
 		switch k {
 		case "name":
 			b.mapped("app.json name", "app")
@@ -343,6 +351,48 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 	res.Apps = append(res.Apps, b.flush())
 	res.Apps = append(res.Apps, extra.apps...)
 	return res, nil
+}
+
+// decodeHerokuApp decodes app.json key by key, so that one key of an
+// unexpected shape is reported instead of failing the import. It returns
+// the keys it could not read, with why.
+func decodeHerokuApp(raw map[string]json.RawMessage, app *herokuApp) map[string]string {
+	bad := map[string]string{}
+	dec := func(key string, v any) {
+		if r, ok := raw[key]; ok && string(r) != "null" {
+			if err := json.Unmarshal(r, v); err != nil {
+				bad[key] = err.Error()
+			}
+		}
+	}
+	dec("name", &app.Name)
+	dec("env", &app.Env)
+	dec("addons", &app.Addons)
+	dec("buildpacks", &app.Buildpacks)
+	dec("scripts", &app.Scripts)
+	dec("stack", &app.Stack)
+	dec("environments", &app.Environments)
+	if r, ok := raw["formation"]; ok && string(r) != "null" {
+		if err := json.Unmarshal(r, &app.Formation); err != nil {
+			// The early app.json form: a list of {process, quantity, size}.
+			var list []struct {
+				Process  string `json:"process"`
+				Quantity *int   `json:"quantity"`
+				Size     string `json:"size"`
+			}
+			if json.Unmarshal(r, &list) != nil {
+				bad["formation"] = err.Error()
+			} else {
+				app.Formation = map[string]herokuFormation{}
+				for _, f := range list {
+					if f.Process != "" {
+						app.Formation[f.Process] = herokuFormation{Quantity: f.Quantity, Size: f.Size}
+					}
+				}
+			}
+		}
+	}
+	return bad
 }
 
 // herokuExtras carries database apps made for add-ons.

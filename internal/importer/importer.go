@@ -205,3 +205,14 @@ func nameFor(opts Options, base, unit string, several bool) string {
 	}
 	return appName(prefix + "-" + unit)
 }
+
+// uniqueName returns name, or name-2, name-3, ... when used already has
+// it (two services can sanitize to the same app name), and records it.
+func uniqueName(used map[string]bool, name string) string {
+	n := name
+	for i := 2; used[n]; i++ {
+		n = appName(fmt.Sprintf("%s-%d", name, i))
+	}
+	used[n] = true
+	return n
+}

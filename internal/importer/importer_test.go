@@ -331,7 +331,7 @@ func TestBadInput(t *testing.T) {
 		format, file, content, want string
 	}{
 		{"heroku", "app.json", `{"name": "x",,}`, "line 1, column 14"},
-		{"heroku", "app.json", `{"env": []}`, "schema"},
+		{"heroku", "app.json", `[1, 2]`, "one JSON object"},
 		{"render", "render.yaml", "services:\n  - name: [\n", "invalid render.yaml"},
 		{"render", "render.yaml", "services:\n  - type: web\n", "has no name"},
 		{"railway", "railway.json", `{"deploy": {"numReplicas": "two"}}`, "schema"},
@@ -369,6 +369,33 @@ func TestBadInput(t *testing.T) {
 		if _, err := Import(f, empty, Options{}); err == nil {
 			t.Errorf("%s on an empty directory: no error", f)
 		}
+	}
+}
+
+// TestHerokuTolerant: a key of an unexpected shape is reported, not fatal,
+// and the early list form of formation is read.
+func TestHerokuTolerant(t *testing.T) {
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "Procfile"), "web: node server.js\r\nclock: node clock.js\r\n")
+	mustWrite(t, filepath.Join(dir, "app.json"), `{"name": "tolerant", "env": [], "addons": "heroku-postgresql",
+		"formation": [{"process": "web", "quantity": 2, "size": "standard-2X"}], "scripts": {"postdeploy": 7}}`)
+	res, err := Import("heroku", dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env, addons bool
+	for _, e := range res.Report.Entries {
+		env = env || (e.Key == "app.json env" && e.Status == Unsupported)
+		addons = addons || (e.Key == "app.json addons" && e.Status == Unsupported)
+	}
+	if !env || !addons {
+		t.Errorf("bad keys not reported: %+v", res.Report.Entries)
+	}
+	if !contains(res.Report.Actions, "hangar scale count web=2 -a tolerant") {
+		t.Errorf("list-form formation not read: %v", res.Report.Actions)
+	}
+	if res.Apps[0].Config.Processes["clock"] != "node clock.js" {
+		t.Errorf("CRLF Procfile: %v", res.Apps[0].Config.Processes)
 	}
 }
 

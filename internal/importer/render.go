@@ -233,7 +233,7 @@ func convertRender(file string, data []byte, opts Options) (*Result, error) {
 		}
 		b := newBuilder(rep, o, u.app, u.index)
 		convertRenderUnit(b, u, byName, groupVars, filepath.Dir(file))
-		if u.svc.Runtime == "static" {
+		if u.svc.Runtime == "static" || u.svc.Type == "static" {
 			continue
 		}
 		res.Apps = append(res.Apps, b.flush())
@@ -260,7 +260,7 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 	s := u.svc
 	k := func(key string) string { return u.index + "." + key }
 	c := b.cfg()
-	if s.Runtime == "static" {
+	if s.Runtime == "static" || s.Type == "static" {
 		b.none(u.index, "static site: serve the published directory (%s) from an image, e.g. nginx with [[statics]]; no app generated", s.StaticPublishPath)
 		return
 	}
