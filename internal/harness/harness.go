@@ -99,6 +99,7 @@ func StartDaemon(t testing.TB, bin string) *Daemon {
 			}
 		}
 		d.Stop(syscall.SIGTERM)
+		d.forceCleanup(t)
 		_ = exec.Command("ip", "link", "del", bridge).Run()
 		if t.Failed() {
 			b, _ := os.ReadFile(d.logf.Name())
@@ -281,4 +282,33 @@ func (d *Daemon) ImportTestApp() string {
 	}
 	t.Fatalf("imported image not listed: %+v", imgs)
 	return ""
+}
+
+// forceCleanup removes whatever machines the API could not: containers in
+// the daemon's runtime state, their shims, overlay mounts and namespaces.
+// It reports each one it had to remove, since a passing test should leave
+// nothing for it.
+func (d *Daemon) forceCleanup(t testing.TB) {
+	tasks := filepath.Join(d.DataDir, "tasks")
+	entries, _ := os.ReadDir(tasks)
+	for _, e := range entries {
+		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		id := e.Name()
+		if b, err := os.ReadFile(filepath.Join(tasks, id, "shim.pid")); err == nil {
+			var pid int
+			if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &pid); err == nil && pid > 0 {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		for _, rt := range []string{"runc", "crun"} {
+			_ = exec.Command(rt, "--root", filepath.Join(tasks, ".oci-state"), "delete", "-f", id).Run()
+		}
+		_ = syscall.Unmount(filepath.Join(tasks, id, "bundle", "rootfs"), syscall.MNT_DETACH)
+		_ = exec.Command("ip", "netns", "delete", "hangar-"+id).Run()
+		if !t.Failed() {
+			t.Errorf("machine %s was left behind by the test (removed by force)", id)
+		}
+	}
 }
