@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
+	"golang.org/x/sys/unix"
 )
 
 // MaxBodyBytes bounds JSON request bodies.
@@ -39,12 +41,16 @@ type Server struct {
 	Region   string
 	Domain   string
 	HTTPPort string
+
+	routes []string // patterns served, for /v1/openapi.json
 }
 
 // Handler returns the API's routes, all behind token auth.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	s.routes = nil
 	var h HandleFunc = func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
+		s.routes = append(s.routes, pattern)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if err := f(w, r); err != nil {
 				s.writeError(w, r, err)
@@ -115,7 +121,11 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		if app := appFromPath(r.URL.Path); app != "" && !tok.CanAccessApp(app) {
-			writeJSON(w, http.StatusForbidden, types.ErrorResponse{Error: fmt.Sprintf("token %s may only act on app %s", tok.ID, tok.App)})
+			writeJSON(w, http.StatusForbidden, types.ErrorResponse{Error: fmt.Sprintf("token %s may only act on app %s, not %s", tok.ID, tok.App, app)})
+			return
+		}
+		if tok.Scope == "org" && tok.Org != "" && s.Org != "" && tok.Org != s.Org {
+			writeJSON(w, http.StatusForbidden, types.ErrorResponse{Error: fmt.Sprintf("token %s is for org %s; this daemon serves org %s", tok.ID, tok.Org, s.Org)})
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, tok)))
@@ -146,6 +156,10 @@ func statusOf(err error) int {
 		return http.StatusRequestTimeout
 	case errors.Is(err, auth.ErrUnauthorized):
 		return http.StatusUnauthorized
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, supervisor.ErrUnsupported):
+		return http.StatusNotImplemented
 	}
 	return http.StatusInternalServerError
 }
@@ -155,6 +169,7 @@ var (
 	errNotFound   = errors.New("not found")
 	errConflict   = errors.New("conflict")
 	errTooLarge   = errors.New("request body too large")
+	errForbidden  = errors.New("forbidden")
 )
 
 func badRequest(format string, args ...any) error {
@@ -282,7 +297,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *http.Request) error {
 		if !tok.CanAccessApp(rec.Name) {
 			continue
 		}
-		if org := r.URL.Query().Get("org_slug"); org != "" && org != rec.Org {
+		if org := r.URL.Query().Get("org_slug"); org != "" && org != "personal" && org != rec.Org {
 			continue
 		}
 		a, err := s.appObject(r.Context(), &rec)
@@ -300,8 +315,14 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if req.OrgSlug != "" && req.OrgSlug != s.Org {
+	if tok := TokenFrom(r); tok != nil && tok.Scope != "org" {
+		return fmt.Errorf("token %s is scoped to app %s and may not create apps; use an org token: %w", tok.ID, tok.App, errForbidden)
+	}
+	if req.OrgSlug != "" && req.OrgSlug != s.Org && req.OrgSlug != "personal" {
 		return badRequest("org_slug %q: this daemon serves org %q", req.OrgSlug, s.Org)
+	}
+	if req.Network != "" && !appNameRE.MatchString(req.Network) {
+		return badRequest("network %q: use lowercase letters, digits and dashes", req.Network)
 	}
 	rec, err := s.createAppRecord(r.Context(), req.AppName, req.Network)
 	if err != nil {
@@ -350,11 +371,17 @@ func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.Store.Txn(r.Context(), ops); err != nil {
 		return fmt.Errorf("delete app %s: %w", name, err)
 	}
+	if err := s.Sup.ForgetDestroyed(r.Context(), name); err != nil {
+		return fmt.Errorf("delete app %s: %w", name, err)
+	}
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
 
 // Machines.
+
+// NonceHeader carries a machine lease's nonce on mutations.
+const NonceHeader = "fly-machine-lease-nonce"
 
 func (s *Server) requireApp(r *http.Request) (string, error) {
 	app := r.PathValue("app")
@@ -362,8 +389,45 @@ func (s *Server) requireApp(r *http.Request) (string, error) {
 	return app, err
 }
 
+// machineObject is the wire form of a machine: the nonce only while it is
+// leased.
+func machineObject(rec *supervisor.Record) types.Machine {
+	m := rec.Machine
+	m.Nonce = ""
+	if supervisor.LeaseActive(rec, time.Now()) {
+		m.Nonce = rec.LeaseNonce
+	}
+	if m.HostStatus == "" {
+		m.HostStatus = "ok"
+	}
+	return m
+}
+
+// checkLease refuses a mutation of a leased machine unless the request
+// carries the lease's nonce.
+func (s *Server) checkLease(r *http.Request) error {
+	return s.Sup.CheckLease(r.Context(), r.PathValue("app"), r.PathValue("id"), r.Header.Get(NonceHeader))
+}
+
+func boolParam(q url.Values, name string) (bool, error) {
+	v := q.Get(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, badRequest("query parameter %s %q: use true or false", name, v)
+	}
+	return b, nil
+}
+
 func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
 	app, err := s.requireApp(r)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	withDeleted, err := boolParam(q, "include_deleted")
 	if err != nil {
 		return err
 	}
@@ -371,7 +435,13 @@ func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
+	if withDeleted {
+		ds, err := s.Sup.ListDestroyed(r.Context(), app)
+		if err != nil {
+			return err
+		}
+		ms = append(ms, ds...)
+	}
 	out := []types.Machine{}
 	for _, m := range ms {
 		if region := q.Get("region"); region != "" && m.Region != region {
@@ -386,10 +456,34 @@ func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		if match {
-			out = append(out, m.Machine)
+			out = append(out, machineObject(m))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+var regionRE = regexp.MustCompile(`^[a-z0-9-]{1,32}$`)
+
+// machineRequest is the body of machine create and update.
+type machineRequest struct {
+	types.CreateMachineRequest
+	CurrentVersion string `json:"current_version,omitempty"`
+}
+
+func (s *Server) validateMachineRequest(req *machineRequest) error {
+	if req.Config == nil {
+		return badRequest("config is required: send {\"config\": {\"image\": \"...\"}}")
+	}
+	if req.Region != "" && !regionRE.MatchString(req.Region) {
+		return badRequest("region %q: use a region code like %q", req.Region, s.Region)
+	}
+	if len(req.Name) > 63 || strings.ContainsAny(req.Name, " /\t\n") {
+		return badRequest("name %q: at most 63 characters, no spaces or slashes", req.Name)
+	}
+	if req.LeaseTTL < 0 || time.Duration(req.LeaseTTL)*time.Second > supervisor.MaxLeaseTTL {
+		return badRequest("lease_ttl %d: seconds from 1 to %d", req.LeaseTTL, int(supervisor.MaxLeaseTTL.Seconds()))
+	}
 	return nil
 }
 
@@ -398,18 +492,46 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req types.CreateMachineRequest
+	var req machineRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if req.Config == nil {
-		return badRequest("config is required: send {\"config\": {\"image\": \"...\"}}")
+	if err := s.validateMachineRequest(&req); err != nil {
+		return err
 	}
-	m, err := s.Sup.Create(r.Context(), app, req.Config, supervisor.CreateOptions{Name: req.Name, Region: req.Region, SkipLaunch: req.SkipLaunch})
+	if req.Name != "" {
+		ms, err := s.Sup.List(r.Context(), app)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			if m.Name == req.Name {
+				return fmt.Errorf("app %s already has a machine named %s (%s): %w", app, req.Name, m.ID, errConflict)
+			}
+		}
+	}
+	// Created without launching, so that a lease is in place before the
+	// machine runs; then started unless skip_launch.
+	m, err := s.Sup.Create(r.Context(), app, req.Config, supervisor.CreateOptions{
+		Name: req.Name, Region: req.Region, SkipLaunch: true, Cordoned: req.SkipServiceRegistration,
+	})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, m.Machine)
+	if req.LeaseTTL > 0 {
+		if _, err := s.Sup.AcquireLease(r.Context(), app, m.ID, tokenOwner(r), "lease_ttl on create", time.Duration(req.LeaseTTL)*time.Second); err != nil {
+			return err
+		}
+	}
+	if !req.SkipLaunch {
+		if _, err := s.Sup.Start(r.Context(), app, m.ID); err != nil {
+			return err
+		}
+	}
+	if m, err = s.Sup.Get(r.Context(), app, m.ID); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, machineObject(m))
 	return nil
 }
 
@@ -418,29 +540,58 @@ func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, m.Machine)
+	writeJSON(w, http.StatusOK, machineObject(m))
 	return nil
 }
 
 func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
-	var req types.CreateMachineRequest
+	var req machineRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if req.Config == nil {
-		return badRequest("config is required")
+	if err := s.validateMachineRequest(&req); err != nil {
+		return err
 	}
-	m, err := s.Sup.Update(r.Context(), r.PathValue("app"), r.PathValue("id"), req.Config, req.SkipLaunch)
+	app, id := r.PathValue("app"), r.PathValue("id")
+	if err := s.checkLease(r); err != nil {
+		return err
+	}
+	if req.CurrentVersion != "" {
+		cur, err := s.Sup.Get(r.Context(), app, id)
+		if err != nil {
+			return err
+		}
+		if cur.InstanceID != req.CurrentVersion {
+			return fmt.Errorf("current_version %s: machine %s is at version %s: %w", req.CurrentVersion, id, cur.InstanceID, errConflict)
+		}
+	}
+	if req.SkipServiceRegistration {
+		if _, err := s.Sup.SetCordoned(r.Context(), app, id, true); err != nil {
+			return err
+		}
+	}
+	m, err := s.Sup.Update(r.Context(), app, id, req.Config, req.SkipLaunch)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, m.Machine)
+	writeJSON(w, http.StatusOK, machineObject(m))
 	return nil
 }
 
 func (s *Server) destroyMachine(w http.ResponseWriter, r *http.Request) error {
-	force := r.URL.Query().Get("force") == "true"
-	if err := s.Sup.Destroy(r.Context(), r.PathValue("app"), r.PathValue("id"), force); err != nil {
+	q := r.URL.Query()
+	force, err := boolParam(q, "force")
+	if err != nil {
+		return err
+	}
+	kill, err := boolParam(q, "kill") // fly-go's name for force
+	if err != nil {
+		return err
+	}
+	if err := s.checkLease(r); err != nil {
+		return err
+	}
+	if err := s.Sup.Destroy(r.Context(), r.PathValue("app"), r.PathValue("id"), force || kill); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -448,6 +599,9 @@ func (s *Server) destroyMachine(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) startMachine(w http.ResponseWriter, r *http.Request) error {
+	if err := s.checkLease(r); err != nil {
+		return err
+	}
 	m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
@@ -458,6 +612,34 @@ func (s *Server) startMachine(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"previous_state": prev, "migrated": false, "new_host": ""})
 	return nil
+}
+
+// signalName validates a signal given by name or number and returns its
+// name ("" stays "": the machine's stop_config decides).
+func signalName(field, v string) (string, error) {
+	if v == "" {
+		return "", nil
+	}
+	sig, err := supervisor.ParseSignal(v)
+	if err != nil {
+		return "", badRequest("%s: %v", field, err)
+	}
+	return unix.SignalName(sig), nil
+}
+
+// durationParam reads a Go duration ("10s") or a number of seconds.
+func durationParam(field, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, badRequest("%s %q: a duration like \"10s\" or a number of seconds", field, v)
+	}
+	return d, nil
 }
 
 func (s *Server) stopMachine(w http.ResponseWriter, r *http.Request) error {
@@ -474,23 +656,40 @@ func (s *Server) stopMachine(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("timeout must not be negative")
 		}
 	}
-	if _, err := s.Sup.Stop(r.Context(), r.PathValue("app"), r.PathValue("id"), req.Signal, timeout); err != nil {
+	sig, err := signalName("signal", req.Signal)
+	if err != nil {
+		return err
+	}
+	if err := s.checkLease(r); err != nil {
+		return err
+	}
+	if _, err := s.Sup.Stop(r.Context(), r.PathValue("app"), r.PathValue("id"), sig, timeout); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 	return nil
 }
 
+var waitStates = map[string]bool{
+	types.StateStarted: true, types.StateStopped: true, types.StateSuspended: true,
+	types.StateDestroyed: true, types.StateReplaced: true, types.StateFailed: true,
+}
+
+// waitMachine blocks until the machine is in one of the states asked for
+// (default started), of instance_id (or fly-go's version) if given; 408
+// after timeout seconds (1-60, default 60).
 func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
-	state := q.Get("state")
-	if state == "" {
-		state = types.StateStarted
+	states := q["state"]
+	if len(states) == 0 {
+		states = []string{types.StateStarted}
 	}
-	switch state {
-	case types.StateStarted, types.StateStopped, types.StateSuspended, types.StateDestroyed:
-	default:
-		return badRequest("state %q: wait supports started, stopped, suspended and destroyed", state)
+	want := map[string]bool{}
+	for _, st := range states {
+		if !waitStates[st] {
+			return badRequest("state %q: wait supports started, stopped, suspended, failed, destroyed and replaced", st)
+		}
+		want[st] = true
 	}
 	timeout := 60 * time.Second
 	if t := q.Get("timeout"); t != "" {
@@ -500,11 +699,39 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
 		}
 		timeout = time.Duration(n) * time.Second
 	}
-	m, err := s.Sup.Wait(r.Context(), r.PathValue("app"), r.PathValue("id"), state, q.Get("instance_id"), timeout)
+	instance := q.Get("instance_id")
+	if instance == "" {
+		instance = q.Get("version")
+	}
+	app, id := r.PathValue("app"), r.PathValue("id")
+	var reached string
+	_, err := s.Sup.WaitFor(r.Context(), app, id, timeout, func(m *supervisor.Record) (bool, error) {
+		if m == nil {
+			reached = types.StateDestroyed
+			if want[types.StateDestroyed] {
+				return true, nil
+			}
+			return false, fmt.Errorf("machine %s was destroyed: %w", id, supervisor.ErrNotFound)
+		}
+		if instance != "" && m.InstanceID != instance {
+			for _, v := range m.Versions {
+				if v.InstanceID == instance {
+					if want[types.StateReplaced] {
+						reached = types.StateReplaced
+						return true, nil
+					}
+					return false, fmt.Errorf("machine %s: instance %s was replaced by %s: %w", id, instance, m.InstanceID, errConflict)
+				}
+			}
+			return false, nil
+		}
+		reached = m.State
+		return want[m.State], nil
+	})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "state": m.State})
+	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "state": reached})
 	return nil
 }
 
