@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strconv"
 	"strings"
 
 	"github.com/hangar-dev/hangar/internal/runtime"
@@ -18,7 +19,7 @@ func (m *Manager) SpecHook(ctx context.Context, r *supervisor.Record, spec *runt
 		return nil
 	}
 	for _, mt := range r.Config.Mounts {
-		v, err := m.Attach(ctx, r.App, r.ID, mt)
+		v, err := m.Attach(ctx, r, mt)
 		if err != nil {
 			return err
 		}
@@ -33,8 +34,12 @@ func (m *Manager) SpecHook(ctx context.Context, r *supervisor.Record, spec *runt
 // machine to mount a name that has no volume at all gets a new one
 // (size_gb of the mount, else 1 GB), as a first deploy does on Fly. A
 // volume held by another existing machine is never taken: that is an error
-// wrapping ErrConflict. A volume is released when its machine is destroyed.
-func (m *Manager) Attach(ctx context.Context, app, machineID string, mt types.MachineMount) (*Volume, error) {
+// wrapping ErrConflict, with one exception that is what a deploy does: a
+// machine of a newer release of the same process group takes the volume
+// of a stopped machine of an older release. A volume is released when its
+// machine is destroyed (or by Detach).
+func (m *Manager) Attach(ctx context.Context, r *supervisor.Record, mt types.MachineMount) (*Volume, error) {
+	app, machineID := r.App, r.ID
 	if !path.IsAbs(mt.Path) || path.Clean(mt.Path) != mt.Path || mt.Path == "/" || strings.HasPrefix(mt.Path, "/proc") || strings.HasPrefix(mt.Path, "/sys") || strings.HasPrefix(mt.Path, "/dev") {
 		return nil, fmt.Errorf("mount path %q: want an absolute, clean directory other than /, /proc, /sys, /dev: %w", mt.Path, ErrInvalid)
 	}
@@ -74,12 +79,12 @@ func (m *Manager) Attach(ctx context.Context, app, machineID string, mt types.Ma
 	// Pinned first, then free ones, oldest first.
 	for _, v := range cands {
 		if v.AttachedMachineID != nil && *v.AttachedMachineID == machineID {
-			return m.attachOne(ctx, app, machineID, v.ID, mt)
+			return m.attachOne(ctx, r, v.ID, mt)
 		}
 	}
 	var held []string
 	for _, v := range cands {
-		out, err := m.attachOne(ctx, app, machineID, v.ID, mt)
+		out, err := m.attachOne(ctx, r, v.ID, mt)
 		if err == nil {
 			return out, nil
 		}
@@ -96,7 +101,8 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-func (m *Manager) attachOne(ctx context.Context, app, machineID, id string, mt types.MachineMount) (*Volume, error) {
+func (m *Manager) attachOne(ctx context.Context, r *supervisor.Record, id string, mt types.MachineMount) (*Volume, error) {
+	app, machineID := r.App, r.ID
 	unlock := m.lock(id)
 	defer unlock()
 	v, err := m.update(ctx, app, id, func(v *Volume) error {
@@ -105,7 +111,7 @@ func (m *Manager) attachOne(ctx context.Context, app, machineID, id string, mt t
 			if err != nil {
 				return err
 			}
-			if h != nil {
+			if h != nil && !replaces(r, h) {
 				return fmt.Errorf("volume %s (%s) is attached to machine %s (%s): %w", v.ID, v.Name, h.ID, h.State, ErrConflict)
 			}
 		}
@@ -165,4 +171,24 @@ func (m *Manager) Detach(ctx context.Context, app, machineID string) error {
 		}
 	}
 	return nil
+}
+
+// replaces reports whether machine r replaces machine h in a deploy: h is
+// stopped, both are of the same process group, and r is of a newer release.
+func replaces(r, h *supervisor.Record) bool {
+	if h.State != types.StateStopped || r.Config == nil || h.Config == nil {
+		return false
+	}
+	group := func(c *types.MachineConfig) string {
+		if g := c.Metadata[types.MetaProcessGroup]; g != "" {
+			return g
+		}
+		return types.DefaultProcessGroup
+	}
+	if group(r.Config) != group(h.Config) {
+		return false
+	}
+	rv, err1 := strconv.Atoi(r.Config.Metadata[types.MetaRelease])
+	hv, err2 := strconv.Atoi(h.Config.Metadata[types.MetaRelease])
+	return err1 == nil && err2 == nil && rv > hv
 }

@@ -190,7 +190,7 @@ func TestAttachIsExclusive(t *testing.T) {
 	}
 	m.Machines = machines
 	mt := types.MachineMount{Name: "pgdata", Path: "/data", SizeGB: 1}
-	v1, err := m.Attach(ctx, "app", "m1", mt)
+	v1, err := m.Attach(ctx, machines["m1"], mt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,11 +198,12 @@ func TestAttachIsExclusive(t *testing.T) {
 		t.Fatalf("auto-created volume: %+v", v1)
 	}
 	// m1 again: the same volume (pinned).
-	if again, err := m.Attach(ctx, "app", "m1", mt); err != nil || again.ID != v1.ID {
+	if again, err := m.Attach(ctx, machines["m1"], mt); err != nil || again.ID != v1.ID {
 		t.Fatalf("re-attach: %v %v", again, err)
 	}
 	// m2 cannot take it while m1 exists.
-	_, err = m.Attach(ctx, "app", "m2", mt)
+	m2 := machines["m2"]
+	_, err = m.Attach(ctx, m2, mt)
 	if !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "attached to machine m1") {
 		t.Fatalf("second attach: %v", err)
 	}
@@ -212,13 +213,32 @@ func TestAttachIsExclusive(t *testing.T) {
 	if err := m.Detach(ctx, "app", "m1"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("detach from a running machine: %v", err)
 	}
-	// m1 destroyed: the volume is free for m2.
-	delete(machines, "m1")
-	v2, err := m.Attach(ctx, "app", "m2", mt)
+	// A deploy: m1 (release 1) stopped, m3 of release 2 of the same group
+	// takes the volume; m2 (no release) still cannot.
+	rel := func(id, state, v string) *supervisor.Record {
+		return &supervisor.Record{App: "app", Machine: types.Machine{ID: id, State: state, Config: &types.MachineConfig{
+			Metadata: map[string]string{types.MetaRelease: v, types.MetaProcessGroup: "app"}}}}
+	}
+	machines["m1"] = rel("m1", types.StateStarted, "1")
+	m3 := rel("m3", types.StateCreated, "2")
+	machines["m3"] = m3
+	if _, err := m.Attach(ctx, m3, mt); !errors.Is(err, ErrConflict) {
+		t.Fatalf("took the volume of a running machine: %v", err)
+	}
+	machines["m1"].State = types.StateStopped
+	if _, err := m.Attach(ctx, m2, mt); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a machine that is not a newer release took a stopped machine's volume: %v", err)
+	}
+	if v3, err := m.Attach(ctx, m3, mt); err != nil || *v3.AttachedMachineID != "m3" {
+		t.Fatalf("deploy takeover: %v %v", v3, err)
+	}
+	// m3 destroyed: the volume is free for m2.
+	delete(machines, "m3")
+	v2, err := m.Attach(ctx, m2, mt)
 	if err != nil || v2.ID != v1.ID {
 		t.Fatalf("attach after the holder is gone: %v %v", v2, err)
 	}
-	if _, err := m.Attach(ctx, "app", "m2", types.MachineMount{Name: "x", Path: "../etc"}); !errors.Is(err, ErrInvalid) {
+	if _, err := m.Attach(ctx, m2, types.MachineMount{Name: "x", Path: "../etc"}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("bad path: %v", err)
 	}
 }
