@@ -21,9 +21,11 @@ import (
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
+	"github.com/hangar-dev/hangar/internal/volume"
 	"golang.org/x/sys/unix"
 )
 
@@ -144,11 +146,17 @@ func appFromPath(p string) string {
 // statusOf maps error categories to HTTP status codes.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, errBadRequest), errors.Is(err, supervisor.ErrInvalid), errors.Is(err, deploy.ErrInvalid):
+	case errors.Is(err, secrets.ErrInvalid), errors.Is(err, volume.ErrInvalid):
+		return http.StatusBadRequest
+	case errors.Is(err, secrets.ErrNotFound), errors.Is(err, volume.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, volume.ErrConflict):
+		return http.StatusConflict
+	case errors.Is(err, errBadRequest), errors.Is(err, supervisor.ErrInvalid), errors.Is(err, deploy.ErrInvalid), errors.Is(err, auth.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, supervisor.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, image.ErrNotFound), errors.Is(err, errNotFound):
+	case errors.Is(err, supervisor.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, image.ErrNotFound), errors.Is(err, errNotFound), errors.Is(err, auth.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, supervisor.ErrConflict), errors.Is(err, store.ErrConflict), errors.Is(err, errConflict):
 		return http.StatusConflict

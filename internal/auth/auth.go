@@ -10,8 +10,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -84,7 +86,87 @@ func Verify(ctx context.Context, s store.Store, plain string) (*Token, error) {
 	return &t, nil
 }
 
-// CanAccessApp reports whether the token may act on app.
+// CanAccessApp reports whether the token may act on app: an org token on
+// every app of its org, an app token on its app only.
 func (t *Token) CanAccessApp(app string) bool {
-	return t.Scope == "org" || (t.Scope == "app" && t.App == app)
+	return t.Scope == ScopeOrg || (t.Scope == ScopeApp && t.App == app)
+}
+
+// Token scopes.
+const (
+	ScopeOrg = "org"
+	ScopeApp = "app"
+)
+
+// ErrNotFound is returned for an unknown token id.
+var ErrNotFound = errors.New("token not found")
+
+// ErrInvalid is returned for a token that cannot be created as asked.
+var ErrInvalid = errors.New("invalid token request")
+
+// Validate checks a token request before Create.
+func (t *Token) Validate() error {
+	switch t.Scope {
+	case ScopeOrg:
+		if t.App != "" {
+			return fmt.Errorf("an org token names no app: %w", ErrInvalid)
+		}
+	case ScopeApp:
+		if t.App == "" {
+			return fmt.Errorf("an app token needs an app: %w", ErrInvalid)
+		}
+	default:
+		return fmt.Errorf("scope %q: use %q or %q: %w", t.Scope, ScopeOrg, ScopeApp, ErrInvalid)
+	}
+	if len(t.Name) > 100 {
+		return fmt.Errorf("name: at most 100 characters: %w", ErrInvalid)
+	}
+	if t.ExpiresAt != nil && !t.ExpiresAt.After(time.Now()) {
+		return fmt.Errorf("expiry must be in the future: %w", ErrInvalid)
+	}
+	return nil
+}
+
+// List returns every token (revoked and expired ones too), oldest first.
+func List(ctx context.Context, s store.Store) ([]Token, error) {
+	kvs, err := s.List(ctx, "tokens/")
+	if err != nil {
+		return nil, fmt.Errorf("list tokens: %w", err)
+	}
+	out := make([]Token, 0, len(kvs))
+	for _, kv := range kvs {
+		var t Token
+		if err := json.Unmarshal(kv.Value, &t); err != nil {
+			return nil, fmt.Errorf("token record %s: %w", kv.Key, err)
+		}
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+// Revoke marks the token with this id revoked; it fails verification from
+// then on.
+func Revoke(ctx context.Context, s store.Store, id string) (*Token, error) {
+	if len(id) != 12 || strings.Trim(id, "0123456789abcdef") != "" {
+		return nil, fmt.Errorf("token id %q: ids are 12 hex characters (see `hangar tokens list`): %w", id, ErrNotFound)
+	}
+	kvs, err := s.List(ctx, "tokens/"+id)
+	if err != nil {
+		return nil, fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	if len(kvs) != 1 {
+		return nil, fmt.Errorf("token %s: %w", id, ErrNotFound)
+	}
+	out, _, err := store.UpdateJSON(ctx, s, kvs[0].Key, func(cur *Token) (*Token, error) {
+		if cur == nil {
+			return nil, fmt.Errorf("token %s: %w", id, ErrNotFound)
+		}
+		cur.Revoked = true
+		return cur, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	return out, nil
 }
