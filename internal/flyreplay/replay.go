@@ -133,9 +133,9 @@ func (b *Body) Bytes() ([]byte, error) {
 // Replayer follows fly-replay answers.
 type Replayer struct {
 	Target  Target
-	MaxHops int                  // DefaultMaxHops if 0
-	Timeout time.Duration        // per replay when the header has none; 0 = none
-	Now     func() time.Time     // for fly-replay-src t=; time.Now if nil
+	MaxHops int                              // DefaultMaxHops if 0
+	Timeout time.Duration                    // per replay when the header has none; 0 = none
+	Now     func() time.Time                 // for fly-replay-src t=; time.Now if nil
 	Log     func(format string, args ...any) // optional
 }
 
