@@ -427,32 +427,68 @@ func firstOr(s []string, d string) string {
 }
 
 // rewriteHosts replaces host names of other units in an env value with
-// their private addresses. It returns the new value and the names replaced.
-// A name counts as a host when it stands alone or between URL/list
-// delimiters, and is not a URL scheme ("redis://").
+// their private addresses, and returns the names it replaced. In a URL
+// only the host part counts (redis://redis:6379/redis changes once); a
+// plain value counts when it is a host or a list of host[:port].
 func rewriteHosts(value string, hosts map[string]string) (string, []string) {
-	var hit []string
-	names := sortedKeys(hosts)
-	sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
-	for _, h := range names {
-		re := regexp.MustCompile(`(^|[/@,;=\s])` + regexp.QuoteMeta(h) + `($|[:/?,;\s])`)
-		var out strings.Builder
-		last, found := 0, false
-		for _, m := range re.FindAllStringSubmatchIndex(value, -1) {
-			// The name starts where group 1 (the delimiter before it) ends.
-			nameStart, nameEnd := m[3], m[3]+len(h)
-			if strings.HasPrefix(value[nameEnd:], "://") {
-				continue
-			}
-			out.WriteString(value[last:nameStart])
-			out.WriteString(hosts[h])
-			last, found = nameEnd, true
+	hit := map[string]bool{}
+	swapHost := func(hp string) string {
+		h, port := hp, ""
+		if i := strings.LastIndexByte(hp, ':'); i >= 0 && !strings.Contains(hp[i+1:], "]") {
+			h, port = hp[:i], hp[i:]
 		}
-		if found {
-			out.WriteString(value[last:])
-			value = out.String()
-			hit = append(hit, h)
+		if a, ok := hosts[h]; ok {
+			hit[h] = true
+			return a + port
 		}
+		return hp
 	}
-	return value, hit
+	swapList := func(list string) string {
+		parts := strings.Split(list, ",")
+		for i, p := range parts {
+			parts[i] = swapHost(p)
+		}
+		return strings.Join(parts, ",")
+	}
+	var out string
+	if strings.Contains(value, "://") {
+		out = urlRE.ReplaceAllStringFunc(value, func(u string) string {
+			i := strings.Index(u, "://") + 3
+			rest := u[i:]
+			end := strings.IndexAny(rest, "/?#")
+			if end < 0 {
+				end = len(rest)
+			}
+			auth := rest[:end]
+			user := ""
+			if at := strings.LastIndexByte(auth, '@'); at >= 0 {
+				user, auth = auth[:at+1], auth[at+1:]
+			}
+			return u[:i] + user + swapList(auth) + rest[end:]
+		})
+	} else if strings.TrimSpace(value) == value && !strings.ContainsAny(value, " \t\n") {
+		fields := listRE.Split(value, -1)
+		seps := listRE.FindAllString(value, -1)
+		var b strings.Builder
+		for i, f := range fields {
+			b.WriteString(swapHost(f))
+			if i < len(seps) {
+				b.WriteString(seps[i])
+			}
+		}
+		out = b.String()
+	} else {
+		out = value // free text, not a host list
+	}
+	names := make([]string, 0, len(hit))
+	for h := range hit {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	return out, names
 }
+
+var (
+	urlRE  = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s'"]+`)
+	listRE = regexp.MustCompile(`[,;]+`)
+)

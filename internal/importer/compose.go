@@ -249,6 +249,18 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 			}
 		}
 	}
+	// links: "service:alias" names the service alias inside the linking one.
+	for _, n := range names {
+		for _, l := range proj.Services[n].Links {
+			if svc, alias, ok := strings.Cut(l, ":"); ok {
+				if addr, known := hosts[svc]; known {
+					if _, taken := hosts[alias]; !taken {
+						hosts[alias] = addr
+					}
+				}
+			}
+		}
+	}
 	byService := map[string]*composeUnit{}
 	for _, u := range units {
 		byService[u.svc.Name] = u

@@ -120,7 +120,7 @@ func TestRewriteHosts(t *testing.T) {
 		"db:5432,redis:6379":         "x-db.internal:5432,x-redis.internal:6379",
 		"mydb:5432":                  "mydb:5432",
 		"http://dbadmin/":            "http://dbadmin/",
-		"use the db for data":        "use the x-db.internal for data",
+		"use the db for data":        "use the db for data",
 	}
 	for in, want := range cases {
 		got, _ := rewriteHosts(in, hosts)

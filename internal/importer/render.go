@@ -62,6 +62,7 @@ type renderService struct {
 	BuildCommand     string `yaml:"buildCommand"`
 	StartCommand     string `yaml:"startCommand"`
 	PreDeployCommand string `yaml:"preDeployCommand"`
+	ReleaseCommand   string `yaml:"releaseCommand"`
 	HealthCheckPath  string `yaml:"healthCheckPath"`
 	NumInstances     *int   `yaml:"numInstances"`
 	Scaling          *struct {
@@ -299,8 +300,13 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 			} else {
 				b.mapped(kk, "[processes] app")
 			}
-		case "preDeployCommand":
-			cmd, _ := shellCommand(s.PreDeployCommand)
+		case "preDeployCommand", "releaseCommand":
+			// releaseCommand is not a Render key, but files use it meaning this.
+			raw := s.PreDeployCommand
+			if key == "releaseCommand" {
+				raw = s.ReleaseCommand
+			}
+			cmd, _ := shellCommand(raw)
 			b.release(kk, cmd)
 		case "plan":
 			p, ok := renderPlans[strings.ToLower(s.Plan)]
