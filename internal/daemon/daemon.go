@@ -23,8 +23,10 @@ import (
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
+	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/volume"
 )
 
 // Options configure the daemon (flags of `hangar server`).
@@ -84,15 +86,24 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	px := proxy.New(o.Domain, o.Region, log.With("component", "proxy"))
+	secretStore, vols, hooks, err := openSecretsAndVolumes(ctx, st, o, log)
+	if err != nil {
+		return err
+	}
 	sup := supervisor.New(supervisor.Options{
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
-		Region: o.Region, DataDir: o.DataDir, Log: log,
+		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks,
 	})
 	defer sup.Shutdown()
 	px.Waker = sup
 	px.Port = portOf(o.HTTPListen)
 	apiSrv := &api.Server{Store: st, Sup: sup, Images: images, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain}
 	apiSrv.Deployer = &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: apiSrv.EnsureApp, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
+	apiSrv.Deployer.SecretsVersion = secretStore.Version
+	apiSrv.SetSecrets(secretStore)
+	apiSrv.SetVolumes(vols)
+	vols.Machines = sup
+	go vols.Run(ctx, time.Minute)
 
 	httpLn, err := net.Listen("tcp", o.HTTPListen)
 	if err != nil {
@@ -124,7 +135,7 @@ func Run(ctx context.Context, o Options) error {
 	go stopper.Run(actx)
 	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 2)
-	go func() { errc <- proxySrv.Serve(httpLn) }()
+	go func() { errc <- px.Serve(httpLn, proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
 		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir)
@@ -138,7 +149,7 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("shutting down; machines keep running")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = proxySrv.Shutdown(sctx)
+	_ = px.Shutdown(sctx)
 	_ = apiHTTP.Shutdown(sctx)
 	return nil
 }
@@ -194,4 +205,38 @@ func portOf(addr string) string {
 		return port
 	}
 	return "80"
+}
+
+// openSecretsAndVolumes opens the secrets store (its key in the data dir),
+// mounts the tmpfs for [[files]], re-mounts every volume (after a host
+// reboot) and returns the spec hooks that inject both into machines.
+func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *slog.Logger) (*secrets.Store, *volume.Manager, []supervisor.SpecHook, error) {
+	sec, err := secrets.Open(st, o.DataDir, log)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("secrets: %w", err)
+	}
+	runDir := filepath.Join(o.DataDir, "run", "files")
+	if err := secrets.MountRunDir(runDir); err != nil {
+		log.Warn("[[files]] contents will be written to disk", "err", err)
+	}
+	vols, err := volume.New(st, o.DataDir, o.Region, log)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := vols.Recover(ctx); err != nil {
+		log.Error("some volumes could not be mounted", "err", err)
+	}
+	hook := &secrets.Hook{Secrets: sec, Store: st, RunDir: runDir}
+	return sec, vols, []supervisor.SpecHook{hook.SpecHook, vols.SpecHook}, nil
+}
+
+// RotateSecretsKey re-encrypts every secret under a new key (`hangar server
+// --rotate-secrets-key`); no daemon may be using the data dir.
+func RotateSecretsKey(ctx context.Context, dataDir string) (int, error) {
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		return 0, fmt.Errorf("open state (stop the daemon first): %w", err)
+	}
+	defer st.Close()
+	return secrets.RotateKey(ctx, st, dataDir)
 }

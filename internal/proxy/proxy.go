@@ -56,6 +56,8 @@ type machine struct {
 	inflight int
 	served   uint64        // requests ever routed here (metrics)
 	idle     chan struct{} // closed when draining and inflight reaches 0
+	present  bool          // known to the proxy (false once removed)
+	pool     []*bconn      // idle keep-alive connections to the machine
 }
 
 // app is the routing state of one app. Guarded by Proxy.mu.
@@ -103,6 +105,12 @@ type Proxy struct {
 
 	mu   sync.Mutex // guards apps and every app and machine in it
 	apps map[string]*app
+
+	srvMu     sync.Mutex // guards the fields below (fast path servers)
+	shutdown  bool
+	listeners []net.Listener
+	fallbacks []*http.Server
+	conns     map[*fconn]struct{}
 }
 
 type ctxKey struct{}
@@ -170,7 +178,11 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	if b.Service == nil {
 		b.Service = m.b.Service
 	}
+	if m.b.Addr != b.Addr {
+		closePoolLocked(m)
+	}
 	m.b = b
+	m.present = true
 	m.soft, m.hard = limits(b.Service)
 	m.pristine, m.respHdrs = responseOptions(b.Service)
 	m.routable = routable && !m.draining
@@ -225,6 +237,8 @@ func (p *Proxy) Remove(appName, machineID string) {
 	for i, m := range a.machines {
 		if m.b.MachineID == machineID {
 			m.routable = false
+			m.present = false
+			closePoolLocked(m)
 			a.machines = append(a.machines[:i:i], a.machines[i+1:]...)
 			break
 		}

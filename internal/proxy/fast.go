@@ -1,0 +1,799 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The fast path: each client connection is served by one goroutine that
+// parses HTTP/1.1 requests itself and talks directly to pooled keep-alive
+// connections to the machines, without the hand-offs between goroutines
+// that net/http's server and transport make per request. Requests it does
+// not handle (protocol upgrades such as WebSockets, Expect: 100-continue,
+// HTTP/1.0, CONNECT and non-origin-form targets) are handed, with the
+// connection, to an http.Server whose handler is the Proxy itself
+// (ServeHTTP, built on httputil.ReverseProxy).
+
+// Serve accepts connections on ln until Shutdown, serving them on the fast
+// path and handing the rest to fallback (whose Handler defaults to p).
+// Timeouts and the header limit are fallback's ReadHeaderTimeout,
+// IdleTimeout and MaxHeaderBytes (defaults 10s, 60s, 64 KiB).
+func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
+	if fallback == nil {
+		fallback = &http.Server{}
+	}
+	if fallback.Handler == nil {
+		fallback.Handler = p
+	}
+	cfg := serveConfig{headerTimeout: fallback.ReadHeaderTimeout, idleTimeout: fallback.IdleTimeout, maxHeader: fallback.MaxHeaderBytes}
+	if cfg.headerTimeout <= 0 {
+		cfg.headerTimeout = 10 * time.Second
+	}
+	if cfg.idleTimeout <= 0 {
+		cfg.idleTimeout = 60 * time.Second
+	}
+	if cfg.maxHeader <= 0 {
+		cfg.maxHeader = 64 << 10
+	}
+	hl := &handoffListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
+	p.srvMu.Lock()
+	if p.shutdown {
+		p.srvMu.Unlock()
+		return http.ErrServerClosed
+	}
+	if p.conns == nil {
+		p.conns = map[*fconn]struct{}{}
+	}
+	p.listeners = append(p.listeners, ln)
+	p.fallbacks = append(p.fallbacks, fallback)
+	p.srvMu.Unlock()
+	go func() { _ = fallback.Serve(hl) }()
+	defer hl.Close()
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			p.srvMu.Lock()
+			down := p.shutdown
+			p.srvMu.Unlock()
+			if down {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		fc := &fconn{c: c}
+		p.srvMu.Lock()
+		p.conns[fc] = struct{}{}
+		p.srvMu.Unlock()
+		go p.serveConn(fc, hl, cfg)
+	}
+}
+
+var errTooManyFiles = syscall.EMFILE
+
+// Shutdown stops accepting, closes idle connections, waits for requests in
+// flight to finish (or ctx to end) and shuts the fallback servers down.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.srvMu.Lock()
+	p.shutdown = true
+	for _, ln := range p.listeners {
+		_ = ln.Close()
+	}
+	fbs := p.fallbacks
+	p.srvMu.Unlock()
+	var errs []error
+	for _, fb := range fbs {
+		if err := fb.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		p.srvMu.Lock()
+		for fc := range p.conns {
+			if fc.state.Load() == connIdle {
+				_ = fc.c.Close()
+			}
+		}
+		n := len(p.conns)
+		p.srvMu.Unlock()
+		if n == 0 {
+			return errors.Join(errs...)
+		}
+		select {
+		case <-ctx.Done():
+			p.srvMu.Lock()
+			for fc := range p.conns {
+				_ = fc.c.Close()
+			}
+			p.srvMu.Unlock()
+			return errors.Join(append(errs, ctx.Err())...)
+		case <-t.C:
+		}
+	}
+}
+
+type serveConfig struct {
+	headerTimeout, idleTimeout time.Duration
+	maxHeader                  int
+}
+
+const (
+	connIdle int32 = iota
+	connActive
+)
+
+// fconn is a client connection on the fast path.
+type fconn struct {
+	c     net.Conn
+	state atomic.Int32
+}
+
+// bconn is a keep-alive connection to a machine.
+type bconn struct {
+	c    net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	used time.Time
+}
+
+// maxIdlePerMachine bounds the pool of idle connections to one machine;
+// idleConnTTL is how long one may sit unused before it is closed rather
+// than reused (apps close idle connections, some after 5s).
+const (
+	maxIdlePerMachine = 512
+	idleConnTTL       = 4 * time.Second
+)
+
+func (p *Proxy) getConn(m *machine) (*bconn, bool, error) {
+	now := time.Now()
+	p.mu.Lock()
+	for len(m.pool) > 0 {
+		bc := m.pool[len(m.pool)-1]
+		m.pool[len(m.pool)-1] = nil
+		m.pool = m.pool[:len(m.pool)-1]
+		if now.Sub(bc.used) < idleConnTTL {
+			p.mu.Unlock()
+			return bc, true, nil
+		}
+		_ = bc.c.Close()
+	}
+	addr := m.b.Addr
+	p.mu.Unlock()
+	c, err := dialer.Dial("tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return &bconn{c: c, br: bufio.NewReaderSize(c, 8<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
+}
+
+var dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+
+func (p *Proxy) putConn(m *machine, bc *bconn) {
+	bc.used = time.Now()
+	p.mu.Lock()
+	if len(m.pool) < maxIdlePerMachine && !m.draining && m.present {
+		m.pool = append(m.pool, bc)
+		bc = nil
+	}
+	p.mu.Unlock()
+	if bc != nil {
+		_ = bc.c.Close()
+	}
+}
+
+// closePoolLocked closes a machine's idle connections.
+func closePoolLocked(m *machine) {
+	for _, bc := range m.pool {
+		_ = bc.c.Close()
+	}
+	m.pool = nil
+}
+
+// handoffListener gives connections to the fallback http.Server.
+type handoffListener struct {
+	addr net.Addr
+	ch   chan net.Conn
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+func (l *handoffListener) give(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+// replayConn replays the bytes already read from a connection before the
+// rest of it.
+type replayConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// connState is the per-connection state of the fast path.
+type connState struct {
+	p        *Proxy
+	fc       *fconn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	clientIP string
+	head     []byte
+	req      reqHead
+	resp     respHead
+	rhead    []byte
+	buf      []byte
+	hdrOut   []byte
+}
+
+func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
+	c := fc.c
+	handedOff := false
+	defer func() {
+		p.srvMu.Lock()
+		delete(p.conns, fc)
+		p.srvMu.Unlock()
+		if !handedOff {
+			_ = c.Close()
+		}
+	}()
+	cs := &connState{p: p, fc: fc, br: readerPool.Get().(*bufio.Reader), bw: writerPool.Get().(*bufio.Writer)}
+	cs.br.Reset(c)
+	cs.bw.Reset(c)
+	defer func() {
+		cs.br.Reset(nil)
+		cs.bw.Reset(nil)
+		readerPool.Put(cs.br)
+		writerPool.Put(cs.bw)
+	}()
+	cs.clientIP, _, _ = net.SplitHostPort(c.RemoteAddr().String())
+	bufp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bufp)
+	cs.buf = *bufp
+	for {
+		fc.state.Store(connIdle)
+		p.srvMu.Lock()
+		down := p.shutdown
+		p.srvMu.Unlock()
+		if down {
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(cfg.idleTimeout))
+		if _, err := cs.br.Peek(1); err != nil {
+			return
+		}
+		fc.state.Store(connActive)
+		_ = c.SetReadDeadline(time.Now().Add(cfg.headerTimeout))
+		var err error
+		cs.head, err = readHead(cs.br, cs.head, cfg.maxHeader)
+		if err != nil {
+			if err == errHeadTooLarge {
+				cs.writeError("", 431, "hangar proxy: request headers are over the limit of "+strconv.Itoa(cfg.maxHeader)+" bytes", true)
+				_ = cs.bw.Flush()
+			}
+			return
+		}
+		_ = c.SetReadDeadline(time.Time{})
+		if err := parseRequestHead(cs.head, &cs.req); err != nil {
+			code, msg := 400, err.Error()
+			var br *badRequest
+			if errors.As(err, &br) {
+				code = br.Code
+			}
+			cs.writeError("", code, "hangar proxy: bad request: "+msg, true)
+			_ = cs.bw.Flush()
+			return
+		}
+		r := &cs.req
+		if r.minor == 0 || r.upgrade || r.expect || len(r.target) == 0 || r.target[0] != '/' || eqFold(r.method, "connect") {
+			// Not for the fast path: give the connection, with what was
+			// read of it, to net/http.
+			pending := make([]byte, len(cs.head), len(cs.head)+cs.br.Buffered())
+			copy(pending, cs.head)
+			buffered, _ := cs.br.Peek(cs.br.Buffered())
+			pending = append(pending, buffered...)
+			fc.state.Store(connActive)
+			p.srvMu.Lock()
+			delete(p.conns, fc)
+			p.srvMu.Unlock()
+			if hl.give(&replayConn{Conn: c, r: io.MultiReader(bytesReader(pending), c)}) {
+				handedOff = true
+			}
+			return
+		}
+		keep := cs.serveRequest(cfg)
+		if err := cs.bw.Flush(); err != nil || !keep {
+			return
+		}
+	}
+}
+
+func bytesReader(b []byte) io.Reader {
+	r := new(bytesReaderT)
+	r.b = b
+	return r
+}
+
+type bytesReaderT struct{ b []byte }
+
+func (r *bytesReaderT) Read(p []byte) (int, error) {
+	if len(r.b) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.b)
+	r.b = r.b[n:]
+	return n, nil
+}
+
+// serveRequest proxies one parsed request; it reports whether the client
+// connection may serve another.
+func (cs *connState) serveRequest(cfg serveConfig) bool {
+	p := cs.p
+	r := &cs.req
+	start := time.Now()
+	rid := requestID(p.region)
+	keep := !r.close
+	name := p.AppForHost(string(r.host))
+	if name == "" {
+		cs.writeError(rid, http.StatusNotFound, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.host, p.domain), !keep || r.hasBody())
+		return keep && !r.hasBody()
+	}
+	rt, err := parseRoutingHead(r.headers)
+	if err != nil {
+		cs.writeError(rid, http.StatusBadRequest, "hangar proxy: "+err.Error(), true)
+		p.record(name, http.StatusBadRequest, start)
+		return false
+	}
+	if p.MaxBodyBytes > 0 && r.contentLength > p.MaxBodyBytes {
+		cs.writeError(rid, http.StatusRequestEntityTooLarge, fmt.Sprintf("hangar proxy: request body of %d bytes is over the limit of %d bytes", r.contentLength, p.MaxBodyBytes), true)
+		p.record(name, http.StatusRequestEntityTooLarge, start)
+		return false
+	}
+	a, m, code, msg := p.acquire(context.Background(), name, rt)
+	if m == nil {
+		if code == 0 {
+			return false
+		}
+		cs.writeError(rid, code, msg, !keep || r.hasBody())
+		p.record(name, code, start)
+		return keep && !r.hasBody()
+	}
+	status, keep := cs.forward(a, m, rid, keep, rt)
+	a.stats.observe(status, time.Since(start))
+	return keep
+}
+
+func (r *reqHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
+
+// forward sends the request to machine m (or, if its connection is refused,
+// to another) and streams the answer back. It releases the machine.
+func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routing) (int, bool) {
+	p := cs.p
+	r := &cs.req
+	rq := &request{app: a, m: m, prefs: rt}
+	defer func() { p.release(a, rq.m) }()
+	var deadline time.Time
+	backoff := time.Millisecond
+	retriedReused := false
+	for {
+		bc, reused, err := p.getConn(rq.m)
+		if err != nil {
+			// Nothing was sent: try again, on another machine if there is one.
+			if deadline.IsZero() {
+				deadline = time.Now().Add(retryWindow)
+			}
+			if time.Now().After(deadline) {
+				return cs.badGateway(rid, rq.m, err, keep)
+			}
+			time.Sleep(backoff)
+			backoff = min(2*backoff, 100*time.Millisecond)
+			if p.repick(rq) == nil {
+				return cs.badGateway(rid, rq.m, err, keep)
+			}
+			continue
+		}
+		cs.writeRequestHead(bc.bw, rid)
+		if err := cs.copyRequestBody(bc.bw); err != nil {
+			_ = bc.c.Close()
+			if errors.Is(err, errBodyTooLarge) {
+				cs.writeError(rid, http.StatusRequestEntityTooLarge, fmt.Sprintf("hangar proxy: request body is over the limit of %d bytes", p.MaxBodyBytes), true)
+				return http.StatusRequestEntityTooLarge, false
+			}
+			var br *badRequest
+			if errors.As(err, &br) {
+				cs.writeError(rid, br.Code, "hangar proxy: bad request: "+br.Msg, true)
+				return br.Code, false
+			}
+			if isClientErr(err) {
+				return 499, false
+			}
+			return cs.badGateway(rid, rq.m, err, false)
+		}
+		if err := bc.bw.Flush(); err != nil {
+			_ = bc.c.Close()
+			if reused && !r.hasBody() && !retriedReused {
+				retriedReused = true
+				continue // the app had closed the pooled connection
+			}
+			return cs.badGateway(rid, rq.m, err, false)
+		}
+		status, keepClient, keepBackend, err := cs.relayResponse(bc, rid, keep, rq.m)
+		if err != nil {
+			_ = bc.c.Close()
+			if status == 0 && reused && !r.hasBody() && !retriedReused {
+				retriedReused = true
+				continue
+			}
+			if status == 0 {
+				return cs.badGateway(rid, rq.m, err, false)
+			}
+			return status, false
+		}
+		if keepBackend {
+			p.putConn(rq.m, bc)
+		} else {
+			_ = bc.c.Close()
+		}
+		return status, keepClient
+	}
+}
+
+func isClientErr(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || errors.As(err, &ne)
+}
+
+func (cs *connState) badGateway(rid string, m *machine, err error, keep bool) (int, bool) {
+	cs.p.log.Warn("proxy error", "app", m.b.App, "machine", m.b.MachineID, "err", err)
+	cs.writeError(rid, http.StatusBadGateway, fmt.Sprintf("hangar proxy: machine %s of app %s did not answer: %v", m.b.MachineID, m.b.App, err), !keep)
+	return http.StatusBadGateway, keep && !cs.req.hasBody()
+}
+
+// dropRequestHeader reports request headers not passed to the app:
+// hop-by-hop headers, those the proxy sets itself and the routing headers.
+func dropRequestHeader(name []byte, conn [][]byte) bool {
+	switch len(name) {
+	case 2:
+		return eqFold(name, "te")
+	case 3:
+		return eqFold(name, "via")
+	case 7:
+		return eqFold(name, "trailer") || eqFold(name, "upgrade")
+	case 10:
+		return eqFold(name, "connection") || eqFold(name, "keep-alive") || eqFold(name, "fly-region")
+	case 13:
+		return eqFold(name, "fly-client-ip")
+	case 14:
+		return eqFold(name, "fly-request-id")
+	case 15:
+		return eqFold(name, "x-forwarded-for") || eqFold(name, "x-forwarded-ssl")
+	case 16:
+		return eqFold(name, "x-forwarded-port") || eqFold(name, "proxy-connection") || eqFold(name, "fly-force-region")
+	case 17:
+		return eqFold(name, "x-forwarded-proto") || eqFold(name, "transfer-encoding") || eqFold(name, "fly-prefer-region")
+	case 18:
+		return eqFold(name, "fly-forwarded-port")
+	case 19:
+		return eqFold(name, "proxy-authorization")
+	case 21:
+		return eqFold(name, "fly-force-instance-id")
+	case 22:
+		return eqFold(name, "fly-prefer-instance-id")
+	}
+	for _, t := range conn {
+		if len(t) == len(name) && eqFoldBytes(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func eqFoldBytes(a, b []byte) bool {
+	for i := range a {
+		x, y := a[i], b[i]
+		if x >= 'A' && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if y >= 'A' && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
+	p := cs.p
+	r := &cs.req
+	w.Write(r.method)
+	w.WriteByte(' ')
+	w.Write(r.target)
+	w.WriteString(" HTTP/1.1\r\n")
+	var xff, via []byte
+	for _, h := range r.headers {
+		if dropRequestHeader(h.name, r.connTokens) {
+			switch {
+			case eqFold(h.name, "x-forwarded-for"):
+				xff = appendList(xff, h.value)
+			case eqFold(h.name, "via"):
+				via = appendList(via, h.value)
+			}
+			continue
+		}
+		w.Write(h.name)
+		w.WriteString(": ")
+		w.Write(h.value)
+		w.WriteString("\r\n")
+	}
+	if r.chunked {
+		w.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	port := p.Port
+	if port == "" {
+		port = "80"
+	}
+	w.WriteString("X-Forwarded-For: ")
+	if len(xff) > 0 {
+		w.Write(xff)
+		w.WriteString(", ")
+	}
+	w.WriteString(cs.clientIP)
+	w.WriteString("\r\nFly-Client-Ip: ")
+	w.WriteString(cs.clientIP)
+	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Ssl: off\r\nX-Forwarded-Port: ")
+	w.WriteString(port)
+	w.WriteString("\r\nFly-Forwarded-Port: ")
+	w.WriteString(port)
+	w.WriteString("\r\nFly-Region: ")
+	w.WriteString(p.region)
+	w.WriteString("\r\nFly-Request-Id: ")
+	w.WriteString(rid)
+	w.WriteString("\r\nVia: ")
+	if len(via) > 0 {
+		w.Write(via)
+		w.WriteString(", ")
+	}
+	w.WriteString("1.1 hangar\r\n\r\n")
+}
+
+func appendList(dst, v []byte) []byte {
+	if len(dst) > 0 {
+		dst = append(dst, ", "...)
+	}
+	return append(dst, v...)
+}
+
+func (cs *connState) copyRequestBody(w *bufio.Writer) error {
+	r := &cs.req
+	switch {
+	case r.chunked:
+		_, err := copyChunked(w, cs.br, cs.p.MaxBodyBytes, true, cs.buf)
+		return err
+	case r.contentLength > 0:
+		return copyN(w, cs.br, r.contentLength, true, cs.buf)
+	}
+	return nil
+}
+
+// relayResponse reads the app's answer and writes it to the client. status
+// 0 with an error means nothing was written to the client.
+func (cs *connState) relayResponse(bc *bconn, rid string, keep bool, m *machine) (status int, keepClient, keepBackend bool, err error) {
+	r := &cs.req
+	for {
+		cs.rhead, err = readHead(bc.br, cs.rhead, 64<<10)
+		if err != nil {
+			return 0, false, false, fmt.Errorf("read response head: %w", err)
+		}
+		if err := parseResponseHead(cs.rhead, &cs.resp); err != nil {
+			return 0, false, false, err
+		}
+		if cs.resp.status >= 100 && cs.resp.status < 200 && cs.resp.status != 101 {
+			// An interim response (103 Early Hints): pass it on and read on.
+			cs.writeResponseHead(rid, m, true, false)
+			continue
+		}
+		break
+	}
+	resp := &cs.resp
+	if resp.status == 101 {
+		return 0, false, false, errors.New("the app switched protocols without being asked")
+	}
+	noBody := eqFold(r.method, "head") || resp.status == 204 || resp.status == 304
+	closeDelimited := !noBody && !resp.chunked && resp.contentLength < 0
+	keepBackend = !resp.close && !closeDelimited
+	keepClient = keep && !closeDelimited
+	cs.writeResponseHead(rid, m, false, !keepClient)
+	switch {
+	case noBody:
+	case resp.chunked:
+		_, err = copyChunked(cs.bw, bc.br, 0, true, cs.buf)
+	default:
+		err = copyN(cs.bw, bc.br, resp.contentLength, true, cs.buf)
+	}
+	if err != nil {
+		return resp.status, false, false, err
+	}
+	return resp.status, keepClient, keepBackend, nil
+}
+
+// dropResponseHeader reports response headers not passed to the client
+// (hop-by-hop ones; framing is rewritten by the proxy).
+func dropResponseHeader(name []byte, conn [][]byte) bool {
+	switch len(name) {
+	case 7:
+		return eqFold(name, "trailer") || eqFold(name, "upgrade")
+	case 10:
+		return eqFold(name, "connection") || eqFold(name, "keep-alive")
+	case 16:
+		return eqFold(name, "proxy-connection")
+	case 17:
+		return eqFold(name, "transfer-encoding")
+	case 18:
+		return eqFold(name, "proxy-authenticate")
+	}
+	for _, t := range conn {
+		if len(t) == len(name) && eqFoldBytes(t, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeConn bool) {
+	w := cs.bw
+	resp := &cs.resp
+	w.WriteString("HTTP/1.1 ")
+	w.Write(strconv.AppendInt(cs.hdrOut[:0], int64(resp.status), 10))
+	w.WriteByte(' ')
+	if len(resp.reason) > 0 {
+		w.Write(resp.reason)
+	} else {
+		w.WriteString(http.StatusText(resp.status))
+	}
+	w.WriteString("\r\n")
+	pristine := m.pristine
+	var via []byte
+	for _, h := range resp.headers {
+		if dropResponseHeader(h.name, resp.connTokens) {
+			continue
+		}
+		if !pristine {
+			if eqFold(h.name, "server") || eqFold(h.name, "fly-request-id") {
+				continue
+			}
+			if eqFold(h.name, "via") {
+				via = appendList(via, h.value)
+				continue
+			}
+			if overridden(m, h.name) {
+				continue
+			}
+		}
+		w.Write(h.name)
+		w.WriteString(": ")
+		w.Write(h.value)
+		w.WriteString("\r\n")
+	}
+	if !interim {
+		if resp.chunked && !(eqFold(cs.req.method, "head") || resp.status == 204 || resp.status == 304) {
+			w.WriteString("Transfer-Encoding: chunked\r\n")
+		}
+		if closeConn {
+			w.WriteString("Connection: close\r\n")
+		}
+	}
+	if !pristine {
+		w.WriteString("Fly-Request-Id: ")
+		w.WriteString(rid)
+		w.WriteString("\r\nServer: " + serverName + "\r\nVia: ")
+		if len(via) > 0 {
+			w.Write(via)
+			w.WriteString(", ")
+		}
+		w.WriteString("1.1 hangar\r\n")
+		for _, rh := range m.respHdrs {
+			if rh.remove {
+				continue
+			}
+			for _, v := range rh.values {
+				w.WriteString(rh.name)
+				w.WriteString(": ")
+				w.WriteString(v)
+				w.WriteString("\r\n")
+			}
+		}
+	}
+	w.WriteString("\r\n")
+}
+
+// overridden reports whether a response header is replaced or removed by
+// the service's http_options.response.headers.
+func overridden(m *machine, name []byte) bool {
+	for _, rh := range m.respHdrs {
+		if len(rh.name) == len(name) && eqFoldBytes([]byte(rh.name), name) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeError answers with an error of the proxy itself.
+func (cs *connState) writeError(rid string, code int, msg string, closeConn bool) {
+	if rid == "" {
+		rid = requestID(cs.p.region)
+	}
+	w := cs.bw
+	body := msg + "\n"
+	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: %d\r\nFly-Request-Id: %s\r\nServer: %s\r\n", code, http.StatusText(code), len(body), rid, serverName)
+	if closeConn {
+		w.WriteString("Connection: close\r\n")
+	}
+	w.WriteString("\r\n")
+	if !eqFold(cs.req.method, "head") {
+		w.WriteString(body)
+	}
+}
+
+// parseRoutingHead is parseRouting for the fast path's headers.
+func parseRoutingHead(hs []header) (routing, error) {
+	var h http.Header
+	for _, x := range hs {
+		if len(x.name) >= 16 && len(x.name) <= 22 && eqFold(x.name[:4], "fly-") {
+			for _, k := range routingHeaders {
+				if len(k) == len(x.name) && eqFoldBytes([]byte(k), x.name) {
+					if h == nil {
+						h = http.Header{}
+					}
+					h[k] = append(h[k], string(x.value))
+				}
+			}
+		}
+	}
+	return parseRouting(h)
+}
