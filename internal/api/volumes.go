@@ -1,0 +1,186 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/hangar-dev/hangar/internal/volume"
+)
+
+// Volume endpoints, with the Machines API's paths and shapes:
+//
+//	GET    /v1/apps/{app}/volumes                     [Volume]
+//	POST   /v1/apps/{app}/volumes                     CreateVolumeRequest (snapshot_id restores, source_volume_id forks) → Volume
+//	GET    /v1/apps/{app}/volumes/{id}                Volume
+//	POST   /v1/apps/{app}/volumes/{id}                {"snapshot_retention", "auto_backup_enabled"} → Volume
+//	DELETE /v1/apps/{app}/volumes/{id}                Volume (state "destroyed")
+//	PUT    /v1/apps/{app}/volumes/{id}/extend         {"size_gb"} → {"volume", "needs_restart"}
+//	GET    /v1/apps/{app}/volumes/{id}/snapshots      [VolumeSnapshot]
+//	POST   /v1/apps/{app}/volumes/{id}/snapshots      VolumeSnapshot (Fly answers with no body)
+func init() {
+	registerRoutes(func(s *Server, h HandleFunc) {
+		h("GET /v1/apps/{app}/volumes", s.listVolumes)
+		h("POST /v1/apps/{app}/volumes", s.createVolume)
+		h("GET /v1/apps/{app}/volumes/{id}", s.getVolume)
+		h("POST /v1/apps/{app}/volumes/{id}", s.updateVolume)
+		h("DELETE /v1/apps/{app}/volumes/{id}", s.destroyVolume)
+		h("PUT /v1/apps/{app}/volumes/{id}/extend", s.extendVolume)
+		h("GET /v1/apps/{app}/volumes/{id}/snapshots", s.listSnapshots)
+		h("POST /v1/apps/{app}/volumes/{id}/snapshots", s.createSnapshot)
+	})
+}
+
+// SetVolumes gives the API the volume manager.
+func (s *Server) SetVolumes(m *volume.Manager) { s.features().volumes = m }
+
+func (s *Server) volumes(r *http.Request) (*volume.Manager, string, error) {
+	app, err := s.requireApp(r)
+	if err != nil {
+		return nil, "", err
+	}
+	m := s.features().volumes
+	if m == nil {
+		return nil, "", fmt.Errorf("volumes are not configured on this daemon: %w", errNotFound)
+	}
+	return m, app, nil
+}
+
+func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
+	m, app, err := s.volumes(r)
+	if err != nil {
+		return err
+	}
+	vols, err := m.List(r.Context(), app)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, vols)
+	return nil
+}
+
+func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
+	m, app, err := s.volumes(r)
+	if err != nil {
+		return err
+	}
+	var req volume.CreateRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	v, err := m.Create(r.Context(), app, req)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) error {
+	m, app, err := s.volumes(r)
+	if err != nil {
+		return err
+	}
+	v, err := m.Get(r.Context(), app, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) updateVolume(w http.ResponseWriter, r *http.Request) error {
+	m, app, err := s.volumes(r)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		SnapshotRetention *int  `json:"snapshot_retention"`
+		AutoBackupEnabled *bool `json:"auto_backup_enabled"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	v, err := m.SetRetention(r.Context(), app, r.PathValue("id"), req.SnapshotRetention, req.AutoBackupEnabled)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+func (s *Server) destroyVolume(w http.ResponseWriter, r *http.Request) error {
+	m, app, err := s.volumes(r)
+	if err != nil {
+		return err
+	}
+	v, err := m.Destroy(r.Context(), app, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// ExtendVolumeResponse is Fly's answer to an extend.
+type ExtendVolumeResponse struct {
+	Volume       *volume.Volume `json:"volume"`
+	NeedsRestart bool           `json:"needs_restart"`
+}
+
+func (s *Server) extendVolume(w http.ResponseWriter, r *http.Request) error {
+	m, app, err := s.volumes(r)
+	if err != nil {
+		return err
+	}
+	var req struct {
+		SizeGB int `json:"size_gb"`
+		SizeMB int `json:"size_mb"`
+	}
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	if req.SizeGB <= 0 && req.SizeMB <= 0 {
+		return badRequest("size_gb is required: the new size in GB")
+	}
+	v, restart, err := m.Extend(r.Context(), app, r.PathValue("id"), req.SizeGB, req.SizeMB)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, ExtendVolumeResponse{Volume: v, NeedsRestart: restart})
+	return nil
+}
+
+func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
+	m, app, err := s.volumes(r)
+	if err != nil {
+		return err
+	}
+	if _, err := m.Get(r.Context(), app, r.PathValue("id")); err != nil {
+		// Snapshots outlive their volume: list them even after a destroy.
+		snaps, lerr := m.Snapshots(r.Context(), app, r.PathValue("id"))
+		if lerr != nil || len(snaps) == 0 {
+			return err
+		}
+		writeJSON(w, http.StatusOK, snaps)
+		return nil
+	}
+	snaps, err := m.Snapshots(r.Context(), app, r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, snaps)
+	return nil
+}
+
+func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) error {
+	m, app, err := s.volumes(r)
+	if err != nil {
+		return err
+	}
+	snap, err := m.CreateSnapshot(r.Context(), app, r.PathValue("id"), volume.SnapshotOnDemand)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, snap)
+	return nil
+}
