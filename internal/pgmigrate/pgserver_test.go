@@ -3,6 +3,7 @@ package pgmigrate
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -137,12 +138,32 @@ func startPG(t *testing.T, walLevel string) *pgServer {
 		t.Fatalf("initdb: %v\n%s", err, out)
 	}
 
+	// A free port can be taken by someone else before the server binds it:
+	// try a few.
+	for attempt := 1; ; attempt++ {
+		err := s.launch(t, data, sock, walLevel)
+		if err == nil {
+			return s
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("port %d was taken, retrying with another", s.port)
+	}
+}
+
+var errPortTaken = errors.New("port taken")
+
+// launch starts the server on a fresh port and waits until it accepts
+// connections. The server is stopped in t.Cleanup.
+func (s *pgServer) launch(t *testing.T, data, sock, walLevel string) error {
+	t.Helper()
 	s.port = freePort(t)
 	logf, err := os.Create(s.log)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(s.port), "-k", sock,
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", data, "-p", strconv.Itoa(s.port), "-k", sock,
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "wal_level="+walLevel,
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
@@ -152,20 +173,23 @@ func startPG(t *testing.T, walLevel string) *pgServer {
 		// worker again; the default 5s would dominate the test.
 		"-c", "wal_retrieve_retry_interval=200ms",
 	)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	asPostgres(t, s.cmd)
-	if err := s.cmd.Start(); err != nil {
-		t.Fatalf("start postgres: %v", err)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	asPostgres(t, cmd)
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start postgres: %w", err)
 	}
+	s.cmd = cmd
 	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done); logf.Close() }()
+	go func() { _ = cmd.Wait(); close(done); logf.Close() }()
+	port := s.port
 	t.Cleanup(func() {
 		// SIGINT is PostgreSQL's fast shutdown: roll back and exit.
-		_ = s.cmd.Process.Signal(syscall.SIGINT)
+		_ = cmd.Process.Signal(syscall.SIGINT)
 		select {
 		case <-done:
 		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
+			_ = cmd.Process.Kill()
 			<-done
 		}
 		if t.Failed() {
@@ -173,29 +197,32 @@ func startPG(t *testing.T, walLevel string) *pgServer {
 				if len(b) > 4000 {
 					b = b[len(b)-4000:]
 				}
-				t.Logf("server log (%s, port %d), tail:\n%s", walLevel, s.port, b)
+				t.Logf("server log (%s, port %d), tail:\n%s", walLevel, port, b)
 			}
 		}
 	})
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
+		select {
+		case <-done:
+			b, _ := os.ReadFile(s.log)
+			if strings.Contains(string(b), "could not bind") || strings.Contains(string(b), "already in use") {
+				return errPortTaken
+			}
+			return fmt.Errorf("postgres exited during startup:\n%s", b)
+		default:
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		conn, err := pgx.Connect(ctx, s.url("postgres"))
 		cancel()
 		if err == nil {
 			closeConn(conn)
-			return s
-		}
-		select {
-		case <-done:
-			b, _ := os.ReadFile(s.log)
-			t.Fatalf("postgres exited during startup:\n%s", b)
-		default:
+			return nil
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(s.log)
-			t.Fatalf("postgres did not accept connections within 30s: %v\n%s", err, b)
+			return fmt.Errorf("postgres did not accept connections within 30s: %v\n%s", err, b)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
