@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,7 +18,7 @@ func init() { register(newServerCmd) }
 
 func newServerCmd() *cobra.Command {
 	o := daemon.Options{Network: network.DefaultConfig}
-	var debug bool
+	var debug, rotate bool
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Hangar daemon (API, proxy, machines)",
@@ -33,6 +34,14 @@ re-adopts them. Needs root (containers, network namespaces).`,
 			o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if rotate {
+				n, err := daemon.RotateSecretsKey(ctx, o.DataDir)
+				if err != nil {
+					return &HintError{Err: err, Hint: "stop the daemon using --data-dir first; a rerun finishes an interrupted rotation"}
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Rotated the secrets key: %d secret values re-encrypted; start the daemon again\n", n)
+				return nil
+			}
 			return daemon.Run(ctx, o)
 		},
 	}
@@ -49,6 +58,7 @@ re-adopts them. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.Network.Subnet6, "subnet6", network.DefaultConfig.Subnet6, "IPv6 (6PN) subnet for machines")
 	f.DurationVar(&o.AutostopInterval, "autostop-interval", autostopDefault(), "how often idle machines beyond min_machines_running are stopped or suspended (auto_stop_machines); 0 turns it off")
 	f.BoolVar(&debug, "debug", false, "log debug messages")
+	f.BoolVar(&rotate, "rotate-secrets-key", false, "re-encrypt every secret under a new key, then exit (the daemon must be stopped)")
 	return cmd
 }
 
