@@ -279,9 +279,11 @@ func (b *builder) execCheck(key string, cmd []string, t checkTimes, env map[stri
 func (b *builder) volume(key, name, dest string, sizeGB int, processes []string) {
 	c := b.cfg()
 	src := volumeName(name)
-	if len(c.Mounts) > 0 {
-		b.none(key, "a machine can mount one volume; %s (%s) was left out: put its data under %s or in a separate app", name, dest, c.Mounts[0].Destination)
-		return
+	for _, m := range c.Mounts {
+		if len(m.Processes) == 0 || len(processes) == 0 || m.Processes[0] == processes[0] {
+			b.none(key, "a machine can mount one volume; %s (%s) was left out: put its data under %s or in a separate app", name, dest, m.Destination)
+			return
+		}
 	}
 	m := &FlyMount{Source: src, Destination: dest, Processes: processes}
 	if sizeGB > 0 {

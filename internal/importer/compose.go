@@ -3,6 +3,7 @@ package importer
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -172,12 +173,59 @@ func mustAbs(p string) string {
 	return a
 }
 
-// composeUnit is one service about to become an app.
+// composeUnit is one service about to become an app, or a process group
+// of an app shared with services that run the same image.
 type composeUnit struct {
-	svc  ctypes.ServiceConfig
-	app  string
-	db   string
-	port int // the port other apps reach it on
+	svc   ctypes.ServiceConfig
+	app   string
+	db    string
+	port  int    // the port other apps reach it on
+	group string // process group name when the app has several; "" otherwise
+}
+
+// pg is the unit's process group name.
+func (u *composeUnit) pg() string {
+	if u.group == "" {
+		return "app"
+	}
+	return u.group
+}
+
+// procs is the processes filter for the unit's sections.
+func (u *composeUnit) procs() []string {
+	if u.group == "" {
+		return nil
+	}
+	return []string{u.group}
+}
+
+// shareKey is equal for services that can be process groups of one app:
+// same image or build, entrypoint, environment and env files, stop
+// settings. "" means the service needs its own app.
+func shareKey(s ctypes.ServiceConfig, db string) string {
+	if db != "" {
+		return ""
+	}
+	k := struct {
+		Image      string
+		Build      *ctypes.BuildConfig
+		Entrypoint []string
+		Env        map[string]*string
+		EnvFiles   []ctypes.EnvFile
+		Stop       string
+		Grace      *ctypes.Duration
+	}{Entrypoint: s.Entrypoint, Env: s.Environment, EnvFiles: s.EnvFiles, Stop: s.StopSignal, Grace: s.StopGracePeriod, Build: s.Build}
+	if s.Build == nil {
+		k.Image = s.Image
+	}
+	if k.Image == "" && k.Build == nil {
+		return ""
+	}
+	b, err := json.Marshal(k)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
 
 func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Result, error) {
@@ -226,25 +274,88 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 	units := make([]*composeUnit, 0, len(names))
 	hosts := map[string]string{}
 	used := map[string]bool{}
+	// Services that run the same image with the same environment become
+	// process groups of one app, as long as at most one publishes ports.
+	groups := map[string][]string{}
+	var order []string
 	for _, n := range names {
 		s := proj.Services[n]
-		u := &composeUnit{svc: s, app: uniqueName(used, nameFor(opts, proj.Name, n, len(names) > 1)), db: dbKind(s.Image)}
+		db := dbKind(s.Image)
 		if s.Build != nil {
-			u.db = ""
+			db = ""
 		}
-		units = append(units, u)
+		key := shareKey(s, db)
+		if key == "" {
+			key = "\x00" + n
+		}
+		if _, ok := groups[key]; !ok {
+			order = append(order, key)
+		}
+		groups[key] = append(groups[key], n)
+	}
+	var split []string
+	for _, key := range order {
+		members := groups[key]
+		published := 0
+		for _, m := range members {
+			if len(proj.Services[m].Ports) > 0 {
+				published++
+			}
+		}
+		if published > 1 {
+			// Two public services: keep separate apps.
+			for _, m := range members {
+				groups["\x00"+m] = []string{m}
+				split = append(split, "\x00"+m)
+			}
+			delete(groups, key)
+			continue
+		}
+		split = append(split, key)
+	}
+	apps := len(split)
+	for _, key := range split {
+		members := groups[key]
+		primary := members[0]
+		for _, m := range members {
+			if len(proj.Services[m].Ports) > 0 {
+				primary = m
+			}
+		}
+		app := uniqueName(used, nameFor(opts, proj.Name, primary, apps > 1))
+		for _, n := range members {
+			s := proj.Services[n]
+			u := &composeUnit{svc: s, app: app, db: dbKind(s.Image)}
+			if s.Build != nil {
+				u.db = ""
+			}
+			if len(members) > 1 {
+				u.group = processName(n)
+			}
+			units = append(units, u)
+		}
+	}
+	owner := map[string]string{} // host name -> service it names
+	for _, u := range units {
+		s := u.svc
 		addr := u.app + ".internal"
-		hosts[n] = addr
-		if s.ContainerName != "" {
-			hosts[s.ContainerName] = addr
+		if u.group != "" {
+			// Fly's DNS name of one process group's machines.
+			addr = u.group + ".process." + u.app + ".internal"
 		}
-		if s.Hostname != "" {
-			hosts[s.Hostname] = addr
+		set := func(h string) {
+			if h != "" {
+				hosts[h] = addr
+				owner[h] = s.Name
+			}
 		}
+		set(s.Name)
+		set(s.ContainerName)
+		set(s.Hostname)
 		for _, nw := range s.Networks {
 			if nw != nil {
 				for _, a := range nw.Aliases {
-					hosts[a] = addr
+					set(a)
 				}
 			}
 		}
@@ -256,6 +367,7 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 				if addr, known := hosts[svc]; known {
 					if _, taken := hosts[alias]; !taken {
 						hosts[alias] = addr
+						owner[alias] = svc
 					}
 				}
 			}
@@ -265,18 +377,44 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 	for _, u := range units {
 		byService[u.svc.Name] = u
 	}
+	builders := map[string]*builder{}
+	var appOrder []string
 	for _, u := range units {
 		others := map[string]string{}
 		for h, a := range hosts {
-			if a != u.app+".internal" {
+			if owner[h] != u.svc.Name {
 				others[h] = a
 			}
 		}
-		b := newBuilder(rep, opts, u.app, "service "+u.svc.Name)
+		b, ok := builders[u.app]
+		if !ok {
+			b = newBuilder(rep, opts, u.app, "service "+u.svc.Name)
+			builders[u.app] = b
+			appOrder = append(appOrder, u.app)
+		} else {
+			b.app.From += ", " + u.svc.Name
+		}
+		if u.group != "" {
+			b.approx("services."+u.svc.Name, "[processes] "+u.group, "runs as process group %s of app %s: same image and environment as the app's other services", u.group, u.app)
+		}
 		convertComposeService(b, proj, dir, u, others, byService)
-		res.Apps = append(res.Apps, b.flush())
+	}
+	sort.Strings(appOrder)
+	for _, a := range appOrder {
+		res.Apps = append(res.Apps, builders[a].flush())
 	}
 	return res, nil
+}
+
+var processNameBad = regexp.MustCompile(`[^a-z0-9_]+`)
+
+// processName makes a process group name from a service name.
+func processName(s string) string {
+	n := strings.Trim(processNameBad.ReplaceAllString(strings.ToLower(s), "_"), "_")
+	if n == "" {
+		return "app"
+	}
+	return n
 }
 
 // composeKeys lists the keys set on a service, from its struct tags.
@@ -343,7 +481,7 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 		if has["mem_limit"] {
 			key = "mem_limit"
 		}
-		b.size(k(key), cpus, int(int64(s.MemLimit)/(1<<20)), nil)
+		b.size(k(key), cpus, int(int64(s.MemLimit)/(1<<20)), u.procs())
 	}
 	// Ports decide the http_service, which checks attach to.
 	composePorts(b, s, k, u)
@@ -353,8 +491,8 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 		case "name", "image", "build", "ports", "expose":
 		case "command":
 			cmd := shellJoin(s.Command)
-			b.process("app", cmd)
-			b.mapped(kk, "[processes] app")
+			b.process(u.pg(), cmd)
+			b.mapped(kk, "[processes] "+u.pg())
 		case "entrypoint":
 			c.Experimental = &FlyExperimental{Entrypoint: s.Entrypoint}
 			b.approx(kk, "[experimental] entrypoint", "entrypoint override is an experimental fly.toml key")
@@ -407,19 +545,19 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 				}
 			}
 		case "healthcheck":
-			composeHealth(b, kk, s, env)
+			composeHealth(b, kk, s, env, u)
 		case "volumes":
 			composeVolumes(b, proj, kk, s, u)
 		case "deploy":
-			composeDeploy(b, kk, s)
+			composeDeploy(b, kk, s, u)
 		case "scale":
-			b.count(kk, "", *s.Scale)
+			b.count(kk, u.group, *s.Scale)
 		case "cpus", "mem_limit", "cpu_count":
 			// handled before the loop
 		case "mem_reservation", "cpu_shares", "cpu_quota", "cpu_period", "cpuset", "memswap_limit", "mem_swappiness", "pids_limit", "shm_size", "oom_kill_disable", "oom_score_adj", "blkio_config", "cpu_percent", "cpu_rt_period", "cpu_rt_runtime", "ulimits":
 			b.none(kk, "fine-grained resource control has no equivalent; size machines with [[vm]]")
 		case "restart":
-			b.restart(kk, s.Restart, 0, nil)
+			b.restart(kk, s.Restart, 0, u.procs())
 		case "depends_on":
 			for _, dep := range sortedKeys(s.DependsOn) {
 				d := s.DependsOn[dep]
@@ -493,8 +631,12 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 	if u.db != "" {
 		b.databaseApp(k("image"), u.db, u.port, len(c.Mounts) > 0)
 	}
-	if c.HTTPService != nil && len(c.Processes) > 0 {
-		c.HTTPService.Processes = []string{"app"}
+	if u.group != "" && len(s.Command) == 0 {
+		// The image's own command; flyctl runs the image CMD for "".
+		b.process(u.group, "")
+	}
+	if c.HTTPService != nil && len(c.Processes) > 0 && len(c.HTTPService.Processes) == 0 && len(u.svc.Ports) > 0 {
+		c.HTTPService.Processes = []string{u.pg()}
 	}
 }
 
@@ -626,7 +768,7 @@ func composePorts(b *builder, s ctypes.ServiceConfig, k func(string) string, u *
 			case u.db != "":
 				b.approx(key, "", "database port %d stays private (reach it at %s.internal:%d); publishing a database to the internet is not done", p.target, b.app.Name, p.target)
 			case p.local && b.cfg().HTTPService == nil:
-				b.httpService(p.target, nil)
+				b.httpService(p.target, u.procs())
 				b.approx(key, "[http_service] internal_port", "port %d was published on the host's loopback only, usually behind a reverse proxy on the host: the platform's proxy now serves it on 80/443", p.target)
 			case p.local:
 				b.approx(key, "", "port %d was published on the host's loopback only: it stays private (%s.internal:%d)", p.target, b.app.Name, p.target)
@@ -634,7 +776,7 @@ func composePorts(b *builder, s ctypes.ServiceConfig, k func(string) string, u *
 				b.cfg().Services = append(b.cfg().Services, &FlyService{Protocol: "udp", InternalPort: p.target, Ports: []*FlyPort{{Port: orInt(p.published, p.target)}}})
 				b.approx(key, "[[services]] protocol = udp", "UDP needs a dedicated IPv4 address: `hangar ips allocate-v4 -a %s`", b.app.Name)
 			case b.cfg().HTTPService == nil:
-				b.httpService(p.target, nil)
+				b.httpService(p.target, u.procs())
 				if p.published == 80 || p.published == 443 || p.published == 0 {
 					b.mapped(key, "[http_service] internal_port")
 				} else {
@@ -642,7 +784,7 @@ func composePorts(b *builder, s ctypes.ServiceConfig, k func(string) string, u *
 				}
 			default:
 				pub := orInt(p.published, p.target)
-				b.tcpService(p.target, pub, nil)
+				b.tcpService(p.target, pub, u.procs())
 				b.approx(key, "[[services]] tcp", "second port exposed as raw TCP on port %d; add handlers if it speaks HTTP or TLS", pub)
 			}
 		}
@@ -659,7 +801,7 @@ func orInt(a, b int) int {
 	return b
 }
 
-func composeHealth(b *builder, key string, s ctypes.ServiceConfig, env map[string]string) {
+func composeHealth(b *builder, key string, s ctypes.ServiceConfig, env map[string]string, u *composeUnit) {
 	h := s.HealthCheck
 	if h.Disable || (len(h.Test) > 0 && strings.EqualFold(h.Test[0], "NONE")) {
 		b.mapped(key, "(no check)")
@@ -679,7 +821,15 @@ func composeHealth(b *builder, key string, s ctypes.ServiceConfig, env map[strin
 		b.none(key, "health check without test (inherits the image's HEALTHCHECK, which is not run): add a check by hand")
 		return
 	}
-	b.execCheck(key+".test", h.Test, t, env, nil)
+	if u.group != "" && b.cfg().HTTPService != nil && (len(b.cfg().HTTPService.Processes) == 0 || b.cfg().HTTPService.Processes[0] != u.group) {
+		// Not this group's service: a top-level check filtered to the group.
+		saved := b.cfg().HTTPService
+		b.cfg().HTTPService = nil
+		b.execCheck(key+".test", h.Test, t, env, u.procs())
+		b.cfg().HTTPService = saved
+	} else {
+		b.execCheck(key+".test", h.Test, t, env, u.procs())
+	}
 	if h.Retries != nil {
 		b.none(key+".retries", "checks have no retry count: a machine is unhealthy from the first failure until a check passes")
 	}
@@ -692,7 +842,7 @@ func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.Servi
 		case ctypes.VolumeTypeBind:
 			if u.db != "" && !strings.Contains(filepath.Base(v.Target), ".") {
 				// A database's data directory on the host: keep the data on a volume.
-				b.volume(kk, s.Name+"_data", v.Target, 0, nil)
+				b.volume(kk, s.Name+"_data", v.Target, 0, u.procs())
 				if last := &b.rep.Entries[len(b.rep.Entries)-1]; last.Status == Mapped {
 					last.Status = Approximated
 					last.Warning = fmt.Sprintf("the database's data directory was the host path %s; it is now a volume: copy the data over (e.g. pg_dump/restore)", v.Source)
@@ -709,7 +859,7 @@ func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.Servi
 			size := 0
 			if name == "" {
 				name = s.Name + "_" + strings.ReplaceAll(strings.Trim(v.Target, "/"), "/", "_")
-				b.volume(kk, name, v.Target, size, nil)
+				b.volume(kk, name, v.Target, size, u.procs())
 				if last := &b.rep.Entries[len(b.rep.Entries)-1]; last.Status == Mapped {
 					last.Status = Approximated
 					last.Warning = "anonymous volume became a named volume"
@@ -717,14 +867,14 @@ func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.Servi
 				continue
 			}
 			if pv, ok := proj.Volumes[name]; ok && bool(pv.External) {
-				b.volume(kk, name, v.Target, size, nil)
+				b.volume(kk, name, v.Target, size, u.procs())
 				if last := &b.rep.Entries[len(b.rep.Entries)-1]; last.Status == Mapped {
 					last.Status = Approximated
 					last.Warning = "external volume: a new, empty volume is created; copy its data over"
 				}
 				continue
 			}
-			b.volume(kk, name, v.Target, size, nil)
+			b.volume(kk, name, v.Target, size, u.procs())
 			if v.ReadOnly {
 				if last := &b.rep.Entries[len(b.rep.Entries)-1]; last.Status == Mapped {
 					last.Status = Approximated
@@ -739,18 +889,18 @@ func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.Servi
 	}
 }
 
-func composeDeploy(b *builder, key string, s ctypes.ServiceConfig) {
+func composeDeploy(b *builder, key string, s ctypes.ServiceConfig, u *composeUnit) {
 	d := s.Deploy
 	if d.Replicas != nil && s.Scale == nil {
-		b.count(key+".replicas", "", *d.Replicas)
+		b.count(key+".replicas", u.group, *d.Replicas)
 	}
 	if d.Mode == "global" || d.Mode == "global-job" {
 		b.none(key+".mode", "mode %s (one per node) has no equivalent; use `hangar scale count` per region", d.Mode)
 	}
 	if l := d.Resources.Limits; l != nil && (l.NanoCPUs > 0 || l.MemoryBytes > 0) {
-		b.size(key+".resources.limits", float64(l.NanoCPUs), int(int64(l.MemoryBytes)/(1<<20)), nil)
+		b.size(key+".resources.limits", float64(l.NanoCPUs), int(int64(l.MemoryBytes)/(1<<20)), u.procs())
 	} else if r := d.Resources.Reservations; r != nil && (r.NanoCPUs > 0 || r.MemoryBytes > 0) {
-		b.size(key+".resources.reservations", float64(r.NanoCPUs), int(int64(r.MemoryBytes)/(1<<20)), nil)
+		b.size(key+".resources.reservations", float64(r.NanoCPUs), int(int64(r.MemoryBytes)/(1<<20)), u.procs())
 	}
 	for _, r := range []*ctypes.Resource{d.Resources.Limits, d.Resources.Reservations} {
 		if r != nil && len(r.Devices) > 0 {
@@ -769,7 +919,7 @@ func composeDeploy(b *builder, key string, s ctypes.ServiceConfig) {
 		} else if cond == "none" {
 			cond = "no"
 		}
-		b.restart(key+".restart_policy", cond, retries, nil)
+		b.restart(key+".restart_policy", cond, retries, u.procs())
 	}
 	if d.UpdateConfig != nil || d.RollbackConfig != nil {
 		b.approx(key+".update_config", "[deploy] strategy", "rolling deploys are the default; parallelism, delay and order are not kept")

@@ -79,6 +79,22 @@ func Import(format, path string, opts Options) (*Result, error) {
 		return nil, &InputError{File: path, Err: err, Hint: "pass the path of the " + format + " file or of the directory that holds it"}
 	}
 	var res *Result
+	switch f := strings.ToLower(format); f {
+	case "docker-compose", "compose-spec":
+		format = "compose"
+	case "procfile", "app.json":
+		format = "heroku"
+	case "render.yaml":
+		format = "render"
+	case "railway.json", "railway.toml":
+		format = "railway"
+	case "aws-ecs", "ecs-task", "taskdef":
+		format = "ecs"
+	case "aws-copilot":
+		format = "copilot"
+	default:
+		format = f
+	}
 	switch format {
 	case "compose":
 		res, err = importCompose(path, st.IsDir(), opts)

@@ -202,3 +202,71 @@ cronSchedule = "0 0 * * 0"
 		t.Error("an undefined environment should be an error")
 	}
 }
+
+// TestComposeProcessGroups: services with the same image and environment
+// become process groups of one app; databases and differently configured
+// services stay apart.
+func TestComposeProcessGroups(t *testing.T) {
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "compose.yaml"), `x-app: &app
+  build: .
+  environment:
+    DATABASE_URL: postgres://app@db:5432/app
+    CACHE: redis:6379
+services:
+  web:
+    <<: *app
+    ports: ["8000:8000"]
+    healthcheck:
+      test: curl -f http://localhost:8000/up
+  worker:
+    <<: *app
+    command: ["celery", "-A", "proj", "worker"]
+    deploy: {replicas: 3}
+    healthcheck:
+      test: curl -f http://localhost:9000/metrics
+  beat:
+    <<: *app
+    command: celery -A proj beat
+  admin:
+    build: .
+    environment:
+      ROLE: admin
+  db:
+    image: postgres:16
+  redis:
+    image: redis:7
+`)
+	res, err := Import("compose", dir, Options{Name: "proj"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, a := range res.Apps {
+		names = append(names, a.Name)
+	}
+	if strings.Join(names, ",") != "proj-admin,proj-db,proj-redis,proj-web" {
+		t.Fatalf("apps %v", names)
+	}
+	web := res.Apps[3].Config
+	if len(web.Processes) != 3 || web.Processes["web"] != "" || web.Processes["worker"] != "celery -A proj worker" || web.Processes["beat"] != "celery -A proj beat" {
+		t.Errorf("processes %q", web.Processes)
+	}
+	if web.HTTPService == nil || len(web.HTTPService.Processes) != 1 || web.HTTPService.Processes[0] != "web" || len(web.HTTPService.Checks) != 1 {
+		t.Errorf("http_service %+v", web.HTTPService)
+	}
+	if chk := web.Checks["health_9000"]; chk == nil || len(chk.Processes) != 1 || chk.Processes[0] != "worker" {
+		t.Errorf("worker check %+v", web.Checks)
+	}
+	if web.Env["CACHE"] != "proj-redis.internal:6379" {
+		t.Errorf("env %v", web.Env)
+	}
+	if !contains(res.Report.Actions, "hangar scale count worker=3 -a proj-web") {
+		t.Errorf("actions %v", res.Report.Actions)
+	}
+	data, err := web.MarshalTOML("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFlyToml(t, res.Apps[3], data)
+}
