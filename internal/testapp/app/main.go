@@ -78,6 +78,7 @@ func main() {
 		fmt.Println("crashing on request")
 		os.Exit(3)
 	})
+	fileHandlers(mux)
 	fmt.Println("listening on", port)
 	if err := http.ListenAndServe(":"+port, mux); err != nil {
 		fmt.Fprintln(os.Stderr, err)
