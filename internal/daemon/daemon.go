@@ -215,9 +215,9 @@ func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("secrets: %w", err)
 	}
-	runDir := filepath.Join(o.DataDir, "run", "files")
-	if err := secrets.MountRunDir(runDir); err != nil {
-		log.Warn("[[files]] contents will be written to disk", "err", err)
+	runDir, err := secrets.RunDirFor(o.DataDir)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	vols, err := volume.New(st, o.DataDir, o.Region, log)
 	if err != nil {

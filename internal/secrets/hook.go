@@ -2,7 +2,9 @@ package secrets
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -23,24 +25,29 @@ import (
 type Hook struct {
 	Secrets *Store
 	Store   store.Store // to find destroyed machines whose files can go
-	// RunDir holds [[files]] contents, one directory per machine. The daemon
-	// mounts a tmpfs there so that secret files never touch the disk.
+	// RunDir holds [[files]] contents, one directory per machine; see
+	// RunDirFor.
 	RunDir string
 }
 
-// MountRunDir makes dir a private tmpfs (mode 0700) unless it already is.
-func MountRunDir(dir string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("secrets run dir %s: %w", dir, err)
-	}
+// RunDirFor returns where a daemon with dataDir keeps [[files]] contents:
+// under /dev/shm (a tmpfs: secret files never touch the disk, and vanish
+// at reboot) when it is one, else under the data dir. The directory is
+// created with mode 0700.
+func RunDirFor(dataDir string) (string, error) {
+	dir := filepath.Join(dataDir, "run", "files")
 	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.TMPFS_MAGIC {
-		return nil
+	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Type == unix.TMPFS_MAGIC {
+		sum := sha256.Sum256([]byte(dataDir))
+		dir = filepath.Join("/dev/shm", "hangar-"+hex.EncodeToString(sum[:6]), "files")
 	}
-	if err := unix.Mount("tmpfs", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=0700,size=64m"); err != nil {
-		return fmt.Errorf("mount tmpfs for secret files on %s: %w", dir, err)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("secrets run dir %s: %w", dir, err)
 	}
-	return nil
+	if err := os.Chmod(filepath.Dir(dir), 0o700); err != nil {
+		return "", err
+	}
+	return dir, nil
 }
 
 // SpecHook is a supervisor.SpecHook: secrets become env (overriding [env]
