@@ -4,9 +4,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -16,6 +18,12 @@ func main() {
 		code, _ := strconv.Atoi(os.Args[2])
 		fmt.Println("exiting with", code)
 		os.Exit(code)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "cat" {
+		// For exec tests: stdin to stdout, the other arguments to stderr.
+		_, _ = io.Copy(os.Stdout, os.Stdin)
+		fmt.Fprint(os.Stderr, strings.Join(os.Args[2:], " "))
+		os.Exit(len(os.Args) - 2)
 	}
 	if len(os.Args) > 2 && os.Args[1] == "alloc" {
 		mb, _ := strconv.Atoi(os.Args[2])
