@@ -69,16 +69,30 @@ type SecretsList struct {
 	DeployedVersion int              `json:"deployed_version"`
 }
 
+// secretsList lists an app's secrets. What is deployed is the secrets
+// version of the app's newest complete release when it has one (deploys,
+// restarts and rollbacks record it), else the version the last roll-out
+// without a release marked.
 func (s *Server) secretsList(ctx context.Context, st *secrets.Store, app string) (*SecretsList, error) {
-	ls, err := st.List(ctx, app)
+	dv, err := st.DeployedVersion(ctx, app)
+	if err != nil {
+		return nil, err
+	}
+	rels, err := deploy.Releases(ctx, s.Store, app)
+	if err != nil {
+		return nil, err
+	}
+	for _, rel := range rels {
+		if rel.Status == deploy.StatusComplete {
+			dv = rel.SecretsVersion
+			break
+		}
+	}
+	ls, err := st.ListAt(ctx, app, dv)
 	if err != nil {
 		return nil, err
 	}
 	v, err := st.Version(ctx, app)
-	if err != nil {
-		return nil, err
-	}
-	dv, err := st.DeployedVersion(ctx, app)
 	if err != nil {
 		return nil, err
 	}

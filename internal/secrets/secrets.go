@@ -268,11 +268,22 @@ func (s *Store) Update(ctx context.Context, app string, values map[string]*strin
 	return 0, fmt.Errorf("save secrets of %s: too much contention: %w", app, store.ErrConflict)
 }
 
-// List returns an app's latest secrets (names, digests, times, status).
+// List returns an app's latest secrets (names, digests, times, status),
+// with the status against the version last marked deployed.
 func (s *Store) List(ctx context.Context, app string) ([]Secret, error) {
+	return s.ListAt(ctx, app, -1)
+}
+
+// ListAt is List with the status against deployed, the secrets version the
+// app's machines run (from its current release); -1 = the version last
+// marked deployed.
+func (s *Store) ListAt(ctx context.Context, app string, deployed int) ([]Secret, error) {
 	m, _, err := s.getMeta(ctx, app)
 	if err != nil {
 		return nil, err
+	}
+	if deployed >= 0 {
+		m.Deployed = deployed
 	}
 	rec, err := s.getVersion(ctx, app, m.Latest)
 	if err != nil {
