@@ -19,6 +19,9 @@ type builder struct {
 	actions []string
 	// scale collects per-process machine counts for one command.
 	counts map[string]int
+	// self lists the names the source used for this unit itself (a
+	// compose service name): a health check probing them probes itself.
+	self []string
 }
 
 func newBuilder(rep *Report, opts Options, name, from string) *builder {
@@ -259,7 +262,7 @@ func (b *builder) tcpCheck(key string, port int, t checkTimes, processes []strin
 // execCheck converts an exec-style health check (a command run inside the
 // container) into an HTTP check when it is a plain curl/wget of a local URL.
 func (b *builder) execCheck(key string, cmd []string, t checkTimes, env map[string]string, processes []string) {
-	p, how, err := parseExecCheck(cmd, env)
+	p, how, err := parseExecCheck(cmd, env, b.self...)
 	switch {
 	case err != nil:
 		b.none(key, "exec health check %q cannot run on the platform's proxy (%v): add an http or tcp check by hand, or use [[http_service.machine_checks]]", strings.Join(cmd, " "), err)

@@ -394,6 +394,13 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 		} else {
 			b.app.From += ", " + u.svc.Name
 		}
+		b.self = []string{u.svc.Name}
+		for h, svc := range owner {
+			if svc == u.svc.Name && h != u.svc.Name {
+				b.self = append(b.self, h)
+			}
+		}
+		sort.Strings(b.self)
 		if u.group != "" {
 			b.approx("services."+u.svc.Name, "[processes] "+u.group, "runs as process group %s of app %s: same image and environment as the app's other services", u.group, u.app)
 		}

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -17,8 +18,9 @@ import (
 // healthCheck.command, copilot's healthcheck.command — and finds the local
 // HTTP URL it probes. A plain curl or wget gives an exact probe (how == "");
 // a URL found in some other command gives an approximate one, with how
-// saying why. env resolves $PORT-style references.
-func parseExecCheck(cmd []string, env map[string]string) (p probe, how string, err error) {
+// saying why. env resolves $PORT-style references; self lists other names
+// of the machine itself (a compose service probing its own service name).
+func parseExecCheck(cmd []string, env map[string]string, self ...string) (p probe, how string, err error) {
 	if len(cmd) == 0 {
 		return p, "", errors.New("empty command")
 	}
@@ -59,7 +61,7 @@ func parseExecCheck(cmd []string, env map[string]string) (p probe, how string, e
 		if perr != nil {
 			return p, "", perr
 		}
-		p, err = localProbe(raw, env)
+		p, err = localProbe(raw, env, self)
 		p.Method = method
 		if err == nil && piped {
 			return p, fmt.Sprintf("the %s output was piped into another command (e.g. grep for a body); only the HTTP status is checked now", prog), nil
@@ -68,16 +70,14 @@ func parseExecCheck(cmd []string, env map[string]string) (p probe, how string, e
 	}
 	// Some other command: look for a local URL anywhere in it.
 	all := strings.Join(cmd, " ")
-	if m := localURLRE.FindString(all); m != "" {
-		p, err = localProbe(m, env)
-		if err == nil {
-			return p, fmt.Sprintf("health check command %q became an HTTP GET of %s; the command's own logic (status codes, body checks) is not kept", prog, m), nil
+	for _, m := range urlRE.FindAllString(all, -1) {
+		m = strings.TrimRight(m, `'"),;|&`)
+		if q, err := localProbe(m, env, self); err == nil {
+			return q, fmt.Sprintf("health check command %q became an HTTP GET of %s; the command's own logic (status codes, body checks) is not kept", prog, m), nil
 		}
 	}
 	return p, "", fmt.Errorf("%s is not an HTTP probe", prog)
 }
-
-var localURLRE = regexp.MustCompile(`https?://(localhost|127\.0\.0\.1|0\.0\.0\.0|\[::1\])(:[0-9]+|:\$\{?[A-Za-z_][A-Za-z0-9_]*\}?)?(/[^\s'"),;|&]*)?`)
 
 func shellWords(s string) ([]string, error) {
 	// shlex treats # as a comment only at word start; good enough here.
@@ -179,7 +179,7 @@ func looksURL(a string) bool {
 var envRefRE = regexp.MustCompile(`\$\{?([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}?`)
 
 // localProbe parses a probed URL, which must point at the machine itself.
-func localProbe(raw string, env map[string]string) (probe, error) {
+func localProbe(raw string, env map[string]string, self []string) (probe, error) {
 	var p probe
 	expanded := envRefRE.ReplaceAllStringFunc(raw, func(m string) string {
 		sub := envRefRE.FindStringSubmatch(m)
@@ -205,6 +205,9 @@ func localProbe(raw string, env map[string]string) (probe, error) {
 	switch host {
 	case "localhost", "127.0.0.1", "0.0.0.0", "::1", "::":
 	default:
+		if slices.Contains(self, host) {
+			break
+		}
 		if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
 			return p, fmt.Errorf("URL %s probes host %q, not the machine itself", raw, host)
 		}

@@ -30,6 +30,8 @@ func TestParseExecCheck(t *testing.T) {
 		{cmd: []string{"/usr/bin/curl", "-f", "http://localhost:81/x"}, port: 81, path: "/x", method: "GET"},
 		{cmd: []string{"CMD-SHELL", "python -c \"import urllib.request; urllib.request.urlopen('http://localhost:8080/health')\""}, port: 8080, path: "/health", approx: true},
 		{cmd: []string{"CMD", "pg_isready", "-U", "postgres"}, wantErrSub: "not an HTTP probe"},
+		{cmd: []string{"CMD", "wget", "--spider", "http://self:5000/status"}, port: 5000, path: "/status", method: "GET"},
+		{cmd: []string{"CMD", "node", "-e", "fetch('http://self:3000/api/profile').then(r => r.ok)"}, port: 3000, path: "/api/profile", approx: true},
 		{cmd: []string{"CMD-SHELL", "curl -f http://db:5432/"}, wantErrSub: "not the machine itself"},
 		{cmd: []string{"CMD-SHELL", "curl -f http://localhost:${UNSET}/"}, wantErrSub: "not set"},
 		{cmd: []string{"NONE"}, wantErrSub: "disabled"},
@@ -37,7 +39,7 @@ func TestParseExecCheck(t *testing.T) {
 		{cmd: []string{"CMD-SHELL", "curl 'unterminated"}, wantErrSub: "split"},
 	}
 	for _, c := range cases {
-		p, how, err := parseExecCheck(c.cmd, env)
+		p, how, err := parseExecCheck(c.cmd, env, "self")
 		name := strings.Join(c.cmd, " ")
 		if c.wantErrSub != "" {
 			if err == nil || !strings.Contains(err.Error(), c.wantErrSub) {
