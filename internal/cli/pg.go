@@ -86,9 +86,8 @@ func pgCLIError(err error) error {
 	if err == nil {
 		return nil
 	}
-	var me *pgmigrate.MismatchError
-	if errors.As(err, &me) {
-		return &ExitError{Code: 2, Err: err}
+	if code := pgmigrate.ExitCode(err); code != pgmigrate.ExitFailed {
+		return &ExitError{Code: code, Err: err}
 	}
 	var pe *pgmigrate.Error
 	if errors.As(err, &pe) {

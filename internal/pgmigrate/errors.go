@@ -43,6 +43,26 @@ func (e *MismatchError) Error() string {
 	return "verification failed: " + strings.Join(parts, "; ")
 }
 
+// Exit codes of hangar pg migrate.
+const (
+	ExitOK       = 0
+	ExitFailed   = 1 // could not migrate or verify: see the error and its hint
+	ExitMismatch = 2 // verified, and the databases differ
+)
+
+// ExitCode is the process exit code for an error returned by Run.
+func ExitCode(err error) int {
+	var me *MismatchError
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.As(err, &me):
+		return ExitMismatch
+	default:
+		return ExitFailed
+	}
+}
+
 // PostgreSQL error codes this package gives advice for.
 const (
 	codeInvalidPassword      = "28P01"

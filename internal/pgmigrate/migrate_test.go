@@ -105,7 +105,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("CopyVerifiesEqual", func(t *testing.T) {
 		dst.createDB(t, "copy_ok")
 		r, err, progress := runChecked(t, Options{From: src.url("app"), To: dst.url("copy_ok"), Jobs: 2})
-		if err != nil {
+		if err != nil || ExitCode(err) != 0 {
 			t.Fatalf("copy: %v\nprogress:\n%s", err, progress)
 		}
 		if !r.OK || r.Status != "verified" || r.Mode != "copy" {
@@ -209,6 +209,9 @@ func TestPostgres(t *testing.T) {
 		var me *MismatchError
 		if !errors.As(err, &me) {
 			t.Fatalf("want a MismatchError, got %v", err)
+		}
+		if code := ExitCode(err); code != ExitMismatch || code == 0 {
+			t.Errorf("exit code for a mismatch = %d, want %d", code, ExitMismatch)
 		}
 		if r.OK || r.Status != "mismatch" {
 			t.Errorf("report says ok=%v status=%s", r.OK, r.Status)
@@ -504,17 +507,17 @@ func testBadInput(t *testing.T, src, dst *pgServer) {
 			msg: "password authentication failed", hint: "password", secrets: []string{"Wrong-Pass-789"}},
 		{name: "MissingDatabase", o: Options{From: src.url("app"), To: dst.url("does_not_exist"), VerifyOnly: true},
 			msg: "does_not_exist", hint: "createdb"},
-		{name: "NoReadPermission", o: Options{From: src.urlAs(weak, "app"), To: dst.url("copy_ok"), VerifyOnly: true},
+		{name: "NoReadPermission", o: Options{From: src.urlAs(weak, "app"), To: src.url("app"), VerifyOnly: true},
 			msg: "permission denied", hint: "privilege", secrets: []string{"Weak-Secret-456"}},
-		{name: "TargetNotEmpty", o: Options{From: src.url("dup_a"), To: dst.url("copy_ok")},
+		{name: "TargetNotEmpty", o: Options{From: src.url("app"), To: src.url("app")},
 			msg: "not empty", hint: "--verify-only"},
-		{name: "CutoverWithoutLive", o: Options{From: src.url("app"), To: dst.url("copy_ok"), Cutover: true},
+		{name: "CutoverWithoutLive", o: Options{From: src.url("app"), To: dst.url("empty_target"), Cutover: true},
 			msg: "subscription hangar_app does not exist", hint: "--live"},
 		{name: "NoPgDump", o: Options{From: src.url("app"), To: dst.url("empty_target"), PgBin: t.TempDir()},
 			msg: "pg_dump and pg_restore were not found", hint: "postgresql-client"},
 		{name: "LiveWithLargeObjects", o: Options{From: src.url("app"), To: dst.url("empty_target"), Live: true},
 			msg: "2 large objects", hint: "without --live"},
-		{name: "VerifyOnlyAndLive", o: Options{From: src.url("app"), To: dst.url("copy_ok"), VerifyOnly: true, Live: true},
+		{name: "VerifyOnlyAndLive", o: Options{From: src.url("app"), To: dst.url("empty_target"), VerifyOnly: true, Live: true},
 			msg: "cannot be combined", hint: "--verify-only"},
 	}
 	for _, tc := range cases {
@@ -523,6 +526,9 @@ func testBadInput(t *testing.T, src, dst *pgServer) {
 			var pe *Error
 			if !errors.As(err, &pe) {
 				t.Fatalf("want *Error, got %T %v", err, err)
+			}
+			if code := ExitCode(err); code != ExitFailed {
+				t.Errorf("exit code %d, want %d", code, ExitFailed)
 			}
 			if !strings.Contains(pe.Msg, tc.msg) {
 				t.Errorf("message %q does not contain %q", pe.Msg, tc.msg)
