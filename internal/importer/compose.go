@@ -774,6 +774,10 @@ func composePorts(b *builder, s ctypes.ServiceConfig, k func(string) string, u *
 				b.none(key, "port without a container port ignored")
 			case u.db != "":
 				b.approx(key, "", "database port %d stays private (reach it at %s.internal:%d); publishing a database to the internet is not done", p.target, b.app.Name, p.target)
+			case nonHTTPPorts[p.target]:
+				pub := orInt(p.published, p.target)
+				b.tcpService(p.target, pub, u.procs())
+				b.approx(key, "[[services]] tcp", "port %d (%s) does not speak HTTP: exposed as raw TCP on port %d; a public database port usually should stay private (%s.internal:%d)", p.target, nonHTTPPorts.name(p.target), pub, b.app.Name, p.target)
 			case p.local && b.cfg().HTTPService == nil:
 				b.httpService(p.target, u.procs())
 				b.approx(key, "[http_service] internal_port", "port %d was published on the host's loopback only, usually behind a reverse proxy on the host: the platform's proxy now serves it on 80/443", p.target)
@@ -799,6 +803,36 @@ func composePorts(b *builder, s ctypes.ServiceConfig, k func(string) string, u *
 	if len(s.Expose) > 0 {
 		b.approx(k("expose"), "<app>.internal", "exposed ports stay private: reach them at %s.internal:PORT", b.app.Name)
 	}
+}
+
+// portNames are well-known ports that do not speak HTTP.
+type portNames map[int]bool
+
+var nonHTTPPorts = portNames{22: true, 25: true, 465: true, 587: true, 1883: true, 2181: true, 3306: true, 5432: true,
+	5672: true, 6379: true, 6543: true, 9092: true, 11211: true, 27017: true, 9042: true, 7687: true, 4222: true}
+
+func (portNames) name(p int) string {
+	switch p {
+	case 5432, 6543:
+		return "PostgreSQL"
+	case 3306:
+		return "MySQL"
+	case 6379:
+		return "Redis"
+	case 27017:
+		return "MongoDB"
+	case 22:
+		return "SSH"
+	case 25, 465, 587:
+		return "SMTP"
+	case 5672:
+		return "AMQP"
+	case 9092:
+		return "Kafka"
+	case 1883:
+		return "MQTT"
+	}
+	return "not HTTP"
 }
 
 func orInt(a, b int) int {
@@ -856,7 +890,7 @@ func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.Servi
 				}
 				continue
 			}
-			if strings.Contains(v.Source, "docker.sock") {
+			if strings.Contains(v.Source, "docker.sock") || strings.Contains(v.Target, "docker.sock") {
 				b.none(kk, "the Docker socket (%s) is not available to machines", v.Source)
 				continue
 			}
