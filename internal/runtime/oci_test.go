@@ -90,6 +90,12 @@ func runDriverSuite(t *testing.T, d Driver, rootfs string) {
 		if err != nil || !in.Running {
 			t.Fatalf("inspect = %+v, %v", in, err)
 		}
+		// The app is pid 1 of its namespace: the kernel drops signals it has
+		// no handler for, and Go installs its handlers before main runs.
+		// Wait for main's first line, so the signal is not sent too early.
+		if o, ok := d.(*OCI); ok {
+			waitLog(t, o.LogPath(id), "listening on", 20*time.Second)
+		}
 		start := time.Now()
 		if err := d.Stop(ctx, id, "SIGTERM", 5*time.Second); err != nil {
 			t.Fatal(err)
@@ -184,5 +190,20 @@ func TestStartErrorIsClear(t *testing.T) {
 	_, err := d.Start(context.Background(), Spec{ID: id, RootFS: rootfs, Args: []string{"/no/such/binary"}})
 	if err == nil || !strings.Contains(err.Error(), "/no/such/binary") {
 		t.Fatalf("start of a missing binary: %v; want an error naming it", err)
+	}
+}
+
+func waitLog(t *testing.T, path, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		b, _ := os.ReadFile(path)
+		if strings.Contains(string(b), want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("log %s never showed %q: %q", path, want, b)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
