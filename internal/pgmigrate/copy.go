@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // pgTools locates pg_dump and pg_restore.
@@ -115,35 +116,89 @@ func childEnv(ep *endpoint) []string {
 	return env
 }
 
-// runTool runs a client tool and returns a redacted error with its stderr.
-func runTool(ctx context.Context, ep *endpoint, name string, args ...string) error {
-	cmd := exec.CommandContext(ctx, name, args...)
+// toolOutput collects a client tool's --verbose stderr: lines about a
+// table's data go to progress as they come, the rest (errors, and the
+// statements that failed) is kept for the error message.
+type toolOutput struct {
+	mu       sync.Mutex // guards partial and kept
+	partial  []byte
+	kept     []string
+	progress func(string)
+}
+
+// maxKeptLines bounds the error output kept from a tool.
+const maxKeptLines = 60
+
+func (o *toolOutput) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.partial = append(o.partial, p...)
+	for {
+		i := bytes.IndexByte(o.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		o.line(string(o.partial[:i]))
+		o.partial = o.partial[i+1:]
+	}
+}
+
+func (o *toolOutput) line(l string) {
+	l = strings.TrimRight(l, "\r")
+	lower := strings.ToLower(l)
+	verbose := strings.HasPrefix(l, "pg_dump: ") || strings.HasPrefix(l, "pg_restore: ")
+	important := strings.Contains(lower, "error") || strings.Contains(lower, "warning") ||
+		strings.Contains(lower, "detail") || strings.Contains(lower, "hint")
+	switch {
+	case verbose && !important:
+		if o.progress != nil && (strings.Contains(l, "dumping contents of table") || strings.Contains(l, "processing data for table")) {
+			o.progress(l)
+		}
+	case strings.TrimSpace(l) != "":
+		o.kept = append(o.kept, l)
+		if len(o.kept) > maxKeptLines {
+			o.kept = o.kept[len(o.kept)-maxKeptLines:]
+		}
+	}
+}
+
+func (o *toolOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.partial) > 0 {
+		o.line(string(o.partial))
+		o.partial = nil
+	}
+	return strings.Join(o.kept, "\n")
+}
+
+// runTool runs a client tool with --verbose, reporting per-table progress,
+// and returns a redacted error with its messages.
+func runTool(ctx context.Context, ep *endpoint, progress func(string), name string, args ...string) error {
+	cmd := exec.CommandContext(ctx, name, append([]string{"--verbose"}, args...)...)
 	cmd.Env = childEnv(ep)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	cmd.Stdout = &stderr
+	out := &toolOutput{progress: progress}
+	cmd.Stderr = out
+	cmd.Stdout = out
 	err := cmd.Run()
 	if err == nil {
 		return nil
 	}
 	tool := filepath.Base(name)
-	out := ep.red.scrub(strings.TrimSpace(stderr.String()))
-	if len(out) > 4000 {
-		out = out[:4000] + "\n…"
-	}
+	msg := ep.red.scrub(strings.TrimSpace(out.String()))
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) {
 		return &Error{Msg: fmt.Sprintf("%s: run %s: %s", ep.role, tool, ep.red.scrub(err.Error())), Err: err}
 	}
-	e := &Error{Msg: fmt.Sprintf("%s failed on the %s (%s):\n%s", tool, ep.role, ee.ProcessState, out), Err: err}
+	e := &Error{Msg: fmt.Sprintf("%s failed on the %s (%s):\n%s", tool, ep.role, ee.ProcessState, msg), Err: err}
 	switch {
-	case strings.Contains(out, "permission denied"):
+	case strings.Contains(msg, "permission denied"):
 		e.Hint = fmt.Sprintf("the %s user lacks privileges: run the migration as the database owner or a superuser (see docs/pg-migrate.md, Permissions)", ep.role)
-	case strings.Contains(out, "is not available") && strings.Contains(out, "extension"):
+	case strings.Contains(msg, "is not available") && strings.Contains(msg, "extension"):
 		e.Hint = "an extension used by the source is not installed on the target server: install its package there (e.g. postgresql-15-postgis-3) and retry into an empty database"
-	case strings.Contains(out, "already exists"):
+	case strings.Contains(msg, "already exists"):
 		e.Hint = "the target already has some of these objects: migrate into an empty database (dropdb and createdb it again)"
-	case strings.Contains(out, "server version mismatch") || strings.Contains(out, "unsupported version"):
+	case strings.Contains(msg, "server version mismatch") || strings.Contains(msg, "unsupported version"):
 		e.Hint = "install client tools at least as new as the source server and pass --pg-bin DIR"
 	}
 	return e
@@ -151,7 +206,7 @@ func runTool(ctx context.Context, ep *endpoint, name string, args ...string) err
 
 // dump runs pg_dump in directory format into dir, from the exported
 // snapshot when one is given.
-func (t *pgTools) dumpTo(ctx context.Context, ep *endpoint, dir, snapshot string, jobs int, schemaOnly bool) error {
+func (t *pgTools) dumpTo(ctx context.Context, ep *endpoint, progress func(string), dir, snapshot string, jobs int, schemaOnly bool) error {
 	// Publications and subscriptions describe the old server's replication,
 	// not the application's data: they stay behind.
 	args := []string{"--format=directory", "--file=" + dir, "--no-sync", "--jobs=" + strconv.Itoa(jobs),
@@ -163,14 +218,14 @@ func (t *pgTools) dumpTo(ctx context.Context, ep *endpoint, dir, snapshot string
 		args = append(args, "--schema-only")
 	}
 	args = append(args, "--dbname="+stripPassword(ep.connString))
-	return runTool(ctx, ep, t.dump, args...)
+	return runTool(ctx, ep, progress, t.dump, args...)
 }
 
 // restore runs pg_restore from dir into the target. Owners and grants are
 // not restored: the roles of the source usually do not exist on the
 // target, and the objects belong to the user who runs the migration.
-func (t *pgTools) restoreFrom(ctx context.Context, ep *endpoint, dir string, jobs int) error {
+func (t *pgTools) restoreFrom(ctx context.Context, ep *endpoint, progress func(string), dir string, jobs int) error {
 	args := []string{"--format=directory", "--no-owner", "--no-privileges", "--exit-on-error",
 		"--jobs=" + strconv.Itoa(jobs), "--dbname=" + stripPassword(ep.connString), dir}
-	return runTool(ctx, ep, t.restore, args...)
+	return runTool(ctx, ep, progress, t.restore, args...)
 }

@@ -127,10 +127,10 @@ func (m *migration) live(ctx context.Context) error {
 	defer os.RemoveAll(tmp)
 	dir := filepath.Join(tmp, "schema")
 	m.progress("copying the schema (pg_dump --schema-only, pg_restore)")
-	if err := tools.dumpTo(ctx, m.src, dir, "", 1, true); err != nil {
+	if err := tools.dumpTo(ctx, m.src, nil, dir, "", 1, true); err != nil {
 		return err
 	}
-	if err := tools.restoreFrom(ctx, m.dst, dir, 1); err != nil {
+	if err := tools.restoreFrom(ctx, m.dst, nil, dir, 1); err != nil {
 		return err
 	}
 

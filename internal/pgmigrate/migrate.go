@@ -150,6 +150,9 @@ func (m *migration) progress(format string, args ...any) {
 	fmt.Fprintln(m.o.Progress, "hangar: "+m.red.scrub(fmt.Sprintf(format, args...)))
 }
 
+// toolProgress forwards a pg_dump or pg_restore progress line.
+func (m *migration) toolProgress(line string) { m.progress("%s", line) }
+
 func (m *migration) verifyOnly(ctx context.Context) error {
 	m.progress("verifying: counting and checksumming every table on both sides")
 	return verify(ctx, m.src, m.dst, "", m.o.Jobs, m.report)
@@ -232,12 +235,12 @@ func (m *migration) copy(ctx context.Context) error {
 
 	start := time.Now()
 	m.progress("dumping the source with %s --jobs %d from snapshot %s", filepath.Base(tools.dump), m.o.Jobs, snapshot)
-	if err := tools.dumpTo(ctx, m.src, dir, snapshot, m.o.Jobs, false); err != nil {
+	if err := tools.dumpTo(ctx, m.src, m.toolProgress, dir, snapshot, m.o.Jobs, false); err != nil {
 		return err
 	}
 	m.progress("dumped in %s; restoring into the target with pg_restore --jobs %d", time.Since(start).Round(time.Millisecond), m.o.Jobs)
 	start = time.Now()
-	if err := tools.restoreFrom(ctx, m.dst, dir, m.o.Jobs); err != nil {
+	if err := tools.restoreFrom(ctx, m.dst, m.toolProgress, dir, m.o.Jobs); err != nil {
 		return err
 	}
 	m.progress("restored in %s; verifying against the same snapshot", time.Since(start).Round(time.Millisecond))

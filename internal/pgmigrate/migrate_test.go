@@ -111,6 +111,11 @@ func TestPostgres(t *testing.T) {
 		if !r.OK || r.Status != "verified" || r.Mode != "copy" {
 			t.Fatalf("report not ok: ok=%v status=%s problems=%v", r.OK, r.Status, r.Problems)
 		}
+		for _, want := range []string{`dumping contents of table "public.items"`, `processing data for table "public.log_lines"`, "verified in"} {
+			if !strings.Contains(progress, want) {
+				t.Errorf("progress does not mention %s:\n%s", want, progress)
+			}
+		}
 		if r.Snapshot == "" {
 			t.Error("copy did not record the snapshot it used")
 		}
