@@ -679,7 +679,7 @@ func (s *Server) stopMachine(w http.ResponseWriter, r *http.Request) error {
 }
 
 var waitStates = map[string]bool{
-	types.StateStarted: true, types.StateStopped: true, types.StateSuspended: true,
+	types.StateCreated: true, types.StateStarted: true, types.StateStopped: true, types.StateSuspended: true,
 	types.StateDestroyed: true, types.StateReplaced: true, types.StateFailed: true,
 }
 
@@ -695,7 +695,7 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
 	want := map[string]bool{}
 	for _, st := range states {
 		if !waitStates[st] {
-			return badRequest("state %q: wait supports started, stopped, suspended, failed, destroyed and replaced", st)
+			return badRequest("state %q: wait supports created, started, stopped, suspended, failed, destroyed and replaced", st)
 		}
 		want[st] = true
 	}

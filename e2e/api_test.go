@@ -1,0 +1,649 @@
+package e2e
+
+// The Machines API against a real daemon: the lifecycle validated against
+// Fly.io's own OpenAPI description, lease contention, wait timeouts, the
+// auth matrix, and the machine operations (exec, ps, signal, cordon,
+// metadata, suspend, restart).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// flyDocPath is Fly's published OpenAPI description, outside the repo:
+// ../shared/reference/ beside the clone (never copied in).
+func flyDocPath() string {
+	return filepath.Join(harness.RepoRoot(), "..", "shared", "reference", "fly-machines-openapi.yaml")
+}
+
+// loadFlyDoc loads Fly's document for base (the daemon's API URL), with
+// the documented patches where Fly's document disagrees with Fly's real
+// API (see docs/api.md, "Where Fly's OpenAPI description disagrees").
+func loadFlyDoc(t *testing.T, base string) (*openapi3.T, routers.Router) {
+	t.Helper()
+	path := flyDocPath()
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("Fly's OpenAPI description is not at %s (CI keeps ../shared beside the clone); contract test skipped: %v", path, err)
+	}
+	doc, err := openapi3.NewLoader().LoadFromFile(path)
+	if err != nil {
+		t.Fatalf("load %s: %v", path, err)
+	}
+	// ListApp.network: "type: object" in the document; Fly's API (and
+	// fly-go) use the network's name, a string.
+	if s := doc.Components.Schemas["ListApp"]; s != nil && s.Value.Properties["network"] != nil {
+		s.Value.Properties["network"] = openapi3.NewStringSchema().NewRef()
+	}
+	doc.Servers = openapi3.Servers{{URL: base + "/v1"}}
+	if err := doc.Validate(context.Background(), openapi3.DisableExamplesValidation()); err != nil {
+		t.Fatalf("Fly's document does not validate: %v", err)
+	}
+	router, err := legacy.NewRouter(doc, openapi3.DisableExamplesValidation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, router
+}
+
+// flyClient is a thin client of the Machines API whose every request and
+// response is checked against Fly's document (when it has one).
+type flyClient struct {
+	t      *testing.T
+	base   string
+	token  string
+	router routers.Router // nil: no validation
+}
+
+type reply struct {
+	code int
+	body []byte
+}
+
+func (r reply) decode(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+func (c *flyClient) call(method, path string, body any, header map[string]string) reply {
+	t := c.t
+	t.Helper()
+	var b []byte
+	if body != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req, err := http.NewRequest(method, c.base+"/v1"+path, bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	var in *openapi3filter.RequestValidationInput
+	if c.router != nil {
+		route, params, err := c.router.FindRoute(req)
+		if err != nil {
+			t.Errorf("%s %s: not an operation of Fly's document: %v", method, path, err)
+		} else {
+			in = &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+				Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+			if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
+				t.Errorf("%s %s: request does not match Fly's document: %v", method, path, err)
+			}
+			req.Body = io.NopCloser(bytes.NewReader(b))
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if in != nil {
+		if resp.StatusCode/100 == 2 {
+			rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
+				Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+			rin.SetBodyBytes(out)
+			if err := openapi3filter.ValidateResponse(context.Background(), rin); err != nil {
+				t.Errorf("%s %s: response %d does not match Fly's document: %v\n%s", method, path, resp.StatusCode, err, out)
+			}
+		} else {
+			// Error statuses Fly's document leaves out still carry its
+			// ErrorResponse shape.
+			var e types.ErrorResponse
+			if json.Unmarshal(out, &e) != nil || e.Error == "" {
+				t.Errorf("%s %s: error %d without an ErrorResponse body: %s", method, path, resp.StatusCode, out)
+			}
+		}
+	}
+	return reply{resp.StatusCode, out}
+}
+
+func (c *flyClient) must(code int, method, path string, body any, header map[string]string) reply {
+	c.t.Helper()
+	r := c.call(method, path, body, header)
+	if r.code != code {
+		c.t.Fatalf("%s %s: %d %s, want %d", method, path, r.code, r.body, code)
+	}
+	return r
+}
+
+type leaseReply struct {
+	Status string `json:"status"`
+	Data   struct {
+		Nonce     string `json:"nonce"`
+		ExpiresAt int64  `json:"expires_at"`
+		Owner     string `json:"owner"`
+	} `json:"data"`
+	Nonce string `json:"nonce"`
+}
+
+// TestMachinesAPIContract drives a machine's whole life through the API,
+// every request and response validated against Fly's OpenAPI description.
+func TestMachinesAPIContract(t *testing.T) {
+	harness.RequireRoot(t)
+	if _, err := os.Stat(flyDocPath()); err != nil {
+		t.Skipf("Fly's OpenAPI description is not at %s (CI keeps ../shared beside the clone); contract test skipped", flyDocPath())
+	}
+	bin := harness.BuildBinary(t)
+	d := harness.StartDaemon(t, bin)
+	ref := d.ImportTestApp()
+	_, router := loadFlyDoc(t, d.API)
+	c := &flyClient{t: t, base: d.API, token: d.Token, router: router}
+
+	c.must(201, "POST", "/apps", map[string]any{"app_name": "contract", "org_slug": "personal", "network": "contract-net"}, nil)
+	var apps struct {
+		TotalApps int `json:"total_apps"`
+		Apps      []struct {
+			Name    string `json:"name"`
+			Network string `json:"network"`
+		} `json:"apps"`
+	}
+	c.must(200, "GET", "/apps?org_slug=personal", nil, nil).decode(t, &apps)
+	if apps.TotalApps != 1 || apps.Apps[0].Name != "contract" || apps.Apps[0].Network != "contract-net" {
+		t.Fatalf("apps = %+v", apps)
+	}
+	var app types.App
+	c.must(200, "GET", "/apps/contract", nil, nil).decode(t, &app)
+	if app.Name != "contract" || app.Organization.Slug == "" {
+		t.Fatalf("app = %+v", app)
+	}
+
+	cfg := map[string]any{
+		"image": ref,
+		"env":   map[string]string{"PORT": "8080", "APP_VERSION": "1"},
+		"guest": map[string]any{"cpu_kind": "shared", "cpus": 1, "memory_mb": 256},
+		"services": []any{map[string]any{"protocol": "tcp", "internal_port": 8080,
+			"ports":  []any{map[string]any{"port": 80, "handlers": []string{"http"}}},
+			"checks": []any{map[string]any{"type": "http", "path": "/healthz", "interval": "1s", "timeout": "1s"}}}},
+		"restart":  map[string]any{"policy": "on-failure", "max_retries": 3},
+		"metadata": map[string]string{"role": "web"},
+	}
+	var m types.Machine
+	c.must(200, "POST", "/apps/contract/machines", map[string]any{"name": "web-1", "region": "tst", "config": cfg}, nil).decode(t, &m)
+	if len(m.ID) != 14 || m.Name != "web-1" || m.Region != "tst" || m.InstanceID == "" || m.PrivateIP == "" || m.ImageRef.Digest == "" || m.CreatedAt == "" {
+		t.Fatalf("created machine = %+v", m)
+	}
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/wait?state=started&timeout=30", nil, nil)
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID, nil, nil).decode(t, &m)
+	if m.State != types.StateStarted {
+		t.Fatalf("state after wait = %s", m.State)
+	}
+
+	var lease leaseReply
+	c.must(200, "POST", "/apps/contract/machines/"+m.ID+"/lease", map[string]any{"ttl": 120, "description": "contract test"}, nil).decode(t, &lease)
+	if lease.Data.Nonce == "" || lease.Nonce != lease.Data.Nonce || lease.Status != "success" || lease.Data.ExpiresAt < time.Now().Add(100*time.Second).Unix() {
+		t.Fatalf("lease = %+v", lease)
+	}
+	nonce := map[string]string{"fly-machine-lease-nonce": lease.Data.Nonce}
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/lease", nil, nil)
+
+	// Update under the lease: a new version, the old one replaced.
+	cfg["env"] = map[string]string{"PORT": "8080", "APP_VERSION": "2"}
+	if r := c.call("POST", "/apps/contract/machines/"+m.ID, map[string]any{"config": cfg}, nil); r.code != http.StatusConflict {
+		t.Fatalf("update without the nonce: %d %s, want 409", r.code, r.body)
+	}
+	var updated types.Machine
+	c.must(200, "POST", "/apps/contract/machines/"+m.ID, map[string]any{"config": cfg, "current_version": m.InstanceID}, nonce).decode(t, &updated)
+	if updated.InstanceID == m.InstanceID || updated.Config.Env["APP_VERSION"] != "2" || updated.Nonce != lease.Data.Nonce {
+		t.Fatalf("updated = %+v (was instance %s)", updated, m.InstanceID)
+	}
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/wait?state=started&timeout=30&instance_id="+updated.InstanceID, nil, nil)
+	var versions []struct {
+		Version string `json:"version"`
+	}
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/versions", nil, nil).decode(t, &versions)
+	if len(versions) != 2 || versions[0].Version != updated.InstanceID || versions[1].Version != m.InstanceID {
+		t.Fatalf("versions = %+v", versions)
+	}
+
+	c.must(200, "POST", "/apps/contract/machines/"+m.ID+"/stop", map[string]any{"signal": "SIGTERM", "timeout": "10s"}, nonce)
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/wait?state=stopped&timeout=30&instance_id="+updated.InstanceID, nil, nil)
+	c.must(200, "POST", "/apps/contract/machines/"+m.ID+"/start", nil, nonce)
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/wait?state=started&timeout=30", nil, nil)
+
+	var events []types.MachineEvent
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/events", nil, nil).decode(t, &events)
+	var seen []string
+	for _, e := range events {
+		seen = append(seen, e.Type)
+	}
+	if got := strings.Join(seen, ","); !strings.HasPrefix(got, "start,stop,start,update") || !strings.HasSuffix(got, "launch") {
+		t.Fatalf("events = %s", got)
+	}
+	var listed []types.Machine
+	c.must(200, "GET", "/apps/contract/machines?region=tst", nil, nil).decode(t, &listed)
+	if len(listed) != 1 || listed[0].ID != m.ID {
+		t.Fatalf("list = %+v", listed)
+	}
+
+	c.must(200, "DELETE", "/apps/contract/machines/"+m.ID+"/lease", nil, nonce)
+	c.must(200, "DELETE", "/apps/contract/machines/"+m.ID+"?force=true", nil, nil)
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/wait?state=destroyed&timeout=10", nil, nil)
+	c.must(200, "GET", "/apps/contract/machines", nil, nil).decode(t, &listed)
+	if len(listed) != 0 {
+		t.Fatalf("after destroy: %+v", listed)
+	}
+	c.must(200, "GET", "/apps/contract/machines?include_deleted=true", nil, nil).decode(t, &listed)
+	if len(listed) != 1 || listed[0].State != types.StateDestroyed {
+		t.Fatalf("include_deleted: %+v", listed)
+	}
+	c.must(202, "DELETE", "/apps/contract", nil, nil)
+	if r := c.call("GET", "/apps/contract", nil, nil); r.code != 404 {
+		t.Fatalf("deleted app: %d", r.code)
+	}
+}
+
+// newOrgToken creates another org token through the API.
+func newToken(t *testing.T, d *harness.Daemon, body string) (token, id string) {
+	t.Helper()
+	code, out := d.Call("POST", "/v1/tokens", body)
+	if code != 201 {
+		t.Fatalf("create token %s: %d %s", body, code, out)
+	}
+	var res struct {
+		Token string `json:"token"`
+		ID    string `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatal(err)
+	}
+	return res.Token, res.ID
+}
+
+// TestLeasesWaitAndAuth: two clients race for a lease, waits time out with
+// 408, and the auth matrix.
+func TestLeasesWaitAndAuth(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.BuildBinary(t)
+	d := harness.StartDaemon(t, bin)
+	ref := d.ImportTestApp()
+	for _, app := range []string{"lease", "other"} {
+		if code, body := d.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: app}); code != http.StatusCreated {
+			t.Fatalf("create app: %d %s", code, body)
+		}
+	}
+	// A created machine that is never launched: leases and waits need no
+	// running task.
+	cfg := &types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}}
+	code, body := d.Call("POST", "/v1/apps/lease/machines", types.CreateMachineRequest{Config: cfg, SkipLaunch: true})
+	if code != 200 {
+		t.Fatalf("create machine: %d %s", code, body)
+	}
+	var m types.Machine
+	_ = json.Unmarshal([]byte(body), &m)
+	if m.State != types.StateCreated {
+		t.Fatalf("skip_launch machine is %s", m.State)
+	}
+	base := "/apps/lease/machines/" + m.ID
+
+	t.Run("lease contention", func(t *testing.T) {
+		other, _ := newToken(t, d, `{"name":"bob"}`)
+		clients := []*flyClient{{t: t, base: d.API, token: d.Token}, {t: t, base: d.API, token: other}}
+		replies := make([]reply, 2)
+		var wg sync.WaitGroup
+		for i, c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				replies[i] = c.call("POST", base+"/lease?ttl=60", nil, nil)
+			}()
+		}
+		wg.Wait()
+		winner, loser := 0, 1
+		if replies[0].code != 200 {
+			winner, loser = 1, 0
+		}
+		if replies[winner].code != 200 || replies[loser].code != http.StatusConflict {
+			t.Fatalf("lease race: %d %s / %d %s, want one 200 and one 409", replies[0].code, replies[0].body, replies[1].code, replies[1].body)
+		}
+		var l leaseReply
+		replies[winner].decode(t, &l)
+		nonce := map[string]string{"fly-machine-lease-nonce": l.Data.Nonce}
+		wrong := map[string]string{"fly-machine-lease-nonce": "0123456789abcdef0123456789abcdef"}
+		w, lo := clients[winner], clients[loser]
+		for _, h := range []map[string]string{nil, wrong} {
+			if r := lo.call("POST", base+"/lease", map[string]any{"ttl": 30}, nil); r.code != 409 {
+				t.Errorf("second acquire: %d %s", r.code, r.body)
+			}
+			if r := lo.call("POST", base, map[string]any{"config": cfg}, h); r.code != 409 || !strings.Contains(string(r.body), "leased") {
+				t.Errorf("update by the other client (%v): %d %s", h, r.code, r.body)
+			}
+			if r := lo.call("DELETE", base+"?force=true", nil, h); r.code != 409 {
+				t.Errorf("destroy by the other client: %d %s", r.code, r.body)
+			}
+			if r := lo.call("POST", base+"/cordon", nil, h); r.code != 409 {
+				t.Errorf("cordon by the other client: %d %s", r.code, r.body)
+			}
+			if r := lo.call("DELETE", base+"/lease", nil, h); r.code != 409 {
+				t.Errorf("release by the other client: %d %s", r.code, r.body)
+			}
+		}
+		var up types.Machine
+		w.must(200, "POST", base, map[string]any{"config": cfg, "skip_launch": true}, nonce).decode(t, &up)
+		if up.InstanceID == m.InstanceID {
+			t.Errorf("update under the lease kept the instance id")
+		}
+		// Refresh with the nonce extends; release frees it for the other.
+		var refreshed leaseReply
+		w.must(200, "POST", base+"/lease?ttl=300", nil, nonce).decode(t, &refreshed)
+		if refreshed.Data.Nonce != l.Data.Nonce || refreshed.Data.ExpiresAt < time.Now().Add(290*time.Second).Unix() {
+			t.Errorf("refresh = %+v", refreshed)
+		}
+		w.must(200, "DELETE", base+"/lease", nil, nonce)
+		lo.must(200, "POST", base+"/lease", map[string]any{"ttl": 1, "description": "short"}, nil)
+		// An expired lease blocks nobody.
+		harness.Poll(t, "the 1s lease expires", 5*time.Second, func() (bool, string) {
+			r := w.call("POST", base+"/metadata/k", map[string]string{"value": "v"}, nil)
+			r2 := w.call("POST", base+"/uncordon", nil, nil)
+			return r.code == 204 && r2.code == 200, fmt.Sprint(r.code, r2.code, string(r2.body))
+		})
+	})
+
+	t.Run("wait timeouts", func(t *testing.T) {
+		c := &flyClient{t: t, base: d.API, token: d.Token}
+		start := time.Now()
+		r := c.call("GET", base+"/wait?state=started&timeout=1", nil, nil)
+		if r.code != http.StatusRequestTimeout || time.Since(start) < 900*time.Millisecond || time.Since(start) > 5*time.Second {
+			t.Fatalf("wait for a machine that never starts: %d %s after %v, want 408 after ~1s", r.code, r.body, time.Since(start))
+		}
+		for _, q := range []string{"timeout=0", "timeout=61", "timeout=abc", "state=bogus"} {
+			if r := c.call("GET", base+"/wait?"+q, nil, nil); r.code != 400 || !strings.Contains(string(r.body), strings.Split(q, "=")[0]) {
+				t.Errorf("wait?%s: %d %s, want 400 naming the parameter", q, r.code, r.body)
+			}
+		}
+		// The state reached in time answers at once.
+		start = time.Now()
+		c.must(200, "GET", base+"/wait?state=created&state=stopped&state=started&timeout=5", nil, nil)
+		if time.Since(start) > time.Second {
+			t.Errorf("wait for the current state took %v", time.Since(start))
+		}
+	})
+
+	t.Run("auth matrix", func(t *testing.T) {
+		appTok, _ := newToken(t, d, `{"app":"lease","name":"deploy-lease"}`)
+		revoked, revokedID := newToken(t, d, `{"name":"to-revoke"}`)
+		expiring, _ := newToken(t, d, `{"name":"short","expiry":"2s"}`)
+		get := func(token, path string) int {
+			req, _ := http.NewRequest("GET", d.API+path, nil)
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if c := get(revoked, "/v1/apps/lease"); c != 200 {
+			t.Fatalf("token before revoking: %d", c)
+		}
+		if code, body := d.Call("DELETE", "/v1/tokens/"+revokedID, nil); code != 200 {
+			t.Fatalf("revoke: %d %s", code, body)
+		}
+		cases := []struct {
+			name, token, path string
+			want              int
+		}{
+			{"no token", "", "/v1/apps/lease", 401},
+			{"wrong token", "hgr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "/v1/apps/lease", 401},
+			{"not a hangar token", "fo1_something", "/v1/apps/lease", 401},
+			{"revoked at once", revoked, "/v1/apps/lease", 401},
+			{"app token on its app", appTok, "/v1/apps/lease/machines", 200},
+			{"app token on another app", appTok, "/v1/apps/other", 403},
+			{"app token on another app's machines", appTok, "/v1/apps/other/machines", 403},
+			{"app token managing tokens", appTok, "/v1/tokens", 403},
+			{"org token", d.Token, "/v1/apps/other", 200},
+		}
+		for _, c := range cases {
+			if got := get(c.token, c.path); got != c.want {
+				t.Errorf("%s: GET %s = %d, want %d", c.name, c.path, got, c.want)
+			}
+		}
+		var apps struct {
+			Apps []types.App `json:"apps"`
+		}
+		req, _ := http.NewRequest("GET", d.API+"/v1/apps", nil)
+		req.Header.Set("Authorization", "Bearer "+appTok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&apps)
+		resp.Body.Close()
+		if len(apps.Apps) != 1 || apps.Apps[0].Name != "lease" {
+			t.Errorf("app token lists %+v, want only its app", apps.Apps)
+		}
+		if c := get(expiring, "/v1/apps/lease"); c != 200 {
+			t.Fatalf("expiring token before expiry: %d", c)
+		}
+		harness.Poll(t, "the 2s token expires", 6*time.Second, func() (bool, string) {
+			c := get(expiring, "/v1/apps/lease")
+			return c == 401, fmt.Sprint(c)
+		})
+
+		// The CLI: create an app token, list, revoke.
+		out, err := d.Hangar("tokens", "create", "--app", "other", "--expiry", "1h", "--name", "cli", "--json")
+		if err != nil {
+			t.Fatalf("tokens create: %v\n%s", err, out)
+		}
+		var created struct {
+			Token, ID, Scope, App string
+		}
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &created); err != nil || created.Scope != "app" || created.App != "other" {
+			t.Fatalf("tokens create --json: %v %s", err, out)
+		}
+		if c := get(created.Token, "/v1/apps/other"); c != 200 {
+			t.Fatalf("CLI-made token: %d", c)
+		}
+		list, err := d.Hangar("tokens", "list")
+		if err != nil || !strings.Contains(list, created.ID) || !strings.Contains(list, "revoked") || strings.Contains(list, "hgr_") {
+			t.Fatalf("tokens list: %v\n%s", err, list)
+		}
+		if out, err := d.Hangar("tokens", "revoke", created.ID); err != nil || !strings.Contains(out, created.ID) {
+			t.Fatalf("tokens revoke: %v\n%s", err, out)
+		}
+		if c := get(created.Token, "/v1/apps/other"); c != 401 {
+			t.Fatalf("CLI-revoked token: %d", c)
+		}
+		if out, err := d.Hangar("tokens", "revoke", "nosuchtoken0"); err == nil || !strings.Contains(out, "tokens list") {
+			t.Fatalf("revoking an unknown token should fail with a hint: %v\n%s", err, out)
+		}
+	})
+}
+
+// TestMachineOperations: exec, ps, signal, cordon, metadata, suspend and
+// restart on a running machine.
+func TestMachineOperations(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.BuildBinary(t)
+	d := harness.StartDaemon(t, bin)
+	ref := d.ImportTestApp()
+	if code, body := d.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: "ops"}); code != http.StatusCreated {
+		t.Fatalf("create app: %d %s", code, body)
+	}
+	cfg := &types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}, Metadata: map[string]string{"tier": "web"},
+		Restart:  &types.MachineRestart{Policy: types.RestartNo},
+		Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080, Checks: []types.MachineCheck{{Type: "http", Path: "/healthz", Interval: types.DurationPtr(500 * time.Millisecond)}}}}}
+	c := &flyClient{t: t, base: d.API, token: d.Token}
+	var m types.Machine
+	// Created with skip_service_registration: running but cordoned.
+	c.must(200, "POST", "/apps/ops/machines", types.CreateMachineRequest{Config: cfg, SkipServiceRegistration: true}, nil).decode(t, &m)
+	base := "/apps/ops/machines/" + m.ID
+	c.must(200, "GET", base+"/wait?state=started&timeout=20", nil, nil)
+	harness.Poll(t, "checks pass", 10*time.Second, func() (bool, string) {
+		var cur types.Machine
+		_ = d.Get("/v1"+base, &cur)
+		return len(cur.Checks) == 1 && cur.Checks[0].Status == types.CheckPassing, fmt.Sprint(cur.Checks)
+	})
+	if code, body, _ := d.ViaProxy("ops", "/"); code != 503 {
+		t.Fatalf("cordoned (skip_service_registration) machine got traffic: %d %s", code, body)
+	}
+	c.must(200, "POST", base+"/uncordon", nil, nil)
+	harness.Poll(t, "uncordoned machine serves", 10*time.Second, func() (bool, string) {
+		code, body, err := d.ViaProxy("ops", "/")
+		return code == 200 && strings.Contains(body, m.ID), fmt.Sprint(code, body, err)
+	})
+	c.must(200, "POST", base+"/cordon", nil, nil)
+	harness.Poll(t, "cordoned machine leaves rotation", 10*time.Second, func() (bool, string) {
+		code, body, err := d.ViaProxy("ops", "/")
+		return code == 503, fmt.Sprint(code, body, err)
+	})
+	c.must(200, "POST", base+"/uncordon", nil, nil)
+
+	t.Run("exec", func(t *testing.T) {
+		var res struct {
+			ExitCode int    `json:"exit_code"`
+			Stdout   string `json:"stdout"`
+			Stderr   string `json:"stderr"`
+		}
+		c.must(200, "POST", base+"/exec", map[string]any{"command": []string{"/app", "cat", "to", "stderr"}, "stdin": "hello from stdin", "timeout": 10}, nil).decode(t, &res)
+		if res.ExitCode != 2 || res.Stdout != "hello from stdin" || res.Stderr != "to stderr" {
+			t.Fatalf("exec = %+v", res)
+		}
+		c.must(200, "POST", base+"/exec", map[string]any{"cmd": "/app cat 'one arg'"}, nil).decode(t, &res)
+		if res.ExitCode != 1 || res.Stderr != "one arg" {
+			t.Fatalf("exec cmd string = %+v", res)
+		}
+		for _, body := range []string{`{}`, `{"command": "ls"}`, `{"command": ["x"], "timeout": -1}`} {
+			if r := c.call("POST", base+"/exec", json.RawMessage(body), nil); r.code != 400 {
+				t.Errorf("exec %s: %d %s", body, r.code, r.body)
+			}
+		}
+	})
+
+	t.Run("ps", func(t *testing.T) {
+		var ps []struct {
+			Pid           int                               `json:"pid"`
+			Command       string                            `json:"command"`
+			Directory     string                            `json:"directory"`
+			RSS           uint64                            `json:"rss"`
+			ListenSockets []struct{ Proto, Address string } `json:"listen_sockets"`
+		}
+		c.must(200, "GET", base+"/ps?sort_by=pid&order=asc", nil, nil).decode(t, &ps)
+		if len(ps) == 0 || ps[0].Pid != 1 || !strings.HasPrefix(ps[0].Command, "/app") || ps[0].RSS == 0 {
+			t.Fatalf("ps = %+v", ps)
+		}
+		listens := false
+		for _, s := range ps[0].ListenSockets {
+			if s.Proto == "tcp" && strings.HasSuffix(s.Address, ":8080") {
+				listens = true
+			}
+		}
+		if !listens {
+			t.Errorf("pid 1 does not show its :8080 listener: %+v", ps[0].ListenSockets)
+		}
+		if r := c.call("GET", base+"/ps?sort_by=nope", nil, nil); r.code != 400 {
+			t.Errorf("ps sort_by=nope: %d", r.code)
+		}
+	})
+
+	t.Run("metadata", func(t *testing.T) {
+		c.must(204, "POST", base+"/metadata/owner", map[string]string{"value": "team-a"}, nil)
+		var md map[string]string
+		c.must(200, "GET", base+"/metadata", nil, nil).decode(t, &md)
+		if md["owner"] != "team-a" || md["tier"] != "web" {
+			t.Fatalf("metadata = %+v", md)
+		}
+		var ms []types.Machine
+		c.must(200, "GET", "/apps/ops/machines?metadata.owner=team-a", nil, nil).decode(t, &ms)
+		if len(ms) != 1 {
+			t.Fatalf("filter by metadata: %d machines", len(ms))
+		}
+		c.must(200, "GET", "/apps/ops/machines?metadata.owner=team-b", nil, nil).decode(t, &ms)
+		if len(ms) != 0 {
+			t.Fatalf("filter by other metadata: %d machines", len(ms))
+		}
+		c.must(204, "DELETE", base+"/metadata/owner", nil, nil)
+		if r := c.call("DELETE", base+"/metadata/owner", nil, nil); r.code != 404 {
+			t.Fatalf("delete missing key: %d", r.code)
+		}
+		if r := c.call("POST", base+"/metadata/bad%20key", map[string]string{"value": "x"}, nil); r.code != 400 {
+			t.Fatalf("bad key: %d %s", r.code, r.body)
+		}
+	})
+
+	t.Run("suspend and restart", func(t *testing.T) {
+		c.must(200, "POST", base+"/suspend", nil, nil)
+		c.must(200, "GET", base+"/wait?state=suspended&timeout=10", nil, nil)
+		c.must(200, "POST", base+"/start", nil, nil)
+		c.must(200, "GET", base+"/wait?state=started&timeout=10", nil, nil)
+		var before, after types.Machine
+		_ = d.Get("/v1"+base, &before)
+		c.must(200, "POST", base+"/restart?timeout=5s&signal=SIGTERM", nil, nil)
+		_ = d.Get("/v1"+base, &after)
+		if after.State != types.StateStarted || after.InstanceID != before.InstanceID || harness.CountEvents(after, "restart") != 1 {
+			t.Fatalf("after restart: %s, %d restart events", after.State, harness.CountEvents(after, "restart"))
+		}
+		if r := c.call("POST", base+"/restart?timeout=soon", nil, nil); r.code != 400 || !strings.Contains(string(r.body), "timeout") {
+			t.Fatalf("restart with a bad timeout: %d %s", r.code, r.body)
+		}
+	})
+
+	t.Run("signal", func(t *testing.T) {
+		if r := c.call("POST", base+"/signal", map[string]string{"signal": "SIGNOPE"}, nil); r.code != 400 || !strings.Contains(string(r.body), "signal") {
+			t.Fatalf("bad signal: %d %s", r.code, r.body)
+		}
+		// fly-go's Kill sends the number.
+		c.must(200, "POST", base+"/signal", map[string]any{"signal": 9}, nil)
+		c.must(200, "GET", base+"/wait?state=stopped&timeout=10", nil, nil)
+		var events []types.MachineEvent
+		c.must(200, "GET", base+"/events", nil, nil).decode(t, &events)
+		if events[0].Type != "exit" {
+			t.Fatalf("latest event %+v, want exit", events[0])
+		}
+		ex, _ := events[0].Request["exit_event"].(map[string]any)
+		if ex == nil || ex["signal"] != float64(9) || ex["oom_killed"] != false || ex["exit_code"] == nil {
+			t.Fatalf("exit event = %+v", events[0].Request)
+		}
+		if r := c.call("POST", base+"/signal", map[string]string{"signal": "SIGTERM"}, nil); r.code != 409 {
+			t.Fatalf("signal to a stopped machine: %d %s", r.code, r.body)
+		}
+	})
+}
