@@ -142,6 +142,16 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 		}
 	}
 	if err != nil {
+		if wrapped, ok := composeV1(files); ok {
+			// The version 1 format: services at the top level.
+			files = wrapped
+			if p2, err2 := load(); err2 == nil {
+				p, err = p2, nil
+				missing = append(missing, "(version 1 file format: services were read from the top level)")
+			}
+		}
+	}
+	if err != nil {
 		return nil, nil, &InputError{File: files[0].Filename, Err: err, Hint: "fix the compose file so that `docker compose config` accepts it (put the variables it needs in a .env file next to it)"}
 	}
 	sort.Strings(missing) // the loader visits maps in random order
@@ -151,6 +161,38 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 		}
 	}
 	return p, missing, nil
+}
+
+// composeV1 rewrites files in the version 1 format (every top-level key a
+// service with an image or a build) under a services key.
+func composeV1(files []ctypes.ConfigFile) ([]ctypes.ConfigFile, bool) {
+	out := make([]ctypes.ConfigFile, len(files))
+	for i, f := range files {
+		var top map[string]any
+		if err := yaml.Unmarshal(f.Content, &top); err != nil || len(top) == 0 {
+			return nil, false
+		}
+		if _, ok := top["services"]; ok {
+			return nil, false
+		}
+		for _, v := range top {
+			svc, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if _, img := svc["image"]; !img {
+				if _, build := svc["build"]; !build {
+					return nil, false
+				}
+			}
+		}
+		data, err := yaml.Marshal(map[string]any{"services": top})
+		if err != nil {
+			return nil, false
+		}
+		out[i] = ctypes.ConfigFile{Filename: f.Filename, Content: data}
+	}
+	return out, true
 }
 
 // volumeSourceUse says whether ${name} appears right before ":/" in a

@@ -163,12 +163,13 @@ func importECS(path string, isDir bool, opts Options) (*Result, error) {
 // ecsKind tells a task definition from a service description.
 func ecsKind(data []byte) string {
 	t := bytes.TrimSpace(data)
+	l := bytes.ToLower(data) // CloudFormation spells the keys in PascalCase
 	switch {
-	case bytes.Contains(data, []byte(`"containerDefinitions"`)):
+	case bytes.Contains(l, []byte(`"containerdefinitions"`)):
 		return "task"
-	case len(t) > 0 && t[0] == '[' && bytes.Contains(data, []byte(`"image"`)):
+	case len(t) > 0 && t[0] == '[' && bytes.Contains(l, []byte(`"image"`)):
 		return "task"
-	case bytes.Contains(data, []byte(`"serviceName"`)) || bytes.Contains(data, []byte(`"desiredCount"`)):
+	case bytes.Contains(l, []byte(`"servicename"`)) || bytes.Contains(l, []byte(`"desiredcount"`)):
 		return "service"
 	}
 	return ""
@@ -225,7 +226,7 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		svc = &ecsService{}
 		var m map[string]json.RawMessage
 		_ = json.Unmarshal(sraw, &m)
-		svcKeys = sortedKeys(m)
+		svcKeys = lowerKeys(sortedKeys(m))
 		if err := json.Unmarshal(sraw, svc); err != nil {
 			return nil, inputErr(svcFile, "check the field types against the CreateService API", "service JSON does not match the ECS schema: %v", err)
 		}
@@ -239,7 +240,7 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		}
 		var m map[string]json.RawMessage
 		_ = json.Unmarshal(r, &m)
-		cKeys[i] = sortedKeys(m)
+		cKeys[i] = lowerKeys(sortedKeys(m))
 	}
 	// The main container: the load balancer's, else the first essential
 	// one with ports, else the first.
@@ -337,6 +338,19 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		}
 	}
 	return res, nil
+}
+
+// lowerKeys turns PascalCase keys (CloudFormation's spelling of the same
+// fields) into the API's camelCase.
+func lowerKeys(keys []string) []string {
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		if k != "" {
+			k = strings.ToLower(k[:1]) + k[1:]
+		}
+		out[i] = k
+	}
+	return out
 }
 
 // ecsSidecar says whether a container is a helper (log router, agent,
@@ -523,7 +537,7 @@ func ecsSecretStore(arn string) string {
 }
 
 func ecsTaskKeys(b *builder, td ecsTaskDef, keys map[string]json.RawMessage) {
-	for _, k := range sortedKeys(keys) {
+	for _, k := range lowerKeys(sortedKeys(keys)) {
 		switch k {
 		case "containerDefinitions", "cpu", "memory", "volumes":
 		case "family":

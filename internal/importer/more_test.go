@@ -270,3 +270,31 @@ services:
 	}
 	checkFlyToml(t, res.Apps[3], data)
 }
+
+func TestComposeV1AndPascalCaseECS(t *testing.T) {
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "docker-compose.yml"), "web:\n  build: .\n  ports:\n    - \"5000:5000\"\n  links:\n    - redis\nredis:\n  image: redis\n")
+	res, err := Import("compose", dir, Options{Name: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Apps) != 2 || res.Apps[1].Config.HTTPService == nil || res.Apps[1].Config.HTTPService.InternalPort != 5000 {
+		t.Fatalf("v1 file: %v", res.Report.Apps)
+	}
+	mustWrite(t, filepath.Join(dir, "ecs", "td.json"), `{"Family": "pascal", "Cpu": "512", "Memory": "1024",
+		"ContainerDefinitions": [{"Name": "app", "Image": "nginx", "PortMappings": [{"ContainerPort": 80}],
+		"Environment": [{"Name": "MODE", "Value": "prod"}], "LogConfiguration": {"LogDriver": "awslogs"}}]}`)
+	res, err = Import("ecs", filepath.Join(dir, "ecs"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Apps[0].Config
+	if res.Apps[0].Name != "pascal" || c.HTTPService == nil || c.HTTPService.InternalPort != 80 || c.Env["MODE"] != "prod" {
+		t.Errorf("PascalCase task definition: %+v", c)
+	}
+	for _, e := range res.Report.Entries {
+		if strings.Contains(e.Warning, "unknown key") {
+			t.Errorf("PascalCase key reported as unknown: %+v", e)
+		}
+	}
+}
