@@ -12,6 +12,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/daemon"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/spf13/cobra"
+	"golang.org/x/crypto/acme"
 )
 
 func init() { register(newServerCmd) }
@@ -49,6 +50,8 @@ re-adopts them. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.DataDir, "data-dir", DefaultDataDir, "where state, images, logs and the admin token live")
 	f.StringVar(&o.APIListen, "api-listen", "127.0.0.1:4280", "address of the API")
 	f.StringVar(&o.HTTPListen, "http-listen", ":80", "address of the HTTP proxy")
+	f.StringVar(&o.HTTPSListen, "https-listen", "", "address of the HTTPS proxy, e.g. :443 (default: off)")
+	f.StringVar(&o.ACMEDirectory, "acme-directory", acme.LetsEncryptURL, "ACME directory URL for custom hostnames' certificates (\"off\": self-signed)")
 	f.StringVar(&o.Domain, "domain", "localhost", "apps are served at <app>.<domain>")
 	f.StringVar(&o.Region, "region", "local", "this host's region")
 	f.StringVar(&o.Org, "org", "personal", "the organization this daemon serves")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/auth"
+	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/network"
@@ -43,6 +44,11 @@ type Options struct {
 	// min_machines_running are stopped or suspended (0: never).
 	AutostopInterval time.Duration
 	Log              *slog.Logger
+
+	// HTTPSListen, if set, serves the proxy over TLS (certificates from
+	// <data-dir>/certs, ACME from ACMEDirectory; "off" = self-signed only).
+	HTTPSListen   string
+	ACMEDirectory string
 }
 
 // Files the daemon writes into its data dir.
@@ -50,6 +56,7 @@ const (
 	AdminTokenFile = "admin-token"
 	APIAddrFile    = "api-addr"
 	HTTPAddrFile   = "http-addr"
+	HTTPSAddrFile  = "https-addr"
 )
 
 // Run starts the daemon and serves until ctx ends. Machines keep running
@@ -102,6 +109,19 @@ func Run(ctx context.Context, o Options) error {
 	apiSrv.Deployer.SecretsVersion = secretStore.Version
 	apiSrv.SetSecrets(secretStore)
 	apiSrv.SetVolumes(vols)
+	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing
+	// from the HTTP listener's fast path.
+	challenges := []string{"http-01", "tls-alpn-01"}
+	if o.HTTPSListen != "" {
+		challenges = []string{"tls-alpn-01", "http-01"}
+	}
+	certMgr, err := certs.New(certs.Options{Dir: filepath.Join(o.DataDir, "certs"), Domain: o.Domain,
+		ACMEDirectory: o.ACMEDirectory, Challenges: challenges, Log: log.With("component", "certs")})
+	if err != nil {
+		return err
+	}
+	apiSrv.SetCerts(certMgr)
+	go certMgr.Run(ctx, 12*time.Hour)
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
 
@@ -114,27 +134,45 @@ func Run(ctx context.Context, o Options) error {
 		httpLn.Close()
 		return fmt.Errorf("API listen %s: %w (pick another with --api-listen)", o.APIListen, err)
 	}
+	var httpsLn net.Listener
+	if o.HTTPSListen != "" {
+		if httpsLn, err = net.Listen("tcp", o.HTTPSListen); err != nil {
+			httpLn.Close()
+			apiLn.Close()
+			return fmt.Errorf("HTTPS proxy listen %s: %w (pick another with --https-listen)", o.HTTPSListen, err)
+		}
+	}
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
 	apiSrv.HTTPPort = httpPort
 	// Re-adopt machines before serving, so the proxy knows them.
 	if err := sup.Recover(ctx); err != nil {
 		return fmt.Errorf("recover machines: %w", err)
 	}
-	for name, addr := range map[string]string{APIAddrFile: apiLn.Addr().String(), HTTPAddrFile: httpLn.Addr().String()} {
+	addrFiles := map[string]string{APIAddrFile: apiLn.Addr().String(), HTTPAddrFile: httpLn.Addr().String()}
+	if httpsLn != nil {
+		addrFiles[HTTPSAddrFile] = httpsLn.Addr().String()
+	}
+	for name, addr := range addrFiles {
 		if err := writeFileAtomic(filepath.Join(o.DataDir, name), []byte(addr+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
 	// Slow clients (slowloris) get 10s for their headers; an idle
 	// keep-alive connection is closed after 60s, as Fly's proxy does.
-	proxySrv := &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
+	proxySrv := &http.Server{Handler: certMgr.HTTPHandler(px), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	stopper := &supervisor.Autostopper{Sup: sup, Loads: px, Interval: o.AutostopInterval, Log: log.With("component", "autostop")}
 	actx, cancelAutostop := context.WithCancel(ctx)
 	defer cancelAutostop()
 	go stopper.Run(actx)
 	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	var httpsSrv *http.Server
+	if httpsLn != nil {
+		httpsSrv = &http.Server{Handler: px, TLSConfig: certMgr.TLSConfig(nil), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		go func() { errc <- httpsSrv.ServeTLS(httpsLn, "", "") }()
+	}
 	go func() { errc <- px.Serve(httpLn, proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
@@ -151,6 +189,9 @@ func Run(ctx context.Context, o Options) error {
 	defer cancel()
 	_ = px.Shutdown(sctx)
 	_ = apiHTTP.Shutdown(sctx)
+	if httpsSrv != nil {
+		_ = httpsSrv.Shutdown(sctx)
+	}
 	return nil
 }
 
