@@ -19,11 +19,11 @@ if ! command -v go >/dev/null; then
 fi
 
 missing=""
-for p in crun runc ip curl; do command -v "$p" >/dev/null || missing=1; done
+for p in crun runc tini-static ip curl; do command -v "$p" >/dev/null || missing=1; done
 if [ -n "$missing" ]; then
-  echo "==> Installing crun, runc, iproute2, curl"
+  echo "==> Installing crun, runc, tini, iproute2, curl"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq crun runc iproute2 curl ca-certificates >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq crun runc tini iproute2 curl ca-certificates >/dev/null
 fi
 
 echo "==> Building hangar"

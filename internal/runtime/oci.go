@@ -32,6 +32,12 @@ type OCI struct {
 	name    string
 	log     *slog.Logger
 	cgroup2 bool // unified hierarchy only
+	// initPath is a static init (tini-static) run as each task's pid 1: it
+	// forwards signals to the app and reaps zombies, as Fly's init does.
+	// Without it the app is pid 1 and the kernel drops every signal it has
+	// no handler for (a Node app would ignore SIGTERM and wait out
+	// kill_timeout).
+	initPath string
 
 	mu      sync.Mutex // guards started
 	started map[string]time.Time
@@ -74,7 +80,16 @@ func NewOCI(root, prefer string, log *slog.Logger) (*OCI, error) {
 	if d.binary == "" {
 		return nil, errors.New("runtime: neither crun nor runc is installed (or usable here); install one: apt-get install -y crun runc")
 	}
-	log.Info("OCI runtime selected", "runtime", d.name, "path", d.binary, "cgroup2", d.cgroup2)
+	for _, p := range []string{"/usr/bin/tini-static", "/usr/local/bin/tini-static"} {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+			d.initPath = p
+			break
+		}
+	}
+	if d.initPath == "" {
+		log.Warn("tini-static not found; apps run as pid 1 and ignore signals they do not handle: apt-get install -y tini")
+	}
+	log.Info("OCI runtime selected", "runtime", d.name, "path", d.binary, "cgroup2", d.cgroup2, "init", d.initPath)
 	return d, nil
 }
 
@@ -113,6 +128,9 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 	}
 	if spec.RootFS == "" || len(spec.Args) == 0 {
 		return Status{}, fmt.Errorf("task %s: a rootfs and a command are required", spec.ID)
+	}
+	if err := findExecutable(spec); err != nil {
+		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
 	// A leftover of an earlier run of this id goes first.
 	if err := d.cleanup(ctx, spec.ID); err != nil {
@@ -216,6 +234,7 @@ func (d *OCI) ociSpec(s Spec) *specs.Spec {
 	if d.cgroup2 {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
 	}
+	args := s.Args
 	mounts := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc"},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -224,6 +243,10 @@ func (d *OCI) ociSpec(s Spec) *specs.Spec {
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
 		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
 		{Destination: "/sys/fs/cgroup", Type: "cgroup", Source: "cgroup", Options: []string{"nosuid", "noexec", "nodev", "relatime", "ro"}},
+	}
+	if d.initPath != "" {
+		mounts = append(mounts, specs.Mount{Destination: initMount, Type: "bind", Source: d.initPath, Options: []string{"bind", "ro", "nosuid"}})
+		args = append([]string{initMount, "-s", "--"}, args...)
 	}
 	for _, m := range s.Mounts {
 		opts := []string{"rbind", "rprivate"}
@@ -236,7 +259,7 @@ func (d *OCI) ociSpec(s Spec) *specs.Spec {
 		Version: specs.Version,
 		Process: &specs.Process{
 			User: specs.User{UID: s.UID, GID: s.GID},
-			Args: s.Args, Env: s.Env, Cwd: cwd,
+			Args: args, Env: s.Env, Cwd: cwd,
 			Capabilities: &specs.LinuxCapabilities{
 				Bounding: caps, Effective: caps, Permitted: caps,
 			},
@@ -259,6 +282,44 @@ func (d *OCI) ociSpec(s Spec) *specs.Spec {
 		},
 	}
 }
+
+// findExecutable checks that the task's command exists in its image, so
+// that a typo fails the start with a clear message instead of an exit 127
+// from the init.
+func findExecutable(s Spec) error {
+	cmd := s.Args[0]
+	exists := func(p string) bool {
+		// Lstat: a symlink may point anywhere inside the image; do not
+		// follow it on the host.
+		_, err := os.Lstat(filepath.Join(s.RootFS, p))
+		return err == nil
+	}
+	if strings.Contains(cmd, "/") {
+		p := cmd
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(s.Cwd, p)
+		}
+		if exists(p) {
+			return nil
+		}
+		return fmt.Errorf("executable %q not found in the image: check the image's entrypoint/cmd or init.cmd", cmd)
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, e := range s.Env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			path = v
+		}
+	}
+	for _, dir := range filepath.SplitList(path) {
+		if exists(filepath.Join(dir, cmd)) {
+			return nil
+		}
+	}
+	return fmt.Errorf("executable %q not found in the image's PATH (%s): check the image's entrypoint/cmd or init.cmd", cmd, path)
+}
+
+// initMount is where the init is mounted inside each task.
+const initMount = "/.hangar/init"
 
 // Recover implements Driver.
 func (d *OCI) Recover(ctx context.Context, id string) (Status, error) {
