@@ -329,7 +329,7 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 			return
 		}
 		r := &cs.req
-		if r.minor == 0 || r.upgrade || r.expect || len(r.target) == 0 || r.target[0] != '/' || eqFold(r.method, "connect") {
+		if !r.fastPathOK() {
 			// Not for the fast path: give the connection, with what was
 			// read of it, to net/http.
 			pending := make([]byte, len(cs.head), len(cs.head)+cs.br.Buffered())
@@ -408,6 +408,13 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 }
 
 func (r *reqHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
+
+// fastPathOK reports whether the fast path serves the request; the rest
+// (HTTP/1.0, protocol upgrades, Expect, CONNECT, targets that are not a
+// path) go to net/http.
+func (r *reqHead) fastPathOK() bool {
+	return r.minor == 1 && !r.upgrade && !r.expect && len(r.target) > 0 && r.target[0] == '/' && !eqFold(r.method, "connect")
+}
 
 // forward sends the request to machine m (or, if its connection is refused,
 // to another) and streams the answer back. It releases the machine.
