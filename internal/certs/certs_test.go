@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func newOffline(t *testing.T) *Manager {
@@ -227,5 +229,16 @@ func TestRenewDueRecreatesExpiringDefault(t *testing.T) {
 	}
 	if !strings.HasPrefix(after.Leaf.DNSNames[0], "*.") {
 		t.Fatal(after.Leaf.DNSNames)
+	}
+}
+
+func TestTLSOptionsFrom(t *testing.T) {
+	yes := true
+	o := TLSOptionsFrom(&types.TLSOptions{ALPN: []string{"h2"}, Versions: []string{"TLSv1.3"}, DefaultSelfSigned: &yes})
+	if o == nil || o.ALPN[0] != "h2" || o.Versions[0] != "TLSv1.3" || !o.DefaultSelfSigned || o.Validate() != nil {
+		t.Fatalf("got %+v", o)
+	}
+	if TLSOptionsFrom(nil) != nil {
+		t.Fatal("nil options became non-nil")
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/hangar-dev/hangar/internal/certs"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // edge is an HTTPS front (certificates from internal/certs, HTTP/2 offered
@@ -353,5 +354,16 @@ func TestIdleConnKeepsOneWayTraffic(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("idle connection never closed")
+	}
+}
+
+func TestFromHTTPOptions(t *testing.T) {
+	yes, secs := true, 90
+	h2, o := FromHTTPOptions(&types.HTTPOptions{H2Backend: &yes, IdleTimeout: &secs})
+	if !h2 || o.IdleTimeout != 90*time.Second {
+		t.Fatalf("got %v %+v", h2, o)
+	}
+	if h2, o := FromHTTPOptions(nil); h2 || o.IdleTimeout != 0 {
+		t.Fatalf("nil: %v %+v", h2, o)
 	}
 }

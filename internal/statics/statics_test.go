@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // image builds a rootfs with statics, symlinks inside and pointing out,
@@ -205,5 +207,15 @@ func TestNextGetsTheRest(t *testing.T) {
 	resp.Body.Close()
 	if string(b) != "app:POST /static/index.html" {
 		t.Errorf("POST under a prefix: %q", b)
+	}
+}
+
+func TestFromMachineConfig(t *testing.T) {
+	got := FromMachineConfig([]types.Static{
+		{GuestPath: "/app/public", URLPrefix: "/static", IndexDocument: "index.html"},
+		{GuestPath: "/", URLPrefix: "/uploads", TigrisBucket: "bucket"},
+	})
+	if len(got) != 1 || got[0] != (Static{GuestPath: "/app/public", URLPrefix: "/static", IndexDocument: "index.html"}) {
+		t.Fatalf("got %+v", got)
 	}
 }
