@@ -393,3 +393,43 @@ func FuzzReadSnapshot(f *testing.F) {
 		}
 	})
 }
+
+func TestAutoExtend(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	m := newManager(t)
+	r := &supervisor.Record{App: "app", Machine: types.Machine{ID: "m1", State: types.StateStopped}}
+	m.Machines = fakeMachines{"m1": r}
+	mt := types.MachineMount{Name: "grow", Path: "/data", ExtendThresholdPercent: 50, AddSizeGB: 1, SizeGBLimit: 1}
+	if _, err := m.Create(ctx, "app", CreateRequest{Name: "grow", SizeMB: 32}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.Attach(ctx, r, mt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.AutoExtend == nil || v.AutoExtend.ThresholdPercent != 50 {
+		t.Fatalf("auto_extend not recorded: %+v", v.AutoExtend)
+	}
+	now := time.Now()
+	if err := m.Tick(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := m.Get(ctx, "app", v.ID); v.SizeMB != 32 {
+		t.Fatalf("extended below the threshold: %d MB", v.SizeMB)
+	}
+	if err := os.WriteFile(filepath.Join(m.mountPath(v.ID), "big"), bytes.Repeat([]byte{7}, 20<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Tick(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	// 32 MB + 1 GB is over the 1 GB limit: it grows to the limit.
+	v, _ = m.Get(ctx, "app", v.ID)
+	if v.SizeMB != 1024 || v.Blocks*v.BlockSize < 900<<20 {
+		t.Fatalf("after auto-extend: %d MB, %d blocks of %d", v.SizeMB, v.Blocks, v.BlockSize)
+	}
+	if b, _ := os.ReadFile(filepath.Join(m.mountPath(v.ID), "big")); len(b) != 20<<20 {
+		t.Fatalf("data after auto-extend: %d bytes", len(b))
+	}
+}
