@@ -84,11 +84,13 @@ func Capture(req *http.Request, limit int64) *Body {
 	return b
 }
 
-// Read implements io.Reader.
+// Read implements io.Reader. It holds the lock while reading, so a
+// transport still sending the body when the machine has already answered
+// and Bytes reading the rest never read the real body at the same time.
 func (b *Body) Read(p []byte) (int, error) {
-	n, err := b.rc.Read(p)
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	n, err := b.rc.Read(p)
 	if n > 0 && !b.over {
 		if int64(b.buf.Len()+n) > b.limit {
 			b.over = true
