@@ -66,16 +66,28 @@ func main() {
 			fmt.Fprintf(w, "%s: %s\n", k, v)
 		}
 	})
+	// /sleep reports how many /sleep requests were in flight on this
+	// machine when it began (the proxy's limits are visible in it).
+	var sleeping atomic.Int64
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		n := sleeping.Add(1)
+		defer sleeping.Add(-1)
 		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
 		time.Sleep(d)
-		fmt.Fprintln(w, "slept", d)
+		fmt.Fprintln(w, "slept", d, "machine="+os.Getenv("FLY_MACHINE_ID"), "inflight="+strconv.FormatInt(n, 10))
+	})
+	mux.HandleFunc("/inflight", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "inflight=%d\n", sleeping.Load())
 	})
 	mux.HandleFunc("/uptime", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, time.Since(start).Round(time.Millisecond))
 	})
 	mux.HandleFunc("/sick", func(w http.ResponseWriter, r *http.Request) {
 		_ = os.WriteFile("/tmp/unhealthy", nil, 0o644)
+		// ?d=3s: healthy again by itself after d.
+		if d, err := time.ParseDuration(r.URL.Query().Get("d")); err == nil && d > 0 {
+			time.AfterFunc(d, func() { _ = os.Remove("/tmp/unhealthy") })
+		}
 		fmt.Fprintln(w, "now unhealthy")
 	})
 	mux.HandleFunc("/well", func(w http.ResponseWriter, r *http.Request) {
