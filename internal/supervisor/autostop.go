@@ -21,29 +21,13 @@ func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	var cands []*Record
-	for _, r := range recs {
-		if (r.State == types.StateStopped || r.State == types.StateSuspended) && autostartable(r.Config) {
-			cands = append(cands, r)
-		}
-	}
+	cands := wakeOrder(recs, region)
 	if len(cands) == 0 {
 		if len(recs) == 0 {
 			return "", fmt.Errorf("app %s has no machines; deploy it with `hangar deploy`: %w", app, proxy.ErrNoCapacity)
 		}
 		return "", fmt.Errorf("app %s: none of its %d machines is stopped or suspended with auto_start_machines on: %w", app, len(recs), proxy.ErrNoCapacity)
 	}
-	rank := func(r *Record) int {
-		n := 0
-		if r.Region != region {
-			n += 2
-		}
-		if r.State != types.StateSuspended {
-			n++
-		}
-		return n
-	}
-	sort.SliceStable(cands, func(i, j int) bool { return rank(cands[i]) < rank(cands[j]) })
 	var firstErr error
 	for _, r := range cands {
 		l := s.liveFor(app, r.ID)
@@ -61,6 +45,29 @@ func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, erro
 		firstErr = proxy.ErrNoCapacity
 	}
 	return "", fmt.Errorf("app %s: wake: %w", app, firstErr)
+}
+
+// wakeOrder lists the machines Wake may start, best first: in region
+// before elsewhere, suspended before stopped, then in list order.
+func wakeOrder(recs []*Record, region string) []*Record {
+	var cands []*Record
+	for _, r := range recs {
+		if (r.State == types.StateStopped || r.State == types.StateSuspended) && autostartable(r.Config) {
+			cands = append(cands, r)
+		}
+	}
+	rank := func(r *Record) int {
+		n := 0
+		if r.Region != region {
+			n += 2
+		}
+		if r.State != types.StateSuspended {
+			n++
+		}
+		return n
+	}
+	sort.SliceStable(cands, func(i, j int) bool { return rank(cands[i]) < rank(cands[j]) })
+	return cands
 }
 
 // autostartable reports whether the proxy may start a machine with cfg.
