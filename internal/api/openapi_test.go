@@ -17,7 +17,7 @@ import (
 
 // testServer is an API over a real store and a supervisor without a
 // runtime: enough for apps, tokens, auth and the document.
-func testServer(t *testing.T) (*Server, http.Handler, string) {
+func testServer(t testing.TB) (*Server, http.Handler, string) {
 	t.Helper()
 	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {

@@ -62,6 +62,16 @@ func newNonce() string {
 	return hex.EncodeToString(b[:])
 }
 
+// expiresAt is now+ttl in unix seconds, rounded up: a lease never ends
+// before its ttl.
+func expiresAt(now time.Time, ttl time.Duration) int64 {
+	t := now.Add(ttl)
+	if t.Nanosecond() > 0 {
+		return t.Unix() + 1
+	}
+	return t.Unix()
+}
+
 func checkTTL(ttl time.Duration) (time.Duration, error) {
 	if ttl == 0 {
 		return DefaultLeaseTTL, nil
@@ -88,7 +98,7 @@ func (s *Supervisor) AcquireLease(ctx context.Context, app, id, owner, desc stri
 			return fmt.Errorf("machine %s is leased by %s until %s (%s): %w", id, r.LeaseOwner,
 				time.Unix(r.LeaseExpires, 0).UTC().Format(time.RFC3339), r.LeaseDesc, ErrConflict)
 		}
-		r.LeaseNonce, r.LeaseExpires, r.LeaseOwner, r.LeaseDesc = newNonce(), now.Add(ttl).Unix(), owner, desc
+		r.LeaseNonce, r.LeaseExpires, r.LeaseOwner, r.LeaseDesc = newNonce(), expiresAt(now, ttl), owner, desc
 		return nil
 	})
 	if err != nil {
@@ -108,7 +118,7 @@ func (s *Supervisor) RefreshLease(ctx context.Context, app, id, nonce string, tt
 		if !LeaseActive(r, now) || !nonceMatches(r.LeaseNonce, nonce) {
 			return fmt.Errorf("machine %s: no lease with this nonce to refresh (it may have expired): %w", id, ErrConflict)
 		}
-		r.LeaseExpires = now.Add(ttl).Unix()
+		r.LeaseExpires = expiresAt(now, ttl)
 		return nil
 	})
 	if err != nil {
