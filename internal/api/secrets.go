@@ -17,8 +17,8 @@ import (
 //
 //	GET    /v1/apps/{app}/secrets          {"secrets": [{name, digest, created_at, updated_at, status, version}], "version", "deployed_version"}
 //	POST   /v1/apps/{app}/secrets          {"values": {"NAME": "value", "OLD": null}} → {"secrets": [...], "version"}
-//	POST   /v1/apps/{app}/secrets/{name}   {"value": "..."} → the secret
-//	DELETE /v1/apps/{app}/secrets/{name}   → {"version"}
+//	POST   /v1/apps/{app}/secrets/{secret_name}   {"value": "..."} → the secret
+//	DELETE /v1/apps/{app}/secrets/{secret_name}   → {"version"}
 //
 // and Hangar's roll-out of the latest version to the app's machines (what
 // `secrets set` without --stage and `secrets deploy` call), streamed as
@@ -31,10 +31,27 @@ func init() {
 	registerRoutes(func(s *Server, h HandleFunc) {
 		h("GET /v1/apps/{app}/secrets", s.listSecrets)
 		h("POST /v1/apps/{app}/secrets", s.updateSecrets)
-		h("POST /v1/apps/{app}/secrets/{name}", s.setSecret)
-		h("DELETE /v1/apps/{app}/secrets/{name}", s.unsetSecret)
+		h("POST /v1/apps/{app}/secrets/{secret_name}", s.setSecret)
+		h("DELETE /v1/apps/{app}/secrets/{secret_name}", s.unsetSecret)
 		h("POST /v1/apps/{app}/secrets_deploy", s.deploySecrets)
 	})
+	for k, v := range map[string]OpDoc{
+		"GET /v1/apps/{app}/secrets":                  {ID: "Secrets_list", Summary: "List secret names, digests and status (values never)", Resp: SecretsList{}, Errors: []int{400, 404}},
+		"POST /v1/apps/{app}/secrets":                 {ID: "Secrets_update", Summary: "Set (value) and unset (null) secrets in one new version", Body: secretsUpdate{}, Resp: SecretsList{}, Errors: []int{400, 404}},
+		"POST /v1/apps/{app}/secrets/{secret_name}":   {ID: "Secret_create", Summary: "Set one secret", Body: secretValue{}, Resp: secrets.Secret{}, Errors: []int{400, 404}},
+		"DELETE /v1/apps/{app}/secrets/{secret_name}": {ID: "Secret_delete", Summary: "Unset one secret", Resp: map[string]int{}, Errors: []int{404}},
+		"POST /v1/apps/{app}/secrets_deploy":          {ID: "Secrets_deploy", Summary: "Restart the app's machines with the latest secrets version; NDJSON DeployLines", Hangar: true, Errors: []int{404}},
+	} {
+		opDocs[k] = v
+	}
+}
+
+type secretsUpdate struct {
+	Values map[string]*string `json:"values"`
+}
+
+type secretValue struct {
+	Value *string `json:"value"`
 }
 
 // features holds what feature files add to a Server (the Server struct
@@ -128,9 +145,7 @@ func (s *Server) updateSecrets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Values map[string]*string `json:"values"`
-	}
+	var req secretsUpdate
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
@@ -157,16 +172,14 @@ func (s *Server) setSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		Value *string `json:"value"`
-	}
+	var req secretValue
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
 	if req.Value == nil {
 		return badRequest(`value is required: {"value": "..."}`)
 	}
-	name := r.PathValue("name")
+	name := r.PathValue("secret_name")
 	if _, err := st.Update(r.Context(), app, map[string]*string{name: req.Value}); err != nil {
 		return err
 	}
@@ -192,7 +205,7 @@ func (s *Server) unsetSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, err := st.Update(r.Context(), app, map[string]*string{r.PathValue("name"): nil})
+	v, err := st.Update(r.Context(), app, map[string]*string{r.PathValue("secret_name"): nil})
 	if err != nil {
 		return err
 	}

@@ -11,23 +11,45 @@ import (
 //
 //	GET    /v1/apps/{app}/volumes                     [Volume]
 //	POST   /v1/apps/{app}/volumes                     CreateVolumeRequest (snapshot_id restores, source_volume_id forks) → Volume
-//	GET    /v1/apps/{app}/volumes/{id}                Volume
-//	POST   /v1/apps/{app}/volumes/{id}                {"snapshot_retention", "auto_backup_enabled"} → Volume
-//	DELETE /v1/apps/{app}/volumes/{id}                Volume (state "destroyed")
-//	PUT    /v1/apps/{app}/volumes/{id}/extend         {"size_gb"} → {"volume", "needs_restart"}
-//	GET    /v1/apps/{app}/volumes/{id}/snapshots      [VolumeSnapshot]
-//	POST   /v1/apps/{app}/volumes/{id}/snapshots      VolumeSnapshot (Fly answers with no body)
+//	GET    /v1/apps/{app}/volumes/{volume_id}                Volume
+//	POST   /v1/apps/{app}/volumes/{volume_id}                {"snapshot_retention", "auto_backup_enabled"} → Volume
+//	DELETE /v1/apps/{app}/volumes/{volume_id}                Volume (state "destroyed")
+//	PUT    /v1/apps/{app}/volumes/{volume_id}/extend         {"size_gb"} → {"volume", "needs_restart"}
+//	GET    /v1/apps/{app}/volumes/{volume_id}/snapshots      [VolumeSnapshot]
+//	POST   /v1/apps/{app}/volumes/{volume_id}/snapshots      VolumeSnapshot (Fly answers with no body)
 func init() {
 	registerRoutes(func(s *Server, h HandleFunc) {
 		h("GET /v1/apps/{app}/volumes", s.listVolumes)
 		h("POST /v1/apps/{app}/volumes", s.createVolume)
-		h("GET /v1/apps/{app}/volumes/{id}", s.getVolume)
-		h("POST /v1/apps/{app}/volumes/{id}", s.updateVolume)
-		h("DELETE /v1/apps/{app}/volumes/{id}", s.destroyVolume)
-		h("PUT /v1/apps/{app}/volumes/{id}/extend", s.extendVolume)
-		h("GET /v1/apps/{app}/volumes/{id}/snapshots", s.listSnapshots)
-		h("POST /v1/apps/{app}/volumes/{id}/snapshots", s.createSnapshot)
+		h("GET /v1/apps/{app}/volumes/{volume_id}", s.getVolume)
+		h("POST /v1/apps/{app}/volumes/{volume_id}", s.updateVolume)
+		h("DELETE /v1/apps/{app}/volumes/{volume_id}", s.destroyVolume)
+		h("PUT /v1/apps/{app}/volumes/{volume_id}/extend", s.extendVolume)
+		h("GET /v1/apps/{app}/volumes/{volume_id}/snapshots", s.listSnapshots)
+		h("POST /v1/apps/{app}/volumes/{volume_id}/snapshots", s.createSnapshot)
 	})
+	for k, v := range map[string]OpDoc{
+		"GET /v1/apps/{app}/volumes":                        {ID: "Volumes_list", Summary: "List an app's volumes", Resp: []volume.Volume{}, Errors: []int{404}},
+		"POST /v1/apps/{app}/volumes":                       {ID: "Volumes_create", Summary: "Create a volume: empty, restored from snapshot_id, or forked from source_volume_id (size_mb is Hangar's)", Body: volume.CreateRequest{}, Resp: volume.Volume{}, Errors: []int{400, 404}},
+		"GET /v1/apps/{app}/volumes/{volume_id}":            {ID: "Volumes_get_by_id", Summary: "Get a volume with its usage", Resp: volume.Volume{}, Errors: []int{404}},
+		"POST /v1/apps/{app}/volumes/{volume_id}":           {ID: "Volumes_update", Summary: "Change snapshot_retention or auto_backup_enabled", Body: volumeUpdate{}, Resp: volume.Volume{}, Errors: []int{400, 404}},
+		"DELETE /v1/apps/{app}/volumes/{volume_id}":         {ID: "Volume_delete", Summary: "Destroy a volume no machine holds (its snapshots stay until they expire)", Resp: volume.Volume{}, Errors: []int{404, 409}},
+		"PUT /v1/apps/{app}/volumes/{volume_id}/extend":     {ID: "Volumes_extend", Summary: "Grow a volume (online when possible; never shrinks)", Body: volumeExtend{}, Resp: ExtendVolumeResponse{}, Errors: []int{400, 404}},
+		"GET /v1/apps/{app}/volumes/{volume_id}/snapshots":  {ID: "Volumes_list_snapshots", Summary: "A volume's snapshots (also after it is destroyed)", Resp: []volume.Snapshot{}, Errors: []int{404}},
+		"POST /v1/apps/{app}/volumes/{volume_id}/snapshots": {ID: "createVolumeSnapshot", Summary: "Snapshot a volume now (the filesystem is frozen while it is cut)", Resp: volume.Snapshot{}, Errors: []int{404}},
+	} {
+		opDocs[k] = v
+	}
+}
+
+type volumeUpdate struct {
+	SnapshotRetention *int  `json:"snapshot_retention"`
+	AutoBackupEnabled *bool `json:"auto_backup_enabled"`
+}
+
+type volumeExtend struct {
+	SizeGB int `json:"size_gb"`
+	SizeMB int `json:"size_mb"`
 }
 
 // SetVolumes gives the API the volume manager.
@@ -80,7 +102,7 @@ func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, err := m.Get(r.Context(), app, r.PathValue("id"))
+	v, err := m.Get(r.Context(), app, r.PathValue("volume_id"))
 	if err != nil {
 		return err
 	}
@@ -93,14 +115,11 @@ func (s *Server) updateVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		SnapshotRetention *int  `json:"snapshot_retention"`
-		AutoBackupEnabled *bool `json:"auto_backup_enabled"`
-	}
+	var req volumeUpdate
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	v, err := m.SetRetention(r.Context(), app, r.PathValue("id"), req.SnapshotRetention, req.AutoBackupEnabled)
+	v, err := m.SetRetention(r.Context(), app, r.PathValue("volume_id"), req.SnapshotRetention, req.AutoBackupEnabled)
 	if err != nil {
 		return err
 	}
@@ -113,7 +132,7 @@ func (s *Server) destroyVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	v, err := m.Destroy(r.Context(), app, r.PathValue("id"))
+	v, err := m.Destroy(r.Context(), app, r.PathValue("volume_id"))
 	if err != nil {
 		return err
 	}
@@ -132,17 +151,14 @@ func (s *Server) extendVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req struct {
-		SizeGB int `json:"size_gb"`
-		SizeMB int `json:"size_mb"`
-	}
+	var req volumeExtend
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
 	if req.SizeGB <= 0 && req.SizeMB <= 0 {
 		return badRequest("size_gb is required: the new size in GB")
 	}
-	v, restart, err := m.Extend(r.Context(), app, r.PathValue("id"), req.SizeGB, req.SizeMB)
+	v, restart, err := m.Extend(r.Context(), app, r.PathValue("volume_id"), req.SizeGB, req.SizeMB)
 	if err != nil {
 		return err
 	}
@@ -155,16 +171,16 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if _, err := m.Get(r.Context(), app, r.PathValue("id")); err != nil {
+	if _, err := m.Get(r.Context(), app, r.PathValue("volume_id")); err != nil {
 		// Snapshots outlive their volume: list them even after a destroy.
-		snaps, lerr := m.Snapshots(r.Context(), app, r.PathValue("id"))
+		snaps, lerr := m.Snapshots(r.Context(), app, r.PathValue("volume_id"))
 		if lerr != nil || len(snaps) == 0 {
 			return err
 		}
 		writeJSON(w, http.StatusOK, snaps)
 		return nil
 	}
-	snaps, err := m.Snapshots(r.Context(), app, r.PathValue("id"))
+	snaps, err := m.Snapshots(r.Context(), app, r.PathValue("volume_id"))
 	if err != nil {
 		return err
 	}
@@ -177,7 +193,7 @@ func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	snap, err := m.CreateSnapshot(r.Context(), app, r.PathValue("id"), volume.SnapshotOnDemand)
+	snap, err := m.CreateSnapshot(r.Context(), app, r.PathValue("volume_id"), volume.SnapshotOnDemand)
 	if err != nil {
 		return err
 	}
