@@ -25,6 +25,11 @@ func main() {
 		fmt.Fprint(os.Stderr, strings.Join(os.Args[2:], " "))
 		os.Exit(len(os.Args) - 2)
 	}
+	if len(os.Args) > 2 && os.Args[1] == "sleep" {
+		d, _ := time.ParseDuration(os.Args[2])
+		time.Sleep(d)
+		os.Exit(0)
+	}
 	if len(os.Args) > 2 && os.Args[1] == "alloc" {
 		mb, _ := strconv.Atoi(os.Args[2])
 		var keep [][]byte
