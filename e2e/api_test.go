@@ -551,6 +551,10 @@ func TestMachineOperations(t *testing.T) {
 		if res.ExitCode != 1 || res.Stderr != "one arg" {
 			t.Fatalf("exec cmd string = %+v", res)
 		}
+		start := time.Now()
+		if r := c.call("POST", base+"/exec", map[string]any{"command": []string{"/app", "sleep", "30s"}, "timeout": 1}, nil); r.code != http.StatusRequestTimeout || time.Since(start) > 10*time.Second {
+			t.Errorf("exec over its timeout: %d %s after %v, want 408", r.code, r.body, time.Since(start))
+		}
 		for _, body := range []string{`{}`, `{"command": "ls"}`, `{"command": ["x"], "timeout": -1}`} {
 			if r := c.call("POST", base+"/exec", json.RawMessage(body), nil); r.code != 400 {
 				t.Errorf("exec %s: %d %s", body, r.code, r.body)
@@ -567,17 +571,29 @@ func TestMachineOperations(t *testing.T) {
 			ListenSockets []struct{ Proto, Address string } `json:"listen_sockets"`
 		}
 		c.must(200, "GET", base+"/ps?sort_by=pid&order=asc", nil, nil).decode(t, &ps)
-		if len(ps) == 0 || ps[0].Pid != 1 || !strings.HasPrefix(ps[0].Command, "/app") || ps[0].RSS == 0 {
-			t.Fatalf("ps = %+v", ps)
+		if len(ps) == 0 || ps[0].Pid != 1 {
+			t.Fatalf("ps = %+v, want pid 1 first", ps)
 		}
+		// The app (pid 1 or a child of the machine's init) listens on 8080;
+		// nothing is left of the timed-out exec.
 		listens := false
-		for _, s := range ps[0].ListenSockets {
-			if s.Proto == "tcp" && strings.HasSuffix(s.Address, ":8080") {
-				listens = true
+		for _, p := range ps {
+			for _, s := range p.ListenSockets {
+				if p.Command == "/app" && p.RSS > 0 && p.Directory == "/" && s.Proto == "tcp" && strings.HasSuffix(s.Address, ":8080") {
+					listens = true
+				}
+			}
+			if strings.Contains(p.Command, "sleep") {
+				t.Errorf("the timed-out exec is still running: %+v", p)
 			}
 		}
 		if !listens {
-			t.Errorf("pid 1 does not show its :8080 listener: %+v", ps[0].ListenSockets)
+			t.Errorf("no /app process shows its :8080 listener: %+v", ps)
+		}
+		var desc []struct{ Pid int }
+		c.must(200, "GET", base+"/ps?sort_by=pid&order=desc", nil, nil).decode(t, &desc)
+		if len(desc) != len(ps) || desc[0].Pid != ps[len(ps)-1].Pid {
+			t.Errorf("ps order=desc = %+v", desc)
 		}
 		if r := c.call("GET", base+"/ps?sort_by=nope", nil, nil); r.code != 400 {
 			t.Errorf("ps sort_by=nope: %d", r.code)

@@ -324,14 +324,40 @@ func (s *Supervisor) Exec(ctx context.Context, app, id string, cmd []string, std
 	if r.State != types.StateStarted {
 		return nil, fmt.Errorf("machine %s is %s; exec needs a started machine: %w", id, r.State, ErrConflict)
 	}
+	start := time.Now()
 	out, errb, code, err := ex.Exec(ctx, id, cmd, stdin, timeout)
+	// The driver kills a command that outlives its timeout; that shows as
+	// a kill (code -1) or a deadline error.
+	if ctx.Err() == nil && time.Since(start) >= timeout && (err != nil || code < 0) {
+		s.killExeced(ctx, id, cmd, start)
+		return nil, fmt.Errorf("exec in machine %s: command did not finish within %v: %w", id, timeout, ErrTimeout)
+	}
 	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || ctx.Err() == nil && strings.Contains(err.Error(), "signal: killed") {
-			return nil, fmt.Errorf("exec in machine %s: command did not finish within %v: %w", id, timeout, ErrTimeout)
-		}
 		return nil, fmt.Errorf("exec in machine %s: %w", id, err)
 	}
 	return &ExecResult{Stdout: truncate(out), Stderr: truncate(errb), ExitCode: code}, nil
+}
+
+// killExeced kills what a timed-out exec left running in the machine:
+// killing the runtime's exec client does not kill the command inside. It
+// matches processes of the machine's PID namespace by command line and
+// start time.
+func (s *Supervisor) killExeced(ctx context.Context, id string, cmd []string, since time.Time) {
+	st, err := s.opt.Driver.Inspect(ctx, id)
+	if err != nil || st.Pid <= 0 {
+		return
+	}
+	ps, err := hostProcessesInNamespaceOf("/proc", st.Pid)
+	if err != nil {
+		return
+	}
+	want := strings.Join(cmd, " ")
+	for _, p := range ps {
+		if p.stat.Command == want && int64(p.stat.Stime) >= since.Unix()-1 {
+			_ = syscall.Kill(p.hostPid, syscall.SIGKILL)
+			s.log.Info("killed a timed-out exec", "machine", id, "pid", p.hostPid, "command", want)
+		}
+	}
 }
 
 func truncate(b []byte) []byte {
@@ -380,6 +406,23 @@ func (s *Supervisor) Processes(ctx context.Context, app, id string) ([]ProcessSt
 // processesInNamespaceOf reads procfs for every process sharing pid's PID
 // namespace.
 func processesInNamespaceOf(proc string, pid int) ([]ProcessStat, error) {
+	hs, err := hostProcessesInNamespaceOf(proc, pid)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ProcessStat, 0, len(hs))
+	for _, h := range hs {
+		out = append(out, h.stat)
+	}
+	return out, nil
+}
+
+type hostProcess struct {
+	hostPid int
+	stat    ProcessStat
+}
+
+func hostProcessesInNamespaceOf(proc string, pid int) ([]hostProcess, error) {
 	target, err := os.Readlink(filepath.Join(proc, strconv.Itoa(pid), "ns", "pid"))
 	if err != nil {
 		return nil, fmt.Errorf("pid namespace of %d: %w", pid, err)
@@ -389,7 +432,7 @@ func processesInNamespaceOf(proc string, pid int) ([]ProcessStat, error) {
 		return nil, err
 	}
 	bootTime := bootTimeOf(proc)
-	out := []ProcessStat{}
+	out := []hostProcess{}
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -401,10 +444,10 @@ func processesInNamespaceOf(proc string, pid int) ([]ProcessStat, error) {
 		}
 		ps, ok := readProcess(dir, p, bootTime)
 		if ok {
-			out = append(out, ps)
+			out = append(out, hostProcess{hostPid: p, stat: ps})
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Pid < out[j].Pid })
+	sort.Slice(out, func(i, j int) bool { return out[i].stat.Pid < out[j].stat.Pid })
 	return out, nil
 }
 
