@@ -105,6 +105,16 @@ func startedMachine(t *testing.T, d *harness.Daemon, app string) types.Machine {
 	return m
 }
 
+// writeFile writes through the proxy, waiting until the machine takes
+// traffic (an immediate deploy returns before its checks pass).
+func writeFile(t *testing.T, d *harness.Daemon, app, machine, path, content string) {
+	t.Helper()
+	harness.Poll(t, "write "+path, 20*time.Second, func() (bool, string) {
+		code, body := proxyDo(t, d, app, "POST", "/file?path="+path, content, machine)
+		return code == 200, fmt.Sprint(code, body)
+	})
+}
+
 func readFile(t *testing.T, d *harness.Daemon, app, machine, path string) string {
 	t.Helper()
 	var body string
@@ -154,9 +164,7 @@ func TestVolumes(t *testing.T) {
 	if v := getVolume(t, d, "vol", vol.ID); v.AttachedMachineID == nil || *v.AttachedMachineID != m1.ID {
 		t.Fatalf("volume not attached to %s: %+v", m1.ID, v)
 	}
-	if code, body := proxyDo(t, d, "vol", "POST", "/file?path=/data/hello", "persist-me", ""); code != 200 {
-		t.Fatalf("write: %d %s", code, body)
-	}
+	writeFile(t, d, "vol", m1.ID, "/data/hello", "persist-me")
 
 	t.Run("redeploy keeps the data", func(t *testing.T) {
 		deployVersion("2")
@@ -213,6 +221,7 @@ func TestVolumes(t *testing.T) {
 		m := startedMachine(t, d, "vol")
 		var before syscall.Statfs_t
 		_ = syscall.Statfs(d.DataDir, &before)
+		readFile(t, d, "vol", m.ID, "/data/hello") // serving
 		code, body := proxyDo(t, d, "vol", "POST", "/fill?path=/data/big", "", m.ID)
 		if code != 200 || !strings.Contains(body, "ENOSPC") {
 			t.Fatalf("fill: %d %s", code, body)
@@ -230,9 +239,7 @@ func TestVolumes(t *testing.T) {
 			t.Fatalf("host free space dropped by %d MB filling a 64 MB volume", usedMB)
 		}
 		// The machine still serves; emptying the file frees the space.
-		if code, body := proxyDo(t, d, "vol", "POST", "/file?path=/data/big", "", m.ID); code != 200 {
-			t.Fatalf("truncate: %d %s", code, body)
-		}
+		writeFile(t, d, "vol", m.ID, "/data/big", "")
 		if got := readFile(t, d, "vol", m.ID, "/data/hello"); got != "persist-me" {
 			t.Fatalf("after filling: %q", got)
 		}
@@ -240,7 +247,7 @@ func TestVolumes(t *testing.T) {
 
 	t.Run("snapshot, write more, restore into a new volume", func(t *testing.T) {
 		m := startedMachine(t, d, "vol")
-		proxyDo(t, d, "vol", "POST", "/file?path=/data/snap.txt", "before", m.ID)
+		writeFile(t, d, "vol", m.ID, "/data/snap.txt", "before")
 		var snap volume.Snapshot
 		if err := json.Unmarshal([]byte(hangarOK(t, d, "volumes", "snapshots", "create", vol.ID, "-a", "vol", "--json")), &snap); err != nil {
 			t.Fatal(err)
@@ -249,7 +256,7 @@ func TestVolumes(t *testing.T) {
 		if snap.StoredSize <= 0 || snap.StoredSize >= snap.Size {
 			t.Fatalf("snapshot not compressed: %+v", snap)
 		}
-		proxyDo(t, d, "vol", "POST", "/file?path=/data/snap.txt", "after", m.ID)
+		writeFile(t, d, "vol", m.ID, "/data/snap.txt", "after")
 		if out := hangarOK(t, d, "volumes", "snapshots", "list", vol.ID, "-a", "vol"); !strings.Contains(out, snap.ID) {
 			t.Fatalf("snapshots list: %s", out)
 		}
