@@ -313,8 +313,9 @@ func (m *Manager) Add(app, hostname string) (Info, error) {
 	m.mu.Lock()
 	h := m.hosts[hn]
 	if h != nil && h.meta.App != app {
+		owner := h.meta.App
 		m.mu.Unlock()
-		return Info{}, fmt.Errorf("hostname %s belongs to app %s: %w", hn, h.meta.App, ErrConflict)
+		return Info{}, fmt.Errorf("hostname %s belongs to app %s: %w", hn, owner, ErrConflict)
 	}
 	if h == nil {
 		now := m.o.Now().UTC()
