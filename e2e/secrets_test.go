@@ -129,6 +129,8 @@ func TestSecrets(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.BuildBinary(t)
 	d := harness.StartDaemon(t, bin)
+	// [[files]] live in a tmpfs outside the data dir.
+	t.Cleanup(func() { _ = os.RemoveAll(filepath.Dir(secrets.RunDirFor(d.DataDir))) })
 	ref := d.ImportTestApp()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "fly.toml")

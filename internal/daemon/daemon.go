@@ -256,10 +256,7 @@ func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("secrets: %w", err)
 	}
-	runDir, err := secrets.RunDirFor(o.DataDir)
-	if err != nil {
-		return nil, nil, nil, err
-	}
+	runDir := secrets.RunDirFor(o.DataDir)
 	vols, err := volume.New(st, o.DataDir, o.Region, log)
 	if err != nil {
 		return nil, nil, nil, err

@@ -32,22 +32,15 @@ type Hook struct {
 
 // RunDirFor returns where a daemon with dataDir keeps [[files]] contents:
 // under /dev/shm (a tmpfs: secret files never touch the disk, and vanish
-// at reboot) when it is one, else under the data dir. The directory is
-// created with mode 0700.
-func RunDirFor(dataDir string) (string, error) {
-	dir := filepath.Join(dataDir, "run", "files")
+// at reboot) when it is one, else under the data dir. The hook creates it
+// (mode 0700) when a machine first has files.
+func RunDirFor(dataDir string) string {
 	var st unix.Statfs_t
 	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Type == unix.TMPFS_MAGIC {
 		sum := sha256.Sum256([]byte(dataDir))
-		dir = filepath.Join("/dev/shm", "hangar-"+hex.EncodeToString(sum[:6]), "files")
+		return filepath.Join("/dev/shm", "hangar-"+hex.EncodeToString(sum[:6]), "files")
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", fmt.Errorf("secrets run dir %s: %w", dir, err)
-	}
-	if err := os.Chmod(filepath.Dir(dir), 0o700); err != nil {
-		return "", err
-	}
-	return dir, nil
+	return filepath.Join(dataDir, "run", "files")
 }
 
 // SpecHook is a supervisor.SpecHook: secrets become env (overriding [env]
@@ -109,6 +102,9 @@ func (h *Hook) writeFiles(ctx context.Context, r *supervisor.Record, spec *runti
 		return nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("machine %s: files: %w", r.ID, err)
+	}
+	if err := os.Chmod(filepath.Dir(filepath.Dir(dir)), 0o700); err != nil {
 		return fmt.Errorf("machine %s: files: %w", r.ID, err)
 	}
 	// The machine's user must reach its files; others on the host must not.
