@@ -193,15 +193,13 @@ func (m *Manager) restoreInto(s *Snapshot, path string) error {
 // hours, removal of expired snapshots, auto-extension of volumes over their
 // threshold, and release of volumes whose machine is gone.
 func (m *Manager) Tick(ctx context.Context, now time.Time) error {
-	vols, err := m.List(ctx, "")
+	vols, err := m.list(ctx, "", false)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	apps := map[string]bool{}
 	for _, v := range vols {
-		apps[v.App] = true
-		if h, err := m.holder(ctx, v); err == nil && h == nil && v.AttachedMachineID != nil {
+		if h, err := m.holder(ctx, v); err == nil && h == nil && v.AttachedMachineID != nil && m.Machines != nil {
 			_, _ = m.update(ctx, v.App, v.ID, func(v *Volume) error {
 				v.AttachedMachineID, v.AttachedAllocID, v.AttachedMountPoint = nil, nil, ""
 				return nil

@@ -417,11 +417,17 @@ func (m *Manager) Get(ctx context.Context, app, id string) (*Volume, error) {
 		return nil, fmt.Errorf("volume %s: %w", id, err)
 	}
 	m.fillStats(&v)
+	m.showHolder(ctx, &v)
 	return &v, nil
 }
 
 // List returns an app's volumes (all apps for ""), oldest first.
 func (m *Manager) List(ctx context.Context, app string) ([]*Volume, error) {
+	return m.list(ctx, app, true)
+}
+
+// list is List; records are shown as stored unless decorate.
+func (m *Manager) list(ctx context.Context, app string, decorate bool) ([]*Volume, error) {
 	prefix := "volumes/"
 	if app != "" {
 		prefix += app + "/"
@@ -437,6 +443,9 @@ func (m *Manager) List(ctx context.Context, app string) ([]*Volume, error) {
 			return nil, fmt.Errorf("volume record %s: %w", kv.Key, err)
 		}
 		m.fillStats(&v)
+		if decorate {
+			m.showHolder(ctx, &v)
+		}
 		out = append(out, &v)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -485,6 +494,42 @@ func (m *Manager) SetRetention(ctx context.Context, app, id string, days *int, a
 		}
 		return nil
 	})
+}
+
+// showHolder clears the attachment of a volume whose machine is gone
+// (the record is released by the next Tick or attach).
+func (m *Manager) showHolder(ctx context.Context, v *Volume) {
+	if v.AttachedMachineID == nil || m.Machines == nil {
+		return
+	}
+	if h, err := m.holder(ctx, v); err == nil && h == nil {
+		v.AttachedMachineID, v.AttachedAllocID, v.AttachedMountPoint = nil, nil, ""
+	}
+}
+
+// DeleteApp destroys every volume and snapshot of an app, once its
+// machines are gone (for deleting the app).
+func (m *Manager) DeleteApp(ctx context.Context, app string) error {
+	vols, err := m.List(ctx, app)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, v := range vols {
+		if _, err := m.Destroy(ctx, app, v.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	snaps, err := m.Snapshots(ctx, app, "")
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if err := m.deleteSnapshot(ctx, s); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // holder returns the machine a volume is attached to, if it still exists.

@@ -146,6 +146,19 @@ func TestCreateWriteSnapshotRestoreForkExtend(t *testing.T) {
 	if _, err := os.Stat(m.volDir(fork.ID)); !os.IsNotExist(err) {
 		t.Fatalf("destroyed volume's files left: %v", err)
 	}
+	// Deleting the app removes its volumes and snapshots.
+	if err := m.DeleteApp(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := m.List(ctx, "app"); len(vs) != 0 {
+		t.Fatalf("volumes after DeleteApp: %d", len(vs))
+	}
+	if ss, _ := m.Snapshots(ctx, "app", ""); len(ss) != 0 {
+		t.Fatalf("snapshots after DeleteApp: %d", len(ss))
+	}
+	if _, err := os.Stat(m.snapPath(snap.ID)); !os.IsNotExist(err) {
+		t.Fatal("snapshot file left after DeleteApp")
+	}
 }
 
 func TestFullVolumeIsENOSPC(t *testing.T) {
