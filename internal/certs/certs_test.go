@@ -242,3 +242,27 @@ func TestTLSOptionsFrom(t *testing.T) {
 		t.Fatal("nil options became non-nil")
 	}
 }
+
+// FuzzNormalizeHost: hostnames come from API bodies and TLS handshakes. A
+// name that is accepted is a valid DNS name, stable when normalized again,
+// and safe as a directory name under hosts/.
+func FuzzNormalizeHost(f *testing.F) {
+	for _, s := range []string{"www.example.com", "WWW.Example.COM.", "../../etc", "a..b", "*.x.y", "x/y.com", ".hidden.com"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		h, err := normalizeHost(in)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
+			}
+			return
+		}
+		if h2, err := normalizeHost(h); err != nil || h2 != h {
+			t.Fatalf("normalizeHost(%q) = %q, then %q %v", in, h, h2, err)
+		}
+		if strings.ContainsAny(h, "/\\\x00") || strings.HasPrefix(h, ".") || filepath.Base(h) != h {
+			t.Fatalf("hostname %q is not a safe directory name", h)
+		}
+	})
+}

@@ -219,3 +219,41 @@ func TestFromMachineConfig(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 }
+
+// FuzzResolve: whatever the request path, the resolved file is inside the
+// rootfs, and the handler never serves the secret beside it.
+func FuzzResolve(f *testing.F) {
+	for _, s := range []string{"/static/../../secret.txt", "/static/escape/x", "/static/assets/../../../etc/passwd", "/static/hostabs", "/static//./passwd"} {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	root := filepath.Join(dir, "rootfs")
+	os.MkdirAll(filepath.Join(root, "app/public/sub"), 0o755)
+	os.WriteFile(filepath.Join(dir, "secret.txt"), []byte("host secret"), 0o600)
+	os.WriteFile(filepath.Join(root, "app/public/ok.txt"), []byte("ok"), 0o644)
+	os.Symlink("../../../../secret.txt", filepath.Join(root, "app/public/escape"))
+	os.Symlink(filepath.Join(dir, "secret.txt"), filepath.Join(root, "app/public/hostabs"))
+	os.Symlink("/", filepath.Join(root, "app/public/sub/rootlink"))
+	h, err := New(root, []Static{{GuestPath: "/app/public", URLPrefix: "/static", IndexDocument: "ok.txt"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		if res, err := h.Resolve(p); err == nil {
+			if rel, err := filepath.Rel(root, res); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+				t.Fatalf("Resolve(%q) = %s, outside the rootfs", p, res)
+			}
+		}
+		s, rest, ok := h.Match(p)
+		if !ok {
+			return
+		}
+		if file, _, err := h.open(s, rest); err == nil {
+			b, _ := io.ReadAll(file)
+			file.Close()
+			if strings.Contains(string(b), "host secret") {
+				t.Fatalf("path %q served the host's secret", p)
+			}
+		}
+	})
+}
