@@ -182,3 +182,23 @@ func TestTokensAndScopes(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeNamesTheField(t *testing.T) {
+	_, h, tok := testServer(t)
+	if code, body := call(t, h, tok, "POST", "/v1/apps", `{"app_name":"a"}`); code != 201 {
+		t.Fatalf("create app: %d %s", code, body)
+	}
+	for body, field := range map[string]string{
+		`{"config":{"image":"x","stop_config":{"timeout":"soon"}}}`:                         `config.stop_config.timeout`,
+		`{"config":{"image":"x","services":[{"internal_port":80,"autostop":"sometimes"}]}}`: `config.services[0].autostop`,
+		`{"config":{"image":"x","checks":{"web":{"interval":"x"}}}}`:                        `config.checks.web.interval`,
+		`{"config":{"image":"x","guest":{"cpus":"two"}}}`:                                   `config.guest.cpus`,
+		`{"region":"Not A Region","config":{"image":"x"}}`:                                  `region`,
+		`{"lease_ttl":-5,"config":{"image":"x"}}`:                                           `lease_ttl`,
+	} {
+		code, got := call(t, h, tok, "POST", "/v1/apps/a/machines", body)
+		if code != 400 || !strings.Contains(got, field) {
+			t.Errorf("%s: %d %s, want 400 naming %s", body, code, got, field)
+		}
+	}
+}
