@@ -139,6 +139,19 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 		}
 		if p2, err2 := load(); err2 == nil {
 			p, err = p2, nil
+		} else {
+			// Still broken: the variables also stand for typed values
+			// (durations, counts, ports). Guess by name and say so.
+			for _, v := range missing {
+				if _, ok := placeholders[v]; !ok && !hasDefault(files, v) {
+					if g := typedPlaceholder(v); g != "" {
+						placeholders[v] = g
+					}
+				}
+			}
+			if p3, err3 := load(); err3 == nil {
+				p, err = p3, nil
+			}
 		}
 	}
 	if err != nil {
@@ -155,12 +168,53 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 		return nil, nil, &InputError{File: files[0].Filename, Err: err, Hint: "fix the compose file so that `docker compose config` accepts it (put the variables it needs in a .env file next to it)"}
 	}
 	sort.Strings(missing) // the loader visits maps in random order
+	envFile := filepath.Join(dir, ".env")
 	for i, v := range missing {
 		if ph, ok := placeholders[v]; ok {
-			missing[i] = v + " (used as a volume source: replaced by the placeholder " + ph + ")"
+			missing[i] = fmt.Sprintf("variable %s is not set in %s: the placeholder %q was used so that the file loads; check the values that use it", v, envFile, ph)
+		} else if strings.HasPrefix(v, "(") {
+			missing[i] = strings.Trim(v, "()")
+		} else {
+			missing[i] = fmt.Sprintf("variable %s is not set in %s; its default or an empty value was used", v, envFile)
 		}
 	}
 	return p, missing, nil
+}
+
+// hasDefault says whether a file gives the variable a default (${X:-d}).
+func hasDefault(files []ctypes.ConfigFile, name string) bool {
+	re := regexp.MustCompile(`\$\{` + regexp.QuoteMeta(name) + `:?-`)
+	for _, f := range files {
+		if re.Match(f.Content) {
+			return true
+		}
+	}
+	return false
+}
+
+// typedPlaceholder guesses a value of the right type for an unset variable
+// from its name, for files that only load with their .env.
+func typedPlaceholder(name string) string {
+	n := strings.ToUpper(name)
+	has := func(words ...string) bool {
+		for _, w := range words {
+			if strings.Contains(n, w) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case has("INTERVAL", "TIMEOUT", "PERIOD", "DELAY", "WINDOW", "GRACE", "DURATION"):
+		return "30s"
+	case has("PORT", "BIND"):
+		return "8080"
+	case has("RETRIES", "REPLICAS", "SCALE", "COUNT", "NUM", "WORKERS", "SIZE", "LIMIT", "MAX", "MIN", "CPUS"):
+		return "1"
+	case has("MEM"):
+		return "512m"
+	}
+	return ""
 }
 
 // composeV1 rewrites files in the version 1 format (every top-level key a
@@ -303,9 +357,7 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 			rep.Entries = append(rep.Entries, Entry{Key: k, Status: Unsupported, Warning: "no equivalent; ignored"})
 		}
 	}
-	for _, v := range missing {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("variable %s is not set in %s; its default or an empty value was used", v, filepath.Join(dir, ".env")))
-	}
+	rep.Notes = append(rep.Notes, missing...)
 	for _, name := range sortedKeys(proj.DisabledServices) {
 		rep.Entries = append(rep.Entries, Entry{Key: "services." + name, Status: Unsupported, Warning: fmt.Sprintf("service is in profile(s) %s, which are not enabled: skipped (use --profile to include it)", strings.Join(proj.DisabledServices[name].Profiles, ", "))})
 	}

@@ -51,6 +51,10 @@ func parseExecCheck(cmd []string, env map[string]string, self ...string) (p prob
 		}
 		words, piped = firstCommand(inner)
 	}
+	// Leading VAR=value assignments: `http_proxy='' wget ...`.
+	for len(words) > 0 && assignRE.MatchString(words[0]) {
+		words = words[1:]
+	}
 	if len(words) == 0 {
 		return p, "", errors.New("empty command")
 	}
@@ -78,6 +82,8 @@ func parseExecCheck(cmd []string, env map[string]string, self ...string) (p prob
 	}
 	return p, "", fmt.Errorf("%s is not an HTTP probe", prog)
 }
+
+var assignRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*=`)
 
 func shellWords(s string) ([]string, error) {
 	// shlex treats # as a comment only at word start; good enough here.

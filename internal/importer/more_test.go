@@ -298,3 +298,38 @@ func TestComposeV1AndPascalCaseECS(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeWithoutEnvFile: files that only load with their .env still
+// convert; typed values get named placeholders, defaults are kept.
+func TestComposeWithoutEnvFile(t *testing.T) {
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "compose.yaml"), `x-check: &check
+  interval: "$CHECK_INTERVAL"
+  retries: $CHECK_RETRIES
+services:
+  api:
+    image: "example/api:${API_TAG:-stable}"
+    ports: ["$API_PORT:3000"]
+    volumes: ["${DATA_DIR}:/data"]
+    healthcheck:
+      <<: *check
+      test: ["CMD-SHELL", "HTTP_PROXY= curl -f http://api:3000/ready"]
+`)
+	res, err := Import("compose", dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Apps[0].Config
+	if c.Build.Image != "example/api:stable" {
+		t.Errorf("default lost: %s", c.Build.Image)
+	}
+	if c.HTTPService == nil || c.HTTPService.InternalPort != 3000 || len(c.HTTPService.Checks) != 1 || c.HTTPService.Checks[0].Interval != "30s" || c.HTTPService.Checks[0].Path != "/ready" {
+		t.Errorf("http %+v", c.HTTPService)
+	}
+	notes := strings.Join(res.Report.Notes, "\n")
+	for _, v := range []string{`CHECK_INTERVAL is not set`, `placeholder "30s"`, `placeholder "1"`, `placeholder "./DATA_DIR"`, `API_TAG is not set`} {
+		if !strings.Contains(notes, v) {
+			t.Errorf("notes miss %q:\n%s", v, notes)
+		}
+	}
+}
