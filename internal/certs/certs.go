@@ -363,6 +363,17 @@ func (m *Manager) Remove(app, hostname string) error {
 	return nil
 }
 
+// RemoveApp removes every hostname of an app (when the app is deleted).
+func (m *Manager) RemoveApp(app string) error {
+	var errs []error
+	for _, in := range m.List(app) {
+		if err := m.Remove(app, in.Hostname); err != nil && !errors.Is(err, ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Check returns a hostname's state; a hostname that is not ready gets
 // another issuance attempt, which Check waits for until ctx ends.
 func (m *Manager) Check(ctx context.Context, app, hostname string) (Info, error) {

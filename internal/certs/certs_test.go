@@ -144,6 +144,12 @@ func TestHostnamesLifecycleOffline(t *testing.T) {
 	if _, err := m.Get("other", "www.example.com"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get from another app: %v", err)
 	}
+	if _, err := m.Add("api", "api.example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RemoveApp("api"); err != nil || len(m.List("api")) != 0 || len(m.List("web")) != 1 {
+		t.Fatalf("RemoveApp: %v, api %v, web %v", err, m.List("api"), m.List("web"))
+	}
 	if err := m.Remove("web", "www.example.com"); err != nil {
 		t.Fatal(err)
 	}
