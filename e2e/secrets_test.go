@@ -346,4 +346,20 @@ func TestSecrets(t *testing.T) {
 			t.Errorf("machine %s runs secrets version %q, want %d", m.ID, m.Config.Metadata[secrets.MetaVersion], list.Version)
 		}
 	}
+
+	t.Run("deleting the app removes its secrets", func(t *testing.T) {
+		hangarOK(t, d, "apps", "create", "tmp")
+		hangarOK(t, d, "secrets", "set", "-a", "tmp", "--stage", "OLD=1")
+		if code, body := d.Call("DELETE", "/v1/apps/tmp", nil); code != http.StatusAccepted {
+			t.Fatalf("delete app: %d %s", code, body)
+		}
+		harness.Poll(t, "secrets removed with the app", 10*time.Second, func() (bool, string) {
+			hangarOK(t, d, "apps", "create", "tmp")
+			st := secretStatuses(t, d, "tmp")
+			if len(st) != 0 {
+				d.Call("DELETE", "/v1/apps/tmp", nil)
+			}
+			return len(st) == 0, fmt.Sprint(st)
+		})
+	})
 }

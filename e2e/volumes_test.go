@@ -321,4 +321,19 @@ func TestVolumes(t *testing.T) {
 			t.Fatal("a volume shrank")
 		}
 	})
+
+	t.Run("deleting the app removes its volumes", func(t *testing.T) {
+		hangarOK(t, d, "apps", "create", "gone")
+		var v volume.Volume
+		if err := json.Unmarshal([]byte(hangarOK(t, d, "volumes", "create", "x", "--size-mb", "16", "-a", "gone", "--json")), &v); err != nil {
+			t.Fatal(err)
+		}
+		if code, body := d.Call("DELETE", "/v1/apps/gone", nil); code != http.StatusAccepted {
+			t.Fatalf("delete app: %d %s", code, body)
+		}
+		harness.Poll(t, "the volume's image is gone", 10*time.Second, func() (bool, string) {
+			_, err := os.Stat(filepath.Join(d.DataDir, "volumes", v.ID))
+			return os.IsNotExist(err), fmt.Sprint(err)
+		})
+	})
 }

@@ -124,6 +124,7 @@ func Run(ctx context.Context, o Options) error {
 	go certMgr.Run(ctx, 12*time.Hour)
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
+	go removeWithApps(ctx, st, secretStore, vols, log)
 
 	httpLn, err := net.Listen("tcp", o.HTTPListen)
 	if err != nil {
@@ -277,4 +278,45 @@ func RotateSecretsKey(ctx context.Context, dataDir string) (int, error) {
 	}
 	defer st.Close()
 	return secrets.RotateKey(ctx, st, dataDir)
+}
+
+// removeWithApps destroys the secrets, volumes and snapshots of apps that
+// are deleted (their machines are gone by then), as deleting an app does
+// on Fly; at start it does so for apps deleted while the daemon was down.
+func removeWithApps(ctx context.Context, st store.Store, sec *secrets.Store, vols *volume.Manager, log *slog.Logger) {
+	remove := func(app string) {
+		if err := vols.DeleteApp(ctx, app); err != nil {
+			log.Warn("remove the volumes of a deleted app", "app", app, "err", err)
+		}
+		if err := sec.DeleteApp(ctx, app); err != nil {
+			log.Warn("remove the secrets of a deleted app", "app", app, "err", err)
+		}
+	}
+	for ctx.Err() == nil {
+		rev, err := st.Revision(ctx)
+		if err != nil {
+			return
+		}
+		if all, err := vols.List(ctx, ""); err == nil {
+			for _, v := range all {
+				if _, err := st.Get(ctx, "apps/"+v.App); errors.Is(err, store.ErrNotFound) {
+					remove(v.App)
+				}
+			}
+		}
+		ch, err := st.Watch(ctx, "apps/", rev)
+		if err != nil {
+			return
+		}
+		for ev := range ch {
+			if app := strings.TrimPrefix(ev.KV.Key, "apps/"); ev.Type == store.EventDelete && !strings.Contains(app, "/") {
+				remove(app)
+			}
+		}
+		// The watch ended (lagged or the store closed): sweep and watch again.
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
