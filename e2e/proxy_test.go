@@ -158,6 +158,10 @@ func TestProxyCheckRotation(t *testing.T) {
 		}
 		return true, ""
 	})
+	// hangar status shows the failing check too.
+	if out, err := d.Hangar("status", "-a", "hc"); err != nil || !regexp.MustCompile(a.ID+`.*\b0/1\b`).MatchString(out) {
+		t.Fatalf("hangar status should show machine %s with 0/1 checks passing: %v\n%s", a.ID, err, out)
+	}
 	harness.Poll(t, "recovered machine back in rotation", 15*time.Second, func() (bool, string) {
 		m := machineState(t, d, "hc", a.ID)
 		if len(m.Checks) != 1 || m.Checks[0].Status != types.CheckPassing {
