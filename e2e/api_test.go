@@ -12,10 +12,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -662,4 +665,227 @@ func TestMachineOperations(t *testing.T) {
 			t.Fatalf("signal to a stopped machine: %d %s", r.code, r.body)
 		}
 	})
+}
+
+// flyDriver is the program that drives the lifecycle with a client
+// generated from Fly's document (oapi-codegen, at test time, into a temp
+// dir). It prints what it did and exits 1 on the first failure.
+const flyDriver = `package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+
+	"flydrive/flyclient"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func fail(format string, args ...any) {
+	fmt.Printf("FAIL: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func main() {
+	ctx := context.Background()
+	auth := flyclient.WithRequestEditorFn(func(ctx context.Context, req *http.Request) error {
+		req.Header.Set("Authorization", "Bearer "+os.Getenv("FLY_API_TOKEN"))
+		return nil
+	})
+	c, err := flyclient.NewClientWithResponses(os.Getenv("FLY_API_HOSTNAME")+"/v1", auth)
+	if err != nil {
+		fail("client: %v", err)
+	}
+	with := func(nonce string) flyclient.RequestEditorFn {
+		return func(ctx context.Context, req *http.Request) error {
+			req.Header.Set("fly-machine-lease-nonce", nonce)
+			return nil
+		}
+	}
+	app := "generated"
+	if r, err := c.AppsCreateWithResponse(ctx, flyclient.CreateAppRequest{AppName: ptr(app), OrgSlug: ptr("personal")}); err != nil || r.StatusCode() != 201 {
+		fail("create app: %v %v", err, r)
+	}
+	cfg := flyclient.ApiMachineConfig{
+		Image: ptr(os.Getenv("IMAGE")),
+		Env:   &map[string]string{"PORT": "8080", "APP_VERSION": "1"},
+		Guest: &flyclient.ApiMachineGuest{CpuKind: ptr("shared"), Cpus: ptr(1), MemoryMb: ptr(256)},
+		Services: &[]flyclient.ApiMachineService{{Protocol: ptr("tcp"), InternalPort: ptr(8080),
+			Checks: &[]flyclient.ApiMachineCheck{{Type: ptr("http"), Path: ptr("/healthz"), Interval: ptr("1s"), Timeout: ptr("1s")}}}},
+	}
+	created, err := c.MachinesCreateWithResponse(ctx, app, flyclient.CreateMachineRequest{Config: &cfg, Region: ptr("tst")})
+	if err != nil || created.JSON200 == nil || created.JSON200.Id == nil {
+		fail("create machine: %v %s", err, created.Body)
+	}
+	id, v1 := *created.JSON200.Id, *created.JSON200.InstanceId
+	wait := func(state flyclient.MachinesWaitParamsState, instance string) {
+		p := &flyclient.MachinesWaitParams{State: &state, Timeout: ptr(30)}
+		if instance != "" {
+			p.InstanceId = &instance
+		}
+		if r, err := c.MachinesWaitWithResponse(ctx, app, id, p); err != nil || r.StatusCode() != 200 {
+			fail("wait %s: %v %s", state, err, r.Body)
+		}
+	}
+	wait(flyclient.Started, "")
+	lease, err := c.MachinesCreateLeaseWithResponse(ctx, app, id, flyclient.CreateLeaseRequest{Ttl: ptr(120), Description: ptr("generated client")})
+	if err != nil || lease.JSON200 == nil || lease.JSON200.Nonce == nil || *lease.JSON200.Nonce == "" {
+		fail("acquire lease: %v %s", err, lease.Body)
+	}
+	nonce := *lease.JSON200.Nonce
+	cfg.Env = &map[string]string{"PORT": "8080", "APP_VERSION": "2"}
+	if r, err := c.MachinesUpdateWithResponse(ctx, app, id, flyclient.UpdateMachineRequest{Config: &cfg}); err != nil || r.StatusCode() != 409 {
+		fail("update without the nonce: %v %s, want 409", err, r.Body)
+	}
+	up, err := c.MachinesUpdateWithResponse(ctx, app, id, flyclient.UpdateMachineRequest{Config: &cfg}, with(nonce))
+	if err != nil || up.JSON200 == nil || *up.JSON200.InstanceId == v1 || (*up.JSON200.Config.Env)["APP_VERSION"] != "2" {
+		fail("update under the lease: %v %s", err, up.Body)
+	}
+	v2 := *up.JSON200.InstanceId
+	wait(flyclient.Started, v2)
+	if r, err := c.MachinesStopWithResponse(ctx, app, id, flyclient.StopRequest{Signal: ptr("SIGTERM"), Timeout: ptr("10s")}, with(nonce)); err != nil || r.StatusCode() != 200 {
+		fail("stop: %v %s", err, r.Body)
+	}
+	wait(flyclient.Stopped, v2)
+	if r, err := c.MachinesStartWithResponse(ctx, app, id, with(nonce)); err != nil || r.StatusCode() != 200 {
+		fail("start: %v %s", err, r.Body)
+	}
+	wait(flyclient.Started, v2)
+	show, err := c.MachinesShowWithResponse(ctx, app, id)
+	if err != nil || show.JSON200 == nil || *show.JSON200.State != "started" || show.JSON200.Nonce == nil || *show.JSON200.Nonce != nonce {
+		fail("show: %v %s", err, show.Body)
+	}
+	if r, err := c.MachinesReleaseLeaseWithResponse(ctx, app, id, with(nonce)); err != nil || r.StatusCode() != 200 {
+		fail("release lease: %v %s", err, r.Body)
+	}
+	force := func(ctx context.Context, req *http.Request) error { req.URL.RawQuery = "force=true"; return nil }
+	if r, err := c.MachinesDeleteWithResponse(ctx, app, id, force); err != nil || r.StatusCode() != 200 {
+		fail("destroy: %v %s", err, r.Body)
+	}
+	wait(flyclient.Destroyed, "")
+	if r, err := c.AppsDeleteWithResponse(ctx, app); err != nil || r.StatusCode() != 202 {
+		fail("delete app: %v %s", err, r.Body)
+	}
+	fmt.Println("OK", id, v1, v2)
+}
+`
+
+// validatingProxy forwards to the daemon and checks every exchange
+// against Fly's document.
+func validatingProxy(t *testing.T, daemon string) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var n atomic.Int64
+	var router routers.Router
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		// The router matches the document's server URL: this proxy's.
+		r.URL.Scheme, r.URL.Host = "http", r.Host
+		route, params, err := router.FindRoute(r)
+		var in *openapi3filter.RequestValidationInput
+		if err != nil {
+			t.Errorf("generated client sent %s %s, not an operation of Fly's document: %v", r.Method, r.URL.Path, err)
+		} else {
+			in = &openapi3filter.RequestValidationInput{Request: r, PathParams: params, Route: route,
+				Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc}}
+			if err := openapi3filter.ValidateRequest(context.Background(), in); err != nil {
+				t.Errorf("%s %s: request does not match Fly's document: %v", r.Method, r.URL.Path, err)
+			}
+		}
+		req, _ := http.NewRequest(r.Method, daemon+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		if in != nil && resp.StatusCode/100 == 2 {
+			rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
+				Options: &openapi3filter.Options{IncludeResponseStatus: true}}
+			rin.SetBodyBytes(out)
+			if err := openapi3filter.ValidateResponse(context.Background(), rin); err != nil {
+				t.Errorf("%s %s: response %d does not match Fly's document: %v", r.Method, r.URL.Path, resp.StatusCode, err)
+			}
+		}
+		n.Add(1)
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(out)
+	}))
+	t.Cleanup(srv.Close)
+	_, router = loadFlyDoc(t, srv.URL)
+	return srv, &n
+}
+
+// TestGeneratedClientLifecycle generates a client from Fly's document with
+// oapi-codegen (the module's tool, at test time, into a temp dir) and has
+// it drive a machine's life through a proxy that validates every request
+// and response against the document.
+func TestGeneratedClientLifecycle(t *testing.T) {
+	harness.RequireRoot(t)
+	if _, err := os.Stat(flyDocPath()); err != nil {
+		t.Skipf("Fly's OpenAPI description is not at %s (CI keeps ../shared beside the clone); skipped", flyDocPath())
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "flyclient"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "oapi-codegen.yaml")
+	if err := os.WriteFile(cfg, []byte("package: flyclient\ngenerate:\n  client: true\n  models: true\noutput: "+filepath.Join(dir, "flyclient", "client.gen.go")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gen := exec.Command("go", "tool", "oapi-codegen", "-config", cfg, flyDocPath())
+	gen.Dir = harness.RepoRoot()
+	if out, err := gen.CombinedOutput(); err != nil {
+		t.Fatalf("oapi-codegen: %v\n%s", err, out)
+	}
+	// The driver is its own module using the repo's pinned dependency
+	// versions (oapi-codegen/runtime among them), so it builds from the
+	// module cache.
+	gomod, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mod []string
+	for _, line := range strings.Split(string(gomod), "\n") {
+		switch {
+		case strings.HasPrefix(line, "module "):
+			line = "module flydrive"
+		case strings.HasPrefix(line, "tool "):
+			continue
+		}
+		mod = append(mod, line)
+	}
+	gosum, _ := os.ReadFile(filepath.Join(harness.RepoRoot(), "go.sum"))
+	for name, b := range map[string][]byte{"go.mod": []byte(strings.Join(mod, "\n")), "go.sum": gosum, "main.go": []byte(flyDriver)} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := exec.Command("go", "build", "-mod=mod", "-o", "flydrive", ".")
+	build.Dir = dir
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build the generated client's driver: %v\n%s", err, out)
+	}
+
+	bin := harness.BuildBinary(t)
+	d := harness.StartDaemon(t, bin)
+	ref := d.ImportTestApp()
+	proxy, exchanges := validatingProxy(t, d.API)
+	run := exec.Command(filepath.Join(dir, "flydrive"))
+	run.Env = append(os.Environ(), "FLY_API_HOSTNAME="+proxy.URL, "FLY_API_TOKEN="+d.Token, "IMAGE="+ref)
+	out, err := run.CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "OK ") {
+		t.Fatalf("generated client: %v\n%s", err, out)
+	}
+	if n := exchanges.Load(); n < 15 {
+		t.Fatalf("only %d exchanges went through the validating proxy", n)
+	}
+	t.Logf("generated client: %s(%d exchanges validated)", out, exchanges.Load())
 }
