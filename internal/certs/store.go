@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/hangar-dev/hangar/internal/fsutil"
 )
 
 // Files under <data-dir>/certs:
@@ -40,42 +42,6 @@ type meta struct {
 	Error     string    `json:"error,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
-}
-
-// writeFileAtomic writes through a temp file, fsync and rename, so a crash
-// leaves the old or the new file, never a torn one.
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
-	}
-	return nil
 }
 
 func encodeKey(k crypto.Signer) ([]byte, error) {
@@ -121,10 +87,13 @@ func saveCert(dir string, key crypto.Signer, chain [][]byte) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, keyFile), kb, 0o600); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, certFile), encodeChain(chain), 0o644)
+	if err := fsutil.WriteFileAtomic(filepath.Join(dir, keyFile), kb, 0o600); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, certFile), encodeChain(chain), 0o644)
 }
 
 // loadPair reads a directory's key and chain.
@@ -159,7 +128,10 @@ func writeMeta(dir string, m meta) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, metaFile), append(b, '\n'), 0o644)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(filepath.Join(dir, metaFile), append(b, '\n'), 0o644)
 }
 
 // loadOrCreateKey reads an ECDSA key, creating it on first use.
@@ -183,7 +155,10 @@ func loadOrCreateKey(path string, gen func() (crypto.Signer, error)) (crypto.Sig
 	if err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, kb, 0o600); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := fsutil.WriteFileAtomic(path, kb, 0o600); err != nil {
 		return nil, fmt.Errorf("write key %s: %w", path, err)
 	}
 	return k, nil

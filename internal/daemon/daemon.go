@@ -20,6 +20,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
@@ -154,7 +155,7 @@ func Run(ctx context.Context, o Options) error {
 		addrFiles[HTTPSAddrFile] = httpsLn.Addr().String()
 	}
 	for name, addr := range addrFiles {
-		if err := writeFileAtomic(filepath.Join(o.DataDir, name), []byte(addr+"\n"), 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(o.DataDir, name), []byte(addr+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
@@ -210,35 +211,11 @@ func ensureAdminToken(ctx context.Context, st store.Store, dataDir, org string, 
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(path, []byte(plain+"\n"), 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(path, []byte(plain+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write admin token: %w", err)
 	}
 	log.Info("created the admin API token; the CLI on this host reads it from the file", "path", path)
 	return nil
-}
-
-func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 // portOf is the port of a listen address ("80" when it names none).

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -129,7 +130,7 @@ func shimMain() int {
 		cleanupAfterExit(cfg)
 		return 1
 	}
-	if err := writeFileAtomic(filepath.Join(cfg.Dir, "shim.pid"), []byte(strconv.Itoa(os.Getpid()))); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(cfg.Dir, "shim.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return fail("write shim pid: %v", err)
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
