@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -93,6 +94,7 @@ var errTooManyFiles = syscall.EMFILE
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.srvMu.Lock()
 	p.shutdown = true
+	p.down.Store(true)
 	for _, ln := range p.listeners {
 		_ = ln.Close()
 	}
@@ -265,6 +267,7 @@ type connState struct {
 	head     []byte
 	req      reqHead
 	resp     respHead
+	dl       dlReader
 	rhead    []byte
 	buf      []byte
 	hdrOut   []byte
@@ -282,7 +285,8 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 		}
 	}()
 	cs := &connState{p: p, fc: fc, br: readerPool.Get().(*bufio.Reader), bw: writerPool.Get().(*bufio.Writer)}
-	cs.br.Reset(c)
+	cs.dl.c = c
+	cs.br.Reset(&cs.dl)
 	cs.bw.Reset(c)
 	defer func() {
 		cs.br.Reset(nil)
@@ -296,18 +300,21 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 	cs.buf = *bufp
 	for {
 		fc.state.Store(connIdle)
-		p.srvMu.Lock()
-		down := p.shutdown
-		p.srvMu.Unlock()
-		if down {
+		if p.down.Load() {
 			return
 		}
-		_ = c.SetReadDeadline(time.Now().Add(cfg.idleTimeout))
-		if _, err := cs.br.Peek(1); err != nil {
-			return
+		if cs.br.Buffered() == 0 {
+			_ = c.SetReadDeadline(time.Now().Add(cfg.idleTimeout))
+			if _, err := cs.br.Peek(1); err != nil {
+				return
+			}
 		}
 		fc.state.Store(connActive)
-		_ = c.SetReadDeadline(time.Now().Add(cfg.headerTimeout))
+		// A head that arrived whole needs no header deadline; one arriving
+		// in pieces must be complete within headerTimeout (slowloris).
+		if !headBuffered(cs.br) {
+			_ = c.SetReadDeadline(time.Now().Add(cfg.headerTimeout))
+		}
 		var err error
 		cs.head, err = readHead(cs.br, cs.head, cfg.maxHeader)
 		if err != nil {
@@ -317,7 +324,6 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 			}
 			return
 		}
-		_ = c.SetReadDeadline(time.Time{})
 		if err := parseRequestHead(cs.head, &cs.req); err != nil {
 			code, msg := 400, err.Error()
 			var br *badRequest
@@ -336,7 +342,7 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 			copy(pending, cs.head)
 			buffered, _ := cs.br.Peek(cs.br.Buffered())
 			pending = append(pending, buffered...)
-			fc.state.Store(connActive)
+			_ = c.SetReadDeadline(time.Time{})
 			p.srvMu.Lock()
 			delete(p.conns, fc)
 			p.srvMu.Unlock()
@@ -345,7 +351,12 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 			}
 			return
 		}
+		if r.hasBody() {
+			// Body reads get a fresh idle deadline each (see dlReader).
+			cs.dl.timeout = cfg.idleTimeout
+		}
 		keep := cs.serveRequest(cfg)
+		cs.dl.timeout = 0
 		if err := cs.bw.Flush(); err != nil || !keep {
 			return
 		}
@@ -803,4 +814,25 @@ func parseRoutingHead(hs []header) (routing, error) {
 		}
 	}
 	return parseRouting(h)
+}
+
+// dlReader reads from a client connection; while timeout is set (a request
+// body is being read) each read gets a fresh deadline, so a body that
+// stalls is cut off while a slow but moving upload is not.
+type dlReader struct {
+	c       net.Conn
+	timeout time.Duration
+}
+
+func (d *dlReader) Read(b []byte) (int, error) {
+	if d.timeout > 0 {
+		_ = d.c.SetReadDeadline(time.Now().Add(d.timeout))
+	}
+	return d.c.Read(b)
+}
+
+// headBuffered reports whether a whole request head is already buffered.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }

@@ -253,8 +253,8 @@ func TestUpgradeGoesThroughFallback(t *testing.T) {
 	}
 }
 
-// A client that sends its headers too slowly is cut off (slowloris), and
-// idle keep-alive connections are closed.
+// A client that sends its headers too slowly is cut off (slowloris), so
+// is one whose body stalls, and idle keep-alive connections are closed.
 func TestSlowClientsAreCutOff(t *testing.T) {
 	p := New("example.test", "local", nil)
 	p.SetBackend(backend(t, "m1", nil), true)
@@ -266,7 +266,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 		_ = p.Serve(ln, &http.Server{ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond})
 	}()
 	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
-	for _, first := range []string{"GET / HTTP/1.1\r\nHost: web.exa", ""} {
+	for _, first := range []string{"GET / HTTP/1.1\r\nHost: web.exa", "", "POST / HTTP/1.1\r\nHost: web.example.test\r\nContent-Length: 10\r\n\r\nab"} {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/types"
@@ -106,7 +107,8 @@ type Proxy struct {
 	mu   sync.Mutex // guards apps and every app and machine in it
 	apps map[string]*app
 
-	srvMu     sync.Mutex // guards the fields below (fast path servers)
+	down      atomic.Bool // set by Shutdown
+	srvMu     sync.Mutex  // guards the fields below (fast path servers)
 	shutdown  bool
 	listeners []net.Listener
 	fallbacks []*http.Server
