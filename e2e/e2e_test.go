@@ -155,12 +155,13 @@ func TestRestartPolicyAndChecks(t *testing.T) {
 				t.Fatalf("request %d: %d %q; the unhealthy machine %s must get nothing", i, code, body, bad.ID)
 			}
 		}
-		var cur types.Machine
-		_ = d.Get("/v1/apps/pol/machines/"+bad.ID, &cur)
-		if len(cur.Checks) != 1 || cur.Checks[0].Status != types.CheckCritical || !strings.Contains(cur.Checks[0].Output, "503") {
-			t.Fatalf("bad machine checks = %+v", cur.Checks)
-		}
-		// The good machine turns sick: it leaves rotation; well again: it returns.
+		harness.Poll(t, "the bad machine's check reports its 503", 10*time.Second, func() (bool, string) {
+			var cur types.Machine
+			_ = d.Get("/v1/apps/pol/machines/"+bad.ID, &cur)
+			ok := len(cur.Checks) == 1 && cur.Checks[0].Status == types.CheckCritical && strings.Contains(cur.Checks[0].Output, "503")
+			return ok, fmt.Sprintf("%+v", cur.Checks)
+		})
+		// The good machine turns sick: it leaves rotation within an interval.
 		_, _, _ = d.ViaProxy("pol", "/sick")
 		harness.Poll(t, "no healthy machine: 503", 10*time.Second, func() (bool, string) {
 			code, body, _ := d.ViaProxy("pol", "/")
