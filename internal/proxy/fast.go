@@ -448,7 +448,7 @@ func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routi
 				return cs.badGateway(rid, rq.m, err, keep)
 			}
 			time.Sleep(backoff)
-			backoff = min(2*backoff, 100*time.Millisecond)
+			backoff = nextBackoff(backoff, deadline)
 			if p.repick(rq) == nil {
 				return cs.badGateway(rid, rq.m, err, keep)
 			}

@@ -536,15 +536,24 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		case <-time.After(backoff):
 		}
-		if backoff < 100*time.Millisecond {
-			backoff *= 2
-		}
+		backoff = nextBackoff(backoff, deadline)
 		next := t.p.repick(rq)
 		if next == nil {
 			return nil, err
 		}
 		req.URL.Host = next.b.Addr
 	}
+}
+
+// nextBackoff is the wait before the next dial of a refused connection:
+// 1ms for the first 100ms (a machine just started or resumed binds its
+// port within milliseconds, and a refused dial costs microseconds), then
+// doubling up to 100ms.
+func nextBackoff(cur time.Duration, deadline time.Time) time.Duration {
+	if time.Until(deadline) > retryWindow-100*time.Millisecond {
+		return time.Millisecond
+	}
+	return min(2*cur, 100*time.Millisecond)
 }
 
 // retryable reports errors where the request cannot have reached the app:
