@@ -149,9 +149,9 @@ func TestVolumes(t *testing.T) {
 		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(volumesConfig, v)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		// immediate: the old machine stops (and gives up the volume)
-		// before the new one starts.
-		hangarOK(t, d, "deploy", "-c", cfg, "--image", ref, "--strategy", "immediate")
+		// The default rolling strategy: with a volume, the old machine
+		// stops (and gives up the volume) before the new one starts.
+		hangarOK(t, d, "deploy", "-c", cfg, "--image", ref)
 	}
 
 	hangarOK(t, d, "apps", "create", "vol")

@@ -389,6 +389,10 @@ func (c *Config) ToMachineConfig(group, image string) (*types.MachineConfig, err
 			Path: m.Destination, Name: m.Source,
 			ExtendThresholdPercent: m.AutoExtendSizeThreshold,
 		}
+		if m.InitialSize != "" {
+			// The size a volume gets when the machine's first start creates it.
+			mm.SizeGB, _ = ParseSizeGB(m.InitialSize)
+		}
 		if m.AutoExtendSizeIncrement != "" {
 			mm.AddSizeGB, _ = ParseSizeGB(m.AutoExtendSizeIncrement)
 		}

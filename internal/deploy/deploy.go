@@ -536,6 +536,9 @@ func batchSize(n int, maxUnavail float64) int {
 // old ones of that batch go. The first batch is a single spearhead (the
 // canary, with canary) that must survive the smoke window.
 func (r *run) rolling(ctx context.Context, p *plan, waitTimeout time.Duration, maxUnavail float64, canary bool) error {
+	if len(p.cfg.Mounts) > 0 {
+		return r.rollingWithVolumes(ctx, p, waitTimeout)
+	}
 	olds := p.old
 	remaining := p.want
 	if canary && remaining > 0 {
@@ -575,6 +578,26 @@ func (r *run) rolling(ctx context.Context, p *plan, waitTimeout time.Duration, m
 		first = false
 		if n == 0 && k == 0 {
 			break
+		}
+	}
+	return nil
+}
+
+// rollingWithVolumes replaces machines that mount volumes one at a time:
+// a volume attaches to one machine, so the old machine must stop (and
+// release it) before its replacement starts. Each such machine is out of
+// rotation for its replacement's start; the others keep serving.
+func (r *run) rollingWithVolumes(ctx context.Context, p *plan, waitTimeout time.Duration) error {
+	for i := 0; i < p.want || i < len(p.old); i++ {
+		if i < len(p.old) {
+			if err := r.retire(ctx, p, p.old[i:i+1]); err != nil {
+				return err
+			}
+		}
+		if i < p.want {
+			if _, err := r.launch(ctx, p, 1, waitTimeout, false, i == 0); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -632,6 +655,20 @@ func (r *run) rollback(emit func(step, machine, group, format string, args ...an
 	r.mu.Lock()
 	stopped, created := append([]string(nil), r.stoppedOld...), append([]string(nil), r.created...)
 	r.mu.Unlock()
+	// New machines holding volumes go first: the old machines need their
+	// volumes back before they can start.
+	var rest []string
+	for _, id := range created {
+		if m, err := r.d.Sup.Get(ctx, r.app, id); err == nil && m.Config != nil && len(m.Config.Mounts) > 0 {
+			emit("rollback", id, "", "removing new machine %s to free its volume", id)
+			if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil {
+				r.d.Log.Warn("rollback: destroy new machine", "machine", id, "err", err)
+			}
+			continue
+		}
+		rest = append(rest, id)
+	}
+	created = rest
 	var wg sync.WaitGroup
 	for _, id := range stopped {
 		wg.Add(1)
