@@ -502,10 +502,10 @@ func machineObject(rec *supervisor.Record) types.Machine {
 	return m
 }
 
-// checkLease refuses a mutation of a leased machine unless the request
-// carries the lease's nonce.
-func (s *Server) checkLease(r *http.Request) error {
-	return s.Sup.CheckLease(r.Context(), r.PathValue("app"), r.PathValue("id"), r.Header.Get(NonceHeader))
+// guarded runs a mutation of the request's machine unless the machine is
+// leased and the request does not carry the lease's nonce (409).
+func (s *Server) guarded(r *http.Request, fn func() error) error {
+	return s.Sup.Guarded(r.Context(), r.PathValue("app"), r.PathValue("id"), r.Header.Get(NonceHeader), fn)
 }
 
 func boolParam(q url.Values, name string) (bool, error) {
@@ -652,24 +652,26 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	app, id := r.PathValue("app"), r.PathValue("id")
-	if err := s.checkLease(r); err != nil {
+	var m *supervisor.Record
+	err := s.guarded(r, func() error {
+		if req.CurrentVersion != "" {
+			cur, err := s.Sup.Get(r.Context(), app, id)
+			if err != nil {
+				return err
+			}
+			if cur.InstanceID != req.CurrentVersion {
+				return fmt.Errorf("current_version %s: machine %s is at version %s: %w", req.CurrentVersion, id, cur.InstanceID, errConflict)
+			}
+		}
+		if req.SkipServiceRegistration {
+			if _, err := s.Sup.SetCordoned(r.Context(), app, id, true); err != nil {
+				return err
+			}
+		}
+		var err error
+		m, err = s.Sup.Update(r.Context(), app, id, req.Config, req.SkipLaunch)
 		return err
-	}
-	if req.CurrentVersion != "" {
-		cur, err := s.Sup.Get(r.Context(), app, id)
-		if err != nil {
-			return err
-		}
-		if cur.InstanceID != req.CurrentVersion {
-			return fmt.Errorf("current_version %s: machine %s is at version %s: %w", req.CurrentVersion, id, cur.InstanceID, errConflict)
-		}
-	}
-	if req.SkipServiceRegistration {
-		if _, err := s.Sup.SetCordoned(r.Context(), app, id, true); err != nil {
-			return err
-		}
-	}
-	m, err := s.Sup.Update(r.Context(), app, id, req.Config, req.SkipLaunch)
+	})
 	if err != nil {
 		return err
 	}
@@ -687,10 +689,9 @@ func (s *Server) destroyMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkLease(r); err != nil {
-		return err
-	}
-	if err := s.Sup.Destroy(r.Context(), r.PathValue("app"), r.PathValue("id"), force || kill); err != nil {
+	if err := s.guarded(r, func() error {
+		return s.Sup.Destroy(r.Context(), r.PathValue("app"), r.PathValue("id"), force || kill)
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -698,15 +699,16 @@ func (s *Server) destroyMachine(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) startMachine(w http.ResponseWriter, r *http.Request) error {
-	if err := s.checkLease(r); err != nil {
+	var prev string
+	if err := s.guarded(r, func() error {
+		m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		prev = m.State
+		_, err = s.Sup.Start(r.Context(), r.PathValue("app"), r.PathValue("id"))
 		return err
-	}
-	m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
-	if err != nil {
-		return err
-	}
-	prev := m.State
-	if _, err := s.Sup.Start(r.Context(), r.PathValue("app"), r.PathValue("id")); err != nil {
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"previous_state": prev, "migrated": false, "new_host": ""})
@@ -759,10 +761,10 @@ func (s *Server) stopMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkLease(r); err != nil {
+	if err := s.guarded(r, func() error {
+		_, err := s.Sup.Stop(r.Context(), r.PathValue("app"), r.PathValue("id"), sig, timeout)
 		return err
-	}
-	if _, err := s.Sup.Stop(r.Context(), r.PathValue("app"), r.PathValue("id"), sig, timeout); err != nil {
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

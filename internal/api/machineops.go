@@ -122,10 +122,10 @@ func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) suspendMachine(w http.ResponseWriter, r *http.Request) error {
-	if err := s.checkLease(r); err != nil {
+	if err := s.guarded(r, func() error {
+		_, err := s.Sup.Suspend(r.Context(), r.PathValue("app"), r.PathValue("id"))
 		return err
-	}
-	if _, err := s.Sup.Suspend(r.Context(), r.PathValue("app"), r.PathValue("id")); err != nil {
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -151,10 +151,10 @@ func (s *Server) restartMachine(w http.ResponseWriter, r *http.Request) error {
 	if force {
 		sig = "SIGKILL"
 	}
-	if err := s.checkLease(r); err != nil {
+	if err := s.guarded(r, func() error {
+		_, err := s.Sup.Restart(r.Context(), r.PathValue("app"), r.PathValue("id"), sig, timeout)
 		return err
-	}
-	if _, err := s.Sup.Restart(r.Context(), r.PathValue("app"), r.PathValue("id"), sig, timeout); err != nil {
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -187,10 +187,9 @@ func (s *Server) signalMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return badRequest("signal: %v", err)
 	}
-	if err := s.checkLease(r); err != nil {
-		return err
-	}
-	if err := s.Sup.Signal(r.Context(), r.PathValue("app"), r.PathValue("id"), sig); err != nil {
+	if err := s.guarded(r, func() error {
+		return s.Sup.Signal(r.Context(), r.PathValue("app"), r.PathValue("id"), sig)
+	}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -199,10 +198,10 @@ func (s *Server) signalMachine(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) cordon(on bool) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		if err := s.checkLease(r); err != nil {
+		if err := s.guarded(r, func() error {
+			_, err := s.Sup.SetCordoned(r.Context(), r.PathValue("app"), r.PathValue("id"), on)
 			return err
-		}
-		if _, err := s.Sup.SetCordoned(r.Context(), r.PathValue("app"), r.PathValue("id"), on); err != nil {
+		}); err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]bool{"ok": true})

@@ -89,6 +89,11 @@ func (s *Supervisor) AcquireLease(ctx context.Context, app, id, owner, desc stri
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := s.lockLease(ctx, app, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	now := time.Now()
 	r, err := s.update(ctx, app, id, func(r *Record) error {
 		if r.State == types.StateDestroying || r.State == types.StateDestroyed {
@@ -113,6 +118,11 @@ func (s *Supervisor) RefreshLease(ctx context.Context, app, id, nonce string, tt
 	if err != nil {
 		return nil, err
 	}
+	unlock, err := s.lockLease(ctx, app, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	now := time.Now()
 	r, err := s.update(ctx, app, id, func(r *Record) error {
 		if !LeaseActive(r, now) || !nonceMatches(r.LeaseNonce, nonce) {
@@ -130,8 +140,13 @@ func (s *Supervisor) RefreshLease(ctx context.Context, app, id, nonce string, tt
 // ReleaseLease ends the lease whose nonce is given. Releasing a machine
 // that has no active lease succeeds; a wrong nonce is ErrConflict.
 func (s *Supervisor) ReleaseLease(ctx context.Context, app, id, nonce string) error {
+	unlock, err := s.lockLease(ctx, app, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	now := time.Now()
-	_, err := s.update(ctx, app, id, func(r *Record) error {
+	_, err = s.update(ctx, app, id, func(r *Record) error {
 		if LeaseActive(r, now) && !nonceMatches(r.LeaseNonce, nonce) {
 			return fmt.Errorf("machine %s is leased by %s; only the holder of its nonce may release it: %w", id, r.LeaseOwner, ErrConflict)
 		}
@@ -151,6 +166,32 @@ func (s *Supervisor) GetLease(ctx context.Context, app, id string) (*Lease, erro
 		return nil, fmt.Errorf("machine %s has no active lease: %w", id, ErrNotFound)
 	}
 	return leaseOf(r), nil
+}
+
+// lockLease takes the machine's lease gate; ErrNotFound for a machine that
+// does not exist (so no state is kept for made-up ids).
+func (s *Supervisor) lockLease(ctx context.Context, app, id string) (func(), error) {
+	if _, err := s.Get(ctx, app, id); err != nil {
+		return nil, err
+	}
+	l := s.liveFor(app, id)
+	l.leaseMu.Lock()
+	return l.leaseMu.Unlock, nil
+}
+
+// Guarded runs fn, a change to the machine, if the caller may make it (the
+// machine is not leased, or nonce is its lease's): no lease can be taken
+// between the check and the change.
+func (s *Supervisor) Guarded(ctx context.Context, app, id, nonce string, fn func() error) error {
+	unlock, err := s.lockLease(ctx, app, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := s.CheckLease(ctx, app, id, nonce); err != nil {
+		return err
+	}
+	return fn()
 }
 
 // CheckLease returns nil when the machine may be changed by a caller that
@@ -341,21 +382,33 @@ func (s *Supervisor) Exec(ctx context.Context, app, id string, cmd []string, std
 // killExeced kills what a timed-out exec left running in the machine:
 // killing the runtime's exec client does not kill the command inside. It
 // matches processes of the machine's PID namespace by command line and
-// start time.
+// start time, sweeping for a moment: a runtime killed mid-setup may still
+// start the command just after.
 func (s *Supervisor) killExeced(ctx context.Context, id string, cmd []string, since time.Time) {
 	st, err := s.opt.Driver.Inspect(ctx, id)
 	if err != nil || st.Pid <= 0 {
 		return
 	}
-	ps, err := hostProcessesInNamespaceOf("/proc", st.Pid)
-	if err != nil {
-		return
-	}
 	want := strings.Join(cmd, " ")
-	for _, p := range ps {
-		if p.stat.Command == want && int64(p.stat.Stime) >= since.Unix()-1 {
-			_ = syscall.Kill(p.hostPid, syscall.SIGKILL)
-			s.log.Info("killed a timed-out exec", "machine", id, "pid", p.hostPid, "command", want)
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for {
+		ps, err := hostProcessesInNamespaceOf("/proc", st.Pid)
+		if err != nil {
+			return
+		}
+		for _, p := range ps {
+			if p.stat.Command == want && int64(p.stat.Stime) >= since.Unix()-1 {
+				_ = syscall.Kill(p.hostPid, syscall.SIGKILL)
+				s.log.Info("killed a timed-out exec", "machine", id, "pid", p.hostPid, "command", want)
+			}
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -254,3 +254,46 @@ func FuzzParseSignal(f *testing.F) {
 		}
 	})
 }
+
+// TestGuardedOrdersWithLeases: a lease cannot slip in between the check
+// and the change it guards, and a wrong nonce never runs the change.
+func TestGuardedOrdersWithLeases(t *testing.T) {
+	s, st := storeOnly(t)
+	ctx := context.Background()
+	putMachine(t, st, "a", "m1", types.StateStarted)
+	running, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.Guarded(ctx, "a", "m1", "", func() error {
+			close(running)
+			<-release
+			return nil
+		})
+	}()
+	<-running
+	acquired := make(chan error, 1)
+	go func() {
+		_, err := s.AcquireLease(ctx, "a", "m1", "bob", "", time.Minute)
+		acquired <- err
+	}()
+	select {
+	case err := <-acquired:
+		t.Fatalf("lease acquired (%v) while a guarded change was running", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-acquired; err != nil {
+		t.Fatalf("acquire after the change: %v", err)
+	}
+	called := false
+	err := s.Guarded(ctx, "a", "m1", "wrong", func() error { called = true; return nil })
+	if !errors.Is(err, ErrConflict) || called {
+		t.Fatalf("Guarded with a wrong nonce = %v (called %v)", err, called)
+	}
+	if err := s.Guarded(ctx, "a", "missing", "", func() error { return nil }); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Guarded on a missing machine = %v", err)
+	}
+}

@@ -112,6 +112,9 @@ type Supervisor struct {
 type live struct {
 	mu      sync.Mutex // serialises lifecycle operations on the machine
 	app, id string
+	// leaseMu orders lease changes with the mutations they guard (taken
+	// before mu, never after); see Guarded in ops.go.
+	leaseMu sync.Mutex
 
 	stateMu       sync.Mutex // guards the fields below
 	stopRequested bool
