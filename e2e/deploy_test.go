@@ -171,8 +171,20 @@ func TestRollbackRestoresConfig(t *testing.T) {
 	ref := d.ImportTestApp()
 	dir := t.TempDir()
 	for _, v := range []string{"one", "two"} {
-		if out, err := d.Hangar("deploy", "-c", writeZD(t, dir, v, "0", "30s", ""), "--image", ref); err != nil {
+		// [[files]] local_path: the CLI reads it beside fly.toml and the
+		// release keeps it, so a rollback brings the old content back.
+		if err := os.WriteFile(filepath.Join(dir, "app.conf"), []byte("conf-"+v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg := writeZD(t, dir, v, "0", "30s", "")
+		f, _ := os.OpenFile(cfg, os.O_APPEND|os.O_WRONLY, 0)
+		fmt.Fprint(f, "\n[[files]]\n  guest_path = \"/etc/app.conf\"\n  local_path = \"app.conf\"\n")
+		f.Close()
+		if out, err := d.Hangar("deploy", "-c", cfg, "--image", ref); err != nil {
 			t.Fatalf("deploy %s: %v\n%s", v, err, out)
+		}
+		if code, body, _ := d.ViaProxy("zd", "/file?path=/etc/app.conf"); code != 200 || body != "conf-"+v {
+			t.Fatalf("local_path file after deploy %s: %d %q", v, code, body)
 		}
 	}
 	if out, err := d.Hangar("scale", "vm", "shared-cpu-2x", "-a", "zd"); err != nil {
@@ -193,6 +205,9 @@ func TestRollbackRestoresConfig(t *testing.T) {
 	code, body, err := d.ViaProxy("zd", "/")
 	if err != nil || code != 200 || !strings.Contains(body, "version=one") {
 		t.Fatalf("serving after rollback: %d %q %v", code, body, err)
+	}
+	if code, body, _ := d.ViaProxy("zd", "/file?path=/etc/app.conf"); code != 200 || body != "conf-one" {
+		t.Fatalf("local_path file after rollback: %d %q, want release one's", code, body)
 	}
 	show, err := d.Hangar("releases", "show", "2", "-a", "zd")
 	if err != nil || !strings.Contains(show, `+   APP_VERSION = "two"`) || !strings.Contains(show, `-   APP_VERSION = "one"`) {

@@ -24,12 +24,14 @@ const MaxImageBytes = 4 << 30
 
 // DeployRequest is the body of POST /v1/deploys.
 type DeployRequest struct {
-	App         string `json:"app"`
-	Config      string `json:"config"`      // fly.toml contents
-	ConfigFile  string `json:"config_file"` // its name, for error messages
-	Image       string `json:"image"`
-	Strategy    string `json:"strategy,omitempty"`
-	WaitTimeout string `json:"wait_timeout,omitempty"`
+	App        string `json:"app"`
+	Config     string `json:"config"`      // fly.toml contents
+	ConfigFile string `json:"config_file"` // its name, for error messages
+	// LocalFiles holds the [[files]] local_path contents (base64 in JSON).
+	LocalFiles  map[string][]byte `json:"local_files,omitempty"`
+	Image       string            `json:"image"`
+	Strategy    string            `json:"strategy,omitempty"`
+	WaitTimeout string            `json:"wait_timeout,omitempty"`
 }
 
 // DeployLine is one line of the deploy stream: an event, or at the end the
@@ -63,7 +65,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 	}
 	streamRelease(w, r, r.URL.Query().Get("detach") == "true", func(ctx context.Context, p func(deploy.Event)) (*deploy.Release, error) {
 		return s.Deployer.Deploy(ctx, deploy.Request{
-			App: req.App, Config: []byte(req.Config), ConfigFile: req.ConfigFile, Image: req.Image,
+			App: req.App, Config: []byte(req.Config), ConfigFile: req.ConfigFile, LocalFiles: req.LocalFiles, Image: req.Image,
 			Strategy: req.Strategy, WaitTimeout: wt, User: tok.Name,
 		}, p)
 	})

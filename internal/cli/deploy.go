@@ -49,6 +49,18 @@ func newDeployCmd() *cobra.Command {
 			if err != nil {
 				return configError(err)
 			}
+			localFiles := map[string][]byte{}
+			for _, lp := range cfg.UnresolvedFiles() {
+				full := lp
+				if !filepath.IsAbs(full) {
+					full = filepath.Join(filepath.Dir(configPath), lp)
+				}
+				b, err := os.ReadFile(full)
+				if err != nil {
+					return &HintError{Err: fmt.Errorf("[[files]] local_path %q: %w", lp, err), Hint: "local_path is relative to fly.toml's directory"}
+				}
+				localFiles[lp] = b
+			}
 			out := cmd.OutOrStdout()
 			for _, w := range warnings {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w.String())
@@ -79,7 +91,7 @@ func newDeployCmd() *cobra.Command {
 				path += "?detach=true"
 			}
 			resp, err := c.send(ctx, "POST", path, api.DeployRequest{
-				App: app, Config: string(raw), ConfigFile: filepath.Base(configPath), Image: ref,
+				App: app, Config: string(raw), ConfigFile: filepath.Base(configPath), LocalFiles: localFiles, Image: ref,
 				Strategy: strategy, WaitTimeout: waitTimeout,
 			}, "")
 			if err != nil {

@@ -61,7 +61,8 @@ type Release struct {
 	Strategy       string                          `json:"strategy"`
 	Config         string                          `json:"config"` // fly.toml as deployed
 	ConfigFile     string                          `json:"config_file"`
-	Machines       map[string]*types.MachineConfig `json:"machine_configs"` // per process group
+	LocalFiles     map[string][]byte               `json:"local_files,omitempty"` // [[files]] local_path contents
+	Machines       map[string]*types.MachineConfig `json:"machine_configs"`       // per process group
 	Counts         map[string]int                  `json:"counts,omitempty"`
 	SecretsVersion int                             `json:"secrets_version"`
 	RollbackOf     int                             `json:"rollback_of,omitempty"`
@@ -106,9 +107,12 @@ type Deployer struct {
 
 // Request asks for a deploy.
 type Request struct {
-	App         string
-	Config      []byte
-	ConfigFile  string
+	App        string
+	Config     []byte
+	ConfigFile string
+	// LocalFiles are the contents of [[files]] local_path entries, read by
+	// the client next to its fly.toml.
+	LocalFiles  map[string][]byte
 	Image       string
 	Strategy    string
 	WaitTimeout time.Duration
@@ -198,6 +202,12 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
+	for path, b := range req.LocalFiles {
+		cfg.SetLocalFile(path, b)
+	}
+	if missing := cfg.UnresolvedFiles(); len(missing) > 0 {
+		return nil, fmt.Errorf("%w: [[files]] local_path %v: the client did not send these files; deploy with `hangar deploy` from the directory of fly.toml", ErrInvalid, missing)
+	}
 	warnings, err := cfg.Validate(false)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -268,7 +278,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	}
 	rel, err := d.newRelease(ctx, &Release{
 		App: app, Image: req.Image, ImageDigest: img.Digest, Strategy: strategy,
-		Config: string(req.Config), ConfigFile: req.ConfigFile, Machines: configs, Counts: counts,
+		Config: string(req.Config), ConfigFile: req.ConfigFile, LocalFiles: req.LocalFiles, Machines: configs, Counts: counts,
 		SecretsVersion: secretsVersion, RollbackOf: req.RollbackOf, Description: req.Description,
 		Status: StatusRunning, User: req.User, CreatedAt: time.Now().UTC(),
 	})

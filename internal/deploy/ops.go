@@ -27,6 +27,7 @@ func (d *Deployer) redeploy(ctx context.Context, rel *Release, req Request, prog
 	req.App = rel.App
 	req.Config = []byte(rel.Config)
 	req.ConfigFile = rel.ConfigFile
+	req.LocalFiles = rel.LocalFiles
 	if req.Image == "" {
 		req.Image = rel.Image
 		// Pin the digest so a re-tagged image cannot change what runs.
