@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,12 +93,29 @@ func startProc(b *testing.B, url, host string, name string, args ...string) {
 	logf, _ := os.Create(filepath.Join(b.TempDir(), filepath.Base(name)+".log"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "HOME="+b.TempDir())
+	// Its own process group: nginx's workers outlive a killed master, so
+	// the whole group is stopped (TERM, then KILL) and waited for.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		b.Fatalf("start %s: %v", name, err)
 	}
 	b.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		pgid := cmd.Process.Pid
+		_ = syscall.Kill(-pgid, syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			<-done
+		}
+		// Workers may exit just after the master: wait for the group to empty.
+		deadline := time.Now().Add(5 * time.Second)
+		for syscall.Kill(-pgid, 0) == nil && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
 		logf.Close()
 	})
 	if err := waitFor(http.DefaultClient, url, host, "hits=", 10*time.Second); err != nil {
