@@ -169,6 +169,7 @@ func shimMain() int {
 	}
 	outW.Close()
 	errW.Close()
+	scrubEnv(filepath.Join(cfg.Bundle, "config.json"))
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		return fail("read task pid: %v", err)
@@ -225,6 +226,29 @@ reap:
 		return 1
 	}
 	return 0
+}
+
+// scrubEnv removes the environment (which holds the machine's secrets) from
+// the bundle's config.json once the runtime has read it at create, so that
+// values do not stay on disk while the machine runs.
+func scrubEnv(path string) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return
+	}
+	var spec map[string]json.RawMessage
+	if json.Unmarshal(b, &spec) != nil {
+		return
+	}
+	var proc map[string]json.RawMessage
+	if json.Unmarshal(spec["process"], &proc) != nil {
+		return
+	}
+	delete(proc, "env")
+	spec["process"], _ = json.Marshal(proc)
+	if out, err := json.Marshal(spec); err == nil {
+		_ = fsutil.WriteFileAtomic(path, out, 0o600)
+	}
 }
 
 // cleanupAfterExit removes the container record and discards the task's
