@@ -372,6 +372,12 @@ func TestLeasesWaitAndAuth(t *testing.T) {
 		if up.InstanceID == m.InstanceID {
 			t.Errorf("update under the lease kept the instance id")
 		}
+		// The old version is replaced: waiting for it to be replaced
+		// answers at once; waiting for it to start is a conflict.
+		w.must(200, "GET", base+"/wait?state=replaced&timeout=5&instance_id="+m.InstanceID, nil, nil)
+		if r := w.call("GET", base+"/wait?state=started&timeout=5&instance_id="+m.InstanceID, nil, nil); r.code != 409 || !strings.Contains(string(r.body), "replaced") {
+			t.Errorf("wait for a replaced instance to start: %d %s, want 409", r.code, r.body)
+		}
 		// Refresh with the nonce extends; release frees it for the other.
 		var refreshed leaseReply
 		w.must(200, "POST", base+"/lease?ttl=300", nil, nonce).decode(t, &refreshed)

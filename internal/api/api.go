@@ -55,6 +55,12 @@ func (s *Server) Handler() http.Handler {
 	var h HandleFunc = func(pattern string, f func(w http.ResponseWriter, r *http.Request) error) {
 		s.routes = append(s.routes, pattern)
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			// The app as routing decoded it (authenticate checked the raw
+			// path too).
+			if tok := TokenFrom(r); tok != nil && r.PathValue("app") != "" && !tok.CanAccessApp(r.PathValue("app")) {
+				writeJSON(w, http.StatusForbidden, types.ErrorResponse{Error: fmt.Sprintf("token %s may only act on app %s", tok.ID, tok.App)})
+				return
+			}
 			if err := f(w, r); err != nil {
 				s.writeError(w, r, err)
 			}

@@ -136,6 +136,7 @@ func TestTokensAndScopes(t *testing.T) {
 	for _, c := range []struct{ method, path, body string }{
 		{"GET", "/v1/apps/two", ""}, {"GET", "/v1/apps/two/machines", ""}, {"DELETE", "/v1/apps/two", ""},
 		{"POST", "/v1/apps", `{"app_name":"three"}`}, {"GET", "/v1/tokens", ""}, {"POST", "/v1/tokens", `{"name":"x"}`},
+		{"GET", "/v1/apps/one%2F..%2Ftwo", ""}, {"GET", "/v1/apps/two%2Fx/machines", ""},
 	} {
 		if code, body := call(t, h, appTok, c.method, c.path, c.body); code != 403 {
 			t.Errorf("app token %s %s: %d %s, want 403", c.method, c.path, code, body)
