@@ -675,7 +675,14 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		var err error
-		m, err = s.Sup.Update(r.Context(), app, id, req.Config, req.SkipLaunch)
+		if m, err = s.Sup.Update(r.Context(), app, id, req.Config, req.SkipLaunch); err != nil {
+			return err
+		}
+		// As on Fly, the new version boots unless skip_launch, even when
+		// the machine was not running.
+		if !req.SkipLaunch && (m.State == types.StateStopped || m.State == types.StateCreated) {
+			m, err = s.Sup.Start(r.Context(), app, id)
+		}
 		return err
 	})
 	if err != nil {
