@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -172,8 +173,12 @@ func BenchmarkProxy(b *testing.B) {
 	results := []wrkResult{}
 	type contender struct {
 		name, url, host string
+		procs           int // GOMAXPROCS of this process during the run (0: unchanged)
 	}
-	cs := []contender{{"direct", "http://" + backAddr + "/", ""}, {"hangar", hangarURL, "app.bench.test"}}
+	// hangar-1p is the same proxy with GOMAXPROCS=1: on a small host that
+	// also runs the load generator and the backend, one P avoids the Go
+	// scheduler's spinning between cores and shows in the tail latency.
+	cs := []contender{{"direct", "http://" + backAddr + "/", "", 0}, {"hangar", hangarURL, "app.bench.test", 0}, {"hangar-1p", hangarURL, "app.bench.test", 1}}
 
 	if nginx, err := exec.LookPath("nginx"); err == nil {
 		port := freePort(b)
@@ -211,7 +216,7 @@ http {
 		}
 		url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 		startProc(b, url, "", nginx, "-p", ndir, "-c", confPath, "-e", filepath.Join(ndir, "error.log"))
-		cs = append(cs, contender{"nginx", url, ""})
+		cs = append(cs, contender{"nginx", url, "", 0})
 	} else {
 		b.Log("nginx not installed (apt-get install -y nginx); skipping it")
 	}
@@ -224,7 +229,7 @@ http {
 		}
 		url := fmt.Sprintf("http://127.0.0.1:%d/", port)
 		startProc(b, url, "", caddy, "run", "--config", confPath, "--adapter", "caddyfile")
-		cs = append(cs, contender{"caddy", url, ""})
+		cs = append(cs, contender{"caddy", url, "", 0})
 	} else {
 		b.Log("caddy not installed (apt-get install -y caddy); skipping it")
 	}
@@ -247,7 +252,14 @@ http {
 		for round := 0; round < rounds; round++ {
 			for k := range cs {
 				j := (k + round) % len(cs)
+				prev := 0
+				if cs[j].procs > 0 {
+					prev = runtime.GOMAXPROCS(cs[j].procs)
+				}
 				per[j] = append(per[j], runWrk(b, cs[j].name, cs[j].url, cs[j].host, dur, conns))
+				if prev > 0 {
+					runtime.GOMAXPROCS(prev)
+				}
 			}
 		}
 		results = results[:0]
@@ -264,13 +276,13 @@ http {
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "\nproxy throughput: wrk -t1 -c%d, keep-alive HTTP/1.1, small responses from the same backend; median of %d interleaved rounds of %v\n", conns, rounds, dur)
-	fmt.Fprintf(&sb, "%-8s %12s %10s %10s %10s %10s\n", "", "req/s", "p50", "p99", "x direct", "x nginx")
+	fmt.Fprintf(&sb, "%-10s %12s %10s %10s %10s %10s\n", "", "req/s", "p50", "p99", "x direct", "x nginx")
 	for _, r := range results {
 		vsN := "-"
 		if nginxR != nil {
 			vsN = fmt.Sprintf("%.2f", r.rps/nginxR.rps)
 		}
-		fmt.Fprintf(&sb, "%-8s %12.0f %10v %10v %10.2f %10s %s\n", r.name, r.rps, r.p50, r.p99, r.rps/direct.rps, vsN, r.errors)
+		fmt.Fprintf(&sb, "%-10s %12.0f %10v %10v %10.2f %10s %s\n", r.name, r.rps, r.p50, r.p99, r.rps/direct.rps, vsN, r.errors)
 	}
 	b.Log(sb.String())
 	fmt.Print(sb.String())
