@@ -718,8 +718,8 @@ func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeCon
 	pristine := m.pristine
 	var via []byte
 	for _, h := range resp.headers {
-		if dropResponseHeader(h.name, resp.connTokens) {
-			continue
+		if dropResponseHeader(h.name, resp.connTokens) || (resp.chunked && eqFold(h.name, "content-length")) {
+			continue // with both, chunked framing wins and the length goes
 		}
 		if !pristine {
 			if eqFold(h.name, "server") || eqFold(h.name, "fly-request-id") {

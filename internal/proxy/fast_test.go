@@ -155,6 +155,12 @@ func TestBodiesChunkedStreamingAndLimits(t *testing.T) {
 			io.WriteString(w, "second")
 		case "/head":
 			w.Header().Set("Content-Length", "5")
+		case "/both":
+			// An app that sends Content-Length and chunked framing.
+			c, brw, _ := http.NewResponseController(w).Hijack()
+			brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+			brw.Flush()
+			c.Close()
 		}
 	}), true)
 	s := front(t, p)
@@ -200,6 +206,11 @@ func TestBodiesChunkedStreamingAndLimits(t *testing.T) {
 	out := raw(t, addr, "HEAD /head HTTP/1.1\r\nHost: web.example.test\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(out, "HTTP/1.1 200") || !strings.HasSuffix(out, "\r\n\r\n") || !strings.Contains(out, "Content-Length: 5") {
 		t.Fatalf("HEAD: %q", out)
+	}
+	// Content-Length and chunked from the app: the client gets one framing.
+	out = raw(t, addr, "GET /both HTTP/1.1\r\nHost: web.example.test\r\nConnection: close\r\n\r\n")
+	if strings.Contains(out, "Content-Length: 100") || !strings.Contains(out, "Transfer-Encoding: chunked") || !strings.HasSuffix(out, "3\r\nabc\r\n0\r\n\r\n") {
+		t.Fatalf("both framings: %q", out)
 	}
 	// Over the body limit: 413 before the app sees anything (declared
 	// length) or as soon as the limit is crossed (chunked).
