@@ -509,6 +509,14 @@ func TestLeasesWaitAndAuth(t *testing.T) {
 		if c := get(created.Token, "/v1/apps/other"); c != 401 {
 			t.Fatalf("CLI-revoked token: %d", c)
 		}
+		// flyctl's spelling.
+		out, err = d.Hangar("tokens", "create", "deploy", "-a", "lease", "--json")
+		if err != nil || !strings.Contains(out, `"scope": "app"`) || !strings.Contains(out, `"app": "lease"`) {
+			t.Fatalf("tokens create deploy: %v\n%s", err, out)
+		}
+		if out, err := d.Hangar("tokens", "create", "deploy"); err == nil || !strings.Contains(out, "-a APP") {
+			t.Fatalf("tokens create deploy without an app should fail with a hint: %v\n%s", err, out)
+		}
 		if out, err := d.Hangar("tokens", "revoke", "nosuchtoken0"); err == nil || !strings.Contains(out, "tokens list") {
 			t.Fatalf("revoking an unknown token should fail with a hint: %v\n%s", err, out)
 		}
