@@ -83,6 +83,13 @@ func (p *Proxy) pickLocked(a *app, rt routing) choice {
 // Waker starts. On failure it returns the status and message to answer
 // with (status 0: the client went away).
 func (p *Proxy) acquire(ctx context.Context, name string, rt routing) (*app, *machine, int, string) {
+	return p.acquireWatch(ctx, name, rt, nil)
+}
+
+// acquireWatch is acquire; onWait, if set, is called once before the
+// request first waits and gives the context to wait with (the fast path
+// watches the client connection only then).
+func (p *Proxy) acquireWatch(ctx context.Context, name string, rt routing, onWait func() context.Context) (*app, *machine, int, string) {
 	var (
 		timer    *time.Timer
 		sawWake  = -1 // wakeGen when this request saw or began a wake
@@ -161,6 +168,10 @@ func (p *Proxy) acquire(ctx context.Context, name string, rt routing) (*app, *ma
 		a.waiters++
 		ch := a.changed
 		p.mu.Unlock()
+		if onWait != nil {
+			ctx = onWait()
+			onWait = nil
+		}
 		if timer == nil {
 			timer = time.NewTimer(time.Until(deadline))
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -289,5 +290,32 @@ func TestScaleUpOverSoftLimit(t *testing.T) {
 	<-out
 	if got := p.Routable("web"); len(got) != 2 {
 		t.Fatalf("routable after scale-up: %v", got)
+	}
+}
+
+// A request waiting in the queue whose client goes away leaves the queue
+// at once instead of holding its place until the queue timeout.
+func TestQueuedRequestOfDepartedClientLeaves(t *testing.T) {
+	p := New("example.test", "local", nil)
+	g := newGate()
+	p.SetBackend(g.backend(t, "m1", svcWith(1, 1)), true)
+	s := front(t, p)
+	out := make(chan string, 1)
+	goGet(t, s.URL, "web.example.test", "/slow", out)
+	<-g.entered
+	c, err := net.Dial("tcp", strings.TrimPrefix(s.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: web.example.test\r\n\r\n")
+	poll(t, "request queued", func() bool { return p.Stats()[0].Waiting == 1 })
+	c.Close()
+	poll(t, "departed request left the queue", func() bool { return p.Stats()[0].Waiting == 0 })
+	close(g.release)
+	if r := <-out; r != "200 m1" {
+		t.Fatalf("slow request: %q", r)
+	}
+	if n := p.Stats()[0].Machines[0].Served; n != 1 {
+		t.Fatalf("machine served %d requests; the departed one must not reach it", n)
 	}
 }

@@ -404,7 +404,21 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 		p.record(name, http.StatusRequestEntityTooLarge, start)
 		return false
 	}
-	a, m, code, msg := p.acquire(context.Background(), name, rt)
+	var stopWatch func()
+	var onWait func() context.Context
+	if !r.hasBody() {
+		// A request that must wait (hard_limit queue, wake) is dropped if
+		// its client goes away meanwhile.
+		onWait = func() context.Context {
+			var ctx context.Context
+			ctx, stopWatch = cs.watchClient()
+			return ctx
+		}
+	}
+	a, m, code, msg := p.acquireWatch(context.Background(), name, rt, onWait)
+	if stopWatch != nil {
+		stopWatch()
+	}
 	if m == nil {
 		if code == 0 {
 			return false
@@ -835,4 +849,28 @@ func (d *dlReader) Read(b []byte) (int, error) {
 func headBuffered(br *bufio.Reader) bool {
 	b, _ := br.Peek(br.Buffered())
 	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
+}
+
+// watchClient returns a context cancelled when the client closes its
+// connection, and a function that stops watching. Only for requests
+// without a body: the watcher peeks at the connection, and a body's bytes
+// would end the watch.
+func (cs *connState) watchClient() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := cs.br.Peek(1); err != nil {
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				cancel() // closed or reset by the client
+			}
+		}
+	}()
+	return ctx, func() {
+		_ = cs.fc.c.SetReadDeadline(time.Unix(1, 0))
+		<-done
+		_ = cs.fc.c.SetReadDeadline(time.Time{})
+		cancel()
+	}
 }
