@@ -687,6 +687,21 @@ func TestMachineOperations(t *testing.T) {
 			t.Fatalf("signal to a stopped machine: %d %s", r.code, r.body)
 		}
 	})
+
+	t.Run("oom exit event", func(t *testing.T) {
+		cfg := &types.MachineConfig{Image: ref, Init: types.MachineInit{Cmd: []string{"alloc", "512"}},
+			Guest:   &types.MachineGuest{CPUKind: "shared", CPUs: 1, MemoryMB: 64},
+			Restart: &types.MachineRestart{Policy: types.RestartNo}}
+		var oom types.Machine
+		c.must(200, "POST", "/apps/ops/machines", types.CreateMachineRequest{Config: cfg}, nil).decode(t, &oom)
+		c.must(200, "GET", "/apps/ops/machines/"+oom.ID+"/wait?state=stopped&timeout=30", nil, nil)
+		var events []types.MachineEvent
+		c.must(200, "GET", "/apps/ops/machines/"+oom.ID+"/events", nil, nil).decode(t, &events)
+		ex, _ := events[0].Request["exit_event"].(map[string]any)
+		if events[0].Type != "exit" || ex == nil || ex["oom_killed"] != true || ex["exit_code"] == float64(0) {
+			t.Fatalf("exit event of a machine over its memory = %+v", events[0])
+		}
+	})
 }
 
 // flyDriver is the program that drives the lifecycle with a client
