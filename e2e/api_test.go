@@ -250,6 +250,23 @@ func TestMachinesAPIContract(t *testing.T) {
 	c.must(200, "POST", "/apps/contract/machines/"+m.ID+"/start", nil, nonce)
 	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/wait?state=started&timeout=30", nil, nil)
 
+	// The other operations Fly's document describes (exec is left out: the
+	// document says its answer is a JSON string; see docs/api.md).
+	c.must(200, "POST", "/apps/contract/machines/"+m.ID+"/cordon", nil, nonce)
+	c.must(200, "POST", "/apps/contract/machines/"+m.ID+"/uncordon", nil, nonce)
+	c.must(204, "POST", "/apps/contract/machines/"+m.ID+"/metadata/owner", map[string]string{"value": "contract"}, nil)
+	var md map[string]string
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/metadata", nil, nil).decode(t, &md)
+	if md["owner"] != "contract" || md["role"] != "web" {
+		t.Fatalf("metadata = %v", md)
+	}
+	c.must(204, "DELETE", "/apps/contract/machines/"+m.ID+"/metadata/owner", nil, nil)
+	var ps []map[string]any
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/ps?sort_by=rss&order=desc", nil, nil).decode(t, &ps)
+	if len(ps) == 0 {
+		t.Fatal("ps: no processes")
+	}
+
 	var events []types.MachineEvent
 	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/events", nil, nil).decode(t, &events)
 	var seen []string
@@ -265,6 +282,8 @@ func TestMachinesAPIContract(t *testing.T) {
 		t.Fatalf("list = %+v", listed)
 	}
 
+	c.must(200, "POST", "/apps/contract/machines/"+m.ID+"/restart?timeout=10s", nil, nonce)
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/wait?state=started&timeout=30", nil, nil)
 	c.must(200, "DELETE", "/apps/contract/machines/"+m.ID+"/lease", nil, nonce)
 	c.must(200, "DELETE", "/apps/contract/machines/"+m.ID+"?force=true", nil, nil)
 	c.must(200, "GET", "/apps/contract/machines/"+m.ID+"/wait?state=destroyed&timeout=10", nil, nil)
