@@ -337,15 +337,19 @@ func (p *Proxy) AppForHost(host string) string {
 		return ""
 	}
 	name := host[:len(host)-len(p.domain)-1]
+	upper := false
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '-':
 		case c >= 'A' && c <= 'Z':
-			return strings.ToLower(name)
+			upper = true
 		default:
 			return "" // dots, and anything that cannot be an app name
 		}
+	}
+	if upper {
+		return strings.ToLower(name)
 	}
 	return name
 }

@@ -200,8 +200,13 @@ func FuzzAppForHost(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, host string) {
 		app := p.AppForHost(host)
-		if strings.Contains(app, ".") {
-			t.Fatalf("AppForHost(%q) = %q", host, app)
+		for _, c := range []byte(app) {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				t.Fatalf("AppForHost(%q) = %q: not an app name", host, app)
+			}
+		}
+		if app != "" && !strings.HasPrefix(strings.ToLower(host), app+".") {
+			t.Fatalf("AppForHost(%q) = %q: not the host's first label", host, app)
 		}
 	})
 }
