@@ -190,6 +190,10 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	m.routable = routable && !m.draining
 	if m.routable {
 		p.notifyLocked(a)
+	} else {
+		// Not routable: crashed, failing checks or stopping. Its pooled
+		// connections may be dead by the time it returns.
+		closePoolLocked(m)
 	}
 }
 
