@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,6 +156,32 @@ func TestFailingDeployRollsBack(t *testing.T) {
 			}
 		}
 	})
+	t.Run("a machine leased by someone else", func(t *testing.T) {
+		m := d.Machines("zd")[0]
+		code, body := d.Call("POST", "/v1/apps/zd/machines/"+m.ID+"/lease", map[string]any{"ttl": 60, "description": "operator at work"})
+		if code != 200 {
+			t.Fatalf("acquire lease: %d %s", code, body)
+		}
+		var l struct {
+			Nonce string `json:"nonce"`
+		}
+		_ = json.Unmarshal([]byte(body), &l)
+		out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "leased", "0", "30s", ""), "--image", ref)
+		if err == nil || !strings.Contains(out, "operator at work") {
+			t.Fatalf("deploy over a leased machine: want a failure naming the lease, got %v\n%s", err, out)
+		}
+		if v := versions(t, d, "zd"); v["leased"] != 0 {
+			t.Fatalf("machines changed by a deploy that could not lease them: %v", v)
+		}
+		req, _ := http.NewRequest("DELETE", d.API+"/v1/apps/zd/machines/"+m.ID+"/lease", nil)
+		req.Header.Set("Authorization", "Bearer "+d.Token)
+		req.Header.Set("fly-machine-lease-nonce", l.Nonce)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("release lease: %v %v", resp, err)
+		}
+		resp.Body.Close()
+	})
 	t.Run("release command succeeds", func(t *testing.T) {
 		out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "rc-ok", "0", "30s", `release_command = "exit 0"`), "--image", ref)
 		if err != nil || !strings.Contains(out, "exiting with 0") {
@@ -161,6 +189,12 @@ func TestFailingDeployRollsBack(t *testing.T) {
 		}
 		if v := versions(t, d, "zd"); v["rc-ok"] != 2 {
 			t.Fatalf("after deploy: %v", v)
+		}
+		// The deploy's own leases are gone with it.
+		for _, m := range d.Machines("zd") {
+			if code, body := d.Call("GET", "/v1/apps/zd/machines/"+m.ID+"/lease", nil); code != 404 {
+				t.Fatalf("machine %s still leased after the deploy: %d %s", m.ID, code, body)
+			}
 		}
 	})
 }

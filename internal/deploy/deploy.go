@@ -307,6 +307,11 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 
 	start := time.Now()
 	runErr := func() error {
+		release, err := d.leaseMachines(ctx, app, rel.Version, existing)
+		if err != nil {
+			return err
+		}
+		defer release()
 		if cfg.Deploy != nil && strings.TrimSpace(cfg.Deploy.ReleaseCommand) != "" {
 			rc, err := cfg.ToReleaseMachineConfig(req.Image)
 			if err != nil {
@@ -323,7 +328,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 			}
 		}
 		r := &run{d: d, app: app, emit: emit}
-		err := r.rollout(ctx, plans, strategy, waitTimeout, maxUnavail)
+		err = r.rollout(ctx, plans, strategy, waitTimeout, maxUnavail)
 		if err != nil {
 			r.rollback(emit)
 			return err
@@ -347,6 +352,59 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	}
 	emit("complete", "", "", "release v%d complete in %s", rel.Version, time.Since(start).Round(time.Millisecond))
 	return rel, nil
+}
+
+// deployLeaseTTL bounds how long a crashed deploy keeps its machines.
+const deployLeaseTTL = 30 * time.Second
+
+// leaseMachines leases every machine the deploy may touch, so that API
+// clients (and, on a cluster, other deployers) cannot change them midway;
+// a machine leased by someone else fails the deploy before anything
+// changed. The leases are refreshed until the returned release func runs,
+// and expire on their own if the daemon dies.
+func (d *Deployer) leaseMachines(ctx context.Context, app string, version int, machines []*supervisor.Record) (func(), error) {
+	type held struct{ id, nonce string }
+	var leases []held
+	releaseAll := func() {
+		for _, h := range leases {
+			if err := d.Sup.ReleaseLease(context.Background(), app, h.id, h.nonce); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+				d.Log.Debug("release deploy lease", "machine", h.id, "err", err)
+			}
+		}
+	}
+	for _, m := range machines {
+		if m.State == types.StateDestroyed || m.State == types.StateDestroying {
+			continue
+		}
+		l, err := d.Sup.AcquireLease(ctx, app, m.ID, "hangar-deploy", fmt.Sprintf("deploy of release v%d", version), deployLeaseTTL)
+		if err != nil {
+			releaseAll()
+			return nil, fmt.Errorf("lease machine %s: %w; wait for its holder to finish or release the lease", m.ID, err)
+		}
+		leases = append(leases, held{m.ID, l.Nonce})
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(deployLeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				for _, h := range leases {
+					_, _ = d.Sup.RefreshLease(context.Background(), app, h.id, h.nonce, deployLeaseTTL)
+				}
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		releaseAll()
+	}, nil
 }
 
 func (d *Deployer) lock(app string) bool {
