@@ -305,8 +305,8 @@ func (p *Proxy) Routable(appName string) []string {
 	return ids
 }
 
-// Load reports a machine's in-flight requests and whether the proxy knows
-// it (the autostop rule reads it).
+// Load reports a machine's in-flight requests and whether it takes
+// traffic now (known, routable, not draining); the autostop rule reads it.
 func (p *Proxy) Load(appName, machineID string) (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -314,7 +314,7 @@ func (p *Proxy) Load(appName, machineID string) (int, bool) {
 	if m == nil {
 		return 0, false
 	}
-	return m.inflight, true
+	return m.inflight, m.routable && !m.draining
 }
 
 func (p *Proxy) release(a *app, m *machine) {

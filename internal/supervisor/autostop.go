@@ -83,9 +83,9 @@ func autostartable(cfg *types.MachineConfig) bool {
 }
 
 // Loads is what the autostop rule needs of the proxy: a machine's requests
-// in flight, and whether the proxy knows the machine.
+// in flight, and whether it takes traffic now.
 type Loads interface {
-	Load(app, machineID string) (int, bool)
+	Load(app, machineID string) (inflight int, routable bool)
 }
 
 // Autostopper stops or suspends idle machines beyond an app's
@@ -207,10 +207,12 @@ func (a *Autostopper) Tick(ctx context.Context) ([]string, error) {
 		if r.State != types.StateStarted {
 			continue
 		}
-		load, known := a.Loads.Load(r.App, r.ID)
-		if !known {
-			// Not (yet) in the proxy: starting, or its checks never passed.
-			// Count it as busy so it is not stopped under a request.
+		load, routable := a.Loads.Load(r.App, r.ID)
+		if !routable {
+			// Not taking traffic: just started (a deploy may be waiting
+			// for its checks), failing its checks, or leaving. It is not
+			// idle capacity: count it as busy, so it is never the one
+			// stopped.
 			load = 1 << 30
 		}
 		soft, _ := limitsOf(&svc)
