@@ -325,3 +325,35 @@ func TestShutdownWaitsForInflight(t *testing.T) {
 		t.Fatalf("Serve returned %v", err)
 	}
 }
+
+// The net/http path (upgrades, HTTP/1.0, TLS listeners) sets the same
+// headers as the fast path.
+func TestFallbackPathHeaders(t *testing.T) {
+	p := New("example.test", "ord", nil)
+	got := make(chan http.Header, 1)
+	p.SetBackend(backend(t, "m1", func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Clone()
+		w.Header().Set("Server", "app")
+	}), true)
+	s := frontStd(t, p)
+	req, _ := http.NewRequest("GET", s.URL+"/", nil)
+	req.Host = "web.example.test"
+	req.Header.Set("Fly-Force-Instance-Id", "m1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := <-got
+	for _, k := range []string{"Fly-Client-Ip", "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Forwarded-Ssl", "Fly-Forwarded-Port", "Fly-Region", "Via", "Fly-Request-Id"} {
+		if h.Get(k) == "" {
+			t.Errorf("app did not get %s", k)
+		}
+	}
+	if h.Get("Fly-Force-Instance-Id") != "" {
+		t.Error("routing header reached the app")
+	}
+	if resp.Header.Get("Server") != "Hangar" || resp.Header.Get("Fly-Request-Id") != h.Get("Fly-Request-Id") {
+		t.Errorf("response headers %v", resp.Header)
+	}
+}
