@@ -270,7 +270,6 @@ type connState struct {
 	dl       dlReader
 	rhead    []byte
 	buf      []byte
-	hdrOut   []byte
 }
 
 func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
@@ -346,7 +345,7 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 			p.srvMu.Lock()
 			delete(p.conns, fc)
 			p.srvMu.Unlock()
-			if hl.give(&replayConn{Conn: c, r: io.MultiReader(bytesReader(pending), c)}) {
+			if hl.give(&replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(pending), c)}) {
 				handedOff = true
 			}
 			return
@@ -361,23 +360,6 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 			return
 		}
 	}
-}
-
-func bytesReader(b []byte) io.Reader {
-	r := new(bytesReaderT)
-	r.b = b
-	return r
-}
-
-type bytesReaderT struct{ b []byte }
-
-func (r *bytesReaderT) Read(p []byte) (int, error) {
-	if len(r.b) == 0 {
-		return 0, io.EOF
-	}
-	n := copy(p, r.b)
-	r.b = r.b[n:]
-	return n, nil
 }
 
 // serveRequest proxies one parsed request; it reports whether the client
@@ -721,7 +703,8 @@ func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeCon
 	w := cs.bw
 	resp := &cs.resp
 	w.WriteString("HTTP/1.1 ")
-	w.Write(strconv.AppendInt(cs.hdrOut[:0], int64(resp.status), 10))
+	var num [8]byte
+	w.Write(strconv.AppendInt(num[:0], int64(resp.status), 10))
 	w.WriteByte(' ')
 	if len(resp.reason) > 0 {
 		w.Write(resp.reason)
