@@ -334,7 +334,7 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 			return
 		}
 		r := &cs.req
-		if !r.fastPathOK() {
+		if !r.fastPathOK() || p.handOffPath(r.target) {
 			// Not for the fast path: give the connection, with what was
 			// read of it, to net/http.
 			pending := make([]byte, len(cs.head), len(cs.head)+cs.br.Buffered())
@@ -415,6 +415,17 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 }
 
 func (r *reqHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
+
+// handOffPath reports whether a request target is always served by the
+// fallback server's handler (FallbackPrefixes).
+func (p *Proxy) handOffPath(target []byte) bool {
+	for _, pre := range p.FallbackPrefixes {
+		if len(target) >= len(pre) && string(target[:len(pre)]) == pre {
+			return true
+		}
+	}
+	return false
+}
 
 // fastPathOK reports whether the fast path serves the request; the rest
 // (HTTP/1.0, protocol upgrades, Expect, CONNECT, targets that are not a

@@ -357,3 +357,54 @@ func TestFallbackPathHeaders(t *testing.T) {
 		t.Errorf("response headers %v", resp.Header)
 	}
 }
+
+// The fallback server's handler sees the paths in FallbackPrefixes (the
+// certificate manager answers ACME HTTP-01 challenges there); other paths
+// take the fast path and never reach it.
+func TestFallbackPrefixesReachTheFallbackHandler(t *testing.T) {
+	p := New("example.test", "local", nil)
+	p.SetBackend(backend(t, "m1", nil), true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wrapped atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		wrapped.Add(1)
+		if strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+			io.WriteString(w, "key-authorization")
+			return
+		}
+		p.ServeHTTP(w, r)
+	})
+	go func() { _ = p.Serve(ln, &http.Server{Handler: h}) }()
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	s := &httptestServer{URL: "http://" + ln.Addr().String()}
+	if _, body := getURL(t, s.URL, "web.example.test", "/.well-known/acme-challenge/tok"); body != "key-authorization" {
+		t.Fatalf("challenge: %q", body)
+	}
+	if _, body := getURL(t, s.URL, "web.example.test", "/"); body != "m1" {
+		t.Fatalf("app: %q", body)
+	}
+	if n := wrapped.Load(); n != 1 {
+		t.Fatalf("fallback handler saw %d requests, want only the challenge", n)
+	}
+}
+
+type httptestServer struct{ URL string }
+
+func getURL(t *testing.T, base, host, path string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+path, nil)
+	req.Host = host
+	// A new connection each time: a connection handed to the fallback
+	// server stays with it.
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}

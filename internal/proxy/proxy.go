@@ -98,6 +98,11 @@ type Proxy struct {
 	// Port is the public port reported in X-Forwarded-Port and
 	// Fly-Forwarded-Port ("80" if unset).
 	Port string
+	// FallbackPrefixes are request paths that Serve always hands to the
+	// fallback server's handler instead of the fast path: by default the
+	// ACME HTTP-01 challenge path, which the certificate manager wraps
+	// around the proxy.
+	FallbackPrefixes []string
 
 	domain string
 	region string
@@ -123,14 +128,15 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 		log = slog.Default()
 	}
 	p := &Proxy{
-		QueueTimeout: 10 * time.Second,
-		QueueLimit:   512,
-		WakeTimeout:  60 * time.Second,
-		MaxBodyBytes: 1 << 30,
-		domain:       strings.ToLower(domain),
-		region:       region,
-		log:          log,
-		apps:         map[string]*app{},
+		QueueTimeout:     10 * time.Second,
+		QueueLimit:       512,
+		WakeTimeout:      60 * time.Second,
+		MaxBodyBytes:     1 << 30,
+		FallbackPrefixes: []string{"/.well-known/acme-challenge/"},
+		domain:           strings.ToLower(domain),
+		region:           region,
+		log:              log,
+		apps:             map[string]*app{},
 	}
 	tr := &http.Transport{
 		Proxy:               nil,
