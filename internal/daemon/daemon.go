@@ -122,6 +122,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	apiSrv.SetCerts(certMgr)
+	px.HostApp = certMgr.AppForHost
 	go certMgr.Run(ctx, 12*time.Hour)
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)

@@ -370,7 +370,7 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	start := time.Now()
 	rid := requestID(p.region)
 	keep := !r.close
-	name := p.AppForHost(string(r.host))
+	name := p.appFor(string(r.host))
 	if name == "" {
 		cs.writeError(rid, http.StatusNotFound, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.host, p.domain), !keep || r.hasBody())
 		return keep && !r.hasBody()

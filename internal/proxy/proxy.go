@@ -103,6 +103,9 @@ type Proxy struct {
 	// ACME HTTP-01 challenge path, which the certificate manager wraps
 	// around the proxy.
 	FallbackPrefixes []string
+	// HostApp maps a host that is not <app>.<domain> to an app (custom
+	// hostnames with certificates); "" if none. Nil: only <app>.<domain>.
+	HostApp func(host string) string
 
 	domain string
 	region string
@@ -364,6 +367,18 @@ func (p *Proxy) AppForHost(host string) string {
 	return name
 }
 
+// appFor maps a request's Host to an app: <app>.<domain>, else a custom
+// hostname through HostApp.
+func (p *Proxy) appFor(host string) string {
+	if name := p.AppForHost(host); name != "" {
+		return name
+	}
+	if p.HostApp != nil && host != "" {
+		return p.HostApp(host)
+	}
+	return ""
+}
+
 // request is the state of one proxied request, carried in its context.
 type request struct {
 	app     *app
@@ -378,7 +393,7 @@ type request struct {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rid := requestID(p.region)
-	name := p.AppForHost(r.Host)
+	name := p.appFor(r.Host)
 	if name == "" {
 		p.fail(w, rid, http.StatusNotFound, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.Host, p.domain))
 		return

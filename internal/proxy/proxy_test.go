@@ -90,6 +90,17 @@ func TestRoutesByHostAndSetsHeaders(t *testing.T) {
 	if resp.StatusCode != 404 || !strings.Contains(body, "no app is served") {
 		t.Fatalf("foreign host: %d %q", resp.StatusCode, body)
 	}
+	// A custom hostname reaches its app through HostApp.
+	p.HostApp = func(host string) string {
+		if host == "www.custom.test" {
+			return "web"
+		}
+		return ""
+	}
+	resp, body = get(t, s, "www.custom.test", "/")
+	if resp.StatusCode != 200 || body != "hello" {
+		t.Fatalf("custom hostname: %d %q", resp.StatusCode, body)
+	}
 }
 
 func TestUnhealthyGetsNoTraffic(t *testing.T) {
