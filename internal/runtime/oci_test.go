@@ -207,3 +207,33 @@ func waitLog(t *testing.T, path, want string, timeout time.Duration) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Pause freezes the task (its cgroup reports FROZEN and the runtime agrees
+// it is paused); Resume thaws it and it runs on.
+func TestPauseResume(t *testing.T) {
+	d, rootfs := newTestDriver(t)
+	ctx := context.Background()
+	id := "tpause" + randSuffix()
+	cleanupTask(t, d, id)
+	if _, err := d.Start(ctx, Spec{ID: id, RootFS: rootfs, Args: []string{"/app"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, d.LogPath(id), "listening on", 20*time.Second)
+	if err := d.Pause(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	out, err := d.runtimeCmd(ctx, "state", id).Output()
+	if err != nil || !strings.Contains(string(out), `"paused"`) {
+		t.Fatalf("runtime state after Pause: %s %v", out, err)
+	}
+	if err := d.Resume(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	out, err = d.runtimeCmd(ctx, "state", id).Output()
+	if err != nil || !strings.Contains(string(out), `"running"`) {
+		t.Fatalf("runtime state after Resume: %s %v", out, err)
+	}
+	if err := d.Stop(ctx, id, "SIGTERM", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
