@@ -158,14 +158,17 @@ func shimMain() int {
 	rtLog := filepath.Join(cfg.Dir, "runtime.log")
 	_ = os.Remove(rtLog)
 	pidFile := filepath.Join(cfg.Dir, "task.pid")
-	create := exec.Command(cfg.Runtime, "--root", cfg.StateDir, "--log", rtLog, "create", "--bundle", cfg.Bundle, "--pid-file", pidFile, cfg.ID)
-	create.Stdin = nil
-	create.Stdout, create.Stderr = outW, errW
-	if err := create.Run(); err != nil {
+	// One `run -d` (create + start in one runtime process): the container's
+	// init is then reparented to this shim, its subreaper.
+	run := exec.Command(cfg.Runtime, "--root", cfg.StateDir, "--log", rtLog, "run", "-d", "--bundle", cfg.Bundle, "--pid-file", pidFile, cfg.ID)
+	run.Stdin = nil
+	run.Stdout, run.Stderr = outW, errW
+	if err := run.Run(); err != nil {
 		outW.Close()
 		errW.Close()
+		_ = exec.Command(cfg.Runtime, "--root", cfg.StateDir, "delete", "--force", cfg.ID).Run()
 		copying.Wait()
-		return fail("create container: %v: %s", err, runtimeError(rtLog))
+		return fail("start container: %v: %s", err, runtimeError(rtLog))
 	}
 	outW.Close()
 	errW.Close()
@@ -175,14 +178,6 @@ func shimMain() int {
 		return fail("read task pid: %v", err)
 	}
 	taskPid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	var startOut bytes.Buffer
-	start := exec.Command(cfg.Runtime, "--root", cfg.StateDir, "start", cfg.ID)
-	start.Stdout, start.Stderr = &startOut, &startOut
-	if err := start.Run(); err != nil {
-		_ = exec.Command(cfg.Runtime, "--root", cfg.StateDir, "delete", "--force", cfg.ID).Run()
-		copying.Wait()
-		return fail("start container: %v: %s", err, bytes.TrimSpace(startOut.Bytes()))
-	}
 	fmt.Fprintf(ready, "ok %d\n", taskPid)
 	ready.Close()
 
