@@ -248,3 +248,55 @@ func TestRollbackRestoresConfig(t *testing.T) {
 		t.Fatalf("releases show v2 should diff APP_VERSION against v1: %v\n%s", err, show)
 	}
 }
+
+const groupsConfig = `app = "pg"
+primary_region = "tst"
+[env]
+  PORT = "8080"
+[processes]
+%s
+[http_service]
+  internal_port = 8080
+  processes = ["web"]
+  [[http_service.checks]]
+    interval = "1s"
+    timeout = "1s"
+    path = "/healthz"
+`
+
+// Process groups deploy together; a group removed from fly.toml loses its
+// machines and a new group gets one.
+func TestProcessGroups(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.StartDaemon(t, harness.BuildBinary(t))
+	ref := d.ImportTestApp()
+	cfg := filepath.Join(t.TempDir(), "fly.toml")
+	deploy := func(procs string) map[string]int {
+		t.Helper()
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(groupsConfig, procs)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := d.Hangar("deploy", "-c", cfg, "--image", ref); err != nil {
+			t.Fatalf("deploy: %v\n%s", err, out)
+		}
+		groups := map[string]int{}
+		for _, m := range d.Machines("pg") {
+			groups[m.Config.Metadata[types.MetaProcessGroup]]++
+			if m.State != types.StateStarted {
+				t.Fatalf("machine %s is %s", m.ID, m.State)
+			}
+		}
+		return groups
+	}
+	g := deploy("  web = \"/app\"\n  worker = \"/app sleep 1h\"")
+	if g["web"] != 1 || g["worker"] != 1 || len(g) != 2 {
+		t.Fatalf("groups after the first deploy: %v", g)
+	}
+	if code, body, _ := d.ViaProxy("pg", "/"); code != 200 {
+		t.Fatalf("web group not serving: %d %s", code, body)
+	}
+	g = deploy("  web = \"/app\"\n  cron = \"/app sleep 2h\"")
+	if g["web"] != 1 || g["cron"] != 1 || g["worker"] != 0 || len(g) != 2 {
+		t.Fatalf("groups after dropping worker and adding cron: %v", g)
+	}
+}
