@@ -300,3 +300,44 @@ func TestProcessGroups(t *testing.T) {
 		t.Fatalf("groups after dropping worker and adding cron: %v", g)
 	}
 }
+
+// --detach returns once the release has started; it completes on its own.
+// --json prints one machine-readable event per line.
+func TestDeployDetachAndJSON(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.StartDaemon(t, harness.BuildBinary(t))
+	ref := d.ImportTestApp()
+	dir := t.TempDir()
+	out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "j1", "0", "30s", ""), "--image", ref, "--json")
+	if err != nil {
+		t.Fatalf("deploy --json: %v\n%s", err, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var last map[string]any
+	for _, l := range lines {
+		if strings.HasPrefix(l, "==>") {
+			continue
+		}
+		var v map[string]any
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatalf("--json line is not JSON: %q", l)
+		}
+		last = v
+	}
+	if rel, ok := last["release"].(map[string]any); !ok || rel["status"] != "complete" {
+		t.Fatalf("--json did not end with the complete release: %v", last)
+	}
+	out, err = d.Hangar("deploy", "-c", writeZD(t, dir, "j2", "0", "30s", ""), "--image", ref, "--detach")
+	if err != nil || !strings.Contains(out, "started") {
+		t.Fatalf("deploy --detach: %v\n%s", err, out)
+	}
+	harness.Poll(t, "the detached release completes", 60*time.Second, func() (bool, string) {
+		rels, _ := d.Hangar("releases", "-a", "zd", "--json")
+		var rs []map[string]any
+		_ = json.Unmarshal([]byte(rels), &rs)
+		return len(rs) == 2 && rs[0]["status"] == "complete", rels
+	})
+	if v := versions(t, d, "zd"); v["j2"] != 1 {
+		t.Fatalf("after the detached deploy: %v", v)
+	}
+}
