@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,8 @@ import (
 	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/tcpproxy"
+	"github.com/hangar-dev/hangar/internal/types"
 	"github.com/hangar-dev/hangar/internal/volume"
 )
 
@@ -123,10 +126,18 @@ func Run(ctx context.Context, o Options) error {
 	}
 	apiSrv.SetCerts(certMgr)
 	px.HostApp = certMgr.AppForHost
+	px.StaticsRoot = func(ctx context.Context, ref string) (string, error) {
+		img, err := images.Get(ctx, ref)
+		if err != nil {
+			return "", err
+		}
+		return img.RootFS, nil
+	}
+	// Per-app tls_options (ALPN, versions) chosen by the SNI name.
+	tlsConfig := certMgr.TLSConfig(func(sni string) *certs.TLSOptions { return certs.TLSOptionsFrom(px.TLSOptions(sni)) })
 	go certMgr.Run(ctx, 12*time.Hour)
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
-	go removeWithApps(ctx, st, secretStore, vols, log)
 
 	httpLn, err := net.Listen("tcp", o.HTTPListen)
 	if err != nil {
@@ -147,6 +158,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
 	apiSrv.HTTPPort = httpPort
+	if httpsLn != nil {
+		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
+	}
+	// Raw TCP [[services]]: bound on the HTTP listener's host, kept in
+	// sync with the apps' machine configs, machines picked by the proxy's
+	// load balancer.
+	listenHost, _, _ := net.SplitHostPort(o.HTTPListen)
+	tcpMgr := &tcpproxy.Manager{Picker: px, ListenHost: listenHost, HTTP: px, Log: log.With("component", "tcpproxy"),
+		TLSConfig: func(string) *tls.Config { return tlsConfig }}
+	defer tcpMgr.Close()
+	go syncTCPServices(ctx, px, tcpMgr, log)
+	go removeWithApps(ctx, st, secretStore, vols, log, func(app string) {
+		tcpMgr.Remove(app)
+		px.RemoveApp(app)
+		if err := certMgr.RemoveApp(app); err != nil {
+			log.Warn("remove the certificates of a deleted app", "app", app, "err", err)
+		}
+	})
 	// Re-adopt machines before serving, so the proxy knows them.
 	if err := sup.Recover(ctx); err != nil {
 		return fmt.Errorf("recover machines: %w", err)
@@ -172,7 +201,7 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, 3)
 	var httpsSrv *http.Server
 	if httpsLn != nil {
-		httpsSrv = &http.Server{Handler: px, TLSConfig: certMgr.TLSConfig(nil), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+		httpsSrv = &http.Server{Handler: px, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 		go func() { errc <- httpsSrv.ServeTLS(httpsLn, "", "") }()
 	}
@@ -261,8 +290,9 @@ func RotateSecretsKey(ctx context.Context, dataDir string) (int, error) {
 // removeWithApps destroys the secrets, volumes and snapshots of apps that
 // are deleted (their machines are gone by then), as deleting an app does
 // on Fly; at start it does so for apps deleted while the daemon was down.
-func removeWithApps(ctx context.Context, st store.Store, sec *secrets.Store, vols *volume.Manager, log *slog.Logger) {
+func removeWithApps(ctx context.Context, st store.Store, sec *secrets.Store, vols *volume.Manager, log *slog.Logger, more func(app string)) {
 	remove := func(app string) {
+		more(app)
 		if err := vols.DeleteApp(ctx, app); err != nil {
 			log.Warn("remove the volumes of a deleted app", "app", app, "err", err)
 		}
@@ -297,4 +327,55 @@ func removeWithApps(ctx context.Context, st store.Store, sec *secrets.Store, vol
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// syncTCPServices keeps the raw TCP listeners matching the apps' services
+// (from their latest machine configs), until ctx ends.
+func syncTCPServices(ctx context.Context, px *proxy.Proxy, mgr *tcpproxy.Manager, log *slog.Logger) {
+	bound := map[string]bool{}
+	for {
+		all := px.AppServices()
+		for app, svcs := range all {
+			tcp := tcpServices(svcs)
+			if len(tcp) == 0 && !bound[app] {
+				continue
+			}
+			if err := mgr.Set(app, tcp); err != nil {
+				log.Warn("raw TCP services", "app", app, "err", err)
+			}
+			bound[app] = len(tcp) > 0
+		}
+		for app := range bound {
+			if _, ok := all[app]; !ok {
+				mgr.Remove(app)
+				delete(bound, app)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-px.ServicesChanged():
+		}
+	}
+}
+
+// tcpServices are the services' ports not served by the HTTP and HTTPS
+// listeners (Fly serves 80 and 443 as HTTP).
+func tcpServices(svcs []types.MachineService) []tcpproxy.Service {
+	var out []tcpproxy.Service
+	for _, s := range svcs {
+		var ports []types.MachinePort
+		for _, pt := range s.Ports {
+			if pt.Port != nil && (*pt.Port == 80 || *pt.Port == 443) {
+				continue
+			}
+			ports = append(ports, pt)
+		}
+		if len(ports) == 0 {
+			continue
+		}
+		s.Ports = ports
+		out = append(out, tcpproxy.FromMachineService(s))
+	}
+	return out
 }

@@ -36,7 +36,7 @@ func (p *Proxy) pickLocked(a *app, rt routing) choice {
 		if rt.forceInstance != "" && m.b.MachineID != rt.forceInstance {
 			continue
 		}
-		if rt.forceRegion != "" && m.b.Region != rt.forceRegion {
+		if rt.forceRegion != "" && m.b.Region != rt.forceRegion || m.b.MachineID == rt.exclude {
 			continue
 		}
 		c.matched++

@@ -270,6 +270,9 @@ type connState struct {
 	dl       dlReader
 	rhead    []byte
 	buf      []byte
+	// replayed is set when the app answered fly-replay to a request
+	// without a body: the connection goes to net/http with the request.
+	replayed bool
 }
 
 func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
@@ -334,20 +337,10 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 			return
 		}
 		r := &cs.req
-		if !r.fastPathOK() || p.handOffPath(r.target) {
+		if !r.fastPathOK() || p.handOffPath(r.target) || p.slowHost(r.host) {
 			// Not for the fast path: give the connection, with what was
 			// read of it, to net/http.
-			pending := make([]byte, len(cs.head), len(cs.head)+cs.br.Buffered())
-			copy(pending, cs.head)
-			buffered, _ := cs.br.Peek(cs.br.Buffered())
-			pending = append(pending, buffered...)
-			_ = c.SetReadDeadline(time.Time{})
-			p.srvMu.Lock()
-			delete(p.conns, fc)
-			p.srvMu.Unlock()
-			if hl.give(&replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(pending), c)}) {
-				handedOff = true
-			}
+			handedOff = cs.handOff(hl)
 			return
 		}
 		if r.hasBody() {
@@ -356,10 +349,36 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 		}
 		keep := cs.serveRequest(cfg)
 		cs.dl.timeout = 0
-		if err := cs.bw.Flush(); err != nil || !keep {
+		if err := cs.bw.Flush(); err != nil {
+			return
+		}
+		if cs.replayed {
+			// The app answered fly-replay to a request without a body:
+			// net/http serves it again, recording the body and
+			// following the header (see forward).
+			handedOff = cs.handOff(hl)
+			return
+		}
+		if !keep {
 			return
 		}
 	}
+}
+
+// handOff gives the connection, with the current request's head and what
+// was read after it, to the fallback server; it reports whether that
+// server took it.
+func (cs *connState) handOff(hl *handoffListener) bool {
+	p, c := cs.p, cs.fc.c
+	pending := make([]byte, len(cs.head), len(cs.head)+cs.br.Buffered())
+	copy(pending, cs.head)
+	buffered, _ := cs.br.Peek(cs.br.Buffered())
+	pending = append(pending, buffered...)
+	_ = c.SetReadDeadline(time.Time{})
+	p.srvMu.Lock()
+	delete(p.conns, cs.fc)
+	p.srvMu.Unlock()
+	return hl.give(&replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(pending), c)})
 }
 
 // serveRequest proxies one parsed request; it reports whether the client
@@ -410,7 +429,9 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 		return keep && !r.hasBody()
 	}
 	status, keep := cs.forward(a, m, rid, keep, rt)
-	a.stats.observe(status, time.Since(start))
+	if !cs.replayed {
+		a.stats.observe(status, time.Since(start))
+	}
 	return keep
 }
 
@@ -487,6 +508,20 @@ func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routi
 			return cs.badGateway(rid, rq.m, err, false)
 		}
 		status, keepClient, keepBackend, err := cs.relayResponse(bc, rid, keep, rq.m)
+		if err == errFlyReplay {
+			// fly-replay needs the request again; the fast path has not
+			// kept its body. From now on the app's requests take the
+			// net/http path, which records bodies. This one is served
+			// there again if it had no body.
+			_ = bc.c.Close()
+			p.markReplay(a.name)
+			if !r.hasBody() {
+				cs.replayed = true
+				return 0, false
+			}
+			cs.writeError(rid, http.StatusServiceUnavailable, fmt.Sprintf("hangar proxy: machine %s answered fly-replay to a request whose body was already streamed to it; retry the request (the app's requests are now recorded for replays)", rq.m.b.MachineID), true)
+			return http.StatusServiceUnavailable, false
+		}
 		if err != nil {
 			_ = bc.c.Close()
 			if status == 0 && reused && !r.hasBody() && !retriedReused {
@@ -505,6 +540,18 @@ func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routi
 		}
 		return status, keepClient
 	}
+}
+
+var errFlyReplay = errors.New("the app answered with fly-replay")
+
+// hasHeader reports whether a header (lower-case name) is present.
+func hasHeader(hs []header, name string) bool {
+	for _, h := range hs {
+		if len(h.name) == len(name) && eqFold(h.name, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func isClientErr(err error) bool {
@@ -666,6 +713,9 @@ func (cs *connState) relayResponse(bc *bconn, rid string, keep bool, m *machine)
 		break
 	}
 	resp := &cs.resp
+	if hasHeader(resp.headers, "fly-replay") {
+		return 0, false, false, errFlyReplay
+	}
 	if resp.status == 101 {
 		return 0, false, false, errors.New("the app switched protocols without being asked")
 	}

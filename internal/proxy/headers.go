@@ -15,6 +15,7 @@ import (
 type routing struct {
 	preferRegion, forceRegion     string
 	preferInstance, forceInstance string
+	exclude                       string // a machine not to pick (fly-replay elsewhere=true)
 }
 
 func (r routing) region(def string) string {

@@ -27,6 +27,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/flyreplay"
+	"github.com/hangar-dev/hangar/internal/tcpproxy"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -40,6 +42,9 @@ type Backend struct {
 	// limits, autostart and response header options. Nil means Fly's
 	// defaults (soft_limit 20, no hard_limit).
 	Service *types.MachineService
+	// Config is the machine's whole config (statics, every service for
+	// raw TCP, TLS options); nil keeps the one the proxy knows.
+	Config *types.MachineConfig
 }
 
 // DefaultSoftLimit is Fly's soft_limit when a service sets none.
@@ -51,6 +56,9 @@ type machine struct {
 	hard     int // hard_limit, 0 = none
 	pristine bool
 	respHdrs []respHeader
+	h2          bool          // http_options.h2_backend: h2c to the machine
+	idleTimeout time.Duration // http_options.idle_timeout of its connections
+	ws          map[*wsConn]struct{} // upgraded WebSocket connections
 
 	routable bool // started and checks passing
 	draining bool
@@ -106,14 +114,33 @@ type Proxy struct {
 	// HostApp maps a host that is not <app>.<domain> to an app (custom
 	// hostnames with certificates); "" if none. Nil: only <app>.<domain>.
 	HostApp func(host string) string
+	// HTTPSPort is the HTTPS listener's public port: force_https
+	// redirects there, and it is the X-Forwarded-Port of HTTPS requests.
+	HTTPSPort string
+	// StaticsRoot returns the unpacked root filesystem of an image, for
+	// [[statics]]. Nil: statics are not served.
+	StaticsRoot func(ctx context.Context, image string) (string, error)
 
 	domain string
 	region string
 	log    *slog.Logger
 	rp     *httputil.ReverseProxy
 
-	mu   sync.Mutex // guards apps and every app and machine in it
-	apps map[string]*app
+	baseTr *http.Transport
+
+	mu      sync.Mutex // guards apps and every app and machine in it, confs, replays
+	apps    map[string]*app
+	confs   map[string]*appConf // apps' settings from their latest machine config
+	replays map[string]bool     // apps that ever answered with fly-replay
+	// slow is the set of apps whose requests the fast path hands to
+	// ServeHTTP (rebuilt under mu, read without it).
+	slow  atomic.Pointer[map[string]bool]
+	svcCh chan struct{} // ServicesChanged
+
+	statMu sync.Mutex // guards stat
+	stat   map[string]*staticsEntry
+	trMu   sync.Mutex // guards trs
+	trs    map[trKey]http.RoundTripper
 
 	down      atomic.Bool // set by Shutdown
 	srvMu     sync.Mutex  // guards the fields below (fast path servers)
@@ -140,6 +167,7 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 		region:           region,
 		log:              log,
 		apps:             map[string]*app{},
+		svcCh:            make(chan struct{}, 1),
 	}
 	tr := &http.Transport{
 		Proxy:               nil,
@@ -151,8 +179,16 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 		// would make the proxy decompress it.
 		DisableCompression: true,
 	}
+	p.baseTr = tr
 	p.rp = &httputil.ReverseProxy{
-		Transport:      &retryTransport{p: p, base: tr},
+		Transport: &flyreplay.Transport{
+			Base:     &retryTransport{p: p, base: machineTransport{p}},
+			Replayer: &flyreplay.Replayer{Target: replayTarget{p}, Log: func(f string, args ...any) { log.Info(fmt.Sprintf(f, args...)) }},
+			From:     replayFrom,
+		},
+		// Every write is flushed: SSE, chunked streams and gRPC messages
+		// reach the client at once.
+		FlushInterval:  -1,
 		Rewrite:        p.rewrite,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
@@ -189,6 +225,11 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	if b.Service == nil {
 		b.Service = m.b.Service
 	}
+	if b.Config == nil {
+		b.Config = m.b.Config
+	} else {
+		p.setConfLocked(b.App, confFrom(b.Config, b.Service))
+	}
 	if m.b.Addr != b.Addr {
 		closePoolLocked(m)
 	}
@@ -196,6 +237,7 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	m.present = true
 	m.soft, m.hard = limits(b.Service)
 	m.pristine, m.respHdrs = responseOptions(b.Service)
+	m.h2, m.idleTimeout = backendOptions(b.Service)
 	m.routable = routable && !m.draining
 	if m.routable {
 		p.notifyLocked(a)
@@ -279,7 +321,14 @@ func (p *Proxy) Drain(ctx context.Context, appName, machineID string) error {
 		}
 	}
 	idle := m.idle
+	ws := make([]*wsConn, 0, len(m.ws))
+	for w := range m.ws {
+		ws = append(ws, w)
+	}
 	p.mu.Unlock()
+	for _, w := range ws {
+		w.goAway()
+	}
 	select {
 	case <-idle:
 		return nil
@@ -387,13 +436,39 @@ type request struct {
 	prefs   routing
 	status  int
 	started time.Time
+	replay  []held // machines picked for fly-replay, not yet sent to
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler: force_https and [[statics]], then the
+// app.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name, ok := tcpproxy.AppFromContext(r.Context())
+	if !ok {
+		name = p.appFor(r.Host)
+	}
+	if name != "" {
+		if c := p.conf(name); c != nil {
+			if p.forceHTTPS(w, r, c) {
+				p.record(name, http.StatusMovedPermanently, time.Now())
+				return
+			}
+			if len(c.statics) > 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+				if h := p.staticsHandler(r.Context(), name, c); h != nil {
+					if _, _, ok := h.Match(r.URL.Path); ok {
+						h.ServeHTTP(w, r) // misses go on to the app (Next)
+						return
+					}
+				}
+			}
+		}
+	}
+	p.serveApp(w, r, name)
+}
+
+// serveApp proxies a request to a machine of app name.
+func (p *Proxy) serveApp(w http.ResponseWriter, r *http.Request, name string) {
 	start := time.Now()
 	rid := requestID(p.region)
-	name := p.appFor(r.Host)
 	if name == "" {
 		p.fail(w, rid, http.StatusNotFound, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.Host, p.domain))
 		return
@@ -466,6 +541,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	proto, ssl := "http", "off"
 	if pr.In.TLS != nil {
 		proto, ssl = "https", "on"
+		port = p.HTTPSPort
+		if port == "" {
+			port = "443"
+		}
 	}
 	h["Fly-Client-Ip"] = []string{clientIP}
 	h["X-Forwarded-Proto"] = []string{proto}
@@ -496,6 +575,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	rq := resp.Request.Context().Value(ctxKey{}).(*request)
 	rq.status = resp.StatusCode
 	m := rq.m
+	if isWebSocket(resp) {
+		p.trackWebSocket(resp, m)
+	}
 	if m.pristine {
 		return nil
 	}
@@ -527,6 +609,10 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	case errors.Is(err, context.Canceled):
 		rq.status = 499 // the client went away
+		return
+	case errors.Is(err, flyreplay.ErrTooLarge), errors.Is(err, flyreplay.ErrTooManyHops), errors.Is(err, flyreplay.ErrNoTarget), errors.Is(err, flyreplay.ErrInvalid):
+		rq.status = flyreplay.StatusOf(err)
+		p.fail(w, rq.id, rq.status, "hangar proxy: "+err.Error())
 		return
 	}
 	p.log.Warn("proxy error", "app", rq.m.b.App, "machine", rq.m.b.MachineID, "err", err)

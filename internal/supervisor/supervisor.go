@@ -508,7 +508,7 @@ func (s *Supervisor) routeUpdate(l *live, r *Record) {
 	svc := r.Config.Services[0]
 	s.opt.Router.SetBackend(proxy.Backend{
 		App: l.app, MachineID: l.id, Region: r.Region,
-		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort), Service: &svc,
+		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort), Service: &svc, Config: r.Config,
 	}, ok && r.State == types.StateStarted)
 }
 
