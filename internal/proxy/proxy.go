@@ -51,13 +51,13 @@ type Backend struct {
 const DefaultSoftLimit = 20
 
 type machine struct {
-	b        Backend
-	soft     int // soft_limit (> 0)
-	hard     int // hard_limit, 0 = none
-	pristine bool
-	respHdrs []respHeader
-	h2          bool          // http_options.h2_backend: h2c to the machine
-	idleTimeout time.Duration // http_options.idle_timeout of its connections
+	b           Backend
+	soft        int // soft_limit (> 0)
+	hard        int // hard_limit, 0 = none
+	pristine    bool
+	respHdrs    []respHeader
+	h2          bool                 // http_options.h2_backend: h2c to the machine
+	idleTimeout time.Duration        // http_options.idle_timeout of its connections
 	ws          map[*wsConn]struct{} // upgraded WebSocket connections
 
 	routable bool // started and checks passing
