@@ -40,6 +40,7 @@ type Daemon struct {
 	cmd     *exec.Cmd
 	API     string
 	HTTP    string
+	HTTPS   string // host:port of the HTTPS listener, if --https-listen was given
 	Token   string
 	logf    *os.File
 }
@@ -73,12 +74,20 @@ func RequireRoot(t testing.TB) {
 // the test ends.
 func StartDaemon(t testing.TB, bin string) *Daemon {
 	t.Helper()
+	return StartDaemonWith(t, bin)
+}
+
+// StartDaemonWith is StartDaemon with extra `hangar server` flags (for
+// instance "--https-listen", "127.0.0.1:0", "--acme-directory", "off").
+func StartDaemonWith(t testing.TB, bin string, extraArgs ...string) *Daemon {
+	t.Helper()
 	n := rand.Intn(200) + 20
 	d := &Daemon{t: t, bin: bin, DataDir: t.TempDir()}
 	bridge := fmt.Sprintf("hge%04x", rand.Intn(0xffff))
 	d.args = []string{"server", "--data-dir", d.DataDir, "--api-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
 		"--domain", "test.internal", "--region", "tst", "--bridge", bridge,
 		"--subnet", fmt.Sprintf("10.%d.%d.0/24", 100+rand.Intn(50), n), "--subnet6", fmt.Sprintf("fdaa:0:%x::/64", 0x1000+rand.Intn(0xe000))}
+	d.args = append(d.args, extraArgs...)
 	var err error
 	d.logf, err = os.Create(filepath.Join(d.DataDir, "daemon.log"))
 	if err != nil {
@@ -125,6 +134,7 @@ func (d *Daemon) Start() {
 	t := d.t
 	_ = os.Remove(filepath.Join(d.DataDir, "api-addr"))
 	_ = os.Remove(filepath.Join(d.DataDir, "http-addr"))
+	_ = os.Remove(filepath.Join(d.DataDir, "https-addr"))
 	d.cmd = exec.Command(d.bin, d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -137,6 +147,9 @@ func (d *Daemon) Start() {
 		h, err2 := os.ReadFile(filepath.Join(d.DataDir, "http-addr"))
 		if err1 == nil && err2 == nil {
 			d.API, d.HTTP = "http://"+strings.TrimSpace(string(a)), "http://"+strings.TrimSpace(string(h))
+			if s, err := os.ReadFile(filepath.Join(d.DataDir, "https-addr")); err == nil {
+				d.HTTPS = strings.TrimSpace(string(s))
+			}
 			break
 		}
 		if time.Now().After(deadline) {
