@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -145,11 +146,10 @@ func (d *Daemon) Start() {
 	for {
 		a, err1 := os.ReadFile(filepath.Join(d.DataDir, "api-addr"))
 		h, err2 := os.ReadFile(filepath.Join(d.DataDir, "http-addr"))
-		if err1 == nil && err2 == nil {
+		s, err3 := os.ReadFile(filepath.Join(d.DataDir, "https-addr"))
+		if err1 == nil && err2 == nil && (err3 == nil || !slices.Contains(d.args, "--https-listen")) {
 			d.API, d.HTTP = "http://"+strings.TrimSpace(string(a)), "http://"+strings.TrimSpace(string(h))
-			if s, err := os.ReadFile(filepath.Join(d.DataDir, "https-addr")); err == nil {
-				d.HTTPS = strings.TrimSpace(string(s))
-			}
+			d.HTTPS = strings.TrimSpace(string(s))
 			break
 		}
 		if time.Now().After(deadline) {
