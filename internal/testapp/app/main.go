@@ -104,6 +104,8 @@ func main() {
 		os.Exit(3)
 	})
 	fileHandlers(mux)
+	protocolHandlers(mux)
+	protocolListeners()
 	fmt.Println("listening on", port)
 	if err := http.ListenAndServe(":"+port, mux); err != nil {
 		fmt.Fprintln(os.Stderr, err)
