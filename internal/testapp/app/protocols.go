@@ -14,12 +14,16 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/hangar-dev/hangar/internal/proxyproto"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 func protocolHandlers(mux *http.ServeMux) {
@@ -83,7 +87,14 @@ func protocolHandlers(mux *http.ServeMux) {
 // ask for.
 func protocolListeners() {
 	if port := os.Getenv("H2C_PORT"); port != "" {
+		// gRPC (the standard health service, SERVING) and a plain h2c echo.
+		gs := grpc.NewServer()
+		healthpb.RegisterHealthServer(gs, health.NewServer())
 		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+				gs.ServeHTTP(w, r)
+				return
+			}
 			w.Header().Set("Trailer", "X-Echo-Trailer")
 			b, _ := io.ReadAll(r.Body)
 			fmt.Fprintf(w, "proto=%s machine=%s te=%s body=%s\n", r.Proto, os.Getenv("FLY_MACHINE_ID"), r.Header.Get("Te"), b)
