@@ -367,7 +367,12 @@ func (t replayTarget) Send(ctx context.Context, to flyreplay.Machine, req *http.
 		}
 	}
 	if h.m == nil {
-		return nil, fmt.Errorf("machine %s of app %s was not picked: %w", to.ID, to.App, flyreplay.ErrNoTarget)
+		// Not picked: the fallback to the machine that answered.
+		a, m, _, msg := p.acquire(ctx, to.App, routing{forceInstance: to.ID})
+		if m == nil {
+			return nil, fmt.Errorf("%s: %w", msg, flyreplay.ErrNoTarget)
+		}
+		h = held{a: a, m: m}
 	}
 	p.mu.Lock()
 	addr := h.m.b.Addr

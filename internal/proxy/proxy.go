@@ -498,6 +498,9 @@ func (p *Proxy) serveApp(w http.ResponseWriter, r *http.Request, name string) {
 	rq := &request{app: a, m: m, id: rid, prefs: prefs, started: start}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rq)))
 	p.release(a, rq.m)
+	for _, h := range rq.replay {
+		p.release(h.a, h.m) // picked for a fly-replay that was not sent
+	}
 	a.stats.observe(rq.status, time.Since(start))
 }
 
