@@ -14,6 +14,7 @@ import (
 	goruntime "runtime"
 	"strings"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -62,6 +63,11 @@ func New(cfg Config, log *slog.Logger) (*Manager, error) {
 	m.gw6 = nthIP(n6, 1)
 	if err := m.ensureBridge(); err != nil {
 		return nil, err
+	}
+	if err := m.ensureNAT(); err != nil {
+		// Machines still reach the host and each other; only the way out
+		// is missing. Say so rather than refuse to run.
+		log.Warn("machines will not reach networks beyond this host", "err", err)
 	}
 	return m, nil
 }
@@ -256,8 +262,10 @@ func (m *Manager) Exists(id string) bool {
 	return err == nil
 }
 
-// RemoveBridge deletes the bridge (tests; a daemon keeps it).
+// RemoveBridge deletes the bridge and its NAT rules (tests; a daemon keeps
+// them).
 func (m *Manager) RemoveBridge() error {
+	m.deleteNATTables(&nftables.Conn{})
 	l, err := netlink.LinkByName(m.cfg.Bridge)
 	if err != nil {
 		return nil

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +113,61 @@ func TestAddressFor(t *testing.T) {
 	}
 	if _, _, err := m.AddressFor(1); err == nil {
 		t.Fatal("gateway address handed out")
+	}
+}
+
+// A machine reaches a network beyond the host through the host's NAT: an
+// "outside" namespace, linked to the host only, with no route back to the
+// machine subnet, still answers the machine.
+func TestMachineReachesOutsideThroughNAT(t *testing.T) {
+	m := testManager(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	rootfs, err := testapp.RootFS(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := rand.Intn(60)*4 + 8
+	out := fmt.Sprintf("hgout%04x", rand.Intn(0xffff))
+	hostIP, outIP := fmt.Sprintf("10.251.%d.%d", n/256, n%256+1), fmt.Sprintf("10.251.%d.%d", n/256, n%256+2)
+	run := func(args ...string) {
+		t.Helper()
+		if b, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, b)
+		}
+	}
+	run("ip", "netns", "add", out)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "delete", out).Run() })
+	run("ip", "link", "add", out+"h", "type", "veth", "peer", "name", out+"o")
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", out+"h").Run() })
+	run("ip", "link", "set", out+"o", "netns", out)
+	run("ip", "addr", "add", hostIP+"/30", "dev", out+"h")
+	run("ip", "link", "set", out+"h", "up")
+	run("ip", "netns", "exec", out, "ip", "addr", "add", outIP+"/30", "dev", out+"o")
+	run("ip", "netns", "exec", out, "ip", "link", "set", out+"o", "up")
+	srv := exec.Command("ip", "netns", "exec", out, filepath.Join(rootfs, "app"))
+	srv.Env = []string{"PORT=8080", "FLY_MACHINE_ID=outside"}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Process.Kill(); _ = srv.Wait() })
+
+	id := fmt.Sprintf("nat%011x", rand.Int63n(1<<40))
+	ip4, ip6, _ := m.AddressFor(2)
+	if _, err := m.Setup(id, ip4, ip6); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Teardown(id) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, err := exec.Command("ip", "netns", "exec", "hangar-"+id, "curl", "-s", "-m", "1", "http://"+outIP+":8080/").CombinedOutput()
+		if err == nil && strings.Contains(string(b), "machine=outside") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("machine could not reach the outside network: %v %s", err, b)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
