@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -47,12 +48,14 @@ func TestProtocols(t *testing.T) {
 	t.Run("TCPRangeProxyProtoV2", pt.testTCP)
 	t.Run("FlyReplay", pt.testReplay)
 	t.Run("Statics", pt.testStatics)
+	t.Run("TCPWakesStoppedAppAfterRestart", pt.testTCPAfterRestart) // restarts the daemon: last
 }
 
 type protoEnv struct {
-	d     *harness.Daemon
-	ref   string
-	roots *x509.CertPool
+	d       *harness.Daemon
+	ref     string
+	roots   *x509.CertPool
+	tcpBase int // the TCP app's first port
 }
 
 // defaultCertPool trusts the daemon's self-signed default certificate.
@@ -361,6 +364,7 @@ func (e *protoEnv) testTCP(t *testing.T) {
 				StartPort: intPtr(base), EndPort: intPtr(base + 2), Handlers: []string{"proxy_proto"},
 				ProxyProtoOptions: &types.ProxyProtoOptions{Version: "v2"}}}}}})
 	e.waitHTTPS(t, "tcp", "/")
+	e.tcpBase = base
 	for i := 0; i < 3; i++ {
 		port := base + i
 		var c net.Conn
@@ -478,5 +482,45 @@ func (e *protoEnv) testStatics(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(body, "machine=") {
 			t.Errorf("%s: app path: %d %q", tc.name, resp.StatusCode, body)
 		}
+	}
+}
+
+// The TCP app's machine is stopped and the daemon restarted: its ports are
+// bound again from the stored config, and a connection starts the machine
+// (autostart) and is served.
+func (e *protoEnv) testTCPAfterRestart(t *testing.T) {
+	if e.tcpBase == 0 {
+		t.Skip("the TCP test did not run")
+	}
+	ms := e.d.Machines("tcp")
+	if len(ms) != 1 {
+		t.Fatalf("tcp app machines: %d", len(ms))
+	}
+	if code, body := e.d.Call("POST", "/v1/apps/tcp/machines/"+ms[0].ID+"/stop", nil); code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	harness.Poll(t, "machine stopped", 20*time.Second, func() (bool, string) {
+		st := machineState(t, e.d, "tcp", ms[0].ID).State
+		return st == types.StateStopped, st
+	})
+	e.d.Stop(syscall.SIGTERM)
+	e.d.Start()
+	port := e.tcpBase + 1
+	var line string
+	harness.Poll(t, "TCP port bound after the restart", 20*time.Second, func() (bool, string) {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 2*time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		line, err = bufio.NewReader(c).ReadString('\n')
+		return err == nil, fmt.Sprint(line, err)
+	})
+	if want := fmt.Sprintf("dst=127.0.0.1:%d version=2\n", port); !strings.HasSuffix(line, want) {
+		t.Fatalf("after the restart: %q, want suffix %q", line, want)
+	}
+	if st := machineState(t, e.d, "tcp", ms[0].ID).State; st != types.StateStarted {
+		t.Errorf("machine %s after the connection, want started", st)
 	}
 }

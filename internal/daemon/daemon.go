@@ -180,6 +180,13 @@ func Run(ctx context.Context, o Options) error {
 	if err := sup.Recover(ctx); err != nil {
 		return fmt.Errorf("recover machines: %w", err)
 	}
+	if recs, err := sup.List(ctx, ""); err == nil {
+		for i := len(recs) - 1; i >= 0; i-- { // the newest machine's config first
+			if recs[i].State != types.StateDestroyed && recs[i].State != types.StateDestroying {
+				px.SeedAppConfig(recs[i].App, recs[i].Config)
+			}
+		}
+	}
 	addrFiles := map[string]string{APIAddrFile: apiLn.Addr().String(), HTTPAddrFile: httpLn.Addr().String()}
 	if httpsLn != nil {
 		addrFiles[HTTPSAddrFile] = httpsLn.Addr().String()

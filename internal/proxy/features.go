@@ -127,6 +127,22 @@ func (p *Proxy) markReplay(name string) {
 	p.rebuildSlowLocked()
 }
 
+// SeedAppConfig records an app's machine config if the proxy knows none
+// yet: at daemon start, for apps whose machines are all stopped, so their
+// TCP ports, statics and force_https work (and wake machines) before a
+// machine runs.
+func (p *Proxy) SeedAppConfig(name string, cfg *types.MachineConfig) {
+	if cfg == nil || len(cfg.Services) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.confs[name] == nil {
+		svc := cfg.Services[0]
+		p.setConfLocked(name, confFrom(cfg, &svc))
+	}
+}
+
 func (p *Proxy) conf(name string) *appConf {
 	p.mu.Lock()
 	defer p.mu.Unlock()
