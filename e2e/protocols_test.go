@@ -44,6 +44,7 @@ func TestProtocols(t *testing.T) {
 	t.Run("HTTPSAndForceHTTPS", pt.testHTTPS)
 	t.Run("GRPCThroughH2Backend", pt.testGRPC)
 	t.Run("WebSocketEchoAndCloseOnStop", pt.testWebSocket)
+	t.Run("WebSocketIdleTimeout", pt.testWebSocketIdle)
 	t.Run("SSEFirstEventBeforeEnd", pt.testSSE)
 	t.Run("TCPRangeProxyProtoV2", pt.testTCP)
 	t.Run("FlyReplay", pt.testReplay)
@@ -522,5 +523,40 @@ func (e *protoEnv) testTCPAfterRestart(t *testing.T) {
 	}
 	if st := machineState(t, e.d, "tcp", ms[0].ID).State; st != types.StateStarted {
 		t.Errorf("machine %s after the connection, want started", st)
+	}
+}
+
+// http_options.idle_timeout closes a WebSocket connection with no traffic
+// either way for that long.
+func (e *protoEnv) testWebSocketIdle(t *testing.T) {
+	e.createApp(t, "wsidle")
+	createMachine(t, e.d, "wsidle", types.MachineConfig{Image: e.ref, Env: map[string]string{"PORT": "8080"},
+		Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080, Autostop: autostopPtr(types.AutostopOff),
+			Ports: httpPorts(false, nil, &types.HTTPOptions{IdleTimeout: intPtr(1)})}}})
+	e.waitHTTPS(t, "wsidle", "/")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://wsidle.test.internal/ws", &websocket.DialOptions{HTTPClient: e.httpClient()})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	defer c.CloseNow()
+	// Traffic every 500ms keeps it open past the timeout.
+	for i := 0; i < 4; i++ {
+		if err := c.Write(ctx, websocket.MessageText, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.Read(ctx); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		time.Sleep(500 * time.Millisecond) // the traffic pattern under test
+	}
+	start := time.Now()
+	_, _, err = c.Read(ctx)
+	if err == nil {
+		t.Fatal("read a message nobody sent")
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("idle connection closed after %v (%v), want about 1s", el, err)
 	}
 }
