@@ -49,6 +49,7 @@ func TestProtocols(t *testing.T) {
 	t.Run("TCPRangeProxyProtoV2", pt.testTCP)
 	t.Run("FlyReplay", pt.testReplay)
 	t.Run("Statics", pt.testStatics)
+	t.Run("CustomHostnameRemovedWithApp", pt.testCustomHostname)
 	t.Run("TCPWakesStoppedAppAfterRestart", pt.testTCPAfterRestart) // restarts the daemon: last
 }
 
@@ -559,4 +560,49 @@ func (e *protoEnv) testWebSocketIdle(t *testing.T) {
 	if el := time.Since(start); el > 5*time.Second {
 		t.Fatalf("idle connection closed after %v (%v), want about 1s", el, err)
 	}
+}
+
+// A custom hostname (certificate from the certificates API, self-signed
+// with ACME off) routes to its app over HTTPS and plain HTTP; deleting
+// the app removes it.
+func (e *protoEnv) testCustomHostname(t *testing.T) {
+	e.createApp(t, "custom")
+	createMachine(t, e.d, "custom", types.MachineConfig{Image: e.ref, Env: map[string]string{"PORT": "8080"},
+		Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080, Autostop: autostopPtr(types.AutostopOff), Ports: httpPorts(false, nil, nil)}}})
+	e.waitHTTPS(t, "custom", "/")
+	if code, body := e.d.Call("POST", "/v1/apps/custom/certificates", map[string]string{"hostname": "www.custom.example"}); code != http.StatusCreated {
+		t.Fatalf("add certificate: %d %s", code, body)
+	}
+	// The hostname's own certificate is self-signed: trust nothing but
+	// check that the name routes to the app.
+	insecure := e.httpsClient()
+	insecure.Transport.(*http.Transport).TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+	harness.Poll(t, "custom hostname served", 20*time.Second, func() (bool, string) {
+		resp, err := insecure.Get("https://www.custom.example/")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && strings.Contains(string(b), "machine="), fmt.Sprint(resp.StatusCode, string(b))
+	})
+	if resp, body := get(t, e.httpClient(), "http://www.custom.example/", nil); resp.StatusCode != 200 || !strings.Contains(body, "machine=") {
+		t.Fatalf("plain HTTP custom hostname: %d %q", resp.StatusCode, body)
+	}
+	hostDir := filepath.Join(e.d.DataDir, "certs", "hosts", "www.custom.example")
+	if _, err := os.Stat(hostDir); err != nil {
+		t.Fatalf("certificate directory: %v", err)
+	}
+	if code, body := e.d.Call("DELETE", "/v1/apps/custom", nil); code != http.StatusAccepted {
+		t.Fatalf("delete app: %d %s", code, body)
+	}
+	harness.Poll(t, "custom hostname gone with the app", 30*time.Second, func() (bool, string) {
+		resp, err := e.httpClient().Get("http://www.custom.example/")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		_, statErr := os.Stat(hostDir)
+		return resp.StatusCode == http.StatusNotFound && os.IsNotExist(statErr), fmt.Sprint(resp.StatusCode, statErr)
+	})
 }
