@@ -60,7 +60,7 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, er
 	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts), 0o644); err != nil {
 		return runtime.Spec{}, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf(s.opt.Nameservers)), 0o644); err != nil {
 		return runtime.Spec{}, err
 	}
 	logPath := s.LogPath(r.App, r.ID)
@@ -165,10 +165,18 @@ func (s *Supervisor) environment(r *Record, imageEnv []string, guest types.Machi
 	return out
 }
 
-// resolvConf gives machines the host's upstream resolvers, unless those are
-// loopback addresses that a machine's namespace cannot reach.
-func resolvConf() string {
+// resolvConf points machines at the given nameservers (Hangar's DNS on
+// the bridge, as Fly points them at fdaa::3); without any, at the host's
+// upstream resolvers, unless those are loopback addresses that a machine's
+// namespace cannot reach.
+func resolvConf(nameservers []string) string {
 	var b strings.Builder
+	if len(nameservers) > 0 {
+		for _, ns := range nameservers {
+			fmt.Fprintf(&b, "nameserver %s\n", ns)
+		}
+		return b.String()
+	}
 	if f, err := os.Open("/etc/resolv.conf"); err == nil {
 		defer f.Close()
 		sc := bufio.NewScanner(f)

@@ -93,6 +93,10 @@ type Options struct {
 	// SpecHooks adjust a machine's task spec just before it starts (secrets
 	// into env, volume mounts, [[files]]). An error fails the start.
 	SpecHooks []SpecHook
+	// Nameservers, if set, are the only resolvers machines get in their
+	// /etc/resolv.conf (the daemon's .internal DNS on the bridge gateway);
+	// empty: the host's non-loopback resolvers.
+	Nameservers []string
 }
 
 // SpecHook adjusts the task spec of a machine that is about to start.
