@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/dns"
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/network"
@@ -101,9 +103,16 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	// Machines' private DNS (.internal names, forwarding) on the bridge.
+	dnsCtx, stopDNS := context.WithCancel(ctx)
+	defer stopDNS()
+	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o.Region, log.With("component", "dns"))
+	if dnsSrv != nil {
+		defer dnsSrv.Close()
+	}
 	sup := supervisor.New(supervisor.Options{
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
-		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks,
+		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks, Nameservers: nameservers,
 	})
 	defer sup.Shutdown()
 	px.Waker = sup
@@ -385,4 +394,40 @@ func tcpServices(svcs []types.MachineService) []tcpproxy.Service {
 		out = append(out, tcpproxy.FromMachineService(s))
 	}
 	return out
+}
+
+// startDNS serves the machines' DNS on the bridge's gateway addresses,
+// port 53, answering only the machine subnets, and returns the nameservers
+// machines get. If the port cannot be bound (another DNS server holds the
+// wildcard address), machines keep the host's resolvers and have no
+// .internal names; the daemon says so and runs on.
+func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region string, log *slog.Logger) (*dns.Server, []string) {
+	gw4, gw6 := netm.Gateways()
+	n4, n6 := netm.Subnets()
+	var allow []netip.Prefix
+	for _, n := range []*net.IPNet{n4, n6} {
+		addr, _ := netip.AddrFromSlice(n.IP)
+		ones, _ := n.Mask.Size()
+		allow = append(allow, netip.PrefixFrom(addr.Unmap(), ones))
+	}
+	upstreams, err := dns.HostUpstreams("/etc/resolv.conf")
+	if err != nil {
+		log.Warn("machines can resolve only .internal names", "err", err)
+	}
+	reg := dns.NewRegistry()
+	go dns.Follow(ctx, st, reg, log)
+	srv, err := dns.Start(dns.Options{
+		Listen:    []string{net.JoinHostPort(gw6.String(), "53"), net.JoinHostPort(gw4.String(), "53")},
+		Allow:     allow,
+		Upstreams: upstreams,
+		Region:    region,
+		Source:    reg,
+		Log:       log,
+	})
+	if err != nil {
+		log.Warn("no .internal DNS for machines; they get the host's resolvers (free port 53 on the bridge addresses)", "err", err)
+		return nil, nil
+	}
+	log.Info("machine DNS is running", "addrs", srv.Addrs(), "upstreams", upstreams)
+	return srv, []string{gw6.String(), gw4.String()}
 }

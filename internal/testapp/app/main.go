@@ -104,6 +104,7 @@ func main() {
 		os.Exit(3)
 	})
 	fileHandlers(mux)
+	dnsHandlers(mux)
 	protocolHandlers(mux)
 	protocolListeners()
 	fmt.Println("listening on", port)
