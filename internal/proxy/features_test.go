@@ -3,11 +3,13 @@ package proxy
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -133,3 +135,61 @@ func TestForceHTTPSAndTLSOptions(t *testing.T) {
 }
 
 func intp(n int) *int { return &n }
+
+// fly-replay's Target is the load balancer: instance, prefer_instance,
+// regions in order ("any"), elsewhere, another app, and ErrNoTarget.
+func TestReplayTargetPick(t *testing.T) {
+	p := New("test", "ams", nil)
+	for _, b := range []Backend{
+		{App: "a", MachineID: "m1", Region: "ams", Addr: "127.0.0.1:1"},
+		{App: "a", MachineID: "m2", Region: "ams", Addr: "127.0.0.1:2"},
+		{App: "a", MachineID: "m3", Region: "ord", Addr: "127.0.0.1:3"},
+		{App: "b", MachineID: "m4", Region: "ams", Addr: "127.0.0.1:4"},
+	} {
+		p.SetBackend(b, true)
+	}
+	from := flyreplay.Machine{App: "a", ID: "m1", Region: "ams"}
+	tg := replayTarget{p}
+	for _, tc := range []struct {
+		header string
+		want   []string // any of
+	}{
+		{"instance=m3", []string{"m3"}},
+		{"prefer_instance=m2", []string{"m2"}},
+		{"region=ord", []string{"m3"}},
+		{`region="syd,ord"`, []string{"m3"}},
+		{`region="syd,any"`, []string{"m1", "m2", "m3"}},
+		{"region=ams;elsewhere=true", []string{"m2"}},
+		{"app=b", []string{"m4"}},
+		{"region=syd", nil},
+		{"instance=nope", nil},
+	} {
+		d, err := flyreplay.Parse(tc.header)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var exclude []flyreplay.Machine
+		if d.Elsewhere {
+			exclude = []flyreplay.Machine{from}
+		}
+		rq := &request{}
+		ctx := context.WithValue(context.Background(), ctxKey{}, rq)
+		m, err := tg.Pick(ctx, d, from, exclude)
+		if tc.want == nil {
+			if !errors.Is(err, flyreplay.ErrNoTarget) {
+				t.Errorf("%s: %v %v, want ErrNoTarget", tc.header, m, err)
+			}
+			continue
+		}
+		if err != nil || !slices.Contains(tc.want, m.ID) {
+			t.Errorf("%s: %v %v, want one of %v", tc.header, m, err, tc.want)
+		}
+		// The pick is counted until the request ends.
+		if l, _ := p.Load(m.App, m.ID); l != 1 {
+			t.Errorf("%s: load of %s = %d while picked", tc.header, m.ID, l)
+		}
+		for _, h := range rq.replay {
+			p.release(h.a, h.m)
+		}
+	}
+}
