@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"net/netip"
 	"strconv"
 	"strings"
 )
@@ -137,4 +138,54 @@ func (q query) name() string {
 		return ""
 	}
 	return s + "." + Zone + "."
+}
+
+// parseReverse reads the address of a full reverse-lookup name
+// (d.c.b.a.in-addr.arpa, or 32 nibbles then ip6.arpa; any case, with or
+// without the final dot).
+func parseReverse(name string) (netip.Addr, bool) {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa"); ok {
+		l := strings.Split(rest, ".")
+		if len(l) != 4 {
+			return netip.Addr{}, false
+		}
+		var b [4]byte
+		for i, s := range l {
+			if s == "" || len(s) > 3 || (len(s) > 1 && s[0] == '0') {
+				return netip.Addr{}, false
+			}
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 0 || n > 255 || strings.ContainsAny(s, "+-") {
+				return netip.Addr{}, false
+			}
+			b[3-i] = byte(n)
+		}
+		return netip.AddrFrom4(b), true
+	}
+	if rest, ok := strings.CutSuffix(name, ".ip6.arpa"); ok {
+		l := strings.Split(rest, ".")
+		if len(l) != 32 {
+			return netip.Addr{}, false
+		}
+		var b [16]byte
+		for i, s := range l {
+			if len(s) != 1 {
+				return netip.Addr{}, false
+			}
+			v, err := strconv.ParseUint(s, 16, 8)
+			if err != nil {
+				return netip.Addr{}, false
+			}
+			// Label i is nibble 31-i, low nibble first.
+			k := 31 - i
+			if k%2 == 0 {
+				b[k/2] |= byte(v) << 4
+			} else {
+				b[k/2] |= byte(v)
+			}
+		}
+		return netip.AddrFrom16(b), true
+	}
+	return netip.Addr{}, false
 }

@@ -1,8 +1,12 @@
 package dns
 
 import (
+	"net/netip"
 	"os"
+	"strings"
 	"testing"
+
+	mdns "github.com/miekg/dns"
 )
 
 func writeFile(t *testing.T, path, content string) {
@@ -74,6 +78,50 @@ func FuzzParseName(f *testing.F) {
 		}
 		if q.kind == kindNearest && (q.count < 1 || q.count > maxNearest) {
 			t.Fatalf("%q: count %d", name, q.count)
+		}
+	})
+}
+
+func TestParseReverse(t *testing.T) {
+	t.Parallel()
+	for _, ip := range []string{"172.19.0.2", "0.0.0.0", "255.255.255.255", "fdaa:0:1::2", "::", "2001:db8::ff00:42:8329"} {
+		rev, err := mdns.ReverseAddr(ip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := parseReverse(strings.ToUpper(rev))
+		if !ok || got != netip.MustParseAddr(ip) {
+			t.Errorf("parseReverse(%q) = %v, %v; want %s", rev, got, ok, ip)
+		}
+	}
+	for _, name := range []string{"19.172.in-addr.arpa.", "02.0.19.172.in-addr.arpa.", "+2.0.19.172.in-addr.arpa.",
+		"256.0.19.172.in-addr.arpa.", "2.0.19.172.in-addr.arpa.example.", "ip6.arpa.", "g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+		"10.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa."} {
+		if got, ok := parseReverse(name); ok {
+			t.Errorf("parseReverse(%q) = %v, want no address", name, got)
+		}
+	}
+}
+
+// FuzzParseReverse: never panics, and an address read from a name gives
+// back an equal address through the standard reverse name.
+func FuzzParseReverse(f *testing.F) {
+	for _, s := range []string{"2.0.19.172.in-addr.arpa.", "1.0.0.127.IN-ADDR.ARPA",
+		"2.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.0.0.0.0.0.0.0.0.0.0.a.a.d.f.ip6.arpa.", "x.ip6.arpa"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		ip, ok := parseReverse(name)
+		if !ok {
+			return
+		}
+		rev, err := mdns.ReverseAddr(ip.String())
+		if err != nil {
+			t.Fatalf("%q → %v: %v", name, ip, err)
+		}
+		back, ok := parseReverse(rev)
+		if !ok || back != ip {
+			t.Fatalf("%q → %v → %q → %v", name, ip, rev, back)
 		}
 	})
 }

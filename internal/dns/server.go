@@ -3,8 +3,9 @@
 // machines (<app>.internal, <id>.vm.<app>.internal, <region>.<app>.internal,
 // top<N>.nearest.of.<app>.internal, <group>.process.<app>.internal, the
 // TXT lists _apps.internal, _instances.internal, vms.<app>.internal,
-// regions.<app>.internal, and metadata names) from a live machine list, and
-// forwards every other name to the host's resolvers. It listens on the
+// regions.<app>.internal, and metadata names) and the reverse names of
+// machine addresses from a live machine list, and forwards every other name
+// to the host's resolvers. It listens on the
 // machine bridge's gateway addresses and answers only the machine subnets.
 // See docs/dns.md.
 package dns
@@ -190,22 +191,26 @@ func (s *Server) allowed(addr net.Addr) bool {
 
 // ServeDNS answers one query.
 func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
-	if !s.allowed(w.RemoteAddr()) || len(r.Question) != 1 || r.Opcode != mdns.OpcodeQuery {
-		m := new(mdns.Msg)
-		m.SetRcode(r, mdns.RcodeRefused)
-		if len(r.Question) != 1 || r.Opcode != mdns.OpcodeQuery {
-			m.Rcode = mdns.RcodeNotImplemented
+	if rcode := mdns.RcodeRefused; !s.allowed(w.RemoteAddr()) || len(r.Question) != 1 || r.Opcode != mdns.OpcodeQuery {
+		if s.allowed(w.RemoteAddr()) {
+			rcode = mdns.RcodeNotImplemented
 		}
+		m := new(mdns.Msg)
+		m.SetRcode(r, rcode)
 		_ = w.WriteMsg(m)
 		return
 	}
 	q := r.Question[0]
+	var m *mdns.Msg
 	pq, inZone := parseName(q.Name)
-	if !inZone {
+	if ip, ok := parseReverse(q.Name); ok && s.machineAddr(ip) {
+		m = s.answerReverse(r, ip)
+	} else if inZone {
+		m = s.answer(r, pq, sourceAddr(w.RemoteAddr()))
+	} else {
 		s.forward(w, r)
 		return
 	}
-	m := s.answer(r, pq, sourceAddr(w.RemoteAddr()))
 	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
 		size := mdns.MinMsgSize
 		if o := r.IsEdns0(); o != nil && int(o.UDPSize()) > size {
@@ -309,6 +314,43 @@ func (s *Server) answer(r *mdns.Msg, pq query, from netip.Addr) *mdns.Msg {
 	if len(m.Answer) == 0 {
 		// The name exists but has no records of this type (NODATA).
 		m.Ns = []mdns.RR{soa()}
+	}
+	return m
+}
+
+// machineAddr reports whether ip is in the machine subnets, whose reverse
+// names this server answers rather than leak them upstream.
+func (s *Server) machineAddr(ip netip.Addr) bool {
+	for _, p := range s.opt.Allow {
+		if p.Contains(ip) && !ip.IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
+// answerReverse answers a reverse name in the machine subnets: a PTR to
+// <id>.vm.<app>.internal for a registered machine's address, NXDOMAIN for
+// any other address.
+func (s *Server) answerReverse(r *mdns.Msg, ip netip.Addr) *mdns.Msg {
+	m := new(mdns.Msg)
+	m.SetReply(r)
+	m.Authoritative = true
+	m.RecursionAvailable = true
+	q := r.Question[0]
+	var target string
+	for _, mc := range registeredOf(s.opt.Source.Machines()) {
+		if mc.IPv6 == ip || mc.IPv4 == ip {
+			target = query{kind: kindVM, arg: strings.ToLower(mc.ID), app: mc.App}.name()
+			break
+		}
+	}
+	if target == "" {
+		m.Rcode = mdns.RcodeNameError
+		return m
+	}
+	if q.Qtype == mdns.TypePTR || q.Qtype == mdns.TypeANY {
+		m.Answer = []mdns.RR{&mdns.PTR{Hdr: mdns.RR_Header{Name: q.Name, Rrtype: mdns.TypePTR, Class: mdns.ClassINET, Ttl: TTL}, Ptr: target}}
 	}
 	return m
 }

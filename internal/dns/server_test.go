@@ -463,3 +463,47 @@ func TestLongTXTIsSplit(t *testing.T) {
 		t.Fatal("an oversized UDP answer is not marked truncated")
 	}
 }
+
+// TestReverse: reverse names in the machine subnets are answered here
+// (PTR to <id>.vm.<app>.internal, NXDOMAIN for other addresses); others
+// are forwarded.
+func TestReverse(t *testing.T) {
+	t.Parallel()
+	allow := append([]netip.Prefix{netip.MustParsePrefix("172.19.0.0/16"), netip.MustParsePrefix("fdaa::/64")}, loopback...)
+	s := startServer(t, Options{Source: fixture(), Allow: allow})
+	addr := s.Addrs()[0]
+	for ip, want := range map[string]string{"172.19.0.2": "aaa111.vm.web.internal.", "fdaa::7": "fff666.vm.db.internal."} {
+		rev, _ := mdns.ReverseAddr(ip)
+		r := exchange(t, addr, "udp", rev, mdns.TypePTR)
+		if r.Rcode != mdns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*mdns.PTR).Ptr != want {
+			t.Errorf("PTR %s: %s %v, want %s", ip, mdns.RcodeToString[r.Rcode], r.Answer, want)
+		}
+	}
+	// Unknown, stopped, skipped: NXDOMAIN without asking upstream.
+	for _, ip := range []string{"172.19.0.99", "fdaa::5", "fdaa::6"} {
+		rev, _ := mdns.ReverseAddr(ip)
+		if r := exchange(t, addr, "udp", rev, mdns.TypePTR); r.Rcode != mdns.RcodeNameError {
+			t.Errorf("PTR %s: %s, want NXDOMAIN", ip, mdns.RcodeToString[r.Rcode])
+		}
+	}
+	// Outside the machine subnets: forwarded (no upstream here: SERVFAIL).
+	rev, _ := mdns.ReverseAddr("192.0.2.1")
+	if r := exchange(t, addr, "udp", rev, mdns.TypePTR); r.Rcode != mdns.RcodeServerFailure {
+		t.Errorf("PTR outside the subnets: %s, want SERVFAIL (forwarded)", mdns.RcodeToString[r.Rcode])
+	}
+}
+
+// TestNotAQuery: other opcodes get NOTIMP from an allowed source.
+func TestNotAQuery(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{Source: fixture()})
+	m := new(mdns.Msg)
+	m.SetNotify("web.internal.")
+	r, _, err := (&mdns.Client{Timeout: 3 * time.Second}).Exchange(m, s.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Rcode != mdns.RcodeNotImplemented {
+		t.Fatalf("NOTIFY: %s, want NOTIMP", mdns.RcodeToString[r.Rcode])
+	}
+}
