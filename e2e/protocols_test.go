@@ -459,7 +459,7 @@ func (e *protoEnv) testReplay(t *testing.T) {
 // ETag and 304, Range and 206; other paths reach the app.
 func (e *protoEnv) testStatics(t *testing.T) {
 	e.createApp(t, "static")
-	createMachine(t, e.d, "static", types.MachineConfig{Image: e.ref, Env: map[string]string{"PORT": "8080"},
+	m := createMachine(t, e.d, "static", types.MachineConfig{Image: e.ref, Env: map[string]string{"PORT": "8080"},
 		Statics:  []types.Static{{GuestPath: "/etc", URLPrefix: "/static/"}},
 		Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080, Autostop: autostopPtr(types.AutostopOff), Ports: httpPorts(false, nil, nil)}}})
 	e.waitHTTPS(t, "static", "/")
@@ -484,6 +484,21 @@ func (e *protoEnv) testStatics(t *testing.T) {
 		if resp.StatusCode != 200 || !strings.Contains(body, "machine=") {
 			t.Errorf("%s: app path: %d %q", tc.name, resp.StatusCode, body)
 		}
+	}
+	// Statics need no running machine, and do not start one.
+	if code, body := e.d.Call("POST", "/v1/apps/static/machines/"+m.ID+"/stop", nil); code != 200 {
+		t.Fatalf("stop: %d %s", code, body)
+	}
+	harness.Poll(t, "machine stopped", 20*time.Second, func() (bool, string) {
+		st := machineState(t, e.d, "static", m.ID).State
+		return st == types.StateStopped, st
+	})
+	resp, body := get(t, e.httpClient(), "http://static.test.internal/static/passwd", nil)
+	if resp.StatusCode != 200 || !strings.HasPrefix(body, "root:") {
+		t.Fatalf("statics with the machine stopped: %d %q", resp.StatusCode, body)
+	}
+	if st := machineState(t, e.d, "static", m.ID).State; st != types.StateStopped {
+		t.Errorf("a static file started the machine: %s", st)
 	}
 }
 
