@@ -288,9 +288,8 @@ func TestScaleUpOverSoftLimit(t *testing.T) {
 	close(g.release)
 	<-out
 	<-out
-	if got := p.Routable("web"); len(got) != 2 {
-		t.Fatalf("routable after scale-up: %v", got)
-	}
+	// The woken machine joins rotation when its (background) wake ends.
+	poll(t, "two routable machines after the scale-up", func() bool { return len(p.Routable("web")) == 2 })
 }
 
 // A request waiting in the queue whose client goes away leaves the queue

@@ -283,7 +283,7 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 		delete(p.conns, fc)
 		p.srvMu.Unlock()
 		if !handedOff {
-			_ = c.Close()
+			lingeringClose(c)
 		}
 	}()
 	cs := &connState{p: p, fc: fc, br: readerPool.Get().(*bufio.Reader), bw: writerPool.Get().(*bufio.Writer)}
@@ -917,4 +917,20 @@ func (cs *connState) watchClient() (context.Context, func()) {
 		_ = cs.fc.c.SetReadDeadline(time.Time{})
 		cancel()
 	}
+}
+
+// lingeringClose half-closes the client connection and discards what the
+// client is still sending (bounded in bytes and time) before closing it, so
+// that an answer sent before the whole request was read (413, 400) is not
+// destroyed by a TCP reset from unread data.
+func lingeringClose(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		_ = c.Close()
+		return
+	}
+	_ = tc.CloseWrite()
+	_ = tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	_, _ = io.CopyN(io.Discard, tc, 256<<10)
+	_ = tc.Close()
 }
