@@ -295,6 +295,11 @@ func TestMachinesAPIContract(t *testing.T) {
 	if len(listed) != 1 || listed[0].State != types.StateDestroyed {
 		t.Fatalf("include_deleted: %+v", listed)
 	}
+	var gone types.Machine
+	c.must(200, "GET", "/apps/contract/machines/"+m.ID, nil, nil).decode(t, &gone)
+	if gone.ID != m.ID || gone.State != types.StateDestroyed {
+		t.Fatalf("GET of the destroyed machine: %+v", gone)
+	}
 	c.must(202, "DELETE", "/apps/contract", nil, nil)
 	if r := c.call("GET", "/apps/contract", nil, nil); r.code != 404 {
 		t.Fatalf("deleted app: %d", r.code)

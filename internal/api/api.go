@@ -641,7 +641,19 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
-	m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
+	app, id := r.PathValue("app"), r.PathValue("id")
+	m, err := s.Sup.Get(r.Context(), app, id)
+	if errors.Is(err, supervisor.ErrNotFound) {
+		// As on Fly, a destroyed machine can still be read (state
+		// "destroyed") while its record is kept.
+		if gone, lerr := s.Sup.ListDestroyed(r.Context(), app); lerr == nil {
+			for _, d := range gone {
+				if d.ID == id {
+					m, err = d, nil
+				}
+			}
+		}
+	}
 	if err != nil {
 		return err
 	}
