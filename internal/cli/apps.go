@@ -118,11 +118,7 @@ func newStatusCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "status", Short: "Show an app's machines, their state and checks", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}
@@ -187,11 +183,7 @@ func newLogsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "logs", Short: "Show an app's logs", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}
@@ -231,4 +223,18 @@ func newLogsCmd() *cobra.Command {
 	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "how many past lines to show")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
 	return cmd
+}
+
+// appAndClient resolves the app (-a, else fly.toml) and connects to the
+// daemon: the start of every per-app command.
+func appAndClient(app, config string) (string, *client, error) {
+	name, err := appName(app, config)
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := newClient()
+	if err != nil {
+		return "", nil, err
+	}
+	return name, c, nil
 }

@@ -61,11 +61,7 @@ the daemon's default certificate and need no entry here.`,
 		Short: "Add a custom hostname and get its certificate",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}
@@ -95,11 +91,7 @@ the daemon's default certificate and need no entry here.`,
 		Short:   "List an app's custom hostnames",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}
@@ -134,11 +126,7 @@ the daemon's default certificate and need no entry here.`,
 			Short: short,
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				name, err := appName(app, config)
-				if err != nil {
-					return err
-				}
-				c, err := newClient()
+				name, c, err := appAndClient(app, config)
 				if err != nil {
 					return err
 				}

@@ -48,11 +48,7 @@ func newMachineCmd() *cobra.Command {
 	run := withApp(&cobra.Command{
 		Use: "run IMAGE [COMMAND...]", Short: "Create and start a machine", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}
@@ -109,11 +105,7 @@ func newMachineCmd() *cobra.Command {
 	list := withApp(&cobra.Command{
 		Use: "list", Aliases: []string{"ls"}, Short: "List machines", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}
@@ -141,11 +133,7 @@ func newMachineCmd() *cobra.Command {
 	status := withApp(&cobra.Command{
 		Use: "status ID", Short: "Show a machine", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}
@@ -163,11 +151,7 @@ func newMachineCmd() *cobra.Command {
 		return withApp(&cobra.Command{
 			Use: use + " ID...", Short: short, Args: cobra.MinimumNArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				name, err := appName(app, config)
-				if err != nil {
-					return err
-				}
-				c, err := newClient()
+				name, c, err := appAndClient(app, config)
 				if err != nil {
 					return err
 				}
@@ -198,11 +182,7 @@ func newMachineCmd() *cobra.Command {
 	destroy := withApp(&cobra.Command{
 		Use: "destroy ID...", Aliases: []string{"rm"}, Short: "Destroy machines", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}

@@ -28,11 +28,7 @@ func newReleasesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use: "releases", Short: "List an app's releases", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}

@@ -37,11 +37,7 @@ with the new secrets, with the same health gating as a deploy, unless
 	}
 	// update sends values and rolls them out unless --stage.
 	update := func(cmd *cobra.Command, values map[string]*string) error {
-		name, err := appName(app, config)
-		if err != nil {
-			return err
-		}
-		c, err := newClient()
+		name, c, err := appAndClient(app, config)
 		if err != nil {
 			return err
 		}
@@ -135,11 +131,7 @@ with the new secrets, with the same health gating as a deploy, unless
 	list := withApp(&cobra.Command{
 		Use: "list", Aliases: []string{"ls"}, Short: "List secret names, digests and status (never values)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, err := appName(app, config)
-			if err != nil {
-				return err
-			}
-			c, err := newClient()
+			name, c, err := appAndClient(app, config)
 			if err != nil {
 				return err
 			}
