@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/testapp"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -110,6 +111,8 @@ func StartDaemonWith(t testing.TB, bin string, extraArgs ...string) *Daemon {
 		}
 		d.Stop(syscall.SIGTERM)
 		d.forceCleanup(t)
+		// [[files]] contents live on a tmpfs outside the data dir.
+		_ = os.RemoveAll(filepath.Dir(secrets.RunDirFor(d.DataDir)))
 		_ = exec.Command("ip", "link", "del", bridge).Run()
 		if t.Failed() {
 			b, _ := os.ReadFile(d.logf.Name())
