@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -49,7 +48,7 @@ func loadConfig(cmd *cobra.Command, f *configFlags) (*appconfig.Config, error) {
 		return nil, err
 	}
 	if f.json {
-		writeJSON(out, diagnosticsReport{Valid: false, File: f.file, Errors: ae.Diagnostics})
+		_ = printJSON(out, diagnosticsReport{Valid: false, File: f.file, Errors: ae.Diagnostics})
 	} else {
 		printDiagnostics(cmd.ErrOrStderr(), ae.Diagnostics)
 	}
@@ -67,12 +66,6 @@ func printDiagnostics(w io.Writer, ds []appconfig.Diagnostic) {
 	for _, d := range ds {
 		fmt.Fprintln(w, d.String())
 	}
-}
-
-func writeJSON(w io.Writer, v any) {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 func newConfigValidate() *cobra.Command {
@@ -99,7 +92,7 @@ func newConfigValidate() *cobra.Command {
 				return verr
 			}
 			if f.json {
-				writeJSON(out, rep)
+				_ = printJSON(out, rep)
 			} else {
 				printDiagnostics(out, rep.Warnings)
 				printDiagnostics(out, rep.Errors)
@@ -145,7 +138,7 @@ func newConfigShow() *cobra.Command {
 				machines[g] = mc
 			}
 			if f.json {
-				writeJSON(out, struct {
+				_ = printJSON(out, struct {
 					Config   *appconfig.Config               `json:"config"`
 					Machines map[string]*types.MachineConfig `json:"machines"`
 				}{cfg, machines})
@@ -159,7 +152,7 @@ func newConfigShow() *cobra.Command {
 			out.Write(tomlText)
 			for _, g := range cfg.ProcessGroups() {
 				fmt.Fprintf(out, "\n# machine config for process group %q\n", g)
-				writeJSON(out, machines[g])
+				_ = printJSON(out, machines[g])
 			}
 			return nil
 		},
@@ -186,7 +179,7 @@ func newConfigLint() *cobra.Command {
 				if findings == nil {
 					findings = []appconfig.Diagnostic{}
 				}
-				writeJSON(out, struct {
+				_ = printJSON(out, struct {
 					File     string                 `json:"file"`
 					Findings []appconfig.Diagnostic `json:"findings"`
 				}{f.file, findings})

@@ -96,13 +96,8 @@ func runCost(stdout, stderr io.Writer, f *costFlags) error {
 		return &HintError{Err: err, Hint: "see docs/cost.md for what can be priced"}
 	}
 	if f.json {
-		exportWriteJSON(stdout, est)
+		_ = printJSON(stdout, est)
 		return nil
 	}
 	return est.WriteText(stdout, f.details)
-}
-
-func exportWriteJSON(w io.Writer, v any) {
-	enc := jsonEncoder(w)
-	_ = enc.Encode(v)
 }

@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -96,9 +95,7 @@ has no equivalent.`,
 					}
 					o.Apps = append(o.Apps, ao)
 				}
-				enc := json.NewEncoder(w)
-				enc.SetIndent("", "  ")
-				return enc.Encode(o)
+				return printJSON(w, o)
 			}
 			fmt.Fprint(w, res.Report.Text())
 			if dryRun {

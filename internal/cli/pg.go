@@ -3,7 +3,6 @@ package cli
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -125,9 +124,7 @@ func terminalConfirm(in io.Reader, out io.Writer) func(context.Context, int64) (
 
 func printPgReport(w io.Writer, r *pgmigrate.Report, asJSON bool) error {
 	if asJSON {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		return printJSON(w, r)
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "mode: %s\nsource: %s\ntarget: %s\n", r.Mode, r.Source, r.Target)
