@@ -98,8 +98,9 @@ func TestRestartPolicyAndChecks(t *testing.T) {
 		if ev["exit_code"].(float64) != 3 || ev["restarting"].(bool) {
 			t.Fatalf("last exit event = %+v", ev)
 		}
-		// It stays stopped: no fourth run.
-		time.Sleep(500 * time.Millisecond)
+		// It stays stopped: no fourth run. A restart after the third exit
+		// would come after a 400 ms backoff; wait well past it.
+		time.Sleep(time.Second)
 		_ = d.Get("/v1/apps/pol/machines/"+m.ID, &cur)
 		if harness.CountEvents(cur, "exit") != 3 {
 			t.Fatalf("restarted beyond max_retries: %d exits", harness.CountEvents(cur, "exit"))

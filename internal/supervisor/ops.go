@@ -10,6 +10,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -717,7 +718,7 @@ func (s *Supervisor) ListDestroyed(ctx context.Context, app string) ([]*Record, 
 	out := make([]*Record, 0, len(kvs))
 	for _, kv := range kvs {
 		var r Record
-		if err := jsonUnmarshal(kv.Value, &r); err != nil {
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
 			return nil, fmt.Errorf("destroyed machine record %s: %w", kv.Key, err)
 		}
 		out = append(out, &r)

@@ -3,7 +3,6 @@ package supervisor
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -15,8 +14,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/types"
 )
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // buildSpec turns a machine record into a task spec: the image's process
 // with the config's overrides, the environment Fly injects, limits from the

@@ -19,6 +19,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -237,7 +238,7 @@ func (s *Supervisor) List(ctx context.Context, app string) ([]*Record, error) {
 	out := make([]*Record, 0, len(kvs))
 	for _, kv := range kvs {
 		var r Record
-		if err := jsonUnmarshal(kv.Value, &r); err != nil {
+		if err := json.Unmarshal(kv.Value, &r); err != nil {
 			return nil, fmt.Errorf("machine record %s: %w", kv.Key, err)
 		}
 		s.decorate(&r)
@@ -481,17 +482,7 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 
 // attach starts watching a running machine: its exit and its checks.
 func (s *Supervisor) attach(l *live, r *Record, gen int) {
-	s.routeUpdate(l, r)
-	cctx, cancel := context.WithCancel(context.Background())
-	l.stateMu.Lock()
-	if l.cancelChecks != nil {
-		l.cancelChecks()
-	}
-	l.cancelChecks = cancel
-	l.checks = initialChecks(r.Config)
-	l.stateMu.Unlock()
-	s.routeUpdate(l, r)
-	go s.runChecks(cctx, l, r)
+	s.startChecks(l, r, false)
 	go s.watchExit(l, gen)
 }
 

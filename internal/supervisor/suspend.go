@@ -54,7 +54,7 @@ func (s *Supervisor) Suspend(ctx context.Context, app, id string) (*Record, erro
 	s.opt.Router.Remove(app, id)
 	if err := p.Pause(ctx, id); err != nil {
 		_, _ = s.setState(context.Background(), app, id, types.StateStarted, "", "flyd", nil)
-		s.attachChecksLocked(l, r)
+		s.startChecks(l, r, true)
 		return nil, fmt.Errorf("suspend machine %s: %w", id, err)
 	}
 	return s.setState(ctx, app, id, types.StateSuspended, "suspend", "user", nil)
@@ -74,13 +74,15 @@ func (s *Supervisor) resumeLocked(ctx context.Context, l *live, r *Record, sourc
 	if err != nil {
 		return nil, err
 	}
-	s.attachChecksLocked(l, r)
+	s.startChecks(l, r, true)
 	return r, nil
 }
 
-// attachChecksLocked restarts checks and routing for a running machine
-// without a new exit watcher (the task did not change).
-func (s *Supervisor) attachChecksLocked(l *live, r *Record) {
+// startChecks (re)starts a running machine's checks and tells the proxy
+// where it stands. A fresh task starts with every check critical; a resumed
+// one (keepPassing) was healthy when frozen and keeps its last passing
+// results, so it takes traffic at once while the checks confirm.
+func (s *Supervisor) startChecks(l *live, r *Record, keepPassing bool) {
 	cctx, cancel := context.WithCancel(context.Background())
 	l.stateMu.Lock()
 	if l.cancelChecks != nil {
@@ -89,11 +91,11 @@ func (s *Supervisor) attachChecksLocked(l *live, r *Record) {
 	l.cancelChecks = cancel
 	prev := l.checks
 	l.checks = initialChecks(r.Config)
-	// A resumed machine was healthy when frozen: keep its last results so
-	// it takes traffic at once; the checks confirm within an interval.
-	for name, c := range prev {
-		if _, ok := l.checks[name]; ok && c.Status == types.CheckPassing {
-			l.checks[name] = c
+	if keepPassing {
+		for name, c := range prev {
+			if _, ok := l.checks[name]; ok && c.Status == types.CheckPassing {
+				l.checks[name] = c
+			}
 		}
 	}
 	l.stateMu.Unlock()
