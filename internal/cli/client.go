@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -186,4 +187,14 @@ func tarDir(dir, dst string) error {
 		err = cerr
 	}
 	return err
+}
+
+// appPath is the API path of an app's resource, each part escaped:
+// appPath("web", "machines", id, "stop") = /v1/apps/web/machines/<id>/stop.
+func appPath(app, resource string, parts ...string) string {
+	p := "/v1/apps/" + url.PathEscape(app) + "/" + resource
+	for _, s := range parts {
+		p += "/" + url.PathEscape(s)
+	}
+	return p
 }

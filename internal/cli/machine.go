@@ -24,13 +24,7 @@ func newMachineCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "machine", Aliases: []string{"machines", "m"}, Short: "Manage machines"}
 	var app, config string
 	var asJSON bool
-	path := func(name string, parts ...string) string {
-		p := "/v1/apps/" + url.PathEscape(name) + "/machines"
-		for _, s := range parts {
-			p += "/" + url.PathEscape(s)
-		}
-		return p
-	}
+	path := func(name string, parts ...string) string { return appPath(name, "machines", parts...) }
 	withApp := func(c *cobra.Command) *cobra.Command {
 		appFlags(c, &app, &config)
 		return c

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"text/tabwriter"
 
 	"github.com/hangar-dev/hangar/internal/api"
@@ -22,13 +21,7 @@ func newVolumesCmd() *cobra.Command {
 	}
 	var app, config string
 	var asJSON bool
-	path := func(name string, parts ...string) string {
-		p := "/v1/apps/" + url.PathEscape(name) + "/volumes"
-		for _, s := range parts {
-			p += "/" + url.PathEscape(s)
-		}
-		return p
-	}
+	path := func(name string, parts ...string) string { return appPath(name, "volumes", parts...) }
 	withApp := func(c *cobra.Command) *cobra.Command {
 		appFlags(c, &app, &config)
 		return c
