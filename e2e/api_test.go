@@ -839,7 +839,10 @@ func validatingProxy(t *testing.T, daemon string) (*httptest.Server, *atomic.Int
 	t.Helper()
 	var n atomic.Int64
 	var router routers.Router
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The router needs the server's URL, and the handler needs the router:
+	// make the listener first, load the document, then serve, so the
+	// router is written before any handler goroutine exists.
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		// The router matches the document's server URL: this proxy's.
@@ -879,8 +882,9 @@ func validatingProxy(t *testing.T, daemon string) (*httptest.Server, *atomic.Int
 		w.WriteHeader(resp.StatusCode)
 		_, _ = w.Write(out)
 	}))
+	_, router = loadFlyDoc(t, "http://"+srv.Listener.Addr().String())
+	srv.Start()
 	t.Cleanup(srv.Close)
-	_, router = loadFlyDoc(t, srv.URL)
 	return srv, &n
 }
 
