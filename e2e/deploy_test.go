@@ -341,3 +341,121 @@ func TestDeployDetachAndJSON(t *testing.T) {
 		t.Fatalf("after the detached deploy: %v", v)
 	}
 }
+
+// TestScaleCount checks that scale count adds and removes machines and
+// leaves the others alone: the machines that serve keep their IDs, no
+// request fails, a stopped machine goes before a serving one, and the
+// count carries over to the next deploy.
+func TestScaleCount(t *testing.T) {
+	harness.RequireRoot(t)
+	d := harness.StartDaemon(t, harness.BuildBinary(t))
+	ref := d.ImportTestApp()
+	dir := t.TempDir()
+	cfg := writeZD(t, dir, "v1", "0", "30s", "")
+	if out, err := d.Hangar("deploy", "-c", cfg, "--image", ref); err != nil {
+		t.Fatalf("first deploy: %v\n%s", err, out)
+	}
+	ids := func() map[string]types.Machine {
+		out := map[string]types.Machine{}
+		for _, m := range d.Machines("zd") {
+			out[m.ID] = m
+		}
+		return out
+	}
+	first := ids()
+	if len(first) != 1 {
+		t.Fatalf("after the first deploy: %d machines, want 1", len(first))
+	}
+
+	l := d.StartLoad("zd", 16)
+	out, err := d.Hangar("scale", "count", "3", "-a", "zd")
+	finishLoad(t, l, "scale up")
+	if err != nil {
+		t.Fatalf("scale count 3: %v\n%s", err, out)
+	}
+	up := ids()
+	if len(up) != 3 {
+		t.Fatalf("after scale count 3: %d machines, want 3\n%s", len(up), out)
+	}
+	for id := range first {
+		if m, ok := up[id]; !ok || m.State != types.StateStarted {
+			t.Fatalf("scale count 3 replaced or stopped machine %s (machines now: %s)\n%s", id, strings.Join(keys(up), " "), out)
+		}
+	}
+	for id, m := range up {
+		if m.State != types.StateStarted {
+			t.Errorf("machine %s is %s after scale up, want started", id, m.State)
+		}
+	}
+
+	// A stopped machine is the first to go when scaling down.
+	var stopped string
+	for id := range up {
+		if _, orig := first[id]; !orig {
+			stopped = id
+			break
+		}
+	}
+	if out, err := d.Hangar("machine", "stop", stopped, "-a", "zd"); err != nil {
+		t.Fatalf("stop %s: %v\n%s", stopped, err, out)
+	}
+	l = d.StartLoad("zd", 16)
+	out, err = d.Hangar("scale", "count", "2", "-a", "zd")
+	finishLoad(t, l, "scale down")
+	if err != nil {
+		t.Fatalf("scale count 2: %v\n%s", err, out)
+	}
+	down := ids()
+	if len(down) != 2 {
+		t.Fatalf("after scale count 2: %d machines, want 2\n%s", len(down), out)
+	}
+	if _, ok := down[stopped]; ok {
+		t.Fatalf("scale down kept the stopped machine %s and removed a serving one\n%s", stopped, out)
+	}
+	for id, m := range down {
+		if _, ok := up[id]; !ok || m.State != types.StateStarted {
+			t.Fatalf("after scale down: machine %s is %s (new: %v), want one of the serving machines, started", id, m.State, !ok)
+		}
+	}
+
+	// Down to one while serving: the other started machine is drained.
+	l = d.StartLoad("zd", 16)
+	out, err = d.Hangar("scale", "count", "1", "-a", "zd")
+	finishLoad(t, l, "scale down to 1")
+	if err != nil {
+		t.Fatalf("scale count 1: %v\n%s", err, out)
+	}
+	if n := len(ids()); n != 1 {
+		t.Fatalf("after scale count 1: %d machines, want 1", n)
+	}
+
+	rels, _ := d.Hangar("releases", "-a", "zd", "--json")
+	if !strings.Contains(rels, "scale count app 1→3") || !strings.Contains(rels, `"strategy": "scale"`) {
+		t.Errorf("releases do not record the scale: %s", rels)
+	}
+	// The next deploy keeps the count and replaces the machine.
+	if out, err := d.Hangar("scale", "count", "2", "-a", "zd"); err != nil {
+		t.Fatalf("scale count 2: %v\n%s", err, out)
+	}
+	if out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "v2", "0", "30s", ""), "--image", ref); err != nil {
+		t.Fatalf("deploy v2: %v\n%s", err, out)
+	}
+	if v := versions(t, d, "zd"); v["v2"] != 2 || len(v) != 1 {
+		t.Fatalf("after deploy v2: %v, want 2 machines of v2", v)
+	}
+	// A rollback skips the releases that only scaled, and keeps the count.
+	if out, err := d.Hangar("rollback", "-a", "zd"); err != nil {
+		t.Fatalf("rollback: %v\n%s", err, out)
+	}
+	if v := versions(t, d, "zd"); v["v1"] != 2 || len(v) != 1 {
+		t.Fatalf("after rollback: %v, want 2 machines of v1", v)
+	}
+}
+
+func keys(m map[string]types.Machine) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

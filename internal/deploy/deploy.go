@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -46,6 +47,9 @@ const (
 	BlueGreen = "bluegreen"
 	Canary    = "canary"
 	Immediate = "immediate"
+	// StrategyScale marks a release that only added or removed machines
+	// (scale count); it is not a strategy a deploy can ask for.
+	StrategyScale = "scale"
 )
 
 // MetaSecretsVersion is the machine metadata key naming the secrets version
@@ -126,6 +130,9 @@ type Request struct {
 	SecretsVersion int
 	RollbackOf     int
 	Description    string
+	// ScaleOnly adds or removes machines to reach Counts and leaves the
+	// running ones alone (scale count); no release_command runs.
+	ScaleOnly bool
 }
 
 func releaseKey(app string, v int) string { return fmt.Sprintf("releases/%s/%08d", app, v) }
@@ -174,9 +181,10 @@ type run struct {
 	app  string
 	emit func(step, machine, group, format string, args ...any)
 
-	mu         sync.Mutex // guards created and stoppedOld
+	mu         sync.Mutex // guards created, stoppedOld and removed
 	created    []string   // new machines
 	stoppedOld []string   // old machines stopped by this deploy
+	removed    []string   // machines scale count takes away
 }
 
 func (r *run) addCreated(id string) {
@@ -276,6 +284,9 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	for _, p := range plans {
 		counts[p.group] = p.want
 	}
+	if req.ScaleOnly {
+		strategy = StrategyScale
+	}
 	rel, err := d.newRelease(ctx, &Release{
 		App: app, Image: req.Image, ImageDigest: img.Digest, Strategy: strategy,
 		Config: string(req.Config), ConfigFile: req.ConfigFile, LocalFiles: req.LocalFiles, Machines: configs, Counts: counts,
@@ -292,6 +303,16 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 		}
 		mc.Metadata[types.MetaRelease] = fmt.Sprint(rel.Version)
 		mc.Metadata[MetaSecretsVersion] = fmt.Sprint(secretsVersion)
+	}
+	if req.ScaleOnly {
+		// Machines a scale adds run the release their group runs, and say
+		// so: a newer release number would let them take over the volume
+		// of a stopped sibling, as a deploy's replacement does.
+		for _, p := range plans {
+			if v := newestRelease(p.old); v > 0 {
+				p.cfg.Metadata[types.MetaRelease] = fmt.Sprint(v)
+			}
+		}
 	}
 	waitTimeout := req.WaitTimeout
 	if waitTimeout == 0 && cfg.Deploy != nil && cfg.Deploy.WaitTimeout != nil {
@@ -312,7 +333,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 			return err
 		}
 		defer release()
-		if cfg.Deploy != nil && strings.TrimSpace(cfg.Deploy.ReleaseCommand) != "" {
+		if !req.ScaleOnly && cfg.Deploy != nil && strings.TrimSpace(cfg.Deploy.ReleaseCommand) != "" {
 			rc, err := cfg.ToReleaseMachineConfig(req.Image)
 			if err != nil {
 				return err
@@ -333,7 +354,11 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 			r.rollback(emit)
 			return err
 		}
-		r.finish(ctx, existing, configs)
+		if req.ScaleOnly {
+			r.finishScale(ctx)
+		} else {
+			r.finish(ctx, existing, configs)
+		}
 		return nil
 	}()
 	fin := time.Now().UTC()
@@ -474,6 +499,20 @@ func (d *Deployer) newRelease(ctx context.Context, rel *Release) (*Release, erro
 	return nil, fmt.Errorf("record release: too much contention: %w", supervisor.ErrConflict)
 }
 
+// newestRelease is the highest release number among machines (0: none).
+func newestRelease(machines []*supervisor.Record) int {
+	best := 0
+	for _, m := range machines {
+		if m.Config == nil {
+			continue
+		}
+		if v, err := strconv.Atoi(m.Config.Metadata[types.MetaRelease]); err == nil && v > best {
+			best = v
+		}
+	}
+	return best
+}
+
 func groupOf(r *supervisor.Record) string {
 	if r.Config != nil {
 		if g := r.Config.Metadata[types.MetaProcessGroup]; g != "" {
@@ -493,6 +532,8 @@ func (r *run) rollout(ctx context.Context, plans []*plan, strategy string, waitT
 			defer wg.Done()
 			var err error
 			switch strategy {
+			case StrategyScale:
+				err = r.scale(ctx, p, waitTimeout)
 			case Immediate:
 				err = r.immediate(ctx, p)
 			case BlueGreen:

@@ -3,6 +3,9 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
+	"time"
 
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -65,19 +68,27 @@ func (d *Deployer) Restart(ctx context.Context, app string, progress func(Event)
 }
 
 // Rollback redeploys release version (0 = the one before the current) with
-// its image, its config and its secrets version.
+// its image, its config and its secrets version. The machine counts stay
+// as they are now: scaling is not part of what a rollback undoes.
 func (d *Deployer) Rollback(ctx context.Context, app string, version int, user string, progress func(Event)) (*Release, error) {
+	cur, err := d.current(ctx, app)
+	if err != nil {
+		return nil, err
+	}
 	if version == 0 {
-		cur, err := d.current(ctx, app)
-		if err != nil {
-			return nil, err
-		}
 		rels, err := Releases(ctx, d.Store, app)
 		if err != nil {
 			return nil, err
 		}
+		// Releases that only scaled run what the release before them ran:
+		// the one before the current is the second release that deployed
+		// something, counting the current's own base.
+		seen := 0
 		for _, r := range rels {
-			if r.Status == StatusComplete && r.Version < cur.Version {
+			if r.Status != StatusComplete || r.Strategy == StrategyScale || r.Version > cur.Version {
+				continue
+			}
+			if seen++; seen == 2 {
 				version = r.Version
 				break
 			}
@@ -95,7 +106,7 @@ func (d *Deployer) Rollback(ctx context.Context, app string, version int, user s
 	}
 	sv := rel.SecretsVersion
 	return d.redeploy(ctx, rel, Request{
-		User: user, SecretsVersion: sv, RollbackOf: version,
+		User: user, SecretsVersion: sv, RollbackOf: version, Counts: cur.Counts,
 		Description: fmt.Sprintf("rollback to v%d", version),
 	}, progress)
 }
@@ -147,8 +158,24 @@ func (d *Deployer) Scale(ctx context.Context, app string, req ScaleRequest, prog
 		counts[group] = *req.Count
 	}
 	desc := "scale"
+	scaleOnly := req.Count != nil && guest == nil && req.MemoryMB <= 0
+	if scaleOnly {
+		var parts []string
+		for _, g := range sortedKeys(counts) {
+			if counts[g] != rel.Counts[g] {
+				parts = append(parts, fmt.Sprintf("%s %d→%d", g, rel.Counts[g], counts[g]))
+			}
+		}
+		desc = "scale count " + strings.Join(parts, ", ")
+		if len(parts) == 0 {
+			desc = "scale count (no change)"
+		}
+	}
 	return d.redeploy(ctx, rel, Request{
-		User: req.User, Counts: counts, Description: desc, Strategy: Rolling,
+		User: req.User, Counts: counts, Description: desc, Strategy: Rolling, ScaleOnly: scaleOnly,
+		// New machines boot with the secrets the running ones have, even
+		// if newer secrets were staged since.
+		SecretsVersion: pinnedSecrets(scaleOnly, rel),
 		Override: func(group string, mc *types.MachineConfig) {
 			if req.Group != "" && group != req.Group {
 				return
@@ -166,4 +193,86 @@ func (d *Deployer) Scale(ctx context.Context, app string, req ScaleRequest, prog
 			}
 		},
 	}, progress)
+}
+
+// pinnedSecrets is the secrets version a scale keeps: the release's own for
+// scale count (0 = the current one, as for any deploy).
+func pinnedSecrets(scaleOnly bool, rel *Release) int {
+	if scaleOnly {
+		return rel.SecretsVersion
+	}
+	return 0
+}
+
+func sortedKeys(m map[string]int) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// scale brings a process group to p.want machines without touching the
+// ones that stay: new machines are started and must pass their checks;
+// surplus ones (stopped ones first, then the newest) are drained, stopped
+// and destroyed once every group has reached its count.
+func (r *run) scale(ctx context.Context, p *plan, waitTimeout time.Duration) error {
+	have := len(p.old)
+	switch {
+	case p.want > have:
+		r.emit("scale", "", p.group, "adding %d machine(s) to %s (%d → %d)", p.want-have, p.group, have, p.want)
+		_, err := r.launch(ctx, p, p.want-have, waitTimeout, false, false)
+		return err
+	case p.want < have:
+		victims := surplus(p.old, have-p.want)
+		r.emit("scale", "", p.group, "removing %d machine(s) from %s (%d → %d)", len(victims), p.group, have, p.want)
+		r.mu.Lock()
+		for _, v := range victims {
+			r.removed = append(r.removed, v.ID)
+		}
+		r.mu.Unlock()
+		return r.retire(ctx, p, victims)
+	default:
+		return nil
+	}
+}
+
+// surplus picks the n machines a scale-down removes: those not serving
+// (stopped, failed, created) first, then suspended ones, then started
+// ones; the newest first within each.
+func surplus(machines []*supervisor.Record, n int) []*supervisor.Record {
+	rank := func(m *supervisor.Record) int {
+		switch m.State {
+		case types.StateStarted, types.StateStarting:
+			return 2
+		case types.StateSuspended, types.StateSuspending:
+			return 1
+		}
+		return 0
+	}
+	sorted := append([]*supervisor.Record(nil), machines...)
+	sort.SliceStable(sorted, func(i, j int) bool {
+		if ri, rj := rank(sorted[i]), rank(sorted[j]); ri != rj {
+			return ri < rj
+		}
+		return sorted[i].CreatedAt > sorted[j].CreatedAt
+	})
+	if n > len(sorted) {
+		n = len(sorted)
+	}
+	return sorted[:n]
+}
+
+// finishScale destroys the machines a scale-down took away.
+func (r *run) finishScale(ctx context.Context) {
+	r.mu.Lock()
+	removed := append([]string(nil), r.removed...)
+	r.mu.Unlock()
+	for _, id := range removed {
+		r.emit("scale", id, "", "destroying machine %s", id)
+		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil {
+			r.d.Log.Warn("scale: destroy machine", "machine", id, "err", err)
+		}
+	}
 }
