@@ -69,7 +69,10 @@ func versions(t *testing.T, d *harness.Daemon, app string) map[string]int {
 	return out
 }
 
-func TestZeroDowntimeDeploys(t *testing.T) {
+// deployZD starts a daemon and deploys release "v1" of the zd app on one
+// machine; it returns the daemon, the image and the config's directory.
+func deployZD(t *testing.T) (*harness.Daemon, string, string) {
+	t.Helper()
 	harness.RequireRoot(t)
 	d := harness.StartDaemon(t, harness.BuildBinary(t))
 	ref := d.ImportTestApp()
@@ -78,6 +81,11 @@ func TestZeroDowntimeDeploys(t *testing.T) {
 	if out, err := d.Hangar("deploy", "-c", cfg, "--image", ref); err != nil {
 		t.Fatalf("first deploy: %v\n%s", err, out)
 	}
+	return d, ref, dir
+}
+
+func TestZeroDowntimeDeploys(t *testing.T) {
+	d, ref, dir := deployZD(t)
 	if out, err := d.Hangar("scale", "count", "3", "-a", "zd"); err != nil {
 		t.Fatalf("scale: %v\n%s", err, out)
 	}
@@ -347,14 +355,7 @@ func TestDeployDetachAndJSON(t *testing.T) {
 // request fails, a stopped machine goes before a serving one, and the
 // count carries over to the next deploy.
 func TestScaleCount(t *testing.T) {
-	harness.RequireRoot(t)
-	d := harness.StartDaemon(t, harness.BuildBinary(t))
-	ref := d.ImportTestApp()
-	dir := t.TempDir()
-	cfg := writeZD(t, dir, "v1", "0", "30s", "")
-	if out, err := d.Hangar("deploy", "-c", cfg, "--image", ref); err != nil {
-		t.Fatalf("first deploy: %v\n%s", err, out)
-	}
+	d, ref, dir := deployZD(t)
 	ids := func() map[string]types.Machine {
 		out := map[string]types.Machine{}
 		for _, m := range d.Machines("zd") {

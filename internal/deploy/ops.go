@@ -3,6 +3,8 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -161,7 +163,7 @@ func (d *Deployer) Scale(ctx context.Context, app string, req ScaleRequest, prog
 	scaleOnly := req.Count != nil && guest == nil && req.MemoryMB <= 0
 	if scaleOnly {
 		var parts []string
-		for _, g := range sortedKeys(counts) {
+		for _, g := range slices.Sorted(maps.Keys(counts)) {
 			if counts[g] != rel.Counts[g] {
 				parts = append(parts, fmt.Sprintf("%s %d→%d", g, rel.Counts[g], counts[g]))
 			}
@@ -202,15 +204,6 @@ func pinnedSecrets(scaleOnly bool, rel *Release) int {
 		return rel.SecretsVersion
 	}
 	return 0
-}
-
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // scale brings a process group to p.want machines without touching the
