@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -419,6 +422,46 @@ func TestNoCompressWithoutOption(t *testing.T) {
 	setCompressApp(p, "off", strings.TrimPrefix(app.URL, "http://"), boolPtr(false))
 	if p.slowHost([]byte("off.test")) {
 		t.Error("compress off again: still handed over")
+	}
+}
+
+// [[statics]] of an app with compress are compressed by the same rules
+// (the proxy serves them, before any machine is involved).
+func TestCompressStatics(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "site"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	big := bigText(32 << 10)
+	if err := os.WriteFile(filepath.Join(root, "site", "app.js"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := New("test", "local", nil)
+	p.StaticsRoot = func(context.Context, string) (string, error) { return root, nil }
+	svc := compressSvc(boolPtr(true))
+	p.SetBackend(Backend{App: "s", MachineID: "s-m1", Region: "local", Addr: "127.0.0.1:1", Service: svc,
+		Config: &types.MachineConfig{Image: "img", Services: []types.MachineService{*svc},
+			Statics: []types.Static{{GuestPath: "/site", URLPrefix: "/static"}}}}, true)
+	addr := serveFast(t, p)
+
+	resp, body := fetch(t, addr, "GET", "s.test", "/static/app.js", map[string]string{"Accept-Encoding": "gzip"})
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Fatalf("static: %d Content-Encoding %q", resp.StatusCode, resp.Header.Get("Content-Encoding"))
+	}
+	if et := resp.Header.Get("Etag"); !strings.HasPrefix(et, "W/") {
+		t.Errorf("static: ETag %q, want a weak one", et)
+	}
+	if !bytes.Equal(gunzip(t, body), big) {
+		t.Error("static: decoded body differs from the file")
+	}
+	// The weak ETag still answers 304 (If-None-Match compares weakly).
+	resp, _ = fetch(t, addr, "GET", "s.test", "/static/app.js", map[string]string{"Accept-Encoding": "gzip", "If-None-Match": resp.Header.Get("Etag")})
+	if resp.StatusCode != 304 {
+		t.Errorf("If-None-Match with the weak ETag: %d, want 304", resp.StatusCode)
+	}
+	resp, body = fetch(t, addr, "GET", "s.test", "/static/app.js", map[string]string{"Accept-Encoding": "gzip", "Range": "bytes=0-9"})
+	if resp.StatusCode != 206 || resp.Header.Get("Content-Encoding") != "" || string(body) != string(big[:10]) {
+		t.Errorf("Range: %d Content-Encoding %q body %q", resp.StatusCode, resp.Header.Get("Content-Encoding"), body)
 	}
 }
 
