@@ -465,4 +465,45 @@ func TestCompressStatics(t *testing.T) {
 	}
 }
 
+// Over TLS and HTTP/2 (the HTTPS listener serves ServeHTTP directly) the
+// same rules apply.
+func TestCompressHTTP2(t *testing.T) {
+	release := make(chan struct{})
+	close(release)
+	app := compressBackend(t, release)
+	p := New("test", "local", nil)
+	setCompressApp(p, "z", strings.TrimPrefix(app.URL, "http://"), boolPtr(true))
+	s := httptest.NewUnstartedServer(p)
+	s.EnableHTTP2 = true
+	s.StartTLS()
+	defer s.Close()
+	c := s.Client()
+	c.Transport.(*http.Transport).DisableCompression = true
+	for _, ae := range []string{"gzip", ""} {
+		req, _ := http.NewRequest("GET", s.URL+"/chunked", nil)
+		req.Host = "z.test"
+		if ae != "" {
+			req.Header.Set("Accept-Encoding", ae)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.ProtoMajor != 2 {
+			t.Fatalf("Accept-Encoding %q: %s %v", ae, resp.Proto, err)
+		}
+		if got := resp.Header.Get("Content-Encoding"); (got == "gzip") != (ae == "gzip") {
+			t.Fatalf("Accept-Encoding %q: Content-Encoding %q", ae, got)
+		}
+		if ae == "gzip" {
+			body = gunzip(t, body)
+		}
+		if !bytes.Equal(body, bigText(64<<10)) {
+			t.Errorf("Accept-Encoding %q: body differs from the app's", ae)
+		}
+	}
+}
+
 func boolPtr(b bool) *bool { return &b }
