@@ -21,9 +21,10 @@ import (
 
 // The protocol features of issue 6 that sit on the net/http path
 // (ServeHTTP): force_https, [[statics]], per-app TLS options, h2_backend
-// and idle_timeout transports, fly-replay, and the load balancer as the
-// raw TCP services' picker. Apps that need one of them on plain HTTP are
-// listed in Proxy.slow, and the fast path hands their requests over.
+// and idle_timeout transports, fly-replay, http_options.compress, and the
+// load balancer as the raw TCP services' picker. Apps that need one of
+// them on plain HTTP are listed in Proxy.slow, and the fast path hands
+// their requests over.
 
 // appConf is what the proxy keeps of an app's latest machine config. It
 // outlives the app's machines (a stopped app still redirects, serves
@@ -32,6 +33,7 @@ type appConf struct {
 	image      string
 	forceHTTPS bool
 	h2         bool
+	compress   bool // http_options.compress
 	tls        *types.TLSOptions
 	statics    []types.Static
 	services   []types.MachineService
@@ -51,8 +53,21 @@ func confFrom(cfg *types.MachineConfig, svc *types.MachineService) *appConf {
 			}
 		}
 		c.h2, _ = backendOptions(svc)
+		c.compress = compressOption(svc)
 	}
 	return c
+}
+
+// compressOption is a service's http_options.compress: the first port
+// that sets it decides (ports 80 and 443 of [http_service] carry the same
+// http_options).
+func compressOption(svc *types.MachineService) bool {
+	for _, pt := range svc.Ports {
+		if pt.HTTPOptions != nil && pt.HTTPOptions.Compress != nil {
+			return *pt.HTTPOptions.Compress
+		}
+	}
+	return false
 }
 
 // backendOptions are a service's h2_backend and idle_timeout (from the
@@ -92,7 +107,7 @@ func (p *Proxy) setConfLocked(name string, c *appConf) {
 func (p *Proxy) rebuildSlowLocked() {
 	slow := map[string]bool{}
 	for name, c := range p.confs {
-		if c.forceHTTPS || c.h2 || len(c.statics) > 0 {
+		if c.forceHTTPS || c.h2 || c.compress || len(c.statics) > 0 {
 			slow[name] = true
 		}
 	}

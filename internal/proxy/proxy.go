@@ -440,24 +440,42 @@ type request struct {
 }
 
 // ServeHTTP implements http.Handler: force_https and [[statics]], then the
-// app.
+// app; with http_options.compress the response is compressed for the
+// client (compress.go).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name, ok := tcpproxy.AppFromContext(r.Context())
 	if !ok {
 		name = p.appFor(r.Host)
 	}
+	var c *appConf
 	if name != "" {
-		if c := p.conf(name); c != nil {
-			if p.forceHTTPS(w, r, c) {
-				p.record(name, http.StatusMovedPermanently, time.Now())
-				return
-			}
-			if len(c.statics) > 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-				if h := p.staticsHandler(r.Context(), name, c); h != nil {
-					if _, _, ok := h.Match(r.URL.Path); ok {
-						h.ServeHTTP(w, r) // misses go on to the app (Next)
-						return
-					}
+		c = p.conf(name)
+	}
+	if c != nil && c.compress {
+		if cw := newCompressWriter(w, r); cw != nil {
+			p.serveWith(cw, r, name, c)
+			// Not reached when the handler panics (the reverse proxy's
+			// ErrAbortHandler): a response cut off stays cut off.
+			cw.finish()
+			return
+		}
+	}
+	p.serveWith(w, r, name, c)
+}
+
+// serveWith serves a request for app name, whose settings are c (nil if
+// unknown).
+func (p *Proxy) serveWith(w http.ResponseWriter, r *http.Request, name string, c *appConf) {
+	if c != nil {
+		if p.forceHTTPS(w, r, c) {
+			p.record(name, http.StatusMovedPermanently, time.Now())
+			return
+		}
+		if len(c.statics) > 0 && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			if h := p.staticsHandler(r.Context(), name, c); h != nil {
+				if _, _, ok := h.Match(r.URL.Path); ok {
+					h.ServeHTTP(w, r) // misses go on to the app (Next)
+					return
 				}
 			}
 		}

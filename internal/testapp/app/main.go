@@ -106,6 +106,7 @@ func main() {
 	fileHandlers(mux)
 	dnsHandlers(mux)
 	protocolHandlers(mux)
+	textHandlers(mux)
 	protocolListeners()
 	fmt.Println("listening on", port)
 	if err := http.ListenAndServe(":"+port, mux); err != nil {
