@@ -686,15 +686,15 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
+		// The new version boots unless skip_launch, even when the machine
+		// was not running, as Fly's API reference describes (see
+		// docs/api.md); the machine is "replacing" until it is up.
+		launch := supervisor.LaunchAlways
+		if req.SkipLaunch {
+			launch = supervisor.LaunchNever
+		}
 		var err error
-		if m, err = s.Sup.Update(r.Context(), app, id, req.Config, req.SkipLaunch); err != nil {
-			return err
-		}
-		// As on Fly, the new version boots unless skip_launch, even when
-		// the machine was not running.
-		if !req.SkipLaunch && (m.State == types.StateStopped || m.State == types.StateCreated) {
-			m, err = s.Sup.Start(r.Context(), app, id)
-		}
+		m, err = s.Sup.UpdateWith(r.Context(), app, id, req.Config, launch)
 		return err
 	})
 	if err != nil {
@@ -812,6 +812,11 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
 	}
 	want := map[string]bool{}
 	for _, st := range states {
+		if st == types.StateReplacing {
+			// Fly's wait does not take it either: it is a passing state a
+			// wait could miss. An update answers once it is over.
+			return badRequest("state %q: an update is replacing only while it runs; wait for started or stopped with the new instance_id", st)
+		}
 		if !waitStates[st] {
 			return badRequest("state %q: wait supports created, started, stopped, suspended, failed, destroyed and replaced", st)
 		}

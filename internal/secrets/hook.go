@@ -2,9 +2,7 @@ package secrets
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -16,7 +14,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
-	"golang.org/x/sys/unix"
 )
 
 // Hook injects secrets and [[files]] into machines as they boot. Decrypted
@@ -33,15 +30,10 @@ type Hook struct {
 // RunDirFor returns where a daemon with dataDir keeps [[files]] contents:
 // under /dev/shm (a tmpfs: secret files never touch the disk, and vanish
 // at reboot) when it is one, else under the data dir. The hook creates it
-// (mode 0700) when a machine first has files.
-func RunDirFor(dataDir string) string {
-	var st unix.Statfs_t
-	if err := unix.Statfs("/dev/shm", &st); err == nil && st.Type == unix.TMPFS_MAGIC {
-		sum := sha256.Sum256([]byte(dataDir))
-		return filepath.Join("/dev/shm", "hangar-"+hex.EncodeToString(sum[:6]), "files")
-	}
-	return filepath.Join(dataDir, "run", "files")
-}
+// (mode 0700) when a machine first has files. It is the supervisor's
+// FilesDirFor: the supervisor removes a machine's files as soon as no task
+// of it runs (stop, exit, update, destroy).
+func RunDirFor(dataDir string) string { return supervisor.FilesDirFor(dataDir) }
 
 // SpecHook is a supervisor.SpecHook: secrets become env (overriding [env]
 // and the image's env) and [[files]] are written and bind-mounted.
@@ -156,7 +148,9 @@ func (h *Hook) writeFiles(ctx context.Context, r *supervisor.Record, spec *runti
 	return nil
 }
 
-// sweep removes the files of machines that no longer exist.
+// sweep removes the files of machines that no longer exist. The
+// supervisor removes a machine's files when it stops or is destroyed; this
+// catches what a daemon that died in between left behind.
 func (h *Hook) sweep(ctx context.Context) {
 	ents, err := os.ReadDir(h.RunDir)
 	if err != nil || len(ents) == 0 {

@@ -11,8 +11,12 @@
 //	   │                 └─fail─▶ failed └──────────────────────────┘ start
 //	   └──────────── destroy (from any state) ─▶ destroying ─▶ destroyed
 //
-// update = stop, swap config (new instance_id; the old version is
-// "replaced"), start.
+// An update (a new config) shows as one state, replacing, as on Fly: from
+// any state but destroying, the machine becomes replacing (event "update",
+// status "replacing"), its task if any leaves rotation and stops, the config
+// is swapped (new instance_id; the old version is "replaced"), and the new
+// version boots (replacing ─▶ started, event "start") or is left stopped
+// (replacing ─▶ stopped, or created for a machine never started).
 package supervisor
 
 import (
@@ -73,6 +77,9 @@ type Record struct {
 	// machines of a blue-green deploy until the switch).
 	Cordoned bool      `json:"cordoned,omitempty"`
 	Versions []Version `json:"versions,omitempty"`
+	// Relaunch is set while the machine is replacing and the update is to
+	// boot the new version, so a daemon restarted mid-update finishes it.
+	Relaunch bool `json:"relaunch,omitempty"`
 }
 
 // Version is an earlier instance of a machine.
@@ -111,6 +118,8 @@ type Supervisor struct {
 	mu       sync.Mutex // guards machines and changed
 	machines map[string]*live
 	changed  chan struct{} // closed and replaced on every record change
+
+	filesDir string // machines' [[files]] (FilesDirFor), "" without a data dir
 }
 
 // live is the in-memory side of one machine.
@@ -133,7 +142,11 @@ func New(opt Options) *Supervisor {
 	if opt.Log == nil {
 		opt.Log = slog.Default()
 	}
-	return &Supervisor{opt: opt, log: opt.Log.With("component", "supervisor"), machines: map[string]*live{}, changed: make(chan struct{})}
+	s := &Supervisor{opt: opt, log: opt.Log.With("component", "supervisor"), machines: map[string]*live{}, changed: make(chan struct{})}
+	if opt.DataDir != "" {
+		s.filesDir = FilesDirFor(opt.DataDir)
+	}
+	return s
 }
 
 func machineKey(app, id string) string { return "machines/" + app + "/" + id }
@@ -454,14 +467,23 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	if _, err := s.setState(ctx, l.app, l.id, types.StateStarting, "", source, nil); err != nil {
 		return nil, err
 	}
+	return s.bootLocked(ctx, l, r, source)
+}
+
+// bootLocked starts a task for the machine as r describes it and records
+// the machine started (event "start"), or failed. The caller has set the
+// state it passes through: starting, or replacing for an update.
+func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source string) (*Record, error) {
 	spec, err := s.buildSpec(ctx, r)
 	if err == nil {
 		_, err = s.opt.Driver.Start(ctx, spec)
 	}
 	if err != nil {
 		s.log.Warn("machine failed to start", "app", l.app, "machine", l.id, "err", err)
+		s.removeFiles(l.id)
 		_, _ = s.update(context.Background(), l.app, l.id, func(r *Record) error {
 			r.State = types.StateFailed
+			r.Relaunch = false
 			addEvent(r, "start", types.StateFailed, source, map[string]interface{}{"error": err.Error()})
 			return nil
 		})
@@ -472,7 +494,12 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	l.generation++
 	gen := l.generation
 	l.stateMu.Unlock()
-	r, err = s.setState(ctx, l.app, l.id, types.StateStarted, "start", source, nil)
+	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
+		r.State = types.StateStarted
+		r.Relaunch = false
+		addEvent(r, "start", types.StateStarted, source, nil)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -540,6 +567,7 @@ func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 		return
 	}
 	s.opt.Router.SetBackend(proxy.Backend{App: l.app, MachineID: l.id}, false)
+	s.removeFiles(l.id) // a restart writes them again
 	s.log.Info("machine exited", "app", l.app, "machine", l.id, "exit_code", ex.Code, "oom_killed", ex.OOMKilled)
 	policy, max := restartPolicy(r.Config)
 	restart := policy == types.RestartAlways || (policy == types.RestartOnFailure && ex.Code != 0 && r.RestartCount < max)
@@ -621,6 +649,53 @@ func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, tim
 	if err != nil {
 		return nil, err
 	}
+	if !hasTask(r.State) {
+		return r, nil // not running
+	}
+	s.quiesce(l, r)
+	if _, err := s.setState(ctx, l.app, l.id, types.StateStopping, "", source, nil); err != nil {
+		return nil, err
+	}
+	signal, err = s.stopTask(ctx, l, r, signal, timeout)
+	if err != nil {
+		return nil, err
+	}
+	return s.update(ctx, l.app, l.id, func(r *Record) error {
+		r.State = types.StateStopped
+		addEvent(r, "stop", types.StateStopped, source, map[string]interface{}{"signal": signal})
+		return nil
+	})
+}
+
+// hasTask reports whether a machine in state has a task to stop: running,
+// about to, or frozen.
+func hasTask(state string) bool {
+	return state == types.StateStarted || state == types.StateStarting || state == types.StateSuspended
+}
+
+// quiesce is the first step of stopping a machine's task: its exit will
+// be expected (no restart policy), its checks stop, and the proxy stops
+// picking it at once (draining follows in stopTask).
+func (s *Supervisor) quiesce(l *live, r *Record) {
+	l.stateMu.Lock()
+	l.stopRequested = true
+	if l.cancelChecks != nil {
+		l.cancelChecks()
+		l.cancelChecks = nil
+	}
+	l.stateMu.Unlock()
+	if r.State == types.StateStarted && r.Config != nil && len(r.Config.Services) > 0 {
+		s.opt.Router.SetBackend(proxy.Backend{App: l.app, MachineID: l.id}, false)
+	}
+}
+
+// stopTask stops a quiesced machine's task as r (its running version)
+// says: in-flight requests finish first, bounded by the kill timeout; then
+// the signal (the argument, else the config's stop_config, else SIGINT)
+// and SIGKILL after the timeout (the argument, else stop_config's, else
+// 5s). The machine leaves the proxy and its [[files]] are removed. It
+// returns the signal used; the record's state is the caller's business.
+func (s *Supervisor) stopTask(ctx context.Context, l *live, r *Record, signal string, timeout time.Duration) (string, error) {
 	if r.State == types.StateSuspended {
 		// A frozen task cannot act on a signal: thaw it first.
 		if p, ok := s.opt.Driver.(runtime.Pauser); ok {
@@ -628,8 +703,6 @@ func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, tim
 				s.log.Warn("resume before stop failed", "machine", l.id, "err", err)
 			}
 		}
-	} else if r.State != types.StateStarted && r.State != types.StateStarting {
-		return r, nil // not running
 	}
 	if signal == "" && r.Config != nil && r.Config.StopConfig != nil && r.Config.StopConfig.Signal != nil {
 		signal = *r.Config.StopConfig.Signal
@@ -643,37 +716,52 @@ func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, tim
 			timeout = r.Config.StopConfig.Timeout.Duration
 		}
 	}
-	l.stateMu.Lock()
-	l.stopRequested = true
-	if l.cancelChecks != nil {
-		l.cancelChecks()
-		l.cancelChecks = nil
-	}
-	l.stateMu.Unlock()
-	if _, err := s.setState(ctx, l.app, l.id, types.StateStopping, "", source, nil); err != nil {
-		return nil, err
-	}
-	// In-flight requests finish first (bounded by the kill timeout).
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	if err := s.opt.Router.Drain(dctx, l.app, l.id); err != nil {
 		s.log.Warn("drain did not finish before the stop timeout", "machine", l.id, "err", err)
 	}
 	cancel()
 	if err := s.opt.Driver.Stop(ctx, l.id, signal, timeout); err != nil {
-		return nil, fmt.Errorf("stop machine %s: %w", l.id, err)
+		return signal, fmt.Errorf("stop machine %s: %w", l.id, err)
 	}
 	s.opt.Router.Remove(l.app, l.id)
-	return s.update(ctx, l.app, l.id, func(r *Record) error {
-		r.State = types.StateStopped
-		addEvent(r, "stop", types.StateStopped, source, map[string]interface{}{"signal": signal})
-		return nil
-	})
+	s.removeFiles(l.id)
+	return signal, nil
 }
 
-// Update replaces a machine's config: the machine stops, gets a new
-// instance id (the old version is kept as replaced) and starts again if
-// it was running.
+// Launch says whether an update boots the new version of a machine.
+type Launch int
+
+const (
+	// LaunchIfRunning boots the new version if the machine was running
+	// (started, starting or suspended): a restart into the new config.
+	LaunchIfRunning Launch = iota
+	// LaunchAlways boots the new version whatever the machine's state.
+	LaunchAlways
+	// LaunchNever leaves the new version stopped (skip_launch); a
+	// machine that was never started stays created.
+	LaunchNever
+)
+
+// Update replaces a machine's config and boots the new version if the
+// machine was running and not skipLaunch. See UpdateWith.
 func (s *Supervisor) Update(ctx context.Context, app, id string, cfg *types.MachineConfig, skipLaunch bool) (*Record, error) {
+	launch := LaunchIfRunning
+	if skipLaunch {
+		launch = LaunchNever
+	}
+	return s.UpdateWith(ctx, app, id, cfg, launch)
+}
+
+// UpdateWith replaces a machine's config. The machine is "replacing" for
+// the whole update, as on Fly (event "update", status "replacing"): it
+// leaves the proxy's rotation and its task, if any, stops (drained, with
+// its stop_config); the config is swapped (a new instance_id; the old
+// version is kept as replaced); then, as launch says, the new version
+// boots (started, event "start") or is left stopped. Once begun, an update
+// runs to the end even if ctx is cancelled: a machine is never left
+// replacing.
+func (s *Supervisor) UpdateWith(ctx context.Context, app, id string, cfg *types.MachineConfig, launch Launch) (*Record, error) {
 	if cfg == nil || cfg.Image == "" {
 		return nil, fmt.Errorf("config.image is required: %w", ErrInvalid)
 	}
@@ -687,17 +775,54 @@ func (s *Supervisor) Update(ctx context.Context, app, id string, cfg *types.Mach
 	l := s.liveFor(app, id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r, err := s.Get(ctx, app, id)
+	old, err := s.Get(ctx, app, id)
 	if err != nil {
 		return nil, err
 	}
-	wasRunning := r.State == types.StateStarted || r.State == types.StateStarting
-	if wasRunning {
-		if _, err := s.stopLocked(ctx, l, "", 0, "user"); err != nil {
+	switch old.State {
+	case types.StateDestroying, types.StateDestroyed:
+		return nil, fmt.Errorf("machine %s is %s: %w", id, old.State, ErrConflict)
+	}
+	running := hasTask(old.State)
+	boot := launch == LaunchAlways || (launch == LaunchIfRunning && running)
+	if running {
+		s.quiesce(l, old) // out of rotation before anyone can see "replacing"
+	}
+	_, err = s.update(ctx, app, id, func(r *Record) error {
+		r.State = types.StateReplacing
+		r.Relaunch = boot
+		addEvent(r, "update", types.StateReplacing, "user", nil)
+		return nil
+	})
+	if err != nil {
+		if running {
+			s.resumeRunning(l, old)
+		}
+		return nil, err
+	}
+	ctx = context.WithoutCancel(ctx)
+	if running {
+		if _, err := s.stopTask(ctx, l, old, "", 0); err != nil {
+			// The old version may still run: it is the machine again
+			// (thawed, if it was suspended: stopTask thaws first).
+			back := *old
+			if back.State == types.StateSuspended {
+				back.State = types.StateStarted
+			}
+			if _, uerr := s.update(ctx, app, id, func(r *Record) error {
+				r.State, r.Relaunch = back.State, false
+				return nil
+			}); uerr == nil {
+				s.resumeRunning(l, &back)
+			}
 			return nil, err
 		}
 	}
-	r, err = s.update(ctx, app, id, func(r *Record) error {
+	after := types.StateStopped
+	if old.State == types.StateCreated {
+		after = types.StateCreated
+	}
+	r, err := s.update(ctx, app, id, func(r *Record) error {
 		r.Versions = append([]Version{{InstanceID: r.InstanceID, Config: r.Config}}, r.Versions...)
 		if len(r.Versions) > 10 {
 			r.Versions = r.Versions[:10]
@@ -706,16 +831,35 @@ func (s *Supervisor) Update(ctx context.Context, app, id string, cfg *types.Mach
 		r.ImageRef = imageRef(img)
 		r.InstanceID = NewInstanceID()
 		r.RestartCount = 0
-		addEvent(r, "update", r.State, "user", nil)
+		if !boot {
+			r.State, r.Relaunch = after, false
+		}
 		return nil
 	})
 	if err != nil {
+		// The old task is gone; do not leave the machine replacing.
+		_, _ = s.update(ctx, app, id, func(r *Record) error {
+			r.State, r.Relaunch = types.StateStopped, false
+			return nil
+		})
 		return nil, err
 	}
-	if wasRunning && !skipLaunch {
-		return s.startLocked(ctx, l, "user")
+	if !boot {
+		return r, nil
 	}
-	return r, nil
+	return s.bootLocked(ctx, l, r, "flyd")
+}
+
+// resumeRunning undoes quiesce for a machine whose task runs on after all:
+// its exits count again, and its checks (from their last results) decide
+// whether the proxy routes to it.
+func (s *Supervisor) resumeRunning(l *live, r *Record) {
+	l.stateMu.Lock()
+	l.stopRequested = false
+	l.stateMu.Unlock()
+	if r.State == types.StateStarted {
+		s.startChecks(l, r, true)
+	}
 }
 
 // Destroy removes a machine. A running machine needs force.
@@ -746,6 +890,7 @@ func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) er
 		s.log.Warn("network teardown", "machine", id, "err", err)
 	}
 	_ = os.RemoveAll(s.machineDir(id))
+	s.removeFiles(id)
 	if err := s.releaseAddr(ctx, r.AddrIndex); err != nil {
 		return fmt.Errorf("destroy machine %s: release address: %w", id, err)
 	}
@@ -845,6 +990,9 @@ func (s *Supervisor) Recover(ctx context.Context) error {
 		l := s.liveFor(r.App, r.ID)
 		switch r.State {
 		case types.StateStarted, types.StateStarting, types.StateStopping:
+		case types.StateReplacing:
+			s.recoverReplacing(ctx, r)
+			continue
 		case types.StateSuspended:
 			// Still frozen in memory: watch for its exit, leave it suspended.
 			if st, err := s.opt.Driver.Recover(ctx, r.ID); err == nil && st.Running {
@@ -895,6 +1043,35 @@ func (s *Supervisor) Recover(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// recoverReplacing finishes an update the daemon died in the middle of:
+// whatever task is left (the old version, or the new one not yet recorded
+// started) stops, and the machine boots from its record if the update was
+// to boot it (Relaunch), else it is left stopped.
+func (s *Supervisor) recoverReplacing(ctx context.Context, r *Record) {
+	if st, err := s.opt.Driver.Recover(ctx, r.ID); err == nil && st.Running {
+		if err := s.opt.Driver.Stop(ctx, r.ID, "SIGINT", 5*time.Second); err != nil {
+			s.log.Warn("stop the task of a machine left replacing", "machine", r.ID, "err", err)
+		}
+	}
+	s.removeFiles(r.ID)
+	relaunch := r.Relaunch
+	if _, err := s.update(ctx, r.App, r.ID, func(r *Record) error {
+		r.State, r.Relaunch = types.StateStopped, false
+		return nil
+	}); err != nil {
+		s.log.Warn("recover a machine left replacing", "machine", r.ID, "err", err)
+		return
+	}
+	s.log.Info("finished an update interrupted by a daemon restart", "app", r.App, "machine", r.ID, "boot", relaunch)
+	if relaunch {
+		go func(app, id string) {
+			if _, err := s.Start(context.Background(), app, id); err != nil {
+				s.log.Warn("boot after an interrupted update failed", "machine", id, "err", err)
+			}
+		}(r.App, r.ID)
+	}
 }
 
 // Shutdown stops background work; machines keep running.
