@@ -686,10 +686,11 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 		}
-		// The new version boots unless skip_launch, even when the machine
-		// was not running, as Fly's API reference describes (see
-		// docs/api.md); the machine is "replacing" until it is up.
-		launch := supervisor.LaunchAlways
+		// The new version boots if the machine was running and the
+		// request does not say skip_launch; a machine that was not running
+		// is left stopped, as Fly's hosts do (flyctl then waits for
+		// "stopped"; see docs/api.md). It is "replacing" meanwhile.
+		launch := supervisor.LaunchIfRunning
 		if req.SkipLaunch {
 			launch = supervisor.LaunchNever
 		}
