@@ -44,9 +44,11 @@ type OCI struct {
 	started map[string]time.Time
 }
 
-// NewOCI returns a driver keeping its task state under root. It picks crun
-// unless crun cannot run here (crun refuses the hybrid cgroup v1/v2
-// layout), then runc; prefer forces one of them ("crun" or "runc").
+// NewOCI returns a driver keeping its task state under root. It picks crun,
+// else runc; prefer forces one of them ("crun" or "runc"). On a hybrid
+// cgroup v1/v2 host crun needs the controllers left on v2 bound to v1
+// (SetupCrunCgroups): NewOCI does that when it picks crun, and falls back
+// to runc, saying why, when it cannot. With prefer "runc" it mounts nothing.
 func NewOCI(root, prefer string, log *slog.Logger) (*OCI, error) {
 	if log == nil {
 		log = slog.Default()
@@ -71,9 +73,19 @@ func NewOCI(root, prefer string, log *slog.Logger) (*OCI, error) {
 			log.Info("OCI runtime not installed", "runtime", c)
 			continue
 		}
-		if c == "crun" && hybrid && prefer == "" {
-			log.Warn("crun rejects this host's hybrid cgroup v1/v2 layout; falling back to runc", "runtime", c)
-			continue
+		if c == "crun" && hybrid {
+			bound, err := hostCgroups.bindV2OnlyControllers()
+			if err != nil {
+				if prefer == "crun" {
+					return nil, fmt.Errorf("runtime: crun cannot run on this host's hybrid cgroup v1/v2 layout: %w (use --runtime runc)", err)
+				}
+				log.Warn("crun cannot run on this host's hybrid cgroup v1/v2 layout; falling back to runc", "reason", err)
+				continue
+			}
+			if len(bound) > 0 {
+				log.Info("bound cgroup controllers that were only on cgroup v2 to cgroup v1 hierarchies of their own, since crun refuses hybrid hosts with controllers on v2 (opt out: --runtime runc)",
+					"controllers", strings.Join(bound, ","), "mounts", cgroupMounts(bound))
+			}
 		}
 		d.binary, d.name = p, c
 		break
@@ -143,6 +155,9 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 			return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 		}
 	}
+	if err := os.WriteFile(filepath.Join(dir, "runtime"), []byte(d.binary), 0o644); err != nil {
+		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
+	}
 	merged := filepath.Join(dir, "bundle/rootfs")
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", spec.RootFS, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
 	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
@@ -193,10 +208,38 @@ func (d *OCI) LogPath(id string) string { return filepath.Join(d.dir(id), "outpu
 
 func (d *OCI) stateDir() string { return filepath.Join(d.root, ".oci-state") }
 
-// runtimeCmd builds a command of the OCI runtime with our state dir.
-func (d *OCI) runtimeCmd(ctx context.Context, args ...string) *exec.Cmd {
+// runtimeCmd builds a command, with our state dir, of the OCI runtime that
+// runs task id.
+func (d *OCI) runtimeCmd(ctx context.Context, id string, args ...string) *exec.Cmd {
 	full := append([]string{"--root", d.stateDir()}, args...)
-	return exec.CommandContext(ctx, d.binary, full...)
+	return exec.CommandContext(ctx, d.taskRuntime(id), full...)
+}
+
+// taskRuntime is the runtime that started task id, which may not be d's: a
+// daemon that now picks crun adopts the tasks its predecessor ran with runc.
+// Only that runtime can act on the task: the other one cannot read its
+// container record, and crun's delete --force even removes a runc record
+// while leaving the container running.
+func (d *OCI) taskRuntime(id string) string {
+	if validID(id) != nil {
+		return d.binary
+	}
+	if b, err := os.ReadFile(filepath.Join(d.dir(id), "runtime")); err == nil {
+		if p := strings.TrimSpace(string(b)); p != "" {
+			return p
+		}
+	}
+	// Tasks started before the runtime was recorded: the container
+	// record's layout tells.
+	rec := filepath.Join(d.stateDir(), id)
+	for name, file := range map[string]string{"runc": "state.json", "crun": "status"} {
+		if _, err := os.Stat(filepath.Join(rec, file)); err == nil {
+			if p, err := exec.LookPath(name); err == nil {
+				return p
+			}
+		}
+	}
+	return d.binary
 }
 
 func (d *OCI) ociSpec(s Spec) *specs.Spec {
@@ -257,7 +300,7 @@ func (d *OCI) ociSpec(s Spec) *specs.Spec {
 		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
 	}
 	return &specs.Spec{
-		Version: specs.Version,
+		Version: ociVersion,
 		Process: &specs.Process{
 			User: specs.User{UID: s.UID, GID: s.GID},
 			Args: args, Env: s.Env, Cwd: cwd,
@@ -283,6 +326,12 @@ func (d *OCI) ociSpec(s Spec) *specs.Spec {
 		},
 	}
 }
+
+// ociVersion is the runtime-spec version the bundle declares: the oldest
+// one with every field ociSpec sets, not the Go module's (specs.Version),
+// since runtimes refuse versions newer than they know (crun 1.8 refuses
+// 1.2.0 and later: "unknown version specified").
+const ociVersion = "1.0.2"
 
 // findExecutable checks that the task's command exists in its image, so
 // that a typo fails the start with a clear message instead of an exit 127
@@ -359,8 +408,8 @@ func (d *OCI) Inspect(ctx context.Context, id string) (Status, error) {
 		}
 		// The shim died without recording an exit (it was killed). The
 		// container may still run; we cannot watch it, so kill it.
-		_ = d.runtimeCmd(ctx, "kill", id, "KILL").Run()
-		_ = d.runtimeCmd(ctx, "delete", "--force", id).Run()
+		_ = d.runtimeCmd(ctx, id, "kill", id, "KILL").Run()
+		_ = d.runtimeCmd(ctx, id, "delete", "--force", id).Run()
 		ex := ExitResult{Code: -1, ExitedAt: time.Now(), Err: "the machine's shim process died; the machine was killed"}
 		_ = writeExit(dir, ex)
 		st.Exit = &ex
@@ -428,7 +477,7 @@ func (d *OCI) Stop(ctx context.Context, id, signal string, timeout time.Duration
 	sig := strings.TrimPrefix(strings.ToUpper(signal), "SIG")
 	// Mark the stop as ours so the exit is not mistaken for an OOM kill.
 	_ = os.WriteFile(filepath.Join(dir, "stop-requested"), nil, 0o600)
-	if out, err := d.runtimeCmd(ctx, "kill", id, sig).CombinedOutput(); err != nil {
+	if out, err := d.runtimeCmd(ctx, id, "kill", id, sig).CombinedOutput(); err != nil {
 		if _, e := readExit(dir); e == nil {
 			return nil
 		}
@@ -444,7 +493,7 @@ func (d *OCI) Stop(ctx context.Context, id, signal string, timeout time.Duration
 		return ctx.Err()
 	}
 	d.log.Info("task did not stop in time; killing", "task", id, "timeout", timeout)
-	_ = d.runtimeCmd(ctx, "kill", "--all", id, "KILL").Run()
+	_ = d.runtimeCmd(ctx, id, "kill", "--all", id, "KILL").Run()
 	kctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := waitPid(kctx, pid); err != nil {
@@ -484,12 +533,12 @@ func (d *OCI) cleanup(ctx context.Context, id string) error {
 	if _, alive := shimAlive(dir, id); alive {
 		return fmt.Errorf("task %s: still running; stop it first", id)
 	}
-	_ = d.runtimeCmd(ctx, "delete", "--force", id).Run()
+	_ = d.runtimeCmd(ctx, id, "delete", "--force", id).Run()
 	merged := filepath.Join(dir, "bundle/rootfs")
 	if err := unix.Unmount(merged, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("task %s: unmount rootfs: %w", id, err)
 	}
-	for _, f := range []string{"upper", "work", "exit.json", "shim.pid", "task.pid", "stop-requested"} {
+	for _, f := range []string{"upper", "work", "exit.json", "shim.pid", "task.pid", "stop-requested", "runtime"} {
 		if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
 			return fmt.Errorf("task %s: remove %s: %w", id, f, err)
 		}
@@ -504,7 +553,7 @@ func (d *OCI) Pause(ctx context.Context, id string) error {
 	if err := d.setFrozen(ctx, id, true); err == nil {
 		return nil
 	}
-	if out, err := d.runtimeCmd(ctx, "pause", id).CombinedOutput(); err != nil {
+	if out, err := d.runtimeCmd(ctx, id, "pause", id).CombinedOutput(); err != nil {
 		return fmt.Errorf("task %s: pause: %v: %s", id, err, bytes.TrimSpace(out))
 	}
 	return nil
@@ -516,7 +565,7 @@ func (d *OCI) Resume(ctx context.Context, id string) error {
 	if err := d.setFrozen(ctx, id, false); err == nil {
 		return nil
 	}
-	if out, err := d.runtimeCmd(ctx, "resume", id).CombinedOutput(); err != nil {
+	if out, err := d.runtimeCmd(ctx, id, "resume", id).CombinedOutput(); err != nil {
 		return fmt.Errorf("task %s: resume: %v: %s", id, err, bytes.TrimSpace(out))
 	}
 	return nil
@@ -566,6 +615,9 @@ func (d *OCI) setFrozen(ctx context.Context, id string, frozen bool) error {
 
 // Exec runs a command inside the task and returns its output and exit code.
 func (d *OCI) Exec(ctx context.Context, id string, args []string, stdin []byte, timeout time.Duration) ([]byte, []byte, int, error) {
+	if err := validID(id); err != nil {
+		return nil, nil, 0, err
+	}
 	if len(args) == 0 {
 		return nil, nil, 0, errors.New("exec: a command is required")
 	}
@@ -574,10 +626,18 @@ func (d *OCI) Exec(ctx context.Context, id string, args []string, stdin []byte, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := d.runtimeCmd(ctx, append([]string{"exec", id}, args...)...)
+	cmd := d.runtimeCmd(ctx, id, append([]string{"exec", id}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdin), &out, &errb
+	// At the timeout the runtime's exec client is killed, but under crun
+	// the command goes on holding our output pipes: stop waiting for them
+	// soon after (the caller kills what is left of the command). The same
+	// bounds the wait for a background process the command left behind.
+	cmd.WaitDelay = 500 * time.Millisecond
 	err := cmd.Run()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		err = nil // the command exited 0; something it started holds the pipes
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
 		return out.Bytes(), errb.Bytes(), ee.ExitCode(), nil

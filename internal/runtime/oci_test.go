@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,27 +14,84 @@ import (
 	"github.com/hangar-dev/hangar/internal/testapp"
 )
 
-// newTestDriver returns a real OCI driver in a temp dir, or skips when the
-// host cannot run containers (not root, no crun/runc).
-func newTestDriver(t *testing.T) (*OCI, string) {
+// newTestDriver returns a real OCI driver in a temp dir for runtime
+// ("crun", "runc" or "" for the driver's own pick), or skips when the host
+// cannot run containers (not root, runtime not installed).
+func newTestDriver(t *testing.T, runtime string) (*OCI, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("running containers needs root")
 	}
-	if _, err := exec.LookPath("runc"); err != nil {
-		if _, err := exec.LookPath("crun"); err != nil {
-			t.Skip("neither crun nor runc installed: apt-get install -y crun runc")
+	if runtime == "" {
+		if _, err := exec.LookPath("runc"); err != nil {
+			if _, err := exec.LookPath("crun"); err != nil {
+				t.Skip("neither crun nor runc installed: apt-get install -y crun runc")
+			}
+		}
+	} else if _, err := exec.LookPath(runtime); err != nil {
+		t.Skipf("%s not installed: apt-get install -y %s", runtime, runtime)
+	}
+	if runtime == "crun" {
+		// TestCrunAfterCgroupSetup fails for this; the others need not.
+		if _, err := SetupCrunCgroups(); err != nil {
+			t.Skipf("crun cannot run on this host: %v", err)
 		}
 	}
 	rootfs, err := testapp.RootFS(os.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := NewOCI(t.TempDir(), "", nil)
+	d, err := NewOCI(t.TempDir(), runtime, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d, rootfs
+}
+
+// forEachRuntime runs test under crun and under runc (each if installed).
+func forEachRuntime(t *testing.T, test func(t *testing.T, d *OCI, rootfs string)) {
+	for _, rt := range []string{"crun", "runc"} {
+		t.Run(rt, func(t *testing.T) {
+			d, rootfs := newTestDriver(t, rt)
+			if d.Name() != rt {
+				t.Fatalf("driver runs %s, want %s", d.Name(), rt)
+			}
+			test(t, d, rootfs)
+		})
+	}
+}
+
+// checkCgroupLayout checks that the runtime put the task where the driver
+// looks for its cgroups (freezer for Pause, memory for the OOM counter).
+func checkCgroupLayout(t *testing.T, d *OCI, id string, pid int) {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"freezer": false, "memory": false}
+	if d.cgroup2 {
+		want = map[string]bool{"": false}
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) != 3 {
+			continue
+		}
+		for _, ctrl := range strings.Split(f[1], ",") {
+			if _, ok := want[ctrl]; ok {
+				if f[2] != d.cgroupPath(id) {
+					t.Errorf("%s puts task %s in %s cgroup %s, the driver uses %s", d.Name(), id, ctrl, f[2], d.cgroupPath(id))
+				}
+				want[ctrl] = true
+			}
+		}
+	}
+	for ctrl, seen := range want {
+		if !seen {
+			t.Errorf("task %s has no %q cgroup: %s", id, ctrl, b)
+		}
+	}
 }
 
 func cleanupTask(t *testing.T, d *OCI, id string) {
@@ -129,12 +187,14 @@ func randSuffix() string {
 }
 
 func TestOCIDriver(t *testing.T) {
-	d, rootfs := newTestDriver(t)
-	runDriverSuite(t, d, rootfs)
+	forEachRuntime(t, func(t *testing.T, d *OCI, rootfs string) {
+		runDriverSuite(t, d, rootfs)
+	})
 }
 
-func TestOOMKilled(t *testing.T) {
-	d, rootfs := newTestDriver(t)
+func TestOOMKilled(t *testing.T) { forEachRuntime(t, testOOMKilled) }
+
+func testOOMKilled(t *testing.T, d *OCI, rootfs string) {
 	ctx := context.Background()
 	id := "toom" + randSuffix()
 	cleanupTask(t, d, id)
@@ -154,14 +214,31 @@ func TestOOMKilled(t *testing.T) {
 
 // A new driver on the same state dir (the daemon restarted) finds the task
 // still running and can still stop it and learn how it ended.
+// The new driver makes its own pick of runtime: under the runc subtest it
+// adopts runc's task while it runs crun itself (a daemon upgraded on a
+// hybrid host).
 func TestRecoverAfterRestart(t *testing.T) {
-	d, rootfs := newTestDriver(t)
+	forEachRuntime(t, func(t *testing.T, d *OCI, rootfs string) { testRecover(t, d, rootfs, false) })
+}
+
+// Tasks started by a daemon that did not record their runtime: the driver
+// finds it from the container record.
+func TestRecoverUnrecordedRuntime(t *testing.T) {
+	forEachRuntime(t, func(t *testing.T, d *OCI, rootfs string) { testRecover(t, d, rootfs, true) })
+}
+
+func testRecover(t *testing.T, d *OCI, rootfs string, forget bool) {
 	ctx := context.Background()
 	id := "trec" + randSuffix()
 	cleanupTask(t, d, id)
 	st, err := d.Start(ctx, Spec{ID: id, RootFS: rootfs, Args: []string{"/app"}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if forget {
+		if err := os.Remove(filepath.Join(d.dir(id), "runtime")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d2, err := NewOCI(d.root, "", nil)
 	if err != nil {
@@ -174,6 +251,13 @@ func TestRecoverAfterRestart(t *testing.T) {
 	if !rst.Running || rst.Pid != st.Pid {
 		t.Fatalf("recovered %+v, want running with pid %d", rst, st.Pid)
 	}
+	if got := d2.taskRuntime(id); got != d.binary {
+		t.Fatalf("the new driver (%s) drives the task with %s, want %s, which started it", d2.Name(), got, d.binary)
+	}
+	waitLog(t, d2.LogPath(id), "listening on", 20*time.Second)
+	if out, _, code, err := d2.Exec(ctx, id, []string{"/app", "exit", "4"}, nil, 10*time.Second); err != nil || code != 4 || !strings.Contains(string(out), "exiting with 4") {
+		t.Fatalf("exec in the recovered task: %q code %d, %v", out, code, err)
+	}
 	if err := d2.Stop(ctx, id, "SIGKILL", time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -183,8 +267,9 @@ func TestRecoverAfterRestart(t *testing.T) {
 	}
 }
 
-func TestStartErrorIsClear(t *testing.T) {
-	d, rootfs := newTestDriver(t)
+func TestStartErrorIsClear(t *testing.T) { forEachRuntime(t, testStartErrorIsClear) }
+
+func testStartErrorIsClear(t *testing.T, d *OCI, rootfs string) {
 	id := "tbad" + randSuffix()
 	cleanupTask(t, d, id)
 	_, err := d.Start(context.Background(), Spec{ID: id, RootFS: rootfs, Args: []string{"/no/such/binary"}})
@@ -210,30 +295,112 @@ func waitLog(t *testing.T, path, want string, timeout time.Duration) {
 
 // Pause freezes the task (its cgroup reports FROZEN and the runtime agrees
 // it is paused); Resume thaws it and it runs on.
-func TestPauseResume(t *testing.T) {
-	d, rootfs := newTestDriver(t)
+func TestPauseResume(t *testing.T) { forEachRuntime(t, testPauseResume) }
+
+func testPauseResume(t *testing.T, d *OCI, rootfs string) {
 	ctx := context.Background()
 	id := "tpause" + randSuffix()
 	cleanupTask(t, d, id)
-	if _, err := d.Start(ctx, Spec{ID: id, RootFS: rootfs, Args: []string{"/app"}}); err != nil {
+	st, err := d.Start(ctx, Spec{ID: id, RootFS: rootfs, Args: []string{"/app"}, MemoryMB: 64})
+	if err != nil {
 		t.Fatal(err)
 	}
+	checkCgroupLayout(t, d, id, st.Pid)
 	waitLog(t, d.LogPath(id), "listening on", 20*time.Second)
+	if err := d.setFrozen(ctx, id, true); err != nil {
+		t.Fatalf("freeze the cgroup directly: %v", err)
+	}
+	if err := d.setFrozen(ctx, id, false); err != nil {
+		t.Fatalf("thaw the cgroup directly: %v", err)
+	}
 	if err := d.Pause(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	out, err := d.runtimeCmd(ctx, "state", id).Output()
+	out, err := d.runtimeCmd(ctx, id, "state", id).Output()
 	if err != nil || !strings.Contains(string(out), `"paused"`) {
 		t.Fatalf("runtime state after Pause: %s %v", out, err)
 	}
 	if err := d.Resume(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	out, err = d.runtimeCmd(ctx, "state", id).Output()
+	out, err = d.runtimeCmd(ctx, id, "state", id).Output()
 	if err != nil || !strings.Contains(string(out), `"running"`) {
 		t.Fatalf("runtime state after Resume: %s %v", out, err)
 	}
 	if err := d.Stop(ctx, id, "SIGTERM", 5*time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The environment holds the machine's secrets: once the task runs, no file
+// of the driver's holds it (crun keeps a copy of config.json in its
+// container record, runc does not).
+func TestEnvNotLeftOnDisk(t *testing.T) { forEachRuntime(t, testEnvNotLeftOnDisk) }
+
+func testEnvNotLeftOnDisk(t *testing.T, d *OCI, rootfs string) {
+	ctx := context.Background()
+	id := "tenv" + randSuffix()
+	cleanupTask(t, d, id)
+	secret := "s3cret" + randSuffix()
+	if _, err := d.Start(ctx, Spec{ID: id, RootFS: rootfs, Args: []string{"/app"}, Env: []string{"PORT=8080", "SECRET=" + secret}}); err != nil {
+		t.Fatal(err)
+	}
+	scanned := 0
+	err := filepath.WalkDir(d.root, func(p string, e os.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() || strings.Contains(p, "/bundle/rootfs/") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		if strings.HasSuffix(p, "config.json") {
+			scanned++
+		}
+		if strings.Contains(string(b), secret) {
+			t.Errorf("%s holds the task's environment", p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scanned == 0 {
+		t.Fatal("no config.json scanned")
+	}
+	// The environment did reach the task.
+	in, err := d.Inspect(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", in.Pid))
+	if err != nil || !strings.Contains(string(env), secret) {
+		t.Fatalf("the task's init lacks its environment: %v", err)
+	}
+}
+
+// An exec that outlives its timeout returns at the timeout (the caller then
+// kills what is left in the task), under either runtime: killing crun's exec
+// client leaves the command running with the output pipes open.
+func TestExecTimeout(t *testing.T) { forEachRuntime(t, testExecTimeout) }
+
+func testExecTimeout(t *testing.T, d *OCI, rootfs string) {
+	ctx := context.Background()
+	id := "texec" + randSuffix()
+	cleanupTask(t, d, id)
+	if _, err := d.Start(ctx, Spec{ID: id, RootFS: rootfs, Args: []string{"/app"}, Env: []string{"PORT=8080"}}); err != nil {
+		t.Fatal(err)
+	}
+	out, errb, code, err := d.Exec(ctx, id, []string{"/app", "cat", "to", "stderr"}, []byte("hello"), 10*time.Second)
+	if err != nil || code != 2 || string(out) != "hello" || string(errb) != "to stderr" {
+		t.Fatalf("exec = %q %q code %d, %v; want hello, to stderr, code 2", out, errb, code, err)
+	}
+	start := time.Now()
+	_, _, code, err = d.Exec(ctx, id, []string{"/app", "sleep", "30s"}, nil, time.Second)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("exec with a 1s timeout returned after %v", took)
+	}
+	if err == nil && code >= 0 {
+		t.Fatalf("exec over its timeout: code %d, no error; want a kill or an error", code)
 	}
 }

@@ -173,6 +173,11 @@ func shimMain() int {
 	outW.Close()
 	errW.Close()
 	scrubEnv(filepath.Join(cfg.Bundle, "config.json"))
+	// crun also keeps a copy of the bundle's config.json in its container
+	// record (runc's record holds no environment). crun exec reads it, as
+	// runc exec reads the bundle: scrubbed, commands run through exec get
+	// the same environment under both.
+	scrubEnv(filepath.Join(cfg.StateDir, cfg.ID, "config.json"))
 	b, err := os.ReadFile(pidFile)
 	if err != nil {
 		return fail("read task pid: %v", err)
@@ -224,8 +229,8 @@ reap:
 }
 
 // scrubEnv removes the environment (which holds the machine's secrets) from
-// the bundle's config.json once the runtime has read it at create, so that
-// values do not stay on disk while the machine runs.
+// an OCI config.json once the runtime has read it at create, so that values
+// do not stay on disk while the machine runs. A missing file is left alone.
 func scrubEnv(path string) {
 	b, err := os.ReadFile(path)
 	if err != nil {
