@@ -55,19 +55,28 @@ func inheritedListeners() (map[string]net.Listener, error) {
 		}
 		return nil, err
 	}
+	// Check the whole spec before touching any descriptor.
+	type inherited struct {
+		name string
+		fd   int
+	}
+	var fds []inherited
 	for _, part := range strings.Split(spec, ",") {
 		name, fdText, ok := strings.Cut(part, ":")
 		fd, err := strconv.Atoi(fdText)
 		if !ok || err != nil || fd < 3 || name == "" {
-			return fail(fmt.Errorf("%s=%q: want name:fd pairs such as api:3,http:4 (set by a reloading daemon, not by hand)", listenFDsEnv, spec))
+			return nil, fmt.Errorf("%s=%q: want name:fd pairs such as api:3,http:4 (set by a reloading daemon, not by hand)", listenFDsEnv, spec)
 		}
-		f := os.NewFile(uintptr(fd), name)
+		fds = append(fds, inherited{name, fd})
+	}
+	for _, in := range fds {
+		f := os.NewFile(uintptr(in.fd), in.name)
 		ln, err := net.FileListener(f)
 		f.Close()
 		if err != nil {
-			return fail(fmt.Errorf("inherited %s listener (fd %d): %w", name, fd, err))
+			return fail(fmt.Errorf("inherited %s listener (fd %d): %w", in.name, in.fd, err))
 		}
-		out[name] = ln
+		out[in.name] = ln
 	}
 	if v := os.Getenv(readyFDEnv); v != "" {
 		_ = os.Unsetenv(readyFDEnv)
