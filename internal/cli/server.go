@@ -25,7 +25,10 @@ func newServerCmd() *cobra.Command {
 		Short: "Run the Hangar daemon (API, proxy, machines)",
 		Long: `Run the Hangar daemon: the Machines API, the edge proxy and the machine
 supervisor. Machines keep running when the daemon stops; the next start
-re-adopts them. Needs root (containers, network namespaces).`,
+re-adopts them. SIGHUP reloads: the binary now at this path takes over the
+listening sockets without refusing a connection (an upgrade), and this
+process exits once its requests in flight are done; <data-dir>/hangar.pid
+names the serving daemon. Needs root (containers, network namespaces).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -35,6 +38,12 @@ re-adopts them. Needs root (containers, network namespaces).`,
 			o.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// SIGHUP: hand the listeners to a new process of the binary at
+			// the same path (an upgrade) without refusing a connection.
+			reload := make(chan os.Signal, 1)
+			signal.Notify(reload, syscall.SIGHUP)
+			defer signal.Stop(reload)
+			o.Reload = reload
 			if rotate {
 				n, err := daemon.RotateSecretsKey(ctx, o.DataDir)
 				if err != nil {

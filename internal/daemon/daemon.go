@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/api"
@@ -38,6 +39,10 @@ import (
 
 // Options configure the daemon (flags of `hangar server`).
 type Options struct {
+	// Reload, when it delivers, hands the listeners to a new daemon
+	// process and ends Run once the old one has drained (see reload.go).
+	Reload <-chan os.Signal
+
 	DataDir    string
 	APIListen  string
 	HTTPListen string
@@ -68,6 +73,8 @@ const (
 // Run starts the daemon and serves until ctx ends. Machines keep running
 // after it returns.
 func Run(ctx context.Context, o Options) error {
+	ctx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
 	log := o.Log
 	if log == nil {
 		log = slog.Default()
@@ -78,11 +85,28 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
 	}
-	st, err := store.Open(filepath.Join(o.DataDir, "state.db"))
+	// A reloading daemon hands over its listeners; take them before
+	// waiting for it to release the state.
+	inherited, err := inheritedListeners()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, ln := range inherited {
+			ln.Close() // those not used; closing a used one again is harmless
+		}
+	}()
+	storeOpts := store.Options{}
+	if inherited != nil {
+		storeOpts.LockTimeout = 2 * time.Minute
+		log.Info("took over the listeners of the previous daemon; waiting for it to release the state", "listeners", len(inherited))
+	}
+	st, err := store.OpenOptions(filepath.Join(o.DataDir, "state.db"), storeOpts)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
-	defer st.Close()
+	closeStore := sync.OnceValue(st.Close)
+	defer closeStore()
 	if err := ensureAdminToken(ctx, st, o.DataDir, o.Org, log); err != nil {
 		return err
 	}
@@ -107,14 +131,18 @@ func Run(ctx context.Context, o Options) error {
 	dnsCtx, stopDNS := context.WithCancel(ctx)
 	defer stopDNS()
 	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o.Region, log.With("component", "dns"))
-	if dnsSrv != nil {
-		defer dnsSrv.Close()
-	}
+	closeDNS := sync.OnceFunc(func() {
+		if dnsSrv != nil {
+			dnsSrv.Close()
+		}
+	})
+	defer closeDNS()
 	sup := supervisor.New(supervisor.Options{
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
 		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks, Nameservers: nameservers,
 	})
-	defer sup.Shutdown()
+	shutdownSup := sync.OnceFunc(sup.Shutdown)
+	defer shutdownSup()
 	px.Waker = sup
 	px.Port = portOf(o.HTTPListen)
 	apiSrv := &api.Server{Store: st, Sup: sup, Images: images, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain}
@@ -148,18 +176,24 @@ func Run(ctx context.Context, o Options) error {
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
 
-	httpLn, err := net.Listen("tcp", o.HTTPListen)
+	listen := func(name, addr string) (net.Listener, error) {
+		if ln := inherited[name]; ln != nil {
+			return ln, nil
+		}
+		return net.Listen("tcp", addr)
+	}
+	httpLn, err := listen("http", o.HTTPListen)
 	if err != nil {
 		return fmt.Errorf("proxy listen %s: %w (another server on the port? pick one with --http-listen)", o.HTTPListen, err)
 	}
-	apiLn, err := net.Listen("tcp", o.APIListen)
+	apiLn, err := listen("api", o.APIListen)
 	if err != nil {
 		httpLn.Close()
 		return fmt.Errorf("API listen %s: %w (pick another with --api-listen)", o.APIListen, err)
 	}
 	var httpsLn net.Listener
 	if o.HTTPSListen != "" {
-		if httpsLn, err = net.Listen("tcp", o.HTTPSListen); err != nil {
+		if httpsLn, err = listen("https", o.HTTPSListen); err != nil {
 			httpLn.Close()
 			apiLn.Close()
 			return fmt.Errorf("HTTPS proxy listen %s: %w (pick another with --https-listen)", o.HTTPSListen, err)
@@ -176,7 +210,8 @@ func Run(ctx context.Context, o Options) error {
 	listenHost, _, _ := net.SplitHostPort(o.HTTPListen)
 	tcpMgr := &tcpproxy.Manager{Picker: px, ListenHost: listenHost, HTTP: px, Log: log.With("component", "tcpproxy"),
 		TLSConfig: func(string) *tls.Config { return tlsConfig }}
-	defer tcpMgr.Close()
+	closeTCP := sync.OnceFunc(tcpMgr.Close)
+	defer closeTCP()
 	go syncTCPServices(ctx, px, tcpMgr, log)
 	go removeWithApps(ctx, st, secretStore, vols, log, func(app string) {
 		tcpMgr.Remove(app)
@@ -223,14 +258,56 @@ func Run(ctx context.Context, o Options) error {
 	}
 	go func() { errc <- px.Serve(httpLn, proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
+	if err := writePIDFile(o.DataDir); err != nil {
+		return err
+	}
+	defer removePIDFile(o.DataDir)
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
-		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir)
-	select {
-	case <-ctx.Done():
-	case err := <-errc:
-		if !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
+		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
+	for {
+		select {
+		case <-ctx.Done():
+		case err := <-errc:
+			if !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve: %w", err)
+			}
+		case <-o.Reload:
+			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn})
+			if err != nil {
+				log.Error("reload failed; this daemon keeps serving", "err", err)
+				continue
+			}
+			log.Info("reload: the new daemon took the listeners; releasing the state to it and draining", "new_pid", pid)
+			// The new daemon waits for the state: release it first (API
+			// calls in flight finish, background work stops), then let
+			// the proxied requests in flight finish.
+			drained := make(chan struct{})
+			go func() {
+				defer close(drained)
+				dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+				defer cancel()
+				_ = px.Shutdown(dctx)
+				if httpsSrv != nil {
+					_ = httpsSrv.Shutdown(dctx)
+				}
+			}()
+			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			_ = apiHTTP.Shutdown(actx)
+			cancel()
+			cancelAutostop()
+			cancelRun() // background loops that use the state
+			closeTCP()
+			shutdownSup()
+			closeDNS()
+			stopDNS()
+			if err := closeStore(); err != nil {
+				log.Warn("close state", "err", err)
+			}
+			<-drained
+			log.Info("reload: drained; exiting, machines keep running")
+			return nil
 		}
+		break
 	}
 	log.Info("shutting down; machines keep running")
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -40,6 +40,7 @@ type Daemon struct {
 	DataDir string
 	args    []string
 	cmd     *exec.Cmd
+	pid     int // the daemon after a Reload (not a child of the test)
 	API     string
 	HTTP    string
 	HTTPS   string // host:port of the HTTPS listener, if --https-listen was given
@@ -102,7 +103,7 @@ func StartDaemonWith(t testing.TB, bin string, extraArgs ...string) *Daemon {
 		var res struct {
 			Apps []types.App `json:"apps"`
 		}
-		if d.cmd != nil && d.Get("/v1/apps", &res) == nil {
+		if (d.cmd != nil || d.pid != 0) && d.Get("/v1/apps", &res) == nil {
 			for _, a := range res.Apps {
 				if code, body := d.Call("DELETE", "/v1/apps/"+a.Name, nil); code != http.StatusAccepted {
 					t.Errorf("cleanup: delete app %s: %d %s", a.Name, code, body)
@@ -173,12 +174,77 @@ func (d *Daemon) Start() {
 
 // Stop signals the daemon and waits for it to exit.
 func (d *Daemon) Stop(sig syscall.Signal) {
+	if d.pid != 0 {
+		_ = syscall.Kill(d.pid, sig)
+		if !waitGone(d.pid, 20*time.Second) {
+			_ = syscall.Kill(d.pid, syscall.SIGKILL)
+			waitGone(d.pid, 5*time.Second)
+		}
+		d.pid = 0
+		return
+	}
 	if d.cmd == nil {
 		return
 	}
 	_ = d.cmd.Process.Signal(sig)
 	_ = d.cmd.Wait()
 	d.cmd = nil
+}
+
+// Reload sends the daemon SIGHUP, waits for the old process to exit and
+// for the new one (named in the data dir's hangar.pid) to serve the API,
+// and returns the new pid. The daemon is then no child of the test; Stop
+// still stops it.
+func (d *Daemon) Reload() int {
+	t := d.t
+	t.Helper()
+	old := d.pid
+	if d.cmd != nil {
+		old = d.cmd.Process.Pid
+	}
+	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
+		t.Fatalf("reload: signal daemon %d: %v", old, err)
+	}
+	if d.cmd != nil {
+		_ = d.cmd.Wait()
+		d.cmd = nil
+	} else if !waitGone(old, 90*time.Second) {
+		t.Fatalf("reload: the old daemon %d did not exit", old)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(d.DataDir, "hangar.pid"))
+		var pid int
+		if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &pid); err == nil && pid != old && pid > 0 {
+			if code, _ := d.Call("GET", "/v1/apps", nil); code == http.StatusOK {
+				d.pid = pid
+				return pid
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(d.logf.Name())
+			t.Fatalf("reload: no new daemon serving after 60s:\n%s", b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitGone waits until pid is gone (or a zombie nobody reaps: the reloaded
+// daemon's parent is init).
+func waitGone(pid int, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return true
+		}
+		// The state follows the command name in parentheses.
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
 }
 
 // Hangar runs the CLI against this daemon.
