@@ -204,7 +204,7 @@ func newRollbackCmd() *cobra.Command {
 }
 
 func newScaleCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "scale", Short: "Change an app's machine count or size (with deploy gating)"}
+	cmd := &cobra.Command{Use: "scale", Short: "Change an app's machine count, or its machines' size (a rolling release)"}
 	var app, config, group string
 	var asJSON bool
 	flags := func(c *cobra.Command) *cobra.Command {
@@ -222,7 +222,7 @@ func newScaleCmd() *cobra.Command {
 		return releaseStreamCmd(c, "/v1/apps/"+url.PathEscape(name)+"/scale", req, asJSON, "scale")
 	}
 	count := flags(&cobra.Command{
-		Use: "count N", Short: "Run N machines (of --process-group)", Args: cobra.ExactArgs(1),
+		Use: "count N", Short: "Run N machines (of --process-group): adds or removes machines, the others keep running", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			n, err := strconv.Atoi(args[0])
 			if err != nil || n < 0 {
