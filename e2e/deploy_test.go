@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -69,6 +72,29 @@ func versions(t *testing.T, d *harness.Daemon, app string) map[string]int {
 	return out
 }
 
+// openWS opens a WebSocket to app's /ws echo through the proxy and checks
+// one echo.
+func openWS(t *testing.T, d *harness.Daemon, app string) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	addr := strings.TrimPrefix(d.HTTP, "http://")
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	c, _, err := websocket.Dial(ctx, "ws://"+app+".test.internal/ws", &websocket.DialOptions{HTTPClient: hc})
+	if err != nil {
+		t.Fatalf("websocket to %s: %v", app, err)
+	}
+	if err := c.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatalf("websocket write: %v", err)
+	}
+	if _, got, err := c.Read(ctx); err != nil || string(got) != "ping" {
+		t.Fatalf("websocket echo: %q %v", got, err)
+	}
+	return c
+}
+
 // deployZD starts a daemon and deploys release "v1" of the zd app on one
 // machine; it returns the daemon, the image and the config's directory.
 func deployZD(t *testing.T) (*harness.Daemon, string, string) {
@@ -95,7 +121,23 @@ func TestZeroDowntimeDeploys(t *testing.T) {
 	for i, strategy := range []string{"rolling", "bluegreen", "canary"} {
 		version := fmt.Sprintf("v%d", i+2)
 		cfg := writeZD(t, dir, version, "0", "30s", "")
-		l := d.StartLoad("zd", 32)
+		// 200 keep-alive connections, as the issue asks; the app sets no
+		// hard_limit, so none of them waits in the proxy's queue.
+		l := d.StartLoad("zd", 200)
+		// A WebSocket open across the deploy gets a clean close (1001)
+		// when its machine drains.
+		ws := openWS(t, d, "zd")
+		wsClosed := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			for {
+				if _, _, err := ws.Read(ctx); err != nil {
+					wsClosed <- err
+					return
+				}
+			}
+		}()
 		// A long request in flight across the deploy must complete.
 		long := make(chan string, 1)
 		go func() {
@@ -112,6 +154,15 @@ func TestZeroDowntimeDeploys(t *testing.T) {
 		if got := <-long; !strings.HasPrefix(got, "200 slept 1.5s") {
 			t.Errorf("%s: long request in flight: %s", strategy, got)
 		}
+		select {
+		case err := <-wsClosed:
+			if websocket.CloseStatus(err) != websocket.StatusGoingAway {
+				t.Errorf("%s: the WebSocket open across the deploy ended with %v, want a close frame with status 1001", strategy, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s: the WebSocket open across the deploy was not closed although its machine is gone", strategy)
+		}
+		ws.CloseNow()
 		if v := versions(t, d, "zd"); v[version] != 3 || len(v) != 1 {
 			t.Fatalf("%s: machines after deploy: %v, want 3 of %s", strategy, v, version)
 		}
@@ -434,9 +485,13 @@ func TestScaleCount(t *testing.T) {
 	if !strings.Contains(rels, "scale count app 1→3") || !strings.Contains(rels, `"strategy": "scale"`) {
 		t.Errorf("releases do not record the scale: %s", rels)
 	}
+	// One daemon serves one region: --region names it or is refused.
+	if out, err := d.Hangar("scale", "count", "2", "-a", "zd", "--region", "ams"); err == nil || !strings.Contains(out, `this host serves region "tst"`) {
+		t.Fatalf("scale count --region ams: %v\n%s; want a refusal naming this host's region", err, out)
+	}
 	// The next deploy keeps the count and replaces the machine.
-	if out, err := d.Hangar("scale", "count", "2", "-a", "zd"); err != nil {
-		t.Fatalf("scale count 2: %v\n%s", err, out)
+	if out, err := d.Hangar("scale", "count", "2", "-a", "zd", "--region", "tst"); err != nil {
+		t.Fatalf("scale count 2 --region tst: %v\n%s", err, out)
 	}
 	if out, err := d.Hangar("deploy", "-c", writeZD(t, dir, "v2", "0", "30s", ""), "--image", ref); err != nil {
 		t.Fatalf("deploy v2: %v\n%s", err, out)

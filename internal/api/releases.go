@@ -106,8 +106,11 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request) error {
 type ScaleRequest struct {
 	ProcessGroup string `json:"process_group,omitempty"`
 	Count        *int   `json:"count,omitempty"`
-	VMSize       string `json:"vm_size,omitempty"`
-	MemoryMB     int    `json:"memory_mb,omitempty"`
+	// Region is where count machines run: only this daemon's region, as
+	// long as one daemon serves one region.
+	Region   string `json:"region,omitempty"`
+	VMSize   string `json:"vm_size,omitempty"`
+	MemoryMB int    `json:"memory_mb,omitempty"`
 }
 
 func (s *Server) scale(w http.ResponseWriter, r *http.Request) error {
@@ -124,6 +127,12 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.MemoryMB < 0 {
 		return badRequest("memory_mb %d: must be positive", req.MemoryMB)
+	}
+	if req.Region != "" && req.Region != s.Region {
+		return badRequest("region %q: this host serves region %q, and placing machines on other hosts is not built yet; scale without --region or with --region %s", req.Region, s.Region, s.Region)
+	}
+	if req.Region != "" && req.Count == nil {
+		return badRequest("region goes with count: `hangar scale count N --region %s`", s.Region)
 	}
 	user := ""
 	if t := TokenFrom(r); t != nil {

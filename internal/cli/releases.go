@@ -205,7 +205,7 @@ func newRollbackCmd() *cobra.Command {
 
 func newScaleCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "scale", Short: "Change an app's machine count, or its machines' size (a rolling release)"}
-	var app, config, group string
+	var app, config, group, region string
 	var asJSON bool
 	flags := func(c *cobra.Command) *cobra.Command {
 		appFlags(c, &app, &config)
@@ -218,7 +218,7 @@ func newScaleCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		req.ProcessGroup = group
+		req.ProcessGroup, req.Region = group, region
 		return releaseStreamCmd(c, "/v1/apps/"+url.PathEscape(name)+"/scale", req, asJSON, "scale")
 	}
 	count := flags(&cobra.Command{
@@ -231,6 +231,7 @@ func newScaleCmd() *cobra.Command {
 			return scale(c, api.ScaleRequest{Count: &n})
 		},
 	})
+	count.Flags().StringVar(&region, "region", "", "the region to run them in (this host's region; placement across hosts is not built yet)")
 	vm := flags(&cobra.Command{
 		Use: "vm SIZE", Short: "Use a VM size preset (e.g. shared-cpu-2x)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return scale(c, api.ScaleRequest{VMSize: args[0]}) },
