@@ -36,8 +36,9 @@ type LogJanitor struct {
 	// Retention is how long the logs of a destroyed machine are kept
 	// after their last line; 0 keeps them until their app is deleted.
 	Retention time.Duration
-	// Interval is the time between sweeps (default one minute); a
-	// deleted app's logs go at once.
+	// Interval is the time between sweeps (default: a minute, or half
+	// the retention when that is shorter, at least a second); a deleted
+	// app's logs go at once.
 	Interval time.Duration
 	Log      *slog.Logger
 	// Now is the clock (time.Now when nil).
@@ -48,7 +49,7 @@ type LogJanitor struct {
 func (j *LogJanitor) Run(ctx context.Context) {
 	interval := j.Interval
 	if interval <= 0 {
-		interval = time.Minute
+		interval = min(time.Minute, max(j.Retention/2, time.Second))
 	}
 	// Watch from before the first sweep, so no deletion falls between.
 	deleted := make(chan struct{}, 1)
