@@ -37,6 +37,7 @@ func TestMachineLogs(t *testing.T) {
 		t.Fatalf("create app: %d %s", code, body)
 	}
 	logDir := filepath.Join(d.DataDir, "logs", "chatty")
+	client := &http.Client{Timeout: 30 * time.Second}
 	create := func() types.Machine {
 		t.Helper()
 		cfg := types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}}
@@ -51,9 +52,17 @@ func TestMachineLogs(t *testing.T) {
 		if code, body := d.Call("GET", "/v1/apps/chatty/machines/"+m.ID+"/wait?state=started&timeout=30", nil); code != http.StatusOK {
 			t.Fatalf("machine %s did not start: %d %s", m.ID, code, body)
 		}
+		// Started is before the app listens.
+		harness.Poll(t, "the machine serves", 15*time.Second, func() (bool, string) {
+			resp, err := client.Get("http://" + net.JoinHostPort(m.PrivateIP, "8080") + "/healthz")
+			if err != nil {
+				return false, err.Error()
+			}
+			resp.Body.Close()
+			return resp.StatusCode == 200, resp.Status
+		})
 		return m
 	}
-	client := &http.Client{Timeout: 30 * time.Second}
 	// print has the machine print n numbered lines "<tag> <seq> <pad>".
 	print := func(m types.Machine, tag string, n int) {
 		t.Helper()
