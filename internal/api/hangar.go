@@ -1,16 +1,10 @@
 package api
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -133,109 +127,4 @@ func (s *Server) pullImage(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, img)
 	return nil
-}
-
-// LogLine is one line of an app's logs.
-type LogLine struct {
-	Timestamp string `json:"timestamp"`
-	App       string `json:"app"`
-	MachineID string `json:"machine_id"`
-	Region    string `json:"region"`
-	Stream    string `json:"stream"`
-	Message   string `json:"message"`
-}
-
-func parseLogLine(app, machine, region, line string) (LogLine, bool) {
-	ts, rest, ok := strings.Cut(line, " ")
-	if !ok {
-		return LogLine{}, false
-	}
-	stream, msg, _ := strings.Cut(rest, " ")
-	return LogLine{Timestamp: ts, App: app, MachineID: machine, Region: region, Stream: stream, Message: msg}, true
-}
-
-// logs streams an app's machine logs as NDJSON: the last `lines` lines
-// (default 100), then, with follow=true, new lines as they are written.
-func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
-	app, err := s.requireApp(r)
-	if err != nil {
-		return err
-	}
-	q := r.URL.Query()
-	follow := q.Get("follow") == "true"
-	onlyMachine := q.Get("machine")
-	n := 100
-	if v := q.Get("lines"); v != "" {
-		if _, err := fmt.Sscanf(v, "%d", &n); err != nil || n < 0 {
-			return badRequest("lines %q: a non-negative number", v)
-		}
-	}
-	dir := filepath.Join(filepath.Dir(s.Sup.LogPath(app, "x")))
-	offsets := map[string]int64{}
-	readNew := func(all bool) []LogLine {
-		files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-		var out []LogLine
-		for _, f := range files {
-			id := strings.TrimSuffix(filepath.Base(f), ".log")
-			if onlyMachine != "" && id != onlyMachine {
-				continue
-			}
-			fh, err := os.Open(f)
-			if err != nil {
-				continue
-			}
-			if off, ok := offsets[f]; ok {
-				_, _ = fh.Seek(off, io.SeekStart)
-			}
-			br := bufio.NewReader(fh)
-			var pos int64 = offsets[f]
-			for {
-				line, err := br.ReadString('\n')
-				if err != nil {
-					break // a partial last line is read next time
-				}
-				pos += int64(len(line))
-				if l, ok := parseLogLine(app, id, s.Region, strings.TrimRight(line, "\n")); ok {
-					out = append(out, l)
-				}
-			}
-			offsets[f] = pos
-			fh.Close()
-		}
-		sort.SliceStable(out, func(i, j int) bool { return out[i].Timestamp < out[j].Timestamp })
-		if all && len(out) > n {
-			out = out[len(out)-n:]
-		}
-		return out
-	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
-	for _, l := range readNew(true) {
-		_ = enc.Encode(l)
-	}
-	if flusher != nil {
-		flusher.Flush()
-	}
-	if !follow {
-		return nil
-	}
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-r.Context().Done():
-			return nil
-		case <-t.C:
-			lines := readNew(false)
-			for _, l := range lines {
-				if err := enc.Encode(l); err != nil {
-					return nil
-				}
-			}
-			if len(lines) > 0 && flusher != nil {
-				flusher.Flush()
-			}
-		}
-	}
 }

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/hangar-dev/hangar/internal/daemon"
 	"github.com/hangar-dev/hangar/internal/network"
@@ -31,6 +34,9 @@ process exits once its requests in flight are done; <data-dir>/hangar.pid
 names the serving daemon. Needs root (containers, network namespaces).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.LogRetention < 0 {
+				return fmt.Errorf("--log-retention %v is negative: use a duration like 168h, or 0 to keep logs until their app is deleted", o.LogRetention)
+			}
 			level := slog.LevelInfo
 			if debug {
 				level = slog.LevelDebug
@@ -69,10 +75,55 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.Network.Subnet4, "subnet", network.DefaultConfig.Subnet4, "IPv4 subnet for machines")
 	f.StringVar(&o.Network.Subnet6, "subnet6", network.DefaultConfig.Subnet6, "IPv6 (6PN) subnet for machines")
 	f.DurationVar(&o.AutostopInterval, "autostop-interval", autostopDefault(), "how often idle machines beyond min_machines_running are stopped or suspended (auto_stop_machines); 0 turns it off")
+	o.LogMaxBytes = defaultLogMaxBytes
+	f.Var((*byteSize)(&o.LogMaxBytes), "log-max-size", "rotate a machine's log file at this size, keeping one older file (e.g. 32MiB; 0: never rotate)")
+	f.DurationVar(&o.LogRetention, "log-retention", 7*24*time.Hour, "keep the logs of destroyed machines this long after their last line (0: until the app is deleted)")
 	f.BoolVar(&debug, "debug", false, "log debug messages")
 	f.BoolVar(&rotate, "rotate-secrets-key", false, "re-encrypt every secret under a new key, then exit (the daemon must be stopped)")
 	return cmd
 }
+
+// defaultLogMaxBytes is the default --log-max-size: at most two files of
+// 32 MiB per machine.
+const defaultLogMaxBytes = 32 << 20
+
+// minLogMaxBytes is the smallest --log-max-size but 0: a line cut at
+// 64 KiB, with its timestamp, always fits in one file.
+const minLogMaxBytes = 128 << 10
+
+// byteSize is a flag of a size in bytes: a whole number with an optional
+// unit (B, KiB, MiB, GiB; KB, MB, GB are read as the same).
+type byteSize int64
+
+func (b *byteSize) String() string {
+	n := int64(*b)
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (b *byteSize) Set(s string) error {
+	num := strings.TrimRightFunc(s, unicode.IsLetter)
+	unit := strings.ToLower(strings.TrimSpace(s[len(num):]))
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
+	if err != nil || n < 0 || mult == 0 || n > (1<<62)/mult {
+		return fmt.Errorf("%q is not a size: use a whole number with a unit, like 32MiB or 512KiB", s)
+	}
+	if n*mult != 0 && n*mult < minLogMaxBytes {
+		return fmt.Errorf("%s is too small: use at least 128KiB (or 0 to never rotate)", s)
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+func (b *byteSize) Type() string { return "size" }
 
 // autostopDefault is 60s, or HANGAR_AUTOSTOP_INTERVAL (a Go duration) when
 // set, so tests that start the daemon can step autostop quickly.

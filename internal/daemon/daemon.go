@@ -51,6 +51,11 @@ type Options struct {
 	Org        string
 	Runtime    string // "", "crun" or "runc"
 	Network    network.Config
+	// Machine logs: shims rotate a log file at LogMaxBytes (0: never);
+	// destroyed machines' logs are removed LogRetention after their last
+	// line (0: with their app).
+	LogMaxBytes  int64
+	LogRetention time.Duration
 	// AutostopInterval is how often idle machines beyond an app's
 	// min_machines_running are stopped or suspended (0: never).
 	AutostopInterval time.Duration
@@ -175,6 +180,8 @@ func Run(ctx context.Context, o Options) error {
 	go certMgr.Run(ctx, 12*time.Hour)
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
+	sup.SetLogMaxBytes(o.LogMaxBytes)
+	go (&supervisor.LogJanitor{Sup: sup, Store: st, Retention: o.LogRetention, Log: log.With("component", "logs")}).Run(ctx)
 
 	listen := func(name, addr string) (net.Listener, error) {
 		if ln := inherited[name]; ln != nil {

@@ -42,6 +42,11 @@ type Spec struct {
 	NetNSPath string  // network namespace to join; "" = a new empty one
 	LogPath   string  // where output goes (appended); "" = output.log in the task dir
 	Mounts    []Mount // extra bind mounts (/etc/hosts, volumes, files)
+
+	// LogMaxBytes caps the log file: at this size it is renamed to
+	// LogPath+".1" (replacing the older one) and a fresh one is begun;
+	// 0 = never rotate.
+	LogMaxBytes int64
 }
 
 // Mount is a bind mount into the task.

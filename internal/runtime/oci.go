@@ -183,6 +183,8 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 		Upper:    []string{filepath.Join(dir, "upper"), filepath.Join(dir, "work")},
 		RootFS:   merged,
 		StateDir: d.stateDir(),
+
+		LogMaxBytes: spec.LogMaxBytes,
 	})
 	if err != nil {
 		_ = unix.Unmount(merged, unix.MNT_DETACH)

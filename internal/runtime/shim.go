@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"golang.org/x/sys/unix"
@@ -42,6 +43,9 @@ type shimConfig struct {
 	Cgroup2  bool     `json:"cgroup2"`
 	RootFS   string   `json:"rootfs"`
 	Upper    []string `json:"upper"`
+
+	// LogMaxBytes rotates the log to LogPath+".1" at this size; 0: never.
+	LogMaxBytes int64 `json:"log_max_bytes,omitempty"`
 }
 
 func init() {
@@ -136,12 +140,11 @@ func shimMain() int {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fail("become subreaper: %v", err)
 	}
-	logf, err := os.OpenFile(cfg.LogPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	lw, err := openLineWriter(cfg.LogPath, cfg.LogMaxBytes)
 	if err != nil {
 		return fail("open log: %v", err)
 	}
-	defer logf.Close()
-	lw := &lineWriter{f: logf}
+	defer lw.Close()
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return fail("pipe: %v", err)
@@ -297,38 +300,145 @@ func runtimeError(path string) string {
 	return strings.Trim(msg, "\"")
 }
 
-// lineWriter writes timestamped lines from several streams into one log.
+// lineWriter writes timestamped lines from several streams into one log
+// file ("<timestamp> <stream> <message>\n", the timestamp in UTC with a
+// fixed nine-digit fraction so that lines sort as text) and rotates it: a
+// line that would take the file past max renames it to <path>.1 (replacing
+// the older one) and goes to a fresh <path>, so a task keeps at most two
+// files of at most max bytes each. Each line is written whole with one
+// write, never split across files. A line longer than maxLine is cut, with
+// lineCutMarker in place of the rest.
 type lineWriter struct {
-	mu sync.Mutex // guards f
-	f  *os.File
+	path string
+	max  int64 // 0: never rotate
+
+	mu   sync.Mutex // guards f, size and buf
+	f    *os.File
+	size int64
+	buf  []byte
 }
 
-// maxLine splits longer lines so one runaway line cannot exhaust memory.
-const maxLine = 64 << 10
+const (
+	// maxLine bounds one line's message, so a runaway line cannot
+	// exhaust memory or a log file.
+	maxLine = 64 << 10
+	// lineCutMarker ends a line cut at maxLine.
+	lineCutMarker = " [hangar: line cut at 64 KiB]"
+	// logTimeFormat is RFC 3339 with a fixed-width fraction.
+	logTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+)
 
+// openLineWriter opens (appending) or creates the log at path.
+func openLineWriter(path string, max int64) (*lineWriter, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &lineWriter{path: path, max: max, f: f, size: fi.Size()}, nil
+}
+
+// Close closes the current log file.
+func (w *lineWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.f.Close()
+}
+
+// copyLines writes each line read from r as a line of stream, until r
+// ends; a last line without a newline is written too.
 func (w *lineWriter) copyLines(r io.ReadCloser, stream string) {
 	defer r.Close()
 	br := bufio.NewReaderSize(r, maxLine)
+	long := make([]byte, 0, maxLine)
 	for {
-		line, isPrefix, err := br.ReadLine()
-		if len(line) > 0 || (err == nil && !isPrefix) {
-			w.write(stream, line)
-		}
-		if err != nil {
+		line, err := br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			w.write(stream, bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'}), false)
+		case errors.Is(err, bufio.ErrBufferFull):
+			// Peek may overwrite line's bytes: keep a copy.
+			long = append(long[:0], line...)
+			// A line of exactly maxLine bytes is written whole.
+			if b, _ := br.Peek(2); len(b) > 0 && b[0] == '\n' {
+				_, _ = br.Discard(1)
+				w.write(stream, bytes.TrimSuffix(long, []byte{'\r'}), false)
+				continue
+			} else if len(b) == 2 && b[0] == '\r' && b[1] == '\n' {
+				_, _ = br.Discard(2)
+				w.write(stream, long, false)
+				continue
+			}
+			w.write(stream, long, true)
+			for errors.Is(err, bufio.ErrBufferFull) { // drop the rest of the line
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil {
+				return
+			}
+		default: // the end of r, after a last unterminated line if any
+			if len(line) > 0 {
+				w.write(stream, line, false)
+			}
 			return
 		}
 	}
 }
 
-func (w *lineWriter) write(stream string, line []byte) {
-	var buf bytes.Buffer
-	buf.WriteString(time.Now().UTC().Format(time.RFC3339Nano))
-	buf.WriteByte(' ')
-	buf.WriteString(stream)
-	buf.WriteByte(' ')
-	buf.Write(line)
-	buf.WriteByte('\n')
+// write appends one line; cut marks a line cut at maxLine.
+func (w *lineWriter) write(stream string, msg []byte, cut bool) {
+	if cut {
+		msg = trimPartialRune(msg)
+	}
 	w.mu.Lock()
-	_, _ = w.f.Write(buf.Bytes())
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	// The time is taken under the lock, so a file's lines are in order.
+	buf := time.Now().UTC().AppendFormat(w.buf[:0], logTimeFormat)
+	buf = append(buf, ' ')
+	buf = append(buf, stream...)
+	buf = append(buf, ' ')
+	buf = append(buf, msg...)
+	if cut {
+		buf = append(buf, lineCutMarker...)
+	}
+	buf = append(buf, '\n')
+	w.buf = buf
+	if w.max > 0 && w.size > 0 && w.size+int64(len(buf)) > w.max {
+		w.rotateLocked()
+	}
+	n, _ := w.f.Write(buf)
+	w.size += int64(n)
+}
+
+// rotateLocked moves the current file to <path>.1 and opens a fresh one.
+// If either step fails the line goes to the current file (over the cap)
+// rather than nowhere, and the next line tries again.
+func (w *lineWriter) rotateLocked() {
+	if err := os.Rename(w.path, w.path+".1"); err != nil {
+		return
+	}
+	f, err := os.OpenFile(w.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o640)
+	if err != nil {
+		return // the open file, now <path>.1, takes the line
+	}
+	w.f.Close()
+	w.f, w.size = f, 0
+}
+
+// trimPartialRune drops an incomplete UTF-8 sequence at the end of b (a
+// line cut in the middle of a character).
+func trimPartialRune(b []byte) []byte {
+	for i := 1; i <= utf8.UTFMax && i <= len(b); i++ {
+		if utf8.RuneStart(b[len(b)-i]) {
+			if !utf8.FullRune(b[len(b)-i:]) {
+				return b[:len(b)-i]
+			}
+			break
+		}
+	}
+	return b
 }

@@ -82,6 +82,7 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, er
 			{Source: filepath.Join(dir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true},
 		},
 	}
+	spec.LogMaxBytes = s.logMaxBytes.Load()
 	for _, hook := range s.opt.SpecHooks {
 		if err := hook(ctx, r, &spec); err != nil {
 			return runtime.Spec{}, err

@@ -120,6 +120,8 @@ type Supervisor struct {
 	changed  chan struct{} // closed and replaced on every record change
 
 	filesDir string // machines' [[files]] (FilesDirFor), "" without a data dir
+
+	logMaxBytes logLimit // see SetLogMaxBytes
 }
 
 // live is the in-memory side of one machine.
@@ -433,7 +435,8 @@ func (s *Supervisor) releaseAddr(ctx context.Context, n int) error {
 }
 
 // LogPath is where a machine's output is kept; it survives restarts of the
-// machine and of the daemon.
+// machine and of the daemon, and the machine itself until the LogJanitor
+// removes it. The shim rotates it to LogPath+".1".
 func (s *Supervisor) LogPath(app, id string) string {
 	return filepath.Join(s.opt.DataDir, "logs", app, id+".log")
 }

@@ -107,6 +107,7 @@ func main() {
 	dnsHandlers(mux)
 	protocolHandlers(mux)
 	textHandlers(mux)
+	logHandlers(mux)
 	protocolListeners()
 	fmt.Println("listening on", port)
 	if err := http.ListenAndServe(":"+port, mux); err != nil {

@@ -1,0 +1,180 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/store"
+)
+
+// Machine logs live in <data-dir>/logs/<app>/<id>.log, written by the
+// machine's shim, which rotates the file to <id>.log.1 at the size set
+// with SetLogMaxBytes. They outlive the machine (a deploy's old machines'
+// output stays readable) until the LogJanitor removes them.
+
+// logLimit is the rotation size given to machines' shims.
+type logLimit struct{ atomic.Int64 }
+
+// SetLogMaxBytes sets the size at which machines started from now on
+// rotate their log file (0: never). Call it before Recover.
+func (s *Supervisor) SetLogMaxBytes(n int64) { s.logMaxBytes.Store(n) }
+
+// LogJanitor removes machine logs that nobody can ask for any more: those
+// of machines that no longer exist, once unwritten for Retention, and all
+// of an app's logs when the app is deleted. Logs of existing machines,
+// running or not, are never removed (their size is bounded by rotation).
+type LogJanitor struct {
+	Sup   *Supervisor
+	Store store.Store
+	// Retention is how long the logs of a destroyed machine are kept
+	// after their last line; 0 keeps them until their app is deleted.
+	Retention time.Duration
+	// Interval is the time between sweeps (default: a minute, or half
+	// the retention when that is shorter, at least a second); a deleted
+	// app's logs go at once.
+	Interval time.Duration
+	Log      *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Run sweeps every Interval and whenever an app is deleted, until ctx ends.
+func (j *LogJanitor) Run(ctx context.Context) {
+	interval := j.Interval
+	if interval <= 0 {
+		interval = min(time.Minute, max(j.Retention/2, time.Second))
+	}
+	// Watch from before the first sweep, so no deletion falls between.
+	deleted := make(chan struct{}, 1)
+	if rev, err := j.Store.Revision(ctx); err == nil {
+		go j.watchDeletedApps(ctx, rev, deleted)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := j.Sweep(ctx); err != nil && ctx.Err() == nil {
+			j.log().Warn("remove old machine logs", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-deleted:
+		}
+	}
+}
+
+func (j *LogJanitor) log() *slog.Logger {
+	if j.Log != nil {
+		return j.Log
+	}
+	return slog.Default()
+}
+
+// watchDeletedApps signals deleted for every app deletion.
+func (j *LogJanitor) watchDeletedApps(ctx context.Context, rev int64, deleted chan<- struct{}) {
+	for ctx.Err() == nil {
+		ch, err := j.Store.Watch(ctx, "apps/", rev)
+		if err != nil {
+			return
+		}
+		for ev := range ch {
+			if ev.Type == store.EventDelete && !strings.Contains(strings.TrimPrefix(ev.KV.Key, "apps/"), "/") {
+				select {
+				case deleted <- struct{}{}:
+				default:
+				}
+			}
+		}
+		// The watch ended (lagged, or the store closed): sweep, and
+		// watch again from now.
+		select {
+		case deleted <- struct{}{}:
+		default:
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+		if rev, err = j.Store.Revision(ctx); err != nil {
+			return
+		}
+	}
+}
+
+// Sweep removes the logs that are due: one step of Run.
+func (j *LogJanitor) Sweep(ctx context.Context) error {
+	root := filepath.Join(j.Sup.opt.DataDir, "logs")
+	apps, err := os.ReadDir(root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("list machine logs: %w", err)
+	}
+	now := time.Now
+	if j.Now != nil {
+		now = j.Now
+	}
+	var errs []error
+	for _, a := range apps {
+		if !a.IsDir() {
+			continue
+		}
+		app := a.Name()
+		dir := filepath.Join(root, app)
+		// Machines before the app: a machine is created after its app,
+		// so an app found missing has no machine being created.
+		ms, err := j.Sup.List(ctx, app)
+		if err != nil {
+			return err
+		}
+		_, err = j.Store.Get(ctx, "apps/"+app)
+		if errors.Is(err, store.ErrNotFound) && len(ms) == 0 {
+			if err := os.RemoveAll(dir); err != nil {
+				errs = append(errs, fmt.Errorf("remove the logs of deleted app %s: %w", app, err))
+			} else {
+				j.log().Info("removed the logs of a deleted app", "app", app)
+			}
+			continue
+		}
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if j.Retention <= 0 {
+			continue
+		}
+		exists := map[string]bool{}
+		for _, m := range ms {
+			exists[m.ID] = true
+		}
+		files, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, f := range files {
+			id, ok := strings.CutSuffix(strings.TrimSuffix(f.Name(), ".1"), ".log")
+			if !ok || exists[id] {
+				continue
+			}
+			info, err := f.Info()
+			if err != nil || now().Sub(info.ModTime()) < j.Retention {
+				continue
+			}
+			if err := os.Remove(filepath.Join(dir, f.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+				errs = append(errs, fmt.Errorf("remove the log of destroyed machine %s: %w", id, err))
+				continue
+			}
+			j.log().Debug("removed an expired machine log", "app", app, "machine", id, "file", f.Name())
+		}
+	}
+	return errors.Join(errs...)
+}
