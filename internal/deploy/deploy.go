@@ -851,6 +851,7 @@ func (d *Deployer) releaseCommand(ctx context.Context, app string, cfg *types.Ma
 		return fmt.Errorf("release command: %w", err)
 	}
 	tail := newTailer(d.Sup.LogPath(app, m.ID))
+	defer tail.close()
 	deadline := time.Now().Add(timeout)
 	for {
 		for _, line := range tail.lines() {
