@@ -219,6 +219,9 @@ func Run(ctx context.Context, o Options) error {
 		TLSConfig: func(string) *tls.Config { return tlsConfig }}
 	closeTCP := sync.OnceFunc(tcpMgr.Close)
 	defer closeTCP()
+	// Flycast: the apps' private addresses on the bridge, served by the proxy.
+	fc := startFlycast(ctx, st, netm, px, apiSrv, tcpMgr, func(string) *tls.Config { return tlsConfig }, []net.Listener{httpLn, httpsLn}, log.With("component", "flycast"))
+	defer fc.close()
 	go syncTCPServices(ctx, px, tcpMgr, log)
 	go removeWithApps(ctx, st, secretStore, vols, log, func(app string) {
 		tcpMgr.Remove(app)
@@ -261,9 +264,9 @@ func Run(ctx context.Context, o Options) error {
 	if httpsLn != nil {
 		httpsSrv = &http.Server{Handler: px, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-		go func() { errc <- httpsSrv.ServeTLS(httpsLn, "", "") }()
+		go func() { errc <- httpsSrv.ServeTLS(fc.divert(httpsLn), "", "") }()
 	}
-	go func() { errc <- px.Serve(httpLn, proxySrv) }()
+	go func() { errc <- px.Serve(fc.divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	if err := writePIDFile(o.DataDir); err != nil {
 		return err

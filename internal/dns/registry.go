@@ -34,14 +34,15 @@ func (m Machine) registered() bool {
 // Registry is the live set of machines and apps the server answers from.
 // It is safe for concurrent use; Follow keeps it in step with the store.
 type Registry struct {
-	mu       sync.RWMutex // guards machines and apps
+	mu       sync.RWMutex // guards machines, apps and flycast
 	machines map[string]Machine
 	apps     map[string]bool
+	flycast  map[string]netip.Addr // app → its Flycast address
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{machines: map[string]Machine{}, apps: map[string]bool{}}
+	return &Registry{machines: map[string]Machine{}, apps: map[string]bool{}, flycast: map[string]netip.Addr{}}
 }
 
 // Machines returns every machine, in any state, sorted by app and ID.
@@ -105,6 +106,7 @@ func (r *Registry) DeleteApp(name string) {
 const (
 	machinesPrefix = "machines/"
 	appsPrefix     = "apps/"
+	flycastPrefix  = "flycast/" // api.FlycastKeyPrefix
 )
 
 // machineRecord is the part of a supervisor.Record DNS needs (decoded here
@@ -174,6 +176,10 @@ func followOnce(ctx context.Context, st store.Store, reg *Registry) error {
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", appsPrefix, err)
 	}
+	fch, err := st.Watch(ctx, flycastPrefix, rev)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", flycastPrefix, err)
+	}
 	// Listing after the watches start loses nothing: events replayed from
 	// rev on are applied in order on top of the list, and end in the same
 	// state.
@@ -192,6 +198,11 @@ func followOnce(ctx context.Context, st store.Store, reg *Registry) error {
 				return watchEnded(ach, appsPrefix)
 			}
 			applyApp(reg, ev)
+		case ev, ok := <-fch:
+			if !ok {
+				return watchEnded(fch, flycastPrefix)
+			}
+			applyFlycast(reg, ev)
 		}
 	}
 }
@@ -225,8 +236,18 @@ func load(ctx context.Context, st store.Store, reg *Registry) error {
 			apps[name] = true
 		}
 	}
+	fkvs, err := st.List(ctx, flycastPrefix)
+	if err != nil {
+		return fmt.Errorf("list Flycast addresses: %w", err)
+	}
+	flycast := map[string]netip.Addr{}
+	for _, kv := range fkvs {
+		if app, addr, ok := decodeFlycast(kv); ok {
+			flycast[app] = addr
+		}
+	}
 	reg.mu.Lock()
-	reg.machines, reg.apps = machines, apps
+	reg.machines, reg.apps, reg.flycast = machines, apps, flycast
 	reg.mu.Unlock()
 	return nil
 }
@@ -265,4 +286,63 @@ func appName(key string) string {
 		return ""
 	}
 	return name
+}
+
+// Flycast returns every app's Flycast address (a copy).
+func (r *Registry) Flycast() map[string]netip.Addr {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]netip.Addr, len(r.flycast))
+	for app, a := range r.flycast {
+		out[app] = a
+	}
+	return out
+}
+
+// PutFlycast sets an app's Flycast address; DeleteFlycast removes it.
+func (r *Registry) PutFlycast(app string, addr netip.Addr) {
+	r.mu.Lock()
+	r.flycast[app] = addr
+	r.mu.Unlock()
+}
+
+// DeleteFlycast removes an app's Flycast address.
+func (r *Registry) DeleteFlycast(app string) {
+	r.mu.Lock()
+	delete(r.flycast, app)
+	r.mu.Unlock()
+}
+
+// decodeFlycast reads a flycast/<app> record (the API's, JSON with an
+// "address").
+func decodeFlycast(kv store.KV) (string, netip.Addr, bool) {
+	app := strings.TrimPrefix(kv.Key, flycastPrefix)
+	if app == "" || strings.Contains(app, "/") {
+		return "", netip.Addr{}, false
+	}
+	var rec struct {
+		Address string `json:"address"`
+	}
+	if json.Unmarshal(kv.Value, &rec) != nil {
+		return "", netip.Addr{}, false
+	}
+	a, err := netip.ParseAddr(rec.Address)
+	if err != nil {
+		return "", netip.Addr{}, false
+	}
+	return app, a, true
+}
+
+func applyFlycast(reg *Registry, ev store.Event) {
+	app := strings.TrimPrefix(ev.KV.Key, flycastPrefix)
+	if app == "" || strings.Contains(app, "/") {
+		return
+	}
+	if ev.Type == store.EventDelete {
+		reg.DeleteFlycast(app)
+		return
+	}
+	if app, addr, ok := decodeFlycast(ev.KV); ok {
+		reg.PutFlycast(app, addr)
+	}
 }

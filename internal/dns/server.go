@@ -3,8 +3,9 @@
 // machines (<app>.internal, <id>.vm.<app>.internal, <region>.<app>.internal,
 // top<N>.nearest.of.<app>.internal, <group>.process.<app>.internal, the
 // TXT lists _apps.internal, _instances.internal, vms.<app>.internal,
-// regions.<app>.internal, and metadata names) and the reverse names of
-// machine addresses from a live machine list, and forwards every other name
+// regions.<app>.internal, and metadata names), <app>.flycast (the app's
+// Flycast address) and the reverse names of machine and Flycast addresses
+// from a live machine list, and forwards every other name
 // to the host's resolvers. It listens on the
 // machine bridge's gateway addresses and answers only the machine subnets.
 // See docs/dns.md.
@@ -29,6 +30,13 @@ import (
 
 // TTL of every .internal answer, in seconds (Fly answers with 5).
 const TTL = 5
+
+// FlycastSource is a Source that also knows the apps' Flycast addresses
+// (the Registry does); the server then answers <app>.flycast.
+type FlycastSource interface {
+	// Flycast returns app → Flycast address.
+	Flycast() map[string]netip.Addr
+}
 
 // Source is the live machine list the server answers from (a Registry fed
 // by Follow in the daemon; anything else in tests).
@@ -205,6 +213,8 @@ func (s *Server) ServeDNS(w mdns.ResponseWriter, r *mdns.Msg) {
 	pq, inZone := parseName(q.Name)
 	if ip, ok := parseReverse(q.Name); ok && s.machineAddr(ip) {
 		m = s.answerReverse(r, ip)
+	} else if app, ok := parseFlycast(q.Name); ok {
+		m = s.answerFlycast(r, app)
 	} else if inZone {
 		m = s.answer(r, pq, sourceAddr(w.RemoteAddr()))
 	} else {
@@ -346,6 +356,13 @@ func (s *Server) answerReverse(r *mdns.Msg, ip netip.Addr) *mdns.Msg {
 		}
 	}
 	if target == "" {
+		for app, a := range s.flycast() {
+			if a == ip {
+				target = app + "." + FlycastZone + "."
+			}
+		}
+	}
+	if target == "" {
 		m.Rcode = mdns.RcodeNameError
 		return m
 	}
@@ -452,12 +469,15 @@ func splitTXT(s string) []string {
 	return append(out, s)
 }
 
-// soa is the zone's SOA record; its minimum TTL makes negative answers
+// soa is the .internal zone's SOA record.
+func soa() mdns.RR { return soaOf(Zone) }
+
+// soaOf is a zone's SOA record; its minimum TTL makes negative answers
 // expire as fast as positive ones.
-func soa() mdns.RR {
+func soaOf(zone string) mdns.RR {
 	return &mdns.SOA{
-		Hdr: mdns.RR_Header{Name: Zone + ".", Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: TTL},
-		Ns:  "ns." + Zone + ".", Mbox: "hostmaster." + Zone + ".",
+		Hdr: mdns.RR_Header{Name: zone + ".", Rrtype: mdns.TypeSOA, Class: mdns.ClassINET, Ttl: TTL},
+		Ns:  "ns." + zone + ".", Mbox: "hostmaster." + zone + ".",
 		Serial: 1, Refresh: 3600, Retry: 600, Expire: 86400, Minttl: TTL,
 	}
 }

@@ -582,7 +582,7 @@ func ecsServiceKeys(b *builder, svc *ecsService, keys []string) {
 		case "deploymentConfiguration", "deploymentController":
 			b.approx("service."+k, "[deploy] strategy", "rolling deploys are the default; percentages and circuit breakers are not kept")
 		case "serviceRegistries", "serviceConnectConfiguration":
-			b.approx("service."+k, "<app>.internal", "service discovery is built in: <app>.internal names every machine of the app (see docs/dns.md); Hangar has no .flycast address yet")
+			b.approx("service."+k, "<app>.internal", "service discovery is built in: <app>.internal names every machine of the app (see docs/dns.md); for a load-balanced private address through the proxy, allocate a Flycast address with `hangar ips allocate-v6 --private` and call <app>.flycast (see docs/flycast.md)")
 		case "enableExecuteCommand":
 			b.mapped("service."+k, "hangar ssh console")
 		default:

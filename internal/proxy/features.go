@@ -96,10 +96,7 @@ func (p *Proxy) setConfLocked(name string, c *appConf) {
 	}
 	p.confs[name] = c
 	p.rebuildSlowLocked()
-	select {
-	case p.svcCh <- struct{}{}:
-	default:
-	}
+	p.notifyServices()
 }
 
 // rebuildSlowLocked recomputes the apps whose plain-HTTP requests must take
@@ -174,15 +171,45 @@ func (p *Proxy) RemoveApp(name string) {
 	p.statMu.Lock()
 	delete(p.stat, name)
 	p.statMu.Unlock()
+	p.notifyServices()
+}
+
+// ServicesChanged is signalled when an app's services may have changed;
+// read AppServices then. It has one reader; others use SubscribeServices.
+func (p *Proxy) ServicesChanged() <-chan struct{} { return p.svcCh }
+
+// SubscribeServices is ServicesChanged for another reader: the channel is
+// signalled (coalesced) whenever ServicesChanged is, until cancel.
+func (p *Proxy) SubscribeServices() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	p.subMu.Lock()
+	if p.svcSubs == nil {
+		p.svcSubs = map[chan struct{}]struct{}{}
+	}
+	p.svcSubs[ch] = struct{}{}
+	p.subMu.Unlock()
+	return ch, func() {
+		p.subMu.Lock()
+		delete(p.svcSubs, ch)
+		p.subMu.Unlock()
+	}
+}
+
+// notifyServices signals ServicesChanged and every subscriber.
+func (p *Proxy) notifyServices() {
 	select {
 	case p.svcCh <- struct{}{}:
 	default:
 	}
+	p.subMu.Lock()
+	for ch := range p.svcSubs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	p.subMu.Unlock()
 }
-
-// ServicesChanged is signalled when an app's services may have changed;
-// read AppServices then.
-func (p *Proxy) ServicesChanged() <-chan struct{} { return p.svcCh }
 
 // AppServices returns the services of every app the proxy knows a config
 // of (from its latest machine config).

@@ -137,6 +137,9 @@ type Proxy struct {
 	slow  atomic.Pointer[map[string]bool]
 	svcCh chan struct{} // ServicesChanged
 
+	subMu   sync.Mutex // guards svcSubs
+	svcSubs map[chan struct{}]struct{}
+
 	statMu sync.Mutex // guards stat
 	stat   map[string]*staticsEntry
 	trMu   sync.Mutex // guards trs
@@ -467,7 +470,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // unknown).
 func (p *Proxy) serveWith(w http.ResponseWriter, r *http.Request, name string, c *appConf) {
 	if c != nil {
-		if p.forceHTTPS(w, r, c) {
+		// Flycast is plain HTTP inside the private network: force_https
+		// does not apply to it, as on Fly.
+		if !tcpproxy.PrivateFromContext(r.Context()) && p.forceHTTPS(w, r, c) {
 			p.record(name, http.StatusMovedPermanently, time.Now())
 			return
 		}
@@ -565,6 +570,14 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		port = p.HTTPSPort
 		if port == "" {
 			port = "443"
+		}
+	}
+	if tcpproxy.PrivateFromContext(pr.In.Context()) {
+		// A Flycast listener: the port the machine called.
+		if la, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			if _, lp, err := net.SplitHostPort(la.String()); err == nil {
+				port = lp
+			}
 		}
 	}
 	h["Fly-Client-Ip"] = []string{clientIP}

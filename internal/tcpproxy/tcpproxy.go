@@ -77,6 +77,19 @@ type Manager struct {
 	IdleTimeout, DialTimeout, HandshakeTimeout time.Duration
 	Log                                        *slog.Logger
 
+	// Private marks the listeners as on a private (Flycast) address:
+	// requests carry it (PrivateFromContext), and connections can also be
+	// handed to a port with Deliver.
+	Private bool
+	// Divert, for a Private manager, names the ports it must not bind
+	// (another listener holds them on a wildcard address and hands their
+	// connections over with Deliver); nil binds every port.
+	Divert func(port int) bool
+	// WrapListener, if set, wraps every listener this manager binds
+	// (before TLS), so that connections for a Flycast address can be taken
+	// out of it.
+	WrapListener func(net.Listener) net.Listener
+
 	mu        sync.Mutex // guards listeners and closed
 	listeners map[int]*listener
 	closed    bool
@@ -173,7 +186,7 @@ func (m *Manager) Set(app string, services []Service) error {
 			old.stop()
 			delete(m.listeners, n)
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(m.ListenHost, strconv.Itoa(n)))
+		ln, err := m.bind(n)
 		if err != nil {
 			m.closeAll(opened)
 			return fmt.Errorf("app %s: bind port %d: %w", app, n, err)
@@ -192,6 +205,43 @@ func (m *Manager) Set(app string, services []Service) error {
 		m.start(l)
 	}
 	return nil
+}
+
+// bind listens on one port: for a Private manager an inbox (bound to the
+// port unless Divert says not to), else a plain listener, wrapped.
+func (m *Manager) bind(n int) (net.Listener, error) {
+	if m.Private && m.Divert != nil && m.Divert(n) {
+		return newInbox(nil, &net.TCPAddr{IP: net.ParseIP(m.ListenHost), Port: n}), nil
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(m.ListenHost, strconv.Itoa(n)))
+	if err != nil {
+		return nil, err
+	}
+	if m.Private {
+		return newInbox(ln, ln.Addr()), nil
+	}
+	if m.WrapListener != nil {
+		ln = m.WrapListener(ln)
+	}
+	return ln, nil
+}
+
+// Deliver hands a connection accepted elsewhere to the listener of port,
+// as if that listener had accepted it. It reports false (and leaves c to
+// the caller) when this Private manager has no such port.
+func (m *Manager) Deliver(port int, c net.Conn) bool {
+	m.mu.Lock()
+	l := m.listeners[port]
+	m.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	in, ok := l.ln.(*inbox)
+	if !ok {
+		return false
+	}
+	go in.give(c)
+	return true
 }
 
 func sameConfig(a, b *listener) bool {
@@ -267,6 +317,15 @@ func dur(d, def time.Duration) time.Duration {
 
 type appKey struct{}
 
+type privateKey struct{}
+
+// PrivateFromContext reports whether a request came in on a Private
+// (Flycast) listener.
+func PrivateFromContext(ctx context.Context) bool {
+	v, _ := ctx.Value(privateKey{}).(bool)
+	return v
+}
+
 // AppFromContext returns the app whose `http` port a request came in on.
 func AppFromContext(ctx context.Context) (string, bool) {
 	a, ok := ctx.Value(appKey{}).(string)
@@ -274,7 +333,11 @@ func AppFromContext(ctx context.Context) (string, bool) {
 }
 
 func (m *Manager) start(l *listener) {
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), appKey{}, l.app))
+	base := context.WithValue(context.Background(), appKey{}, l.app)
+	if m.Private {
+		base = context.WithValue(base, privateKey{}, true)
+	}
+	ctx, cancel := context.WithCancel(base)
 	l.cancel = cancel
 	ln := l.ln
 	if slices.Contains(l.port.Handlers, HandlerTLS) {
