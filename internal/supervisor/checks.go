@@ -92,12 +92,44 @@ func toCheck(mc types.MachineCheck, defPort int) check {
 	return c
 }
 
+// firstCheckOutput marks a check that has not run yet.
+const firstCheckOutput = "waiting for the first check"
+
 func initialChecks(cfg *types.MachineConfig) map[string]types.CheckStatus {
 	out := map[string]types.CheckStatus{}
 	for _, c := range machineChecks(cfg) {
-		out[c.name] = types.CheckStatus{Name: c.name, Status: types.CheckCritical, Output: "waiting for the first check", UpdatedAt: now()}
+		out[c.name] = types.CheckStatus{Name: c.name, Status: types.CheckCritical, Output: firstCheckOutput, UpdatedAt: now()}
 	}
 	return out
+}
+
+// recoverCheckWait bounds how long Recover waits for the first check round
+// of the machines it re-adopted.
+const recoverCheckWait = 5 * time.Second
+
+// awaitFirstChecks waits (at most max) until every check of the given
+// machines has run once. Recover uses it so that a restarted or reloaded
+// daemon serves only once it knows which re-adopted machines are healthy:
+// otherwise its proxy would answer 503 for the few milliseconds before the
+// first checks pass.
+func (s *Supervisor) awaitFirstChecks(ctx context.Context, lives []*live, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for _, l := range lives {
+		for {
+			l.stateMu.Lock()
+			pending := false
+			for _, c := range l.checks {
+				if c.Status != types.CheckPassing && c.Output == firstCheckOutput {
+					pending = true
+				}
+			}
+			l.stateMu.Unlock()
+			if !pending || time.Now().After(deadline) || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
 }
 
 // runChecks runs every check of a started machine until ctx ends. Until a

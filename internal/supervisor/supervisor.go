@@ -989,6 +989,8 @@ func (s *Supervisor) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	var adopted []*live
+	defer func() { s.awaitFirstChecks(ctx, adopted, recoverCheckWait) }()
 	for _, r := range recs {
 		l := s.liveFor(r.App, r.ID)
 		switch r.State {
@@ -1023,6 +1025,7 @@ func (s *Supervisor) Recover(ctx context.Context) error {
 			}
 			s.log.Info("re-adopted running machine", "app", r.App, "machine", r.ID, "pid", st.Pid)
 			s.attach(l, r, gen)
+			adopted = append(adopted, l)
 		case err == nil && st.Running:
 			// It was being stopped when the daemon died: finish the stop.
 			_ = s.opt.Driver.Stop(ctx, r.ID, "SIGINT", 5*time.Second)
