@@ -65,6 +65,11 @@ func TestFlycast(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	// The caller has no checks: "started" does not mean it listens yet.
+	harness.Poll(t, "caller machine answers", 20*time.Second, func() (bool, string) {
+		code, body := inside("/healthz")
+		return code == http.StatusOK, fmt.Sprint(code, " ", body)
+	})
 	resolve := func(name string) (int, string) { return inside("/resolve?name=" + url.QueryEscape(name)) }
 	fetch := func(u string) (int, string) { return inside("/fetch?url=" + url.QueryEscape(u)) }
 
