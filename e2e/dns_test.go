@@ -19,6 +19,20 @@ import (
 // TestPrivateDNS: machines resolve each other by .internal names through
 // the resolv.conf the daemon gives them, and call each other by name.
 // Two machines of app dnsa (plus one that opts out of DNS), one of dnsb.
+// machineGet sends GET path to the test app of machine m, directly on its
+// private address from the host, and returns status and body (0 and the
+// error when the request failed).
+func machineGet(m types.Machine, path string) (int, string) {
+	client := &http.Client{Timeout: 20 * time.Second}
+	resp, err := client.Get("http://" + net.JoinHostPort(m.PrivateIP, "8080") + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func TestPrivateDNS(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.BuildBinary(t)
@@ -54,16 +68,7 @@ func TestPrivateDNS(t *testing.T) {
 
 	// inside asks a machine (directly on its private address, from the
 	// host) to do something through its own resolver.
-	client := &http.Client{Timeout: 15 * time.Second}
-	inside := func(m types.Machine, path string) (int, string) {
-		resp, err := client.Get("http://" + net.JoinHostPort(m.PrivateIP, "8080") + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	inside := func(m types.Machine, path string) (int, string) { return machineGet(m, path) }
 	resolve := func(m types.Machine, name string) ([]string, string) {
 		code, body := inside(m, "/resolve?name="+url.QueryEscape(name))
 		if code != http.StatusOK {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -53,18 +52,9 @@ func TestFlycast(t *testing.T) {
 	b1, b2 := start("fcb", web), start("fcb", web)
 	caller := start("fca", types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}})
 
-	client := &http.Client{Timeout: 20 * time.Second}
-	// inside asks the caller machine (on its private address, from the
-	// host) to resolve or fetch through its own resolv.conf.
-	inside := func(path string) (int, string) {
-		resp, err := client.Get("http://" + net.JoinHostPort(caller.PrivateIP, "8080") + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	// inside asks the caller machine to resolve or fetch through its own
+	// resolv.conf.
+	inside := func(path string) (int, string) { return machineGet(caller, path) }
 	// The caller has no checks: "started" does not mean it listens yet.
 	harness.Poll(t, "caller machine answers", 20*time.Second, func() (bool, string) {
 		code, body := inside("/healthz")
