@@ -464,20 +464,39 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	case types.StateDestroying, types.StateDestroyed:
 		return nil, fmt.Errorf("machine %s is %s: %w", l.id, r.State, ErrConflict)
 	}
+	// The network namespace is made while the state is recorded and the
+	// task prepared.
+	netReady := s.startNetwork(r)
 	if _, err := s.setState(ctx, l.app, l.id, types.StateStarting, "", source, nil); err != nil {
+		if netReady != nil {
+			_ = netReady()
+		}
 		return nil, err
 	}
-	return s.bootLocked(ctx, l, r, source)
+	return s.bootLocked(ctx, l, r, source, netReady)
 }
 
 // bootLocked starts a task for the machine as r describes it and records
 // the machine started (event "start"), or failed. The caller has set the
 // state it passes through: starting, or replacing for an update.
-func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source string) (*Record, error) {
-	spec, err := s.buildSpec(ctx, r)
+//
+// netReady, if set, waits for the network namespace the caller started
+// making (startNetwork).
+func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source string, netReady func() error) (*Record, error) {
+	t0 := time.Now()
+	spec, err := s.buildSpec(ctx, r, netReady)
+	t1 := time.Now()
 	if err == nil {
 		_, err = s.opt.Driver.Start(ctx, spec)
+		if spec.NetNSReady != nil {
+			// The driver may have failed before it waited for the
+			// namespace: let its setup finish either way.
+			if nerr := spec.NetNSReady(); err == nil && nerr != nil {
+				err = nerr
+			}
+		}
 	}
+	t2 := time.Now()
 	if err != nil {
 		s.log.Warn("machine failed to start", "app", l.app, "machine", l.id, "err", err)
 		s.removeFiles(l.id)
@@ -503,6 +522,7 @@ func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source 
 	if err != nil {
 		return nil, err
 	}
+	s.log.Debug("machine booted", "app", l.app, "machine", l.id, "spec", t1.Sub(t0), "driver", t2.Sub(t1), "record", time.Since(t2))
 	s.attach(l, r, gen)
 	return r, nil
 }
@@ -847,7 +867,7 @@ func (s *Supervisor) UpdateWith(ctx context.Context, app, id string, cfg *types.
 	if !boot {
 		return r, nil
 	}
-	return s.bootLocked(ctx, l, r, "flyd")
+	return s.bootLocked(ctx, l, r, "flyd", nil)
 }
 
 // resumeRunning undoes quiesce for a machine whose task runs on after all:
