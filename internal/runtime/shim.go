@@ -197,16 +197,6 @@ func shimMain() int {
 		cleanupAfterExit(cfg)
 		return 1
 	}
-	if cfg.Token != "" && cfg.Token != cfg.ID {
-		// A spare: record the identity that shimAlive looks for in our
-		// environment, before the pid file that makes us findable.
-		if err := replaceFile(filepath.Join(cfg.Dir, "shim.id"), []byte(cfg.Token), 0o644); err != nil {
-			return fail("write shim id: %v", err)
-		}
-	}
-	if err := replaceFile(filepath.Join(cfg.Dir, "shim.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return fail("write shim pid: %v", err)
-	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fail("become subreaper: %v", err)
 	}
@@ -237,11 +227,22 @@ func shimMain() int {
 	run := exec.Command(cfg.Runtime, "--root", cfg.StateDir, "--log", rtLog, "run", "-d", "--bundle", cfg.Bundle, "--pid-file", pidFile, cfg.ID)
 	run.Stdin = nil
 	run.Stdout, run.Stderr = outW, errW
-	if err := run.Run(); err != nil {
+	err = run.Start()
+	var idErr error
+	if err == nil {
+		// While the runtime creates the container, the files by which the
+		// daemon finds this shim; they exist before it learns the task runs.
+		idErr = writeShimID(cfg)
+		err = run.Wait()
+	}
+	if err != nil || idErr != nil {
 		outW.Close()
 		errW.Close()
 		_ = exec.Command(cfg.Runtime, "--root", cfg.StateDir, "delete", "--force", cfg.ID).Run()
 		copying.Wait()
+		if err == nil {
+			return fail("%v", idErr)
+		}
 		return fail("start container: %v: %s", err, runtimeError(rtLog))
 	}
 	outW.Close()
@@ -300,6 +301,21 @@ reap:
 		return 1
 	}
 	return 0
+}
+
+// writeShimID writes the shim's pid file and, for a spare shim, the
+// identity that shimAlive looks for in its environment (first, so that the
+// pid file never names a shim that cannot be recognised).
+func writeShimID(cfg shimConfig) error {
+	if cfg.Token != "" && cfg.Token != cfg.ID {
+		if err := replaceFile(filepath.Join(cfg.Dir, "shim.id"), []byte(cfg.Token), 0o644); err != nil {
+			return fmt.Errorf("write shim id: %w", err)
+		}
+	}
+	if err := replaceFile(filepath.Join(cfg.Dir, "shim.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("write shim pid: %w", err)
+	}
+	return nil
 }
 
 // scrubEnv removes the environment (which holds the machine's secrets) from

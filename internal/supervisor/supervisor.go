@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -329,28 +330,21 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 	if name == "" {
 		name = id
 	}
-	idx, err := s.allocAddr(ctx, id)
+	r, err := s.saveNew(ctx, app, id, func(idx int, ip4, ip6 net.IP) *Record {
+		ts := now()
+		r := &Record{
+			Machine: types.Machine{
+				ID: id, Name: name, State: types.StateCreated, Region: region,
+				InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
+				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts,
+			},
+			App: app, AddrIndex: idx, IPv4: ip4.String(), Cordoned: opt.Cordoned,
+		}
+		addEvent(r, "launch", types.StateCreated, "user", nil)
+		return r
+	})
 	if err != nil {
 		return nil, err
-	}
-	ip4, ip6, err := s.opt.Network.AddressFor(idx)
-	if err != nil {
-		_ = s.releaseAddr(ctx, idx)
-		return nil, err
-	}
-	ts := now()
-	r := &Record{
-		Machine: types.Machine{
-			ID: id, Name: name, State: types.StateCreated, Region: region,
-			InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
-			ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts,
-		},
-		App: app, AddrIndex: idx, IPv4: ip4.String(), Cordoned: opt.Cordoned,
-	}
-	addEvent(r, "launch", types.StateCreated, "user", nil)
-	if _, err := store.PutJSON(ctx, s.opt.Store, machineKey(app, id), r, 0); err != nil {
-		_ = s.releaseAddr(ctx, idx)
-		return nil, fmt.Errorf("save machine %s: %w", id, err)
 	}
 	s.notify()
 	if opt.SkipLaunch {
@@ -395,12 +389,14 @@ func validateConfig(cfg *types.MachineConfig) error {
 	return nil
 }
 
-// allocAddr takes the lowest free address number for machine id.
-func (s *Supervisor) allocAddr(ctx context.Context, id string) (int, error) {
+// saveNew takes the lowest free address number for machine id and saves
+// the record build makes for it, in one transaction: one commit on the
+// create path, and no address taken for a record that was not saved.
+func (s *Supervisor) saveNew(ctx context.Context, app, id string, build func(idx int, ip4, ip6 net.IP) *Record) (*Record, error) {
 	for attempt := 0; attempt < 100; attempt++ {
 		kvs, err := s.opt.Store.List(ctx, "ipam/")
 		if err != nil {
-			return 0, fmt.Errorf("allocate address: %w", err)
+			return nil, fmt.Errorf("allocate address: %w", err)
 		}
 		used := map[int]bool{}
 		for _, kv := range kvs {
@@ -412,16 +408,28 @@ func (s *Supervisor) allocAddr(ctx context.Context, id string) (int, error) {
 		for used[n] {
 			n++
 		}
-		_, err = s.opt.Store.Put(ctx, fmt.Sprintf("ipam/%08d", n), []byte(id), 0)
+		ip4, ip6, err := s.opt.Network.AddressFor(n)
+		if err != nil {
+			return nil, err
+		}
+		r := build(n, ip4, ip6)
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("save machine %s: %w", id, err)
+		}
+		_, err = s.opt.Store.Txn(ctx, []store.Op{
+			{Key: fmt.Sprintf("ipam/%08d", n), Value: []byte(id), Expect: 0},
+			{Key: machineKey(app, id), Value: b, Expect: 0},
+		})
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("allocate address: %w", err)
+			return nil, fmt.Errorf("save machine %s: %w", id, err)
 		}
-		return n, nil
+		return r, nil
 	}
-	return 0, fmt.Errorf("allocate address: too much contention: %w", ErrConflict)
+	return nil, fmt.Errorf("allocate address: too much contention: %w", ErrConflict)
 }
 
 func (s *Supervisor) releaseAddr(ctx context.Context, n int) error {
