@@ -243,8 +243,12 @@ func (m *Manager) Setup(id string, ip4, ip6 net.IP) (string, error) {
 	return m.NSPath(id), nil
 }
 
-// poolSize is how many namespaces Manager keeps made ahead.
-const poolSize = 2
+// poolSize is how many namespaces Manager keeps made ahead; fillDelay is
+// how long after taking one it makes more.
+const (
+	poolSize  = 2
+	fillDelay = 100 * time.Millisecond
+)
 
 // pooledNS is a network namespace made ahead of need: anonymous (held by
 // its fd, so it vanishes with the process that holds it, veth pair
@@ -282,7 +286,9 @@ func (m *Manager) take() (pooledNS, error) {
 	m.filling = m.filling || fill
 	m.poolMu.Unlock()
 	if fill {
-		go m.fill()
+		// Later, not to compete with the start in progress for the CPU
+		// and the kernel's network locks.
+		time.AfterFunc(fillDelay, m.fill)
 	}
 	if have {
 		return p, nil
