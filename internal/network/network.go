@@ -5,6 +5,8 @@
 package network
 
 import (
+	crand "crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +15,8 @@ import (
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
@@ -39,6 +43,11 @@ type Manager struct {
 	gw6   net.IP
 	log   *slog.Logger
 	nsDir string
+
+	poolMu  sync.Mutex // guards pool, filling, closed
+	pool    []pooledNS // made ahead of need
+	filling bool
+	closed  bool
 }
 
 // New checks cfg and makes sure the bridge exists with its gateway
@@ -154,22 +163,33 @@ func vethNames(id string) (host, peer string) {
 // Setup creates the machine's namespace with eth0 at ip4/ip6 and default
 // routes through the bridge, and returns the namespace's path. A leftover
 // namespace of the same id is replaced.
+//
+// The namespace and its veth pair come from a small pool made ahead of
+// need (making them costs milliseconds, more while the kernel is still
+// freeing the namespaces of destroyed machines); Setup only names them for
+// the machine and gives them their addresses and routes.
 func (m *Manager) Setup(id string, ip4, ip6 net.IP) (string, error) {
 	if strings.ContainsAny(id, "/. ") || id == "" {
 		return "", fmt.Errorf("network: invalid machine id %q", id)
 	}
+	t0 := time.Now()
 	_ = m.Teardown(id)
-	ns, err := newNamedNS(nsName(id))
+	p, err := m.take()
 	if err != nil {
-		return "", fmt.Errorf("network: machine %s: create namespace: %w", id, err)
+		return "", fmt.Errorf("network: machine %s: %w", id, err)
 	}
-	defer ns.Close()
+	defer p.ns.Close() // the named mount keeps the namespace
+	tNS := time.Now()
 	ok := false
 	defer func() {
 		if !ok {
+			p.delLink()
 			_ = m.Teardown(id)
 		}
 	}()
+	if err := bindNS(p.ns, m.NSPath(id)); err != nil {
+		return "", fmt.Errorf("network: machine %s: name namespace: %w", id, err)
+	}
 	br, err := netlink.LinkByName(m.cfg.Bridge)
 	if err != nil {
 		return "", fmt.Errorf("network: bridge %s: %w", m.cfg.Bridge, err)
@@ -179,32 +199,26 @@ func (m *Manager) Setup(id string, ip4, ip6 net.IP) (string, error) {
 	for _, ip := range []net.IP{ip4, ip6} {
 		_ = netlink.NeighDel(&netlink.Neigh{LinkIndex: br.Attrs().Index, IP: ip})
 	}
-	hostName, peerName := vethNames(id)
-	la := netlink.NewLinkAttrs()
-	la.Name = hostName
-	la.MasterIndex = br.Attrs().Index
-	veth := &netlink.Veth{LinkAttrs: la, PeerName: peerName, PeerNamespace: netlink.NsFd(ns)}
-	if err := netlink.LinkAdd(veth); err != nil {
-		return "", fmt.Errorf("network: machine %s: create veth: %w", id, err)
+	hostName, _ := vethNames(id)
+	host, err := netlink.LinkByName(p.hostName)
+	if err == nil {
+		err = netlink.LinkSetName(host, hostName)
 	}
-	host, err := netlink.LinkByName(hostName)
+	if err == nil {
+		p.hostName = hostName
+		err = netlink.LinkSetUp(host)
+	}
 	if err != nil {
-		return "", fmt.Errorf("network: machine %s: %w", id, err)
+		return "", fmt.Errorf("network: machine %s: host veth: %w", id, err)
 	}
-	if err := netlink.LinkSetUp(host); err != nil {
-		return "", fmt.Errorf("network: machine %s: bring up veth: %w", id, err)
-	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(p.ns)
 	if err != nil {
 		return "", fmt.Errorf("network: machine %s: netlink in namespace: %w", id, err)
 	}
 	defer h.Close()
-	peer, err := h.LinkByName(peerName)
+	peer, err := h.LinkByName("eth0")
 	if err != nil {
-		return "", fmt.Errorf("network: machine %s: peer: %w", id, err)
-	}
-	if err := h.LinkSetName(peer, "eth0"); err != nil {
-		return "", fmt.Errorf("network: machine %s: rename peer: %w", id, err)
+		return "", fmt.Errorf("network: machine %s: eth0: %w", id, err)
 	}
 	ones4, _ := m.net4.Mask.Size()
 	ones6, _ := m.net6.Mask.Size()
@@ -216,13 +230,6 @@ func (m *Manager) Setup(id string, ip4, ip6 net.IP) (string, error) {
 			return "", fmt.Errorf("network: machine %s: address %s: %w", id, a.IPNet, err)
 		}
 	}
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		return "", fmt.Errorf("network: machine %s: loopback: %w", id, err)
-	}
 	if err := h.LinkSetUp(peer); err != nil {
 		return "", fmt.Errorf("network: machine %s: bring up eth0: %w", id, err)
 	}
@@ -232,7 +239,162 @@ func (m *Manager) Setup(id string, ip4, ip6 net.IP) (string, error) {
 		}
 	}
 	ok = true
+	m.log.Debug("machine network made", "machine", id, "take", tNS.Sub(t0), "configure", time.Since(tNS))
 	return m.NSPath(id), nil
+}
+
+// poolSize is how many namespaces Manager keeps made ahead; fillDelay is
+// how long after taking one it makes more.
+const (
+	poolSize  = 2
+	fillDelay = 100 * time.Millisecond
+)
+
+// pooledNS is a network namespace made ahead of need: anonymous (held by
+// its fd, so it vanishes with the process that holds it, veth pair
+// included), with lo up and eth0, the peer of a host veth that is enslaved
+// to the bridge but down and named hostName.
+type pooledNS struct {
+	ns       netns.NsHandle
+	hostName string
+}
+
+// discard deletes the veth pair and lets the namespace go.
+func (p pooledNS) discard() {
+	p.delLink()
+	_ = p.ns.Close()
+}
+
+// delLink deletes the veth pair, if it is still there.
+func (p pooledNS) delLink() {
+	if l, err := netlink.LinkByName(p.hostName); err == nil {
+		_ = netlink.LinkDel(l)
+	}
+}
+
+// take returns a pooled namespace, else makes one, and has the pool
+// refilled in the background.
+func (m *Manager) take() (pooledNS, error) {
+	m.poolMu.Lock()
+	var p pooledNS
+	have := len(m.pool) > 0
+	if have {
+		p = m.pool[len(m.pool)-1]
+		m.pool = m.pool[:len(m.pool)-1]
+	}
+	fill := !m.filling && !m.closed
+	m.filling = m.filling || fill
+	m.poolMu.Unlock()
+	if fill {
+		// Later, not to compete with the start in progress for the CPU
+		// and the kernel's network locks.
+		time.AfterFunc(fillDelay, m.fill)
+	}
+	if have {
+		return p, nil
+	}
+	return m.makePooled()
+}
+
+// fill makes namespaces until the pool is full (or closed).
+func (m *Manager) fill() {
+	for {
+		m.poolMu.Lock()
+		if m.closed || len(m.pool) >= poolSize {
+			m.filling = false
+			m.poolMu.Unlock()
+			return
+		}
+		m.poolMu.Unlock()
+		p, err := m.makePooled()
+		m.poolMu.Lock()
+		if err != nil || m.closed {
+			m.filling = false
+			m.poolMu.Unlock()
+			if err != nil {
+				m.log.Warn("make a network namespace ahead of need", "err", err)
+			} else {
+				p.discard()
+			}
+			return
+		}
+		m.pool = append(m.pool, p)
+		m.poolMu.Unlock()
+	}
+}
+
+// Close lets the namespaces made ahead go. Machines' namespaces stay. (A
+// daemon that exits without Close leaves nothing: the pooled namespaces
+// are anonymous and their veth pairs die with them.)
+func (m *Manager) Close() {
+	m.poolMu.Lock()
+	pool := m.pool
+	m.pool, m.closed = nil, true
+	m.poolMu.Unlock()
+	for _, p := range pool {
+		p.discard()
+	}
+}
+
+// makePooled makes an anonymous namespace with lo up and a veth pair into
+// it (see pooledNS).
+func (m *Manager) makePooled() (pooledNS, error) {
+	ns, err := newAnonNS()
+	if err != nil {
+		return pooledNS{}, fmt.Errorf("create namespace: %w", err)
+	}
+	var b [4]byte
+	_, _ = crand.Read(b[:])
+	p := pooledNS{ns: ns, hostName: "hgp" + hex.EncodeToString(b[:])}
+	ok := false
+	defer func() {
+		if !ok {
+			p.discard()
+		}
+	}()
+	br, err := netlink.LinkByName(m.cfg.Bridge)
+	if err != nil {
+		return pooledNS{}, fmt.Errorf("bridge %s: %w", m.cfg.Bridge, err)
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = p.hostName
+	la.MasterIndex = br.Attrs().Index
+	veth := &netlink.Veth{LinkAttrs: la, PeerName: "eth0", PeerNamespace: netlink.NsFd(ns)}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return pooledNS{}, fmt.Errorf("create veth: %w", err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return pooledNS{}, fmt.Errorf("netlink in namespace: %w", err)
+	}
+	defer h.Close()
+	lo, err := h.LinkByName("lo")
+	if err == nil {
+		err = h.LinkSetUp(lo)
+	}
+	if err != nil {
+		return pooledNS{}, fmt.Errorf("loopback: %w", err)
+	}
+	ok = true
+	return p, nil
+}
+
+// bindNS names namespace ns by bind-mounting it at path (as `ip netns`
+// names them), so that it outlives its fd and the daemon.
+func bindNS(ns netns.NsHandle, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL, 0o444)
+	if err != nil {
+		return err
+	}
+	f.Close()
+	if err := unix.Mount(fmt.Sprintf("/proc/self/fd/%d", int(ns)), path, "bind", unix.MS_BIND, ""); err != nil {
+		_ = os.Remove(path)
+		return err
+	}
+	return nil
 }
 
 // Teardown removes the machine's veth and namespace. Idempotent.
@@ -265,6 +427,7 @@ func (m *Manager) Exists(id string) bool {
 // RemoveBridge deletes the bridge and its NAT rules (tests; a daemon keeps
 // them).
 func (m *Manager) RemoveBridge() error {
+	m.Close()
 	m.deleteNATTables(&nftables.Conn{})
 	l, err := netlink.LinkByName(m.cfg.Bridge)
 	if err != nil {
@@ -273,10 +436,10 @@ func (m *Manager) RemoveBridge() error {
 	return netlink.LinkDel(l)
 }
 
-// newNamedNS creates a persistent named namespace. The switch happens on a
-// throwaway locked thread: if it cannot return to the host namespace, the
-// goroutine exits still locked and Go discards that thread.
-func newNamedNS(name string) (netns.NsHandle, error) {
+// newAnonNS creates a network namespace and returns its fd. The switch
+// happens on a throwaway locked thread: if it cannot return to the host
+// namespace, the goroutine exits still locked and Go discards that thread.
+func newAnonNS() (netns.NsHandle, error) {
 	type result struct {
 		ns  netns.NsHandle
 		err error
@@ -291,9 +454,12 @@ func newNamedNS(name string) (netns.NsHandle, error) {
 			return
 		}
 		defer orig.Close()
-		ns, err := netns.NewNamed(name)
+		ns, err := netns.New()
 		if serr := netns.Set(orig); serr != nil {
-			ch <- result{ns, fmt.Errorf("return to host namespace: %w", serr)}
+			if err == nil {
+				ns.Close()
+			}
+			ch <- result{0, fmt.Errorf("return to host namespace: %w", serr)}
 			return // thread stays locked and is discarded
 		}
 		goruntime.UnlockOSThread()

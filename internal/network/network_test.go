@@ -54,6 +54,7 @@ func TestMachineReachableFromHost(t *testing.T) {
 	if err != nil {
 		t.Skip(err)
 	}
+	t.Cleanup(d.Close)
 	id := fmt.Sprintf("net%011x", rand.Int63n(1<<40))
 	ip4, ip6, err := m.AddressFor(2)
 	if err != nil {

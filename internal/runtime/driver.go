@@ -39,9 +39,14 @@ type Spec struct {
 	CPUShares int // relative weight for shared cpus; 0 = default
 	PidsLimit int // 0 = default (1024)
 
-	NetNSPath string  // network namespace to join; "" = a new empty one
-	LogPath   string  // where output goes (appended); "" = output.log in the task dir
-	Mounts    []Mount // extra bind mounts (/etc/hosts, volumes, files)
+	NetNSPath string // network namespace to join; "" = a new empty one
+	// NetNSReady, if set, blocks until the namespace at NetNSPath exists
+	// (or failed to, with the reason). The driver calls it once it has
+	// prepared everything else, just before the task's process starts, so
+	// that the caller can make the namespace while the driver prepares.
+	NetNSReady func() error
+	LogPath    string  // where output goes (appended); "" = output.log in the task dir
+	Mounts     []Mount // extra bind mounts (/etc/hosts, volumes, files)
 
 	// LogMaxBytes caps the log file: at this size it is renamed to
 	// LogPath+".1" (replacing the older one) and a fresh one is begun;

@@ -3,6 +3,8 @@ package runtime
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -42,6 +44,67 @@ type OCI struct {
 
 	mu      sync.Mutex // guards started
 	started map[string]time.Time
+
+	spareMu sync.Mutex // guards spare, closed
+	spare   *shimProc  // a shim waiting for the next task
+	closed  bool
+}
+
+// takeShim returns the spare shim for task id, else starts one, and has a
+// new spare started.
+func (d *OCI) takeShim(id string) (*shimProc, error) {
+	d.spareMu.Lock()
+	s := d.spare
+	d.spare = nil
+	d.spareMu.Unlock()
+	go d.refillSpare()
+	if s != nil {
+		return s, nil
+	}
+	return launchShim(id)
+}
+
+// refillSpare starts a spare shim unless there is one (or the driver is
+// closed).
+func (d *OCI) refillSpare() {
+	d.spareMu.Lock()
+	need := d.spare == nil && !d.closed
+	d.spareMu.Unlock()
+	if !need {
+		return
+	}
+	s, err := launchShim(newShimToken())
+	if err != nil {
+		d.log.Warn("start a spare shim", "err", err)
+		return
+	}
+	d.spareMu.Lock()
+	if d.spare == nil && !d.closed {
+		d.spare, s = s, nil
+	}
+	d.spareMu.Unlock()
+	if s != nil {
+		s.abort()
+	}
+}
+
+// Close lets the spare shim go. Tasks keep running. (A daemon that exits
+// without Close loses nothing: its spare exits when its pipe closes.)
+func (d *OCI) Close() {
+	d.spareMu.Lock()
+	s := d.spare
+	d.spare, d.closed = nil, true
+	d.spareMu.Unlock()
+	if s != nil {
+		s.abort()
+	}
+}
+
+// newShimToken is the identity of a spare shim: unique on the host.
+func newShimToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "spare-" + hex.EncodeToString(b[:])
 }
 
 // NewOCI returns a driver keeping its task state under root. It picks crun,
@@ -145,6 +208,7 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 	if err := findExecutable(spec); err != nil {
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
+	t0 := time.Now()
 	// A leftover of an earlier run of this id goes first.
 	if err := d.cleanup(ctx, spec.ID); err != nil {
 		return Status{}, err
@@ -159,25 +223,45 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
 	merged := filepath.Join(dir, "bundle/rootfs")
+	// The spare shim (else one started now, which boots meanwhile) gets
+	// the task once the rootfs, the bundle and (NetNSReady) the network
+	// namespace are ready.
+	tPrep := time.Now()
+	shim, err := d.takeShim(spec.ID)
+	if err != nil {
+		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
+	}
+	fail := func(err error) (Status, error) {
+		shim.abort()
+		_ = unix.Unmount(merged, unix.MNT_DETACH)
+		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
+	}
+	tShim := time.Now()
 	opts := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", spec.RootFS, filepath.Join(dir, "upper"), filepath.Join(dir, "work"))
 	if err := unix.Mount("overlay", merged, "overlay", 0, opts); err != nil {
-		return Status{}, fmt.Errorf("task %s: mount overlay rootfs: %w", spec.ID, err)
+		return fail(fmt.Errorf("mount overlay rootfs: %w", err))
 	}
-	cfg := d.ociSpec(spec)
-	b, err := json.Marshal(cfg)
+	tMount := time.Now()
+	b, err := json.Marshal(d.ociSpec(spec))
 	if err != nil {
-		return Status{}, fmt.Errorf("task %s: encode OCI spec: %w", spec.ID, err)
+		return fail(fmt.Errorf("encode OCI spec: %w", err))
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bundle/config.json"), b, 0o600); err != nil {
-		return Status{}, fmt.Errorf("task %s: write OCI spec: %w", spec.ID, err)
+		return fail(fmt.Errorf("write OCI spec: %w", err))
 	}
-	logPath := spec.logPath(dir)
-	pid, err := startShim(ctx, shimConfig{
+	tBundle := time.Now()
+	if spec.NetNSReady != nil {
+		if err := spec.NetNSReady(); err != nil {
+			return fail(err)
+		}
+	}
+	tNet := time.Now()
+	pid, err := shim.start(ctx, shimConfig{
 		ID:       spec.ID,
 		Runtime:  d.binary,
 		Bundle:   filepath.Join(dir, "bundle"),
 		Dir:      dir,
-		LogPath:  logPath,
+		LogPath:  spec.logPath(dir),
 		Cgroup:   d.cgroupPath(spec.ID),
 		Cgroup2:  d.cgroup2,
 		Upper:    []string{filepath.Join(dir, "upper"), filepath.Join(dir, "work")},
@@ -191,6 +275,8 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
 	now := time.Now()
+	d.log.Debug("task started", "task", spec.ID, "prepare", tPrep.Sub(t0), "shim", tShim.Sub(tPrep),
+		"overlay", tMount.Sub(tShim), "bundle", tBundle.Sub(tMount), "netns_wait", tNet.Sub(tBundle), "run", now.Sub(tNet))
 	d.mu.Lock()
 	d.started[spec.ID] = now
 	d.mu.Unlock()
@@ -532,15 +618,23 @@ func (d *OCI) cleanup(ctx context.Context, id string) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
-	if _, alive := shimAlive(dir, id); alive {
-		return fmt.Errorf("task %s: still running; stop it first", id)
+	if pid, alive := shimAlive(dir, id); alive {
+		// A shim that has recorded the exit is about to exit itself.
+		if _, err := readExit(dir); err == nil {
+			wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			alive = waitPid(wctx, pid) != nil
+			cancel()
+		}
+		if alive {
+			return fmt.Errorf("task %s: still running; stop it first", id)
+		}
 	}
 	_ = d.runtimeCmd(ctx, id, "delete", "--force", id).Run()
 	merged := filepath.Join(dir, "bundle/rootfs")
 	if err := unix.Unmount(merged, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("task %s: unmount rootfs: %w", id, err)
 	}
-	for _, f := range []string{"upper", "work", "exit.json", "shim.pid", "task.pid", "stop-requested", "runtime"} {
+	for _, f := range []string{"upper", "work", "exit.json", "shim.pid", "shim.id", "task.pid", "stop-requested", "runtime"} {
 		if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
 			return fmt.Errorf("task %s: remove %s: %w", id, f, err)
 		}
@@ -671,8 +765,13 @@ func writeExit(dir string, ex ExitResult) error {
 }
 
 // shimAlive reads the shim's pid file and checks that the process is still
-// our shim for id (pids are reused).
+// our shim for id (pids are reused): its environment holds the shim's
+// identity, id or the token in shim.id (a spare's, see shimProc).
 func shimAlive(dir, id string) (int, bool) {
+	token := id
+	if b, err := os.ReadFile(filepath.Join(dir, "shim.id")); err == nil && len(b) > 0 {
+		token = string(bytes.TrimSpace(b))
+	}
 	b, err := os.ReadFile(filepath.Join(dir, "shim.pid"))
 	if err != nil {
 		return 0, false
@@ -685,7 +784,7 @@ func shimAlive(dir, id string) (int, bool) {
 	if err != nil {
 		return pid, false
 	}
-	if !bytes.Contains(env, []byte(shimEnv+"="+id+"\x00")) {
+	if !bytes.Contains(env, []byte(shimEnv+"="+token+"\x00")) {
 		return pid, false
 	}
 	// A zombie is dead.

@@ -45,6 +45,7 @@ func newTestDriver(t *testing.T, runtime string) (*OCI, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.Close)
 	return d, rootfs
 }
 

@@ -17,7 +17,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/hangar-dev/hangar/internal/fsutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +29,9 @@ import (
 const (
 	shimEnv       = "HANGAR_SHIM_ID"
 	shimConfigEnv = "HANGAR_SHIM_CONFIG"
+	// shimConfigOnPipe in shimConfigEnv says that the config comes as one
+	// JSON line on fd 4 (see shimProc).
+	shimConfigOnPipe = "fd4"
 )
 
 type shimConfig struct {
@@ -43,6 +45,7 @@ type shimConfig struct {
 	Cgroup2  bool     `json:"cgroup2"`
 	RootFS   string   `json:"rootfs"`
 	Upper    []string `json:"upper"`
+	Token    string   `json:"token,omitempty"` // the shim's identity (shimProc)
 
 	// LogMaxBytes rotates the log to LogPath+".1" at this size; 0: never.
 	LogMaxBytes int64 `json:"log_max_bytes,omitempty"`
@@ -56,37 +59,78 @@ func init() {
 	}
 }
 
-// startShim starts the shim for cfg and returns once the task runs (or
-// failed to start, with the reason).
-func startShim(ctx context.Context, cfg shimConfig) (int, error) {
+// shimProc is a shim started ahead of its task: Go's start-up of this big
+// binary costs milliseconds, so the driver keeps one spare shim running
+// and hands it the next task, and starts a shim for a task while it
+// prepares the bundle and the network. Until it gets its config (one JSON
+// line on its go pipe) the shim does nothing; when the pipe closes without
+// one (the driver let it go, or the daemon died) it exits.
+//
+// A shim's identity is its token (HANGAR_SHIM_ID in its environment, which
+// shimAlive checks): the task id for a shim started for the task, a token
+// of its own for a spare, which then records it in the task's shim.id.
+type shimProc struct {
+	token string
+	pid   int
+	proc  *os.Process
+	ready *os.File // the shim's answer: "ok <task pid>" or "error: <reason>"
+	goW   *os.File // the config; closing it without one lets the shim go
+}
+
+// launchShim starts a shim with identity token; it waits for its config.
+func launchShim(token string) (*shimProc, error) {
 	self, err := os.Executable()
 	if err != nil {
-		return 0, fmt.Errorf("find own executable for the shim: %w", err)
+		return nil, fmt.Errorf("find own executable for the shim: %w", err)
 	}
-	b, _ := json.Marshal(cfg)
-	r, w, err := os.Pipe()
+	readyR, readyW, err := os.Pipe()
 	if err != nil {
-		return 0, err
+		return nil, fmt.Errorf("shim pipe: %w", err)
 	}
-	defer r.Close()
+	defer readyW.Close()
+	goR, goW, err := os.Pipe()
+	if err != nil {
+		readyR.Close()
+		return nil, fmt.Errorf("shim pipe: %w", err)
+	}
+	defer goR.Close()
 	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
-		w.Close()
-		return 0, err
+		readyR.Close()
+		goW.Close()
+		return nil, err
 	}
 	defer devnull.Close()
 	env := []string{
-		shimEnv + "=" + cfg.ID, shimConfigEnv + "=" + string(b),
+		shimEnv + "=" + token, shimConfigEnv + "=" + shimConfigOnPipe,
 		"PATH=" + os.Getenv("PATH"),
 	}
-	proc, err := os.StartProcess(self, []string{"hangar-shim", cfg.ID}, &os.ProcAttr{
+	proc, err := os.StartProcess(self, []string{"hangar-shim", token}, &os.ProcAttr{
 		Env:   env,
-		Files: []*os.File{devnull, devnull, devnull, w},
+		Files: []*os.File{devnull, devnull, devnull, readyW, goR},
 		Sys:   &unix.SysProcAttr{Setsid: true},
 	})
-	w.Close()
 	if err != nil {
-		return 0, fmt.Errorf("start shim: %w", err)
+		readyR.Close()
+		goW.Close()
+		return nil, fmt.Errorf("start shim: %w", err)
+	}
+	return &shimProc{token: token, pid: proc.Pid, proc: proc, ready: readyR, goW: goW}, nil
+}
+
+// start hands the shim its task and returns the task's pid once it runs
+// (or the reason it failed to start).
+func (s *shimProc) start(ctx context.Context, cfg shimConfig) (int, error) {
+	defer s.ready.Close()
+	cfg.Token = s.token
+	b, err := json.Marshal(cfg)
+	if err == nil {
+		_, err = s.goW.Write(append(b, '\n'))
+	}
+	s.goW.Close()
+	if err != nil {
+		// The shim is gone already; its answer, if any, says why.
+		err = fmt.Errorf("hand the shim its task: %w", err)
 	}
 	type result struct {
 		line string
@@ -94,36 +138,59 @@ func startShim(ctx context.Context, cfg shimConfig) (int, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		line, err := bufio.NewReader(r).ReadString('\n')
+		line, err := bufio.NewReader(s.ready).ReadString('\n')
 		done <- result{line, err}
 	}()
 	var res result
 	select {
 	case res = <-done:
 	case <-ctx.Done():
-		_ = proc.Kill()
+		_ = s.proc.Kill()
+		_, _ = s.proc.Wait()
 		return 0, ctx.Err()
 	}
 	line := strings.TrimSpace(res.line)
 	if strings.HasPrefix(line, "ok") {
 		pid, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "ok")))
 		// The shim stays our child until it exits; waitPid reaps it.
-		_ = proc.Release()
+		_ = s.proc.Release()
 		return pid, nil
 	}
-	_, _ = proc.Wait()
+	_, _ = s.proc.Wait()
 	if line == "" {
-		return 0, fmt.Errorf("shim exited without starting the task (%v)", res.err)
+		if err == nil {
+			err = res.err
+		}
+		return 0, fmt.Errorf("shim exited without starting the task (%v)", err)
 	}
 	return 0, errors.New(strings.TrimPrefix(line, "error: "))
 }
 
+// abort lets a shim that has no task yet go, and waits for it to exit.
+func (s *shimProc) abort() {
+	s.goW.Close()
+	s.ready.Close()
+	_, _ = s.proc.Wait()
+}
+
 // shimMain is the shim's whole life. Its stdio is /dev/null; fd 3 is the
-// readiness pipe to the daemon.
+// readiness pipe to the daemon, fd 4 brings its config (see shimProc).
 func shimMain() int {
 	ready := os.NewFile(3, "ready")
 	var cfg shimConfig
-	if err := json.Unmarshal([]byte(os.Getenv(shimConfigEnv)), &cfg); err != nil {
+	raw := []byte(os.Getenv(shimConfigEnv))
+	if string(raw) == shimConfigOnPipe {
+		goR := os.NewFile(4, "config")
+		line, err := bufio.NewReader(goR).ReadBytes('\n')
+		goR.Close()
+		if err != nil {
+			// Let go without a task (a spare no longer needed, a start
+			// called off, or the daemon died): nothing to undo.
+			return 0
+		}
+		raw = line
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
 		fmt.Fprintf(ready, "error: shim config: %v\n", err)
 		return 2
 	}
@@ -133,9 +200,6 @@ func shimMain() int {
 		ready.Close()
 		cleanupAfterExit(cfg)
 		return 1
-	}
-	if err := fsutil.WriteFileAtomic(filepath.Join(cfg.Dir, "shim.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
-		return fail("write shim pid: %v", err)
 	}
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return fail("become subreaper: %v", err)
@@ -166,11 +230,22 @@ func shimMain() int {
 	run := exec.Command(cfg.Runtime, "--root", cfg.StateDir, "--log", rtLog, "run", "-d", "--bundle", cfg.Bundle, "--pid-file", pidFile, cfg.ID)
 	run.Stdin = nil
 	run.Stdout, run.Stderr = outW, errW
-	if err := run.Run(); err != nil {
+	err = run.Start()
+	var idErr error
+	if err == nil {
+		// While the runtime creates the container, the files by which the
+		// daemon finds this shim; they exist before it learns the task runs.
+		idErr = writeShimID(cfg)
+		err = run.Wait()
+	}
+	if err != nil || idErr != nil {
 		outW.Close()
 		errW.Close()
 		_ = exec.Command(cfg.Runtime, "--root", cfg.StateDir, "delete", "--force", cfg.ID).Run()
 		copying.Wait()
+		if err == nil {
+			return fail("%v", idErr)
+		}
 		return fail("start container: %v: %s", err, runtimeError(rtLog))
 	}
 	outW.Close()
@@ -231,6 +306,21 @@ reap:
 	return 0
 }
 
+// writeShimID writes the shim's pid file and, for a spare shim, the
+// identity that shimAlive looks for in its environment (first, so that the
+// pid file never names a shim that cannot be recognised).
+func writeShimID(cfg shimConfig) error {
+	if cfg.Token != "" && cfg.Token != cfg.ID {
+		if err := replaceFile(filepath.Join(cfg.Dir, "shim.id"), []byte(cfg.Token), 0o644); err != nil {
+			return fmt.Errorf("write shim id: %w", err)
+		}
+	}
+	if err := replaceFile(filepath.Join(cfg.Dir, "shim.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("write shim pid: %w", err)
+	}
+	return nil
+}
+
 // scrubEnv removes the environment (which holds the machine's secrets) from
 // an OCI config.json once the runtime has read it at create, so that values
 // do not stay on disk while the machine runs. A missing file is left alone.
@@ -250,8 +340,36 @@ func scrubEnv(path string) {
 	delete(proc, "env")
 	spec["process"], _ = json.Marshal(proc)
 	if out, err := json.Marshal(spec); err == nil {
-		_ = fsutil.WriteFileAtomic(path, out, 0o600)
+		_ = replaceFile(path, out, 0o600)
 	}
+}
+
+// replaceFile replaces path with data atomically (temp file and rename:
+// a reader sees the old or the new content, never a part) but without
+// fsync, which would cost milliseconds on every start. The files it writes
+// need no durability: the shim's pid file and the task's configs mean
+// nothing after a host crash (the task is gone; its next start rewrites
+// them).
+func replaceFile(path string, data []byte, mode os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name()) // no-op after the rename
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(mode)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // cleanupAfterExit removes the container record and discards the task's

@@ -133,12 +133,15 @@ func (s *Supervisor) awaitFirstChecks(ctx context.Context, lives []*live, max ti
 }
 
 // runChecks runs every check of a started machine until ctx ends. Until a
-// check first passes it is retried quickly (every 100 ms), so a new machine
-// takes traffic as soon as it is ready; after that it runs at its interval.
+// check first passes it is retried quickly (after 5 ms, doubling up to
+// every 100 ms: an app usually listens within milliseconds of its start),
+// so a new machine takes traffic as soon as it is ready; after that it runs
+// at its interval.
 func (s *Supervisor) runChecks(ctx context.Context, l *live, r *Record) {
 	for _, c := range machineChecks(r.Config) {
 		go func(c check) {
 			passedOnce := false
+			retry := firstRetry
 			for {
 				status, output := c.run(ctx, r.IPv4)
 				if ctx.Err() != nil {
@@ -157,7 +160,8 @@ func (s *Supervisor) runChecks(ctx context.Context, l *live, r *Record) {
 				if status == types.CheckPassing {
 					passedOnce = true
 				} else if !passedOnce {
-					wait = 100 * time.Millisecond
+					wait = retry
+					retry = min(2*retry, maxRetry)
 				}
 				select {
 				case <-ctx.Done():
@@ -168,6 +172,13 @@ func (s *Supervisor) runChecks(ctx context.Context, l *live, r *Record) {
 		}(c)
 	}
 }
+
+// firstRetry and maxRetry bound the waits between the tries of a check
+// that has not passed yet.
+const (
+	firstRetry = 5 * time.Millisecond
+	maxRetry   = 100 * time.Millisecond
+)
 
 // run performs the check once against the machine's address.
 func (c check) run(ctx context.Context, ip string) (string, string) {

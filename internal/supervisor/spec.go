@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -18,7 +19,24 @@ import (
 // buildSpec turns a machine record into a task spec: the image's process
 // with the config's overrides, the environment Fly injects, limits from the
 // guest size, the machine's network namespace and its /etc files.
-func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, error) {
+//
+// The network namespace is made in the background while the spec is built
+// and the driver prepares the task (netReady waits for one the caller has
+// started, see startNetwork); the driver waits for it (spec.NetNSReady)
+// only before it starts the task's process. The caller must call
+// spec.NetNSReady once the driver's Start returned (whether or not the
+// driver called it), so that no setup outlives the start.
+func (s *Supervisor) buildSpec(ctx context.Context, r *Record, netReady func() error) (spec runtime.Spec, err error) {
+	if netReady == nil {
+		netReady = s.startNetwork(r)
+	}
+	if netReady != nil {
+		defer func() {
+			if err != nil {
+				_ = netReady() // never leave the setup running behind a failed start
+			}
+		}()
+	}
 	cfg := r.Config
 	img, err := s.opt.Images.Get(ctx, cfg.Image)
 	if err != nil {
@@ -40,14 +58,7 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, er
 			guest.CPUKind = cfg.Guest.CPUKind
 		}
 	}
-	ip4 := net.ParseIP(r.IPv4)
-	ip6 := net.ParseIP(r.PrivateIP)
-	var nsPath string
-	if s.opt.Network.Exists(r.ID) {
-		nsPath = s.opt.Network.NSPath(r.ID)
-	} else if nsPath, err = s.opt.Network.Setup(r.ID, ip4, ip6); err != nil {
-		return runtime.Spec{}, err
-	}
+	nsPath := s.opt.Network.NSPath(r.ID)
 	env := s.environment(r, img.Config.Env, guest)
 	dir := s.machineDir(r.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -72,11 +83,11 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, er
 	if guest.CPUKind == "shared" {
 		shares = 64 * guest.CPUs
 	}
-	spec := runtime.Spec{
+	spec = runtime.Spec{
 		ID: r.ID, RootFS: img.RootFS, Args: args, Env: env,
 		Cwd: img.Config.WorkingDir, UID: uid, GID: gid, Hostname: r.ID,
 		MemoryMB: guest.MemoryMB, CPUs: guest.CPUs, CPUShares: shares,
-		NetNSPath: nsPath, LogPath: logPath,
+		NetNSPath: nsPath, NetNSReady: netReady, LogPath: logPath,
 		Mounts: []runtime.Mount{
 			{Source: filepath.Join(dir, "hosts"), Destination: "/etc/hosts", ReadOnly: true},
 			{Source: filepath.Join(dir, "resolv.conf"), Destination: "/etc/resolv.conf", ReadOnly: true},
@@ -89,6 +100,29 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record) (runtime.Spec, er
 		}
 	}
 	return spec, nil
+}
+
+// startNetwork makes the machine's network namespace in the background,
+// unless it exists, and returns a function that waits for it to be done
+// (any number of times); nil if there is nothing to make.
+func (s *Supervisor) startNetwork(r *Record) func() error {
+	if s.opt.Network.Exists(r.ID) {
+		return nil
+	}
+	ip4 := net.ParseIP(r.IPv4)
+	ip6 := net.ParseIP(r.PrivateIP)
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		start := time.Now()
+		_, err = s.opt.Network.Setup(r.ID, ip4, ip6)
+		s.log.Debug("network namespace made", "machine", r.ID, "took", time.Since(start), "err", err)
+	}()
+	return func() error {
+		<-done
+		return err
+	}
 }
 
 func userFor(cfg *types.MachineConfig, imageUser string) string {

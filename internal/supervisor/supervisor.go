@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -331,28 +332,21 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 	if name == "" {
 		name = id
 	}
-	idx, err := s.allocAddr(ctx, id)
+	r, err := s.saveNew(ctx, app, id, func(idx int, ip4, ip6 net.IP) *Record {
+		ts := now()
+		r := &Record{
+			Machine: types.Machine{
+				ID: id, Name: name, State: types.StateCreated, Region: region,
+				InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
+				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts,
+			},
+			App: app, AddrIndex: idx, IPv4: ip4.String(), Cordoned: opt.Cordoned,
+		}
+		addEvent(r, "launch", types.StateCreated, "user", nil)
+		return r
+	})
 	if err != nil {
 		return nil, err
-	}
-	ip4, ip6, err := s.opt.Network.AddressFor(idx)
-	if err != nil {
-		_ = s.releaseAddr(ctx, idx)
-		return nil, err
-	}
-	ts := now()
-	r := &Record{
-		Machine: types.Machine{
-			ID: id, Name: name, State: types.StateCreated, Region: region,
-			InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
-			ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts,
-		},
-		App: app, AddrIndex: idx, IPv4: ip4.String(), Cordoned: opt.Cordoned,
-	}
-	addEvent(r, "launch", types.StateCreated, "user", nil)
-	if _, err := store.PutJSON(ctx, s.opt.Store, machineKey(app, id), r, 0); err != nil {
-		_ = s.releaseAddr(ctx, idx)
-		return nil, fmt.Errorf("save machine %s: %w", id, err)
 	}
 	s.notify()
 	if opt.SkipLaunch {
@@ -397,12 +391,14 @@ func validateConfig(cfg *types.MachineConfig) error {
 	return nil
 }
 
-// allocAddr takes the lowest free address number for machine id.
-func (s *Supervisor) allocAddr(ctx context.Context, id string) (int, error) {
+// saveNew takes the lowest free address number for machine id and saves
+// the record build makes for it, in one transaction: one commit on the
+// create path, and no address taken for a record that was not saved.
+func (s *Supervisor) saveNew(ctx context.Context, app, id string, build func(idx int, ip4, ip6 net.IP) *Record) (*Record, error) {
 	for attempt := 0; attempt < 100; attempt++ {
 		kvs, err := s.opt.Store.List(ctx, "ipam/")
 		if err != nil {
-			return 0, fmt.Errorf("allocate address: %w", err)
+			return nil, fmt.Errorf("allocate address: %w", err)
 		}
 		used := map[int]bool{}
 		for _, kv := range kvs {
@@ -414,16 +410,28 @@ func (s *Supervisor) allocAddr(ctx context.Context, id string) (int, error) {
 		for used[n] {
 			n++
 		}
-		_, err = s.opt.Store.Put(ctx, fmt.Sprintf("ipam/%08d", n), []byte(id), 0)
+		ip4, ip6, err := s.opt.Network.AddressFor(n)
+		if err != nil {
+			return nil, err
+		}
+		r := build(n, ip4, ip6)
+		b, err := json.Marshal(r)
+		if err != nil {
+			return nil, fmt.Errorf("save machine %s: %w", id, err)
+		}
+		_, err = s.opt.Store.Txn(ctx, []store.Op{
+			{Key: fmt.Sprintf("ipam/%08d", n), Value: []byte(id), Expect: 0},
+			{Key: machineKey(app, id), Value: b, Expect: 0},
+		})
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return 0, fmt.Errorf("allocate address: %w", err)
+			return nil, fmt.Errorf("save machine %s: %w", id, err)
 		}
-		return n, nil
+		return r, nil
 	}
-	return 0, fmt.Errorf("allocate address: too much contention: %w", ErrConflict)
+	return nil, fmt.Errorf("allocate address: too much contention: %w", ErrConflict)
 }
 
 func (s *Supervisor) releaseAddr(ctx context.Context, n int) error {
@@ -467,20 +475,39 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	case types.StateDestroying, types.StateDestroyed:
 		return nil, fmt.Errorf("machine %s is %s: %w", l.id, r.State, ErrConflict)
 	}
+	// The network namespace is made while the state is recorded and the
+	// task prepared.
+	netReady := s.startNetwork(r)
 	if _, err := s.setState(ctx, l.app, l.id, types.StateStarting, "", source, nil); err != nil {
+		if netReady != nil {
+			_ = netReady()
+		}
 		return nil, err
 	}
-	return s.bootLocked(ctx, l, r, source)
+	return s.bootLocked(ctx, l, r, source, netReady)
 }
 
 // bootLocked starts a task for the machine as r describes it and records
 // the machine started (event "start"), or failed. The caller has set the
 // state it passes through: starting, or replacing for an update.
-func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source string) (*Record, error) {
-	spec, err := s.buildSpec(ctx, r)
+//
+// netReady, if set, waits for the network namespace the caller started
+// making (startNetwork).
+func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source string, netReady func() error) (*Record, error) {
+	t0 := time.Now()
+	spec, err := s.buildSpec(ctx, r, netReady)
+	t1 := time.Now()
 	if err == nil {
 		_, err = s.opt.Driver.Start(ctx, spec)
+		if spec.NetNSReady != nil {
+			// The driver may have failed before it waited for the
+			// namespace: let its setup finish either way.
+			if nerr := spec.NetNSReady(); err == nil && nerr != nil {
+				err = nerr
+			}
+		}
 	}
+	t2 := time.Now()
 	if err != nil {
 		s.log.Warn("machine failed to start", "app", l.app, "machine", l.id, "err", err)
 		s.removeFiles(l.id)
@@ -506,6 +533,7 @@ func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source 
 	if err != nil {
 		return nil, err
 	}
+	s.log.Debug("machine booted", "app", l.app, "machine", l.id, "spec", t1.Sub(t0), "driver", t2.Sub(t1), "record", time.Since(t2))
 	s.attach(l, r, gen)
 	return r, nil
 }
@@ -850,7 +878,7 @@ func (s *Supervisor) UpdateWith(ctx context.Context, app, id string, cfg *types.
 	if !boot {
 		return r, nil
 	}
-	return s.bootLocked(ctx, l, r, "flyd")
+	return s.bootLocked(ctx, l, r, "flyd", nil)
 }
 
 // resumeRunning undoes quiesce for a machine whose task runs on after all:
