@@ -123,10 +123,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	defer driver.Close() // the spare shim
 	netm, err := network.New(o.Network, log.With("component", "network"))
 	if err != nil {
 		return err
 	}
+	defer netm.Close() // the pool of prepared namespaces
 	px := proxy.New(o.Domain, o.Region, log.With("component", "proxy"))
 	secretStore, vols, hooks, err := openSecretsAndVolumes(ctx, st, o, log)
 	if err != nil {
