@@ -621,12 +621,25 @@ func TestMachineOperations(t *testing.T) {
 			RSS           uint64                            `json:"rss"`
 			ListenSockets []struct{ Proto, Address string } `json:"listen_sockets"`
 		}
-		c.must(200, "GET", base+"/ps?sort_by=pid&order=asc", nil, nil).decode(t, &ps)
+		// The timed-out exec of the subtest before is killed in the
+		// background; its processes may still be going for an instant. Read
+		// the list (ascending, then descending) until two reads agree.
+		var desc []struct{ Pid int }
+		harness.Poll(t, "a settled process list", 10*time.Second, func() (bool, string) {
+			ps, desc = nil, nil
+			c.must(200, "GET", base+"/ps?sort_by=pid&order=asc", nil, nil).decode(t, &ps)
+			c.must(200, "GET", base+"/ps?sort_by=pid&order=desc", nil, nil).decode(t, &desc)
+			for _, p := range ps {
+				if strings.Contains(p.Command, "sleep") {
+					return false, fmt.Sprintf("the timed-out exec is still running: %+v", p)
+				}
+			}
+			return len(desc) == len(ps), fmt.Sprintf("asc %+v, desc %+v", ps, desc)
+		})
 		if len(ps) == 0 || ps[0].Pid != 1 {
 			t.Fatalf("ps = %+v, want pid 1 first", ps)
 		}
-		// The app (pid 1 or a child of the machine's init) listens on 8080;
-		// nothing is left of the timed-out exec.
+		// The app (pid 1 or a child of the machine's init) listens on 8080.
 		listens := false
 		for _, p := range ps {
 			for _, s := range p.ListenSockets {
@@ -634,17 +647,12 @@ func TestMachineOperations(t *testing.T) {
 					listens = true
 				}
 			}
-			if strings.Contains(p.Command, "sleep") {
-				t.Errorf("the timed-out exec is still running: %+v", p)
-			}
 		}
 		if !listens {
 			t.Errorf("no /app process shows its :8080 listener: %+v", ps)
 		}
-		var desc []struct{ Pid int }
-		c.must(200, "GET", base+"/ps?sort_by=pid&order=desc", nil, nil).decode(t, &desc)
-		if len(desc) != len(ps) || desc[0].Pid != ps[len(ps)-1].Pid {
-			t.Errorf("ps order=desc = %+v", desc)
+		if desc[0].Pid != ps[len(ps)-1].Pid {
+			t.Errorf("ps order=desc = %+v, asc = %+v", desc, ps)
 		}
 		if r := c.call("GET", base+"/ps?sort_by=nope", nil, nil); r.code != 400 {
 			t.Errorf("ps sort_by=nope: %d", r.code)
