@@ -102,7 +102,15 @@ func (m *Manager) FlycastAddrs() ([]netip.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: bridge %s: %w", m.cfg.Bridge, err)
 	}
-	addrs, err := netlink.AddrList(br, netlink.FAMILY_V6)
+	// A dump that links or addresses changed during (machines starting,
+	// the namespace pool refilling) is incomplete: read it again.
+	var addrs []netlink.Addr
+	for try := 0; ; try++ {
+		addrs, err = netlink.AddrList(br, netlink.FAMILY_V6)
+		if !errors.Is(err, netlink.ErrDumpInterrupted) || try == 10 {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("network: addresses of %s: %w", m.cfg.Bridge, err)
 	}

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,9 @@ import (
 func pooledLinks(t *testing.T, m *Manager) []string {
 	t.Helper()
 	links, err := netlink.LinkList()
+	for try := 0; errors.Is(err, netlink.ErrDumpInterrupted) && try < 10; try++ {
+		links, err = netlink.LinkList() // links changed during the dump
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
