@@ -79,6 +79,17 @@ func (s *Server) secretStore() (*secrets.Store, error) {
 	return st, nil
 }
 
+// appSecrets is the app a secrets request names (it must exist) and the
+// daemon's secrets store.
+func (s *Server) appSecrets(r *http.Request) (string, *secrets.Store, error) {
+	app, err := s.requireApp(r)
+	if err != nil {
+		return "", nil, err
+	}
+	st, err := s.secretStore()
+	return app, st, err
+}
+
 // SecretsList is the answer of GET and POST /v1/apps/{app}/secrets.
 type SecretsList struct {
 	Secrets         []secrets.Secret `json:"secrets"`
@@ -117,14 +128,10 @@ func (s *Server) secretsList(ctx context.Context, st *secrets.Store, app string)
 }
 
 func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
-	app, err := s.requireApp(r)
-	if err != nil {
-		return err
-	}
 	if v := r.URL.Query().Get("show_secrets"); v == "true" || v == "1" {
 		return badRequest("show_secrets: Hangar never returns secret values; they are decrypted only when a machine boots")
 	}
-	st, err := s.secretStore()
+	app, st, err := s.appSecrets(r)
 	if err != nil {
 		return err
 	}
@@ -137,11 +144,7 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateSecrets(w http.ResponseWriter, r *http.Request) error {
-	app, err := s.requireApp(r)
-	if err != nil {
-		return err
-	}
-	st, err := s.secretStore()
+	app, st, err := s.appSecrets(r)
 	if err != nil {
 		return err
 	}
@@ -164,11 +167,7 @@ func (s *Server) updateSecrets(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) setSecret(w http.ResponseWriter, r *http.Request) error {
-	app, err := s.requireApp(r)
-	if err != nil {
-		return err
-	}
-	st, err := s.secretStore()
+	app, st, err := s.appSecrets(r)
 	if err != nil {
 		return err
 	}
@@ -197,11 +196,7 @@ func (s *Server) setSecret(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) unsetSecret(w http.ResponseWriter, r *http.Request) error {
-	app, err := s.requireApp(r)
-	if err != nil {
-		return err
-	}
-	st, err := s.secretStore()
+	app, st, err := s.appSecrets(r)
 	if err != nil {
 		return err
 	}
@@ -225,11 +220,7 @@ type restarter interface {
 // machine by machine, each updated to the new version and waited for until
 // healthy before the next.
 func (s *Server) deploySecrets(w http.ResponseWriter, r *http.Request) error {
-	app, err := s.requireApp(r)
-	if err != nil {
-		return err
-	}
-	st, err := s.secretStore()
+	app, st, err := s.appSecrets(r)
 	if err != nil {
 		return err
 	}
