@@ -58,6 +58,12 @@ func (d *OCI) takeShim(id string) (*shimProc, error) {
 	d.spare = nil
 	d.spareMu.Unlock()
 	go d.refillSpare()
+	if s != nil && !s.alive() {
+		// Killed or crashed while it waited: start this task's own.
+		d.log.Warn("the spare shim is gone; starting a shim for the task", "task", id, "spare_pid", s.pid)
+		s.abort()
+		s = nil
+	}
 	if s != nil {
 		return s, nil
 	}

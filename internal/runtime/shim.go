@@ -166,6 +166,14 @@ func (s *shimProc) start(ctx context.Context, cfg shimConfig) (int, error) {
 	return 0, errors.New(strings.TrimPrefix(line, "error: "))
 }
 
+// alive reports whether a shim that has no task yet is still waiting for
+// one (it has not exited).
+func (s *shimProc) alive() bool {
+	var ws unix.WaitStatus
+	pid, err := unix.Wait4(s.pid, &ws, unix.WNOHANG, nil)
+	return err == nil && pid == 0
+}
+
 // abort lets a shim that has no task yet go, and waits for it to exit.
 func (s *shimProc) abort() {
 	s.goW.Close()

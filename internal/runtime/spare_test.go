@@ -136,3 +136,43 @@ func testStartCalledOff(t *testing.T, d *OCI, rootfs string) {
 		t.Fatalf("inspect after a called-off start = %v, want ErrNotFound", err)
 	}
 }
+
+// A spare shim that died while it waited (killed, crashed) is not used: the
+// task gets a shim of its own and starts.
+func TestDeadSpareShim(t *testing.T) { forEachRuntime(t, testDeadSpareShim) }
+
+func testDeadSpareShim(t *testing.T, d *OCI, rootfs string) {
+	ctx := context.Background()
+	first := "tdsa" + randSuffix()
+	cleanupTask(t, d, first)
+	if _, err := d.Start(ctx, Spec{ID: first, RootFS: rootfs, Args: []string{"/app"}}); err != nil {
+		t.Fatal(err)
+	}
+	spare := waitSpare(t, d)
+	if err := syscall.Kill(spare.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until it has exited: a zombie (until the driver reaps it) whose
+	// other threads are gone too (the thread group leader shows Z first).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(spare.pid) + "/stat")
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(spare.pid) + "/task")
+		if err != nil || (strings.Contains(string(b), ") Z ") && len(tasks) <= 1) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed spare shim %d did not exit", spare.pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	id := "tdsb" + randSuffix()
+	cleanupTask(t, d, id)
+	st, err := d.Start(ctx, Spec{ID: id, RootFS: rootfs, Args: []string{"/app"}})
+	if err != nil {
+		t.Fatalf("start with a dead spare shim: %v", err)
+	}
+	if !st.Running {
+		t.Fatalf("task not running: %+v", st)
+	}
+}
