@@ -135,6 +135,11 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	return s.writeSecretsList(w, r, st, app)
+}
+
+// writeSecretsList answers with the app's secrets (names and digests).
+func (s *Server) writeSecretsList(w http.ResponseWriter, r *http.Request, st *secrets.Store, app string) error {
 	out, err := s.secretsList(r.Context(), st, app)
 	if err != nil {
 		return err
@@ -158,12 +163,7 @@ func (s *Server) updateSecrets(w http.ResponseWriter, r *http.Request) error {
 	if _, err := st.Update(r.Context(), app, req.Values); err != nil {
 		return err
 	}
-	out, err := s.secretsList(r.Context(), st, app)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return s.writeSecretsList(w, r, st, app)
 }
 
 func (s *Server) setSecret(w http.ResponseWriter, r *http.Request) error {

@@ -160,19 +160,10 @@ func parseRequestHead(raw []byte, h *reqHead) error {
 			}
 			h.chunked = true
 		case eqFold(name, "connection"):
-			for _, tok := range bytes.Split(value, []byte(",")) {
-				tok = trimOWS(tok)
-				switch {
-				case len(tok) == 0:
-				case eqFold(tok, "close"):
-					h.close = true
-				case eqFold(tok, "upgrade"):
-					h.upgrade = true
-				case eqFold(tok, "keep-alive"):
-				default:
-					h.connTokens = append(h.connTokens, tok)
-				}
-			}
+			var closeTok, upgradeTok bool
+			closeTok, upgradeTok, h.connTokens = connectionOptions(value, h.connTokens)
+			h.close = h.close || closeTok
+			h.upgrade = h.upgrade || upgradeTok
 		case eqFold(name, "upgrade"):
 			h.upgrade = true
 		case eqFold(name, "expect"):
@@ -252,16 +243,13 @@ func parseResponseHead(raw []byte, h *respHead) error {
 				h.close = true
 			}
 		case eqFold(name, "connection"):
-			for _, tok := range bytes.Split(value, []byte(",")) {
-				tok = trimOWS(tok)
-				switch {
-				case len(tok) == 0:
-				case eqFold(tok, "close"):
-					h.close = true
-				case eqFold(tok, "keep-alive"):
-				default:
-					h.connTokens = append(h.connTokens, tok)
-				}
+			var closeTok, upgradeTok bool
+			closeTok, upgradeTok, h.connTokens = connectionOptions(value, h.connTokens)
+			h.close = h.close || closeTok
+			if upgradeTok {
+				// A response's Connection: upgrade names a hop-by-hop
+				// header like any other.
+				h.connTokens = append(h.connTokens, upgradeToken)
 			}
 		}
 	}
@@ -413,6 +401,28 @@ func cutLine(b []byte) (line, rest []byte) {
 		line = line[:len(line)-1]
 	}
 	return line, rest
+}
+
+// upgradeToken is the Connection option naming the Upgrade header.
+var upgradeToken = []byte("upgrade")
+
+// connectionOptions reads a Connection header's value: whether it says
+// close or upgrade, and its other options (names of hop-by-hop headers),
+// appended to tokens. keep-alive and empty options are dropped.
+func connectionOptions(value []byte, tokens [][]byte) (closeTok, upgradeTok bool, _ [][]byte) {
+	for _, tok := range bytes.Split(value, []byte(",")) {
+		tok = trimOWS(tok)
+		switch {
+		case len(tok) == 0, eqFold(tok, "keep-alive"):
+		case eqFold(tok, "close"):
+			closeTok = true
+		case eqFold(tok, "upgrade"):
+			upgradeTok = true
+		default:
+			tokens = append(tokens, tok)
+		}
+	}
+	return closeTok, upgradeTok, tokens
 }
 
 func trimOWS(b []byte) []byte {
