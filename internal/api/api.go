@@ -19,15 +19,14 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/image"
-	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
-	"github.com/hangar-dev/hangar/internal/volume"
-	"golang.org/x/sys/unix"
 )
 
 // MaxBodyBytes bounds JSON request bodies.
@@ -150,41 +149,40 @@ func appFromPath(p string) string {
 	return app
 }
 
-// statusOf maps error categories to HTTP status codes.
+// statusOf maps error categories (types.Err*, and the store's, which is a
+// leaf and has its own) to HTTP status codes. It is the only such mapping.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, secrets.ErrInvalid), errors.Is(err, volume.ErrInvalid):
+	case errors.Is(err, types.ErrInvalid):
 		return http.StatusBadRequest
-	case errors.Is(err, secrets.ErrNotFound), errors.Is(err, volume.ErrNotFound):
+	case errors.Is(err, types.ErrNotFound), errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, volume.ErrConflict):
+	case errors.Is(err, types.ErrConflict), errors.Is(err, store.ErrConflict):
 		return http.StatusConflict
-	case errors.Is(err, errBadRequest), errors.Is(err, supervisor.ErrInvalid), errors.Is(err, deploy.ErrInvalid), errors.Is(err, auth.ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, types.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, supervisor.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, image.ErrNotFound), errors.Is(err, errNotFound), errors.Is(err, auth.ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, supervisor.ErrConflict), errors.Is(err, store.ErrConflict), errors.Is(err, errConflict):
-		return http.StatusConflict
-	case errors.Is(err, supervisor.ErrTimeout):
+	case errors.Is(err, types.ErrTimeout):
 		return http.StatusRequestTimeout
-	case errors.Is(err, auth.ErrUnauthorized):
+	case errors.Is(err, types.ErrUnauthorized):
 		return http.StatusUnauthorized
-	case errors.Is(err, errForbidden):
+	case errors.Is(err, types.ErrForbidden):
 		return http.StatusForbidden
-	case errors.Is(err, supervisor.ErrUnsupported):
+	case errors.Is(err, types.ErrUnsupported):
 		return http.StatusNotImplemented
+	case errors.Is(err, types.ErrNoSpace):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, types.ErrUnavailable):
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
 
 var (
-	errBadRequest = errors.New("bad request")
-	errNotFound   = errors.New("not found")
-	errConflict   = errors.New("conflict")
-	errTooLarge   = errors.New("request body too large")
-	errForbidden  = errors.New("forbidden")
+	errBadRequest = types.NewError(types.ErrInvalid, "bad request")
+	errNotFound   = types.NewError(types.ErrNotFound, "not found")
+	errConflict   = types.NewError(types.ErrConflict, "conflict")
+	errTooLarge   = types.NewError(types.ErrTooLarge, "request body too large")
+	errForbidden  = types.NewError(types.ErrForbidden, "forbidden")
 )
 
 func badRequest(format string, args ...any) error {

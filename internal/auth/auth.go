@@ -18,10 +18,11 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // ErrUnauthorized is returned for a missing, unknown, revoked or expired token.
-var ErrUnauthorized = errors.New("unauthorized")
+var ErrUnauthorized = types.NewError(types.ErrUnauthorized, "unauthorized")
 
 // Token is a stored token (never its plain text).
 type Token struct {
@@ -99,10 +100,10 @@ const (
 )
 
 // ErrNotFound is returned for an unknown token id.
-var ErrNotFound = errors.New("token not found")
+var ErrNotFound = types.NewError(types.ErrNotFound, "token not found")
 
 // ErrInvalid is returned for a token that cannot be created as asked.
-var ErrInvalid = errors.New("invalid token request")
+var ErrInvalid = types.NewError(types.ErrInvalid, "invalid token request")
 
 // Validate checks a token request before Create.
 func (t *Token) Validate() error {

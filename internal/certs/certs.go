@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/acme"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Sources of a certificate.
@@ -48,9 +50,9 @@ const (
 
 // Error categories; the API maps them to status codes.
 var (
-	ErrNotFound = errors.New("certificate not found")
-	ErrInvalid  = errors.New("invalid certificate request")
-	ErrConflict = errors.New("hostname belongs to another app")
+	ErrNotFound = types.NewError(types.ErrNotFound, "certificate not found")
+	ErrInvalid  = types.NewError(types.ErrInvalid, "invalid certificate request")
+	ErrConflict = types.NewError(types.ErrConflict, "hostname belongs to another app")
 )
 
 // Options configure a Manager.

@@ -32,7 +32,7 @@ import (
 )
 
 // ErrInvalid marks a deploy request that cannot be carried out as given.
-var ErrInvalid = errors.New("invalid deploy")
+var ErrInvalid = types.NewError(types.ErrInvalid, "invalid deploy")
 
 // Release statuses.
 const (

@@ -18,12 +18,14 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/hangar-dev/hangar/internal/fsutil"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/hangar-dev/hangar/internal/fsutil"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // ErrNotFound is returned (wrapped) when no image matches a ref or digest.
-var ErrNotFound = errors.New("image not found")
+var ErrNotFound = types.NewError(types.ErrNotFound, "image not found")
 
 // Config is the part of an image's OCI config a machine needs to run it.
 type Config struct {

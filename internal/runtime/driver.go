@@ -15,13 +15,14 @@ package runtime
 
 import (
 	"context"
-	"errors"
 	"time"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // ErrNotFound is returned (wrapped with the task id) when a driver knows
 // nothing of a task.
-var ErrNotFound = errors.New("task not found")
+var ErrNotFound = types.NewError(types.ErrNotFound, "task not found")
 
 // Spec describes one task: a machine's process in its own rootfs, network
 // namespace and cgroup.

@@ -26,12 +26,13 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Error categories (the API maps them to status codes).
 var (
-	ErrNotFound = errors.New("secret not found")
-	ErrInvalid  = errors.New("invalid secret")
+	ErrNotFound = types.NewError(types.ErrNotFound, "secret not found")
+	ErrInvalid  = types.NewError(types.ErrInvalid, "invalid secret")
 	ErrKey      = errors.New("secrets key")
 )
 

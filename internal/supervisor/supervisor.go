@@ -45,10 +45,10 @@ import (
 
 // Errors the API maps to status codes.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrConflict = errors.New("conflict")
-	ErrInvalid  = errors.New("invalid")
-	ErrTimeout  = errors.New("timed out")
+	ErrNotFound = types.NewError(types.ErrNotFound, "not found")
+	ErrConflict = types.NewError(types.ErrConflict, "conflict")
+	ErrInvalid  = types.NewError(types.ErrInvalid, "invalid")
+	ErrTimeout  = types.NewError(types.ErrTimeout, "timed out")
 )
 
 // Router is what the supervisor needs of the proxy.

@@ -2,7 +2,6 @@ package supervisor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -11,7 +10,7 @@ import (
 )
 
 // ErrUnsupported is returned when the driver cannot do what was asked.
-var ErrUnsupported = errors.New("not supported by this runtime")
+var ErrUnsupported = types.NewError(types.ErrUnsupported, "not supported by this runtime")
 
 // Suspend freezes a started machine in memory (its cgroup is frozen: memory
 // stays, CPU stops). It leaves rotation first; in-flight requests finish

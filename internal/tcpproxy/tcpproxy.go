@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/proxyproto"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Handler names, as in fly.toml.
@@ -107,7 +108,7 @@ type listener struct {
 }
 
 // ErrPortInUse is wrapped when another app already has a port.
-var ErrPortInUse = errors.New("port already used by another app")
+var ErrPortInUse = types.NewError(types.ErrConflict, "port already used by another app")
 
 // Ports expands a service's ports into single port numbers.
 func (s Service) ports() (map[int]Port, error) {

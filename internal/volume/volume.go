@@ -44,9 +44,9 @@ import (
 
 // Error categories (the API maps them to status codes).
 var (
-	ErrNotFound = errors.New("volume not found")
-	ErrInvalid  = errors.New("invalid volume request")
-	ErrConflict = errors.New("volume conflict")
+	ErrNotFound = types.NewError(types.ErrNotFound, "volume not found")
+	ErrInvalid  = types.NewError(types.ErrInvalid, "invalid volume request")
+	ErrConflict = types.NewError(types.ErrConflict, "volume conflict")
 )
 
 // Defaults, as on Fly.io.
