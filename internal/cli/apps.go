@@ -14,12 +14,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	register(newAppsCmd)
-	register(newStatusCmd)
-	register(newLogsCmd)
-}
-
 // appName resolves -a, else the app of ./fly.toml (or -c).
 func appName(app, configPath string) (string, error) {
 	if app != "" {

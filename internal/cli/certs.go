@@ -13,8 +13,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newCertsCmd) }
-
 func newCertsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "certs",

@@ -18,8 +18,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newDeployCmd) }
-
 func newDeployCmd() *cobra.Command {
 	var (
 		configPath, app, imageRef, strategy, waitTimeout string

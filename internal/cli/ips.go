@@ -11,8 +11,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newIPsCmd) }
-
 func newIPsCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ips",

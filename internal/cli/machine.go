@@ -15,11 +15,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	register(newMachineCmd)
-	register(newImageCmd)
-}
-
 func newMachineCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "machine", Aliases: []string{"machines", "m"}, Short: "Manage machines"}
 	var app, config string

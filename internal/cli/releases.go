@@ -16,12 +16,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
-	register(newReleasesCmd)
-	register(newRollbackCmd)
-	register(newScaleCmd)
-}
-
 func newReleasesCmd() *cobra.Command {
 	var app, config string
 	var asJSON bool

@@ -11,8 +11,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newVolumesCmd) }
-
 func newVolumesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "volumes",
