@@ -21,7 +21,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocitypes "github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // GoBuildOptions tune BuildGo. The zero value builds "." for the host
@@ -189,8 +189,8 @@ func BuildGo(ctx context.Context, srcDir string, opts GoBuildOptions) (v1.Image,
 		}
 	}
 
-	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
+	base := mutate.MediaType(empty.Image, ocitypes.OCIManifestSchema1)
+	base = mutate.ConfigMediaType(base, ocitypes.OCIConfigJSON)
 	img, err := mutate.AppendLayers(base, layer)
 	if err != nil {
 		return nil, fmt.Errorf("go build %s: %w", srcDir, err)
@@ -297,7 +297,7 @@ func goImageLayer(bin string, mtime time.Time) (v1.Layer, bool, error) {
 	compressed := gz.Bytes()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(compressed)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	}, tarball.WithMediaType(ocitypes.OCILayer))
 	if err != nil {
 		return nil, false, err
 	}
