@@ -219,6 +219,10 @@ func resolveImage(ctx context.Context, c *client, cfg *appconfig.Config, configP
 		}
 		progress("Building %s with the host's Go toolchain (builtin go)", dir)
 		img, err := image.BuildGo(ctx, dir, image.GoBuildOptions{Name: app, BuildArgs: cfg.Build.Args, Output: logw})
+		if errors.Is(err, image.ErrNoGoModule) {
+			return "", &HintError{Err: fmt.Errorf("build: %w", err),
+				Hint: fmt.Sprintf("builtin = \"go\" builds a Go module: run `go mod init %s` in %s (examples/hello has its own go.mod to copy)", app, dir)}
+		}
 		if err != nil {
 			return "", fmt.Errorf("build: %w", err)
 		}
