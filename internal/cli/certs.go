@@ -70,9 +70,11 @@ the daemon's default certificate and need no entry here.`,
 				return hint(err, name, "")
 			}
 			if wait > 0 {
-				if in, err = c.CheckCertificate(cmd.Context(), name, in.Hostname, wait.String()); err != nil {
+				checked, err := c.CheckCertificate(cmd.Context(), name, in.Hostname, wait.String())
+				if err != nil {
 					return hint(err, name, in.Hostname)
 				}
+				in = checked
 			}
 			if err := show(cmd.OutOrStdout(), in); err != nil || asJSON {
 				return err
@@ -120,9 +122,9 @@ the daemon's default certificate and need no entry here.`,
 		},
 	}, true)
 
-	// one is a command on one hostname; call nil removes it.
+	// one is a command that shows one hostname's certificate after call.
 	type certCall func(ctx context.Context, c *client, app, host string) (*types.Certificate, error)
-	one := func(use, short string, call certCall, read bool) *cobra.Command {
+	one := func(use, short string, call certCall) *cobra.Command {
 		return withApp(&cobra.Command{
 			Use:   use + " HOSTNAME",
 			Short: short,
@@ -132,30 +134,37 @@ the daemon's default certificate and need no entry here.`,
 				if err != nil {
 					return err
 				}
-				host := strings.ToLower(args[0])
-				if call == nil {
-					if err := c.RemoveCertificate(cmd.Context(), name, host); err != nil {
-						return hint(err, name, args[0])
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "Hostname %s removed from %s\n", args[0], name)
-					return nil
-				}
-				in, err := call(cmd.Context(), c, name, host)
+				in, err := call(cmd.Context(), c, name, strings.ToLower(args[0]))
 				if err != nil {
 					return hint(err, name, args[0])
 				}
 				return show(cmd.OutOrStdout(), in)
 			},
-		}, read)
+		}, true)
 	}
 	showCmd := one("show", "Show a hostname's certificate", func(ctx context.Context, c *client, app, host string) (*types.Certificate, error) {
 		return c.Certificate(ctx, app, host)
-	}, true)
+	})
 	check := one("check", "Check a hostname, retrying its certificate if it is not ready", func(ctx context.Context, c *client, app, host string) (*types.Certificate, error) {
 		return c.CheckCertificate(ctx, app, host, "")
-	}, true)
-	remove := one("remove", "Remove a custom hostname and its certificate", nil, false)
-	remove.Aliases = []string{"delete", "rm"}
+	})
+	remove := withApp(&cobra.Command{
+		Use:     "remove HOSTNAME",
+		Aliases: []string{"delete", "rm"},
+		Short:   "Remove a custom hostname and its certificate",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, c, err := appAndClient(app, config)
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveCertificate(cmd.Context(), name, strings.ToLower(args[0])); err != nil {
+				return hint(err, name, args[0])
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Hostname %s removed from %s\n", args[0], name)
+			return nil
+		},
+	}, false)
 	cmd.AddCommand(add, list, showCmd, check, remove)
 	return cmd
 }
