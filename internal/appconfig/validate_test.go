@@ -252,12 +252,12 @@ kill_signal = "SIGWHATEVER"
   "A=B" = "x"
 `},
 		{name: "vm cpus bound", rule: "range", severity: SeverityError, line: 2,
-			message: "vm cpus 100000 is over the bound of 256", src: `
+			message: "vm cpus 100000 is over the bound of 16", src: `
 [[vm]]
   cpus = 100000
 `},
 		{name: "vm memory bound", rule: "range", severity: SeverityError, line: 2,
-			message: "vm memory 1000000000MB is over the bound of 4194304MB", src: `
+			message: "vm memory 1000000000MB is over the bound of 524288MB", src: `
 [[vm]]
   memory = "1000000000mb"
 `},
