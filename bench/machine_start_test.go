@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/harness"
-	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/network"
 	hruntime "github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -108,7 +107,7 @@ func BenchmarkMachineStart(b *testing.B) {
 	bin := harness.BuildBinary(b)
 	d := harness.StartDaemon(b, bin)
 	ref := d.ImportTestApp()
-	var imgs []image.Image
+	var imgs []types.Image
 	if err := d.Get("/v1/images", &imgs); err != nil {
 		b.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/api"
-	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -211,11 +210,11 @@ func TestSecrets(t *testing.T) {
 	})
 
 	t.Run("rollback restores the earlier secrets version", func(t *testing.T) {
-		var rels []deploy.Release
+		var rels []types.Release
 		if err := d.Get("/v1/apps/sec/releases", &rels); err != nil {
 			t.Fatal(err)
 		}
-		var first *deploy.Release
+		var first *types.Release
 		for i := range rels {
 			if rels[i].Version == 1 {
 				first = &rels[i]

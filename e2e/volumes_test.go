@@ -15,7 +15,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
-	"github.com/hangar-dev/hangar/internal/volume"
 )
 
 const volumesConfig = `app = "vol"
@@ -49,7 +48,7 @@ func cleanupVolumes(t *testing.T, d *harness.Daemon, app string) {
 					d.Call("DELETE", "/v1/apps/"+app+"/machines/"+m.ID+"?force=true", nil)
 				}
 			}
-			var vs []volume.Volume
+			var vs []types.Volume
 			if d.Get("/v1/apps/"+app+"/volumes", &vs) == nil {
 				for _, v := range vs {
 					if code, body := d.Call("DELETE", "/v1/apps/"+app+"/volumes/"+v.ID, nil); code != 200 {
@@ -78,9 +77,9 @@ func cleanupVolumes(t *testing.T, d *harness.Daemon, app string) {
 	})
 }
 
-func getVolume(t *testing.T, d *harness.Daemon, app, id string) volume.Volume {
+func getVolume(t *testing.T, d *harness.Daemon, app, id string) types.Volume {
 	t.Helper()
-	var v volume.Volume
+	var v types.Volume
 	if err := d.Get("/v1/apps/"+app+"/volumes/"+id, &v); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +154,7 @@ func TestVolumes(t *testing.T) {
 	}
 
 	hangarOK(t, d, "apps", "create", "vol")
-	var vol volume.Volume
+	var vol types.Volume
 	if err := json.Unmarshal([]byte(hangarOK(t, d, "volumes", "create", "data", "--size-mb", "64", "-a", "vol", "--json")), &vol); err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +247,7 @@ func TestVolumes(t *testing.T) {
 	t.Run("snapshot, write more, restore into a new volume", func(t *testing.T) {
 		m := startedMachine(t, d, "vol")
 		writeFile(t, d, "vol", m.ID, "/data/snap.txt", "before")
-		var snap volume.Snapshot
+		var snap types.VolumeSnapshot
 		if err := json.Unmarshal([]byte(hangarOK(t, d, "volumes", "snapshots", "create", vol.ID, "-a", "vol", "--json")), &snap); err != nil {
 			t.Fatal(err)
 		}
@@ -260,7 +259,7 @@ func TestVolumes(t *testing.T) {
 		if out := hangarOK(t, d, "volumes", "snapshots", "list", vol.ID, "-a", "vol"); !strings.Contains(out, snap.ID) {
 			t.Fatalf("snapshots list: %s", out)
 		}
-		var restored volume.Volume
+		var restored types.Volume
 		if err := json.Unmarshal([]byte(hangarOK(t, d, "volumes", "create", "restored", "--snapshot-id", snap.ID, "-a", "vol", "--json")), &restored); err != nil {
 			t.Fatal(err)
 		}
@@ -324,7 +323,7 @@ func TestVolumes(t *testing.T) {
 
 	t.Run("deleting the app removes its volumes", func(t *testing.T) {
 		hangarOK(t, d, "apps", "create", "gone")
-		var v volume.Volume
+		var v types.Volume
 		if err := json.Unmarshal([]byte(hangarOK(t, d, "volumes", "create", "x", "--size-mb", "16", "-a", "gone", "--json")), &v); err != nil {
 			t.Fatal(err)
 		}

@@ -2,7 +2,9 @@ package appconfig
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
+	"sort"
 	"strings"
 	"time"
 
@@ -13,9 +15,6 @@ import (
 
 // Strategies lists the deploy strategies, in the order hints show them.
 var Strategies = []string{StrategyRolling, StrategyBlueGreen, StrategyCanary, StrategyImmediate}
-
-// knownSignals are the kill_signal values flyctl knows.
-var knownSignals = []string{"SIGABRT", "SIGALRM", "SIGFPE", "SIGHUP", "SIGILL", "SIGINT", "SIGKILL", "SIGPIPE", "SIGQUIT", "SIGSEGV", "SIGTERM", "SIGTRAP", "SIGUSR1", "SIGUSR2", "SIGWINCH"}
 
 // knownHandlers are the port handlers Fly's proxy has.
 var knownHandlers = []string{"http", "tls", "pg_tls", "proxy_proto", "edge_http"}
@@ -64,9 +63,20 @@ func (c *Config) validate(strict bool) []Diagnostic {
 
 func (k *checker) top() {
 	c := k.c
-	if c.KillSignal != nil {
-		if s := *c.KillSignal; !slices.Contains(knownSignals, s) {
-			k.warnf("kill-signal", path{"kill_signal"}, "use one of "+strings.Join(knownSignals, ", "), "kill_signal %q is not a signal Fly knows", s)
+	k.stop(path{}, c.KillSignal)
+	for i, mc := range c.MachineChecks {
+		if mc != nil {
+			k.stop(path{"machine_checks"}.index(i), mc.KillSignal)
+		}
+	}
+	names := make([]string, 0, len(c.Env))
+	for name := range c.Env {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if types.ValidEnvName(name) != nil {
+			k.errorf("env", path{"env", name}, "use a name without '=' (NAME = \"value\")", "env name %q cannot be an environment variable: it is empty or holds '=' or a NUL byte", name)
 		}
 	}
 	if c.ConsoleCommand != "" {
@@ -87,6 +97,15 @@ func (k *checker) top() {
 	}
 	if c.SwapSizeMB != nil && *c.SwapSizeMB < 0 {
 		k.errorf("range", path{"swap_size_mb"}, "use 0 or a positive number of megabytes", "swap_size_mb must not be negative")
+	}
+}
+
+// stop checks kill_signal under p: a machine is stopped with it, so a
+// signal the runtime cannot send would fail only then. (A negative
+// kill_timeout is refused when the duration is decoded.)
+func (k *checker) stop(p path, signal *string) {
+	if signal != nil && types.ValidSignal(*signal) != nil {
+		k.errorf("kill-signal", p.child("kill_signal"), "use one of "+strings.Join(types.Signals, ", "), "kill_signal %q is not a signal Fly knows", *signal)
 	}
 }
 
@@ -454,6 +473,18 @@ func (k *checker) vm(p path, vm *VM) {
 	}
 	if vm.CPUs < 0 || vm.MemoryMB < 0 || vm.GPUs < 0 {
 		k.errorf("range", p, "use positive numbers", "vm cpus, memory_mb and gpus must not be negative")
+	}
+	memoryMB := vm.MemoryMB
+	if mb, err := ParseMemoryMB(vm.Memory); vm.Memory != "" && err == nil {
+		memoryMB = max(memoryMB, mb)
+	}
+	for _, f := range []struct {
+		key, unit string
+		v, limit  int
+	}{{"cpus", "", vm.CPUs, types.MaxGuestCPUs}, {"memory", "MB", memoryMB, types.MaxGuestMemoryMB}, {"gpus", "", vm.GPUs, types.MaxGuestGPUs}} {
+		if f.v > f.limit {
+			k.errorf("range", p.child(f.key), fmt.Sprintf("use at most %d%s", f.limit, f.unit), "vm %s %d%s is over the bound of %d%s", f.key, f.v, f.unit, f.limit, f.unit)
+		}
 	}
 }
 

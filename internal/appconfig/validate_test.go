@@ -235,9 +235,31 @@ kill_timeout = "5 seconds"
 [deploy]
   max_unavailable = 0
 `},
-		{name: "kill signal", rule: "kill-signal", severity: SeverityWarning, line: 1,
+		{name: "kill signal", rule: "kill-signal", severity: SeverityError, line: 1,
 			message: `kill_signal "SIGWHATEVER" is not a signal Fly knows`, src: `
 kill_signal = "SIGWHATEVER"
+`},
+		{name: "machine check kill signal", rule: "kill-signal", severity: SeverityError, line: 3,
+			message: `kill_signal "SIGFOO" is not a signal Fly knows`, src: `
+[[machine_checks]]
+  command = ["true"]
+  kill_signal = "SIGFOO"
+`},
+		{name: "env name with =", rule: "env", severity: SeverityError, line: 3,
+			message: `env name "A=B" cannot be an environment variable: it is empty or holds '=' or a NUL byte`, src: `
+[env]
+  PORT = "8080"
+  "A=B" = "x"
+`},
+		{name: "vm cpus bound", rule: "range", severity: SeverityError, line: 2,
+			message: "vm cpus 100000 is over the bound of 16", src: `
+[[vm]]
+  cpus = 100000
+`},
+		{name: "vm memory bound", rule: "range", severity: SeverityError, line: 2,
+			message: "vm memory 1000000000MB is over the bound of 524288MB", src: `
+[[vm]]
+  memory = "1000000000mb"
 `},
 		{name: "toml syntax", rule: "syntax", severity: SeverityError, line: 3,
 			message: "invalid TOML: expected '=' after key", src: `

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -121,6 +123,9 @@ func (t *Token) Validate() error {
 	}
 	if len(t.Name) > 100 {
 		return fmt.Errorf("name: at most 100 characters: %w", ErrInvalid)
+	}
+	if !utf8.ValidString(t.Name) || strings.IndexFunc(t.Name, unicode.IsControl) >= 0 {
+		return fmt.Errorf("name %q: printable text only, no control characters or NUL bytes: %w", t.Name, ErrInvalid)
 	}
 	if t.ExpiresAt != nil && !t.ExpiresAt.After(time.Now()) {
 		return fmt.Errorf("expiry must be in the future: %w", ErrInvalid)

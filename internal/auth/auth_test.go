@@ -85,6 +85,10 @@ func TestValidate(t *testing.T) {
 		{Token{Scope: "root"}, false},
 		{Token{Scope: ScopeOrg, ExpiresAt: &past}, false},
 		{Token{Scope: ScopeOrg, Name: strings.Repeat("n", 101)}, false},
+		{Token{Scope: ScopeOrg, Name: "ci deploy – café"}, true},
+		{Token{Scope: ScopeOrg, Name: "\x00\x00\x00"}, false},
+		{Token{Scope: ScopeOrg, Name: "a\nb"}, false},
+		{Token{Scope: ScopeOrg, Name: "\xff"}, false},
 	} {
 		if err := c.tok.Validate(); (err == nil) != c.ok || (err != nil && !errors.Is(err, ErrInvalid)) {
 			t.Errorf("Validate(%+v) = %v", c.tok, err)

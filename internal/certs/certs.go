@@ -41,11 +41,12 @@ const (
 	SourceSelfSigned = "self-signed"
 )
 
-// Status of a hostname's certificate (the words flyctl shows).
+// Status of a hostname's certificate. Deprecated: bridges for packages that
+// still name them here; use types.CertAwaiting, CertReady and CertFailed.
 const (
-	StatusAwaiting = "Awaiting certificates"
-	StatusReady    = "Ready"
-	StatusFailed   = "Failed"
+	StatusAwaiting = types.CertAwaiting
+	StatusReady    = types.CertReady
+	StatusFailed   = types.CertFailed
 )
 
 // Error categories; the API maps them to status codes.
@@ -76,22 +77,10 @@ type Options struct {
 	Log         *slog.Logger
 }
 
-// Info describes one hostname's certificate (the API's JSON shape).
-type Info struct {
-	Hostname             string    `json:"hostname"`
-	App                  string    `json:"app"`
-	Source               string    `json:"source"`
-	ClientStatus         string    `json:"client_status"`
-	Configured           bool      `json:"configured"` // a certificate is being served
-	CertificateAuthority string    `json:"certificate_authority,omitempty"`
-	DNSNames             []string  `json:"dns_names,omitempty"`
-	NotBefore            time.Time `json:"not_before,omitzero"`
-	NotAfter             time.Time `json:"expires_at,omitzero"`
-	Serial               string    `json:"serial,omitempty"`
-	Error                string    `json:"error,omitempty"`
-	CreatedAt            time.Time `json:"created_at"`
-	UpdatedAt            time.Time `json:"updated_at"`
-}
+// Info is a bridge for packages that still name the wire type here.
+//
+// Deprecated: use types.Certificate.
+type Info = types.Certificate
 
 type host struct {
 	meta meta
@@ -160,8 +149,8 @@ func New(o Options) (*Manager, error) {
 		h := &host{meta: md}
 		if c, err := loadPair(dir); err == nil {
 			h.cert = c
-		} else if md.Status == StatusReady {
-			h.meta.Status, h.meta.Error = StatusAwaiting, "certificate files unreadable, will be issued again: "+err.Error()
+		} else if md.Status == types.CertReady {
+			h.meta.Status, h.meta.Error = types.CertAwaiting, "certificate files unreadable, will be issued again: "+err.Error()
 		}
 		m.hosts[md.Hostname] = h
 	}
@@ -238,8 +227,8 @@ func selfSigned(names []string, now time.Time, life time.Duration) (crypto.Signe
 	return key, [][]byte{der}, nil
 }
 
-func (m *Manager) info(h *host) Info {
-	in := Info{Hostname: h.meta.Hostname, App: h.meta.App, Source: h.meta.Source, ClientStatus: h.meta.Status,
+func (m *Manager) info(h *host) types.Certificate {
+	in := types.Certificate{Hostname: h.meta.Hostname, App: h.meta.App, Source: h.meta.Source, ClientStatus: h.meta.Status,
 		Error: h.meta.Error, CreatedAt: h.meta.CreatedAt, UpdatedAt: h.meta.UpdatedAt}
 	if c := h.cert; c != nil {
 		in.Configured = true
@@ -255,10 +244,10 @@ func (m *Manager) info(h *host) Info {
 }
 
 // List returns an app's hostnames ("" = all apps), sorted.
-func (m *Manager) List(app string) []Info {
+func (m *Manager) List(app string) []types.Certificate {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []Info
+	var out []types.Certificate
 	for _, h := range m.hosts {
 		if app == "" || h.meta.App == app {
 			out = append(out, m.info(h))
@@ -269,16 +258,16 @@ func (m *Manager) List(app string) []Info {
 }
 
 // Get returns one hostname of an app.
-func (m *Manager) Get(app, hostname string) (Info, error) {
+func (m *Manager) Get(app, hostname string) (types.Certificate, error) {
 	hn, err := normalizeHost(hostname)
 	if err != nil {
-		return Info{}, err
+		return types.Certificate{}, err
 	}
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	h := m.hosts[hn]
 	if h == nil || (app != "" && h.meta.App != app) {
-		return Info{}, fmt.Errorf("hostname %s of app %s: %w", hn, app, ErrNotFound)
+		return types.Certificate{}, fmt.Errorf("hostname %s of app %s: %w", hn, app, ErrNotFound)
 	}
 	return m.info(h), nil
 }
@@ -301,23 +290,23 @@ func (m *Manager) AppForHost(hostname string) string {
 // Add registers a hostname for an app and starts getting its certificate
 // in the background (Check or Wait report the outcome). Adding a hostname
 // the app already has is not an error.
-func (m *Manager) Add(app, hostname string) (Info, error) {
+func (m *Manager) Add(app, hostname string) (types.Certificate, error) {
 	hn, err := normalizeHost(hostname)
 	if err != nil {
-		return Info{}, err
+		return types.Certificate{}, err
 	}
 	if app == "" {
-		return Info{}, fmt.Errorf("hostname %s: no app: %w", hn, ErrInvalid)
+		return types.Certificate{}, fmt.Errorf("hostname %s: no app: %w", hn, ErrInvalid)
 	}
 	if m.o.Domain != "" && (hn == m.o.Domain || strings.HasSuffix(hn, "."+m.o.Domain)) {
-		return Info{}, fmt.Errorf("hostname %s is under the apps' domain %s, which the default certificate covers: %w", hn, m.o.Domain, ErrInvalid)
+		return types.Certificate{}, fmt.Errorf("hostname %s is under the apps' domain %s, which the default certificate covers: %w", hn, m.o.Domain, ErrInvalid)
 	}
 	m.mu.Lock()
 	h := m.hosts[hn]
 	if h != nil && h.meta.App != app {
 		owner := h.meta.App
 		m.mu.Unlock()
-		return Info{}, fmt.Errorf("hostname %s belongs to app %s: %w", hn, owner, ErrConflict)
+		return types.Certificate{}, fmt.Errorf("hostname %s belongs to app %s: %w", hn, owner, ErrConflict)
 	}
 	if h == nil {
 		now := m.o.Now().UTC()
@@ -325,16 +314,16 @@ func (m *Manager) Add(app, hostname string) (Info, error) {
 		if m.acmeOff() {
 			src = SourceSelfSigned
 		}
-		h = &host{meta: meta{Hostname: hn, App: app, Source: src, Status: StatusAwaiting, CreatedAt: now, UpdatedAt: now}}
+		h = &host{meta: meta{Hostname: hn, App: app, Source: src, Status: types.CertAwaiting, CreatedAt: now, UpdatedAt: now}}
 		if err := writeMeta(m.hostDir(hn), h.meta); err != nil {
 			m.mu.Unlock()
-			return Info{}, fmt.Errorf("hostname %s: %w", hn, err)
+			return types.Certificate{}, fmt.Errorf("hostname %s: %w", hn, err)
 		}
 		m.hosts[hn] = h
 	}
 	in := m.info(h)
 	m.mu.Unlock()
-	if in.ClientStatus != StatusReady {
+	if in.ClientStatus != types.CertReady {
 		m.startIssue(hn)
 	}
 	return in, nil
@@ -378,12 +367,12 @@ func (m *Manager) RemoveApp(app string) error {
 
 // Check returns a hostname's state; a hostname that is not ready gets
 // another issuance attempt, which Check waits for until ctx ends.
-func (m *Manager) Check(ctx context.Context, app, hostname string) (Info, error) {
+func (m *Manager) Check(ctx context.Context, app, hostname string) (types.Certificate, error) {
 	in, err := m.Get(app, hostname)
 	if err != nil {
 		return in, err
 	}
-	if in.ClientStatus != StatusReady {
+	if in.ClientStatus != types.CertReady {
 		done := m.startIssue(in.Hostname)
 		select {
 		case <-done:
@@ -395,10 +384,10 @@ func (m *Manager) Check(ctx context.Context, app, hostname string) (Info, error)
 }
 
 // Wait waits until a hostname's current issuance attempt ends (or ctx).
-func (m *Manager) Wait(ctx context.Context, hostname string) (Info, error) {
+func (m *Manager) Wait(ctx context.Context, hostname string) (types.Certificate, error) {
 	hn, err := normalizeHost(hostname)
 	if err != nil {
-		return Info{}, err
+		return types.Certificate{}, err
 	}
 	m.mu.RLock()
 	done := m.issuing[hn]
@@ -407,7 +396,7 @@ func (m *Manager) Wait(ctx context.Context, hostname string) (Info, error) {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			return Info{}, ctx.Err()
+			return types.Certificate{}, ctx.Err()
 		}
 	}
 	return m.Get("", hn)
@@ -462,7 +451,7 @@ func (m *Manager) issue(ctx context.Context, hn string) error {
 	if err != nil {
 		md.Error = err.Error()
 		if h.cert == nil {
-			md.Status = StatusFailed
+			md.Status = types.CertFailed
 		}
 		h.meta = md
 		_ = writeMeta(m.hostDir(hn), md)
@@ -476,7 +465,7 @@ func (m *Manager) issue(ctx context.Context, hn string) error {
 	if err != nil {
 		return fmt.Errorf("hostname %s: reload certificate: %w", hn, err)
 	}
-	md.Status, md.Error = StatusReady, ""
+	md.Status, md.Error = types.CertReady, ""
 	if err := writeMeta(dir, md); err != nil {
 		return fmt.Errorf("hostname %s: %w", hn, err)
 	}

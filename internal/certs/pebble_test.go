@@ -20,6 +20,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // acmeEnv is a real ACME server (pebble, in process) whose validation
@@ -129,7 +131,7 @@ func (e *acmeEnv) get(t *testing.T, host string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func waitReady(t *testing.T, m *Manager, host string) Info {
+func waitReady(t *testing.T, m *Manager, host string) types.Certificate {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -137,7 +139,7 @@ func waitReady(t *testing.T, m *Manager, host string) Info {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.ClientStatus != StatusReady {
+	if in.ClientStatus != types.CertReady {
 		t.Fatalf("%s: status %q, error %q", host, in.ClientStatus, in.Error)
 	}
 	return in
@@ -150,7 +152,7 @@ func TestACMEIssueAndRenewHTTP01(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.ClientStatus != StatusAwaiting || in.Source != SourceACME {
+	if in.ClientStatus != types.CertAwaiting || in.Source != SourceACME {
 		t.Fatalf("after Add: %+v", in)
 	}
 	in = waitReady(t, env.m, host)
@@ -177,7 +179,7 @@ func TestACMEIssueAndRenewHTTP01(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in2, err := m2.Get("web", host); err != nil || in2.Serial != in.Serial || in2.ClientStatus != StatusReady {
+	if in2, err := m2.Get("web", host); err != nil || in2.Serial != in.Serial || in2.ClientStatus != types.CertReady {
 		t.Fatalf("reloaded: %+v %v", in2, err)
 	}
 
@@ -234,7 +236,7 @@ func TestACMEFailureIsReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if in.ClientStatus != StatusFailed || in.Configured || !strings.Contains(in.Error, "http-01") {
+	if in.ClientStatus != types.CertFailed || in.Configured || !strings.Contains(in.Error, "http-01") {
 		t.Fatalf("failed issuance: %+v", in)
 	}
 	// The default certificate is still served for it (not trusted).

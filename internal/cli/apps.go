@@ -8,17 +8,12 @@ import (
 	"net/url"
 	"text/tabwriter"
 
+	"github.com/spf13/cobra"
+
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/appconfig"
 	"github.com/hangar-dev/hangar/internal/types"
-	"github.com/spf13/cobra"
 )
-
-func init() {
-	register(newAppsCmd)
-	register(newStatusCmd)
-	register(newLogsCmd)
-}
 
 // appName resolves -a, else the app of ./fly.toml (or -c).
 func appName(app, configPath string) (string, error) {
@@ -49,18 +44,16 @@ func newAppsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var res struct {
-				Apps []types.App `json:"apps"`
-			}
-			if err := c.do(cmd.Context(), "GET", "/v1/apps", nil, &res); err != nil {
+			apps, err := c.Apps(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
-				return printJSON(cmd.OutOrStdout(), res.Apps)
+				return printJSON(cmd.OutOrStdout(), apps)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tORG\tMACHINES\tCREATED")
-			for _, a := range res.Apps {
+			for _, a := range apps {
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", a.Name, a.Organization.Slug, a.MachineCount, ago(a.CreatedAt))
 			}
 			return tw.Flush()
@@ -74,8 +67,8 @@ func newAppsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var a types.App
-			if err := c.do(cmd.Context(), "POST", "/v1/apps", types.CreateAppRequest{AppName: args[0]}, &a); err != nil {
+			a, err := c.CreateApp(cmd.Context(), args[0])
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "New app created: %s\n", a.Name)
@@ -93,7 +86,7 @@ func newAppsCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := c.do(cmd.Context(), "DELETE", "/v1/apps/"+url.PathEscape(args[0]), nil, nil); err != nil {
+			if err := c.DeleteApp(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Destroyed app %s\n", args[0])

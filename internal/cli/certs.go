@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/url"
@@ -8,12 +9,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/api"
-	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/spf13/cobra"
-)
 
-func init() { register(newCertsCmd) }
+	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/types"
+)
 
 func newCertsCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -48,7 +48,7 @@ the daemon's default certificate and need no entry here.`,
 		}
 		return err
 	}
-	show := func(out io.Writer, in certs.Info) error {
+	show := func(out io.Writer, in *types.Certificate) error {
 		if asJSON {
 			return printJSON(out, in)
 		}
@@ -65,19 +65,21 @@ the daemon's default certificate and need no entry here.`,
 			if err != nil {
 				return err
 			}
-			var in certs.Info
+			var in *types.Certificate
 			if err := c.do(cmd.Context(), "POST", base(name), api.AddCertRequest{Hostname: args[0]}, &in); err != nil {
 				return hint(err, name, "")
 			}
 			if wait > 0 {
-				if err := c.do(cmd.Context(), "POST", base(name)+"/"+url.PathEscape(in.Hostname)+"/check?wait="+wait.String(), nil, &in); err != nil {
+				checked, err := c.CheckCertificate(cmd.Context(), name, in.Hostname, wait.String())
+				if err != nil {
 					return hint(err, name, in.Hostname)
 				}
+				in = checked
 			}
 			if err := show(cmd.OutOrStdout(), in); err != nil || asJSON {
 				return err
 			}
-			if in.ClientStatus != certs.StatusReady {
+			if in.ClientStatus != types.CertReady {
 				fmt.Fprintf(cmd.OutOrStdout(), "\nPoint the DNS A/AAAA records of %s at this server (ports 80 and 443 open), then run `hangar certs check %s -a %s`.\n", in.Hostname, in.Hostname, name)
 			}
 			return nil
@@ -120,7 +122,9 @@ the daemon's default certificate and need no entry here.`,
 		},
 	}, true)
 
-	one := func(use, short, method, suffix string, read bool) *cobra.Command {
+	// one is a command that shows one hostname's certificate after call.
+	type certCall func(ctx context.Context, c *client, app, host string) (*types.Certificate, error)
+	one := func(use, short string, call certCall) *cobra.Command {
 		return withApp(&cobra.Command{
 			Use:   use + " HOSTNAME",
 			Short: short,
@@ -130,31 +134,42 @@ the daemon's default certificate and need no entry here.`,
 				if err != nil {
 					return err
 				}
-				path := base(name) + "/" + url.PathEscape(strings.ToLower(args[0])) + suffix
-				if method == "DELETE" {
-					if err := c.do(cmd.Context(), method, path, nil, nil); err != nil {
-						return hint(err, name, args[0])
-					}
-					fmt.Fprintf(cmd.OutOrStdout(), "Hostname %s removed from %s\n", args[0], name)
-					return nil
-				}
-				var in certs.Info
-				if err := c.do(cmd.Context(), method, path, nil, &in); err != nil {
+				in, err := call(cmd.Context(), c, name, strings.ToLower(args[0]))
+				if err != nil {
 					return hint(err, name, args[0])
 				}
 				return show(cmd.OutOrStdout(), in)
 			},
-		}, read)
+		}, true)
 	}
-	showCmd := one("show", "Show a hostname's certificate", "GET", "", true)
-	check := one("check", "Check a hostname, retrying its certificate if it is not ready", "POST", "/check", true)
-	remove := one("remove", "Remove a custom hostname and its certificate", "DELETE", "", false)
-	remove.Aliases = []string{"delete", "rm"}
+	showCmd := one("show", "Show a hostname's certificate", func(ctx context.Context, c *client, app, host string) (*types.Certificate, error) {
+		return c.Certificate(ctx, app, host)
+	})
+	check := one("check", "Check a hostname, retrying its certificate if it is not ready", func(ctx context.Context, c *client, app, host string) (*types.Certificate, error) {
+		return c.CheckCertificate(ctx, app, host, "")
+	})
+	remove := withApp(&cobra.Command{
+		Use:     "remove HOSTNAME",
+		Aliases: []string{"delete", "rm"},
+		Short:   "Remove a custom hostname and its certificate",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name, c, err := appAndClient(app, config)
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveCertificate(cmd.Context(), name, strings.ToLower(args[0])); err != nil {
+				return hint(err, name, args[0])
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Hostname %s removed from %s\n", args[0], name)
+			return nil
+		},
+	}, false)
 	cmd.AddCommand(add, list, showCmd, check, remove)
 	return cmd
 }
 
-func printCert(w io.Writer, in certs.Info) {
+func printCert(w io.Writer, in *types.Certificate) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {

@@ -15,6 +15,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // TestCertsCommands drives `hangar certs` against a real API server (with
@@ -60,7 +61,7 @@ func TestCertsCommands(t *testing.T) {
 		t.Fatalf("certs list: %v\n%s", err, out)
 	}
 	out, err = run("certs", "show", "www.example.com", "-a", "web", "--json")
-	var in certs.Info
+	var in types.Certificate
 	if err != nil || json.Unmarshal([]byte(out), &in) != nil || in.Hostname != "www.example.com" || !in.Configured {
 		t.Fatalf("certs show --json: %v\n%s", err, out)
 	}

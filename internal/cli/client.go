@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -197,4 +198,190 @@ func appPath(app, resource string, parts ...string) string {
 		p += "/" + url.PathEscape(s)
 	}
 	return p
+}
+
+// Typed calls of the API, one per endpoint, over the wire types in types.
+// Each returns the decoded answer or the API's error (*apiError).
+
+// Apps lists the apps the token may see.
+func (c *client) Apps(ctx context.Context) ([]types.App, error) {
+	var res struct {
+		Apps []types.App `json:"apps"`
+	}
+	err := c.do(ctx, "GET", "/v1/apps", nil, &res)
+	return res.Apps, err
+}
+
+// App gets one app.
+func (c *client) App(ctx context.Context, app string) (*types.App, error) {
+	var a types.App
+	if err := c.do(ctx, "GET", "/v1/apps/"+url.PathEscape(app), nil, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// CreateApp creates an app.
+func (c *client) CreateApp(ctx context.Context, app string) (*types.App, error) {
+	var a types.App
+	if err := c.do(ctx, "POST", "/v1/apps", types.CreateAppRequest{AppName: app}, &a); err != nil {
+		return nil, err
+	}
+	return &a, nil
+}
+
+// DeleteApp destroys an app and all its machines.
+func (c *client) DeleteApp(ctx context.Context, app string) error {
+	return c.do(ctx, "DELETE", "/v1/apps/"+url.PathEscape(app), nil, nil)
+}
+
+// Machines lists an app's machines.
+func (c *client) Machines(ctx context.Context, app string) ([]types.Machine, error) {
+	var ms []types.Machine
+	err := c.do(ctx, "GET", appPath(app, "machines"), nil, &ms)
+	return ms, err
+}
+
+// Machine gets one machine.
+func (c *client) Machine(ctx context.Context, app, id string) (*types.Machine, error) {
+	var m types.Machine
+	if err := c.do(ctx, "GET", appPath(app, "machines", id), nil, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// CreateMachine creates and starts a machine.
+func (c *client) CreateMachine(ctx context.Context, app string, req types.CreateMachineRequest) (*types.Machine, error) {
+	var m types.Machine
+	if err := c.do(ctx, "POST", appPath(app, "machines"), req, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Releases lists an app's releases, newest first.
+func (c *client) Releases(ctx context.Context, app string) ([]types.Release, error) {
+	var rels []types.Release
+	err := c.do(ctx, "GET", appPath(app, "releases"), nil, &rels)
+	return rels, err
+}
+
+// Release gets release version of an app.
+func (c *client) Release(ctx context.Context, app string, version int) (*types.Release, error) {
+	var rel types.Release
+	if err := c.do(ctx, "GET", appPath(app, "releases", strconv.Itoa(version)), nil, &rel); err != nil {
+		return nil, err
+	}
+	return &rel, nil
+}
+
+// Volumes lists an app's volumes.
+func (c *client) Volumes(ctx context.Context, app string) ([]types.Volume, error) {
+	var vs []types.Volume
+	err := c.do(ctx, "GET", appPath(app, "volumes"), nil, &vs)
+	return vs, err
+}
+
+// Volume gets one volume.
+func (c *client) Volume(ctx context.Context, app, id string) (*types.Volume, error) {
+	return c.volumeCall(ctx, "GET", appPath(app, "volumes", id), nil)
+}
+
+// CreateVolume creates a volume: empty, restored or forked.
+func (c *client) CreateVolume(ctx context.Context, app string, req types.CreateVolumeRequest) (*types.Volume, error) {
+	return c.volumeCall(ctx, "POST", appPath(app, "volumes"), req)
+}
+
+// DestroyVolume destroys a volume no machine holds and returns it.
+func (c *client) DestroyVolume(ctx context.Context, app, id string) (*types.Volume, error) {
+	return c.volumeCall(ctx, "DELETE", appPath(app, "volumes", id), nil)
+}
+
+func (c *client) volumeCall(ctx context.Context, method, path string, body any) (*types.Volume, error) {
+	var v types.Volume
+	if err := c.do(ctx, method, path, body, &v); err != nil {
+		return nil, err
+	}
+	return &v, nil
+}
+
+// Snapshots lists a volume's snapshots.
+func (c *client) Snapshots(ctx context.Context, app, volumeID string) ([]types.VolumeSnapshot, error) {
+	var ss []types.VolumeSnapshot
+	err := c.do(ctx, "GET", appPath(app, "volumes", volumeID, "snapshots"), nil, &ss)
+	return ss, err
+}
+
+// CreateSnapshot snapshots a volume now.
+func (c *client) CreateSnapshot(ctx context.Context, app, volumeID string) (*types.VolumeSnapshot, error) {
+	var s types.VolumeSnapshot
+	if err := c.do(ctx, "POST", appPath(app, "volumes", volumeID, "snapshots"), nil, &s); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+// Certificate gets a hostname's certificate.
+func (c *client) Certificate(ctx context.Context, app, hostname string) (*types.Certificate, error) {
+	return c.certCall(ctx, "GET", appPath(app, "certificates", hostname))
+}
+
+// CheckCertificate checks a hostname, waiting up to wait (the daemon's
+// default when empty) for a retried issuance.
+func (c *client) CheckCertificate(ctx context.Context, app, hostname, wait string) (*types.Certificate, error) {
+	path := appPath(app, "certificates", hostname, "check")
+	if wait != "" {
+		path += "?wait=" + url.QueryEscape(wait)
+	}
+	return c.certCall(ctx, "POST", path)
+}
+
+// RemoveCertificate removes a hostname and its certificate.
+func (c *client) RemoveCertificate(ctx context.Context, app, hostname string) error {
+	return c.do(ctx, "DELETE", appPath(app, "certificates", hostname), nil, nil)
+}
+
+func (c *client) certCall(ctx context.Context, method, path string) (*types.Certificate, error) {
+	var in types.Certificate
+	if err := c.do(ctx, method, path, nil, &in); err != nil {
+		return nil, err
+	}
+	return &in, nil
+}
+
+// Images lists the daemon's images.
+func (c *client) Images(ctx context.Context) ([]types.Image, error) {
+	var imgs []types.Image
+	err := c.do(ctx, "GET", "/v1/images", nil, &imgs)
+	return imgs, err
+}
+
+// PullImage has the daemon pull an image from a registry.
+func (c *client) PullImage(ctx context.Context, req types.PullImageRequest) (*types.Image, error) {
+	var img types.Image
+	if err := c.do(ctx, "POST", "/v1/images/pull", req, &img); err != nil {
+		return nil, err
+	}
+	return &img, nil
+}
+
+// UploadImage sends an image archive (OCI archive, OCI layout tar or
+// docker-save tarball) to the daemon, named ref (or as the archive says).
+func (c *client) UploadImage(ctx context.Context, archive, ref string) (*types.Image, error) {
+	f, err := os.Open(archive)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	resp, err := c.send(ctx, "POST", "/v1/images?ref="+url.QueryEscape(ref), f, "application/x-tar")
+	if err != nil {
+		return nil, fmt.Errorf("upload %s: %w", archive, err)
+	}
+	defer resp.Body.Close()
+	var img types.Image
+	if err := decodeJSON(resp.Body, &img); err != nil {
+		return nil, fmt.Errorf("upload %s: decode answer: %w", archive, err)
+	}
+	return &img, nil
 }

@@ -11,8 +11,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-func init() { register(newConfigCommand) }
-
 func newConfigCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "config",

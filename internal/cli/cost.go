@@ -12,8 +12,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/export"
 )
 
-func init() { register(newCostCmd) }
-
 type costFlags struct {
 	config        string
 	count         int

@@ -12,13 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/appconfig"
 	"github.com/hangar-dev/hangar/internal/image"
-	"github.com/spf13/cobra"
+	"github.com/hangar-dev/hangar/internal/types"
 )
-
-func init() { register(newDeployCmd) }
 
 func newDeployCmd() *cobra.Command {
 	var (
@@ -188,8 +188,8 @@ func resolveImage(ctx context.Context, c *client, cfg *appconfig.Config, configP
 		imageRef = cfg.Build.Image
 	}
 	if imageRef != "" {
-		var imgs []image.Image
-		if err := c.do(ctx, "GET", "/v1/images", nil, &imgs); err != nil {
+		imgs, err := c.Images(ctx)
+		if err != nil {
 			return "", err
 		}
 		for _, i := range imgs {
@@ -197,9 +197,9 @@ func resolveImage(ctx context.Context, c *client, cfg *appconfig.Config, configP
 				return i.Ref, nil
 			}
 		}
-		var img image.Image
 		progress("Pulling image %s", imageRef)
-		if err := c.do(ctx, "POST", "/v1/images/pull", map[string]any{"ref": imageRef}, &img); err != nil {
+		img, err := c.PullImage(ctx, types.PullImageRequest{Ref: imageRef})
+		if err != nil {
 			return "", &HintError{Err: fmt.Errorf("image %s: %w", imageRef, err), Hint: "import it first with `hangar image import PATH`, or check the reference"}
 		}
 		return img.Ref, nil
@@ -219,6 +219,10 @@ func resolveImage(ctx context.Context, c *client, cfg *appconfig.Config, configP
 		}
 		progress("Building %s with the host's Go toolchain (builtin go)", dir)
 		img, err := image.BuildGo(ctx, dir, image.GoBuildOptions{Name: app, BuildArgs: cfg.Build.Args, Output: logw})
+		if errors.Is(err, image.ErrNoGoModule) {
+			return "", &HintError{Err: fmt.Errorf("build: %w", err),
+				Hint: fmt.Sprintf("builtin = \"go\" builds a Go module: run `go mod init %s` in %s (examples/hello has its own go.mod to copy)", app, dir)}
+		}
 		if err != nil {
 			return "", fmt.Errorf("build: %w", err)
 		}
@@ -245,7 +249,7 @@ func resolveImage(ctx context.Context, c *client, cfg *appconfig.Config, configP
 		}
 	}
 	progress("Uploading image %s", tag)
-	img, err := uploadArchive(ctx, c, archive, tag)
+	img, err := c.UploadImage(ctx, archive, tag)
 	if err != nil {
 		return "", err
 	}

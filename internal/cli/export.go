@@ -14,8 +14,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/export"
 )
 
-func init() { register(newExportCmd) }
-
 func newExportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export",

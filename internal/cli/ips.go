@@ -6,12 +6,10 @@ import (
 	"net/url"
 	"text/tabwriter"
 
-	"github.com/hangar-dev/hangar/internal/api"
-	"github.com/hangar-dev/hangar/internal/types"
 	"github.com/spf13/cobra"
-)
 
-func init() { register(newIPsCmd) }
+	"github.com/hangar-dev/hangar/internal/api"
+)
 
 func newIPsCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -119,8 +117,8 @@ public traffic). Machines reach it as <app>.flycast. See docs/flycast.md.`,
 			if err != nil {
 				return err
 			}
-			var ms []types.Machine
-			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/machines", nil, &ms); err != nil {
+			ms, err := c.Machines(cmd.Context(), name)
+			if err != nil {
 				return err
 			}
 			if asJSON {

@@ -10,8 +10,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/importer"
 )
 
-func init() { register(newLaunchCmd) }
-
 func newLaunchCmd() *cobra.Command {
 	var (
 		from, name, region, out, env string

@@ -1,24 +1,17 @@
 package cli
 
 import (
-	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/image"
-	"github.com/hangar-dev/hangar/internal/types"
 	"github.com/spf13/cobra"
-)
 
-func init() {
-	register(newMachineCmd)
-	register(newImageCmd)
-}
+	"github.com/hangar-dev/hangar/internal/types"
+)
 
 func newMachineCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "machine", Aliases: []string{"machines", "m"}, Short: "Manage machines"}
@@ -75,13 +68,13 @@ func newMachineCmd() *cobra.Command {
 				cfg.Services = []types.MachineService{{Protocol: "tcp", InternalPort: runPort,
 					Ports: []types.MachinePort{{Port: types.Ptr(80), Handlers: []string{"http"}}}}}
 			}
-			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name), nil, &types.App{}); isNotFound(err) {
-				if err := c.do(cmd.Context(), "POST", "/v1/apps", types.CreateAppRequest{AppName: name}, &types.App{}); err != nil {
+			if _, err := c.App(cmd.Context(), name); isNotFound(err) {
+				if _, err := c.CreateApp(cmd.Context(), name); err != nil {
 					return err
 				}
 			}
-			var m types.Machine
-			if err := c.do(cmd.Context(), "POST", path(name), types.CreateMachineRequest{Name: runName, Region: runRegion, Config: cfg}, &m); err != nil {
+			m, err := c.CreateMachine(cmd.Context(), name, types.CreateMachineRequest{Name: runName, Region: runRegion, Config: cfg})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Machine %s is %s (instance %s, private IP %s)\n", m.ID, m.State, m.InstanceID, m.PrivateIP)
@@ -103,8 +96,8 @@ func newMachineCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var ms []types.Machine
-			if err := c.do(cmd.Context(), "GET", path(name), nil, &ms); err != nil {
+			ms, err := c.Machines(cmd.Context(), name)
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -131,8 +124,8 @@ func newMachineCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var m types.Machine
-			if err := c.do(cmd.Context(), "GET", path(name, args[0]), nil, &m); err != nil {
+			m, err := c.Machine(cmd.Context(), name, args[0])
+			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), m)
@@ -228,7 +221,7 @@ func newImageCmd() *cobra.Command {
 				}
 				p = archive
 			}
-			img, err := uploadArchive(cmd.Context(), c, p, ref)
+			img, err := c.UploadImage(cmd.Context(), p, ref)
 			if err != nil {
 				return err
 			}
@@ -245,8 +238,8 @@ func newImageCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var imgs []image.Image
-			if err := c.do(cmd.Context(), "GET", "/v1/images", nil, &imgs); err != nil {
+			imgs, err := c.Images(cmd.Context())
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -269,8 +262,8 @@ func newImageCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var img image.Image
-			if err := c.do(cmd.Context(), "POST", "/v1/images/pull", map[string]any{"ref": args[0], "insecure": insecure}, &img); err != nil {
+			img, err := c.PullImage(cmd.Context(), types.PullImageRequest{Ref: args[0], Insecure: insecure})
+			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Pulled %s (%s)\n", img.Ref, img.Digest)
@@ -280,22 +273,4 @@ func newImageCmd() *cobra.Command {
 	pull.Flags().BoolVar(&insecure, "insecure", false, "allow a plain-HTTP registry")
 	cmd.AddCommand(imp, list, pull)
 	return cmd
-}
-
-func uploadArchive(ctx context.Context, c *client, path, ref string) (*image.Image, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var img image.Image
-	resp, err := c.send(ctx, "POST", "/v1/images?ref="+url.QueryEscape(ref), f, "application/x-tar")
-	if err != nil {
-		return nil, fmt.Errorf("upload %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if err := decodeJSON(resp.Body, &img); err != nil {
-		return nil, fmt.Errorf("upload %s: %w", path, err)
-	}
-	return &img, nil
 }

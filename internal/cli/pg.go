@@ -15,8 +15,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newPgCmd) }
-
 func newPgCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "pg",

@@ -11,16 +11,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/hangar-dev/hangar/internal/api"
-	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/spf13/cobra"
-)
 
-func init() {
-	register(newReleasesCmd)
-	register(newRollbackCmd)
-	register(newScaleCmd)
-}
+	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/types"
+)
 
 func newReleasesCmd() *cobra.Command {
 	var app, config string
@@ -32,8 +27,8 @@ func newReleasesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var rels []deploy.Release
-			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/releases", nil, &rels); err != nil {
+			rels, err := c.Releases(cmd.Context(), name)
+			if err != nil {
 				return err
 			}
 			if asJSON {
@@ -68,11 +63,14 @@ func newReleasesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var rel, prev deploy.Release
-			if err := c.do(cmd.Context(), "GET", fmt.Sprintf("/v1/apps/%s/releases/%d", url.PathEscape(name), v), nil, &rel); err != nil {
+			rel, err := c.Release(cmd.Context(), name, v)
+			if err != nil {
 				return err
 			}
-			hasPrev := v > 1 && c.do(cmd.Context(), "GET", fmt.Sprintf("/v1/apps/%s/releases/%d", url.PathEscape(name), v-1), nil, &prev) == nil
+			var prev *types.Release
+			if v > 1 {
+				prev, _ = c.Release(cmd.Context(), name, v-1) // no diff without it
+			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), rel)
 			}
@@ -82,9 +80,9 @@ func newReleasesCmd() *cobra.Command {
 			if rel.Reason != "" {
 				fmt.Fprintf(out, "  reason    %s\n", rel.Reason)
 			}
-			if hasPrev {
+			if prev != nil {
 				fmt.Fprintf(out, "\nChanges from v%d:\n", prev.Version)
-				writeDiff(out, configLines(&prev), configLines(&rel))
+				writeDiff(out, configLines(prev), configLines(rel))
 			}
 			return nil
 		},
@@ -97,7 +95,7 @@ func newReleasesCmd() *cobra.Command {
 
 // configLines flattens what a release deploys (image, fly.toml, machine
 // configs) into comparable lines.
-func configLines(r *deploy.Release) []string {
+func configLines(r *types.Release) []string {
 	lines := []string{"image = " + r.Image, fmt.Sprintf("secrets_version = %d", r.SecretsVersion)}
 	lines = append(lines, strings.Split(strings.TrimRight(r.Config, "\n"), "\n")...)
 	groups := make([]string, 0, len(r.Machines))

@@ -7,19 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 
 	"github.com/spf13/cobra"
 )
 
-// commandFactories are registered by each command file's init, so that
-// command files stay independent of each other.
-var commandFactories []func() *cobra.Command
-
-// register adds a top-level command. Call it from an init function.
-func register(f func() *cobra.Command) { commandFactories = append(commandFactories, f) }
-
-// NewRoot builds the root command with every registered subcommand.
+// NewRoot builds the root command with every top-level command. This list
+// is the one place a reader finds them all; help shows them sorted by name.
 func NewRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "hangar",
@@ -27,12 +20,34 @@ func NewRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	cmds := make([]*cobra.Command, 0, len(commandFactories))
-	for _, f := range commandFactories {
-		cmds = append(cmds, f())
-	}
-	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name() < cmds[j].Name() })
-	root.AddCommand(cmds...)
+	root.AddCommand(
+		// The daemon.
+		newServerCmd(),
+		// Apps and their config.
+		newLaunchCmd(),
+		newConfigCommand(),
+		newAppsCmd(),
+		newStatusCmd(),
+		newLogsCmd(),
+		// Deploys and releases.
+		newDeployCmd(),
+		newReleasesCmd(),
+		newRollbackCmd(),
+		newScaleCmd(),
+		// Machines and images.
+		newMachineCmd(),
+		newImageCmd(),
+		// App resources.
+		newSecretsCmd(),
+		newVolumesCmd(),
+		newCertsCmd(),
+		newIPsCmd(),
+		newTokensCmd(),
+		// Migration toolkit.
+		newExportCmd(),
+		newCostCmd(),
+		newPgCmd(),
+	)
 	return root
 }
 

@@ -10,12 +10,11 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/hangar-dev/hangar/internal/api"
-	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/spf13/cobra"
-)
 
-func init() { register(newSecretsCmd) }
+	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/dotenv"
+)
 
 func newSecretsCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -68,11 +67,11 @@ with the new secrets, with the same health gating as a deploy, unless
 				if !ok || k == "" {
 					return &HintError{Err: fmt.Errorf("%q is not NAME=VALUE", kv), Hint: "quote values with spaces: hangar secrets set NAME='a value'; or NAME=- to read it from stdin"}
 				}
-				if err := secrets.ValidName(k); err != nil {
-					return &HintError{Err: err, Hint: "names are environment variable names, like DATABASE_URL"}
+				if err := dotenv.ValidName(k); err != nil {
+					return &HintError{Err: fmt.Errorf("secret %w", err), Hint: "names are environment variable names, like DATABASE_URL"}
 				}
 				if v == "-" {
-					b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), secrets.MaxValueBytes+1))
+					b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), dotenv.MaxValueBytes+1))
 					if err != nil {
 						return err
 					}
@@ -107,11 +106,11 @@ with the new secrets, with the same health gating as a deploy, unless
 			if cmd.InOrStdin() == os.Stdin && stdinIsTerminal() {
 				return &HintError{Err: errors.New("secrets import reads NAME=VALUE lines from stdin"), Hint: "pipe a .env file: hangar secrets import < .env"}
 			}
-			b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), secrets.MaxDotenvBytes+1))
+			b, err := io.ReadAll(io.LimitReader(cmd.InOrStdin(), dotenv.MaxBytes+1))
 			if err != nil {
 				return err
 			}
-			parsed, err := secrets.ParseDotenv(string(b))
+			parsed, err := dotenv.Parse(string(b))
 			if err != nil {
 				return &HintError{Err: err, Hint: "one NAME=VALUE per line; quote values with newlines (\"...\" with \\n, or \"\"\"...\"\"\")"}
 			}

@@ -18,8 +18,6 @@ import (
 	"golang.org/x/crypto/acme"
 )
 
-func init() { register(newServerCmd) }
-
 func newServerCmd() *cobra.Command {
 	o := daemon.Options{Network: network.DefaultConfig}
 	var debug, rotate bool

@@ -11,8 +11,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { register(newTokensCmd) }
-
 // newTokensCmd is flyctl's `tokens`: create (org-wide, or with --app for
 // one app, like `fly tokens create deploy`), list and revoke.
 func newTokensCmd() *cobra.Command {

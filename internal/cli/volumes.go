@@ -6,12 +6,11 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/hangar-dev/hangar/internal/api"
-	"github.com/hangar-dev/hangar/internal/volume"
 	"github.com/spf13/cobra"
-)
 
-func init() { register(newVolumesCmd) }
+	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/types"
+)
 
 func newVolumesCmd() *cobra.Command {
 	cmd := &cobra.Command{
@@ -52,27 +51,27 @@ func newVolumesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			req := volume.CreateRequest{Name: args[0], Region: region, SizeGB: size, SizeMB: sizeMB, SnapshotID: snapshotID, SourceVolumeID: sourceVolume}
+			req := types.CreateVolumeRequest{Name: args[0], Region: region, SizeGB: size, SizeMB: sizeMB, SnapshotID: snapshotID, SourceVolumeID: sourceVolume}
 			if cmd.Flags().Changed("snapshot-retention") {
 				req.SnapshotRetention = &retention
 			}
 			if cmd.Flags().Changed("scheduled-snapshots") {
 				req.AutoBackupEnabled = &scheduled
 			}
-			var v volume.Volume
-			if err := c.do(cmd.Context(), "POST", path(name), req, &v); err != nil {
+			v, err := c.CreateVolume(cmd.Context(), name, req)
+			if err != nil {
 				return volumeHint(err)
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), v)
 			}
-			return printVolume(cmd.OutOrStdout(), &v)
+			return printVolume(cmd.OutOrStdout(), v)
 		},
 	})
 	create.Flags().IntVarP(&size, "size", "s", 0, "size in GB (default 1, or the source's size)")
 	create.Flags().IntVar(&sizeMB, "size-mb", 0, "size in MB (Hangar; for small test volumes)")
 	create.Flags().StringVarP(&region, "region", "r", "", "region (this host's)")
-	create.Flags().IntVar(&retention, "snapshot-retention", volume.DefaultSnapshotRetention, "days to keep snapshots")
+	create.Flags().IntVar(&retention, "snapshot-retention", types.DefaultSnapshotRetention, "days to keep snapshots")
 	create.Flags().BoolVar(&scheduled, "scheduled-snapshots", true, "take a snapshot every day")
 	create.Flags().StringVar(&snapshotID, "snapshot-id", "", "restore this snapshot into the new volume")
 	create.Flags().StringVar(&sourceVolume, "source-volume-id", "", "fork this volume (a consistent copy)")
@@ -85,8 +84,8 @@ func newVolumesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var vs []volume.Volume
-			if err := c.do(cmd.Context(), "GET", path(name), nil, &vs); err != nil {
+			vs, err := c.Volumes(cmd.Context(), name)
+			if err != nil {
 				return volumeHint(err)
 			}
 			out := cmd.OutOrStdout()
@@ -110,14 +109,14 @@ func newVolumesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v volume.Volume
-			if err := c.do(cmd.Context(), "GET", path(name, args[0]), nil, &v); err != nil {
+			v, err := c.Volume(cmd.Context(), name, args[0])
+			if err != nil {
 				return volumeHint(err)
 			}
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), v)
 			}
-			return printVolume(cmd.OutOrStdout(), &v)
+			return printVolume(cmd.OutOrStdout(), v)
 		},
 	}))
 
@@ -161,8 +160,8 @@ func newVolumesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var v volume.Volume
-			if err := c.do(cmd.Context(), "DELETE", path(name, args[0]), nil, &v); err != nil {
+			v, err := c.DestroyVolume(cmd.Context(), name, args[0])
+			if err != nil {
 				return volumeHint(err)
 			}
 			if asJSON {
@@ -182,8 +181,8 @@ func newVolumesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var ss []volume.Snapshot
-			if err := c.do(cmd.Context(), "GET", path(name, args[0], "snapshots"), nil, &ss); err != nil {
+			ss, err := c.Snapshots(cmd.Context(), name, args[0])
+			if err != nil {
 				return volumeHint(err)
 			}
 			out := cmd.OutOrStdout()
@@ -205,8 +204,8 @@ func newVolumesCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var s volume.Snapshot
-			if err := c.do(cmd.Context(), "POST", path(name, args[0], "snapshots"), nil, &s); err != nil {
+			s, err := c.CreateSnapshot(cmd.Context(), name, args[0])
+			if err != nil {
 				return volumeHint(err)
 			}
 			if asJSON {
@@ -222,21 +221,21 @@ func newVolumesCmd() *cobra.Command {
 	return cmd
 }
 
-func sizeOf(v *volume.Volume) string {
+func sizeOf(v *types.Volume) string {
 	if v.SizeMB%1024 == 0 {
 		return fmt.Sprintf("%dGB", v.SizeMB/1024)
 	}
 	return fmt.Sprintf("%dMB", v.SizeMB)
 }
 
-func attached(v *volume.Volume) string {
+func attached(v *types.Volume) string {
 	if v.AttachedMachineID == nil {
 		return ""
 	}
 	return *v.AttachedMachineID
 }
 
-func used(v *volume.Volume) string {
+func used(v *types.Volume) string {
 	if v.Blocks == 0 {
 		return "-"
 	}
@@ -255,7 +254,7 @@ func bytesOf(n int64) string {
 	return fmt.Sprintf("%dB", n)
 }
 
-func printVolume(w io.Writer, v *volume.Volume) error {
+func printVolume(w io.Writer, v *types.Volume) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	rows := [][2]string{
 		{"ID", v.ID}, {"Name", v.Name}, {"App", v.App}, {"State", v.State}, {"Size", sizeOf(v)},

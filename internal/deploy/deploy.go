@@ -36,9 +36,9 @@ var ErrInvalid = types.NewError(types.ErrInvalid, "invalid deploy")
 
 // Release statuses.
 const (
-	StatusRunning  = "running"
-	StatusComplete = "complete"
-	StatusFailed   = "failed"
+	StatusRunning  = types.ReleaseRunning
+	StatusComplete = types.ReleaseComplete
+	StatusFailed   = types.ReleaseFailed
 )
 
 // Strategies.
@@ -56,27 +56,9 @@ const (
 // a machine boots with.
 const MetaSecretsVersion = "hangar_secrets_version"
 
-// Release is the immutable record of one deploy.
-type Release struct {
-	Version        int                             `json:"version"`
-	App            string                          `json:"app"`
-	Image          string                          `json:"image"`
-	ImageDigest    string                          `json:"image_digest"`
-	Strategy       string                          `json:"strategy"`
-	Config         string                          `json:"config"` // fly.toml as deployed
-	ConfigFile     string                          `json:"config_file"`
-	LocalFiles     map[string][]byte               `json:"local_files,omitempty"` // [[files]] local_path contents
-	Machines       map[string]*types.MachineConfig `json:"machine_configs"`       // per process group
-	Counts         map[string]int                  `json:"counts,omitempty"`
-	SecretsVersion int                             `json:"secrets_version"`
-	RollbackOf     int                             `json:"rollback_of,omitempty"`
-	Description    string                          `json:"description,omitempty"`
-	Status         string                          `json:"status"`
-	Reason         string                          `json:"reason,omitempty"`
-	User           string                          `json:"user"`
-	CreatedAt      time.Time                       `json:"created_at"`
-	FinishedAt     *time.Time                      `json:"finished_at,omitempty"`
-}
+// Release is the immutable record of one deploy. The wire type lives in
+// types; this alias is a bridge until deploy and api name types.Release.
+type Release = types.Release
 
 // Event is one progress step, streamed to the deploying user.
 type Event struct {

@@ -353,7 +353,7 @@ func (d *Daemon) ImportTestApp() string {
 	if err != nil {
 		t.Fatalf("image import: %v\n%s", err, out)
 	}
-	var imgs []image.Image
+	var imgs []types.Image
 	if err := d.Get("/v1/images", &imgs); err != nil {
 		t.Fatal(err)
 	}

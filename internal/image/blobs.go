@@ -13,7 +13,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocitypes "github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // blobSource opens content-addressed blobs. It is implemented by the store's
@@ -160,14 +160,14 @@ func newBlobImage(src blobSource, desc v1.Descriptor) (v1.Image, error) {
 	return partial.CompressedToImage(&blobImage{src: src, desc: desc, raw: raw, manifest: m})
 }
 
-func (b *blobImage) MediaType() (types.MediaType, error) {
+func (b *blobImage) MediaType() (ocitypes.MediaType, error) {
 	if b.manifest.MediaType != "" {
 		return b.manifest.MediaType, nil
 	}
 	if b.desc.MediaType != "" {
 		return b.desc.MediaType, nil
 	}
-	return types.OCIManifestSchema1, nil
+	return ocitypes.OCIManifestSchema1, nil
 }
 
 func (b *blobImage) RawManifest() ([]byte, error) { return b.raw, nil }
@@ -193,10 +193,10 @@ type blobLayer struct {
 	desc v1.Descriptor
 }
 
-func (l *blobLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
-func (l *blobLayer) Size() (int64, error)                { return l.desc.Size, nil }
-func (l *blobLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
-func (l *blobLayer) Compressed() (io.ReadCloser, error)  { return l.src.openBlob(l.desc.Digest) }
+func (l *blobLayer) Digest() (v1.Hash, error)               { return l.desc.Digest, nil }
+func (l *blobLayer) Size() (int64, error)                   { return l.desc.Size, nil }
+func (l *blobLayer) MediaType() (ocitypes.MediaType, error) { return l.desc.MediaType, nil }
+func (l *blobLayer) Compressed() (io.ReadCloser, error)     { return l.src.openBlob(l.desc.Digest) }
 
 // parseIndex decodes an image index (index.json or a nested index blob).
 func parseIndex(raw []byte) (*v1.IndexManifest, error) {

@@ -21,7 +21,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocitypes "github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // GoBuildOptions tune BuildGo. The zero value builds "." for the host
@@ -68,6 +70,11 @@ const (
 	passwdFile   = "root:x:0:0:root:/root:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n"
 	groupFile    = "root:x:0:\nnobody:x:65534:\n"
 )
+
+// ErrNoGoModule is returned (wrapped) by BuildGo for a source directory
+// that is not inside a Go module: builtin = "go" builds the way `go build`
+// does, which needs a go.mod in the directory or a parent.
+var ErrNoGoModule = types.NewError(types.ErrInvalid, "not in a Go module")
 
 // hostCABundles are where distributions keep the CA bundle.
 var hostCABundles = []string{
@@ -122,6 +129,9 @@ func BuildGo(ctx context.Context, srcDir string, opts GoBuildOptions) (v1.Image,
 	list := exec.CommandContext(ctx, goTool, "list", "-f", "{{.Name}}", pkg)
 	list.Dir, list.Env, list.Stdout, list.Stderr = abs, env, &listOut, &listOut
 	if err := list.Run(); err != nil {
+		if !inGoModule(abs) {
+			return nil, fmt.Errorf("go build %s: no go.mod in %s or a parent directory (run `go mod init NAME` there): %w", srcDir, abs, ErrNoGoModule)
+		}
 		return nil, fmt.Errorf("go build %s: go list %s failed: %w\n%s", srcDir, pkg, err, strings.TrimSpace(listOut.String()))
 	}
 	if n := strings.TrimSpace(listOut.String()); n != "main" {
@@ -189,8 +199,8 @@ func BuildGo(ctx context.Context, srcDir string, opts GoBuildOptions) (v1.Image,
 		}
 	}
 
-	base := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
-	base = mutate.ConfigMediaType(base, types.OCIConfigJSON)
+	base := mutate.MediaType(empty.Image, ocitypes.OCIManifestSchema1)
+	base = mutate.ConfigMediaType(base, ocitypes.OCIConfigJSON)
 	img, err := mutate.AppendLayers(base, layer)
 	if err != nil {
 		return nil, fmt.Errorf("go build %s: %w", srcDir, err)
@@ -210,6 +220,20 @@ func BuildGo(ctx context.Context, srcDir string, opts GoBuildOptions) (v1.Image,
 		return nil, fmt.Errorf("go build %s: %w", srcDir, err)
 	}
 	return img, nil
+}
+
+// inGoModule reports whether dir or a parent directory has a go.mod.
+func inGoModule(dir string) bool {
+	for {
+		if fi, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil && !fi.IsDir() {
+			return true
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return false
+		}
+		dir = parent
+	}
 }
 
 func findGo() (string, error) {
@@ -297,7 +321,7 @@ func goImageLayer(bin string, mtime time.Time) (v1.Layer, bool, error) {
 	compressed := gz.Bytes()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
 		return io.NopCloser(bytes.NewReader(compressed)), nil
-	}, tarball.WithMediaType(types.OCILayer))
+	}, tarball.WithMediaType(ocitypes.OCILayer))
 	if err != nil {
 		return nil, false, err
 	}

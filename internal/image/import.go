@@ -20,7 +20,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+	ocitypes "github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Annotations that carry an image's name in an OCI layout's index.json.
@@ -44,7 +46,7 @@ const (
 // `docker save` tarball, optionally gzip-compressed; the kind is detected.
 // With ref "" the name comes from the archive (the index.json annotation or
 // the RepoTags of manifest.json); if it has none, Import fails with a hint.
-func (s *Store) Import(ctx context.Context, p, ref string) (*Image, error) {
+func (s *Store) Import(ctx context.Context, p, ref string) (*types.Image, error) {
 	if ref != "" {
 		n, err := normalizeLocalRef(ref)
 		if err != nil {
@@ -69,7 +71,7 @@ func (s *Store) Import(ctx context.Context, p, ref string) (*Image, error) {
 
 // importFile imports the archive file p; display names it in messages (the
 // original path when p is a decompressed spool file).
-func (s *Store) importFile(ctx context.Context, p, display, ref string) (*Image, error) {
+func (s *Store) importFile(ctx context.Context, p, display, ref string) (*types.Image, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return nil, fmt.Errorf("import %s: %w", display, err)
@@ -118,7 +120,7 @@ func (s *Store) importFile(ctx context.Context, p, display, ref string) (*Image,
 	return s.importImage(ctx, display, img, ref, name)
 }
 
-func (s *Store) importImage(ctx context.Context, p string, img v1.Image, ref, archiveName string) (*Image, error) {
+func (s *Store) importImage(ctx context.Context, p string, img v1.Image, ref, archiveName string) (*types.Image, error) {
 	if ref == "" {
 		if archiveName == "" {
 			return nil, fmt.Errorf("import %s: the archive does not name the image; pass a ref, e.g. --ref myapp:v1", p)
@@ -140,7 +142,7 @@ func (s *Store) importImage(ctx context.Context, p string, img v1.Image, ref, ar
 // ImportReader imports an archive read from r (an upload): it is spooled to
 // a temp file in the store, then imported like Import. A directory layout
 // cannot be streamed; send it as a tar.
-func (s *Store) ImportReader(ctx context.Context, r io.Reader, ref string) (*Image, error) {
+func (s *Store) ImportReader(ctx context.Context, r io.Reader, ref string) (*types.Image, error) {
 	if ref != "" {
 		n, err := normalizeLocalRef(ref)
 		if err != nil {
@@ -400,9 +402,9 @@ func resolveDescriptor(src blobSource, d v1.Descriptor, depth int) (v1.Image, er
 		return nil, errors.New("image indexes nested too deeply")
 	}
 	switch d.MediaType {
-	case types.OCIManifestSchema1, types.DockerManifestSchema2:
+	case ocitypes.OCIManifestSchema1, ocitypes.DockerManifestSchema2:
 		return newBlobImage(src, d)
-	case types.OCIImageIndex, types.DockerManifestList:
+	case ocitypes.OCIImageIndex, ocitypes.DockerManifestList:
 	default:
 		// Unknown or missing media type: look at the document.
 		raw, err := readBlob(src, d.Digest, maxMetaBlob)

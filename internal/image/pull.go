@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // PullOption configures Pull.
@@ -46,7 +48,7 @@ func WithTransport(rt http.RoundTripper) PullOption {
 // qualified ref ("alpine:3" becomes "index.docker.io/library/alpine:3").
 // Blobs already in the store are not downloaded again, and a digest already
 // unpacked is not unpacked again.
-func (s *Store) Pull(ctx context.Context, ref string, opts ...PullOption) (*Image, error) {
+func (s *Store) Pull(ctx context.Context, ref string, opts ...PullOption) (*types.Image, error) {
 	o := pullOptions{platform: v1.Platform{OS: "linux", Architecture: runtime.GOARCH}}
 	for _, opt := range opts {
 		opt(&o)

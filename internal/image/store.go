@@ -27,36 +27,14 @@ import (
 // ErrNotFound is returned (wrapped) when no image matches a ref or digest.
 var ErrNotFound = types.NewError(types.ErrNotFound, "image not found")
 
-// Config is the part of an image's OCI config a machine needs to run it.
-type Config struct {
-	Entrypoint   []string          `json:"entrypoint,omitempty"`
-	Cmd          []string          `json:"cmd,omitempty"`
-	Env          []string          `json:"env,omitempty"`
-	WorkingDir   string            `json:"working_dir,omitempty"`
-	User         string            `json:"user,omitempty"`
-	ExposedPorts []int             `json:"exposed_ports,omitempty"`
-	Labels       map[string]string `json:"labels,omitempty"`
-}
-
-// Image is an image held by the store, unpacked and ready to run.
-type Image struct {
-	// Ref is the name the image was imported, pulled or built as, normalized:
-	// local names as "repo:tag" ("hello:deployment-01J..."), registry refs
-	// fully qualified ("index.docker.io/library/alpine:3"). Empty when the
-	// image was looked up by digest and has no name.
-	Ref string `json:"ref"`
-	// Digest is the manifest digest, "sha256:...".
-	Digest string `json:"digest"`
-	Config Config `json:"config"`
-	// RootFS is the absolute path of the unpacked root filesystem. It is
-	// shared read-only by every machine of this digest and never modified
-	// after unpack: use it as an overlay lower dir, never write to it.
-	RootFS string `json:"rootfs"`
-	// Size is the number of bytes of regular files in RootFS.
-	Size int64 `json:"size"`
-	// Created is when this digest was first stored in this store.
-	Created time.Time `json:"created"`
-}
+// Bridges for packages that still name the wire types here; new code uses
+// the types package.
+type (
+	// Deprecated: use types.Image.
+	Image = types.Image
+	// Deprecated: use types.ImageConfig.
+	Config = types.ImageConfig
+)
 
 // Store holds images under one directory:
 //
@@ -90,10 +68,10 @@ type indexFile struct {
 }
 
 type record struct {
-	Digest  string    `json:"digest"`
-	Config  Config    `json:"config"`
-	Size    int64     `json:"size"`
-	Created time.Time `json:"created"`
+	Digest  string            `json:"digest"`
+	Config  types.ImageConfig `json:"config"`
+	Size    int64             `json:"size"`
+	Created time.Time         `json:"created"`
 	// Blobs lists the manifest, config and layer digests, for removal.
 	Blobs []string `json:"blobs"`
 }
@@ -171,8 +149,8 @@ func (s *Store) saveIndexLocked() error {
 	return fsutil.WriteFileAtomic(s.indexPath(), b, 0o644)
 }
 
-func (s *Store) imageLocked(ref string, r *record) *Image {
-	return &Image{
+func (s *Store) imageLocked(ref string, r *record) *types.Image {
+	return &types.Image{
 		Ref:     ref,
 		Digest:  r.Digest,
 		Config:  cloneConfig(r.Config),
@@ -182,7 +160,7 @@ func (s *Store) imageLocked(ref string, r *record) *Image {
 	}
 }
 
-func cloneConfig(c Config) Config {
+func cloneConfig(c types.ImageConfig) types.ImageConfig {
 	out := c
 	out.Entrypoint = append([]string(nil), c.Entrypoint...)
 	out.Cmd = append([]string(nil), c.Cmd...)
@@ -288,7 +266,7 @@ func (s *Store) lookupDigestLocked(q, hexPart string, full bool) (string, *recor
 
 // Get returns the image named by ref, or with the given digest. The error
 // wraps ErrNotFound when there is none.
-func (s *Store) Get(ctx context.Context, refOrDigest string) (*Image, error) {
+func (s *Store) Get(ctx context.Context, refOrDigest string) (*types.Image, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ref, r, err := s.lookupLocked(refOrDigest)
@@ -300,7 +278,7 @@ func (s *Store) Get(ctx context.Context, refOrDigest string) (*Image, error) {
 
 // List returns one entry per ref, sorted by ref, then any image that has no
 // ref (Ref ""), sorted by digest.
-func (s *Store) List(ctx context.Context) ([]*Image, error) {
+func (s *Store) List(ctx context.Context) ([]*types.Image, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	refs := make([]string, 0, len(s.idx.Refs))
@@ -310,7 +288,7 @@ func (s *Store) List(ctx context.Context) ([]*Image, error) {
 		named[d] = true
 	}
 	sort.Strings(refs)
-	out := make([]*Image, 0, len(refs))
+	out := make([]*types.Image, 0, len(refs))
 	for _, ref := range refs {
 		if r := s.idx.Images[s.idx.Refs[ref]]; r != nil {
 			out = append(out, s.imageLocked(ref, r))
@@ -411,7 +389,7 @@ func (s *Store) OpenImage(ctx context.Context, refOrDigest string) (v1.Image, er
 // Put stores img under ref (normalized; "" stores it without a name): its
 // blobs are copied into the store and its root filesystem unpacked, once per
 // digest even when called concurrently.
-func (s *Store) Put(ctx context.Context, img v1.Image, ref string) (*Image, error) {
+func (s *Store) Put(ctx context.Context, img v1.Image, ref string) (*types.Image, error) {
 	if ref != "" {
 		n, err := normalizeLocalRef(ref)
 		if err != nil {
@@ -423,7 +401,7 @@ func (s *Store) Put(ctx context.Context, img v1.Image, ref string) (*Image, erro
 }
 
 // put stores img under an already normalized ref.
-func (s *Store) put(ctx context.Context, img v1.Image, ref string) (*Image, error) {
+func (s *Store) put(ctx context.Context, img v1.Image, ref string) (*types.Image, error) {
 	d, err := img.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("image %s: digest: %w", ref, err)
@@ -584,9 +562,9 @@ func (s *Store) writeBlobs(ctx context.Context, img v1.Image, d v1.Hash) ([]stri
 }
 
 // configFrom extracts the runtime config of an OCI/Docker config file.
-func configFrom(cf *v1.ConfigFile) Config {
+func configFrom(cf *v1.ConfigFile) types.ImageConfig {
 	c := cf.Config
-	out := Config{
+	out := types.ImageConfig{
 		Entrypoint: c.Entrypoint,
 		Cmd:        c.Cmd,
 		Env:        c.Env,

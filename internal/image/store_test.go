@@ -18,11 +18,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // checkHello asserts that img's rootfs holds the hello program built by
 // helloImage and that it runs.
-func checkHello(t *testing.T, img *Image) {
+func checkHello(t *testing.T, img *types.Image) {
 	t.Helper()
 	if !filepath.IsAbs(img.RootFS) {
 		t.Fatalf("RootFS %q is not absolute", img.RootFS)
@@ -288,7 +290,7 @@ func TestConcurrentImportUnpacksOnce(t *testing.T) {
 	s := newTestStore(t)
 	const n = 8
 	var wg sync.WaitGroup
-	imgs := make([]*Image, n)
+	imgs := make([]*types.Image, n)
 	errs := make([]error, n)
 	for i := range n {
 		wg.Add(1)

@@ -232,3 +232,26 @@ func uniqueName(used map[string]bool, name string) string {
 	used[n] = true
 	return n
 }
+
+func mustAbs(p string) string {
+	a, err := filepath.Abs(p)
+	if err != nil {
+		return p
+	}
+	return a
+}
+
+// shellJoin quotes args into one command line.
+func shellJoin(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" {
+			out[i] = "''"
+		} else if strings.ContainsAny(a, " \t\n'\"\\$`|&;<>()*?[]{}#~!") {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		} else {
+			out[i] = a
+		}
+	}
+	return strings.Join(out, " ")
+}

@@ -51,9 +51,15 @@ type shimConfig struct {
 	LogMaxBytes int64 `json:"log_max_bytes,omitempty"`
 }
 
+// init is the shim's entry point; it stays an init on purpose. The driver
+// re-executes whatever binary it runs in (os.Executable): the hangar binary,
+// and also the test binary of every package whose tests start tasks
+// (runtime, supervisor, deploy, daemon…), which have no main or TestMain to
+// call into. An init in the package that launches shims is the one hook they
+// all share, and it runs before any program's flags, logging or test setup,
+// so a shim never starts a daemon or a test run by mistake. It does nothing
+// unless both shim variables are set, which only launchShim does.
 func init() {
-	// Any binary that links this package can serve as the shim: the
-	// daemon re-executes itself (and tests their test binary).
 	if id := os.Getenv(shimEnv); id != "" && os.Getenv(shimConfigEnv) != "" {
 		os.Exit(shimMain())
 	}

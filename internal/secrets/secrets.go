@@ -19,12 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/dotenv"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -41,7 +41,7 @@ var (
 const KeepVersions = 50
 
 // MaxValueBytes bounds one secret value.
-const MaxValueBytes = 64 << 10
+const MaxValueBytes = dotenv.MaxValueBytes
 
 // MetaVersion is the machine config metadata key that pins a machine to a
 // secrets version (set by deploys and rollbacks); without it a machine
@@ -108,17 +108,6 @@ func Open(st store.Store, dataDir string, log *slog.Logger) (*Store, error) {
 func metaKey(app string) string           { return "secrets/" + app + "/meta" }
 func versionKey(app string, v int) string { return fmt.Sprintf("secrets/%s/v/%08d", app, v) }
 func aad(app, name string) string         { return "hangar/" + app + "/" + name }
-
-// nameRE is what an environment variable name may be.
-var nameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// ValidName reports whether name can be a secret (an env var name).
-func ValidName(name string) error {
-	if len(name) > 256 || !nameRE.MatchString(name) {
-		return fmt.Errorf("secret name %q: use letters, digits and underscores, not starting with a digit: %w", name, ErrInvalid)
-	}
-	return nil
-}
 
 func (s *Store) getMeta(ctx context.Context, app string) (meta, int64, error) {
 	var m meta
@@ -188,8 +177,8 @@ func (s *Store) Update(ctx context.Context, app string, values map[string]*strin
 		return 0, fmt.Errorf("no secrets given: %w", ErrInvalid)
 	}
 	for name, v := range values {
-		if err := ValidName(name); err != nil {
-			return 0, err
+		if err := dotenv.ValidName(name); err != nil {
+			return 0, fmt.Errorf("secret %w: %w", err, ErrInvalid)
 		}
 		if v != nil && len(*v) > MaxValueBytes {
 			return 0, fmt.Errorf("secret %s: value over %d bytes: %w", name, MaxValueBytes, ErrInvalid)

@@ -38,19 +38,19 @@ func (m *Manager) SpecHook(ctx context.Context, r *supervisor.Record, spec *runt
 // machine of a newer release of the same process group takes the volume
 // of a stopped machine of an older release. A volume is released when its
 // machine is destroyed (or by Detach).
-func (m *Manager) Attach(ctx context.Context, r *supervisor.Record, mt types.MachineMount) (*Volume, error) {
+func (m *Manager) Attach(ctx context.Context, r *supervisor.Record, mt types.MachineMount) (*types.Volume, error) {
 	app, machineID := r.App, r.ID
 	if !path.IsAbs(mt.Path) || path.Clean(mt.Path) != mt.Path || mt.Path == "/" || strings.HasPrefix(mt.Path, "/proc") || strings.HasPrefix(mt.Path, "/sys") || strings.HasPrefix(mt.Path, "/dev") {
 		return nil, fmt.Errorf("mount path %q: want an absolute, clean directory other than /, /proc, /sys, /dev: %w", mt.Path, ErrInvalid)
 	}
-	var cands []*Volume
+	var cands []*types.Volume
 	switch {
 	case mt.Volume != "":
 		v, err := m.Get(ctx, app, mt.Volume)
 		if err != nil {
 			return nil, err
 		}
-		cands = []*Volume{v}
+		cands = []*types.Volume{v}
 	case mt.Name != "":
 		all, err := m.List(ctx, app)
 		if err != nil {
@@ -66,12 +66,12 @@ func (m *Manager) Attach(ctx context.Context, r *supervisor.Record, mt types.Mac
 			if size <= 0 {
 				size = 1
 			}
-			v, err := m.Create(ctx, app, CreateRequest{Name: mt.Name, SizeGB: size})
+			v, err := m.Create(ctx, app, types.CreateVolumeRequest{Name: mt.Name, SizeGB: size})
 			if err != nil {
 				return nil, fmt.Errorf("machine %s: create volume %s for its mount: %w", machineID, mt.Name, err)
 			}
 			m.log.Info("created a volume for a mount that had none", "app", app, "machine", machineID, "volume", v.ID, "name", v.Name)
-			cands = []*Volume{v}
+			cands = []*types.Volume{v}
 		}
 	default:
 		return nil, fmt.Errorf("mount at %s names no volume: set volume (an id) or name: %w", mt.Path, ErrInvalid)
@@ -101,11 +101,11 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-func (m *Manager) attachOne(ctx context.Context, r *supervisor.Record, id string, mt types.MachineMount) (*Volume, error) {
+func (m *Manager) attachOne(ctx context.Context, r *supervisor.Record, id string, mt types.MachineMount) (*types.Volume, error) {
 	app, machineID := r.App, r.ID
 	unlock := m.lock(id)
 	defer unlock()
-	v, err := m.update(ctx, app, id, func(v *Volume) error {
+	v, err := m.update(ctx, app, id, func(v *types.Volume) error {
 		if v.AttachedMachineID != nil && *v.AttachedMachineID != "" && *v.AttachedMachineID != machineID {
 			h, err := m.holder(ctx, v)
 			if err != nil {
@@ -119,7 +119,7 @@ func (m *Manager) attachOne(ctx context.Context, r *supervisor.Record, id string
 		v.AttachedMountPoint = mt.Path
 		v.AutoExtend = nil
 		if mt.ExtendThresholdPercent > 0 {
-			v.AutoExtend = &Extend{ThresholdPercent: mt.ExtendThresholdPercent, AddGB: mt.AddSizeGB, LimitGB: mt.SizeGBLimit}
+			v.AutoExtend = &types.VolumeExtend{ThresholdPercent: mt.ExtendThresholdPercent, AddGB: mt.AddSizeGB, LimitGB: mt.SizeGBLimit}
 		}
 		return nil
 	})
@@ -131,7 +131,7 @@ func (m *Manager) attachOne(ctx context.Context, r *supervisor.Record, id string
 		if err := m.offlineResize(ctx, id); err != nil {
 			return nil, fmt.Errorf("volume %s: grow the filesystem: %w", id, err)
 		}
-		if v, err = m.update(ctx, app, id, func(v *Volume) error { v.ResizePending = false; return nil }); err != nil {
+		if v, err = m.update(ctx, app, id, func(v *types.Volume) error { v.ResizePending = false; return nil }); err != nil {
 			return nil, err
 		}
 		m.log.Info("volume filesystem grown before its machine starts", "volume", id)
@@ -159,7 +159,7 @@ func (m *Manager) Detach(ctx context.Context, app, machineID string) error {
 			continue
 		}
 		unlock := m.lock(v.ID)
-		_, err := m.update(ctx, app, v.ID, func(v *Volume) error {
+		_, err := m.update(ctx, app, v.ID, func(v *types.Volume) error {
 			if v.AttachedMachineID != nil && *v.AttachedMachineID == machineID {
 				v.AttachedMachineID, v.AttachedAllocID, v.AttachedMountPoint = nil, nil, ""
 			}

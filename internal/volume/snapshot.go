@@ -12,8 +12,10 @@ import (
 	"sort"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/store"
 	"golang.org/x/sys/unix"
+
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Snapshot types.
@@ -69,14 +71,14 @@ func thaw(mnt string) {
 // CreateSnapshot cuts a consistent snapshot of a volume: the filesystem is
 // frozen only while its image is copied (sparse, in the kernel), then the
 // copy is compressed into the snapshot store.
-func (m *Manager) CreateSnapshot(ctx context.Context, app, id, typ string) (*Snapshot, error) {
+func (m *Manager) CreateSnapshot(ctx context.Context, app, id, typ string) (*types.VolumeSnapshot, error) {
 	unlock := m.lock(id)
 	defer unlock()
 	v, err := m.Get(ctx, app, id)
 	if err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{ID: newID("vs_"), VolumeID: id, App: app, Status: "created", Type: typ,
+	snap := &types.VolumeSnapshot{ID: newID("vs_"), VolumeID: id, App: app, Status: "created", Type: typ,
 		RetentionDay: v.SnapshotRetention, VolumeSizeMB: v.SizeMB}
 	tmp := m.snapPath(snap.ID) + ".img"
 	defer os.Remove(tmp)
@@ -119,14 +121,14 @@ func (m *Manager) CreateSnapshot(ctx context.Context, app, id, typ string) (*Sna
 }
 
 // Snapshots lists an app's snapshots of one volume ("" = all), oldest first.
-func (m *Manager) Snapshots(ctx context.Context, app, volumeID string) ([]*Snapshot, error) {
+func (m *Manager) Snapshots(ctx context.Context, app, volumeID string) ([]*types.VolumeSnapshot, error) {
 	kvs, err := m.st.List(ctx, "volsnaps/"+app+"/")
 	if err != nil {
 		return nil, fmt.Errorf("list snapshots: %w", err)
 	}
-	out := []*Snapshot{}
+	out := []*types.VolumeSnapshot{}
 	for _, kv := range kvs {
-		var s Snapshot
+		var s types.VolumeSnapshot
 		if err := json.Unmarshal(kv.Value, &s); err != nil {
 			return nil, fmt.Errorf("snapshot record %s: %w", kv.Key, err)
 		}
@@ -141,8 +143,8 @@ func (m *Manager) Snapshots(ctx context.Context, app, volumeID string) ([]*Snaps
 }
 
 // GetSnapshot returns one snapshot of the app.
-func (m *Manager) GetSnapshot(ctx context.Context, app, id string) (*Snapshot, error) {
-	var s Snapshot
+func (m *Manager) GetSnapshot(ctx context.Context, app, id string) (*types.VolumeSnapshot, error) {
+	var s types.VolumeSnapshot
 	if _, err := store.GetJSON(ctx, m.st, snapKey(app, id), &s); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("snapshot %s of app %s (list them with `hangar volumes snapshots list VOLUME`): %w", id, app, ErrNotFound)
@@ -152,7 +154,7 @@ func (m *Manager) GetSnapshot(ctx context.Context, app, id string) (*Snapshot, e
 	return &s, nil
 }
 
-func (m *Manager) deleteSnapshot(ctx context.Context, s *Snapshot) error {
+func (m *Manager) deleteSnapshot(ctx context.Context, s *types.VolumeSnapshot) error {
 	if err := os.Remove(m.snapPath(s.ID)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -164,7 +166,7 @@ func (m *Manager) deleteSnapshot(ctx context.Context, s *Snapshot) error {
 }
 
 // restoreInto writes a snapshot's image to path (a new sparse file).
-func (m *Manager) restoreInto(s *Snapshot, path string) error {
+func (m *Manager) restoreInto(s *types.VolumeSnapshot, path string) error {
 	f, err := os.Open(m.snapPath(s.ID))
 	if err != nil {
 		return fmt.Errorf("snapshot %s: %w", s.ID, err)
@@ -200,7 +202,7 @@ func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 	var errs []error
 	for _, v := range vols {
 		if h, err := m.holder(ctx, v); err == nil && h == nil && v.AttachedMachineID != nil && m.Machines != nil {
-			_, _ = m.update(ctx, v.App, v.ID, func(v *Volume) error {
+			_, _ = m.update(ctx, v.App, v.ID, func(v *types.Volume) error {
 				v.AttachedMachineID, v.AttachedAllocID, v.AttachedMountPoint = nil, nil, ""
 				return nil
 			})
@@ -215,7 +217,7 @@ func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 				if _, err := m.CreateSnapshot(ctx, v.App, v.ID, SnapshotScheduled); err != nil {
 					errs = append(errs, err)
 				} else {
-					_, _ = m.update(ctx, v.App, v.ID, func(v *Volume) error {
+					_, _ = m.update(ctx, v.App, v.ID, func(v *types.Volume) error {
 						v.LastScheduledSnap = now.UTC().Format(time.RFC3339)
 						return nil
 					})
@@ -229,7 +231,7 @@ func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 	// Expired snapshots go, also those of destroyed volumes.
 	kvs, _ := m.st.List(ctx, "volsnaps/")
 	for _, kv := range kvs {
-		var s Snapshot
+		var s types.VolumeSnapshot
 		if json.Unmarshal(kv.Value, &s) != nil {
 			continue
 		}
@@ -247,7 +249,7 @@ func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 
 // autoExtend grows a volume over its auto_extend_size_threshold by its
 // increment, up to its limit.
-func (m *Manager) autoExtend(ctx context.Context, v *Volume) error {
+func (m *Manager) autoExtend(ctx context.Context, v *types.Volume) error {
 	a := v.AutoExtend
 	if a == nil || a.ThresholdPercent <= 0 || a.AddGB <= 0 || v.Blocks == 0 {
 		return nil

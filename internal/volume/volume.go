@@ -49,68 +49,23 @@ var (
 	ErrConflict = types.NewError(types.ErrConflict, "volume conflict")
 )
 
-// Defaults, as on Fly.io.
+// Limits, as on Fly.io (the default retention is types.DefaultSnapshotRetention).
 const (
-	DefaultSnapshotRetention = 5 // days
-	MaxSnapshotRetention     = 60
-	MaxSizeGB                = 500
-	FSType                   = "ext4"
+	MaxSnapshotRetention = 60
+	MaxSizeGB            = 500
+	FSType               = "ext4"
 )
 
-// Volume is a volume as the API shows it (Fly's Volume object, plus a few
-// Hangar fields).
-type Volume struct {
-	ID                 string  `json:"id"`
-	Name               string  `json:"name"`
-	App                string  `json:"app"`
-	State              string  `json:"state"`
-	SizeGB             int     `json:"size_gb"`
-	SizeMB             int     `json:"size_mb"` // Hangar: exact size; sizes below 1 GB are for tests
-	Region             string  `json:"region"`
-	Zone               string  `json:"zone"`
-	Encrypted          bool    `json:"encrypted"`
-	FSType             string  `json:"fstype"`
-	CreatedAt          string  `json:"created_at"`
-	SnapshotRetention  int     `json:"snapshot_retention"`
-	AutoBackupEnabled  bool    `json:"auto_backup_enabled"`
-	AttachedMachineID  *string `json:"attached_machine_id"`
-	AttachedAllocID    *string `json:"attached_alloc_id"`
-	BlockSize          int     `json:"block_size"`
-	Blocks             int     `json:"blocks"`
-	BlocksFree         int     `json:"blocks_free"`
-	BlocksAvail        int     `json:"blocks_avail"`
-	HostStatus         string  `json:"host_status"`
-	LastScheduledSnap  string  `json:"last_scheduled_snapshot_at,omitempty"`
-	SourceSnapshotID   string  `json:"source_snapshot_id,omitempty"`
-	SourceVolumeID     string  `json:"source_volume_id,omitempty"`
-	AutoExtend         *Extend `json:"auto_extend,omitempty"`
-	AttachedMountPoint string  `json:"attached_path,omitempty"`
-	ResizePending      bool    `json:"resize_pending,omitempty"` // the filesystem grows at the next start of its machine
-}
-
-// Extend is a volume's auto-extend setting (from [[mounts]]).
-type Extend struct {
-	ThresholdPercent int `json:"threshold_percent"`
-	AddGB            int `json:"add_gb"`
-	LimitGB          int `json:"limit_gb"`
-}
-
-// Snapshot is a volume snapshot (Fly's VolumeSnapshot plus Hangar fields).
-type Snapshot struct {
-	ID           string `json:"id"`
-	VolumeID     string `json:"volume_id"`
-	App          string `json:"app"`
-	CreatedAt    string `json:"created_at"`
-	Size         int64  `json:"size"` // bytes of the volume's image
-	StoredSize   int64  `json:"stored_size"`
-	Digest       string `json:"digest"`
-	Status       string `json:"status"`
-	Type         string `json:"type"` // "on-demand" or "scheduled"
-	FrozenMS     int64  `json:"frozen_ms"`
-	RetentionDay int    `json:"retention_days"`
-	ExpiresAt    string `json:"expires_at"`
-	VolumeSizeMB int    `json:"volume_size_mb"`
-}
+// Bridges for packages that still name the wire types here; new code uses
+// the types package.
+type (
+	// Deprecated: use types.Volume.
+	Volume = types.Volume
+	// Deprecated: use types.VolumeSnapshot.
+	Snapshot = types.VolumeSnapshot
+	// Deprecated: use types.CreateVolumeRequest.
+	CreateRequest = types.CreateVolumeRequest
+)
 
 // Machines is what the manager needs of the supervisor: whether a machine
 // still exists.
@@ -182,24 +137,9 @@ func newID(prefix string) string {
 
 var nameRE = regexp.MustCompile(`^[a-z0-9_]{1,30}$`)
 
-// CreateRequest is Fly's CreateVolumeRequest plus SizeMB.
-type CreateRequest struct {
-	Name              string `json:"name"`
-	Region            string `json:"region,omitempty"`
-	SizeGB            int    `json:"size_gb,omitempty"`
-	SizeMB            int    `json:"size_mb,omitempty"` // Hangar: exact size in MB (at least 16)
-	Encrypted         *bool  `json:"encrypted,omitempty"`
-	FSType            string `json:"fstype,omitempty"`
-	SnapshotID        string `json:"snapshot_id,omitempty"`
-	SourceVolumeID    string `json:"source_volume_id,omitempty"`
-	SnapshotRetention *int   `json:"snapshot_retention,omitempty"`
-	AutoBackupEnabled *bool  `json:"auto_backup_enabled,omitempty"`
-	RequireUniqueZone *bool  `json:"require_unique_zone,omitempty"`
-}
-
 // Create makes a new volume: empty, restored from a snapshot, or forked
 // from another volume of the app.
-func (m *Manager) Create(ctx context.Context, app string, req CreateRequest) (*Volume, error) {
+func (m *Manager) Create(ctx context.Context, app string, req types.CreateVolumeRequest) (*types.Volume, error) {
 	if !nameRE.MatchString(req.Name) {
 		return nil, fmt.Errorf("volume name %q: use up to 30 lowercase letters, digits and underscores: %w", req.Name, ErrInvalid)
 	}
@@ -219,7 +159,7 @@ func (m *Manager) Create(ctx context.Context, app string, req CreateRequest) (*V
 	if req.SizeGB < 0 || req.SizeMB < 0 || sizeMB > MaxSizeGB*1024 || (sizeMB != 0 && sizeMB < 16) {
 		return nil, fmt.Errorf("size: 1 to %d GB (size_mb at least 16): %w", MaxSizeGB, ErrInvalid)
 	}
-	retention := DefaultSnapshotRetention
+	retention := types.DefaultSnapshotRetention
 	if req.SnapshotRetention != nil {
 		retention = *req.SnapshotRetention
 	}
@@ -258,7 +198,7 @@ func (m *Manager) Create(ctx context.Context, app string, req CreateRequest) (*V
 	if sizeMB < srcSizeMB {
 		return nil, fmt.Errorf("size %d MB is smaller than the source's %d MB; volumes never shrink: %w", sizeMB, srcSizeMB, ErrInvalid)
 	}
-	v := &Volume{
+	v := &types.Volume{
 		ID: newID("vol_"), Name: req.Name, App: app, State: "created", SizeMB: sizeMB, SizeGB: gb(sizeMB),
 		Region: m.region, Zone: "local", FSType: FSType, CreatedAt: m.now().UTC().Format(time.RFC3339),
 		SnapshotRetention: retention, AutoBackupEnabled: req.AutoBackupEnabled == nil || *req.AutoBackupEnabled,
@@ -288,7 +228,7 @@ func gb(mb int) int {
 
 // makeImage creates the image (empty ext4, or from source), attaches it to
 // a loop device and mounts it.
-func (m *Manager) makeImage(ctx context.Context, v *Volume, source func(string) error, srcSizeMB int) error {
+func (m *Manager) makeImage(ctx context.Context, v *types.Volume, source func(string) error, srcSizeMB int) error {
 	if err := os.MkdirAll(m.mountPath(v.ID), 0o700); err != nil {
 		return err
 	}
@@ -408,8 +348,8 @@ func (m *Manager) teardown(id string) error {
 }
 
 // Get returns one volume with its current usage.
-func (m *Manager) Get(ctx context.Context, app, id string) (*Volume, error) {
-	var v Volume
+func (m *Manager) Get(ctx context.Context, app, id string) (*types.Volume, error) {
+	var v types.Volume
 	if _, err := store.GetJSON(ctx, m.st, volKey(app, id), &v); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return nil, fmt.Errorf("volume %s of app %s: %w", id, app, ErrNotFound)
@@ -422,12 +362,12 @@ func (m *Manager) Get(ctx context.Context, app, id string) (*Volume, error) {
 }
 
 // List returns an app's volumes (all apps for ""), oldest first.
-func (m *Manager) List(ctx context.Context, app string) ([]*Volume, error) {
+func (m *Manager) List(ctx context.Context, app string) ([]*types.Volume, error) {
 	return m.list(ctx, app, true)
 }
 
 // list is List; records are shown as stored unless decorate.
-func (m *Manager) list(ctx context.Context, app string, decorate bool) ([]*Volume, error) {
+func (m *Manager) list(ctx context.Context, app string, decorate bool) ([]*types.Volume, error) {
 	prefix := "volumes/"
 	if app != "" {
 		prefix += app + "/"
@@ -436,9 +376,9 @@ func (m *Manager) list(ctx context.Context, app string, decorate bool) ([]*Volum
 	if err != nil {
 		return nil, fmt.Errorf("list volumes: %w", err)
 	}
-	out := make([]*Volume, 0, len(kvs))
+	out := make([]*types.Volume, 0, len(kvs))
 	for _, kv := range kvs {
-		var v Volume
+		var v types.Volume
 		if err := json.Unmarshal(kv.Value, &v); err != nil {
 			return nil, fmt.Errorf("volume record %s: %w", kv.Key, err)
 		}
@@ -454,7 +394,7 @@ func (m *Manager) list(ctx context.Context, app string, decorate bool) ([]*Volum
 	return out, nil
 }
 
-func (m *Manager) fillStats(v *Volume) {
+func (m *Manager) fillStats(v *types.Volume) {
 	var st unix.Statfs_t
 	if !mounted(m.mountPath(v.ID)) || unix.Statfs(m.mountPath(v.ID), &st) != nil {
 		v.HostStatus = "unreachable"
@@ -463,8 +403,8 @@ func (m *Manager) fillStats(v *Volume) {
 	v.BlockSize, v.Blocks, v.BlocksFree, v.BlocksAvail = int(st.Bsize), int(st.Blocks), int(st.Bfree), int(st.Bavail)
 }
 
-func (m *Manager) update(ctx context.Context, app, id string, fn func(v *Volume) error) (*Volume, error) {
-	v, _, err := store.UpdateJSON(ctx, m.st, volKey(app, id), func(cur *Volume) (*Volume, error) {
+func (m *Manager) update(ctx context.Context, app, id string, fn func(v *types.Volume) error) (*types.Volume, error) {
+	v, _, err := store.UpdateJSON(ctx, m.st, volKey(app, id), func(cur *types.Volume) (*types.Volume, error) {
 		if cur == nil {
 			return nil, fmt.Errorf("volume %s of app %s: %w", id, app, ErrNotFound)
 		}
@@ -481,11 +421,11 @@ func (m *Manager) update(ctx context.Context, app, id string, fn func(v *Volume)
 }
 
 // SetRetention changes a volume's snapshot retention (Fly's volume update).
-func (m *Manager) SetRetention(ctx context.Context, app, id string, days *int, autoBackup *bool) (*Volume, error) {
+func (m *Manager) SetRetention(ctx context.Context, app, id string, days *int, autoBackup *bool) (*types.Volume, error) {
 	if days != nil && (*days < 1 || *days > MaxSnapshotRetention) {
 		return nil, fmt.Errorf("snapshot_retention %d: 1 to %d days: %w", *days, MaxSnapshotRetention, ErrInvalid)
 	}
-	return m.update(ctx, app, id, func(v *Volume) error {
+	return m.update(ctx, app, id, func(v *types.Volume) error {
 		if days != nil {
 			v.SnapshotRetention = *days
 		}
@@ -498,7 +438,7 @@ func (m *Manager) SetRetention(ctx context.Context, app, id string, days *int, a
 
 // showHolder clears the attachment of a volume whose machine is gone
 // (the record is released by the next Tick or attach).
-func (m *Manager) showHolder(ctx context.Context, v *Volume) {
+func (m *Manager) showHolder(ctx context.Context, v *types.Volume) {
 	if v.AttachedMachineID == nil || m.Machines == nil {
 		return
 	}
@@ -533,7 +473,7 @@ func (m *Manager) DeleteApp(ctx context.Context, app string) error {
 }
 
 // holder returns the machine a volume is attached to, if it still exists.
-func (m *Manager) holder(ctx context.Context, v *Volume) (*supervisor.Record, error) {
+func (m *Manager) holder(ctx context.Context, v *types.Volume) (*supervisor.Record, error) {
 	if v.AttachedMachineID == nil || *v.AttachedMachineID == "" || m.Machines == nil {
 		return nil, nil
 	}
@@ -546,7 +486,7 @@ func (m *Manager) holder(ctx context.Context, v *Volume) (*supervisor.Record, er
 
 // Destroy removes a volume that no existing machine holds. Its snapshots
 // stay until their retention ends.
-func (m *Manager) Destroy(ctx context.Context, app, id string) (*Volume, error) {
+func (m *Manager) Destroy(ctx context.Context, app, id string) (*types.Volume, error) {
 	unlock := m.lock(id)
 	defer unlock()
 	v, err := m.Get(ctx, app, id)
@@ -574,7 +514,7 @@ func (m *Manager) Destroy(ctx context.Context, app, id string) (*Volume, error) 
 // Extend grows a volume to sizeGB (or sizeMB when > 0) online: the image
 // file, the loop device's capacity and the mounted filesystem grow while
 // the machine runs. It returns whether a restart is needed (never, here).
-func (m *Manager) Extend(ctx context.Context, app, id string, sizeGB, sizeMB int) (*Volume, bool, error) {
+func (m *Manager) Extend(ctx context.Context, app, id string, sizeGB, sizeMB int) (*types.Volume, bool, error) {
 	unlock := m.lock(id)
 	defer unlock()
 	v, err := m.Get(ctx, app, id)
@@ -617,7 +557,7 @@ func (m *Manager) Extend(ctx context.Context, app, id string, sizeGB, sizeMB int
 			return nil, false, fmt.Errorf("extend volume %s: online: %v; offline: %w", id, oerr, err)
 		}
 	}
-	v, err = m.update(ctx, app, id, func(v *Volume) error {
+	v, err = m.update(ctx, app, id, func(v *types.Volume) error {
 		v.SizeMB, v.SizeGB = want, gb(want)
 		v.ResizePending = needsRestart
 		return nil

@@ -67,11 +67,11 @@ func TestCreateWriteSnapshotRestoreForkExtend(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
 	m := newManager(t)
-	v, err := m.Create(ctx, "app", CreateRequest{Name: "data", SizeMB: 64})
+	v, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "data", SizeMB: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.SizeMB != 64 || v.Blocks == 0 || v.SnapshotRetention != DefaultSnapshotRetention || !v.AutoBackupEnabled || v.FSType != "ext4" {
+	if v.SizeMB != 64 || v.Blocks == 0 || v.SnapshotRetention != types.DefaultSnapshotRetention || !v.AutoBackupEnabled || v.FSType != "ext4" {
 		t.Fatalf("volume: %+v", v)
 	}
 	// The image is sparse: it does not take 64 MB of the host.
@@ -99,7 +99,7 @@ func TestCreateWriteSnapshotRestoreForkExtend(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	restored, err := m.Create(ctx, "app", CreateRequest{Name: "data", SnapshotID: snap.ID, SizeMB: 96})
+	restored, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "data", SnapshotID: snap.ID, SizeMB: 96})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestCreateWriteSnapshotRestoreForkExtend(t *testing.T) {
 		t.Fatalf("restored into a bigger volume, but the filesystem was not grown: %+v", restored)
 	}
 
-	fork, err := m.Create(ctx, "app", CreateRequest{Name: "copy", SourceVolumeID: v.ID})
+	fork, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "copy", SourceVolumeID: v.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestFullVolumeIsENOSPC(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
 	m := newManager(t)
-	v, err := m.Create(ctx, "app", CreateRequest{Name: "small", SizeMB: 16})
+	v, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "small", SizeMB: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +261,7 @@ func TestRecoverRemountsAfterReboot(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
 	m := newManager(t)
-	v, err := m.Create(ctx, "app", CreateRequest{Name: "data", SizeMB: 16})
+	v, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "data", SizeMB: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +297,7 @@ func TestTickSchedulesAndExpires(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
 	m := newManager(t)
-	v, err := m.Create(ctx, "app", CreateRequest{Name: "data", SizeMB: 16, SnapshotRetention: ptr(2)})
+	v, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "data", SizeMB: 16, SnapshotRetention: ptr(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +415,7 @@ func TestAutoExtend(t *testing.T) {
 	r := &supervisor.Record{App: "app", Machine: types.Machine{ID: "m1", State: types.StateStopped}}
 	m.Machines = fakeMachines{"m1": r}
 	mt := types.MachineMount{Name: "grow", Path: "/data", ExtendThresholdPercent: 50, AddSizeGB: 1, SizeGBLimit: 1}
-	if _, err := m.Create(ctx, "app", CreateRequest{Name: "grow", SizeMB: 32}); err != nil {
+	if _, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "grow", SizeMB: 32}); err != nil {
 		t.Fatal(err)
 	}
 	v, err := m.Attach(ctx, r, mt)
@@ -465,7 +465,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	v, err := m.Create(ctx, "app", CreateRequest{Name: "bench", SizeGB: 1})
+	v, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "bench", SizeGB: 1})
 	if err != nil {
 		b.Fatal(err)
 	}

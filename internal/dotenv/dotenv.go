@@ -1,22 +1,51 @@
-package secrets
+// Package dotenv reads NAME=VALUE documents (.env files) and checks
+// environment variable names. It is pure, so the CLI (`hangar secrets set`
+// and `import`) checks input with the very rules the daemon's secrets store
+// applies, without linking the store.
+package dotenv
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// MaxDotenvBytes bounds a dotenv document given to ParseDotenv.
-const MaxDotenvBytes = 4 << 20
+// ErrInvalid marks a document or a name that breaks the rules below.
+var ErrInvalid = types.NewError(types.ErrInvalid, "invalid dotenv")
 
-// ParseDotenv reads NAME=VALUE pairs, one per line, as `secrets import`
+// Limits.
+const (
+	// MaxBytes bounds a document given to Parse.
+	MaxBytes = 4 << 20
+	// MaxValueBytes bounds one value; it is also the secrets store's bound
+	// on one secret.
+	MaxValueBytes = 64 << 10
+)
+
+// nameRE is what an environment variable name may be.
+var nameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ValidName reports whether name can be an environment variable (and so a
+// secret): letters, digits and underscores, not starting with a digit, at
+// most 256 bytes. The error names the rule; callers add their category.
+func ValidName(name string) error {
+	if len(name) > 256 || !nameRE.MatchString(name) {
+		return fmt.Errorf("name %q: use letters, digits and underscores, not starting with a digit", name)
+	}
+	return nil
+}
+
+// Parse reads NAME=VALUE pairs, one per line, as `secrets import`
 // takes them on stdin: blank lines and # comments are skipped, `export ` is
 // allowed before a name, values may be unquoted (trimmed, a " #" starts a
 // comment), 'single-quoted' (literal), "double-quoted" (with \n \t \" \\
 // escapes) or """triple-quoted""" (literal); quoted values may span lines.
 // Errors name the line.
-func ParseDotenv(src string) (map[string]string, error) {
-	if len(src) > MaxDotenvBytes {
-		return nil, fmt.Errorf("dotenv: over %d bytes: %w", MaxDotenvBytes, ErrInvalid)
+func Parse(src string) (map[string]string, error) {
+	if len(src) > MaxBytes {
+		return nil, fmt.Errorf("dotenv: over %d bytes: %w", MaxBytes, ErrInvalid)
 	}
 	src = strings.ReplaceAll(src, "\r\n", "\n")
 	out := map[string]string{}
@@ -34,7 +63,7 @@ func ParseDotenv(src string) (map[string]string, error) {
 		}
 		name = strings.TrimSpace(name)
 		if err := ValidName(name); err != nil {
-			return nil, fmt.Errorf("dotenv line %d: %w", lineNo, err)
+			return nil, fmt.Errorf("dotenv line %d: %w: %w", lineNo, err, ErrInvalid)
 		}
 		rest = strings.TrimLeft(rest, " \t")
 		var value string
