@@ -66,7 +66,11 @@ func (m *Manager) Attach(ctx context.Context, r *supervisor.Record, mt types.Mac
 			if size <= 0 {
 				size = 1
 			}
-			v, err := m.Create(ctx, app, CreateRequest{Name: mt.Name, SizeGB: size})
+			req := CreateRequest{Name: mt.Name, SizeGB: size}
+			if mt.SnapshotRetention > 0 {
+				req.SnapshotRetention = &mt.SnapshotRetention
+			}
+			v, err := m.Create(ctx, app, req)
 			if err != nil {
 				return nil, fmt.Errorf("machine %s: create volume %s for its mount: %w", machineID, mt.Name, err)
 			}

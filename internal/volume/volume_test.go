@@ -203,13 +203,16 @@ func TestAttachIsExclusive(t *testing.T) {
 		"m2": {App: "app", Machine: types.Machine{ID: "m2", State: types.StateCreated}},
 	}
 	m.Machines = machines
-	mt := types.MachineMount{Name: "pgdata", Path: "/data", SizeGB: 1}
+	mt := types.MachineMount{Name: "pgdata", Path: "/data", SizeGB: 1, SnapshotRetention: 14}
 	v1, err := m.Attach(ctx, machines["m1"], mt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v1.AttachedMachineID == nil || *v1.AttachedMachineID != "m1" || v1.SizeGB != 1 {
 		t.Fatalf("auto-created volume: %+v", v1)
+	}
+	if v1.SnapshotRetention != 14 {
+		t.Fatalf("auto-created volume keeps snapshots %d days, want the mount's 14", v1.SnapshotRetention)
 	}
 	// m1 again: the same volume (pinned).
 	if again, err := m.Attach(ctx, machines["m1"], mt); err != nil || again.ID != v1.ID {
