@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -247,11 +248,13 @@ func Run(ctx context.Context, o Options) error {
 	if httpsLn != nil {
 		addrFiles[HTTPSAddrFile] = httpsLn.Addr().String()
 	}
+	// The address and pid files are for the CLI and for reloads; a daemon
+	// that cannot write them (a full disk) serves all the same.
 	for name, addr := range addrFiles {
-		if err := fsutil.WriteFileAtomic(filepath.Join(o.DataDir, name), []byte(addr+"\n"), 0o644); err != nil {
-			return err
-		}
+		writeConvenienceFile(log, o.DataDir, name, addr)
 	}
+	writeConvenienceFile(log, o.DataDir, PIDFile, strconv.Itoa(os.Getpid()))
+	defer removePIDFile(o.DataDir)
 	// Slow clients (slowloris) get 10s for their headers; an idle
 	// keep-alive connection is closed after 60s, as Fly's proxy does.
 	proxySrv := &http.Server{Handler: certMgr.HTTPHandler(px), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
@@ -270,10 +273,6 @@ func Run(ctx context.Context, o Options) error {
 	}
 	go func() { errc <- px.Serve(fc.divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
-	if err := writePIDFile(o.DataDir); err != nil {
-		return err
-	}
-	defer removePIDFile(o.DataDir)
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
 		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
 	for {
