@@ -92,6 +92,18 @@ func TestFullDiskRestart(t *testing.T) {
 		code, body, err := d.ViaProxy("zd", "/")
 		return err == nil && code == 200, fmt.Sprint(code, " ", body, " ", err)
 	})
+	// State writes go on: the reserve was given back for them.
+	ms := d.Machines("zd")
+	if len(ms) != 1 {
+		t.Fatalf("machines on a full disk: %+v", ms)
+	}
+	if code, body := d.Call("POST", "/v1/apps/zd/machines/"+ms[0].ID+"/stop", nil); code != 200 {
+		t.Fatalf("stop on a full disk: %d %s", code, body)
+	}
+	harness.Poll(t, "the stopped machine is woken by a request on a full disk", 20*time.Second, func() (bool, string) {
+		code, body, err := d.ViaProxy("zd", "/")
+		return err == nil && code == 200, fmt.Sprint(code, " ", body, " ", err)
+	})
 	status, err := d.Hangar("status", "-a", "zd")
 	if err != nil || !strings.Contains(status, "disk") || !strings.Contains(status, "full") {
 		t.Errorf("status on a full disk should say so: %v\n%s", err, status)

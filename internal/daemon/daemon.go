@@ -71,9 +71,12 @@ type Options struct {
 // Files the daemon writes into its data dir.
 const (
 	AdminTokenFile = "admin-token"
-	APIAddrFile    = "api-addr"
-	HTTPAddrFile   = "http-addr"
-	HTTPSAddrFile  = "https-addr"
+	// ReserveFile, in the data dir, is space kept for state writes on a
+	// full disk (ReserveBytes).
+	ReserveFile   = "disk-reserve"
+	APIAddrFile   = "api-addr"
+	HTTPAddrFile  = "http-addr"
+	HTTPSAddrFile = "https-addr"
 )
 
 // Run starts the daemon and serves until ctx ends. Machines keep running
@@ -91,6 +94,15 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
 	}
+	// Space kept back for the state store: given back when other writers
+	// (images, logs, volumes) fill the disk, so state writes go on.
+	disk := &fsutil.Reserve{Path: filepath.Join(o.DataDir, ReserveFile), Size: ReserveBytes}
+	if ds, err := disk.Check(); err != nil {
+		log.Warn("disk reserve", "err", err)
+	} else if ds.Full {
+		log.Error("the data dir's disk is full: the daemon serves, but images, logs and volumes cannot grow; free space", "path", ds.Path, "free_bytes", ds.FreeBytes)
+	}
+	go watchDisk(ctx, disk, log)
 	// A reloading daemon hands over its listeners; take them before
 	// waiting for it to release the state.
 	inherited, err := inheritedListeners()
@@ -518,4 +530,35 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 	}
 	log.Info("machine DNS is running", "addrs", srv.Addrs(), "upstreams", upstreams)
 	return srv, []string{gw6.String(), gw4.String()}
+}
+
+// ReserveBytes is the size of the data dir's disk reserve.
+const ReserveBytes = 32 << 20
+
+// watchDisk checks the disk every few seconds, gives the reserve back when
+// the disk fills, takes it again when there is room, and logs each change.
+func watchDisk(ctx context.Context, r *fsutil.Reserve, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	full := r.State().Full
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ds, err := r.Check()
+		if err != nil {
+			log.Warn("disk reserve", "err", err)
+			continue
+		}
+		if ds.Full != full {
+			full = ds.Full
+			if full {
+				log.Error("the data dir's disk is full; gave back the reserve for state writes; free space", "path", ds.Path, "free_bytes", ds.FreeBytes)
+			} else {
+				log.Info("the data dir's disk has room again", "path", ds.Path, "free_bytes", ds.FreeBytes)
+			}
+		}
+	}
 }
