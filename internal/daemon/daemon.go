@@ -160,6 +160,7 @@ func Run(ctx context.Context, o Options) error {
 	sup := supervisor.New(supervisor.Options{
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
 		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks, Nameservers: nameservers,
+		Validators: []supervisor.Validator{secrets.ValidateFiles, vols.ValidateMounts},
 	})
 	shutdownSup := sync.OnceFunc(sup.Shutdown)
 	defer shutdownSup()

@@ -416,7 +416,7 @@ func TestFailedStartLeavesNoSecrets(t *testing.T) { forEachRuntime(t, testFailed
 func testFailedStartLeavesNoSecrets(t *testing.T, d *OCI, rootfs string) {
 	const secret = "s3cret-value-that-must-not-stay"
 	for name, spec := range map[string]Spec{
-		"network not ready": {NetNSReady: func() error { return errors.New("no network namespace") }},
+		"network not ready":       {NetNSReady: func() error { return errors.New("no network namespace") }},
 		"runtime refuses a mount": {Mounts: []Mount{{Source: "/nonexistent/hangar-test-source", Destination: "/data"}}},
 	} {
 		t.Run(name, func(t *testing.T) {
