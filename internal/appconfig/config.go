@@ -65,7 +65,7 @@ type Experimental struct {
 	Cmd            []string  `json:"cmd,omitempty"`
 	Entrypoint     []string  `json:"entrypoint,omitempty"`
 	Exec           []string  `json:"exec,omitempty"`
-	AutoRollback   bool      `json:"auto_rollback,omitempty"`
+	AutoRollback   *bool     `json:"auto_rollback,omitempty"`
 	EnableConsul   bool      `json:"enable_consul,omitempty"`
 	EnableEtcd     bool      `json:"enable_etcd,omitempty"`
 	LazyLoadImages bool      `json:"lazy_load_images,omitempty"`

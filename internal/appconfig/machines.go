@@ -399,6 +399,9 @@ func (c *Config) ToMachineConfig(group, image string) (*types.MachineConfig, err
 		if m.AutoExtendSizeLimit != "" {
 			mm.SizeGBLimit, _ = ParseSizeGB(m.AutoExtendSizeLimit)
 		}
+		if m.SnapshotRetention != nil {
+			mm.SnapshotRetention = *m.SnapshotRetention
+		}
 		mc.Mounts = append(mc.Mounts, mm)
 	}
 

@@ -65,6 +65,7 @@ swap_size_mb = 256
   auto_extend_size_threshold = 80
   auto_extend_size_increment = "2gb"
   auto_extend_size_limit = "20gb"
+  snapshot_retention = 14
   processes = ["web"]
 
 [[vm]]
@@ -139,7 +140,7 @@ func TestToMachineConfigPerGroup(t *testing.T) {
 		Guest:    &types.MachineGuest{CPUKind: "shared", CPUs: 2, MemoryMB: 512},
 		Metadata: map[string]string{types.MetaProcessGroup: "web", types.MetaPlatform: "v2"},
 		Mounts: []types.MachineMount{{
-			Path: "/uploads", Name: "uploads", ExtendThresholdPercent: 80, AddSizeGB: 2, SizeGBLimit: 20,
+			Path: "/uploads", Name: "uploads", ExtendThresholdPercent: 80, AddSizeGB: 2, SizeGBLimit: 20, SnapshotRetention: 14,
 		}},
 		Services: []types.MachineService{{
 			Protocol:           "tcp",

@@ -16,8 +16,12 @@ import (
 // Strategies lists the deploy strategies, in the order hints show them.
 var Strategies = []string{StrategyRolling, StrategyBlueGreen, StrategyCanary, StrategyImmediate}
 
-// knownHandlers are the port handlers Fly's proxy has.
-var knownHandlers = []string{"http", "tls", "pg_tls", "proxy_proto", "edge_http"}
+// knownHandlers are the port handlers Fly's proxy has; servedHandlers are
+// those Hangar's proxy serves (a port with any other is not bound).
+var (
+	knownHandlers  = []string{"http", "tls", "pg_tls", "proxy_proto", "edge_http"}
+	servedHandlers = []string{"http", "tls", "proxy_proto"}
+)
 
 // checker accumulates validation diagnostics.
 type checker struct {
@@ -97,6 +101,13 @@ func (k *checker) top() {
 	}
 	if c.SwapSizeMB != nil && *c.SwapSizeMB < 0 {
 		k.errorf("range", path{"swap_size_mb"}, "use 0 or a positive number of megabytes", "swap_size_mb must not be negative")
+	} else if c.SwapSizeMB != nil && *c.SwapSizeMB > 0 {
+		k.warnf("ignored", path{"swap_size_mb"}, "remove swap_size_mb, or give the machine the memory it needs ([[vm]] memory)",
+			"swap_size_mb %d is not applied: Hangar machines get no swap yet", *c.SwapSizeMB)
+	}
+	if c.Experimental != nil && c.Experimental.AutoRollback != nil && !*c.Experimental.AutoRollback {
+		k.warnf("ignored", path{"experimental", "auto_rollback"}, "remove auto_rollback = false; a failed deploy leaves the previous release serving",
+			"auto_rollback = false is not applied: Hangar always rolls a failed deploy back")
 	}
 }
 
@@ -298,8 +309,12 @@ func (k *checker) services() {
 				k.strictf("port", pp, "add port = 80 (or start_port and end_port)", "[[services.ports]] has no port; it is ignored")
 			}
 			for h, name := range port.Handlers {
-				if !slices.Contains(knownHandlers, name) {
-					k.warnf("handler", pp.child("handlers").index(h), "use http, tls, pg_tls or proxy_proto", "unknown handler %q", name)
+				switch {
+				case !slices.Contains(knownHandlers, name):
+					k.warnf("handler", pp.child("handlers").index(h), "use http, tls or proxy_proto", "unknown handler %q", name)
+				case !slices.Contains(servedHandlers, name):
+					k.strictf("handler", pp.child("handlers").index(h), "use http, tls or proxy_proto; for Postgres over TLS, terminate TLS in the app and use no handler",
+						"handler %q is not served by Hangar yet: this port would not be bound", name)
 				}
 			}
 		}

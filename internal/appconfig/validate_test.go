@@ -9,6 +9,34 @@ import (
 func TestValidationRules(t *testing.T) {
 	t.Parallel()
 	runRuleCases(t, []ruleCase{
+		// Settings Hangar accepts but does not apply say so.
+		{name: "pg_tls not served", rule: "handler", severity: SeverityWarning, line: 6,
+			message: `handler "pg_tls" is not served by Hangar yet: this port would not be bound`, src: `
+[[services]]
+  internal_port = 5432
+  protocol = "tcp"
+  [[services.ports]]
+    port = 5432
+    handlers = ["pg_tls"]
+`},
+		{name: "pg_tls not served strict", strict: true, rule: "handler", severity: SeverityError, line: 6,
+			message: `handler "pg_tls" is not served by Hangar yet: this port would not be bound`, src: `
+[[services]]
+  internal_port = 5432
+  protocol = "tcp"
+  [[services.ports]]
+    port = 5432
+    handlers = ["pg_tls"]
+`},
+		{name: "swap not applied", rule: "ignored", severity: SeverityWarning, line: 1,
+			message: "swap_size_mb 512 is not applied: Hangar machines get no swap yet", src: `
+swap_size_mb = 512
+`},
+		{name: "auto_rollback false not applied", rule: "ignored", severity: SeverityWarning, line: 2,
+			message: "auto_rollback = false is not applied: Hangar always rolls a failed deploy back", src: `
+[experimental]
+  auto_rollback = false
+`},
 		{name: "unknown key", rule: "unknown-key", severity: SeverityWarning, line: 3,
 			message: "unknown key bogus in [http_service]", src: `
 [http_service]

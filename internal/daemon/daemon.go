@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,9 +71,12 @@ type Options struct {
 // Files the daemon writes into its data dir.
 const (
 	AdminTokenFile = "admin-token"
-	APIAddrFile    = "api-addr"
-	HTTPAddrFile   = "http-addr"
-	HTTPSAddrFile  = "https-addr"
+	// ReserveFile, in the data dir, is space kept for state writes on a
+	// full disk (ReserveBytes).
+	ReserveFile   = "disk-reserve"
+	APIAddrFile   = "api-addr"
+	HTTPAddrFile  = "http-addr"
+	HTTPSAddrFile = "https-addr"
 )
 
 // Run starts the daemon and serves until ctx ends. Machines keep running
@@ -90,6 +94,15 @@ func Run(ctx context.Context, o Options) error {
 	if err := os.MkdirAll(o.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
 	}
+	// Space kept back for the state store: given back when other writers
+	// (images, logs, volumes) fill the disk, so state writes go on.
+	disk := &fsutil.Reserve{Path: filepath.Join(o.DataDir, ReserveFile), Size: ReserveBytes}
+	if ds, err := disk.Check(); err != nil {
+		log.Warn("disk reserve", "err", err)
+	} else if ds.Full {
+		log.Error("the data dir's disk is full: the daemon serves, but images, logs and volumes cannot grow; free space", "path", ds.Path, "free_bytes", ds.FreeBytes)
+	}
+	go watchDisk(ctx, disk, log)
 	// A reloading daemon hands over its listeners; take them before
 	// waiting for it to release the state.
 	inherited, err := inheritedListeners()
@@ -147,6 +160,7 @@ func Run(ctx context.Context, o Options) error {
 	sup := supervisor.New(supervisor.Options{
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
 		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks, Nameservers: nameservers,
+		Validators: []supervisor.Validator{secrets.ValidateFiles, vols.ValidateMounts},
 	})
 	shutdownSup := sync.OnceFunc(sup.Shutdown)
 	defer shutdownSup()
@@ -247,11 +261,13 @@ func Run(ctx context.Context, o Options) error {
 	if httpsLn != nil {
 		addrFiles[HTTPSAddrFile] = httpsLn.Addr().String()
 	}
+	// The address and pid files are for the CLI and for reloads; a daemon
+	// that cannot write them (a full disk) serves all the same.
 	for name, addr := range addrFiles {
-		if err := fsutil.WriteFileAtomic(filepath.Join(o.DataDir, name), []byte(addr+"\n"), 0o644); err != nil {
-			return err
-		}
+		writeConvenienceFile(log, o.DataDir, name, addr)
 	}
+	writeConvenienceFile(log, o.DataDir, PIDFile, strconv.Itoa(os.Getpid()))
+	defer removePIDFile(o.DataDir)
 	// Slow clients (slowloris) get 10s for their headers; an idle
 	// keep-alive connection is closed after 60s, as Fly's proxy does.
 	proxySrv := &http.Server{Handler: certMgr.HTTPHandler(px), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
@@ -270,10 +286,6 @@ func Run(ctx context.Context, o Options) error {
 	}
 	go func() { errc <- px.Serve(fc.divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
-	if err := writePIDFile(o.DataDir); err != nil {
-		return err
-	}
-	defer removePIDFile(o.DataDir)
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
 		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
 	for {
@@ -519,4 +531,35 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 	}
 	log.Info("machine DNS is running", "addrs", srv.Addrs(), "upstreams", upstreams)
 	return srv, []string{gw6.String(), gw4.String()}
+}
+
+// ReserveBytes is the size of the data dir's disk reserve.
+const ReserveBytes = 32 << 20
+
+// watchDisk checks the disk every few seconds, gives the reserve back when
+// the disk fills, takes it again when there is room, and logs each change.
+func watchDisk(ctx context.Context, r *fsutil.Reserve, log *slog.Logger) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	full := r.State().Full
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ds, err := r.Check()
+		if err != nil {
+			log.Warn("disk reserve", "err", err)
+			continue
+		}
+		if ds.Full != full {
+			full = ds.Full
+			if full {
+				log.Error("the data dir's disk is full; gave back the reserve for state writes; free space", "path", ds.Path, "free_bytes", ds.FreeBytes)
+			} else {
+				log.Info("the data dir's disk has room again", "path", ds.Path, "free_bytes", ds.FreeBytes)
+			}
+		}
+	}
 }

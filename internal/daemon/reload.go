@@ -13,6 +13,7 @@ package daemon
 import (
 	"bufio"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -170,9 +171,17 @@ func handOver(lns map[string]net.Listener) (int, error) {
 	return cmd.Process.Pid, nil
 }
 
-// writePIDFile records this process as the serving daemon.
-func writePIDFile(dataDir string) error {
-	return fsutil.WriteFileAtomic(filepath.Join(dataDir, PIDFile), []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)
+// writeConvenienceFile writes one of the data dir's small files (the
+// listen addresses, the pid) atomically. When it cannot (a full disk) the
+// daemon serves all the same: it removes a stale copy, which would name an
+// old daemon, and says what the CLI should use instead.
+func writeConvenienceFile(log *slog.Logger, dataDir, name, content string) {
+	p := filepath.Join(dataDir, name)
+	if err := fsutil.WriteFileAtomic(p, []byte(content+"\n"), 0o644); err != nil {
+		_ = os.Remove(p)
+		log.Error("cannot write "+name+"; serving without it (set HANGAR_API_URL for the CLI; reload with kill -HUP on the daemon's pid)",
+			"path", p, "err", err)
+	}
 }
 
 // removePIDFile removes the pid file if it still names this process (after

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -84,15 +85,22 @@ func StartDaemon(t testing.TB, bin string) *Daemon {
 // instance "--https-listen", "127.0.0.1:0", "--acme-directory", "off").
 func StartDaemonWith(t testing.TB, bin string, extraArgs ...string) *Daemon {
 	t.Helper()
+	return StartDaemonIn(t, bin, t.TempDir(), extraArgs...)
+}
+
+// StartDaemonIn is StartDaemonWith on a data dir of the caller's (a small
+// tmpfs, say). The daemon's own output goes to a file outside it.
+func StartDaemonIn(t testing.TB, bin, dataDir string, extraArgs ...string) *Daemon {
+	t.Helper()
 	n := rand.Intn(200) + 20
-	d := &Daemon{t: t, bin: bin, DataDir: t.TempDir()}
+	d := &Daemon{t: t, bin: bin, DataDir: dataDir}
 	bridge := fmt.Sprintf("hge%04x", rand.Intn(0xffff))
 	d.args = []string{"server", "--data-dir", d.DataDir, "--api-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
 		"--domain", "test.internal", "--region", "tst", "--bridge", bridge,
 		"--subnet", fmt.Sprintf("10.%d.%d.0/24", 100+rand.Intn(50), n), "--subnet6", fmt.Sprintf("fdaa:0:%x::/64", 0x1000+rand.Intn(0xe000))}
 	d.args = append(d.args, extraArgs...)
 	var err error
-	d.logf, err = os.Create(filepath.Join(d.DataDir, "daemon.log"))
+	d.logf, err = os.Create(filepath.Join(t.TempDir(), "daemon.log"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,18 +111,23 @@ func StartDaemonWith(t testing.TB, bin string, extraArgs ...string) *Daemon {
 		var res struct {
 			Apps []types.App `json:"apps"`
 		}
-		if (d.cmd != nil || d.pid != 0) && d.Get("/v1/apps", &res) == nil {
+		if code, body, err := d.call("GET", "/v1/apps", nil); (d.cmd != nil || d.pid != 0) && err == nil && code == 200 && json.Unmarshal([]byte(body), &res) == nil {
 			for _, a := range res.Apps {
-				if code, body := d.Call("DELETE", "/v1/apps/"+a.Name, nil); code != http.StatusAccepted {
-					t.Errorf("cleanup: delete app %s: %d %s", a.Name, code, body)
+				if code, body, err := d.call("DELETE", "/v1/apps/"+a.Name, nil); code != http.StatusAccepted {
+					t.Errorf("cleanup: delete app %s: %d %s %v", a.Name, code, body, err)
 				}
 			}
+		} else if d.cmd != nil || d.pid != 0 {
+			t.Errorf("cleanup: the daemon does not answer (%v); its machines are removed by force", err)
 		}
 		d.Stop(syscall.SIGTERM)
 		d.forceCleanup(t)
 		// [[files]] contents live on a tmpfs outside the data dir.
 		_ = os.RemoveAll(filepath.Dir(secrets.RunDirFor(d.DataDir)))
 		_ = exec.Command("ip", "link", "del", bridge).Run()
+		for _, family := range []string{"ip", "ip6"} {
+			_ = exec.Command("nft", "delete", "table", family, "hangar_"+bridge).Run()
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(d.logf.Name())
 			t.Logf("daemon log:\n%s", b)
@@ -156,6 +169,15 @@ func (d *Daemon) Start() {
 			d.HTTPS = strings.TrimSpace(string(s))
 			break
 		}
+		// With fixed ports the daemon is found without its address files
+		// (which it may be unable to write, on a full disk).
+		if api, httpAddr := d.flag("--api-listen"), d.flag("--http-listen"); fixedPort(api) && fixedPort(httpAddr) {
+			if c, err := net.DialTimeout("tcp", api, 100*time.Millisecond); err == nil {
+				c.Close()
+				d.API, d.HTTP = "http://"+api, "http://"+httpAddr
+				break
+			}
+		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(d.logf.Name())
 			t.Fatalf("daemon did not start:\n%s", b)
@@ -170,6 +192,22 @@ func (d *Daemon) Start() {
 	if fi, _ := os.Stat(filepath.Join(d.DataDir, "admin-token")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("admin-token mode = %v, want 0600", fi.Mode().Perm())
 	}
+}
+
+// flag returns the last value given for a `hangar server` flag.
+func (d *Daemon) flag(name string) string {
+	v := ""
+	for i := 0; i+1 < len(d.args); i++ {
+		if d.args[i] == name {
+			v = d.args[i+1]
+		}
+	}
+	return v
+}
+
+func fixedPort(addr string) bool {
+	_, port, err := net.SplitHostPort(addr)
+	return err == nil && port != "" && port != "0"
 }
 
 // Stop signals the daemon and waits for it to exit.
@@ -258,6 +296,16 @@ func (d *Daemon) Hangar(args ...string) (string, error) {
 
 // Call sends an authenticated API request and returns status and body.
 func (d *Daemon) Call(method, path string, body any) (int, string) {
+	code, b, err := d.call(method, path, body)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	return code, b
+}
+
+// call is Call that returns a transport error instead of failing the test
+// (cleanup must go on when the daemon is gone).
+func (d *Daemon) call(method, path string, body any) (int, string, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -271,11 +319,11 @@ func (d *Daemon) Call(method, path string, body any) (int, string) {
 	req.Header.Set("Authorization", "Bearer "+d.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		d.t.Fatalf("%s %s: %v", method, path, err)
+		return 0, "", err
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, string(b), nil
 }
 
 // Get decodes a GET of the API into out.

@@ -429,6 +429,9 @@ func compare(src, dst *sideData, r *Report) {
 			if p := behind(ds, dd); p != "" {
 				sr.Problems = append(sr.Problems, "on the target: "+p)
 			}
+			if p := behindSource(s, src.seqs[name], dd); p != "" {
+				sr.Problems = append(sr.Problems, "on the target: "+p)
+			}
 		}
 		if p := behind(s, src.seqs[name]); p != "" {
 			r.Notes = append(r.Notes, fmt.Sprintf("sequence %s on the source: %s", name, p))
@@ -519,6 +522,20 @@ func behind(s *sequenceInfo, d seqSideData) string {
 	}
 	if s.Increment < 0 && next >= *d.extreme {
 		return fmt.Sprintf("next value %d is not below min(%s) = %d", next, s.Column, *d.extreme)
+	}
+	return ""
+}
+
+// behindSource explains why the target's copy of sequence s would hand out
+// a value the source already handed out (the only check an unowned
+// sequence has: no column tells how far it went), or returns "".
+func behindSource(s *sequenceInfo, src, dst seqSideData) string {
+	want, got := src.state.next(s.Increment), dst.state.next(s.Increment)
+	if s.Increment > 0 && got < want {
+		return fmt.Sprintf("next value %d is behind the source's %d: run SELECT setval('%s', %d, false) on the target", got, want, s.display(), want)
+	}
+	if s.Increment < 0 && got > want {
+		return fmt.Sprintf("next value %d is behind the source's %d (a descending sequence): run SELECT setval('%s', %d, false) on the target", got, want, s.display(), want)
 	}
 	return ""
 }

@@ -237,8 +237,15 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 	if err != nil {
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
+	// Every failure after the bundle is written scrubs it, and crun's copy
+	// of it: the environment holds the machine's secrets.
+	scrub := func() {
+		scrubEnv(filepath.Join(dir, "bundle/config.json"))
+		scrubEnv(filepath.Join(d.stateDir(), spec.ID, "config.json"))
+	}
 	fail := func(err error) (Status, error) {
 		shim.abort()
+		scrub()
 		_ = unix.Unmount(merged, unix.MNT_DETACH)
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
@@ -277,6 +284,7 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 		LogMaxBytes: spec.LogMaxBytes,
 	})
 	if err != nil {
+		scrub()
 		_ = unix.Unmount(merged, unix.MNT_DETACH)
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}

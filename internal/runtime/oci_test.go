@@ -1,9 +1,11 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -403,5 +405,38 @@ func testExecTimeout(t *testing.T, d *OCI, rootfs string) {
 	}
 	if err == nil && code >= 0 {
 		t.Fatalf("exec over its timeout: code %d, no error; want a kill or an error", code)
+	}
+}
+
+func TestFailedStartLeavesNoSecrets(t *testing.T) { forEachRuntime(t, testFailedStartLeavesNoSecrets) }
+
+// testFailedStartLeavesNoSecrets: whatever makes a start fail after the
+// bundle is written, no file of the driver keeps the environment (which
+// holds the machine's secrets).
+func testFailedStartLeavesNoSecrets(t *testing.T, d *OCI, rootfs string) {
+	const secret = "s3cret-value-that-must-not-stay"
+	for name, spec := range map[string]Spec{
+		"network not ready":       {NetNSReady: func() error { return errors.New("no network namespace") }},
+		"runtime refuses a mount": {Mounts: []Mount{{Source: "/nonexistent/hangar-test-source", Destination: "/data"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			id := "tsec" + randSuffix()
+			cleanupTask(t, d, id)
+			spec.ID, spec.RootFS, spec.Args = id, rootfs, []string{"/app"}
+			spec.Env = []string{"DATABASE_PASSWORD=" + secret}
+			if _, err := d.Start(context.Background(), spec); err == nil {
+				t.Fatal("start succeeded; the test needs it to fail")
+			}
+			root := filepath.Dir(d.dir(id))
+			_ = filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+				if err != nil || e.IsDir() || strings.Contains(p, "/bundle/rootfs/") {
+					return nil
+				}
+				if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(secret)) {
+					t.Errorf("%s holds the secret after a failed start", p)
+				}
+				return nil
+			})
+		})
 	}
 }

@@ -11,9 +11,11 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hangar-dev/hangar/internal/dotenv"
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Hook injects secrets and [[files]] into machines as they boot. Decrypted
@@ -79,6 +81,33 @@ func ValidGuestPath(p string) error {
 	for _, bad := range []string{"/proc", "/sys", "/dev"} {
 		if p == bad || strings.HasPrefix(p, bad+"/") {
 			return fmt.Errorf("files: guest_path %q: %s is the kernel's: %w", p, bad, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// ValidateFiles is a supervisor.Validator: a machine's [[files]] must each
+// have a valid guest_path and exactly one source, with raw_value in base64,
+// before the machine is recorded. (The secret a file names is looked up at
+// start: it may be set in between.)
+func ValidateFiles(_ context.Context, _ string, cfg *types.MachineConfig) error {
+	for i, f := range cfg.Files {
+		if err := ValidGuestPath(f.GuestPath); err != nil {
+			return fmt.Errorf("config.files[%d]: %w", i, err)
+		}
+		switch {
+		case f.SecretName != nil && f.RawValue != nil:
+			return fmt.Errorf("config.files[%d] (%s): set raw_value or secret_name, not both: %w", i, f.GuestPath, ErrInvalid)
+		case f.SecretName != nil:
+			if err := dotenv.ValidName(*f.SecretName); err != nil {
+				return fmt.Errorf("config.files[%d] (%s): secret_name %w: %w", i, f.GuestPath, err, ErrInvalid)
+			}
+		case f.RawValue != nil:
+			if _, err := base64.StdEncoding.DecodeString(*f.RawValue); err != nil {
+				return fmt.Errorf("config.files[%d] (%s): raw_value is not base64: %w", i, f.GuestPath, ErrInvalid)
+			}
+		default:
+			return fmt.Errorf("config.files[%d] (%s): set raw_value or secret_name: %w", i, f.GuestPath, ErrInvalid)
 		}
 	}
 	return nil

@@ -238,11 +238,12 @@ func (s *Supervisor) Restart(ctx context.Context, app, id, signal string, timeou
 	})
 }
 
+// signals are types.Signals (flyctl's) by number.
 var signals = map[string]syscall.Signal{
 	"SIGABRT": syscall.SIGABRT, "SIGALRM": syscall.SIGALRM, "SIGFPE": syscall.SIGFPE, "SIGHUP": syscall.SIGHUP,
 	"SIGILL": syscall.SIGILL, "SIGINT": syscall.SIGINT, "SIGKILL": syscall.SIGKILL, "SIGPIPE": syscall.SIGPIPE,
 	"SIGQUIT": syscall.SIGQUIT, "SIGSEGV": syscall.SIGSEGV, "SIGTERM": syscall.SIGTERM, "SIGTRAP": syscall.SIGTRAP,
-	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2,
+	"SIGUSR1": syscall.SIGUSR1, "SIGUSR2": syscall.SIGUSR2, "SIGWINCH": syscall.SIGWINCH,
 }
 
 // ParseSignal accepts a signal name ("SIGTERM", "TERM") or number ("15").

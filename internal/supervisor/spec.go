@@ -64,8 +64,7 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record, netReady func() e
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return runtime.Spec{}, fmt.Errorf("machine dir: %w", err)
 	}
-	hosts := fmt.Sprintf("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n%s\t%s\n", r.PrivateIP, r.ID, r.IPv4, r.ID)
-	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(hosts), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "hosts"), hostsFile(r), 0o644); err != nil {
 		return runtime.Spec{}, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf(s.opt.Nameservers)), 0o644); err != nil {
@@ -271,4 +270,12 @@ func resolveUser(rootfs, spec string) (uint32, uint32, error) {
 		gid = uid
 	}
 	return uint32(uid), uint32(gid), nil
+}
+
+// hostsFile is a machine's /etc/hosts: as on Fly, its id names both of its
+// addresses and fly-local-6pn its private IPv6 address (apps bind to it to
+// serve only the private network).
+func hostsFile(r *Record) []byte {
+	return fmt.Appendf(nil, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n%s\tfly-local-6pn\n%s\t%s\n",
+		r.PrivateIP, r.ID, r.PrivateIP, r.IPv4, r.ID)
 }

@@ -102,6 +102,9 @@ type Options struct {
 	// SpecHooks adjust a machine's task spec just before it starts (secrets
 	// into env, volume mounts, [[files]]). An error fails the start.
 	SpecHooks []SpecHook
+	// Validators check a machine config before a create or an update
+	// records anything (the [[files]] and mounts the hooks would refuse).
+	Validators []Validator
 	// Nameservers, if set, are the only resolvers machines get in their
 	// /etc/resolv.conf (the daemon's .internal DNS on the bridge gateway);
 	// empty: the host's non-loopback resolvers.
@@ -316,7 +319,7 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 	if cfg == nil || cfg.Image == "" {
 		return nil, fmt.Errorf("config.image is required: name an image imported with `hangar image import` or pullable by reference: %w", ErrInvalid)
 	}
-	if err := validateConfig(cfg); err != nil {
+	if err := s.validate(ctx, app, cfg); err != nil {
 		return nil, err
 	}
 	img, err := s.opt.Images.Get(ctx, cfg.Image)
@@ -370,25 +373,6 @@ func imageRef(img *image.Image) types.ImageRef {
 	}
 	ref.Repository = name
 	return ref
-}
-
-func validateConfig(cfg *types.MachineConfig) error {
-	if cfg.Restart != nil {
-		switch cfg.Restart.Policy {
-		case "", types.RestartNo, types.RestartAlways, types.RestartOnFailure:
-		default:
-			return fmt.Errorf("config.restart.policy %q: use \"no\", \"always\" or \"on-failure\": %w", cfg.Restart.Policy, ErrInvalid)
-		}
-	}
-	if cfg.Guest != nil && (cfg.Guest.MemoryMB < 0 || cfg.Guest.CPUs < 0) {
-		return fmt.Errorf("config.guest: cpus and memory_mb must not be negative: %w", ErrInvalid)
-	}
-	for i, svc := range cfg.Services {
-		if svc.InternalPort <= 0 || svc.InternalPort > 65535 {
-			return fmt.Errorf("config.services[%d].internal_port %d: must be 1-65535: %w", i, svc.InternalPort, ErrInvalid)
-		}
-	}
-	return nil
 }
 
 // saveNew takes the lowest free address number for machine id and saves
@@ -796,7 +780,7 @@ func (s *Supervisor) UpdateWith(ctx context.Context, app, id string, cfg *types.
 	if cfg == nil || cfg.Image == "" {
 		return nil, fmt.Errorf("config.image is required: %w", ErrInvalid)
 	}
-	if err := validateConfig(cfg); err != nil {
+	if err := s.validate(ctx, app, cfg); err != nil {
 		return nil, err
 	}
 	img, err := s.opt.Images.Get(ctx, cfg.Image)

@@ -93,6 +93,9 @@ type MachineMount struct {
 	ExtendThresholdPercent int    `json:"extend_threshold_percent,omitempty"`
 	AddSizeGB              int    `json:"add_size_gb,omitempty"`
 	SizeGBLimit            int    `json:"size_gb_limit,omitempty"`
+	// SnapshotRetention (Hangar) is the snapshot retention in days of a
+	// volume this mount creates ([[mounts]] snapshot_retention).
+	SnapshotRetention int `json:"snapshot_retention,omitempty"`
 }
 
 // MachineService is one service the proxy exposes for the machine.

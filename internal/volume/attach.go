@@ -28,6 +28,34 @@ func (m *Manager) SpecHook(ctx context.Context, r *supervisor.Record, spec *runt
 	return nil
 }
 
+func validMountPath(p string) error {
+	if !path.IsAbs(p) || path.Clean(p) != p || p == "/" || strings.HasPrefix(p, "/proc") || strings.HasPrefix(p, "/sys") || strings.HasPrefix(p, "/dev") {
+		return fmt.Errorf("mount path %q: want an absolute, clean directory other than /, /proc, /sys, /dev: %w", p, ErrInvalid)
+	}
+	return nil
+}
+
+// ValidateMounts is a supervisor.Validator: every mount of a machine config
+// has a valid path and names a volume, and a volume named by id exists,
+// before the machine is recorded. (Whether a volume is free is decided at
+// start, when it is attached.)
+func (m *Manager) ValidateMounts(ctx context.Context, app string, cfg *types.MachineConfig) error {
+	for i, mt := range cfg.Mounts {
+		if err := validMountPath(mt.Path); err != nil {
+			return fmt.Errorf("config.mounts[%d]: %w", i, err)
+		}
+		switch {
+		case mt.Volume != "":
+			if _, err := m.Get(ctx, app, mt.Volume); err != nil {
+				return fmt.Errorf("config.mounts[%d]: %w", i, err)
+			}
+		case mt.Name == "":
+			return fmt.Errorf("config.mounts[%d] at %s names no volume: set volume (an id) or name: %w", i, mt.Path, ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // Attach gives a machine the volume a mount names: by id (mount.Volume), or
 // by name — the volume of that name already attached to the machine (a
 // machine with a volume is pinned to it), else a free one. The first
@@ -40,8 +68,8 @@ func (m *Manager) SpecHook(ctx context.Context, r *supervisor.Record, spec *runt
 // machine is destroyed (or by Detach).
 func (m *Manager) Attach(ctx context.Context, r *supervisor.Record, mt types.MachineMount) (*types.Volume, error) {
 	app, machineID := r.App, r.ID
-	if !path.IsAbs(mt.Path) || path.Clean(mt.Path) != mt.Path || mt.Path == "/" || strings.HasPrefix(mt.Path, "/proc") || strings.HasPrefix(mt.Path, "/sys") || strings.HasPrefix(mt.Path, "/dev") {
-		return nil, fmt.Errorf("mount path %q: want an absolute, clean directory other than /, /proc, /sys, /dev: %w", mt.Path, ErrInvalid)
+	if err := validMountPath(mt.Path); err != nil {
+		return nil, err
 	}
 	var cands []*types.Volume
 	switch {
@@ -66,7 +94,11 @@ func (m *Manager) Attach(ctx context.Context, r *supervisor.Record, mt types.Mac
 			if size <= 0 {
 				size = 1
 			}
-			v, err := m.Create(ctx, app, types.CreateVolumeRequest{Name: mt.Name, SizeGB: size})
+			req := types.CreateVolumeRequest{Name: mt.Name, SizeGB: size}
+			if mt.SnapshotRetention > 0 {
+				req.SnapshotRetention = &mt.SnapshotRetention
+			}
+			v, err := m.Create(ctx, app, req)
 			if err != nil {
 				return nil, fmt.Errorf("machine %s: create volume %s for its mount: %w", machineID, mt.Name, err)
 			}

@@ -248,11 +248,17 @@ func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 }
 
 // autoExtend grows a volume over its auto_extend_size_threshold by its
-// increment, up to its limit.
+// increment, up to its limit. It grows a volume again only once the last
+// extension has reached the filesystem: where the filesystem cannot grow
+// online, the used share stays over the threshold until the machine
+// restarts, and extending on every tick would run the image away.
 func (m *Manager) autoExtend(ctx context.Context, v *types.Volume) error {
 	a := v.AutoExtend
 	if a == nil || a.ThresholdPercent <= 0 || a.AddGB <= 0 || v.Blocks == 0 {
 		return nil
+	}
+	if v.ResizePending {
+		return nil // Extend said once that the filesystem grows at the next start
 	}
 	used := 100 * (v.Blocks - v.BlocksAvail) / v.Blocks
 	if used < a.ThresholdPercent {

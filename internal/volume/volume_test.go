@@ -203,13 +203,16 @@ func TestAttachIsExclusive(t *testing.T) {
 		"m2": {App: "app", Machine: types.Machine{ID: "m2", State: types.StateCreated}},
 	}
 	m.Machines = machines
-	mt := types.MachineMount{Name: "pgdata", Path: "/data", SizeGB: 1}
+	mt := types.MachineMount{Name: "pgdata", Path: "/data", SizeGB: 1, SnapshotRetention: 14}
 	v1, err := m.Attach(ctx, machines["m1"], mt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if v1.AttachedMachineID == nil || *v1.AttachedMachineID != "m1" || v1.SizeGB != 1 {
 		t.Fatalf("auto-created volume: %+v", v1)
+	}
+	if v1.SnapshotRetention != 14 {
+		t.Fatalf("auto-created volume keeps snapshots %d days, want the mount's 14", v1.SnapshotRetention)
 	}
 	// m1 again: the same volume (pinned).
 	if again, err := m.Attach(ctx, machines["m1"], mt); err != nil || again.ID != v1.ID {
@@ -445,6 +448,67 @@ func TestAutoExtend(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(m.mountPath(v.ID), "big")); len(b) != 20<<20 {
 		t.Fatalf("data after auto-extend: %d bytes", len(b))
+	}
+}
+
+// TestAutoExtendWaitsForTheFilesystem: where the filesystem cannot grow
+// online (no CAP_SYS_RESOURCE; this test marks the extension pending, as
+// Extend does then), a volume over its threshold is not extended again on
+// every tick; it is once the filesystem has caught up, and never past its
+// limit.
+func TestAutoExtendWaitsForTheFilesystem(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	m := newManager(t)
+	r := &supervisor.Record{App: "app", Machine: types.Machine{ID: "m1", State: types.StateStopped}}
+	m.Machines = fakeMachines{"m1": r}
+	mt := types.MachineMount{Name: "grow", Path: "/data", ExtendThresholdPercent: 50, AddSizeGB: 1, SizeGBLimit: 2}
+	if _, err := m.Create(ctx, "app", CreateRequest{Name: "grow", SizeMB: 32}); err != nil {
+		t.Fatal(err)
+	}
+	v, err := m.Attach(ctx, r, mt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(m.mountPath(v.ID), "big"), bytes.Repeat([]byte{7}, 20<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.update(ctx, "app", v.ID, func(v *Volume) error { v.ResizePending = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for i := 0; i < 3; i++ {
+		if err := m.Tick(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := m.Get(ctx, "app", v.ID); v.SizeMB != 32 {
+		t.Fatalf("extended while the last extension had not reached the filesystem: %d MB", v.SizeMB)
+	}
+
+	// The filesystem caught up (the machine restarted): one extension per
+	// tick while it stays over the threshold, to the 2 GB limit, no further.
+	if _, err := m.update(ctx, "app", v.ID, func(v *Volume) error { v.ResizePending = false; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Tick(ctx, now); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := m.Get(ctx, "app", v.ID); v.SizeMB != 32+1024 {
+		t.Fatalf("after one tick over the threshold: %d MB, want %d", v.SizeMB, 32+1024)
+	}
+	// Over the threshold again (a full disk), a second tick grows it to
+	// the limit and a third leaves it there.
+	if err := os.WriteFile(filepath.Join(m.mountPath(v.ID), "bigger"), bytes.Repeat([]byte{8}, 600<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := m.Tick(ctx, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, _ := m.Get(ctx, "app", v.ID); v.SizeMB != 2048 {
+		t.Fatalf("after two more ticks: %d MB, want the 2048 MB limit", v.SizeMB)
 	}
 }
 
