@@ -19,4 +19,3 @@ func TestHostsFileNamesFlyLocal6PN(t *testing.T) {
 		t.Fatalf("/etc/hosts = %q, want %q", got, want)
 	}
 }
-
