@@ -21,10 +21,14 @@ test: lint
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./bench/...
 
+# fuzz: every fuzzer for FUZZTIME (60s by default). An input that fails is
+# written to the package's testdata/fuzz: commit it, and every `go test`
+# runs it from then on (with the seeds).
+FUZZTIME ?= 60s
 fuzz:
 	@for p in $$(grep -rl --include='*_test.go' '^func Fuzz' internal | xargs -n1 dirname | sort -u); do \
 	  for f in $$(grep -h '^func Fuzz' $$p/*_test.go | sed -E 's/func (Fuzz[A-Za-z0-9_]*).*/\1/'); do \
-	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 20s ./$$p || exit 1; \
+	    echo "== $$p $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./$$p || exit 1; \
 	  done; \
 	done
 
