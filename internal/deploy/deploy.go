@@ -89,8 +89,10 @@ type Images interface {
 
 // Deployer runs deploys.
 type Deployer struct {
-	Store     store.Store
-	Sup       *supervisor.Supervisor
+	Store store.Store
+	// Sup runs the machines: the daemon's *supervisor.Supervisor (the
+	// field keeps its name from when it was that type).
+	Sup       Machines
 	Images    Images
 	EnsureApp func(ctx context.Context, name string) error
 	// SecretsVersion returns the app's current secrets version (nil: 0).
