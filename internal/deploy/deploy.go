@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -102,8 +103,9 @@ type Deployer struct {
 	// after its checks pass, before old machines go (the spearhead only).
 	SmokeWindow time.Duration
 
-	mu     sync.Mutex // guards active
-	active map[string]bool
+	mu       sync.Mutex // guards active
+	active   map[string]bool
+	resuming sync.WaitGroup // Resume's background work
 }
 
 // Request asks for a deploy.
@@ -119,7 +121,8 @@ type Request struct {
 	WaitTimeout time.Duration
 	User        string
 	// Counts sets the number of machines per group (scale count); groups
-	// not named keep their current count (at least one).
+	// not named keep the count of the last complete release (a new group
+	// gets one machine).
 	Counts map[string]int
 	// Override adjusts each group's machine config (scale vm / memory).
 	Override func(group string, mc *types.MachineConfig)
@@ -130,6 +133,11 @@ type Request struct {
 	// ScaleOnly adds or removes machines to reach Counts and leaves the
 	// running ones alone (scale count); no release_command runs.
 	ScaleOnly bool
+	// Groups, if set, are the only process groups rolled out; the others
+	// keep their machines (scale vm --process-group).
+	Groups []string
+	// NoReleaseCommand skips release_command (a scale changes no code).
+	NoReleaseCommand bool
 }
 
 // Deploy runs one deploy to the end and returns the release.
@@ -212,18 +220,35 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	if err != nil {
 		return nil, err
 	}
-	plans := plansFor(configs, existing, req.Counts)
-	counts := map[string]int{}
+	counts, err := d.wantedCounts(ctx, app, req.Counts)
+	if err != nil {
+		return nil, err
+	}
+	plans := plansFor(configs, existing, counts)
+	counts = map[string]int{}
 	for _, p := range plans {
 		counts[p.group] = p.want
+	}
+	rolled := plans
+	if len(req.Groups) > 0 {
+		rolled = nil
+		for _, p := range plans {
+			if slices.Contains(req.Groups, p.group) {
+				rolled = append(rolled, p)
+			}
+		}
 	}
 	if req.ScaleOnly {
 		strategy = StrategyScale
 	}
+	description := req.Description
+	if req.ScaleOnly && description == "" {
+		description = scaleDescription(plans)
+	}
 	rel, err := d.newRelease(ctx, &Release{
 		App: app, Image: req.Image, ImageDigest: img.Digest, Strategy: strategy,
 		Config: string(req.Config), ConfigFile: req.ConfigFile, LocalFiles: req.LocalFiles, Machines: configs, Counts: counts,
-		SecretsVersion: secretsVersion, RollbackOf: req.RollbackOf, Description: req.Description,
+		SecretsVersion: secretsVersion, RollbackOf: req.RollbackOf, Description: description,
 		Status: StatusRunning, User: req.User, CreatedAt: time.Now().UTC(),
 	})
 	if err != nil {
@@ -260,13 +285,17 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	}
 
 	start := time.Now()
+	r := newRun(d, rel, existing, rolled, req.ScaleOnly, emit)
 	runErr := func() error {
+		if err := r.change(ctx, func(*runRecord) {}); err != nil {
+			return err
+		}
 		release, err := d.leaseMachines(ctx, app, rel.Version, existing)
 		if err != nil {
 			return err
 		}
 		defer release()
-		if !req.ScaleOnly && cfg.Deploy != nil && strings.TrimSpace(cfg.Deploy.ReleaseCommand) != "" {
+		if !req.ScaleOnly && !req.NoReleaseCommand && cfg.Deploy != nil && strings.TrimSpace(cfg.Deploy.ReleaseCommand) != "" {
 			rc, err := cfg.ToReleaseMachineConfig(req.Image)
 			if err != nil {
 				return err
@@ -281,9 +310,16 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 				return err
 			}
 		}
-		r := &run{d: d, app: app, emit: emit}
-		err = r.rollout(ctx, plans, strategy, waitTimeout, maxUnavail)
+		err = r.rollout(ctx, rolled, strategy, waitTimeout, maxUnavail)
+		if err == nil {
+			// Past this point a restarted daemon finishes the release
+			// rather than undo it; if that cannot be recorded, undo it now.
+			err = r.setPhase(phaseFinish)
+		}
 		if err != nil {
+			if perr := r.setPhase(phaseRollback); perr != nil {
+				d.Log.Warn("record a deploy's rollback", "app", app, "release", rel.Version, "err", perr)
+			}
 			r.rollback(emit)
 			return err
 		}
@@ -302,8 +338,10 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 		rel.Status = StatusComplete
 	}
 	if _, err := store.PutJSON(context.Background(), d.Store, releaseKey(app, rel.Version), rel, store.AnyRevision); err != nil {
+		// The run's record stays: the next start of the daemon settles it.
 		return rel, fmt.Errorf("record release v%d: %w", rel.Version, err)
 	}
+	r.forget()
 	if runErr != nil {
 		emit("failed", "", "", "release v%d failed: %v; the previous release keeps serving", rel.Version, runErr)
 		return rel, runErr

@@ -43,6 +43,7 @@ type env struct {
 	net     *runtimetest.Network
 	drv     *runtimetest.Driver
 	rt      *router
+	ks      *killableStore // the store as the current daemon sees it
 	sup     *supervisor.Supervisor
 	d       *Deployer
 	dataDir string
@@ -81,17 +82,99 @@ func newEnv(t *testing.T) *env {
 // the driver (whose tasks, like real machines, outlive the last one).
 func (e *env) boot() {
 	e.rt = newRouter()
-	e.sup = supervisor.New(supervisor.Options{Store: e.st, Driver: e.drv, Network: e.net, Images: images{dir: e.dataDir},
+	e.ks = &killableStore{Store: e.st, dead: make(chan struct{})}
+	e.sup = supervisor.New(supervisor.Options{Store: e.ks, Driver: e.drv, Network: e.net, Images: images{dir: e.dataDir},
 		Router: e.rt, Region: "tst", DataDir: e.dataDir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := e.sup.Recover(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
-	e.d = &Deployer{Store: e.st, Sup: e.sup, Images: images{dir: e.dataDir}, EnsureApp: func(context.Context, string) error { return nil },
+	e.d = &Deployer{Store: e.ks, Sup: e.sup, Images: images{dir: e.dataDir}, EnsureApp: func(context.Context, string) error { return nil },
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SmokeWindow: 50 * time.Millisecond}
 }
 
-// crash abandons the daemon: its background work stops, machines run on.
-func (e *env) crash() { e.sup.Shutdown() }
+// killableStore is the store as one daemon process sees it: once killed
+// (kill, or the first write killAfter picks) every later call of that
+// daemon blocks for ever, as if the process were gone (kill -9), while
+// the store itself and the machines' tasks live on for the next daemon.
+type killableStore struct {
+	store.Store
+	dead      chan struct{}
+	once      sync.Once
+	killAfter func(key string, value []byte) bool // value nil: a delete
+}
+
+func (s *killableStore) kill() { s.once.Do(func() { close(s.dead) }) }
+
+func (s *killableStore) alive() {
+	select {
+	case <-s.dead:
+		select {} // a dead process does nothing more
+	default:
+	}
+}
+
+func (s *killableStore) after(key string, value []byte) {
+	if s.killAfter != nil && s.killAfter(key, value) {
+		s.kill()
+	}
+	s.alive()
+}
+
+func (s *killableStore) Get(ctx context.Context, key string) (store.KV, error) {
+	s.alive()
+	return s.Store.Get(ctx, key)
+}
+
+func (s *killableStore) List(ctx context.Context, prefix string) ([]store.KV, error) {
+	s.alive()
+	return s.Store.List(ctx, prefix)
+}
+
+func (s *killableStore) Put(ctx context.Context, key string, value []byte, expect int64) (int64, error) {
+	s.alive()
+	rev, err := s.Store.Put(ctx, key, value, expect)
+	if err == nil {
+		s.after(key, value)
+	}
+	return rev, err
+}
+
+func (s *killableStore) Delete(ctx context.Context, key string, expect int64) (int64, error) {
+	s.alive()
+	rev, err := s.Store.Delete(ctx, key, expect)
+	if err == nil {
+		s.after(key, nil)
+	}
+	return rev, err
+}
+
+func (s *killableStore) Txn(ctx context.Context, ops []store.Op) (int64, error) {
+	s.alive()
+	rev, err := s.Store.Txn(ctx, ops)
+	if err == nil {
+		for _, op := range ops {
+			if op.Delete {
+				s.after(op.Key, nil)
+			} else {
+				s.after(op.Key, op.Value)
+			}
+		}
+	}
+	return rev, err
+}
+
+// restart kills the daemon (if a kill point has not) and starts another
+// on the same store and machines, which settles the interrupted deploy.
+func (e *env) restart() {
+	e.t.Helper()
+	e.ks.kill()
+	e.sup.Shutdown()
+	e.boot()
+	if err := e.d.Resume(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.d.WaitResumed()
+}
 
 // behave is how a task of the test app behaves: it serves PORT, answering
 // with its VERSION; a release command (RELEASE_COMMAND=1) prints two lines

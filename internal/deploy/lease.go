@@ -10,8 +10,15 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// deployLeaseTTL bounds how long a crashed deploy keeps its machines.
+// deployLeaseTTL bounds how long a crashed deploy keeps its machines
+// (unless the next start of the daemon releases them first, see Resume).
 const deployLeaseTTL = 30 * time.Second
+
+// deployLeaseOwner owns the leases deploys take.
+const deployLeaseOwner = "hangar-deploy"
+
+// leaseDescription describes the leases of the deploy of a release.
+func leaseDescription(version int) string { return fmt.Sprintf("deploy of release v%d", version) }
 
 // leaseMachines leases every machine the deploy may touch, so that API
 // clients (and, on a cluster, other deployers) cannot change them midway;
@@ -32,7 +39,7 @@ func (d *Deployer) leaseMachines(ctx context.Context, app string, version int, m
 		if m.State == types.StateDestroyed || m.State == types.StateDestroying {
 			continue
 		}
-		l, err := d.Sup.AcquireLease(ctx, app, m.ID, "hangar-deploy", fmt.Sprintf("deploy of release v%d", version), deployLeaseTTL)
+		l, err := d.Sup.AcquireLease(ctx, app, m.ID, deployLeaseOwner, leaseDescription(version), deployLeaseTTL)
 		if err != nil {
 			releaseAll()
 			return nil, fmt.Errorf("lease machine %s: %w; wait for its holder to finish or release the lease", m.ID, err)

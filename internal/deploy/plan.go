@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"sort"
@@ -18,6 +19,31 @@ type plan struct {
 	want  int
 }
 
+// wantedCounts is how many machines each group is to have: as asked,
+// else as the newest complete release has it. Never what happens to
+// exist: machines left by a deploy a crash interrupted must not count.
+func (d *Deployer) wantedCounts(ctx context.Context, app string, asked map[string]int) (map[string]int, error) {
+	out := map[string]int{}
+	rels, err := Releases(ctx, d.Store, app)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rels {
+		if r.Status == StatusComplete {
+			for g, n := range r.Counts {
+				out[g] = n
+			}
+			break
+		}
+	}
+	for g, n := range asked {
+		out[g] = n
+	}
+	return out, nil
+}
+
+// plansFor plans each group: its config, its machines, and how many it is
+// to have (counts, else as many as it has, else one for a new group).
 func plansFor(configs map[string]*types.MachineConfig, existing []*supervisor.Record, counts map[string]int) []*plan {
 	old := map[string][]*supervisor.Record{}
 	for _, r := range existing {

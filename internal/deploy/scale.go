@@ -2,9 +2,8 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -59,22 +58,25 @@ func (d *Deployer) Scale(ctx context.Context, app string, req ScaleRequest, prog
 		}
 		counts[group] = *req.Count
 	}
-	desc := "scale"
+	desc := ""
 	scaleOnly := req.Count != nil && guest == nil && req.MemoryMB <= 0
-	if scaleOnly {
-		var parts []string
-		for _, g := range slices.Sorted(maps.Keys(counts)) {
-			if counts[g] != rel.Counts[g] {
-				parts = append(parts, fmt.Sprintf("%s %d→%d", g, rel.Counts[g], counts[g]))
+	var groups []string
+	if !scaleOnly {
+		desc = "scale"
+		if req.Group != "" {
+			// Only the named group changes; the others keep their machines.
+			if _, ok := rel.Machines[req.Group]; !ok {
+				return nil, fmt.Errorf("%w: app %s has no process group %q", ErrInvalid, app, req.Group)
 			}
-		}
-		desc = "scale count " + strings.Join(parts, ", ")
-		if len(parts) == 0 {
-			desc = "scale count (no change)"
+			groups = []string{req.Group}
+			desc = "scale " + req.Group
 		}
 	}
+	// A scale count's description (from the machines there are to the
+	// count) is made by Deploy, which sees the machines.
 	return d.redeploy(ctx, rel, Request{
 		User: req.User, Counts: counts, Description: desc, Strategy: Rolling, ScaleOnly: scaleOnly,
+		Groups: groups, NoReleaseCommand: true,
 		// New machines boot with the secrets the running ones have, even
 		// if newer secrets were staged since.
 		SecretsVersion: pinnedSecrets(scaleOnly, rel),
@@ -120,11 +122,9 @@ func (r *run) scale(ctx context.Context, p *plan, waitTimeout time.Duration) err
 	case p.want < have:
 		victims := surplus(p.old, have-p.want)
 		r.emit("scale", "", p.group, "removing %d machine(s) from %s (%d → %d)", len(victims), p.group, have, p.want)
-		r.mu.Lock()
-		for _, v := range victims {
-			r.removed = append(r.removed, v.ID)
+		if err := r.addRemoved(victims); err != nil {
+			return err
 		}
-		r.mu.Unlock()
 		return r.retire(ctx, p, victims)
 	default:
 		return nil
@@ -160,12 +160,36 @@ func surplus(machines []*supervisor.Record, n int) []*supervisor.Record {
 // finishScale destroys the machines a scale-down took away.
 func (r *run) finishScale(ctx context.Context) {
 	r.mu.Lock()
-	removed := append([]string(nil), r.removed...)
+	removed := append([]string(nil), r.rec.Removed...)
 	r.mu.Unlock()
 	for _, id := range removed {
 		r.emit("scale", id, "", "destroying machine %s", id)
-		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil {
+		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
 			r.d.Log.Warn("scale: destroy machine", "machine", id, "err", err)
 		}
 	}
+}
+
+// addRemoved records the machines a scale-down takes away.
+func (r *run) addRemoved(victims []*supervisor.Record) error {
+	return r.change(context.Background(), func(rec *runRecord) {
+		for _, v := range victims {
+			rec.Removed = append(rec.Removed, v.ID)
+		}
+	})
+}
+
+// scaleDescription says what a scale count does, from the machines each
+// group has to what it will have: "scale count app 5→3".
+func scaleDescription(plans []*plan) string {
+	var parts []string
+	for _, p := range plans {
+		if have := len(p.old); have != p.want {
+			parts = append(parts, fmt.Sprintf("%s %d→%d", p.group, have, p.want))
+		}
+	}
+	if len(parts) == 0 {
+		return "scale count (no change)"
+	}
+	return "scale count " + strings.Join(parts, ", ")
 }

@@ -12,30 +12,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// run is the state of one deploy, for rollback.
-type run struct {
-	d    *Deployer
-	app  string
-	emit func(step, machine, group, format string, args ...any)
-
-	mu         sync.Mutex // guards created, stoppedOld and removed
-	created    []string   // new machines
-	stoppedOld []string   // old machines stopped by this deploy
-	removed    []string   // machines scale count takes away
-}
-
-func (r *run) addCreated(id string) {
-	r.mu.Lock()
-	r.created = append(r.created, id)
-	r.mu.Unlock()
-}
-
-func (r *run) addStopped(id string) {
-	r.mu.Lock()
-	r.stoppedOld = append(r.stoppedOld, id)
-	r.mu.Unlock()
-}
-
 // rollout runs every group's plan in parallel.
 func (r *run) rollout(ctx context.Context, plans []*plan, strategy string, waitTimeout time.Duration, maxUnavail float64) error {
 	var wg sync.WaitGroup
@@ -79,7 +55,9 @@ func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Durat
 			m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Cordoned: cordoned})
 			if m != nil {
 				ids[i] = m.ID
-				r.addCreated(m.ID)
+				if perr := r.addCreated(m.ID); perr != nil && err == nil {
+					err = perr
+				}
 			}
 			if err != nil {
 				errs[i] = err
@@ -127,7 +105,10 @@ func (r *run) retire(ctx context.Context, p *plan, olds []*supervisor.Record) er
 				return
 			}
 			r.emit("retire", o.ID, p.group, "draining and stopping old machine %s", o.ID)
-			r.addStopped(o.ID)
+			if err := r.addStopped(o.ID); err != nil {
+				errs[i] = err
+				return
+			}
 			if _, err := r.d.Sup.Stop(ctx, r.app, o.ID, "", 0); err != nil {
 				errs[i] = fmt.Errorf("stop old machine %s: %w", o.ID, err)
 			}
@@ -242,7 +223,9 @@ func (r *run) immediate(ctx context.Context, p *plan) error {
 			defer wg.Done()
 			m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{})
 			if m != nil {
-				r.addCreated(m.ID)
+				if perr := r.addCreated(m.ID); perr != nil && err == nil {
+					err = perr
+				}
 				r.emit("machine", m.ID, p.group, "machine %s started", m.ID)
 			}
 			errs[i] = err
@@ -258,7 +241,7 @@ func (r *run) rollback(emit func(step, machine, group, format string, args ...an
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	r.mu.Lock()
-	stopped, created := append([]string(nil), r.stoppedOld...), append([]string(nil), r.created...)
+	stopped, created := append([]string(nil), r.rec.Stopped...), append([]string(nil), r.rec.Created...)
 	r.mu.Unlock()
 	// New machines holding volumes go first: the old machines need their
 	// volumes back before they can start.
@@ -266,7 +249,7 @@ func (r *run) rollback(emit func(step, machine, group, format string, args ...an
 	for _, id := range created {
 		if m, err := r.d.Sup.Get(ctx, r.app, id); err == nil && m.Config != nil && len(m.Config.Mounts) > 0 {
 			emit("rollback", id, "", "removing new machine %s to free its volume", id)
-			if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil {
+			if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
 				r.d.Log.Warn("rollback: destroy new machine", "machine", id, "err", err)
 			}
 			continue
@@ -281,6 +264,9 @@ func (r *run) rollback(emit func(step, machine, group, format string, args ...an
 			defer wg.Done()
 			emit("rollback", id, "", "starting old machine %s again", id)
 			if _, err := r.d.Sup.Start(ctx, r.app, id); err != nil {
+				if errors.Is(err, supervisor.ErrNotFound) {
+					return
+				}
 				r.d.Log.Warn("rollback: restart old machine", "machine", id, "err", err)
 				return
 			}
@@ -292,28 +278,36 @@ func (r *run) rollback(emit func(step, machine, group, format string, args ...an
 	wg.Wait()
 	for _, id := range created {
 		emit("rollback", id, "", "removing new machine %s", id)
-		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil {
+		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
 			r.d.Log.Warn("rollback: destroy new machine", "machine", id, "err", err)
 		}
 	}
 }
 
-// finish destroys the old machines of a completed release and the machines
-// of process groups the new config no longer has.
+// finish destroys the old machines of a completed release (in the groups
+// it rolled out) and the machines of process groups the new config no
+// longer has.
 func (r *run) finish(ctx context.Context, existing []*supervisor.Record, configs map[string]*types.MachineConfig) {
 	r.mu.Lock()
 	stopped := map[string]bool{}
-	for _, id := range r.stoppedOld {
+	for _, id := range r.rec.Stopped {
 		stopped[id] = true
 	}
 	created := map[string]bool{}
-	for _, id := range r.created {
+	for _, id := range r.rec.Created {
 		created[id] = true
+	}
+	rolled := map[string]bool{}
+	for _, g := range r.rec.Groups {
+		rolled[g] = true
 	}
 	r.mu.Unlock()
 	for _, o := range existing {
 		g := groupOf(o)
 		_, kept := configs[g]
+		if kept && !rolled[g] {
+			continue // a group this release left alone (scale vm --process-group)
+		}
 		if created[o.ID] || (kept && !stopped[o.ID] && o.State != types.StateStopped && o.State != types.StateFailed && o.State != types.StateCreated) {
 			continue
 		}
@@ -323,7 +317,7 @@ func (r *run) finish(ctx context.Context, existing []*supervisor.Record, configs
 		if !kept {
 			r.emit("retire", o.ID, g, "removing machine %s: process group %s is gone from fly.toml", o.ID, g)
 		}
-		if err := r.d.Sup.Destroy(ctx, r.app, o.ID, true); err != nil {
+		if err := r.d.Sup.Destroy(ctx, r.app, o.ID, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
 			r.d.Log.Warn("destroy old machine", "machine", o.ID, "err", err)
 		}
 	}
