@@ -56,6 +56,11 @@ type env struct {
 	// failNth makes the nth (1-based) task started of a VERSION answer 500.
 	failNth map[string]int
 	started map[string]int
+	// releaseCommands counts the release commands run.
+	releaseCommands int
+	// groups, if set, gives the app the process groups web (with the
+	// http_service) and worker.
+	groups bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -181,6 +186,9 @@ func (e *env) restart() {
 // and exits with the code its args name ("migrate exit 3").
 func (e *env) behave(spec runtime.Spec) runtimetest.Behavior {
 	if runtimetest.Env(spec, "RELEASE_COMMAND") == "1" {
+		e.mu.Lock()
+		e.releaseCommands++
+		e.mu.Unlock()
 		b := runtimetest.Behavior{ExitAfter: 20 * time.Millisecond, Output: []string{"migrating " + runtimetest.Env(spec, "VERSION"), "migrated"}}
 		if len(spec.Args) == 3 && spec.Args[1] == "exit" {
 			b.ExitCode, _ = strconv.Atoi(spec.Args[2])
@@ -210,15 +218,21 @@ func (e *env) flyToml(version string, deployLines ...string) []byte {
 	if !strings.Contains(strings.Join(deployLines, "\n"), "wait_timeout") {
 		deployLines = append(deployLines, `  wait_timeout = "3s"`)
 	}
+	processes, serviceGroups := "", ""
+	if e.groups {
+		processes = "[processes]\n  web = \"serve web\"\n  worker = \"serve worker\"\n"
+		serviceGroups = `  processes = ["web"]`
+	}
 	return []byte(fmt.Sprintf(`app = %q
 primary_region = "tst"
-
+%s
 [env]
   VERSION = %q
   PORT = "%d"
 
 [http_service]
   internal_port = %d
+%s
   [[http_service.checks]]
     interval = "1s"
     timeout = "1s"
@@ -226,7 +240,7 @@ primary_region = "tst"
 
 [deploy]
 %s
-`, testApp, version, e.port, e.port, strings.Join(deployLines, "\n")))
+`, testApp, processes, version, e.port, e.port, serviceGroups, strings.Join(deployLines, "\n")))
 }
 
 // deploy deploys version with req's other fields; it returns the release,
