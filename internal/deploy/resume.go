@@ -112,7 +112,9 @@ func (d *Deployer) resume(ctx context.Context, rec *runRecord) {
 	}
 	var existing []*supervisor.Record
 	for _, m := range ms {
-		if m.State == types.StateDestroyed || m.State == types.StateDestroying {
+		// A machine left destroying (the crash came mid-destroy) stays
+		// in: finish and rollback destroy it again.
+		if m.State == types.StateDestroyed {
 			continue
 		}
 		if mark, ok := rec.Marks[groupOf(m)]; ok && !known[m.ID] && m.Config != nil && m.Config.Metadata[types.MetaRelease] == mark {

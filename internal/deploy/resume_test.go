@@ -96,6 +96,7 @@ func TestResumeInterruptedDeploy(t *testing.T) {
 		{name: "second old machine stopped", kill: nth(2, oldMachine(types.StateStopped))},
 		{name: "rolling back", failV2: 2, kill: runPhase(phaseRollback)},
 		{name: "rollout done", kill: runPhase(phaseFinish), done: true},
+		{name: "first old machine destroying", kill: oldMachine(types.StateDestroying), done: true},
 		{name: "first old machine destroyed", kill: oldMachine("deleted"), done: true},
 	}
 	for _, pt := range points {

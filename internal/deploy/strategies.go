@@ -308,7 +308,7 @@ func (r *run) finish(ctx context.Context, existing []*supervisor.Record, configs
 		if kept && !rolled[g] {
 			continue // a group this release left alone (scale vm --process-group)
 		}
-		if created[o.ID] || (kept && !stopped[o.ID] && o.State != types.StateStopped && o.State != types.StateFailed && o.State != types.StateCreated) {
+		if created[o.ID] || (kept && !stopped[o.ID] && o.State != types.StateStopped && o.State != types.StateFailed && o.State != types.StateCreated && o.State != types.StateDestroying) {
 			continue
 		}
 		if g == appconfig.ReleaseCommandGroup {
