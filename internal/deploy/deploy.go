@@ -9,6 +9,18 @@
 // started again and the new machines removed: the previous release keeps
 // serving and the release is marked failed with the reason. They are
 // destroyed when the release completes.
+//
+// Each run's progress is kept in the store (run.go), so that a daemon
+// killed mid-deploy finishes or rolls back the run when it starts again
+// (Resume). Machines are reached through the Machines interface, which
+// the supervisor implements; the unit tests run the real supervisor on
+// the in-memory driver of runtime/runtimetest.
+//
+// Files: deploy.go (the request and the run of one deploy), plan.go
+// (counts and per-group plans), strategies.go (rolling, canary,
+// bluegreen, immediate, rollback, finish), release_command.go, scale.go,
+// rollback.go (rollback and restart of a release), releases.go (release
+// records), run.go and resume.go (progress and crash recovery), lease.go.
 package deploy
 
 import (
