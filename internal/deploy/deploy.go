@@ -299,7 +299,7 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	start := time.Now()
 	r := newRun(d, rel, existing, rolled, req.ScaleOnly, emit)
 	runErr := func() error {
-		if err := r.change(ctx, func(*runRecord) {}); err != nil {
+		if err := r.save(ctx); err != nil {
 			return err
 		}
 		release, err := d.leaseMachines(ctx, app, rel.Version, existing)

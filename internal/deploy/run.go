@@ -69,6 +69,10 @@ func (r *run) saveLocked(ctx context.Context) error {
 	return nil
 }
 
+// save writes the record as it is (the run begins).
+func (r *run) save(ctx context.Context) error { return r.change(ctx, func(*runRecord) {}) }
+
+// change applies fn to the record and writes it.
 func (r *run) change(ctx context.Context, fn func(rec *runRecord)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
