@@ -32,7 +32,7 @@ const ReasonInterrupted = "interrupted"
 func (d *Deployer) Resume(ctx context.Context) error {
 	kvs, err := d.Store.List(ctx, "deploy-runs/")
 	if err != nil {
-		return fmt.Errorf("resume interrupted deploys: %w", err)
+		return fmt.Errorf("settle interrupted deploys: %w; the next start of the daemon tries again", err)
 	}
 	runs := map[string]*runRecord{}
 	for _, kv := range kvs {
@@ -46,7 +46,7 @@ func (d *Deployer) Resume(ctx context.Context) error {
 	}
 	rels, err := d.Store.List(ctx, "releases/")
 	if err != nil {
-		return fmt.Errorf("resume interrupted deploys: %w", err)
+		return fmt.Errorf("settle interrupted deploys: %w; the next start of the daemon tries again", err)
 	}
 	for _, kv := range rels {
 		var rel Release

@@ -64,7 +64,7 @@ type run struct {
 // saveLocked writes the record.
 func (r *run) saveLocked(ctx context.Context) error {
 	if _, err := store.PutJSON(context.WithoutCancel(ctx), r.d.Store, runKey(r.app), &r.rec, store.AnyRevision); err != nil {
-		return fmt.Errorf("record the progress of release v%d of %s: %w", r.rec.Version, r.app, err)
+		return fmt.Errorf("record the progress of release v%d of %s: %w; the deploy cannot go on without it: check the data dir's disk and deploy again", r.rec.Version, r.app, err)
 	}
 	return nil
 }
