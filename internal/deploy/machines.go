@@ -29,7 +29,8 @@ type Machines interface {
 	Start(ctx context.Context, app, id string) (*supervisor.Record, error)
 	// Stop drains the machine (in-flight requests finish) and stops it.
 	Stop(ctx context.Context, app, id, signal string, timeout time.Duration) (*supervisor.Record, error)
-	// Update replaces a machine's config (a new version of it).
+	// Update replaces a machine's config (a new version of it); the
+	// secrets rollout (a restart of the app's machines) uses it.
 	Update(ctx context.Context, app, id string, cfg *types.MachineConfig, skipLaunch bool) (*supervisor.Record, error)
 	// Destroy removes a machine; force stops a running one first.
 	Destroy(ctx context.Context, app, id string, force bool) error
