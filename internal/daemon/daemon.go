@@ -250,6 +250,9 @@ func Run(ctx context.Context, o Options) error {
 	if err := sup.Recover(ctx); err != nil {
 		return fmt.Errorf("recover machines: %w", err)
 	}
+	if err := apiSrv.Deployer.Resume(ctx); err != nil { // deploys a crash interrupted
+		log.Warn("settle interrupted deploys", "err", err)
+	}
 	if recs, err := sup.List(ctx, ""); err == nil {
 		for i := len(recs) - 1; i >= 0; i-- { // the newest machine's config first
 			if recs[i].State != types.StateDestroyed && recs[i].State != types.StateDestroying {

@@ -9,17 +9,25 @@
 // started again and the new machines removed: the previous release keeps
 // serving and the release is marked failed with the reason. They are
 // destroyed when the release completes.
+//
+// Each run's progress is kept in the store (run.go), so that a daemon
+// killed mid-deploy finishes or rolls back the run when it starts again
+// (Resume). Machines are reached through the Machines interface, which
+// the supervisor implements; the unit tests run the real supervisor on
+// the in-memory driver of runtime/runtimetest.
+//
+// Files: deploy.go (the request and the run of one deploy), plan.go
+// (counts and per-group plans), strategies.go (rolling, canary,
+// bluegreen, immediate, rollback, finish), release_command.go, scale.go,
+// rollback.go (rollback and restart of a release), releases.go (release
+// records), run.go and resume.go (progress and crash recovery), lease.go.
 package deploy
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math"
-	"sort"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -76,8 +84,10 @@ type Images interface {
 
 // Deployer runs deploys.
 type Deployer struct {
-	Store     store.Store
-	Sup       *supervisor.Supervisor
+	Store store.Store
+	// Sup runs the machines: the daemon's *supervisor.Supervisor (the
+	// field keeps its name from when it was that type).
+	Sup       Machines
 	Images    Images
 	EnsureApp func(ctx context.Context, name string) error
 	// SecretsVersion returns the app's current secrets version (nil: 0).
@@ -87,8 +97,9 @@ type Deployer struct {
 	// after its checks pass, before old machines go (the spearhead only).
 	SmokeWindow time.Duration
 
-	mu     sync.Mutex // guards active
-	active map[string]bool
+	mu       sync.Mutex // guards active
+	active   map[string]bool
+	resuming sync.WaitGroup // Resume's background work
 }
 
 // Request asks for a deploy.
@@ -104,7 +115,8 @@ type Request struct {
 	WaitTimeout time.Duration
 	User        string
 	// Counts sets the number of machines per group (scale count); groups
-	// not named keep their current count (at least one).
+	// not named keep the count of the last complete release (a new group
+	// gets one machine).
 	Counts map[string]int
 	// Override adjusts each group's machine config (scale vm / memory).
 	Override func(group string, mc *types.MachineConfig)
@@ -115,70 +127,11 @@ type Request struct {
 	// ScaleOnly adds or removes machines to reach Counts and leaves the
 	// running ones alone (scale count); no release_command runs.
 	ScaleOnly bool
-}
-
-func releaseKey(app string, v int) string { return fmt.Sprintf("releases/%s/%08d", app, v) }
-
-// Releases lists an app's releases, newest first.
-func Releases(ctx context.Context, s store.Store, app string) ([]*Release, error) {
-	kvs, err := s.List(ctx, "releases/"+app+"/")
-	if err != nil {
-		return nil, fmt.Errorf("list releases of %s: %w", app, err)
-	}
-	out := make([]*Release, 0, len(kvs))
-	for _, kv := range kvs {
-		var r Release
-		if err := json.Unmarshal(kv.Value, &r); err != nil {
-			return nil, fmt.Errorf("release %s: %w", kv.Key, err)
-		}
-		out = append(out, &r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Version > out[j].Version })
-	return out, nil
-}
-
-// GetRelease returns one release.
-func GetRelease(ctx context.Context, s store.Store, app string, version int) (*Release, error) {
-	var r Release
-	if _, err := store.GetJSON(ctx, s, releaseKey(app, version), &r); err != nil {
-		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("app %s has no release v%d: %w", app, version, supervisor.ErrNotFound)
-		}
-		return nil, err
-	}
-	return &r, nil
-}
-
-// plan is one process group's rollout.
-type plan struct {
-	group string
-	cfg   *types.MachineConfig
-	old   []*supervisor.Record
-	want  int
-}
-
-// run is the state of one deploy, for rollback.
-type run struct {
-	d    *Deployer
-	app  string
-	emit func(step, machine, group, format string, args ...any)
-
-	mu         sync.Mutex // guards created, stoppedOld and removed
-	created    []string   // new machines
-	stoppedOld []string   // old machines stopped by this deploy
-	removed    []string   // machines scale count takes away
-}
-
-func (r *run) addCreated(id string) {
-	r.mu.Lock()
-	r.created = append(r.created, id)
-	r.mu.Unlock()
-}
-
-func (r *run) addStopped(id string) {
-	r.mu.Lock()
-	r.stoppedOld = append(r.stoppedOld, id)
-	r.mu.Unlock()
+	// Groups, if set, are the only process groups rolled out; the others
+	// keep their machines (scale vm --process-group).
+	Groups []string
+	// NoReleaseCommand skips release_command (a scale changes no code).
+	NoReleaseCommand bool
 }
 
 // Deploy runs one deploy to the end and returns the release.
@@ -261,18 +214,35 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	if err != nil {
 		return nil, err
 	}
-	plans := plansFor(configs, existing, req.Counts)
-	counts := map[string]int{}
+	counts, err := d.wantedCounts(ctx, app, req.Counts)
+	if err != nil {
+		return nil, err
+	}
+	plans := plansFor(configs, existing, counts)
+	counts = map[string]int{}
 	for _, p := range plans {
 		counts[p.group] = p.want
+	}
+	rolled := plans
+	if len(req.Groups) > 0 {
+		rolled = nil
+		for _, p := range plans {
+			if slices.Contains(req.Groups, p.group) {
+				rolled = append(rolled, p)
+			}
+		}
 	}
 	if req.ScaleOnly {
 		strategy = StrategyScale
 	}
+	description := req.Description
+	if req.ScaleOnly && description == "" {
+		description = scaleDescription(plans)
+	}
 	rel, err := d.newRelease(ctx, &Release{
 		App: app, Image: req.Image, ImageDigest: img.Digest, Strategy: strategy,
 		Config: string(req.Config), ConfigFile: req.ConfigFile, LocalFiles: req.LocalFiles, Machines: configs, Counts: counts,
-		SecretsVersion: secretsVersion, RollbackOf: req.RollbackOf, Description: req.Description,
+		SecretsVersion: secretsVersion, RollbackOf: req.RollbackOf, Description: description,
 		Status: StatusRunning, User: req.User, CreatedAt: time.Now().UTC(),
 	})
 	if err != nil {
@@ -309,13 +279,17 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 	}
 
 	start := time.Now()
+	r := newRun(d, rel, existing, rolled, req.ScaleOnly, emit)
 	runErr := func() error {
+		if err := r.save(ctx); err != nil {
+			return err
+		}
 		release, err := d.leaseMachines(ctx, app, rel.Version, existing)
 		if err != nil {
 			return err
 		}
 		defer release()
-		if !req.ScaleOnly && cfg.Deploy != nil && strings.TrimSpace(cfg.Deploy.ReleaseCommand) != "" {
+		if !req.ScaleOnly && !req.NoReleaseCommand && cfg.Deploy != nil && strings.TrimSpace(cfg.Deploy.ReleaseCommand) != "" {
 			rc, err := cfg.ToReleaseMachineConfig(req.Image)
 			if err != nil {
 				return err
@@ -330,9 +304,16 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 				return err
 			}
 		}
-		r := &run{d: d, app: app, emit: emit}
-		err = r.rollout(ctx, plans, strategy, waitTimeout, maxUnavail)
+		err = r.rollout(ctx, rolled, strategy, waitTimeout, maxUnavail)
+		if err == nil {
+			// Past this point a restarted daemon finishes the release
+			// rather than undo it; if that cannot be recorded, undo it now.
+			err = r.setPhase(phaseFinish)
+		}
 		if err != nil {
+			if perr := r.setPhase(phaseRollback); perr != nil {
+				d.Log.Warn("record a deploy's rollback", "app", app, "release", rel.Version, "err", perr)
+			}
 			r.rollback(emit)
 			return err
 		}
@@ -351,536 +332,14 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 		rel.Status = StatusComplete
 	}
 	if _, err := store.PutJSON(context.Background(), d.Store, releaseKey(app, rel.Version), rel, store.AnyRevision); err != nil {
+		// The run's record stays: the next start of the daemon settles it.
 		return rel, fmt.Errorf("record release v%d: %w", rel.Version, err)
 	}
+	r.forget()
 	if runErr != nil {
 		emit("failed", "", "", "release v%d failed: %v; the previous release keeps serving", rel.Version, runErr)
 		return rel, runErr
 	}
 	emit("complete", "", "", "release v%d complete in %s", rel.Version, time.Since(start).Round(time.Millisecond))
 	return rel, nil
-}
-
-// deployLeaseTTL bounds how long a crashed deploy keeps its machines.
-const deployLeaseTTL = 30 * time.Second
-
-// leaseMachines leases every machine the deploy may touch, so that API
-// clients (and, on a cluster, other deployers) cannot change them midway;
-// a machine leased by someone else fails the deploy before anything
-// changed. The leases are refreshed until the returned release func runs,
-// and expire on their own if the daemon dies.
-func (d *Deployer) leaseMachines(ctx context.Context, app string, version int, machines []*supervisor.Record) (func(), error) {
-	type held struct{ id, nonce string }
-	var leases []held
-	releaseAll := func() {
-		for _, h := range leases {
-			if err := d.Sup.ReleaseLease(context.Background(), app, h.id, h.nonce); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
-				d.Log.Debug("release deploy lease", "machine", h.id, "err", err)
-			}
-		}
-	}
-	for _, m := range machines {
-		if m.State == types.StateDestroyed || m.State == types.StateDestroying {
-			continue
-		}
-		l, err := d.Sup.AcquireLease(ctx, app, m.ID, "hangar-deploy", fmt.Sprintf("deploy of release v%d", version), deployLeaseTTL)
-		if err != nil {
-			releaseAll()
-			return nil, fmt.Errorf("lease machine %s: %w; wait for its holder to finish or release the lease", m.ID, err)
-		}
-		leases = append(leases, held{m.ID, l.Nonce})
-	}
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(deployLeaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				for _, h := range leases {
-					_, _ = d.Sup.RefreshLease(context.Background(), app, h.id, h.nonce, deployLeaseTTL)
-				}
-			}
-		}
-	}()
-	return func() {
-		close(stop)
-		<-done
-		releaseAll()
-	}, nil
-}
-
-func (d *Deployer) lock(app string) bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.active == nil {
-		d.active = map[string]bool{}
-	}
-	if d.active[app] {
-		return false
-	}
-	d.active[app] = true
-	return true
-}
-
-func (d *Deployer) unlock(app string) {
-	d.mu.Lock()
-	delete(d.active, app)
-	d.mu.Unlock()
-}
-
-func plansFor(configs map[string]*types.MachineConfig, existing []*supervisor.Record, counts map[string]int) []*plan {
-	old := map[string][]*supervisor.Record{}
-	for _, r := range existing {
-		g := groupOf(r)
-		if g == appconfig.ReleaseCommandGroup || r.State == types.StateDestroyed || r.State == types.StateDestroying {
-			continue
-		}
-		old[g] = append(old[g], r)
-	}
-	var plans []*plan
-	for g, mc := range configs {
-		want := len(old[g])
-		if n, ok := counts[g]; ok {
-			want = n
-		}
-		if want == 0 && len(old[g]) == 0 {
-			if _, ok := counts[g]; !ok {
-				want = 1
-			}
-		}
-		plans = append(plans, &plan{group: g, cfg: mc, old: old[g], want: want})
-	}
-	sort.Slice(plans, func(i, j int) bool { return plans[i].group < plans[j].group })
-	return plans
-}
-
-func (d *Deployer) newRelease(ctx context.Context, rel *Release) (*Release, error) {
-	for attempt := 0; attempt < 20; attempt++ {
-		prev, err := Releases(ctx, d.Store, rel.App)
-		if err != nil {
-			return nil, err
-		}
-		rel.Version = 1
-		if len(prev) > 0 {
-			rel.Version = prev[0].Version + 1
-		}
-		_, err = store.PutJSON(ctx, d.Store, releaseKey(rel.App, rel.Version), rel, 0)
-		if errors.Is(err, store.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("record release: %w", err)
-		}
-		return rel, nil
-	}
-	return nil, fmt.Errorf("record release: too much contention: %w", supervisor.ErrConflict)
-}
-
-// newestRelease is the highest release number among machines (0: none).
-func newestRelease(machines []*supervisor.Record) int {
-	best := 0
-	for _, m := range machines {
-		if m.Config == nil {
-			continue
-		}
-		if v, err := strconv.Atoi(m.Config.Metadata[types.MetaRelease]); err == nil && v > best {
-			best = v
-		}
-	}
-	return best
-}
-
-func groupOf(r *supervisor.Record) string {
-	if r.Config != nil {
-		if g := r.Config.Metadata[types.MetaProcessGroup]; g != "" {
-			return g
-		}
-	}
-	return types.DefaultProcessGroup
-}
-
-// rollout runs every group's plan in parallel.
-func (r *run) rollout(ctx context.Context, plans []*plan, strategy string, waitTimeout time.Duration, maxUnavail float64) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(plans))
-	for i, p := range plans {
-		wg.Add(1)
-		go func(i int, p *plan) {
-			defer wg.Done()
-			var err error
-			switch strategy {
-			case StrategyScale:
-				err = r.scale(ctx, p, waitTimeout)
-			case Immediate:
-				err = r.immediate(ctx, p)
-			case BlueGreen:
-				err = r.blueGreen(ctx, p, waitTimeout)
-			case Canary:
-				err = r.rolling(ctx, p, waitTimeout, maxUnavail, true)
-			default:
-				err = r.rolling(ctx, p, waitTimeout, maxUnavail, false)
-			}
-			if err != nil {
-				errs[i] = fmt.Errorf("process group %s: %w", p.group, err)
-			}
-		}(i, p)
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-func cloneConfig(c *types.MachineConfig) *types.MachineConfig {
-	var out types.MachineConfig
-	b, _ := json.Marshal(c)
-	_ = json.Unmarshal(b, &out)
-	return &out
-}
-
-// launch creates n new machines of p and waits until each is healthy; with
-// smoke, it also waits out the smoke window and checks for restarts.
-func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Duration, cordoned, smoke bool) ([]string, error) {
-	ids := make([]string, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Cordoned: cordoned})
-			if m != nil {
-				ids[i] = m.ID
-				r.addCreated(m.ID)
-			}
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			r.emit("machine", m.ID, p.group, "machine %s started; waiting for its checks", m.ID)
-			if err := r.d.Sup.WaitHealthy(ctx, r.app, m.ID, waitTimeout); err != nil {
-				errs[i] = err
-				return
-			}
-			if smoke && r.d.SmokeWindow > 0 {
-				select {
-				case <-time.After(r.d.SmokeWindow):
-				case <-ctx.Done():
-					errs[i] = ctx.Err()
-					return
-				}
-				cur, err := r.d.Sup.Get(ctx, r.app, m.ID)
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				if cur.RestartCount > 0 || cur.State != types.StateStarted {
-					errs[i] = fmt.Errorf("machine %s is crash-looping (state %s, %d restarts in the smoke window); see `hangar logs --machine %s`", m.ID, cur.State, cur.RestartCount, m.ID)
-					return
-				}
-			}
-			r.emit("machine", m.ID, p.group, "machine %s is healthy", m.ID)
-		}(i)
-	}
-	wg.Wait()
-	return ids, errors.Join(errs...)
-}
-
-// retire drains old machines out of rotation (in-flight requests finish)
-// and stops them; they are destroyed when the release completes.
-func (r *run) retire(ctx context.Context, p *plan, olds []*supervisor.Record) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(olds))
-	for i, o := range olds {
-		wg.Add(1)
-		go func(i int, o *supervisor.Record) {
-			defer wg.Done()
-			if o.State != types.StateStarted && o.State != types.StateStarting && o.State != types.StateSuspended {
-				return
-			}
-			r.emit("retire", o.ID, p.group, "draining and stopping old machine %s", o.ID)
-			r.addStopped(o.ID)
-			if _, err := r.d.Sup.Stop(ctx, r.app, o.ID, "", 0); err != nil {
-				errs[i] = fmt.Errorf("stop old machine %s: %w", o.ID, err)
-			}
-		}(i, o)
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-func batchSize(n int, maxUnavail float64) int {
-	if maxUnavail >= 1 {
-		return int(maxUnavail)
-	}
-	b := int(math.Ceil(maxUnavail * float64(n)))
-	if b < 1 {
-		b = 1
-	}
-	return b
-}
-
-// rolling replaces old machines batch by batch: new ones first, then the
-// old ones of that batch go. The first batch is a single spearhead (the
-// canary, with canary) that must survive the smoke window.
-func (r *run) rolling(ctx context.Context, p *plan, waitTimeout time.Duration, maxUnavail float64, canary bool) error {
-	if len(p.cfg.Mounts) > 0 {
-		return r.rollingWithVolumes(ctx, p, waitTimeout)
-	}
-	olds := p.old
-	remaining := p.want
-	if canary && remaining > 0 {
-		r.emit("canary", "", p.group, "starting a canary machine of the new release")
-	}
-	first := true
-	for remaining > 0 || len(olds) > 0 {
-		n := batchSize(p.want, maxUnavail)
-		if first {
-			n = 1
-		}
-		if n > remaining {
-			n = remaining
-		}
-		if n > 0 {
-			if _, err := r.launch(ctx, p, n, waitTimeout, false, first); err != nil {
-				return err
-			}
-			remaining -= n
-		}
-		// Retire as many old machines as came up (all that are left at the
-		// end). A canary adds capacity first and retires nothing yet.
-		k := n
-		if canary && first {
-			k = 0
-		}
-		if remaining == 0 {
-			k = len(olds)
-		}
-		if k > len(olds) {
-			k = len(olds)
-		}
-		if err := r.retire(ctx, p, olds[:k]); err != nil {
-			return err
-		}
-		olds = olds[k:]
-		first = false
-		if n == 0 && k == 0 {
-			break
-		}
-	}
-	return nil
-}
-
-// rollingWithVolumes replaces machines that mount volumes one at a time:
-// a volume attaches to one machine, so the old machine must stop (and
-// release it) before its replacement starts. Each such machine is out of
-// rotation for its replacement's start; the others keep serving.
-func (r *run) rollingWithVolumes(ctx context.Context, p *plan, waitTimeout time.Duration) error {
-	for i := 0; i < p.want || i < len(p.old); i++ {
-		if i < len(p.old) {
-			if err := r.retire(ctx, p, p.old[i:i+1]); err != nil {
-				return err
-			}
-		}
-		if i < p.want {
-			if _, err := r.launch(ctx, p, 1, waitTimeout, false, i == 0); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// blueGreen starts every new machine cordoned, waits until all are healthy,
-// then switches traffic: the new ones are uncordoned, the old ones drained.
-func (r *run) blueGreen(ctx context.Context, p *plan, waitTimeout time.Duration) error {
-	ids, err := r.launch(ctx, p, p.want, waitTimeout, true, true)
-	if err != nil {
-		return err
-	}
-	r.emit("switch", "", p.group, "all %d green machines healthy; switching traffic", len(ids))
-	for _, id := range ids {
-		if _, err := r.d.Sup.SetCordoned(ctx, r.app, id, false); err != nil {
-			return err
-		}
-	}
-	for _, id := range ids {
-		if err := r.d.Sup.WaitHealthy(ctx, r.app, id, waitTimeout); err != nil {
-			return err
-		}
-	}
-	return r.retire(ctx, p, p.old)
-}
-
-// immediate replaces every machine at once without waiting for checks.
-func (r *run) immediate(ctx context.Context, p *plan) error {
-	if err := r.retire(ctx, p, p.old); err != nil {
-		return err
-	}
-	var wg sync.WaitGroup
-	errs := make([]error, p.want)
-	for i := 0; i < p.want; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{})
-			if m != nil {
-				r.addCreated(m.ID)
-				r.emit("machine", m.ID, p.group, "machine %s started", m.ID)
-			}
-			errs[i] = err
-		}(i)
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// rollback starts the old machines this deploy stopped again, waits until
-// they are healthy, then removes the new machines.
-func (r *run) rollback(emit func(step, machine, group, format string, args ...any)) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	r.mu.Lock()
-	stopped, created := append([]string(nil), r.stoppedOld...), append([]string(nil), r.created...)
-	r.mu.Unlock()
-	// New machines holding volumes go first: the old machines need their
-	// volumes back before they can start.
-	var rest []string
-	for _, id := range created {
-		if m, err := r.d.Sup.Get(ctx, r.app, id); err == nil && m.Config != nil && len(m.Config.Mounts) > 0 {
-			emit("rollback", id, "", "removing new machine %s to free its volume", id)
-			if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil {
-				r.d.Log.Warn("rollback: destroy new machine", "machine", id, "err", err)
-			}
-			continue
-		}
-		rest = append(rest, id)
-	}
-	created = rest
-	var wg sync.WaitGroup
-	for _, id := range stopped {
-		wg.Add(1)
-		go func(id string) {
-			defer wg.Done()
-			emit("rollback", id, "", "starting old machine %s again", id)
-			if _, err := r.d.Sup.Start(ctx, r.app, id); err != nil {
-				r.d.Log.Warn("rollback: restart old machine", "machine", id, "err", err)
-				return
-			}
-			if err := r.d.Sup.WaitHealthy(ctx, r.app, id, 2*time.Minute); err != nil {
-				r.d.Log.Warn("rollback: old machine not healthy", "machine", id, "err", err)
-			}
-		}(id)
-	}
-	wg.Wait()
-	for _, id := range created {
-		emit("rollback", id, "", "removing new machine %s", id)
-		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil {
-			r.d.Log.Warn("rollback: destroy new machine", "machine", id, "err", err)
-		}
-	}
-}
-
-// finish destroys the old machines of a completed release and the machines
-// of process groups the new config no longer has.
-func (r *run) finish(ctx context.Context, existing []*supervisor.Record, configs map[string]*types.MachineConfig) {
-	r.mu.Lock()
-	stopped := map[string]bool{}
-	for _, id := range r.stoppedOld {
-		stopped[id] = true
-	}
-	created := map[string]bool{}
-	for _, id := range r.created {
-		created[id] = true
-	}
-	r.mu.Unlock()
-	for _, o := range existing {
-		g := groupOf(o)
-		_, kept := configs[g]
-		if created[o.ID] || (kept && !stopped[o.ID] && o.State != types.StateStopped && o.State != types.StateFailed && o.State != types.StateCreated) {
-			continue
-		}
-		if g == appconfig.ReleaseCommandGroup {
-			continue
-		}
-		if !kept {
-			r.emit("retire", o.ID, g, "removing machine %s: process group %s is gone from fly.toml", o.ID, g)
-		}
-		if err := r.d.Sup.Destroy(ctx, r.app, o.ID, true); err != nil {
-			r.d.Log.Warn("destroy old machine", "machine", o.ID, "err", err)
-		}
-	}
-}
-
-// releaseCommand runs the release command in an ephemeral machine and
-// streams its output; a non-zero exit fails the deploy before any machine
-// changed.
-func (d *Deployer) releaseCommand(ctx context.Context, app string, cfg *types.MachineConfig, timeout time.Duration, emit func(step, machine, group, format string, args ...any)) error {
-	emit("release_command", "", appconfig.ReleaseCommandGroup, "running release command: %s", strings.Join(cfg.Init.Cmd, " "))
-	m, err := d.Sup.Create(ctx, app, cfg, supervisor.CreateOptions{})
-	if m == nil {
-		return fmt.Errorf("release command: %w", err)
-	}
-	defer func() {
-		if err := d.Sup.Destroy(context.Background(), app, m.ID, true); err != nil {
-			d.Log.Warn("remove release command machine", "machine", m.ID, "err", err)
-		}
-	}()
-	if err != nil {
-		return fmt.Errorf("release command: %w", err)
-	}
-	tail := newTailer(d.Sup.LogPath(app, m.ID))
-	defer tail.close()
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, line := range tail.lines() {
-			emit("release_command", m.ID, appconfig.ReleaseCommandGroup, "%s", line)
-		}
-		cur, err := d.Sup.Get(ctx, app, m.ID)
-		if err != nil {
-			return fmt.Errorf("release command: %w", err)
-		}
-		if cur.State == types.StateStopped || cur.State == types.StateFailed {
-			for _, line := range tail.lines() {
-				emit("release_command", m.ID, appconfig.ReleaseCommandGroup, "%s", line)
-			}
-			code := exitCode(cur)
-			if cur.State == types.StateFailed || code != 0 {
-				return fmt.Errorf("release command failed with exit code %d; nothing was changed (its output is above and in `hangar logs --machine %s`)", code, m.ID)
-			}
-			emit("release_command", m.ID, appconfig.ReleaseCommandGroup, "release command finished")
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("release command did not finish within %v (release_command_timeout); nothing was changed", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func exitCode(r *supervisor.Record) int {
-	for _, e := range r.Events {
-		if e.Type != "exit" {
-			continue
-		}
-		if ev, ok := e.Request["exit_event"].(map[string]interface{}); ok {
-			switch c := ev["exit_code"].(type) {
-			case float64:
-				return int(c)
-			case int:
-				return c
-			}
-		}
-	}
-	if r.State == types.StateFailed {
-		return -1
-	}
-	return 0
 }

@@ -36,7 +36,6 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/image"
-	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/store"
@@ -93,7 +92,7 @@ type Version struct {
 type Options struct {
 	Store   store.Store
 	Driver  runtime.Driver
-	Network *network.Manager
+	Network Network
 	Images  Images
 	Router  Router
 	Region  string

@@ -2,9 +2,8 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -12,106 +11,6 @@ import (
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
 )
-
-// current returns the newest complete release of an app.
-func (d *Deployer) current(ctx context.Context, app string) (*Release, error) {
-	rels, err := Releases(ctx, d.Store, app)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range rels {
-		if r.Status == StatusComplete {
-			return r, nil
-		}
-	}
-	return nil, fmt.Errorf("app %s has no completed release; deploy it first with `hangar deploy`: %w", app, supervisor.ErrConflict)
-}
-
-// redeploy deploys rel's config and image again with req's adjustments.
-func (d *Deployer) redeploy(ctx context.Context, rel *Release, req Request, progress func(Event)) (*Release, error) {
-	req.App = rel.App
-	req.Config = []byte(rel.Config)
-	req.ConfigFile = rel.ConfigFile
-	req.LocalFiles = rel.LocalFiles
-	if req.Image == "" {
-		req.Image = rel.Image
-		// Pin the digest so a re-tagged image cannot change what runs.
-		if rel.ImageDigest != "" {
-			if _, err := d.Images.Get(ctx, rel.ImageDigest); err == nil {
-				req.Image = rel.ImageDigest
-			}
-		}
-	}
-	if req.Counts == nil {
-		req.Counts = rel.Counts
-	}
-	prevOverride := req.Override
-	req.Override = func(group string, mc *types.MachineConfig) {
-		// Keep what scale commands set on the release being redeployed.
-		if old := rel.Machines[group]; old != nil && old.Guest != nil {
-			g := *old.Guest
-			mc.Guest = &g
-		}
-		if prevOverride != nil {
-			prevOverride(group, mc)
-		}
-	}
-	return d.Deploy(ctx, req, progress)
-}
-
-// Restart rolls the app's current release out again, picking up the
-// current secrets (secrets set / unset / deploy).
-func (d *Deployer) Restart(ctx context.Context, app string, progress func(Event)) (*Release, error) {
-	rel, err := d.current(ctx, app)
-	if err != nil {
-		return nil, err
-	}
-	return d.redeploy(ctx, rel, Request{Description: "restart with current secrets"}, progress)
-}
-
-// Rollback redeploys release version (0 = the one before the current) with
-// its image, its config and its secrets version. The machine counts stay
-// as they are now: scaling is not part of what a rollback undoes.
-func (d *Deployer) Rollback(ctx context.Context, app string, version int, user string, progress func(Event)) (*Release, error) {
-	cur, err := d.current(ctx, app)
-	if err != nil {
-		return nil, err
-	}
-	if version == 0 {
-		rels, err := Releases(ctx, d.Store, app)
-		if err != nil {
-			return nil, err
-		}
-		// Releases that only scaled run what the release before them ran:
-		// the one before the current is the second release that deployed
-		// something, counting the current's own base.
-		seen := 0
-		for _, r := range rels {
-			if r.Status != StatusComplete || r.Strategy == StrategyScale || r.Version > cur.Version {
-				continue
-			}
-			if seen++; seen == 2 {
-				version = r.Version
-				break
-			}
-		}
-		if version == 0 {
-			return nil, fmt.Errorf("app %s has no earlier completed release to roll back to: %w", app, supervisor.ErrConflict)
-		}
-	}
-	rel, err := GetRelease(ctx, d.Store, app, version)
-	if err != nil {
-		return nil, err
-	}
-	if rel.Status != StatusComplete {
-		return nil, fmt.Errorf("release v%d of %s is %s, not complete; pick a completed release: %w", version, app, rel.Status, supervisor.ErrConflict)
-	}
-	sv := rel.SecretsVersion
-	return d.redeploy(ctx, rel, Request{
-		User: user, SecretsVersion: sv, RollbackOf: version, Counts: cur.Counts,
-		Description: fmt.Sprintf("rollback to v%d", version),
-	}, progress)
-}
 
 // ScaleRequest changes an app's machine count or size.
 type ScaleRequest struct {
@@ -159,22 +58,25 @@ func (d *Deployer) Scale(ctx context.Context, app string, req ScaleRequest, prog
 		}
 		counts[group] = *req.Count
 	}
-	desc := "scale"
+	desc := ""
 	scaleOnly := req.Count != nil && guest == nil && req.MemoryMB <= 0
-	if scaleOnly {
-		var parts []string
-		for _, g := range slices.Sorted(maps.Keys(counts)) {
-			if counts[g] != rel.Counts[g] {
-				parts = append(parts, fmt.Sprintf("%s %d→%d", g, rel.Counts[g], counts[g]))
+	var groups []string
+	if !scaleOnly {
+		desc = "scale"
+		if req.Group != "" {
+			// Only the named group changes; the others keep their machines.
+			if _, ok := rel.Machines[req.Group]; !ok {
+				return nil, fmt.Errorf("%w: app %s has no process group %q", ErrInvalid, app, req.Group)
 			}
-		}
-		desc = "scale count " + strings.Join(parts, ", ")
-		if len(parts) == 0 {
-			desc = "scale count (no change)"
+			groups = []string{req.Group}
+			desc = "scale " + req.Group
 		}
 	}
+	// A scale count's description (from the machines there are to the
+	// count) is made by Deploy, which sees the machines.
 	return d.redeploy(ctx, rel, Request{
 		User: req.User, Counts: counts, Description: desc, Strategy: Rolling, ScaleOnly: scaleOnly,
+		Groups: groups, NoReleaseCommand: true,
 		// New machines boot with the secrets the running ones have, even
 		// if newer secrets were staged since.
 		SecretsVersion: pinnedSecrets(scaleOnly, rel),
@@ -220,11 +122,9 @@ func (r *run) scale(ctx context.Context, p *plan, waitTimeout time.Duration) err
 	case p.want < have:
 		victims := surplus(p.old, have-p.want)
 		r.emit("scale", "", p.group, "removing %d machine(s) from %s (%d → %d)", len(victims), p.group, have, p.want)
-		r.mu.Lock()
-		for _, v := range victims {
-			r.removed = append(r.removed, v.ID)
+		if err := r.addRemoved(victims); err != nil {
+			return err
 		}
-		r.mu.Unlock()
 		return r.retire(ctx, p, victims)
 	default:
 		return nil
@@ -260,12 +160,36 @@ func surplus(machines []*supervisor.Record, n int) []*supervisor.Record {
 // finishScale destroys the machines a scale-down took away.
 func (r *run) finishScale(ctx context.Context) {
 	r.mu.Lock()
-	removed := append([]string(nil), r.removed...)
+	removed := append([]string(nil), r.rec.Removed...)
 	r.mu.Unlock()
 	for _, id := range removed {
 		r.emit("scale", id, "", "destroying machine %s", id)
-		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil {
+		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
 			r.d.Log.Warn("scale: destroy machine", "machine", id, "err", err)
 		}
 	}
+}
+
+// addRemoved records the machines a scale-down takes away.
+func (r *run) addRemoved(victims []*supervisor.Record) error {
+	return r.change(context.Background(), func(rec *runRecord) {
+		for _, v := range victims {
+			rec.Removed = append(rec.Removed, v.ID)
+		}
+	})
+}
+
+// scaleDescription says what a scale count does, from the machines each
+// group has to what it will have: "scale count app 5→3".
+func scaleDescription(plans []*plan) string {
+	var parts []string
+	for _, p := range plans {
+		if have := len(p.old); have != p.want {
+			parts = append(parts, fmt.Sprintf("%s %d→%d", p.group, have, p.want))
+		}
+	}
+	if len(parts) == 0 {
+		return "scale count (no change)"
+	}
+	return "scale count " + strings.Join(parts, ", ")
 }

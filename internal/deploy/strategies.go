@@ -1,0 +1,324 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/appconfig"
+	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// rollout runs every group's plan in parallel.
+func (r *run) rollout(ctx context.Context, plans []*plan, strategy string, waitTimeout time.Duration, maxUnavail float64) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(plans))
+	for i, p := range plans {
+		wg.Add(1)
+		go func(i int, p *plan) {
+			defer wg.Done()
+			var err error
+			switch strategy {
+			case StrategyScale:
+				err = r.scale(ctx, p, waitTimeout)
+			case Immediate:
+				err = r.immediate(ctx, p)
+			case BlueGreen:
+				err = r.blueGreen(ctx, p, waitTimeout)
+			case Canary:
+				err = r.rolling(ctx, p, waitTimeout, maxUnavail, true)
+			default:
+				err = r.rolling(ctx, p, waitTimeout, maxUnavail, false)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("process group %s: %w", p.group, err)
+			}
+		}(i, p)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// launch creates n new machines of p and waits until each is healthy; with
+// smoke, it also waits out the smoke window and checks for restarts.
+func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Duration, cordoned, smoke bool) ([]string, error) {
+	ids := make([]string, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Cordoned: cordoned})
+			if m != nil {
+				ids[i] = m.ID
+				if perr := r.addCreated(m.ID); perr != nil && err == nil {
+					err = perr
+				}
+			}
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			r.emit("machine", m.ID, p.group, "machine %s started; waiting for its checks", m.ID)
+			if err := r.d.Sup.WaitHealthy(ctx, r.app, m.ID, waitTimeout); err != nil {
+				errs[i] = err
+				return
+			}
+			if smoke && r.d.SmokeWindow > 0 {
+				select {
+				case <-time.After(r.d.SmokeWindow):
+				case <-ctx.Done():
+					errs[i] = ctx.Err()
+					return
+				}
+				cur, err := r.d.Sup.Get(ctx, r.app, m.ID)
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if cur.RestartCount > 0 || cur.State != types.StateStarted {
+					errs[i] = fmt.Errorf("machine %s is crash-looping (state %s, %d restarts in the smoke window); see `hangar logs --machine %s`", m.ID, cur.State, cur.RestartCount, m.ID)
+					return
+				}
+			}
+			r.emit("machine", m.ID, p.group, "machine %s is healthy", m.ID)
+		}(i)
+	}
+	wg.Wait()
+	return ids, errors.Join(errs...)
+}
+
+// retire drains old machines out of rotation (in-flight requests finish)
+// and stops them; they are destroyed when the release completes.
+func (r *run) retire(ctx context.Context, p *plan, olds []*supervisor.Record) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(olds))
+	for i, o := range olds {
+		wg.Add(1)
+		go func(i int, o *supervisor.Record) {
+			defer wg.Done()
+			if o.State != types.StateStarted && o.State != types.StateStarting && o.State != types.StateSuspended {
+				return
+			}
+			r.emit("retire", o.ID, p.group, "draining and stopping old machine %s", o.ID)
+			if err := r.addStopped(o.ID); err != nil {
+				errs[i] = err
+				return
+			}
+			if _, err := r.d.Sup.Stop(ctx, r.app, o.ID, "", 0); err != nil {
+				errs[i] = fmt.Errorf("stop old machine %s: %w", o.ID, err)
+			}
+		}(i, o)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// rolling replaces old machines batch by batch: new ones first, then the
+// old ones of that batch go. The first batch is a single spearhead (the
+// canary, with canary) that must survive the smoke window.
+func (r *run) rolling(ctx context.Context, p *plan, waitTimeout time.Duration, maxUnavail float64, canary bool) error {
+	if len(p.cfg.Mounts) > 0 {
+		return r.rollingWithVolumes(ctx, p, waitTimeout)
+	}
+	olds := p.old
+	remaining := p.want
+	if canary && remaining > 0 {
+		r.emit("canary", "", p.group, "starting a canary machine of the new release")
+	}
+	first := true
+	for remaining > 0 || len(olds) > 0 {
+		n := batchSize(p.want, maxUnavail)
+		if first {
+			n = 1
+		}
+		if n > remaining {
+			n = remaining
+		}
+		if n > 0 {
+			if _, err := r.launch(ctx, p, n, waitTimeout, false, first); err != nil {
+				return err
+			}
+			remaining -= n
+		}
+		// Retire as many old machines as came up (all that are left at the
+		// end). A canary adds capacity first and retires nothing yet.
+		k := n
+		if canary && first {
+			k = 0
+		}
+		if remaining == 0 {
+			k = len(olds)
+		}
+		if k > len(olds) {
+			k = len(olds)
+		}
+		if err := r.retire(ctx, p, olds[:k]); err != nil {
+			return err
+		}
+		olds = olds[k:]
+		first = false
+		if n == 0 && k == 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// rollingWithVolumes replaces machines that mount volumes one at a time:
+// a volume attaches to one machine, so the old machine must stop (and
+// release it) before its replacement starts. Each such machine is out of
+// rotation for its replacement's start; the others keep serving.
+func (r *run) rollingWithVolumes(ctx context.Context, p *plan, waitTimeout time.Duration) error {
+	for i := 0; i < p.want || i < len(p.old); i++ {
+		if i < len(p.old) {
+			if err := r.retire(ctx, p, p.old[i:i+1]); err != nil {
+				return err
+			}
+		}
+		if i < p.want {
+			if _, err := r.launch(ctx, p, 1, waitTimeout, false, i == 0); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// blueGreen starts every new machine cordoned, waits until all are healthy,
+// then switches traffic: the new ones are uncordoned, the old ones drained.
+func (r *run) blueGreen(ctx context.Context, p *plan, waitTimeout time.Duration) error {
+	ids, err := r.launch(ctx, p, p.want, waitTimeout, true, true)
+	if err != nil {
+		return err
+	}
+	r.emit("switch", "", p.group, "all %d green machines healthy; switching traffic", len(ids))
+	for _, id := range ids {
+		if _, err := r.d.Sup.SetCordoned(ctx, r.app, id, false); err != nil {
+			return err
+		}
+	}
+	for _, id := range ids {
+		if err := r.d.Sup.WaitHealthy(ctx, r.app, id, waitTimeout); err != nil {
+			return err
+		}
+	}
+	return r.retire(ctx, p, p.old)
+}
+
+// immediate replaces every machine at once without waiting for checks.
+func (r *run) immediate(ctx context.Context, p *plan) error {
+	if err := r.retire(ctx, p, p.old); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, p.want)
+	for i := 0; i < p.want; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{})
+			if m != nil {
+				if perr := r.addCreated(m.ID); perr != nil && err == nil {
+					err = perr
+				}
+				r.emit("machine", m.ID, p.group, "machine %s started", m.ID)
+			}
+			errs[i] = err
+		}(i)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// rollback starts the old machines this deploy stopped again, waits until
+// they are healthy, then removes the new machines.
+func (r *run) rollback(emit func(step, machine, group, format string, args ...any)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r.mu.Lock()
+	stopped, created := append([]string(nil), r.rec.Stopped...), append([]string(nil), r.rec.Created...)
+	r.mu.Unlock()
+	// New machines holding volumes go first: the old machines need their
+	// volumes back before they can start.
+	var rest []string
+	for _, id := range created {
+		if m, err := r.d.Sup.Get(ctx, r.app, id); err == nil && m.Config != nil && len(m.Config.Mounts) > 0 {
+			emit("rollback", id, "", "removing new machine %s to free its volume", id)
+			if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+				r.d.Log.Warn("rollback: destroy new machine", "machine", id, "err", err)
+			}
+			continue
+		}
+		rest = append(rest, id)
+	}
+	created = rest
+	var wg sync.WaitGroup
+	for _, id := range stopped {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			emit("rollback", id, "", "starting old machine %s again", id)
+			if _, err := r.d.Sup.Start(ctx, r.app, id); err != nil {
+				if errors.Is(err, supervisor.ErrNotFound) {
+					return
+				}
+				r.d.Log.Warn("rollback: restart old machine", "machine", id, "err", err)
+				return
+			}
+			if err := r.d.Sup.WaitHealthy(ctx, r.app, id, 2*time.Minute); err != nil {
+				r.d.Log.Warn("rollback: old machine not healthy", "machine", id, "err", err)
+			}
+		}(id)
+	}
+	wg.Wait()
+	for _, id := range created {
+		emit("rollback", id, "", "removing new machine %s", id)
+		if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+			r.d.Log.Warn("rollback: destroy new machine", "machine", id, "err", err)
+		}
+	}
+}
+
+// finish destroys the old machines of a completed release (in the groups
+// it rolled out) and the machines of process groups the new config no
+// longer has.
+func (r *run) finish(ctx context.Context, existing []*supervisor.Record, configs map[string]*types.MachineConfig) {
+	r.mu.Lock()
+	stopped := map[string]bool{}
+	for _, id := range r.rec.Stopped {
+		stopped[id] = true
+	}
+	created := map[string]bool{}
+	for _, id := range r.rec.Created {
+		created[id] = true
+	}
+	rolled := map[string]bool{}
+	for _, g := range r.rec.Groups {
+		rolled[g] = true
+	}
+	r.mu.Unlock()
+	for _, o := range existing {
+		g := groupOf(o)
+		_, kept := configs[g]
+		if kept && !rolled[g] {
+			continue // a group this release left alone (scale vm --process-group)
+		}
+		if created[o.ID] || (kept && !stopped[o.ID] && o.State != types.StateStopped && o.State != types.StateFailed && o.State != types.StateCreated && o.State != types.StateDestroying) {
+			continue
+		}
+		if g == appconfig.ReleaseCommandGroup {
+			continue
+		}
+		if !kept {
+			r.emit("retire", o.ID, g, "removing machine %s: process group %s is gone from fly.toml", o.ID, g)
+		}
+		if err := r.d.Sup.Destroy(ctx, r.app, o.ID, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+			r.d.Log.Warn("destroy old machine", "machine", o.ID, "err", err)
+		}
+	}
+}
