@@ -12,14 +12,14 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/hangar-dev/hangar/internal/daemon"
-	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/acme"
+
+	"github.com/hangar-dev/hangar/internal/daemon"
 )
 
 func newServerCmd() *cobra.Command {
-	o := daemon.Options{Network: network.DefaultConfig}
+	o := daemon.DefaultOptions()
 	var debug, rotate bool
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -69,9 +69,9 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.Region, "region", "local", "this host's region")
 	f.StringVar(&o.Org, "org", "personal", "the organization this daemon serves")
 	f.StringVar(&o.Runtime, "runtime", "", "OCI runtime: crun or runc (default: crun, or runc where crun cannot run)")
-	f.StringVar(&o.Network.Bridge, "bridge", network.DefaultConfig.Bridge, "host bridge for machine networks")
-	f.StringVar(&o.Network.Subnet4, "subnet", network.DefaultConfig.Subnet4, "IPv4 subnet for machines")
-	f.StringVar(&o.Network.Subnet6, "subnet6", network.DefaultConfig.Subnet6, "IPv6 (6PN) subnet for machines")
+	f.StringVar(&o.Network.Bridge, "bridge", o.Network.Bridge, "host bridge for machine networks")
+	f.StringVar(&o.Network.Subnet4, "subnet", o.Network.Subnet4, "IPv4 subnet for machines")
+	f.StringVar(&o.Network.Subnet6, "subnet6", o.Network.Subnet6, "IPv6 (6PN) subnet for machines")
 	f.DurationVar(&o.AutostopInterval, "autostop-interval", autostopDefault(), "how often idle machines beyond min_machines_running are stopped or suspended (auto_stop_machines); 0 turns it off")
 	o.LogMaxBytes = defaultLogMaxBytes
 	f.Var((*byteSize)(&o.LogMaxBytes), "log-max-size", "rotate a machine's log file at this size, keeping one older file (e.g. 32MiB; 0: never rotate)")

@@ -38,6 +38,10 @@ import (
 	"github.com/hangar-dev/hangar/internal/volume"
 )
 
+// DefaultOptions are `hangar server`'s defaults where the zero value is not
+// one (the machine network's bridge and subnets).
+func DefaultOptions() Options { return Options{Network: network.DefaultConfig} }
+
 // Options configure the daemon (flags of `hangar server`).
 type Options struct {
 	// Reload, when it delivers, hands the listeners to a new daemon
