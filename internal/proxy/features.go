@@ -150,8 +150,7 @@ func (p *Proxy) SeedAppConfig(name string, cfg *types.MachineConfig) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.confs[name] == nil {
-		svc := cfg.Services[0]
-		p.setConfLocked(name, confFrom(cfg, &svc))
+		p.setConfLocked(name, confFrom(cfg, cfg.HTTPService()))
 	}
 }
 

@@ -28,27 +28,15 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/flyreplay"
-	"github.com/hangar-dev/hangar/internal/tcpproxy"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// Backend is one machine's address for one app.
-type Backend struct {
-	App       string
-	MachineID string
-	Region    string
-	Addr      string // host:port of the service's internal_port
-	// Service is the machine's service the proxy serves: concurrency
-	// limits, autostart and response header options. Nil means Fly's
-	// defaults (soft_limit 20, no hard_limit).
-	Service *types.MachineService
-	// Config is the machine's whole config (statics, every service for
-	// raw TCP, TLS options); nil keeps the one the proxy knows.
-	Config *types.MachineConfig
-}
+// Backend is one machine's address for one app, as the supervisor hands
+// it over (types.Backend).
+type Backend = types.Backend
 
 // DefaultSoftLimit is Fly's soft_limit when a service sets none.
-const DefaultSoftLimit = 20
+const DefaultSoftLimit = types.DefaultSoftLimit
 
 type machine struct {
 	b           Backend
@@ -238,7 +226,7 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	}
 	m.b = b
 	m.present = true
-	m.soft, m.hard = limits(b.Service)
+	m.soft, m.hard = b.Service.Limits()
 	m.pristine, m.respHdrs = responseOptions(b.Service)
 	m.h2, m.idleTimeout = backendOptions(b.Service)
 	m.routable = routable && !m.draining
@@ -249,24 +237,6 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 		// connections may be dead by the time it returns.
 		closePoolLocked(m)
 	}
-}
-
-// limits returns a service's soft and hard limits with Fly's defaults.
-func limits(svc *types.MachineService) (soft, hard int) {
-	soft = DefaultSoftLimit
-	if svc == nil || svc.Concurrency == nil {
-		return soft, 0
-	}
-	c := svc.Concurrency
-	if c.HardLimit > 0 {
-		hard = c.HardLimit
-	}
-	if c.SoftLimit > 0 {
-		soft = c.SoftLimit
-	} else if hard > 0 && hard < soft {
-		soft = hard
-	}
-	return soft, hard
 }
 
 func (p *Proxy) appLocked(name string) *app {
@@ -446,7 +416,7 @@ type request struct {
 // app; with http_options.compress the response is compressed for the
 // client (compress.go).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name, ok := tcpproxy.AppFromContext(r.Context())
+	name, ok := types.ListenerApp(r.Context())
 	if !ok {
 		name = p.appFor(r.Host)
 	}
@@ -472,7 +442,7 @@ func (p *Proxy) serveWith(w http.ResponseWriter, r *http.Request, name string, c
 	if c != nil {
 		// Flycast is plain HTTP inside the private network: force_https
 		// does not apply to it, as on Fly.
-		if !tcpproxy.PrivateFromContext(r.Context()) && p.forceHTTPS(w, r, c) {
+		if !types.PrivateListener(r.Context()) && p.forceHTTPS(w, r, c) {
 			p.record(name, http.StatusMovedPermanently, time.Now())
 			return
 		}
@@ -572,7 +542,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 			port = "443"
 		}
 	}
-	if tcpproxy.PrivateFromContext(pr.In.Context()) {
+	if types.PrivateListener(pr.In.Context()) {
 		// A Flycast listener: the port the machine called.
 		if la, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 			if _, lp, err := net.SplitHostPort(la.String()); err == nil {

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -15,7 +14,7 @@ import (
 // Wake starts or resumes one stopped or suspended machine of app for the
 // proxy (Fly's auto_start_machines): machines in region first, suspended
 // before stopped (a thaw takes about a millisecond, a start tens). It
-// implements proxy.Waker.
+// implements the proxy's Waker.
 func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, error) {
 	recs, err := s.List(ctx, app)
 	if err != nil {
@@ -24,9 +23,9 @@ func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, erro
 	cands := wakeOrder(recs, region)
 	if len(cands) == 0 {
 		if len(recs) == 0 {
-			return "", fmt.Errorf("app %s has no machines; deploy it with `hangar deploy`: %w", app, proxy.ErrNoCapacity)
+			return "", fmt.Errorf("app %s has no machines; deploy it with `hangar deploy`: %w", app, types.ErrNoCapacity)
 		}
-		return "", fmt.Errorf("app %s: none of its %d machines is stopped or suspended with auto_start_machines on: %w", app, len(recs), proxy.ErrNoCapacity)
+		return "", fmt.Errorf("app %s: none of its %d machines is stopped or suspended with auto_start_machines on: %w", app, len(recs), types.ErrNoCapacity)
 	}
 	var firstErr error
 	for _, r := range cands {
@@ -42,7 +41,7 @@ func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, erro
 		}
 	}
 	if firstErr == nil {
-		firstErr = proxy.ErrNoCapacity
+		firstErr = types.ErrNoCapacity
 	}
 	return "", fmt.Errorf("app %s: wake: %w", app, firstErr)
 }
@@ -78,8 +77,12 @@ func autostartable(cfg *types.MachineConfig) bool {
 	if cfg.DisableMachineAutostart != nil && *cfg.DisableMachineAutostart {
 		return false
 	}
-	a := cfg.Services[0].Autostart
-	return a == nil || *a
+	for _, svc := range cfg.Services {
+		if svc.Autostart == nil || *svc.Autostart {
+			return true // a service that wants it is enough
+		}
+	}
+	return false
 }
 
 // Loads is what the autostop rule needs of the proxy: a machine's requests
@@ -200,9 +203,10 @@ func (a *Autostopper) Tick(ctx context.Context) ([]string, error) {
 		if r.Config == nil || len(r.Config.Services) == 0 {
 			continue
 		}
-		svc := r.Config.Services[0]
-		if svc.MinMachinesRunning != nil && *svc.MinMachinesRunning > mins[r.App] {
-			mins[r.App] = *svc.MinMachinesRunning
+		for _, svc := range r.Config.Services {
+			if svc.MinMachinesRunning != nil && *svc.MinMachinesRunning > mins[r.App] {
+				mins[r.App] = *svc.MinMachinesRunning
+			}
 		}
 		if r.State != types.StateStarted {
 			continue
@@ -215,11 +219,8 @@ func (a *Autostopper) Tick(ctx context.Context) ([]string, error) {
 			// stopped.
 			load = 1 << 30
 		}
-		soft, _ := limitsOf(&svc)
-		c := candidate{app: r.App, id: r.ID, region: r.Region, load: load, soft: soft}
-		if svc.Autostop != nil {
-			c.mode = *svc.Autostop
-		}
+		soft, _ := r.Config.HTTPService().Limits()
+		c := candidate{app: r.App, id: r.ID, region: r.Region, load: load, soft: soft, mode: autostopMode(r.Config)}
 		if _, ok := apps[r.App]; !ok {
 			names = append(names, r.App)
 		}
@@ -242,19 +243,19 @@ func (a *Autostopper) Tick(ctx context.Context) ([]string, error) {
 	return done, firstErr
 }
 
-func limitsOf(svc *types.MachineService) (soft, hard int) {
-	soft = proxy.DefaultSoftLimit
-	if svc.Concurrency != nil {
-		if svc.Concurrency.HardLimit > 0 {
-			hard = svc.Concurrency.HardLimit
-		}
-		if svc.Concurrency.SoftLimit > 0 {
-			soft = svc.Concurrency.SoftLimit
-		} else if hard > 0 && hard < soft {
-			soft = hard
+// autostopMode is a machine's autostop setting over all its services: the
+// HTTP service's if it sets one, else the first other service's that asks
+// to stop or suspend ("" if none does).
+func autostopMode(cfg *types.MachineConfig) types.Autostop {
+	if svc := cfg.HTTPService(); svc != nil && svc.Autostop != nil {
+		return *svc.Autostop
+	}
+	for _, svc := range cfg.Services {
+		if svc.Autostop != nil && (*svc.Autostop == types.AutostopStop || *svc.Autostop == types.AutostopSuspend) {
+			return *svc.Autostop
 		}
 	}
-	return soft, hard
+	return ""
 }
 
 // stopOne stops or suspends an idle machine (draining it first). Suspend

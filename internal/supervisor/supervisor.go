@@ -37,7 +37,6 @@ import (
 
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/network"
-	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -51,10 +50,18 @@ var (
 	ErrTimeout  = types.NewError(types.ErrTimeout, "timed out")
 )
 
-// Router is what the supervisor needs of the proxy.
+// Router is what the supervisor needs of the proxy: it is told when a
+// machine may take traffic, must drain, or is gone. The supervisor owns
+// this interface and speaks types, so it never imports the proxy.
 type Router interface {
-	SetBackend(b proxy.Backend, routable bool)
+	// SetBackend adds or updates a machine; routable says whether it may
+	// take new requests (started and every check passing). Empty Addr,
+	// Region, Service or Config keep what the router knew.
+	SetBackend(b types.Backend, routable bool)
+	// Drain stops routing new requests to a machine and waits until its
+	// in-flight requests finish or ctx ends.
 	Drain(ctx context.Context, app, machineID string) error
+	// Remove forgets a machine; its in-flight requests still finish.
 	Remove(app, machineID string)
 }
 
@@ -558,10 +565,10 @@ func (s *Supervisor) routeUpdate(l *live, r *Record) {
 		}
 	}
 	l.stateMu.Unlock()
-	svc := r.Config.Services[0]
-	s.opt.Router.SetBackend(proxy.Backend{
+	svc := r.Config.HTTPService()
+	s.opt.Router.SetBackend(types.Backend{
 		App: l.app, MachineID: l.id, Region: r.Region,
-		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort), Service: &svc, Config: r.Config,
+		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort), Service: svc, Config: r.Config,
 	}, ok && r.State == types.StateStarted)
 }
 
@@ -597,7 +604,7 @@ func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 	if err != nil {
 		return
 	}
-	s.opt.Router.SetBackend(proxy.Backend{App: l.app, MachineID: l.id}, false)
+	s.opt.Router.SetBackend(types.Backend{App: l.app, MachineID: l.id}, false)
 	s.removeFiles(l.id) // a restart writes them again
 	s.log.Info("machine exited", "app", l.app, "machine", l.id, "exit_code", ex.Code, "oom_killed", ex.OOMKilled)
 	policy, max := restartPolicy(r.Config)
@@ -716,7 +723,7 @@ func (s *Supervisor) quiesce(l *live, r *Record) {
 	}
 	l.stateMu.Unlock()
 	if r.State == types.StateStarted && r.Config != nil && len(r.Config.Services) > 0 {
-		s.opt.Router.SetBackend(proxy.Backend{App: l.app, MachineID: l.id}, false)
+		s.opt.Router.SetBackend(types.Backend{App: l.app, MachineID: l.id}, false)
 	}
 }
 
