@@ -565,45 +565,6 @@ func (cs *connState) badGateway(rid string, m *machine, err error, keep bool) (i
 	return http.StatusBadGateway, keep && !cs.req.hasBody()
 }
 
-// dropRequestHeader reports request headers not passed to the app:
-// hop-by-hop headers, those the proxy sets itself and the routing headers.
-func dropRequestHeader(name []byte, conn [][]byte) bool {
-	switch len(name) {
-	case 2:
-		return eqFold(name, "te")
-	case 3:
-		return eqFold(name, "via")
-	case 7:
-		return eqFold(name, "trailer") || eqFold(name, "upgrade")
-	case 10:
-		return eqFold(name, "connection") || eqFold(name, "keep-alive") || eqFold(name, "fly-region")
-	case 13:
-		return eqFold(name, "fly-client-ip")
-	case 14:
-		return eqFold(name, "fly-request-id")
-	case 15:
-		return eqFold(name, "x-forwarded-for") || eqFold(name, "x-forwarded-ssl")
-	case 16:
-		return eqFold(name, "x-forwarded-port") || eqFold(name, "proxy-connection") || eqFold(name, "fly-force-region")
-	case 17:
-		return eqFold(name, "x-forwarded-proto") || eqFold(name, "transfer-encoding") || eqFold(name, "fly-prefer-region")
-	case 18:
-		return eqFold(name, "fly-forwarded-port")
-	case 19:
-		return eqFold(name, "proxy-authorization")
-	case 21:
-		return eqFold(name, "fly-force-instance-id")
-	case 22:
-		return eqFold(name, "fly-prefer-instance-id")
-	}
-	for _, t := range conn {
-		if len(t) == len(name) && eqFoldBytes(t, name) {
-			return true
-		}
-	}
-	return false
-}
-
 func eqFoldBytes(a, b []byte) bool {
 	for i := range a {
 		x, y := a[i], b[i]
@@ -650,28 +611,20 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 	if port == "" {
 		port = "80"
 	}
-	w.WriteString("X-Forwarded-For: ")
+	f := forwarded{clientIP: cs.clientIP, port: port, region: p.region, requestID: rid, via: "1.1 hangar"}
 	if len(xff) > 0 {
-		w.Write(xff)
-		w.WriteString(", ")
+		f.priorXFF = string(xff)
 	}
-	w.WriteString(cs.clientIP)
-	w.WriteString("\r\nFly-Client-Ip: ")
-	w.WriteString(cs.clientIP)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Ssl: off\r\nX-Forwarded-Port: ")
-	w.WriteString(port)
-	w.WriteString("\r\nFly-Forwarded-Port: ")
-	w.WriteString(port)
-	w.WriteString("\r\nFly-Region: ")
-	w.WriteString(p.region)
-	w.WriteString("\r\nFly-Request-Id: ")
-	w.WriteString(rid)
-	w.WriteString("\r\nVia: ")
 	if len(via) > 0 {
-		w.Write(via)
-		w.WriteString(", ")
+		f.priorVia = string(via)
 	}
-	w.WriteString("1.1 hangar\r\n\r\n")
+	f.each(func(name, value string) {
+		w.WriteString(name)
+		w.WriteString(": ")
+		w.WriteString(value)
+		w.WriteString("\r\n")
+	})
+	w.WriteString("\r\n")
 }
 
 func appendList(dst, v []byte) []byte {
@@ -735,29 +688,6 @@ func (cs *connState) relayResponse(bc *bconn, rid string, keep bool, m *machine)
 		return resp.status, false, false, err
 	}
 	return resp.status, keepClient, keepBackend, nil
-}
-
-// dropResponseHeader reports response headers not passed to the client
-// (hop-by-hop ones; framing is rewritten by the proxy).
-func dropResponseHeader(name []byte, conn [][]byte) bool {
-	switch len(name) {
-	case 7:
-		return eqFold(name, "trailer") || eqFold(name, "upgrade")
-	case 10:
-		return eqFold(name, "connection") || eqFold(name, "keep-alive")
-	case 16:
-		return eqFold(name, "proxy-connection")
-	case 17:
-		return eqFold(name, "transfer-encoding")
-	case 18:
-		return eqFold(name, "proxy-authenticate")
-	}
-	for _, t := range conn {
-		if len(t) == len(name) && eqFoldBytes(t, name) {
-			return true
-		}
-	}
-	return false
 }
 
 func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeConn bool) {

@@ -408,7 +408,8 @@ var upgradeToken = []byte("upgrade")
 
 // connectionOptions reads a Connection header's value: whether it says
 // close or upgrade, and its other options (names of hop-by-hop headers),
-// appended to tokens. keep-alive and empty options are dropped.
+// appended to tokens. keep-alive, empty options and options naming
+// end-to-end headers (see nominable) are dropped.
 func connectionOptions(value []byte, tokens [][]byte) (closeTok, upgradeTok bool, _ [][]byte) {
 	for _, tok := range bytes.Split(value, []byte(",")) {
 		tok = trimOWS(tok)
@@ -418,7 +419,7 @@ func connectionOptions(value []byte, tokens [][]byte) (closeTok, upgradeTok bool
 			closeTok = true
 		case eqFold(tok, "upgrade"):
 			upgradeTok = true
-		default:
+		case nominable(tok):
 			tokens = append(tokens, tok)
 		}
 	}

@@ -489,6 +489,9 @@ func (p *Proxy) serveApp(w http.ResponseWriter, r *http.Request, name string) {
 		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodyBytes)
 	}
 	rq := &request{app: a, m: m, id: rid, prefs: prefs, started: start}
+	// The header rules of headers.go: a Connection header may not make
+	// net/http drop end-to-end headers.
+	sanitizeConnection(r.Header)
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rq)))
 	p.release(a, rq.m)
 	for _, h := range rq.replay {
@@ -524,19 +527,11 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = pr.In.Host
 	h := out.Header
 	clientIP, _, _ := net.SplitHostPort(pr.In.RemoteAddr)
-	// X-Forwarded-For keeps the chain the client sent and adds the client.
-	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP}
-	} else {
-		h["X-Forwarded-For"] = []string{clientIP}
-	}
 	port := p.Port
 	if port == "" {
 		port = "80"
 	}
-	proto, ssl := "http", "off"
 	if pr.In.TLS != nil {
-		proto, ssl = "https", "on"
 		port = p.HTTPSPort
 		if port == "" {
 			port = "443"
@@ -550,22 +545,24 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 			}
 		}
 	}
-	h["Fly-Client-Ip"] = []string{clientIP}
-	h["X-Forwarded-Proto"] = []string{proto}
-	h["X-Forwarded-Ssl"] = []string{ssl}
-	h["X-Forwarded-Port"] = []string{port}
-	h["Fly-Forwarded-Port"] = []string{port}
-	h["Fly-Region"] = []string{p.region}
-	h["Fly-Request-Id"] = []string{rq.id}
-	if via := pr.In.Header["Via"]; len(via) > 0 {
-		h["Via"] = []string{strings.Join(via, ", ") + ", " + viaValue(pr.In)}
-	} else {
-		h["Via"] = []string{viaValue(pr.In)}
+	f := forwarded{clientIP: clientIP, tls: pr.In.TLS != nil, port: port, region: p.region, requestID: rq.id, via: viaValue(pr.In)}
+	// X-Forwarded-For and Via keep the chains the client sent.
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+		f.priorXFF = strings.Join(prior, ", ")
 	}
-	// Routing headers are for the proxy; the app does not see them.
-	for _, k := range routingHeaders {
-		delete(h, k)
+	if prior := pr.In.Header["Via"]; len(prior) > 0 {
+		f.priorVia = strings.Join(prior, ", ")
 	}
+	// What the client sent under the names of the headers the proxy owns
+	// (forwarded and routing headers) does not reach the app; net/http
+	// already dropped the hop-by-hop ones and those the Connection header
+	// names.
+	for k := range h {
+		if proxyOwned.hasString(k) {
+			delete(h, k)
+		}
+	}
+	f.each(func(name, value string) { h[name] = []string{value} })
 }
 
 func viaValue(r *http.Request) string {

@@ -118,6 +118,7 @@ func (t replayTarget) Send(ctx context.Context, to flyreplay.Machine, req *http.
 		p.release(h.a, h.m)
 		return nil, err
 	}
+	sanitizeConnection(resp.Header)
 	resp.Body = &releaseBody{ReadCloser: resp.Body, release: func() { p.release(h.a, h.m) }}
 	return resp, nil
 }

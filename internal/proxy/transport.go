@@ -55,5 +55,9 @@ func (t machineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if rq == nil {
 		return t.p.baseTr.RoundTrip(req)
 	}
-	return t.p.transportFor(rq.m).RoundTrip(req)
+	resp, err := t.p.transportFor(rq.m).RoundTrip(req)
+	if err == nil {
+		sanitizeConnection(resp.Header) // before net/http drops what it names
+	}
+	return resp, err
 }
