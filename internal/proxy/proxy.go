@@ -51,6 +51,10 @@ type machine struct {
 	routable bool // started and checks passing
 	draining bool
 	inflight int
+	// routableSince is when the machine last became routable; lastUsed
+	// when a request last started or ended on it (autostop reads both).
+	routableSince time.Time
+	lastUsed      time.Time
 	served   uint64        // requests ever routed here (metrics)
 	idle     chan struct{} // closed when draining and inflight reaches 0
 	present  bool          // known to the proxy (false once removed)
@@ -229,7 +233,11 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	m.soft, m.hard = b.Service.Limits()
 	m.pristine, m.respHdrs = responseOptions(b.Service)
 	m.h2, m.idleTimeout = backendOptions(b.Service)
+	was := m.routable
 	m.routable = routable && !m.draining
+	if m.routable && !was {
+		m.routableSince = time.Now()
+	}
 	if m.routable {
 		p.notifyLocked(a)
 	} else {
@@ -337,20 +345,33 @@ func (p *Proxy) Routable(appName string) []string {
 }
 
 // Load reports a machine's in-flight requests and whether it takes
-// traffic now (known, routable, not draining); the autostop rule reads it.
+// traffic now (known, routable, not draining).
 func (p *Proxy) Load(appName, machineID string) (int, bool) {
+	l := p.Traffic(appName, machineID)
+	return l.Inflight, l.Routable
+}
+
+// Traffic reports a machine's traffic: requests in flight, whether it
+// takes traffic now (known, routable, not draining), since when, and when
+// a request last started or ended on it. The autostop rule reads it.
+func (p *Proxy) Traffic(appName, machineID string) types.MachineLoad {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.machineLocked(appName, machineID)
 	if m == nil {
-		return 0, false
+		return types.MachineLoad{}
 	}
-	return m.inflight, m.routable && !m.draining
+	l := types.MachineLoad{Inflight: m.inflight, Routable: m.routable && !m.draining, LastRequest: m.lastUsed}
+	if l.Routable {
+		l.RoutableSince = m.routableSince
+	}
+	return l
 }
 
 func (p *Proxy) release(a *app, m *machine) {
 	p.mu.Lock()
 	m.inflight--
+	m.lastUsed = time.Now()
 	if m.draining && m.inflight == 0 {
 		select {
 		case <-m.idle:

@@ -88,6 +88,37 @@ type Record struct {
 	// Relaunch is set while the machine is replacing and the update is to
 	// boot the new version, so a daemon restarted mid-update finishes it.
 	Relaunch bool `json:"relaunch,omitempty"`
+	// StopReason says why a stopped or suspended machine is not running
+	// when it was not a user's or an exit's doing: StopReasonAutostop.
+	// Cleared when the machine starts or exits.
+	StopReason string `json:"stop_reason,omitempty"`
+}
+
+// StoppedByAutostop reports whether the machine is stopped or suspended
+// because the autostop rule found it idle: not a crash, and not a
+// failure of a deploy.
+func (r *Record) StoppedByAutostop() bool {
+	return (r.State == types.StateStopped || r.State == types.StateSuspended) && r.StopReason == StopReasonAutostop
+}
+
+// stopReason is the StopReason of a stop or suspend by source.
+func stopReason(source string) string {
+	if source == sourceAutostop {
+		return StopReasonAutostop
+	}
+	return ""
+}
+
+// stopRequest is the request recorded with a stop or suspend event by
+// source: req, plus the reason when it is autostop.
+func stopRequest(source string, req map[string]interface{}) map[string]interface{} {
+	if reason := stopReason(source); reason != "" {
+		if req == nil {
+			req = map[string]interface{}{}
+		}
+		req["reason"] = reason
+	}
+	return req
 }
 
 // Version is an earlier instance of a machine.
@@ -534,6 +565,7 @@ func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source 
 	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStarted
 		r.Relaunch = false
+		r.StopReason = ""
 		addEvent(r, "start", types.StateStarted, source, nil)
 		return nil
 	})
@@ -611,6 +643,7 @@ func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 	restart := policy == types.RestartAlways || (policy == types.RestartOnFailure && ex.Code != 0 && r.RestartCount < max)
 	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStopped
+		r.StopReason = ""
 		req := map[string]interface{}{"exit_event": map[string]interface{}{
 			"exit_code": ex.Code, "signal": ex.Signal, "oom_killed": ex.OOMKilled,
 			"exited_at": ex.ExitedAt.Format(time.RFC3339Nano), "restarting": restart,
@@ -700,7 +733,8 @@ func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, tim
 	}
 	return s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStopped
-		addEvent(r, "stop", types.StateStopped, source, map[string]interface{}{"signal": signal})
+		r.StopReason = stopReason(source)
+		addEvent(r, "stop", types.StateStopped, source, stopRequest(source, map[string]interface{}{"signal": signal}))
 		return nil
 	})
 }
