@@ -55,10 +55,10 @@ type machine struct {
 	// when a request last started or ended on it (autostop reads both).
 	routableSince time.Time
 	lastUsed      time.Time
-	served   uint64        // requests ever routed here (metrics)
-	idle     chan struct{} // closed when draining and inflight reaches 0
-	present  bool          // known to the proxy (false once removed)
-	pool     []*bconn      // idle keep-alive connections to the machine
+	served        uint64        // requests ever routed here (metrics)
+	idle          chan struct{} // closed when draining and inflight reaches 0
+	present       bool          // known to the proxy (false once removed)
+	pool          []*bconn      // idle keep-alive connections to the machine
 }
 
 // app is the routing state of one app. Guarded by Proxy.mu.
