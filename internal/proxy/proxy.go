@@ -112,6 +112,14 @@ type Proxy struct {
 	// StaticsRoot returns the unpacked root filesystem of an image, for
 	// [[statics]]. Nil: statics are not served.
 	StaticsRoot func(ctx context.Context, image string) (string, error)
+	// FirstByteTimeout bounds how long a new client connection of Serve
+	// may stay silent (default: the fallback server's ReadHeaderTimeout,
+	// never more than its IdleTimeout).
+	FirstByteTimeout time.Duration
+	// MaxConns and MaxConnsPerIP bound Serve's open client connections,
+	// in all and per client address; a connection over either gets 503
+	// and is closed (see conns.go). 0: no limit.
+	MaxConns, MaxConnsPerIP int
 
 	domain string
 	region string
@@ -142,7 +150,15 @@ type Proxy struct {
 	shutdown  bool
 	listeners []net.Listener
 	fallbacks []*http.Server
-	conns     map[*fconn]struct{}
+	conns     map[*fconn]struct{} // connections on the fast path
+	open      int                 // connections counted against MaxConns (fast path and handed over)
+	perIP     map[string]int      // open per client address
+
+	limits connLimits // refusals, for metrics and the log
+
+	backendIdle time.Duration // idleConnTTL; tests shorten it
+	janitor     sync.Once     // starts closeIdleBackends
+	stopped     chan struct{} // closed by Shutdown
 }
 
 type ctxKey struct{}
@@ -157,12 +173,16 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 		QueueLimit:       512,
 		WakeTimeout:      60 * time.Second,
 		MaxBodyBytes:     1 << 30,
+		MaxConns:         DefaultMaxConns,
+		MaxConnsPerIP:    DefaultMaxConnsPerIP,
 		FallbackPrefixes: []string{"/.well-known/acme-challenge/"},
 		domain:           strings.ToLower(domain),
 		region:           region,
 		log:              log,
 		apps:             map[string]*app{},
 		svcCh:            make(chan struct{}, 1),
+		backendIdle:      idleConnTTL,
+		stopped:          make(chan struct{}),
 	}
 	tr := &http.Transport{
 		Proxy:               nil,
