@@ -3,15 +3,17 @@ package proxy
 import (
 	"net"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Client connection limits of Serve's listener. Every open connection,
-// on the fast path or handed over to net/http, counts against MaxConns
-// and against MaxConnsPerIP for its client address until it is closed; a
-// connection over either limit gets an immediate 503 and is closed, the
-// refusal is counted (ConnStats) and logged at most once per
+// Client connection limits of Serve's listener and of listeners wrapped
+// with LimitListener (HTTPS). Every open connection, on the fast path or
+// handed over to net/http, counts against MaxConns and against
+// MaxConnsPerIP for its client address until it is closed; a connection
+// over either limit is closed at once (with a 503 on the plain HTTP
+// port), the refusal is counted (ConnStats) and logged at most once per
 // limitLogEvery, so that idle or slow clients cannot take every file
 // descriptor the daemon shares with its API.
 
@@ -45,9 +47,23 @@ func (p *Proxy) ConnStats() ConnStats {
 	return ConnStats{Open: open, Refused: p.limits.refused.Load(), RefusedPerIP: p.limits.refusedPerIP.Load()}
 }
 
-// admit counts a new connection against the limits and registers it, or
-// refuses and closes it; it reports whether the connection is admitted.
+// admit counts a new connection of Serve against the limits and
+// registers it, or answers 503 and closes it; it reports whether the
+// connection is admitted.
 func (p *Proxy) admit(fc *fconn) bool {
+	if !p.count(fc) {
+		p.refuse(fc.c)
+		return false
+	}
+	p.srvMu.Lock()
+	p.conns[fc] = struct{}{}
+	p.srvMu.Unlock()
+	return true
+}
+
+// count counts a new connection against the limits, or counts and logs
+// its refusal; it reports whether the connection may be served.
+func (p *Proxy) count(fc *fconn) bool {
 	fc.ip, _, _ = net.SplitHostPort(fc.c.RemoteAddr().String())
 	p.srvMu.Lock()
 	overAll := p.MaxConns > 0 && p.open >= p.MaxConns
@@ -59,7 +75,6 @@ func (p *Proxy) admit(fc *fconn) bool {
 		p.perIP[fc.ip]++
 		p.open++
 		fc.counted = true
-		p.conns[fc] = struct{}{}
 	}
 	open, fromIP := p.open, p.perIP[fc.ip]
 	p.srvMu.Unlock()
@@ -71,14 +86,13 @@ func (p *Proxy) admit(fc *fconn) bool {
 	} else {
 		p.limits.refused.Add(1)
 	}
-	p.refuse(fc.c)
 	now := time.Now().UnixNano()
 	if last := p.limits.lastLog.Load(); now-last >= int64(limitLogEvery) && p.limits.lastLog.CompareAndSwap(last, now) {
 		if overIP {
-			p.log.Warn("proxy: refusing connections from a client with too many open (answering 503); raise Proxy.MaxConnsPerIP if it is legitimate",
+			p.log.Warn("proxy: refusing connections from a client with too many open; raise Proxy.MaxConnsPerIP if it is legitimate",
 				"client", fc.ip, "open_from_client", fromIP, "limit_per_ip", p.MaxConnsPerIP, "refused_per_ip_total", p.limits.refusedPerIP.Load())
 		} else {
-			p.log.Warn("proxy: refusing connections: too many open (answering 503); raise Proxy.MaxConns or the file descriptor limit",
+			p.log.Warn("proxy: refusing connections: too many open; raise Proxy.MaxConns or the file descriptor limit",
 				"open", open, "limit", p.MaxConns, "refused_total", p.limits.refused.Load())
 		}
 	}
@@ -112,4 +126,44 @@ func (p *Proxy) connDone(fc *fconn) {
 	} else {
 		delete(p.perIP, fc.ip)
 	}
+}
+
+// LimitListener returns ln with its connections counted against the same
+// MaxConns and MaxConnsPerIP as Serve's (for a listener served by
+// net/http, such as the HTTPS one): a connection over either limit is
+// closed at once (no answer: it may expect TLS), counted and logged.
+func (p *Proxy) LimitListener(ln net.Listener) net.Listener {
+	return &limitListener{Listener: ln, p: p}
+}
+
+type limitListener struct {
+	net.Listener
+	p *Proxy
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		fc := &fconn{c: c}
+		if l.p.count(fc) {
+			return &countedConn{Conn: c, done: func() { l.p.connDone(fc) }}, nil
+		}
+		_ = c.Close()
+	}
+}
+
+// countedConn stops counting against the limits when it is closed.
+type countedConn struct {
+	net.Conn
+	once sync.Once
+	done func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.done)
+	return err
 }

@@ -278,3 +278,43 @@ func TestIdleBackendConnectionsClosed(t *testing.T) {
 func tlsClient(c net.Conn) *tls.Conn {
 	return tls.Client(c, &tls.Config{ServerName: "web.example.test", InsecureSkipVerify: true})
 }
+
+// The HTTPS listener (net/http with TLS) shares the limits through
+// LimitListener: a connection over them is closed at once.
+func TestLimitListener(t *testing.T) {
+	p := New("example.test", "ord", nil)
+	p.MaxConnsPerIP = 2
+	p.SetBackend(backend(t, "m1", nil), true)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := httptest.NewUnstartedServer(p)
+	s.Listener.Close()
+	s.Listener = p.LimitListener(ln)
+	s.StartTLS()
+	t.Cleanup(s.Close)
+	dial := func() (*tls.Conn, error) {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			return nil, err
+		}
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		tc := tlsClient(c)
+		return tc, tc.Handshake()
+	}
+	for i := 0; i < 2; i++ {
+		c, err := dial()
+		if err != nil {
+			t.Fatalf("connection %d under the limit: %v", i, err)
+		}
+		defer c.Close()
+	}
+	if c, err := dial(); err == nil {
+		c.Close()
+		t.Fatal("a third TLS connection from one address was served; MaxConnsPerIP is 2")
+	}
+	if st := p.ConnStats(); st.RefusedPerIP != 1 || st.Open != 2 {
+		t.Fatalf("ConnStats %+v, want 2 open and 1 refused", st)
+	}
+}
