@@ -172,3 +172,47 @@ func TestUserStopIsNotAutostop(t *testing.T) {
 		t.Fatalf("user stop recorded as autostop: %+v", r.StopReason)
 	}
 }
+
+// Every service of a machine counts, whatever order fly.toml lists them
+// in: the HTTP service is found by its handler, not by being first.
+func TestEveryServiceCounts(t *testing.T) {
+	stop, off := types.AutostopStop, types.AutostopOff
+	no := false
+	tcp := types.MachineService{InternalPort: 5432, Autostart: &no, Autostop: &stop, MinMachinesRunning: types.Ptr(2),
+		Ports: []types.MachinePort{{Port: types.Ptr(5432)}}}
+	web := types.MachineService{InternalPort: 8080, Ports: []types.MachinePort{{Port: types.Ptr(80), Handlers: []string{"http"}}}}
+	cfg := &types.MachineConfig{Services: []types.MachineService{tcp, web}, Checks: map[string]types.MachineCheck{"alive": {Type: "tcp"}}}
+	if m := autostopMode(cfg); m != stop {
+		t.Errorf("autostop mode %q: the raw TCP service asks to stop and the HTTP one says nothing", m)
+	}
+	if !autostartable(cfg) {
+		t.Error("not autostartable, though the HTTP service leaves autostart on")
+	}
+	web.Autostop = &off
+	cfg.Services[1] = web
+	if m := autostopMode(cfg); m != off {
+		t.Errorf("autostop mode %q, want the HTTP service's %q", m, off)
+	}
+	checks := machineChecks(cfg)
+	if len(checks) != 1 || checks[0].port != 8080 {
+		t.Errorf("top-level check %+v, want the HTTP service's port 8080", checks)
+	}
+	// min_machines_running: the largest any service sets.
+	s, st, d, _ := withTask(t)
+	ctx := context.Background()
+	for _, id := range []string{"m1", "m2"} {
+		r := &Record{Machine: types.Machine{ID: id, State: types.StateStarted, InstanceID: "01AAA", UpdatedAt: now(),
+			Config: &types.MachineConfig{Image: "img:1", Services: []types.MachineService{tcp, {InternalPort: 8080, Autostop: &stop,
+				Ports: []types.MachinePort{{Port: types.Ptr(80), Handlers: []string{"http"}}}}}}}, App: "a"}
+		if _, err := store.PutJSON(ctx, st, machineKey("a", id), r, 0); err != nil {
+			t.Fatal(err)
+		}
+		d.running[id] = true
+	}
+	long := time.Unix(1_000_000, 0)
+	idle := types.MachineLoad{Routable: true, RoutableSince: long.Add(-time.Hour)}
+	a := &Autostopper{Sup: s, Loads: fakeTraffic{"m1": idle, "m2": idle}, Interval: time.Second, Now: func() time.Time { return long }}
+	if cs, err := a.plan(ctx); err != nil || len(cs) != 0 {
+		t.Fatalf("plan %v, %v: the raw TCP service's min_machines_running = 2 keeps both", cs, err)
+	}
+}
