@@ -30,7 +30,7 @@ import (
 // Handler names, as in fly.toml.
 const (
 	HandlerTLS        = "tls"
-	HandlerHTTP       = "http"
+	HandlerHTTP       = types.HandlerHTTP
 	HandlerProxyProto = "proxy_proto"
 )
 
