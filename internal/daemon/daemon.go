@@ -289,7 +289,8 @@ func Run(ctx context.Context, o Options) error {
 	if httpsLn != nil {
 		httpsSrv = &http.Server{Handler: px, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
-		go func() { errc <- httpsSrv.ServeTLS(fc.divert(httpsLn), "", "") }()
+		// The HTTPS listener shares the proxy's connection limits.
+		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.divert(httpsLn)), "", "") }()
 	}
 	go func() { errc <- px.Serve(fc.divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()

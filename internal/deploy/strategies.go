@@ -80,7 +80,8 @@ func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Durat
 					errs[i] = err
 					return
 				}
-				if cur.RestartCount > 0 || cur.State != types.StateStarted {
+				// A machine the proxy stopped for being idle did not crash.
+				if cur.RestartCount > 0 || cur.State != types.StateStarted && !cur.StoppedByAutostop() {
 					errs[i] = fmt.Errorf("machine %s is crash-looping (state %s, %d restarts in the smoke window); see `hangar logs --machine %s`", m.ID, cur.State, cur.RestartCount, m.ID)
 					return
 				}

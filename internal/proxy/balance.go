@@ -114,6 +114,7 @@ func (p *Proxy) acquireWatch(ctx context.Context, name string, rt routing, onWai
 		if c.m != nil {
 			c.m.inflight++
 			c.m.served++
+			c.m.lastUsed = time.Now()
 			if c.overSoft && p.Waker != nil && autostart(c.m) && !a.waking && time.Since(a.lastScale) > time.Second {
 				// Every running machine is over its soft_limit: start
 				// one more, and serve this request meanwhile.
@@ -241,6 +242,7 @@ func (p *Proxy) repick(rq *request) *machine {
 		}
 	}
 	c.m.inflight++
+	c.m.lastUsed = time.Now()
 	rq.m = c.m
 	return c.m
 }

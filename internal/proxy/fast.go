@@ -28,7 +28,9 @@ import (
 // Serve accepts connections on ln until Shutdown, serving them on the fast
 // path and handing the rest to fallback (whose Handler defaults to p).
 // Timeouts and the header limit are fallback's ReadHeaderTimeout,
-// IdleTimeout and MaxHeaderBytes (defaults 10s, 60s, 64 KiB).
+// IdleTimeout and MaxHeaderBytes (defaults 10s, 60s, 64 KiB); a new
+// connection must send its first byte within FirstByteTimeout (default
+// ReadHeaderTimeout, never more than IdleTimeout).
 func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 	if fallback == nil {
 		fallback = &http.Server{}
@@ -46,6 +48,11 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 	if cfg.maxHeader <= 0 {
 		cfg.maxHeader = 64 << 10
 	}
+	cfg.firstByteTimeout = p.FirstByteTimeout
+	if cfg.firstByteTimeout <= 0 {
+		cfg.firstByteTimeout = cfg.headerTimeout
+	}
+	cfg.firstByteTimeout = min(cfg.firstByteTimeout, cfg.idleTimeout)
 	hl := &handoffListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
 	p.srvMu.Lock()
 	if p.shutdown {
@@ -59,6 +66,7 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 	p.fallbacks = append(p.fallbacks, fallback)
 	p.srvMu.Unlock()
 	go func() { _ = fallback.Serve(hl) }()
+	p.janitor.Do(func() { go p.closeIdleBackends() })
 	defer hl.Close()
 	var delay time.Duration
 	for {
@@ -80,9 +88,9 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 		}
 		delay = 0
 		fc := &fconn{c: c}
-		p.srvMu.Lock()
-		p.conns[fc] = struct{}{}
-		p.srvMu.Unlock()
+		if !p.admit(fc) {
+			continue
+		}
 		go p.serveConn(fc, hl, cfg)
 	}
 }
@@ -93,6 +101,9 @@ var errTooManyFiles = syscall.EMFILE
 // flight to finish (or ctx to end) and shuts the fallback servers down.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.srvMu.Lock()
+	if !p.shutdown {
+		close(p.stopped)
+	}
 	p.shutdown = true
 	p.down.Store(true)
 	for _, ln := range p.listeners {
@@ -134,8 +145,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 }
 
 type serveConfig struct {
-	headerTimeout, idleTimeout time.Duration
-	maxHeader                  int
+	headerTimeout, idleTimeout, firstByteTimeout time.Duration
+	maxHeader                                    int
 }
 
 const (
@@ -147,6 +158,10 @@ const (
 type fconn struct {
 	c     net.Conn
 	state atomic.Int32
+	ip    string // the client's address, as counted against MaxConnsPerIP
+	// counted is set while the connection counts against the limits
+	// (guarded by Proxy.srvMu).
+	counted bool
 }
 
 // bconn is a keep-alive connection to a machine.
@@ -158,8 +173,9 @@ type bconn struct {
 }
 
 // maxIdlePerMachine bounds the pool of idle connections to one machine;
-// idleConnTTL is how long one may sit unused before it is closed rather
-// than reused (apps close idle connections, some after 5s).
+// idleConnTTL is how long one may sit unused before it is closed
+// (Proxy.backendIdle; apps close idle connections, some after 5s): it is
+// not reused after that, and closeIdleBackends closes it on a timer.
 const (
 	maxIdlePerMachine = 512
 	idleConnTTL       = 4 * time.Second
@@ -172,7 +188,7 @@ func (p *Proxy) getConn(m *machine) (*bconn, bool, error) {
 		bc := m.pool[len(m.pool)-1]
 		m.pool[len(m.pool)-1] = nil
 		m.pool = m.pool[:len(m.pool)-1]
-		if now.Sub(bc.used) < idleConnTTL {
+		if now.Sub(bc.used) < p.backendIdle {
 			p.mu.Unlock()
 			return bc, true, nil
 		}
@@ -200,6 +216,46 @@ func (p *Proxy) putConn(m *machine, bc *bconn) {
 	if bc != nil {
 		_ = bc.c.Close()
 	}
+}
+
+// closeIdleBackends closes, every backendIdle until Shutdown, the pooled
+// connections to machines that have been idle for backendIdle, so that
+// neither the proxy nor the apps hold connections nobody uses.
+func (p *Proxy) closeIdleBackends() {
+	t := time.NewTicker(p.backendIdle)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.stopped:
+			return
+		case now := <-t.C:
+			p.reapIdleBackends(now)
+		}
+	}
+}
+
+// reapIdleBackends closes the pooled connections idle for backendIdle at
+// now and returns how many it closed.
+func (p *Proxy) reapIdleBackends(now time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, a := range p.apps {
+		for _, m := range a.machines {
+			keep := m.pool[:0]
+			for _, bc := range m.pool {
+				if now.Sub(bc.used) >= p.backendIdle {
+					_ = bc.c.Close()
+					n++
+				} else {
+					keep = append(keep, bc)
+				}
+			}
+			clear(m.pool[len(keep):])
+			m.pool = keep
+		}
+	}
+	return n
 }
 
 // closePoolLocked closes a machine's idle connections.
@@ -244,13 +300,21 @@ func (l *handoffListener) give(c net.Conn) bool {
 }
 
 // replayConn replays the bytes already read from a connection before the
-// rest of it.
+// rest of it; done runs once when it is closed.
 type replayConn struct {
 	net.Conn
-	r io.Reader
+	r    io.Reader
+	once sync.Once
+	done func()
 }
 
 func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+func (c *replayConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.done)
+	return err
+}
 
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -259,20 +323,92 @@ var (
 
 // connState is the per-connection state of the fast path.
 type connState struct {
-	p        *Proxy
-	fc       *fconn
+	p  *Proxy
+	fc *fconn
+	// br, bw and buf are taken from pools when a request's first byte
+	// arrives and given back while the connection waits idle (see
+	// waitRequest): an idle connection holds a few hundred bytes, not
+	// the 40 KiB of a busy one.
 	br       *bufio.Reader
 	bw       *bufio.Writer
+	bufp     *[]byte
+	buf      []byte
 	clientIP string
 	head     []byte
 	req      reqHead
 	resp     respHead
 	dl       dlReader
 	rhead    []byte
-	buf      []byte
+	first    [1]byte // the first byte of a request, read without buffers
 	// replayed is set when the app answered fly-replay to a request
 	// without a body: the connection goes to net/http with the request.
 	replayed bool
+}
+
+// bufferHold is how long a keep-alive connection keeps its buffers while
+// it waits for its next request; clients that send requests back to back
+// never give them up.
+const bufferHold = time.Second
+
+// takeBuffers gets the connection's buffers from the pools.
+func (cs *connState) takeBuffers() {
+	cs.br = readerPool.Get().(*bufio.Reader)
+	cs.bw = writerPool.Get().(*bufio.Writer)
+	cs.br.Reset(&cs.dl)
+	cs.bw.Reset(cs.fc.c)
+	cs.bufp = bufPool.Get().(*[]byte)
+	cs.buf = *cs.bufp
+}
+
+// putBuffers gives the connection's buffers back to the pools (nothing
+// may be buffered in them).
+func (cs *connState) putBuffers() {
+	if cs.br == nil {
+		return
+	}
+	cs.br.Reset(nil)
+	cs.bw.Reset(nil)
+	readerPool.Put(cs.br)
+	writerPool.Put(cs.bw)
+	bufPool.Put(cs.bufp)
+	cs.br, cs.bw, cs.bufp, cs.buf = nil, nil, nil, nil
+}
+
+// waitRequest waits for the first byte of the next request and reports
+// whether it came. A new connection gets firstByteTimeout; a keep-alive
+// one idleTimeout, of which it holds its buffers for bufferHold only.
+// The buffers are taken when the byte arrives.
+func (cs *connState) waitRequest(cfg serveConfig, fresh bool) bool {
+	c := cs.fc.c
+	wait := cfg.idleTimeout
+	if fresh {
+		wait = cfg.firstByteTimeout
+	}
+	if cs.br != nil {
+		if cs.br.Buffered() > 0 {
+			return true
+		}
+		hold := min(wait, bufferHold)
+		_ = c.SetReadDeadline(time.Now().Add(hold))
+		_, err := cs.br.Peek(1)
+		if err == nil {
+			return true
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || hold >= wait {
+			return false
+		}
+		cs.putBuffers()
+		wait -= hold
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	n, _ := c.Read(cs.first[:])
+	if n == 0 {
+		return false // closed, reset, or no byte within the timeout
+	}
+	cs.dl.pending = cs.first[:n]
+	cs.takeBuffers()
+	return true
 }
 
 func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
@@ -284,44 +420,44 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 		p.srvMu.Unlock()
 		if !handedOff {
 			lingeringClose(c)
+			p.connDone(fc)
 		}
 	}()
-	cs := &connState{p: p, fc: fc, br: readerPool.Get().(*bufio.Reader), bw: writerPool.Get().(*bufio.Writer)}
+	cs := &connState{p: p, fc: fc}
 	cs.dl.c = c
-	cs.br.Reset(&cs.dl)
-	cs.bw.Reset(c)
-	defer func() {
-		cs.br.Reset(nil)
-		cs.bw.Reset(nil)
-		readerPool.Put(cs.br)
-		writerPool.Put(cs.bw)
-	}()
+	defer cs.putBuffers()
 	cs.clientIP, _, _ = net.SplitHostPort(c.RemoteAddr().String())
-	bufp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bufp)
-	cs.buf = *bufp
-	for {
+	for fresh := true; ; fresh = false {
 		fc.state.Store(connIdle)
 		if p.down.Load() {
 			return
 		}
-		if cs.br.Buffered() == 0 {
-			_ = c.SetReadDeadline(time.Now().Add(cfg.idleTimeout))
-			if _, err := cs.br.Peek(1); err != nil {
-				return
-			}
+		if !cs.waitRequest(cfg, fresh) {
+			return
 		}
 		fc.state.Store(connActive)
+		if b, _ := cs.br.Peek(1); len(b) == 1 && b[0] == tlsHandshake {
+			// A TLS ClientHello on the plain HTTP port: say so at once
+			// rather than wait for a head that never comes.
+			cs.writeError("", http.StatusBadRequest, "hangar proxy: this port serves plain HTTP, and the client sent a TLS handshake; use http://, or the HTTPS port for https://", true)
+			_ = cs.bw.Flush()
+			return
+		}
 		// A head that arrived whole needs no header deadline; one arriving
 		// in pieces must be complete within headerTimeout (slowloris).
 		if !headBuffered(cs.br) {
 			_ = c.SetReadDeadline(time.Now().Add(cfg.headerTimeout))
 		}
 		var err error
-		cs.head, err = readHead(cs.br, cs.head, cfg.maxHeader)
+		cs.head, err = readRequestHead(cs.br, cs.head, cfg.maxHeader)
 		if err != nil {
-			if err == errHeadTooLarge {
+			var br *badRequest
+			switch {
+			case err == errHeadTooLarge:
 				cs.writeError("", 431, "hangar proxy: request headers are over the limit of "+strconv.Itoa(cfg.maxHeader)+" bytes", true)
+				_ = cs.bw.Flush()
+			case errors.As(err, &br):
+				cs.writeError("", br.Code, "hangar proxy: bad request: "+br.Msg, true)
 				_ = cs.bw.Flush()
 			}
 			return
@@ -365,6 +501,10 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 	}
 }
 
+// tlsHandshake is the first byte of a TLS record carrying a handshake
+// (a ClientHello); no HTTP request starts with it.
+const tlsHandshake = 0x16
+
 // handOff gives the connection, with the current request's head and what
 // was read after it, to the fallback server; it reports whether that
 // server took it.
@@ -378,7 +518,8 @@ func (cs *connState) handOff(hl *handoffListener) bool {
 	p.srvMu.Lock()
 	delete(p.conns, cs.fc)
 	p.srvMu.Unlock()
-	return hl.give(&replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(pending), c)})
+	// The connection counts against the limits until net/http closes it.
+	return hl.give(&replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(pending), c), done: func() { p.connDone(cs.fc) }})
 }
 
 // serveRequest proxies one parsed request; it reports whether the client
@@ -565,45 +706,6 @@ func (cs *connState) badGateway(rid string, m *machine, err error, keep bool) (i
 	return http.StatusBadGateway, keep && !cs.req.hasBody()
 }
 
-// dropRequestHeader reports request headers not passed to the app:
-// hop-by-hop headers, those the proxy sets itself and the routing headers.
-func dropRequestHeader(name []byte, conn [][]byte) bool {
-	switch len(name) {
-	case 2:
-		return eqFold(name, "te")
-	case 3:
-		return eqFold(name, "via")
-	case 7:
-		return eqFold(name, "trailer") || eqFold(name, "upgrade")
-	case 10:
-		return eqFold(name, "connection") || eqFold(name, "keep-alive") || eqFold(name, "fly-region")
-	case 13:
-		return eqFold(name, "fly-client-ip")
-	case 14:
-		return eqFold(name, "fly-request-id")
-	case 15:
-		return eqFold(name, "x-forwarded-for") || eqFold(name, "x-forwarded-ssl")
-	case 16:
-		return eqFold(name, "x-forwarded-port") || eqFold(name, "proxy-connection") || eqFold(name, "fly-force-region")
-	case 17:
-		return eqFold(name, "x-forwarded-proto") || eqFold(name, "transfer-encoding") || eqFold(name, "fly-prefer-region")
-	case 18:
-		return eqFold(name, "fly-forwarded-port")
-	case 19:
-		return eqFold(name, "proxy-authorization")
-	case 21:
-		return eqFold(name, "fly-force-instance-id")
-	case 22:
-		return eqFold(name, "fly-prefer-instance-id")
-	}
-	for _, t := range conn {
-		if len(t) == len(name) && eqFoldBytes(t, name) {
-			return true
-		}
-	}
-	return false
-}
-
 func eqFoldBytes(a, b []byte) bool {
 	for i := range a {
 		x, y := a[i], b[i]
@@ -650,28 +752,20 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 	if port == "" {
 		port = "80"
 	}
-	w.WriteString("X-Forwarded-For: ")
+	f := forwarded{clientIP: cs.clientIP, port: port, region: p.region, requestID: rid, via: "1.1 hangar"}
 	if len(xff) > 0 {
-		w.Write(xff)
-		w.WriteString(", ")
+		f.priorXFF = string(xff)
 	}
-	w.WriteString(cs.clientIP)
-	w.WriteString("\r\nFly-Client-Ip: ")
-	w.WriteString(cs.clientIP)
-	w.WriteString("\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Ssl: off\r\nX-Forwarded-Port: ")
-	w.WriteString(port)
-	w.WriteString("\r\nFly-Forwarded-Port: ")
-	w.WriteString(port)
-	w.WriteString("\r\nFly-Region: ")
-	w.WriteString(p.region)
-	w.WriteString("\r\nFly-Request-Id: ")
-	w.WriteString(rid)
-	w.WriteString("\r\nVia: ")
 	if len(via) > 0 {
-		w.Write(via)
-		w.WriteString(", ")
+		f.priorVia = string(via)
 	}
-	w.WriteString("1.1 hangar\r\n\r\n")
+	f.each(func(name, value string) {
+		w.WriteString(name)
+		w.WriteString(": ")
+		w.WriteString(value)
+		w.WriteString("\r\n")
+	})
+	w.WriteString("\r\n")
 }
 
 func appendList(dst, v []byte) []byte {
@@ -735,29 +829,6 @@ func (cs *connState) relayResponse(bc *bconn, rid string, keep bool, m *machine)
 		return resp.status, false, false, err
 	}
 	return resp.status, keepClient, keepBackend, nil
-}
-
-// dropResponseHeader reports response headers not passed to the client
-// (hop-by-hop ones; framing is rewritten by the proxy).
-func dropResponseHeader(name []byte, conn [][]byte) bool {
-	switch len(name) {
-	case 7:
-		return eqFold(name, "trailer") || eqFold(name, "upgrade")
-	case 10:
-		return eqFold(name, "connection") || eqFold(name, "keep-alive")
-	case 16:
-		return eqFold(name, "proxy-connection")
-	case 17:
-		return eqFold(name, "transfer-encoding")
-	case 18:
-		return eqFold(name, "proxy-authenticate")
-	}
-	for _, t := range conn {
-		if len(t) == len(name) && eqFoldBytes(t, name) {
-			return true
-		}
-	}
-	return false
 }
 
 func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeConn bool) {
@@ -880,9 +951,15 @@ func parseRoutingHead(hs []header) (routing, error) {
 type dlReader struct {
 	c       net.Conn
 	timeout time.Duration
+	pending []byte // read before the buffers were taken (waitRequest)
 }
 
 func (d *dlReader) Read(b []byte) (int, error) {
+	if len(d.pending) > 0 {
+		n := copy(b, d.pending)
+		d.pending = d.pending[n:]
+		return n, nil
+	}
 	if d.timeout > 0 {
 		_ = d.c.SetReadDeadline(time.Now().Add(d.timeout))
 	}
@@ -902,6 +979,9 @@ func headBuffered(br *bufio.Reader) bool {
 func (cs *connState) watchClient() (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	// No deadline while watching (one left from waiting for the request
+	// would end the watch early); the returned func ends it.
+	_ = cs.fc.c.SetReadDeadline(time.Time{})
 	go func() {
 		defer close(done)
 		if _, err := cs.br.Peek(1); err != nil {

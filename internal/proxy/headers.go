@@ -1,189 +1,200 @@
 package proxy
 
 import (
-	"fmt"
-	mrand "math/rand/v2"
 	"net/http"
-	"net/textproto"
-	"sort"
-
-	"github.com/hangar-dev/hangar/internal/types"
+	"strings"
 )
 
-// routing is what a client asked of the load balancer with Fly's routing
-// headers.
-type routing struct {
-	preferRegion, forceRegion     string
-	preferInstance, forceInstance string
-	exclude                       string // a machine not to pick (fly-replay elsewhere=true)
+// The header rules of both request engines, the fast path (fast.go) and
+// the net/http path (ServeHTTP on httputil.ReverseProxy): which headers
+// are hop-by-hop, which names a Connection header may nominate as
+// hop-by-hop, and the forwarded headers the proxy sets on requests. Each
+// engine applies them to its own representation of a message; neither
+// keeps a list of its own. (On the net/http path, httputil.ReverseProxy
+// itself removes the hop-by-hop headers, the same list as
+// hopByHopHeaders, and re-adds those a protocol upgrade or "TE: trailers"
+// needs; the proxy makes its Connection headers follow these rules first
+// with sanitizeConnection.)
+
+// hopByHopHeaders are never passed on, in either direction (RFC 9110
+// 7.6.1, plus the legacy Keep-Alive and Proxy-Connection). Lower case.
+var hopByHopHeaders = []string{
+	"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+	"proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
 }
 
-func (r routing) region(def string) string {
-	if r.forceRegion != "" {
-		return r.forceRegion
-	}
-	if r.preferRegion != "" {
-		return r.preferRegion
-	}
-	return def
+// forwardedHeaders are the request headers the proxy sets itself; what
+// the client sent under these names is dropped (X-Forwarded-For and Via
+// are kept as the start of their chains). Lower case.
+var forwardedHeaders = []string{
+	"x-forwarded-for", "fly-client-ip", "x-forwarded-proto", "x-forwarded-ssl",
+	"x-forwarded-port", "fly-forwarded-port", "fly-region", "fly-request-id", "via",
 }
 
-// The routing headers, in canonical form. They are removed before the
-// request reaches the app.
-var routingHeaders = []string{"Fly-Prefer-Region", "Fly-Force-Region", "Fly-Prefer-Instance-Id", "Fly-Force-Instance-Id"}
+// unsetForwardingHeaders are forwarding headers the proxy does not set;
+// a client's are dropped too, so an app never trusts a spoofed one.
+var unsetForwardingHeaders = []string{"forwarded", "x-forwarded-host"}
 
-// parseRouting reads fly-prefer-region, fly-force-region,
-// fly-prefer-instance-id and fly-force-instance-id. A malformed value is
-// an error (the request gets 400 and never reaches the app).
-func parseRouting(h http.Header) (routing, error) {
-	var r routing
-	if len(h) == 0 {
-		return r, nil
+// endToEndHeaders may not be nominated as hop-by-hop by a Connection
+// header: a client (or app) that lists them there must not make the proxy
+// drop the message's target, framing, credentials or the proxy's own
+// headers (`Connection: close, Host` keeps its Host). Lower case.
+var endToEndHeaders = append([]string{
+	"host", "content-length", "content-type", "content-encoding", "content-range",
+	"authorization", "cookie", "set-cookie", "location", "cache-control",
+	"date", "etag", "last-modified", "vary", "www-authenticate", "fly-replay",
+}, forwardedHeaders...)
+
+// nameSet is a set of lower-case header names indexed by length, so a
+// lookup compares only the names of the same length, without allocating.
+type nameSet [40][]string
+
+func newNameSet(lists ...[]string) *nameSet {
+	var s nameSet
+	for _, l := range lists {
+		for _, n := range l {
+			s[len(n)] = append(s[len(n)], n)
+		}
 	}
-	dst := []*string{&r.preferRegion, &r.forceRegion, &r.preferInstance, &r.forceInstance}
-	for i, k := range routingHeaders {
-		vs, ok := h[k]
-		if !ok {
-			continue
-		}
-		if len(vs) != 1 {
-			return routing{}, fmt.Errorf("header %s given %d times; give it once", k, len(vs))
-		}
-		v := textproto.TrimString(vs[0])
-		max := 64
-		if i < 2 {
-			max = 16 // region codes are short: "ord", "fra", "local"
-		}
-		if v == "" || len(v) > max || !token(v) {
-			return routing{}, fmt.Errorf("header %s: %q is not a valid %s (letters, digits and dashes, at most %d)", k, truncate(v, 80), map[bool]string{true: "region", false: "machine id"}[i < 2], max)
-		}
-		*dst[i] = v
-	}
-	return r, nil
+	return &s
 }
 
-func token(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "…"
-	}
-	return s
-}
-
-// respHeader is one header set (or removed) on responses by a service's
-// http_options.response.headers.
-type respHeader struct {
-	name   string
-	values []string
-	remove bool
-}
-
-// responseOptions reads http_options.response of the service's first HTTP
-// port: pristine (pass the app's headers untouched) and the headers to
-// set. A value may be a string, a list of strings, or false (remove the
-// header).
-func responseOptions(svc *types.MachineService) (bool, []respHeader) {
-	if svc == nil {
-		return false, nil
-	}
-	for _, port := range svc.Ports {
-		if port.HTTPOptions == nil || port.HTTPOptions.Response == nil {
-			continue
-		}
-		ro := port.HTTPOptions.Response
-		pristine := ro.Pristine != nil && *ro.Pristine
-		names := make([]string, 0, len(ro.Headers))
-		for k := range ro.Headers {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		var out []respHeader
-		for _, k := range names {
-			rh := respHeader{name: textproto.CanonicalMIMEHeaderKey(k)}
-			if !validHeaderName(k) {
-				continue
-			}
-			switch v := ro.Headers[k].(type) {
-			case string:
-				rh.values = []string{v}
-			case bool:
-				if v {
-					continue
-				}
-				rh.remove = true
-			case []interface{}:
-				for _, x := range v {
-					if s, ok := x.(string); ok {
-						rh.values = append(rh.values, s)
-					}
-				}
-			case []string:
-				rh.values = v
-			default:
-				rh.values = []string{fmt.Sprint(v)}
-			}
-			ok := true
-			for _, s := range rh.values {
-				if !validHeaderValue(s) {
-					ok = false
-				}
-			}
-			if ok {
-				out = append(out, rh)
-			}
-		}
-		return pristine, out
-	}
-	return false, nil
-}
-
-func validHeaderName(s string) bool {
-	if s == "" {
+func (s *nameSet) has(name []byte) bool {
+	if len(name) >= len(s) {
 		return false
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || c == ':' || c == '(' || c == ')' || c == '"' || c == ',' || c == ';' {
-			return false
+	for _, n := range s[len(name)] {
+		if eqFold(name, n) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
+func (s *nameSet) hasString(name string) bool {
+	if len(name) >= len(s) {
+		return false
+	}
+	for _, n := range s[len(name)] {
+		if strings.EqualFold(name, n) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
-const hexDigits = "0123456789abcdef"
+var (
+	hopByHop    = newNameSet(hopByHopHeaders)
+	proxyOwned  = newNameSet(forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders))
+	requestDrop = newNameSet(hopByHopHeaders, forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders))
+	endToEnd    = newNameSet(endToEndHeaders)
+)
 
-// requestID returns a Fly-Request-Id: 20 random hex digits and the region.
-// It identifies a request in logs; it is not a secret.
-func requestID(region string) string {
-	b := make([]byte, 20, 21+len(region))
-	x, y := mrand.Uint64(), mrand.Uint64()
-	for i := 0; i < 16; i++ {
-		b[i] = hexDigits[x&15]
-		x >>= 4
+func lower(names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = strings.ToLower(n)
 	}
-	for i := 16; i < 20; i++ {
-		b[i] = hexDigits[y&15]
-		y >>= 4
+	return out
+}
+
+// nominable reports whether a Connection option may name a header the
+// proxy then drops: any but an end-to-end header.
+func nominable(tok []byte) bool { return !endToEnd.has(tok) }
+
+// dropRequestHeader reports request headers not passed to the app:
+// hop-by-hop headers, those nominated by the Connection header (conn),
+// those the proxy sets itself and the routing headers.
+func dropRequestHeader(name []byte, conn [][]byte) bool {
+	return requestDrop.has(name) || nominated(name, conn)
+}
+
+// dropResponseHeader reports response headers not passed to the client:
+// hop-by-hop headers and those the Connection header nominates (framing
+// is rewritten by the proxy).
+func dropResponseHeader(name []byte, conn [][]byte) bool {
+	return hopByHop.has(name) || nominated(name, conn)
+}
+
+func nominated(name []byte, conn [][]byte) bool {
+	for _, t := range conn {
+		if len(t) == len(name) && eqFoldBytes(t, name) {
+			return true
+		}
 	}
-	b = append(b, '-')
-	b = append(b, region...)
-	return string(b)
+	return false
+}
+
+// sanitizeConnection removes from h's Connection header the options that
+// nominate end-to-end headers, so that net/http (which drops every header
+// a Connection header names) keeps them, as the fast path does. A header
+// without such options is left as it is.
+func sanitizeConnection(h http.Header) {
+	vs := h["Connection"]
+	for i, v := range vs {
+		if !nominatesEndToEnd(v) {
+			continue
+		}
+		var keep []string
+		for _, tok := range strings.Split(v, ",") {
+			if t := strings.TrimSpace(tok); t != "" && !endToEnd.hasString(t) {
+				keep = append(keep, t)
+			}
+		}
+		vs[i] = strings.Join(keep, ", ")
+	}
+}
+
+func nominatesEndToEnd(v string) bool {
+	for len(v) > 0 {
+		tok := v
+		if i := strings.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			v = ""
+		}
+		if endToEnd.hasString(strings.TrimSpace(tok)) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwarded are the headers the proxy sets on a request to a machine.
+// Both engines write them from here.
+type forwarded struct {
+	clientIP  string
+	tls       bool
+	port      string // public port the request came in on
+	region    string
+	requestID string
+	via       string // this hop's Via entry ("1.1 hangar")
+	// priorXFF and priorVia are the chains the client sent ("" if none).
+	priorXFF, priorVia string
+}
+
+// each calls set with each forwarded header and its value, in the order
+// they are written.
+func (f *forwarded) each(set func(name, value string)) {
+	xff := f.clientIP
+	if f.priorXFF != "" {
+		xff = f.priorXFF + ", " + f.clientIP
+	}
+	proto, ssl := "http", "off"
+	if f.tls {
+		proto, ssl = "https", "on"
+	}
+	via := f.via
+	if f.priorVia != "" {
+		via = f.priorVia + ", " + f.via
+	}
+	set("X-Forwarded-For", xff)
+	set("Fly-Client-Ip", f.clientIP)
+	set("X-Forwarded-Proto", proto)
+	set("X-Forwarded-Ssl", ssl)
+	set("X-Forwarded-Port", f.port)
+	set("Fly-Forwarded-Port", f.port)
+	set("Fly-Region", f.region)
+	set("Fly-Request-Id", f.requestID)
+	set("Via", via)
 }

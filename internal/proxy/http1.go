@@ -32,6 +32,30 @@ func bad(format string, args ...any) error {
 // readHead reads a message head (start line, headers, empty line) into
 // buf[:0] and returns it. Leading empty lines are skipped (RFC 9112 2.2).
 func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+	return readHeadCheck(br, buf, max, nil)
+}
+
+// readRequestHead is readHead for a request: it fails at once when the
+// request line has no HTTP/1.x version (HTTP/0.9, or not HTTP at all),
+// rather than wait for headers that will never come.
+func readRequestHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+	return readHeadCheck(br, buf, max, checkRequestLine)
+}
+
+// checkRequestLine rejects a request line (with its line end) that does
+// not end in an HTTP/1.x version.
+func checkRequestLine(line []byte) error {
+	line = bytes.TrimRight(line, "\r\n")
+	sp := bytes.LastIndexByte(line, ' ')
+	if sp < 0 || bytes.IndexByte(line, ' ') == sp || !bytes.HasPrefix(line[sp+1:], []byte("HTTP/")) {
+		return bad("request line without an HTTP version (HTTP/0.9 is not served); use HTTP/1.1")
+	}
+	return nil
+}
+
+// readHeadCheck is readHead; first, if set, checks the start line as
+// soon as it is complete.
+func readHeadCheck(br *bufio.Reader, buf []byte, max int, first func([]byte) error) ([]byte, error) {
 	buf = buf[:0]
 	lineStart := 0
 	for {
@@ -57,6 +81,11 @@ func readHead(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
 				continue
 			}
 			return buf, nil
+		}
+		if lineStart == 0 && first != nil {
+			if err := first(line); err != nil {
+				return buf, err
+			}
 		}
 		lineStart = len(buf)
 	}
@@ -408,7 +437,8 @@ var upgradeToken = []byte("upgrade")
 
 // connectionOptions reads a Connection header's value: whether it says
 // close or upgrade, and its other options (names of hop-by-hop headers),
-// appended to tokens. keep-alive and empty options are dropped.
+// appended to tokens. keep-alive, empty options and options naming
+// end-to-end headers (see nominable) are dropped.
 func connectionOptions(value []byte, tokens [][]byte) (closeTok, upgradeTok bool, _ [][]byte) {
 	for _, tok := range bytes.Split(value, []byte(",")) {
 		tok = trimOWS(tok)
@@ -418,7 +448,7 @@ func connectionOptions(value []byte, tokens [][]byte) (closeTok, upgradeTok bool
 			closeTok = true
 		case eqFold(tok, "upgrade"):
 			upgradeTok = true
-		default:
+		case nominable(tok):
 			tokens = append(tokens, tok)
 		}
 	}

@@ -28,27 +28,15 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/flyreplay"
-	"github.com/hangar-dev/hangar/internal/tcpproxy"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// Backend is one machine's address for one app.
-type Backend struct {
-	App       string
-	MachineID string
-	Region    string
-	Addr      string // host:port of the service's internal_port
-	// Service is the machine's service the proxy serves: concurrency
-	// limits, autostart and response header options. Nil means Fly's
-	// defaults (soft_limit 20, no hard_limit).
-	Service *types.MachineService
-	// Config is the machine's whole config (statics, every service for
-	// raw TCP, TLS options); nil keeps the one the proxy knows.
-	Config *types.MachineConfig
-}
+// Backend is one machine's address for one app, as the supervisor hands
+// it over (types.Backend).
+type Backend = types.Backend
 
 // DefaultSoftLimit is Fly's soft_limit when a service sets none.
-const DefaultSoftLimit = 20
+const DefaultSoftLimit = types.DefaultSoftLimit
 
 type machine struct {
 	b           Backend
@@ -63,10 +51,14 @@ type machine struct {
 	routable bool // started and checks passing
 	draining bool
 	inflight int
-	served   uint64        // requests ever routed here (metrics)
-	idle     chan struct{} // closed when draining and inflight reaches 0
-	present  bool          // known to the proxy (false once removed)
-	pool     []*bconn      // idle keep-alive connections to the machine
+	// routableSince is when the machine last became routable; lastUsed
+	// when a request last started or ended on it (autostop reads both).
+	routableSince time.Time
+	lastUsed      time.Time
+	served        uint64        // requests ever routed here (metrics)
+	idle          chan struct{} // closed when draining and inflight reaches 0
+	present       bool          // known to the proxy (false once removed)
+	pool          []*bconn      // idle keep-alive connections to the machine
 }
 
 // app is the routing state of one app. Guarded by Proxy.mu.
@@ -120,6 +112,14 @@ type Proxy struct {
 	// StaticsRoot returns the unpacked root filesystem of an image, for
 	// [[statics]]. Nil: statics are not served.
 	StaticsRoot func(ctx context.Context, image string) (string, error)
+	// FirstByteTimeout bounds how long a new client connection of Serve
+	// may stay silent (default: the fallback server's ReadHeaderTimeout,
+	// never more than its IdleTimeout).
+	FirstByteTimeout time.Duration
+	// MaxConns and MaxConnsPerIP bound Serve's open client connections,
+	// in all and per client address; a connection over either gets 503
+	// and is closed (see conns.go). 0: no limit.
+	MaxConns, MaxConnsPerIP int
 
 	domain string
 	region string
@@ -150,7 +150,15 @@ type Proxy struct {
 	shutdown  bool
 	listeners []net.Listener
 	fallbacks []*http.Server
-	conns     map[*fconn]struct{}
+	conns     map[*fconn]struct{} // connections on the fast path
+	open      int                 // connections counted against MaxConns (fast path and handed over)
+	perIP     map[string]int      // open per client address
+
+	limits connLimits // refusals, for metrics and the log
+
+	backendIdle time.Duration // idleConnTTL; tests shorten it
+	janitor     sync.Once     // starts closeIdleBackends
+	stopped     chan struct{} // closed by Shutdown
 }
 
 type ctxKey struct{}
@@ -165,12 +173,16 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 		QueueLimit:       512,
 		WakeTimeout:      60 * time.Second,
 		MaxBodyBytes:     1 << 30,
+		MaxConns:         DefaultMaxConns,
+		MaxConnsPerIP:    DefaultMaxConnsPerIP,
 		FallbackPrefixes: []string{"/.well-known/acme-challenge/"},
 		domain:           strings.ToLower(domain),
 		region:           region,
 		log:              log,
 		apps:             map[string]*app{},
 		svcCh:            make(chan struct{}, 1),
+		backendIdle:      idleConnTTL,
+		stopped:          make(chan struct{}),
 	}
 	tr := &http.Transport{
 		Proxy:               nil,
@@ -238,10 +250,14 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	}
 	m.b = b
 	m.present = true
-	m.soft, m.hard = limits(b.Service)
+	m.soft, m.hard = b.Service.Limits()
 	m.pristine, m.respHdrs = responseOptions(b.Service)
 	m.h2, m.idleTimeout = backendOptions(b.Service)
+	was := m.routable
 	m.routable = routable && !m.draining
+	if m.routable && !was {
+		m.routableSince = time.Now()
+	}
 	if m.routable {
 		p.notifyLocked(a)
 	} else {
@@ -249,24 +265,6 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 		// connections may be dead by the time it returns.
 		closePoolLocked(m)
 	}
-}
-
-// limits returns a service's soft and hard limits with Fly's defaults.
-func limits(svc *types.MachineService) (soft, hard int) {
-	soft = DefaultSoftLimit
-	if svc == nil || svc.Concurrency == nil {
-		return soft, 0
-	}
-	c := svc.Concurrency
-	if c.HardLimit > 0 {
-		hard = c.HardLimit
-	}
-	if c.SoftLimit > 0 {
-		soft = c.SoftLimit
-	} else if hard > 0 && hard < soft {
-		soft = hard
-	}
-	return soft, hard
 }
 
 func (p *Proxy) appLocked(name string) *app {
@@ -367,20 +365,33 @@ func (p *Proxy) Routable(appName string) []string {
 }
 
 // Load reports a machine's in-flight requests and whether it takes
-// traffic now (known, routable, not draining); the autostop rule reads it.
+// traffic now (known, routable, not draining).
 func (p *Proxy) Load(appName, machineID string) (int, bool) {
+	l := p.Traffic(appName, machineID)
+	return l.Inflight, l.Routable
+}
+
+// Traffic reports a machine's traffic: requests in flight, whether it
+// takes traffic now (known, routable, not draining), since when, and when
+// a request last started or ended on it. The autostop rule reads it.
+func (p *Proxy) Traffic(appName, machineID string) types.MachineLoad {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := p.machineLocked(appName, machineID)
 	if m == nil {
-		return 0, false
+		return types.MachineLoad{}
 	}
-	return m.inflight, m.routable && !m.draining
+	l := types.MachineLoad{Inflight: m.inflight, Routable: m.routable && !m.draining, LastRequest: m.lastUsed}
+	if l.Routable {
+		l.RoutableSince = m.routableSince
+	}
+	return l
 }
 
 func (p *Proxy) release(a *app, m *machine) {
 	p.mu.Lock()
 	m.inflight--
+	m.lastUsed = time.Now()
 	if m.draining && m.inflight == 0 {
 		select {
 		case <-m.idle:
@@ -446,7 +457,7 @@ type request struct {
 // app; with http_options.compress the response is compressed for the
 // client (compress.go).
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	name, ok := tcpproxy.AppFromContext(r.Context())
+	name, ok := types.ListenerApp(r.Context())
 	if !ok {
 		name = p.appFor(r.Host)
 	}
@@ -472,7 +483,7 @@ func (p *Proxy) serveWith(w http.ResponseWriter, r *http.Request, name string, c
 	if c != nil {
 		// Flycast is plain HTTP inside the private network: force_https
 		// does not apply to it, as on Fly.
-		if !tcpproxy.PrivateFromContext(r.Context()) && p.forceHTTPS(w, r, c) {
+		if !types.PrivateListener(r.Context()) && p.forceHTTPS(w, r, c) {
 			p.record(name, http.StatusMovedPermanently, time.Now())
 			return
 		}
@@ -519,6 +530,9 @@ func (p *Proxy) serveApp(w http.ResponseWriter, r *http.Request, name string) {
 		r.Body = http.MaxBytesReader(w, r.Body, p.MaxBodyBytes)
 	}
 	rq := &request{app: a, m: m, id: rid, prefs: prefs, started: start}
+	// The header rules of headers.go: a Connection header may not make
+	// net/http drop end-to-end headers.
+	sanitizeConnection(r.Header)
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rq)))
 	p.release(a, rq.m)
 	for _, h := range rq.replay {
@@ -554,25 +568,17 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	out.Host = pr.In.Host
 	h := out.Header
 	clientIP, _, _ := net.SplitHostPort(pr.In.RemoteAddr)
-	// X-Forwarded-For keeps the chain the client sent and adds the client.
-	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-		h["X-Forwarded-For"] = []string{strings.Join(prior, ", ") + ", " + clientIP}
-	} else {
-		h["X-Forwarded-For"] = []string{clientIP}
-	}
 	port := p.Port
 	if port == "" {
 		port = "80"
 	}
-	proto, ssl := "http", "off"
 	if pr.In.TLS != nil {
-		proto, ssl = "https", "on"
 		port = p.HTTPSPort
 		if port == "" {
 			port = "443"
 		}
 	}
-	if tcpproxy.PrivateFromContext(pr.In.Context()) {
+	if types.PrivateListener(pr.In.Context()) {
 		// A Flycast listener: the port the machine called.
 		if la, ok := pr.In.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
 			if _, lp, err := net.SplitHostPort(la.String()); err == nil {
@@ -580,22 +586,24 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 			}
 		}
 	}
-	h["Fly-Client-Ip"] = []string{clientIP}
-	h["X-Forwarded-Proto"] = []string{proto}
-	h["X-Forwarded-Ssl"] = []string{ssl}
-	h["X-Forwarded-Port"] = []string{port}
-	h["Fly-Forwarded-Port"] = []string{port}
-	h["Fly-Region"] = []string{p.region}
-	h["Fly-Request-Id"] = []string{rq.id}
-	if via := pr.In.Header["Via"]; len(via) > 0 {
-		h["Via"] = []string{strings.Join(via, ", ") + ", " + viaValue(pr.In)}
-	} else {
-		h["Via"] = []string{viaValue(pr.In)}
+	f := forwarded{clientIP: clientIP, tls: pr.In.TLS != nil, port: port, region: p.region, requestID: rq.id, via: viaValue(pr.In)}
+	// X-Forwarded-For and Via keep the chains the client sent.
+	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
+		f.priorXFF = strings.Join(prior, ", ")
 	}
-	// Routing headers are for the proxy; the app does not see them.
-	for _, k := range routingHeaders {
-		delete(h, k)
+	if prior := pr.In.Header["Via"]; len(prior) > 0 {
+		f.priorVia = strings.Join(prior, ", ")
 	}
+	// What the client sent under the names of the headers the proxy owns
+	// (forwarded and routing headers) does not reach the app; net/http
+	// already dropped the hop-by-hop ones and those the Connection header
+	// names.
+	for k := range h {
+		if proxyOwned.hasString(k) {
+			delete(h, k)
+		}
+	}
+	f.each(func(name, value string) { h[name] = []string{value} })
 }
 
 func viaValue(r *http.Request) string {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Waker starts or resumes stopped and suspended machines (Fly's
@@ -21,7 +23,8 @@ type Waker interface {
 
 // ErrNoCapacity means an app has no stopped or suspended machine that may
 // be started.
-var ErrNoCapacity = errors.New("no stopped or suspended machine with autostart")
+// (types.ErrNoCapacity).
+var ErrNoCapacity = types.ErrNoCapacity
 
 // startWakeLocked asks the Waker, in the background, to start a machine of
 // a. Requests waiting for capacity are told when it finishes.

@@ -7,7 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -15,7 +14,7 @@ import (
 // Wake starts or resumes one stopped or suspended machine of app for the
 // proxy (Fly's auto_start_machines): machines in region first, suspended
 // before stopped (a thaw takes about a millisecond, a start tens). It
-// implements proxy.Waker.
+// implements the proxy's Waker.
 func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, error) {
 	recs, err := s.List(ctx, app)
 	if err != nil {
@@ -24,15 +23,15 @@ func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, erro
 	cands := wakeOrder(recs, region)
 	if len(cands) == 0 {
 		if len(recs) == 0 {
-			return "", fmt.Errorf("app %s has no machines; deploy it with `hangar deploy`: %w", app, proxy.ErrNoCapacity)
+			return "", fmt.Errorf("app %s has no machines; deploy it with `hangar deploy`: %w", app, types.ErrNoCapacity)
 		}
-		return "", fmt.Errorf("app %s: none of its %d machines is stopped or suspended with auto_start_machines on: %w", app, len(recs), proxy.ErrNoCapacity)
+		return "", fmt.Errorf("app %s: none of its %d machines is stopped or suspended with auto_start_machines on: %w", app, len(recs), types.ErrNoCapacity)
 	}
 	var firstErr error
 	for _, r := range cands {
 		l := s.liveFor(app, r.ID)
 		l.mu.Lock()
-		cur, err := s.startLocked(ctx, l, "fly-proxy")
+		cur, err := s.startLocked(ctx, l, sourceAutostop)
 		l.mu.Unlock()
 		if err == nil && cur.State == types.StateStarted {
 			return r.ID, nil
@@ -42,7 +41,7 @@ func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, erro
 		}
 	}
 	if firstErr == nil {
-		firstErr = proxy.ErrNoCapacity
+		firstErr = types.ErrNoCapacity
 	}
 	return "", fmt.Errorf("app %s: wake: %w", app, firstErr)
 }
@@ -78,24 +77,63 @@ func autostartable(cfg *types.MachineConfig) bool {
 	if cfg.DisableMachineAutostart != nil && *cfg.DisableMachineAutostart {
 		return false
 	}
-	a := cfg.Services[0].Autostart
-	return a == nil || *a
+	for _, svc := range cfg.Services {
+		if svc.Autostart == nil || *svc.Autostart {
+			return true // a service that wants it is enough
+		}
+	}
+	return false
 }
 
-// Loads is what the autostop rule needs of the proxy: a machine's requests
-// in flight, and whether it takes traffic now.
+// Loads is what the autostop rule needs of the proxy: a machine's traffic
+// (requests in flight, whether and since when it takes traffic, its last
+// request).
 type Loads interface {
-	Load(app, machineID string) (inflight int, routable bool)
+	Traffic(app, machineID string) types.MachineLoad
 }
 
 // Autostopper stops or suspends idle machines beyond an app's
 // min_machines_running (Fly's auto_stop_machines). Run calls Tick every
-// Interval; tests call Tick directly.
+// Interval; tests call Tick (or plan) directly with their own clock.
+//
+// A machine is never a candidate while it is being deployed (leased, or
+// cordoned and so not routable), until it has taken traffic for MinIdle,
+// or within MinIdle of its last request: a deploy's new machine is not
+// stopped in its smoke window, and a machine that was just woken for a
+// request serves it. A stop or suspend by the rule is recorded with
+// StopReason "autostop", so that no one takes it for a crash.
 type Autostopper struct {
 	Sup      *Supervisor
 	Loads    Loads
 	Interval time.Duration
-	Log      *slog.Logger
+	// MinIdle is how long a machine must have been routable, and idle,
+	// before the rule may stop it; default max(Interval, 5s).
+	MinIdle time.Duration
+	// Now is the clock (time.Now if nil).
+	Now func() time.Time
+	Log *slog.Logger
+}
+
+// StopReasonAutostop is Record.StopReason for a machine that the
+// autostop rule stopped or suspended.
+const StopReasonAutostop = "autostop"
+
+// sourceAutostop is the event source of the proxy's starts (autostart)
+// and stops (autostop), as Fly names it.
+const sourceAutostop = "fly-proxy"
+
+func (a *Autostopper) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Autostopper) minIdle() time.Duration {
+	if a.MinIdle > 0 {
+		return a.MinIdle
+	}
+	return max(a.Interval, 5*time.Second)
 }
 
 // Run applies the rule every Interval until ctx ends.
@@ -189,10 +227,31 @@ func excess(running []candidate, min int) []candidate {
 // Tick applies the autostop rule once to every app and returns the ids of
 // the machines it stopped or suspended.
 func (a *Autostopper) Tick(ctx context.Context) ([]string, error) {
+	stop, err := a.plan(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	var firstErr error
+	for _, c := range stop {
+		if err := a.stopOne(ctx, c); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			continue
+		}
+		done = append(done, c.id)
+	}
+	return done, firstErr
+}
+
+// plan returns the machines the rule would stop or suspend now.
+func (a *Autostopper) plan(ctx context.Context) ([]candidate, error) {
 	recs, err := a.Sup.List(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("autostop: %w", err)
 	}
+	now := a.now()
 	apps := map[string][]candidate{}
 	mins := map[string]int{}
 	var names []string
@@ -200,61 +259,67 @@ func (a *Autostopper) Tick(ctx context.Context) ([]string, error) {
 		if r.Config == nil || len(r.Config.Services) == 0 {
 			continue
 		}
-		svc := r.Config.Services[0]
-		if svc.MinMachinesRunning != nil && *svc.MinMachinesRunning > mins[r.App] {
-			mins[r.App] = *svc.MinMachinesRunning
+		for _, svc := range r.Config.Services {
+			if svc.MinMachinesRunning != nil && *svc.MinMachinesRunning > mins[r.App] {
+				mins[r.App] = *svc.MinMachinesRunning
+			}
 		}
 		if r.State != types.StateStarted {
 			continue
 		}
-		load, routable := a.Loads.Load(r.App, r.ID)
-		if !routable {
-			// Not taking traffic: just started (a deploy may be waiting
-			// for its checks), failing its checks, or leaving. It is not
-			// idle capacity: count it as busy, so it is never the one
-			// stopped.
+		t := a.Loads.Traffic(r.App, r.ID)
+		load := t.Inflight
+		if a.protected(r, t, now) {
+			// Not idle capacity: count it as busy, so it is never the
+			// one stopped (and it still counts toward the minimum).
 			load = 1 << 30
 		}
-		soft, _ := limitsOf(&svc)
-		c := candidate{app: r.App, id: r.ID, region: r.Region, load: load, soft: soft}
-		if svc.Autostop != nil {
-			c.mode = *svc.Autostop
-		}
+		soft, _ := r.Config.HTTPService().Limits()
+		c := candidate{app: r.App, id: r.ID, region: r.Region, load: load, soft: soft, mode: autostopMode(r.Config)}
 		if _, ok := apps[r.App]; !ok {
 			names = append(names, r.App)
 		}
 		apps[r.App] = append(apps[r.App], c)
 	}
 	sort.Strings(names)
-	var done []string
-	var firstErr error
+	var out []candidate
 	for _, app := range names {
-		for _, c := range excess(apps[app], mins[app]) {
-			if err := a.stopOne(ctx, c); err != nil {
-				if firstErr == nil {
-					firstErr = err
-				}
-				continue
-			}
-			done = append(done, c.id)
-		}
+		out = append(out, excess(apps[app], mins[app])...)
 	}
-	return done, firstErr
+	return out, nil
 }
 
-func limitsOf(svc *types.MachineService) (soft, hard int) {
-	soft = proxy.DefaultSoftLimit
-	if svc.Concurrency != nil {
-		if svc.Concurrency.HardLimit > 0 {
-			hard = svc.Concurrency.HardLimit
-		}
-		if svc.Concurrency.SoftLimit > 0 {
-			soft = svc.Concurrency.SoftLimit
-		} else if hard > 0 && hard < soft {
-			soft = hard
+// protected reports whether a started machine must not be stopped now:
+// not taking traffic (just started, a deploy waiting for its checks or
+// holding it cordoned, failing its checks, or leaving), leased (a deploy
+// or an operator is working on it), routable for less than MinIdle, or
+// used within MinIdle.
+func (a *Autostopper) protected(r *Record, t types.MachineLoad, now time.Time) bool {
+	idle := a.minIdle()
+	switch {
+	case !t.Routable, LeaseActive(r, now):
+		return true
+	case t.RoutableSince.IsZero() || now.Sub(t.RoutableSince) < idle:
+		return true
+	case !t.LastRequest.IsZero() && now.Sub(t.LastRequest) < idle:
+		return true
+	}
+	return false
+}
+
+// autostopMode is a machine's autostop setting over all its services: the
+// HTTP service's if it sets one, else the first other service's that asks
+// to stop or suspend ("" if none does).
+func autostopMode(cfg *types.MachineConfig) types.Autostop {
+	if svc := cfg.HTTPService(); svc != nil && svc.Autostop != nil {
+		return *svc.Autostop
+	}
+	for _, svc := range cfg.Services {
+		if svc.Autostop != nil && (*svc.Autostop == types.AutostopStop || *svc.Autostop == types.AutostopSuspend) {
+			return *svc.Autostop
 		}
 	}
-	return soft, hard
+	return ""
 }
 
 // stopOne stops or suspends an idle machine (draining it first). Suspend
@@ -263,7 +328,7 @@ func (a *Autostopper) stopOne(ctx context.Context, c candidate) error {
 	s := a.Sup
 	if c.mode == types.AutostopSuspend {
 		if _, ok := s.opt.Driver.(runtime.Pauser); ok {
-			if _, err := s.Suspend(ctx, c.app, c.id); err != nil {
+			if _, err := s.suspend(ctx, c.app, c.id, sourceAutostop); err != nil {
 				return fmt.Errorf("autostop: suspend machine %s of app %s: %w", c.id, c.app, err)
 			}
 			a.log().Info("suspended idle machine", "app", c.app, "machine", c.id)
@@ -280,7 +345,7 @@ func (a *Autostopper) stopOne(ctx context.Context, c candidate) error {
 	if cur.State != types.StateStarted {
 		return nil // someone else changed it meanwhile
 	}
-	if _, err := s.stopLocked(ctx, l, "", 0, "fly-proxy"); err != nil {
+	if _, err := s.stopLocked(ctx, l, "", 0, sourceAutostop); err != nil {
 		return fmt.Errorf("autostop: stop machine %s of app %s: %w", c.id, c.app, err)
 	}
 	a.log().Info("stopped idle machine", "app", c.app, "machine", c.id)

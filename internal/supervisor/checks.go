@@ -49,9 +49,10 @@ func machineChecks(cfg *types.MachineConfig) []check {
 	}
 	sort.Strings(names)
 	for _, n := range names {
+		// A top-level check without a port checks the HTTP service's.
 		port := 0
-		if len(cfg.Services) > 0 {
-			port = cfg.Services[0].InternalPort
+		if svc := cfg.HTTPService(); svc != nil {
+			port = svc.InternalPort
 		}
 		c := toCheck(cfg.Checks[n], port)
 		c.name = n

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/image"
-	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -63,7 +62,7 @@ type fakeRouter struct {
 }
 
 func (r *fakeRouter) note(s string) { r.mu.Lock(); r.log = append(r.log, s); r.mu.Unlock() }
-func (r *fakeRouter) SetBackend(b proxy.Backend, routable bool) {
+func (r *fakeRouter) SetBackend(b types.Backend, routable bool) {
 	if routable {
 		r.note("routable " + b.MachineID)
 	} else {

@@ -36,7 +36,6 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/image"
-	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -50,10 +49,18 @@ var (
 	ErrTimeout  = types.NewError(types.ErrTimeout, "timed out")
 )
 
-// Router is what the supervisor needs of the proxy.
+// Router is what the supervisor needs of the proxy: it is told when a
+// machine may take traffic, must drain, or is gone. The supervisor owns
+// this interface and speaks types, so it never imports the proxy.
 type Router interface {
-	SetBackend(b proxy.Backend, routable bool)
+	// SetBackend adds or updates a machine; routable says whether it may
+	// take new requests (started and every check passing). Empty Addr,
+	// Region, Service or Config keep what the router knew.
+	SetBackend(b types.Backend, routable bool)
+	// Drain stops routing new requests to a machine and waits until its
+	// in-flight requests finish or ctx ends.
 	Drain(ctx context.Context, app, machineID string) error
+	// Remove forgets a machine; its in-flight requests still finish.
 	Remove(app, machineID string)
 }
 
@@ -80,6 +87,37 @@ type Record struct {
 	// Relaunch is set while the machine is replacing and the update is to
 	// boot the new version, so a daemon restarted mid-update finishes it.
 	Relaunch bool `json:"relaunch,omitempty"`
+	// StopReason says why a stopped or suspended machine is not running
+	// when it was not a user's or an exit's doing: StopReasonAutostop.
+	// Cleared when the machine starts or exits.
+	StopReason string `json:"stop_reason,omitempty"`
+}
+
+// StoppedByAutostop reports whether the machine is stopped or suspended
+// because the autostop rule found it idle: not a crash, and not a
+// failure of a deploy.
+func (r *Record) StoppedByAutostop() bool {
+	return (r.State == types.StateStopped || r.State == types.StateSuspended) && r.StopReason == StopReasonAutostop
+}
+
+// stopReason is the StopReason of a stop or suspend by source.
+func stopReason(source string) string {
+	if source == sourceAutostop {
+		return StopReasonAutostop
+	}
+	return ""
+}
+
+// stopRequest is the request recorded with a stop or suspend event by
+// source: req, plus the reason when it is autostop.
+func stopRequest(source string, req map[string]interface{}) map[string]interface{} {
+	if reason := stopReason(source); reason != "" {
+		if req == nil {
+			req = map[string]interface{}{}
+		}
+		req["reason"] = reason
+	}
+	return req
 }
 
 // Version is an earlier instance of a machine.
@@ -510,6 +548,7 @@ func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source 
 	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStarted
 		r.Relaunch = false
+		r.StopReason = ""
 		addEvent(r, "start", types.StateStarted, source, nil)
 		return nil
 	})
@@ -541,10 +580,10 @@ func (s *Supervisor) routeUpdate(l *live, r *Record) {
 		}
 	}
 	l.stateMu.Unlock()
-	svc := r.Config.Services[0]
-	s.opt.Router.SetBackend(proxy.Backend{
+	svc := r.Config.HTTPService()
+	s.opt.Router.SetBackend(types.Backend{
 		App: l.app, MachineID: l.id, Region: r.Region,
-		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort), Service: &svc, Config: r.Config,
+		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort), Service: svc, Config: r.Config,
 	}, ok && r.State == types.StateStarted)
 }
 
@@ -580,13 +619,14 @@ func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 	if err != nil {
 		return
 	}
-	s.opt.Router.SetBackend(proxy.Backend{App: l.app, MachineID: l.id}, false)
+	s.opt.Router.SetBackend(types.Backend{App: l.app, MachineID: l.id}, false)
 	s.removeFiles(l.id) // a restart writes them again
 	s.log.Info("machine exited", "app", l.app, "machine", l.id, "exit_code", ex.Code, "oom_killed", ex.OOMKilled)
 	policy, max := restartPolicy(r.Config)
 	restart := policy == types.RestartAlways || (policy == types.RestartOnFailure && ex.Code != 0 && r.RestartCount < max)
 	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStopped
+		r.StopReason = ""
 		req := map[string]interface{}{"exit_event": map[string]interface{}{
 			"exit_code": ex.Code, "signal": ex.Signal, "oom_killed": ex.OOMKilled,
 			"exited_at": ex.ExitedAt.Format(time.RFC3339Nano), "restarting": restart,
@@ -676,7 +716,8 @@ func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, tim
 	}
 	return s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStopped
-		addEvent(r, "stop", types.StateStopped, source, map[string]interface{}{"signal": signal})
+		r.StopReason = stopReason(source)
+		addEvent(r, "stop", types.StateStopped, source, stopRequest(source, map[string]interface{}{"signal": signal}))
 		return nil
 	})
 }
@@ -699,7 +740,7 @@ func (s *Supervisor) quiesce(l *live, r *Record) {
 	}
 	l.stateMu.Unlock()
 	if r.State == types.StateStarted && r.Config != nil && len(r.Config.Services) > 0 {
-		s.opt.Router.SetBackend(proxy.Backend{App: l.app, MachineID: l.id}, false)
+		s.opt.Router.SetBackend(types.Backend{App: l.app, MachineID: l.id}, false)
 	}
 }
 

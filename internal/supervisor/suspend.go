@@ -16,6 +16,12 @@ var ErrUnsupported = types.NewError(types.ErrUnsupported, "not supported by this
 // stays, CPU stops). It leaves rotation first; in-flight requests finish
 // (bounded by the machine's stop timeout). Start resumes it.
 func (s *Supervisor) Suspend(ctx context.Context, app, id string) (*Record, error) {
+	return s.suspend(ctx, app, id, "user")
+}
+
+// suspend is Suspend on behalf of source ("user", or sourceAutostop for
+// the autostop rule, recorded as the stop reason).
+func (s *Supervisor) suspend(ctx context.Context, app, id, source string) (*Record, error) {
 	p, ok := s.opt.Driver.(runtime.Pauser)
 	if !ok {
 		return nil, fmt.Errorf("suspend machine %s: %w", id, ErrUnsupported)
@@ -34,7 +40,7 @@ func (s *Supervisor) Suspend(ctx context.Context, app, id string) (*Record, erro
 	default:
 		return nil, fmt.Errorf("machine %s is %s; only a started machine can be suspended: %w", id, r.State, ErrConflict)
 	}
-	if _, err := s.setState(ctx, app, id, types.StateSuspending, "", "user", nil); err != nil {
+	if _, err := s.setState(ctx, app, id, types.StateSuspending, "", source, nil); err != nil {
 		return nil, err
 	}
 	timeout := 5 * time.Second
@@ -56,7 +62,12 @@ func (s *Supervisor) Suspend(ctx context.Context, app, id string) (*Record, erro
 		s.startChecks(l, r, true)
 		return nil, fmt.Errorf("suspend machine %s: %w", id, err)
 	}
-	return s.setState(ctx, app, id, types.StateSuspended, "suspend", "user", nil)
+	return s.update(ctx, app, id, func(r *Record) error {
+		r.State = types.StateSuspended
+		r.StopReason = stopReason(source)
+		addEvent(r, "suspend", types.StateSuspended, source, stopRequest(source, nil))
+		return nil
+	})
 }
 
 // resumeLocked thaws a suspended machine; its checks run again and it
@@ -69,7 +80,12 @@ func (s *Supervisor) resumeLocked(ctx context.Context, l *live, r *Record, sourc
 	if err := p.Resume(ctx, l.id); err != nil {
 		return nil, fmt.Errorf("resume machine %s: %w", l.id, err)
 	}
-	r, err := s.setState(ctx, l.app, l.id, types.StateStarted, "start", source, map[string]interface{}{"resumed": true})
+	r, err := s.update(ctx, l.app, l.id, func(r *Record) error {
+		r.State = types.StateStarted
+		r.StopReason = ""
+		addEvent(r, "start", types.StateStarted, source, map[string]interface{}{"resumed": true})
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}

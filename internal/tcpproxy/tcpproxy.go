@@ -30,7 +30,7 @@ import (
 // Handler names, as in fly.toml.
 const (
 	HandlerTLS        = "tls"
-	HandlerHTTP       = "http"
+	HandlerHTTP       = types.HandlerHTTP
 	HandlerProxyProto = "proxy_proto"
 )
 
@@ -316,28 +316,16 @@ func dur(d, def time.Duration) time.Duration {
 	return def
 }
 
-type appKey struct{}
-
-type privateKey struct{}
-
 // PrivateFromContext reports whether a request came in on a Private
-// (Flycast) listener.
-func PrivateFromContext(ctx context.Context) bool {
-	v, _ := ctx.Value(privateKey{}).(bool)
-	return v
-}
+// (Flycast) listener (types.PrivateListener).
+func PrivateFromContext(ctx context.Context) bool { return types.PrivateListener(ctx) }
 
-// AppFromContext returns the app whose `http` port a request came in on.
-func AppFromContext(ctx context.Context) (string, bool) {
-	a, ok := ctx.Value(appKey{}).(string)
-	return a, ok
-}
+// AppFromContext returns the app whose `http` port a request came in on
+// (types.ListenerApp).
+func AppFromContext(ctx context.Context) (string, bool) { return types.ListenerApp(ctx) }
 
 func (m *Manager) start(l *listener) {
-	base := context.WithValue(context.Background(), appKey{}, l.app)
-	if m.Private {
-		base = context.WithValue(base, privateKey{}, true)
-	}
+	base := types.WithListener(context.Background(), l.app, m.Private)
 	ctx, cancel := context.WithCancel(base)
 	l.cancel = cancel
 	ln := l.ln
