@@ -76,12 +76,12 @@ var rules = []rule{
 	{
 		why:     "the supervisor hands the proxy types.Backend through an interface it owns",
 		applies: is("internal/supervisor"),
-		forbids: anyOf("internal/proxy"),
+		forbids: anyOf("internal/proxy", "internal/tcpproxy"),
 	},
 	{
 		why:     "the proxy is told about machines; it does not drive them",
 		applies: is("internal/proxy"),
-		forbids: anyOf("internal/supervisor", "internal/deploy", "internal/api", "internal/runtime", "internal/store"),
+		forbids: anyOf("internal/supervisor", "internal/deploy", "internal/api", "internal/runtime", "internal/store", "internal/tcpproxy"),
 	},
 	{
 		why:     "the CLI talks to the daemon over HTTP (it starts one only for `hangar server`)",
