@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )

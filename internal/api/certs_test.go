@@ -18,7 +18,9 @@ func TestCertificatesAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetCerts(m)
+	o := s.options()
+	o.Certs = m
+	h = New(o).Handler()
 	for _, app := range []string{"web", "api"} {
 		if code, body := call(t, h, tok, "POST", "/v1/apps", `{"app_name":"`+app+`","org_slug":"acme"}`); code != 201 {
 			t.Fatalf("create %s: %d %s", app, code, body)

@@ -1,13 +1,13 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/hangar-dev/hangar/internal/apps"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func TestFlycastIPsAPI(t *testing.T) {
@@ -20,11 +20,13 @@ func TestFlycastIPsAPI(t *testing.T) {
 	if code, body := call(t, h, tok, "POST", "/v1/apps/web/ips", `{"type":"private_v6"}`); code != 404 || !strings.Contains(body, "not available") {
 		t.Fatalf("without a range: %d %s", code, body)
 	}
-	s.SetFlycastRange(netip.MustParsePrefix("fdaa:0:1::fc:0:0/96"))
-	alloc := func(app string, want int) IPAddress {
+	o := s.options()
+	o.Apps = apps.New(apps.Options{Store: s.store, Org: "acme", FlycastRange: netip.MustParsePrefix("fdaa:0:1::fc:0:0/96")})
+	h = New(o).Handler()
+	alloc := func(app string, want int) types.IPAddress {
 		t.Helper()
 		code, body := call(t, h, tok, "POST", "/v1/apps/"+app+"/ips", `{"type":"private_v6"}`)
-		var ip IPAddress
+		var ip types.IPAddress
 		if code != want || json.Unmarshal([]byte(body), &ip) != nil {
 			t.Fatalf("allocate for %s: %d %s, want %d", app, code, body, want)
 		}
@@ -41,7 +43,7 @@ func TestFlycastIPsAPI(t *testing.T) {
 		t.Fatalf("db: %+v", db)
 	}
 	code, body := call(t, h, tok, "GET", "/v1/apps/web/ips", "")
-	var list []IPAddress
+	var list []types.IPAddress
 	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list) != 1 || list[0] != web {
 		t.Fatalf("list: %d %s", code, body)
 	}
@@ -74,4 +76,3 @@ func TestFlycastIPsAPI(t *testing.T) {
 		t.Fatalf("reallocated %s, want the freed %s", again.Address, web.Address)
 	}
 }
-

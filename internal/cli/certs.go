@@ -8,9 +8,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/certs"
-	"github.com/spf13/cobra"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func init() { register(newCertsCmd) }
@@ -66,7 +68,7 @@ the daemon's default certificate and need no entry here.`,
 				return err
 			}
 			var in certs.Info
-			if err := c.do(cmd.Context(), "POST", base(name), api.AddCertRequest{Hostname: args[0]}, &in); err != nil {
+			if err := c.do(cmd.Context(), "POST", base(name), types.AddCertRequest{Hostname: args[0]}, &in); err != nil {
 				return hint(err, name, "")
 			}
 			if wait > 0 {

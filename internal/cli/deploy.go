@@ -12,10 +12,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/appconfig"
 	"github.com/hangar-dev/hangar/internal/image"
-	"github.com/spf13/cobra"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func init() { register(newDeployCmd) }
@@ -90,7 +92,7 @@ func newDeployCmd() *cobra.Command {
 			if detach {
 				path += "?detach=true"
 			}
-			resp, err := c.send(ctx, "POST", path, api.DeployRequest{
+			resp, err := c.send(ctx, "POST", path, types.DeployRequest{
 				App: app, Config: string(raw), ConfigFile: filepath.Base(configPath), LocalFiles: localFiles, Image: ref,
 				Strategy: strategy, WaitTimeout: waitTimeout,
 			}, "")
@@ -112,7 +114,7 @@ func newDeployCmd() *cobra.Command {
 			if final.Release == nil {
 				return errors.New("deploy stream ended without a result; check `hangar releases`")
 			}
-			var info api.Info
+			var info types.Info
 			if err := c.do(ctx, "GET", "/v1/info", nil, &info); err != nil {
 				return err
 			}
@@ -172,7 +174,7 @@ func configError(err error) error {
 }
 
 // appURL is where the proxy serves app.
-func appURL(app string, info api.Info) string {
+func appURL(app string, info types.Info) string {
 	host := app + "." + info.Domain
 	if info.HTTPPort != "" && info.HTTPPort != "80" {
 		host += ":" + info.HTTPPort

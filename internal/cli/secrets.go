@@ -10,9 +10,10 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/hangar-dev/hangar/internal/api"
-	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/spf13/cobra"
+
+	"github.com/hangar-dev/hangar/internal/secrets"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func init() { register(newSecretsCmd) }
@@ -41,7 +42,7 @@ with the new secrets, with the same health gating as a deploy, unless
 		if err != nil {
 			return err
 		}
-		var res api.SecretsList
+		var res types.SecretsList
 		if err := c.do(cmd.Context(), "POST", base(name), map[string]any{"values": values}, &res); err != nil {
 			return secretsHint(err)
 		}
@@ -135,7 +136,7 @@ with the new secrets, with the same health gating as a deploy, unless
 			if err != nil {
 				return err
 			}
-			var res api.SecretsList
+			var res types.SecretsList
 			if err := c.do(cmd.Context(), "GET", base(name), nil, &res); err != nil {
 				return secretsHint(err)
 			}

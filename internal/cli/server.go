@@ -12,10 +12,11 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/hangar-dev/hangar/internal/daemon"
-	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/spf13/cobra"
 	"golang.org/x/crypto/acme"
+
+	"github.com/hangar-dev/hangar/internal/daemon"
+	"github.com/hangar-dev/hangar/internal/network"
 )
 
 func init() { register(newServerCmd) }
