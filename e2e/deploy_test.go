@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )

@@ -22,12 +22,11 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	"github.com/hangar-dev/hangar/internal/harness"
-	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // The edge proxy's protocols (issue 6) end to end: one daemon with

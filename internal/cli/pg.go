@@ -11,9 +11,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/spf13/cobra"
-
 	"github.com/hangar-dev/hangar/internal/pgmigrate"
+	"github.com/spf13/cobra"
 )
 
 func init() { register(newPgCmd) }

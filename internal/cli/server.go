@@ -12,11 +12,10 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/spf13/cobra"
-	"golang.org/x/crypto/acme"
-
 	"github.com/hangar-dev/hangar/internal/daemon"
 	"github.com/hangar-dev/hangar/internal/network"
+	"github.com/spf13/cobra"
+	"golang.org/x/crypto/acme"
 )
 
 func init() { register(newServerCmd) }
