@@ -6,10 +6,9 @@ import (
 	"io"
 	"text/tabwriter"
 
-	"github.com/spf13/cobra"
-
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/volume"
+	"github.com/spf13/cobra"
 )
 
 func init() { register(newVolumesCmd) }
