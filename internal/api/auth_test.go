@@ -251,6 +251,15 @@ func TestAuthorizationMatrix(t *testing.T) {
 func TestAppTokenDeploysOnlyItsApp(t *testing.T) {
 	h, toks, st := matrixServer(t)
 	ctx := context.Background()
+	archive := testArchive(t, 4<<10)
+	for _, ref := range []string{"a:v1", "b:v1"} {
+		if code, body := upload(t, h, toks["admin"], ref, archive); code != http.StatusOK {
+			t.Fatalf("upload %s: %d %s", ref, code, body)
+		}
+	}
+	if code, body := call(t, h, toks["app a"], "POST", "/v1/apps/a/machines", `{"config":{"image":"b:v1"}}`); code != http.StatusForbidden {
+		t.Errorf("machine of a with b's image: %d %s, want 403", code, body)
+	}
 	for _, c := range []struct{ name, body string }{
 		{"fly.toml names another app", `{"config":"app = \"b\"\n","image":"b:v1"}`},
 		{"fly.toml names another app, image of its own", `{"config":"app = \"b\"\n","image":"a:v1"}`},

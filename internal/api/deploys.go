@@ -52,8 +52,8 @@ func (s *Server) deployTarget(r *http.Request, req *types.DeployRequest) (string
 		return "", err
 	}
 	if tok.Scope != auth.ScopeOrg {
-		if img := strings.TrimSpace(req.Image); img != "" && !strings.Contains(img, "/") && !strings.HasPrefix(img, "sha256:") && !refOfApp(img, app) {
-			return "", fmt.Errorf("image %q: token %s is scoped to app %s and may use only its app's images (%s:<tag>), a registry reference or a digest: %w", img, tok.ID, tok.App, tok.App, errForbidden)
+		if err := s.mayUseImage(r, app, req.Image); err != nil {
+			return "", err
 		}
 		ok, err := s.apps.Exists(r.Context(), app)
 		if err != nil {

@@ -33,6 +33,21 @@ func refOfApp(ref, app string) bool {
 	return repo == app
 }
 
+// mayUseImage checks that the request's token may run image ref in app:
+// an app token may run its app's images and those pulled from registries,
+// never an image uploaded under another app's ref.
+func (s *Server) mayUseImage(r *http.Request, app, ref string) error {
+	tok := TokenFrom(r)
+	if tok == nil || tok.Scope == auth.ScopeOrg || strings.TrimSpace(ref) == "" || s.images == nil {
+		return nil
+	}
+	img, err := s.images.Get(r.Context(), ref)
+	if err != nil || img.Ref == "" || strings.Contains(img.Ref, "/") || refOfApp(img.Ref, app) {
+		return nil // unknown (the caller says so), by digest, or from a registry
+	}
+	return fmt.Errorf("image %q: token %s is scoped to app %s and may run only its app's images (%s:<tag>) and registry images: %w", ref, tok.ID, tok.App, tok.App, errForbidden)
+}
+
 // imageErr says what went wrong storing an image; a full disk is 507.
 func imageErr(what string, err error) error {
 	if errors.Is(err, syscall.ENOSPC) {

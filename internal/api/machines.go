@@ -105,9 +105,12 @@ type machineRequest struct {
 	CurrentVersion string `json:"current_version,omitempty"`
 }
 
-func (s *Server) validateMachineRequest(req *machineRequest) error {
+func (s *Server) validateMachineRequest(r *http.Request, req *machineRequest) error {
 	if req.Config == nil {
 		return badRequest("config is required: send {\"config\": {\"image\": \"...\"}}")
+	}
+	if err := s.mayUseImage(r, r.PathValue("app"), req.Config.Image); err != nil {
+		return err
 	}
 	if req.Region != "" && !regionRE.MatchString(req.Region) {
 		return badRequest("region %q: use a region code like %q", req.Region, s.region)
@@ -130,7 +133,7 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := s.validateMachineRequest(&req); err != nil {
+	if err := s.validateMachineRequest(r, &req); err != nil {
 		return err
 	}
 	if req.Name != "" {
@@ -195,7 +198,7 @@ func (s *Server) updateMachine(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	if err := s.validateMachineRequest(&req); err != nil {
+	if err := s.validateMachineRequest(r, &req); err != nil {
 		return err
 	}
 	app, id := r.PathValue("app"), r.PathValue("id")
