@@ -20,12 +20,12 @@ import (
 )
 
 // DeployLine is one line of the deploy stream: an event, or at the end the
-// release or the error.
+// release or the error. (It moves to types once the release does.)
 type DeployLine struct {
-	Event   *deploy.Event   `json:"event,omitempty"`
-	Release *deploy.Release `json:"release,omitempty"`
-	Error   string          `json:"error,omitempty"`
-	Status  int             `json:"status,omitempty"`
+	Event   *types.DeployEvent `json:"event,omitempty"`
+	Release *deploy.Release    `json:"release,omitempty"`
+	Error   string             `json:"error,omitempty"`
+	Status  int                `json:"status,omitempty"`
 }
 
 // deployTarget is the app a deploy request acts on: the body's app, else
@@ -125,7 +125,8 @@ func streamRelease(w http.ResponseWriter, r *http.Request, detach bool, op func(
 		var once sync.Once
 		go func() {
 			_, _ = op(ctx, func(e deploy.Event) {
-				send(DeployLine{Event: &e})
+				ev := types.DeployEvent(e)
+				send(DeployLine{Event: &ev})
 				once.Do(func() { close(started) })
 			})
 			once.Do(func() { close(started) })
@@ -136,7 +137,10 @@ func streamRelease(w http.ResponseWriter, r *http.Request, detach bool, op func(
 		mu.Unlock()
 		return
 	}
-	rel, err := op(ctx, func(e deploy.Event) { send(DeployLine{Event: &e}) })
+	rel, err := op(ctx, func(e deploy.Event) {
+		ev := types.DeployEvent(e)
+		send(DeployLine{Event: &ev})
+	})
 	if err != nil {
 		send(DeployLine{Error: err.Error(), Status: ToHTTP(err), Release: rel})
 		return

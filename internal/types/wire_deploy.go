@@ -1,5 +1,7 @@
 package types
 
+import "time"
+
 // Wire types of deploys and scaling, shared by the API and the CLI.
 
 // DeployRequest is the body of POST /v1/deploys.
@@ -25,4 +27,14 @@ type ScaleRequest struct {
 	Region   string `json:"region,omitempty"`
 	VMSize   string `json:"vm_size,omitempty"`
 	MemoryMB int    `json:"memory_mb,omitempty"`
+}
+
+// DeployEvent is one progress step of a deploy, rollback, scale, restart
+// or secrets roll-out, streamed to the user as it happens.
+type DeployEvent struct {
+	Time      time.Time `json:"time"`
+	Step      string    `json:"step"`
+	MachineID string    `json:"machine_id,omitempty"`
+	Group     string    `json:"group,omitempty"`
+	Message   string    `json:"message"`
 }
