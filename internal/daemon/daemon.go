@@ -154,10 +154,7 @@ func Run(ctx context.Context, o Options) error {
 	px.Waker = sup
 	px.Port = portOf(o.HTTPListen)
 	// Apps and their addresses; one watch of deleted apps for every cleaner.
-	flycastRange, err := netm.FlycastRange()
-	if err != nil {
-		log.Warn("no Flycast addresses on this daemon", "err", err)
-	}
+	flycastRange, _ := netm.FlycastRange() // none: startFlycast says why
 	appSvc := apps.New(apps.Options{Store: st, Org: o.Org, FlycastRange: flycastRange})
 	deletions := apps.NewDeletions(st)
 	go deletions.Run(ctx)
