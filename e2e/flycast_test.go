@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -75,7 +74,7 @@ func TestFlycast(t *testing.T) {
 		t.Fatalf("hangar ips allocate-v6 --private: %v %s", err, out)
 	}
 	out, err = d.Hangar("ips", "list", "-a", "fcb", "--json")
-	var ips []api.IPAddress
+	var ips []types.IPAddress
 	if err != nil || json.Unmarshal([]byte(out), &ips) != nil || len(ips) != 1 || ips[0].Type != "private_v6" || !strings.HasPrefix(ips[0].Address, "fdaa:") {
 		t.Fatalf("hangar ips list: %v %s", err, out)
 	}

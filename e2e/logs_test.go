@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -108,9 +107,9 @@ func TestMachineLogs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("hangar logs: %v\n%.2000s", err, out)
 	}
-	var got []api.LogLine
+	var got []types.LogLine
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
-		var l api.LogLine
+		var l types.LogLine
 		if err := json.Unmarshal([]byte(line), &l); err != nil {
 			t.Fatalf("hangar logs --json printed %q: %v", line, err)
 		}
@@ -157,7 +156,7 @@ func TestMachineLogs(t *testing.T) {
 		if !sc.Scan() {
 			t.Fatalf("follow ended after %d of 2000 lines: %v", i, sc.Err())
 		}
-		var l api.LogLine
+		var l types.LogLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.Message != msg("b", i) {
 			t.Fatalf("follow line %d: %s (%v), want %q: a line lost, repeated or out of order", i, sc.Bytes(), err, msg("b", i))
 		}

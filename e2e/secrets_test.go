@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -333,7 +332,7 @@ func TestSecrets(t *testing.T) {
 		}
 	})
 
-	var list api.SecretsList
+	var list types.SecretsList
 	if err := d.Get("/v1/apps/sec/secrets", &list); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -291,7 +290,7 @@ func TestVolumes(t *testing.T) {
 
 	t.Run("extend", func(t *testing.T) {
 		m := startedMachine(t, d, "vol")
-		var res api.ExtendVolumeResponse
+		var res types.ExtendVolumeResponse
 		if err := json.Unmarshal([]byte(hangarOK(t, d, "volumes", "extend", vol.ID, "--size-mb", "128", "-a", "vol", "--json")), &res); err != nil {
 			t.Fatal(err)
 		}

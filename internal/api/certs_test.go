@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/hangar-dev/hangar/internal/certs"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func TestCertificatesAPI(t *testing.T) {
@@ -18,7 +19,9 @@ func TestCertificatesAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetCerts(m)
+	o := s.options()
+	o.Certs = m
+	h = New(o).Handler()
 	for _, app := range []string{"web", "api"} {
 		if code, body := call(t, h, tok, "POST", "/v1/apps", `{"app_name":"`+app+`","org_slug":"acme"}`); code != 201 {
 			t.Fatalf("create %s: %d %s", app, code, body)
@@ -51,7 +54,7 @@ func TestCertificatesAPI(t *testing.T) {
 		t.Fatalf("check: %d %s", code, body)
 	}
 	code, body = call(t, h, tok, "GET", "/v1/apps/web/certificates", "")
-	var list CertsList
+	var list types.CertsList
 	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Certificates) != 1 || list.Certificates[0].Serial != in.Serial {
 		t.Fatalf("list: %d %s", code, body)
 	}

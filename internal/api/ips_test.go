@@ -1,13 +1,13 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/hangar-dev/hangar/internal/apps"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func TestFlycastIPsAPI(t *testing.T) {
@@ -20,11 +20,13 @@ func TestFlycastIPsAPI(t *testing.T) {
 	if code, body := call(t, h, tok, "POST", "/v1/apps/web/ips", `{"type":"private_v6"}`); code != 404 || !strings.Contains(body, "not available") {
 		t.Fatalf("without a range: %d %s", code, body)
 	}
-	s.SetFlycastRange(netip.MustParsePrefix("fdaa:0:1::fc:0:0/96"))
-	alloc := func(app string, want int) IPAddress {
+	o := s.options()
+	o.Apps = apps.New(apps.Options{Store: s.store, Org: "acme", FlycastRange: netip.MustParsePrefix("fdaa:0:1::fc:0:0/96")})
+	h = New(o).Handler()
+	alloc := func(app string, want int) types.IPAddress {
 		t.Helper()
 		code, body := call(t, h, tok, "POST", "/v1/apps/"+app+"/ips", `{"type":"private_v6"}`)
-		var ip IPAddress
+		var ip types.IPAddress
 		if code != want || json.Unmarshal([]byte(body), &ip) != nil {
 			t.Fatalf("allocate for %s: %d %s, want %d", app, code, body, want)
 		}
@@ -41,7 +43,7 @@ func TestFlycastIPsAPI(t *testing.T) {
 		t.Fatalf("db: %+v", db)
 	}
 	code, body := call(t, h, tok, "GET", "/v1/apps/web/ips", "")
-	var list []IPAddress
+	var list []types.IPAddress
 	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list) != 1 || list[0] != web {
 		t.Fatalf("list: %d %s", code, body)
 	}
@@ -72,50 +74,5 @@ func TestFlycastIPsAPI(t *testing.T) {
 	// The freed number is used again.
 	if again := alloc("web", 201); again.Address != web.Address {
 		t.Fatalf("reallocated %s, want the freed %s", again.Address, web.Address)
-	}
-}
-
-// TestAllocateFlycastConcurrently: apps allocating at once get distinct
-// addresses.
-func TestAllocateFlycastConcurrently(t *testing.T) {
-	s, _, _ := testServer(t)
-	rng := netip.MustParsePrefix("fdaa:0:7::fc:0:0/96")
-	const n = 16
-	got := make([]IPAddress, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ip, created, err := AllocateFlycast(context.Background(), s.Store, rng, fmt.Sprintf("app%d", i), "default")
-			if err != nil || !created {
-				t.Errorf("app%d: %v (created %v)", i, err, created)
-			}
-			got[i] = ip
-		}()
-	}
-	wg.Wait()
-	seen := map[string]bool{}
-	for _, ip := range got {
-		if seen[ip.Address] || !rng.Contains(netip.MustParseAddr(ip.Address)) {
-			t.Fatalf("address %s given twice or outside %s: %+v", ip.Address, rng, got)
-		}
-		seen[ip.Address] = true
-	}
-	all, err := ListFlycast(context.Background(), s.Store)
-	if err != nil || len(all) != n {
-		t.Fatalf("ListFlycast: %d, %v", len(all), err)
-	}
-	if err := ReleaseFlycast(context.Background(), s.Store, "app3"); err != nil {
-		t.Fatal(err)
-	}
-	if err := ReleaseFlycast(context.Background(), s.Store, "app3"); err != nil {
-		t.Fatalf("second release: %v", err)
-	}
-	if all, _ := ListFlycast(context.Background(), s.Store); len(all) != n-1 {
-		t.Fatalf("after release: %d addresses", len(all))
-	}
-	if FlycastAppOf("flycast/web") != "web" || FlycastAppOf("flycast/") != "" || FlycastAppOf("apps/web") != "" {
-		t.Fatal("FlycastAppOf")
 	}
 }

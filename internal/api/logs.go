@@ -9,31 +9,23 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// LogLine is one line of an app's logs.
-type LogLine struct {
-	Timestamp string `json:"timestamp"`
-	App       string `json:"app"`
-	MachineID string `json:"machine_id"`
-	Region    string `json:"region"`
-	Stream    string `json:"stream"`
-	Message   string `json:"message"`
-}
-
-func parseLogLine(app, machine, region, line string) (LogLine, bool) {
+func parseLogLine(app, machine, region, line string) (types.LogLine, bool) {
 	ts, rest, ok := strings.Cut(line, " ")
 	if !ok {
-		return LogLine{}, false
+		return types.LogLine{}, false
 	}
 	stream, msg, _ := strings.Cut(rest, " ")
-	return LogLine{Timestamp: ts, App: app, MachineID: machine, Region: region, Stream: stream, Message: msg}, true
+	return types.LogLine{Timestamp: ts, App: app, MachineID: machine, Region: region, Stream: stream, Message: msg}, true
 }
 
 // timedLine is a LogLine with its parsed time, for merging machines' logs.
 type timedLine struct {
 	at time.Time
-	LogLine
+	types.LogLine
 }
 
 // sortLines orders lines by time; lines of equal time (or unparsable)
@@ -65,7 +57,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("lines %q: a number from 0 to %d", v, maxLogLines)
 		}
 	}
-	dir := filepath.Dir(s.Sup.LogPath(app, "x"))
+	dir := filepath.Dir(s.sup.LogPath(app, "x"))
 	followers := map[string]*logFollower{} // by machine id
 	defer func() {
 		for _, fl := range followers {
@@ -90,7 +82,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	}
 	collect := func(out []timedLine, id string, lines []string) []timedLine {
 		for _, line := range lines {
-			if l, ok := parseLogLine(app, id, s.Region, line); ok {
+			if l, ok := parseLogLine(app, id, s.region, line); ok {
 				at, _ := time.Parse(time.RFC3339Nano, l.Timestamp)
 				out = append(out, timedLine{at, l})
 			}
@@ -103,7 +95,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	for _, fl := range discover() {
 		lines, err := fl.tail(n)
 		if err != nil {
-			s.Log.Warn("read machine log", "path", fl.path, "err", err)
+			s.log.Warn("read machine log", "path", fl.path, "err", err)
 			continue
 		}
 		out = collect(out, idOf(fl), lines)
@@ -137,7 +129,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 		for id, fl := range followers {
 			lines, err := fl.next()
 			if err != nil && !os.IsNotExist(err) {
-				s.Log.Warn("follow machine log", "path", fl.path, "err", err)
+				s.log.Warn("follow machine log", "path", fl.path, "err", err)
 			}
 			out = collect(out, id, lines)
 		}

@@ -12,28 +12,10 @@ import (
 	"time"
 
 	"github.com/google/shlex"
+
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
 )
-
-func init() {
-	registerRoutes(func(s *Server, h HandleFunc) {
-		h("POST /v1/apps/{app}/machines/{id}/lease", s.acquireLease)
-		h("GET /v1/apps/{app}/machines/{id}/lease", s.getLease)
-		h("DELETE /v1/apps/{app}/machines/{id}/lease", s.releaseLease)
-		h("POST /v1/apps/{app}/machines/{id}/suspend", s.suspendMachine)
-		h("POST /v1/apps/{app}/machines/{id}/restart", s.restartMachine)
-		h("POST /v1/apps/{app}/machines/{id}/signal", s.signalMachine)
-		h("POST /v1/apps/{app}/machines/{id}/cordon", s.cordon(true))
-		h("POST /v1/apps/{app}/machines/{id}/uncordon", s.cordon(false))
-		h("GET /v1/apps/{app}/machines/{id}/metadata", s.getMetadata)
-		h("POST /v1/apps/{app}/machines/{id}/metadata/{key}", s.setMetadata)
-		h("DELETE /v1/apps/{app}/machines/{id}/metadata/{key}", s.deleteMetadata)
-		h("GET /v1/apps/{app}/machines/{id}/versions", s.machineVersions)
-		h("POST /v1/apps/{app}/machines/{id}/exec", s.execMachine)
-		h("GET /v1/apps/{app}/machines/{id}/ps", s.machinePs)
-	})
-}
 
 // tokenOwner names the caller as a lease owner.
 func tokenOwner(r *http.Request) string {
@@ -93,9 +75,9 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 	var l *supervisor.Lease
 	var err error
 	if nonce := r.Header.Get(NonceHeader); nonce != "" {
-		l, err = s.Sup.RefreshLease(r.Context(), app, id, nonce, ttl)
+		l, err = s.sup.RefreshLease(r.Context(), app, id, nonce, ttl)
 	} else {
-		l, err = s.Sup.AcquireLease(r.Context(), app, id, tokenOwner(r), req.Description, ttl)
+		l, err = s.sup.AcquireLease(r.Context(), app, id, tokenOwner(r), req.Description, ttl)
 	}
 	if err != nil {
 		return err
@@ -105,7 +87,7 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getLease(w http.ResponseWriter, r *http.Request) error {
-	l, err := s.Sup.GetLease(r.Context(), r.PathValue("app"), r.PathValue("id"))
+	l, err := s.sup.GetLease(r.Context(), r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -114,7 +96,7 @@ func (s *Server) getLease(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
-	if err := s.Sup.ReleaseLease(r.Context(), r.PathValue("app"), r.PathValue("id"), r.Header.Get(NonceHeader)); err != nil {
+	if err := s.sup.ReleaseLease(r.Context(), r.PathValue("app"), r.PathValue("id"), r.Header.Get(NonceHeader)); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
@@ -123,7 +105,7 @@ func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) suspendMachine(w http.ResponseWriter, r *http.Request) error {
 	if err := s.guarded(r, func() error {
-		_, err := s.Sup.Suspend(r.Context(), r.PathValue("app"), r.PathValue("id"))
+		_, err := s.sup.Suspend(r.Context(), r.PathValue("app"), r.PathValue("id"))
 		return err
 	}); err != nil {
 		return err
@@ -152,7 +134,7 @@ func (s *Server) restartMachine(w http.ResponseWriter, r *http.Request) error {
 		sig = "SIGKILL"
 	}
 	if err := s.guarded(r, func() error {
-		_, err := s.Sup.Restart(r.Context(), r.PathValue("app"), r.PathValue("id"), sig, timeout)
+		_, err := s.sup.Restart(r.Context(), r.PathValue("app"), r.PathValue("id"), sig, timeout)
 		return err
 	}); err != nil {
 		return err
@@ -188,7 +170,7 @@ func (s *Server) signalMachine(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("signal: %v", err)
 	}
 	if err := s.guarded(r, func() error {
-		return s.Sup.Signal(r.Context(), r.PathValue("app"), r.PathValue("id"), sig)
+		return s.sup.Signal(r.Context(), r.PathValue("app"), r.PathValue("id"), sig)
 	}); err != nil {
 		return err
 	}
@@ -199,7 +181,7 @@ func (s *Server) signalMachine(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) cordon(on bool) func(w http.ResponseWriter, r *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if err := s.guarded(r, func() error {
-			_, err := s.Sup.SetCordoned(r.Context(), r.PathValue("app"), r.PathValue("id"), on)
+			_, err := s.sup.SetCordoned(r.Context(), r.PathValue("app"), r.PathValue("id"), on)
 			return err
 		}); err != nil {
 			return err
@@ -210,7 +192,7 @@ func (s *Server) cordon(on bool) func(w http.ResponseWriter, r *http.Request) er
 }
 
 func (s *Server) getMetadata(w http.ResponseWriter, r *http.Request) error {
-	m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
+	m, err := s.sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -237,7 +219,7 @@ func (s *Server) setMetadata(w http.ResponseWriter, r *http.Request) error {
 	if req.Value == nil {
 		return badRequest("value is required: send {\"value\": \"...\"}")
 	}
-	if err := s.Sup.SetMetadata(r.Context(), r.PathValue("app"), r.PathValue("id"), r.PathValue("key"), *req.Value); err != nil {
+	if err := s.sup.SetMetadata(r.Context(), r.PathValue("app"), r.PathValue("id"), r.PathValue("key"), *req.Value); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -245,7 +227,7 @@ func (s *Server) setMetadata(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteMetadata(w http.ResponseWriter, r *http.Request) error {
-	if err := s.Sup.DeleteMetadata(r.Context(), r.PathValue("app"), r.PathValue("id"), r.PathValue("key")); err != nil {
+	if err := s.sup.DeleteMetadata(r.Context(), r.PathValue("app"), r.PathValue("id"), r.PathValue("key")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -259,7 +241,7 @@ type MachineVersion struct {
 }
 
 func (s *Server) machineVersions(w http.ResponseWriter, r *http.Request) error {
-	m, err := s.Sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
+	m, err := s.sup.Get(r.Context(), r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -311,7 +293,7 @@ func (s *Server) execMachine(w http.ResponseWriter, r *http.Request) error {
 	if req.Timeout > 0 {
 		timeout = time.Duration(req.Timeout) * time.Second
 	}
-	res, err := s.Sup.Exec(r.Context(), r.PathValue("app"), r.PathValue("id"), cmd, []byte(req.Stdin), timeout)
+	res, err := s.sup.Exec(r.Context(), r.PathValue("app"), r.PathValue("id"), cmd, []byte(req.Stdin), timeout)
 	if err != nil {
 		return err
 	}
@@ -343,7 +325,7 @@ func (s *Server) machinePs(w http.ResponseWriter, r *http.Request) error {
 	if order != "" && order != "asc" && order != "desc" {
 		return badRequest("order %q: use asc or desc", order)
 	}
-	ps, err := s.Sup.Processes(r.Context(), r.PathValue("app"), r.PathValue("id"))
+	ps, err := s.sup.Processes(r.Context(), r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
 	}

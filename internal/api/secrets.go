@@ -1,18 +1,5 @@
 package api
 
-import (
-	"context"
-	"fmt"
-	"net/http"
-	"sync"
-	"time"
-
-	"github.com/hangar-dev/hangar/internal/deploy"
-	"github.com/hangar-dev/hangar/internal/secrets"
-	"github.com/hangar-dev/hangar/internal/types"
-	"github.com/hangar-dev/hangar/internal/volume"
-)
-
 // Secrets endpoints, with Fly's paths and shapes:
 //
 //	GET    /v1/apps/{app}/secrets          {"secrets": [{name, digest, created_at, updated_at, status, version}], "version", "deployed_version"}
@@ -27,24 +14,17 @@ import (
 //	POST   /v1/apps/{app}/secrets_deploy
 //
 // Values go in and never come out: show_secrets is refused.
-func init() {
-	registerRoutes(func(s *Server, h HandleFunc) {
-		h("GET /v1/apps/{app}/secrets", s.listSecrets)
-		h("POST /v1/apps/{app}/secrets", s.updateSecrets)
-		h("POST /v1/apps/{app}/secrets/{secret_name}", s.setSecret)
-		h("DELETE /v1/apps/{app}/secrets/{secret_name}", s.unsetSecret)
-		h("POST /v1/apps/{app}/secrets_deploy", s.deploySecrets)
-	})
-	for k, v := range map[string]OpDoc{
-		"GET /v1/apps/{app}/secrets":                  {ID: "Secrets_list", Summary: "List secret names, digests and status (values never)", Resp: SecretsList{}, Errors: []int{400, 404}},
-		"POST /v1/apps/{app}/secrets":                 {ID: "Secrets_update", Summary: "Set (value) and unset (null) secrets in one new version", Body: secretsUpdate{}, Resp: SecretsList{}, Errors: []int{400, 404}},
-		"POST /v1/apps/{app}/secrets/{secret_name}":   {ID: "Secret_create", Summary: "Set one secret", Body: secretValue{}, Resp: secrets.Secret{}, Errors: []int{400, 404}},
-		"DELETE /v1/apps/{app}/secrets/{secret_name}": {ID: "Secret_delete", Summary: "Unset one secret", Resp: map[string]int{}, Errors: []int{404}},
-		"POST /v1/apps/{app}/secrets_deploy":          {ID: "Secrets_deploy", Summary: "Restart the app's machines with the latest secrets version; NDJSON DeployLines", Hangar: true, Errors: []int{404}},
-	} {
-		opDocs[k] = v
-	}
-}
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/secrets"
+	"github.com/hangar-dev/hangar/internal/types"
+)
 
 type secretsUpdate struct {
 	Values map[string]*string `json:"values"`
@@ -54,29 +34,11 @@ type secretValue struct {
 	Value *string `json:"value"`
 }
 
-// features holds what feature files add to a Server (the Server struct
-// itself belongs to api.go).
-type features struct {
-	secrets *secrets.Store
-	volumes *volume.Manager
-}
-
-var featureMap sync.Map // *Server → *features
-
-func (s *Server) features() *features {
-	f, _ := featureMap.LoadOrStore(s, &features{})
-	return f.(*features)
-}
-
-// SetSecrets gives the API the secrets store.
-func (s *Server) SetSecrets(st *secrets.Store) { s.features().secrets = st }
-
 func (s *Server) secretStore() (*secrets.Store, error) {
-	st := s.features().secrets
-	if st == nil {
-		return nil, fmt.Errorf("secrets are not configured on this daemon: %w", errNotFound)
+	if s.secrets == nil {
+		return nil, notConfigured("secrets")
 	}
-	return st, nil
+	return s.secrets, nil
 }
 
 // appSecrets is the app a secrets request names (it must exist) and the
@@ -90,23 +52,16 @@ func (s *Server) appSecrets(r *http.Request) (string, *secrets.Store, error) {
 	return app, st, err
 }
 
-// SecretsList is the answer of GET and POST /v1/apps/{app}/secrets.
-type SecretsList struct {
-	Secrets         []secrets.Secret `json:"secrets"`
-	Version         int              `json:"version"`
-	DeployedVersion int              `json:"deployed_version"`
-}
-
 // secretsList lists an app's secrets. What is deployed is the secrets
 // version of the app's newest complete release when it has one (deploys,
 // restarts and rollbacks record it), else the version the last roll-out
 // without a release marked.
-func (s *Server) secretsList(ctx context.Context, st *secrets.Store, app string) (*SecretsList, error) {
+func (s *Server) secretsList(ctx context.Context, st *secrets.Store, app string) (*types.SecretsList, error) {
 	dv, err := st.DeployedVersion(ctx, app)
 	if err != nil {
 		return nil, err
 	}
-	rels, err := deploy.Releases(ctx, s.Store, app)
+	rels, err := deploy.Releases(ctx, s.store, app)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +79,7 @@ func (s *Server) secretsList(ctx context.Context, st *secrets.Store, app string)
 	if err != nil {
 		return nil, err
 	}
-	return &SecretsList{Secrets: ls, Version: v, DeployedVersion: dv}, nil
+	return &types.SecretsList{Secrets: ls, Version: v, DeployedVersion: dv}, nil
 }
 
 func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
@@ -208,17 +163,8 @@ func (s *Server) unsetSecret(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// restarter is the deployer's restart (a redeploy of the current release
-// with the current secrets), when it has one.
-type restarter interface {
-	Restart(ctx context.Context, app string, progress func(deploy.Event)) (*deploy.Release, error)
-}
-
-// deploySecrets rolls the latest secrets version out to the app's machines:
-// through the deployer's Restart (the same health gating as a deploy, and a
-// release recording the secrets version) when the app has a release, else
-// machine by machine, each updated to the new version and waited for until
-// healthy before the next.
+// deploySecrets rolls the latest secrets version out to the app's
+// machines (deploy.Deployer.DeploySecrets) and marks it deployed.
 func (s *Server) deploySecrets(w http.ResponseWriter, r *http.Request) error {
 	app, st, err := s.appSecrets(r)
 	if err != nil {
@@ -228,22 +174,8 @@ func (s *Server) deploySecrets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rels, err := deploy.Releases(r.Context(), s.Store, app)
-	if err != nil {
-		return err
-	}
-	hasRelease := false
-	for _, rel := range rels {
-		hasRelease = hasRelease || rel.Status == deploy.StatusComplete
-	}
 	streamRelease(w, r, false, func(ctx context.Context, progress func(deploy.Event)) (*deploy.Release, error) {
-		var rel *deploy.Release
-		var err error
-		if rs, ok := any(s.Deployer).(restarter); ok && hasRelease {
-			rel, err = rs.Restart(ctx, app, progress)
-		} else {
-			err = s.restartMachinesWithSecrets(ctx, app, v, progress)
-		}
+		rel, err := s.deployer.DeploySecrets(ctx, app, v, progress)
 		if err != nil {
 			return rel, err
 		}
@@ -253,43 +185,5 @@ func (s *Server) deploySecrets(w http.ResponseWriter, r *http.Request) error {
 		progress(deploy.Event{Time: time.Now().UTC(), Step: "secrets", Message: fmt.Sprintf("secrets version %d deployed", v)})
 		return rel, nil
 	})
-	return nil
-}
-
-// restartMachinesWithSecrets updates each machine of the app to secrets
-// version v, one at a time, waiting until each is healthy again.
-func (s *Server) restartMachinesWithSecrets(ctx context.Context, app string, v int, progress func(deploy.Event)) error {
-	ms, err := s.Sup.List(ctx, app)
-	if err != nil {
-		return err
-	}
-	emit := func(id, format string, args ...any) {
-		progress(deploy.Event{Time: time.Now().UTC(), Step: "secrets", MachineID: id, Message: fmt.Sprintf(format, args...)})
-	}
-	for _, m := range ms {
-		if m.Config == nil || m.State == types.StateDestroyed || m.State == types.StateDestroying {
-			continue
-		}
-		running := m.State == types.StateStarted || m.State == types.StateStarting || m.State == types.StateSuspended
-		cfg := *m.Config
-		md := make(map[string]string, len(cfg.Metadata)+1)
-		for k, val := range cfg.Metadata {
-			md[k] = val
-		}
-		md[secrets.MetaVersion] = fmt.Sprint(v)
-		cfg.Metadata = md
-		if _, err := s.Sup.Update(ctx, app, m.ID, &cfg, false); err != nil {
-			return fmt.Errorf("machine %s: %w", m.ID, err)
-		}
-		if !running {
-			emit(m.ID, "machine %s (%s) will boot with secrets version %d", m.ID, m.State, v)
-			continue
-		}
-		emit(m.ID, "machine %s restarted with secrets version %d; waiting for its checks", m.ID, v)
-		if err := s.Sup.WaitHealthy(ctx, app, m.ID, 2*time.Minute); err != nil {
-			return fmt.Errorf("machine %s after the secrets change: %w", m.ID, err)
-		}
-		emit(m.ID, "machine %s is healthy", m.ID)
-	}
 	return nil
 }

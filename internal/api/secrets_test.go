@@ -6,15 +6,18 @@ import (
 	"testing"
 
 	"github.com/hangar-dev/hangar/internal/secrets"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func TestSecretsEndpoints(t *testing.T) {
 	s, h, tok := testServer(t)
-	st, err := secrets.Open(s.Store, t.TempDir(), nil)
+	st, err := secrets.Open(s.store, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetSecrets(st)
+	o := s.options()
+	o.Secrets = st
+	h = New(o).Handler()
 	if code, body := call(t, h, tok, "POST", "/v1/apps", `{"app_name":"web","org_slug":"acme"}`); code != 201 {
 		t.Fatalf("create app: %d %s", code, body)
 	}
@@ -23,7 +26,7 @@ func TestSecretsEndpoints(t *testing.T) {
 	if code != 200 || strings.Contains(body, val) {
 		t.Fatalf("update: %d %s", code, body)
 	}
-	var list SecretsList
+	var list types.SecretsList
 	if err := json.Unmarshal([]byte(body), &list); err != nil || list.Version != 1 || len(list.Secrets) != 2 || list.Secrets[0].Status != secrets.StatusStaged {
 		t.Fatalf("list: %+v %v", list, err)
 	}

@@ -2,76 +2,27 @@ package api
 
 // API tokens (a Hangar extension; Fly manages tokens through its GraphQL
 // API and flyctl): create, list and revoke. Only org tokens may manage
-// tokens.
+// tokens (the routes' access rule).
 
 import (
-	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/auth"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
-func init() {
-	registerRoutes(func(s *Server, h HandleFunc) {
-		h("GET /v1/tokens", s.listTokens)
-		h("POST /v1/tokens", s.createToken)
-		h("DELETE /v1/tokens/{id}", s.revokeToken)
-	})
-}
-
-// CreateTokenRequest is the body of POST /v1/tokens. Expiry is a Go
-// duration ("720h"); none means the token does not expire.
-type CreateTokenRequest struct {
-	Name   string `json:"name,omitempty"`
-	App    string `json:"app,omitempty"`
-	Expiry string `json:"expiry,omitempty"`
-}
-
-// TokenInfo is a token as the API shows it: never its secret or hash.
-type TokenInfo struct {
-	ID        string     `json:"id"`
-	Name      string     `json:"name"`
-	Scope     string     `json:"scope"`
-	Org       string     `json:"org"`
-	App       string     `json:"app,omitempty"`
-	CreatedAt time.Time  `json:"created_at"`
-	ExpiresAt *time.Time `json:"expires_at,omitempty"`
-	Revoked   bool       `json:"revoked"`
-	Expired   bool       `json:"expired"`
-}
-
-// CreateTokenResponse carries the token's secret, shown this once.
-type CreateTokenResponse struct {
-	TokenInfo
-	Token string `json:"token"`
-}
-
-func tokenInfo(t *auth.Token) TokenInfo {
-	return TokenInfo{ID: t.ID, Name: t.Name, Scope: t.Scope, Org: t.Org, App: t.App, CreatedAt: t.CreatedAt,
+func tokenInfo(t *auth.Token) types.TokenInfo {
+	return types.TokenInfo{ID: t.ID, Name: t.Name, Scope: t.Scope, Org: t.Org, App: t.App, CreatedAt: t.CreatedAt,
 		ExpiresAt: t.ExpiresAt, Revoked: t.Revoked, Expired: t.ExpiresAt != nil && time.Now().After(*t.ExpiresAt)}
 }
 
-func requireOrgToken(r *http.Request) error {
-	if t := TokenFrom(r); t == nil || t.Scope != auth.ScopeOrg {
-		id := ""
-		if t != nil {
-			id = t.ID
-		}
-		return fmt.Errorf("token %s is scoped to one app; managing tokens needs an org token: %w", id, errForbidden)
-	}
-	return nil
-}
-
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
-	if err := requireOrgToken(r); err != nil {
-		return err
-	}
-	ts, err := auth.List(r.Context(), s.Store)
+	ts, err := auth.List(r.Context(), s.store)
 	if err != nil {
 		return err
 	}
-	out := make([]TokenInfo, 0, len(ts))
+	out := make([]types.TokenInfo, 0, len(ts))
 	for i := range ts {
 		out = append(out, tokenInfo(&ts[i]))
 	}
@@ -80,16 +31,13 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
-	if err := requireOrgToken(r); err != nil {
-		return err
-	}
-	var req CreateTokenRequest
+	var req types.CreateTokenRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
 	}
-	t := auth.Token{Name: req.Name, Scope: auth.ScopeOrg, Org: s.Org}
+	t := auth.Token{Name: req.Name, Scope: auth.ScopeOrg, Org: s.org}
 	if req.App != "" {
-		if _, err := s.getAppRecord(r.Context(), req.App); err != nil {
+		if _, err := s.apps.Get(r.Context(), req.App); err != nil {
 			return err
 		}
 		t.Scope, t.App = auth.ScopeApp, req.App
@@ -105,19 +53,16 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	plain, tok, err := auth.Create(r.Context(), s.Store, t)
+	plain, tok, err := auth.Create(r.Context(), s.store, t)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: plain})
+	writeJSON(w, http.StatusCreated, types.CreateTokenResponse{TokenInfo: tokenInfo(tok), Token: plain})
 	return nil
 }
 
 func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) error {
-	if err := requireOrgToken(r); err != nil {
-		return err
-	}
-	t, err := auth.Revoke(r.Context(), s.Store, r.PathValue("id"))
+	t, err := auth.Revoke(r.Context(), s.store, r.PathValue("id"))
 	if err != nil {
 		return err
 	}

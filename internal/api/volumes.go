@@ -1,9 +1,9 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 
+	"github.com/hangar-dev/hangar/internal/types"
 	"github.com/hangar-dev/hangar/internal/volume"
 )
 
@@ -17,30 +17,6 @@ import (
 //	PUT    /v1/apps/{app}/volumes/{volume_id}/extend         {"size_gb"} → {"volume", "needs_restart"}
 //	GET    /v1/apps/{app}/volumes/{volume_id}/snapshots      [VolumeSnapshot]
 //	POST   /v1/apps/{app}/volumes/{volume_id}/snapshots      VolumeSnapshot (Fly answers with no body)
-func init() {
-	registerRoutes(func(s *Server, h HandleFunc) {
-		h("GET /v1/apps/{app}/volumes", s.listVolumes)
-		h("POST /v1/apps/{app}/volumes", s.createVolume)
-		h("GET /v1/apps/{app}/volumes/{volume_id}", s.getVolume)
-		h("POST /v1/apps/{app}/volumes/{volume_id}", s.updateVolume)
-		h("DELETE /v1/apps/{app}/volumes/{volume_id}", s.destroyVolume)
-		h("PUT /v1/apps/{app}/volumes/{volume_id}/extend", s.extendVolume)
-		h("GET /v1/apps/{app}/volumes/{volume_id}/snapshots", s.listSnapshots)
-		h("POST /v1/apps/{app}/volumes/{volume_id}/snapshots", s.createSnapshot)
-	})
-	for k, v := range map[string]OpDoc{
-		"GET /v1/apps/{app}/volumes":                        {ID: "Volumes_list", Summary: "List an app's volumes", Resp: []volume.Volume{}, Errors: []int{404}},
-		"POST /v1/apps/{app}/volumes":                       {ID: "Volumes_create", Summary: "Create a volume: empty, restored from snapshot_id, or forked from source_volume_id (size_mb is Hangar's)", Body: volume.CreateRequest{}, Resp: volume.Volume{}, Errors: []int{400, 404}},
-		"GET /v1/apps/{app}/volumes/{volume_id}":            {ID: "Volumes_get_by_id", Summary: "Get a volume with its usage", Resp: volume.Volume{}, Errors: []int{404}},
-		"POST /v1/apps/{app}/volumes/{volume_id}":           {ID: "Volumes_update", Summary: "Change snapshot_retention or auto_backup_enabled", Body: volumeUpdate{}, Resp: volume.Volume{}, Errors: []int{400, 404}},
-		"DELETE /v1/apps/{app}/volumes/{volume_id}":         {ID: "Volume_delete", Summary: "Destroy a volume no machine holds (its snapshots stay until they expire)", Resp: volume.Volume{}, Errors: []int{404, 409}},
-		"PUT /v1/apps/{app}/volumes/{volume_id}/extend":     {ID: "Volumes_extend", Summary: "Grow a volume (online when possible; never shrinks)", Body: volumeExtend{}, Resp: ExtendVolumeResponse{}, Errors: []int{400, 404}},
-		"GET /v1/apps/{app}/volumes/{volume_id}/snapshots":  {ID: "Volumes_list_snapshots", Summary: "A volume's snapshots (also after it is destroyed)", Resp: []volume.Snapshot{}, Errors: []int{404}},
-		"POST /v1/apps/{app}/volumes/{volume_id}/snapshots": {ID: "createVolumeSnapshot", Summary: "Snapshot a volume now (the filesystem is frozen while it is cut)", Resp: volume.Snapshot{}, Errors: []int{404}},
-	} {
-		opDocs[k] = v
-	}
-}
 
 type volumeUpdate struct {
 	SnapshotRetention *int  `json:"snapshot_retention"`
@@ -52,23 +28,19 @@ type volumeExtend struct {
 	SizeMB int `json:"size_mb"`
 }
 
-// SetVolumes gives the API the volume manager.
-func (s *Server) SetVolumes(m *volume.Manager) { s.features().volumes = m }
-
-func (s *Server) volumes(r *http.Request) (*volume.Manager, string, error) {
+func (s *Server) volumeManager(r *http.Request) (*volume.Manager, string, error) {
 	app, err := s.requireApp(r)
 	if err != nil {
 		return nil, "", err
 	}
-	m := s.features().volumes
-	if m == nil {
-		return nil, "", fmt.Errorf("volumes are not configured on this daemon: %w", errNotFound)
+	if s.volumes == nil {
+		return nil, "", notConfigured("volumes")
 	}
-	return m, app, nil
+	return s.volumes, app, nil
 }
 
 func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
-	m, app, err := s.volumes(r)
+	m, app, err := s.volumeManager(r)
 	if err != nil {
 		return err
 	}
@@ -81,7 +53,7 @@ func (s *Server) listVolumes(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
-	m, app, err := s.volumes(r)
+	m, app, err := s.volumeManager(r)
 	if err != nil {
 		return err
 	}
@@ -98,7 +70,7 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) error {
-	m, app, err := s.volumes(r)
+	m, app, err := s.volumeManager(r)
 	if err != nil {
 		return err
 	}
@@ -111,7 +83,7 @@ func (s *Server) getVolume(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) updateVolume(w http.ResponseWriter, r *http.Request) error {
-	m, app, err := s.volumes(r)
+	m, app, err := s.volumeManager(r)
 	if err != nil {
 		return err
 	}
@@ -128,7 +100,7 @@ func (s *Server) updateVolume(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) destroyVolume(w http.ResponseWriter, r *http.Request) error {
-	m, app, err := s.volumes(r)
+	m, app, err := s.volumeManager(r)
 	if err != nil {
 		return err
 	}
@@ -140,14 +112,8 @@ func (s *Server) destroyVolume(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// ExtendVolumeResponse is Fly's answer to an extend.
-type ExtendVolumeResponse struct {
-	Volume       *volume.Volume `json:"volume"`
-	NeedsRestart bool           `json:"needs_restart"`
-}
-
 func (s *Server) extendVolume(w http.ResponseWriter, r *http.Request) error {
-	m, app, err := s.volumes(r)
+	m, app, err := s.volumeManager(r)
 	if err != nil {
 		return err
 	}
@@ -162,12 +128,12 @@ func (s *Server) extendVolume(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, ExtendVolumeResponse{Volume: v, NeedsRestart: restart})
+	writeJSON(w, http.StatusOK, types.ExtendVolumeResponse{Volume: v, NeedsRestart: restart})
 	return nil
 }
 
 func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
-	m, app, err := s.volumes(r)
+	m, app, err := s.volumeManager(r)
 	if err != nil {
 		return err
 	}
@@ -189,7 +155,7 @@ func (s *Server) listSnapshots(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) createSnapshot(w http.ResponseWriter, r *http.Request) error {
-	m, app, err := s.volumes(r)
+	m, app, err := s.volumeManager(r)
 	if err != nil {
 		return err
 	}

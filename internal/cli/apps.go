@@ -10,7 +10,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/appconfig"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -122,7 +121,7 @@ func newStatusCmd() *cobra.Command {
 			if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/machines", nil, &st.Machines); err != nil {
 				return err
 			}
-			var info api.Info
+			var info types.Info
 			if err := c.do(cmd.Context(), "GET", "/v1/info", nil, &info); err != nil {
 				return err
 			}
@@ -201,7 +200,7 @@ func newLogsCmd() *cobra.Command {
 					fmt.Fprintln(out, sc.Text())
 					continue
 				}
-				var l api.LogLine
+				var l types.LogLine
 				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 					continue
 				}

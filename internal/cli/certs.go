@@ -11,7 +11,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -66,7 +65,7 @@ the daemon's default certificate and need no entry here.`,
 				return err
 			}
 			var in *types.Certificate
-			if err := c.do(cmd.Context(), "POST", base(name), api.AddCertRequest{Hostname: args[0]}, &in); err != nil {
+			if err := c.do(cmd.Context(), "POST", base(name), types.AddCertRequest{Hostname: args[0]}, &in); err != nil {
 				return hint(err, name, "")
 			}
 			if wait > 0 {
@@ -97,7 +96,7 @@ the daemon's default certificate and need no entry here.`,
 			if err != nil {
 				return err
 			}
-			var res api.CertsList
+			var res types.CertsList
 			if err := c.do(cmd.Context(), "GET", base(name), nil, &res); err != nil {
 				return hint(err, name, "")
 			}

@@ -26,12 +26,11 @@ func TestCertsCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	s := &api.Server{Store: st, Sup: supervisor.New(supervisor.Options{Store: st}), Org: "acme", Region: "tst"}
 	m, err := certs.New(certs.Options{Dir: filepath.Join(t.TempDir(), "certs"), Domain: "apps.test", ACMEDirectory: "off"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetCerts(m)
+	s := api.New(api.Options{Store: st, Sup: supervisor.New(supervisor.Options{Store: st}), Certs: m, Org: "acme", Region: "tst"})
 	tok, _, err := auth.Create(context.Background(), st, auth.Token{Name: "admin", Scope: auth.ScopeOrg, Org: "acme"})
 	if err != nil {
 		t.Fatal(err)

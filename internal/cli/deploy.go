@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/appconfig"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -90,7 +89,7 @@ func newDeployCmd() *cobra.Command {
 			if detach {
 				path += "?detach=true"
 			}
-			resp, err := c.send(ctx, "POST", path, api.DeployRequest{
+			resp, err := c.send(ctx, "POST", path, types.DeployRequest{
 				App: app, Config: string(raw), ConfigFile: filepath.Base(configPath), LocalFiles: localFiles, Image: ref,
 				Strategy: strategy, WaitTimeout: waitTimeout,
 			}, "")
@@ -112,7 +111,7 @@ func newDeployCmd() *cobra.Command {
 			if final.Release == nil {
 				return errors.New("deploy stream ended without a result; check `hangar releases`")
 			}
-			var info api.Info
+			var info types.Info
 			if err := c.do(ctx, "GET", "/v1/info", nil, &info); err != nil {
 				return err
 			}
@@ -135,12 +134,12 @@ func newDeployCmd() *cobra.Command {
 
 // printReleaseStream prints a deploy/rollback/scale progress stream and
 // returns its last line (the release or the error).
-func printReleaseStream(out io.Writer, body io.Reader, asJSON bool) (api.DeployLine, error) {
+func printReleaseStream(out io.Writer, body io.Reader, asJSON bool) (types.DeployLine, error) {
 	sc := bufio.NewScanner(body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	var final api.DeployLine
+	var final types.DeployLine
 	for sc.Scan() {
-		var l api.DeployLine
+		var l types.DeployLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			return final, fmt.Errorf("progress stream: %w", err)
 		}
@@ -172,7 +171,7 @@ func configError(err error) error {
 }
 
 // appURL is where the proxy serves app.
-func appURL(app string, info api.Info) string {
+func appURL(app string, info types.Info) string {
 	host := app + "." + info.Domain
 	if info.HTTPPort != "" && info.HTTPPort != "80" {
 		host += ":" + info.HTTPPort

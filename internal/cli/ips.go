@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func newIPsCmd() *cobra.Command {
@@ -38,7 +38,7 @@ public traffic). Machines reach it as <app>.flycast. See docs/flycast.md.`,
 			if err != nil {
 				return err
 			}
-			var ips []api.IPAddress
+			var ips []types.IPAddress
 			if err := c.do(cmd.Context(), "GET", base(name), nil, &ips); err != nil {
 				return err
 			}
@@ -72,8 +72,8 @@ public traffic). Machines reach it as <app>.flycast. See docs/flycast.md.`,
 			if err != nil {
 				return err
 			}
-			var ip api.IPAddress
-			if err := c.do(cmd.Context(), "POST", base(name), api.AllocateIPRequest{Type: api.IPTypePrivateV6, Network: network, OrgSlug: org}, &ip); err != nil {
+			var ip types.IPAddress
+			if err := c.do(cmd.Context(), "POST", base(name), types.AllocateIPRequest{Type: types.IPTypePrivateV6, Network: network, OrgSlug: org}, &ip); err != nil {
 				return err
 			}
 			if asJSON {

@@ -11,8 +11,9 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/hangar-dev/hangar/internal/pgmigrate"
 	"github.com/spf13/cobra"
+
+	"github.com/hangar-dev/hangar/internal/pgmigrate"
 )
 
 func newPgCmd() *cobra.Command {

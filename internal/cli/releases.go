@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -211,7 +210,7 @@ func newScaleCmd() *cobra.Command {
 		c.Flags().BoolVar(&asJSON, "json", false, "print machine-readable progress events")
 		return c
 	}
-	scale := func(c *cobra.Command, req api.ScaleRequest) error {
+	scale := func(c *cobra.Command, req types.ScaleRequest) error {
 		name, err := appName(app, config)
 		if err != nil {
 			return err
@@ -226,13 +225,13 @@ func newScaleCmd() *cobra.Command {
 			if err != nil || n < 0 {
 				return &HintError{Err: fmt.Errorf("count %q", args[0]), Hint: "pass a whole number, e.g. `hangar scale count 3`"}
 			}
-			return scale(c, api.ScaleRequest{Count: &n})
+			return scale(c, types.ScaleRequest{Count: &n})
 		},
 	})
 	count.Flags().StringVar(&region, "region", "", "the region to run them in (this host's region; placement across hosts is not built yet)")
 	vm := flags(&cobra.Command{
 		Use: "vm SIZE", Short: "Use a VM size preset (e.g. shared-cpu-2x)", Args: cobra.ExactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error { return scale(c, api.ScaleRequest{VMSize: args[0]}) },
+		RunE: func(c *cobra.Command, args []string) error { return scale(c, types.ScaleRequest{VMSize: args[0]}) },
 	})
 	memory := flags(&cobra.Command{
 		Use: "memory MB", Short: "Set machine memory in MB", Args: cobra.ExactArgs(1),
@@ -241,7 +240,7 @@ func newScaleCmd() *cobra.Command {
 			if err != nil || mb <= 0 {
 				return &HintError{Err: fmt.Errorf("memory %q", args[0]), Hint: "pass megabytes, e.g. `hangar scale memory 512`"}
 			}
-			return scale(c, api.ScaleRequest{MemoryMB: mb})
+			return scale(c, types.ScaleRequest{MemoryMB: mb})
 		},
 	})
 	cmd.AddCommand(count, vm, memory)

@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/dotenv"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 func newSecretsCmd() *cobra.Command {
@@ -40,7 +40,7 @@ with the new secrets, with the same health gating as a deploy, unless
 		if err != nil {
 			return err
 		}
-		var res api.SecretsList
+		var res types.SecretsList
 		if err := c.do(cmd.Context(), "POST", base(name), map[string]any{"values": values}, &res); err != nil {
 			return secretsHint(err)
 		}
@@ -134,7 +134,7 @@ with the new secrets, with the same health gating as a deploy, unless
 			if err != nil {
 				return err
 			}
-			var res api.SecretsList
+			var res types.SecretsList
 			if err := c.do(cmd.Context(), "GET", base(name), nil, &res); err != nil {
 				return secretsHint(err)
 			}

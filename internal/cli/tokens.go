@@ -7,8 +7,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/spf13/cobra"
+
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // newTokensCmd is flyctl's `tokens`: create (org-wide, or with --app for
@@ -60,7 +61,7 @@ func newTokensCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var ts []api.TokenInfo
+			var ts []types.TokenInfo
 			if err := c.do(cmd.Context(), "GET", "/v1/tokens", nil, &ts); err != nil {
 				return tokenHint(err)
 			}
@@ -121,8 +122,8 @@ func createToken(cmd *cobra.Command, app, expiry, name string, asJSON bool) erro
 	if err != nil {
 		return err
 	}
-	var out api.CreateTokenResponse
-	if err := c.do(cmd.Context(), "POST", "/v1/tokens", api.CreateTokenRequest{Name: name, App: app, Expiry: expiry}, &out); err != nil {
+	var out types.CreateTokenResponse
+	if err := c.do(cmd.Context(), "POST", "/v1/tokens", types.CreateTokenRequest{Name: name, App: app, Expiry: expiry}, &out); err != nil {
 		return tokenHint(err)
 	}
 	if asJSON {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -131,7 +130,7 @@ func newVolumesCmd() *cobra.Command {
 			if extSize <= 0 && extSizeMB <= 0 {
 				return &HintError{Err: fmt.Errorf("no size given"), Hint: "pass the new size: hangar volumes extend " + args[0] + " --size 10"}
 			}
-			var res api.ExtendVolumeResponse
+			var res types.ExtendVolumeResponse
 			if err := c.do(cmd.Context(), "PUT", path(name, args[0], "extend"), map[string]int{"size_gb": extSize, "size_mb": extSizeMB}, &res); err != nil {
 				return volumeHint(err)
 			}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/deploy"
@@ -170,11 +171,13 @@ func Run(ctx context.Context, o Options) error {
 	defer shutdownSup()
 	px.Waker = sup
 	px.Port = portOf(o.HTTPListen)
-	apiSrv := &api.Server{Store: st, Sup: sup, Images: images, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain}
-	apiSrv.Deployer = &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: apiSrv.EnsureApp, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
-	apiSrv.Deployer.SecretsVersion = secretStore.Version
-	apiSrv.SetSecrets(secretStore)
-	apiSrv.SetVolumes(vols)
+	// Apps and their addresses; one watch of deleted apps for every cleaner.
+	flycastRange, _ := netm.FlycastRange() // none: startFlycast says why
+	appSvc := apps.New(apps.Options{Store: st, Org: o.Org, FlycastRange: flycastRange})
+	deletions := apps.NewDeletions(st)
+	go deletions.Run(ctx)
+	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
+	deployer.SecretsVersion = secretStore.Version
 	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing
 	// from the HTTP listener's fast path.
 	challenges := []string{"http-01", "tls-alpn-01"}
@@ -186,7 +189,6 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	apiSrv.SetCerts(certMgr)
 	px.HostApp = certMgr.AppForHost
 	px.StaticsRoot = func(ctx context.Context, ref string) (string, error) {
 		img, err := images.Get(ctx, ref)
@@ -201,7 +203,9 @@ func Run(ctx context.Context, o Options) error {
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
 	sup.SetLogMaxBytes(o.LogMaxBytes)
-	go (&supervisor.LogJanitor{Sup: sup, Store: st, Retention: o.LogRetention, Log: log.With("component", "logs")}).Run(ctx)
+	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, Retention: o.LogRetention, Log: log.With("component", "logs")}
+	deletions.Subscribe(ctx, func(context.Context, string) { janitor.AppDeleted() })
+	go janitor.Run(ctx)
 
 	listen := func(name, addr string) (net.Listener, error) {
 		if ln := inherited[name]; ln != nil {
@@ -227,7 +231,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
-	apiSrv.HTTPPort = httpPort
+	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
+		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort})
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}
@@ -240,21 +245,21 @@ func Run(ctx context.Context, o Options) error {
 	closeTCP := sync.OnceFunc(tcpMgr.Close)
 	defer closeTCP()
 	// Flycast: the apps' private addresses on the bridge, served by the proxy.
-	fc := startFlycast(ctx, st, netm, px, apiSrv, tcpMgr, func(string) *tls.Config { return tlsConfig }, []net.Listener{httpLn, httpsLn}, log.With("component", "flycast"))
+	fc := startFlycast(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, []net.Listener{httpLn, httpsLn}, log.With("component", "flycast"))
 	defer fc.close()
 	go syncTCPServices(ctx, px, tcpMgr, log)
-	go removeWithApps(ctx, st, secretStore, vols, log, func(app string) {
+	deletions.Subscribe(ctx, (&appCleaner{apps: appSvc, sec: secretStore, vols: vols, log: log, more: func(app string) {
 		tcpMgr.Remove(app)
 		px.RemoveApp(app)
 		if err := certMgr.RemoveApp(app); err != nil {
 			log.Warn("remove the certificates of a deleted app", "app", app, "err", err)
 		}
-	})
+	}}).clean)
 	// Re-adopt machines before serving, so the proxy knows them.
 	if err := sup.Recover(ctx); err != nil {
 		return fmt.Errorf("recover machines: %w", err)
 	}
-	if err := apiSrv.Deployer.Resume(ctx); err != nil { // deploys a crash interrupted
+	if err := deployer.Resume(ctx); err != nil { // deploys a crash interrupted
 		log.Warn("settle interrupted deploys", "err", err)
 	}
 	if recs, err := sup.List(ctx, ""); err == nil {
@@ -412,45 +417,47 @@ func RotateSecretsKey(ctx context.Context, dataDir string) (int, error) {
 	return secrets.RotateKey(ctx, st, dataDir)
 }
 
-// removeWithApps destroys the secrets, volumes and snapshots of apps that
-// are deleted (their machines are gone by then), as deleting an app does
-// on Fly; at start it does so for apps deleted while the daemon was down.
-func removeWithApps(ctx context.Context, st store.Store, sec *secrets.Store, vols *volume.Manager, log *slog.Logger, more func(app string)) {
-	remove := func(app string) {
-		more(app)
-		if err := vols.DeleteApp(ctx, app); err != nil {
-			log.Warn("remove the volumes of a deleted app", "app", app, "err", err)
+// appCleaner destroys the secrets, volumes and snapshots of deleted apps
+// (their machines are gone by then), as deleting an app does on Fly, and
+// whatever more does; on a sweep (app "": at start, or when the watch of
+// deleted apps lagged) it does so for every app with volumes but no record.
+type appCleaner struct {
+	apps *apps.Service
+	sec  *secrets.Store
+	vols *volume.Manager
+	log  *slog.Logger
+	more func(app string)
+}
+
+func (c *appCleaner) clean(ctx context.Context, app string) {
+	if app != "" {
+		c.remove(ctx, app)
+		return
+	}
+	all, err := c.vols.List(ctx, "")
+	if err != nil {
+		c.log.Warn("find the volumes of deleted apps", "err", err)
+		return
+	}
+	done := map[string]bool{}
+	for _, v := range all {
+		if done[v.App] {
+			continue
 		}
-		if err := sec.DeleteApp(ctx, app); err != nil {
-			log.Warn("remove the secrets of a deleted app", "app", app, "err", err)
+		done[v.App] = true
+		if ok, err := c.apps.Exists(ctx, v.App); err == nil && !ok {
+			c.remove(ctx, v.App)
 		}
 	}
-	for ctx.Err() == nil {
-		rev, err := st.Revision(ctx)
-		if err != nil {
-			return
-		}
-		if all, err := vols.List(ctx, ""); err == nil {
-			for _, v := range all {
-				if _, err := st.Get(ctx, "apps/"+v.App); errors.Is(err, store.ErrNotFound) {
-					remove(v.App)
-				}
-			}
-		}
-		ch, err := st.Watch(ctx, "apps/", rev)
-		if err != nil {
-			return
-		}
-		for ev := range ch {
-			if app := strings.TrimPrefix(ev.KV.Key, "apps/"); ev.Type == store.EventDelete && !strings.Contains(app, "/") {
-				remove(app)
-			}
-		}
-		// The watch ended (lagged or the store closed): sweep and watch again.
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
+}
+
+func (c *appCleaner) remove(ctx context.Context, app string) {
+	c.more(app)
+	if err := c.vols.DeleteApp(ctx, app); err != nil {
+		c.log.Warn("remove the volumes of a deleted app", "app", app, "err", err)
+	}
+	if err := c.sec.DeleteApp(ctx, app); err != nil {
+		c.log.Warn("remove the secrets of a deleted app", "app", app, "err", err)
 	}
 }
 

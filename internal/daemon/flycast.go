@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/api"
+	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/store"
@@ -37,6 +37,8 @@ type flycast struct {
 	heldPorts   map[int]bool
 	tcpWildcard bool
 
+	kick chan struct{} // a reconcile is due
+
 	mu     sync.Mutex // guards apps and byAddr
 	apps   map[string]*flycastApp
 	byAddr map[netip.Addr]*flycastApp
@@ -50,11 +52,10 @@ type flycastApp struct {
 	mgr  *tcpproxy.Manager
 }
 
-// startFlycast gives the API the Flycast range and starts serving the
-// addresses until ctx ends. Call it before tcpMgr binds anything: it
+// startFlycast starts serving the Flycast addresses until ctx ends. Call it before tcpMgr binds anything: it
 // wraps tcpMgr's listeners. public are the proxy's HTTP and HTTPS
 // listeners (nil entries are skipped).
-func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px *proxy.Proxy, apiSrv *api.Server, tcpMgr *tcpproxy.Manager,
+func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px *proxy.Proxy, deletions *apps.Deletions, tcpMgr *tcpproxy.Manager,
 	tlsConfig func(string) *tls.Config, public []net.Listener, log *slog.Logger) *flycast {
 	f := &flycast{st: st, netm: netm, px: px, tls: tlsConfig, log: log, heldPorts: map[int]bool{},
 		apps: map[string]*flycastApp{}, byAddr: map[netip.Addr]*flycastApp{}}
@@ -64,7 +65,6 @@ func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px
 		return f
 	}
 	f.rng = rng
-	apiSrv.SetFlycastRange(rng)
 	for _, ln := range public {
 		if ln == nil {
 			continue
@@ -78,6 +78,9 @@ func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px
 	}
 	tcpMgr.WrapListener = f.divert
 	ctx, f.cancel = context.WithCancel(ctx)
+	f.kick = make(chan struct{}, 1)
+	// Deleting an app releases its address.
+	deletions.Subscribe(ctx, func(context.Context, string) { f.signal() })
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
@@ -98,8 +101,7 @@ func (f *flycast) run(ctx context.Context) {
 	defer f.closeAll()
 	svc, unsubscribe := f.px.SubscribeServices()
 	defer unsubscribe()
-	kick := make(chan struct{}, 1)
-	go f.watch(ctx, kick)
+	go f.watch(ctx)
 	for {
 		wait := 30 * time.Second
 		if err := f.reconcile(ctx); err != nil {
@@ -112,47 +114,36 @@ func (f *flycast) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-kick:
+		case <-f.kick:
 		case <-svc:
 		case <-time.After(wait):
 		}
 	}
 }
 
-// watch signals kick on every change under flycast/ and apps/.
-func (f *flycast) watch(ctx context.Context, kick chan<- struct{}) {
-	signal := func() {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
+// signal asks run for a reconcile.
+func (f *flycast) signal() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
 	}
+}
+
+// watch signals on every change of a Flycast record (app deletions come
+// from apps.Deletions).
+func (f *flycast) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		rev, err := f.st.Revision(ctx)
 		if err != nil {
 			return
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		fch, err1 := f.st.Watch(wctx, api.FlycastKeyPrefix, rev)
-		ach, err2 := f.st.Watch(wctx, "apps/", rev)
-		if err1 == nil && err2 == nil {
-			signal()
-		loop:
-			for {
-				select {
-				case _, ok := <-fch:
-					if !ok {
-						break loop
-					}
-				case _, ok := <-ach:
-					if !ok {
-						break loop
-					}
-				}
-				signal()
+		ch, err := f.st.Watch(ctx, apps.FlycastKeyPrefix, rev)
+		if err == nil {
+			f.signal()
+			for range ch {
+				f.signal()
 			}
 		}
-		cancel()
 		select {
 		case <-ctx.Done():
 		case <-time.After(200 * time.Millisecond):
@@ -162,15 +153,15 @@ func (f *flycast) watch(ctx context.Context, kick chan<- struct{}) {
 
 // reconcile makes the bridge addresses and listeners match the state.
 func (f *flycast) reconcile(ctx context.Context) error {
-	ips, err := api.ListFlycast(ctx, f.st)
+	ips, err := apps.ListFlycast(ctx, f.st)
 	if err != nil {
 		return err
 	}
 	want := map[string]netip.Addr{}
 	for _, ip := range ips {
-		if _, err := f.st.Get(ctx, "apps/"+ip.App); errors.Is(err, store.ErrNotFound) {
+		if _, err := f.st.Get(ctx, apps.Key(ip.App)); errors.Is(err, store.ErrNotFound) {
 			// Deleting an app releases its address, as on Fly.
-			if err := api.ReleaseFlycast(ctx, f.st, ip.App); err != nil {
+			if err := apps.ReleaseFlycast(ctx, f.st, ip.App); err != nil {
 				return err
 			}
 			f.log.Info("released the Flycast address of a deleted app", "app", ip.App, "addr", ip.Address)

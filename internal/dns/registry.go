@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/apps"
+
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -102,11 +104,13 @@ func (r *Registry) DeleteApp(name string) {
 	r.mu.Unlock()
 }
 
-// Store keys Follow reads (the supervisor's and the API's).
+// Store keys Follow reads: the supervisor's machine records, and the apps
+// package's app records (apps.Prefix) and Flycast addresses
+// (apps.FlycastKeyPrefix).
 const (
 	machinesPrefix = "machines/"
-	appsPrefix     = "apps/"
-	flycastPrefix  = "flycast/" // api.FlycastKeyPrefix
+	appsPrefix     = apps.Prefix
+	flycastPrefix  = apps.FlycastKeyPrefix
 )
 
 // machineRecord is the part of a supervisor.Record DNS needs (decoded here
@@ -279,14 +283,8 @@ func applyApp(reg *Registry, ev store.Event) {
 	}
 }
 
-// appName is the app of an "apps/<name>" key ("" for deeper keys).
-func appName(key string) string {
-	name := strings.TrimPrefix(key, appsPrefix)
-	if name == "" || strings.Contains(name, "/") {
-		return ""
-	}
-	return name
-}
+// appName is the app of an app record's key ("" for deeper keys).
+func appName(key string) string { return apps.NameOf(key) }
 
 // Flycast returns every app's Flycast address (a copy).
 func (r *Registry) Flycast() map[string]netip.Addr {

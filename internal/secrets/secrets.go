@@ -54,15 +54,8 @@ const (
 	StatusStaged   = "Staged"
 )
 
-// Secret is one secret as listed: never its value.
-type Secret struct {
-	Name      string `json:"name"`
-	Digest    string `json:"digest"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
-	Status    string `json:"status"`
-	Version   int    `json:"version"` // the version that last set it
-}
+// Secret is one secret as listed: never its value (the wire type).
+type Secret = types.Secret
 
 type entry struct {
 	Sealed    sealed `json:"sealed"`

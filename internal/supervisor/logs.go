@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/store"
 )
 
@@ -43,18 +45,17 @@ type LogJanitor struct {
 	Log      *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+
+	once    sync.Once // makes deleted
+	deleted chan struct{}
 }
 
-// Run sweeps every Interval and whenever an app is deleted, until ctx ends.
+// Run sweeps every Interval and whenever AppDeleted is called, until ctx
+// ends.
 func (j *LogJanitor) Run(ctx context.Context) {
 	interval := j.Interval
 	if interval <= 0 {
 		interval = min(time.Minute, max(j.Retention/2, time.Second))
-	}
-	// Watch from before the first sweep, so no deletion falls between.
-	deleted := make(chan struct{}, 1)
-	if rev, err := j.Store.Revision(ctx); err == nil {
-		go j.watchDeletedApps(ctx, rev, deleted)
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -66,9 +67,23 @@ func (j *LogJanitor) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		case <-deleted:
+		case <-j.deletedCh():
 		}
 	}
+}
+
+// AppDeleted makes Run sweep now: an app was deleted (or deletions may
+// have been missed). The daemon calls it from apps.Deletions.
+func (j *LogJanitor) AppDeleted() {
+	select {
+	case j.deletedCh() <- struct{}{}:
+	default:
+	}
+}
+
+func (j *LogJanitor) deletedCh() chan struct{} {
+	j.once.Do(func() { j.deleted = make(chan struct{}, 1) })
+	return j.deleted
 }
 
 func (j *LogJanitor) log() *slog.Logger {
@@ -78,41 +93,10 @@ func (j *LogJanitor) log() *slog.Logger {
 	return slog.Default()
 }
 
-// watchDeletedApps signals deleted for every app deletion.
-func (j *LogJanitor) watchDeletedApps(ctx context.Context, rev int64, deleted chan<- struct{}) {
-	for ctx.Err() == nil {
-		ch, err := j.Store.Watch(ctx, "apps/", rev)
-		if err != nil {
-			return
-		}
-		for ev := range ch {
-			if ev.Type == store.EventDelete && !strings.Contains(strings.TrimPrefix(ev.KV.Key, "apps/"), "/") {
-				select {
-				case deleted <- struct{}{}:
-				default:
-				}
-			}
-		}
-		// The watch ended (lagged, or the store closed): sweep, and
-		// watch again from now.
-		select {
-		case deleted <- struct{}{}:
-		default:
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-		if rev, err = j.Store.Revision(ctx); err != nil {
-			return
-		}
-	}
-}
-
 // Sweep removes the logs that are due: one step of Run.
 func (j *LogJanitor) Sweep(ctx context.Context) error {
 	root := filepath.Join(j.Sup.opt.DataDir, "logs")
-	apps, err := os.ReadDir(root)
+	dirs, err := os.ReadDir(root)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -124,7 +108,7 @@ func (j *LogJanitor) Sweep(ctx context.Context) error {
 		now = j.Now
 	}
 	var errs []error
-	for _, a := range apps {
+	for _, a := range dirs {
 		if !a.IsDir() {
 			continue
 		}
@@ -136,7 +120,7 @@ func (j *LogJanitor) Sweep(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		_, err = j.Store.Get(ctx, "apps/"+app)
+		_, err = j.Store.Get(ctx, apps.Key(app))
 		if errors.Is(err, store.ErrNotFound) && len(ms) == 0 {
 			if err := os.RemoveAll(dir); err != nil {
 				errs = append(errs, fmt.Errorf("remove the logs of deleted app %s: %w", app, err))

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/apps"
+
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -78,11 +80,14 @@ func TestLogJanitorSweep(t *testing.T) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	j.Interval = time.Hour
+	deletions := apps.NewDeletions(st)
+	go deletions.Run(rctx)
+	deletions.Subscribe(rctx, func(context.Context, string) { j.AppDeleted() })
 	go j.Run(rctx)
 	if !exists(filepath.Join(dataDir, "logs/gone")) {
 		t.Fatal("the logs of an existing app were removed")
 	}
-	if _, err := st.Delete(ctx, "apps/gone", store.AnyRevision); err != nil {
+	if _, err := st.Delete(ctx, apps.Key("gone"), store.AnyRevision); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)

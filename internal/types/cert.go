@@ -26,3 +26,8 @@ type Certificate struct {
 	CreatedAt            time.Time `json:"created_at"`
 	UpdatedAt            time.Time `json:"updated_at"`
 }
+
+// CertsList is the answer of GET /v1/apps/{app}/certificates.
+type CertsList struct {
+	Certificates []Certificate `json:"certificates"`
+}

@@ -76,3 +76,9 @@ type CreateVolumeRequest struct {
 	AutoBackupEnabled *bool  `json:"auto_backup_enabled,omitempty"`
 	RequireUniqueZone *bool  `json:"require_unique_zone,omitempty"`
 }
+
+// ExtendVolumeResponse is Fly's answer to an extend.
+type ExtendVolumeResponse struct {
+	Volume       *Volume `json:"volume"`
+	NeedsRestart bool           `json:"needs_restart"`
+}

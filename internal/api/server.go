@@ -1,0 +1,102 @@
+// Package api serves Hangar's HTTP+JSON API under /v1: the Machines API
+// with Fly.io's paths and JSON shapes, plus Hangar's own endpoints for
+// images, deploys, releases and logs. It is HTTP only: every route is in
+// one table (routes.go), every error category becomes a status in one
+// place (errors.go), and the domain work is done by the packages the
+// Server is given (apps, supervisor, deploy, secrets, volumes, certs).
+package api
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/hangar-dev/hangar/internal/apps"
+	"github.com/hangar-dev/hangar/internal/certs"
+	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/secrets"
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
+	"github.com/hangar-dev/hangar/internal/volume"
+)
+
+// MaxBodyBytes bounds JSON request bodies.
+const MaxBodyBytes = 1 << 20
+
+// Options are the Server's dependencies. Store and Sup are required;
+// without Secrets, Volumes or Certs their endpoints answer 404 (not
+// configured on this daemon).
+type Options struct {
+	Store store.Store
+	// Apps holds the app records (default: apps.New over Store and Org).
+	Apps     *apps.Service
+	Sup      *supervisor.Supervisor
+	Deployer *deploy.Deployer
+	Images   *image.Store
+	Secrets  *secrets.Store
+	Volumes  *volume.Manager
+	Certs    *certs.Manager
+	Log      *slog.Logger
+	Org      string
+	Region   string
+	Domain   string
+	HTTPPort string
+}
+
+// Server is the API. Its fields are set by New and never change.
+type Server struct {
+	store    store.Store
+	apps     *apps.Service
+	sup      *supervisor.Supervisor
+	deployer *deploy.Deployer
+	images   *image.Store
+	secrets  *secrets.Store
+	volumes  *volume.Manager
+	certs    *certs.Manager
+	log      *slog.Logger
+	org      string
+	region   string
+	domain   string
+	httpPort string
+}
+
+// New returns the API server over o's dependencies.
+func New(o Options) *Server {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Apps == nil {
+		o.Apps = apps.New(apps.Options{Store: o.Store, Org: o.Org})
+	}
+	return &Server{store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
+		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort}
+}
+
+// Handler returns the API's routes (routes.go), all behind token auth.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.HandleFunc(rt.pattern, s.serve(rt))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, types.ErrorResponse{Error: fmt.Sprintf("no API endpoint %s %s; see docs/api.md", r.Method, r.URL.Path)})
+	})
+	return s.authenticate(mux)
+}
+
+// serve runs one route: the route's access rule, then its handler; the
+// handler's error becomes the answer (errors.go).
+func (s *Server) serve(rt route) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := authorize(rt.access, TokenFrom(r), r.PathValue("app")); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if err := rt.handle(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}

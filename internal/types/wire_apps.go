@@ -1,0 +1,53 @@
+package types
+
+// Wire types of Hangar's own app endpoints (info, IP addresses), shared by
+// the API and the CLI.
+
+// Info describes a daemon (GET /v1/info): where it serves apps.
+type Info struct {
+	Org      string `json:"org"`
+	Region   string `json:"region"`
+	Domain   string `json:"domain"`
+	HTTPPort string `json:"http_port"`
+}
+
+// IP address types (Fly's names).
+const (
+	IPTypePrivateV6 = "private_v6"
+)
+
+// IPAddress is an app's IP address, with the fields of Fly's IPAddress.
+type IPAddress struct {
+	ID        string `json:"id"`
+	Address   string `json:"address"`
+	Type      string `json:"type"`
+	Region    string `json:"region"`
+	Network   string `json:"network"`
+	App       string `json:"app"`
+	CreatedAt string `json:"created_at"`
+}
+
+// AllocateIPRequest asks for an address (`hangar ips allocate-v6 --private`).
+type AllocateIPRequest struct {
+	// Type is "private_v6" (a Flycast address).
+	Type string `json:"type"`
+	// Network and OrgSlug may name only the app's own network and this
+	// daemon's org: every machine of a daemon shares one 6PN.
+	Network string `json:"network,omitempty"`
+	OrgSlug string `json:"org_slug,omitempty"`
+}
+
+// AddCertRequest is the body of POST /v1/apps/{app}/certificates.
+type AddCertRequest struct {
+	Hostname string `json:"hostname"`
+}
+
+// LogLine is one line of an app's logs (GET /v1/apps/{app}/logs, NDJSON).
+type LogLine struct {
+	Timestamp string `json:"timestamp"`
+	App       string `json:"app"`
+	MachineID string `json:"machine_id"`
+	Region    string `json:"region"`
+	Stream    string `json:"stream"`
+	Message   string `json:"message"`
+}
