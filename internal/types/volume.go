@@ -80,5 +80,5 @@ type CreateVolumeRequest struct {
 // ExtendVolumeResponse is Fly's answer to an extend.
 type ExtendVolumeResponse struct {
 	Volume       *Volume `json:"volume"`
-	NeedsRestart bool           `json:"needs_restart"`
+	NeedsRestart bool    `json:"needs_restart"`
 }

@@ -43,7 +43,7 @@ type DeployEvent struct {
 // release or the error.
 type DeployLine struct {
 	Event   *DeployEvent `json:"event,omitempty"`
-	Release *Release    `json:"release,omitempty"`
-	Error   string             `json:"error,omitempty"`
-	Status  int                `json:"status,omitempty"`
+	Release *Release     `json:"release,omitempty"`
+	Error   string       `json:"error,omitempty"`
+	Status  int          `json:"status,omitempty"`
 }
