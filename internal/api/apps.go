@@ -12,7 +12,12 @@ import (
 )
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
-	writeJSON(w, http.StatusOK, types.Info{Org: s.org, Region: s.region, Domain: s.domain, HTTPPort: s.httpPort})
+	info := types.Info{Org: s.org, Region: s.region, Domain: s.domain, HTTPPort: s.httpPort}
+	if s.disk != nil {
+		d := s.disk()
+		info.Disk = &d
+	}
+	writeJSON(w, http.StatusOK, info)
 	return nil
 }
 

@@ -43,6 +43,8 @@ type Options struct {
 	Region   string
 	Domain   string
 	HTTPPort string
+	// Disk reports the data dir's disk (nil: not reported).
+	Disk func() types.DiskState
 }
 
 // Server is the API. Its fields are set by New and never change.
@@ -60,6 +62,7 @@ type Server struct {
 	region   string
 	domain   string
 	httpPort string
+	disk     func() types.DiskState
 }
 
 // New returns the API server over o's dependencies.
@@ -72,7 +75,7 @@ func New(o Options) *Server {
 	}
 	return &Server{store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.

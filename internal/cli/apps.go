@@ -102,6 +102,8 @@ type StatusOutput struct {
 	App      types.App       `json:"app"`
 	URL      string          `json:"url"`
 	Machines []types.Machine `json:"machines"`
+	// Disk is the daemon's data dir's disk.
+	Disk *types.DiskState `json:"disk,omitempty"`
 }
 
 func newStatusCmd() *cobra.Command {
@@ -126,11 +128,16 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			st.URL = appURL(name, info)
+			st.Disk = info.Disk
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), st)
 			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "App\n  Name     = %s\n  Owner    = %s\n  URL      = %s\n\n", st.App.Name, st.App.Organization.Slug, st.URL)
+			if d := st.Disk; d != nil && d.Full {
+				fmt.Fprintf(out, "Warning: the daemon's disk is full (%s: %d MB free of %d MB): machines keep running and serving, but images, logs and volumes cannot grow; free space on it\n\n",
+					d.Path, d.FreeBytes>>20, d.TotalBytes>>20)
+			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "PROCESS\tID\tVERSION\tREGION\tSTATE\tCHECKS\tIP\tUPDATED")
 			for _, m := range st.Machines {

@@ -232,7 +232,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
-		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort})
+		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
+		Disk: func() types.DiskState {
+			d := disk.State()
+			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
+		}})
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}

@@ -9,6 +9,18 @@ type Info struct {
 	Region   string `json:"region"`
 	Domain   string `json:"domain"`
 	HTTPPort string `json:"http_port"`
+	// Disk is the state of the disk that holds the daemon's data dir.
+	Disk *DiskState `json:"disk,omitempty"`
+}
+
+// DiskState is how full the daemon's data dir's disk is. Full: the space
+// kept back for state writes is in use; images, logs and volumes cannot
+// grow until space is freed.
+type DiskState struct {
+	Path       string `json:"path"`
+	TotalBytes int64  `json:"total_bytes"`
+	FreeBytes  int64  `json:"free_bytes"`
+	Full       bool   `json:"full"`
 }
 
 // IP address types (Fly's names).
