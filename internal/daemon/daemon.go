@@ -173,6 +173,7 @@ func Run(ctx context.Context, o Options) error {
 	apiSrv := &api.Server{Store: st, Sup: sup, Images: images, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain}
 	apiSrv.Deployer = &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: apiSrv.EnsureApp, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
 	apiSrv.Deployer.SecretsVersion = secretStore.Version
+	apiSrv.Deployer.Volumes = vols // scale count gives new machines their volumes
 	apiSrv.SetSecrets(secretStore)
 	apiSrv.SetVolumes(vols)
 	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing
