@@ -96,7 +96,9 @@ func (e *env) boot() {
 	e.sup = supervisor.New(supervisor.Options{Store: e.ks, Driver: e.drv, Network: e.net, Images: images{dir: e.dataDir},
 		Router: e.rt, Region: "tst", DataDir: e.dataDir, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		SpecHooks: []supervisor.SpecHook{e.vols.attach}})
+	e.vols.mu.Lock()
 	e.vols.sup = e.sup
+	e.vols.mu.Unlock()
 	if err := e.sup.Recover(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}

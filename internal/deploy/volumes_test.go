@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/supervisor"
@@ -40,13 +42,32 @@ type fakeVolume struct {
 
 func newFakeVolumes() *fakeVolumes { return &fakeVolumes{} }
 
-// holderGoneLocked reports whether v's machine no longer exists.
-func (f *fakeVolumes) freeLocked(ctx context.Context, app string, v *fakeVolume) bool {
-	if v.holder == "" {
-		return true
+// gone returns the holders of volumes whose machine no longer exists. It
+// asks the supervisor without holding f.mu: a killed daemon's store
+// blocks for ever, and must not block the next daemon's attaches.
+func (f *fakeVolumes) gone(ctx context.Context, app string) map[string]bool {
+	f.mu.Lock()
+	sup := f.sup
+	var holders []string
+	for _, v := range f.vols {
+		if v.holder != "" {
+			holders = append(holders, v.holder)
+		}
 	}
-	m, err := f.sup.Get(ctx, app, v.holder)
-	return errors.Is(err, supervisor.ErrNotFound) || (err == nil && m.State == types.StateDestroyed)
+	f.mu.Unlock()
+	out := map[string]bool{}
+	for _, id := range holders {
+		m, err := sup.Get(ctx, app, id)
+		if errors.Is(err, supervisor.ErrNotFound) || (err == nil && m.State == types.StateDestroyed) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+// freeLocked reports whether no existing machine holds v.
+func freeLocked(v *fakeVolume, gone map[string]bool) bool {
+	return v.holder == "" || gone[v.holder]
 }
 
 func (f *fakeVolumes) newLocked(name string, sizeMB, retention int) *fakeVolume {
@@ -58,9 +79,10 @@ func (f *fakeVolumes) newLocked(name string, sizeMB, retention int) *fakeVolume 
 
 // attach is the supervisor spec hook.
 func (f *fakeVolumes) attach(ctx context.Context, r *supervisor.Record, spec *runtime.Spec) error {
-	if r.Config == nil {
+	if r.Config == nil || len(r.Config.Mounts) == 0 {
 		return nil
 	}
+	gone := f.gone(ctx, r.App)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, mt := range r.Config.Mounts {
@@ -81,7 +103,7 @@ func (f *fakeVolumes) attach(ctx context.Context, r *supervisor.Record, spec *ru
 		}
 		if pick == nil {
 			for _, v := range f.vols {
-				if v.name == mt.Name && f.freeLocked(ctx, r.App, v) {
+				if v.name == mt.Name && freeLocked(v, gone) {
 					pick = v
 					break
 				}
@@ -100,13 +122,14 @@ func (f *fakeVolumes) attach(ctx context.Context, r *supervisor.Record, spec *ru
 
 // Provision is Volumes.Provision.
 func (f *fakeVolumes) Provision(ctx context.Context, app string, mt types.MachineMount, free int) ([]string, error) {
+	gone := f.gone(ctx, app)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	have, sizeMB := 0, 0
 	for _, v := range f.vols {
 		if v.name == mt.Name {
 			sizeMB = max(sizeMB, v.sizeMB)
-			if f.freeLocked(ctx, app, v) {
+			if freeLocked(v, gone) {
 				have++
 			}
 		}
@@ -127,11 +150,12 @@ func (f *fakeVolumes) Provision(ctx context.Context, app string, mt types.Machin
 
 // Destroy is Volumes.Destroy.
 func (f *fakeVolumes) Destroy(ctx context.Context, app, id string) (*types.Volume, error) {
+	gone := f.gone(ctx, app)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for i, v := range f.vols {
 		if v.id == id {
-			if !f.freeLocked(ctx, app, v) {
+			if !freeLocked(v, gone) {
 				return nil, fmt.Errorf("volume %s is attached to machine %s", id, v.holder)
 			}
 			f.vols = append(f.vols[:i], f.vols[i+1:]...)
@@ -144,12 +168,13 @@ func (f *fakeVolumes) Destroy(ctx context.Context, app, id string) (*types.Volum
 // state returns, sorted by id, "id size retention holder" of each volume,
 // the holder "-" when free.
 func (f *fakeVolumes) state(ctx context.Context) []string {
+	gone := f.gone(ctx, testApp)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []string
 	for _, v := range f.vols {
 		h := v.holder
-		if f.freeLocked(ctx, testApp, v) {
+		if freeLocked(v, gone) {
 			h = "-"
 		}
 		out = append(out, fmt.Sprintf("%s %d %d %s", v.id, v.sizeMB, v.retention, h))
@@ -160,11 +185,12 @@ func (f *fakeVolumes) state(ctx context.Context) []string {
 
 // holders returns the machines holding a volume, and how many are free.
 func (f *fakeVolumes) holders(ctx context.Context) (map[string]string, int) {
+	gone := f.gone(ctx, testApp)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out, free := map[string]string{}, 0
 	for _, v := range f.vols {
-		if f.freeLocked(ctx, testApp, v) {
+		if freeLocked(v, gone) {
 			free++
 			continue
 		}
@@ -314,4 +340,52 @@ func TestFailedScaleCleansUp(t *testing.T) {
 	if n := len(e.vols.state(context.Background())); n != 1 {
 		t.Fatalf("%d volumes after a scale that could not create them all, want 1: %v", n, e.vols.state(context.Background()))
 	}
+}
+
+// TestResumeInterruptedScaleWithVolumes: a daemon killed while a scale
+// starts its new machines rolls the scale back when it starts again: the
+// new machines and the volumes made for them go, the first one serves.
+func TestResumeInterruptedScaleWithVolumes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mounts = true
+	e.mustDeploy("v1", Request{})
+	before := e.requireServing(1, 1, "v1")
+	old := map[string]bool{before[0]: true}
+	started := 0
+	e.ks.killAfter = func(key string, value []byte) bool {
+		id, st, _ := machineWrite(key, value)
+		if id != "" && !old[id] && st == types.StateStarted {
+			started++
+		}
+		return started == 2
+	}
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		three := 3
+		_, _ = e.d.Scale(context.Background(), testApp, ScaleRequest{Count: &three}, nil)
+	}()
+	select {
+	case <-e.ks.dead:
+	case <-finished:
+		t.Fatal("the scale ended without reaching the kill point")
+	case <-time.After(20 * time.Second):
+		t.Fatal("the kill point was not reached within 20s")
+	}
+	e.restart()
+	if rel := e.release(2); rel.Status != StatusFailed || !strings.HasPrefix(rel.Reason, ReasonInterrupted) {
+		t.Fatalf("the scale's release after the restart: %s %q, want failed (interrupted)", rel.Status, rel.Reason)
+	}
+	if after := e.requireServing(1, 1, "v1"); !equalSets(after, before) {
+		t.Fatalf("machines %v after the restart, want %v", after, before)
+	}
+	if st := e.vols.state(context.Background()); len(st) != 1 {
+		t.Fatalf("volumes after the interrupted scale was rolled back: %v, want the first machine's only", st)
+	}
+	if _, err := e.scaleCount(3); err != nil {
+		t.Fatalf("scale count 3 after the restart: %v", err)
+	}
+	e.requireServing(3, 1, "v1")
+	e.requireVolumes(2048, 14, 0)
 }
