@@ -178,6 +178,7 @@ func Run(ctx context.Context, o Options) error {
 	go deletions.Run(ctx)
 	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
 	deployer.SecretsVersion = secretStore.Version
+	deployer.Volumes = vols // scale count gives new machines their volumes
 	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing
 	// from the HTTP listener's fast path.
 	challenges := []string{"http-01", "tls-alpn-01"}

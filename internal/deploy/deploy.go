@@ -87,8 +87,12 @@ type Deployer struct {
 	Store store.Store
 	// Sup runs the machines: the daemon's *supervisor.Supervisor (the
 	// field keeps its name from when it was that type).
-	Sup       Machines
-	Images    Images
+	Sup    Machines
+	Images Images
+	// Volumes, if set, gives the new machines of a scale count their
+	// volumes (the daemon's *volume.Manager); nil: none are created, and
+	// a group with [[mounts]] can only grow onto free volumes.
+	Volumes   Volumes
 	EnsureApp func(ctx context.Context, name string) error
 	// SecretsVersion returns the app's current secrets version (nil: 0).
 	SecretsVersion func(ctx context.Context, app string) (int, error)

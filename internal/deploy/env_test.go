@@ -61,6 +61,10 @@ type env struct {
 	// groups, if set, gives the app the process groups web (with the
 	// http_service) and worker.
 	groups bool
+	// mounts, if set, gives every machine a [[mounts]] of volume "data";
+	// vols stands in for the host's volumes (attach and provision).
+	mounts bool
+	vols   *fakeVolumes
 }
 
 func newEnv(t *testing.T) *env {
@@ -74,6 +78,7 @@ func newEnv(t *testing.T) *env {
 		health: map[string]int{}, crashAfter: map[string]time.Duration{}, failNth: map[string]int{}, started: map[string]int{}}
 	e.drv = runtimetest.New(e.net)
 	e.drv.Behave = e.behave
+	e.vols = newFakeVolumes()
 	t.Cleanup(func() {
 		for _, id := range e.drv.Running() {
 			_ = e.drv.Destroy(context.Background(), id)
@@ -89,12 +94,16 @@ func (e *env) boot() {
 	e.rt = newRouter()
 	e.ks = &killableStore{Store: e.st, dead: make(chan struct{})}
 	e.sup = supervisor.New(supervisor.Options{Store: e.ks, Driver: e.drv, Network: e.net, Images: images{dir: e.dataDir},
-		Router: e.rt, Region: "tst", DataDir: e.dataDir, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Router: e.rt, Region: "tst", DataDir: e.dataDir, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		SpecHooks: []supervisor.SpecHook{e.vols.attach}})
+	e.vols.mu.Lock()
+	e.vols.sup = e.sup
+	e.vols.mu.Unlock()
 	if err := e.sup.Recover(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
 	e.d = &Deployer{Store: e.ks, Sup: e.sup, Images: images{dir: e.dataDir}, EnsureApp: func(context.Context, string) error { return nil },
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SmokeWindow: 50 * time.Millisecond}
+		Volumes: e.vols, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), SmokeWindow: 50 * time.Millisecond}
 }
 
 // killableStore is the store as one daemon process sees it: once killed
@@ -218,7 +227,10 @@ func (e *env) flyToml(version string, deployLines ...string) []byte {
 	if !strings.Contains(strings.Join(deployLines, "\n"), "wait_timeout") {
 		deployLines = append(deployLines, `  wait_timeout = "3s"`)
 	}
-	processes, serviceGroups := "", ""
+	processes, serviceGroups, mounts := "", "", ""
+	if e.mounts {
+		mounts = "[[mounts]]\n  source = \"data\"\n  destination = \"/data\"\n  initial_size = \"2gb\"\n  snapshot_retention = 14\n"
+	}
 	if e.groups {
 		processes = "[processes]\n  web = \"serve web\"\n  worker = \"serve worker\"\n"
 		serviceGroups = `  processes = ["web"]`
@@ -240,7 +252,8 @@ primary_region = "tst"
 
 [deploy]
 %s
-`, testApp, processes, version, e.port, e.port, serviceGroups, strings.Join(deployLines, "\n")))
+
+%s`, testApp, processes, version, e.port, e.port, serviceGroups, strings.Join(deployLines, "\n"), mounts))
 }
 
 // deploy deploys version with req's other fields; it returns the release,

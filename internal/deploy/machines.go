@@ -23,7 +23,9 @@ type Machines interface {
 	// Get returns one machine with its live check status.
 	Get(ctx context.Context, app, id string) (*supervisor.Record, error)
 	// Create records a new machine and starts it (unless opt.SkipLaunch);
-	// on a failed start it returns the record (state failed) and the error.
+	// a failed start leaves the machine failed and returns the error
+	// (the supervisor returns no record then: a deploy creates with
+	// SkipLaunch, records the machine, then calls Start).
 	Create(ctx context.Context, app string, cfg *types.MachineConfig, opt supervisor.CreateOptions) (*supervisor.Record, error)
 	// Start starts a created or stopped machine; a started one is a no-op.
 	Start(ctx context.Context, app, id string) (*supervisor.Record, error)

@@ -28,7 +28,7 @@ const (
 
 // runRecord is the progress of one deploy (or scale) as stored, so that
 // it can be finished or undone after a crash: what the app had when it
-// began and every machine the run created, stopped or is removing. A
+// began and every machine (and volume) the run created, stopped or is removing. A
 // machine is recorded as stopped before it is stopped, and created as
 // soon as it exists (a crash between the two is covered by Marks).
 type runRecord struct {
@@ -47,6 +47,9 @@ type runRecord struct {
 	Created  []string          `json:"created,omitempty"`
 	Stopped  []string          `json:"stopped,omitempty"` // old machines the run stopped (or is stopping)
 	Removed  []string          `json:"removed,omitempty"` // machines scale count takes away
+	// Volumes are the volumes the run created for its new machines (scale
+	// count); a rollback destroys them.
+	Volumes []string `json:"volumes,omitempty"`
 }
 
 func runKey(app string) string { return "deploy-runs/" + app }

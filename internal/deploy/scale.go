@@ -108,19 +108,37 @@ func pinnedSecrets(scaleOnly bool, rel *Release) int {
 	return 0
 }
 
-// scale brings a process group to p.want machines without touching the
-// ones that stay: new machines are started and must pass their checks;
-// surplus ones (stopped ones first, then the newest) are drained, stopped
-// and destroyed once every group has reached its count.
+// scale brings a process group to p.want machines that are not failed,
+// without touching the ones that stay. Failed machines never count: they
+// are removed first (which frees their volumes). New machines get a volume
+// each for the group's [[mounts]] (see provisionVolumes), are started and
+// must pass their checks; surplus ones (stopped ones first, then the
+// newest) are drained, stopped and destroyed once every group has reached
+// its count.
 func (r *run) scale(ctx context.Context, p *plan, waitTimeout time.Duration) error {
-	have := len(p.old)
+	live, failed := splitFailed(p.old)
+	if len(failed) > 0 {
+		r.emit("scale", "", p.group, "removing %d failed machine(s) of %s", len(failed), p.group)
+		if err := r.addRemoved(failed); err != nil {
+			return err
+		}
+		for _, m := range failed {
+			if err := r.d.Sup.Destroy(ctx, r.app, m.ID, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+				return fmt.Errorf("remove failed machine %s: %w; remove it with `hangar machine destroy %s --force` and scale again", m.ID, err, m.ID)
+			}
+		}
+	}
+	have := len(live)
 	switch {
 	case p.want > have:
 		r.emit("scale", "", p.group, "adding %d machine(s) to %s (%d → %d)", p.want-have, p.group, have, p.want)
+		if err := r.provisionVolumes(ctx, p, p.want-have); err != nil {
+			return err
+		}
 		_, err := r.launch(ctx, p, p.want-have, waitTimeout, false, false)
 		return err
 	case p.want < have:
-		victims := surplus(p.old, have-p.want)
+		victims := surplus(live, have-p.want)
 		r.emit("scale", "", p.group, "removing %d machine(s) from %s (%d → %d)", len(victims), p.group, have, p.want)
 		if err := r.addRemoved(victims); err != nil {
 			return err
@@ -129,6 +147,18 @@ func (r *run) scale(ctx context.Context, p *plan, waitTimeout time.Duration) err
 	default:
 		return nil
 	}
+}
+
+// splitFailed separates the failed machines from the others.
+func splitFailed(machines []*supervisor.Record) (live, failed []*supervisor.Record) {
+	for _, m := range machines {
+		if m.State == types.StateFailed {
+			failed = append(failed, m)
+		} else {
+			live = append(live, m)
+		}
+	}
+	return live, failed
 }
 
 // surplus picks the n machines a scale-down removes: those not serving
@@ -180,16 +210,28 @@ func (r *run) addRemoved(victims []*supervisor.Record) error {
 }
 
 // scaleDescription says what a scale count does, from the machines each
-// group has to what it will have: "scale count app 5→3".
+// group has (failed ones apart) to what it will have: "scale count app
+// 5→3", "scale count app 1→2 (1 failed machine removed)".
 func scaleDescription(plans []*plan) string {
 	var parts []string
+	failedN := 0
 	for _, p := range plans {
-		if have := len(p.old); have != p.want {
+		live, failed := splitFailed(p.old)
+		failedN += len(failed)
+		if have := len(live); have != p.want {
 			parts = append(parts, fmt.Sprintf("%s %d→%d", p.group, have, p.want))
 		}
 	}
+	desc := "scale count " + strings.Join(parts, ", ")
 	if len(parts) == 0 {
-		return "scale count (no change)"
+		desc = "scale count (no change)"
 	}
-	return "scale count " + strings.Join(parts, ", ")
+	switch failedN {
+	case 0:
+	case 1:
+		desc += " (1 failed machine removed)"
+	default:
+		desc += fmt.Sprintf(" (%d failed machines removed)", failedN)
+	}
+	return desc
 }

@@ -52,12 +52,9 @@ func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Durat
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Cordoned: cordoned})
+			m, err := r.create(ctx, p, cordoned)
 			if m != nil {
 				ids[i] = m.ID
-				if perr := r.addCreated(m.ID); perr != nil && err == nil {
-					err = perr
-				}
 			}
 			if err != nil {
 				errs[i] = err
@@ -91,6 +88,24 @@ func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Durat
 	}
 	wg.Wait()
 	return ids, errors.Join(errs...)
+}
+
+// create records a new machine of p, then the run's record of it, then
+// starts it: a machine that fails to start (state failed) is one the run
+// created, so a rollback removes it rather than leave it behind.
+func (r *run) create(ctx context.Context, p *plan, cordoned bool) (*supervisor.Record, error) {
+	m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Cordoned: cordoned, SkipLaunch: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.addCreated(m.ID); err != nil {
+		return m, err
+	}
+	started, err := r.d.Sup.Start(ctx, r.app, m.ID)
+	if err != nil {
+		return m, err
+	}
+	return started, nil
 }
 
 // retire drains old machines out of rotation (in-flight requests finish)
@@ -222,11 +237,8 @@ func (r *run) immediate(ctx context.Context, p *plan) error {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{})
-			if m != nil {
-				if perr := r.addCreated(m.ID); perr != nil && err == nil {
-					err = perr
-				}
+			m, err := r.create(ctx, p, false)
+			if err == nil {
 				r.emit("machine", m.ID, p.group, "machine %s started", m.ID)
 			}
 			errs[i] = err
@@ -237,7 +249,8 @@ func (r *run) immediate(ctx context.Context, p *plan) error {
 }
 
 // rollback starts the old machines this deploy stopped again, waits until
-// they are healthy, then removes the new machines.
+// they are healthy, then removes the new machines and the volumes made
+// for them.
 func (r *run) rollback(emit func(step, machine, group, format string, args ...any)) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -283,6 +296,7 @@ func (r *run) rollback(emit func(step, machine, group, format string, args ...an
 			r.d.Log.Warn("rollback: destroy new machine", "machine", id, "err", err)
 		}
 	}
+	r.destroyVolumes(ctx)
 }
 
 // finish destroys the old machines of a completed release (in the groups

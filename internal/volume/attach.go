@@ -224,3 +224,51 @@ func replaces(r, h *supervisor.Record) bool {
 	hv, err2 := strconv.Atoi(h.Config.Metadata[types.MetaRelease])
 	return err1 == nil && err2 == nil && rv > hv
 }
+
+// Provision makes sure the app has at least free volumes named mt.Name
+// that no existing machine holds, for the new machines of a scale count
+// (what flyctl does when it scales a group with [[mounts]]). The missing
+// ones are created the size of the largest existing volume of that name
+// (else the mount's size_gb, else 1 GB), with the mount's
+// snapshot_retention. It returns the IDs it created, also those created
+// before an error, so that the caller can remove them again. A mount that
+// names a volume by ID needs nothing.
+//
+// Attach does not do this on its own: a deploy's new machine that finds
+// its volume still held must fail rather than start on an empty one.
+func (m *Manager) Provision(ctx context.Context, app string, mt types.MachineMount, free int) ([]string, error) {
+	if mt.Volume != "" || mt.Name == "" || free <= 0 {
+		return nil, nil
+	}
+	all, err := m.List(ctx, app) // List shows volumes whose machine is gone as free
+	if err != nil {
+		return nil, err
+	}
+	have, sizeMB := 0, 0
+	for _, v := range all {
+		if v.Name != mt.Name {
+			continue
+		}
+		sizeMB = max(sizeMB, v.SizeMB)
+		if v.AttachedMachineID == nil || *v.AttachedMachineID == "" {
+			have++
+		}
+	}
+	if sizeMB == 0 {
+		sizeMB = max(mt.SizeGB, 1) * 1024
+	}
+	req := types.CreateVolumeRequest{Name: mt.Name, SizeMB: sizeMB}
+	if mt.SnapshotRetention > 0 {
+		req.SnapshotRetention = &mt.SnapshotRetention
+	}
+	var created []string
+	for ; have < free; have++ {
+		v, err := m.Create(ctx, app, req)
+		if err != nil {
+			return created, fmt.Errorf("create volume %s (%d MB) for a new machine: %w", mt.Name, sizeMB, err)
+		}
+		m.log.Info("created a volume for a new machine of a scale", "app", app, "volume", v.ID, "name", v.Name, "size_mb", sizeMB)
+		created = append(created, v.ID)
+	}
+	return created, nil
+}

@@ -260,6 +260,56 @@ func TestAttachIsExclusive(t *testing.T) {
 	}
 }
 
+// TestProvision: a scale's new machines get volumes of the size of the
+// existing ones (with the mount's retention), free ones count, a volume
+// whose machine is gone is free, and a mount by ID needs nothing.
+func TestProvision(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	m := newManager(t)
+	machines := fakeMachines{"m1": {App: "app", Machine: types.Machine{ID: "m1", State: types.StateStarted}}}
+	m.Machines = machines
+	first, err := m.Create(ctx, "app", types.CreateVolumeRequest{Name: "data", SizeMB: 48})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt := types.MachineMount{Name: "data", Path: "/data", SizeGB: 3, SnapshotRetention: 14}
+	if _, err := m.Attach(ctx, machines["m1"], mt); err != nil {
+		t.Fatal(err)
+	}
+	created, err := m.Provision(ctx, "app", mt, 2)
+	if err != nil || len(created) != 2 {
+		t.Fatalf("provision 2: %v %v", created, err)
+	}
+	for _, id := range created {
+		v, err := m.Get(ctx, "app", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.SizeMB != 48 || v.SnapshotRetention != 14 || v.Name != "data" || v.AttachedMachineID != nil {
+			t.Fatalf("provisioned volume: %+v; want 48 MB like %s, retention 14, free", v, first.ID)
+		}
+	}
+	// Two are free now: nothing more to make.
+	if again, err := m.Provision(ctx, "app", mt, 2); err != nil || len(again) != 0 {
+		t.Fatalf("provision 2 with 2 free: %v %v", again, err)
+	}
+	// m1 gone: its volume is free too.
+	delete(machines, "m1")
+	if again, err := m.Provision(ctx, "app", mt, 3); err != nil || len(again) != 0 {
+		t.Fatalf("provision 3 with 3 free: %v %v", again, err)
+	}
+	if none, err := m.Provision(ctx, "app", types.MachineMount{Volume: first.ID, Path: "/data"}, 2); err != nil || len(none) != 0 {
+		t.Fatalf("provision of a mount by id: %v %v", none, err)
+	}
+	// A name with no volume yet: the mount's size.
+	if got, err := m.Provision(ctx, "other", types.MachineMount{Name: "logs", Path: "/logs", SizeGB: 0}, 1); err != nil || len(got) != 1 {
+		t.Fatalf("provision for a new name: %v %v", got, err)
+	} else if v, _ := m.Get(ctx, "other", got[0]); v == nil || v.SizeMB != 1024 || v.SnapshotRetention != types.DefaultSnapshotRetention {
+		t.Fatalf("new-name volume: %+v; want 1 GB and the default retention", v)
+	}
+}
+
 func TestRecoverRemountsAfterReboot(t *testing.T) {
 	requireRoot(t)
 	ctx := context.Background()
