@@ -71,13 +71,51 @@ func NewHTTP1Transport(o Options) *http.Transport {
 // responses, gRPC messages are not held back), trailers pass through, and
 // Upgrade requests (WebSockets) are switched to a raw bidirectional copy
 // by httputil.ReverseProxy itself. rewrite sets the target.
-func ReverseProxy(rewrite func(*httputil.ProxyRequest), tr http.RoundTripper) *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
+func ReverseProxy(rewrite func(*httputil.ProxyRequest), tr http.RoundTripper) http.Handler {
+	rp := &httputil.ReverseProxy{
 		Rewrite:       rewrite,
 		Transport:     tr,
 		FlushInterval: -1,
 	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rp.ServeHTTP(TrailersOnlySafe(w), r)
+	})
 }
+
+// TrailersOnlySafe wraps the ResponseWriter a ReverseProxy with
+// FlushInterval -1 writes to. Such a proxy flushes the response header on
+// a timer that fires at once, racing the end of the response; a gRPC
+// error is a "trailers-only" response (Grpc-Status in a header that ends
+// the stream, no body), and a header flushed before the end reaches the
+// client as a header and an empty end of stream: "server closed the stream
+// without sending trailers". The wrapper holds back the flush of such a
+// response's header until it has a body, which it never has.
+func TrailersOnlySafe(w http.ResponseWriter) http.ResponseWriter { return &flushGuard{ResponseWriter: w} }
+
+type flushGuard struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (f *flushGuard) Write(b []byte) (int, error) {
+	f.wrote = true
+	return f.ResponseWriter.Write(b)
+}
+
+// FlushError is what http.ResponseController calls.
+func (f *flushGuard) FlushError() error {
+	if !f.wrote && f.Header().Get("Grpc-Status") != "" {
+		return nil
+	}
+	return http.NewResponseController(f.ResponseWriter).Flush()
+}
+
+// Flush implements http.Flusher.
+func (f *flushGuard) Flush() { _ = f.FlushError() }
+
+// Unwrap lets http.ResponseController reach the writer's other features
+// (Hijack for upgrades, deadlines).
+func (f *flushGuard) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
 // Dialer returns a DialContext whose connections close when nothing was
 // read or written for o.IdleTimeout (if set).

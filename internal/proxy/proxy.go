@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/flyreplay"
+	"github.com/hangar-dev/hangar/internal/h2backend"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -533,7 +534,7 @@ func (p *Proxy) serveApp(w http.ResponseWriter, r *http.Request, name string) {
 	// The header rules of headers.go: a Connection header may not make
 	// net/http drop end-to-end headers.
 	sanitizeConnection(r.Header)
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, rq)))
+	p.rp.ServeHTTP(h2backend.TrailersOnlySafe(w), r.WithContext(context.WithValue(r.Context(), ctxKey{}, rq)))
 	p.release(a, rq.m)
 	for _, h := range rq.replay {
 		p.release(h.a, h.m) // picked for a fly-replay that was not sent
