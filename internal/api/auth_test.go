@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Who gets past authorization on a route.
@@ -150,7 +152,7 @@ func matrixServer(t *testing.T) (http.Handler, map[string]string, store.Store) {
 		t.Fatal(err)
 	}
 	as := apps.New(apps.Options{Store: st, Org: "acme"})
-	d := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: as.Ensure, SecretsVersion: sec.Version}
+	d := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: as.Ensure, AppExists: as.Exists, SecretsVersion: sec.Version}
 	s := New(Options{Store: st, Apps: as, Sup: sup, Deployer: d, Images: images, Secrets: sec, Certs: cm, Org: "acme", Region: "tst"})
 	for _, a := range []string{"a", "b"} {
 		if err := as.Ensure(ctx, a); err != nil {
@@ -296,6 +298,35 @@ func TestAppTokenDeploysOnlyItsApp(t *testing.T) {
 	// the deploy's own outcome).
 	if code, body := call(t, h, toks["org"], "POST", "/v1/deploys", `{"config":"app = \"c\"\n","image":"c:v1"}`); code != http.StatusOK {
 		t.Errorf("org token deploy: %d %s", code, body)
+	}
+	// A config that cannot deploy is a 400 naming the problem, for every
+	// token, before any stream (not a 200 with an error at its end).
+	for _, c := range []struct{ name, body, want string }{
+		{"malformed", `{"config":"app = \"c\"\n[http_service]\ninternal_port = \"eighty\"\n","image":"c:v1"}`, "internal_port"},
+		{"no app", `{"config":"primary_region = \"tst\"\n","image":"c:v1"}`, "no app name"},
+		{"invalid", `{"config":"app = \"c\"\n[[restart]]\npolicy = \"sometimes\"\n","image":"c:v1"}`, "policy"},
+	} {
+		code, body := call(t, h, toks["org"], "POST", "/v1/deploys", c.body)
+		if code != http.StatusBadRequest || !strings.Contains(body, c.want) {
+			t.Errorf("%s config: %d %s, want 400 naming %s", c.name, code, body, c.want)
+		}
+	}
+}
+
+// TestDeployRechecksTheAppForAppTokens: the app an app token deploys to is
+// checked again by the deployer, so an app deleted after the API's
+// check is not re-created.
+func TestDeployRechecksTheAppForAppTokens(t *testing.T) {
+	_, _, st := matrixServer(t)
+	ctx := context.Background()
+	as := apps.New(apps.Options{Store: st, Org: "acme"})
+	d := &deploy.Deployer{Store: st, EnsureApp: as.Ensure, AppExists: as.Exists}
+	_, err := d.Deploy(ctx, deploy.Request{Config: []byte("app = \"gone\"\n"), Image: "gone:v1", NoCreateApp: true}, nil)
+	if !errors.Is(err, types.ErrForbidden) {
+		t.Fatalf("deploy to a missing app without leave to create it: %v, want forbidden", err)
+	}
+	if ok, _ := as.Exists(ctx, "gone"); ok {
+		t.Fatal("the app was created")
 	}
 }
 

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/appconfig"
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -25,19 +24,11 @@ import (
 // an app.
 func (s *Server) deployTarget(r *http.Request, req *types.DeployRequest) (string, error) {
 	tok := TokenFrom(r)
-	app := req.App
-	if app == "" {
-		cfg, err := appconfig.Parse([]byte(req.Config), req.ConfigFile)
-		if err != nil || cfg.AppName == "" {
-			if tok.Scope == auth.ScopeOrg {
-				return "", nil // the deployer says what is wrong, in the stream
-			}
-			if err != nil {
-				return "", fmt.Errorf("%w: %v", errBadRequest, err)
-			}
-			return "", badRequest("no app name: set `app` in fly.toml or pass --app")
-		}
-		app = cfg.AppName
+	// A config that cannot deploy is refused here, with a 400, not as an
+	// error line at the end of a 200 stream.
+	_, app, _, err := deploy.Check(deploy.Request{App: req.App, Config: []byte(req.Config), ConfigFile: req.ConfigFile, LocalFiles: req.LocalFiles})
+	if err != nil {
+		return "", err
 	}
 	if err := canAct(r, app, "deploy"); err != nil {
 		return "", err
@@ -82,7 +73,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) error {
 		// The app authorized, whatever the fly.toml says.
 		return s.deployer.Deploy(ctx, deploy.Request{
 			App: app, Config: []byte(req.Config), ConfigFile: req.ConfigFile, LocalFiles: req.LocalFiles, Image: req.Image,
-			Strategy: req.Strategy, WaitTimeout: wt, User: user,
+			Strategy: req.Strategy, WaitTimeout: wt, User: user, NoCreateApp: TokenFrom(r).Scope != auth.ScopeOrg,
 		}, p)
 	})
 	return nil

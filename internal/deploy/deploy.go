@@ -94,6 +94,8 @@ type Deployer struct {
 	// a group with [[mounts]] can only grow onto free volumes.
 	Volumes   Volumes
 	EnsureApp func(ctx context.Context, name string) error
+	// AppExists tells whether an app exists (for Request.NoCreateApp).
+	AppExists func(ctx context.Context, name string) (bool, error)
 	// SecretsVersion returns the app's current secrets version (nil: 0).
 	SecretsVersion func(ctx context.Context, app string) (int, error)
 	Log            *slog.Logger
@@ -136,6 +138,39 @@ type Request struct {
 	Groups []string
 	// NoReleaseCommand skips release_command (a scale changes no code).
 	NoReleaseCommand bool
+	// NoCreateApp: the app must exist (the caller may not create apps: an
+	// app-scoped token); checked under the app's deploy lock.
+	NoCreateApp bool
+}
+
+// Check parses and validates a deploy request's config (with the
+// [[files]] the client sent) and returns it, the app it deploys (the
+// request's, else the config's) and the warnings. The API calls it before
+// it answers, so that a config that cannot deploy gets a 400, not an
+// error at the end of a stream.
+func Check(req Request) (*appconfig.Config, string, []appconfig.Diagnostic, error) {
+	cfg, err := appconfig.Parse(req.Config, req.ConfigFile)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	for path, b := range req.LocalFiles {
+		cfg.SetLocalFile(path, b)
+	}
+	if missing := cfg.UnresolvedFiles(); len(missing) > 0 {
+		return nil, "", nil, fmt.Errorf("%w: [[files]] local_path %v: the client did not send these files; deploy with `hangar deploy` from the directory of fly.toml", ErrInvalid, missing)
+	}
+	warnings, err := cfg.Validate(false)
+	if err != nil {
+		return nil, "", nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	app := req.App
+	if app == "" {
+		app = cfg.AppName
+	}
+	if app == "" {
+		return nil, "", nil, fmt.Errorf("%w: no app name: set `app` in fly.toml or pass --app", ErrInvalid)
+	}
+	return cfg, app, warnings, nil
 }
 
 // Deploy runs one deploy to the end and returns the release.
@@ -145,29 +180,26 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 			progress(Event{Time: time.Now().UTC(), Step: step, MachineID: machine, Group: group, Message: fmt.Sprintf(format, args...)})
 		}
 	}
-	cfg, err := appconfig.Parse(req.Config, req.ConfigFile)
+	cfg, app, warnings, err := Check(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, err
 	}
-	for path, b := range req.LocalFiles {
-		cfg.SetLocalFile(path, b)
-	}
-	if missing := cfg.UnresolvedFiles(); len(missing) > 0 {
-		return nil, fmt.Errorf("%w: [[files]] local_path %v: the client did not send these files; deploy with `hangar deploy` from the directory of fly.toml", ErrInvalid, missing)
-	}
-	warnings, err := cfg.Validate(false)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	if req.NoCreateApp {
+		// Checked again here, since the app may have gone since the
+		// caller's own check.
+		if d.AppExists == nil {
+			return nil, fmt.Errorf("app %s: cannot tell whether it exists (no AppExists): %w", app, ErrInvalid)
+		}
+		ok, err := d.AppExists(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, fmt.Errorf("app %s does not exist and this caller may not create apps; create it with an org token (`hangar apps create %s`): %w", app, app, types.ErrForbidden)
+		}
 	}
 	for _, w := range warnings {
 		emit("validate", "", "", "warning: %s", w.String())
-	}
-	app := req.App
-	if app == "" {
-		app = cfg.AppName
-	}
-	if app == "" {
-		return nil, fmt.Errorf("%w: no app name: set `app` in fly.toml or pass --app", ErrInvalid)
 	}
 	if req.Image == "" {
 		return nil, fmt.Errorf("%w: no image: build one with [build] or pass --image", ErrInvalid)
@@ -205,8 +237,10 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 		return nil, fmt.Errorf("app %s: another deploy is in progress; wait for it to finish (see `hangar releases`): %w", app, supervisor.ErrConflict)
 	}
 	defer d.unlock(app)
-	if err := d.EnsureApp(ctx, app); err != nil {
-		return nil, err
+	if !req.NoCreateApp {
+		if err := d.EnsureApp(ctx, app); err != nil {
+			return nil, err
+		}
 	}
 	secretsVersion := req.SecretsVersion
 	if secretsVersion == 0 && d.SecretsVersion != nil {
