@@ -90,7 +90,9 @@ func ReverseProxy(rewrite func(*httputil.ProxyRequest), tr http.RoundTripper) ht
 // client as a header and an empty end of stream: "server closed the stream
 // without sending trailers". The wrapper holds back the flush of such a
 // response's header until it has a body, which it never has.
-func TrailersOnlySafe(w http.ResponseWriter) http.ResponseWriter { return &flushGuard{ResponseWriter: w} }
+func TrailersOnlySafe(w http.ResponseWriter) http.ResponseWriter {
+	return &flushGuard{ResponseWriter: w}
+}
 
 type flushGuard struct {
 	http.ResponseWriter
