@@ -79,7 +79,7 @@ func (s *Server) restartApp(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	streamRelease(w, r, r.URL.Query().Get("detach") == "true", func(ctx context.Context, p func(deploy.Event)) (*deploy.Release, error) {
-		return s.deployer.Restart(ctx, app, p)
+		return s.deployer.Restart(ctx, app, userOf(r), p)
 	})
 	return nil
 }

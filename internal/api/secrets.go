@@ -175,7 +175,7 @@ func (s *Server) deploySecrets(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	streamRelease(w, r, false, func(ctx context.Context, progress func(deploy.Event)) (*deploy.Release, error) {
-		rel, err := s.deployer.DeploySecrets(ctx, app, v, progress)
+		rel, err := s.deployer.DeploySecrets(ctx, app, v, userOf(r), progress)
 		if err != nil {
 			return rel, err
 		}

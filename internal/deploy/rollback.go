@@ -56,12 +56,12 @@ func (d *Deployer) redeploy(ctx context.Context, rel *Release, req Request, prog
 
 // Restart rolls the app's current release out again, picking up the
 // current secrets (secrets set / unset / deploy).
-func (d *Deployer) Restart(ctx context.Context, app string, progress func(Event)) (*Release, error) {
+func (d *Deployer) Restart(ctx context.Context, app, user string, progress func(Event)) (*Release, error) {
 	rel, err := d.current(ctx, app)
 	if err != nil {
 		return nil, err
 	}
-	return d.redeploy(ctx, rel, Request{Description: "restart with current secrets"}, progress)
+	return d.redeploy(ctx, rel, Request{Description: "restart with current secrets", User: user}, progress)
 }
 
 // Rollback redeploys release version (0 = the one before the current) with

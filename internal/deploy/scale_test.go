@@ -87,3 +87,18 @@ func TestScaleCountRecordsWhatHappened(t *testing.T) {
 		t.Errorf("a scale to the count there is: %v %q", err, rel.Description)
 	}
 }
+
+// TestSecretsReleaseRecordsItsUser: a secrets roll-out (a restart with the
+// current secrets) is recorded with the user who asked for it.
+func TestSecretsReleaseRecordsItsUser(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mustDeploy("v1", Request{})
+	rel, err := e.d.DeploySecrets(context.Background(), testApp, 0, "ci-token", nil)
+	if err != nil || rel == nil || rel.Status != StatusComplete {
+		t.Fatalf("secrets deploy: %v %+v", err, rel)
+	}
+	if rel.User != "ci-token" {
+		t.Errorf("release recorded with user %q, want ci-token", rel.User)
+	}
+}

@@ -14,14 +14,14 @@ import (
 // as a deploy, and a release recording the secrets version); else machine
 // by machine, each updated to version v and, if it was running, waited for
 // until healthy before the next. The release is nil in the second case.
-func (d *Deployer) DeploySecrets(ctx context.Context, app string, v int, progress func(Event)) (*Release, error) {
+func (d *Deployer) DeploySecrets(ctx context.Context, app string, v int, user string, progress func(Event)) (*Release, error) {
 	rels, err := Releases(ctx, d.Store, app)
 	if err != nil {
 		return nil, err
 	}
 	for _, rel := range rels {
 		if rel.Status == StatusComplete {
-			return d.Restart(ctx, app, progress)
+			return d.Restart(ctx, app, user, progress)
 		}
 	}
 	return nil, d.restartWithSecrets(ctx, app, v, progress)
