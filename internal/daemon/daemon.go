@@ -245,7 +245,7 @@ func Run(ctx context.Context, o Options) error {
 	closeTCP := sync.OnceFunc(tcpMgr.Close)
 	defer closeTCP()
 	// Flycast: the apps' private addresses on the bridge, served by the proxy.
-	fc := startFlycast(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, []net.Listener{httpLn, httpsLn}, log.With("component", "flycast"))
+	fc := startFlycast(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, inherited["flycast"], log.With("component", "flycast"))
 	defer fc.close()
 	go syncTCPServices(ctx, px, tcpMgr, log)
 	deletions.Subscribe(ctx, (&appCleaner{apps: appSvc, sec: secretStore, vols: vols, log: log, more: func(app string) {
@@ -309,7 +309,7 @@ func Run(ctx context.Context, o Options) error {
 				return fmt.Errorf("serve: %w", err)
 			}
 		case <-o.Reload:
-			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn})
+			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.listener()})
 			if err != nil {
 				log.Error("reload failed; this daemon keeps serving", "err", err)
 				continue
