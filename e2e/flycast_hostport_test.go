@@ -21,7 +21,7 @@ import (
 // (the test) holds port 80 on every address, IPv4 and IPv6, and answers
 // "not hangar"; app fwb's Flycast port 80 is still served by Hangar, to a
 // machine of the org and to the host, and still is after a reload (the
-// new daemon serves the redirect).
+// new daemon serves the redirect), with no call dropped across it.
 func TestFlycastBesideWildcardListener(t *testing.T) {
 	harness.RequireRoot(t)
 	var others []net.Listener
@@ -115,7 +115,52 @@ func TestFlycastBesideWildcardListener(t *testing.T) {
 		}
 	}
 	check("beside the wildcard listener")
+
+	// A reload drops no Flycast call: calls from the host all through it,
+	// and one in flight across the handover.
+	stop := make(chan struct{})
+	type result struct {
+		calls int
+		fails []string
+	}
+	loop := make(chan result, 1)
+	go func() {
+		var r result
+		for {
+			select {
+			case <-stop:
+				loop <- r
+				return
+			default:
+			}
+			r.calls++
+			if ok, got := fromHost(); !ok {
+				r.fails = append(r.fails, got)
+			}
+		}
+	}()
+	long := make(chan string, 1)
+	go func() {
+		resp, err := host.Get(u + "sleep?d=1500ms")
+		if err != nil {
+			long <- err.Error()
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		long <- fmt.Sprint(resp.StatusCode, " ", strings.TrimSpace(string(b)))
+	}()
+	time.Sleep(300 * time.Millisecond)
 	pid := d.Reload()
-	t.Logf("reloaded: daemon %d", pid)
+	time.Sleep(500 * time.Millisecond) // calls go on through the new daemon
+	close(stop)
+	r := <-loop
+	if len(r.fails) > 0 || r.calls == 0 {
+		t.Errorf("across the reload: %d of %d Flycast calls from the host failed: %q", len(r.fails), r.calls, r.fails)
+	}
+	if got := <-long; !strings.HasPrefix(got, "200 slept 1.5s") {
+		t.Errorf("a Flycast call in flight across the reload: %s", got)
+	}
+	t.Logf("reloaded: daemon %d; %d Flycast calls from the host during the reload", pid, r.calls)
 	check("after a reload")
 }

@@ -297,6 +297,7 @@ func Run(ctx context.Context, o Options) error {
 		// The HTTPS listener shares the proxy's connection limits.
 		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.divert(httpsLn)), "", "") }()
 	}
+	fc.ready() // the apps' services are known: Flycast connections are served
 	go func() { errc <- px.Serve(fc.divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),

@@ -36,13 +36,16 @@ type flycast struct {
 	log  *slog.Logger
 	rng  netip.Prefix
 
-	kick chan struct{} // a reconcile is due
+	kick      chan struct{} // a reconcile is due
+	readyCh   chan struct{} // closed by ready
+	readyOnce sync.Once
 
 	// ln is the one listener every Flycast connection reaches (through
 	// the redirect); bound by reconcile (or inherited on a reload) and
 	// closed by closeAll.
-	lnMu sync.Mutex // guards ln
-	ln   net.Listener
+	lnMu      sync.Mutex // guards ln and serveDone
+	ln        net.Listener
+	serveDone chan struct{} // closed when serve(ln) returns
 	// redirected is the address list the nftables rules name (nil before
 	// the first redirect); only run's goroutine uses it.
 	redirected []netip.Addr
@@ -78,12 +81,12 @@ func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px
 	f.rng = rng
 	tcpMgr.WrapListener = f.divert
 	ctx, f.cancel = context.WithCancel(ctx)
+	f.kick, f.readyCh = make(chan struct{}, 1), make(chan struct{})
 	if inherited != nil {
 		if err := f.useListener(inherited); err != nil {
 			log.Warn("not using the Flycast listener of the previous daemon; binding a new one", "err", err)
 		}
 	}
-	f.kick = make(chan struct{}, 1)
 	// Deleting an app releases its address.
 	deletions.Subscribe(ctx, func(context.Context, string) { f.signal() })
 	f.wg.Add(1)
@@ -105,8 +108,9 @@ func (f *flycast) listener() net.Listener {
 	return f.ln
 }
 
-// useListener starts serving ln (on the bridge's IPv6 gateway) as the
-// Flycast listener; it closes ln and fails if ln is elsewhere.
+// useListener takes ln (on the bridge's IPv6 gateway) as the Flycast
+// listener; it closes ln and fails if ln is elsewhere. Connections wait in
+// its queue until startServing.
 func (f *flycast) useListener(ln net.Listener) error {
 	_, gw6 := f.netm.Gateways()
 	ta, ok := ln.Addr().(*net.TCPAddr)
@@ -117,12 +121,47 @@ func (f *flycast) useListener(ln net.Listener) error {
 	f.lnMu.Lock()
 	f.ln = ln
 	f.lnMu.Unlock()
+	return nil
+}
+
+// ready lets the Flycast listener accept once the apps' services are known
+// (the daemon calls it when the proxy starts serving): the first reconcile
+// after it starts serve. Before, connections wait in the listener's queue
+// (on a reload: those the previous daemon left there), rather than being
+// reset for an app whose ports are not known yet.
+func (f *flycast) ready() {
+	if f.readyCh == nil {
+		return
+	}
+	f.readyOnce.Do(func() { close(f.readyCh) })
+	f.signal()
+}
+
+func (f *flycast) isReady() bool {
+	select {
+	case <-f.readyCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// startServing starts serve on the listener (once; after ready).
+func (f *flycast) startServing() {
+	f.lnMu.Lock()
+	defer f.lnMu.Unlock()
+	if f.ln == nil || f.serveDone != nil {
+		return
+	}
+	done := make(chan struct{})
+	f.serveDone = done
+	ln := f.ln
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
+		defer close(done)
 		f.serve(ln)
 	}()
-	return nil
 }
 
 // ensureListener binds the Flycast listener on the bridge's IPv6 gateway,
@@ -203,12 +242,16 @@ func (f *flycast) run(ctx context.Context) {
 	go f.watch(ctx)
 	for {
 		wait := 30 * time.Second
+		ready := f.isReady() // before: this reconcile sees what ready promised
 		if err := f.reconcile(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			f.log.Warn("Flycast: will retry", "err", err)
 			wait = time.Second
+		}
+		if ready {
+			f.startServing()
 		}
 		select {
 		case <-ctx.Done():
@@ -364,24 +407,42 @@ func flycastServices(svcs []types.MachineService) []tcpproxy.Service {
 	return out
 }
 
-// closeAll closes the Flycast listener and every app's manager (the
-// addresses and the redirect stay: machines keep them across a daemon
-// restart, and a reloading daemon's successor serves the listener's
-// socket it was handed).
+// closeAll stops accepting Flycast connections, lets every app's manager
+// take those already accepted and finish the requests and connections in
+// flight (for up to flycastDrain), and closes the managers. The addresses
+// and the redirect stay: machines keep them across a daemon restart, and
+// a reloading daemon's successor serves the listener's socket, which it
+// was handed, from where this one stopped.
 func (f *flycast) closeAll() {
 	f.lnMu.Lock()
-	if f.ln != nil {
-		f.ln.Close()
-	}
+	ln, done := f.ln, f.serveDone
 	f.lnMu.Unlock()
+	if ln != nil {
+		ln.Close()
+		<-done
+	}
 	f.mu.Lock()
 	apps := f.apps
 	f.apps, f.byAddr = map[string]*flycastApp{}, map[netip.Addr]*flycastApp{}
 	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), flycastDrain)
+	defer cancel()
+	var wg sync.WaitGroup
 	for _, fa := range apps {
-		fa.mgr.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fa.mgr.Shutdown(ctx); err != nil {
+				f.log.Warn("Flycast connections cut at shutdown", "app", fa.app, "err", err)
+			}
+		}()
 	}
+	wg.Wait()
 }
+
+// flycastDrain bounds how long a stopping daemon waits for Flycast
+// requests in flight.
+const flycastDrain = 30 * time.Second
 
 // close stops serving and waits for the listeners to close.
 func (f *flycast) close() {

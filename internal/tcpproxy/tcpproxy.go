@@ -241,7 +241,7 @@ func (m *Manager) Deliver(port int, c net.Conn) bool {
 	if !ok {
 		return false
 	}
-	go in.give(c)
+	in.hand(c)
 	return true
 }
 
@@ -282,7 +282,8 @@ func (m *Manager) Ports(app string) []int {
 	return out
 }
 
-// Close closes every listener and waits for open connections to end.
+// Close closes every listener, cuts the connections and waits for them to
+// end.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
@@ -292,6 +293,58 @@ func (m *Manager) Close() {
 	}
 	m.mu.Unlock()
 	m.wg.Wait()
+}
+
+// Shutdown closes every listener as Close does, but first lets the
+// connections already handed over (Deliver) be accepted, and lets the
+// requests and connections in flight finish until ctx ends (then cuts
+// them). A daemon that hands its work to another (a reload) uses it.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	ls := make([]*listener, 0, len(m.listeners))
+	for n, l := range m.listeners {
+		ls = append(ls, l)
+		delete(m.listeners, n)
+	}
+	m.mu.Unlock()
+	for _, l := range ls {
+		if in, ok := l.ln.(*inbox); ok {
+			in.settle()
+		}
+		l.ln.Close()
+	}
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		if l.httpSrv != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if l.httpSrv.Shutdown(ctx) != nil {
+					l.httpSrv.Close()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, l := range ls {
+			l.cancel() // raw connections end
+			if l.httpSrv != nil {
+				l.httpSrv.Close()
+			}
+		}
+		<-done
+		return fmt.Errorf("tcp proxy shutdown: connections still open: %w", ctx.Err())
+	}
 }
 
 func (l *listener) stop() {
@@ -346,6 +399,16 @@ func (m *Manager) start(l *listener) {
 			Handler: m.HTTP, ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout: dur(l.svc.IdleTimeout, dur(m.IdleTimeout, 10*time.Minute)),
 			BaseContext: func(net.Listener) context.Context { return ctx },
+			// Close and Shutdown wait for every connection: Serve adds
+			// one before it returns, so m.wg is not at zero then.
+			ConnState: func(_ net.Conn, st http.ConnState) {
+				switch st {
+				case http.StateNew:
+					m.wg.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					m.wg.Done()
+				}
+			},
 		}
 		m.wg.Add(1)
 		go func() {
