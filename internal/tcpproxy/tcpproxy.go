@@ -95,6 +95,9 @@ type Manager struct {
 	listeners map[int]*listener
 	closed    bool
 	wg        sync.WaitGroup
+
+	freshMu sync.Mutex        // guards fresh
+	fresh   map[net.Conn]bool // HTTP connections whose first request is not read yet
 }
 
 type listener struct {
@@ -314,6 +317,28 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		}
 		l.ln.Close()
 	}
+	// http.Server.Shutdown drops, unanswered, a request it reads after it
+	// began: first let the connections accepted read their first request
+	// (for up to freshWait).
+	wait := time.NewTimer(freshWait)
+	defer wait.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		m.freshMu.Lock()
+		n := len(m.fresh)
+		m.freshMu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-wait.C:
+			waiting = false
+		case <-ctx.Done():
+			waiting = false
+		}
+	}
 	var wg sync.WaitGroup
 	for _, l := range ls {
 		if l.httpSrv != nil {
@@ -346,6 +371,10 @@ func (m *Manager) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("tcp proxy shutdown: connections still open: %w", ctx.Err())
 	}
 }
+
+// freshWait bounds how long Shutdown waits for accepted HTTP connections
+// to send their first request.
+const freshWait = 5 * time.Second
 
 func (l *listener) stop() {
 	l.ln.Close()
@@ -401,7 +430,17 @@ func (m *Manager) start(l *listener) {
 			BaseContext: func(net.Listener) context.Context { return ctx },
 			// Close and Shutdown wait for every connection: Serve adds
 			// one before it returns, so m.wg is not at zero then.
-			ConnState: func(_ net.Conn, st http.ConnState) {
+			ConnState: func(c net.Conn, st http.ConnState) {
+				m.freshMu.Lock()
+				if st == http.StateNew {
+					if m.fresh == nil {
+						m.fresh = map[net.Conn]bool{}
+					}
+					m.fresh[c] = true
+				} else {
+					delete(m.fresh, c)
+				}
+				m.freshMu.Unlock()
 				switch st {
 				case http.StateNew:
 					m.wg.Add(1)
