@@ -440,9 +440,10 @@ func (f *flycast) closeAll() {
 	wg.Wait()
 }
 
-// flycastDrain bounds how long a stopping daemon waits for Flycast
-// requests in flight.
-const flycastDrain = 30 * time.Second
+// flycastDrain bounds how long a stopping (or reloading) daemon waits for
+// Flycast requests and raw connections in flight: as long as a stopping
+// daemon gives its public listeners.
+const flycastDrain = 10 * time.Second
 
 // close stops serving and waits for the listeners to close.
 func (f *flycast) close() {
