@@ -250,7 +250,7 @@ func Run(ctx context.Context, o Options) error {
 	closeTCP := sync.OnceFunc(tcpMgr.Close)
 	defer closeTCP()
 	// Flycast: the apps' private addresses on the bridge, served by the proxy.
-	fc := startFlycast(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, []net.Listener{httpLn, httpsLn}, log.With("component", "flycast"))
+	fc := startFlycast(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, inherited["flycast"], log.With("component", "flycast"))
 	defer fc.close()
 	go syncTCPServices(ctx, px, tcpMgr, log)
 	deletions.Subscribe(ctx, (&appCleaner{apps: appSvc, sec: secretStore, vols: vols, log: log, more: func(app string) {
@@ -302,6 +302,7 @@ func Run(ctx context.Context, o Options) error {
 		// The HTTPS listener shares the proxy's connection limits.
 		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.divert(httpsLn)), "", "") }()
 	}
+	fc.ready() // the apps' services are known: Flycast connections are served
 	go func() { errc <- px.Serve(fc.divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
@@ -314,7 +315,7 @@ func Run(ctx context.Context, o Options) error {
 				return fmt.Errorf("serve: %w", err)
 			}
 		case <-o.Reload:
-			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn})
+			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.listener()})
 			if err != nil {
 				log.Error("reload failed; this daemon keeps serving", "err", err)
 				continue

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -19,10 +21,13 @@ import (
 )
 
 // flycast serves the apps' Flycast addresses (docs/flycast.md): it keeps
-// each allocated address on the bridge and the proxy listening on it for
-// the app's service ports, releases the addresses of deleted apps, and
-// takes connections for a Flycast address out of the public listeners
-// when those hold the port on a wildcard address.
+// each allocated address on the bridge, steers TCP connections to the
+// addresses to one listener of its own on the bridge's gateway (nftables
+// DNAT, network.RedirectFlycast), and hands each connection to the app's
+// tcpproxy manager for the port that was called. It releases the
+// addresses of deleted apps, and takes connections for a Flycast address
+// out of the public listeners too (divert), for a host where the redirect
+// is missing.
 type flycast struct {
 	st   store.Store
 	netm *network.Manager
@@ -30,14 +35,20 @@ type flycast struct {
 	tls  func(string) *tls.Config
 	log  *slog.Logger
 	rng  netip.Prefix
-	// heldPorts are ports a public listener holds on a wildcard address
-	// (so the Flycast listener is not bound; connections are handed over);
-	// tcpWildcard: the raw TCP services are bound on a wildcard address
-	// too, which holds every service port but 80 and 443.
-	heldPorts   map[int]bool
-	tcpWildcard bool
 
-	kick chan struct{} // a reconcile is due
+	kick      chan struct{} // a reconcile is due
+	readyCh   chan struct{} // closed by ready
+	readyOnce sync.Once
+
+	// ln is the one listener every Flycast connection reaches (through
+	// the redirect); bound by reconcile (or inherited on a reload) and
+	// closed by closeAll.
+	lnMu      sync.Mutex // guards ln and serveDone
+	ln        net.Listener
+	serveDone chan struct{} // closed when serve(ln) returns
+	// redirected is the address list the nftables rules name (nil before
+	// the first redirect); only run's goroutine uses it.
+	redirected []netip.Addr
 
 	mu     sync.Mutex // guards apps and byAddr
 	apps   map[string]*flycastApp
@@ -53,32 +64,29 @@ type flycastApp struct {
 }
 
 // startFlycast starts serving the Flycast addresses until ctx ends. Call it before tcpMgr binds anything: it
-// wraps tcpMgr's listeners. public are the proxy's HTTP and HTTPS
-// listeners (nil entries are skipped).
+// wraps tcpMgr's listeners. inherited is the Flycast listener a reloading
+// daemon handed over (nil: bind one).
 func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px *proxy.Proxy, deletions *apps.Deletions, tcpMgr *tcpproxy.Manager,
-	tlsConfig func(string) *tls.Config, public []net.Listener, log *slog.Logger) *flycast {
-	f := &flycast{st: st, netm: netm, px: px, tls: tlsConfig, log: log, heldPorts: map[int]bool{},
+	tlsConfig func(string) *tls.Config, inherited net.Listener, log *slog.Logger) *flycast {
+	f := &flycast{st: st, netm: netm, px: px, tls: tlsConfig, log: log,
 		apps: map[string]*flycastApp{}, byAddr: map[netip.Addr]*flycastApp{}}
 	rng, err := netm.FlycastRange()
 	if err != nil {
 		log.Warn("no Flycast addresses on this daemon", "err", err)
+		if inherited != nil {
+			inherited.Close()
+		}
 		return f
 	}
 	f.rng = rng
-	for _, ln := range public {
-		if ln == nil {
-			continue
-		}
-		if ta, ok := ln.Addr().(*net.TCPAddr); ok && (ta.IP == nil || ta.IP.IsUnspecified()) {
-			f.heldPorts[ta.Port] = true
-		}
-	}
-	if ip := net.ParseIP(tcpMgr.ListenHost); tcpMgr.ListenHost == "" || ip != nil && ip.IsUnspecified() {
-		f.tcpWildcard = true
-	}
 	tcpMgr.WrapListener = f.divert
 	ctx, f.cancel = context.WithCancel(ctx)
-	f.kick = make(chan struct{}, 1)
+	f.kick, f.readyCh = make(chan struct{}, 1), make(chan struct{})
+	if inherited != nil {
+		if err := f.useListener(inherited); err != nil {
+			log.Warn("not using the Flycast listener of the previous daemon; binding a new one", "err", err)
+		}
+	}
 	// Deleting an app releases its address.
 	deletions.Subscribe(ctx, func(context.Context, string) { f.signal() })
 	f.wg.Add(1)
@@ -89,10 +97,140 @@ func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px
 	return f
 }
 
-// held reports whether a public wildcard listener holds port.
-func (f *flycast) held(port int) bool {
-	return f.heldPorts[port] || f.tcpWildcard && port != 80 && port != 443
+// listener is the Flycast listener, to hand over on a reload (nil when
+// there is none).
+func (f *flycast) listener() net.Listener {
+	f.lnMu.Lock()
+	defer f.lnMu.Unlock()
+	if f.ln == nil {
+		return nil
+	}
+	return f.ln
 }
+
+// useListener takes ln (on the bridge's IPv6 gateway) as the Flycast
+// listener; it closes ln and fails if ln is elsewhere. Connections wait in
+// its queue until startServing.
+func (f *flycast) useListener(ln net.Listener) error {
+	_, gw6 := f.netm.Gateways()
+	ta, ok := ln.Addr().(*net.TCPAddr)
+	if !ok || !ta.IP.Equal(gw6) {
+		ln.Close()
+		return fmt.Errorf("flycast listener %s is not on the bridge's gateway %s (the network changed?)", ln.Addr(), gw6)
+	}
+	f.lnMu.Lock()
+	f.ln = ln
+	f.lnMu.Unlock()
+	return nil
+}
+
+// ready lets the Flycast listener accept once the apps' services are known
+// (the daemon calls it when the proxy starts serving): the first reconcile
+// after it starts serve. Before, connections wait in the listener's queue
+// (on a reload: those the previous daemon left there), rather than being
+// reset for an app whose ports are not known yet.
+func (f *flycast) ready() {
+	if f.readyCh == nil {
+		return
+	}
+	f.readyOnce.Do(func() { close(f.readyCh) })
+	f.signal()
+}
+
+func (f *flycast) isReady() bool {
+	select {
+	case <-f.readyCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// startServing starts serve on the listener (once; after ready).
+func (f *flycast) startServing() {
+	f.lnMu.Lock()
+	defer f.lnMu.Unlock()
+	if f.ln == nil || f.serveDone != nil {
+		return
+	}
+	done := make(chan struct{})
+	f.serveDone = done
+	ln := f.ln
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer close(done)
+		f.serve(ln)
+	}()
+}
+
+// ensureListener binds the Flycast listener on the bridge's IPv6 gateway,
+// on a port the kernel picks, unless there is one already.
+func (f *flycast) ensureListener() (netip.AddrPort, error) {
+	if ln := f.listener(); ln != nil {
+		return ln.Addr().(*net.TCPAddr).AddrPort(), nil
+	}
+	_, gw6 := f.netm.Gateways()
+	ln, err := net.Listen("tcp6", net.JoinHostPort(gw6.String(), "0"))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("flycast listener on the bridge gateway %s: %w (is the bridge up? `ip addr show` lists its addresses)", gw6, err)
+	}
+	if err := f.useListener(ln); err != nil {
+		return netip.AddrPort{}, err
+	}
+	f.log.Info("Flycast listener", "addr", ln.Addr())
+	return ln.Addr().(*net.TCPAddr).AddrPort(), nil
+}
+
+// serve accepts the redirected connections and hands each to the
+// manager of the app whose address was called, for the port called;
+// others (an address or port not served) are reset.
+func (f *flycast) serve(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			f.log.Warn("Flycast accept", "err", err)
+			time.Sleep(10 * time.Millisecond) // EMFILE and the like
+			continue
+		}
+		tc, ok := c.(*net.TCPConn)
+		if !ok {
+			c.Close()
+			continue
+		}
+		dst, err := network.OriginalDst(tc)
+		if err != nil {
+			f.log.Debug("Flycast connection without an original destination", "err", err)
+			reset(tc)
+			continue
+		}
+		f.mu.Lock()
+		fa := f.byAddr[dst.Addr().Unmap()]
+		f.mu.Unlock()
+		if fa == nil || !fa.mgr.Deliver(int(dst.Port()), &calledConn{TCPConn: tc, called: net.TCPAddrFromAddrPort(dst)}) {
+			reset(tc)
+		}
+	}
+}
+
+// reset closes c with a RST, as a closed port answers.
+func reset(c *net.TCPConn) {
+	_ = c.SetLinger(0)
+	c.Close()
+}
+
+// calledConn is a redirected connection whose local address is the one
+// the client called (the Flycast address and port), not the listener's:
+// X-Forwarded-Port and PROXY protocol headers name what was called.
+type calledConn struct {
+	*net.TCPConn
+	called net.Addr
+}
+
+func (c *calledConn) LocalAddr() net.Addr { return c.called }
 
 // run reconciles whenever the Flycast records, the apps or their services
 // change (and every 30s; 1s after a failure) until ctx ends, then closes
@@ -104,12 +242,16 @@ func (f *flycast) run(ctx context.Context) {
 	go f.watch(ctx)
 	for {
 		wait := 30 * time.Second
+		ready := f.isReady() // before: this reconcile sees what ready promised
 		if err := f.reconcile(ctx); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			f.log.Warn("Flycast: will retry", "err", err)
 			wait = time.Second
+		}
+		if ready {
+			f.startServing()
 		}
 		select {
 		case <-ctx.Done():
@@ -191,8 +333,10 @@ func (f *flycast) reconcile(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
+			// The manager binds nothing: its connections come from the
+			// Flycast listener (and the public listeners' divert).
 			fa = &flycastApp{app: app, addr: addr, mgr: &tcpproxy.Manager{Picker: f.px, HTTP: f.px, ListenHost: addr.String(),
-				Private: true, Divert: f.held, TLSConfig: f.tls, Log: f.log.With("app", app)}}
+				Private: true, Divert: func(int) bool { return true }, TLSConfig: f.tls, Log: f.log.With("app", app)}}
 			f.apps[app], f.byAddr[addr] = fa, fa
 			f.log.Info("serving a Flycast address", "app", app, "addr", addr)
 		}
@@ -200,7 +344,15 @@ func (f *flycast) reconcile(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	served := make([]netip.Addr, 0, len(f.byAddr))
+	for a := range f.byAddr {
+		served = append(served, a)
+	}
 	f.mu.Unlock()
+	slices.SortFunc(served, netip.Addr.Compare)
+	if err := f.redirect(served); err != nil {
+		errs = append(errs, err)
+	}
 	for _, fa := range closing {
 		// Connections in flight finish; the address goes now.
 		go fa.mgr.Close()
@@ -222,6 +374,23 @@ func (f *flycast) reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// redirect points the nftables rules for the served addresses at the
+// Flycast listener, when they changed.
+func (f *flycast) redirect(served []netip.Addr) error {
+	to, err := f.ensureListener()
+	if err != nil {
+		return err
+	}
+	if f.redirected != nil && slices.Equal(f.redirected, served) {
+		return nil
+	}
+	if err := f.netm.RedirectFlycast(served, to); err != nil {
+		return err
+	}
+	f.redirected = served
+	return nil
+}
+
 func (f *flycast) serving(a netip.Addr) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -238,17 +407,43 @@ func flycastServices(svcs []types.MachineService) []tcpproxy.Service {
 	return out
 }
 
-// closeAll closes every Flycast listener (the addresses stay on the
-// bridge: machines keep them across a daemon restart).
+// closeAll stops accepting Flycast connections, lets every app's manager
+// take those already accepted and finish the requests and connections in
+// flight (for up to flycastDrain), and closes the managers. The addresses
+// and the redirect stay: machines keep them across a daemon restart, and
+// a reloading daemon's successor serves the listener's socket, which it
+// was handed, from where this one stopped.
 func (f *flycast) closeAll() {
+	f.lnMu.Lock()
+	ln, done := f.ln, f.serveDone
+	f.lnMu.Unlock()
+	if ln != nil {
+		ln.Close()
+		<-done
+	}
 	f.mu.Lock()
 	apps := f.apps
 	f.apps, f.byAddr = map[string]*flycastApp{}, map[netip.Addr]*flycastApp{}
 	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), flycastDrain)
+	defer cancel()
+	var wg sync.WaitGroup
 	for _, fa := range apps {
-		fa.mgr.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fa.mgr.Shutdown(ctx); err != nil {
+				f.log.Warn("Flycast connections cut at shutdown", "app", fa.app, "err", err)
+			}
+		}()
 	}
+	wg.Wait()
 }
+
+// flycastDrain bounds how long a stopping (or reloading) daemon waits for
+// Flycast requests and raw connections in flight: as long as a stopping
+// daemon gives its public listeners.
+const flycastDrain = 10 * time.Second
 
 // close stops serving and waits for the listeners to close.
 func (f *flycast) close() {

@@ -1,11 +1,14 @@
 package network
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -138,4 +141,92 @@ func (m *Manager) flycastBridge(addr netip.Addr) (netlink.Link, error) {
 		return nil, fmt.Errorf("network: bridge %s: %w", m.cfg.Bridge, err)
 	}
 	return br, nil
+}
+
+// RedirectFlycast steers TCP connections to the given Flycast addresses
+// (any port) to one local listener, to, with nftables DNAT in the
+// manager's ip6 table: a nat prerouting chain for machines (traffic that
+// enters from the bridge) and a nat output chain for the host itself. The
+// listener learns the address and port that were called from the
+// connection's original destination (OriginalDst). So Flycast never binds
+// the addresses' ports and does not care what else on the host listens
+// on them, wildcard listeners included.
+//
+// Each call replaces the chains' rules in one transaction (idempotent; a
+// restarted daemon points them at its own listener). The rules stay when
+// the daemon exits (a reloading daemon's successor keeps serving through
+// them) and go with the table (RemoveBridge).
+func (m *Manager) RedirectFlycast(addrs []netip.Addr, to netip.AddrPort) error {
+	rng, err := m.FlycastRange()
+	if err != nil {
+		return err
+	}
+	if !to.Addr().Is6() || to.Addr().Is4In6() || to.Port() == 0 {
+		return fmt.Errorf("network: Flycast redirect target %s is not an IPv6 address with a port", to)
+	}
+	c := &nftables.Conn{}
+	t := c.AddTable(m.natTable(nftables.TableFamilyIPv6))
+	chains := []*nftables.Chain{
+		c.AddChain(&nftables.Chain{Name: "flycast_prerouting", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest}),
+		c.AddChain(&nftables.Chain{Name: "flycast_output", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest}),
+	}
+	port := binary.BigEndian.AppendUint16(nil, to.Port())
+	for _, ch := range chains {
+		c.FlushChain(ch)
+		for _, a := range addrs {
+			if !rng.Contains(a) {
+				return fmt.Errorf("network: %s is not in the Flycast range %s", a, rng)
+			}
+			var exprs []expr.Any
+			if ch.Hooknum == nftables.ChainHookPrerouting {
+				// Machines only: the address is not routed anywhere else.
+				exprs = append(exprs,
+					&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+					&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname(m.cfg.Bridge)})
+			}
+			exprs = append(exprs,
+				// ip6 daddr <a> meta l4proto tcp dnat to [to.Addr]:to.Port
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 24, Len: 16},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: a.AsSlice()},
+				&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+				&expr.Immediate{Register: 1, Data: to.Addr().AsSlice()},
+				&expr.Immediate{Register: 2, Data: port},
+				&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV6, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+			)
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: exprs})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("network: nftables redirect of Flycast addresses on %s to %s: %w (is nftables NAT available? `nft list ruleset` shows the tables)", m.cfg.Bridge, to, err)
+	}
+	return nil
+}
+
+// ip6tSOOriginalDst is IP6T_SO_ORIGINAL_DST (linux/netfilter_ipv6/ip6_tables.h),
+// which golang.org/x/sys/unix does not name.
+const ip6tSOOriginalDst = 80
+
+// OriginalDst returns the address and port a redirected IPv6 TCP
+// connection was made to (before RedirectFlycast's DNAT), from conntrack.
+func OriginalDst(c *net.TCPConn) (netip.AddrPort, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("network: original destination: %w", err)
+	}
+	var info *unix.IPv6MTUInfo // its first member is the sockaddr_in6 the kernel fills
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		info, serr = unix.GetsockoptIPv6MTUInfo(int(fd), unix.SOL_IPV6, ip6tSOOriginalDst)
+	}); err != nil {
+		return netip.AddrPort{}, fmt.Errorf("network: original destination: %w", err)
+	}
+	if serr != nil {
+		return netip.AddrPort{}, fmt.Errorf("network: original destination of a connection from %s: %w (not redirected by nftables?)", c.RemoteAddr(), serr)
+	}
+	// The port is in network byte order in memory.
+	port := binary.BigEndian.Uint16(binary.NativeEndian.AppendUint16(nil, info.Addr.Port))
+	return netip.AddrPortFrom(netip.AddrFrom16(info.Addr.Addr), port), nil
 }

@@ -1,6 +1,7 @@
 package network
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"slices"
@@ -108,5 +109,101 @@ func TestFlycastAddressOnBridge(t *testing.T) {
 	}
 	if err := m.AddFlycast(netip.MustParseAddr("fdaa:0:1::5")); err == nil {
 		t.Fatal("an address outside the Flycast range was added")
+	}
+}
+
+// TestRedirectFlycast: with a wildcard listener of another process on a
+// port, a connection from the host to [Flycast address]:port reaches the
+// redirect's listener on the gateway, which reads the address and port
+// called; a second New (a restarted daemon) keeps the rules, and an
+// empty redirect gives the port back to the wildcard listener.
+func TestRedirectFlycast(t *testing.T) {
+	m := testManager(t)
+	rng, err := m.FlycastRange()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := FlycastAddr(rng, 3)
+	if err := m.AddFlycast(addr); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(ln net.Listener, answer func(net.Conn) string) {
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Write([]byte(answer(c)))
+				c.Close()
+			}
+		}()
+	}
+	other, err := net.Listen("tcp", "[::]:0") // someone else's wildcard listener
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	serve(other, func(net.Conn) string { return "other" })
+	port := other.Addr().(*net.TCPAddr).Port
+	_, gw6 := m.Gateways()
+	ours, err := net.Listen("tcp", net.JoinHostPort(gw6.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ours.Close()
+	serve(ours, func(c net.Conn) string {
+		dst, err := OriginalDst(c.(*net.TCPConn))
+		if err != nil {
+			return err.Error()
+		}
+		return "ours " + dst.String()
+	})
+	to := ours.Addr().(*net.TCPAddr).AddrPort()
+	called := netip.AddrPortFrom(addr, uint16(port)).String()
+	get := func() string {
+		t.Helper()
+		var c net.Conn
+		var err error
+		for try := 0; ; try++ { // see TestFlycastAddressOnBridge
+			if c, err = net.DialTimeout("tcp", called, time.Second); err == nil {
+				break
+			}
+			if try == 4 {
+				t.Fatal(err)
+			}
+			t.Logf("dial %s: %v; again", called, err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, _ := io.ReadAll(c)
+		return string(b)
+	}
+	if got := get(); got != "other" {
+		t.Fatalf("before the redirect: %q, want the wildcard listener's answer", got)
+	}
+	for i := 0; i < 2; i++ { // idempotent
+		if err := m.RedirectFlycast([]netip.Addr{addr}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := get(), "ours "+called; got != want {
+		t.Fatalf("redirected: %q, want %q", got, want)
+	}
+	// A restarted daemon's New keeps the redirect until it replaces it.
+	if _, err := New(m.cfg, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := get(), "ours "+called; got != want {
+		t.Fatalf("after a second New: %q, want %q", got, want)
+	}
+	if err := m.RedirectFlycast(nil, to); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(); got != "other" {
+		t.Fatalf("after the redirect is emptied: %q, want the wildcard listener's answer", got)
+	}
+	if err := m.RedirectFlycast([]netip.Addr{netip.MustParseAddr("fdaa:0:1::5")}, to); err == nil {
+		t.Fatal("an address outside the Flycast range was redirected")
 	}
 }

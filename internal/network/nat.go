@@ -17,10 +17,12 @@ func (m *Manager) natTable(family nftables.TableFamily) *nftables.Table {
 // ensureNAT masquerades traffic from the machine subnets that leaves
 // through any interface but the bridge, so machines reach the outside
 // world as Fly machines do, while traffic between machines and from the
-// host keeps its addresses. It replaces the manager's own tables only.
+// host keeps its addresses. It replaces the rules of its own chain in the
+// manager's own tables only, in one transaction, and leaves the tables'
+// other chains alone: a daemon taking over from another (a reload) keeps
+// the Flycast redirect (RedirectFlycast) that serves machines meanwhile.
 func (m *Manager) ensureNAT() error {
 	c := &nftables.Conn{}
-	m.deleteNATTables(c)
 	for _, fam := range []struct {
 		family nftables.TableFamily
 		subnet *net.IPNet
@@ -34,6 +36,7 @@ func (m *Manager) ensureNAT() error {
 			Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource,
 		})
+		c.FlushChain(ch)
 		ip := fam.subnet.IP
 		if fam.family == nftables.TableFamilyIPv4 {
 			ip = ip.To4()

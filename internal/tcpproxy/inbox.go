@@ -17,10 +17,15 @@ type inbox struct {
 	ch    chan net.Conn
 	done  chan struct{}
 	once  sync.Once
+
+	mu      sync.Mutex // guards pending
+	pending int        // connections handed over (hand) and not yet accepted or closed
+	settled *sync.Cond // broadcast when pending drops to 0
 }
 
 func newInbox(bound net.Listener, addr net.Addr) *inbox {
 	in := &inbox{bound: bound, addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
+	in.settled = sync.NewCond(&in.mu)
 	if bound != nil {
 		go in.pump()
 	}
@@ -46,6 +51,32 @@ func (in *inbox) pump() {
 		if !in.give(c) {
 			return
 		}
+	}
+}
+
+// hand queues c for Accept without waiting; settle waits for it.
+func (in *inbox) hand(c net.Conn) {
+	in.mu.Lock()
+	in.pending++
+	in.mu.Unlock()
+	go func() {
+		in.give(c)
+		in.mu.Lock()
+		in.pending--
+		if in.pending == 0 {
+			in.settled.Broadcast()
+		}
+		in.mu.Unlock()
+	}()
+}
+
+// settle waits until every connection handed over so far has been
+// accepted (or closed, when the inbox closed first).
+func (in *inbox) settle() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	for in.pending > 0 {
+		in.settled.Wait()
 	}
 }
 

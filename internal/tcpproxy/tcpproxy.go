@@ -95,6 +95,9 @@ type Manager struct {
 	listeners map[int]*listener
 	closed    bool
 	wg        sync.WaitGroup
+
+	freshMu sync.Mutex        // guards fresh
+	fresh   map[net.Conn]bool // HTTP connections whose first request is not read yet
 }
 
 type listener struct {
@@ -241,7 +244,7 @@ func (m *Manager) Deliver(port int, c net.Conn) bool {
 	if !ok {
 		return false
 	}
-	go in.give(c)
+	in.hand(c)
 	return true
 }
 
@@ -282,7 +285,8 @@ func (m *Manager) Ports(app string) []int {
 	return out
 }
 
-// Close closes every listener and waits for open connections to end.
+// Close closes every listener, cuts the connections and waits for them to
+// end.
 func (m *Manager) Close() {
 	m.mu.Lock()
 	m.closed = true
@@ -293,6 +297,84 @@ func (m *Manager) Close() {
 	m.mu.Unlock()
 	m.wg.Wait()
 }
+
+// Shutdown closes every listener as Close does, but first lets the
+// connections already handed over (Deliver) be accepted, and lets the
+// requests and connections in flight finish until ctx ends (then cuts
+// them). A daemon that hands its work to another (a reload) uses it.
+func (m *Manager) Shutdown(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	ls := make([]*listener, 0, len(m.listeners))
+	for n, l := range m.listeners {
+		ls = append(ls, l)
+		delete(m.listeners, n)
+	}
+	m.mu.Unlock()
+	for _, l := range ls {
+		if in, ok := l.ln.(*inbox); ok {
+			in.settle()
+		}
+		l.ln.Close()
+	}
+	// http.Server.Shutdown drops, unanswered, a request it reads after it
+	// began: first let the connections accepted read their first request
+	// (for up to freshWait).
+	wait := time.NewTimer(freshWait)
+	defer wait.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		m.freshMu.Lock()
+		n := len(m.fresh)
+		m.freshMu.Unlock()
+		if n == 0 {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-wait.C:
+			waiting = false
+		case <-ctx.Done():
+			waiting = false
+		}
+	}
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		if l.httpSrv != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if l.httpSrv.Shutdown(ctx) != nil {
+					l.httpSrv.Close()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		for _, l := range ls {
+			l.cancel() // raw connections end
+			if l.httpSrv != nil {
+				l.httpSrv.Close()
+			}
+		}
+		<-done
+		return fmt.Errorf("tcp proxy shutdown: connections still open: %w", ctx.Err())
+	}
+}
+
+// freshWait bounds how long Shutdown waits for accepted HTTP connections
+// to send their first request.
+const freshWait = 5 * time.Second
 
 func (l *listener) stop() {
 	l.ln.Close()
@@ -346,6 +428,26 @@ func (m *Manager) start(l *listener) {
 			Handler: m.HTTP, ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout: dur(l.svc.IdleTimeout, dur(m.IdleTimeout, 10*time.Minute)),
 			BaseContext: func(net.Listener) context.Context { return ctx },
+			// Close and Shutdown wait for every connection: Serve adds
+			// one before it returns, so m.wg is not at zero then.
+			ConnState: func(c net.Conn, st http.ConnState) {
+				m.freshMu.Lock()
+				if st == http.StateNew {
+					if m.fresh == nil {
+						m.fresh = map[net.Conn]bool{}
+					}
+					m.fresh[c] = true
+				} else {
+					delete(m.fresh, c)
+				}
+				m.freshMu.Unlock()
+				switch st {
+				case http.StateNew:
+					m.wg.Add(1)
+				case http.StateClosed, http.StateHijacked:
+					m.wg.Done()
+				}
+			},
 		}
 		m.wg.Add(1)
 		go func() {

@@ -374,3 +374,70 @@ func TestPickerErrorClosesAndHTTPHandler(t *testing.T) {
 		t.Fatalf("http port: %q", body)
 	}
 }
+
+// TestShutdownFinishesDelivered: connections handed to a Private manager
+// just before Shutdown are still accepted, and their requests in flight
+// answered, before Shutdown returns; after it the port takes none.
+func TestShutdownFinishesDelivered(t *testing.T) {
+	t.Parallel()
+	m := &Manager{Private: true, Divert: func(int) bool { return true }, ListenHost: "127.0.0.1",
+		HTTP: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			time.Sleep(200 * time.Millisecond)
+			io.WriteString(w, "done")
+		})}
+	t.Cleanup(m.Close)
+	if err := m.Set("web", []Service{{InternalPort: 8080, Ports: []Port{{Port: 80, Handlers: []string{HandlerHTTP}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer front.Close()
+	const n = 8
+	answers := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			c, err := net.Dial("tcp", front.Addr().String())
+			if err != nil {
+				answers <- err.Error()
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			io.WriteString(c, "GET / HTTP/1.1\r\nHost: web.flycast\r\nConnection: close\r\n\r\n")
+			b, err := io.ReadAll(c)
+			answers <- fmt.Sprint(string(b), err)
+		}()
+	}
+	for i := 0; i < n; i++ {
+		c, err := front.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.Deliver(80, c) {
+			t.Fatal("Deliver refused a served port")
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case got := <-answers:
+			if !strings.HasPrefix(got, "HTTP/1.1 200") || !strings.Contains(got, "done") {
+				t.Fatalf("connection %d handed over before Shutdown: %q", i, got)
+			}
+		default:
+			t.Fatalf("connection %d not answered when Shutdown returned", i)
+		}
+	}
+	if c1, c2 := net.Pipe(); m.Deliver(80, c1) {
+		t.Fatal("Deliver took a connection after Shutdown")
+	} else {
+		c1.Close()
+		c2.Close()
+	}
+}
