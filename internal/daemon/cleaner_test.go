@@ -80,3 +80,47 @@ func TestDeletedAppsAreCleaned(t *testing.T) {
 		t.Fatal("the live app was cleaned")
 	}
 }
+
+// TestAppsDeletedUnwatchedAreSwept: an app deleted while nothing watched
+// (the daemon was down, or before the watch began) has its secrets
+// removed by the sweep a subscriber gets first, though it has no volume.
+func TestAppsDeletedUnwatchedAreSwept(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir := t.TempDir()
+	st, err := store.Open(filepath.Join(dir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	log := slog.New(slog.DiscardHandler)
+	sec, err := secrets.Open(st, dir, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vols, err := volume.New(st, dir, "tst", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as := apps.New(apps.Options{Store: st, Org: "acme"})
+	v := "s3cret"
+	for _, a := range []string{"gone", "live"} {
+		if err := as.Ensure(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sec.Update(ctx, a, map[string]*string{"KEY": &v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := as.Delete(ctx, "gone"); err != nil {
+		t.Fatal(err)
+	}
+	c := &appCleaner{apps: as, sec: sec, vols: vols, log: log, more: func(string) {}}
+	c.clean(ctx, "") // the sweep
+	if ls, err := sec.List(ctx, "gone"); err != nil || len(ls) != 0 {
+		t.Fatalf("secrets of the app deleted unwatched: %v %v", ls, err)
+	}
+	if ls, err := sec.List(ctx, "live"); err != nil || len(ls) != 1 {
+		t.Fatalf("secrets of the live app: %v %v", ls, err)
+	}
+}

@@ -440,19 +440,28 @@ func (c *appCleaner) clean(ctx context.Context, app string) {
 		c.remove(ctx, app)
 		return
 	}
-	all, err := c.vols.List(ctx, "")
-	if err != nil {
+	// A sweep: every app that still has volumes or secrets but no record.
+	var names []string
+	if all, err := c.vols.List(ctx, ""); err != nil {
 		c.log.Warn("find the volumes of deleted apps", "err", err)
-		return
+	} else {
+		for _, v := range all {
+			names = append(names, v.App)
+		}
+	}
+	if withSecrets, err := c.sec.Apps(ctx); err != nil {
+		c.log.Warn("find the secrets of deleted apps", "err", err)
+	} else {
+		names = append(names, withSecrets...)
 	}
 	done := map[string]bool{}
-	for _, v := range all {
-		if done[v.App] {
+	for _, app := range names {
+		if done[app] {
 			continue
 		}
-		done[v.App] = true
-		if ok, err := c.apps.Exists(ctx, v.App); err == nil && !ok {
-			c.remove(ctx, v.App)
+		done[app] = true
+		if ok, err := c.apps.Exists(ctx, app); err == nil && !ok {
+			c.remove(ctx, app)
 		}
 	}
 }

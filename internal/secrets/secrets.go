@@ -309,6 +309,22 @@ func (s *Store) Values(ctx context.Context, app string, v int) (map[string]strin
 	return out, nil
 }
 
+// Apps lists the apps that have secrets (for sweeping those of deleted
+// apps).
+func (s *Store) Apps(ctx context.Context) ([]string, error) {
+	kvs, err := s.st.List(ctx, "secrets/")
+	if err != nil {
+		return nil, fmt.Errorf("list secrets: %w", err)
+	}
+	var out []string
+	for _, kv := range kvs {
+		if app, ok := strings.CutSuffix(strings.TrimPrefix(kv.Key, "secrets/"), "/meta"); ok && !strings.Contains(app, "/") {
+			out = append(out, app)
+		}
+	}
+	return out, nil
+}
+
 // DeleteApp removes every secret and version of an app.
 func (s *Store) DeleteApp(ctx context.Context, app string) error {
 	kvs, err := s.st.List(ctx, "secrets/"+app+"/")
