@@ -26,6 +26,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/dns"
+	"github.com/hangar-dev/hangar/internal/flycast"
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/network"
@@ -172,7 +173,7 @@ func Run(ctx context.Context, o Options) error {
 	px.Waker = sup
 	px.Port = portOf(o.HTTPListen)
 	// Apps and their addresses; one watch of deleted apps for every cleaner.
-	flycastRange, _ := netm.FlycastRange() // none: startFlycast says why
+	flycastRange, _ := netm.FlycastRange() // none: flycast.Start says why
 	appSvc := apps.New(apps.Options{Store: st, Org: o.Org, FlycastRange: flycastRange})
 	deletions := apps.NewDeletions(st)
 	go deletions.Run(ctx)
@@ -250,9 +251,9 @@ func Run(ctx context.Context, o Options) error {
 	closeTCP := sync.OnceFunc(tcpMgr.Close)
 	defer closeTCP()
 	// Flycast: the apps' private addresses on the bridge, served by the proxy.
-	fc := startFlycast(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, inherited["flycast"], log.With("component", "flycast"))
-	defer fc.close()
-	go syncTCPServices(ctx, px, tcpMgr, log)
+	fc := flycast.Start(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, inherited["flycast"], log.With("component", "flycast"))
+	defer fc.Close()
+	go tcpMgr.Sync(ctx, px)
 	deletions.Subscribe(ctx, (&appCleaner{apps: appSvc, sec: secretStore, vols: vols, log: log, more: func(app string) {
 		tcpMgr.Remove(app)
 		px.RemoveApp(app)
@@ -300,10 +301,10 @@ func Run(ctx context.Context, o Options) error {
 		httpsSrv = &http.Server{Handler: px, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 		// The HTTPS listener shares the proxy's connection limits.
-		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.divert(httpsLn)), "", "") }()
+		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.Divert(httpsLn)), "", "") }()
 	}
-	fc.ready() // the apps' services are known: Flycast connections are served
-	go func() { errc <- px.Serve(fc.divert(httpLn), proxySrv) }()
+	fc.Ready() // the apps' services are known: Flycast connections are served
+	go func() { errc <- px.Serve(fc.Divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
 		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
@@ -315,7 +316,7 @@ func Run(ctx context.Context, o Options) error {
 				return fmt.Errorf("serve: %w", err)
 			}
 		case <-o.Reload:
-			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.listener()})
+			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.Listener()})
 			if err != nil {
 				log.Error("reload failed; this daemon keeps serving", "err", err)
 				continue
@@ -474,57 +475,6 @@ func (c *appCleaner) remove(ctx context.Context, app string) {
 	if err := c.sec.DeleteApp(ctx, app); err != nil {
 		c.log.Warn("remove the secrets of a deleted app", "app", app, "err", err)
 	}
-}
-
-// syncTCPServices keeps the raw TCP listeners matching the apps' services
-// (from their latest machine configs), until ctx ends.
-func syncTCPServices(ctx context.Context, px *proxy.Proxy, mgr *tcpproxy.Manager, log *slog.Logger) {
-	bound := map[string]bool{}
-	for {
-		all := px.AppServices()
-		for app, svcs := range all {
-			tcp := tcpServices(svcs)
-			if len(tcp) == 0 && !bound[app] {
-				continue
-			}
-			if err := mgr.Set(app, tcp); err != nil {
-				log.Warn("raw TCP services", "app", app, "err", err)
-			}
-			bound[app] = len(tcp) > 0
-		}
-		for app := range bound {
-			if _, ok := all[app]; !ok {
-				mgr.Remove(app)
-				delete(bound, app)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-px.ServicesChanged():
-		}
-	}
-}
-
-// tcpServices are the services' ports not served by the HTTP and HTTPS
-// listeners (Fly serves 80 and 443 as HTTP).
-func tcpServices(svcs []types.MachineService) []tcpproxy.Service {
-	var out []tcpproxy.Service
-	for _, s := range svcs {
-		var ports []types.MachinePort
-		for _, pt := range s.Ports {
-			if pt.Port != nil && (*pt.Port == 80 || *pt.Port == 443) {
-				continue
-			}
-			ports = append(ports, pt)
-		}
-		if len(ports) == 0 {
-			continue
-		}
-		s.Ports = ports
-		out = append(out, tcpproxy.FromMachineService(s))
-	}
-	return out
 }
 
 // startDNS serves the machines' DNS on the bridge's gateway addresses,

@@ -97,7 +97,21 @@ type Manager struct {
 	wg        sync.WaitGroup
 
 	freshMu sync.Mutex        // guards fresh
-	fresh   map[net.Conn]bool // HTTP connections whose first request is not read yet
+	fresh   map[net.Conn]bool // HTTP connections whose first request has not reached the handler
+}
+
+// connKey is the context key of a request's connection.
+type connKey struct{}
+
+// served takes c (and, through TLS, the connection under it, which is the
+// one Deliver handed over) out of fresh.
+func (m *Manager) served(c net.Conn) {
+	m.freshMu.Lock()
+	defer m.freshMu.Unlock()
+	delete(m.fresh, c)
+	if tc, ok := c.(*tls.Conn); ok {
+		delete(m.fresh, tc.NetConn())
+	}
 }
 
 type listener struct {
@@ -243,6 +257,16 @@ func (m *Manager) Deliver(port int, c net.Conn) bool {
 	in, ok := l.ln.(*inbox)
 	if !ok {
 		return false
+	}
+	if slices.Contains(l.port.Handlers, HandlerHTTP) && m.HTTP != nil {
+		// Fresh from now, not from when the server registers it: Shutdown
+		// must wait for it from the moment it was handed over.
+		m.freshMu.Lock()
+		if m.fresh == nil {
+			m.fresh = map[net.Conn]bool{}
+		}
+		m.fresh[c] = true
+		m.freshMu.Unlock()
 	}
 	in.hand(c)
 	return true
@@ -425,9 +449,18 @@ func (m *Manager) start(l *listener) {
 	}
 	if slices.Contains(l.port.Handlers, HandlerHTTP) && m.HTTP != nil {
 		l.httpSrv = &http.Server{
-			Handler: m.HTTP, ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout: dur(l.svc.IdleTimeout, dur(m.IdleTimeout, 10*time.Minute)),
-			BaseContext: func(net.Listener) context.Context { return ctx },
+			// A connection stays fresh until its first request reaches
+			// the handler: past the server's own check for a shutdown.
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if c, ok := r.Context().Value(connKey{}).(net.Conn); ok {
+					m.served(c)
+				}
+				m.HTTP.ServeHTTP(w, r)
+			}),
+			ConnContext:       func(ctx context.Context, c net.Conn) context.Context { return context.WithValue(ctx, connKey{}, c) },
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       dur(l.svc.IdleTimeout, dur(m.IdleTimeout, 10*time.Minute)),
+			BaseContext:       func(net.Listener) context.Context { return ctx },
 			// Close and Shutdown wait for every connection: Serve adds
 			// one before it returns, so m.wg is not at zero then.
 			ConnState: func(c net.Conn, st http.ConnState) {
@@ -437,10 +470,13 @@ func (m *Manager) start(l *listener) {
 						m.fresh = map[net.Conn]bool{}
 					}
 					m.fresh[c] = true
+					m.freshMu.Unlock()
 				} else {
-					delete(m.fresh, c)
+					m.freshMu.Unlock()
+					if st == http.StateClosed || st == http.StateHijacked {
+						m.served(c)
+					}
 				}
-				m.freshMu.Unlock()
 				switch st {
 				case http.StateNew:
 					m.wg.Add(1)

@@ -1,4 +1,9 @@
-package daemon
+// Package flycast serves the apps' Flycast addresses, their private
+// load-balanced IPv6 addresses on the machine bridge (docs/flycast.md): the
+// addresses on the bridge, the nftables redirect of connections to them to
+// one listener of its own, and the hand-over of each connection to the
+// proxy for the app and port that were called.
+package flycast
 
 import (
 	"context"
@@ -20,7 +25,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// flycast serves the apps' Flycast addresses (docs/flycast.md): it keeps
+// Server serves the apps' Flycast addresses (docs/flycast.md): it keeps
 // each allocated address on the bridge, steers TCP connections to the
 // addresses to one listener of its own on the bridge's gateway (nftables
 // DNAT, network.RedirectFlycast), and hands each connection to the app's
@@ -28,7 +33,7 @@ import (
 // addresses of deleted apps, and takes connections for a Flycast address
 // out of the public listeners too (divert), for a host where the redirect
 // is missing.
-type flycast struct {
+type Server struct {
 	st   store.Store
 	netm *network.Manager
 	px   *proxy.Proxy
@@ -63,12 +68,12 @@ type flycastApp struct {
 	mgr  *tcpproxy.Manager
 }
 
-// startFlycast starts serving the Flycast addresses until ctx ends. Call it before tcpMgr binds anything: it
+// Start starts serving the Flycast addresses until ctx ends. Call it before tcpMgr binds anything: it
 // wraps tcpMgr's listeners. inherited is the Flycast listener a reloading
 // daemon handed over (nil: bind one).
-func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px *proxy.Proxy, deletions *apps.Deletions, tcpMgr *tcpproxy.Manager,
-	tlsConfig func(string) *tls.Config, inherited net.Listener, log *slog.Logger) *flycast {
-	f := &flycast{st: st, netm: netm, px: px, tls: tlsConfig, log: log,
+func Start(ctx context.Context, st store.Store, netm *network.Manager, px *proxy.Proxy, deletions *apps.Deletions, tcpMgr *tcpproxy.Manager,
+	tlsConfig func(string) *tls.Config, inherited net.Listener, log *slog.Logger) *Server {
+	f := &Server{st: st, netm: netm, px: px, tls: tlsConfig, log: log,
 		apps: map[string]*flycastApp{}, byAddr: map[netip.Addr]*flycastApp{}}
 	rng, err := netm.FlycastRange()
 	if err != nil {
@@ -79,7 +84,7 @@ func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px
 		return f
 	}
 	f.rng = rng
-	tcpMgr.WrapListener = f.divert
+	tcpMgr.WrapListener = f.Divert
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.kick, f.readyCh = make(chan struct{}, 1), make(chan struct{})
 	if inherited != nil {
@@ -97,9 +102,9 @@ func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px
 	return f
 }
 
-// listener is the Flycast listener, to hand over on a reload (nil when
+// Listener is the Flycast listener, to hand over on a reload (nil when
 // there is none).
-func (f *flycast) listener() net.Listener {
+func (f *Server) Listener() net.Listener {
 	f.lnMu.Lock()
 	defer f.lnMu.Unlock()
 	if f.ln == nil {
@@ -111,7 +116,7 @@ func (f *flycast) listener() net.Listener {
 // useListener takes ln (on the bridge's IPv6 gateway) as the Flycast
 // listener; it closes ln and fails if ln is elsewhere. Connections wait in
 // its queue until startServing.
-func (f *flycast) useListener(ln net.Listener) error {
+func (f *Server) useListener(ln net.Listener) error {
 	_, gw6 := f.netm.Gateways()
 	ta, ok := ln.Addr().(*net.TCPAddr)
 	if !ok || !ta.IP.Equal(gw6) {
@@ -124,12 +129,12 @@ func (f *flycast) useListener(ln net.Listener) error {
 	return nil
 }
 
-// ready lets the Flycast listener accept once the apps' services are known
+// Ready lets the Flycast listener accept once the apps' services are known
 // (the daemon calls it when the proxy starts serving): the first reconcile
 // after it starts serve. Before, connections wait in the listener's queue
 // (on a reload: those the previous daemon left there), rather than being
 // reset for an app whose ports are not known yet.
-func (f *flycast) ready() {
+func (f *Server) Ready() {
 	if f.readyCh == nil {
 		return
 	}
@@ -137,7 +142,7 @@ func (f *flycast) ready() {
 	f.signal()
 }
 
-func (f *flycast) isReady() bool {
+func (f *Server) isReady() bool {
 	select {
 	case <-f.readyCh:
 		return true
@@ -147,7 +152,7 @@ func (f *flycast) isReady() bool {
 }
 
 // startServing starts serve on the listener (once; after ready).
-func (f *flycast) startServing() {
+func (f *Server) startServing() {
 	f.lnMu.Lock()
 	defer f.lnMu.Unlock()
 	if f.ln == nil || f.serveDone != nil {
@@ -166,8 +171,8 @@ func (f *flycast) startServing() {
 
 // ensureListener binds the Flycast listener on the bridge's IPv6 gateway,
 // on a port the kernel picks, unless there is one already.
-func (f *flycast) ensureListener() (netip.AddrPort, error) {
-	if ln := f.listener(); ln != nil {
+func (f *Server) ensureListener() (netip.AddrPort, error) {
+	if ln := f.Listener(); ln != nil {
 		return ln.Addr().(*net.TCPAddr).AddrPort(), nil
 	}
 	_, gw6 := f.netm.Gateways()
@@ -185,7 +190,7 @@ func (f *flycast) ensureListener() (netip.AddrPort, error) {
 // serve accepts the redirected connections and hands each to the
 // manager of the app whose address was called, for the port called;
 // others (an address or port not served) are reset.
-func (f *flycast) serve(ln net.Listener) {
+func (f *Server) serve(ln net.Listener) {
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -235,7 +240,7 @@ func (c *calledConn) LocalAddr() net.Addr { return c.called }
 // run reconciles whenever the Flycast records, the apps or their services
 // change (and every 30s; 1s after a failure) until ctx ends, then closes
 // the listeners.
-func (f *flycast) run(ctx context.Context) {
+func (f *Server) run(ctx context.Context) {
 	defer f.closeAll()
 	svc, unsubscribe := f.px.SubscribeServices()
 	defer unsubscribe()
@@ -264,7 +269,7 @@ func (f *flycast) run(ctx context.Context) {
 }
 
 // signal asks run for a reconcile.
-func (f *flycast) signal() {
+func (f *Server) signal() {
 	select {
 	case f.kick <- struct{}{}:
 	default:
@@ -273,7 +278,7 @@ func (f *flycast) signal() {
 
 // watch signals on every change of a Flycast record (app deletions come
 // from apps.Deletions).
-func (f *flycast) watch(ctx context.Context) {
+func (f *Server) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		rev, err := f.st.Revision(ctx)
 		if err != nil {
@@ -294,7 +299,7 @@ func (f *flycast) watch(ctx context.Context) {
 }
 
 // reconcile makes the bridge addresses and listeners match the state.
-func (f *flycast) reconcile(ctx context.Context) error {
+func (f *Server) reconcile(ctx context.Context) error {
 	ips, err := apps.ListFlycast(ctx, f.st)
 	if err != nil {
 		return err
@@ -376,7 +381,7 @@ func (f *flycast) reconcile(ctx context.Context) error {
 
 // redirect points the nftables rules for the served addresses at the
 // Flycast listener, when they changed.
-func (f *flycast) redirect(served []netip.Addr) error {
+func (f *Server) redirect(served []netip.Addr) error {
 	to, err := f.ensureListener()
 	if err != nil {
 		return err
@@ -391,7 +396,7 @@ func (f *flycast) redirect(served []netip.Addr) error {
 	return nil
 }
 
-func (f *flycast) serving(a netip.Addr) bool {
+func (f *Server) serving(a netip.Addr) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.byAddr[a] != nil
@@ -413,7 +418,7 @@ func flycastServices(svcs []types.MachineService) []tcpproxy.Service {
 // and the redirect stay: machines keep them across a daemon restart, and
 // a reloading daemon's successor serves the listener's socket, which it
 // was handed, from where this one stopped.
-func (f *flycast) closeAll() {
+func (f *Server) closeAll() {
 	f.lnMu.Lock()
 	ln, done := f.ln, f.serveDone
 	f.lnMu.Unlock()
@@ -445,18 +450,18 @@ func (f *flycast) closeAll() {
 // daemon gives its public listeners.
 const flycastDrain = 10 * time.Second
 
-// close stops serving and waits for the listeners to close.
-func (f *flycast) close() {
+// Close stops serving and waits for the listeners to close.
+func (f *Server) Close() {
 	if f.cancel != nil {
 		f.cancel()
 	}
 	f.wg.Wait()
 }
 
-// divert wraps a public listener: connections to a Flycast address are
+// Divert wraps a public listener: connections to a Flycast address are
 // handed to that app's Flycast listener for the port (or closed, when the
 // app serves no such port) instead of being served by Host header.
-func (f *flycast) divert(ln net.Listener) net.Listener {
+func (f *Server) Divert(ln net.Listener) net.Listener {
 	if ln == nil || !f.rng.IsValid() {
 		return ln
 	}
@@ -465,7 +470,7 @@ func (f *flycast) divert(ln net.Listener) net.Listener {
 
 type divertListener struct {
 	net.Listener
-	f *flycast
+	f *Server
 }
 
 func (d *divertListener) Accept() (net.Conn, error) {
