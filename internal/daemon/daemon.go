@@ -176,7 +176,7 @@ func Run(ctx context.Context, o Options) error {
 	appSvc := apps.New(apps.Options{Store: st, Org: o.Org, FlycastRange: flycastRange})
 	deletions := apps.NewDeletions(st)
 	go deletions.Run(ctx)
-	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
+	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, Apps: appSvc, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
 	deployer.SecretsVersion = secretStore.Version
 	deployer.Volumes = vols // scale count gives new machines their volumes
 	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing

@@ -20,7 +20,8 @@
 // (counts and per-group plans), strategies.go (rolling, canary,
 // bluegreen, immediate, rollback, finish), release_command.go, scale.go,
 // rollback.go (rollback and restart of a release), releases.go (release
-// records), run.go and resume.go (progress and crash recovery), lease.go.
+// records), run.go and resume.go (progress and crash recovery), lease.go,
+// delete.go (deleting an app: its machines, records and releases).
 package deploy
 
 import (
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/appconfig"
+	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
@@ -94,6 +96,9 @@ type Deployer struct {
 	// a group with [[mounts]] can only grow onto free volumes.
 	Volumes   Volumes
 	EnsureApp func(ctx context.Context, name string) error
+	// Apps holds the app records, which DeleteApp removes (the daemon's
+	// *apps.Service; nil: the records in Store).
+	Apps *apps.Service
 	// SecretsVersion returns the app's current secrets version (nil: 0).
 	SecretsVersion func(ctx context.Context, app string) (int, error)
 	Log            *slog.Logger
