@@ -1,6 +1,7 @@
 // Package logs reads Hangar's machine log files: the last lines of a set
-// of machines' logs merged by time (Tail), and the lines written since,
-// as they come (Follow).
+// of machines' logs merged by time (Tail), the lines written since, as
+// they come (Follow), and one machine's log from its first line on
+// (Follower: a release_command's output as the deploy shows it).
 //
 // A machine's log is one file that its shim writes, one line per line of
 // output, "<timestamp> <stream> <message>", rotated to Path+".1" at a size
@@ -230,3 +231,28 @@ func plain(ls []timedLine) []types.LogLine {
 	}
 	return out
 }
+
+// Follower reads one machine's log from its first line on, across
+// rotations of its file: each call of Next returns the lines written
+// since the last one. It keeps the file open; Close releases it.
+type Follower struct {
+	sf sourceFollower
+}
+
+// NewFollower returns a Follower of src's log, which need not exist yet.
+func NewFollower(src Source) *Follower {
+	return &Follower{sf: sourceFollower{Source: src, follower: &follower{path: src.Path}}}
+}
+
+// Next returns the complete lines written since the last call, oldest
+// first. A log that does not exist yet has none.
+func (f *Follower) Next() ([]types.LogLine, error) {
+	lines, err := f.sf.next()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return plain(f.sf.collect(nil, lines)), fmt.Errorf("follow the log of machine %s: %w", f.sf.MachineID, err)
+	}
+	return plain(f.sf.collect(nil, lines)), nil
+}
+
+// Close releases the open file.
+func (f *Follower) Close() { f.sf.close() }
