@@ -177,7 +177,7 @@ func Run(ctx context.Context, o Options) error {
 	deletions := apps.NewDeletions(st)
 	go deletions.Run(ctx)
 	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, Apps: appSvc, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
-	deployer.SecretsVersion = secretStore.Version
+	deployer.Secrets = secretStore
 	deployer.Volumes = vols // scale count gives new machines their volumes
 	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing
 	// from the HTTP listener's fast path.

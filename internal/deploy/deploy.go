@@ -99,9 +99,10 @@ type Deployer struct {
 	// Apps holds the app records, which DeleteApp removes (the daemon's
 	// *apps.Service; nil: the records in Store).
 	Apps *apps.Service
-	// SecretsVersion returns the app's current secrets version (nil: 0).
-	SecretsVersion func(ctx context.Context, app string) (int, error)
-	Log            *slog.Logger
+	// Secrets are the apps' secrets versions (the daemon's
+	// *secrets.Store; nil: version 0, and roll-outs are not recorded).
+	Secrets Secrets
+	Log     *slog.Logger
 	// SmokeWindow is how long a machine must stay up without restarting
 	// after its checks pass, before old machines go (the spearhead only).
 	SmokeWindow time.Duration
@@ -214,8 +215,8 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 		return nil, err
 	}
 	secretsVersion := req.SecretsVersion
-	if secretsVersion == 0 && d.SecretsVersion != nil {
-		if secretsVersion, err = d.SecretsVersion(ctx, app); err != nil {
+	if secretsVersion == 0 && d.Secrets != nil {
+		if secretsVersion, err = d.Secrets.Version(ctx, app); err != nil {
 			return nil, fmt.Errorf("secrets of %s: %w", app, err)
 		}
 	}
