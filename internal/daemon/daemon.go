@@ -252,7 +252,7 @@ func Run(ctx context.Context, o Options) error {
 	// Flycast: the apps' private addresses on the bridge, served by the proxy.
 	fc := startFlycast(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, []net.Listener{httpLn, httpsLn}, log.With("component", "flycast"))
 	defer fc.close()
-	go syncTCPServices(ctx, px, tcpMgr, log)
+	go tcpMgr.Sync(ctx, px)
 	deletions.Subscribe(ctx, (&appCleaner{apps: appSvc, sec: secretStore, vols: vols, log: log, more: func(app string) {
 		tcpMgr.Remove(app)
 		px.RemoveApp(app)
@@ -464,57 +464,6 @@ func (c *appCleaner) remove(ctx context.Context, app string) {
 	if err := c.sec.DeleteApp(ctx, app); err != nil {
 		c.log.Warn("remove the secrets of a deleted app", "app", app, "err", err)
 	}
-}
-
-// syncTCPServices keeps the raw TCP listeners matching the apps' services
-// (from their latest machine configs), until ctx ends.
-func syncTCPServices(ctx context.Context, px *proxy.Proxy, mgr *tcpproxy.Manager, log *slog.Logger) {
-	bound := map[string]bool{}
-	for {
-		all := px.AppServices()
-		for app, svcs := range all {
-			tcp := tcpServices(svcs)
-			if len(tcp) == 0 && !bound[app] {
-				continue
-			}
-			if err := mgr.Set(app, tcp); err != nil {
-				log.Warn("raw TCP services", "app", app, "err", err)
-			}
-			bound[app] = len(tcp) > 0
-		}
-		for app := range bound {
-			if _, ok := all[app]; !ok {
-				mgr.Remove(app)
-				delete(bound, app)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-px.ServicesChanged():
-		}
-	}
-}
-
-// tcpServices are the services' ports not served by the HTTP and HTTPS
-// listeners (Fly serves 80 and 443 as HTTP).
-func tcpServices(svcs []types.MachineService) []tcpproxy.Service {
-	var out []tcpproxy.Service
-	for _, s := range svcs {
-		var ports []types.MachinePort
-		for _, pt := range s.Ports {
-			if pt.Port != nil && (*pt.Port == 80 || *pt.Port == 443) {
-				continue
-			}
-			ports = append(ports, pt)
-		}
-		if len(ports) == 0 {
-			continue
-		}
-		s.Ports = ports
-		out = append(out, tcpproxy.FromMachineService(s))
-	}
-	return out
 }
 
 // startDNS serves the machines' DNS on the bridge's gateway addresses,
