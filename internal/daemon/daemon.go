@@ -25,6 +25,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/dns"
+	"github.com/hangar-dev/hangar/internal/flycast"
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/network"
@@ -171,7 +172,7 @@ func Run(ctx context.Context, o Options) error {
 	px.Waker = sup
 	px.Port = portOf(o.HTTPListen)
 	// Apps and their addresses; one watch of deleted apps for every cleaner.
-	flycastRange, _ := netm.FlycastRange() // none: startFlycast says why
+	flycastRange, _ := netm.FlycastRange() // none: flycast.Start says why
 	appSvc := apps.New(apps.Options{Store: st, Org: o.Org, FlycastRange: flycastRange})
 	deletions := apps.NewDeletions(st)
 	go deletions.Run(ctx)
@@ -249,8 +250,9 @@ func Run(ctx context.Context, o Options) error {
 	closeTCP := sync.OnceFunc(tcpMgr.Close)
 	defer closeTCP()
 	// Flycast: the apps' private addresses on the bridge, served by the proxy.
-	fc := startFlycast(ctx, st, netm, px, deletions, tcpMgr, func(string) *tls.Config { return tlsConfig }, []net.Listener{httpLn, httpsLn}, log.With("component", "flycast"))
-	defer fc.close()
+	fc := flycast.Start(ctx, flycast.Options{Store: st, Network: netm, Proxy: px, Deletions: deletions, TCP: tcpMgr,
+		TLSConfig: func(string) *tls.Config { return tlsConfig }, Public: []net.Listener{httpLn, httpsLn}, Log: log.With("component", "flycast")})
+	defer fc.Close()
 	go tcpMgr.Sync(ctx, px)
 	deletions.Subscribe(ctx, (&appCleaner{apps: appSvc, sec: secretStore, vols: vols, log: log, more: func(app string) {
 		tcpMgr.Remove(app)
@@ -299,9 +301,9 @@ func Run(ctx context.Context, o Options) error {
 		httpsSrv = &http.Server{Handler: px, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 		// The HTTPS listener shares the proxy's connection limits.
-		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.divert(httpsLn)), "", "") }()
+		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.Divert(httpsLn)), "", "") }()
 	}
-	go func() { errc <- px.Serve(fc.divert(httpLn), proxySrv) }()
+	go func() { errc <- px.Serve(fc.Divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
 		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())

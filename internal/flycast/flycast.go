@@ -1,4 +1,11 @@
-package daemon
+// Package flycast serves the apps' Flycast addresses (docs/flycast.md):
+// it keeps each allocated address on the bridge and a private tcpproxy
+// listening on it for the app's service ports, releases the addresses of
+// deleted apps, and takes connections for a Flycast address out of the
+// public listeners when those hold the port on a wildcard address.
+// Addresses are allocated by internal/apps and made by internal/network;
+// the proxy picks the machine.
+package flycast
 
 import (
 	"context"
@@ -18,12 +25,8 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// flycast serves the apps' Flycast addresses (docs/flycast.md): it keeps
-// each allocated address on the bridge and the proxy listening on it for
-// the app's service ports, releases the addresses of deleted apps, and
-// takes connections for a Flycast address out of the public listeners
-// when those hold the port on a wildcard address.
-type flycast struct {
+// Server serves the Flycast addresses (Start), until Close.
+type Server struct {
 	st   store.Store
 	netm *network.Manager
 	px   *proxy.Proxy
@@ -40,25 +43,44 @@ type flycast struct {
 	kick chan struct{} // a reconcile is due
 
 	mu     sync.Mutex // guards apps and byAddr
-	apps   map[string]*flycastApp
-	byAddr map[netip.Addr]*flycastApp
+	apps   map[string]*served
+	byAddr map[netip.Addr]*served
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-type flycastApp struct {
+type served struct {
 	app  string
 	addr netip.Addr
 	mgr  *tcpproxy.Manager
 }
 
-// startFlycast starts serving the Flycast addresses until ctx ends. Call it before tcpMgr binds anything: it
-// wraps tcpMgr's listeners. public are the proxy's HTTP and HTTPS
-// listeners (nil entries are skipped).
-func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px *proxy.Proxy, deletions *apps.Deletions, tcpMgr *tcpproxy.Manager,
-	tlsConfig func(string) *tls.Config, public []net.Listener, log *slog.Logger) *flycast {
-	f := &flycast{st: st, netm: netm, px: px, tls: tlsConfig, log: log, heldPorts: map[int]bool{},
-		apps: map[string]*flycastApp{}, byAddr: map[netip.Addr]*flycastApp{}}
+// Options are what Start needs.
+type Options struct {
+	Store     store.Store
+	Network   *network.Manager
+	Proxy     *proxy.Proxy
+	Deletions *apps.Deletions
+	// TCP is the public raw TCP services' manager; Start wraps its
+	// listeners, so call it before TCP binds anything.
+	TCP *tcpproxy.Manager
+	// TLSConfig is the server config for an app's `tls` handler.
+	TLSConfig func(app string) *tls.Config
+	// Public are the proxy's HTTP and HTTPS listeners (nil entries are
+	// skipped); wrap them with Divert before serving them.
+	Public []net.Listener
+	Log    *slog.Logger
+}
+
+// Start starts serving the Flycast addresses until ctx ends or Close. A
+// daemon whose network has no Flycast range logs why and serves none.
+func Start(ctx context.Context, o Options) *Server {
+	st, netm, px, deletions, tcpMgr, tlsConfig, public, log := o.Store, o.Network, o.Proxy, o.Deletions, o.TCP, o.TLSConfig, o.Public, o.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	f := &Server{st: st, netm: netm, px: px, tls: tlsConfig, log: log, heldPorts: map[int]bool{},
+		apps: map[string]*served{}, byAddr: map[netip.Addr]*served{}}
 	rng, err := netm.FlycastRange()
 	if err != nil {
 		log.Warn("no Flycast addresses on this daemon", "err", err)
@@ -76,7 +98,7 @@ func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px
 	if ip := net.ParseIP(tcpMgr.ListenHost); tcpMgr.ListenHost == "" || ip != nil && ip.IsUnspecified() {
 		f.tcpWildcard = true
 	}
-	tcpMgr.WrapListener = f.divert
+	tcpMgr.WrapListener = f.Divert
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.kick = make(chan struct{}, 1)
 	// Deleting an app releases its address.
@@ -90,14 +112,14 @@ func startFlycast(ctx context.Context, st store.Store, netm *network.Manager, px
 }
 
 // held reports whether a public wildcard listener holds port.
-func (f *flycast) held(port int) bool {
+func (f *Server) held(port int) bool {
 	return f.heldPorts[port] || f.tcpWildcard && port != 80 && port != 443
 }
 
 // run reconciles whenever the Flycast records, the apps or their services
 // change (and every 30s; 1s after a failure) until ctx ends, then closes
 // the listeners.
-func (f *flycast) run(ctx context.Context) {
+func (f *Server) run(ctx context.Context) {
 	defer f.closeAll()
 	svc, unsubscribe := f.px.SubscribeServices()
 	defer unsubscribe()
@@ -122,7 +144,7 @@ func (f *flycast) run(ctx context.Context) {
 }
 
 // signal asks run for a reconcile.
-func (f *flycast) signal() {
+func (f *Server) signal() {
 	select {
 	case f.kick <- struct{}{}:
 	default:
@@ -131,7 +153,7 @@ func (f *flycast) signal() {
 
 // watch signals on every change of a Flycast record (app deletions come
 // from apps.Deletions).
-func (f *flycast) watch(ctx context.Context) {
+func (f *Server) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		rev, err := f.st.Revision(ctx)
 		if err != nil {
@@ -152,7 +174,7 @@ func (f *flycast) watch(ctx context.Context) {
 }
 
 // reconcile makes the bridge addresses and listeners match the state.
-func (f *flycast) reconcile(ctx context.Context) error {
+func (f *Server) reconcile(ctx context.Context) error {
 	ips, err := apps.ListFlycast(ctx, f.st)
 	if err != nil {
 		return err
@@ -175,7 +197,7 @@ func (f *flycast) reconcile(ctx context.Context) error {
 	}
 	services := f.px.AppServices()
 	var errs []error
-	var closing []*flycastApp
+	var closing []*served
 	f.mu.Lock()
 	for app, fa := range f.apps {
 		if want[app] != fa.addr {
@@ -191,12 +213,12 @@ func (f *flycast) reconcile(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
-			fa = &flycastApp{app: app, addr: addr, mgr: &tcpproxy.Manager{Picker: f.px, HTTP: f.px, ListenHost: addr.String(),
+			fa = &served{app: app, addr: addr, mgr: &tcpproxy.Manager{Picker: f.px, HTTP: f.px, ListenHost: addr.String(),
 				Private: true, Divert: f.held, TLSConfig: f.tls, Log: f.log.With("app", app)}}
 			f.apps[app], f.byAddr[addr] = fa, fa
 			f.log.Info("serving a Flycast address", "app", app, "addr", addr)
 		}
-		if err := fa.mgr.Set(app, flycastServices(services[app])); err != nil {
+		if err := fa.mgr.Set(app, allServices(services[app])); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -222,15 +244,15 @@ func (f *flycast) reconcile(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-func (f *flycast) serving(a netip.Addr) bool {
+func (f *Server) serving(a netip.Addr) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.byAddr[a] != nil
 }
 
-// flycastServices are all of an app's service ports: over Flycast the
+// allServices are all of an app's service ports: over Flycast the
 // proxy's public side is the app's own port numbers (80 and 443 too).
-func flycastServices(svcs []types.MachineService) []tcpproxy.Service {
+func allServices(svcs []types.MachineService) []tcpproxy.Service {
 	out := make([]tcpproxy.Service, 0, len(svcs))
 	for _, s := range svcs {
 		out = append(out, tcpproxy.FromMachineService(s))
@@ -240,28 +262,28 @@ func flycastServices(svcs []types.MachineService) []tcpproxy.Service {
 
 // closeAll closes every Flycast listener (the addresses stay on the
 // bridge: machines keep them across a daemon restart).
-func (f *flycast) closeAll() {
+func (f *Server) closeAll() {
 	f.mu.Lock()
 	apps := f.apps
-	f.apps, f.byAddr = map[string]*flycastApp{}, map[netip.Addr]*flycastApp{}
+	f.apps, f.byAddr = map[string]*served{}, map[netip.Addr]*served{}
 	f.mu.Unlock()
 	for _, fa := range apps {
 		fa.mgr.Close()
 	}
 }
 
-// close stops serving and waits for the listeners to close.
-func (f *flycast) close() {
+// Close stops serving and waits for the listeners to close.
+func (f *Server) Close() {
 	if f.cancel != nil {
 		f.cancel()
 	}
 	f.wg.Wait()
 }
 
-// divert wraps a public listener: connections to a Flycast address are
+// Divert wraps a public listener: connections to a Flycast address are
 // handed to that app's Flycast listener for the port (or closed, when the
 // app serves no such port) instead of being served by Host header.
-func (f *flycast) divert(ln net.Listener) net.Listener {
+func (f *Server) Divert(ln net.Listener) net.Listener {
 	if ln == nil || !f.rng.IsValid() {
 		return ln
 	}
@@ -270,7 +292,7 @@ func (f *flycast) divert(ln net.Listener) net.Listener {
 
 type divertListener struct {
 	net.Listener
-	f *flycast
+	f *Server
 }
 
 func (d *divertListener) Accept() (net.Conn, error) {

@@ -1,4 +1,4 @@
-package daemon
+package flycast
 
 import (
 	"fmt"
@@ -33,10 +33,10 @@ func TestDivertListener(t *testing.T) {
 	if err := mgr.Set("web", []tcpproxy.Service{{InternalPort: 8080, Ports: []tcpproxy.Port{{Port: port, Handlers: []string{"http"}}}}}); err != nil {
 		t.Fatal(err)
 	}
-	f := &flycast{rng: netip.PrefixFrom(flycastIP, 32), log: slog.Default(),
-		byAddr: map[netip.Addr]*flycastApp{flycastIP: {app: "web", addr: flycastIP, mgr: mgr}}}
+	f := &Server{rng: netip.PrefixFrom(flycastIP, 32), log: slog.Default(),
+		byAddr: map[netip.Addr]*served{flycastIP: {app: "web", addr: flycastIP, mgr: mgr}}}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "public") })}
-	go srv.Serve(f.divert(pub))
+	go srv.Serve(f.Divert(pub))
 	defer srv.Close()
 
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -57,7 +57,7 @@ func TestDivertListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	go http.Serve(f.divert(other), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "public") }))
+	go http.Serve(f.Divert(other), http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "public") }))
 	defer other.Close()
 	if resp, err := c.Get("http://" + net.JoinHostPort(flycastIP.String(), strconv.Itoa(other.Addr().(*net.TCPAddr).Port)) + "/"); err == nil {
 		resp.Body.Close()
