@@ -135,34 +135,12 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 	if err := s.validateMachineRequest(r, &req); err != nil {
 		return err
 	}
-	if req.Name != "" {
-		ms, err := s.sup.List(r.Context(), app)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if m.Name == req.Name {
-				return fmt.Errorf("app %s already has a machine named %s (%s): %w", app, req.Name, m.ID, errConflict)
-			}
-		}
-	}
-	// Created without launching, so that a lease is in place before the
-	// machine runs; then started unless skip_launch.
 	m, err := s.sup.Create(r.Context(), app, req.Config, supervisor.CreateOptions{
-		Name: req.Name, Region: req.Region, SkipLaunch: true, Cordoned: req.SkipServiceRegistration,
+		Name: req.Name, Region: req.Region, SkipLaunch: req.SkipLaunch, Cordoned: req.SkipServiceRegistration,
+		UniqueName: true, LeaseTTL: time.Duration(req.LeaseTTL) * time.Second, LeaseOwner: tokenOwner(r),
 	})
 	if err != nil {
 		return err
-	}
-	if req.LeaseTTL > 0 {
-		if _, err := s.sup.AcquireLease(r.Context(), app, m.ID, tokenOwner(r), "lease_ttl on create", time.Duration(req.LeaseTTL)*time.Second); err != nil {
-			return err
-		}
-	}
-	if !req.SkipLaunch {
-		if _, err := s.sup.Start(r.Context(), app, m.ID); err != nil {
-			return err
-		}
 	}
 	if m, err = s.sup.Get(r.Context(), app, m.ID); err != nil {
 		return err
