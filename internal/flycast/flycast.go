@@ -75,19 +75,18 @@ type Options struct {
 // Start starts serving the Flycast addresses until ctx ends or Close. A
 // daemon whose network has no Flycast range logs why and serves none.
 func Start(ctx context.Context, o Options) *Server {
-	st, netm, px, deletions, tcpMgr, tlsConfig, public, log := o.Store, o.Network, o.Proxy, o.Deletions, o.TCP, o.TLSConfig, o.Public, o.Log
-	if log == nil {
-		log = slog.Default()
+	if o.Log == nil {
+		o.Log = slog.Default()
 	}
-	f := &Server{st: st, netm: netm, px: px, tls: tlsConfig, log: log, heldPorts: map[int]bool{},
+	f := &Server{st: o.Store, netm: o.Network, px: o.Proxy, tls: o.TLSConfig, log: o.Log, heldPorts: map[int]bool{},
 		apps: map[string]*served{}, byAddr: map[netip.Addr]*served{}}
-	rng, err := netm.FlycastRange()
+	rng, err := f.netm.FlycastRange()
 	if err != nil {
-		log.Warn("no Flycast addresses on this daemon", "err", err)
+		f.log.Warn("no Flycast addresses on this daemon", "err", err)
 		return f
 	}
 	f.rng = rng
-	for _, ln := range public {
+	for _, ln := range o.Public {
 		if ln == nil {
 			continue
 		}
@@ -95,14 +94,14 @@ func Start(ctx context.Context, o Options) *Server {
 			f.heldPorts[ta.Port] = true
 		}
 	}
-	if ip := net.ParseIP(tcpMgr.ListenHost); tcpMgr.ListenHost == "" || ip != nil && ip.IsUnspecified() {
+	if ip := net.ParseIP(o.TCP.ListenHost); o.TCP.ListenHost == "" || ip != nil && ip.IsUnspecified() {
 		f.tcpWildcard = true
 	}
-	tcpMgr.WrapListener = f.Divert
+	o.TCP.WrapListener = f.Divert
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.kick = make(chan struct{}, 1)
 	// Deleting an app releases its address.
-	deletions.Subscribe(ctx, func(context.Context, string) { f.signal() })
+	o.Deletions.Subscribe(ctx, func(context.Context, string) { f.signal() })
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()
