@@ -4,7 +4,6 @@ package api
 // Hangar's /v1/info.
 
 import (
-	"fmt"
 	"net/http"
 
 	"github.com/hangar-dev/hangar/internal/apps"
@@ -96,28 +95,12 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// deleteApp destroys the app's machines, then removes its record and
-// releases; the cleaners subscribed to apps.Deletions remove the rest
-// (volumes, secrets, logs, addresses, certificates).
+// deleteApp deletes the app, its machines and its records
+// (deploy.Deployer.DeleteApp); the cleaners subscribed to apps.Deletions
+// remove the rest.
 func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
-	name, err := s.requireApp(r)
-	if err != nil {
+	if err := s.deployer.DeleteApp(r.Context(), r.PathValue("app")); err != nil {
 		return err
-	}
-	ms, err := s.sup.List(r.Context(), name)
-	if err != nil {
-		return err
-	}
-	for _, m := range ms {
-		if err := s.sup.Destroy(r.Context(), name, m.ID, true); err != nil {
-			return fmt.Errorf("delete app %s: %w", name, err)
-		}
-	}
-	if err := s.apps.Delete(r.Context(), name, "releases/"+name+"/" /* deploy's release keys */); err != nil {
-		return err
-	}
-	if err := s.sup.ForgetDestroyed(r.Context(), name); err != nil {
-		return fmt.Errorf("delete app %s: %w", name, err)
 	}
 	w.WriteHeader(http.StatusAccepted)
 	return nil

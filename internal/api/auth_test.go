@@ -152,7 +152,7 @@ func matrixServer(t *testing.T) (http.Handler, map[string]string, store.Store) {
 		t.Fatal(err)
 	}
 	as := apps.New(apps.Options{Store: st, Org: "acme"})
-	d := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: as.Ensure, AppExists: as.Exists, SecretsVersion: sec.Version}
+	d := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: as.Ensure, AppExists: as.Exists, Secrets: sec}
 	s := New(Options{Store: st, Apps: as, Sup: sup, Deployer: d, Images: images, Secrets: sec, Certs: cm, Org: "acme", Region: "tst"})
 	for _, a := range []string{"a", "b"} {
 		if err := as.Ensure(ctx, a); err != nil {

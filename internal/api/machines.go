@@ -5,7 +5,6 @@ package api
 // machineops.go).
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -136,34 +135,12 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 	if err := s.validateMachineRequest(r, &req); err != nil {
 		return err
 	}
-	if req.Name != "" {
-		ms, err := s.sup.List(r.Context(), app)
-		if err != nil {
-			return err
-		}
-		for _, m := range ms {
-			if m.Name == req.Name {
-				return fmt.Errorf("app %s already has a machine named %s (%s): %w", app, req.Name, m.ID, errConflict)
-			}
-		}
-	}
-	// Created without launching, so that a lease is in place before the
-	// machine runs; then started unless skip_launch.
 	m, err := s.sup.Create(r.Context(), app, req.Config, supervisor.CreateOptions{
-		Name: req.Name, Region: req.Region, SkipLaunch: true, Cordoned: req.SkipServiceRegistration,
+		Name: req.Name, Region: req.Region, SkipLaunch: req.SkipLaunch, Cordoned: req.SkipServiceRegistration,
+		UniqueName: true, LeaseTTL: time.Duration(req.LeaseTTL) * time.Second, LeaseOwner: tokenOwner(r),
 	})
 	if err != nil {
 		return err
-	}
-	if req.LeaseTTL > 0 {
-		if _, err := s.sup.AcquireLease(r.Context(), app, m.ID, tokenOwner(r), "lease_ttl on create", time.Duration(req.LeaseTTL)*time.Second); err != nil {
-			return err
-		}
-	}
-	if !req.SkipLaunch {
-		if _, err := s.sup.Start(r.Context(), app, m.ID); err != nil {
-			return err
-		}
 	}
 	if m, err = s.sup.Get(r.Context(), app, m.ID); err != nil {
 		return err
@@ -173,19 +150,9 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
-	app, id := r.PathValue("app"), r.PathValue("id")
-	m, err := s.sup.Get(r.Context(), app, id)
-	if errors.Is(err, supervisor.ErrNotFound) {
-		// As on Fly, a destroyed machine can still be read (state
-		// "destroyed") while its record is kept.
-		if gone, lerr := s.sup.ListDestroyed(r.Context(), app); lerr == nil {
-			for _, d := range gone {
-				if d.ID == id {
-					m, err = d, nil
-				}
-			}
-		}
-	}
+	// As on Fly, a destroyed machine can still be read (state
+	// "destroyed") while its record is kept.
+	m, err := s.sup.GetOrDestroyed(r.Context(), r.PathValue("app"), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -343,7 +310,6 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
 	if len(states) == 0 {
 		states = []string{types.StateStarted}
 	}
-	want := map[string]bool{}
 	for _, st := range states {
 		if st == types.StateReplacing {
 			// Fly's wait does not take it either: it is a passing state a
@@ -353,7 +319,6 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
 		if !waitStates[st] {
 			return badRequest("state %q: wait supports created, started, stopped, suspended, failed, destroyed and replaced", st)
 		}
-		want[st] = true
 	}
 	timeout := 60 * time.Second
 	if t := q.Get("timeout"); t != "" {
@@ -367,31 +332,7 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
 	if instance == "" {
 		instance = q.Get("version")
 	}
-	app, id := r.PathValue("app"), r.PathValue("id")
-	var reached string
-	_, err := s.sup.WaitFor(r.Context(), app, id, timeout, func(m *supervisor.Record) (bool, error) {
-		if m == nil {
-			reached = types.StateDestroyed
-			if want[types.StateDestroyed] {
-				return true, nil
-			}
-			return false, fmt.Errorf("machine %s was destroyed: %w", id, supervisor.ErrNotFound)
-		}
-		if instance != "" && m.InstanceID != instance {
-			for _, v := range m.Versions {
-				if v.InstanceID == instance {
-					if want[types.StateReplaced] {
-						reached = types.StateReplaced
-						return true, nil
-					}
-					return false, fmt.Errorf("machine %s: instance %s was replaced by %s: %w", id, instance, m.InstanceID, errConflict)
-				}
-			}
-			return false, nil
-		}
-		reached = m.State
-		return want[m.State], nil
-	})
+	reached, err := s.sup.WaitState(r.Context(), r.PathValue("app"), r.PathValue("id"), states, instance, timeout)
 	if err != nil {
 		return err
 	}

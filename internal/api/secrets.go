@@ -19,7 +19,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/secrets"
@@ -52,24 +51,12 @@ func (s *Server) appSecrets(r *http.Request) (string, *secrets.Store, error) {
 	return app, st, err
 }
 
-// secretsList lists an app's secrets. What is deployed is the secrets
-// version of the app's newest complete release when it has one (deploys,
-// restarts and rollbacks record it), else the version the last roll-out
-// without a release marked.
+// secretsList lists an app's secrets as the machines run them
+// (deploy.DeployedSecretsVersion) and the latest version.
 func (s *Server) secretsList(ctx context.Context, st *secrets.Store, app string) (*types.SecretsList, error) {
-	dv, err := st.DeployedVersion(ctx, app)
+	dv, err := deploy.DeployedSecretsVersion(ctx, s.store, st, app)
 	if err != nil {
 		return nil, err
-	}
-	rels, err := deploy.Releases(ctx, s.store, app)
-	if err != nil {
-		return nil, err
-	}
-	for _, rel := range rels {
-		if rel.Status == deploy.StatusComplete {
-			dv = rel.SecretsVersion
-			break
-		}
 	}
 	ls, err := st.ListAt(ctx, app, dv)
 	if err != nil {
@@ -164,7 +151,7 @@ func (s *Server) unsetSecret(w http.ResponseWriter, r *http.Request) error {
 }
 
 // deploySecrets rolls the latest secrets version out to the app's
-// machines (deploy.Deployer.DeploySecrets) and marks it deployed.
+// machines and marks it deployed (deploy.Deployer.DeploySecrets).
 func (s *Server) deploySecrets(w http.ResponseWriter, r *http.Request) error {
 	app, st, err := s.appSecrets(r)
 	if err != nil {
@@ -175,15 +162,7 @@ func (s *Server) deploySecrets(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	streamRelease(w, r, false, func(ctx context.Context, progress func(deploy.Event)) (*deploy.Release, error) {
-		rel, err := s.deployer.DeploySecrets(ctx, app, v, userOf(r), progress)
-		if err != nil {
-			return rel, err
-		}
-		if err := st.MarkDeployed(ctx, app, v); err != nil {
-			return rel, err
-		}
-		progress(deploy.Event{Time: time.Now().UTC(), Step: "secrets", Message: fmt.Sprintf("secrets version %d deployed", v)})
-		return rel, nil
+		return s.deployer.DeploySecrets(ctx, app, v, userOf(r), progress)
 	})
 	return nil
 }

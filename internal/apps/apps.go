@@ -159,19 +159,14 @@ func (s *Service) List(ctx context.Context) ([]Record, error) {
 	return out, nil
 }
 
-// Delete removes app name's record and, in the same transaction, every key
-// under the prefixes given (its releases...). The app's machines must be
-// gone first; the cleaners subscribed to Deletions remove the rest.
-func (s *Service) Delete(ctx context.Context, name string, alsoUnder ...string) error {
+// Delete removes app name's record and, in the same transaction, the keys
+// given: the records other packages keep of the app (deploy's releases),
+// which must exist. The app's machines must be gone first; the cleaners
+// subscribed to Deletions remove the rest.
+func (s *Service) Delete(ctx context.Context, name string, alsoKeys ...string) error {
 	ops := []store.Op{{Key: Key(name), Delete: true, Expect: store.AnyRevision}}
-	for _, p := range alsoUnder {
-		kvs, err := s.st.List(ctx, p)
-		if err != nil {
-			return fmt.Errorf("delete app %s: %w", name, err)
-		}
-		for _, kv := range kvs {
-			ops = append(ops, store.Op{Key: kv.Key, Delete: true, Expect: store.AnyRevision})
-		}
+	for _, k := range alsoKeys {
+		ops = append(ops, store.Op{Key: k, Delete: true, Expect: store.AnyRevision})
 	}
 	if _, err := s.st.Txn(ctx, ops); err != nil {
 		return fmt.Errorf("delete app %s: %w", name, err)

@@ -13,12 +13,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"os"
 	"sort"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -175,4 +178,26 @@ func Revoke(ctx context.Context, s store.Store, id string) (*Token, error) {
 		return nil, fmt.Errorf("revoke token %s: %w", id, err)
 	}
 	return out, nil
+}
+
+// EnsureAdminToken makes sure the org's admin token is in path (0600), for
+// the CLI on this host: it keeps the token there if the state knows it,
+// else creates a new admin token (only its hash goes into the state) and
+// writes it there atomically.
+func EnsureAdminToken(ctx context.Context, st store.Store, path, org string, log *slog.Logger) error {
+	if b, err := os.ReadFile(path); err == nil {
+		if _, err := Verify(ctx, st, strings.TrimSpace(string(b))); err == nil {
+			return nil
+		}
+		log.Warn("admin token file does not match the state; creating a new admin token", "path", path)
+	}
+	plain, _, err := Create(ctx, st, Token{Name: "admin", Scope: "org", Org: org})
+	if err != nil {
+		return err
+	}
+	if err := fsutil.WriteFileAtomic(path, []byte(plain+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write admin token: %w", err)
+	}
+	log.Info("created the admin API token; the CLI on this host reads it from the file", "path", path)
+	return nil
 }

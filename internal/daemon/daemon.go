@@ -16,7 +16,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -108,7 +107,7 @@ func Run(ctx context.Context, o Options) error {
 	} else if ds.Full {
 		log.Error("the data dir's disk is full: the daemon serves, but images, logs and volumes cannot grow; free space", "path", ds.Path, "free_bytes", ds.FreeBytes)
 	}
-	go watchDisk(ctx, disk, log)
+	go disk.Watch(ctx, 5*time.Second, log)
 	// A reloading daemon hands over its listeners; take them before
 	// waiting for it to release the state.
 	inherited, err := inheritedListeners()
@@ -131,7 +130,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	closeStore := sync.OnceValue(st.Close)
 	defer closeStore()
-	if err := ensureAdminToken(ctx, st, o.DataDir, o.Org, log); err != nil {
+	if err := auth.EnsureAdminToken(ctx, st, filepath.Join(o.DataDir, AdminTokenFile), o.Org, log); err != nil {
 		return err
 	}
 	images, err := image.NewStore(filepath.Join(o.DataDir, "images"), log.With("component", "image"))
@@ -177,8 +176,8 @@ func Run(ctx context.Context, o Options) error {
 	appSvc := apps.New(apps.Options{Store: st, Org: o.Org, FlycastRange: flycastRange})
 	deletions := apps.NewDeletions(st)
 	go deletions.Run(ctx)
-	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, AppExists: appSvc.Exists, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
-	deployer.SecretsVersion = secretStore.Version
+	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, AppExists: appSvc.Exists, Apps: appSvc, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
+	deployer.Secrets = secretStore
 	deployer.Volumes = vols // scale count gives new machines their volumes
 	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing
 	// from the HTTP listener's fast path.
@@ -364,27 +363,6 @@ func Run(ctx context.Context, o Options) error {
 	return nil
 }
 
-// ensureAdminToken creates the admin token on first start. Only its hash
-// goes into the state; the plain text goes to <data-dir>/admin-token (0600).
-func ensureAdminToken(ctx context.Context, st store.Store, dataDir, org string, log *slog.Logger) error {
-	path := filepath.Join(dataDir, AdminTokenFile)
-	if b, err := os.ReadFile(path); err == nil {
-		if _, err := auth.Verify(ctx, st, strings.TrimSpace(string(b))); err == nil {
-			return nil
-		}
-		log.Warn("admin token file does not match the state; creating a new admin token", "path", path)
-	}
-	plain, _, err := auth.Create(ctx, st, auth.Token{Name: "admin", Scope: "org", Org: org})
-	if err != nil {
-		return err
-	}
-	if err := fsutil.WriteFileAtomic(path, []byte(plain+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write admin token: %w", err)
-	}
-	log.Info("created the admin API token; the CLI on this host reads it from the file", "path", path)
-	return nil
-}
-
 // portOf is the port of a listen address ("80" when it names none).
 func portOf(addr string) string {
 	if _, port, err := net.SplitHostPort(addr); err == nil && port != "0" && port != "" {
@@ -515,31 +493,3 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 
 // ReserveBytes is the size of the data dir's disk reserve.
 const ReserveBytes = 32 << 20
-
-// watchDisk checks the disk every few seconds, gives the reserve back when
-// the disk fills, takes it again when there is room, and logs each change.
-func watchDisk(ctx context.Context, r *fsutil.Reserve, log *slog.Logger) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	full := r.State().Full
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		ds, err := r.Check()
-		if err != nil {
-			log.Warn("disk reserve", "err", err)
-			continue
-		}
-		if ds.Full != full {
-			full = ds.Full
-			if full {
-				log.Error("the data dir's disk is full; gave back the reserve for state writes; free space", "path", ds.Path, "free_bytes", ds.FreeBytes)
-			} else {
-				log.Info("the data dir's disk has room again", "path", ds.Path, "free_bytes", ds.FreeBytes)
-			}
-		}
-	}
-}

@@ -20,7 +20,8 @@
 // (counts and per-group plans), strategies.go (rolling, canary,
 // bluegreen, immediate, rollback, finish), release_command.go, scale.go,
 // rollback.go (rollback and restart of a release), releases.go (release
-// records), run.go and resume.go (progress and crash recovery), lease.go.
+// records), run.go and resume.go (progress and crash recovery), lease.go,
+// delete.go (deleting an app: its machines, records and releases).
 package deploy
 
 import (
@@ -33,6 +34,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/appconfig"
+	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
@@ -96,9 +98,13 @@ type Deployer struct {
 	EnsureApp func(ctx context.Context, name string) error
 	// AppExists tells whether an app exists (for Request.NoCreateApp).
 	AppExists func(ctx context.Context, name string) (bool, error)
-	// SecretsVersion returns the app's current secrets version (nil: 0).
-	SecretsVersion func(ctx context.Context, app string) (int, error)
-	Log            *slog.Logger
+	// Apps holds the app records, which DeleteApp removes (the daemon's
+	// *apps.Service; nil: the records in Store).
+	Apps *apps.Service
+	// Secrets are the apps' secrets versions (the daemon's
+	// *secrets.Store; nil: version 0, and roll-outs are not recorded).
+	Secrets Secrets
+	Log     *slog.Logger
 	// SmokeWindow is how long a machine must stay up without restarting
 	// after its checks pass, before old machines go (the spearhead only).
 	SmokeWindow time.Duration
@@ -243,8 +249,8 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 		}
 	}
 	secretsVersion := req.SecretsVersion
-	if secretsVersion == 0 && d.SecretsVersion != nil {
-		if secretsVersion, err = d.SecretsVersion(ctx, app); err != nil {
+	if secretsVersion == 0 && d.Secrets != nil {
+		if secretsVersion, err = d.Secrets.Version(ctx, app); err != nil {
 			return nil, fmt.Errorf("secrets of %s: %w", app, err)
 		}
 	}

@@ -115,6 +115,10 @@ type killableStore struct {
 	dead      chan struct{}
 	once      sync.Once
 	killAfter func(key string, value []byte) bool // value nil: a delete
+	// picking serializes the calls of killAfter: writes come from
+	// several goroutines (a scale starts machines side by side), and the
+	// tests' killAfter count them without a lock of their own.
+	picking sync.Mutex
 }
 
 func (s *killableStore) kill() { s.once.Do(func() { close(s.dead) }) }
@@ -128,7 +132,10 @@ func (s *killableStore) alive() {
 }
 
 func (s *killableStore) after(key string, value []byte) {
-	if s.killAfter != nil && s.killAfter(key, value) {
+	s.picking.Lock()
+	kill := s.killAfter != nil && s.killAfter(key, value)
+	s.picking.Unlock()
+	if kill {
 		s.kill()
 	}
 	s.alive()

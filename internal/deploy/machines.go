@@ -40,6 +40,9 @@ type Machines interface {
 	SetCordoned(ctx context.Context, app, id string, cordoned bool) (*supervisor.Record, error)
 	// WaitHealthy waits until the machine is started and all checks pass.
 	WaitHealthy(ctx context.Context, app, id string, timeout time.Duration) error
+	// ForgetDestroyed drops the records of an app's destroyed machines
+	// (when the app is deleted).
+	ForgetDestroyed(ctx context.Context, app string) error
 	// LogPath is the file a machine's output goes to.
 	LogPath(app, id string) string
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/appconfig"
+	"github.com/hangar-dev/hangar/internal/logs"
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -28,21 +29,27 @@ func (d *Deployer) releaseCommand(ctx context.Context, app string, cfg *types.Ma
 	if err != nil {
 		return fmt.Errorf("release command: %w", err)
 	}
-	tail := newTailer(d.Sup.LogPath(app, m.ID))
-	defer tail.close()
+	out := logs.NewFollower(logs.Source{App: app, MachineID: m.ID, Path: d.Sup.LogPath(app, m.ID)})
+	defer out.Close()
+	// show passes the command's new output lines on.
+	show := func() {
+		lines, err := out.Next()
+		if err != nil {
+			d.Log.Warn("read the release command's output", "machine", m.ID, "err", err)
+		}
+		for _, l := range lines {
+			emit("release_command", m.ID, appconfig.ReleaseCommandGroup, "%s", l.Message)
+		}
+	}
 	deadline := time.Now().Add(timeout)
 	for {
-		for _, line := range tail.lines() {
-			emit("release_command", m.ID, appconfig.ReleaseCommandGroup, "%s", line)
-		}
+		show()
 		cur, err := d.Sup.Get(ctx, app, m.ID)
 		if err != nil {
 			return fmt.Errorf("release command: %w", err)
 		}
 		if cur.State == types.StateStopped || cur.State == types.StateFailed {
-			for _, line := range tail.lines() {
-				emit("release_command", m.ID, appconfig.ReleaseCommandGroup, "%s", line)
-			}
+			show()
 			code := exitCode(cur)
 			if cur.State == types.StateFailed || code != 0 {
 				return fmt.Errorf("release command failed with exit code %d; nothing was changed (its output is above and in `hangar logs --machine %s`)", code, m.ID)

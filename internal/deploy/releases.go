@@ -13,11 +13,14 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-func releaseKey(app string, v int) string { return fmt.Sprintf("releases/%s/%08d", app, v) }
+func releaseKey(app string, v int) string { return fmt.Sprintf("%s%08d", releasesPrefix(app), v) }
+
+// releasesPrefix is the store prefix of an app's releases.
+func releasesPrefix(app string) string { return "releases/" + app + "/" }
 
 // Releases lists an app's releases, newest first.
 func Releases(ctx context.Context, s store.Store, app string) ([]*Release, error) {
-	kvs, err := s.List(ctx, "releases/"+app+"/")
+	kvs, err := s.List(ctx, releasesPrefix(app))
 	if err != nil {
 		return nil, fmt.Errorf("list releases of %s: %w", app, err)
 	}

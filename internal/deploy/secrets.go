@@ -5,8 +5,21 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
 )
+
+// Secrets is what deploys need of the apps' secrets (the daemon's
+// *secrets.Store): the version new machines boot with, and the version
+// the machines were last rolled out with when no release records it.
+type Secrets interface {
+	// Version is the app's latest secrets version (0: none).
+	Version(ctx context.Context, app string) (int, error)
+	// DeployedVersion is the version last marked deployed (0: never).
+	DeployedVersion(ctx context.Context, app string) (int, error)
+	// MarkDeployed records that the app's machines now run version v.
+	MarkDeployed(ctx context.Context, app string, v int) error
+}
 
 // DeploySecrets rolls secrets version v out to app's machines, the one
 // secrets roll-out (`secrets set` without --stage, `secrets deploy`): when
@@ -14,7 +27,25 @@ import (
 // as a deploy, and a release recording the secrets version); else machine
 // by machine, each updated to version v and, if it was running, waited for
 // until healthy before the next. The release is nil in the second case.
+// Once it is done, v is marked deployed (Secrets.MarkDeployed) and a last
+// "secrets" event says so.
 func (d *Deployer) DeploySecrets(ctx context.Context, app string, v int, user string, progress func(Event)) (*Release, error) {
+	rel, err := d.rollOutSecrets(ctx, app, v, user, progress)
+	if err != nil {
+		return rel, err
+	}
+	if d.Secrets != nil {
+		if err := d.Secrets.MarkDeployed(ctx, app, v); err != nil {
+			return rel, err
+		}
+	}
+	if progress != nil {
+		progress(Event{Time: time.Now().UTC(), Step: "secrets", Message: fmt.Sprintf("secrets version %d deployed", v)})
+	}
+	return rel, nil
+}
+
+func (d *Deployer) rollOutSecrets(ctx context.Context, app string, v int, user string, progress func(Event)) (*Release, error) {
 	rels, err := Releases(ctx, d.Store, app)
 	if err != nil {
 		return nil, err
@@ -25,6 +56,27 @@ func (d *Deployer) DeploySecrets(ctx context.Context, app string, v int, user st
 		}
 	}
 	return nil, d.restartWithSecrets(ctx, app, v, progress)
+}
+
+// DeployedSecretsVersion is the secrets version the app's machines run:
+// that of its newest complete release in st when it has one (deploys,
+// restarts and rollbacks record it), else the version the last roll-out
+// without a release marked in sec.
+func DeployedSecretsVersion(ctx context.Context, st store.Store, sec Secrets, app string) (int, error) {
+	dv, err := sec.DeployedVersion(ctx, app)
+	if err != nil {
+		return 0, err
+	}
+	rels, err := Releases(ctx, st, app)
+	if err != nil {
+		return 0, err
+	}
+	for _, rel := range rels {
+		if rel.Status == StatusComplete {
+			return rel.SecretsVersion, nil
+		}
+	}
+	return dv, nil
 }
 
 // restartWithSecrets updates each machine of the app to secrets version v,

@@ -1,11 +1,14 @@
 package fsutil
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -126,4 +129,33 @@ func writeZeros(f *os.File, size int64) error {
 		left -= n
 	}
 	return nil
+}
+
+// Watch runs Check every interval until ctx ends, and logs each change:
+// the reserve given back when the disk fills (an error: only state writes
+// go on), taken again when there is room.
+func (r *Reserve) Watch(ctx context.Context, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	full := r.State().Full
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ds, err := r.Check()
+		if err != nil {
+			log.Warn("disk reserve", "err", err)
+			continue
+		}
+		if ds.Full != full {
+			full = ds.Full
+			if full {
+				log.Error("the data dir's disk is full; gave back the reserve for state writes; free space", "path", ds.Path, "free_bytes", ds.FreeBytes)
+			} else {
+				log.Info("the data dir's disk has room again", "path", ds.Path, "free_bytes", ds.FreeBytes)
+			}
+		}
+	}
 }

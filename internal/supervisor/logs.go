@@ -28,6 +28,34 @@ type logLimit struct{ atomic.Int64 }
 // rotate their log file (0: never). Call it before Recover.
 func (s *Supervisor) SetLogMaxBytes(n int64) { s.logMaxBytes.Store(n) }
 
+// LogMachines returns the ids of an app's machines that have a log, in
+// the order of their file names (current logs first, then those left
+// only as a rotated file): existing machines and destroyed ones whose
+// logs the LogJanitor has not removed yet. No logs is not an error.
+func (s *Supervisor) LogMachines(app string) ([]string, error) {
+	files, err := os.ReadDir(filepath.Join(s.opt.DataDir, "logs", app))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the machine logs of app %s: %w", app, err)
+	}
+	var ids, rotatedOnly []string
+	seen := map[string]bool{}
+	for _, f := range files {
+		if id, ok := strings.CutSuffix(f.Name(), ".log"); ok && id != "" {
+			ids = append(ids, id)
+			seen[id] = true
+		}
+	}
+	for _, f := range files {
+		if id, ok := strings.CutSuffix(f.Name(), ".log.1"); ok && id != "" && !seen[id] {
+			rotatedOnly = append(rotatedOnly, id)
+		}
+	}
+	return append(ids, rotatedOnly...), nil
+}
+
 // LogJanitor removes machine logs that nobody can ask for any more: those
 // of machines that no longer exist, once unwritten for Retention, and all
 // of an app's logs when the app is deleted. Logs of existing machines,

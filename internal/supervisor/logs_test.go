@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,5 +100,32 @@ func TestLogJanitorSweep(t *testing.T) {
 	}
 	if !exists(sup.LogPath("web", "live")) {
 		t.Fatal("the live machine's log went with another app")
+	}
+}
+
+// TestLogMachines lists the machines with a log, current files first,
+// then those left only as a rotated file; other files are not logs.
+func TestLogMachines(t *testing.T) {
+	dataDir := t.TempDir()
+	sup := New(Options{DataDir: dataDir})
+	if ids, err := sup.LogMachines("none"); err != nil || len(ids) != 0 {
+		t.Fatalf("an app without logs: %v, %v", ids, err)
+	}
+	for _, p := range []string{
+		sup.LogPath("web", "b"), sup.LogPath("web", "b") + ".1",
+		sup.LogPath("web", "c"),
+		sup.LogPath("web", "a") + ".1", // between the shim's rename and create
+		filepath.Join(dataDir, "logs/web/notes.txt"),
+	} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, nil, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := sup.LogMachines("web")
+	if err != nil || strings.Join(ids, " ") != "b c a" {
+		t.Fatalf("LogMachines: %q, %v; want b c a", ids, err)
 	}
 }

@@ -349,10 +349,28 @@ type CreateOptions struct {
 	Region     string
 	SkipLaunch bool
 	Cordoned   bool // start without proxy traffic
+	// UniqueName refuses (ErrConflict) a Name another machine of the app
+	// has (the Machines API's create; a deploy's names may repeat).
+	UniqueName bool
+	// LeaseTTL, if positive, leases the machine to LeaseOwner before it
+	// starts (the Machines API's lease_ttl).
+	LeaseTTL   time.Duration
+	LeaseOwner string
 }
 
 // Create records a new machine and starts it unless SkipLaunch.
 func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineConfig, opt CreateOptions) (*Record, error) {
+	if opt.UniqueName && opt.Name != "" {
+		ms, err := s.List(ctx, app)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range ms {
+			if m.Name == opt.Name {
+				return nil, fmt.Errorf("app %s already has a machine named %s (%s): %w", app, opt.Name, m.ID, ErrConflict)
+			}
+		}
+	}
 	if cfg == nil || cfg.Image == "" {
 		return nil, fmt.Errorf("config.image is required: name an image imported with `hangar image import` or pullable by reference: %w", ErrInvalid)
 	}
@@ -389,6 +407,11 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 		return nil, err
 	}
 	s.notify()
+	if opt.LeaseTTL > 0 {
+		if _, err := s.AcquireLease(ctx, app, id, opt.LeaseOwner, "lease_ttl on create", opt.LeaseTTL); err != nil {
+			return nil, err
+		}
+	}
 	if opt.SkipLaunch {
 		return r, nil
 	}

@@ -6,22 +6,26 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// Services is where Sync reads the apps' services: their latest machine
-// configs' (the proxy's).
+// Services tells which services each app's machines declare (the proxy,
+// told by the supervisor), and when that changes.
 type Services interface {
+	// AppServices returns every app's services, from its latest machine
+	// configs.
 	AppServices() map[string][]types.MachineService
-	// ServicesChanged is closed at the next change.
+	// ServicesChanged is closed when AppServices may have changed.
 	ServicesChanged() <-chan struct{}
 }
 
-// Sync keeps m's listeners matching the apps' raw TCP services (every
-// port but 80 and 443, which the HTTP listeners serve), until ctx ends.
+// Sync keeps the manager's listeners matching the apps' public raw TCP
+// services (PublicServices of src's), until ctx ends: an app's ports are
+// bound when they appear, changed when they change, and closed when the
+// app has none left.
 func (m *Manager) Sync(ctx context.Context, src Services) {
 	bound := map[string]bool{}
 	for {
 		all := src.AppServices()
 		for app, svcs := range all {
-			tcp := tcpServices(svcs)
+			tcp := PublicServices(svcs)
 			if len(tcp) == 0 && !bound[app] {
 				continue
 			}
@@ -44,9 +48,9 @@ func (m *Manager) Sync(ctx context.Context, src Services) {
 	}
 }
 
-// tcpServices are the services' ports not served by the HTTP and HTTPS
-// listeners (Fly serves 80 and 443 as HTTP).
-func tcpServices(svcs []types.MachineService) []Service {
+// PublicServices are the services' ports that the public listeners do not
+// serve: all but 80 and 443, which Fly serves as HTTP and HTTPS.
+func PublicServices(svcs []types.MachineService) []Service {
 	var out []Service
 	for _, s := range svcs {
 		var ports []types.MachinePort

@@ -1,4 +1,4 @@
-package api
+package logs
 
 import (
 	"fmt"
@@ -147,7 +147,7 @@ func TestTailRotatedPair(t *testing.T) {
 		{5, linesFrom(9, 14)},
 		{100, linesFrom(0, 14)},
 	} {
-		fl := &logFollower{path: path}
+		fl := &follower{path: path}
 		got, err := fl.tail(c.n)
 		fl.close()
 		if err != nil || !reflect.DeepEqual(got, c.want) {
@@ -156,7 +156,7 @@ func TestTailRotatedPair(t *testing.T) {
 	}
 	// Only the rotated file (the shim between rename and create).
 	os.Remove(path)
-	fl := &logFollower{path: path}
+	fl := &follower{path: path}
 	defer fl.close()
 	if got, err := fl.tail(3); err != nil || !reflect.DeepEqual(got, []string{"line 8", "line 9", "line 10"}) {
 		t.Fatalf("tail of the rotated file alone: %q, %v", got, err)
@@ -178,7 +178,7 @@ func TestFollowAcrossRotation(t *testing.T) {
 		}
 	}
 	writeFile(t, path, numberedLines(0, 5))
-	fl := &logFollower{path: path}
+	fl := &follower{path: path}
 	defer fl.close()
 	if got, err := fl.tail(2); err != nil || !reflect.DeepEqual(got, linesFrom(3, 5)) {
 		t.Fatalf("tail: %q %v", got, err)

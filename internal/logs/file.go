@@ -1,4 +1,4 @@
-package api
+package logs
 
 import (
 	"bytes"
@@ -82,9 +82,9 @@ func lastLines(r io.ReaderAt, size int64, n int, keepPartial bool) (lines []stri
 	return rev, end, nil
 }
 
-// logFollower reads one machine's log: its last lines (tail), then the
+// follower reads one machine's log: its last lines (tail), then the
 // lines appended since (next), across rotations, each line once.
-type logFollower struct {
+type follower struct {
 	path string   // <id>.log; the shim rotates it to path+".1"
 	f    *os.File // the file being read; nil until it exists
 	fi   os.FileInfo
@@ -92,7 +92,7 @@ type logFollower struct {
 	rest []byte // an incomplete line at off
 }
 
-func (fl *logFollower) close() {
+func (fl *follower) close() {
 	if fl.f != nil {
 		fl.f.Close()
 		fl.f = nil
@@ -102,7 +102,7 @@ func (fl *logFollower) close() {
 // tail returns the last n lines of the log, oldest first, taking the
 // older ones from the rotated file when the current one has fewer, and
 // leaves the follower at the end of the current file.
-func (fl *logFollower) tail(n int) ([]string, error) {
+func (fl *follower) tail(n int) ([]string, error) {
 	var lines []string
 	f, err := os.Open(fl.path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -151,7 +151,7 @@ func (fl *logFollower) tail(n int) ([]string, error) {
 // When the shim has rotated the file, the rest of the old file comes
 // first, then (after two rotations between calls) the whole middle one,
 // then the new file from its start.
-func (fl *logFollower) next() ([]string, error) {
+func (fl *follower) next() ([]string, error) {
 	if fl.f == nil {
 		f, err := os.Open(fl.path)
 		if errors.Is(err, os.ErrNotExist) {
@@ -181,7 +181,7 @@ func (fl *logFollower) next() ([]string, error) {
 		}
 		if mid, err := os.Open(fl.path + ".1"); err == nil {
 			if mfi, err := mid.Stat(); err == nil && !os.SameFile(mfi, fl.fi) && !os.SameFile(mfi, cur) {
-				m := &logFollower{path: fl.path + ".1", f: mid, fi: mfi}
+				m := &follower{path: fl.path + ".1", f: mid, fi: mfi}
 				more, _, _ := m.readNew()
 				lines = append(lines, more...)
 				if len(m.rest) > 0 {
@@ -205,7 +205,7 @@ func (fl *logFollower) next() ([]string, error) {
 
 // readNew reads complete lines from off on, up to maxFollowRead bytes;
 // atEOF reports that it reached the end of the file.
-func (fl *logFollower) readNew() (lines []string, atEOF bool, err error) {
+func (fl *follower) readNew() (lines []string, atEOF bool, err error) {
 	buf := make([]byte, tailChunk)
 	for read := 0; read < maxFollowRead; {
 		k, err := fl.f.ReadAt(buf, fl.off)

@@ -1,4 +1,4 @@
-package deploy
+package logs
 
 import (
 	"fmt"
@@ -8,9 +8,10 @@ import (
 	"testing"
 )
 
-// The tailer reads every line once, in order, across a rotation of the log
-// between two calls (as the shim rotates: rename, then a new file).
-func TestTailerAcrossRotation(t *testing.T) {
+// A Follower reads every line once, in order, from the first, across a
+// rotation of the log between two calls (as the shim rotates: rename,
+// then a new file). (It was deploy's tailer, for release_command.)
+func TestFollowerAcrossRotation(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "m.log")
 	write := func(f *os.File, from, to int) {
@@ -22,13 +23,25 @@ func TestTailerAcrossRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tl := newTailer(path)
-	defer tl.close()
+	tl := NewFollower(Source{MachineID: "m", Path: path})
+	defer tl.Close()
+	lines := func() []string {
+		t.Helper()
+		ls, err := tl.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, l := range ls {
+			out = append(out, l.Message)
+		}
+		return out
+	}
 	var got []string
 	write(f, 0, 3)
-	got = append(got, tl.lines()...)
+	got = append(got, lines()...)
 	write(f, 3, 5)
-	// Rotate: the old file keeps its last lines unread by the tailer.
+	// Rotate: the old file keeps its last lines unread by the follower.
 	if err := os.Rename(path, path+".1"); err != nil {
 		t.Fatal(err)
 	}
@@ -39,9 +52,9 @@ func TestTailerAcrossRotation(t *testing.T) {
 	}
 	defer f.Close()
 	write(f, 5, 8)
-	got = append(got, tl.lines()...)
+	got = append(got, lines()...)
 	write(f, 8, 9)
-	got = append(got, tl.lines()...)
+	got = append(got, lines()...)
 	var want []string
 	for i := 0; i < 9; i++ {
 		want = append(want, fmt.Sprintf("line %d", i))

@@ -1,0 +1,70 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/runtime/runtimetest"
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+type testImages struct{ dir string }
+
+func (i testImages) Get(_ context.Context, ref string) (*image.Image, error) {
+	return &image.Image{Ref: ref, Digest: fmt.Sprintf("sha256:%064x", len(ref)), RootFS: i.dir, Config: image.Config{Cmd: []string{"serve"}}}, nil
+}
+
+// TestCreateUniqueNameAndLease: the Machines API's create refuses a name
+// the app's machines have, and leases the machine before it starts.
+func TestCreateUniqueNameAndLease(t *testing.T) {
+	dataDir := t.TempDir()
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	net := runtimetest.NewNetwork()
+	drv := runtimetest.New(net)
+	s := New(Options{Store: st, Driver: drv, Network: net, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer s.Shutdown()
+	t.Cleanup(func() {
+		for _, id := range drv.Running() {
+			_ = drv.Destroy(context.Background(), id)
+		}
+	})
+	ctx := context.Background()
+	cfg := &types.MachineConfig{Image: "app:v1"}
+
+	m, err := s.Create(ctx, "a", cfg, CreateOptions{Name: "db", UniqueName: true, LeaseTTL: time.Minute, LeaseOwner: "alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.State != types.StateStarted {
+		t.Errorf("created: %s, want started", m.State)
+	}
+	if l, err := s.GetLease(ctx, "a", m.ID); err != nil || l.Owner != "alice" {
+		t.Errorf("lease: %+v, %v; want alice's", l, err)
+	}
+	if _, err := s.Create(ctx, "a", cfg, CreateOptions{Name: "db", UniqueName: true, SkipLaunch: true}); !errors.Is(err, ErrConflict) {
+		t.Errorf("a second machine named db: %v, want ErrConflict", err)
+	}
+	if ms, _ := s.List(ctx, "a"); len(ms) != 1 {
+		t.Errorf("%d machines after the refused create, want 1", len(ms))
+	}
+	// Without UniqueName (a deploy), names may repeat; elsewhere too.
+	if _, err := s.Create(ctx, "a", cfg, CreateOptions{Name: "db", SkipLaunch: true}); err != nil {
+		t.Errorf("a repeated name without UniqueName: %v", err)
+	}
+	if _, err := s.Create(ctx, "b", cfg, CreateOptions{Name: "db", UniqueName: true, SkipLaunch: true}); err != nil {
+		t.Errorf("the same name in another app: %v", err)
+	}
+}

@@ -1,0 +1,65 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+func TestGetOrDestroyed(t *testing.T) {
+	s, st := storeOnly(t)
+	ctx := context.Background()
+	putMachine(t, st, "a", "live", types.StateStopped)
+	gone := &Record{Machine: types.Machine{ID: "gone", State: types.StateStarted}, App: "a"}
+	s.keepDestroyed(ctx, gone)
+	if r, err := s.GetOrDestroyed(ctx, "a", "live"); err != nil || r.State != types.StateStopped {
+		t.Fatalf("live machine: %+v, %v", r, err)
+	}
+	if r, err := s.GetOrDestroyed(ctx, "a", "gone"); err != nil || r.State != types.StateDestroyed {
+		t.Fatalf("destroyed machine: %+v, %v", r, err)
+	}
+	if _, err := s.GetOrDestroyed(ctx, "a", "never"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown machine: %v, want ErrNotFound", err)
+	}
+}
+
+// TestWaitState: a state already reached answers at once; an instance
+// that has been replaced is "replaced" when asked for, a conflict when
+// not; a missing machine is "destroyed" when asked for, not found when
+// not; a state not reached times out.
+func TestWaitState(t *testing.T) {
+	s, st := storeOnly(t)
+	ctx := context.Background()
+	r := &Record{Machine: types.Machine{ID: "m", State: types.StateStarted, InstanceID: "02BBB", Config: &types.MachineConfig{Image: "x"}}, App: "a",
+		Versions: []Version{{InstanceID: "01AAA"}}}
+	if _, err := store.PutJSON(ctx, st, machineKey("a", "m"), r, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		states   []string
+		instance string
+		reached  string
+		err      error
+	}{
+		{[]string{types.StateStarted}, "", types.StateStarted, nil},
+		{[]string{types.StateStopped, types.StateStarted}, "02BBB", types.StateStarted, nil},
+		{[]string{types.StateReplaced}, "01AAA", types.StateReplaced, nil},
+		{[]string{types.StateStarted}, "01AAA", "", ErrConflict},
+		{[]string{types.StateStopped}, "", types.StateStarted, ErrTimeout},
+	} {
+		got, err := s.WaitState(ctx, "a", "m", c.states, c.instance, 50*time.Millisecond)
+		if got != c.reached || !errors.Is(err, c.err) || (c.err == nil) != (err == nil) {
+			t.Errorf("wait %v at %q: %q, %v; want %q, %v", c.states, c.instance, got, err, c.reached, c.err)
+		}
+	}
+	if got, err := s.WaitState(ctx, "a", "none", []string{types.StateDestroyed}, "", time.Second); err != nil || got != types.StateDestroyed {
+		t.Errorf("wait destroyed for a missing machine: %q, %v", got, err)
+	}
+	if _, err := s.WaitState(ctx, "a", "none", []string{types.StateStarted}, "", time.Second); !errors.Is(err, ErrNotFound) {
+		t.Errorf("wait started for a missing machine: %v, want ErrNotFound", err)
+	}
+}
