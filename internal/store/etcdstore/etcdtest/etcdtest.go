@@ -170,6 +170,13 @@ func (m *Member) Running() bool {
 	return m.e != nil
 }
 
+// IsLeader reports whether the member is running and is the raft leader.
+func (m *Member) IsLeader() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.e != nil && uint64(m.e.Server.Leader()) == uint64(m.e.Server.MemberID())
+}
+
 // Stop stops the member hard, the closest an in-process member comes to
 // kill -9: its raft node stops at once, without handing over leadership or
 // finishing in-flight requests, then its listeners close. Its data stays
