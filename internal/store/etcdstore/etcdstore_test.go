@@ -2,6 +2,7 @@ package etcdstore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -47,4 +48,121 @@ func TestConformanceSmallBuffer(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return openOn(t, eps, etcdstore.Options{WatchBuffer: 4})
 	})
+}
+
+// TestNamespaces checks that stores under different prefixes of one etcd do
+// not see each other, that a reopened namespace keeps its revisions (the
+// base is stored in etcd, not in the process), and that a prefix whose
+// marker holds something else is refused.
+func TestNamespaces(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := context.Background()
+	a := openOn(t, eps, etcdstore.Options{Prefix: "/hangar/a/"})
+	ra, err := a.Put(ctx, "apps/x", []byte("a"), 0)
+	if err != nil || ra != 1 {
+		t.Fatalf("first Put in a = %d, %v; want revision 1", ra, err)
+	}
+	b := openOn(t, eps, etcdstore.Options{Prefix: "/hangar/b/"})
+	if _, err := b.Get(ctx, "apps/x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("b sees a's key: %v", err)
+	}
+	rb, err := b.Put(ctx, "apps/x", []byte("b"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kvs, err := a.List(ctx, ""); err != nil || len(kvs) != 1 || string(kvs[0].Value) != "a" {
+		t.Fatalf("a lists %+v, %v; want only its own key", kvs, err)
+	}
+	// Another store's writes move the shared etcd revision.
+	if rev, _ := a.Revision(ctx); rev < rb {
+		t.Fatalf("a's revision %d below b's write %d", rev, rb)
+	}
+	a.Close()
+	a2 := openOn(t, eps, etcdstore.Options{Prefix: "/hangar/a/"})
+	kv, err := a2.Get(ctx, "apps/x")
+	if err != nil || kv.ModRevision != ra || kv.CreateRevision != ra {
+		t.Fatalf("reopened a: %+v, %v; want revisions %d", kv, err, ra)
+	}
+	if _, err := a2.Put(ctx, "apps/x", []byte("a2"), ra); err != nil {
+		t.Fatalf("CAS with a revision from before the reopen: %v", err)
+	}
+
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	if _, err := cli.Put(ctx, "/other/meta", "not hangar"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := etcdstore.New(ctx, cli, etcdstore.Options{Prefix: "/other/"}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("New on a foreign prefix: %v, want ErrInvalid", err)
+	}
+}
+
+// TestWatchCompacted compacts etcd's history and checks the mapping: etcd
+// keeps revisions from its compaction revision C on, so a watch after store
+// revision C-base-1 or later replays, and one from earlier fails with
+// ErrCompacted.
+func TestWatchCompacted(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := context.Background()
+	s := openOn(t, eps, etcdstore.Options{})
+	for i := range 10 {
+		if _, err := s.Put(ctx, "k", []byte(fmt.Sprint(i)), store.AnyRevision); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	resp, err := cli.Get(ctx, s.Prefix()+"kv/k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := resp.Kvs[0].ModRevision - 10 // k's last write is store revision 10
+	if _, err := cli.Compact(ctx, base+6); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Watch(ctx, "", 4); !errors.Is(err, store.ErrCompacted) {
+		t.Fatalf("Watch from 4 after compaction at 6: %v, want ErrCompacted", err)
+	}
+	ch, err := s.Watch(ctx, "", 5)
+	if err != nil {
+		t.Fatalf("Watch from 5: %v", err)
+	}
+	for want := int64(6); want <= 10; want++ {
+		select {
+		case ev := <-ch:
+			if ev.Revision != want || string(ev.KV.Value) != fmt.Sprint(want-1) {
+				t.Fatalf("event %+v, want revision %d", ev, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event %d", want)
+		}
+	}
+}
+
+// TestUnreachable checks that a store whose etcd does not answer fails
+// within its request timeout with ErrUnavailable.
+func TestUnreachable(t *testing.T) {
+	c := etcdtest.StartCluster(t, 1)
+	eps := c.Endpoints()
+	s := openOn(t, eps, etcdstore.Options{RequestTimeout: 500 * time.Millisecond})
+	c.Members[0].Stop()
+	t0 := time.Now()
+	_, err := s.Put(context.Background(), "k", []byte("v"), store.AnyRevision)
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Put with etcd down: %v, want ErrUnavailable", err)
+	}
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Fatalf("Put with etcd down took %s", d)
+	}
+	_, err = etcdstore.Open(context.Background(), clientv3.Config{Endpoints: eps}, etcdstore.Options{RequestTimeout: 500 * time.Millisecond})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Open with etcd down: %v, want ErrUnavailable", err)
+	}
+	t.Log(err)
 }
