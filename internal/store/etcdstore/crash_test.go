@@ -112,6 +112,13 @@ func TestMemberCrash(t *testing.T) {
 	s := openOn(t, c.Endpoints(), etcdstore.Options{RequestTimeout: 3 * time.Second})
 	l := &writeLog{acked: map[string]int64{}, failed: map[string]error{}}
 
+	// A watcher follows every write through the crash, re-watching from
+	// the last revision it received when its watch breaks.
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	seen := &watchLog{}
+	go seen.follow(wctx, s)
+
 	ctx, stop := context.WithCancel(context.Background())
 	wg := runWriters(ctx, s, 4, l)
 	defer func() { stop(); wg.Wait() }()
@@ -136,6 +143,7 @@ func TestMemberCrash(t *testing.T) {
 	stop()
 	wg.Wait()
 	checkAcked(t, s, l)
+	seen.check(t, l)
 
 	// Quorum loss: 1 of 3 members left.
 	var second *etcdtest.Member
@@ -173,4 +181,73 @@ func TestMemberCrash(t *testing.T) {
 	l.failed["w/back"] = nil
 	l.mu.Unlock()
 	checkAcked(t, s, l)
+}
+
+// watchLog records what a watcher of "w/" received across broken watches.
+type watchLog struct {
+	mu       sync.Mutex
+	revs     map[string]int64 // key -> revision of its put event
+	last     int64
+	rewatch  int
+	problems []string
+}
+
+func (w *watchLog) follow(ctx context.Context, s store.Store) {
+	w.revs = map[string]int64{}
+	for ctx.Err() == nil {
+		w.mu.Lock()
+		from := w.last
+		w.mu.Unlock()
+		ch, err := s.Watch(ctx, "w/", from)
+		if err != nil {
+			time.Sleep(50 * time.Millisecond) // no quorum yet
+			continue
+		}
+		for ev := range ch {
+			w.mu.Lock()
+			if ev.Revision <= w.last {
+				w.problems = append(w.problems, fmt.Sprintf("revision %d after %d (repeated or out of order)", ev.Revision, w.last))
+			}
+			w.last = ev.Revision
+			w.revs[ev.KV.Key] = ev.Revision
+			w.mu.Unlock()
+		}
+		err = store.WatchErr(ch)
+		w.mu.Lock()
+		if err != nil && !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrWatcherLagged) {
+			w.problems = append(w.problems, fmt.Sprintf("watch ended with %v", err))
+		}
+		w.rewatch++
+		w.mu.Unlock()
+	}
+}
+
+// check waits until the watcher has seen every acknowledged write, at the
+// revision it was acknowledged at.
+func (w *watchLog) check(t *testing.T, l *writeLog) {
+	t.Helper()
+	l.mu.Lock()
+	var maxRev int64
+	for _, r := range l.acked {
+		maxRev = max(maxRev, r)
+	}
+	l.mu.Unlock()
+	waitFor(t, "the watcher to catch up", 30*time.Second, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.last >= maxRev
+	})
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range w.problems {
+		t.Errorf("watcher: %s", p)
+	}
+	for k, r := range l.acked {
+		if w.revs[k] != r {
+			t.Fatalf("watcher saw %s at revision %d, acknowledged at %d", k, w.revs[k], r)
+		}
+	}
+	t.Logf("the watcher saw all %d acknowledged writes in order (%d re-watches)", len(l.acked), w.rewatch)
 }

@@ -166,3 +166,39 @@ func TestUnreachable(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestWatchReplayWaits checks that, as in the embedded store, a watcher
+// replaying history waits for a slow consumer instead of being closed for
+// lagging, even with a tiny buffer.
+func TestWatchReplayWaits(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := context.Background()
+	s := openOn(t, eps, etcdstore.Options{WatchBuffer: 2})
+	for i := range 20 {
+		ops := make([]store.Op, 10)
+		for j := range ops {
+			ops[j] = store.Op{Key: fmt.Sprintf("r/%d", j), Value: []byte(fmt.Sprint(i)), Expect: store.AnyRevision}
+		}
+		if _, err := s.Txn(ctx, ops); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ch, err := s.Watch(ctx, "r/", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // let etcd deliver the history
+	for n := range 200 {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("replaying watcher closed after %d events: %v", n, store.WatchErr(ch))
+			}
+			if want := int64(n/10 + 1); ev.Revision != want {
+				t.Fatalf("event %d at revision %d, want %d", n, ev.Revision, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no event %d", n)
+		}
+	}
+}

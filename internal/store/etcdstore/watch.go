@@ -17,8 +17,10 @@ import (
 // carries the key's last value). etcd replays history and then streams live
 // changes on one stream, so there is no hand-over to get wrong.
 //
-// A revision is forwarded whole or not at all: if the channel's free space
-// cannot take all of a revision's events, the watch is closed with
+// As in the embedded store, a watcher replaying history (revisions up to
+// the one current when Watch was called) waits for its consumer. A live
+// revision is forwarded whole or not at all: if the channel's free space
+// cannot take all of its events, the watch is closed with
 // store.ErrWatcherLagged, and watching again from the last revision received
 // loses nothing. If the member the watch is on loses its leader (or the
 // stream breaks), the watch closes with an error wrapping
@@ -31,7 +33,8 @@ func (s *Store) Watch(ctx context.Context, prefix string, afterRev int64) (<-cha
 		return nil, fmt.Errorf("watch from revision %d: %w", afterRev, store.ErrInvalid)
 	}
 	start := afterRev + s.base + 1
-	if err := s.checkCompacted(ctx, start, afterRev); err != nil {
+	replayEnd, err := s.checkCompacted(ctx, start, afterRev)
+	if err != nil {
 		return nil, err
 	}
 
@@ -52,7 +55,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, afterRev int64) (<-cha
 		defer s.wg.Done()
 		defer stop()
 		defer cancel()
-		s.forward(ctx, wch, ch)
+		s.forward(ctx, wch, ch, replayEnd)
 	}()
 	return ch, nil
 }
@@ -60,23 +63,27 @@ func (s *Store) Watch(ctx context.Context, prefix string, afterRev int64) (<-cha
 // checkCompacted fails with store.ErrCompacted when etcd no longer has the
 // revisions from start on: a read at start is refused exactly when a watch
 // from start would be. A compaction racing with the watch's creation is
-// still reported, through store.WatchErr.
-func (s *Store) checkCompacted(ctx context.Context, start, afterRev int64) error {
+// still reported, through store.WatchErr. It returns the etcd revision up to
+// which the watch replays history (start-1 if start is in the future).
+func (s *Store) checkCompacted(ctx context.Context, start, afterRev int64) (int64, error) {
 	octx, cancel := s.opContext(ctx)
 	defer cancel()
-	_, err := s.cli.Get(octx, s.metaKey, clientv3.WithRev(start), clientv3.WithCountOnly())
+	resp, err := s.cli.Get(octx, s.metaKey, clientv3.WithRev(start), clientv3.WithCountOnly())
 	switch {
-	case err == nil, errors.Is(err, rpctypes.ErrFutureRev):
-		return nil
+	case err == nil:
+		return resp.Header.Revision, nil
+	case errors.Is(err, rpctypes.ErrFutureRev):
+		return start - 1, nil
 	case errors.Is(err, rpctypes.ErrCompacted):
-		return fmt.Errorf("watch from revision %d: etcd has compacted its history past it; list again and watch from a fresh revision: %w", afterRev, store.ErrCompacted)
+		return 0, fmt.Errorf("watch from revision %d: etcd has compacted its history past it; list again and watch from a fresh revision: %w", afterRev, store.ErrCompacted)
 	}
-	return s.mapErr(ctx, octx, fmt.Sprintf("watch from revision %d", afterRev), err)
+	return 0, s.mapErr(ctx, octx, fmt.Sprintf("watch from revision %d", afterRev), err)
 }
 
 // forward copies events from wch to ch, whole revisions at a time, and
-// closes ch with the reason the watch ended.
-func (s *Store) forward(ctx context.Context, wch clientv3.WatchChan, ch chan store.Event) {
+// closes ch with the reason the watch ended. Events up to etcd revision
+// replayEnd are history: for them it waits for the consumer.
+func (s *Store) forward(ctx context.Context, wch clientv3.WatchChan, ch chan store.Event, replayEnd int64) {
 	var cause error
 	for resp := range wch {
 		if resp.CompactRevision != 0 {
@@ -98,6 +105,21 @@ func (s *Store) forward(ctx context.Context, wch clientv3.WatchChan, ch chan sto
 			for j < len(evs) && evs[j].Kv.ModRevision == evs[i].Kv.ModRevision {
 				j++
 			}
+			if evs[i].Kv.ModRevision <= replayEnd {
+				for _, ev := range evs[i:j] {
+					select {
+					case ch <- s.event(ev):
+					case <-ctx.Done():
+						s.closeWatch(ctx, ch, nil)
+						return
+					case <-s.ctx.Done():
+						s.closeWatch(ctx, ch, nil)
+						return
+					}
+				}
+				i = j
+				continue
+			}
 			// Only this goroutine sends on ch, so its free space can
 			// only grow until the sends below.
 			if cap(ch)-len(ch) < j-i {
@@ -110,6 +132,15 @@ func (s *Store) forward(ctx context.Context, wch clientv3.WatchChan, ch chan sto
 			i = j
 		}
 	}
+	if cause == nil {
+		cause = errors.New("etcd ended the watch stream")
+	}
+	s.closeWatch(ctx, ch, cause)
+}
+
+// closeWatch closes ch with the reason WatchErr must report: the store's
+// closing and the end of ctx come before cause (whatever etcd said then).
+func (s *Store) closeWatch(ctx context.Context, ch chan store.Event, cause error) {
 	switch {
 	case s.closed.Load():
 		store.CloseWatch(ch, store.ErrClosed)
@@ -117,8 +148,6 @@ func (s *Store) forward(ctx context.Context, wch clientv3.WatchChan, ch chan sto
 		store.CloseWatch(ch, nil)
 	case errors.Is(cause, store.ErrCompacted):
 		store.CloseWatch(ch, cause)
-	case cause == nil:
-		store.CloseWatch(ch, unavailable("watch", errors.New("etcd ended the watch stream")))
 	default:
 		store.CloseWatch(ch, unavailable("watch", cause))
 	}
