@@ -19,7 +19,7 @@ import (
 var namespaces atomic.Int64
 
 // openOn opens a store in a fresh namespace of the etcd at endpoints.
-func openOn(t *testing.T, endpoints []string, opts etcdstore.Options) *etcdstore.Store {
+func openOn(t testing.TB, endpoints []string, opts etcdstore.Options) *etcdstore.Store {
 	t.Helper()
 	if opts.Prefix == "" {
 		opts.Prefix = fmt.Sprintf("/hangar/test-%d/", namespaces.Add(1))
