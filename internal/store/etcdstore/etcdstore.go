@@ -101,6 +101,11 @@ func Open(ctx context.Context, cfg clientv3.Config, opts Options) (*Store, error
 	s, err := newStore(ctx, cli, opts)
 	if err != nil {
 		cli.Close()
+		if cfg.TLS != nil && errors.Is(err, store.ErrUnavailable) {
+			// A refused TLS handshake looks like an etcd that never answers.
+			return nil, fmt.Errorf("open etcd store at %s: %w; with TLS, also check that the CA signed the members' certificates and that they accept the client certificate",
+				strings.Join(cfg.Endpoints, ","), err)
+		}
 		return nil, fmt.Errorf("open etcd store at %s: %w", strings.Join(cfg.Endpoints, ","), err)
 	}
 	s.ownClient = true

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -200,5 +201,41 @@ func TestWatchReplayWaits(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatalf("no event %d", n)
 		}
+	}
+}
+
+// TestTLS opens the store on a member that requires mutual TLS, and checks
+// that a client without a certificate is refused.
+func TestTLS(t *testing.T) {
+	m := etcdtest.StartTLS(t)
+	tlsCfg, err := etcdstore.ClientTLS(m.CAFile, m.CertFile, m.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := etcdstore.Open(ctx, clientv3.Config{Endpoints: m.Endpoints, TLS: tlsCfg}, etcdstore.Options{})
+	if err != nil {
+		t.Fatalf("Open over mutual TLS: %v", err)
+	}
+	defer s.Close()
+	if _, err := s.Put(ctx, "k", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+
+	noCert, err := etcdstore.ClientTLS(m.CAFile, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = etcdstore.Open(ctx, clientv3.Config{Endpoints: m.Endpoints, TLS: noCert}, etcdstore.Options{RequestTimeout: time.Second})
+	if !errors.Is(err, store.ErrUnavailable) || !strings.Contains(err.Error(), "client certificate") {
+		t.Fatalf("Open without a client certificate: %v, want ErrUnavailable with a TLS hint", err)
+	}
+	t.Log(err)
+
+	if _, err := etcdstore.ClientTLS(m.CAFile, m.CertFile, ""); err == nil {
+		t.Fatal("ClientTLS with a certificate but no key succeeded")
+	}
+	if _, err := etcdstore.ClientTLS(m.CertFile+".missing", "", ""); err == nil {
+		t.Fatal("ClientTLS with a missing CA file succeeded")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 )
@@ -28,6 +29,48 @@ func Start(t testing.TB) []string {
 	t.Helper()
 	c := StartCluster(t, 1)
 	return c.Endpoints()
+}
+
+// TLS is a member that serves clients over https and requires a client
+// certificate signed by its CA. All files are PEM, in a temp dir.
+type TLS struct {
+	Endpoints []string
+	CAFile    string // signed the member's and the client's certificates
+	CertFile  string // a client certificate the member accepts
+	KeyFile   string
+}
+
+// StartTLS starts a single-member etcd whose client port needs mutual TLS,
+// with a fresh CA, and returns where to find it and a client certificate.
+func StartTLS(t testing.TB) TLS {
+	t.Helper()
+	dir := t.TempDir()
+	pki, err := newPKI(dir)
+	if err != nil {
+		t.Fatalf("etcdtest: make certificates: %v", err)
+	}
+	m := &Member{
+		Name:      "m0",
+		ClientURL: "https://" + freeAddr(t),
+		peerURL:   "http://" + freeAddr(t),
+		dir:       t.TempDir(),
+		token:     fmt.Sprintf("etcdtest-%d", time.Now().UnixNano()),
+		tls: &transport.TLSInfo{
+			CertFile:       pki.serverCert,
+			KeyFile:        pki.serverKey,
+			TrustedCAFile:  pki.ca,
+			ClientCertAuth: true,
+		},
+	}
+	m.initial = m.Name + "=" + m.peerURL
+	t.Cleanup(m.Stop)
+	if err := m.start("new"); err != nil {
+		t.Fatalf("etcdtest: start %s: %v", m.Name, err)
+	}
+	if err := m.waitReady(); err != nil {
+		t.Fatalf("etcdtest: %s: %v", m.Name, err)
+	}
+	return TLS{Endpoints: []string{m.ClientURL}, CAFile: pki.ca, CertFile: pki.clientCert, KeyFile: pki.clientKey}
 }
 
 // Cluster is a set of embedded etcd members that form one etcd cluster.
@@ -44,6 +87,7 @@ type Member struct {
 	dir       string
 	initial   string // --initial-cluster
 	token     string
+	tls       *transport.TLSInfo // client TLS, nil for plain http
 
 	mu sync.Mutex
 	e  *embed.Etcd // nil while stopped; guarded by mu
@@ -118,6 +162,9 @@ func (m *Member) config(state string) (*embed.Config, error) {
 	cfg.InitialCluster = m.initial
 	cfg.InitialClusterToken = m.token
 	cfg.ClusterState = state
+	if m.tls != nil {
+		cfg.ClientTLSInfo = *m.tls
+	}
 	// Shorter than etcd's defaults (100/1000 ms) so that a test sees a new
 	// leader quickly after a crash, long enough for a loaded CI machine
 	// running -race not to flap.
