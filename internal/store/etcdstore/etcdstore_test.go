@@ -239,3 +239,52 @@ func TestTLS(t *testing.T) {
 		t.Fatal("ClientTLS with a missing CA file succeeded")
 	}
 }
+
+// TestLock checks the owner lock: a second holder waits and gives up with
+// ErrLocked, gets it at once after Unlock, and after the holder's lease
+// expires when the holder is gone without unlocking.
+func TestLock(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := context.Background()
+	a := openOn(t, eps, etcdstore.Options{Prefix: "/hangar/lock/"})
+	b := openOn(t, eps, etcdstore.Options{Prefix: "/hangar/lock/"})
+	la, err := a.Lock(ctx, "daemon", time.Second, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Lock(ctx, "daemon", 200*time.Millisecond, 0); !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), "another hangar daemon") {
+		t.Fatalf("second Lock: %v, want ErrLocked with a hint", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		lb, err := b.Lock(ctx, "daemon", 30*time.Second, time.Second)
+		if err == nil {
+			defer lb.Unlock(ctx)
+		}
+		got <- err
+	}()
+	if err := la.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-got; err != nil {
+		t.Fatalf("Lock after Unlock: %v", err)
+	}
+
+	// A holder that vanishes without unlocking frees the lock after its ttl.
+	c := openOn(t, eps, etcdstore.Options{Prefix: "/hangar/lock/"})
+	lc, err := c.Lock(ctx, "other", time.Second, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close() // stops renewing the lease
+	select {
+	case <-lc.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("lock's Done did not close after its store closed")
+	}
+	t0 := time.Now()
+	if _, err := b.Lock(ctx, "other", 30*time.Second, 0); err != nil {
+		t.Fatalf("Lock after the holder's lease expired: %v", err)
+	}
+	t.Logf("lock taken over %s after its holder vanished", time.Since(t0).Round(time.Millisecond))
+}
