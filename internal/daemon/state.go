@@ -1,0 +1,108 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/store/etcdstore"
+)
+
+// EtcdOptions put the daemon's state in etcd instead of
+// <data-dir>/state.db (`hangar server --etcd-endpoints`).
+type EtcdOptions struct {
+	// Endpoints are the client URLs of the etcd members.
+	Endpoints []string
+	// CAFile, CertFile and KeyFile are PEM files for https endpoints: the
+	// CA that signed the members' certificates, and this daemon's client
+	// certificate and key (both or neither).
+	CAFile, CertFile, KeyFile string
+	// Prefix is the namespace of this daemon's state in etcd (default
+	// etcdstore.DefaultPrefix).
+	Prefix string
+}
+
+// DefaultEtcdPrefix is the namespace of the state in etcd unless
+// EtcdOptions.Prefix says otherwise.
+const DefaultEtcdPrefix = etcdstore.DefaultPrefix
+
+// stateLock names the etcd lock that makes one daemon at a time use a
+// namespace, as the file lock does for state.db.
+const stateLock = "daemon"
+
+// state is the daemon's state store. On etcd it holds the namespace's lock
+// until closed; lost closes if the lock is lost (nil for the file).
+type state struct {
+	store.Store
+	lost  <-chan struct{}
+	close func() error
+}
+
+// openState opens the state: <data-dir>/state.db, or the etcd namespace of
+// o.Etcd. lockWait is how long to wait for another daemon to let go of it
+// (0: store.DefaultLockTimeout).
+func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, error) {
+	if o.Etcd == nil {
+		st, err := store.OpenOptions(filepath.Join(o.DataDir, "state.db"), store.Options{LockTimeout: lockWait})
+		if err != nil {
+			return nil, err
+		}
+		return &state{Store: st, close: st.Close}, nil
+	}
+	e := o.Etcd
+	cfg := clientv3.Config{Endpoints: e.Endpoints}
+	if e.CAFile != "" || e.CertFile != "" || e.KeyFile != "" || hasHTTPS(e.Endpoints) {
+		tlsCfg, err := etcdstore.ClientTLS(e.CAFile, e.CertFile, e.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLS = tlsCfg
+	}
+	st, err := etcdstore.Open(ctx, cfg, etcdstore.Options{Prefix: e.Prefix})
+	if err != nil {
+		return nil, err
+	}
+	if lockWait <= 0 {
+		lockWait = store.DefaultLockTimeout
+	}
+	lock, err := st.Lock(ctx, stateLock, lockWait, 0)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return &state{Store: st, lost: lock.Done(), close: func() error {
+		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		uerr := lock.Unlock(uctx)
+		if err := st.Close(); err != nil {
+			return err
+		}
+		return uerr
+	}}, nil
+}
+
+func hasHTTPS(endpoints []string) bool {
+	for _, ep := range endpoints {
+		if strings.HasPrefix(ep, "https://") {
+			return true
+		}
+	}
+	return false
+}
+
+// describe names the state for logs and errors.
+func (o Options) stateName() string {
+	if o.Etcd == nil {
+		return filepath.Join(o.DataDir, "state.db")
+	}
+	prefix := o.Etcd.Prefix
+	if prefix == "" {
+		prefix = etcdstore.DefaultPrefix
+	}
+	return fmt.Sprintf("etcd %s %s", strings.Join(o.Etcd.Endpoints, ","), prefix)
+}
