@@ -45,7 +45,8 @@ type state struct {
 
 // openState opens the state: <data-dir>/state.db, or the etcd namespace of
 // o.Etcd. lockWait is how long to wait for another daemon to let go of it
-// (0: store.DefaultLockTimeout).
+// (0: store.DefaultLockTimeout for the file; for etcd, long enough for the
+// lease of a daemon that was killed to expire).
 func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, error) {
 	if o.Etcd == nil {
 		st, err := store.OpenOptions(filepath.Join(o.DataDir, "state.db"), store.Options{LockTimeout: lockWait})
@@ -68,7 +69,9 @@ func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, 
 		return nil, err
 	}
 	if lockWait <= 0 {
-		lockWait = store.DefaultLockTimeout
+		// Unlike a file lock, the lock of a daemon that was killed
+		// lives on until its lease expires: a restart waits that long.
+		lockWait = etcdstore.DefaultLockTTL + 5*time.Second
 	}
 	lock, err := st.Lock(ctx, stateLock, lockWait, 0)
 	if err != nil {
