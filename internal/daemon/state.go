@@ -3,12 +3,14 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/store/etcdstore"
 )
@@ -48,6 +50,9 @@ type state struct {
 // (0: store.DefaultLockTimeout for the file; for etcd, long enough for the
 // lease of a daemon that was killed to expire).
 func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, error) {
+	if err := checkStateKind(o); err != nil {
+		return nil, err
+	}
 	if o.Etcd == nil {
 		st, err := store.OpenOptions(filepath.Join(o.DataDir, "state.db"), store.Options{LockTimeout: lockWait})
 		if err != nil {
@@ -78,6 +83,11 @@ func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, 
 		st.Close()
 		return nil, err
 	}
+	if err := fsutil.WriteFileAtomic(filepath.Join(o.DataDir, EtcdStateFile), []byte(etcdMarker(o)), 0o600); err != nil {
+		lock.Unlock(ctx)
+		st.Close()
+		return nil, fmt.Errorf("data dir %s: %w", o.DataDir, err)
+	}
 	return &state{Store: st, lost: lock.Done(), close: func() error {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -87,6 +97,42 @@ func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, 
 		}
 		return uerr
 	}}, nil
+}
+
+// EtcdStateFile, in the data dir, says that the state of the data dir's
+// machines is in etcd, and in which namespace.
+const EtcdStateFile = "state-etcd"
+
+func etcdMarker(o Options) string {
+	prefix := o.Etcd.Prefix
+	if prefix == "" {
+		prefix = etcdstore.DefaultPrefix
+	}
+	return "etcd namespace " + prefix + "\n"
+}
+
+// checkStateKind refuses to pair a data dir with a state other than its
+// own: the data dir holds the machines, volumes and secrets key that the
+// state describes, and a daemon on the wrong state would treat them as
+// strangers.
+func checkStateKind(o Options) error {
+	marker, err := os.ReadFile(filepath.Join(o.DataDir, EtcdStateFile))
+	switch {
+	case err != nil && !os.IsNotExist(err):
+		return fmt.Errorf("data dir %s: %w", o.DataDir, err)
+	case err == nil && o.Etcd == nil:
+		return fmt.Errorf("data dir %s keeps its state in etcd (%s, says %s): start the daemon with --etcd-endpoints and that --etcd-prefix, or use another --data-dir",
+			o.DataDir, strings.TrimSpace(string(marker)), EtcdStateFile)
+	case err == nil && string(marker) != etcdMarker(o):
+		return fmt.Errorf("data dir %s belongs to %s (says %s), not %s: pass the same --etcd-prefix, or use another --data-dir",
+			o.DataDir, strings.TrimSpace(string(marker)), EtcdStateFile, strings.TrimSpace(etcdMarker(o)))
+	}
+	if o.Etcd != nil {
+		if _, err := os.Stat(filepath.Join(o.DataDir, "state.db")); err == nil {
+			return fmt.Errorf("data dir %s holds a single-host state (state.db); with --etcd-endpoints it would be ignored and its machines treated as strangers: use another --data-dir (moving a single-host state into etcd is not built yet)", o.DataDir)
+		}
+	}
+	return nil
 }
 
 func hasHTTPS(endpoints []string) bool {

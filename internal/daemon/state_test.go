@@ -3,6 +3,9 @@ package daemon
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,4 +66,45 @@ func TestOpenStateFile(t *testing.T) {
 	if o.stateName() != o.DataDir+"/state.db" {
 		t.Fatalf("stateName = %s", o.stateName())
 	}
+}
+
+// TestStateKindIsTheDataDirs checks that a data dir stays with its state:
+// one with state.db refuses etcd, one used with etcd refuses state.db and
+// another etcd namespace.
+func TestStateKindIsTheDataDirs(t *testing.T) {
+	ctx := context.Background()
+	eps := etcdtest.Start(t)
+	fileDir := t.TempDir()
+	st, err := openState(ctx, Options{DataDir: fileDir}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	_, err = openState(ctx, Options{DataDir: fileDir, Etcd: &EtcdOptions{Endpoints: eps}}, time.Second)
+	if err == nil || !strings.Contains(err.Error(), "single-host state") {
+		t.Fatalf("etcd on a data dir with state.db: %v", err)
+	}
+
+	etcdDir := t.TempDir()
+	o := Options{DataDir: etcdDir, Etcd: &EtcdOptions{Endpoints: eps, Prefix: "/hangar/one/"}}
+	st, err = openState(ctx, o, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.close()
+	if _, err := openState(ctx, Options{DataDir: etcdDir}, 0); err == nil || !strings.Contains(err.Error(), "--etcd-endpoints") {
+		t.Fatalf("state.db on a data dir used with etcd: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(etcdDir, "state.db")); !os.IsNotExist(err) {
+		t.Fatalf("state.db created on a data dir used with etcd (%v)", err)
+	}
+	o2 := Options{DataDir: etcdDir, Etcd: &EtcdOptions{Endpoints: eps, Prefix: "/hangar/two/"}}
+	if _, err := openState(ctx, o2, time.Second); err == nil || !strings.Contains(err.Error(), "/hangar/one/") {
+		t.Fatalf("another namespace on the data dir: %v", err)
+	}
+	st, err = openState(ctx, o, time.Second)
+	if err != nil {
+		t.Fatalf("same namespace again: %v", err)
+	}
+	st.close()
 }
