@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -102,6 +103,21 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 	}
 }
 
+func TestMain(m *testing.M) {
+	etcdtest.RunMemberIfAsked() // child processes of TestMemberKill9
+	os.Exit(m.Run())
+}
+
+// member is an etcd member the crash test can stop and restart.
+type member interface {
+	String() string
+	IsLeader() bool
+	Running() bool
+	Stop()
+	Restart(t testing.TB)
+	WaitReady(t testing.TB)
+}
+
 // TestMemberCrash runs writers against a 3-member cluster, stops the leader
 // hard mid-write, and checks that writes go on through the other two with
 // no acknowledged write lost; then stops a second member (no quorum: writes
@@ -109,7 +125,29 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // restarts one (writes resume, still nothing lost).
 func TestMemberCrash(t *testing.T) {
 	c := etcdtest.StartCluster(t, 3)
-	s := openOn(t, c.Endpoints(), etcdstore.Options{RequestTimeout: 3 * time.Second})
+	var ms []member
+	for _, m := range c.Members {
+		ms = append(ms, m)
+	}
+	crashTest(t, c.Endpoints(), ms)
+}
+
+// TestMemberKill9 is TestMemberCrash with members in child processes that
+// fsync, killed with SIGKILL: the kill -9 of a voting member's process.
+func TestMemberKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd members in child processes")
+	}
+	c := etcdtest.StartProcessCluster(t, 3)
+	var ms []member
+	for _, m := range c.Members {
+		ms = append(ms, m)
+	}
+	crashTest(t, c.Endpoints(), ms)
+}
+
+func crashTest(t *testing.T, endpoints []string, members []member) {
+	s := openOn(t, endpoints, etcdstore.Options{RequestTimeout: 3 * time.Second})
 	l := &writeLog{acked: map[string]int64{}, failed: map[string]error{}}
 
 	// A watcher follows every write through the crash, re-watching from
@@ -124,9 +162,9 @@ func TestMemberCrash(t *testing.T) {
 	defer func() { stop(); wg.Wait() }()
 	waitFor(t, "writes before the crash", 30*time.Second, func() bool { return l.ackedCount() >= 200 })
 
-	var leader *etcdtest.Member
+	var leader member
 	waitFor(t, "a leader", 10*time.Second, func() bool {
-		for _, m := range c.Members {
+		for _, m := range members {
 			if m.IsLeader() {
 				leader = m
 				return true
@@ -137,7 +175,7 @@ func TestMemberCrash(t *testing.T) {
 	before := l.ackedCount()
 	t0 := time.Now()
 	leader.Stop()
-	t.Logf("stopped leader %s hard after %d acked writes", leader.Name, before)
+	t.Logf("stopped leader %s hard after %d acked writes", leader, before)
 	waitFor(t, "writes after the leader crashed", 30*time.Second, func() bool { return l.ackedCount() >= before+200 })
 	t.Logf("200 more writes acked %s after the crash", time.Since(t0).Round(time.Millisecond))
 	stop()
@@ -146,8 +184,8 @@ func TestMemberCrash(t *testing.T) {
 	seen.check(t, l)
 
 	// Quorum loss: 1 of 3 members left.
-	var second *etcdtest.Member
-	for _, m := range c.Members {
+	var second member
+	for _, m := range members {
 		if m.Running() {
 			second = m
 			break

@@ -217,6 +217,8 @@ func (m *Member) Running() bool {
 	return m.e != nil
 }
 
+func (m *Member) String() string { return m.Name }
+
 // IsLeader reports whether the member is running and is the raft leader.
 func (m *Member) IsLeader() bool {
 	m.mu.Lock()
