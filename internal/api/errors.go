@@ -32,7 +32,7 @@ func ToHTTP(err error) int {
 		return http.StatusNotImplemented
 	case errors.Is(err, types.ErrNoSpace):
 		return http.StatusInsufficientStorage
-	case errors.Is(err, types.ErrUnavailable):
+	case errors.Is(err, types.ErrUnavailable), errors.Is(err, store.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError

@@ -2,6 +2,7 @@ package apps
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -111,11 +112,16 @@ func (d *Deletions) Run(ctx context.Context) {
 		retry = time.Second
 	}
 	for ctx.Err() == nil {
+		// A store that is unavailable for a while (etcd without quorum)
+		// is retried; only a closed one ends the loop.
 		rev, err := d.st.Revision(ctx)
-		if err != nil {
+		if errors.Is(err, store.ErrClosed) {
 			return
 		}
-		ch, err := d.st.Watch(ctx, Prefix, rev)
+		var ch <-chan store.Event
+		if err == nil {
+			ch, err = d.st.Watch(ctx, Prefix, rev)
+		}
 		if err == nil {
 			// What was deleted before the watch began: sweep.
 			d.tell("")

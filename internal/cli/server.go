@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -21,6 +23,7 @@ import (
 func newServerCmd() *cobra.Command {
 	o := daemon.DefaultOptions()
 	var debug, rotate bool
+	var etcd etcdFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Hangar daemon (API, proxy, machines)",
@@ -32,6 +35,11 @@ process exits once its requests in flight are done; <data-dir>/hangar.pid
 names the serving daemon. Needs root (containers, network namespaces).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			eo, err := etcd.options()
+			if err != nil {
+				return err
+			}
+			o.Etcd = eo
 			if o.LogRetention < 0 {
 				return fmt.Errorf("--log-retention %v is negative: use a duration like 168h, or 0 to keep logs until their app is deleted", o.LogRetention)
 			}
@@ -49,7 +57,7 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 			defer signal.Stop(reload)
 			o.Reload = reload
 			if rotate {
-				n, err := daemon.RotateSecretsKey(ctx, o.DataDir)
+				n, err := daemon.RotateSecretsKey(ctx, o)
 				if err != nil {
 					return &HintError{Err: err, Hint: "stop the daemon using --data-dir first; a rerun finishes an interrupted rotation"}
 				}
@@ -76,6 +84,11 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	o.LogMaxBytes = defaultLogMaxBytes
 	f.Var((*byteSize)(&o.LogMaxBytes), "log-max-size", "rotate a machine's log file at this size, keeping one older file (e.g. 32MiB; 0: never rotate)")
 	f.DurationVar(&o.LogRetention, "log-retention", 7*24*time.Hour, "keep the logs of destroyed machines this long after their last line (0: until the app is deleted)")
+	f.StringSliceVar(&etcd.endpoints, "etcd-endpoints", nil, "keep the state in this etcd cluster instead of <data-dir>/state.db: its members' client URLs, comma-separated (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)")
+	f.StringVar(&etcd.ca, "etcd-ca", "", "PEM file of the CA that signed the etcd members' certificates (https endpoints)")
+	f.StringVar(&etcd.cert, "etcd-cert", "", "PEM file of this daemon's client certificate for etcd (with --etcd-key)")
+	f.StringVar(&etcd.key, "etcd-key", "", "PEM file of the key of --etcd-cert")
+	f.StringVar(&etcd.prefix, "etcd-prefix", daemon.DefaultEtcdPrefix, "namespace of the state in etcd (one daemon at a time may use it)")
 	f.BoolVar(&debug, "debug", false, "log debug messages")
 	f.BoolVar(&rotate, "rotate-secrets-key", false, "re-encrypt every secret under a new key, then exit (the daemon must be stopped)")
 	return cmd
@@ -132,4 +145,52 @@ func autostopDefault() time.Duration {
 		}
 	}
 	return 60 * time.Second
+}
+
+// etcdFlags are `hangar server`'s --etcd-* flags.
+type etcdFlags struct {
+	endpoints             []string
+	ca, cert, key, prefix string
+}
+
+// options checks the --etcd-* flags and turns them into the daemon's
+// options: nil (the state file) when --etcd-endpoints is not given.
+func (f etcdFlags) options() (*daemon.EtcdOptions, error) {
+	hint := func(err error, hint string) error { return &HintError{Err: err, Hint: hint} }
+	if len(f.endpoints) == 0 {
+		if f.ca != "" || f.cert != "" || f.key != "" || (f.prefix != "" && f.prefix != daemon.DefaultEtcdPrefix) {
+			return nil, hint(errors.New("--etcd-ca, --etcd-cert, --etcd-key and --etcd-prefix need --etcd-endpoints"),
+				"give the etcd members' client URLs with --etcd-endpoints, or drop the --etcd-* flags to keep the state in <data-dir>/state.db")
+		}
+		return nil, nil
+	}
+	https := 0
+	for _, ep := range f.endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Port() == "" ||
+			(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+			return nil, hint(fmt.Errorf("--etcd-endpoints: %q is not an etcd client URL", ep),
+				"give each member as http(s)://HOST:PORT, e.g. https://10.0.0.1:2379")
+		}
+		if u.Scheme == "https" {
+			https++
+		}
+	}
+	if https != 0 && https != len(f.endpoints) {
+		return nil, hint(errors.New("--etcd-endpoints mixes http:// and https:// URLs"), "the members of one etcd cluster serve clients the same way: use one scheme")
+	}
+	if (f.cert == "") != (f.key == "") {
+		return nil, hint(errors.New("--etcd-cert and --etcd-key go together"), "give both this daemon's client certificate and its key, or neither")
+	}
+	if https == 0 && (f.ca != "" || f.cert != "") {
+		return nil, hint(errors.New("--etcd-ca/--etcd-cert are for https:// endpoints, and --etcd-endpoints are http://"),
+			"use the members' https:// client URLs")
+	}
+	if !strings.HasPrefix(f.prefix, "/") || !strings.HasSuffix(f.prefix, "/") || len(f.prefix) < 2 {
+		return nil, hint(fmt.Errorf("--etcd-prefix %q must start and end with /", f.prefix),
+			"e.g. /hangar/prod/: a prefix that is a plain string prefix of another's would share its keys")
+	}
+	return &daemon.EtcdOptions{
+		Endpoints: f.endpoints, CAFile: f.ca, CertFile: f.cert, KeyFile: f.key, Prefix: f.prefix,
+	}, nil
 }

@@ -1,8 +1,12 @@
 package cli
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/hangar-dev/hangar/internal/daemon"
 )
 
 func TestByteSizeFlag(t *testing.T) {
@@ -25,5 +29,65 @@ func TestByteSizeFlag(t *testing.T) {
 	b := byteSize(32 << 20)
 	if b.String() != "32MiB" {
 		t.Errorf("String() = %q", b.String())
+	}
+}
+
+func TestEtcdFlags(t *testing.T) {
+	def := daemon.DefaultEtcdPrefix
+	eo, err := etcdFlags{prefix: def}.options()
+	if err != nil || eo != nil {
+		t.Fatalf("no --etcd-endpoints = %+v, %v; want the state file (nil)", eo, err)
+	}
+	eo, err = etcdFlags{endpoints: []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}, ca: "ca.pem", cert: "c.pem", key: "k.pem", prefix: "/hangar/prod/"}.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := daemon.EtcdOptions{Endpoints: []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "k.pem", Prefix: "/hangar/prod/"}
+	if fmt.Sprint(*eo) != fmt.Sprint(want) {
+		t.Fatalf("options = %+v, want %+v", *eo, want)
+	}
+	if eo, err := (etcdFlags{endpoints: []string{"http://127.0.0.1:2379"}, prefix: def}).options(); err != nil || eo.Prefix != def {
+		t.Fatalf("plain http endpoint = %+v, %v", eo, err)
+	}
+	for name, c := range map[string]struct {
+		f   etcdFlags
+		msg string
+	}{
+		"tls without endpoints":  {etcdFlags{ca: "ca.pem", prefix: def}, "need --etcd-endpoints"},
+		"prefix without":         {etcdFlags{prefix: "/x/"}, "need --etcd-endpoints"},
+		"no scheme":              {etcdFlags{endpoints: []string{"10.0.0.1:2379"}, prefix: def}, "not an etcd client URL"},
+		"no port":                {etcdFlags{endpoints: []string{"https://10.0.0.1"}, prefix: def}, "not an etcd client URL"},
+		"path":                   {etcdFlags{endpoints: []string{"https://10.0.0.1:2379/v3"}, prefix: def}, "not an etcd client URL"},
+		"grpc scheme":            {etcdFlags{endpoints: []string{"grpc://10.0.0.1:2379"}, prefix: def}, "not an etcd client URL"},
+		"mixed schemes":          {etcdFlags{endpoints: []string{"https://a:2379", "http://b:2379"}, prefix: def}, "mixes"},
+		"cert without key":       {etcdFlags{endpoints: []string{"https://a:2379"}, cert: "c.pem", prefix: def}, "go together"},
+		"key without cert":       {etcdFlags{endpoints: []string{"https://a:2379"}, key: "k.pem", prefix: def}, "go together"},
+		"tls files on http":      {etcdFlags{endpoints: []string{"http://a:2379"}, ca: "ca.pem", prefix: def}, "https://"},
+		"prefix without slashes": {etcdFlags{endpoints: []string{"http://a:2379"}, prefix: "hangar"}, "start and end with /"},
+		"root prefix":            {etcdFlags{endpoints: []string{"http://a:2379"}, prefix: "/"}, "start and end with /"},
+	} {
+		_, err := c.f.options()
+		var he *HintError
+		if err == nil || !strings.Contains(err.Error(), c.msg) || !errors.As(err, &he) || he.Hint == "" {
+			t.Errorf("%s: %v, want an error with a hint saying %q", name, err, c.msg)
+		}
+	}
+}
+
+// TestEtcdFlagsParse checks the flags as `hangar server` declares them.
+func TestEtcdFlagsParse(t *testing.T) {
+	cmd := newServerCmd()
+	if err := cmd.ParseFlags([]string{"--etcd-endpoints", "https://a:2379,https://b:2379", "--etcd-endpoints", "https://c:2379",
+		"--etcd-ca", "ca.pem", "--etcd-cert", "c.pem", "--etcd-key", "k.pem"}); err != nil {
+		t.Fatal(err)
+	}
+	f := cmd.Flags()
+	if got := f.Lookup("etcd-endpoints").Value.String(); got != "[https://a:2379,https://b:2379,https://c:2379]" {
+		t.Errorf("--etcd-endpoints = %s", got)
+	}
+	for name, want := range map[string]string{"etcd-ca": "ca.pem", "etcd-cert": "c.pem", "etcd-key": "k.pem", "etcd-prefix": daemon.DefaultEtcdPrefix} {
+		if got := f.Lookup(name).Value.String(); got != want {
+			t.Errorf("--%s = %q, want %q", name, got, want)
+		}
 	}
 }

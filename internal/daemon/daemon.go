@@ -71,6 +71,10 @@ type Options struct {
 	// <data-dir>/certs, ACME from ACMEDirectory; "off" = self-signed only).
 	HTTPSListen   string
 	ACMEDirectory string
+
+	// Etcd, if set, keeps the state in etcd instead of
+	// <data-dir>/state.db (see state.go).
+	Etcd *EtcdOptions
 }
 
 // Files the daemon writes into its data dir.
@@ -119,17 +123,21 @@ func Run(ctx context.Context, o Options) error {
 			ln.Close() // those not used; closing a used one again is harmless
 		}
 	}()
-	storeOpts := store.Options{}
+	var lockWait time.Duration
 	if inherited != nil {
-		storeOpts.LockTimeout = 2 * time.Minute
+		lockWait = 2 * time.Minute
 		log.Info("took over the listeners of the previous daemon; waiting for it to release the state", "listeners", len(inherited))
 	}
-	st, err := store.OpenOptions(filepath.Join(o.DataDir, "state.db"), storeOpts)
+	stt, err := openState(ctx, o, lockWait)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
-	closeStore := sync.OnceValue(st.Close)
+	st := stt.Store
+	closeStore := sync.OnceValue(stt.close)
 	defer closeStore()
+	if o.Etcd != nil {
+		log.Info("state in etcd", "state", o.stateName())
+	}
 	if err := auth.EnsureAdminToken(ctx, st, filepath.Join(o.DataDir, AdminTokenFile), o.Org, log); err != nil {
 		return err
 	}
@@ -314,6 +322,9 @@ func Run(ctx context.Context, o Options) error {
 			if !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("serve: %w", err)
 			}
+		case <-stt.lost: // never for the file
+			log.Error("lost the etcd lock of the state (etcd unreachable longer than the lock's lease); stopping so that no two daemons act on one state; machines keep running", "state", o.stateName())
+			return fmt.Errorf("state %s: lost the lock: %w", o.stateName(), types.ErrUnavailable)
 		case <-o.Reload:
 			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.Listener()})
 			if err != nil {
@@ -393,13 +404,14 @@ func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *
 
 // RotateSecretsKey re-encrypts every secret under a new key (`hangar server
 // --rotate-secrets-key`); no daemon may be using the data dir.
-func RotateSecretsKey(ctx context.Context, dataDir string) (int, error) {
-	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+// o.DataDir and o.Etcd say where the state is.
+func RotateSecretsKey(ctx context.Context, o Options) (int, error) {
+	st, err := openState(ctx, o, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open state (stop the daemon first): %w", err)
 	}
-	defer st.Close()
-	return secrets.RotateKey(ctx, st, dataDir)
+	defer st.close()
+	return secrets.RotateKey(ctx, st, o.DataDir)
 }
 
 // appCleaner destroys the secrets, volumes and snapshots of deleted apps

@@ -280,11 +280,16 @@ func (f *Server) signal() {
 // from apps.Deletions).
 func (f *Server) watch(ctx context.Context) {
 	for ctx.Err() == nil {
+		// A store that is unavailable for a while (etcd without quorum)
+		// is retried; only a closed one ends the loop.
 		rev, err := f.st.Revision(ctx)
-		if err != nil {
+		if errors.Is(err, store.ErrClosed) {
 			return
 		}
-		ch, err := f.st.Watch(ctx, apps.FlycastKeyPrefix, rev)
+		var ch <-chan store.Event
+		if err == nil {
+			ch, err = f.st.Watch(ctx, apps.FlycastKeyPrefix, rev)
+		}
 		if err == nil {
 			f.signal()
 			for range ch {

@@ -35,6 +35,13 @@ var (
 	// ErrInvalid is returned (wrapped) for malformed requests: empty keys,
 	// duplicate keys in one Txn, expected revisions below AnyRevision.
 	ErrInvalid = errors.New("invalid request")
+	// ErrUnavailable is returned (wrapped, with the cause and a hint) when a
+	// networked store cannot answer: no quorum, no leader, or no member
+	// reachable within the request timeout. A write that fails with it may
+	// or may not have been applied (like a write cut short by a crash):
+	// re-read before retrying a conditional write. The embedded store never
+	// returns it.
+	ErrUnavailable = errors.New("store unavailable")
 	// ErrSchemaTooNew is returned (wrapped) by Open when the file was written
 	// by a newer version of hangar.
 	ErrSchemaTooNew = errors.New("schema too new")
@@ -140,7 +147,9 @@ const maxWatchErrs = 4096
 // WatchErr reports why a channel returned by Watch was closed: nil if it is
 // still open or was closed because the watch's context ended; ErrWatcherLagged
 // if the consumer fell behind; ErrClosed if the store was closed;
-// ErrCompacted if history was compacted while the watch was replaying.
+// ErrCompacted if history was compacted while the watch was replaying; an
+// error wrapping ErrUnavailable if a networked store lost its quorum or its
+// connection (watch again from the last revision received).
 // Call it after the channel is closed (after a range loop ends).
 func WatchErr(ch <-chan Event) error {
 	watchErrs.mu.Lock()
