@@ -70,7 +70,11 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 	if err := s.apps.CheckOrg(req.OrgSlug); err != nil {
 		return err
 	}
-	rec, err := s.apps.Create(r.Context(), req.AppName, req.Network)
+	name, err := req.AppNameOf()
+	if err != nil {
+		return err
+	}
+	rec, err := s.apps.Create(r.Context(), name, req.Network)
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,7 @@
 package types
 
+import "fmt"
+
 // App is an application (Fly's App object).
 type App struct {
 	ID           string       `json:"id"`
@@ -76,11 +78,27 @@ type ErrorResponse struct {
 	Details string `json:"details,omitempty"`
 }
 
-// CreateAppRequest is the body of POST /v1/apps.
+// CreateAppRequest is the body of POST /v1/apps. The app's name is
+// AppName (Fly's API reference) or Name (what fly-go's flaps sends); when
+// both are given they must agree.
 type CreateAppRequest struct {
-	AppName string `json:"app_name"`
+	AppName string `json:"app_name,omitempty"`
+	Name    string `json:"name,omitempty"`
 	OrgSlug string `json:"org_slug"`
 	Network string `json:"network,omitempty"`
+	// AppRoleID is accepted with no effect: Hangar has no app roles.
+	AppRoleID string `json:"app_role_id,omitempty"`
+}
+
+// AppNameOf is the app name the request asks for: AppName or Name.
+func (r CreateAppRequest) AppNameOf() (string, error) {
+	if r.AppName != "" && r.Name != "" && r.AppName != r.Name {
+		return "", fmt.Errorf("app_name %q and name %q differ: send one of them: %w", r.AppName, r.Name, ErrInvalid)
+	}
+	if r.AppName != "" {
+		return r.AppName, nil
+	}
+	return r.Name, nil
 }
 
 // CreateMachineRequest is the body of POST /v1/apps/{app}/machines.
