@@ -90,6 +90,7 @@ var routePolicy = map[string]policy{
 
 	"GET /v1/apps/{app}/secrets":                  appCallers,
 	"POST /v1/apps/{app}/secrets":                 appCallers,
+	"GET /v1/apps/{app}/secrets/{secret_name}":    appCallers,
 	"POST /v1/apps/{app}/secrets/{secret_name}":   appCallers,
 	"DELETE /v1/apps/{app}/secrets/{secret_name}": appCallers,
 	"POST /v1/apps/{app}/secrets_deploy":          appCallers,
@@ -98,6 +99,7 @@ var routePolicy = map[string]policy{
 	"POST /v1/apps/{app}/volumes":                       appCallers,
 	"GET /v1/apps/{app}/volumes/{volume_id}":            appCallers,
 	"POST /v1/apps/{app}/volumes/{volume_id}":           appCallers,
+	"PUT /v1/apps/{app}/volumes/{volume_id}":            appCallers,
 	"DELETE /v1/apps/{app}/volumes/{volume_id}":         appCallers,
 	"PUT /v1/apps/{app}/volumes/{volume_id}/extend":     appCallers,
 	"GET /v1/apps/{app}/volumes/{volume_id}/snapshots":  appCallers,

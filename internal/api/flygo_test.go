@@ -29,3 +29,17 @@ func TestCreateAppWithFlyGoBody(t *testing.T) {
 		t.Fatalf("no name: %d %s", code, body)
 	}
 }
+
+func TestVolumeUpdateTakesPUT(t *testing.T) {
+	_, h, tok := testServer(t)
+	if code, body := call(t, h, tok, "POST", "/v1/apps", `{"app_name":"web","org_slug":"acme"}`); code != 201 {
+		t.Fatalf("create app: %d %s", code, body)
+	}
+	// flaps.UpdateVolume sends PUT; without a volume manager the route
+	// answers its clear 404 (the method was a 405 before). e2e.TestVolumes
+	// updates a real volume this way.
+	code, body := call(t, h, tok, "PUT", "/v1/apps/web/volumes/vol_x", `{"snapshot_retention":7,"auto_backup_enabled":null}`)
+	if code != 404 || !strings.Contains(body, "not configured") {
+		t.Fatalf("PUT volume: %d %s", code, body)
+	}
+}

@@ -91,6 +91,7 @@ func (s *Server) routes() []route {
 		// Secrets (secrets.go): values go in and never come out.
 		{"GET /v1/apps/{app}/secrets", appPath, s.listSecrets, OpDoc{ID: "Secrets_list", Summary: "List secret names, digests and status (values never)", Resp: types.SecretsList{}, Errors: []int{400, 404}}},
 		{"POST /v1/apps/{app}/secrets", appPath, s.updateSecrets, OpDoc{ID: "Secrets_update", Summary: "Set (value) and unset (null) secrets in one new version", Body: secretsUpdate{}, Resp: types.SecretsList{}, Errors: []int{400, 404}}},
+		{"GET /v1/apps/{app}/secrets/{secret_name}", appPath, s.getSecret, OpDoc{ID: "Secret_get", Summary: "One secret's name, digest, dates and status (values never)", Resp: types.Secret{}, Errors: []int{400, 404}}},
 		{"POST /v1/apps/{app}/secrets/{secret_name}", appPath, s.setSecret, OpDoc{ID: "Secret_create", Summary: "Set one secret", Body: secretValue{}, Resp: types.Secret{}, Errors: []int{400, 404}}},
 		{"DELETE /v1/apps/{app}/secrets/{secret_name}", appPath, s.unsetSecret, OpDoc{ID: "Secret_delete", Summary: "Unset one secret", Resp: map[string]int{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/secrets_deploy", appPath, s.deploySecrets, OpDoc{ID: "Secrets_deploy", Summary: "Restart the app's machines with the latest secrets version; NDJSON DeployLines", Hangar: true, Errors: []int{404}}},
@@ -100,6 +101,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/apps/{app}/volumes", appPath, s.createVolume, OpDoc{ID: "Volumes_create", Summary: "Create a volume: empty, restored from snapshot_id, or forked from source_volume_id (size_mb is Hangar's)", Body: volume.CreateRequest{}, Resp: volume.Volume{}, Errors: []int{400, 404}}},
 		{"GET /v1/apps/{app}/volumes/{volume_id}", appPath, s.getVolume, OpDoc{ID: "Volumes_get_by_id", Summary: "Get a volume with its usage", Resp: volume.Volume{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/volumes/{volume_id}", appPath, s.updateVolume, OpDoc{ID: "Volumes_update", Summary: "Change snapshot_retention or auto_backup_enabled", Body: volumeUpdate{}, Resp: volume.Volume{}, Errors: []int{400, 404}}},
+		{"PUT /v1/apps/{app}/volumes/{volume_id}", appPath, s.updateVolume, OpDoc{ID: "Volumes_update_put", Summary: "Change snapshot_retention or auto_backup_enabled (fly-go's method; POST does the same)", Body: volumeUpdate{}, Resp: volume.Volume{}, Errors: []int{400, 404}}},
 		{"DELETE /v1/apps/{app}/volumes/{volume_id}", appPath, s.destroyVolume, OpDoc{ID: "Volume_delete", Summary: "Destroy a volume no machine holds (its snapshots stay until they expire)", Resp: volume.Volume{}, Errors: []int{404, 409}}},
 		{"PUT /v1/apps/{app}/volumes/{volume_id}/extend", appPath, s.extendVolume, OpDoc{ID: "Volumes_extend", Summary: "Grow a volume (online when possible; never shrinks)", Body: volumeExtend{}, Resp: types.ExtendVolumeResponse{}, Errors: []int{400, 404}}},
 		{"GET /v1/apps/{app}/volumes/{volume_id}/snapshots", appPath, s.listSnapshots, OpDoc{ID: "Volumes_list_snapshots", Summary: "A volume's snapshots (also after it is destroyed)", Resp: []volume.Snapshot{}, Errors: []int{404}}},
