@@ -114,6 +114,9 @@ var routePolicy = map[string]policy{
 	"GET /v1/apps/{app}/ips":         appCallers,
 	"POST /v1/apps/{app}/ips":        appCallers,
 	"DELETE /v1/apps/{app}/ips/{ip}": appCallers,
+	"GET /v1/apps/{app}/ip_assignments":         appCallers,
+	"POST /v1/apps/{app}/ip_assignments":        appCallers,
+	"DELETE /v1/apps/{app}/ip_assignments/{ip}": appCallers,
 }
 
 // routeRequest is what the matrix sends beyond the path: a query and a

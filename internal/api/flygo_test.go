@@ -5,9 +5,12 @@ package api
 
 import (
 	"encoding/json"
+	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -41,5 +44,64 @@ func TestVolumeUpdateTakesPUT(t *testing.T) {
 	code, body := call(t, h, tok, "PUT", "/v1/apps/web/volumes/vol_x", `{"snapshot_retention":7,"auto_backup_enabled":null}`)
 	if code != 404 || !strings.Contains(body, "not configured") {
 		t.Fatalf("PUT volume: %d %s", code, body)
+	}
+}
+
+func TestIPAssignments(t *testing.T) {
+	s, _, tok := testServer(t)
+	o := s.options()
+	o.Apps = apps.New(apps.Options{Store: s.store, Org: "acme", FlycastRange: netip.MustParsePrefix("fdaa:0:1::fc:0:0/96")})
+	h := New(o).Handler()
+	if code, body := call(t, h, tok, "POST", "/v1/apps", `{"name":"web","org_slug":"acme"}`); code != 201 {
+		t.Fatalf("create app: %d %s", code, body)
+	}
+	list := func() types.IPAssignmentsList {
+		t.Helper()
+		code, body := call(t, h, tok, "GET", "/v1/apps/web/ip_assignments", "")
+		var l types.IPAssignmentsList
+		if code != 200 || json.Unmarshal([]byte(body), &l) != nil || l.IPs == nil {
+			t.Fatalf("list: %d %s", code, body)
+		}
+		return l
+	}
+	if l := list(); len(l.IPs) != 0 {
+		t.Fatalf("before any: %+v", l)
+	}
+	// flaps.AssignIP sends every field, empty ones included.
+	code, body := call(t, h, tok, "POST", "/v1/apps/web/ip_assignments", `{"type":"private_v6","region":"","org_slug":"acme","network":"","service_name":""}`)
+	var ip types.IPAssignment
+	if code != 201 || json.Unmarshal([]byte(body), &ip) != nil || ip.IP != "fdaa:0:1::fc:0:1" || ip.CreatedAt == "" {
+		t.Fatalf("assign: %d %s", code, body)
+	}
+	if _, err := time.Parse(time.RFC3339, ip.CreatedAt); err != nil {
+		t.Fatalf("created_at %q is not what fly-go parses: %v", ip.CreatedAt, err)
+	}
+	if code, body := call(t, h, tok, "POST", "/v1/apps/web/ip_assignments", `{"type":"private_v6"}`); code != 200 || !strings.Contains(body, ip.IP) {
+		t.Fatalf("assign again: %d %s", code, body)
+	}
+	if l := list(); len(l.IPs) != 1 || l.IPs[0] != ip {
+		t.Fatalf("list: %+v, want %+v", l, ip)
+	}
+	for _, c := range []struct {
+		body string
+		says string
+	}{
+		{`{"type":"v6"}`, "private_v6"},
+		{`{"type":"shared_v4"}`, "private_v6"},
+		{`{"type":"private_v6","service_name":"svc"}`, "service_name"},
+		{`{"type":"private_v6","region":"nowhere"}`, "region"},
+	} {
+		if code, body := call(t, h, tok, "POST", "/v1/apps/web/ip_assignments", c.body); code != 400 || !strings.Contains(body, c.says) {
+			t.Errorf("assign %s: %d %s, want 400 naming %q", c.body, code, body, c.says)
+		}
+	}
+	if code, body := call(t, h, tok, "DELETE", "/v1/apps/web/ip_assignments/"+ip.IP, ""); code != 204 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if l := list(); len(l.IPs) != 0 {
+		t.Fatalf("after delete: %+v", l)
+	}
+	if code, body := call(t, h, tok, "GET", "/v1/apps/ghost/ip_assignments", ""); code != 404 {
+		t.Fatalf("unknown app: %d %s", code, body)
 	}
 }

@@ -117,6 +117,9 @@ func (s *Server) routes() []route {
 		// IP addresses (ips.go): Flycast only.
 		{"GET /v1/apps/{app}/ips", appPath, s.listIPs, OpDoc{ID: "IPs_list", Summary: "An app's IP addresses (its Flycast address, if it has one)", Hangar: true, Resp: []types.IPAddress{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/ips", appPath, s.allocateIP, OpDoc{ID: "IPs_allocate", Summary: "Allocate the app's Flycast address (type private_v6); an app has at most one, which a second call returns with 200", Hangar: true, Body: types.AllocateIPRequest{}, Status: http.StatusCreated, Resp: types.IPAddress{}, Errors: []int{400, 404}}},
+		{"GET /v1/apps/{app}/ip_assignments", appPath, s.listIPAssignments, OpDoc{ID: "IPAssignments_list", Summary: "An app's IP addresses in Fly's ip_assignments shape", Resp: types.IPAssignmentsList{}, Errors: []int{404}}},
+		{"POST /v1/apps/{app}/ip_assignments", appPath, s.assignIP, OpDoc{ID: "IPAssignments_create", Summary: "Assign the app's Flycast address (type private_v6; public types are a 400: every app is served on the proxy's listen addresses)", Body: types.AssignIPRequest{}, Status: http.StatusCreated, Resp: types.IPAssignment{}, Errors: []int{400, 404}}},
+		{"DELETE /v1/apps/{app}/ip_assignments/{ip}", appPath, s.releaseIP, OpDoc{ID: "IPAssignments_delete", Summary: "Release one of the app's IP addresses", Status: http.StatusNoContent, Errors: []int{400, 404}}},
 		{"DELETE /v1/apps/{app}/ips/{ip}", appPath, s.releaseIP, OpDoc{ID: "IPs_release", Summary: "Release one of the app's IP addresses", Hangar: true, Status: http.StatusNoContent, Errors: []int{404}}},
 	}
 }

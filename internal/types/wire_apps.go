@@ -49,6 +49,39 @@ type AllocateIPRequest struct {
 	OrgSlug string `json:"org_slug,omitempty"`
 }
 
+// IPAssignment is one of an app's addresses as Fly's ip_assignments
+// endpoint shows it (fly-go's flaps.IPAssignment).
+type IPAssignment struct {
+	IP          string `json:"ip"`
+	Region      string `json:"region"`
+	ServiceName string `json:"service_name"`
+	Shared      bool   `json:"shared"`
+	CreatedAt   string `json:"created_at"`
+}
+
+// IPAssignmentsList is the answer of GET /v1/apps/{app}/ip_assignments.
+type IPAssignmentsList struct {
+	IPs []IPAssignment `json:"ips"`
+}
+
+// AssignIPRequest is the body of POST /v1/apps/{app}/ip_assignments
+// (fly-go's flaps.AssignIPRequest). Only type private_v6 is allocated;
+// Region may be empty, "global" or the daemon's region; ServiceName must
+// be empty (Hangar has no named IP services).
+type AssignIPRequest struct {
+	Type        string `json:"type"`
+	Region      string `json:"region,omitempty"`
+	OrgSlug     string `json:"org_slug,omitempty"`
+	Network     string `json:"network,omitempty"`
+	ServiceName string `json:"service_name,omitempty"`
+}
+
+// Assignment is the address in the shape of Fly's ip_assignments
+// (a Flycast address is never shared between apps).
+func (a IPAddress) Assignment() IPAssignment {
+	return IPAssignment{IP: a.Address, Region: a.Region, CreatedAt: a.CreatedAt}
+}
+
 // AddCertRequest is the body of POST /v1/apps/{app}/certificates.
 type AddCertRequest struct {
 	Hostname string `json:"hostname"`
