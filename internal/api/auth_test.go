@@ -41,12 +41,13 @@ const (
 // It is written out here, not derived from the route table, so a route
 // added to the table without a line here fails TestAuthorizationMatrix.
 var routePolicy = map[string]policy{
-	"GET /v1/info":          everyToken,
-	"GET /v1/openapi.json":  everyToken,
-	"GET /v1/apps":          everyToken,
-	"POST /v1/apps":         orgCallers,
-	"GET /v1/apps/{app}":    appCallers,
-	"DELETE /v1/apps/{app}": appCallers,
+	"GET /v1/info":             everyToken,
+	"GET /v1/openapi.json":     everyToken,
+	"GET /v1/platform/regions": everyToken,
+	"GET /v1/apps":             everyToken,
+	"POST /v1/apps":            orgCallers,
+	"GET /v1/apps/{app}":       appCallers,
+	"DELETE /v1/apps/{app}":    appCallers,
 
 	"GET /v1/apps/{app}/machines":                        appCallers,
 	"POST /v1/apps/{app}/machines":                       appCallers,
@@ -111,9 +112,9 @@ var routePolicy = map[string]policy{
 	"POST /v1/apps/{app}/certificates/{hostname}/check": appCallers,
 	"DELETE /v1/apps/{app}/certificates/{hostname}":     appCallers,
 
-	"GET /v1/apps/{app}/ips":         appCallers,
-	"POST /v1/apps/{app}/ips":        appCallers,
-	"DELETE /v1/apps/{app}/ips/{ip}": appCallers,
+	"GET /v1/apps/{app}/ips":                    appCallers,
+	"POST /v1/apps/{app}/ips":                   appCallers,
+	"DELETE /v1/apps/{app}/ips/{ip}":            appCallers,
 	"GET /v1/apps/{app}/ip_assignments":         appCallers,
 	"POST /v1/apps/{app}/ip_assignments":        appCallers,
 	"DELETE /v1/apps/{app}/ip_assignments/{ip}": appCallers,

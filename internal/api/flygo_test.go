@@ -105,3 +105,23 @@ func TestIPAssignments(t *testing.T) {
 		t.Fatalf("unknown app: %d %s", code, body)
 	}
 }
+
+func TestPlatformRegions(t *testing.T) {
+	_, h, tok := testServer(t)
+	code, body := call(t, h, tok, "GET", "/v1/platform/regions", "")
+	// fly-go reads {"Regions": [{code, name, …}], "Nearest"}.
+	var got struct {
+		Regions []struct {
+			Code  string   `json:"code"`
+			Name  string   `json:"name"`
+			Hosts []string `json:"hosts"`
+		} `json:"Regions"`
+		Nearest string `json:"Nearest"`
+	}
+	if code != 200 || json.Unmarshal([]byte(body), &got) != nil {
+		t.Fatalf("regions: %d %s", code, body)
+	}
+	if got.Nearest != "tst" || len(got.Regions) != 1 || got.Regions[0].Code != "tst" || len(got.Regions[0].Hosts) != 1 || got.Regions[0].Hosts[0] == "" {
+		t.Fatalf("regions: %s", body)
+	}
+}

@@ -23,6 +23,30 @@ type DiskState struct {
 	Full       bool   `json:"full"`
 }
 
+// Regions is the answer of GET /v1/platform/regions: this installation's
+// regions, with the field names fly-go's flaps.RegionData reads.
+type Regions struct {
+	Regions []Region `json:"Regions"`
+	// Nearest is the region of the daemon that answered.
+	Nearest string `json:"Nearest"`
+}
+
+// Region is one region of this installation (Fly's Region fields; the
+// coordinates, plan and geography are not known to Hangar and left zero).
+type Region struct {
+	Code             string  `json:"code"`
+	Name             string  `json:"name"`
+	Latitude         float32 `json:"latitude"`
+	Longitude        float32 `json:"longitude"`
+	GatewayAvailable bool    `json:"gateway_available"`
+	RequiresPaidPlan bool    `json:"requires_paid_plan"`
+	Deprecated       bool    `json:"deprecated"`
+	Capacity         int64   `json:"capacity"`
+	GeoRegion        string  `json:"geo_region"`
+	// Hosts are the hosts that run machines in the region (Hangar's).
+	Hosts []string `json:"hosts"`
+}
+
 // IP address types (Fly's names).
 const (
 	IPTypePrivateV6 = "private_v6"
