@@ -378,7 +378,7 @@ func TestLeasesWaitAndAuth(t *testing.T) {
 			if r := lo.call("POST", base+"/lease", map[string]any{"ttl": 30}, nil); r.code != 409 {
 				t.Errorf("second acquire: %d %s", r.code, r.body)
 			}
-			if r := lo.call("POST", base, map[string]any{"config": cfg}, h); r.code != 409 || !strings.Contains(string(r.body), "leased") {
+			if r := lo.call("POST", base, map[string]any{"config": cfg}, h); r.code != 409 || !strings.Contains(string(r.body), "lease currently held by") {
 				t.Errorf("update by the other client (%v): %d %s", h, r.code, r.body)
 			}
 			if r := lo.call("DELETE", base+"?force=true", nil, h); r.code != 409 {
@@ -406,6 +406,15 @@ func TestLeasesWaitAndAuth(t *testing.T) {
 		w.must(200, "POST", base+"/start", nil, nonce)
 		w.must(200, "GET", base+"/wait?state=started&timeout=30", nil, nil)
 		w.must(200, "POST", base+"/stop", nil, nonce)
+		// settled (flyctl's `machine wait` default) names the state reached.
+		var settled struct {
+			OK    bool   `json:"ok"`
+			State string `json:"state"`
+		}
+		w.must(200, "GET", base+"/wait?state=settled&timeout=30", nil, nil).decode(t, &settled)
+		if !settled.OK || settled.State != types.StateStopped {
+			t.Errorf("wait settled after a stop: %+v", settled)
+		}
 		// The old version is replaced: waiting for it to be replaced
 		// answers at once; waiting for it to start is a conflict.
 		w.must(200, "GET", base+"/wait?state=replaced&timeout=5&instance_id="+m.InstanceID, nil, nil)
@@ -419,6 +428,13 @@ func TestLeasesWaitAndAuth(t *testing.T) {
 			t.Errorf("refresh = %+v", refreshed)
 		}
 		w.must(200, "DELETE", base+"/lease", nil, nonce)
+		// flyctl's `machine leases view|clear` match " lease not found".
+		if r := w.call("GET", base+"/lease", nil, nil); r.code != 404 || !strings.Contains(string(r.body), " lease not found") {
+			t.Errorf("lease of a machine without one: %d %s", r.code, r.body)
+		}
+		if r := w.call("GET", "/apps/lease/machines/0123456789abcd", nil, nil); r.code != 404 || !strings.Contains(string(r.body), "machine not found") {
+			t.Errorf("unknown machine: %d %s", r.code, r.body)
+		}
 		lo.must(200, "POST", base+"/lease", map[string]any{"ttl": 1, "description": "short"}, nil)
 		// An expired lease blocks nobody.
 		harness.Poll(t, "the 1s lease expires", 5*time.Second, func() (bool, string) {

@@ -44,7 +44,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/apps/{app}/machines/{id}/start", appPath, s.startMachine, OpDoc{ID: "Machines_start", Summary: "Start a created, stopped or suspended machine", Header: []Param{nonceParam}, Resp: map[string]any{}, Errors: []int{404, 409}}},
 		{"POST /v1/apps/{app}/machines/{id}/stop", appPath, s.stopMachine, OpDoc{ID: "Machines_stop", Summary: "Stop a machine (drained in the proxy first)", Header: []Param{nonceParam}, Body: types.StopRequest{}, BodyOptional: true, Resp: map[string]bool{}, Errors: []int{400, 404, 409}}},
 		{"GET /v1/apps/{app}/machines/{id}/wait", appPath, s.waitMachine, OpDoc{ID: "Machines_wait", Summary: "Wait until the machine reaches a state", Query: []Param{
-			{Name: "state", Type: "string", Desc: "started (default), created, stopped, suspended, failed, destroyed or replaced; may repeat (any of them)"},
+			{Name: "state", Type: "string", Desc: "started (default), created, stopped, suspended, failed, destroyed or replaced, or settled (any of these: no operation in progress; the answer names the state); may repeat (any of them)"},
 			{Name: "instance_id", Type: "string", Desc: "the version to wait for (version is accepted too)"},
 			{Name: "version", Type: "string", Desc: "fly-go's name for instance_id"},
 			{Name: "timeout", Type: "integer", Desc: "seconds, 1 to 60 (default 60); 408 when it passes"}}, Resp: map[string]any{}, Errors: []int{400, 404, 408, 409}}},

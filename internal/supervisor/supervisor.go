@@ -257,7 +257,7 @@ func (s *Supervisor) Get(ctx context.Context, app, id string) (*Record, error) {
 	var r Record
 	if _, err := store.GetJSON(ctx, s.opt.Store, machineKey(app, id), &r); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("machine %s of app %s: %w", id, app, ErrNotFound)
+			return nil, fmt.Errorf("machine not found: app %s has no machine %s (list them with `hangar machine list -a %s`): %w", app, id, app, ErrNotFound)
 		}
 		return nil, fmt.Errorf("machine %s: %w", id, err)
 	}
@@ -310,7 +310,7 @@ func (s *Supervisor) List(ctx context.Context, app string) ([]*Record, error) {
 func (s *Supervisor) update(ctx context.Context, app, id string, fn func(r *Record) error) (*Record, error) {
 	out, _, err := store.UpdateJSON(ctx, s.opt.Store, machineKey(app, id), func(cur *Record) (*Record, error) {
 		if cur == nil {
-			return nil, fmt.Errorf("machine %s of app %s: %w", id, app, ErrNotFound)
+			return nil, fmt.Errorf("machine not found: app %s has no machine %s (list them with `hangar machine list -a %s`): %w", app, id, app, ErrNotFound)
 		}
 		if err := fn(cur); err != nil {
 			return nil, err
