@@ -72,18 +72,15 @@ type Images interface {
 // Record is a machine as stored: the API object plus what the host needs.
 type Record struct {
 	types.Machine
-	App          string `json:"app"`
-	AddrIndex    int    `json:"addr_index"`
-	IPv4         string `json:"ipv4"`
-	RestartCount int    `json:"restart_count"`
-	LeaseNonce   string `json:"lease_nonce,omitempty"`
-	LeaseExpires int64  `json:"lease_expires,omitempty"`
-	LeaseOwner   string `json:"lease_owner,omitempty"`
-	LeaseDesc    string `json:"lease_description,omitempty"`
-	// Cordoned machines run but get no proxy traffic (cordon, and new
-	// machines of a blue-green deploy until the switch).
-	Cordoned bool      `json:"cordoned,omitempty"`
-	Versions []Version `json:"versions,omitempty"`
+	App          string    `json:"app"`
+	AddrIndex    int       `json:"addr_index"`
+	IPv4         string    `json:"ipv4"`
+	RestartCount int       `json:"restart_count"`
+	LeaseNonce   string    `json:"lease_nonce,omitempty"`
+	LeaseExpires int64     `json:"lease_expires,omitempty"`
+	LeaseOwner   string    `json:"lease_owner,omitempty"`
+	LeaseDesc    string    `json:"lease_description,omitempty"`
+	Versions     []Version `json:"versions,omitempty"`
 	// Relaunch is set while the machine is replacing and the update is to
 	// boot the new version, so a daemon restarted mid-update finishes it.
 	Relaunch bool `json:"relaunch,omitempty"`
@@ -396,9 +393,9 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 			Machine: types.Machine{
 				ID: id, Name: name, State: types.StateCreated, Region: region,
 				InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
-				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts,
+				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts, Cordoned: opt.Cordoned,
 			},
-			App: app, AddrIndex: idx, IPv4: ip4.String(), Cordoned: opt.Cordoned,
+			App: app, AddrIndex: idx, IPv4: ip4.String(),
 		}
 		addEvent(r, "launch", types.StateCreated, "user", nil)
 		return r
@@ -432,6 +429,11 @@ func imageRef(img *image.Image) types.ImageRef {
 		ref.Registry, name = name[:i], name[i+1:]
 	}
 	ref.Repository = name
+	if ref.Registry == "" {
+		// Imported, uploaded or built here: never an empty registry, which
+		// makes clients build "/name:tag@digest".
+		ref.Registry = types.LocalRegistry
+	}
 	return ref
 }
 
@@ -598,7 +600,7 @@ func (s *Supervisor) routeUpdate(l *live, r *Record) {
 	l.stateMu.Lock()
 	ok := !l.stopRequested && !r.Cordoned
 	for _, c := range l.checks {
-		if c.Status != types.CheckPassing {
+		if c.Status != types.CheckPassing && gates(r.Config, c.Name) {
 			ok = false
 		}
 	}
@@ -1028,7 +1030,7 @@ func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout ti
 		if r.State == types.StateStarted {
 			ok := true
 			for _, c := range r.Checks {
-				if c.Status != types.CheckPassing {
+				if c.Status != types.CheckPassing && gates(r.Config, c.Name) {
 					ok = false
 				}
 			}
@@ -1042,7 +1044,7 @@ func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout ti
 		if time.Now().After(deadline) {
 			var failing []string
 			for _, c := range r.Checks {
-				if c.Status != types.CheckPassing {
+				if c.Status != types.CheckPassing && gates(r.Config, c.Name) {
 					failing = append(failing, fmt.Sprintf("%s (%s: %s)", c.Name, c.Status, c.Output))
 				}
 			}

@@ -19,7 +19,11 @@ type Organization struct {
 	Slug string `json:"slug"`
 }
 
-// ImageRef describes the image a machine runs.
+// LocalRegistry is the image_ref.registry of images imported, uploaded or
+// built on the daemon (they were pulled from no registry).
+const LocalRegistry = "hangar.local"
+
+// ImageRef is the image a machine runs, split as Fly splits it.
 type ImageRef struct {
 	Registry   string            `json:"registry"`
 	Repository string            `json:"repository"`
@@ -44,6 +48,9 @@ type Machine struct {
 	Checks     []CheckStatus  `json:"checks,omitempty"`
 	Nonce      string         `json:"nonce,omitempty"`
 	HostStatus string         `json:"host_status,omitempty"`
+	// Cordoned machines run but get no proxy traffic (cordon, and new
+	// machines of a blue-green deploy until the switch).
+	Cordoned bool `json:"cordoned"`
 }
 
 // MachineEvent is one entry of a machine's history.
