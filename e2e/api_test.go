@@ -26,6 +26,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
+
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -751,6 +752,87 @@ func TestMachineOperations(t *testing.T) {
 		if events[0].Type != "exit" || ex == nil || ex["oom_killed"] != true || ex["exit_code"] == float64(0) {
 			t.Fatalf("exit event of a machine over its memory = %+v", events[0])
 		}
+	})
+
+	t.Run("cordoned is on the machine", func(t *testing.T) {
+		c.must(200, "POST", base+"/cordon", nil, nil)
+		var cur types.Machine
+		c.must(200, "GET", base, nil, nil).decode(t, &cur)
+		if !cur.Cordoned || cur.ImageRef.Registry == "" {
+			t.Errorf("after a cordon: cordoned %v, image_ref %+v", cur.Cordoned, cur.ImageRef)
+		}
+		c.must(200, "POST", base+"/uncordon", nil, nil)
+		c.must(200, "GET", base, nil, nil).decode(t, &cur)
+		if cur.Cordoned {
+			t.Errorf("after an uncordon: still cordoned")
+		}
+	})
+
+	t.Run("every config field comes back as sent", func(t *testing.T) {
+		// The whole schema (internal/types/testdata), as fly-go would send
+		// it, minus mounts (their volume must exist: TestVolumes) and
+		// standbys (they name machines).
+		b, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "internal/types/testdata/machine-config-full.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		doc["image"] = ref
+		delete(doc, "mounts")
+		delete(doc, "standbys")
+		sent, _ := json.Marshal(doc)
+		r := c.must(200, "POST", "/apps/ops/machines", map[string]any{"config": json.RawMessage(sent), "skip_launch": true}, nil)
+		var created struct {
+			ID     string          `json:"id"`
+			Config json.RawMessage `json:"config"`
+		}
+		r.decode(t, &created)
+		if missing := types.DroppedFields(sent, created.Config); len(missing) > 0 {
+			t.Errorf("create answered without: %s", strings.Join(missing, ", "))
+		}
+		r = c.must(200, "GET", "/apps/ops/machines/"+created.ID, nil, nil)
+		r.decode(t, &created)
+		if missing := types.DroppedFields(sent, created.Config); len(missing) > 0 {
+			t.Errorf("GET answered without: %s", strings.Join(missing, ", "))
+		}
+		c.must(200, "DELETE", "/apps/ops/machines/"+created.ID+"?force=true", nil, nil)
+	})
+
+	t.Run("dns and env_from take effect", func(t *testing.T) {
+		cfg := &types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"},
+			Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080}},
+			DNS: &types.DNSConfig{Nameservers: []string{"192.0.2.53"}, Searches: []string{"corp.example"},
+				Options: []types.DNSOption{{Name: "ndots", Value: "2"}}, Hostname: "web-one"},
+			Processes: []types.MachineProcess{{EnvFrom: []types.EnvFrom{{EnvVar: "MY_ID", FieldRef: "id"}, {EnvVar: "MY_APP", FieldRef: "app_name"}}}}}
+		var dm types.Machine
+		c.must(200, "POST", "/apps/ops/machines", types.CreateMachineRequest{Config: cfg}, nil).decode(t, &dm)
+		c.must(200, "GET", "/apps/ops/machines/"+dm.ID+"/wait?state=started&timeout=30", nil, nil)
+		read := func(path string) string {
+			t.Helper()
+			var body string
+			harness.Poll(t, "read "+path, 20*time.Second, func() (bool, string) {
+				var code int
+				code, body = proxyDo(t, d, "ops", "GET", path, "", dm.ID)
+				return code == 200, fmt.Sprint(code, body)
+			})
+			return body
+		}
+		if got := read("/file?path=/etc/resolv.conf"); got != "nameserver 192.0.2.53\nsearch corp.example\noptions ndots:2\n" {
+			t.Errorf("resolv.conf: %q", got)
+		}
+		if got := strings.TrimSpace(read("/file?path=/proc/sys/kernel/hostname")); got != "web-one" {
+			t.Errorf("hostname: %q", got)
+		}
+		if got := read("/file?path=/etc/hosts"); !strings.Contains(got, dm.ID+" web-one") {
+			t.Errorf("/etc/hosts: %q", got)
+		}
+		if env := read("/env"); !strings.Contains(env, "MY_ID="+dm.ID+"\n") || !strings.Contains(env, "MY_APP=ops\n") {
+			t.Errorf("env_from: %s", env)
+		}
+		c.must(200, "DELETE", "/apps/ops/machines/"+dm.ID+"?force=true", nil, nil)
 	})
 }
 

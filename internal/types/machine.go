@@ -7,6 +7,8 @@ package types
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"sort"
 	"time"
 )
 
@@ -431,3 +433,58 @@ func DurationPtr(d time.Duration) *Duration { return &Duration{d} }
 
 // Ptr returns a pointer to v.
 func Ptr[T any](v T) *T { return &v }
+
+// DroppedFields compares a JSON document a client sent (sent) with the
+// one it got back (got) and returns the paths of the values sent that are
+// missing or different in got ("config.dns.nameservers"); nil if every
+// value came back as sent. Values got has beyond sent (defaults) are not
+// reported.
+func DroppedFields(sent, got []byte) []string {
+	var a, b any
+	if err := json.Unmarshal(sent, &a); err != nil {
+		return []string{"(sent is not JSON: " + err.Error() + ")"}
+	}
+	if err := json.Unmarshal(got, &b); err != nil {
+		return []string{"(answer is not JSON: " + err.Error() + ")"}
+	}
+	var out []string
+	var cmp func(path string, x, y any)
+	cmp = func(path string, x, y any) {
+		switch xv := x.(type) {
+		case map[string]any:
+			yv, ok := y.(map[string]any)
+			if !ok {
+				out = append(out, path)
+				return
+			}
+			for k, e := range xv {
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				ye, ok := yv[k]
+				if !ok {
+					out = append(out, p)
+					continue
+				}
+				cmp(p, e, ye)
+			}
+		case []any:
+			yv, ok := y.([]any)
+			if !ok || len(yv) != len(xv) {
+				out = append(out, path)
+				return
+			}
+			for i := range xv {
+				cmp(fmt.Sprintf("%s[%d]", path, i), xv[i], yv[i])
+			}
+		default:
+			if !reflect.DeepEqual(x, y) {
+				out = append(out, fmt.Sprintf("%s (sent %v, got %v)", path, x, y))
+			}
+		}
+	}
+	cmp("", a, b)
+	sort.Strings(out)
+	return out
+}
