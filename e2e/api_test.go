@@ -770,8 +770,8 @@ func TestMachineOperations(t *testing.T) {
 
 	t.Run("every config field comes back as sent", func(t *testing.T) {
 		// The whole schema (internal/types/testdata), as fly-go would send
-		// it, minus mounts (their volume must exist: TestVolumes) and
-		// standbys (they name machines).
+		// it, minus mounts (their volume must exist: TestVolumes),
+		// standbys (they name machines) and GPUs (refused: a 400).
 		b, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "internal/types/testdata/machine-config-full.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -783,6 +783,9 @@ func TestMachineOperations(t *testing.T) {
 		doc["image"] = ref
 		delete(doc, "mounts")
 		delete(doc, "standbys")
+		guest := doc["guest"].(map[string]any)
+		delete(guest, "gpus")
+		delete(guest, "gpu_kind")
 		sent, _ := json.Marshal(doc)
 		r := c.must(200, "POST", "/apps/ops/machines", map[string]any{"config": json.RawMessage(sent), "skip_launch": true}, nil)
 		var created struct {

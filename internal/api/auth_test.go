@@ -89,12 +89,17 @@ var routePolicy = map[string]policy{
 	"POST /v1/tokens":        orgCallers,
 	"DELETE /v1/tokens/{id}": orgCallers,
 
-	"GET /v1/apps/{app}/secrets":                  appCallers,
-	"POST /v1/apps/{app}/secrets":                 appCallers,
-	"GET /v1/apps/{app}/secrets/{secret_name}":    appCallers,
-	"POST /v1/apps/{app}/secrets/{secret_name}":   appCallers,
-	"DELETE /v1/apps/{app}/secrets/{secret_name}": appCallers,
-	"POST /v1/apps/{app}/secrets_deploy":          appCallers,
+	"GET /v1/apps/{app}/secrets":                        appCallers,
+	"POST /v1/apps/{app}/secrets":                       appCallers,
+	"GET /v1/apps/{app}/secrets/{secret_name}":          appCallers,
+	"POST /v1/apps/{app}/secrets/{secret_name}":         appCallers,
+	"DELETE /v1/apps/{app}/secrets/{secret_name}":       appCallers,
+	"POST /v1/apps/{app}/secrets_deploy":                appCallers,
+	"GET /v1/apps/{app}/secretkeys":                     appCallers,
+	"GET /v1/apps/{app}/secretkeys/{secret_name}":       appCallers,
+	"POST /v1/apps/{app}/secretkeys/{secret_name}":      appCallers,
+	"DELETE /v1/apps/{app}/secretkeys/{secret_name}":    appCallers,
+	"POST /v1/apps/{app}/secretkeys/{secret_name}/{op}": appCallers,
 
 	"GET /v1/apps/{app}/volumes":                        appCallers,
 	"POST /v1/apps/{app}/volumes":                       appCallers,
@@ -131,7 +136,7 @@ var routeRequest = map[string]struct{ query, body string }{
 }
 
 var pathValues = map[string]string{"app": "a", "id": "m_none", "version": "1", "key": "k", "secret_name": "S",
-	"volume_id": "vol_none", "hostname": "a.example.com", "ip": "fdaa::1"}
+	"volume_id": "vol_none", "hostname": "a.example.com", "ip": "fdaa::1", "op": "encrypt"}
 
 // matrixServer is a real API over a real store, with app a and b and a
 // token of each kind (the revoked one an org token).

@@ -125,3 +125,19 @@ func TestPlatformRegions(t *testing.T) {
 		t.Fatalf("regions: %s", body)
 	}
 }
+
+func TestSecretKeysAreRefused(t *testing.T) {
+	_, h, tok := testServer(t)
+	if code, body := call(t, h, tok, "POST", "/v1/apps", `{"name":"web","org_slug":"acme"}`); code != 201 {
+		t.Fatalf("create app: %d %s", code, body)
+	}
+	// The paths fly-go's secret key calls use.
+	for _, c := range []struct{ method, path string }{
+		{"GET", "/v1/apps/web/secretkeys"}, {"GET", "/v1/apps/web/secretkeys/k"}, {"POST", "/v1/apps/web/secretkeys/k"},
+		{"POST", "/v1/apps/web/secretkeys/k/generate"}, {"POST", "/v1/apps/web/secretkeys/k/encrypt"}, {"DELETE", "/v1/apps/web/secretkeys/k"},
+	} {
+		if code, body := call(t, h, tok, c.method, c.path, `{}`); code != 400 || !strings.Contains(body, "secret keys") {
+			t.Errorf("%s %s: %d %s, want a 400 naming secret keys", c.method, c.path, code, body)
+		}
+	}
+}

@@ -95,6 +95,11 @@ func (s *Server) routes() []route {
 		{"GET /v1/apps/{app}/secrets/{secret_name}", appPath, s.getSecret, OpDoc{ID: "Secret_get", Summary: "One secret's name, digest, dates and status (values never)", Resp: types.Secret{}, Errors: []int{400, 404}}},
 		{"POST /v1/apps/{app}/secrets/{secret_name}", appPath, s.setSecret, OpDoc{ID: "Secret_create", Summary: "Set one secret", Body: secretValue{}, Resp: types.Secret{}, Errors: []int{400, 404}}},
 		{"DELETE /v1/apps/{app}/secrets/{secret_name}", appPath, s.unsetSecret, OpDoc{ID: "Secret_delete", Summary: "Unset one secret", Resp: map[string]int{}, Errors: []int{404}}},
+		{"GET /v1/apps/{app}/secretkeys", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_list", Summary: "Not supported: Fly's KMS-style secret keys (a 400 saying so)", Errors: []int{400}}},
+		{"GET /v1/apps/{app}/secretkeys/{secret_name}", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_get", Summary: "Not supported: Fly's KMS-style secret keys (a 400 saying so)", Errors: []int{400}}},
+		{"POST /v1/apps/{app}/secretkeys/{secret_name}", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_set", Summary: "Not supported: Fly's KMS-style secret keys (a 400 saying so)", Errors: []int{400}}},
+		{"DELETE /v1/apps/{app}/secretkeys/{secret_name}", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_delete", Summary: "Not supported: Fly's KMS-style secret keys (a 400 saying so)", Errors: []int{400}}},
+		{"POST /v1/apps/{app}/secretkeys/{secret_name}/{op}", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_operate", Summary: "Not supported: Fly's KMS-style secret keys: generate, encrypt, decrypt, sign, verify (a 400 saying so)", Errors: []int{400}}},
 		{"POST /v1/apps/{app}/secrets_deploy", appPath, s.deploySecrets, OpDoc{ID: "Secrets_deploy", Summary: "Restart the app's machines with the latest secrets version; NDJSON DeployLines", Hangar: true, Errors: []int{404}}},
 
 		// Volumes (volumes.go).

@@ -100,6 +100,12 @@ func (s *Server) writeSecretsList(w http.ResponseWriter, r *http.Request, st *se
 	return nil
 }
 
+// secretKeys answers Fly's KMS-style secret key calls (fly-go's
+// ListSecretKeys, GenerateSecretKey, EncryptSecretKey…): Hangar has none.
+func (s *Server) secretKeys(w http.ResponseWriter, r *http.Request) error {
+	return badRequest("secret keys (Fly's KMS-style /secretkeys: generate, encrypt, decrypt, sign, verify) are not supported by Hangar; keep key material in an app secret (`hangar secrets set`)")
+}
+
 // getSecret answers with one secret as listed (fly-go's GetAppSecrets):
 // its name, digest, dates and status, never its value.
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {

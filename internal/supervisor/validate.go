@@ -96,6 +96,9 @@ func validateFlyFields(cfg *types.MachineConfig) error {
 		if err := persist("config.guest.persist_rootfs", cfg.Guest.PersistRootfs); err != nil {
 			return err
 		}
+		if cfg.Guest.GPUs > 0 || cfg.Guest.GPUKind != "" {
+			return fmt.Errorf("config.guest.gpus/gpu_kind: Hangar runs machines as containers without GPUs; leave them out: %w", ErrInvalid)
+		}
 		if cfg.Guest.MaxMemoryMB < 0 {
 			return fmt.Errorf("config.guest.max_memory_mb %d: must not be negative: %w", cfg.Guest.MaxMemoryMB, ErrInvalid)
 		}

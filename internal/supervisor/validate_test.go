@@ -44,6 +44,8 @@ func TestValidateFlyFields(t *testing.T) {
 		{types.MachineConfig{Rootfs: &types.MachineRootfs{Persist: "sometimes"}}, "config.rootfs.persist"},
 		{types.MachineConfig{Guest: &types.MachineGuest{PersistRootfs: "restart"}}, "config.guest.persist_rootfs"},
 		{types.MachineConfig{Checks: map[string]types.MachineCheck{"a": {Kind: "liveness"}}}, "config.checks.a.kind"},
+		{types.MachineConfig{Guest: &types.MachineGuest{GPUs: 1}}, "config.guest.gpus"},
+		{types.MachineConfig{Guest: &types.MachineGuest{GPUKind: "a100-pcie-40gb"}}, "config.guest.gpus"},
 		{types.MachineConfig{DNS: &types.DNSConfig{Nameservers: []string{"dns.google"}}}, "config.dns.nameservers"},
 		{types.MachineConfig{DNS: &types.DNSConfig{Searches: []string{"a b"}}}, "config.dns.searches"},
 		{types.MachineConfig{DNS: &types.DNSConfig{Options: []types.DNSOption{{Value: "2"}}}}, "config.dns.options"},
