@@ -804,6 +804,45 @@ func TestMachineOperations(t *testing.T) {
 		c.must(200, "DELETE", "/apps/ops/machines/"+created.ID+"?force=true", nil, nil)
 	})
 
+	t.Run("fly-go's app, regions, secret and ip_assignments calls", func(t *testing.T) {
+		// Shaped as flaps sends them (paths, query and bodies).
+		c.must(201, "POST", "/apps?wait=true", map[string]any{"name": "flygo", "org_slug": "personal", "network": "", "app_role_id": ""}, nil)
+		c.must(200, "GET", "/apps/flygo", nil, nil)
+		var regions struct {
+			Regions []struct {
+				Code string `json:"code"`
+			} `json:"Regions"`
+			Nearest string `json:"Nearest"`
+		}
+		c.must(200, "GET", "/platform/regions", nil, nil).decode(t, &regions)
+		if len(regions.Regions) != 1 || regions.Regions[0].Code == "" || regions.Nearest != regions.Regions[0].Code {
+			t.Errorf("regions: %+v", regions)
+		}
+		c.must(200, "POST", "/apps/flygo/secrets/API_KEY", map[string]string{"value": "s3cret-value"}, nil)
+		r := c.must(200, "GET", "/apps/flygo/secrets/API_KEY", nil, nil)
+		if strings.Contains(string(r.body), "s3cret-value") || !strings.Contains(string(r.body), `"API_KEY"`) {
+			t.Errorf("one secret: %s", r.body)
+		}
+		var ips types.IPAssignmentsList
+		c.must(200, "GET", "/apps/flygo/ip_assignments", nil, nil).decode(t, &ips)
+		if len(ips.IPs) != 0 {
+			t.Errorf("before any: %+v", ips)
+		}
+		var ip types.IPAssignment
+		c.must(201, "POST", "/apps/flygo/ip_assignments", map[string]any{"type": "private_v6", "region": "", "org_slug": "personal", "network": "", "service_name": ""}, nil).decode(t, &ip)
+		if !strings.HasPrefix(ip.IP, "fdaa:") { // fly-go's IsFlycast
+			t.Errorf("assigned %+v, want a Flycast address", ip)
+		}
+		if r := c.call("POST", "/apps/flygo/ip_assignments", map[string]any{"type": "shared_v4"}, nil); r.code != 400 || !strings.Contains(string(r.body), "shared_v4") {
+			t.Errorf("shared_v4: %d %s", r.code, r.body)
+		}
+		c.must(204, "DELETE", "/apps/flygo/ip_assignments/"+ip.IP, nil, nil)
+		if r := c.call("GET", "/apps/flygo/secretkeys", nil, nil); r.code != 400 || !strings.Contains(string(r.body), "secret keys") {
+			t.Errorf("secret keys: %d %s", r.code, r.body)
+		}
+		c.must(202, "DELETE", "/apps/flygo", nil, nil)
+	})
+
 	t.Run("dns and env_from take effect", func(t *testing.T) {
 		cfg := &types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"},
 			Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080}},
