@@ -118,6 +118,10 @@ func (s *Server) routes() []route {
 		{"POST /v1/apps/{app}/certificates", appPath, s.addCert, OpDoc{ID: "Certificates_create", Summary: "Add a custom hostname; its certificate is issued over ACME in the background", Hangar: true, Body: types.AddCertRequest{}, Status: 201, Resp: certs.Info{}, Errors: []int{400, 404, 409}}},
 		{"GET /v1/apps/{app}/certificates/{hostname}", appPath, s.showCert, OpDoc{ID: "Certificates_show", Summary: "Show a hostname's certificate", Hangar: true, Resp: certs.Info{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/certificates/{hostname}/check", appPath, s.checkCert, OpDoc{ID: "Certificates_check", Summary: "Check a hostname; retries issuance when it is not ready", Hangar: true, Query: []Param{{Name: "wait", Type: "string", Desc: "how long to wait for the attempt (default 30s, at most 5m)"}}, Resp: certs.Info{}, Errors: []int{400, 404}}},
+		{"POST /v1/apps/{app}/certificates/acme", appPath, s.addCert, OpDoc{ID: "Certificates_create_acme", Summary: "fly-go's CreateACMECertificate: as POST /certificates", Hangar: true, Body: types.AddCertRequest{}, Status: 201, Resp: certs.Info{}, Errors: []int{400, 404, 409}}},
+		{"POST /v1/apps/{app}/certificates/custom", appPath, s.customCert, OpDoc{ID: "Certificates_create_custom", Summary: "Not supported yet: importing a certificate (a 400 saying so)", Hangar: true, Errors: []int{400}}},
+		{"DELETE /v1/apps/{app}/certificates/{hostname}/acme", appPath, s.removeCert, OpDoc{ID: "Certificates_delete_acme", Summary: "fly-go's DeleteACMECertificate: as DELETE /certificates/{hostname}", Hangar: true, Resp: map[string]bool{}, Errors: []int{404}}},
+		{"DELETE /v1/apps/{app}/certificates/{hostname}/custom", appPath, s.customCert, OpDoc{ID: "Certificates_delete_custom", Summary: "Not supported yet: imported certificates (a 400 saying so)", Hangar: true, Errors: []int{400}}},
 		{"DELETE /v1/apps/{app}/certificates/{hostname}", appPath, s.removeCert, OpDoc{ID: "Certificates_delete", Summary: "Remove a hostname and its certificate", Hangar: true, Resp: map[string]bool{}, Errors: []int{404}}},
 
 		// IP addresses (ips.go): Flycast only.
