@@ -119,3 +119,14 @@ func TestFlyErrorTexts(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOldRecordsGetARegistry: a machine recorded before image_ref.registry
+// was always set (a local image) reads with the local registry.
+func TestOldRecordsGetARegistry(t *testing.T) {
+	s, st := storeOnly(t)
+	putMachine(t, st, "a", "old", types.StateStopped)
+	r, err := s.Get(context.Background(), "a", "old")
+	if err != nil || r.ImageRef.Registry != types.LocalRegistry {
+		t.Fatalf("old record: %+v, %v", r, err)
+	}
+}

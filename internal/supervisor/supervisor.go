@@ -262,7 +262,13 @@ func (s *Supervisor) Get(ctx context.Context, app, id string) (*Record, error) {
 	return &r, nil
 }
 
+// decorate adds what a record read from the store shows but does not
+// keep: the live check status, and the local registry of records written
+// before image_ref.registry was always set (an empty one was a local image).
 func (s *Supervisor) decorate(r *Record) {
+	if r.ImageRef.Registry == "" && r.Config != nil {
+		r.ImageRef.Registry = types.LocalRegistry
+	}
 	s.mu.Lock()
 	l := s.machines[r.ID]
 	s.mu.Unlock()
