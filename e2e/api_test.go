@@ -754,6 +754,14 @@ func TestMachineOperations(t *testing.T) {
 		}
 	})
 
+	t.Run("auto_destroy after an exit", func(t *testing.T) {
+		cfg := &types.MachineConfig{Image: ref, Init: types.MachineInit{Cmd: []string{"exit", "0"}}, AutoDestroy: true,
+			Restart: &types.MachineRestart{Policy: types.RestartNo}}
+		var m types.Machine
+		c.must(200, "POST", "/apps/ops/machines", types.CreateMachineRequest{Config: cfg}, nil).decode(t, &m)
+		c.must(200, "GET", "/apps/ops/machines/"+m.ID+"/wait?state=destroyed&timeout=30", nil, nil)
+	})
+
 	t.Run("cordoned is on the machine", func(t *testing.T) {
 		c.must(200, "POST", base+"/cordon", nil, nil)
 		var cur types.Machine

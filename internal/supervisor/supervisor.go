@@ -631,7 +631,8 @@ func (s *Supervisor) watchExit(l *live, gen int) {
 }
 
 // handleExit records an exit the user did not ask for and applies the
-// restart policy.
+// restart policy; a machine with auto_destroy that will not restart is
+// destroyed.
 func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -672,6 +673,15 @@ func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 		}
 		return nil
 	})
+	if err == nil && !restart && r.Config != nil && r.Config.AutoDestroy {
+		// config.auto_destroy: a machine that exits for good is destroyed
+		// (fly machine run --rm). Destroy waits for l.mu, held here.
+		go func() {
+			if err := s.Destroy(context.Background(), l.app, l.id, true); err != nil {
+				s.log.Warn("auto_destroy after exit failed", "machine", l.id, "err", err)
+			}
+		}()
+	}
 	if err != nil || !restart {
 		return
 	}
