@@ -26,6 +26,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
+
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -378,7 +379,7 @@ func TestLeasesWaitAndAuth(t *testing.T) {
 			if r := lo.call("POST", base+"/lease", map[string]any{"ttl": 30}, nil); r.code != 409 {
 				t.Errorf("second acquire: %d %s", r.code, r.body)
 			}
-			if r := lo.call("POST", base, map[string]any{"config": cfg}, h); r.code != 409 || !strings.Contains(string(r.body), "leased") {
+			if r := lo.call("POST", base, map[string]any{"config": cfg}, h); r.code != 409 || !strings.Contains(string(r.body), "lease currently held by") {
 				t.Errorf("update by the other client (%v): %d %s", h, r.code, r.body)
 			}
 			if r := lo.call("DELETE", base+"?force=true", nil, h); r.code != 409 {
@@ -406,6 +407,15 @@ func TestLeasesWaitAndAuth(t *testing.T) {
 		w.must(200, "POST", base+"/start", nil, nonce)
 		w.must(200, "GET", base+"/wait?state=started&timeout=30", nil, nil)
 		w.must(200, "POST", base+"/stop", nil, nonce)
+		// settled (flyctl's `machine wait` default) names the state reached.
+		var settled struct {
+			OK    bool   `json:"ok"`
+			State string `json:"state"`
+		}
+		w.must(200, "GET", base+"/wait?state=settled&timeout=30", nil, nil).decode(t, &settled)
+		if !settled.OK || settled.State != types.StateStopped {
+			t.Errorf("wait settled after a stop: %+v", settled)
+		}
 		// The old version is replaced: waiting for it to be replaced
 		// answers at once; waiting for it to start is a conflict.
 		w.must(200, "GET", base+"/wait?state=replaced&timeout=5&instance_id="+m.InstanceID, nil, nil)
@@ -419,6 +429,13 @@ func TestLeasesWaitAndAuth(t *testing.T) {
 			t.Errorf("refresh = %+v", refreshed)
 		}
 		w.must(200, "DELETE", base+"/lease", nil, nonce)
+		// flyctl's `machine leases view|clear` match " lease not found".
+		if r := w.call("GET", base+"/lease", nil, nil); r.code != 404 || !strings.Contains(string(r.body), " lease not found") {
+			t.Errorf("lease of a machine without one: %d %s", r.code, r.body)
+		}
+		if r := w.call("GET", "/apps/lease/machines/0123456789abcd", nil, nil); r.code != 404 || !strings.Contains(string(r.body), "machine not found") {
+			t.Errorf("unknown machine: %d %s", r.code, r.body)
+		}
 		lo.must(200, "POST", base+"/lease", map[string]any{"ttl": 1, "description": "short"}, nil)
 		// An expired lease blocks nobody.
 		harness.Poll(t, "the 1s lease expires", 5*time.Second, func() (bool, string) {
@@ -735,6 +752,137 @@ func TestMachineOperations(t *testing.T) {
 		if events[0].Type != "exit" || ex == nil || ex["oom_killed"] != true || ex["exit_code"] == float64(0) {
 			t.Fatalf("exit event of a machine over its memory = %+v", events[0])
 		}
+	})
+
+	t.Run("auto_destroy after an exit", func(t *testing.T) {
+		cfg := &types.MachineConfig{Image: ref, Init: types.MachineInit{Cmd: []string{"exit", "0"}}, AutoDestroy: true,
+			Restart: &types.MachineRestart{Policy: types.RestartNo}}
+		var m types.Machine
+		c.must(200, "POST", "/apps/ops/machines", types.CreateMachineRequest{Config: cfg}, nil).decode(t, &m)
+		c.must(200, "GET", "/apps/ops/machines/"+m.ID+"/wait?state=destroyed&timeout=30", nil, nil)
+	})
+
+	t.Run("cordoned is on the machine", func(t *testing.T) {
+		c.must(200, "POST", base+"/cordon", nil, nil)
+		var cur types.Machine
+		c.must(200, "GET", base, nil, nil).decode(t, &cur)
+		if !cur.Cordoned || cur.ImageRef.Registry == "" {
+			t.Errorf("after a cordon: cordoned %v, image_ref %+v", cur.Cordoned, cur.ImageRef)
+		}
+		c.must(200, "POST", base+"/uncordon", nil, nil)
+		c.must(200, "GET", base, nil, nil).decode(t, &cur)
+		if cur.Cordoned {
+			t.Errorf("after an uncordon: still cordoned")
+		}
+	})
+
+	t.Run("every config field comes back as sent", func(t *testing.T) {
+		// The whole schema (internal/types/testdata), as fly-go would send
+		// it, minus mounts (their volume must exist: TestVolumes),
+		// standbys (they name machines) and GPUs (refused: a 400).
+		b, err := os.ReadFile(filepath.Join(harness.RepoRoot(), "internal/types/testdata/machine-config-full.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal(b, &doc); err != nil {
+			t.Fatal(err)
+		}
+		doc["image"] = ref
+		delete(doc, "mounts")
+		delete(doc, "standbys")
+		guest := doc["guest"].(map[string]any)
+		delete(guest, "gpus")
+		delete(guest, "gpu_kind")
+		sent, _ := json.Marshal(doc)
+		r := c.must(200, "POST", "/apps/ops/machines", map[string]any{"config": json.RawMessage(sent), "skip_launch": true}, nil)
+		var created struct {
+			ID     string          `json:"id"`
+			Config json.RawMessage `json:"config"`
+		}
+		r.decode(t, &created)
+		if missing := types.DroppedFields(sent, created.Config); len(missing) > 0 {
+			t.Errorf("create answered without: %s", strings.Join(missing, ", "))
+		}
+		r = c.must(200, "GET", "/apps/ops/machines/"+created.ID, nil, nil)
+		r.decode(t, &created)
+		if missing := types.DroppedFields(sent, created.Config); len(missing) > 0 {
+			t.Errorf("GET answered without: %s", strings.Join(missing, ", "))
+		}
+		c.must(200, "DELETE", "/apps/ops/machines/"+created.ID+"?force=true", nil, nil)
+	})
+
+	t.Run("fly-go's app, regions, secret and ip_assignments calls", func(t *testing.T) {
+		// Shaped as flaps sends them (paths, query and bodies).
+		c.must(201, "POST", "/apps?wait=true", map[string]any{"name": "flygo", "org_slug": "personal", "network": "", "app_role_id": ""}, nil)
+		c.must(200, "GET", "/apps/flygo", nil, nil)
+		var regions struct {
+			Regions []struct {
+				Code string `json:"code"`
+			} `json:"Regions"`
+			Nearest string `json:"Nearest"`
+		}
+		c.must(200, "GET", "/platform/regions", nil, nil).decode(t, &regions)
+		if len(regions.Regions) != 1 || regions.Regions[0].Code == "" || regions.Nearest != regions.Regions[0].Code {
+			t.Errorf("regions: %+v", regions)
+		}
+		c.must(200, "POST", "/apps/flygo/secrets/API_KEY", map[string]string{"value": "s3cret-value"}, nil)
+		r := c.must(200, "GET", "/apps/flygo/secrets/API_KEY", nil, nil)
+		if strings.Contains(string(r.body), "s3cret-value") || !strings.Contains(string(r.body), `"API_KEY"`) {
+			t.Errorf("one secret: %s", r.body)
+		}
+		var ips types.IPAssignmentsList
+		c.must(200, "GET", "/apps/flygo/ip_assignments", nil, nil).decode(t, &ips)
+		if len(ips.IPs) != 0 {
+			t.Errorf("before any: %+v", ips)
+		}
+		var ip types.IPAssignment
+		c.must(201, "POST", "/apps/flygo/ip_assignments", map[string]any{"type": "private_v6", "region": "", "org_slug": "personal", "network": "", "service_name": ""}, nil).decode(t, &ip)
+		if !strings.HasPrefix(ip.IP, "fdaa:") { // fly-go's IsFlycast
+			t.Errorf("assigned %+v, want a Flycast address", ip)
+		}
+		if r := c.call("POST", "/apps/flygo/ip_assignments", map[string]any{"type": "shared_v4"}, nil); r.code != 400 || !strings.Contains(string(r.body), "shared_v4") {
+			t.Errorf("shared_v4: %d %s", r.code, r.body)
+		}
+		c.must(204, "DELETE", "/apps/flygo/ip_assignments/"+ip.IP, nil, nil)
+		if r := c.call("GET", "/apps/flygo/secretkeys", nil, nil); r.code != 400 || !strings.Contains(string(r.body), "secret keys") {
+			t.Errorf("secret keys: %d %s", r.code, r.body)
+		}
+		c.must(202, "DELETE", "/apps/flygo", nil, nil)
+	})
+
+	t.Run("dns and env_from take effect", func(t *testing.T) {
+		cfg := &types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"},
+			Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080}},
+			DNS: &types.DNSConfig{Nameservers: []string{"192.0.2.53"}, Searches: []string{"corp.example"},
+				Options: []types.DNSOption{{Name: "ndots", Value: "2"}}, Hostname: "web-one"},
+			Processes: []types.MachineProcess{{EnvFrom: []types.EnvFrom{{EnvVar: "MY_ID", FieldRef: "id"}, {EnvVar: "MY_APP", FieldRef: "app_name"}}}}}
+		var dm types.Machine
+		c.must(200, "POST", "/apps/ops/machines", types.CreateMachineRequest{Config: cfg}, nil).decode(t, &dm)
+		c.must(200, "GET", "/apps/ops/machines/"+dm.ID+"/wait?state=started&timeout=30", nil, nil)
+		read := func(path string) string {
+			t.Helper()
+			var body string
+			harness.Poll(t, "read "+path, 20*time.Second, func() (bool, string) {
+				var code int
+				code, body = proxyDo(t, d, "ops", "GET", path, "", dm.ID)
+				return code == 200, fmt.Sprint(code, body)
+			})
+			return body
+		}
+		if got := read("/file?path=/etc/resolv.conf"); got != "nameserver 192.0.2.53\nsearch corp.example\noptions ndots:2\n" {
+			t.Errorf("resolv.conf: %q", got)
+		}
+		if got := strings.TrimSpace(read("/file?path=/proc/sys/kernel/hostname")); got != "web-one" {
+			t.Errorf("hostname: %q", got)
+		}
+		if got := read("/file?path=/etc/hosts"); !strings.Contains(got, dm.ID+" web-one") {
+			t.Errorf("/etc/hosts: %q", got)
+		}
+		if env := read("/env"); !strings.Contains(env, "MY_ID="+dm.ID+"\n") || !strings.Contains(env, "MY_APP=ops\n") {
+			t.Errorf("env_from: %s", env)
+		}
+		c.must(200, "DELETE", "/apps/ops/machines/"+dm.ID+"?force=true", nil, nil)
 	})
 }
 

@@ -196,6 +196,18 @@ func TestVolumes(t *testing.T) {
 		}
 	})
 
+	t.Run("PUT updates a volume, as fly-go sends it", func(t *testing.T) {
+		// flaps.UpdateVolume: PUT with {"snapshot_retention", "auto_backup_enabled"}.
+		code, body := d.Call("PUT", "/v1/apps/vol/volumes/"+vol.ID, map[string]any{"snapshot_retention": 7, "auto_backup_enabled": nil})
+		var v types.Volume
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &v) != nil || v.SnapshotRetention != 7 {
+			t.Fatalf("PUT volume: %d %s", code, body)
+		}
+		if got := getVolume(t, d, "vol", vol.ID); got.SnapshotRetention != 7 {
+			t.Fatalf("after PUT: %+v", got)
+		}
+	})
+
 	t.Run("a volume attaches to one machine", func(t *testing.T) {
 		m := startedMachine(t, d, "vol")
 		c := types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}, Mounts: []types.MachineMount{{Volume: vol.ID, Path: "/data"}}}
@@ -253,6 +265,9 @@ func TestVolumes(t *testing.T) {
 		t.Logf("snapshot %s: frozen %d ms, %d bytes stored for a %d byte image", snap.ID, snap.FrozenMS, snap.StoredSize, snap.Size)
 		if snap.StoredSize <= 0 || snap.StoredSize >= snap.Size {
 			t.Fatalf("snapshot not compressed: %+v", snap)
+		}
+		if snap.VolumeSize != 64<<20 { // fly-go reads volume_size, in bytes
+			t.Fatalf("snapshot volume_size %d, want %d: %+v", snap.VolumeSize, 64<<20, snap)
 		}
 		writeFile(t, d, "vol", m.ID, "/data/snap.txt", "after")
 		if out := hangarOK(t, d, "volumes", "snapshots", "list", vol.ID, "-a", "vol"); !strings.Contains(out, snap.ID) {

@@ -4,7 +4,9 @@ package api
 // Hangar's /v1/info.
 
 import (
+	"fmt"
 	"net/http"
+	"os"
 
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -17,6 +19,18 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 		info.Disk = &d
 	}
 	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+// regions answers fly-go's GetRegions with this installation's regions:
+// one daemon serves one region from one host.
+func (s *Server) regions(w http.ResponseWriter, r *http.Request) error {
+	host, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("this host's name: %w", err)
+	}
+	writeJSON(w, http.StatusOK, types.Regions{Nearest: s.region,
+		Regions: []types.Region{{Code: s.region, Name: s.region, Hosts: []string{host}}}})
 	return nil
 }
 
@@ -70,7 +84,11 @@ func (s *Server) createApp(w http.ResponseWriter, r *http.Request) error {
 	if err := s.apps.CheckOrg(req.OrgSlug); err != nil {
 		return err
 	}
-	rec, err := s.apps.Create(r.Context(), req.AppName, req.Network)
+	name, err := req.AppNameOf()
+	if err != nil {
+		return err
+	}
+	rec, err := s.apps.Create(r.Context(), name, req.Network)
 	if err != nil {
 		return err
 	}

@@ -41,12 +41,13 @@ const (
 // It is written out here, not derived from the route table, so a route
 // added to the table without a line here fails TestAuthorizationMatrix.
 var routePolicy = map[string]policy{
-	"GET /v1/info":          everyToken,
-	"GET /v1/openapi.json":  everyToken,
-	"GET /v1/apps":          everyToken,
-	"POST /v1/apps":         orgCallers,
-	"GET /v1/apps/{app}":    appCallers,
-	"DELETE /v1/apps/{app}": appCallers,
+	"GET /v1/info":             everyToken,
+	"GET /v1/openapi.json":     everyToken,
+	"GET /v1/platform/regions": everyToken,
+	"GET /v1/apps":             everyToken,
+	"POST /v1/apps":            orgCallers,
+	"GET /v1/apps/{app}":       appCallers,
+	"DELETE /v1/apps/{app}":    appCallers,
 
 	"GET /v1/apps/{app}/machines":                        appCallers,
 	"POST /v1/apps/{app}/machines":                       appCallers,
@@ -88,30 +89,44 @@ var routePolicy = map[string]policy{
 	"POST /v1/tokens":        orgCallers,
 	"DELETE /v1/tokens/{id}": orgCallers,
 
-	"GET /v1/apps/{app}/secrets":                  appCallers,
-	"POST /v1/apps/{app}/secrets":                 appCallers,
-	"POST /v1/apps/{app}/secrets/{secret_name}":   appCallers,
-	"DELETE /v1/apps/{app}/secrets/{secret_name}": appCallers,
-	"POST /v1/apps/{app}/secrets_deploy":          appCallers,
+	"GET /v1/apps/{app}/secrets":                        appCallers,
+	"POST /v1/apps/{app}/secrets":                       appCallers,
+	"GET /v1/apps/{app}/secrets/{secret_name}":          appCallers,
+	"POST /v1/apps/{app}/secrets/{secret_name}":         appCallers,
+	"DELETE /v1/apps/{app}/secrets/{secret_name}":       appCallers,
+	"POST /v1/apps/{app}/secrets_deploy":                appCallers,
+	"GET /v1/apps/{app}/secretkeys":                     appCallers,
+	"GET /v1/apps/{app}/secretkeys/{secret_name}":       appCallers,
+	"POST /v1/apps/{app}/secretkeys/{secret_name}":      appCallers,
+	"DELETE /v1/apps/{app}/secretkeys/{secret_name}":    appCallers,
+	"POST /v1/apps/{app}/secretkeys/{secret_name}/{op}": appCallers,
 
 	"GET /v1/apps/{app}/volumes":                        appCallers,
 	"POST /v1/apps/{app}/volumes":                       appCallers,
 	"GET /v1/apps/{app}/volumes/{volume_id}":            appCallers,
 	"POST /v1/apps/{app}/volumes/{volume_id}":           appCallers,
+	"PUT /v1/apps/{app}/volumes/{volume_id}":            appCallers,
 	"DELETE /v1/apps/{app}/volumes/{volume_id}":         appCallers,
 	"PUT /v1/apps/{app}/volumes/{volume_id}/extend":     appCallers,
 	"GET /v1/apps/{app}/volumes/{volume_id}/snapshots":  appCallers,
 	"POST /v1/apps/{app}/volumes/{volume_id}/snapshots": appCallers,
 
-	"GET /v1/apps/{app}/certificates":                   appCallers,
-	"POST /v1/apps/{app}/certificates":                  appCallers,
-	"GET /v1/apps/{app}/certificates/{hostname}":        appCallers,
-	"POST /v1/apps/{app}/certificates/{hostname}/check": appCallers,
-	"DELETE /v1/apps/{app}/certificates/{hostname}":     appCallers,
+	"GET /v1/apps/{app}/certificates":                      appCallers,
+	"POST /v1/apps/{app}/certificates":                     appCallers,
+	"GET /v1/apps/{app}/certificates/{hostname}":           appCallers,
+	"POST /v1/apps/{app}/certificates/{hostname}/check":    appCallers,
+	"DELETE /v1/apps/{app}/certificates/{hostname}":        appCallers,
+	"POST /v1/apps/{app}/certificates/acme":                appCallers,
+	"POST /v1/apps/{app}/certificates/custom":              appCallers,
+	"DELETE /v1/apps/{app}/certificates/{hostname}/acme":   appCallers,
+	"DELETE /v1/apps/{app}/certificates/{hostname}/custom": appCallers,
 
-	"GET /v1/apps/{app}/ips":         appCallers,
-	"POST /v1/apps/{app}/ips":        appCallers,
-	"DELETE /v1/apps/{app}/ips/{ip}": appCallers,
+	"GET /v1/apps/{app}/ips":                    appCallers,
+	"POST /v1/apps/{app}/ips":                   appCallers,
+	"DELETE /v1/apps/{app}/ips/{ip}":            appCallers,
+	"GET /v1/apps/{app}/ip_assignments":         appCallers,
+	"POST /v1/apps/{app}/ip_assignments":        appCallers,
+	"DELETE /v1/apps/{app}/ip_assignments/{ip}": appCallers,
 }
 
 // routeRequest is what the matrix sends beyond the path: a query and a
@@ -125,7 +140,7 @@ var routeRequest = map[string]struct{ query, body string }{
 }
 
 var pathValues = map[string]string{"app": "a", "id": "m_none", "version": "1", "key": "k", "secret_name": "S",
-	"volume_id": "vol_none", "hostname": "a.example.com", "ip": "fdaa::1"}
+	"volume_id": "vol_none", "hostname": "a.example.com", "ip": "fdaa::1", "op": "encrypt"}
 
 // matrixServer is a real API over a real store, with app a and b and a
 // token of each kind (the revoked one an org token).

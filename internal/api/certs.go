@@ -18,6 +18,11 @@ import (
 //	POST   /v1/apps/{app}/certificates/{hostname}/check   Info, after another issuance attempt if not ready (waits up to ?wait=, default 30s)
 //	DELETE /v1/apps/{app}/certificates/{hostname}         {"deleted": true}
 //
+// and fly-go's paths for the same: POST …/certificates/acme (as POST
+// …/certificates), DELETE …/certificates/{hostname}/acme (as DELETE).
+// Importing a certificate (…/custom) is refused with a 400: Hangar issues
+// its certificates over ACME.
+//
 // Info is certs.Info: hostname, app, source (acme|self-signed),
 // client_status (Ready | Awaiting certificates | Failed), configured,
 // certificate_authority, dns_names, not_before, expires_at, serial, error,
@@ -113,4 +118,9 @@ func (s *Server) removeCert(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]bool{"deleted": true})
 	return nil
+}
+
+// customCert answers fly-go's custom certificate calls (import, remove).
+func (s *Server) customCert(w http.ResponseWriter, r *http.Request) error {
+	return badRequest("custom (imported) certificates are not supported yet: Hangar issues certificates over ACME; add the hostname with POST /v1/apps/%s/certificates/acme", r.PathValue("app"))
 }

@@ -53,6 +53,20 @@ func TestCertificatesAPI(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &in) != nil || in.ClientStatus != certs.StatusReady || !in.Configured {
 		t.Fatalf("check: %d %s", code, body)
 	}
+	// fly-go's paths: acme adds and removes like the plain ones; custom is
+	// a 400 saying so.
+	if code, body := call(t, h, tok, "POST", "/v1/apps/api/certificates/acme", `{"hostname":"api.example.com"}`); code != 201 || !strings.Contains(body, `"api.example.com"`) {
+		t.Fatalf("add over acme: %d %s", code, body)
+	}
+	if code, body := call(t, h, tok, "DELETE", "/v1/apps/api/certificates/api.example.com/acme", ""); code != 200 {
+		t.Fatalf("delete over acme: %d %s", code, body)
+	}
+	if code, body := call(t, h, tok, "GET", "/v1/apps/api/certificates/api.example.com", ""); code != 404 {
+		t.Fatalf("after delete over acme: %d %s", code, body)
+	}
+	if code, body := call(t, h, tok, "POST", "/v1/apps/api/certificates/custom", `{"hostname":"c.example.com","fullchain":"x","private_key":"y"}`); code != 400 || !strings.Contains(body, "custom") {
+		t.Fatalf("import: %d %s", code, body)
+	}
 	code, body = call(t, h, tok, "GET", "/v1/apps/web/certificates", "")
 	var list types.CertsList
 	if code != 200 || json.Unmarshal([]byte(body), &list) != nil || len(list.Certificates) != 1 || list.Certificates[0].Serial != in.Serial {

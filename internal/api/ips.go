@@ -8,6 +8,13 @@ package api
 //	GET    /v1/apps/{app}/ips          [IPAddress]
 //	POST   /v1/apps/{app}/ips          AllocateIPRequest → IPAddress (201; 200 with the app's existing one)
 //	DELETE /v1/apps/{app}/ips/{ip}     204
+//
+// and the same addresses through Fly's Machines API ip_assignments (what
+// fly-go's flaps and `fly deploy` call):
+//
+//	GET    /v1/apps/{app}/ip_assignments        {"ips": [IPAssignment]}
+//	POST   /v1/apps/{app}/ip_assignments        AssignIPRequest → IPAssignment (201; 200 with the app's existing one)
+//	DELETE /v1/apps/{app}/ip_assignments/{ip}   204
 
 import (
 	"net/http"
@@ -59,5 +66,35 @@ func (s *Server) releaseIP(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) listIPAssignments(w http.ResponseWriter, r *http.Request) error {
+	out, err := s.apps.IPAssignments(r.Context(), r.PathValue("app"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) assignIP(w http.ResponseWriter, r *http.Request) error {
+	app, err := s.requireApp(r)
+	if err != nil {
+		return err
+	}
+	var req types.AssignIPRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	ip, created, err := s.apps.AssignIP(r.Context(), app, s.region, req)
+	if err != nil {
+		return err
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, ip)
 	return nil
 }

@@ -298,7 +298,7 @@ func (s *Server) stopMachine(w http.ResponseWriter, r *http.Request) error {
 
 var waitStates = map[string]bool{
 	types.StateCreated: true, types.StateStarted: true, types.StateStopped: true, types.StateSuspended: true,
-	types.StateDestroyed: true, types.StateReplaced: true, types.StateFailed: true,
+	types.StateDestroyed: true, types.StateReplaced: true, types.StateFailed: true, types.StateSettled: true,
 }
 
 // waitMachine blocks until the machine is in one of the states asked for
@@ -317,7 +317,7 @@ func (s *Server) waitMachine(w http.ResponseWriter, r *http.Request) error {
 			return badRequest("state %q: an update is replacing only while it runs; wait for started or stopped with the new instance_id", st)
 		}
 		if !waitStates[st] {
-			return badRequest("state %q: wait supports created, started, stopped, suspended, failed, destroyed and replaced", st)
+			return badRequest("state %q: wait supports created, started, stopped, suspended, failed, destroyed, replaced and settled (any of those but settled itself)", st)
 		}
 	}
 	timeout := 60 * time.Second

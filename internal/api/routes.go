@@ -26,6 +26,7 @@ type route struct {
 func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/info", anyToken, s.info, OpDoc{ID: "Info_show", Summary: "This daemon's org, region and proxy domain", Hangar: true, Resp: types.Info{}}},
+		{"GET /v1/platform/regions", anyToken, s.regions, OpDoc{ID: "Platform_regions", Summary: "This installation's regions and their hosts (Nearest: the answering daemon's region)", Resp: types.Regions{}}},
 		{"GET /v1/openapi.json", anyToken, s.openAPI, OpDoc{ID: "OpenAPI_show", Summary: "This document", Hangar: true}},
 
 		// Apps (apps.go).
@@ -43,7 +44,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/apps/{app}/machines/{id}/start", appPath, s.startMachine, OpDoc{ID: "Machines_start", Summary: "Start a created, stopped or suspended machine", Header: []Param{nonceParam}, Resp: map[string]any{}, Errors: []int{404, 409}}},
 		{"POST /v1/apps/{app}/machines/{id}/stop", appPath, s.stopMachine, OpDoc{ID: "Machines_stop", Summary: "Stop a machine (drained in the proxy first)", Header: []Param{nonceParam}, Body: types.StopRequest{}, BodyOptional: true, Resp: map[string]bool{}, Errors: []int{400, 404, 409}}},
 		{"GET /v1/apps/{app}/machines/{id}/wait", appPath, s.waitMachine, OpDoc{ID: "Machines_wait", Summary: "Wait until the machine reaches a state", Query: []Param{
-			{Name: "state", Type: "string", Desc: "started (default), created, stopped, suspended, failed, destroyed or replaced; may repeat (any of them)"},
+			{Name: "state", Type: "string", Desc: "started (default), created, stopped, suspended, failed, destroyed or replaced, or settled (any of these: no operation in progress; the answer names the state); may repeat (any of them)"},
 			{Name: "instance_id", Type: "string", Desc: "the version to wait for (version is accepted too)"},
 			{Name: "version", Type: "string", Desc: "fly-go's name for instance_id"},
 			{Name: "timeout", Type: "integer", Desc: "seconds, 1 to 60 (default 60); 408 when it passes"}}, Resp: map[string]any{}, Errors: []int{400, 404, 408, 409}}},
@@ -91,8 +92,14 @@ func (s *Server) routes() []route {
 		// Secrets (secrets.go): values go in and never come out.
 		{"GET /v1/apps/{app}/secrets", appPath, s.listSecrets, OpDoc{ID: "Secrets_list", Summary: "List secret names, digests and status (values never)", Resp: types.SecretsList{}, Errors: []int{400, 404}}},
 		{"POST /v1/apps/{app}/secrets", appPath, s.updateSecrets, OpDoc{ID: "Secrets_update", Summary: "Set (value) and unset (null) secrets in one new version", Body: secretsUpdate{}, Resp: types.SecretsList{}, Errors: []int{400, 404}}},
+		{"GET /v1/apps/{app}/secrets/{secret_name}", appPath, s.getSecret, OpDoc{ID: "Secret_get", Summary: "One secret's name, digest, dates and status (values never)", Resp: types.Secret{}, Errors: []int{400, 404}}},
 		{"POST /v1/apps/{app}/secrets/{secret_name}", appPath, s.setSecret, OpDoc{ID: "Secret_create", Summary: "Set one secret", Body: secretValue{}, Resp: types.Secret{}, Errors: []int{400, 404}}},
 		{"DELETE /v1/apps/{app}/secrets/{secret_name}", appPath, s.unsetSecret, OpDoc{ID: "Secret_delete", Summary: "Unset one secret", Resp: map[string]int{}, Errors: []int{404}}},
+		{"GET /v1/apps/{app}/secretkeys", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_list", Summary: "Not supported: Fly's KMS-style secret keys (a 400 saying so)", Errors: []int{400}}},
+		{"GET /v1/apps/{app}/secretkeys/{secret_name}", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_get", Summary: "Not supported: Fly's KMS-style secret keys (a 400 saying so)", Errors: []int{400}}},
+		{"POST /v1/apps/{app}/secretkeys/{secret_name}", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_set", Summary: "Not supported: Fly's KMS-style secret keys (a 400 saying so)", Errors: []int{400}}},
+		{"DELETE /v1/apps/{app}/secretkeys/{secret_name}", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_delete", Summary: "Not supported: Fly's KMS-style secret keys (a 400 saying so)", Errors: []int{400}}},
+		{"POST /v1/apps/{app}/secretkeys/{secret_name}/{op}", appPath, s.secretKeys, OpDoc{ID: "SecretKeys_operate", Summary: "Not supported: Fly's KMS-style secret keys: generate, encrypt, decrypt, sign, verify (a 400 saying so)", Errors: []int{400}}},
 		{"POST /v1/apps/{app}/secrets_deploy", appPath, s.deploySecrets, OpDoc{ID: "Secrets_deploy", Summary: "Restart the app's machines with the latest secrets version; NDJSON DeployLines", Hangar: true, Errors: []int{404}}},
 
 		// Volumes (volumes.go).
@@ -100,6 +107,7 @@ func (s *Server) routes() []route {
 		{"POST /v1/apps/{app}/volumes", appPath, s.createVolume, OpDoc{ID: "Volumes_create", Summary: "Create a volume: empty, restored from snapshot_id, or forked from source_volume_id (size_mb is Hangar's)", Body: volume.CreateRequest{}, Resp: volume.Volume{}, Errors: []int{400, 404}}},
 		{"GET /v1/apps/{app}/volumes/{volume_id}", appPath, s.getVolume, OpDoc{ID: "Volumes_get_by_id", Summary: "Get a volume with its usage", Resp: volume.Volume{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/volumes/{volume_id}", appPath, s.updateVolume, OpDoc{ID: "Volumes_update", Summary: "Change snapshot_retention or auto_backup_enabled", Body: volumeUpdate{}, Resp: volume.Volume{}, Errors: []int{400, 404}}},
+		{"PUT /v1/apps/{app}/volumes/{volume_id}", appPath, s.updateVolume, OpDoc{ID: "Volumes_update_put", Summary: "Change snapshot_retention or auto_backup_enabled (fly-go's method; POST does the same)", Body: volumeUpdate{}, Resp: volume.Volume{}, Errors: []int{400, 404}}},
 		{"DELETE /v1/apps/{app}/volumes/{volume_id}", appPath, s.destroyVolume, OpDoc{ID: "Volume_delete", Summary: "Destroy a volume no machine holds (its snapshots stay until they expire)", Resp: volume.Volume{}, Errors: []int{404, 409}}},
 		{"PUT /v1/apps/{app}/volumes/{volume_id}/extend", appPath, s.extendVolume, OpDoc{ID: "Volumes_extend", Summary: "Grow a volume (online when possible; never shrinks)", Body: volumeExtend{}, Resp: types.ExtendVolumeResponse{}, Errors: []int{400, 404}}},
 		{"GET /v1/apps/{app}/volumes/{volume_id}/snapshots", appPath, s.listSnapshots, OpDoc{ID: "Volumes_list_snapshots", Summary: "A volume's snapshots (also after it is destroyed)", Resp: []volume.Snapshot{}, Errors: []int{404}}},
@@ -110,11 +118,18 @@ func (s *Server) routes() []route {
 		{"POST /v1/apps/{app}/certificates", appPath, s.addCert, OpDoc{ID: "Certificates_create", Summary: "Add a custom hostname; its certificate is issued over ACME in the background", Hangar: true, Body: types.AddCertRequest{}, Status: 201, Resp: certs.Info{}, Errors: []int{400, 404, 409}}},
 		{"GET /v1/apps/{app}/certificates/{hostname}", appPath, s.showCert, OpDoc{ID: "Certificates_show", Summary: "Show a hostname's certificate", Hangar: true, Resp: certs.Info{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/certificates/{hostname}/check", appPath, s.checkCert, OpDoc{ID: "Certificates_check", Summary: "Check a hostname; retries issuance when it is not ready", Hangar: true, Query: []Param{{Name: "wait", Type: "string", Desc: "how long to wait for the attempt (default 30s, at most 5m)"}}, Resp: certs.Info{}, Errors: []int{400, 404}}},
+		{"POST /v1/apps/{app}/certificates/acme", appPath, s.addCert, OpDoc{ID: "Certificates_create_acme", Summary: "fly-go's CreateACMECertificate: as POST /certificates", Hangar: true, Body: types.AddCertRequest{}, Status: 201, Resp: certs.Info{}, Errors: []int{400, 404, 409}}},
+		{"POST /v1/apps/{app}/certificates/custom", appPath, s.customCert, OpDoc{ID: "Certificates_create_custom", Summary: "Not supported yet: importing a certificate (a 400 saying so)", Hangar: true, Errors: []int{400}}},
+		{"DELETE /v1/apps/{app}/certificates/{hostname}/acme", appPath, s.removeCert, OpDoc{ID: "Certificates_delete_acme", Summary: "fly-go's DeleteACMECertificate: as DELETE /certificates/{hostname}", Hangar: true, Resp: map[string]bool{}, Errors: []int{404}}},
+		{"DELETE /v1/apps/{app}/certificates/{hostname}/custom", appPath, s.customCert, OpDoc{ID: "Certificates_delete_custom", Summary: "Not supported yet: imported certificates (a 400 saying so)", Hangar: true, Errors: []int{400}}},
 		{"DELETE /v1/apps/{app}/certificates/{hostname}", appPath, s.removeCert, OpDoc{ID: "Certificates_delete", Summary: "Remove a hostname and its certificate", Hangar: true, Resp: map[string]bool{}, Errors: []int{404}}},
 
 		// IP addresses (ips.go): Flycast only.
 		{"GET /v1/apps/{app}/ips", appPath, s.listIPs, OpDoc{ID: "IPs_list", Summary: "An app's IP addresses (its Flycast address, if it has one)", Hangar: true, Resp: []types.IPAddress{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/ips", appPath, s.allocateIP, OpDoc{ID: "IPs_allocate", Summary: "Allocate the app's Flycast address (type private_v6); an app has at most one, which a second call returns with 200", Hangar: true, Body: types.AllocateIPRequest{}, Status: http.StatusCreated, Resp: types.IPAddress{}, Errors: []int{400, 404}}},
+		{"GET /v1/apps/{app}/ip_assignments", appPath, s.listIPAssignments, OpDoc{ID: "IPAssignments_list", Summary: "An app's IP addresses in Fly's ip_assignments shape", Resp: types.IPAssignmentsList{}, Errors: []int{404}}},
+		{"POST /v1/apps/{app}/ip_assignments", appPath, s.assignIP, OpDoc{ID: "IPAssignments_create", Summary: "Assign the app's Flycast address (type private_v6; public types are a 400: every app is served on the proxy's listen addresses)", Body: types.AssignIPRequest{}, Status: http.StatusCreated, Resp: types.IPAssignment{}, Errors: []int{400, 404}}},
+		{"DELETE /v1/apps/{app}/ip_assignments/{ip}", appPath, s.releaseIP, OpDoc{ID: "IPAssignments_delete", Summary: "Release one of the app's IP addresses", Status: http.StatusNoContent, Errors: []int{400, 404}}},
 		{"DELETE /v1/apps/{app}/ips/{ip}", appPath, s.releaseIP, OpDoc{ID: "IPs_release", Summary: "Release one of the app's IP addresses", Hangar: true, Status: http.StatusNoContent, Errors: []int{404}}},
 	}
 }

@@ -2,6 +2,7 @@ package api
 
 // Secrets endpoints, with Fly's paths and shapes:
 //
+//	GET    /v1/apps/{app}/secrets/{secret_name}   one secret's name, digest and dates (never its value)
 //	GET    /v1/apps/{app}/secrets          {"secrets": [{name, digest, created_at, updated_at, status, version}], "version", "deployed_version"}
 //	POST   /v1/apps/{app}/secrets          {"values": {"NAME": "value", "OLD": null}} → {"secrets": [...], "version"}
 //	POST   /v1/apps/{app}/secrets/{secret_name}   {"value": "..."} → the secret
@@ -69,9 +70,18 @@ func (s *Server) secretsList(ctx context.Context, st *secrets.Store, app string)
 	return &types.SecretsList{Secrets: ls, Version: v, DeployedVersion: dv}, nil
 }
 
-func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
+// refuseShowSecrets answers show_secrets=true with a 400: values are
+// never returned.
+func refuseShowSecrets(r *http.Request) error {
 	if v := r.URL.Query().Get("show_secrets"); v == "true" || v == "1" {
 		return badRequest("show_secrets: Hangar never returns secret values; they are decrypted only when a machine boots")
+	}
+	return nil
+}
+
+func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
+	if err := refuseShowSecrets(r); err != nil {
+		return err
 	}
 	app, st, err := s.appSecrets(r)
 	if err != nil {
@@ -88,6 +98,36 @@ func (s *Server) writeSecretsList(w http.ResponseWriter, r *http.Request, st *se
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// secretKeys answers Fly's KMS-style secret key calls (fly-go's
+// ListSecretKeys, GenerateSecretKey, EncryptSecretKey…): Hangar has none.
+func (s *Server) secretKeys(w http.ResponseWriter, r *http.Request) error {
+	return badRequest("secret keys (Fly's KMS-style /secretkeys: generate, encrypt, decrypt, sign, verify) are not supported by Hangar; keep key material in an app secret (`hangar secrets set`)")
+}
+
+// getSecret answers with one secret as listed (fly-go's GetAppSecrets):
+// its name, digest, dates and status, never its value.
+func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
+	if err := refuseShowSecrets(r); err != nil {
+		return err
+	}
+	app, st, err := s.appSecrets(r)
+	if err != nil {
+		return err
+	}
+	ls, err := s.secretsList(r.Context(), st, app)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("secret_name")
+	for _, sec := range ls.Secrets {
+		if sec.Name == name {
+			writeJSON(w, http.StatusOK, sec)
+			return nil
+		}
+	}
+	return fmt.Errorf("app %s has no secret %s; list them with `hangar secrets list -a %s`: %w", app, name, app, types.ErrNotFound)
 }
 
 func (s *Server) updateSecrets(w http.ResponseWriter, r *http.Request) error {

@@ -55,6 +55,18 @@ func TestSecretsEndpoints(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want %d", c.method, c.path, code, body, c.want)
 		}
 	}
+	// One secret by name (fly-go's GetAppSecrets): metadata, never the value.
+	code, body = call(t, h, tok, "GET", "/v1/apps/web/secrets/DB", "")
+	var one types.Secret
+	if code != 200 || strings.Contains(body, val) || json.Unmarshal([]byte(body), &one) != nil || one.Name != "DB" || one.Digest == "" {
+		t.Fatalf("get one: %d %s", code, body)
+	}
+	if code, body := call(t, h, tok, "GET", "/v1/apps/web/secrets/OTHER", ""); code != 404 || !strings.Contains(body, "no secret OTHER") {
+		t.Fatalf("get an unset one: %d %s", code, body)
+	}
+	if code, body := call(t, h, tok, "GET", "/v1/apps/web/secrets/DB?show_secrets=true", ""); code != 400 || strings.Contains(body, val) {
+		t.Fatalf("get one with show_secrets: %d %s", code, body)
+	}
 	code, body = call(t, h, tok, "GET", "/v1/apps/web/secrets", "")
 	if code != 200 || strings.Contains(body, val) || !strings.Contains(body, `"DB"`) || strings.Contains(body, `"OTHER"`) {
 		t.Fatalf("list: %d %s", code, body)

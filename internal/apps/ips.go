@@ -82,6 +82,38 @@ func (s *Service) AllocateIP(ctx context.Context, app string, req types.Allocate
 	return AllocateFlycast(ctx, s.st, s.flycast, app, rec.Network)
 }
 
+// IPAssignments returns app's addresses in the shape of Fly's
+// ip_assignments endpoint.
+func (s *Service) IPAssignments(ctx context.Context, app string) (types.IPAssignmentsList, error) {
+	ips, err := s.IPs(ctx, app)
+	if err != nil {
+		return types.IPAssignmentsList{}, err
+	}
+	out := types.IPAssignmentsList{IPs: []types.IPAssignment{}}
+	for _, ip := range ips {
+		out.IPs = append(out.IPs, ip.Assignment())
+	}
+	return out, nil
+}
+
+// AssignIP is AllocateIP for Fly's ip_assignments request. Addresses are
+// not regional on Hangar: the region may be empty, "global" or
+// localRegion (the daemon's). A service_name is refused: Hangar has no
+// named IP services.
+func (s *Service) AssignIP(ctx context.Context, app, localRegion string, req types.AssignIPRequest) (ip types.IPAssignment, created bool, err error) {
+	if req.ServiceName != "" {
+		return types.IPAssignment{}, false, fmt.Errorf("service_name %q: Hangar has no named IP services; leave it out: %w", req.ServiceName, ErrInvalid)
+	}
+	if req.Region != "" && req.Region != "global" && req.Region != localRegion {
+		return types.IPAssignment{}, false, fmt.Errorf("region %q: this daemon serves region %q and its addresses are not regional; leave the region out: %w", req.Region, localRegion, ErrInvalid)
+	}
+	addr, created, err := s.AllocateIP(ctx, app, types.AllocateIPRequest{Type: req.Type, Network: req.Network, OrgSlug: req.OrgSlug})
+	if err != nil {
+		return types.IPAssignment{}, false, err
+	}
+	return addr.Assignment(), created, nil
+}
+
 // ReleaseIP releases app's address addr.
 func (s *Service) ReleaseIP(ctx context.Context, app string, addr netip.Addr) error {
 	if _, err := s.Get(ctx, app); err != nil {

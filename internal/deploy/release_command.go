@@ -17,7 +17,12 @@ import (
 // changed.
 func (d *Deployer) releaseCommand(ctx context.Context, app string, cfg *types.MachineConfig, timeout time.Duration, emit func(step, machine, group, format string, args ...any)) error {
 	emit("release_command", "", appconfig.ReleaseCommandGroup, "running release command: %s", strings.Join(cfg.Init.Cmd, " "))
-	m, err := d.Sup.Create(ctx, app, cfg, supervisor.CreateOptions{})
+	// The deployer reads the exit code, then destroys the machine itself
+	// (deferred below): the supervisor's auto_destroy would remove it
+	// before the exit is read.
+	run := *cfg
+	run.AutoDestroy = false
+	m, err := d.Sup.Create(ctx, app, &run, supervisor.CreateOptions{})
 	if m == nil {
 		return fmt.Errorf("release command: %w", err)
 	}

@@ -5,9 +5,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -51,10 +53,39 @@ func (h *Hook) SpecHook(ctx context.Context, r *supervisor.Record, spec *runtime
 	if err != nil {
 		return fmt.Errorf("machine %s: secrets: %w", r.ID, err)
 	}
-	if len(values) > 0 {
-		spec.Env = mergeEnv(spec.Env, values)
+	env, err := machineEnv(r.Config, values)
+	if err != nil {
+		return fmt.Errorf("machine %s: %w", r.ID, err)
+	}
+	if len(env) > 0 {
+		spec.Env = mergeEnv(spec.Env, env)
 	}
 	return h.writeFiles(ctx, r, spec, values)
+}
+
+// machineEnv is the secrets a machine gets as env: the app's secrets,
+// unless a process sets ignore_app_secrets, plus each process's secrets
+// (env_var from the secret name, or from the secret env_var names).
+func machineEnv(cfg *types.MachineConfig, values map[string]string) (map[string]string, error) {
+	env := map[string]string{}
+	if !slices.ContainsFunc(cfg.Processes, func(p types.MachineProcess) bool { return p.IgnoreAppSecrets }) {
+		maps.Copy(env, values)
+	}
+	for i, p := range cfg.Processes {
+		for _, sec := range p.Secrets {
+			name := sec.Name
+			if name == "" {
+				name = sec.EnvVar
+			}
+			v, ok := values[name]
+			if !ok {
+				return nil, fmt.Errorf("config.processes[%d].secrets: %s wants secret %s, which the app does not have; set it with `hangar secrets set %s=...`: %w",
+					i, sec.EnvVar, name, name, ErrNotFound)
+			}
+			env[sec.EnvVar] = v
+		}
+	}
+	return env, nil
 }
 
 // mergeEnv returns env with values set, replacing earlier entries.
@@ -161,6 +192,9 @@ func (h *Hook) writeFiles(ctx context.Context, r *supervisor.Record, spec *runti
 			content = b
 		default:
 			return fmt.Errorf("machine %s: files: guest_path %s has neither raw_value nor secret_name: %w", r.ID, f.GuestPath, ErrInvalid)
+		}
+		if f.Mode != 0 {
+			mode = os.FileMode(f.Mode) & os.ModePerm
 		}
 		host := filepath.Join(dir, fmt.Sprintf("%d", i))
 		if err := os.WriteFile(host, content, mode); err != nil {

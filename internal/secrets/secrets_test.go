@@ -255,3 +255,42 @@ func contains(l []string, s string) bool {
 	}
 	return false
 }
+
+// TestProcessSecrets: processes[].secrets put a secret under another
+// env var; ignore_app_secrets leaves the app's other secrets out; a
+// missing one fails the boot naming it; files[].mode sets the file's mode.
+func TestProcessSecrets(t *testing.T) {
+	ctx := context.Background()
+	s, st, dir := open(t)
+	h := &Hook{Secrets: s, Store: st, RunDir: filepath.Join(dir, "run")}
+	if _, err := s.Update(ctx, "web", map[string]*string{"DATABASE_URL": p("pg://x"), "TOKEN": p("t")}); err != nil {
+		t.Fatal(err)
+	}
+	rec := &supervisor.Record{App: "web", Machine: types.Machine{ID: "m1", Config: &types.MachineConfig{
+		Processes: []types.MachineProcess{{Secrets: []types.MachineSecret{{EnvVar: "DB", Name: "DATABASE_URL"}, {EnvVar: "TOKEN"}}}},
+		Files:     []types.File{{GuestPath: "/app/run.sh", RawValue: p(base64.StdEncoding.EncodeToString([]byte("#!/bin/sh"))), Mode: 0o755}},
+	}}}
+	spec := runtime.Spec{Env: []string{"PATH=/bin"}}
+	if err := h.SpecHook(ctx, rec, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(spec.Env, " "); got != "DATABASE_URL=pg://x DB=pg://x PATH=/bin TOKEN=t" {
+		t.Fatalf("env: %s", got)
+	}
+	if fi, err := os.Stat(spec.Mounts[0].Source); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("file mode: %v %v", fi, err)
+	}
+	rec.Config.Processes[0].IgnoreAppSecrets = true
+	rec.Config.Processes[0].Secrets = rec.Config.Processes[0].Secrets[:1]
+	spec = runtime.Spec{Env: []string{"PATH=/bin"}}
+	if err := h.SpecHook(ctx, rec, &spec); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(spec.Env, " "); got != "DB=pg://x PATH=/bin" {
+		t.Fatalf("env with ignore_app_secrets: %s", got)
+	}
+	rec.Config.Processes[0].Secrets = []types.MachineSecret{{EnvVar: "X", Name: "NOPE"}}
+	if err := h.SpecHook(ctx, rec, &runtime.Spec{}); !errors.Is(err, ErrNotFound) || !strings.Contains(err.Error(), "config.processes[0].secrets") {
+		t.Fatalf("missing process secret: %v", err)
+	}
+}

@@ -61,6 +61,17 @@ func machineChecks(cfg *types.MachineConfig) []check {
 	return out
 }
 
+// gates reports whether the check named gates the machine's traffic
+// (routing, and a deploy's wait for health): every check but a top-level
+// one of kind "informational", which is only reported.
+func gates(cfg *types.MachineConfig, name string) bool {
+	if cfg == nil {
+		return true
+	}
+	c, ok := cfg.Checks[name]
+	return !ok || c.Kind != "informational"
+}
+
 func toCheck(mc types.MachineCheck, defPort int) check {
 	c := check{kind: strings.ToLower(mc.Type), port: defPort, interval: 15 * time.Second, timeout: 2 * time.Second,
 		method: strings.ToUpper(mc.Method), path: mc.Path, headers: mc.Headers}

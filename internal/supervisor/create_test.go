@@ -68,3 +68,45 @@ func TestCreateUniqueNameAndLease(t *testing.T) {
 		t.Errorf("the same name in another app: %v", err)
 	}
 }
+
+// TestAutoDestroyAfterExit: a machine with auto_destroy that exits and
+// will not restart is destroyed; one without it stays stopped.
+func TestAutoDestroyAfterExit(t *testing.T) {
+	dataDir := t.TempDir()
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	net := runtimetest.NewNetwork()
+	drv := runtimetest.New(net)
+	s := New(Options{Store: st, Driver: drv, Network: net, Router: &fakeRouter{}, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer s.Shutdown()
+	t.Cleanup(func() {
+		for _, id := range drv.Running() {
+			_ = drv.Destroy(context.Background(), id)
+		}
+	})
+	ctx := context.Background()
+	no := &types.MachineRestart{Policy: types.RestartNo}
+	gone, err := s.Create(ctx, "a", &types.MachineConfig{Image: "app:v1", AutoDestroy: true, Restart: no}, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := s.Create(ctx, "a", &types.MachineConfig{Image: "app:v1", Restart: no}, CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{gone.ID, kept.ID} {
+		if err := drv.Crash(id, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, err := s.WaitState(ctx, "a", gone.ID, []string{types.StateDestroyed}, "", 5*time.Second); err != nil || st != types.StateDestroyed {
+		t.Fatalf("auto_destroy machine after its exit: %q, %v", st, err)
+	}
+	if st, err := s.WaitState(ctx, "a", kept.ID, []string{types.StateStopped}, "", 5*time.Second); err != nil || st != types.StateStopped {
+		t.Fatalf("machine without auto_destroy after its exit: %q, %v", st, err)
+	}
+}

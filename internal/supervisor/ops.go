@@ -101,7 +101,7 @@ func (s *Supervisor) AcquireLease(ctx context.Context, app, id, owner, desc stri
 			return fmt.Errorf("machine %s is %s: %w", id, r.State, ErrConflict)
 		}
 		if LeaseActive(r, now) {
-			return fmt.Errorf("machine %s is leased by %s until %s (%s): %w", id, r.LeaseOwner,
+			return fmt.Errorf("machine %s: lease currently held by %s until %s (%s): %w", id, r.LeaseOwner,
 				time.Unix(r.LeaseExpires, 0).UTC().Format(time.RFC3339), r.LeaseDesc, ErrConflict)
 		}
 		r.LeaseNonce, r.LeaseExpires, r.LeaseOwner, r.LeaseDesc = newNonce(), expiresAt(now, ttl), owner, desc
@@ -149,7 +149,7 @@ func (s *Supervisor) ReleaseLease(ctx context.Context, app, id, nonce string) er
 	now := time.Now()
 	_, err = s.update(ctx, app, id, func(r *Record) error {
 		if LeaseActive(r, now) && !nonceMatches(r.LeaseNonce, nonce) {
-			return fmt.Errorf("machine %s is leased by %s; only the holder of its nonce may release it: %w", id, r.LeaseOwner, ErrConflict)
+			return fmt.Errorf("machine %s: lease currently held by %s; only the holder of its nonce may release it: %w", id, r.LeaseOwner, ErrConflict)
 		}
 		r.LeaseNonce, r.LeaseExpires, r.LeaseOwner, r.LeaseDesc = "", 0, "", ""
 		return nil
@@ -164,7 +164,7 @@ func (s *Supervisor) GetLease(ctx context.Context, app, id string) (*Lease, erro
 		return nil, err
 	}
 	if !LeaseActive(r, time.Now()) {
-		return nil, fmt.Errorf("machine %s has no active lease: %w", id, ErrNotFound)
+		return nil, fmt.Errorf("machine %s: lease not found (it has none, or it expired): %w", id, ErrNotFound)
 	}
 	return leaseOf(r), nil
 }
@@ -206,9 +206,9 @@ func (s *Supervisor) CheckLease(ctx context.Context, app, id, nonce string) erro
 		return nil
 	}
 	if nonce == "" {
-		return fmt.Errorf("machine %s is leased by %s (%s); send its nonce in the fly-machine-lease-nonce header: %w", id, r.LeaseOwner, r.LeaseDesc, ErrConflict)
+		return fmt.Errorf("machine %s: lease currently held by %s (%s); send its nonce in the fly-machine-lease-nonce header: %w", id, r.LeaseOwner, r.LeaseDesc, ErrConflict)
 	}
-	return fmt.Errorf("machine %s is leased by %s (%s) with a different nonce: %w", id, r.LeaseOwner, r.LeaseDesc, ErrConflict)
+	return fmt.Errorf("machine %s: lease currently held by %s (%s), with a different nonce: %w", id, r.LeaseOwner, r.LeaseDesc, ErrConflict)
 }
 
 // Restart stops a running machine (signal and timeout as in Stop) and

@@ -207,3 +207,30 @@ func TestRecoverFinishesAnInterruptedUpdate(t *testing.T) {
 	}
 	gone(t, files)
 }
+
+// TestInformationalChecksDoNotGateTraffic: a top-level check of kind
+// informational is reported but never takes the machine out of routing;
+// a readiness check (the default) does.
+func TestInformationalChecksDoNotGateTraffic(t *testing.T) {
+	s, _, _, rt := withTask(t)
+	cfg := &types.MachineConfig{Image: "img:1", Services: []types.MachineService{{InternalPort: 8080}},
+		Checks: map[string]types.MachineCheck{"info": {Kind: "informational"}, "ready": {Kind: "readiness"}}}
+	r := &Record{Machine: types.Machine{ID: "m1", State: types.StateStarted, Config: cfg}, App: "a"}
+	l := s.liveFor("a", "m1")
+	route := func(info, ready string) string {
+		l.stateMu.Lock()
+		l.checks = map[string]types.CheckStatus{"info": {Name: "info", Status: info}, "ready": {Name: "ready", Status: ready}}
+		l.stateMu.Unlock()
+		rt.mu.Lock()
+		rt.log = nil
+		rt.mu.Unlock()
+		s.routeUpdate(l, r)
+		return rt.String()
+	}
+	if got := route(types.CheckCritical, types.CheckPassing); got != "routable m1" {
+		t.Errorf("failing informational check: %s, want routable", got)
+	}
+	if got := route(types.CheckPassing, types.CheckCritical); got != "unroutable m1" {
+		t.Errorf("failing readiness check: %s, want unroutable", got)
+	}
+}

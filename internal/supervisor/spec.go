@@ -67,7 +67,7 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record, netReady func() e
 	if err := os.WriteFile(filepath.Join(dir, "hosts"), hostsFile(r), 0o644); err != nil {
 		return runtime.Spec{}, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf(s.opt.Nameservers)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte(resolvConf(s.opt.Nameservers, cfg.DNS)), 0o644); err != nil {
 		return runtime.Spec{}, err
 	}
 	logPath := s.LogPath(r.App, r.ID)
@@ -84,7 +84,7 @@ func (s *Supervisor) buildSpec(ctx context.Context, r *Record, netReady func() e
 	}
 	spec = runtime.Spec{
 		ID: r.ID, RootFS: img.RootFS, Args: args, Env: env,
-		Cwd: img.Config.WorkingDir, UID: uid, GID: gid, Hostname: r.ID,
+		Cwd: img.Config.WorkingDir, UID: uid, GID: gid, Hostname: hostname(r),
 		MemoryMB: guest.MemoryMB, CPUs: guest.CPUs, CPUShares: shares,
 		NetNSPath: nsPath, NetNSReady: netReady, LogPath: logPath,
 		Mounts: []runtime.Mount{
@@ -163,6 +163,9 @@ func (s *Supervisor) environment(r *Record, imageEnv []string, guest types.Machi
 		for k, v := range p.ExtraEnv {
 			env[k] = v
 		}
+		for _, ef := range p.EnvFrom {
+			env[ef.EnvVar] = envFromField(r, ef.FieldRef)
+		}
 	}
 	group := r.Config.Metadata[types.MetaProcessGroup]
 	if group == "" {
@@ -199,16 +202,18 @@ func (s *Supervisor) environment(r *Record, imageEnv []string, guest types.Machi
 // resolvConf points machines at the given nameservers (Hangar's DNS on
 // the bridge, as Fly points them at fdaa::3); without any, at the host's
 // upstream resolvers, unless those are loopback addresses that a machine's
-// namespace cannot reach.
-func resolvConf(nameservers []string) string {
+// namespace cannot reach. The machine's dns config, if any, replaces the
+// nameservers with its own and adds its search domains and options.
+func resolvConf(nameservers []string, dns *types.DNSConfig) string {
 	var b strings.Builder
+	if dns != nil && len(dns.Nameservers) > 0 {
+		nameservers = dns.Nameservers
+	}
 	if len(nameservers) > 0 {
 		for _, ns := range nameservers {
 			fmt.Fprintf(&b, "nameserver %s\n", ns)
 		}
-		return b.String()
-	}
-	if f, err := os.Open("/etc/resolv.conf"); err == nil {
+	} else if f, err := os.Open("/etc/resolv.conf"); err == nil {
 		defer f.Close()
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
@@ -220,7 +225,54 @@ func resolvConf(nameservers []string) string {
 			}
 		}
 	}
+	if dns == nil {
+		return b.String()
+	}
+	if len(dns.Searches) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(dns.Searches, " "))
+	}
+	if len(dns.Options) > 0 {
+		opts := make([]string, 0, len(dns.Options))
+		for _, o := range dns.Options {
+			if o.Value != "" {
+				opts = append(opts, o.Name+":"+o.Value)
+			} else {
+				opts = append(opts, o.Name)
+			}
+		}
+		fmt.Fprintf(&b, "options %s\n", strings.Join(opts, " "))
+	}
 	return b.String()
+}
+
+// hostname is the machine's hostname: config.dns.hostname, else its id.
+func hostname(r *Record) string {
+	if r.Config != nil && r.Config.DNS != nil && r.Config.DNS.Hostname != "" {
+		return r.Config.DNS.Hostname
+	}
+	return r.ID
+}
+
+// envFromField is the value of a machine field an env_from names
+// (validated: one of types.EnvFromFields).
+func envFromField(r *Record, field string) string {
+	switch field {
+	case "id":
+		return r.ID
+	case "version":
+		return r.InstanceID
+	case "app_name":
+		return r.App
+	case "private_ip":
+		return r.PrivateIP
+	case "region":
+		return r.Region
+	case "image":
+		if r.Config != nil {
+			return r.Config.Image
+		}
+	}
+	return ""
 }
 
 // resolveUser maps an image's "user[:group]" to numeric ids using the
@@ -274,8 +326,17 @@ func resolveUser(rootfs, spec string) (uint32, uint32, error) {
 
 // hostsFile is a machine's /etc/hosts: as on Fly, its id names both of its
 // addresses and fly-local-6pn its private IPv6 address (apps bind to it to
-// serve only the private network).
+// serve only the private network); a dns.hostname and dns.hostname_fqdn
+// name them too.
 func hostsFile(r *Record) []byte {
+	names := r.ID
+	if r.Config != nil && r.Config.DNS != nil {
+		for _, n := range []string{r.Config.DNS.HostnameFqdn, r.Config.DNS.Hostname} {
+			if n != "" && n != r.ID {
+				names += " " + n
+			}
+		}
+	}
 	return fmt.Appendf(nil, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n%s\tfly-local-6pn\n%s\t%s\n",
-		r.PrivateIP, r.ID, r.PrivateIP, r.IPv4, r.ID)
+		r.PrivateIP, names, r.PrivateIP, r.IPv4, names)
 }

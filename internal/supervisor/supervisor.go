@@ -72,18 +72,15 @@ type Images interface {
 // Record is a machine as stored: the API object plus what the host needs.
 type Record struct {
 	types.Machine
-	App          string `json:"app"`
-	AddrIndex    int    `json:"addr_index"`
-	IPv4         string `json:"ipv4"`
-	RestartCount int    `json:"restart_count"`
-	LeaseNonce   string `json:"lease_nonce,omitempty"`
-	LeaseExpires int64  `json:"lease_expires,omitempty"`
-	LeaseOwner   string `json:"lease_owner,omitempty"`
-	LeaseDesc    string `json:"lease_description,omitempty"`
-	// Cordoned machines run but get no proxy traffic (cordon, and new
-	// machines of a blue-green deploy until the switch).
-	Cordoned bool      `json:"cordoned,omitempty"`
-	Versions []Version `json:"versions,omitempty"`
+	App          string    `json:"app"`
+	AddrIndex    int       `json:"addr_index"`
+	IPv4         string    `json:"ipv4"`
+	RestartCount int       `json:"restart_count"`
+	LeaseNonce   string    `json:"lease_nonce,omitempty"`
+	LeaseExpires int64     `json:"lease_expires,omitempty"`
+	LeaseOwner   string    `json:"lease_owner,omitempty"`
+	LeaseDesc    string    `json:"lease_description,omitempty"`
+	Versions     []Version `json:"versions,omitempty"`
 	// Relaunch is set while the machine is replacing and the update is to
 	// boot the new version, so a daemon restarted mid-update finishes it.
 	Relaunch bool `json:"relaunch,omitempty"`
@@ -257,7 +254,7 @@ func (s *Supervisor) Get(ctx context.Context, app, id string) (*Record, error) {
 	var r Record
 	if _, err := store.GetJSON(ctx, s.opt.Store, machineKey(app, id), &r); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("machine %s of app %s: %w", id, app, ErrNotFound)
+			return nil, fmt.Errorf("machine not found: app %s has no machine %s (list them with `hangar machine list -a %s`): %w", app, id, app, ErrNotFound)
 		}
 		return nil, fmt.Errorf("machine %s: %w", id, err)
 	}
@@ -265,7 +262,13 @@ func (s *Supervisor) Get(ctx context.Context, app, id string) (*Record, error) {
 	return &r, nil
 }
 
+// decorate adds what a record read from the store shows but does not
+// keep: the live check status, and the local registry of records written
+// before image_ref.registry was always set (an empty one was a local image).
 func (s *Supervisor) decorate(r *Record) {
+	if r.ImageRef.Registry == "" && r.Config != nil {
+		r.ImageRef.Registry = types.LocalRegistry
+	}
 	s.mu.Lock()
 	l := s.machines[r.ID]
 	s.mu.Unlock()
@@ -310,7 +313,7 @@ func (s *Supervisor) List(ctx context.Context, app string) ([]*Record, error) {
 func (s *Supervisor) update(ctx context.Context, app, id string, fn func(r *Record) error) (*Record, error) {
 	out, _, err := store.UpdateJSON(ctx, s.opt.Store, machineKey(app, id), func(cur *Record) (*Record, error) {
 		if cur == nil {
-			return nil, fmt.Errorf("machine %s of app %s: %w", id, app, ErrNotFound)
+			return nil, fmt.Errorf("machine not found: app %s has no machine %s (list them with `hangar machine list -a %s`): %w", app, id, app, ErrNotFound)
 		}
 		if err := fn(cur); err != nil {
 			return nil, err
@@ -396,9 +399,9 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 			Machine: types.Machine{
 				ID: id, Name: name, State: types.StateCreated, Region: region,
 				InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
-				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts,
+				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts, Cordoned: opt.Cordoned,
 			},
-			App: app, AddrIndex: idx, IPv4: ip4.String(), Cordoned: opt.Cordoned,
+			App: app, AddrIndex: idx, IPv4: ip4.String(),
 		}
 		addEvent(r, "launch", types.StateCreated, "user", nil)
 		return r
@@ -432,6 +435,11 @@ func imageRef(img *image.Image) types.ImageRef {
 		ref.Registry, name = name[:i], name[i+1:]
 	}
 	ref.Repository = name
+	if ref.Registry == "" {
+		// Imported, uploaded or built here: never an empty registry, which
+		// makes clients build "/name:tag@digest".
+		ref.Registry = types.LocalRegistry
+	}
 	return ref
 }
 
@@ -598,7 +606,7 @@ func (s *Supervisor) routeUpdate(l *live, r *Record) {
 	l.stateMu.Lock()
 	ok := !l.stopRequested && !r.Cordoned
 	for _, c := range l.checks {
-		if c.Status != types.CheckPassing {
+		if c.Status != types.CheckPassing && gates(r.Config, c.Name) {
 			ok = false
 		}
 	}
@@ -623,7 +631,8 @@ func (s *Supervisor) watchExit(l *live, gen int) {
 }
 
 // handleExit records an exit the user did not ask for and applies the
-// restart policy.
+// restart policy; a machine with auto_destroy that will not restart is
+// destroyed.
 func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -664,6 +673,15 @@ func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 		}
 		return nil
 	})
+	if err == nil && !restart && r.Config != nil && r.Config.AutoDestroy {
+		// config.auto_destroy: a machine that exits for good is destroyed
+		// (fly machine run --rm). Destroy waits for l.mu, held here.
+		go func() {
+			if err := s.Destroy(context.Background(), l.app, l.id, true); err != nil {
+				s.log.Warn("auto_destroy after exit failed", "machine", l.id, "err", err)
+			}
+		}()
+	}
 	if err != nil || !restart {
 		return
 	}
@@ -1028,7 +1046,7 @@ func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout ti
 		if r.State == types.StateStarted {
 			ok := true
 			for _, c := range r.Checks {
-				if c.Status != types.CheckPassing {
+				if c.Status != types.CheckPassing && gates(r.Config, c.Name) {
 					ok = false
 				}
 			}
@@ -1042,7 +1060,7 @@ func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout ti
 		if time.Now().After(deadline) {
 			var failing []string
 			for _, c := range r.Checks {
-				if c.Status != types.CheckPassing {
+				if c.Status != types.CheckPassing && gates(r.Config, c.Name) {
 					failing = append(failing, fmt.Sprintf("%s (%s: %s)", c.Name, c.Status, c.Output))
 				}
 			}

@@ -7,6 +7,8 @@ package types
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"sort"
 	"time"
 )
 
@@ -25,6 +27,24 @@ const (
 	StateDestroyed  = "destroyed"
 	StateFailed     = "failed"
 )
+
+// StateSettled is not a state but a wait target (Fly's, what flyctl's
+// `machine wait` and `machine update` wait for): the machine is in a
+// state no operation is moving it out of. See Settled.
+const StateSettled = "settled"
+
+// Settled reports whether a machine in state is settled: not in the middle
+// of a start, stop, suspend, update or destroy. Fly names started,
+// stopped, suspended, failed and destroyed; created (never started, also
+// after an update of a machine that never ran) and replaced (an update's
+// old version) are as final on Hangar, so they count too.
+func Settled(state string) bool {
+	switch state {
+	case StateCreated, StateStarted, StateStopped, StateSuspended, StateFailed, StateDestroyed, StateReplaced:
+		return true
+	}
+	return false
+}
 
 // Metadata keys flyctl writes on machines it creates.
 const (
@@ -60,6 +80,44 @@ type MachineConfig struct {
 	Standbys                []string                 `json:"standbys,omitempty"`
 	DisableMachineAutostart *bool                    `json:"disable_machine_autostart,omitempty"`
 	Containers              []map[string]interface{} `json:"containers,omitempty"`
+	// Volumes are the containers' volumes (Fly's): kept as sent, like
+	// Containers.
+	Volumes []map[string]interface{} `json:"volumes,omitempty"`
+	// Rootfs: Hangar's root filesystem is the image under a writable
+	// layer discarded when the task stops, i.e. persist "never"; see
+	// MachineRootfs.
+	Rootfs *MachineRootfs `json:"rootfs,omitempty"`
+	// CacheDrive is accepted and returned, with no effect (Hangar has no
+	// cache drives; the writable layer is on the host's disk).
+	CacheDrive *MachineCacheDrive `json:"cache_drive,omitempty"`
+	// Spot is accepted and returned, with no effect (no spot capacity).
+	Spot *MachineSpot `json:"spot,omitempty"`
+}
+
+// Root filesystem persistence (Fly's rootfs.persist).
+const (
+	RootfsPersistNever   = "never"
+	RootfsPersistRestart = "restart"
+	RootfsPersistAlways  = "always"
+)
+
+// MachineRootfs is Fly's root filesystem setting. Persist "" or "never"
+// is what Hangar does; "restart" and "always" are refused (not yet).
+// SizeGB is accepted and returned, with no effect: the writable layer is
+// bounded by the host's disk.
+type MachineRootfs struct {
+	Persist string `json:"persist,omitempty"`
+	SizeGB  uint64 `json:"size_gb,omitempty"`
+}
+
+// MachineCacheDrive is Fly's cache drive (accepted, no effect).
+type MachineCacheDrive struct {
+	SizeMB uint64 `json:"size_mb,omitempty"`
+}
+
+// MachineSpot is Fly's spot placement (accepted, no effect).
+type MachineSpot struct {
+	MaxPriceFraction float64 `json:"max_price_fraction,omitempty"`
 }
 
 // MachineInit overrides the image's entrypoint and command.
@@ -81,6 +139,12 @@ type MachineGuest struct {
 	GPUs             int      `json:"gpus,omitempty"`
 	HostDedicationID string   `json:"host_dedication_id,omitempty"`
 	KernelArgs       []string `json:"kernel_args,omitempty"`
+	// MaxMemoryMB is accepted and returned, with no effect: the memory
+	// limit is MemoryMB.
+	MaxMemoryMB int `json:"max_memory_mb,omitempty"`
+	// PersistRootfs is the older place of rootfs.persist (same values,
+	// same rules).
+	PersistRootfs string `json:"persist_rootfs,omitempty"`
 }
 
 // MachineMount attaches a volume.
@@ -204,7 +268,10 @@ type MachineServiceConcurrency struct {
 // MachineCheck is a health check (service checks and top-level checks).
 // Interval, Timeout and GracePeriod are Go durations ("15s").
 type MachineCheck struct {
-	Type          string              `json:"type,omitempty"` // "tcp" or "http"
+	Type string `json:"type,omitempty"` // "tcp" or "http"
+	// Kind is "readiness" (the default: the machine gets traffic only
+	// while it passes) or "informational" (reported, never gates traffic).
+	Kind          string              `json:"kind,omitempty"`
 	Port          *int                `json:"port,omitempty"`
 	Interval      *Duration           `json:"interval,omitempty"`
 	Timeout       *Duration           `json:"timeout,omitempty"`
@@ -236,9 +303,36 @@ const (
 	RestartOnFailure = "on-failure"
 )
 
-// DNSConfig controls registration in .internal DNS.
+// DNSConfig is the machine's DNS: registration in .internal DNS, and its
+// /etc/resolv.conf and hostname.
 type DNSConfig struct {
 	SkipRegistration bool `json:"skip_registration,omitempty"`
+	// Nameservers replace the daemon's DNS server in the machine's
+	// resolv.conf (the machine then does not resolve .internal names
+	// unless one of them does).
+	Nameservers []string `json:"nameservers,omitempty"`
+	// Searches are resolv.conf's search domains.
+	Searches []string `json:"searches,omitempty"`
+	// Options are resolv.conf's options (name, or name:value).
+	Options []DNSOption `json:"options,omitempty"`
+	// DNSForwardRules are accepted and returned, with no effect.
+	DNSForwardRules []DNSForwardRule `json:"dns_forward_rules,omitempty"`
+	// Hostname is the machine's hostname (default: its id).
+	Hostname string `json:"hostname,omitempty"`
+	// HostnameFqdn is also given the machine's addresses in /etc/hosts.
+	HostnameFqdn string `json:"hostname_fqdn,omitempty"`
+}
+
+// DNSOption is one resolv.conf option.
+type DNSOption struct {
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
+}
+
+// DNSForwardRule is Fly's DNS forwarding rule (accepted, no effect).
+type DNSForwardRule struct {
+	Basename string `json:"basename,omitempty"`
+	Addr     string `json:"addr,omitempty"`
 }
 
 // MachineProcess is an extra process definition.
@@ -248,13 +342,42 @@ type MachineProcess struct {
 	CmdOverride        []string          `json:"cmd,omitempty"`
 	UserOverride       string            `json:"user,omitempty"`
 	ExtraEnv           map[string]string `json:"env,omitempty"`
+	// Secrets set env vars from the app's secrets (Name, or EnvVar
+	// itself when Name is empty).
+	Secrets []MachineSecret `json:"secrets,omitempty"`
+	// IgnoreAppSecrets: the app's secrets are not put in the environment,
+	// only those Secrets names.
+	IgnoreAppSecrets bool `json:"ignore_app_secrets,omitempty"`
+	// EnvFrom sets env vars from fields of the machine.
+	EnvFrom []EnvFrom `json:"env_from,omitempty"`
 }
+
+// MachineSecret sets EnvVar from the app's secret Name ("" = EnvVar).
+type MachineSecret struct {
+	EnvVar string `json:"env_var"`
+	Name   string `json:"name,omitempty"`
+}
+
+// EnvFrom sets EnvVar from a field of the machine: id, version,
+// app_name, private_ip, region or image (Fly's field refs).
+type EnvFrom struct {
+	EnvVar   string `json:"env_var"`
+	FieldRef string `json:"field_ref"`
+}
+
+// EnvFromFields are the field refs EnvFrom takes.
+var EnvFromFields = []string{"id", "version", "app_name", "private_ip", "region", "image"}
 
 // File is written into the machine before it starts.
 type File struct {
 	GuestPath  string  `json:"guest_path"`
 	RawValue   *string `json:"raw_value,omitempty"`
 	SecretName *string `json:"secret_name,omitempty"`
+	// ImageConfig is accepted and returned, with no effect.
+	ImageConfig *string `json:"image_config,omitempty"`
+	// Mode is the file's permission bits (default 0644; secrets' 0600?
+	// see the secrets hook).
+	Mode uint32 `json:"mode,omitempty"`
 }
 
 // Static is a directory of the image served by the proxy.
@@ -310,3 +433,58 @@ func DurationPtr(d time.Duration) *Duration { return &Duration{d} }
 
 // Ptr returns a pointer to v.
 func Ptr[T any](v T) *T { return &v }
+
+// DroppedFields compares a JSON document a client sent (sent) with the
+// one it got back (got) and returns the paths of the values sent that are
+// missing or different in got ("config.dns.nameservers"); nil if every
+// value came back as sent. Values got has beyond sent (defaults) are not
+// reported.
+func DroppedFields(sent, got []byte) []string {
+	var a, b any
+	if err := json.Unmarshal(sent, &a); err != nil {
+		return []string{"(sent is not JSON: " + err.Error() + ")"}
+	}
+	if err := json.Unmarshal(got, &b); err != nil {
+		return []string{"(answer is not JSON: " + err.Error() + ")"}
+	}
+	var out []string
+	var cmp func(path string, x, y any)
+	cmp = func(path string, x, y any) {
+		switch xv := x.(type) {
+		case map[string]any:
+			yv, ok := y.(map[string]any)
+			if !ok {
+				out = append(out, path)
+				return
+			}
+			for k, e := range xv {
+				p := k
+				if path != "" {
+					p = path + "." + k
+				}
+				ye, ok := yv[k]
+				if !ok {
+					out = append(out, p)
+					continue
+				}
+				cmp(p, e, ye)
+			}
+		case []any:
+			yv, ok := y.([]any)
+			if !ok || len(yv) != len(xv) {
+				out = append(out, path)
+				return
+			}
+			for i := range xv {
+				cmp(fmt.Sprintf("%s[%d]", path, i), xv[i], yv[i])
+			}
+		default:
+			if !reflect.DeepEqual(x, y) {
+				out = append(out, fmt.Sprintf("%s (sent %v, got %v)", path, x, y))
+			}
+		}
+	}
+	cmp("", a, b)
+	sort.Strings(out)
+	return out
+}

@@ -1,5 +1,7 @@
 package types
 
+import "fmt"
+
 // App is an application (Fly's App object).
 type App struct {
 	ID           string       `json:"id"`
@@ -17,7 +19,11 @@ type Organization struct {
 	Slug string `json:"slug"`
 }
 
-// ImageRef describes the image a machine runs.
+// LocalRegistry is the image_ref.registry of images imported, uploaded or
+// built on the daemon (they were pulled from no registry).
+const LocalRegistry = "hangar.local"
+
+// ImageRef is the image a machine runs, split as Fly splits it.
 type ImageRef struct {
 	Registry   string            `json:"registry"`
 	Repository string            `json:"repository"`
@@ -42,6 +48,9 @@ type Machine struct {
 	Checks     []CheckStatus  `json:"checks,omitempty"`
 	Nonce      string         `json:"nonce,omitempty"`
 	HostStatus string         `json:"host_status,omitempty"`
+	// Cordoned machines run but get no proxy traffic (cordon, and new
+	// machines of a blue-green deploy until the switch).
+	Cordoned bool `json:"cordoned"`
 }
 
 // MachineEvent is one entry of a machine's history.
@@ -76,11 +85,27 @@ type ErrorResponse struct {
 	Details string `json:"details,omitempty"`
 }
 
-// CreateAppRequest is the body of POST /v1/apps.
+// CreateAppRequest is the body of POST /v1/apps. The app's name is
+// AppName (Fly's API reference) or Name (what fly-go's flaps sends); when
+// both are given they must agree.
 type CreateAppRequest struct {
-	AppName string `json:"app_name"`
+	AppName string `json:"app_name,omitempty"`
+	Name    string `json:"name,omitempty"`
 	OrgSlug string `json:"org_slug"`
 	Network string `json:"network,omitempty"`
+	// AppRoleID is accepted with no effect: Hangar has no app roles.
+	AppRoleID string `json:"app_role_id,omitempty"`
+}
+
+// AppNameOf is the app name the request asks for: AppName or Name.
+func (r CreateAppRequest) AppNameOf() (string, error) {
+	if r.AppName != "" && r.Name != "" && r.AppName != r.Name {
+		return "", fmt.Errorf("app_name %q and name %q differ: send one of them: %w", r.AppName, r.Name, ErrInvalid)
+	}
+	if r.AppName != "" {
+		return r.AppName, nil
+	}
+	return r.Name, nil
 }
 
 // CreateMachineRequest is the body of POST /v1/apps/{app}/machines.

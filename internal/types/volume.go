@@ -58,6 +58,16 @@ type VolumeSnapshot struct {
 	RetentionDay int    `json:"retention_days"`
 	ExpiresAt    string `json:"expires_at"`
 	VolumeSizeMB int    `json:"volume_size_mb"`
+	// VolumeSize is the volume's size in bytes when cut (fly-go reads it).
+	VolumeSize int64 `json:"volume_size"`
+}
+
+// FillVolumeSize sets VolumeSize from VolumeSizeMB (records written
+// before VolumeSize existed have only the MB).
+func (s *VolumeSnapshot) FillVolumeSize() {
+	if s.VolumeSize == 0 {
+		s.VolumeSize = int64(s.VolumeSizeMB) << 20
+	}
 }
 
 // CreateVolumeRequest is the body of POST /v1/apps/{app}/volumes (Fly's

@@ -23,6 +23,30 @@ type DiskState struct {
 	Full       bool   `json:"full"`
 }
 
+// Regions is the answer of GET /v1/platform/regions: this installation's
+// regions, with the field names fly-go's flaps.RegionData reads.
+type Regions struct {
+	Regions []Region `json:"Regions"`
+	// Nearest is the region of the daemon that answered.
+	Nearest string `json:"Nearest"`
+}
+
+// Region is one region of this installation (Fly's Region fields; the
+// coordinates, plan and geography are not known to Hangar and left zero).
+type Region struct {
+	Code             string  `json:"code"`
+	Name             string  `json:"name"`
+	Latitude         float32 `json:"latitude"`
+	Longitude        float32 `json:"longitude"`
+	GatewayAvailable bool    `json:"gateway_available"`
+	RequiresPaidPlan bool    `json:"requires_paid_plan"`
+	Deprecated       bool    `json:"deprecated"`
+	Capacity         int64   `json:"capacity"`
+	GeoRegion        string  `json:"geo_region"`
+	// Hosts are the hosts that run machines in the region (Hangar's).
+	Hosts []string `json:"hosts"`
+}
+
 // IP address types (Fly's names).
 const (
 	IPTypePrivateV6 = "private_v6"
@@ -47,6 +71,39 @@ type AllocateIPRequest struct {
 	// daemon's org: every machine of a daemon shares one 6PN.
 	Network string `json:"network,omitempty"`
 	OrgSlug string `json:"org_slug,omitempty"`
+}
+
+// IPAssignment is one of an app's addresses as Fly's ip_assignments
+// endpoint shows it (fly-go's flaps.IPAssignment).
+type IPAssignment struct {
+	IP          string `json:"ip"`
+	Region      string `json:"region"`
+	ServiceName string `json:"service_name"`
+	Shared      bool   `json:"shared"`
+	CreatedAt   string `json:"created_at"`
+}
+
+// IPAssignmentsList is the answer of GET /v1/apps/{app}/ip_assignments.
+type IPAssignmentsList struct {
+	IPs []IPAssignment `json:"ips"`
+}
+
+// AssignIPRequest is the body of POST /v1/apps/{app}/ip_assignments
+// (fly-go's flaps.AssignIPRequest). Only type private_v6 is allocated;
+// Region may be empty, "global" or the daemon's region; ServiceName must
+// be empty (Hangar has no named IP services).
+type AssignIPRequest struct {
+	Type        string `json:"type"`
+	Region      string `json:"region,omitempty"`
+	OrgSlug     string `json:"org_slug,omitempty"`
+	Network     string `json:"network,omitempty"`
+	ServiceName string `json:"service_name,omitempty"`
+}
+
+// Assignment is the address in the shape of Fly's ip_assignments
+// (a Flycast address is never shared between apps).
+func (a IPAddress) Assignment() IPAssignment {
+	return IPAssignment{IP: a.Address, Region: a.Region, CreatedAt: a.CreatedAt}
 }
 
 // AddCertRequest is the body of POST /v1/apps/{app}/certificates.

@@ -80,6 +80,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, app, id, typ string) (*typ
 	}
 	snap := &types.VolumeSnapshot{ID: newID("vs_"), VolumeID: id, App: app, Status: "created", Type: typ,
 		RetentionDay: v.SnapshotRetention, VolumeSizeMB: v.SizeMB}
+	snap.FillVolumeSize()
 	tmp := m.snapPath(snap.ID) + ".img"
 	defer os.Remove(tmp)
 	frozenFor, err := m.frozen(id, func() error { return sparseCopy(m.imagePath(id), tmp) })
@@ -132,6 +133,7 @@ func (m *Manager) Snapshots(ctx context.Context, app, volumeID string) ([]*types
 		if err := json.Unmarshal(kv.Value, &s); err != nil {
 			return nil, fmt.Errorf("snapshot record %s: %w", kv.Key, err)
 		}
+		s.FillVolumeSize()
 		if volumeID == "" || s.VolumeID == volumeID {
 			out = append(out, &s)
 		}
@@ -151,6 +153,7 @@ func (m *Manager) GetSnapshot(ctx context.Context, app, id string) (*types.Volum
 		}
 		return nil, err
 	}
+	s.FillVolumeSize()
 	return &s, nil
 }
 
