@@ -51,6 +51,12 @@ type Machine struct {
 	// Cordoned machines run but get no proxy traffic (cordon, and new
 	// machines of a blue-green deploy until the switch).
 	Cordoned bool `json:"cordoned"`
+	// LastRunAt and NextRunAt (Hangar) are a scheduled machine's
+	// (config.schedule) last run started by the scheduler and its next
+	// (RFC 3339, UTC). LastRunAt is kept in the record, so that a run is
+	// never started twice in one interval, also across daemon restarts.
+	LastRunAt string `json:"last_run_at,omitempty"`
+	NextRunAt string `json:"next_run_at,omitempty"`
 }
 
 // MachineEvent is one entry of a machine's history.
