@@ -40,3 +40,24 @@ func TestDeployBuiltinGoWithoutGoMod(t *testing.T) {
 		t.Fatalf("hint %q does not say to run `go mod init myapp` in %s", he.Hint, dir)
 	}
 }
+
+// TestParseScaleCounts: `scale count` takes flyctl's forms, one number
+// or GROUP=N pairs, and refuses a mix with --process-group.
+func TestParseScaleCounts(t *testing.T) {
+	got, err := parseScaleCounts([]string{"web=2", "worker=1"}, "")
+	if err != nil || len(got) != 2 || got[0] != (groupCount{"web", 2}) || got[1] != (groupCount{"worker", 1}) {
+		t.Errorf("web=2 worker=1: %v, %v", got, err)
+	}
+	got, err = parseScaleCounts([]string{"3"}, "worker")
+	if err != nil || len(got) != 1 || got[0] != (groupCount{"worker", 3}) {
+		t.Errorf("3 --process-group worker: %v, %v", got, err)
+	}
+	for _, bad := range [][]string{{"-1"}, {"x"}, {"web=x"}, {"=2"}, {"web=2", "web=3"}, {"2", "3"}, {"web=2", "3"}} {
+		if got, err := parseScaleCounts(bad, ""); err == nil {
+			t.Errorf("%q: %v, want an error", bad, got)
+		}
+	}
+	if _, err := parseScaleCounts([]string{"web=2"}, "web"); err == nil {
+		t.Error("web=2 with --process-group web: accepted")
+	}
+}
