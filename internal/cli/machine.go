@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -45,32 +44,8 @@ func newMachineCmd() *cobra.Command {
 			if len(args) > 1 {
 				cfg.Init.Cmd = args[1:]
 			}
-			for _, kv := range runEnv {
-				k, v, ok := strings.Cut(kv, "=")
-				if !ok {
-					return &HintError{Err: fmt.Errorf("--env %q", kv), Hint: "use --env NAME=VALUE"}
-				}
-				cfg.Env[k] = v
-			}
-			if runSize != "" {
-				g, err := types.GuestForSize(runSize)
-				if err != nil {
-					return err
-				}
-				cfg.Guest = &g
-			}
-			if runMemory > 0 {
-				if cfg.Guest == nil {
-					g := types.DefaultGuest
-					cfg.Guest = &g
-				}
-				cfg.Guest.MemoryMB = runMemory
-			}
-			if runSched != "" {
-				if _, err := types.ParseSchedule(runSched); err != nil {
-					return &HintError{Err: fmt.Errorf("--schedule: %w", err), Hint: "use --schedule hourly, daily, weekly, monthly, or a cron expression in quotes: --schedule '*/15 * * * *'"}
-				}
-				cfg.Schedule = runSched
+			if err := applyMachineFlags(cfg, runEnv, "", runSize, runMemory, runSched); err != nil {
+				return err
 			}
 			if runPort > 0 {
 				cfg.Services = []types.MachineService{{Protocol: "tcp", InternalPort: runPort,
@@ -191,6 +166,7 @@ func newMachineCmd() *cobra.Command {
 	})
 	destroy.Flags().BoolVarP(&force, "force", "f", false, "destroy even if running")
 	cmd.AddCommand(run, list, status, start, stop, destroy)
+	cmd.AddCommand(machineOpCmds(&app, &config)...)
 	return cmd
 }
 

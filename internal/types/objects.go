@@ -124,6 +124,20 @@ type CreateMachineRequest struct {
 	LeaseTTL                int            `json:"lease_ttl,omitempty"`
 }
 
+// MachineLease is a machine's lease, the "data" of the answer of GET and
+// POST /v1/apps/{app}/machines/{id}/lease.
+type MachineLease struct {
+	Nonce       string `json:"nonce"`
+	ExpiresAt   int64  `json:"expires_at"` // unix seconds
+	Owner       string `json:"owner"`
+	Description string `json:"description"`
+	Version     string `json:"version"`
+}
+
+// LeaseNonceHeader is the request header that carries a lease's nonce
+// (Fly's).
+const LeaseNonceHeader = "fly-machine-lease-nonce"
+
 // StopRequest is the body of POST .../stop.
 type StopRequest struct {
 	Signal  string    `json:"signal,omitempty"`
