@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -33,6 +34,9 @@ type Scheduler struct {
 	Now func() time.Time
 	Log *slog.Logger
 }
+
+// errNotDue aborts the record update of a run that is no longer due.
+var errNotDue = errors.New("scheduled run not due")
 
 // sourceScheduler is the event source of the scheduler's starts.
 const sourceScheduler = "scheduler"
@@ -132,15 +136,17 @@ func (sc *Scheduler) run(ctx context.Context, app, id string, now time.Time) (bo
 	l := s.liveFor(app, id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	claimed := false
 	_, err := s.update(ctx, app, id, func(r *Record) error {
-		claimed = due(r, now)
-		if claimed {
-			r.LastRunAt = now.UTC().Format(time.RFC3339Nano)
+		if !due(r, now) {
+			return errNotDue // started, or run, meanwhile: nothing to write
 		}
+		r.LastRunAt = now.UTC().Format(time.RFC3339Nano)
 		return nil
 	})
-	if err != nil || !claimed {
+	if errors.Is(err, errNotDue) {
+		return false, nil
+	}
+	if err != nil {
 		return false, err
 	}
 	sc.log().Info("scheduled run", "app", app, "machine", id)

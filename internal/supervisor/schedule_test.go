@@ -117,3 +117,45 @@ func TestSchedulerOncePerInterval(t *testing.T) {
 		t.Errorf("the job ran %d times, want 3", n)
 	}
 }
+
+// TestSchedulerRaceStartsOnce: two schedulers on one store (two daemons
+// for a moment, as in a reload) ticking at once start a due run once.
+func TestSchedulerRaceStartsOnce(t *testing.T) {
+	dataDir := t.TempDir()
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	net := runtimetest.NewNetwork()
+	drv := runtimetest.New(net)
+	opts := Options{Store: st, Driver: drv, Network: net, Router: &fakeRouter{}, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	a, b := New(opts), New(opts)
+	defer a.Shutdown()
+	defer b.Shutdown()
+	t.Cleanup(func() {
+		for _, id := range drv.Running() {
+			_ = drv.Destroy(context.Background(), id)
+		}
+	})
+	ctx := context.Background()
+	m, err := a.Create(ctx, "a", &types.MachineConfig{Image: "job:v1", Schedule: "*/5 * * * *"}, CreateOptions{SkipLaunch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(time.Hour)
+	results := make(chan int, 2)
+	for _, s := range []*Supervisor{a, b} {
+		go func() {
+			got, err := (&Scheduler{Sup: s}).Tick(ctx, at)
+			if err != nil {
+				t.Error(err)
+			}
+			results <- len(got)
+		}()
+	}
+	if n := <-results + <-results; n != 1 || drv.Starts(m.ID) != 1 {
+		t.Errorf("two schedulers started the run %d times (driver: %d), want once", n, drv.Starts(m.ID))
+	}
+}
