@@ -57,6 +57,15 @@ func TestScheduledMachine(t *testing.T) {
 	if err != nil || !strings.Contains(out, "LAST RUN") || !strings.Contains(out, "* * * * *") || !strings.Contains(out, cur.NextRunAt) {
 		t.Errorf("machine list: %v\n%s", err, out)
 	}
+	// The CLI's form: hangar machine run IMAGE --schedule; a bad schedule
+	// is refused with a hint.
+	out, err = d.Hangar("machine", "run", ref, "exit", "0", "--schedule", "daily", "-a", "cron")
+	if err != nil || !strings.Contains(out, "next run at") {
+		t.Errorf("machine run --schedule daily: %v\n%s", err, out)
+	}
+	if out, err := d.Hangar("machine", "run", ref, "--schedule", "every day", "-a", "cron"); err == nil || !strings.Contains(out, "cron expression") {
+		t.Errorf("machine run --schedule 'every day': %v, want a hint\n%s", err, out)
+	}
 	out, err = d.Hangar("logs", "-a", "cron")
 	if err != nil || !strings.Contains(out, "exiting with 4") {
 		t.Errorf("logs of the run: %v\n%s", err, out)

@@ -36,15 +36,15 @@ func newMachineCmd() *cobra.Command {
 	run := withApp(&cobra.Command{
 		Use: "run IMAGE [COMMAND...]", Short: "Create and start a machine", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, c, err := appAndClient(app, config)
-			if err != nil {
-				return err
-			}
 			cfg := &types.MachineConfig{Image: args[0], Env: map[string]string{}}
 			if len(args) > 1 {
 				cfg.Init.Cmd = args[1:]
 			}
 			if err := applyMachineFlags(cfg, runEnv, "", runSize, runMemory, runSched); err != nil {
+				return err
+			}
+			name, c, err := appAndClient(app, config)
+			if err != nil {
 				return err
 			}
 			if runPort > 0 {
