@@ -28,7 +28,8 @@ func TestScheduledMachine(t *testing.T) {
 	if r := c.call("POST", "/apps/cron/machines", map[string]any{"config": types.MachineConfig{Image: ref, Schedule: "every minute"}}, nil); r.code != 400 {
 		t.Errorf("a bad schedule: %d %s, want 400", r.code, r.body)
 	}
-	cfg := types.MachineConfig{Image: ref, Init: types.MachineInit{Cmd: []string{"exit", "4"}}, Schedule: "* * * * *"}
+	cfg := types.MachineConfig{Image: ref, Init: types.MachineInit{Cmd: []string{"exit", "4"}}, Schedule: "* * * * *",
+		Restart: &types.MachineRestart{Policy: types.RestartNo}}
 	var m types.Machine
 	c.must(200, "POST", "/apps/cron/machines", map[string]any{"config": cfg, "skip_launch": true}, nil).decode(t, &m)
 	if m.State != types.StateCreated || m.NextRunAt == "" {
@@ -59,7 +60,7 @@ func TestScheduledMachine(t *testing.T) {
 	}
 	// The CLI's form: hangar machine run IMAGE --schedule; a bad schedule
 	// is refused with a hint.
-	out, err = d.Hangar("machine", "run", ref, "exit", "0", "--schedule", "daily", "-a", "cron")
+	out, err = d.Hangar("machine", "run", ref, "exit", "0", "--schedule", "daily", "--restart", "no", "-a", "cron")
 	if err != nil || !strings.Contains(out, "next run at") {
 		t.Errorf("machine run --schedule daily: %v\n%s", err, out)
 	}

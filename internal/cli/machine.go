@@ -24,14 +24,15 @@ func newMachineCmd() *cobra.Command {
 	}
 
 	var (
-		runEnv    []string
-		runPort   int
-		runName   string
-		runSize   string
-		runMemory int
-		runDetach bool
-		runRegion string
-		runSched  string
+		runEnv     []string
+		runPort    int
+		runName    string
+		runSize    string
+		runMemory  int
+		runDetach  bool
+		runRegion  string
+		runSched   string
+		runRestart string
 	)
 	run := withApp(&cobra.Command{
 		Use: "run IMAGE [COMMAND...]", Short: "Create and start a machine", Args: cobra.MinimumNArgs(1),
@@ -42,6 +43,13 @@ func newMachineCmd() *cobra.Command {
 			}
 			if err := applyMachineFlags(cfg, runEnv, "", runSize, runMemory, runSched); err != nil {
 				return err
+			}
+			if runRestart != "" {
+				policy, ok := map[string]string{"no": types.RestartNo, "always": types.RestartAlways, "on-fail": types.RestartOnFailure, "on-failure": types.RestartOnFailure}[runRestart]
+				if !ok {
+					return &HintError{Err: fmt.Errorf("--restart %q", runRestart), Hint: "use --restart no, always or on-fail"}
+				}
+				cfg.Restart = &types.MachineRestart{Policy: policy}
 			}
 			name, c, err := appAndClient(app, config)
 			if err != nil {
@@ -74,6 +82,7 @@ func newMachineCmd() *cobra.Command {
 	run.Flags().IntVar(&runMemory, "vm-memory", 0, "memory in MB")
 	run.Flags().StringVarP(&runRegion, "region", "r", "", "region")
 	run.Flags().StringVar(&runSched, "schedule", "", "run the machine once per interval: hourly, daily, weekly, monthly, or a 5-field cron expression (UTC; Hangar only)")
+	run.Flags().StringVar(&runRestart, "restart", "", "restart policy: no, always or on-fail (default on-fail)")
 	run.Flags().BoolVarP(&runDetach, "detach", "d", false, "return at once (machines always start detached)")
 
 	list := withApp(&cobra.Command{

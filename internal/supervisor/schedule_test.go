@@ -38,7 +38,9 @@ func TestSchedulerOncePerInterval(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	m, err := s.Create(ctx, "a", &types.MachineConfig{Image: "job:v1", Schedule: "hourly"}, CreateOptions{SkipLaunch: true})
+	// restart "no" (flyctl's --restart no): a failed run waits for the
+	// next interval.
+	m, err := s.Create(ctx, "a", &types.MachineConfig{Image: "job:v1", Schedule: "hourly", Restart: &types.MachineRestart{Policy: types.RestartNo}}, CreateOptions{SkipLaunch: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -708,13 +708,10 @@ func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 	}()
 }
 
-// restartPolicy is cfg's restart policy and its max retries. A scheduled
-// machine's default is "no": a run that fails waits for the next interval
-// (see Scheduler), so that it runs to its exit and stays stopped.
+// restartPolicy is cfg's restart policy and its max retries. The default,
+// on-failure, is also a scheduled machine's, as on Fly: a run that fails
+// is retried; one that exits 0 stays stopped until the next interval.
 func restartPolicy(cfg *types.MachineConfig) (string, int) {
-	if cfg != nil && cfg.Schedule != "" && (cfg.Restart == nil || cfg.Restart.Policy == "") {
-		return types.RestartNo, 0
-	}
 	if cfg == nil || cfg.Restart == nil || cfg.Restart.Policy == "" {
 		return types.RestartOnFailure, 10
 	}
