@@ -72,6 +72,7 @@ func machineOpCmds(app, config *string) []*cobra.Command {
 	restart.Flags().StringVarP(&rsSignal, "signal", "s", "", "signal to stop the machine with (default: its kill_signal)")
 	restart.Flags().IntVar(&rsTime, "time", 0, "seconds to wait for the machine to stop before killing it")
 	restart.Flags().BoolVar(&rsForce, "force", false, "kill the machine (SIGKILL) instead of stopping it")
+	restart.Flags().Bool("skip-health-checks", false, "return without waiting for health checks (hangar's restart never waits for them)")
 
 	var clRegion, clName string
 	var clJSON bool

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,6 +201,25 @@ func newRollbackCmd() *cobra.Command {
 	return cmd
 }
 
+// oneRegion reads scale count's --region, a comma-separated list as
+// flyctl's: Hangar serves one region per host, so the list may name one.
+func oneRegion(flag string) (string, error) {
+	var regions []string
+	for _, r := range strings.Split(flag, ",") {
+		if r = strings.TrimSpace(r); r != "" && !slices.Contains(regions, r) {
+			regions = append(regions, r)
+		}
+	}
+	switch len(regions) {
+	case 0:
+		return "", nil
+	case 1:
+		return regions[0], nil
+	}
+	return "", &HintError{Err: fmt.Errorf("--region %s: this host serves one region", flag),
+		Hint: "a Hangar cluster (hosts in several regions) is not built yet: pass this host's region only, or no --region"}
+}
+
 // groupCount is one process group's count of a `scale count`.
 type groupCount struct {
 	group string // "" for --process-group's, or every group
@@ -244,7 +264,8 @@ func newScaleCmd() *cobra.Command {
 	var asJSON bool
 	flags := func(c *cobra.Command) *cobra.Command {
 		appFlags(c, &app, &config)
-		c.Flags().StringVar(&group, "process-group", "", "only this process group")
+		c.Flags().StringVarP(&group, "process-group", "g", "", "only this process group")
+		c.Flags().BoolP("yes", "y", false, "accept all confirmations (hangar asks none)")
 		c.Flags().BoolVar(&asJSON, "json", false, "print machine-readable progress events")
 		return c
 	}
@@ -256,7 +277,10 @@ func newScaleCmd() *cobra.Command {
 		if req.ProcessGroup == "" {
 			req.ProcessGroup = group
 		}
-		req.Region = region
+		req.Region, err = oneRegion(region)
+		if err != nil {
+			return err
+		}
 		return releaseStreamCmd(c, "/v1/apps/"+url.PathEscape(name)+"/scale", req, asJSON, "scale")
 	}
 	count := flags(&cobra.Command{
