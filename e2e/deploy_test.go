@@ -354,6 +354,34 @@ func TestProcessGroups(t *testing.T) {
 	if code, body, _ := d.ViaProxy("pg", "/"); code != 200 {
 		t.Fatalf("web group not serving: %d %s", code, body)
 	}
+	// flyctl's forms of scale count: GROUP=N pairs, and --region (this
+	// host's only).
+	if out, err := d.Hangar("scale", "count", "web=2", "worker=0", "-a", "pg"); err != nil {
+		t.Fatalf("scale count web=2 worker=0: %v\n%s", err, out)
+	}
+	counts := map[string]int{}
+	for _, m := range d.Machines("pg") {
+		counts[m.Config.Metadata[types.MetaProcessGroup]]++
+	}
+	if counts["web"] != 2 || counts["worker"] != 0 {
+		t.Fatalf("after scale count web=2 worker=0: %v", counts)
+	}
+	if out, err := d.Hangar("scale", "count", "1", "--process-group", "worker", "--region", "tst", "-a", "pg"); err != nil {
+		t.Fatalf("scale count 1 --process-group worker --region tst: %v\n%s", err, out)
+	}
+	if out, err := d.Hangar("scale", "count", "web=1", "-a", "pg"); err != nil {
+		t.Fatalf("scale count web=1: %v\n%s", err, out)
+	}
+	counts = map[string]int{}
+	for _, m := range d.Machines("pg") {
+		counts[m.Config.Metadata[types.MetaProcessGroup]]++
+	}
+	if counts["web"] != 1 || counts["worker"] != 1 {
+		t.Fatalf("after scale count 1 --process-group worker and web=1: %v", counts)
+	}
+	if out, err := d.Hangar("scale", "count", "web=1", "--region", "fra", "-a", "pg"); err == nil || !strings.Contains(out, "Hangar cluster") || !strings.Contains(out, "not built yet") {
+		t.Fatalf("scale count --region fra: %v, want an error naming cluster work as not built yet\n%s", err, out)
+	}
 	g = deploy("  web = \"/app\"\n  cron = \"/app sleep 2h\"")
 	if g["web"] != 1 || g["cron"] != 1 || g["worker"] != 0 || len(g) != 2 {
 		t.Fatalf("groups after dropping worker and adding cron: %v", g)

@@ -61,7 +61,7 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) error {
 		return badRequest("memory_mb %d: must be positive", req.MemoryMB)
 	}
 	if req.Region != "" && req.Region != s.region {
-		return badRequest("region %q: this host serves region %q, and placing machines on other hosts is not built yet; scale without --region or with --region %s", req.Region, s.region, s.region)
+		return badRequest("region %q: this host serves region %q only; a Hangar cluster (hosts in several regions) is not built yet: scale without --region or with --region %s", req.Region, s.region, s.region)
 	}
 	if req.Region != "" && req.Count == nil {
 		return badRequest("region goes with count: `hangar scale count N --region %s`", s.region)

@@ -84,6 +84,11 @@ func (c *client) do(ctx context.Context, method, path string, body any, out any)
 
 // send performs a request and returns the response if its status is 2xx.
 func (c *client) send(ctx context.Context, method, path string, body any, contentType string) (*http.Response, error) {
+	return c.sendWith(ctx, method, path, body, contentType, nil)
+}
+
+// sendWith is send with extra request headers (a lease nonce).
+func (c *client) sendWith(ctx context.Context, method, path string, body any, contentType string, header map[string]string) (*http.Response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -102,6 +107,9 @@ func (c *client) send(ctx context.Context, method, path string, body any, conten
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

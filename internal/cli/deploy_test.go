@@ -40,3 +40,38 @@ func TestDeployBuiltinGoWithoutGoMod(t *testing.T) {
 		t.Fatalf("hint %q does not say to run `go mod init myapp` in %s", he.Hint, dir)
 	}
 }
+
+// TestParseScaleCounts: `scale count` takes flyctl's forms, one number
+// or GROUP=N pairs, and refuses a mix with --process-group.
+func TestParseScaleCounts(t *testing.T) {
+	got, err := parseScaleCounts([]string{"web=2", "worker=1"}, "")
+	if err != nil || len(got) != 2 || got[0] != (groupCount{"web", 2}) || got[1] != (groupCount{"worker", 1}) {
+		t.Errorf("web=2 worker=1: %v, %v", got, err)
+	}
+	got, err = parseScaleCounts([]string{"3"}, "worker")
+	if err != nil || len(got) != 1 || got[0] != (groupCount{"worker", 3}) {
+		t.Errorf("3 --process-group worker: %v, %v", got, err)
+	}
+	for _, bad := range [][]string{{"-1"}, {"x"}, {"web=x"}, {"=2"}, {"web=2", "web=3"}, {"2", "3"}, {"web=2", "3"}} {
+		if got, err := parseScaleCounts(bad, ""); err == nil {
+			t.Errorf("%q: %v, want an error", bad, got)
+		}
+	}
+	if _, err := parseScaleCounts([]string{"web=2"}, "web"); err == nil {
+		t.Error("web=2 with --process-group web: accepted")
+	}
+}
+
+// TestOneRegion: scale count's --region is a comma-separated list as
+// flyctl's; more than one region is refused, naming the cluster work.
+func TestOneRegion(t *testing.T) {
+	for in, want := range map[string]string{"": "", "tst": "tst", "tst,tst": "tst", " tst , ": "tst"} {
+		if got, err := oneRegion(in); err != nil || got != want {
+			t.Errorf("%q: %q, %v; want %q", in, got, err, want)
+		}
+	}
+	var he *HintError
+	if _, err := oneRegion("tst,fra"); !errors.As(err, &he) || !strings.Contains(he.Hint, "not built yet") {
+		t.Errorf("tst,fra: %v, want a hint that a cluster is not built yet", err)
+	}
+}

@@ -2,9 +2,9 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -24,45 +24,36 @@ func newMachineCmd() *cobra.Command {
 	}
 
 	var (
-		runEnv    []string
-		runPort   int
-		runName   string
-		runSize   string
-		runMemory int
-		runDetach bool
-		runRegion string
+		runEnv     []string
+		runPort    int
+		runName    string
+		runSize    string
+		runMemory  int
+		runDetach  bool
+		runRegion  string
+		runSched   string
+		runRestart string
 	)
 	run := withApp(&cobra.Command{
 		Use: "run IMAGE [COMMAND...]", Short: "Create and start a machine", Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			name, c, err := appAndClient(app, config)
-			if err != nil {
-				return err
-			}
 			cfg := &types.MachineConfig{Image: args[0], Env: map[string]string{}}
 			if len(args) > 1 {
 				cfg.Init.Cmd = args[1:]
 			}
-			for _, kv := range runEnv {
-				k, v, ok := strings.Cut(kv, "=")
+			if err := applyMachineFlags(cfg, runEnv, "", runSize, runMemory, runSched); err != nil {
+				return err
+			}
+			if runRestart != "" {
+				policy, ok := map[string]string{"no": types.RestartNo, "always": types.RestartAlways, "on-fail": types.RestartOnFailure, "on-failure": types.RestartOnFailure}[runRestart]
 				if !ok {
-					return &HintError{Err: fmt.Errorf("--env %q", kv), Hint: "use --env NAME=VALUE"}
+					return &HintError{Err: fmt.Errorf("--restart %q", runRestart), Hint: "use --restart no, always or on-fail"}
 				}
-				cfg.Env[k] = v
+				cfg.Restart = &types.MachineRestart{Policy: policy}
 			}
-			if runSize != "" {
-				g, err := types.GuestForSize(runSize)
-				if err != nil {
-					return err
-				}
-				cfg.Guest = &g
-			}
-			if runMemory > 0 {
-				if cfg.Guest == nil {
-					g := types.DefaultGuest
-					cfg.Guest = &g
-				}
-				cfg.Guest.MemoryMB = runMemory
+			name, c, err := appAndClient(app, config)
+			if err != nil {
+				return err
 			}
 			if runPort > 0 {
 				cfg.Services = []types.MachineService{{Protocol: "tcp", InternalPort: runPort,
@@ -78,6 +69,9 @@ func newMachineCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Machine %s is %s (instance %s, private IP %s)\n", m.ID, m.State, m.InstanceID, m.PrivateIP)
+			if m.NextRunAt != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "Runs %s; next run at %s (list runs with `hangar machine list -a %s`)\n", cfg.Schedule, m.NextRunAt, name)
+			}
 			return nil
 		},
 	})
@@ -87,6 +81,8 @@ func newMachineCmd() *cobra.Command {
 	run.Flags().StringVar(&runSize, "vm-size", "", "size preset, e.g. shared-cpu-1x")
 	run.Flags().IntVar(&runMemory, "vm-memory", 0, "memory in MB")
 	run.Flags().StringVarP(&runRegion, "region", "r", "", "region")
+	run.Flags().StringVar(&runSched, "schedule", "", "run the machine once per interval: hourly, daily, weekly, monthly, or a 5-field cron expression (UTC; Hangar only)")
+	run.Flags().StringVar(&runRestart, "restart", "", "restart policy: no, always or on-fail (default on-fail)")
 	run.Flags().BoolVarP(&runDetach, "detach", "d", false, "return at once (machines always start detached)")
 
 	list := withApp(&cobra.Command{
@@ -103,16 +99,7 @@ func newMachineCmd() *cobra.Command {
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), ms)
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tNAME\tSTATE\tREGION\tIMAGE\tIP\tCREATED")
-			for _, m := range ms {
-				img := ""
-				if m.Config != nil {
-					img = m.Config.Image
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.Name, m.State, m.Region, img, m.PrivateIP, ago(m.CreatedAt))
-			}
-			return tw.Flush()
+			return printMachines(cmd.OutOrStdout(), ms)
 		},
 	})
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -188,7 +175,45 @@ func newMachineCmd() *cobra.Command {
 	})
 	destroy.Flags().BoolVarP(&force, "force", "f", false, "destroy even if running")
 	cmd.AddCommand(run, list, status, start, stop, destroy)
+	cmd.AddCommand(machineOpCmds(&app, &config)...)
 	return cmd
+}
+
+// printMachines writes the machine list table; with scheduled machines
+// among them, also their schedule, last and next run.
+func printMachines(w io.Writer, ms []types.Machine) error {
+	scheduled := false
+	for _, m := range ms {
+		scheduled = scheduled || (m.Config != nil && m.Config.Schedule != "")
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	head := "ID\tNAME\tSTATE\tREGION\tIMAGE\tIP\tCREATED"
+	if scheduled {
+		head += "\tSCHEDULE\tLAST RUN\tNEXT RUN"
+	}
+	fmt.Fprintln(tw, head)
+	for _, m := range ms {
+		img, sched := "", ""
+		if m.Config != nil {
+			img, sched = m.Config.Image, m.Config.Schedule
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", m.ID, m.Name, m.State, m.Region, img, m.PrivateIP, ago(m.CreatedAt))
+		if scheduled {
+			last, next := "-", "-"
+			if m.LastRunAt != "" {
+				last = ago(m.LastRunAt)
+			}
+			if m.NextRunAt != "" {
+				next = m.NextRunAt
+			}
+			if sched == "" {
+				sched = "-"
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%s", sched, last, next)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
 }
 
 func newImageCmd() *cobra.Command {

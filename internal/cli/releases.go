@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -200,13 +201,71 @@ func newRollbackCmd() *cobra.Command {
 	return cmd
 }
 
+// oneRegion reads scale count's --region, a comma-separated list as
+// flyctl's: Hangar serves one region per host, so the list may name one.
+func oneRegion(flag string) (string, error) {
+	var regions []string
+	for _, r := range strings.Split(flag, ",") {
+		if r = strings.TrimSpace(r); r != "" && !slices.Contains(regions, r) {
+			regions = append(regions, r)
+		}
+	}
+	switch len(regions) {
+	case 0:
+		return "", nil
+	case 1:
+		return regions[0], nil
+	}
+	return "", &HintError{Err: fmt.Errorf("--region %s: this host serves one region", flag),
+		Hint: "a Hangar cluster (hosts in several regions) is not built yet: pass this host's region only, or no --region"}
+}
+
+// groupCount is one process group's count of a `scale count`.
+type groupCount struct {
+	group string // "" for --process-group's, or every group
+	n     int
+}
+
+// parseScaleCounts reads `scale count`'s arguments in flyctl's forms: one
+// number (for --process-group, or every group), or GROUP=N pairs.
+func parseScaleCounts(args []string, flagGroup string) ([]groupCount, error) {
+	hint := "pass a whole number (`hangar scale count 3`) or GROUP=N pairs (`hangar scale count web=2 worker=1`)"
+	if len(args) == 1 && !strings.Contains(args[0], "=") {
+		n, err := strconv.Atoi(args[0])
+		if err != nil || n < 0 {
+			return nil, &HintError{Err: fmt.Errorf("count %q", args[0]), Hint: hint}
+		}
+		return []groupCount{{group: flagGroup, n: n}}, nil
+	}
+	var out []groupCount
+	seen := map[string]bool{}
+	for _, a := range args {
+		g, v, ok := strings.Cut(a, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || g == "" || err != nil || n < 0 {
+			return nil, &HintError{Err: fmt.Errorf("count %q: not GROUP=N", a), Hint: hint}
+		}
+		if flagGroup != "" {
+			return nil, &HintError{Err: fmt.Errorf("count %q and --process-group %s: name the group once", a, flagGroup),
+				Hint: "use `hangar scale count web=2` or `hangar scale count 2 --process-group web`"}
+		}
+		if seen[g] {
+			return nil, &HintError{Err: fmt.Errorf("count: process group %s named twice", g), Hint: hint}
+		}
+		seen[g] = true
+		out = append(out, groupCount{group: g, n: n})
+	}
+	return out, nil
+}
+
 func newScaleCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "scale", Short: "Change an app's machine count, or its machines' size (a rolling release)"}
 	var app, config, group, region string
 	var asJSON bool
 	flags := func(c *cobra.Command) *cobra.Command {
 		appFlags(c, &app, &config)
-		c.Flags().StringVar(&group, "process-group", "", "only this process group")
+		c.Flags().StringVarP(&group, "process-group", "g", "", "only this process group")
+		c.Flags().BoolP("yes", "y", false, "accept all confirmations (hangar asks none)")
 		c.Flags().BoolVar(&asJSON, "json", false, "print machine-readable progress events")
 		return c
 	}
@@ -215,20 +274,42 @@ func newScaleCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		req.ProcessGroup, req.Region = group, region
+		if req.ProcessGroup == "" {
+			req.ProcessGroup = group
+		}
+		req.Region, err = oneRegion(region)
+		if err != nil {
+			return err
+		}
 		return releaseStreamCmd(c, "/v1/apps/"+url.PathEscape(name)+"/scale", req, asJSON, "scale")
 	}
 	count := flags(&cobra.Command{
-		Use: "count N", Short: "Run N machines (of --process-group): adds or removes machines, the others keep running", Args: cobra.ExactArgs(1),
+		Use:   "count N | GROUP=N...",
+		Short: "Run N machines (of --process-group), or N of each group named: adds or removes machines, the others keep running",
+		Example: `  hangar scale count 3
+  hangar scale count 2 --process-group worker
+  hangar scale count web=2 worker=1`,
+		Args: cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			n, err := strconv.Atoi(args[0])
-			if err != nil || n < 0 {
-				return &HintError{Err: fmt.Errorf("count %q", args[0]), Hint: "pass a whole number, e.g. `hangar scale count 3`"}
+			counts, err := parseScaleCounts(args, group)
+			if err != nil {
+				return err
 			}
-			return scale(c, types.ScaleRequest{Count: &n})
+			for _, gc := range counts {
+				if len(counts) > 1 {
+					fmt.Fprintf(c.OutOrStdout(), "Scaling process group %s to %d\n", gc.group, gc.n)
+				}
+				if err := scale(c, types.ScaleRequest{ProcessGroup: gc.group, Count: types.Ptr(gc.n)}); err != nil {
+					if gc.group != "" {
+						return fmt.Errorf("process group %s: %w", gc.group, err)
+					}
+					return err
+				}
+			}
+			return nil
 		},
 	})
-	count.Flags().StringVar(&region, "region", "", "the region to run them in (this host's region; placement across hosts is not built yet)")
+	count.Flags().StringVarP(&region, "region", "r", "", "the region to run them in (this host's region; a Hangar cluster of several hosts and regions is not built yet)")
 	vm := flags(&cobra.Command{
 		Use: "vm SIZE", Short: "Use a VM size preset (e.g. shared-cpu-2x)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return scale(c, types.ScaleRequest{VMSize: args[0]}) },

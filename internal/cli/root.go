@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -48,7 +49,43 @@ func NewRoot() *cobra.Command {
 		newCostCmd(),
 		newPgCmd(),
 	)
+	refuseUnknownSubcommands(root)
 	return root
+}
+
+// groupAnnotation marks a command that only groups others (its RunE
+// refuses any argument).
+const groupAnnotation = "hangar.group"
+
+// refuseUnknownSubcommands makes every command that only groups others
+// (`hangar machine`, `hangar pg`) fail on a word that is none of them:
+// cobra would print the help and exit 0, so `hangar pg create` would look
+// as if it worked. With no word, the help is printed, as before.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
+	}
+	if c == c.Root() || !c.HasSubCommands() || c.Runnable() {
+		return // the root command already refuses unknown words
+	}
+	if c.Annotations == nil {
+		c.Annotations = map[string]string{}
+	}
+	c.Annotations[groupAnnotation] = "true"
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return cmd.Help()
+		}
+		var names []string
+		for _, s := range cmd.Commands() {
+			if s.IsAvailableCommand() {
+				names = append(names, s.Name())
+			}
+		}
+		return &HintError{Err: fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath()),
+			Hint: fmt.Sprintf("%s has: %s; see `%s --help`", cmd.CommandPath(), strings.Join(names, ", "), cmd.CommandPath())}
+	}
 }
 
 // HintError is an error that carries a suggestion of what to do next.

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -35,4 +37,29 @@ func TestRootCommands(t *testing.T) {
 		}
 	}
 	walk(root)
+}
+
+// TestUnknownSubcommand: a word that is no command fails with "unknown
+// command", at the root and under a command that groups others (cobra
+// printed the help and exited 0 there); the group alone still shows its
+// help.
+func TestUnknownSubcommand(t *testing.T) {
+	for _, args := range [][]string{{"frobnicate"}, {"pg", "create"}, {"machine", "frobnicate"}, {"machine", "leases", "frob"}, {"scale", "frob"}} {
+		root := NewRoot()
+		var out bytes.Buffer
+		root.SetOut(&out)
+		root.SetErr(&out)
+		root.SetArgs(args)
+		err := root.Execute()
+		if err == nil || !strings.Contains(err.Error(), "unknown command") {
+			t.Errorf("hangar %s: %v, want an unknown command error\n%s", strings.Join(args, " "), err, out.String())
+		}
+	}
+	root := NewRoot()
+	var out bytes.Buffer
+	root.SetOut(&out)
+	root.SetArgs([]string{"machine"})
+	if err := root.Execute(); err != nil || !strings.Contains(out.String(), "Available Commands") {
+		t.Errorf("hangar machine: %v, want its help\n%s", err, out.String())
+	}
 }

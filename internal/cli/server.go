@@ -80,6 +80,7 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.Network.Bridge, "bridge", o.Network.Bridge, "host bridge for machine networks")
 	f.StringVar(&o.Network.Subnet4, "subnet", o.Network.Subnet4, "IPv4 subnet for machines")
 	f.StringVar(&o.Network.Subnet6, "subnet6", o.Network.Subnet6, "IPv6 (6PN) subnet for machines")
+	f.DurationVar(&o.ScheduleInterval, "schedule-interval", 10*time.Second, "how often scheduled machines (machine run --schedule) are checked for a run that is due; 0 turns scheduled runs off")
 	f.DurationVar(&o.AutostopInterval, "autostop-interval", autostopDefault(), "how often idle machines beyond min_machines_running are stopped or suspended (auto_stop_machines); 0 turns it off")
 	o.LogMaxBytes = defaultLogMaxBytes
 	f.Var((*byteSize)(&o.LogMaxBytes), "log-max-size", "rotate a machine's log file at this size, keeping one older file (e.g. 32MiB; 0: never rotate)")

@@ -65,6 +65,9 @@ type Options struct {
 	// AutostopInterval is how often idle machines beyond an app's
 	// min_machines_running are stopped or suspended (0: never).
 	AutostopInterval time.Duration
+	// ScheduleInterval is how often scheduled machines (config.schedule)
+	// are checked for a run that is due (0: never).
+	ScheduleInterval time.Duration
 	Log              *slog.Logger
 
 	// HTTPSListen, if set, serves the proxy over TLS (certificates from
@@ -301,6 +304,8 @@ func Run(ctx context.Context, o Options) error {
 	actx, cancelAutostop := context.WithCancel(ctx)
 	defer cancelAutostop()
 	go stopper.Run(actx)
+	scheduler := &supervisor.Scheduler{Sup: sup, Interval: o.ScheduleInterval, Log: log.With("component", "scheduler")}
+	go scheduler.Run(actx)
 	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	var httpsSrv *http.Server

@@ -71,7 +71,7 @@ func composePorts(b *builder, s ctypes.ServiceConfig, k func(string) string, u *
 				b.approx(key, "", "port %d was published on the host's loopback only: it stays private (%s.internal:%d)", p.target, b.app.Name, p.target)
 			case p.proto == "udp":
 				b.cfg().Services = append(b.cfg().Services, &FlyService{Protocol: "udp", InternalPort: p.target, Ports: []*FlyPort{{Port: orInt(p.published, p.target)}}})
-				b.approx(key, "[[services]] protocol = udp", "UDP needs a dedicated IPv4 address: `hangar ips allocate-v4 -a %s`", b.app.Name)
+				b.approx(key, "[[services]] protocol = udp", "kept in fly.toml, but Hangar's proxy does not serve UDP yet (Fly needs a dedicated IPv4 for it); reach the port over the private network at %s.internal", b.app.Name)
 			case b.cfg().HTTPService == nil:
 				b.httpService(p.target, u.procs())
 				if p.published == 80 || p.published == 443 || p.published == 0 {

@@ -404,7 +404,7 @@ func convertECSContainer(b *builder, key string, c ecsContainer, keys []string, 
 					b.approx(pk, "", "database port %d stays private (%s.internal:%d)", p.ContainerPort, b.app.Name, p.ContainerPort)
 				case strings.EqualFold(p.Protocol, "udp"):
 					cfg.Services = append(cfg.Services, &FlyService{Protocol: "udp", InternalPort: p.ContainerPort, Ports: []*FlyPort{{Port: p.ContainerPort}}})
-					b.approx(pk, "[[services]] protocol = udp", "UDP needs a dedicated IPv4 address: `hangar ips allocate-v4 -a %s`", b.app.Name)
+					b.approx(pk, "[[services]] protocol = udp", "kept in fly.toml, but Hangar's proxy does not serve UDP yet (Fly needs a dedicated IPv4 for it); reach the port over the private network at %s.internal", b.app.Name)
 				case cfg.HTTPService == nil && (svc == nil || len(svc.LoadBalancers) == 0 || svc.LoadBalancers[0].ContainerPort == p.ContainerPort):
 					b.httpService(p.ContainerPort, nil)
 					if svc != nil && len(svc.LoadBalancers) > 0 {

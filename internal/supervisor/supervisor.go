@@ -269,6 +269,10 @@ func (s *Supervisor) decorate(r *Record) {
 	if r.ImageRef.Registry == "" && r.Config != nil {
 		r.ImageRef.Registry = types.LocalRegistry
 	}
+	r.NextRunAt = ""
+	if next := nextRun(r); !next.IsZero() {
+		r.NextRunAt = next.Format(time.RFC3339)
+	}
 	s.mu.Lock()
 	l := s.machines[r.ID]
 	s.mu.Unlock()
@@ -416,6 +420,7 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 		}
 	}
 	if opt.SkipLaunch {
+		s.decorate(r)
 		return r, nil
 	}
 	return s.Start(ctx, app, id)
@@ -703,6 +708,9 @@ func (s *Supervisor) handleExit(l *live, gen int, ex runtime.ExitResult) {
 	}()
 }
 
+// restartPolicy is cfg's restart policy and its max retries. The default,
+// on-failure, is also a scheduled machine's, as on Fly: a run that fails
+// is retried; one that exits 0 stays stopped until the next interval.
 func restartPolicy(cfg *types.MachineConfig) (string, int) {
 	if cfg == nil || cfg.Restart == nil || cfg.Restart.Policy == "" {
 		return types.RestartOnFailure, 10

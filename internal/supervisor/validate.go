@@ -30,6 +30,11 @@ func (s *Supervisor) validate(ctx context.Context, app string, cfg *types.Machin
 }
 
 func validateConfig(cfg *types.MachineConfig) error {
+	if cfg.Schedule != "" {
+		if _, err := types.ParseSchedule(cfg.Schedule); err != nil {
+			return fmt.Errorf("config.schedule: %v: %w", err, ErrInvalid)
+		}
+	}
 	if cfg.Restart != nil {
 		switch cfg.Restart.Policy {
 		case "", types.RestartNo, types.RestartAlways, types.RestartOnFailure:

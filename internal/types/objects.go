@@ -51,6 +51,12 @@ type Machine struct {
 	// Cordoned machines run but get no proxy traffic (cordon, and new
 	// machines of a blue-green deploy until the switch).
 	Cordoned bool `json:"cordoned"`
+	// LastRunAt and NextRunAt (Hangar) are a scheduled machine's
+	// (config.schedule) last run started by the scheduler and its next
+	// (RFC 3339, UTC). LastRunAt is kept in the record, so that a run is
+	// never started twice in one interval, also across daemon restarts.
+	LastRunAt string `json:"last_run_at,omitempty"`
+	NextRunAt string `json:"next_run_at,omitempty"`
 }
 
 // MachineEvent is one entry of a machine's history.
@@ -117,6 +123,20 @@ type CreateMachineRequest struct {
 	SkipServiceRegistration bool           `json:"skip_service_registration,omitempty"`
 	LeaseTTL                int            `json:"lease_ttl,omitempty"`
 }
+
+// MachineLease is a machine's lease, the "data" of the answer of GET and
+// POST /v1/apps/{app}/machines/{id}/lease.
+type MachineLease struct {
+	Nonce       string `json:"nonce"`
+	ExpiresAt   int64  `json:"expires_at"` // unix seconds
+	Owner       string `json:"owner"`
+	Description string `json:"description"`
+	Version     string `json:"version"`
+}
+
+// LeaseNonceHeader is the request header that carries a lease's nonce
+// (Fly's).
+const LeaseNonceHeader = "fly-machine-lease-nonce"
 
 // StopRequest is the body of POST .../stop.
 type StopRequest struct {
