@@ -36,6 +36,7 @@ func NewRoot() *cobra.Command {
 		newScaleCmd(),
 		// Machines and images.
 		newMachineCmd(),
+		newSSHCmd(),
 		newImageCmd(),
 		// App resources.
 		newSecretsCmd(),
