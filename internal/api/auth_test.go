@@ -71,6 +71,7 @@ var routePolicy = map[string]policy{
 	"DELETE /v1/apps/{app}/machines/{id}/metadata/{key}": appCallers,
 	"GET /v1/apps/{app}/machines/{id}/versions":          appCallers,
 	"POST /v1/apps/{app}/machines/{id}/exec":             appCallers,
+	"GET /v1/apps/{app}/machines/{id}/console":           appCallers,
 	"GET /v1/apps/{app}/machines/{id}/ps":                appCallers,
 
 	"GET /v1/apps/{app}/releases":                     appCallers,

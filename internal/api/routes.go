@@ -64,6 +64,7 @@ func (s *Server) routes() []route {
 		{"DELETE /v1/apps/{app}/machines/{id}/metadata/{key}", appPath, s.deleteMetadata, OpDoc{ID: "Machines_delete_metadata", Summary: "Delete one metadata key", Status: 204, Errors: []int{404}}},
 		{"GET /v1/apps/{app}/machines/{id}/versions", appPath, s.machineVersions, OpDoc{ID: "Machines_list_versions", Summary: "The machine's versions, current first", Resp: []MachineVersion{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/machines/{id}/exec", appPath, s.execMachine, OpDoc{ID: "Machines_exec", Summary: "Run a command in a started machine", Body: ExecRequest{}, Resp: ExecResponse{}, Errors: []int{400, 404, 408, 409}}},
+		{"GET /v1/apps/{app}/machines/{id}/console", appPath, s.machineConsole, OpDoc{ID: "Machines_console", Summary: "Run a command or a shell in a started machine over a WebSocket (stdin, stdout, stderr, resizes, exit code; the protocol is in docs/api.md), with the machine's environment", Hangar: true, Query: consoleQuery, Status: http.StatusSwitchingProtocols, Errors: []int{400, 404, 409}}},
 		{"GET /v1/apps/{app}/machines/{id}/ps", appPath, s.machinePs, OpDoc{ID: "Machines_list_processes", Summary: "The machine's processes (its PID namespace)", Query: []Param{
 			{Name: "sort_by", Type: "string", Desc: "pid, cpu, rss, rtime, stime or command"}, {Name: "order", Type: "string", Desc: "asc or desc"}}, Resp: []supervisor.ProcessStat{}, Errors: []int{400, 404, 409}}},
 

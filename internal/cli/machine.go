@@ -174,7 +174,7 @@ func newMachineCmd() *cobra.Command {
 		},
 	})
 	destroy.Flags().BoolVarP(&force, "force", "f", false, "destroy even if running")
-	cmd.AddCommand(run, list, status, start, stop, destroy)
+	cmd.AddCommand(run, list, status, start, stop, destroy, newMachineExecCmd())
 	cmd.AddCommand(machineOpCmds(&app, &config)...)
 	return cmd
 }

@@ -37,6 +37,7 @@ func NewRoot() *cobra.Command {
 		newScaleCmd(),
 		// Machines and images.
 		newMachineCmd(),
+		newSSHCmd(),
 		newImageCmd(),
 		// App resources.
 		newSecretsCmd(),

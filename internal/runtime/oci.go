@@ -723,39 +723,43 @@ func (d *OCI) setFrozen(ctx context.Context, id string, frozen bool) error {
 	}
 }
 
-// Exec runs a command inside the task and returns its output and exit code.
+// Exec runs a command inside the task and returns its output and exit
+// code. It is StartExec with buffers: the command gets the task's
+// environment. At the timeout the runtime's exec client is killed and,
+// with it, the command (by its pid, since killing the client alone leaves
+// the command running under crun).
 func (d *OCI) Exec(ctx context.Context, id string, args []string, stdin []byte, timeout time.Duration) ([]byte, []byte, int, error) {
-	if err := validID(id); err != nil {
-		return nil, nil, 0, err
-	}
-	if len(args) == 0 {
-		return nil, nil, 0, errors.New("exec: a command is required")
-	}
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := d.runtimeCmd(ctx, id, append([]string{"exec", id}, args...)...)
 	var out, errb bytes.Buffer
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdin), &out, &errb
-	// At the timeout the runtime's exec client is killed, but under crun
-	// the command goes on holding our output pipes: stop waiting for them
-	// soon after (the caller kills what is left of the command). The same
-	// bounds the wait for a background process the command left behind.
-	cmd.WaitDelay = 500 * time.Millisecond
-	err := cmd.Run()
-	if errors.Is(err, exec.ErrWaitDelay) {
-		err = nil // the command exited 0; something it started holds the pipes
+	s, err := d.StartExec(ctx, id, ExecProcess{Args: args, Stdin: bytes.NewReader(stdin), Stdout: &out, Stderr: &errb})
+	if err != nil {
+		return nil, nil, 0, err
 	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		return out.Bytes(), errb.Bytes(), ee.ExitCode(), nil
+	done := make(chan struct{})
+	var code int
+	go func() {
+		code, err = s.Wait()
+		close(done)
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+	case <-timer.C:
+		s.Kill()
+		<-done
+		return nil, nil, 0, fmt.Errorf("task %s: exec: %w", id, context.DeadlineExceeded)
+	case <-ctx.Done():
+		s.Kill()
+		<-done
+		return nil, nil, 0, fmt.Errorf("task %s: exec: %w", id, ctx.Err())
 	}
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("task %s: exec: %w", id, err)
 	}
-	return out.Bytes(), errb.Bytes(), 0, nil
+	return out.Bytes(), errb.Bytes(), code, nil
 }
 
 func readExit(dir string) (ExitResult, error) {
