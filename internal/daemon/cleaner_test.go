@@ -14,18 +14,16 @@ import (
 	"github.com/hangar-dev/hangar/internal/volume"
 )
 
-// TestDeletedAppsAreCleaned: the cleaner subscribed to apps.Deletions
-// removes a deleted app's secrets (and whatever more does), and leaves
-// other apps alone.
-func TestDeletedAppsAreCleaned(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+// cleanerEnv is a real store with apps gone and live, each with a secret,
+// and a cleaner over them.
+func cleanerEnv(ctx context.Context, t *testing.T) (store.Store, *apps.Service, *secrets.Store, *appCleaner) {
+	t.Helper()
 	dir := t.TempDir()
 	st, err := store.Open(filepath.Join(dir, "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	log := slog.New(slog.DiscardHandler)
 	sec, err := secrets.Open(st, dir, log)
 	if err != nil {
@@ -45,13 +43,23 @@ func TestDeletedAppsAreCleaned(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return st, as, sec, &appCleaner{apps: as, sec: sec, vols: vols, log: log, more: func(string) {}}
+}
+
+// TestDeletedAppsAreCleaned: the cleaner subscribed to apps.Deletions
+// removes a deleted app's secrets (and whatever more does), and leaves
+// other apps alone.
+func TestDeletedAppsAreCleaned(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, as, sec, c := cleanerEnv(ctx, t)
 	var mu sync.Mutex
 	removed := map[string]bool{}
-	c := &appCleaner{apps: as, sec: sec, vols: vols, log: log, more: func(app string) {
+	c.more = func(app string) {
 		mu.Lock()
 		removed[app] = true
 		mu.Unlock()
-	}}
+	}
 	deletions := apps.NewDeletions(st)
 	go deletions.Run(ctx)
 	deletions.Subscribe(ctx, c.clean)
@@ -87,35 +95,10 @@ func TestDeletedAppsAreCleaned(t *testing.T) {
 func TestAppsDeletedUnwatchedAreSwept(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	dir := t.TempDir()
-	st, err := store.Open(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	log := slog.New(slog.DiscardHandler)
-	sec, err := secrets.Open(st, dir, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vols, err := volume.New(st, dir, "tst", log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	as := apps.New(apps.Options{Store: st, Org: "acme"})
-	v := "s3cret"
-	for _, a := range []string{"gone", "live"} {
-		if err := as.Ensure(ctx, a); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := sec.Update(ctx, a, map[string]*string{"KEY": &v}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, as, sec, c := cleanerEnv(ctx, t)
 	if err := as.Delete(ctx, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	c := &appCleaner{apps: as, sec: sec, vols: vols, log: log, more: func(string) {}}
 	c.clean(ctx, "") // the sweep
 	if ls, err := sec.List(ctx, "gone"); err != nil || len(ls) != 0 {
 		t.Fatalf("secrets of the app deleted unwatched: %v %v", ls, err)

@@ -138,21 +138,11 @@ func (a *Autostopper) minIdle() time.Duration {
 
 // Run applies the rule every Interval until ctx ends.
 func (a *Autostopper) Run(ctx context.Context) {
-	if a.Interval <= 0 {
-		return
-	}
-	t := time.NewTicker(a.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := a.Tick(ctx); err != nil && ctx.Err() == nil {
-				a.log().Warn("autostop", "err", err)
-			}
+	every(ctx, a.Interval, func() {
+		if _, err := a.Tick(ctx); err != nil && ctx.Err() == nil {
+			a.log().Warn("autostop", "err", err)
 		}
-	}
+	})
 }
 
 func (a *Autostopper) log() *slog.Logger {

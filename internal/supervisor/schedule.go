@@ -43,23 +43,31 @@ const sourceScheduler = "scheduler"
 
 // Run starts due machines every Interval until ctx ends.
 func (sc *Scheduler) Run(ctx context.Context) {
-	if sc.Interval <= 0 {
+	every(ctx, sc.Interval, func() {
+		now := time.Now
+		if sc.Now != nil {
+			now = sc.Now
+		}
+		if _, err := sc.Tick(ctx, now()); err != nil && ctx.Err() == nil {
+			sc.log().Warn("scheduled machines", "err", err)
+		}
+	})
+}
+
+// every calls step every interval (none: never) until ctx ends; the
+// background loops (autostop, the scheduler) are one steppable Tick each.
+func every(ctx context.Context, interval time.Duration, step func()) {
+	if interval <= 0 {
 		return
 	}
-	t := time.NewTicker(sc.Interval)
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			now := time.Now
-			if sc.Now != nil {
-				now = sc.Now
-			}
-			if _, err := sc.Tick(ctx, now()); err != nil && ctx.Err() == nil {
-				sc.log().Warn("scheduled machines", "err", err)
-			}
+			step()
 		}
 	}
 }
