@@ -27,7 +27,7 @@ import (
 )
 
 // shellTools are linked to busybox in the shell image.
-var shellTools = []string{"sh", "env", "stty", "sleep", "cat", "id", "echo", "printf", "head", "wc", "sha256sum"}
+var shellTools = []string{"sh", "env", "stty", "sleep", "cat", "id", "echo", "printf", "head", "wc", "sha256sum", "ps"}
 
 // importShellImage imports the test app with a static busybox added
 // (/bin/busybox, /bin/sh and a few tools), for tests that need a shell in
@@ -230,8 +230,13 @@ func TestSSHConsole(t *testing.T) {
 			return strings.Contains(s, "40 120"), s
 		})
 		// The echo's output, unlike the typed line, has no quotes in it.
-		type_("echo sleep''ing; sleep 100\r")
-		waitFor("sleeping")
+		type_("sleep 77\r")
+		// Ctrl-C once the sleep runs: sent earlier, it reaches the shell
+		// between commands instead.
+		harness.Poll(t, "the sleep runs", 15*time.Second, func() (bool, string) {
+			ps, err := hangarCmd(t, bin, d, "machine", "exec", "-a", "shcon", id, "ps").CombinedOutput()
+			return err == nil && strings.Contains(string(ps), "sleep 77"), fmt.Sprint(string(ps), err)
+		})
 		type_("\x03")
 		type_("echo after-$?\r")
 		waitFor("after-130")

@@ -40,7 +40,7 @@ func busyboxRootFS(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	for _, tool := range []string{"sh", "env", "stty", "sleep", "cat", "id"} {
+	for _, tool := range []string{"sh", "env", "stty", "sleep", "cat", "id", "ps"} {
 		if err := os.Symlink("busybox", filepath.Join(dir, "bin", tool)); err != nil {
 			t.Fatal(err)
 		}
@@ -116,8 +116,20 @@ func testExecTTY(t *testing.T, d *OCI, _ string) {
 	io.WriteString(inW, "stty size\n")
 	waitFor("40 120")
 	// The echo's output, unlike the typed line, has no quotes in it.
-	io.WriteString(inW, "echo sleep''ing; sleep 100\n")
-	waitFor("sleeping")
+	io.WriteString(inW, "sleep 77\n")
+	// Ctrl-C once the sleep runs: sent earlier, it reaches the shell
+	// between commands instead.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ps, _, _, err := d.Exec(ctx, id, []string{"/bin/ps"}, nil, 5*time.Second)
+		if err == nil && strings.Contains(string(ps), "sleep 77") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sleep did not start: %v\n%s", err, ps)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	io.WriteString(inW, "\x03")
 	io.WriteString(inW, "echo after-$?\n")
 	waitFor("after-130")
