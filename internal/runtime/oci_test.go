@@ -376,9 +376,17 @@ func testEnvNotLeftOnDisk(t *testing.T, d *OCI, rootfs string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", in.Pid))
-	if err != nil || !strings.Contains(string(env), secret) {
-		t.Fatalf("the task's init lacks its environment: %v", err)
+	// The runtime may return before the init's execve: poll.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", in.Pid))
+		if err == nil && strings.Contains(string(env), secret) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the task's init lacks its environment: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
