@@ -83,9 +83,22 @@ func (d *OCI) taskEnv(id string) ([]string, error) {
 	if err != nil || pid <= 0 {
 		return nil, fmt.Errorf("task %s: bad pid file: %w", id, ErrNotRunning)
 	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
-	if err != nil {
-		return nil, fmt.Errorf("task %s: read the environment of its init: %w", id, ErrNotRunning)
+	// Until the runtime's init has exec'd the task's process, its
+	// environment is the shim's (HANGAR_SHIM_ID, the host's PATH): wait
+	// for the execve (crun and runc may return before it).
+	var raw []byte
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		raw, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			return nil, fmt.Errorf("task %s: read the environment of its init: %w", id, ErrNotRunning)
+		}
+		if !bytes.Contains(raw, []byte(shimEnv+"=")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("task %s: its process has not started after 5s; try again: %w", id, ErrNotRunning)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	var env []string
 	for _, kv := range bytes.Split(raw, []byte{0}) {
