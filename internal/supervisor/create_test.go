@@ -25,16 +25,8 @@ func (i testImages) Get(_ context.Context, ref string) (*image.Image, error) {
 // TestCreateUniqueNameAndLease: the Machines API's create refuses a name
 // the app's machines have, and leases the machine before it starts.
 func TestCreateUniqueNameAndLease(t *testing.T) {
-	dataDir := t.TempDir()
-	st, err := store.Open(filepath.Join(dataDir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	net := runtimetest.NewNetwork()
-	drv := runtimetest.New(net)
-	s := New(Options{Store: st, Driver: drv, Network: net, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts, drv := fakeOptions(t)
+	s := New(opts)
 	defer s.Shutdown()
 	t.Cleanup(func() {
 		for _, id := range drv.Running() {
@@ -72,16 +64,8 @@ func TestCreateUniqueNameAndLease(t *testing.T) {
 // TestAutoDestroyAfterExit: a machine with auto_destroy that exits and
 // will not restart is destroyed; one without it stays stopped.
 func TestAutoDestroyAfterExit(t *testing.T) {
-	dataDir := t.TempDir()
-	st, err := store.Open(filepath.Join(dataDir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	net := runtimetest.NewNetwork()
-	drv := runtimetest.New(net)
-	s := New(Options{Store: st, Driver: drv, Network: net, Router: &fakeRouter{}, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	opts, drv := fakeOptions(t)
+	s := New(opts)
 	defer s.Shutdown()
 	t.Cleanup(func() {
 		for _, id := range drv.Running() {
@@ -109,4 +93,20 @@ func TestAutoDestroyAfterExit(t *testing.T) {
 	if st, err := s.WaitState(ctx, "a", kept.ID, []string{types.StateStopped}, "", 5*time.Second); err != nil || st != types.StateStopped {
 		t.Fatalf("machine without auto_destroy after its exit: %q, %v", st, err)
 	}
+}
+
+// fakeOptions are a supervisor's options over a real store in a temp dir
+// and the in-memory driver and network (runtimetest), with a router.
+func fakeOptions(t *testing.T) (Options, *runtimetest.Driver) {
+	t.Helper()
+	dataDir := t.TempDir()
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	net := runtimetest.NewNetwork()
+	drv := runtimetest.New(net)
+	return Options{Store: st, Driver: drv, Network: net, Router: &fakeRouter{}, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, drv
 }

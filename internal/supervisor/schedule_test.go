@@ -3,14 +3,9 @@ package supervisor
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/runtime/runtimetest"
-	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -19,16 +14,7 @@ import (
 // on the same store (a daemon restart) does not start it again in the
 // same interval.
 func TestSchedulerOncePerInterval(t *testing.T) {
-	dataDir := t.TempDir()
-	st, err := store.Open(filepath.Join(dataDir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	net := runtimetest.NewNetwork()
-	drv := runtimetest.New(net)
-	opts := Options{Store: st, Driver: drv, Network: net, Router: &fakeRouter{}, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	opts, drv := fakeOptions(t)
 	s := New(opts)
 	defer s.Shutdown()
 	t.Cleanup(func() {
@@ -123,16 +109,7 @@ func TestSchedulerOncePerInterval(t *testing.T) {
 // TestSchedulerRaceStartsOnce: two schedulers on one store (two daemons
 // for a moment, as in a reload) ticking at once start a due run once.
 func TestSchedulerRaceStartsOnce(t *testing.T) {
-	dataDir := t.TempDir()
-	st, err := store.Open(filepath.Join(dataDir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	net := runtimetest.NewNetwork()
-	drv := runtimetest.New(net)
-	opts := Options{Store: st, Driver: drv, Network: net, Router: &fakeRouter{}, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	opts, drv := fakeOptions(t)
 	a, b := New(opts), New(opts)
 	defer a.Shutdown()
 	defer b.Shutdown()
