@@ -28,6 +28,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/flycast"
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
@@ -78,6 +79,10 @@ type Options struct {
 	// Etcd, if set, keeps the state in etcd instead of
 	// <data-dir>/state.db (see state.go).
 	Etcd *EtcdOptions
+
+	// MetricsListen is where /metrics is served ("": not at all, and the
+	// proxy counts nothing). Off loopback it needs a token (metrics.go).
+	MetricsListen string
 }
 
 // Files the daemon writes into its data dir.
@@ -89,6 +94,8 @@ const (
 	APIAddrFile   = "api-addr"
 	HTTPAddrFile  = "http-addr"
 	HTTPSAddrFile = "https-addr"
+	// MetricsAddrFile holds the address /metrics is served on.
+	MetricsAddrFile = "metrics-addr"
 )
 
 // Run starts the daemon and serves until ctx ends. Machines keep running
@@ -135,7 +142,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
-	st := stt.Store
+	// Metrics: one registry for the daemon. A component with
+	// client_golang collectors of its own registers them with
+	// mreg.Registerer() (they get the region and host labels).
+	mreg := metrics.NewRegistry(o.Region, metrics.HostID(hostname()))
+	hm := metrics.NewHangar(mreg.Registerer())
+	st := hm.Store(stt.Store) // times the state's writes
 	closeStore := sync.OnceValue(stt.close)
 	defer closeStore()
 	if o.Etcd != nil {
@@ -159,6 +171,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer netm.Close() // the pool of prepared namespaces
 	px := proxy.New(o.Domain, o.Region, log.With("component", "proxy"))
+	px.NoStats = o.MetricsListen == ""
 	secretStore, vols, hooks, err := openSecretsAndVolumes(ctx, st, o, log)
 	if err != nil {
 		return err
@@ -177,6 +190,7 @@ func Run(ctx context.Context, o Options) error {
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
 		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks, Nameservers: nameservers,
 		Validators: []supervisor.Validator{secrets.ValidateFiles, vols.ValidateMounts},
+		Observer:   hm,
 	})
 	shutdownSup := sync.OnceFunc(sup.Shutdown)
 	defer shutdownSup()
@@ -190,6 +204,7 @@ func Run(ctx context.Context, o Options) error {
 	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, AppExists: appSvc.Exists, Apps: appSvc, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
 	deployer.Secrets = secretStore
 	deployer.Volumes = vols // scale count gives new machines their volumes
+	deployer.Finished = hm.DeployFinished
 	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing
 	// from the HTTP listener's fast path.
 	challenges := []string{"http-01", "tls-alpn-01"}
@@ -234,6 +249,14 @@ func Run(ctx context.Context, o Options) error {
 		httpLn.Close()
 		return fmt.Errorf("API listen %s: %w (pick another with --api-listen)", o.APIListen, err)
 	}
+	var metricsLn net.Listener
+	if o.MetricsListen != "" {
+		if metricsLn, err = listen("metrics", o.MetricsListen); err != nil {
+			httpLn.Close()
+			apiLn.Close()
+			return fmt.Errorf("metrics listen %s: %w (pick another with --metrics-listen, or \"\" for none)", o.MetricsListen, err)
+		}
+	}
 	var httpsLn net.Listener
 	if o.HTTPSListen != "" {
 		if httpsLn, err = listen("https", o.HTTPSListen); err != nil {
@@ -248,7 +271,8 @@ func Run(ctx context.Context, o Options) error {
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
-		}})
+		},
+		Observe: hm.APIRequest})
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}
@@ -286,6 +310,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	addrFiles := map[string]string{APIAddrFile: apiLn.Addr().String(), HTTPAddrFile: httpLn.Addr().String()}
+	if metricsLn != nil {
+		addrFiles[MetricsAddrFile] = metricsLn.Addr().String()
+	}
 	if httpsLn != nil {
 		addrFiles[HTTPSAddrFile] = httpsLn.Addr().String()
 	}
@@ -307,7 +334,11 @@ func Run(ctx context.Context, o Options) error {
 	scheduler := &supervisor.Scheduler{Sup: sup, Interval: o.ScheduleInterval, Log: log.With("component", "scheduler")}
 	go scheduler.Run(actx)
 	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
+	var metricsHTTP *http.Server
+	if metricsLn != nil {
+		metricsHTTP = serveMetrics(actx, metricsLn, mreg, metricsSources{st: st, sup: sup, px: px, vols: vols, region: o.Region, log: log}, errc)
+	}
 	var httpsSrv *http.Server
 	if httpsLn != nil {
 		httpsSrv = &http.Server{Handler: px, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
@@ -331,7 +362,7 @@ func Run(ctx context.Context, o Options) error {
 			log.Error("lost the etcd lock of the state (etcd unreachable longer than the lock's lease); stopping so that no two daemons act on one state; machines keep running", "state", o.stateName())
 			return fmt.Errorf("state %s: lost the lock: %w", o.stateName(), types.ErrUnavailable)
 		case <-o.Reload:
-			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.Listener()})
+			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.Listener(), "metrics": metricsLn})
 			if err != nil {
 				log.Error("reload failed; this daemon keeps serving", "err", err)
 				continue
@@ -352,6 +383,9 @@ func Run(ctx context.Context, o Options) error {
 			}()
 			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = apiHTTP.Shutdown(actx)
+			if metricsHTTP != nil {
+				_ = metricsHTTP.Shutdown(actx)
+			}
 			cancel()
 			cancelAutostop()
 			cancelRun() // background loops that use the state
@@ -375,6 +409,9 @@ func Run(ctx context.Context, o Options) error {
 	_ = apiHTTP.Shutdown(sctx)
 	if httpsSrv != nil {
 		_ = httpsSrv.Shutdown(sctx)
+	}
+	if metricsHTTP != nil {
+		_ = metricsHTTP.Shutdown(sctx)
 	}
 	return nil
 }

@@ -5,16 +5,16 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sys/unix"
 )
 
 // Volume is one volume of this host as its series need it.
 type Volume struct {
 	ID, App string
-	// SizeBytes is its provisioned size; Path its mounted file system
-	// ("" if not mounted: used_pct is not reported).
-	SizeBytes int64
-	Path      string
+	// SizeBytes is its provisioned size; Blocks, BlocksFree and
+	// BlocksAvail its file system's (statfs; Blocks 0 if not mounted:
+	// used_pct is not reported).
+	SizeBytes                       int64
+	Blocks, BlocksFree, BlocksAvail uint64
 }
 
 // Volumes lists the volumes of this host.
@@ -46,16 +46,12 @@ func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, v := range vols {
 		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(v.SizeBytes), v.App, v.ID)
-		if v.Path == "" {
-			continue
-		}
-		var st unix.Statfs_t
-		if unix.Statfs(v.Path, &st) != nil || st.Blocks == 0 {
+		if v.Blocks == 0 || v.BlocksFree > v.Blocks {
 			continue
 		}
 		// As df: used over what a user may use (used + available).
-		used := float64(st.Blocks - st.Bfree)
-		pct := 100 * used / (used + float64(st.Bavail))
+		used := float64(v.Blocks - v.BlocksFree)
+		pct := 100 * used / (used + float64(v.BlocksAvail))
 		ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, pct, v.App, v.ID)
 	}
 }

@@ -322,6 +322,9 @@ func (a *Autostopper) stopOne(ctx context.Context, c candidate) error {
 				return fmt.Errorf("autostop: suspend machine %s of app %s: %w", c.id, c.app, err)
 			}
 			a.log().Info("suspended idle machine", "app", c.app, "machine", c.id)
+			if s.opt.Observer != nil {
+				s.opt.Observer.Autostopped(c.app, "suspend")
+			}
 			return nil
 		}
 	}
@@ -339,5 +342,8 @@ func (a *Autostopper) stopOne(ctx context.Context, c candidate) error {
 		return fmt.Errorf("autostop: stop machine %s of app %s: %w", c.id, c.app, err)
 	}
 	a.log().Info("stopped idle machine", "app", c.app, "machine", c.id)
+	if s.opt.Observer != nil {
+		s.opt.Observer.Autostopped(c.app, "stop")
+	}
 	return nil
 }
