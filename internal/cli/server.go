@@ -73,6 +73,8 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.HTTPListen, "http-listen", ":80", "address of the HTTP proxy")
 	f.StringVar(&o.HTTPSListen, "https-listen", "", "address of the HTTPS proxy, e.g. :443 (default: off)")
 	f.StringVar(&o.MetricsListen, "metrics-listen", "127.0.0.1:9091", "address of Prometheus /metrics (\"\": off, and the proxy counts nothing); off loopback a token is needed: admin for every series, an app's token for its app's")
+	f.DurationVar(&o.AppMetricsInterval, "app-metrics-interval", 15*time.Second, "how often the apps' [metrics] endpoints are scraped on each started machine")
+	f.DurationVar(&o.AppMetricsTimeout, "app-metrics-timeout", 10*time.Second, "how long one scrape of an app's [metrics] endpoint may take")
 	f.StringVar(&o.ACMEDirectory, "acme-directory", acme.LetsEncryptURL, "ACME directory URL for custom hostnames' certificates (\"off\": self-signed)")
 	f.StringVar(&o.Domain, "domain", "localhost", "apps are served at <app>.<domain>")
 	f.StringVar(&o.Region, "region", "local", "this host's region")

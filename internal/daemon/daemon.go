@@ -83,6 +83,10 @@ type Options struct {
 	// MetricsListen is where /metrics is served ("": not at all, and the
 	// proxy counts nothing). Off loopback it needs a token (metrics.go).
 	MetricsListen string
+	// AppMetricsInterval and AppMetricsTimeout: how often the apps'
+	// [metrics] endpoints are scraped, and how long one scrape may take
+	// (0: metrics.ScrapeInterval, metrics.ScrapeTimeout).
+	AppMetricsInterval, AppMetricsTimeout time.Duration
 }
 
 // Files the daemon writes into its data dir.
@@ -337,7 +341,7 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, 4)
 	var metricsHTTP *http.Server
 	if metricsLn != nil {
-		metricsHTTP = serveMetrics(actx, metricsLn, mreg, metricsSources{st: st, sup: sup, px: px, vols: vols, region: o.Region, log: log}, errc)
+		metricsHTTP = serveMetrics(actx, metricsLn, mreg, metricsSources{st: st, sup: sup, px: px, vols: vols, region: o.Region, log: log, interval: o.AppMetricsInterval, timeout: o.AppMetricsTimeout}, errc)
 	}
 	var httpsSrv *http.Server
 	if httpsLn != nil {

@@ -26,6 +26,8 @@ type metricsSources struct {
 	vols   *volume.Manager
 	region string
 	log    *slog.Logger
+	// the app metrics scraper's (0: its defaults)
+	interval, timeout time.Duration
 }
 
 // serveMetrics registers the collectors, starts the app metrics scraper
@@ -37,7 +39,8 @@ func serveMetrics(ctx context.Context, ln net.Listener, reg *metrics.Registry, s
 	ic := metrics.NewInstanceCollector(src.instances, metrics.HostCgroupFS())
 	r.MustRegister(ic)
 	r.MustRegister(metrics.NewVolumeCollector(src.volumes))
-	scraper := &metrics.AppScraper{List: src.instances, Region: src.region, Host: metrics.HostID(hostname()), Log: src.log.With("component", "metrics")}
+	scraper := &metrics.AppScraper{List: src.instances, Region: src.region, Host: metrics.HostID(hostname()), Log: src.log.With("component", "metrics"),
+		Interval: src.interval, Timeout: src.timeout}
 	r.MustRegister(scraper.Collectors()...)
 	reg.AddGatherer(scraper)
 	go ic.Run(ctx)
