@@ -345,8 +345,13 @@ func Run(ctx context.Context, o Options) error {
 	}
 	var httpsSrv *http.Server
 	if httpsLn != nil {
-		httpsSrv = &http.Server{Handler: px, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
-			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		httpsTLS, errLog := tlsConfig, log.Handler()
+		if metricsLn != nil { // handshake times and errors
+			mtls := metrics.NewTLS(mreg.Registerer(), px.AppForHost)
+			httpsTLS, errLog = mtls.Wrap(tlsConfig), mtls.Handler(errLog)
+		}
+		httpsSrv = &http.Server{Handler: px, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(errLog, slog.LevelDebug)}
 		// The HTTPS listener shares the proxy's connection limits.
 		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.Divert(httpsLn)), "", "") }()
 	}
