@@ -138,6 +138,27 @@ func TestMetricsDashboard(t *testing.T) {
 	finishLoad(t, load, "load while the panels were read")
 	t.Logf("%d panels, %d queries, all with results", len(dash.Panels), queries)
 
+	// The values are the machine's own: read from its cgroup and its
+	// network namespace, and counted by the proxy.
+	for _, q := range []string{
+		`fly_instance_memory_mem_total{app="mon", instance="%[1]s"} - fly_instance_memory_mem_available{app="mon", instance="%[1]s"} > 0`,
+		`fly_instance_memory_mem_total{app="mon", instance="%[1]s"} <= 4294967296`,
+		`fly_instance_net_recv_bytes{app="mon", instance="%[1]s", device="eth0"} > 10000`,
+		`fly_instance_cpu{app="mon", instance="%[1]s", mode="user"} > 0`,
+		`hangar_instance_pids{app="mon", instance="%[1]s"} > 0`,
+		`fly_instance_up{app="mon", instance="%[1]s"} == 1`,
+		`sum(fly_app_http_responses_count{app="mon", instance="%[1]s", status="200"}) > 100`,
+		`fly_edge_data_out{app="mon"} > 100000`,
+		`sum(hangar_machine_start_seconds_count{app="mon", from="stopped", trigger="wake"}) >= 1`,
+		`sum(hangar_deploy_duration_seconds_count{app="mon", outcome="complete"}) == 2`,
+	} {
+		q := strings.ReplaceAll(q, "%[1]s", web.ID)
+		harness.Poll(t, q, 30*time.Second, func() (bool, string) {
+			n, why := promQuery(t, promURL, q)
+			return n == 1, why
+		})
+	}
+
 	// The app's own series, with its labels (its spoofed region replaced).
 	harness.Poll(t, "the app's series", 30*time.Second, func() (bool, string) {
 		n, why := promQuery(t, promURL, fmt.Sprintf(`testapp_hits_total{app="mon", instance=%q, region="tst", path="/"}`, web.ID))
