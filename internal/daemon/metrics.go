@@ -47,20 +47,7 @@ func serveMetrics(ctx context.Context, ln net.Listener, reg *metrics.Registry, s
 	go scraper.Run(ctx)
 	var authorize metrics.Authorizer
 	if !isLoopback(ln.Addr()) {
-		authorize = func(req *http.Request) (metrics.Access, bool) {
-			plain := metrics.BearerToken(req)
-			if plain == "" {
-				return metrics.Access{}, false
-			}
-			tok, err := auth.Verify(req.Context(), src.st, plain)
-			if err != nil {
-				return metrics.Access{}, false
-			}
-			if tok.Scope == auth.ScopeApp {
-				return metrics.Access{App: tok.App}, true
-			}
-			return metrics.Access{Admin: true}, true
-		}
+		authorize = metricsAuthorizer(src.st)
 	}
 	srv := &http.Server{Handler: reg.Handler(authorize), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -69,6 +56,25 @@ func serveMetrics(ctx context.Context, ln net.Listener, reg *metrics.Registry, s
 		}
 	}()
 	return srv
+}
+
+// metricsAuthorizer accepts the daemon's API tokens on /metrics: an app's
+// token sees its app's series, an org (admin) token every series.
+func metricsAuthorizer(st store.Store) metrics.Authorizer {
+	return func(req *http.Request) (metrics.Access, bool) {
+		plain := metrics.BearerToken(req)
+		if plain == "" {
+			return metrics.Access{}, false
+		}
+		tok, err := auth.Verify(req.Context(), st, plain)
+		if err != nil {
+			return metrics.Access{}, false
+		}
+		if tok.Scope == auth.ScopeApp {
+			return metrics.Access{App: tok.App}, true
+		}
+		return metrics.Access{Admin: true}, true
+	}
 }
 
 // isLoopback reports whether a listener is on a loopback address only.

@@ -105,6 +105,9 @@ func newTestRegistry(t *testing.T) (*Registry, *AppScraper) {
 	h.DeployFinished("web", "rolling", "complete", 2*time.Second)
 	h.APIRequest("GET /v1/apps/{app}/machines", 200, time.Millisecond)
 	h.storeWrite.WithLabelValues("put").Observe(0.001)
+	tl := NewTLS(r, func(string) string { return "web" })
+	tl.time.WithLabelValues("web", "TLS 1.3").Observe(0.002)
+	tl.errors.WithLabelValues("web", "web.example.test").Inc()
 	sc := &AppScraper{List: list, Region: "tst", Host: "abcd"}
 	r.MustRegister(sc.Collectors()...)
 	reg.AddGatherer(sc)
@@ -192,6 +195,7 @@ func TestFlyNames(t *testing.T) {
 		"fly_instance_disk_reads_completed": dto.MetricType_COUNTER, "fly_instance_filefd_allocated": dto.MetricType_GAUGE,
 		"fly_instance_exit_code": dto.MetricType_GAUGE, "fly_instance_exit_oom": dto.MetricType_GAUGE,
 		"fly_volume_size_bytes": dto.MetricType_GAUGE, "fly_volume_used_pct": dto.MetricType_GAUGE,
+		"fly_edge_tls_handshake_time_seconds": dto.MetricType_HISTOGRAM, "fly_edge_tls_handshake_errors": dto.MetricType_COUNTER,
 	}
 	for name, typ := range want {
 		mf := byName[name]
