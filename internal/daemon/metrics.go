@@ -35,14 +35,14 @@ type metricsSources struct {
 // ln; a serve error goes to errc.
 func serveMetrics(ctx context.Context, ln net.Listener, reg *metrics.Registry, src metricsSources, errc chan<- error) *http.Server {
 	r := reg.Registerer()
-	r.MustRegister(metrics.NewProxyCollector(src.px.Stats))
+	reg.AddText(metrics.NewProxyCollector(src.px.Stats))
 	ic := metrics.NewInstanceCollector(src.instances, metrics.HostCgroupFS())
-	r.MustRegister(ic)
+	reg.AddText(ic)
 	r.MustRegister(metrics.NewVolumeCollector(src.volumes))
 	scraper := &metrics.AppScraper{List: src.instances, Region: src.region, Host: metrics.HostID(hostname()), Log: src.log.With("component", "metrics"),
 		Interval: src.interval, Timeout: src.timeout}
 	r.MustRegister(scraper.Collectors()...)
-	reg.AddGatherer(scraper)
+	reg.AddText(scraper)
 	go ic.Run(ctx)
 	go scraper.Run(ctx)
 	var authorize metrics.Authorizer

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -18,7 +19,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/protobuf/proto"
 )
 
 // The app metrics scraper: Fly scrapes an app's [metrics] port and path
@@ -60,10 +60,17 @@ type AppScraper struct {
 	results map[string]*scraped
 }
 
-// scraped is the last good scrape of one machine.
+// scraped is the last good scrape of one machine, its series rendered in
+// the text format with the labels added (once per scrape, not per
+// /metrics request).
 type scraped struct {
 	app, instance string
-	families      map[string]*dto.MetricFamily
+	families      map[string]*rendered
+}
+
+type rendered struct {
+	help, typ string
+	lines     []byte
 }
 
 func (s *AppScraper) init() {
@@ -170,8 +177,9 @@ func (s *AppScraper) scrapeOne(ctx context.Context, in Instance) {
 		return
 	}
 	s.up.WithLabelValues(in.App, in.ID).Set(1)
+	r := &scraped{app: in.App, instance: in.ID, families: s.render(in, fams)}
 	s.mu.Lock()
-	s.results[in.ID] = &scraped{app: in.App, instance: in.ID, families: fams}
+	s.results[in.ID] = r
 	s.mu.Unlock()
 }
 
@@ -222,52 +230,91 @@ func (s *AppScraper) fetch(ctx context.Context, in Instance) (map[string]*dto.Me
 // are replaced, as on Fly.
 var reserved = map[string]bool{LabelApp: true, LabelInstance: true, LabelRegion: true, LabelHost: true}
 
-// Gather returns the apps' series with app, instance, region and host
-// labels. A name two apps use with different types is served for the
-// first only; the help text is the first one's.
-func (s *AppScraper) Gather() ([]*dto.MetricFamily, error) {
+// render writes one machine's families in the text format, each series
+// with app and instance (and, by the writer, region and host) labels.
+func (s *AppScraper) render(in Instance, fams map[string]*dto.MetricFamily) map[string]*rendered {
+	out := make(map[string]*rendered, len(fams))
+	var buf bytes.Buffer
+	for name, mf := range fams {
+		buf.Reset()
+		bw := bufio.NewWriter(&buf)
+		t := newTextWriter(bw, s.Region, s.Host)
+		typ := "untyped"
+		for _, m := range mf.Metric {
+			labels := []string{LabelApp, in.App, LabelInstance, in.ID}
+			for _, l := range m.Label {
+				if !reserved[l.GetName()] {
+					labels = append(labels, l.GetName(), l.GetValue())
+				}
+			}
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				typ = "counter"
+				t.Sample(name, m.GetCounter().GetValue(), labels...)
+			case dto.MetricType_GAUGE:
+				typ = "gauge"
+				t.Sample(name, m.GetGauge().GetValue(), labels...)
+			case dto.MetricType_HISTOGRAM:
+				typ = "histogram"
+				h := m.GetHistogram()
+				for _, b := range h.Bucket {
+					t.Sample(name+"_bucket", float64(b.GetCumulativeCount()), append(labels, "le", strconv.FormatFloat(b.GetUpperBound(), 'g', -1, 64))...)
+				}
+				t.Sample(name+"_bucket", float64(h.GetSampleCount()), append(labels, "le", "+Inf")...)
+				t.Sample(name+"_sum", h.GetSampleSum(), labels...)
+				t.Sample(name+"_count", float64(h.GetSampleCount()), labels...)
+			case dto.MetricType_SUMMARY:
+				typ = "summary"
+				sm := m.GetSummary()
+				for _, q := range sm.Quantile {
+					t.Sample(name, q.GetValue(), append(labels, "quantile", strconv.FormatFloat(q.GetQuantile(), 'g', -1, 64))...)
+				}
+				t.Sample(name+"_sum", sm.GetSampleSum(), labels...)
+				t.Sample(name+"_count", float64(sm.GetSampleCount()), labels...)
+			default:
+				t.Sample(name, m.GetUntyped().GetValue(), labels...)
+			}
+		}
+		bw.Flush()
+		out[name] = &rendered{help: mf.GetHelp(), typ: typ, lines: append([]byte(nil), buf.Bytes()...)}
+	}
+	return out
+}
+
+// WriteText implements TextCollector: the apps' series. A name two apps
+// use with different types is served for the first (by machine id) only;
+// the help text is the first one's.
+func (s *AppScraper) WriteText(t *TextWriter, only string) {
 	s.init()
 	s.mu.Lock()
 	res := make([]*scraped, 0, len(s.results))
 	for _, r := range s.results {
-		res = append(res, r)
+		if only == "" || r.app == only {
+			res = append(res, r)
+		}
 	}
 	s.mu.Unlock()
 	sort.Slice(res, func(i, j int) bool { return res[i].instance < res[j].instance })
-	out := map[string]*dto.MetricFamily{}
+	names := map[string]*rendered{}
 	for _, r := range res {
-		for name, mf := range r.families {
-			o := out[name]
-			if o == nil {
-				o = &dto.MetricFamily{Name: proto.String(name), Help: mf.Help, Type: mf.Type}
-				out[name] = o
-			} else if o.GetType() != mf.GetType() {
-				continue
-			}
-			for _, m := range mf.Metric {
-				m2 := proto.Clone(m).(*dto.Metric)
-				labels := m2.Label[:0]
-				for _, l := range m2.Label {
-					if !reserved[l.GetName()] {
-						labels = append(labels, l)
-					}
-				}
-				m2.Label = append(labels,
-					&dto.LabelPair{Name: proto.String(LabelApp), Value: proto.String(r.app)},
-					&dto.LabelPair{Name: proto.String(LabelInstance), Value: proto.String(r.instance)},
-					&dto.LabelPair{Name: proto.String(LabelRegion), Value: proto.String(s.Region)},
-					&dto.LabelPair{Name: proto.String(LabelHost), Value: proto.String(s.Host)})
-				sort.Slice(m2.Label, func(i, j int) bool { return m2.Label[i].GetName() < m2.Label[j].GetName() })
-				o.Metric = append(o.Metric, m2)
+		for name, f := range r.families {
+			if names[name] == nil {
+				names[name] = f
 			}
 		}
 	}
-	fams := make([]*dto.MetricFamily, 0, len(out))
-	for _, mf := range out {
-		if len(mf.Metric) > 0 {
-			fams = append(fams, mf)
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	for _, name := range sorted {
+		first := names[name]
+		t.Family(name, first.help, first.typ)
+		for _, r := range res {
+			if f := r.families[name]; f != nil && f.typ == first.typ {
+				t.w.Write(f.lines)
+			}
 		}
 	}
-	sort.Slice(fams, func(i, j int) bool { return fams[i].GetName() < fams[j].GetName() })
-	return fams, nil
 }

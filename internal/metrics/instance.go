@@ -7,13 +7,12 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -72,20 +71,25 @@ func (fs CgroupFS) dir(controller, id string) string {
 }
 
 // InstanceCollector serves Fly's fly_instance_* series of the machines of
-// this host, read from their cgroups and network namespaces when scraped,
-// and keeps their load averages (Sample, every 5 s from Run).
+// this host. Sample (every LoadInterval from Run) reads their cgroups and
+// network namespaces and updates their load averages; a scrape writes the
+// last sample, so that it reads no file.
 type InstanceCollector struct {
 	list Instances
 	fs   CgroupFS
 	now  func() time.Time
 
-	mu   sync.Mutex // guards load
+	mu   sync.Mutex // guards load and last
 	load map[string]*loadAvg
+	last []instSample
+}
 
-	up, exitCode, exitOOM, cpu, loadAvg, pids, fdAlloc, fdMax *prometheus.Desc
-	mem                                                       map[string]*prometheus.Desc
-	net                                                       map[string]*prometheus.Desc
-	disk                                                      map[string]*prometheus.Desc
+// instSample is one machine at the last Sample.
+type instSample struct {
+	in   Instance
+	s    sample
+	ok   bool // its cgroup was read
+	load [3]float64
 }
 
 // memNames are the fly_instance_memory_* series Hangar reports.
@@ -102,104 +106,120 @@ var diskNames = []string{"reads_completed", "writes_completed", "sectors_read", 
 
 // NewInstanceCollector makes the collector of the machines' series.
 func NewInstanceCollector(list Instances, fs CgroupFS) *InstanceCollector {
-	inst := []string{LabelApp, LabelInstance}
-	c := &InstanceCollector{list: list, fs: fs, now: time.Now, load: map[string]*loadAvg{},
-		up:       prometheus.NewDesc("fly_instance_up", "1 while the instance runs and reports; 0 when it is down after an exit it did not ask for.", inst, nil),
-		exitCode: prometheus.NewDesc("fly_instance_exit_code", "Exit code of the instance's last exit.", inst, nil),
-		exitOOM:  prometheus.NewDesc("fly_instance_exit_oom", "1 if the instance's last exit was an out-of-memory kill.", inst, nil),
-		cpu:      prometheus.NewDesc("fly_instance_cpu", "CPU time of the instance in centiseconds, by mode (user, system, idle; cpu_id \"all\": the cgroup does not split by CPU).", []string{LabelApp, LabelInstance, "cpu_id", "mode"}, nil),
-		loadAvg:  prometheus.NewDesc("fly_instance_load_average", "The instance's CPU demand (cores busy) averaged over 1, 5 and 15 minutes, as the kernel's load average.", []string{LabelApp, LabelInstance, "minutes"}, nil),
-		pids:     prometheus.NewDesc("hangar_instance_pids", "Processes and threads in the instance.", inst, nil),
-		fdAlloc:  prometheus.NewDesc("fly_instance_filefd_allocated", "Open file descriptors of the instance's processes.", inst, nil),
-		fdMax:    prometheus.NewDesc("fly_instance_filefd_maximum", "The open file limit of the instance's init.", inst, nil),
-		mem:      map[string]*prometheus.Desc{},
-		net:      map[string]*prometheus.Desc{},
-		disk:     map[string]*prometheus.Desc{},
+	return &InstanceCollector{list: list, fs: fs, now: time.Now, load: map[string]*loadAvg{}}
+}
+
+// WriteText implements TextCollector.
+func (c *InstanceCollector) WriteText(t *TextWriter, only string) {
+	c.mu.Lock()
+	all := c.last
+	c.mu.Unlock()
+	var insts []*instSample
+	for i := range all {
+		if only == "" || all[i].in.App == only {
+			insts = append(insts, &all[i])
+		}
+	}
+	if len(insts) == 0 {
+		return
+	}
+	l := func(x *instSample, more ...string) []string {
+		return append([]string{LabelApp, x.in.App, LabelInstance, x.in.ID}, more...)
+	}
+	running := func(x *instSample) bool { return x.in.Running && x.ok }
+	t.Family("fly_instance_up", "1 while the instance runs and reports; 0 when it is down after an exit it did not ask for.", "gauge")
+	for _, x := range insts {
+		switch {
+		case running(x):
+			t.Sample("fly_instance_up", 1, l(x)...)
+		case x.in.Running || x.in.Down: // started but not reporting, or crashed
+			t.Sample("fly_instance_up", 0, l(x)...)
+		}
+	}
+	t.Family("fly_instance_exit_code", "Exit code of the instance's last exit.", "gauge")
+	for _, x := range insts {
+		if x.in.LastExit != nil {
+			t.Sample("fly_instance_exit_code", float64(x.in.LastExit.Code), l(x)...)
+		}
+	}
+	t.Family("fly_instance_exit_oom", "1 if the instance's last exit was an out-of-memory kill.", "gauge")
+	for _, x := range insts {
+		if x.in.LastExit != nil {
+			t.Sample("fly_instance_exit_oom", b2f(x.in.LastExit.OOM), l(x)...)
+		}
 	}
 	for _, n := range memNames {
-		c.mem[n] = prometheus.NewDesc("fly_instance_memory_"+n, "Memory of the instance in bytes ("+n+"), from its memory cgroup.", inst, nil)
+		name := "fly_instance_memory_" + n
+		t.Family(name, "Memory of the instance in bytes ("+n+"), from its memory cgroup.", "gauge")
+		for _, x := range insts {
+			if running(x) {
+				t.Sample(name, x.s.mem[n], l(x)...)
+			}
+		}
 	}
-	for _, n := range netFields {
-		c.net[n] = prometheus.NewDesc("fly_instance_net_"+n, "Network counter "+n+" of the instance's interfaces.", []string{LabelApp, LabelInstance, "device"}, nil)
+	t.Family("fly_instance_cpu", "CPU time of the instance in centiseconds, by mode (user, system, idle; cpu_id \"all\": the cgroup does not split by CPU).", "counter")
+	for _, x := range insts {
+		if running(x) {
+			t.Sample("fly_instance_cpu", x.s.userCS, l(x, "cpu_id", "all", "mode", "user")...)
+			t.Sample("fly_instance_cpu", x.s.systemCS, l(x, "cpu_id", "all", "mode", "system")...)
+			t.Sample("fly_instance_cpu", x.s.idleCS, l(x, "cpu_id", "all", "mode", "idle")...)
+		}
 	}
-	for _, n := range diskNames {
-		c.disk[n] = prometheus.NewDesc("fly_instance_disk_"+n, "Block I/O counter "+n+" of the instance, by device (major:minor).", []string{LabelApp, LabelInstance, "device"}, nil)
+	t.Family("fly_instance_load_average", "The instance's CPU demand (cores busy) averaged over 1, 5 and 15 minutes, as the kernel's load average.", "gauge")
+	for _, x := range insts {
+		if running(x) {
+			for k, m := range []string{"1", "5", "15"} {
+				t.Sample("fly_instance_load_average", x.load[k], l(x, "minutes", m)...)
+			}
+		}
 	}
-	return c
-}
-
-func (c *InstanceCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.up, c.exitCode, c.exitOOM, c.cpu, c.loadAvg, c.pids, c.fdAlloc, c.fdMax} {
-		ch <- d
+	gauges := []struct {
+		name, help string
+		v          func(s *sample) float64
+	}{
+		{"hangar_instance_pids", "Processes and threads in the instance.", func(s *sample) float64 { return s.pids }},
+		{"fly_instance_filefd_allocated", "Open file descriptors of the instance's processes.", func(s *sample) float64 { return s.fds }},
+		{"fly_instance_filefd_maximum", "The open file limit of the instance's init.", func(s *sample) float64 { return s.fdMax }},
 	}
-	for _, m := range []map[string]*prometheus.Desc{c.mem, c.net, c.disk} {
-		for _, d := range m {
-			ch <- d
+	for _, g := range gauges {
+		t.Family(g.name, g.help, "gauge")
+		for _, x := range insts {
+			if running(x) {
+				t.Sample(g.name, g.v(&x.s), l(x)...)
+			}
+		}
+	}
+	for i, n := range netFields {
+		name := "fly_instance_net_" + n
+		t.Family(name, "Network counter "+n+" of the instance's interfaces.", "counter")
+		for _, x := range insts {
+			if running(x) {
+				for _, dev := range sortedKeys(x.s.net) {
+					t.Sample(name, x.s.net[dev][i], l(x, "device", dev)...)
+				}
+			}
+		}
+	}
+	for i, n := range diskNames {
+		name := "fly_instance_disk_" + n
+		t.Family(name, "Block I/O counter "+n+" of the instance, by device (major:minor).", "counter")
+		for _, x := range insts {
+			if running(x) {
+				for dev, vals := range x.s.disk {
+					t.Sample(name, vals[i], l(x, "device", dev)...)
+				}
+			}
 		}
 	}
 }
 
-func (c *InstanceCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	insts, err := c.list(ctx)
-	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.up, err)
-		return
+func sortedKeys(m map[string][]float64) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
 	}
-	for i := range insts {
-		c.collectOne(ch, &insts[i])
-	}
-}
-
-func (c *InstanceCollector) collectOne(ch chan<- prometheus.Metric, in *Instance) {
-	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append([]string{in.App, in.ID}, l...)...)
-	}
-	counter := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append([]string{in.App, in.ID}, l...)...)
-	}
-	if in.LastExit != nil {
-		gauge(c.exitCode, float64(in.LastExit.Code))
-		gauge(c.exitOOM, b2f(in.LastExit.OOM))
-	}
-	if !in.Running {
-		if in.Down {
-			gauge(c.up, 0)
-		}
-		return
-	}
-	s, ok := c.read(in)
-	if !ok {
-		gauge(c.up, 0) // started, but its cgroup is gone: not reporting
-		return
-	}
-	gauge(c.up, 1)
-	for _, n := range memNames {
-		gauge(c.mem[n], s.mem[n])
-	}
-	counter(c.cpu, s.userCS, "all", "user")
-	counter(c.cpu, s.systemCS, "all", "system")
-	counter(c.cpu, s.idleCS, "all", "idle")
-	l := c.loadOf(in.ID)
-	gauge(c.loadAvg, l[0], "1")
-	gauge(c.loadAvg, l[1], "5")
-	gauge(c.loadAvg, l[2], "15")
-	gauge(c.pids, s.pids)
-	gauge(c.fdAlloc, s.fds)
-	if s.fdMax > 0 {
-		gauge(c.fdMax, s.fdMax)
-	}
-	for dev, vals := range s.net {
-		for i, n := range netFields {
-			counter(c.net[n], vals[i], dev)
-		}
-	}
-	for dev, vals := range s.disk {
-		for i, n := range diskNames {
-			counter(c.disk[n], vals[i], dev)
-		}
-	}
+	sort.Strings(out)
+	return out
 }
 
 func b2f(b bool) float64 {
@@ -466,34 +486,34 @@ func (c *InstanceCollector) Run(ctx context.Context) {
 	}
 }
 
-// Sample updates every running machine's load averages with its CPU use
-// since the last sample, and forgets machines that no longer run.
+// Sample reads every running machine's cgroup and /proc files, updates
+// its load averages with its CPU use since the last sample, and keeps
+// the result for the scrapes; machines that no longer run are forgotten.
 func (c *InstanceCollector) Sample(ctx context.Context) {
 	insts, err := c.list(ctx)
 	if err != nil {
 		return
 	}
 	now := c.now()
+	out := make([]instSample, len(insts))
 	seen := map[string]bool{}
 	for i := range insts {
-		in := &insts[i]
-		if !in.Running {
+		x := &out[i]
+		x.in = insts[i]
+		if !x.in.Running {
 			continue
 		}
-		var cs float64
-		if c.fs.V2 {
-			kv := readKV(filepath.Join(c.fs.dir("cpu", in.ID), "cpu.stat"))
-			cs = kv["usage_usec"] / 1e4
-		} else {
-			kv := readKV(filepath.Join(c.fs.dir("cpuacct", in.ID), "cpuacct.stat"))
-			cs = kv["user"] + kv["system"]
+		x.s, x.ok = c.read(&x.in)
+		if !x.ok {
+			continue
 		}
-		seen[in.ID] = true
+		cs := x.s.userCS + x.s.systemCS
+		seen[x.in.ID] = true
 		c.mu.Lock()
-		l := c.load[in.ID]
+		l := c.load[x.in.ID]
 		if l == nil {
 			l = &loadAvg{lastCS: cs, lastTime: now}
-			c.load[in.ID] = l
+			c.load[x.in.ID] = l
 		} else if dt := now.Sub(l.lastTime).Seconds(); dt > 0 {
 			busy := math.Max(0, (cs-l.lastCS)/100/dt) // cores busy
 			for k, p := range loadPeriods {
@@ -502,6 +522,7 @@ func (c *InstanceCollector) Sample(ctx context.Context) {
 			}
 			l.lastCS, l.lastTime = cs, now
 		}
+		x.load = l.avg
 		c.mu.Unlock()
 	}
 	c.mu.Lock()
@@ -510,14 +531,6 @@ func (c *InstanceCollector) Sample(ctx context.Context) {
 			delete(c.load, id)
 		}
 	}
+	c.last = out
 	c.mu.Unlock()
-}
-
-func (c *InstanceCollector) loadOf(id string) [3]float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if l := c.load[id]; l != nil {
-		return l.avg
-	}
-	return [3]float64{}
 }

@@ -13,14 +13,17 @@
 package metrics
 
 import (
+	"bufio"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 )
 
 // Standard labels, as Fly names them.
@@ -37,14 +40,13 @@ type Registry struct {
 	reg    *prometheus.Registry
 	region string
 	host   string
-	more   prometheus.Gatherers // the registry, then AddGatherer's
+	text   []TextCollector // written after the registry's series
 }
 
 // NewRegistry makes an empty registry for a daemon of region on host (Fly's
 // 4-character host id; see HostID).
 func NewRegistry(region, host string) *Registry {
 	r := &Registry{reg: prometheus.NewRegistry(), region: region, host: host}
-	r.more = prometheus.Gatherers{r.reg}
 	// The daemon's process, under hangar_ (go_* names are left to the
 	// apps, whose Go runtimes' series are re-exposed as they are).
 	r.Registerer().MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{Namespace: "hangar"}))
@@ -57,12 +59,38 @@ func (r *Registry) Registerer() prometheus.Registerer {
 	return prometheus.WrapRegistererWith(prometheus.Labels{LabelRegion: r.region, LabelHost: r.host}, r.reg)
 }
 
-// AddGatherer adds series gathered by g (the apps' own metrics) to what
-// /metrics serves; g labels them itself. Call it before serving.
-func (r *Registry) AddGatherer(g prometheus.Gatherer) { r.more = append(r.more, g) }
+// AddText adds a collector that writes its own text (the per-machine
+// families). Its family names must be its own. Call it before serving.
+func (r *Registry) AddText(c TextCollector) { r.text = append(r.text, c) }
 
-// Gatherer gathers every series /metrics serves.
-func (r *Registry) Gatherer() prometheus.Gatherer { return r.more }
+// Gatherer gathers the series registered with Registerer (not the
+// TextCollectors').
+func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
+
+// WriteText writes every series /metrics serves, only app's if only is
+// not "": the registry's, then the TextCollectors'.
+func (r *Registry) WriteText(w io.Writer, only string) error {
+	var g prometheus.Gatherer = r.reg
+	if only != "" {
+		g = appOnly{g: r.reg, app: only}
+	}
+	mfs, gerr := g.Gather()
+	bw := bufio.NewWriterSize(w, 64<<10)
+	enc := expfmt.NewEncoder(bw, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range mfs {
+		if err := enc.Encode(mf); err != nil {
+			return fmt.Errorf("encode %s: %w", mf.GetName(), err)
+		}
+	}
+	t := newTextWriter(bw, r.region, r.host)
+	for _, c := range r.text {
+		c.WriteText(t, only)
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	return gerr
+}
 
 // Access says who asked for /metrics: Admin sees everything, an app token
 // only its app's series (App).
@@ -80,23 +108,36 @@ type Authorizer func(r *http.Request) (a Access, ok bool)
 // only the series labelled with its app.
 func (r *Registry) Handler(authorize Authorizer) http.Handler {
 	mux := http.NewServeMux()
-	full := promhttp.HandlerFor(r.more, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, req *http.Request) {
-		if authorize == nil {
-			full.ServeHTTP(w, req)
-			return
+		only := ""
+		if authorize != nil {
+			a, ok := authorize(req)
+			if !ok {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="hangar"`)
+				http.Error(w, "hangar metrics: a token is needed (Authorization: Bearer <token>): an admin token, or an app's token for that app's series; `hangar tokens create` makes one", http.StatusUnauthorized)
+				return
+			}
+			if !a.Admin {
+				only = a.App
+				if only == "" {
+					http.Error(w, "hangar metrics: this token is for no app", http.StatusForbidden)
+					return
+				}
+			}
 		}
-		a, ok := authorize(req)
-		if !ok {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="hangar"`)
-			http.Error(w, "hangar metrics: a token is needed (Authorization: Bearer <token>): an admin token, or an app's token for that app's series; `hangar tokens create` makes one", http.StatusUnauthorized)
-			return
+		w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+		var out io.Writer = w
+		if strings.Contains(req.Header.Get("Accept-Encoding"), "gzip") {
+			w.Header().Set("Content-Encoding", "gzip")
+			gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed)
+			defer gz.Close()
+			out = gz
 		}
-		if a.Admin {
-			full.ServeHTTP(w, req)
-			return
+		if err := r.WriteText(out, only); err != nil {
+			// The answer has started: say so in the body, as promhttp's
+			// ContinueOnError does with a log.
+			fmt.Fprintf(out, "# hangar metrics: %v\n", err)
 		}
-		promhttp.HandlerFor(appOnly{g: r.more, app: a.App}, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError}).ServeHTTP(w, req)
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "hangar metrics: the series are at /metrics", http.StatusNotFound)

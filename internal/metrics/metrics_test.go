@@ -17,6 +17,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -94,8 +96,10 @@ func newTestRegistry(t *testing.T) (*Registry, *AppScraper) {
 		app,
 	}
 	list := func(context.Context) ([]Instance, error) { return insts, nil }
-	r.MustRegister(NewProxyCollector(proxyStats))
-	r.MustRegister(NewInstanceCollector(list, fs))
+	reg.AddText(NewProxyCollector(proxyStats))
+	ic := NewInstanceCollector(list, fs)
+	ic.Sample(context.Background())
+	reg.AddText(ic)
 	r.MustRegister(NewVolumeCollector(func(context.Context) ([]Volume, error) {
 		return []Volume{{ID: "vol_1", App: "web", SizeBytes: 1 << 30, Blocks: 100, BlocksFree: 10, BlocksAvail: 5}}, nil
 	}))
@@ -110,7 +114,7 @@ func newTestRegistry(t *testing.T) (*Registry, *AppScraper) {
 	tl.errors.WithLabelValues("web", "web.example.test").Inc()
 	sc := &AppScraper{List: list, Region: "tst", Host: "abcd"}
 	r.MustRegister(sc.Collectors()...)
-	reg.AddGatherer(sc)
+	reg.AddText(sc)
 	sc.ScrapeAll(context.Background())
 	return reg, sc
 }
@@ -142,10 +146,7 @@ func describe(mfs []*dto.MetricFamily) []string {
 // test -run TestGolden -update rewrites it after a deliberate change).
 func TestGolden(t *testing.T) {
 	reg, _ := newTestRegistry(t)
-	mfs, err := reg.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := gatherText(t, reg, "")
 	var lines []string
 	for _, l := range describe(mfs) {
 		if !strings.HasPrefix(l, "hangar_process_") { // the daemon's own process: varies by platform
@@ -172,10 +173,7 @@ func TestGolden(t *testing.T) {
 // labels; checked against what the daemon serves.
 func TestFlyNames(t *testing.T) {
 	reg, _ := newTestRegistry(t)
-	mfs, err := reg.Gatherer().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mfs := gatherText(t, reg, "")
 	byName := map[string]*dto.MetricFamily{}
 	for _, mf := range mfs {
 		byName[mf.GetName()] = mf
@@ -220,4 +218,24 @@ func TestFlyNames(t *testing.T) {
 			}
 		}
 	}
+}
+
+// gatherText parses what the registry serves (as Prometheus would).
+func gatherText(t testing.TB, reg *Registry, only string) []*dto.MetricFamily {
+	t.Helper()
+	var b strings.Builder
+	if err := reg.WriteText(&b, only); err != nil {
+		t.Fatal(err)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(strings.NewReader(b.String()))
+	if err != nil {
+		t.Fatalf("served text does not parse: %v\n%s", err, b.String())
+	}
+	out := make([]*dto.MetricFamily, 0, len(fams))
+	for _, mf := range fams {
+		out = append(out, mf)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out
 }

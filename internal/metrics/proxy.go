@@ -1,9 +1,8 @@
 package metrics
 
 import (
+	"sort"
 	"strconv"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hangar-dev/hangar/internal/proxy"
 )
@@ -11,88 +10,118 @@ import (
 // ProxyStats is the proxy's snapshot of its counters (Proxy.Stats).
 type ProxyStats func() []proxy.AppStats
 
-// proxyCollector turns the proxy's counters into Fly's edge (per app) and
-// app (per app and machine) series at scrape time.
-type proxyCollector struct {
-	stats ProxyStats
-
-	edgeResponses, edgeTime, edgeConnects, edgeDisconnects, edgeIn, edgeOut        *prometheus.Desc
-	appConcurrency, appResponses, appTime, appConnect, appConnects, appDisconnects *prometheus.Desc
-	wakeTime, waiting                                                              *prometheus.Desc
-}
+// ProxyCollector turns the proxy's counters into Fly's edge (per app) and
+// app (per app and machine) series when scraped.
+type ProxyCollector struct{ stats ProxyStats }
 
 // NewProxyCollector makes the collector of the proxy's series.
-func NewProxyCollector(stats ProxyStats) prometheus.Collector {
-	app := []string{LabelApp}
-	inst := []string{LabelApp, LabelInstance}
-	return &proxyCollector{
-		stats:           stats,
-		edgeResponses:   prometheus.NewDesc("fly_edge_http_responses_count", "HTTP responses the edge proxy sent to clients, by status.", []string{LabelApp, "status"}, nil),
-		edgeTime:        prometheus.NewDesc("fly_edge_http_response_time_seconds", "Time from a client's request to the end of the edge proxy's response, by status.", []string{LabelApp, "status"}, nil),
-		edgeConnects:    prometheus.NewDesc("fly_edge_tcp_connects_count", "Client connections to the edge proxy (counted for the app of their first request).", app, nil),
-		edgeDisconnects: prometheus.NewDesc("fly_edge_tcp_disconnects_count", "Client connections closed.", app, nil),
-		edgeIn:          prometheus.NewDesc("fly_edge_data_in", "Bytes received from clients.", app, nil),
-		edgeOut:         prometheus.NewDesc("fly_edge_data_out", "Bytes sent to clients.", app, nil),
-		appConcurrency:  prometheus.NewDesc("fly_app_concurrency", "Requests in flight to the instance.", inst, nil),
-		appResponses:    prometheus.NewDesc("fly_app_http_responses_count", "HTTP responses of the instance, by status.", []string{LabelApp, LabelInstance, "status"}, nil),
-		appTime:         prometheus.NewDesc("fly_app_http_response_time_seconds", "Time the instance took to answer, by status.", []string{LabelApp, LabelInstance, "status"}, nil),
-		appConnect:      prometheus.NewDesc("fly_app_connect_time_seconds", "Time for the proxy to connect to the instance.", inst, nil),
-		appConnects:     prometheus.NewDesc("fly_app_tcp_connects_count", "Connections the proxy opened to the instance.", inst, nil),
-		appDisconnects:  prometheus.NewDesc("fly_app_tcp_disconnects_count", "Connections from the proxy to the instance closed.", inst, nil),
-		wakeTime:        prometheus.NewDesc("hangar_proxy_wake_seconds", "Time a request was held while the proxy woke (started or resumed) a machine of the app.", app, nil),
-		waiting:         prometheus.NewDesc("hangar_proxy_waiting_requests", "Requests waiting for capacity (hard_limit queue or a wake).", app, nil),
-	}
-}
+func NewProxyCollector(stats ProxyStats) *ProxyCollector { return &ProxyCollector{stats: stats} }
 
-func (c *proxyCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.edgeResponses, c.edgeTime, c.edgeConnects, c.edgeDisconnects, c.edgeIn, c.edgeOut,
-		c.appConcurrency, c.appResponses, c.appTime, c.appConnect, c.appConnects, c.appDisconnects, c.wakeTime, c.waiting} {
-		ch <- d
-	}
-}
-
-func (c *proxyCollector) Collect(ch chan<- prometheus.Metric) {
+// WriteText implements TextCollector.
+func (c *ProxyCollector) WriteText(t *TextWriter, only string) {
+	var apps []proxy.AppStats
 	for _, a := range c.stats() {
-		for code, n := range a.Requests {
-			ch <- prometheus.MustNewConstMetric(c.edgeResponses, prometheus.CounterValue, float64(n), a.App, statusLabel(code))
-		}
-		for code, h := range a.LatencyByStatus {
-			ch <- constHistogram(c.edgeTime, h, a.App, statusLabel(code))
-		}
-		ch <- prometheus.MustNewConstMetric(c.edgeConnects, prometheus.CounterValue, float64(a.TCPConnects), a.App)
-		ch <- prometheus.MustNewConstMetric(c.edgeDisconnects, prometheus.CounterValue, float64(a.TCPDisconnects), a.App)
-		ch <- prometheus.MustNewConstMetric(c.edgeIn, prometheus.CounterValue, float64(a.DataIn), a.App)
-		ch <- prometheus.MustNewConstMetric(c.edgeOut, prometheus.CounterValue, float64(a.DataOut), a.App)
-		ch <- constHistogram(c.wakeTime, a.WakeTime, a.App)
-		ch <- prometheus.MustNewConstMetric(c.waiting, prometheus.GaugeValue, float64(a.Waiting), a.App)
-		for _, m := range a.Machines {
-			ch <- prometheus.MustNewConstMetric(c.appConcurrency, prometheus.GaugeValue, float64(m.Inflight), a.App, m.ID)
-			for code, n := range m.Requests {
-				ch <- prometheus.MustNewConstMetric(c.appResponses, prometheus.CounterValue, float64(n), a.App, m.ID, statusLabel(code))
-			}
-			for code, h := range m.LatencyByStatus {
-				ch <- constHistogram(c.appTime, h, a.App, m.ID, statusLabel(code))
-			}
-			ch <- constHistogram(c.appConnect, m.ConnectTime, a.App, m.ID)
-			ch <- prometheus.MustNewConstMetric(c.appConnects, prometheus.CounterValue, float64(m.TCPConnects), a.App, m.ID)
-			ch <- prometheus.MustNewConstMetric(c.appDisconnects, prometheus.CounterValue, float64(m.TCPDisconnects), a.App, m.ID)
+		if only == "" || a.App == only {
+			apps = append(apps, a)
 		}
 	}
-}
-
-// statusLabel is a status code as a label ("0" for codes outside 100-599).
-func statusLabel(code int) string { return strconv.Itoa(code) }
-
-// constHistogram turns a proxy histogram snapshot into a Prometheus one
-// (cumulative buckets, seconds).
-func constHistogram(d *prometheus.Desc, h proxy.Histogram, labels ...string) prometheus.Metric {
-	buckets := make(map[float64]uint64, len(h.Bounds))
-	var cum uint64
-	for i, b := range h.Bounds {
-		if i < len(h.Counts) {
-			cum += h.Counts[i]
-		}
-		buckets[b.Seconds()] = cum
+	if len(apps) == 0 {
+		return
 	}
-	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets, labels...)
+	app := func(a *proxy.AppStats) []string { return []string{LabelApp, a.App} }
+	codes := func(m map[int]uint64) []int {
+		out := make([]int, 0, len(m))
+		for c := range m {
+			out = append(out, c)
+		}
+		sort.Ints(out)
+		return out
+	}
+	hcodes := func(m map[int]proxy.Histogram) []int {
+		out := make([]int, 0, len(m))
+		for c := range m {
+			out = append(out, c)
+		}
+		sort.Ints(out)
+		return out
+	}
+	// Edge: per app.
+	t.Family("fly_edge_http_responses_count", "HTTP responses the edge proxy sent to clients, by status.", "counter")
+	for i := range apps {
+		a := &apps[i]
+		for _, code := range codes(a.Requests) {
+			t.Sample("fly_edge_http_responses_count", float64(a.Requests[code]), LabelApp, a.App, "status", strconv.Itoa(code))
+		}
+	}
+	t.Family("fly_edge_http_response_time_seconds", "Time from a client's request to the end of the edge proxy's response, by status.", "histogram")
+	for i := range apps {
+		a := &apps[i]
+		for _, code := range hcodes(a.LatencyByStatus) {
+			t.Histogram("fly_edge_http_response_time_seconds", a.LatencyByStatus[code], LabelApp, a.App, "status", strconv.Itoa(code))
+		}
+	}
+	counters := []struct {
+		name, help string
+		v          func(a *proxy.AppStats) uint64
+	}{
+		{"fly_edge_tcp_connects_count", "Client connections to the edge proxy (counted for the app of their first request).", func(a *proxy.AppStats) uint64 { return a.TCPConnects }},
+		{"fly_edge_tcp_disconnects_count", "Client connections closed.", func(a *proxy.AppStats) uint64 { return a.TCPDisconnects }},
+		{"fly_edge_data_in", "Bytes received from clients.", func(a *proxy.AppStats) uint64 { return a.DataIn }},
+		{"fly_edge_data_out", "Bytes sent to clients.", func(a *proxy.AppStats) uint64 { return a.DataOut }},
+	}
+	for _, c := range counters {
+		t.Family(c.name, c.help, "counter")
+		for i := range apps {
+			t.Sample(c.name, float64(c.v(&apps[i])), app(&apps[i])...)
+		}
+	}
+	t.Family("hangar_proxy_wake_seconds", "Time a request was held while the proxy woke (started or resumed) a machine of the app.", "histogram")
+	for i := range apps {
+		t.Histogram("hangar_proxy_wake_seconds", apps[i].WakeTime, app(&apps[i])...)
+	}
+	t.Family("hangar_proxy_waiting_requests", "Requests waiting for capacity (hard_limit queue or a wake).", "gauge")
+	for i := range apps {
+		t.Sample("hangar_proxy_waiting_requests", float64(apps[i].Waiting), app(&apps[i])...)
+	}
+	// App: per app and machine.
+	t.Family("fly_app_concurrency", "Requests in flight to the instance.", "gauge")
+	for i := range apps {
+		for _, m := range apps[i].Machines {
+			t.Sample("fly_app_concurrency", float64(m.Inflight), LabelApp, apps[i].App, LabelInstance, m.ID)
+		}
+	}
+	t.Family("fly_app_http_responses_count", "HTTP responses of the instance, by status.", "counter")
+	for i := range apps {
+		for _, m := range apps[i].Machines {
+			for _, code := range codes(m.Requests) {
+				t.Sample("fly_app_http_responses_count", float64(m.Requests[code]), LabelApp, apps[i].App, LabelInstance, m.ID, "status", strconv.Itoa(code))
+			}
+		}
+	}
+	t.Family("fly_app_http_response_time_seconds", "Time the instance took to answer, by status.", "histogram")
+	for i := range apps {
+		for _, m := range apps[i].Machines {
+			for _, code := range hcodes(m.LatencyByStatus) {
+				t.Histogram("fly_app_http_response_time_seconds", m.LatencyByStatus[code], LabelApp, apps[i].App, LabelInstance, m.ID, "status", strconv.Itoa(code))
+			}
+		}
+	}
+	t.Family("fly_app_connect_time_seconds", "Time for the proxy to connect to the instance.", "histogram")
+	for i := range apps {
+		for _, m := range apps[i].Machines {
+			t.Histogram("fly_app_connect_time_seconds", m.ConnectTime, LabelApp, apps[i].App, LabelInstance, m.ID)
+		}
+	}
+	t.Family("fly_app_tcp_connects_count", "Connections the proxy opened to the instance.", "counter")
+	for i := range apps {
+		for _, m := range apps[i].Machines {
+			t.Sample("fly_app_tcp_connects_count", float64(m.TCPConnects), LabelApp, apps[i].App, LabelInstance, m.ID)
+		}
+	}
+	t.Family("fly_app_tcp_disconnects_count", "Connections from the proxy to the instance closed.", "counter")
+	for i := range apps {
+		for _, m := range apps[i].Machines {
+			t.Sample("fly_app_tcp_disconnects_count", float64(m.TCPDisconnects), LabelApp, apps[i].App, LabelInstance, m.ID)
+		}
+	}
 }
