@@ -45,6 +45,9 @@ func serveMetrics(ctx context.Context, ln net.Listener, reg *metrics.Registry, s
 	reg.AddText(scraper)
 	go ic.Run(ctx)
 	go scraper.Run(ctx)
+	// The last hour of a few series per app, kept in memory for the web
+	// dashboard (not served yet: its API route comes with it).
+	go (&metrics.History{Proxy: src.px.Stats, Instances: ic}).Run(ctx)
 	var authorize metrics.Authorizer
 	if !isLoopback(ln.Addr()) {
 		authorize = metricsAuthorizer(src.st)
