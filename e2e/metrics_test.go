@@ -201,8 +201,17 @@ func TestMetricsDashboard(t *testing.T) {
 	if n, why := promQuery(t, promURL, `ALERTS{alertname="HangarMachineDown", app="mon"}`); n != 0 {
 		t.Errorf("machine down alert for a healthy app: %s", why)
 	}
-	// Without a token off loopback nothing is served; an app's token on
-	// loopback is not needed (covered in internal/metrics).
+	// A reload hands the metrics listener over with the others.
+	d.Reload()
+	harness.Poll(t, "metrics served by the reloaded daemon", 30*time.Second, func() (bool, string) {
+		resp, err := http.Get(d.Metrics + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && strings.Contains(string(b), `fly_instance_up{app="mon",instance="`+web.ID+`"`), resp.Status
+	})
 }
 
 // webMachine is the started machine of the web group of app mon.
