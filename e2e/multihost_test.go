@@ -1,0 +1,222 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// TestMultiHost runs the harness's multi-host mode on what exists before
+// the cluster does: hosts in network namespaces joined by the fabric, each
+// a real `hangar server` on an etcd that runs on the fabric's gateway.
+//
+// Today one daemon at a time may use an etcd namespace (the state lock),
+// so a, b and c each have their own and the shared state is shown by a
+// hand-over: a stops, d (another host, started later) takes a's
+// namespace and sees a's app. Once hosts share one state (issue 14) all
+// hosts get the same namespace and this becomes "created on a, listed on
+// c" with no stop.
+func TestMultiHost(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.BuildBinary(t)
+	const shared = "/hangar/mh-shared/"
+	const rtt = 30 * time.Millisecond
+	c := harness.StartCluster(t, bin, harness.ClusterOptions{
+		Etcd: true,
+		Hosts: []harness.HostSpec{
+			{Name: "a", Region: "fra", ExtraArgs: []string{"--etcd-prefix", shared}},
+			{Name: "b", Region: "fra", ExtraArgs: []string{"--etcd-prefix", "/hangar/mh-b/"}},
+			{Name: "c", Region: "iad", ExtraArgs: []string{"--etcd-prefix", "/hangar/mh-c/"}},
+			{Name: "d", Region: "iad", ExtraArgs: []string{"--etcd-prefix", shared}, NoStart: true},
+		},
+		RTT: map[string]time.Duration{"fra/iad": rtt},
+	})
+	a, b, hc, d := c.Host("a"), c.Host("b"), c.Host("c"), c.Host("d")
+	answers := func(hs ...*harness.Host) {
+		t.Helper()
+		for _, h := range hs {
+			if err := h.Answers(10 * time.Second); err != nil {
+				t.Fatalf("from the root namespace: %v", err)
+			}
+		}
+	}
+	unreachable := func(h *harness.Host) {
+		t.Helper()
+		if err := h.Answers(2 * time.Second); err == nil {
+			t.Fatalf("host %s's API still answers", h.Name)
+		}
+	}
+
+	// Every host serves its API on its fabric address, to the root
+	// namespace, and says which region it is in.
+	answers(a, b, hc)
+	for _, h := range []*harness.Host{a, b, hc} {
+		if !strings.HasPrefix(h.API, "http://"+h.Addr+":") {
+			t.Errorf("host %s serves its API at %s, not on its fabric address %s", h.Name, h.API, h.Addr)
+		}
+		if h.Token == "" || h.Token != h.AdminToken() {
+			t.Errorf("host %s: admin token %q, data dir says %q", h.Name, h.Token, h.AdminToken())
+		}
+		var info map[string]any
+		if err := h.Get("/v1/info", &info); err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(info["region"]) != h.Region {
+			t.Errorf("host %s: /v1/info region %v, want %s", h.Name, info["region"], h.Region)
+		}
+	}
+
+	// Hosts reach each other over the fabric: the CLI on c lists a's apps.
+	cmd := hc.Command(bin, "apps", "list")
+	cmd.Env = append(os.Environ(), "HANGAR_API_URL="+a.APIURL(), "HANGAR_API_TOKEN="+a.Token, "HANGAR_DATA_DIR=")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("CLI on c against a's API: %v\n%s", err, out)
+	}
+
+	// Through a relay, the path from c (iad) to a (fra) has the RTT
+	// between their regions; the direct path does not need it.
+	relay := c.Relay("c", "a", "tcp", harness.HostAPIPort)
+	direct := apiRoundTrip(t, hc, a.Addr+fmt.Sprint(":", harness.HostAPIPort))
+	delayed := apiRoundTrip(t, hc, relay)
+	t.Logf("c→a API round trip: direct %v, through the relay %v (RTT fra/iad %v)", direct, delayed, rtt)
+	if delayed < rtt {
+		t.Errorf("c→a through the relay took %v, less than the RTT %v", delayed, rtt)
+	}
+
+	// A machine started on a's daemon serves through a's proxy.
+	out, err := a.CLI("deploy", "-c", "examples/hello/fly.toml")
+	if err != nil {
+		t.Fatalf("deploy on a: %v\n%s", err, out)
+	}
+	ms := a.Machines("hello")
+	if len(ms) != 1 || ms[0].State != types.StateStarted {
+		t.Fatalf("machines on a after deploy: %+v", ms)
+	}
+	machine := ms[0].ID
+	serves := func(when string) {
+		t.Helper()
+		harness.Poll(t, "a's proxy serves hello "+when, 20*time.Second, func() (bool, string) {
+			code, body, err := a.ViaProxy("hello", "/")
+			return err == nil && code == http.StatusOK && strings.Contains(body, machine), fmt.Sprint(code, body, err)
+		})
+	}
+	serves("after the deploy")
+	if !strings.HasPrefix(a.HTTP, "http://"+a.Addr+":") {
+		t.Errorf("a's proxy is at %s, not on its fabric address", a.HTTP)
+	}
+
+	// Cut off, c answers no more; a and b go on. Back on the fabric, c
+	// answers again.
+	c.LinkDown("c")
+	unreachable(hc)
+	answers(a, b)
+	serves("while c is cut off")
+	c.LinkUp("c")
+	harness.Poll(t, "c answers after LinkUp", 20*time.Second, func() (bool, string) {
+		err := hc.Answers(2 * time.Second)
+		return err == nil, fmt.Sprint(err)
+	})
+
+	// A crashed host: nothing of it runs, its API is gone, a and b go on.
+	if len(hc.PIDs()) == 0 {
+		t.Fatal("no process in c's namespace before the crash")
+	}
+	c.KillHost("c")
+	if pids := hc.PIDs(); len(pids) != 0 {
+		t.Errorf("processes left in c's namespace after KillHost: %v", pids)
+	}
+	unreachable(hc)
+	answers(a, b)
+	serves("after c crashed")
+	// It comes back (once its dead daemon's etcd lock expires).
+	c.StartHost("c")
+	answers(hc)
+
+	// The state is shared through the fabric's etcd: a hands its
+	// namespace over to d (a host in another region that was not
+	// running), which sees a's app and machine. a's machine keeps
+	// running meanwhile (a daemon's stop leaves machines running).
+	c.StopHost("a")
+	c.StartHost("d")
+	var apps struct {
+		Apps []types.App `json:"apps"`
+	}
+	if err := d.Get("/v1/apps", &apps); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(apps.Apps, func(x types.App) bool { return x.Name == "hello" }) {
+		t.Fatalf("d does not list the app created on a: %+v", apps.Apps)
+	}
+	var m types.Machine
+	if err := d.Get("/v1/apps/hello/machines/"+machine, &m); err != nil {
+		t.Fatalf("d does not know a's machine: %v", err)
+	}
+	t.Logf("a's machine as d sees it: state %s", m.State)
+	// Back to a, which deletes the app (and its machine) at cleanup.
+	c.StopHost("d")
+	c.StartHost("a")
+	serves("after a's restart")
+
+	// Nothing of the cluster is left after its cleanup.
+	id := c.ID()
+	c.Close()
+	if l := c.Leftovers(); len(l) > 0 {
+		t.Errorf("left after Close: %v", l)
+	}
+	nets, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(nets), id) {
+		t.Errorf("network namespaces of the cluster left:\n%s", nets)
+	}
+	links, err := exec.Command("ip", "-o", "link", "show").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(links), id) {
+		t.Errorf("links of the cluster left:\n%s", links)
+	}
+	for _, h := range c.Hosts() {
+		if pids := h.PIDs(); len(pids) != 0 {
+			t.Errorf("processes of host %s left: %v", h.Name, pids)
+		}
+	}
+}
+
+// apiRoundTrip opens a connection from host h to addr, sends one GET of
+// the API's health check and returns how long the answer took (the
+// connection is made before the clock starts).
+func apiRoundTrip(t *testing.T, h *harness.Host, addr string) time.Duration {
+	t.Helper()
+	conn, err := h.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, h.Name, err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if _, err := fmt.Fprintf(conn, "GET /v1/apps HTTP/1.1\r\nHost: hangar\r\nConnection: close\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("answer from %s through %s: %v", addr, h.Name, err)
+	}
+	resp.Body.Close()
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /v1/apps without a token from %s via %s: %s, want 401", h.Name, addr, resp.Status)
+	}
+	return took
+}
+
