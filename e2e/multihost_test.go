@@ -225,4 +225,3 @@ func apiRoundTrip(t *testing.T, h *harness.Host, addr string) time.Duration {
 	}
 	return took
 }
-

@@ -317,7 +317,6 @@ func teardown(s *runState) []error {
 	return errs
 }
 
-
 func linkExists(ns, name string) bool {
 	args := []string{"link", "show", name}
 	if ns == "" {
