@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -92,6 +93,45 @@ func TestMultiHost(t *testing.T) {
 	t.Logf("c→a API round trip: direct %v, through the relay %v (RTT fra/iad %v)", direct, delayed, rtt)
 	if delayed < rtt {
 		t.Errorf("c→a through the relay took %v, less than the RTT %v", delayed, rtt)
+	}
+
+	// The same for UDP (the shape of issue 15's WireGuard path): a
+	// datagram from c to a socket on a, and its echo, through the relay.
+	echo, err := a.ListenPacket("udp", a.Addr+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		buf := make([]byte, 1500)
+		for {
+			n, from, err := echo.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = echo.WriteTo(buf[:n], from)
+		}
+	}()
+	_, echoPort, _ := net.SplitHostPort(echo.LocalAddr().String())
+	var port int
+	fmt.Sscan(echoPort, &port)
+	udp, err := hc.Dial("udp", c.Relay("c", "a", "udp", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	udp.SetDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	if _, err := udp.Write([]byte("over the fabric")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1500)
+	n, err := udp.Read(buf)
+	if err != nil || string(buf[:n]) != "over the fabric" {
+		t.Fatalf("UDP echo from a through the relay: %q %v", buf[:n], err)
+	}
+	if took := time.Since(start); took < rtt {
+		t.Errorf("UDP c→a→c through the relay took %v, less than the RTT %v", took, rtt)
 	}
 
 	// A machine started on a's daemon serves through a's proxy.
