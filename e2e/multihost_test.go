@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -36,10 +37,18 @@ func TestMultiHost(t *testing.T) {
 	c := harness.StartCluster(t, bin, harness.ClusterOptions{
 		Etcd: true,
 		Hosts: []harness.HostSpec{
-			{Name: "a", Region: "fra", ExtraArgs: []string{"--etcd-prefix", "/hangar/mh-a/"}},
+			{Name: "a", Region: "fra"},
 			{Name: "b", Region: "fra", ExtraArgs: []string{"--etcd-prefix", shared}},
-			{Name: "c", Region: "iad", ExtraArgs: []string{"--etcd-prefix", "/hangar/mh-c/"}},
+			{Name: "c", Region: "iad"},
 			{Name: "d", Region: "iad", ExtraArgs: []string{"--etcd-prefix", shared}, NoStart: true},
+		},
+		// Flags computed per host once the fabric exists (as a join URL
+		// naming another host's address will be).
+		Args: func(c *harness.Cluster, h *harness.Host) []string {
+			if len(h.ExtraArgs()) > 0 {
+				return nil
+			}
+			return []string{"--etcd-prefix", "/hangar/mh-" + h.Name + "/"}
 		},
 		RTT: map[string]time.Duration{"fra/iad": rtt},
 	})
@@ -75,6 +84,13 @@ func TestMultiHost(t *testing.T) {
 		}
 		if fmt.Sprint(info["region"]) != h.Region {
 			t.Errorf("host %s: /v1/info region %v, want %s", h.Name, info["region"], h.Region)
+		}
+		want := "/hangar/mh-" + h.Name + "/"
+		if h.Name == "b" {
+			want = shared
+		}
+		if b, err := os.ReadFile(filepath.Join(h.DataDir, "state-etcd")); err != nil || !strings.Contains(string(b), want) {
+			t.Errorf("host %s: state-etcd says %q (%v), want namespace %s", h.Name, b, err, want)
 		}
 	}
 
@@ -174,20 +190,38 @@ func TestMultiHost(t *testing.T) {
 		return err == nil, fmt.Sprint(err)
 	})
 
-	// A crashed host: nothing of it runs, its API is gone, a and b go on.
-	if len(hc.PIDs()) == 0 {
-		t.Fatal("no process in c's namespace before the crash")
+	// A crashed host: nothing of it runs (its daemon, its machine's
+	// shim and container), its API is gone, a and b go on.
+	if out, err := hc.CLI("deploy", "-c", "examples/hello/fly.toml"); err != nil {
+		t.Fatalf("deploy on c: %v\n%s", err, out)
+	}
+	cms := hc.Machines("hello")
+	if len(cms) != 1 || cms[0].State != types.StateStarted {
+		t.Fatalf("machines on c after deploy: %+v", cms)
+	}
+	cMachine := "hangar-" + cms[0].ID
+	if len(hc.PIDs()) == 0 || len(harness.NetnsPIDs(cMachine)) == 0 {
+		t.Fatalf("before the crash: processes on c %v, in its machine %v", hc.PIDs(), harness.NetnsPIDs(cMachine))
 	}
 	c.KillHost("c")
 	if pids := hc.PIDs(); len(pids) != 0 {
 		t.Errorf("processes left in c's namespace after KillHost: %v", pids)
 	}
+	harness.Poll(t, "c's machine's processes gone", 10*time.Second, func() (bool, string) {
+		pids := harness.NetnsPIDs(cMachine)
+		return len(pids) == 0, fmt.Sprint(pids)
+	})
 	unreachable(hc)
 	answers(a, b)
 	serves("after c crashed")
-	// It comes back (once its dead daemon's etcd lock expires).
+	// It comes back (once its dead daemon's etcd lock expires) and
+	// starts its machine again.
 	c.StartHost("c")
 	answers(hc)
+	harness.Poll(t, "c's proxy serves hello after c's restart", 30*time.Second, func() (bool, string) {
+		code, body, err := hc.ViaProxy("hello", "/")
+		return err == nil && code == http.StatusOK && strings.Contains(body, cms[0].ID), fmt.Sprint(code, body, err)
+	})
 
 	// The state is shared through the fabric's etcd: b hands its
 	// namespace over to d (a host in another region that was not

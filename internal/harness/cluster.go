@@ -368,6 +368,9 @@ func (c *Cluster) Relay(from, to, proto string, port int) string {
 	return r.Addr.String()
 }
 
+// ExtraArgs returns the host's HostSpec.ExtraArgs.
+func (h *Host) ExtraArgs() []string { return h.spec.ExtraArgs }
+
 // Command returns a command that runs in host h's network namespace only
 // (its mounts, cgroups and pids are the machine's).
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
@@ -434,6 +437,16 @@ func (c *Cluster) Close() {
 	c.relays = nil
 	c.mu.Unlock()
 	t := c.t
+	// Hosts a test cut off are put back, so their daemons can delete
+	// their apps.
+	for _, h := range c.hosts {
+		if !linkExists(c.s.FabricNS, h.port) {
+			continue // the run was made only in part
+		}
+		if err := setPort(c.s, h.port, true); err != nil {
+			t.Errorf("cleanup: link up %s: %v", h.Name, err)
+		}
+	}
 	// The cleanup must go on whatever a host does: API calls are
 	// bounded, and a daemon that does not stop in time is killed.
 	for _, h := range c.hosts {

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math/rand"
+	mrand "math/rand"
+	"regexp"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -113,28 +114,35 @@ func (s *runState) save() error {
 	return nil
 }
 
-// pickSubnet returns a 10.R.0 prefix that no address or route of the root
-// namespace uses, nor a live run's record.
+// tenNet matches the second byte of a 10.x.y.z address or prefix.
+var tenNet = regexp.MustCompile(`\b10\.(\d{1,3})\.`)
+
+// pickSubnet returns a 10.R.0 prefix (R from 200 to 249) that no address
+// or route of the root namespace uses, nor another run's record.
 func pickSubnet() (string, error) {
 	routes, err := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
 	if err != nil {
 		return "", fmt.Errorf("list routes: %w", err)
 	}
-	addrs, err := exec.Command("ip", "-4", "addr", "show").Output()
+	addrs, err := exec.Command("ip", "-4", "-o", "addr", "show").Output()
 	if err != nil {
 		return "", fmt.Errorf("list addresses: %w", err)
 	}
-	taken := string(routes) + string(addrs)
-	for _, s := range listRuns() {
-		taken += " " + s.Subnet + "."
+	taken := map[string]bool{}
+	for _, m := range tenNet.FindAllStringSubmatch(string(routes)+"\n"+string(addrs), -1) {
+		taken[m[1]] = true
 	}
-	for range 200 {
-		p := fmt.Sprintf("10.%d.0", 200+rand.Intn(50))
-		if !strings.Contains(taken, " "+p+".") && !strings.Contains(taken, "\t"+p+".") && !strings.HasPrefix(taken, p+".") && !strings.Contains(taken, "\n"+p+".") {
-			return p, nil
+	for _, r := range listRuns() {
+		if m := tenNet.FindStringSubmatch(r.Subnet + "."); m != nil {
+			taken[m[1]] = true
 		}
 	}
-	return "", fmt.Errorf("no free 10.2xx.0.0/24 for the fabric")
+	for _, i := range mrand.Perm(50) {
+		if r := strconv.Itoa(200 + i); !taken[r] {
+			return "10." + r + ".0", nil
+		}
+	}
+	return "", fmt.Errorf("no free 10.2xx.0.0/24 for the fabric: all of 10.200-249 are in use")
 }
 
 // makeFabric creates the fabric namespace, its bridge and the root's link
@@ -223,6 +231,11 @@ func setPort(s *runState, port string, up bool) error {
 	}
 	return inNS(s.FabricNS, "ip", "link", "set", port, state)
 }
+
+// NetnsPIDs returns the processes whose network namespace is ns (a name
+// under /run/netns): a host's with Host.PIDs, a machine's as
+// "hangar-<machine id>".
+func NetnsPIDs(ns string) []int { return nsPIDs(ns) }
 
 // nsPIDs returns the processes whose network namespace is ns.
 func nsPIDs(ns string) []int {
