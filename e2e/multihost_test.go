@@ -246,7 +246,8 @@ func TestMultiHost(t *testing.T) {
 	answers(a, b, hc)
 	serves("at the end")
 
-	// Nothing of the cluster is left after its cleanup.
+	// Nothing of the cluster is left after its cleanup (Leftovers also
+	// looks for processes that name the cluster's dirs: daemons, shims).
 	id := c.ID()
 	c.Close()
 	if l := c.Leftovers(); len(l) > 0 {
@@ -265,11 +266,6 @@ func TestMultiHost(t *testing.T) {
 	}
 	if strings.Contains(string(links), id) {
 		t.Errorf("links of the cluster left:\n%s", links)
-	}
-	for _, h := range c.Hosts() {
-		if pids := h.PIDs(); len(pids) != 0 {
-			t.Errorf("processes of host %s left: %v", h.Name, pids)
-		}
 	}
 }
 

@@ -46,8 +46,10 @@ type ClusterOptions struct {
 	// shared state that exists before the cluster's own embedded etcd.
 	Etcd bool
 	// Args, if set, returns more `hangar server` flags for a host. It is
-	// called when the host starts, once every host has its address, so
-	// flags can name other hosts (a join URL, an advertise address).
+	// called at the host's first start, once every host has its address,
+	// so flags can name other hosts (a join URL, an advertise address);
+	// hosts start in order, so it may also ask an earlier, running host
+	// (for a join token, say).
 	Args func(c *Cluster, h *Host) []string
 }
 
@@ -109,6 +111,11 @@ type Host struct {
 func StartCluster(t testing.TB, bin string, opts ClusterOptions) *Cluster {
 	t.Helper()
 	RequireRoot(t)
+	for _, tool := range []string{"ip", "nsenter"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("a cluster needs %s: apt-get install -y iproute2 util-linux", tool)
+		}
+	}
 	if len(opts.Hosts) == 0 || len(opts.Hosts) > 16 {
 		t.Fatalf("cluster: %d hosts (want 1 to 16)", len(opts.Hosts))
 	}

@@ -258,6 +258,31 @@ func nsPIDs(ns string) []int {
 	return pids
 }
 
+// runPIDs returns the live processes (not zombies) whose command line or
+// environment names the run's dir: its daemons (--data-dir), their shims
+// (their config), CLIs. The dir's name is random, so no other run's
+// process matches.
+func runPIDs(s *runState) []int {
+	if s.RunDir == "" {
+		return nil
+	}
+	dir := []byte(s.RunDir + "/")
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		environ, _ := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if (bytes.Contains(cmdline, dir) || bytes.Contains(environ, dir)) && !waitGone(pid, 0) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // killNS kills every process in network namespace ns with SIGKILL and
 // waits (bounded) until they are gone.
 func killNS(ns string) {
@@ -298,6 +323,18 @@ func teardown(s *runState) []error {
 	var errs []error
 	for _, ns := range s.HostNS {
 		killNS(ns)
+	}
+	// Also by what they run on: a process whose namespace's name is
+	// gone is still found.
+	for range 50 {
+		pids := runPIDs(s)
+		if len(pids) == 0 {
+			break
+		}
+		for _, pid := range pids {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			waitGone(pid, 2*time.Second)
+		}
 	}
 	// The shims died with their host's namespace's processes above.
 	for _, dir := range s.DataDirs {
@@ -446,6 +483,9 @@ func leftovers(s *runState) []string {
 	}
 	if linkExists("", s.RootLink) {
 		l = append(l, "link "+s.RootLink)
+	}
+	for _, pid := range runPIDs(s) {
+		l = append(l, fmt.Sprintf("process %d", pid))
 	}
 	for _, m := range mountsUnder(s.RunDir) {
 		l = append(l, "mount "+m)

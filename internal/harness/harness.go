@@ -322,10 +322,10 @@ func (d *Daemon) Reload() int {
 }
 
 // waitGone waits until pid is gone (or a zombie nobody reaps: the reloaded
-// daemon's parent is init).
+// daemon's parent is init); with max 0 it looks once.
 func waitGone(pid int, max time.Duration) bool {
 	deadline := time.Now().Add(max)
-	for time.Now().Before(deadline) {
+	for {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			return true
@@ -334,9 +334,11 @@ func waitGone(pid int, max time.Duration) bool {
 		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
 			return true
 		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return false
 }
 
 // Hangar runs the CLI against this daemon.
