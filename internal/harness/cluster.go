@@ -379,9 +379,16 @@ func (c *Cluster) Relay(from, to, proto string, port int) string {
 func (h *Host) ExtraArgs() []string { return h.spec.ExtraArgs }
 
 // Command returns a command that runs in host h's network namespace only
-// (its mounts, cgroups and pids are the machine's).
+// (its mounts, cgroups and pids are the test machine's).
 func (h *Host) Command(name string, args ...string) *exec.Cmd {
 	return exec.Command("nsenter", append([]string{"--net=" + netnsPath(h.Netns), "--", name}, args...)...)
+}
+
+// FabricCommand returns a command that runs in the fabric's namespace,
+// where the bridge br0 carries all traffic between hosts (to capture it,
+// say: tcpdump -i br0).
+func (c *Cluster) FabricCommand(name string, args ...string) *exec.Cmd {
+	return exec.Command("nsenter", append([]string{"--net=" + netnsPath(c.s.FabricNS), "--", name}, args...)...)
 }
 
 // CLI runs `hangar args…` in the host's network namespace against its own
@@ -517,6 +524,18 @@ func (h *Host) Dial(network, address string) (net.Conn, error) {
 		return err
 	})
 	return conn, err
+}
+
+// Listen opens a stream listener (e.g. "tcp", "10.201.0.10:0") inside the
+// host's network namespace.
+func (h *Host) Listen(network, address string) (net.Listener, error) {
+	var l net.Listener
+	err := h.inNetns(func() error {
+		var err error
+		l, err = net.Listen(network, address)
+		return err
+	})
+	return l, err
 }
 
 // ListenPacket opens a packet socket (e.g. "udp", "10.201.0.10:0") inside

@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,5 +115,104 @@ func TestLeftoversOfACrashedRun(t *testing.T) {
 	}
 	if !waitGone(sleepPID, 5*time.Second) {
 		t.Errorf("process %d on host x still runs after the sweep", sleepPID)
+	}
+}
+
+// TestFabric checks the network of a cluster without daemons: hosts reach
+// each other and the root namespace reaches them; LinkDown cuts a host
+// off both ways and LinkUp puts it back; a relay adds the RTT between the
+// hosts' regions; Close leaves nothing.
+func TestFabric(t *testing.T) {
+	RequireRoot(t)
+	const rtt = 20 * time.Millisecond
+	c := StartCluster(t, "/nonexistent/hangar", ClusterOptions{
+		Hosts: []HostSpec{{Name: "x", Region: "fra", NoStart: true}, {Name: "y", Region: "iad", NoStart: true}},
+		RTT:   map[string]time.Duration{"iad/fra": rtt},
+	})
+	x, y := c.Host("x"), c.Host("y")
+	if got := c.RegionRTT("fra", "iad"); got != rtt {
+		t.Fatalf("RegionRTT(fra, iad) = %v, want %v (either order)", got, rtt)
+	}
+	l, err := x.Listen("tcp", x.Addr+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = conn.Write([]byte("x"))
+			conn.Close()
+		}
+	}()
+	reach := func(from string, dial func() (net.Conn, error)) error {
+		conn, err := dial()
+		if err != nil {
+			return fmt.Errorf("from %s: %w", from, err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 1)
+		if _, err := conn.Read(b); err != nil || b[0] != 'x' {
+			return fmt.Errorf("from %s: read %q %v", from, b, err)
+		}
+		return nil
+	}
+	fromRoot := func() (net.Conn, error) { return net.DialTimeout("tcp", l.Addr().String(), 2*time.Second) }
+	fromY := func() (net.Conn, error) { return y.Dial("tcp", l.Addr().String()) }
+	for name, dial := range map[string]func() (net.Conn, error){"root": fromRoot, "y": fromY} {
+		if err := reach(name, dial); err != nil {
+			t.Fatalf("before LinkDown: %v", err)
+		}
+	}
+	// y has no route but the fabric.
+	if out, err := y.Command("ip", "-4", "route", "show").CombinedOutput(); err != nil || strings.Contains(string(out), "default") {
+		t.Errorf("routes on y: %s %v; want the fabric's only", out, err)
+	}
+
+	c.LinkDown("x")
+	for name, dial := range map[string]func() (net.Conn, error){"root": fromRoot, "y": fromY} {
+		if err := reach(name, dial); err == nil {
+			t.Errorf("%s reaches x after LinkDown", name)
+		}
+	}
+	c.LinkUp("x")
+	for name, dial := range map[string]func() (net.Conn, error){"root": fromRoot, "y": fromY} {
+		Poll(t, name+" reaches x after LinkUp", 10*time.Second, func() (bool, string) {
+			err := reach(name, dial)
+			return err == nil, fmt.Sprint(err)
+		})
+	}
+
+	// Through a relay, y's path to x has the RTT of iad/fra.
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	var p int
+	fmt.Sscan(port, &p)
+	relay := c.Relay("y", "x", "tcp", p)
+	conn, err := y.Dial("tcp", relay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	// x writes at once on accept: the byte takes half the RTT back, and
+	// the relay's connection to x is made when y connects.
+	if _, err := conn.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < rtt/2 {
+		t.Errorf("x's greeting through the relay took %v, less than half the RTT %v", took, rtt)
+	}
+
+	if err := c.FabricCommand("ip", "link", "show", "br0").Run(); err != nil {
+		t.Errorf("no bridge in the fabric: %v", err)
+	}
+	c.Close()
+	if left := c.Leftovers(); len(left) > 0 {
+		t.Errorf("left after Close: %v", left)
 	}
 }
