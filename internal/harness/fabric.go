@@ -28,10 +28,11 @@ import (
 // the traffic between hosts. Host namespaces have no default route: they
 // reach the fabric and nothing else.
 //
-// Every name carries the run's id, and <runDirGlob>/run.json records the
-// run (the test process's pid and start time, every name, the data dirs)
-// before anything is made, so that a later run finds what a crashed one
-// left (forceCleanupLeftovers) without touching a run that is still going.
+// Every name carries the run's id, and $TMPDIR/hangar-cluster-<id>-*/run.json
+// records the run (the test process's pid and start time, every name, the
+// data dirs) before anything is made, so that a later run finds what a
+// crashed one left (forceCleanupLeftovers) without touching a run that is
+// still going.
 
 // runDirPrefix starts the directory of each cluster run: its run.json and
 // its hosts' data dirs.
