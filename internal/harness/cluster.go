@@ -517,10 +517,15 @@ func (h *Host) PIDs() []int { return nsPIDs(h.Netns) }
 // Dial connects from inside the host's network namespace, as a process on
 // the host would (the socket is made on a thread that entered it).
 func (h *Host) Dial(network, address string) (net.Conn, error) {
+	return h.DialTimeout(network, address, 10*time.Second)
+}
+
+// DialTimeout is Dial with a timeout of the caller's.
+func (h *Host) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
 	var conn net.Conn
 	err := h.inNetns(func() error {
 		var err error
-		conn, err = net.DialTimeout(network, address, 10*time.Second)
+		conn, err = net.DialTimeout(network, address, timeout)
 		return err
 	})
 	return conn, err

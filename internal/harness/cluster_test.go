@@ -162,7 +162,7 @@ func TestFabric(t *testing.T) {
 		return nil
 	}
 	fromRoot := func() (net.Conn, error) { return net.DialTimeout("tcp", l.Addr().String(), 2*time.Second) }
-	fromY := func() (net.Conn, error) { return y.Dial("tcp", l.Addr().String()) }
+	fromY := func() (net.Conn, error) { return y.DialTimeout("tcp", l.Addr().String(), 2*time.Second) }
 	for name, dial := range map[string]func() (net.Conn, error){"root": fromRoot, "y": fromY} {
 		if err := reach(name, dial); err != nil {
 			t.Fatalf("before LinkDown: %v", err)
