@@ -5,10 +5,12 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -131,6 +133,94 @@ func TestHangarPostgresImage(t *testing.T) {
 	logs, _ := d.Hangar("logs", "-a", "pgdb")
 	if strings.Contains(logs, password) {
 		t.Fatal("the operator password is in the machine's logs")
+	}
+
+	t.Run("create attach connect detach", func(t *testing.T) { testPgVerbs(t, bin, d) })
+}
+
+// testPgVerbs: `hangar pg create` makes a database app (the image is
+// there already) and prints its password once; `pg attach` gives an app
+// its own database, user and DATABASE_URL secret; `pg connect` opens psql;
+// `pg detach` removes the user and the secret and keeps the data; bad
+// input leaves nothing half-made.
+func testPgVerbs(t *testing.T, bin string, d *harness.Daemon) {
+	cleanupVolumes(t, d, "pgc")
+	out := hangarOK(t, d, "pg", "create", "--name", "pgc", "--volume-size-mb", "256")
+	m := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
+	if m == nil || !strings.Contains(out, "pgc.internal") {
+		t.Fatalf("pg create output:\n%s", out)
+	}
+	operator := m[1]
+	ms := d.Machines("pgc")
+	if len(ms) != 1 || ms[0].PrivateIP == "" {
+		t.Fatalf("pgc machines: %+v", ms)
+	}
+	ip := ms[0].PrivateIP
+	ctx := context.Background()
+	direct := func(user, pw, db string) (*pgx.Conn, error) {
+		u := (&url.URL{Scheme: "postgres", User: url.UserPassword(user, pw), Host: net.JoinHostPort(ip, "5432"), Path: "/" + db, RawQuery: "sslmode=disable"}).String()
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		return pgx.Connect(cctx, u)
+	}
+	c, err := direct("postgres", operator, "postgres")
+	if err != nil {
+		t.Fatalf("the operator password from pg create: %v", err)
+	}
+	c.Close(ctx)
+	if out, err := d.Hangar("pg", "create", "--name", "pgc"); err == nil || !strings.Contains(out, "already exists") {
+		t.Fatalf("a taken name: %v\n%s", err, out)
+	}
+	if out, err := d.Hangar("pg", "create", "--name", "pgsmall", "--volume-size-mb", "10"); err == nil || !strings.Contains(out, "too small") {
+		t.Fatalf("a volume too small: %v\n%s", err, out)
+	}
+	if code, _ := d.Call("GET", "/v1/apps/pgsmall", nil); code != 404 {
+		t.Fatalf("refused create left app pgsmall (GET %d)", code)
+	}
+
+	hangarOK(t, d, "apps", "create", "shop-web")
+	out = hangarOK(t, d, "pg", "attach", "pgc", "-a", "shop-web")
+	um := regexp.MustCompile(`postgres://\S+`).FindString(out)
+	dsn, err := url.Parse(um)
+	if err != nil || dsn.Host != "pgc.internal:5432" || dsn.Path != "/shop_web" || dsn.User.Username() != "shop_web" {
+		t.Fatalf("attach printed %q (%v):\n%s", um, err, out)
+	}
+	if st := secretStatuses(t, d, "shop-web"); st["DATABASE_URL"] == "" {
+		t.Fatalf("DATABASE_URL not set on shop-web: %v", st)
+	}
+	pw, _ := dsn.User.Password()
+	c, err = direct("shop_web", pw, "shop_web")
+	if err != nil {
+		t.Fatalf("the attached user: %v", err)
+	}
+	if _, err := c.Exec(ctx, "create table orders (id int); insert into orders values (7)"); err != nil {
+		t.Fatalf("the attached user owns its database: %v", err)
+	}
+	c.Close(ctx)
+	if out, err := d.Hangar("pg", "attach", "pgc", "-a", "shop-web"); err == nil || !strings.Contains(out, "already exists") {
+		t.Fatalf("attaching twice: %v\n%s", err, out)
+	}
+
+	psql := hangarStdin(t, bin, d, "select 40 + 2;\n", "pg", "connect", "-a", "pgc", "-d", "shop_web")
+	if !strings.Contains(psql, "42") {
+		t.Fatalf("pg connect: %s", psql)
+	}
+
+	hangarOK(t, d, "pg", "detach", "pgc", "-a", "shop-web")
+	if _, err := direct("shop_web", pw, "shop_web"); err == nil {
+		t.Fatal("the detached user still logs in")
+	}
+	if st := secretStatuses(t, d, "shop-web"); st["DATABASE_URL"] != "" {
+		t.Fatalf("DATABASE_URL left on shop-web: %v", st)
+	}
+	c, err = direct("postgres", operator, "shop_web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	var n int
+	if err := c.QueryRow(ctx, "select id from orders").Scan(&n); err != nil || n != 7 {
+		t.Fatalf("the data after detach: %d %v", n, err)
 	}
 }
 

@@ -27,7 +27,7 @@ func newPgCmd() *cobra.Command {
 		Use:   "pg",
 		Short: "Work with PostgreSQL databases",
 	}
-	cmd.AddCommand(newPgMigrateCmd(), newPgImageCmd())
+	cmd.AddCommand(newPgMigrateCmd(), newPgImageCmd(), newPgCreateCmd(), newPgAttachCmd(), newPgDetachCmd(), newPgConnectCmd())
 	return cmd
 }
 
@@ -49,63 +49,19 @@ builds anyway). The first build downloads about 100 MB of packages and
 takes a few minutes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			opts, err := pg.ImageOptions(version, mirror)
-			if err != nil {
-				return &HintError{Err: err, Hint: fmt.Sprintf("use --postgres-version %d", pg.DefaultVersion)}
-			}
-			ref := pg.ImageRef(version, opts)
 			c, err := newClient()
 			if err != nil {
 				return err
 			}
-			out := cmd.OutOrStdout()
-			report := func(img *types.Image, built bool) error {
-				if asJSON {
-					return json.NewEncoder(out).Encode(map[string]any{"ref": ref, "image": img, "built": built})
-				}
-				fmt.Fprintln(out, ref)
-				return nil
-			}
-			if !force {
-				imgs, err := c.Images(ctx)
-				if err != nil {
-					return err
-				}
-				for i := range imgs {
-					if imgs[i].Ref == ref {
-						fmt.Fprintf(cmd.ErrOrStderr(), "%s is already on the daemon (--force builds it again)\n", ref)
-						return report(&imgs[i], false)
-					}
-				}
-			}
-			start := time.Now()
-			fmt.Fprintf(cmd.ErrOrStderr(), "Building %s with mmdebstrap (%s, %s)\n", ref, pg.DefaultSuite, strings.Join(opts.Packages, " "))
-			if !asJSON {
-				opts.Output = cmd.ErrOrStderr()
-			}
-			img, err := image.BuildDebian(ctx, opts)
-			if errors.Is(err, image.ErrNoMmdebstrap) {
-				return &HintError{Err: err, Hint: "apt-get install mmdebstrap (on the Hangar host), then run this again"}
-			}
+			img, built, err := ensurePgImage(cmd.Context(), cmd, c, version, mirror, force, asJSON)
 			if err != nil {
 				return err
 			}
-			tmp, err := os.MkdirTemp("", "hangar-pg-image-")
-			if err != nil {
-				return err
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ref": img.Ref, "image": img, "built": built})
 			}
-			defer os.RemoveAll(tmp)
-			archive := filepath.Join(tmp, "image.tar")
-			if err := image.WriteOCIArchive(img, ref, archive); err != nil {
-				return fmt.Errorf("write %s: %w", ref, err)
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "Built in %s; uploading to the daemon\n", time.Since(start).Round(time.Second))
-			up, err := c.UploadImage(ctx, archive, ref)
-			if err != nil {
-				return err
-			}
-			return report(up, true)
+			fmt.Fprintln(cmd.OutOrStdout(), img.Ref)
+			return nil
 		},
 	}
 	build.Flags().IntVar(&version, "postgres-version", pg.DefaultVersion, "PostgreSQL major version")
@@ -249,4 +205,56 @@ func printPgReport(w io.Writer, r *pgmigrate.Report, asJSON bool) error {
 	fmt.Fprintf(&b, "result: %s\n", r.Status)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// ensurePgImage gives the daemon the Hangar Postgres image of version:
+// the one it has (unless force), or one built here and uploaded. Progress
+// goes to stderr (mmdebstrap's too, unless quiet).
+func ensurePgImage(ctx context.Context, cmd *cobra.Command, c *client, version int, mirror string, force, quiet bool) (*types.Image, bool, error) {
+	opts, err := pg.ImageOptions(version, mirror)
+	if err != nil {
+		return nil, false, &HintError{Err: err, Hint: fmt.Sprintf("use --postgres-version %d", pg.DefaultVersion)}
+	}
+	ref := pg.ImageRef(version, opts)
+	errw := cmd.ErrOrStderr()
+	if !force {
+		imgs, err := c.Images(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		for i := range imgs {
+			if imgs[i].Ref == ref {
+				fmt.Fprintf(errw, "%s is already on the daemon (hangar pg image build --force builds it again)\n", ref)
+				return &imgs[i], false, nil
+			}
+		}
+	}
+	start := time.Now()
+	fmt.Fprintf(errw, "Building %s with mmdebstrap (%s, %s); the first build takes a few minutes\n", ref, pg.DefaultSuite, strings.Join(opts.Packages, " "))
+	if !quiet {
+		opts.Output = errw
+	}
+	img, err := image.BuildDebian(ctx, opts)
+	if errors.Is(err, image.ErrNoMmdebstrap) {
+		return nil, false, &HintError{Err: err, Hint: "apt-get install mmdebstrap (on the Hangar host), then run this again"}
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	tmp, err := os.MkdirTemp("", "hangar-pg-image-")
+	if err != nil {
+		return nil, false, err
+	}
+	defer os.RemoveAll(tmp)
+	archive := filepath.Join(tmp, "image.tar")
+	if err := image.WriteOCIArchive(img, ref, archive); err != nil {
+		return nil, false, fmt.Errorf("write %s: %w", ref, err)
+	}
+	fmt.Fprintf(errw, "Built in %s; uploading to the daemon\n", time.Since(start).Round(time.Second))
+	up, err := c.UploadImage(ctx, archive, ref)
+	if err != nil {
+		return nil, false, err
+	}
+	up.Ref = ref
+	return up, true, nil
 }

@@ -82,7 +82,7 @@ func AllocateSubnet(ctx context.Context, st store.Store, org netip.Prefix, host 
 			}
 		}
 		if index < 0 {
-			return netip.Prefix{}, fmt.Errorf("mesh: %w %s (%d hosts): remove hosts that are gone with `hangar hosts remove`", ErrNoSubnet, org, len(taken))
+			return netip.Prefix{}, fmt.Errorf("mesh: %w %s (%d hosts): free the /64s of hosts that left the cluster (mesh.ReleaseSubnet)", ErrNoSubnet, org, len(taken))
 		}
 		sub, _ := SubnetOf(org, index)
 		rec, _ := json.Marshal(allocation{Host: host, Index: index, Subnet: sub.String()})
