@@ -30,13 +30,13 @@ type ClusterMembers struct {
 
 // ClusterMember is one host of a cluster.
 type ClusterMember struct {
-	Name       string    `json:"name"`
-	Region     string    `json:"region"`
-	Role       string    `json:"role"` // voter or client
-	ClusterURL string    `json:"cluster_url"`
-	ClientURL  string    `json:"client_url,omitempty"`
-	Leader     bool      `json:"leader,omitempty"`
-	Learner    bool      `json:"learner,omitempty"`
+	Name       string `json:"name"`
+	Region     string `json:"region"`
+	Role       string `json:"role"` // voter or client
+	ClusterURL string `json:"cluster_url"`
+	ClientURL  string `json:"client_url,omitempty"`
+	Leader     bool   `json:"leader,omitempty"`
+	Learner    bool   `json:"learner,omitempty"`
 	// Health of a voter's etcd member: healthy, unreachable, or no
 	// leader; empty for a client (its host registration says more).
 	Health   string    `json:"health,omitempty"`
