@@ -422,6 +422,7 @@ func join(ctx context.Context, cfg Config, dir, joinURL, tokenText string) (*Nod
 			return nil, err
 		}
 	}
+	n.refreshEndpoints(ctx)
 	n.log.Info("joined the cluster", "cluster", out.ClusterID, "role", out.Role, "through", joinURL, "endpoints", out.Endpoints)
 	return n, nil
 }

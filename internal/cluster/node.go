@@ -48,6 +48,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -493,6 +494,7 @@ func restart(ctx context.Context, cfg Config, dir string) (*Node, error) {
 			return nil, err
 		}
 	}
+	n.refreshEndpoints(ctx)
 	return n, nil
 }
 
@@ -504,11 +506,7 @@ func (n *Node) start(ctx context.Context, state string) error {
 			return err
 		}
 	}
-	eps := append([]string(nil), n.mf.Endpoints...)
-	if n.mf.ClientURL != "" && (len(eps) == 0 || eps[0] != n.mf.ClientURL) {
-		eps = append([]string{n.mf.ClientURL}, eps...)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, TLS: n.ClientTLS(), DialTimeout: 5 * time.Second,
+	cli, err := clientv3.New(clientv3.Config{Endpoints: n.Endpoints(), TLS: n.ClientTLS(), DialTimeout: 5 * time.Second,
 		AutoSyncInterval: 30 * time.Second, Logger: zap.NewNop(), Context: context.Background()})
 	if err != nil {
 		return fmt.Errorf("etcd client: %w", err)
@@ -666,8 +664,44 @@ func (n *Node) ClusterURL() string {
 	return n.mf.ClusterURL
 }
 
-// Endpoints are the etcd client URLs this host uses: the voters'.
-func (n *Node) Endpoints() []string { return append([]string(nil), n.mf.Endpoints...) }
+// Endpoints are the etcd client URLs this host uses: the voters' (its own
+// member's first).
+func (n *Node) Endpoints() []string {
+	var eps []string
+	if n.mf.ClientURL != "" {
+		eps = append(eps, n.mf.ClientURL)
+	}
+	for _, ep := range n.mf.Endpoints {
+		if ep != n.mf.ClientURL {
+			eps = append(eps, ep)
+		}
+	}
+	return eps
+}
+
+// refreshEndpoints records the voters' client URLs as etcd lists them now,
+// so that a restart finds the cluster as it is.
+func (n *Node) refreshEndpoints(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ml, err := n.cli.MemberList(ctx)
+	if err != nil {
+		return
+	}
+	var eps []string
+	for _, m := range ml.Members {
+		if !m.IsLearner {
+			eps = append(eps, m.ClientURLs...)
+		}
+	}
+	if len(eps) == 0 || slices.Equal(eps, n.mf.Endpoints) {
+		return
+	}
+	n.mf.Endpoints = eps
+	if err := n.saveMemberFile(); err != nil {
+		n.log.Warn("record the etcd endpoints", "err", err)
+	}
+}
 
 // Files are the PEM files of the cluster CA and this host's certificate
 // and key, for an etcd client (--etcd-ca/--etcd-cert/--etcd-key).
