@@ -1,0 +1,137 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// TestClusterJoin runs real `hangar server --cluster-init` and `hangar
+// server --join … --join-token …` processes on 127.0.0.1 (own data dirs,
+// API, proxy, cluster and etcd ports): an app created through host A's API
+// is listed by host B's; the token works once; B restarts from its data dir
+// (its flags still name the used token) and still sees the app.
+func TestClusterJoin(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.BuildBinary(t)
+	hostFlags := func(name string) []string {
+		return []string{"--member-name", name, "--advertise-addr", "127.0.0.1",
+			"--cluster-listen", freePort(t), "--etcd-peer-listen", freePort(t), "--etcd-client-listen", freePort(t)}
+	}
+	aFlags := hostFlags("a")
+	a := harness.StartDaemonWith(t, bin, append([]string{"--cluster-init"}, aFlags...)...)
+	joinURL := "https://" + aFlags[5]
+
+	out, err := a.Hangar("cluster", "join-token", "--ttl", "10m")
+	if err != nil {
+		t.Fatalf("cluster join-token: %v\n%s", err, out)
+	}
+	token := ""
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "hj1_") {
+			token = strings.TrimSpace(line)
+		}
+	}
+	if token == "" || !strings.Contains(out, "--join "+joinURL) {
+		t.Fatalf("cluster join-token printed no token, or not the join URL %s:\n%s", joinURL, out)
+	}
+
+	b := harness.StartDaemonWith(t, bin, append([]string{"--join", joinURL, "--join-token", token, "--region", "fra"}, hostFlags("b")...)...)
+	// Two voters: stopping either takes the other's quorum, so the test
+	// deletes its apps while both run, then stops both (the harness's own
+	// cleanup then finds them stopped).
+	t.Cleanup(func() {
+		if code, body := a.Call("DELETE", "/v1/apps/joined", nil); code != http.StatusAccepted && code != http.StatusNotFound {
+			t.Errorf("cleanup: delete app: %d %s", code, body)
+		}
+		var wg sync.WaitGroup
+		for _, d := range []*harness.Daemon{a, b} {
+			wg.Add(1)
+			go func() { defer wg.Done(); d.Stop(syscall.SIGTERM) }()
+		}
+		wg.Wait()
+	})
+	for _, f := range []string{"ca.pem", "host.pem", "host-key.pem", "member.json"} {
+		if _, err := os.Stat(filepath.Join(b.DataDir, "cluster", f)); err != nil {
+			t.Fatalf("joined host: %v", err)
+		}
+	}
+
+	if code, body := a.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: "joined", OrgSlug: "personal"}); code != http.StatusCreated {
+		t.Fatalf("create app through A: %d %s", code, body)
+	}
+	listed := func(d *harness.Daemon) bool {
+		t.Helper()
+		code, body := d.Call("GET", "/v1/apps", nil)
+		var res struct {
+			Apps []types.App `json:"apps"`
+		}
+		if code != http.StatusOK || json.Unmarshal([]byte(body), &res) != nil {
+			t.Fatalf("list apps: %d %s", code, body)
+		}
+		for _, app := range res.Apps {
+			if app.Name == "joined" {
+				return true
+			}
+		}
+		return false
+	}
+	if !listed(b) {
+		t.Fatal("the app created through host A's API is not listed by host B's")
+	}
+
+	out, err = b.Hangar("cluster", "members")
+	if err != nil {
+		t.Fatalf("cluster members: %v\n%s", err, out)
+	}
+	t.Logf("hangar cluster members on B:\n%s", out)
+	for _, want := range []string{"a ", "b ", "voter", "healthy", "fra"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("cluster members does not show %q:\n%s", want, out)
+		}
+	}
+
+	// The token was used: a third host is refused with what to do, and
+	// makes no cluster dir.
+	c := t.TempDir()
+	cmd := []string{"server", "--data-dir", c, "--api-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--join", joinURL, "--join-token", token}
+	cmd = append(cmd, hostFlags("c")...)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, bin, cmd...).CombinedOutput(); err == nil || !strings.Contains(string(out), "already used") || !strings.Contains(string(out), "hangar cluster join-token") {
+		t.Fatalf("join with a used token: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(c, "cluster")); !os.IsNotExist(err) {
+		t.Fatalf("a refused join left %s/cluster (%v)", c, err)
+	}
+
+	// B restarts from its data dir: its flags still carry the used token,
+	// which is not needed again.
+	b.Stop(syscall.SIGTERM)
+	b.Start()
+	if !listed(b) {
+		t.Fatal("after a restart, host B does not list the app")
+	}
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
