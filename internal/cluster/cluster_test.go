@@ -54,7 +54,7 @@ func hostConfig(t *testing.T, name string, now func() time.Time) Config {
 	return Config{
 		DataDir: t.TempDir(), Name: name, Region: "tst", AdvertiseAddr: "127.0.0.1",
 		ClusterListen: freeAddr(t), PeerListen: freeAddr(t), ClientListen: freeAddr(t),
-		Now: now, Log: slog.New(slog.DiscardHandler), TickMs: 50, ElectionMs: 750, UnsafeNoFsync: true,
+		Now: now, Log: slog.New(slog.DiscardHandler), SharedFiles: []string{"secrets.key"}, TickMs: 50, ElectionMs: 750, UnsafeNoFsync: true,
 	}
 }
 
@@ -123,7 +123,11 @@ func memberCount(t *testing.T, n *Node) (voters, learners int) {
 // client with certificates and endpoints only.
 func TestInitJoinVotersAndClient(t *testing.T) {
 	clk := &clock{}
-	a := mustOpen(t, hostConfig(t, "a", clk.Now), true, "", "")
+	acfg := hostConfig(t, "a", clk.Now)
+	if err := os.WriteFile(filepath.Join(acfg.DataDir, "secrets.key"), []byte("the cluster's key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := mustOpen(t, acfg, true, "", "")
 	if a.Role() != RoleVoter {
 		t.Fatalf("init host role %s", a.Role())
 	}
@@ -150,6 +154,15 @@ func TestInitJoinVotersAndClient(t *testing.T) {
 		_, err := os.Stat(filepath.Join(dcfg.DataDir, "cluster", name))
 		if (err == nil) != want {
 			t.Errorf("client host: %s exists=%v, want %v", name, err == nil, want)
+		}
+	}
+	for _, n := range []*Node{b, c, d} {
+		// Every host got the shared files (the secrets key), 0600.
+		p := filepath.Join(n.cfg.DataDir, "secrets.key")
+		if b, err := os.ReadFile(p); err != nil || string(b) != "the cluster's key" {
+			t.Errorf("%s: shared file %q %v", n.Name(), b, err)
+		} else if fi, _ := os.Stat(p); fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: shared file mode %v", n.Name(), fi.Mode().Perm())
 		}
 	}
 	for _, n := range []*Node{a, b, c, d} {

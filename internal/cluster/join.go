@@ -13,12 +13,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -113,6 +116,8 @@ type joinResponse struct {
 	InitialCluster string    `json:"initial_cluster,omitempty"`
 	Endpoints      []string  `json:"endpoints"`
 	Time           time.Time `json:"time"`
+	// Files are the member's copies of Config.SharedFiles, by name.
+	Files map[string][]byte `json:"files,omitempty"`
 }
 
 // joinError is a refused join: Code says why (for the joining host to
@@ -262,7 +267,18 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		n.refuse(w, http.StatusConflict, codeToken, "that token, or the name %s, was used by another join at the same moment; %s", req.Name, tokenHint)
 		return
 	}
-	out := joinResponse{ClusterID: n.mf.ClusterID, Role: role, CA: string(certPEM(n.ca.der)), Cert: string(certPEM(der)), Time: now.UTC()}
+	out := joinResponse{ClusterID: n.mf.ClusterID, Role: role, CA: string(certPEM(n.ca.der)), Cert: string(certPEM(der)), Time: now.UTC(),
+		Files: map[string][]byte{}}
+	for _, name := range n.cfg.SharedFiles {
+		b, err := os.ReadFile(filepath.Join(n.cfg.DataDir, name))
+		if err != nil && !os.IsNotExist(err) {
+			n.refuse(w, http.StatusInternalServerError, codeInvalid, "read %s to share: %v", name, err)
+			return
+		}
+		if err == nil {
+			out.Files[name] = b
+		}
+	}
 	if role == RoleVoter {
 		add, err := n.addLearner(ctx, req.PeerURL)
 		if err != nil {
@@ -405,6 +421,9 @@ func join(ctx context.Context, cfg Config, dir, joinURL, tokenText string) (*Nod
 	if caCert, err := parseCertPEM([]byte(out.CA)); err != nil || pinOf(caCert) != tok.Pin {
 		return nil, fmt.Errorf("join %s: the CA in the answer is not the one the token pins: %w", joinURL, ErrOtherCluster)
 	}
+	if err := writeShared(cfg, out.Files); err != nil {
+		return nil, err
+	}
 	if err := writeClusterDir(dir, mf, files); err != nil {
 		return nil, err
 	}
@@ -504,4 +523,26 @@ func randomID() (string, error) {
 		return "", fmt.Errorf("cluster id: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
+}
+
+// writeShared writes the member's copies of the shared files into this
+// host's data dir, where it has none of its own.
+func writeShared(cfg Config, files map[string][]byte) error {
+	for _, name := range cfg.SharedFiles {
+		b, ok := files[name]
+		if !ok {
+			continue
+		}
+		path := filepath.Join(cfg.DataDir, name)
+		if cur, err := os.ReadFile(path); err == nil {
+			if !bytes.Equal(cur, b) {
+				cfg.Log.Warn("this host has its own copy of a file the cluster shares; keeping it, but what the cluster wrote with the other may not read here", "file", path)
+			}
+			continue
+		}
+		if err := fsutil.WriteFileAtomic(path, b, 0o600); err != nil {
+			return fmt.Errorf("write %s from the cluster: %w", path, err)
+		}
+	}
+	return nil
 }

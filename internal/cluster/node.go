@@ -131,6 +131,10 @@ type Config struct {
 	// Voters is how many voting members the cluster gets (3 or 5; at
 	// init only; default 3).
 	Voters int
+	// SharedFiles name files of the data dir that every host of the
+	// cluster must hold the same (the secrets key): a joining host gets
+	// the member's copies, written 0600 where it has none.
+	SharedFiles []string
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 	Log *slog.Logger

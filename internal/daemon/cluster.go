@@ -12,6 +12,7 @@ import (
 
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/cluster"
+	"github.com/hangar-dev/hangar/internal/secrets"
 )
 
 // ClusterOptions make this daemon a host of a cluster with an embedded
@@ -71,7 +72,8 @@ func openCluster(ctx context.Context, o *Options, reloading bool, log *slog.Logg
 		}
 	}
 	cfg := cluster.Config{DataDir: o.DataDir, Name: c.Name, Region: o.Region, AdvertiseAddr: c.AdvertiseAddr,
-		ClusterListen: c.ClusterListen, PeerListen: c.PeerListen, ClientListen: c.ClientListen, Voters: c.Voters, Log: log}
+		ClusterListen: c.ClusterListen, PeerListen: c.PeerListen, ClientListen: c.ClientListen, Voters: c.Voters, Log: log,
+		SharedFiles: []string{secrets.KeyFile}}
 	deadline := time.Now().Add(clusterRetry)
 	for {
 		node, err := cluster.Open(ctx, cfg, c.Init, c.Join, c.JoinToken)
