@@ -21,7 +21,7 @@ import (
 // TestClusterJoin runs real `hangar server --cluster-init` and `hangar
 // server --join … --join-token …` processes on 127.0.0.1 (own data dirs,
 // API, proxy, cluster and etcd ports): an app created through host A's API
-// is listed by host B's; the token works once; B restarts from its data dir
+// is listed by host B's; the token works once; A reloads; B restarts from its data dir
 // (its flags still name the used token) and still sees the app.
 func TestClusterJoin(t *testing.T) {
 	harness.RequireRoot(t)
@@ -115,6 +115,13 @@ func TestClusterJoin(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(c, "cluster")); !os.IsNotExist(err) {
 		t.Fatalf("a refused join left %s/cluster (%v)", c, err)
+	}
+
+	// A reloads (SIGHUP): the new process waits for the old one to stop
+	// its etcd member, then starts it again from the data dir.
+	a.Reload()
+	if !listed(a) || !listed(b) {
+		t.Fatal("after A reloaded, the app is not listed by both hosts")
 	}
 
 	// B restarts from its data dir: its flags still carry the used token,

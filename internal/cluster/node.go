@@ -505,18 +505,26 @@ func restart(ctx context.Context, cfg Config, dir string) (*Node, error) {
 // start starts the member (voters), the etcd client and the cluster
 // listener.
 func (n *Node) start(ctx context.Context, state string) error {
+	// The cluster listener first: a port still held (by the daemon this
+	// one reloads) fails before the member starts.
+	ln, err := net.Listen("tcp", n.mf.ClusterListen)
+	if err != nil {
+		return fmt.Errorf("cluster listener %s: %w (pick another with --cluster-listen)", n.mf.ClusterListen, err)
+	}
 	if n.mf.Role == RoleVoter {
 		if err := n.startMember(ctx, state); err != nil {
+			ln.Close()
 			return err
 		}
 	}
 	cli, err := clientv3.New(clientv3.Config{Endpoints: n.Endpoints(), TLS: n.ClientTLS(), DialTimeout: 5 * time.Second,
 		AutoSyncInterval: 30 * time.Second, Logger: zap.NewNop(), Context: context.Background()})
 	if err != nil {
+		ln.Close()
 		return fmt.Errorf("etcd client: %w", err)
 	}
 	n.cli = cli
-	return n.serve()
+	return n.serve(ln)
 }
 
 func (n *Node) startMember(ctx context.Context, state string) error {
@@ -587,11 +595,7 @@ func (n *Node) startMember(ctx context.Context, state string) error {
 }
 
 // serve starts the cluster listener.
-func (n *Node) serve() error {
-	ln, err := net.Listen("tcp", n.mf.ClusterListen)
-	if err != nil {
-		return fmt.Errorf("cluster listener %s: %w (pick another with --cluster-listen)", n.mf.ClusterListen, err)
-	}
+func (n *Node) serve(ln net.Listener) error {
 	if _, port, _ := net.SplitHostPort(n.mf.ClusterListen); port == "0" {
 		// Keep the port picked, so that a restart listens at the same URL.
 		n.mf.ClusterListen = ln.Addr().String()
