@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -141,4 +142,50 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
+}
+
+// TestClusterInitFromDataDir: a single-host daemon with a machine running
+// is stopped (the machine keeps running), `hangar cluster init
+// --from-data-dir` moves its state into a new cluster's etcd, and the
+// daemon started again (same flags, none of them the cluster's) re-adopts
+// the same machine from the cluster's state and serves it, without
+// starting it again.
+func TestClusterInitFromDataDir(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.BuildBinary(t)
+	d := harness.StartDaemon(t, bin)
+	if out, err := d.Hangar("deploy", "-c", "examples/hello/fly.toml"); err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	ms := d.Machines("hello")
+	if len(ms) != 1 || ms[0].State != types.StateStarted {
+		t.Fatalf("machines after deploy: %+v", ms)
+	}
+	m := ms[0]
+	d.Stop(syscall.SIGTERM)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "cluster", "init", "--from-data-dir", d.DataDir, "--member-name", "first",
+		"--advertise-addr", "127.0.0.1", "--cluster-listen", freePort(t), "--etcd-peer-listen", freePort(t), "--etcd-client-listen", freePort(t)).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Copied") {
+		t.Fatalf("cluster init --from-data-dir: %v\n%s", err, out)
+	}
+	t.Logf("%s", out)
+	if _, err := os.Stat(filepath.Join(d.DataDir, "state.db")); !os.IsNotExist(err) {
+		t.Fatalf("state.db still in the data dir (%v)", err)
+	}
+
+	d.Start()
+	ms = d.Machines("hello")
+	if len(ms) != 1 || ms[0].ID != m.ID || ms[0].State != types.StateStarted || harness.CountEvents(ms[0], "start") != 1 {
+		t.Fatalf("after the move into the cluster: %+v, want machine %s started once", ms, m.ID)
+	}
+	harness.Poll(t, "the proxy serves the machine", 20*time.Second, func() (bool, string) {
+		code, body, err := d.ViaProxy("hello", "/")
+		return err == nil && code == 200 && strings.Contains(body, m.ID), fmt.Sprint(code, body, err)
+	})
+	if out, err := d.Hangar("cluster", "members"); err != nil || !strings.Contains(out, "first") {
+		t.Fatalf("cluster members: %v\n%s", err, out)
+	}
 }
