@@ -68,7 +68,7 @@ func openCluster(ctx context.Context, o *Options, reloading bool, log *slog.Logg
 	}
 	if !in {
 		if _, err := os.Stat(filepath.Join(o.DataDir, "state.db")); err == nil {
-			return nil, fmt.Errorf("data dir %s holds a single-host state (state.db); a new cluster host needs a data dir without one (moving a single-host state into a cluster is not built yet)", o.DataDir)
+			return nil, fmt.Errorf("data dir %s holds a single-host state (state.db): to make this host the first member of a new cluster with that state, stop the daemon and run `hangar cluster init --from-data-dir %s`; to join a cluster, use another --data-dir", o.DataDir, o.DataDir)
 		}
 	}
 	if c.Prefix == "" {
