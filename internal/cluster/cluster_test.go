@@ -377,3 +377,64 @@ func TestQuorumLoss(t *testing.T) {
 		t.Fatalf("after restarts: %d voters %d learners", v, l)
 	}
 }
+
+// TestConcurrentJoins: two hosts joining at once for the last voter's place
+// make one voter and one client; two hosts with one token make one member
+// and one refusal.
+func TestConcurrentJoins(t *testing.T) {
+	clk := &clock{}
+	a := mustOpen(t, hostConfig(t, "a", clk.Now), true, "", "")
+	mustOpen(t, hostConfig(t, "b", clk.Now), false, a.ClusterURL(), joinToken(t, a, 0))
+
+	join := func(cfgs []Config, toks []string) ([]*Node, []error) {
+		nodes, errs := make([]*Node, len(cfgs)), make([]error, len(cfgs))
+		var wg sync.WaitGroup
+		for i := range cfgs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				defer cancel()
+				nodes[i], errs[i] = Open(ctx, cfgs[i], false, a.ClusterURL(), toks[i])
+			}()
+		}
+		wg.Wait()
+		for _, n := range nodes {
+			if n != nil {
+				t.Cleanup(func() { n.Close() })
+			}
+		}
+		return nodes, errs
+	}
+	nodes, errs := join([]Config{hostConfig(t, "c", clk.Now), hostConfig(t, "d", clk.Now)}, []string{joinToken(t, a, 0), joinToken(t, a, 0)})
+	roles := map[string]int{}
+	for i, n := range nodes {
+		if errs[i] != nil {
+			t.Fatalf("join %d: %v", i, errs[i])
+		}
+		roles[n.Role()]++
+	}
+	if roles[RoleVoter] != 1 || roles[RoleClient] != 1 {
+		t.Fatalf("two joins for the last voter's place: roles %v, want one voter and one client", roles)
+	}
+	if v, l := memberCount(t, a); v != 3 || l != 0 {
+		t.Fatalf("etcd members: %d voters %d learners", v, l)
+	}
+
+	tok := joinToken(t, a, 0)
+	nodes, errs = join([]Config{hostConfig(t, "e", clk.Now), hostConfig(t, "f", clk.Now)}, []string{tok, tok})
+	ok, refused := 0, 0
+	for i := range nodes {
+		switch {
+		case errs[i] == nil:
+			ok++
+		case errors.Is(errs[i], ErrTokenRefused) && strings.Contains(errs[i].Error(), "already used"):
+			refused++
+		default:
+			t.Errorf("join %d: %v", i, errs[i])
+		}
+	}
+	if ok != 1 || refused != 1 {
+		t.Fatalf("two joins with one token: %d joined, %d refused", ok, refused)
+	}
+}

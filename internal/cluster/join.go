@@ -18,8 +18,10 @@ import (
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -189,83 +191,111 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 	copy(tok.Secret[:], req.Secret)
 	tkey := tokenKey(tok.secretHash())
 	mkey := memberKey(req.Name)
-	resp, err := n.cli.Txn(ctx).Then(clientv3.OpGet(tkey), clientv3.OpGet(mkey), clientv3.OpGet(keyPrefix+"config")).Commit()
-	if err != nil {
-		n.refuse(w, http.StatusServiceUnavailable, codeEtcd, "%v", etcdErr("read the join token", err))
-		return
-	}
-	tokKVs, memKVs, confKVs := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs
-	if len(tokKVs) == 0 {
-		n.refuse(w, http.StatusForbidden, codeToken, "this cluster never issued that token (or it expired over a day ago and was removed)")
-		return
-	}
-	var rec tokenRecord
-	if err := json.Unmarshal(tokKVs[0].Value, &rec); err != nil {
-		n.refuse(w, http.StatusForbidden, codeToken, "the token's record is unreadable: %v", err)
-		return
-	}
-	if rec.UsedAt != nil {
-		n.refuse(w, http.StatusForbidden, codeToken, "that token was already used, by host %s at %s; a token joins one host", rec.UsedBy, rec.UsedAt.Format(time.RFC3339))
-		return
-	}
-	if !now.Before(rec.ExpiresAt) {
-		n.refuse(w, http.StatusForbidden, codeToken, "that token expired at %s", rec.ExpiresAt.Format(time.RFC3339))
-		return
-	}
-	if len(memKVs) != 0 {
-		n.refuse(w, http.StatusConflict, codeName, "a host named %s is already in the cluster; give this host another name (--member-name)", req.Name)
-		return
-	}
-	conf := clusterConfig{Voters: 3}
-	if len(confKVs) != 0 {
-		json.Unmarshal(confKVs[0].Value, &conf)
-	}
-	ml, err := n.cli.MemberList(ctx)
-	if err != nil {
-		n.refuse(w, http.StatusServiceUnavailable, codeEtcd, "%v", etcdErr("list the etcd members", err))
-		return
-	}
-	for _, m := range ml.Members {
-		if m.Name == req.Name {
-			n.refuse(w, http.StatusConflict, codeName, "an etcd member named %s is already in the cluster; give this host another name (--member-name)", req.Name)
+	var (
+		tokKV []*mvccpb.KeyValue
+		rec   tokenRecord
+		role  string
+		der   []byte
+		ml    *clientv3.MemberListResponse
+	)
+	for attempt := 1; ; attempt++ {
+		resp, err := n.cli.Txn(ctx).Then(clientv3.OpGet(tkey), clientv3.OpGet(mkey), clientv3.OpGet(keyPrefix+"config"),
+			clientv3.OpGet(keyPrefix+"members/", clientv3.WithPrefix())).Commit()
+		if err != nil {
+			n.refuse(w, http.StatusServiceUnavailable, codeEtcd, "%v", etcdErr("read the join token", err))
 			return
 		}
-	}
-	role := RoleClient
-	if len(ml.Members) < conf.Voters {
-		role = RoleVoter
-	}
-	urls := []string{req.ClusterURL}
-	if role == RoleVoter {
-		urls = append(urls, req.PeerURL, req.ClientURL)
-	}
-	der, err := n.ca.sign(pub, req.Name, sans(urls...), now)
-	if err != nil {
-		n.refuse(w, http.StatusInternalServerError, codeInvalid, "%v", err)
-		return
-	}
-	// Consume the token and record the host, both or neither, and only
-	// if nobody used the token or took the name meanwhile.
-	used := rec
-	at := now.UTC()
-	used.UsedAt, used.UsedBy = &at, req.Name
-	ub, _ := json.Marshal(used)
-	mrec := memberRecord{Name: req.Name, Region: req.Region, Role: role, ClusterURL: req.ClusterURL, JoinedAt: at}
-	if role == RoleVoter {
-		mrec.PeerURL, mrec.ClientURL = req.PeerURL, req.ClientURL
-	}
-	mb, _ := json.Marshal(mrec)
-	tr, err := n.cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.ModRevision(tkey), "=", tokKVs[0].ModRevision),
-		clientv3.Compare(clientv3.CreateRevision(mkey), "=", 0),
-	).Then(clientv3.OpPut(tkey, string(ub)), clientv3.OpPut(mkey, string(mb))).Commit()
-	if err != nil {
-		n.refuse(w, http.StatusServiceUnavailable, codeEtcd, "%v", etcdErr("consume the join token", err))
-		return
-	}
-	if !tr.Succeeded {
-		n.refuse(w, http.StatusConflict, codeToken, "that token, or the name %s, was used by another join at the same moment; %s", req.Name, tokenHint)
-		return
+		readRev := resp.Header.Revision
+		tokKVs, memKVs, confKVs := resp.Responses[0].GetResponseRange().Kvs, resp.Responses[1].GetResponseRange().Kvs, resp.Responses[2].GetResponseRange().Kvs
+		tokKV = tokKVs
+		if len(tokKVs) == 0 {
+			n.refuse(w, http.StatusForbidden, codeToken, "this cluster never issued that token (or it expired over a day ago and was removed)")
+			return
+		}
+		rec = tokenRecord{}
+		if err := json.Unmarshal(tokKVs[0].Value, &rec); err != nil {
+			n.refuse(w, http.StatusForbidden, codeToken, "the token's record is unreadable: %v", err)
+			return
+		}
+		if rec.UsedAt != nil {
+			n.refuse(w, http.StatusForbidden, codeToken, "that token was already used, by host %s at %s; a token joins one host", rec.UsedBy, rec.UsedAt.Format(time.RFC3339))
+			return
+		}
+		if !now.Before(rec.ExpiresAt) {
+			n.refuse(w, http.StatusForbidden, codeToken, "that token expired at %s", rec.ExpiresAt.Format(time.RFC3339))
+			return
+		}
+		if len(memKVs) != 0 {
+			n.refuse(w, http.StatusConflict, codeName, "a host named %s is already in the cluster; give this host another name (--member-name)", req.Name)
+			return
+		}
+		conf := clusterConfig{Voters: 3}
+		if len(confKVs) != 0 {
+			json.Unmarshal(confKVs[0].Value, &conf)
+		}
+		ml, err = n.cli.MemberList(ctx)
+		if err != nil {
+			n.refuse(w, http.StatusServiceUnavailable, codeEtcd, "%v", etcdErr("list the etcd members", err))
+			return
+		}
+		for _, m := range ml.Members {
+			if m.Name == req.Name {
+				n.refuse(w, http.StatusConflict, codeName, "an etcd member named %s is already in the cluster; give this host another name (--member-name)", req.Name)
+				return
+			}
+		}
+		// The voters are counted from the hosts' records, which joins change
+		// only in the transaction below, guarded by the read's revision: two
+		// joins at once cannot both take the last voter's place.
+		voters := 0
+		for _, kv := range resp.Responses[3].GetResponseRange().Kvs {
+			var mr memberRecord
+			if json.Unmarshal(kv.Value, &mr) == nil && mr.Role == RoleVoter {
+				voters++
+			}
+		}
+		role = RoleClient
+		if voters < conf.Voters {
+			role = RoleVoter
+		}
+		urls := []string{req.ClusterURL}
+		if role == RoleVoter {
+			urls = append(urls, req.PeerURL, req.ClientURL)
+		}
+		der, err = n.ca.sign(pub, req.Name, sans(urls...), now)
+		if err != nil {
+			n.refuse(w, http.StatusInternalServerError, codeInvalid, "%v", err)
+			return
+		}
+		// Consume the token and record the host, both or neither, and only
+		// if nobody used the token, took the name or joined meanwhile.
+		used := rec
+		at := now.UTC()
+		used.UsedAt, used.UsedBy = &at, req.Name
+		ub, _ := json.Marshal(used)
+		mrec := memberRecord{Name: req.Name, Region: req.Region, Role: role, ClusterURL: req.ClusterURL, JoinedAt: at}
+		if role == RoleVoter {
+			mrec.PeerURL, mrec.ClientURL = req.PeerURL, req.ClientURL
+		}
+		mb, _ := json.Marshal(mrec)
+		tr, err := n.cli.Txn(ctx).If(
+			clientv3.Compare(clientv3.ModRevision(tkey), "=", tokKVs[0].ModRevision),
+			clientv3.Compare(clientv3.CreateRevision(mkey), "=", 0),
+			clientv3.Compare(clientv3.ModRevision(keyPrefix+"members/"), "<", readRev+1).WithPrefix(),
+		).Then(clientv3.OpPut(tkey, string(ub)), clientv3.OpPut(mkey, string(mb))).Commit()
+		if err != nil {
+			n.refuse(w, http.StatusServiceUnavailable, codeEtcd, "%v", etcdErr("consume the join token", err))
+			return
+		}
+		if !tr.Succeeded {
+			// Another join won the race: decide again on what it wrote.
+			if attempt < 5 {
+				continue
+			}
+			n.refuse(w, http.StatusConflict, codeEtcd, "other hosts kept joining at the same moment; try again")
+			return
+		}
+		break
 	}
 	out := joinResponse{ClusterID: n.mf.ClusterID, Role: role, CA: string(certPEM(n.ca.der)), Cert: string(certPEM(der)), Time: now.UTC(),
 		Files: map[string][]byte{}}
@@ -283,7 +313,7 @@ func (n *Node) handleJoin(w http.ResponseWriter, r *http.Request) {
 		add, err := n.addLearner(ctx, req.PeerURL)
 		if err != nil {
 			// Give the token back: nothing of this join stays.
-			if _, uerr := n.cli.Txn(context.Background()).Then(clientv3.OpPut(tkey, string(tokKVs[0].Value)), clientv3.OpDelete(mkey)).Commit(); uerr != nil {
+			if _, uerr := n.cli.Txn(context.Background()).Then(clientv3.OpPut(tkey, string(tokKV[0].Value)), clientv3.OpDelete(mkey)).Commit(); uerr != nil {
 				n.log.Error("a refused join could not give its token back", "host", req.Name, "err", uerr)
 			}
 			status := http.StatusServiceUnavailable
@@ -500,10 +530,25 @@ func joinRefused(joinURL string, je joinError, now time.Time) error {
 // promote makes this learner a voting member once it has caught up with
 // the leader (etcd refuses until then), and records it.
 func (n *Node) promote(ctx context.Context) error {
+	// Ask the voters, not this learner (which serves no such request).
+	cli := n.cli
+	var others []string
+	for _, ep := range n.mf.Endpoints {
+		if ep != n.mf.ClientURL {
+			others = append(others, ep)
+		}
+	}
+	if len(others) > 0 {
+		c, err := clientv3.New(clientv3.Config{Endpoints: others, TLS: n.ClientTLS(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		if err == nil {
+			defer c.Close()
+			cli = c
+		}
+	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		_, err := n.cli.MemberPromote(pctx, uint64(n.etcd.Server.MemberID()))
+		_, err := cli.MemberPromote(pctx, uint64(n.etcd.Server.MemberID()))
 		cancel()
 		if err == nil || errors.Is(err, rpctypes.ErrMemberNotLearner) || strings.Contains(err.Error(), "not a learner") {
 			break
