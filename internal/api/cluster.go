@@ -18,8 +18,9 @@ type Cluster interface {
 	// NewJoinToken makes a one-time join token valid for ttl (0: the
 	// default) and returns it with its expiry.
 	NewJoinToken(ctx context.Context, ttl time.Duration) (string, time.Time, error)
-	// ClusterURL is this host's cluster listener, for --join.
-	ClusterURL() string
+	// JoinURL is a voting member's cluster listener (this host's if it
+	// is one), for --join.
+	JoinURL(ctx context.Context) string
 	Members(ctx context.Context) (types.ClusterMembers, error)
 }
 
@@ -45,7 +46,7 @@ func (s *Server) createJoinToken(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, types.JoinTokenResponse{Token: tok, ExpiresAt: exp, JoinURL: s.cluster.ClusterURL()})
+	writeJSON(w, http.StatusCreated, types.JoinTokenResponse{Token: tok, ExpiresAt: exp, JoinURL: s.cluster.JoinURL(r.Context())})
 	return nil
 }
 

@@ -198,6 +198,12 @@ func TestInitJoinVotersAndClient(t *testing.T) {
 	for _, m := range ms.Members {
 		got = append(got, m.Name+":"+m.Role+":"+m.Health)
 	}
+	if u := d.JoinURL(ctx); u != a.ClusterURL() && u != b.ClusterURL() && u != c.ClusterURL() {
+		t.Errorf("a client host's join URL %s is not a voter's", u)
+	}
+	if u := b.JoinURL(ctx); u != b.ClusterURL() {
+		t.Errorf("a voter's join URL %s, want its own %s", u, b.ClusterURL())
+	}
 	if strings.Join(got, " ") != "a:voter:healthy b:voter:healthy c:voter:healthy d:client:" || !ms.Quorum || ms.Voters != 3 {
 		t.Fatalf("members: %v (quorum %v, voters %d)", got, ms.Quorum, ms.Voters)
 	}

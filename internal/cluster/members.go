@@ -83,3 +83,19 @@ func (n *Node) Members(ctx context.Context) (types.ClusterMembers, error) {
 	})
 	return out, nil
 }
+
+// JoinURL is where a new host joins: this host's cluster listener if it is
+// a voter (voters sign joins), else a voter's.
+func (n *Node) JoinURL(ctx context.Context) string {
+	if n.ca.key != nil {
+		return n.ClusterURL()
+	}
+	if ms, err := n.Members(ctx); err == nil {
+		for _, m := range ms.Members {
+			if m.Role == RoleVoter {
+				return m.ClusterURL
+			}
+		}
+	}
+	return n.ClusterURL()
+}
