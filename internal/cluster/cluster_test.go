@@ -2,9 +2,13 @@ package cluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
+	"io"
+	"log"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -442,5 +446,59 @@ func TestConcurrentJoins(t *testing.T) {
 	}
 	if ok != 1 || refused != 1 {
 		t.Fatalf("two joins with one token: %d joined, %d refused", ok, refused)
+	}
+}
+
+// TestHostToHostTLS: what Handle mounts on the cluster listener, and a
+// server on ServerTLS, answer a host of the cluster (ClientTLS) and no one
+// else: not a caller without a certificate, not a host of another cluster.
+func TestHostToHostTLS(t *testing.T) {
+	clk := &clock{}
+	a := mustOpen(t, hostConfig(t, "a", clk.Now), true, "", "")
+	z := mustOpen(t, hostConfig(t, "z", clk.Now), true, "", "")
+	a.Handle("GET /v1/ping", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "pong "+r.TLS.PeerCertificates[0].Subject.CommonName)
+	}))
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", a.ServerTLS())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "pong "+r.TLS.PeerCertificates[0].Subject.CommonName)
+	}), ErrorLog: log.New(io.Discard, "", 0)}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	call := func(cfg *tls.Config, url string) (int, string, error) {
+		hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg}}
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Get(url)
+		if err != nil {
+			return 0, "", err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), nil
+	}
+	for _, url := range []string{a.ClusterURL() + "/v1/ping", "https://" + ln.Addr().String() + "/"} {
+		if code, body, err := call(a.ClientTLS(), url); err != nil || code != 200 || body != "pong a" {
+			t.Errorf("%s with the cluster's certificate: %d %q %v", url, code, body, err)
+		}
+		noCert := a.ClientTLS()
+		noCert.Certificates = nil
+		code, _, err := call(noCert, url)
+		if err == nil && code != http.StatusUnauthorized {
+			t.Errorf("%s without a certificate: %d, want refused", url, code)
+		}
+		zCfg := z.ClientTLS()
+		if _, _, err := call(zCfg, url); err == nil {
+			t.Errorf("%s from another cluster's host: answered", url)
+		}
+	}
+	// The join route needs no certificate (a joining host has none).
+	noCert := a.ClientTLS()
+	noCert.Certificates = nil
+	if code, _, err := call(noCert, a.ClusterURL()+"/v1/join"); err != nil || code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /v1/join without a certificate: %d %v, want 405", code, err)
 	}
 }
