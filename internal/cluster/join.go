@@ -402,7 +402,7 @@ func join(ctx context.Context, cfg Config, dir, joinURL, tokenText string) (*Nod
 		// system's roots.
 		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
-			pinErr = verifyPinned(cs, tok.Pin, ju.Hostname(), cfg.Now())
+			pinErr = verifyPinned(cs, tok.Pin, cfg.Now())
 			return pinErr
 		},
 	}}}
@@ -477,9 +477,9 @@ func join(ctx context.Context, cfg Config, dir, joinURL, tokenText string) (*Nod
 }
 
 // verifyPinned checks the join server's certificate chain against the CA
-// the token pins: the chain's last certificate must have the pinned key
-// and sign the server's certificate, which must name the host dialed.
-func verifyPinned(cs tls.ConnectionState, pin [32]byte, host string, now time.Time) error {
+// the token pins: a certificate of the chain must have the pinned key and
+// have signed the server's certificate.
+func verifyPinned(cs tls.ConnectionState, pin [32]byte, now time.Time) error {
 	if len(cs.PeerCertificates) == 0 {
 		return fmt.Errorf("the server sent no certificate: %w", ErrOtherCluster)
 	}
@@ -495,7 +495,10 @@ func verifyPinned(cs tls.ConnectionState, pin [32]byte, host string, now time.Ti
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(caCert)
-	if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, DNSName: host, CurrentTime: now}); err != nil {
+	// Any host with a certificate of the pinned CA is a member of the
+	// cluster, whatever name it was dialed by (an IP, a DNS name, a
+	// forwarded port): the name is not checked.
+	if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, CurrentTime: now}); err != nil {
 		return fmt.Errorf("the server's certificate does not check against the pinned CA: %v: %w", err, ErrOtherCluster)
 	}
 	return nil
