@@ -207,6 +207,9 @@ func Open(ctx context.Context, cfg Config, init bool, joinURL, token string) (*N
 		return nil, err
 	}
 	dir := filepath.Join(cfg.DataDir, "cluster")
+	if ip := net.ParseIP(cfg.AdvertiseAddr); (init || joinURL != "") && ip != nil && ip.IsLoopback() && !InCluster(cfg.DataDir) {
+		cfg.Log.Warn("this host advertises a loopback address: only hosts on this machine can reach it; pass --advertise-addr with an address the other hosts reach", "advertise_addr", cfg.AdvertiseAddr)
+	}
 	if _, err := os.Stat(filepath.Join(dir, memberFileName)); err == nil {
 		return restart(ctx, cfg, dir)
 	} else if !os.IsNotExist(err) {
