@@ -502,3 +502,26 @@ func TestHostToHostTLS(t *testing.T) {
 		t.Errorf("GET /v1/join without a certificate: %d %v, want 405", code, err)
 	}
 }
+
+// TestInitFailureLeavesNothing: an init whose member cannot start (its
+// client port is taken) fails saying why and leaves no cluster dir, so the
+// next try starts afresh.
+func TestInitFailureLeavesNothing(t *testing.T) {
+	cfg := hostConfig(t, "a", time.Now)
+	held, err := net.Listen("tcp", cfg.ClientListen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = openNode(t, cfg, true, "", "")
+	held.Close()
+	if err == nil || !strings.Contains(err.Error(), cfg.ClientListen) {
+		t.Fatalf("init with its client port taken: %v", err)
+	}
+	if InCluster(cfg.DataDir) {
+		t.Fatal("a failed init left a cluster dir")
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "cluster")); !os.IsNotExist(err) {
+		t.Fatalf("cluster dir after a failed init: %v", err)
+	}
+	mustOpen(t, cfg, true, "", "")
+}

@@ -365,9 +365,15 @@ func initCluster(ctx context.Context, cfg Config, dir string) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := n.start(ctx, "new"); err != nil {
+	// A failed init leaves no cluster dir: nothing outside this host knows
+	// of the cluster yet.
+	fail := func(err error) (*Node, error) {
 		n.Close()
-		return nil, fmt.Errorf("cluster init: %w (remove %s to start over)", err, dir)
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("cluster init: %w", err)
+	}
+	if err := n.start(ctx, "new"); err != nil {
+		return fail(err)
 	}
 	// The cluster's own records: its id and voter count, and this host.
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -376,8 +382,7 @@ func initCluster(ctx context.Context, cfg Config, dir string) (*Node, error) {
 	rec, _ := json.Marshal(n.record(now))
 	if _, err := n.cli.Txn(cctx).If(clientv3.Compare(clientv3.CreateRevision(keyPrefix+"config"), "=", 0)).
 		Then(clientv3.OpPut(keyPrefix+"config", string(conf)), clientv3.OpPut(memberKey(cfg.Name), string(rec))).Commit(); err != nil {
-		n.Close()
-		return nil, fmt.Errorf("cluster init: record the cluster: %w", err)
+		return fail(fmt.Errorf("record the cluster: %w", err))
 	}
 	n.log.Info("made a new cluster; this host is its first voting member", "cluster", id, "voters", cfg.Voters, "join_url", mf.ClusterURL)
 	return n, nil
