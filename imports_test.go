@@ -44,7 +44,7 @@ func anyOf(names ...string) func(pkg, dep string) bool {
 // serverSide are the packages that only the daemon runs; the CLI reaches
 // them over HTTP, through the wire types in internal/types.
 var serverSide = []string{
-	"internal/api", "internal/apps", "internal/auth", "internal/certs", "internal/deploy",
+	"internal/api", "internal/apps", "internal/auth", "internal/certs", "internal/cluster", "internal/deploy",
 	"internal/dns", "internal/flycast", "internal/flyreplay", "internal/h2backend", "internal/logs", "internal/network",
 	"internal/proxy", "internal/proxyproto", "internal/runtime", "internal/secrets",
 	"internal/statics", "internal/store", "internal/supervisor", "internal/tcpproxy",

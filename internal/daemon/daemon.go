@@ -78,6 +78,9 @@ type Options struct {
 	// Etcd, if set, keeps the state in etcd instead of
 	// <data-dir>/state.db (see state.go).
 	Etcd *EtcdOptions
+	// Cluster, if set, makes this daemon a host of a cluster with an
+	// embedded etcd (cluster.go); the state is then in that etcd.
+	Cluster *ClusterOptions
 }
 
 // Files the daemon writes into its data dir.
@@ -130,6 +133,15 @@ func Run(ctx context.Context, o Options) error {
 	if inherited != nil {
 		lockWait = 2 * time.Minute
 		log.Info("took over the listeners of the previous daemon; waiting for it to release the state", "listeners", len(inherited))
+	}
+	node, err := openCluster(ctx, &o, inherited != nil, log)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	closeNode := func() error { return nil }
+	if node != nil {
+		closeNode = sync.OnceValue(node.Close)
+		defer closeNode()
 	}
 	stt, err := openState(ctx, o, lockWait)
 	if err != nil {
@@ -248,7 +260,7 @@ func Run(ctx context.Context, o Options) error {
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
-		}})
+		}, Cluster: apiCluster(node)})
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}
@@ -362,6 +374,9 @@ func Run(ctx context.Context, o Options) error {
 			if err := closeStore(); err != nil {
 				log.Warn("close state", "err", err)
 			}
+			if err := closeNode(); err != nil { // the new daemon waits for the member's ports
+				log.Warn("stop the etcd member", "err", err)
+			}
 			<-drained
 			log.Info("reload: drained; exiting, machines keep running")
 			return nil
@@ -411,6 +426,13 @@ func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *
 // --rotate-secrets-key`); no daemon may be using the data dir.
 // o.DataDir and o.Etcd say where the state is.
 func RotateSecretsKey(ctx context.Context, o Options) (int, error) {
+	node, err := openCluster(ctx, &o, false, slog.Default())
+	if err != nil {
+		return 0, err
+	}
+	if node != nil {
+		defer node.Close()
+	}
 	st, err := openState(ctx, o, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open state (stop the daemon first): %w", err)
