@@ -22,6 +22,13 @@ type builder struct {
 	// self lists the names the source used for this unit itself (a
 	// compose service name): a health check probing them probes itself.
 	self []string
+	// alwaysOn says that the source ran its instances all the time (no
+	// scale to zero); alwaysOnWhy says so in the report.
+	alwaysOn    bool
+	alwaysOnWhy string
+	// persist says why a Redis/Valkey app keeps its data on disk ("" for
+	// a cache that may start empty).
+	persist string
 }
 
 func newBuilder(rep *Report, opts Options, name, from string) *builder {
@@ -71,6 +78,8 @@ func (b *builder) flush() *App {
 			}
 		}
 	}
+	b.templates()
+	b.lifecycle()
 	// A stopped machine takes its volume's data offline.
 	if len(c.Mounts) > 0 && c.HTTPService != nil && (c.HTTPService.MinMachinesRunning == nil || *c.HTTPService.MinMachinesRunning == 0) {
 		c.HTTPService.MinMachinesRunning = intPtr(1)
@@ -94,10 +103,61 @@ func (b *builder) flush() *App {
 	return b.app
 }
 
+// templates warns about {{placeholder}} values that a deploy tool was
+// meant to fill in: they reach the machine as literal text.
+func (b *builder) templates() {
+	c := b.cfg()
+	check := func(key, v string) {
+		if ph := templatePlaceholders(v); len(ph) > 0 {
+			b.approx(key, key, "holds the template placeholder(s) %s, which the source's deploy tooling filled in: they are kept literally; replace them before deploying", strings.Join(ph, ", "))
+		}
+	}
+	for _, g := range sortedKeys(c.Processes) {
+		check("[processes] "+g, c.Processes[g])
+	}
+	if c.Deploy != nil {
+		check("[deploy] release_command", c.Deploy.ReleaseCommand)
+	}
+	if c.Build != nil {
+		check("[build] image", c.Build.Image)
+	}
+	if c.Experimental != nil {
+		check("[experimental] entrypoint", strings.Join(c.Experimental.Entrypoint, " "))
+	}
+	for _, n := range sortedKeys(c.Env) {
+		check("[env] "+n, c.Env[n])
+	}
+}
+
+// lifecycle keeps machines running where the source kept its instances
+// running: a fixed count on a platform without scale to zero becomes
+// min_machines_running, so autostop does not stop what used to run all
+// the time.
+func (b *builder) lifecycle() {
+	c := b.cfg()
+	if !b.alwaysOn || c.HTTPService == nil {
+		return
+	}
+	group := firstOr(c.HTTPService.Processes, "app")
+	n, ok := b.counts[group]
+	if !ok {
+		n = 1
+	}
+	if n < 1 || (c.HTTPService.MinMachinesRunning != nil && *c.HTTPService.MinMachinesRunning >= n) {
+		return
+	}
+	c.HTTPService.MinMachinesRunning = intPtr(n)
+	b.approx("(lifecycle)", fmt.Sprintf("[http_service] min_machines_running = %d", n), "%s", b.alwaysOnWhy)
+}
+
 // secretsPath is where WriteDir puts an app's secrets file; actions name it.
 func secretsPath(app string) string { return app + ".secrets.env" }
 
 var secretNameRE = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|PASS$|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY|_KEY$|^KEY$|_KEY_|SALT|DSN$|BASIC_AUTH|AUTH_KEY|SIGNING)`)
+
+// connectionNameRE names variables that hold a connection string, which
+// carries credentials once filled in (MONGODB_URI, DATABASE_URL).
+var connectionNameRE = regexp.MustCompile(`(?i)(_URI$|_DSN$|CONNECTION_?STRING$|^(DATABASE|DB|[A-Z]+_DB|POSTGRES(QL)?|PG|MYSQL|MARIADB|MONGO(DB)?|REDIS|VALKEY|KV|AMQP|RABBITMQ|CLOUDAMQP|ELASTICSEARCH|OPENSEARCH|MEMCACHED?|SENTRY)_URL$)`)
 
 // looksSecret says whether an env var holds a secret, by name or by a
 // password inside a URL value.
@@ -107,6 +167,9 @@ func looksSecret(name, value string) bool {
 	}
 	if secretNameRE.MatchString(name) {
 		return true
+	}
+	if value == "" && connectionNameRE.MatchString(name) {
+		return true // a connection string left empty to be set per deployment
 	}
 	if u, err := url.Parse(value); err == nil && u.User != nil {
 		if _, ok := u.User.Password(); ok {

@@ -148,7 +148,7 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 		case "healthcheck":
 			composeHealth(b, kk, s, env, u)
 		case "volumes":
-			composeVolumes(b, proj, kk, s, u)
+			composeVolumes(b, proj, dir, kk, s, u)
 		case "deploy":
 			composeDeploy(b, kk, s, u)
 		case "scale":
@@ -230,6 +230,7 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 		}
 	}
 	if u.db != "" {
+		b.persist = redisPersistence(s.Command)
 		b.databaseApp(k("image"), u.db, u.port, len(c.Mounts) > 0)
 	}
 	if u.group != "" && len(s.Command) == 0 {

@@ -92,15 +92,6 @@ func parseProcfile(data []byte) (procs []procEntry, bad []string) {
 	return procs, bad
 }
 
-// shellCommand makes a command line that platforms ran through a shell
-// safe to run without one: with shell syntax it becomes sh -c '...'.
-func shellCommand(cmd string) (string, bool) {
-	if !strings.ContainsAny(cmd, "$&|;<>`*?~(){}") {
-		return cmd, false
-	}
-	return "sh -c " + shellJoin([]string{cmd}), true
-}
-
 func importHeroku(path string, isDir bool, opts Options) (*Result, error) {
 	dir := path
 	if !isDir {
@@ -264,17 +255,17 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 	for _, p := range procs {
 		key := "Procfile " + p.name
 		if p.name == "release" {
-			cmd, wrapped := shellCommand(p.cmd)
+			cmd, why := shellWrap(p.cmd)
 			b.release(key, cmd)
-			if wrapped {
-				b.rep.Entries[len(b.rep.Entries)-1].Warning += "; wrapped in sh -c because it uses shell syntax"
+			if why != "" {
+				b.rep.Entries[len(b.rep.Entries)-1].Warning += "; wrapped in sh -c because it uses shell syntax: " + why
 			}
 			continue
 		}
-		cmd, wrapped := shellCommand(p.cmd)
+		cmd, why := shellWrap(p.cmd)
 		b.process(p.name, cmd)
-		if wrapped {
-			b.approx(key, "[processes] "+p.name, "Heroku runs Procfile commands in a shell; this one uses shell syntax, so it runs as sh -c '...'")
+		if why != "" {
+			b.approx(key, "[processes] "+p.name, "Heroku runs Procfile commands in a shell; this one uses shell syntax (%s), so it runs as sh -c '...'", why)
 		} else {
 			b.mapped(key, "[processes] "+p.name)
 		}
@@ -418,7 +409,9 @@ func herokuEnvVars(b *builder, env map[string]json.RawMessage) {
 		switch {
 		case e.Generator == "secret":
 			b.secret(key, n, "", "Heroku generated this value; generate one (e.g. `openssl rand -hex 32`)")
-		case e.Value == nil:
+		case e.Value == nil || (val == "" && (e.Required == nil || *e.Required)):
+			// Heroku asks for a required variable when the app is created:
+			// a value per deployment, often a credential (MONGODB_URI).
 			why := "no default value in app.json"
 			if e.Required == nil || *e.Required {
 				why = "required and set per app on Heroku"

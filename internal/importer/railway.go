@@ -168,10 +168,10 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 		kk := "deploy." + k
 		switch k {
 		case "startCommand":
-			cmd, wrapped := shellCommand(rc.Deploy.StartCommand)
+			cmd, why := shellWrap(rc.Deploy.StartCommand)
 			b.process("app", cmd)
-			if wrapped {
-				b.approx(kk, "[processes] app", "the command uses shell syntax, so it runs as sh -c '...'")
+			if why != "" {
+				b.approx(kk, "[processes] app", "Railway runs the command in a shell; it uses shell syntax (%s), so it runs as sh -c '...'", why)
 			} else {
 				b.mapped(kk, "[processes] app")
 			}
@@ -186,8 +186,11 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 				}
 			}
 			if len(cmds) > 0 {
-				cmd, _ := shellCommand(strings.Join(cmds, " && "))
+				cmd, why := shellWrap(strings.Join(cmds, " && "))
 				b.release(kk, cmd)
+				if why != "" {
+					b.rep.Entries[len(b.rep.Entries)-1].Warning += "; wrapped in sh -c because it uses shell syntax: " + why
+				}
 			}
 		case "numReplicas":
 			b.count(kk, "", *rc.Deploy.NumReplicas)

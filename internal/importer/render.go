@@ -227,13 +227,22 @@ func convertRender(file string, data []byte, opts Options) (*Result, error) {
 		}
 		byName[u.svc.Name] = u
 	}
+	// users lists the apps that read each environment group.
+	users := map[string][]string{}
+	for _, u := range units {
+		for _, v := range u.svc.EnvVars {
+			if v.FromGroup != "" && (len(users[v.FromGroup]) == 0 || users[v.FromGroup][len(users[v.FromGroup])-1] != u.app) {
+				users[v.FromGroup] = append(users[v.FromGroup], u.app)
+			}
+		}
+	}
 	for _, u := range units {
 		o := opts
 		if o.Region == "" {
 			o.Region = renderRegions[u.svc.Region]
 		}
 		b := newBuilder(rep, o, u.app, u.index)
-		convertRenderUnit(b, u, byName, groupVars, filepath.Dir(file))
+		convertRenderUnit(b, u, byName, groupVars, users, filepath.Dir(file))
 		if u.svc.Runtime == "static" || u.svc.Type == "static" {
 			continue
 		}
@@ -257,7 +266,7 @@ func ptrEnv(e *renderEnvironment) []renderEnvironment {
 	return []renderEnvironment{*e}
 }
 
-func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, groups map[string][]renderVar, dir string) {
+func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, groups map[string][]renderVar, users map[string][]string, dir string) {
 	s := u.svc
 	k := func(key string) string { return u.index + "." + key }
 	c := b.cfg()
@@ -293,10 +302,10 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 				renderBuild(b, kk, s)
 			}
 		case "startCommand", "dockerCommand":
-			cmd, wrapped := shellCommand(key2cmd(s, key))
+			cmd, why := shellWrap(key2cmd(s, key))
 			b.process("app", cmd)
-			if wrapped {
-				b.approx(kk, "[processes] app", "Render runs the command in a shell; it uses shell syntax, so it runs as sh -c '...'")
+			if why != "" {
+				b.approx(kk, "[processes] app", "Render runs the command in a shell; it uses shell syntax (%s), so it runs as sh -c '...'", why)
 			} else {
 				b.mapped(kk, "[processes] app")
 			}
@@ -306,8 +315,11 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 			if key == "releaseCommand" {
 				raw = s.ReleaseCommand
 			}
-			cmd, _ := shellCommand(raw)
+			cmd, why := shellWrap(raw)
 			b.release(kk, cmd)
+			if why != "" {
+				b.rep.Entries[len(b.rep.Entries)-1].Warning += "; wrapped in sh -c because it uses shell syntax: " + why
+			}
 		case "plan":
 			p, ok := renderPlans[strings.ToLower(s.Plan)]
 			if !ok {
@@ -339,7 +351,7 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		case "healthCheckPath":
 			// after the service exists, below
 		case "envVars":
-			renderEnv(b, kk, s.EnvVars, units, groups, nil)
+			renderEnv(b, kk, s.EnvVars, units, groups, users, nil)
 		case "disk":
 			if d := s.Disk; d != nil {
 				b.volume(kk, orStr(d.Name, s.Name+"_data"), d.MountPath, d.SizeGB, nil)
@@ -472,7 +484,7 @@ func renderBuild(b *builder, key string, s renderService) {
 
 // renderEnv maps envVars; inGroups guards against groups that include
 // themselves.
-func renderEnv(b *builder, key string, vars []renderVar, units map[string]*renderUnit, groups map[string][]renderVar, inGroups map[string]bool) {
+func renderEnv(b *builder, key string, vars []renderVar, units map[string]*renderUnit, groups map[string][]renderVar, users map[string][]string, inGroups map[string]bool) {
 	for i, v := range vars {
 		kk := fmt.Sprintf("%s.%s", key, orStr(v.Key, strconv.Itoa(i)))
 		switch {
@@ -490,9 +502,18 @@ func renderEnv(b *builder, key string, vars []renderVar, units map[string]*rende
 			for k := range inGroups {
 				nested[k] = true
 			}
-			renderEnv(b, key+".fromGroup("+v.FromGroup+")", g, units, groups, nested)
+			renderEnv(b, key+".fromGroup("+v.FromGroup+")", g, units, groups, users, nested)
 		case v.Key == "":
 			b.none(kk, "env var without a key ignored")
+		case v.GenerateValue && len(inGroups) > 0:
+			// Render generates a group's value once: every app that reads
+			// the group sees the same one (a shared SECRET_KEY_BASE).
+			var apps []string
+			for g := range inGroups {
+				apps = append(apps, users[g]...)
+			}
+			apps = uniqueSorted(apps)
+			b.secret(kk, v.Key, "", fmt.Sprintf("Render generated this value once for the environment group and every app that reads the group shares it: generate one value (e.g. `openssl rand -hex 32`) and set the same value in every app (%s)", strings.Join(apps, ", ")))
 		case v.GenerateValue:
 			b.secret(kk, v.Key, "", "Render generated this value; generate one (e.g. `openssl rand -hex 32`)")
 		case v.Sync != nil && !*v.Sync:
