@@ -335,6 +335,11 @@ func convertCopilotUnit(b *builder, u *copilotUnit, hosts map[string]string) {
 	if m.On != nil && m.On.Schedule != "" {
 		b.cron(k("on.schedule"), m.On.Schedule, c.Processes["app"])
 	}
+	if minRunning == nil && (m.Type == "Load Balanced Web Service" || m.Type == "Backend Service") {
+		// ECS keeps count tasks running; only count.range scales.
+		b.alwaysOn = true
+		b.alwaysOnWhy = "Copilot keeps `count` tasks running all the time (no scale to zero): min_machines_running equals the count so autostop never stops them"
+	}
 	if m.CPU > 0 || m.Memory > 0 {
 		b.size(k("cpu/memory"), m.CPU/1024, m.Memory, nil)
 	}

@@ -53,6 +53,9 @@ var herokuSizes = map[string]struct {
 	"shield-s": {1, 1024}, "shield-m": {2, 2560}, "shield-l": {8, 14336},
 }
 
+// herokuSleeps are the dyno sizes that sleep when idle.
+var herokuSleeps = map[string]bool{"eco": true, "free": true}
+
 var procfileLine = regexp.MustCompile(`^([A-Za-z0-9_-]+):\s*(.*)$`)
 
 type procEntry struct{ name, cmd string }
@@ -335,6 +338,11 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 		}
 	}
 	if web {
+		if f, ok := app.Formation["web"]; !ok || !herokuSleeps[strings.ToLower(f.Size)] {
+			// Web dynos above eco never sleep.
+			b.alwaysOn = true
+			b.alwaysOnWhy = "Heroku web dynos (other than eco/free) never sleep: min_machines_running equals the web quantity so autostop never stops them"
+		}
 		// After app.json's env, so that a PORT there cannot contradict internal_port.
 		b.portEnv("Procfile web ($PORT)", port, "Heroku")
 	}

@@ -408,6 +408,11 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		b.databaseApp(u.index, "valkey", 0, true)
 	case s.Type == "web":
 		b.httpService(u.port, processesOf(c))
+		if !strings.EqualFold(s.Plan, "free") && s.Scaling == nil {
+			// Paid Render services never spin down; free ones do.
+			b.alwaysOn = true
+			b.alwaysOnWhy = fmt.Sprintf("Render keeps instances of paid plans (here %s) running; only free services spin down: min_machines_running equals the instance count so autostop never stops them", orStr(s.Plan, "starter, the default"))
+		}
 		b.portEnv(k("(PORT)"), u.port, "Render")
 		if s.HealthCheckPath != "" {
 			b.httpCheck(k("healthCheckPath"), probe{Port: u.port, Path: s.HealthCheckPath, Method: "GET"}, checkTimes{Interval: 15e9, Timeout: 5e9, Grace: 10e9}, nil)
