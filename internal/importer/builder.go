@@ -560,3 +560,57 @@ var (
 	urlRE  = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s'"]+`)
 	listRE = regexp.MustCompile(`[,;]+`)
 )
+
+// fromSource replaces a buildpack build (which Hangar cannot run) with one
+// it can: builtin = "go", or a Dockerfile generated for the language. Call
+// it once the processes and the release command are known: builtin go
+// rewrites them.
+func (b *builder) fromSource(key, dir, platform string, lang srcLang, buildCmd string, port int) {
+	c := b.cfg()
+	var cmds []string
+	for _, g := range sortedKeys(c.Processes) {
+		cmds = append(cmds, c.Processes[g])
+	}
+	if c.Deploy != nil && c.Deploy.ReleaseCommand != "" {
+		cmds = append(cmds, c.Deploy.ReleaseCommand)
+	}
+	sb, err := buildFromSource(dir, platform, lang, buildCmd, port, cmds)
+	if err != nil || sb == nil {
+		c.Build = nil
+		b.none(key, "%s built the app with a buildpack, which Hangar cannot run, and its language could not be told (no Gemfile, package.json, requirements.txt, pyproject.toml, go.mod or mix.exs%s): write a Dockerfile next to fly.toml, or set [build] image", platform, ifs(lang.Name != "", "; "+lang.Name+" has no generated Dockerfile"))
+		return
+	}
+	c.Build = sb.Build
+	b.app.Dockerfile = sb.Dockerfile
+	for g, cmd := range c.Processes {
+		if n, ok := sb.Commands[cmd]; ok {
+			c.Processes[g] = n
+		}
+	}
+	if c.Deploy != nil {
+		// The release machine runs the image's entrypoint (the binary)
+		// with these arguments.
+		if n, ok := sb.Commands[c.Deploy.ReleaseCommand]; ok && n != "" {
+			c.Deploy.ReleaseCommand = n
+		} else if ok {
+			b.none("[deploy] release_command", "the release command %q runs the app's binary without arguments, which would start the server: give it the arguments that make it run the release task", c.Deploy.ReleaseCommand)
+		}
+	}
+	target := "[build] dockerfile = \"Dockerfile\" (generated)"
+	if sb.Build.Builtin != "" {
+		target = "[build] builtin = \"go\""
+	}
+	b.approx(key, target, "%s", sb.Why)
+	if sb.Dockerfile != nil {
+		b.rep.Notes = appendOnce(b.rep.Notes, "a Dockerfile was generated next to the fly.toml of an app built from source: `hangar deploy` builds with the fly.toml's directory as the context, so keep both in the app's source directory (move them there if --out pointed elsewhere)")
+	}
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}

@@ -42,6 +42,16 @@ type App struct {
 	Config *FlyConfig `json:"config"`
 	// Secrets are the secret names (and values, when included) to import.
 	Secrets []Secret `json:"secrets,omitempty"`
+	// Dockerfile is a Dockerfile generated for an app that the source
+	// platform built with buildpacks; written next to its fly.toml.
+	Dockerfile []byte `json:"-"`
+}
+
+// fromSource says whether the app is built from the source directory (a
+// Dockerfile or builtin), rather than run from an image.
+func (a *App) fromSource() bool {
+	b := a.Config.Build
+	return b != nil && b.Image == "" && (b.Dockerfile != "" || b.Builtin != "")
 }
 
 // Secret is one secret the app needs.

@@ -191,8 +191,8 @@ cronSchedule = "0 0 * * 0"
 		t.Fatal(err)
 	}
 	c := res.Apps[0].Config
-	if c.HTTPService != nil || c.PrimaryRegion != "ams" || c.Build.Builder == "" {
-		t.Errorf("config %+v", c)
+	if c.HTTPService != nil || c.PrimaryRegion != "ams" || c.Build.Dockerfile != "Dockerfile" || !strings.Contains(string(res.Apps[0].Dockerfile), "RUN npm run build\n") {
+		t.Errorf("config %+v, Dockerfile:\n%s", c, res.Apps[0].Dockerfile)
 	}
 	want := "hangar machine run IMAGE --schedule weekly -a jobs -- sh -c 'node dist/job.js && echo done'"
 	if !contains(res.Report.Actions, want) {

@@ -132,21 +132,21 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 	deploy, _ := raw["deploy"].(map[string]any)
 	// Build.
 	builder := strings.ToUpper(rc.Build.Builder)
+	native := false
 	switch {
 	case builder == "DOCKERFILE" || builder == "DOCKER" || rc.Build.DockerfilePath != "" || (builder == "" && hasDockerfile):
 		c.Build = &FlyBuild{Dockerfile: orStr(rc.Build.DockerfilePath, "Dockerfile")}
 		b.mapped("build.builder", "[build] dockerfile")
 	default:
-		c.Build = &FlyBuild{Builder: "heroku/builder:24"}
-		w := fmt.Sprintf("builder %s became Cloud Native Buildpacks (heroku/builder:24)", orStr(rc.Build.Builder, "auto-detect"))
-		if rc.Build.BuildCommand != "" {
-			w += fmt.Sprintf("; the build command %q is not run: put it in the package's build script or write a Dockerfile", rc.Build.BuildCommand)
-		}
-		b.approx("build.builder", "[build] builder", "%s", w)
+		native = true // built after the start command is known
 	}
 	for _, k := range sortedKeys(build) {
 		switch k {
-		case "builder", "dockerfilePath", "buildCommand":
+		case "builder", "dockerfilePath":
+		case "buildCommand":
+			if !native {
+				b.none("build.buildCommand", "the app builds from a Dockerfile, so the build command %q is not run: put it in the Dockerfile if it is needed", rc.Build.BuildCommand)
+			}
 		case "watchPatterns":
 			b.none("build.watchPatterns", "deploys are started by `hangar deploy`, not by watched paths")
 		default:
@@ -255,6 +255,10 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 		default:
 			b.none(kk, "unknown key; ignored")
 		}
+	}
+	if native {
+		src := filepath.Dir(file)
+		b.fromSource("build.builder", src, "Railway", detectLang(src, nil, []string{rc.Deploy.StartCommand}), rc.Build.BuildCommand, port)
 	}
 	if rc.Deploy.CronSchedule != "" {
 		b.cron("deploy.cronSchedule", rc.Deploy.CronSchedule, c.Processes["app"])

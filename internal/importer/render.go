@@ -296,10 +296,16 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 			b.mapped(kk, "app")
 		case "runtime", "env":
 			renderBuild(b, kk, s)
-		case "image", "dockerfilePath", "dockerContext", "buildCommand", "registryCredential":
+		case "image", "dockerfilePath", "dockerContext", "registryCredential":
 			// handled with runtime
 			if s.Runtime == "" && key == "image" {
 				renderBuild(b, kk, s)
+			}
+		case "buildCommand":
+			if renderNative(s) {
+				b.mapped(kk, "RUN in the generated Dockerfile")
+			} else {
+				b.none(kk, "Render runs buildCommand only for native runtimes; this service builds from a Dockerfile or an image, so %q is not run: put it in the Dockerfile if it is needed", s.BuildCommand)
 			}
 		case "startCommand", "dockerCommand":
 			cmd, why := shellWrap(key2cmd(s, key))
@@ -384,6 +390,19 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 			b.none(kk, "unknown key; ignored")
 		}
 	}
+	if renderNative(s) {
+		src := dir
+		if s.RootDir != "" {
+			src = filepath.Join(dir, s.RootDir)
+		}
+		lang := srcLang{Name: s.Runtime, Evidence: "runtime: " + s.Runtime}
+		if lang.Name == "node" || lang.Name == "python" || lang.Name == "ruby" || lang.Name == "go" || lang.Name == "elixir" {
+			if d := detectLang(src, nil, nil); d.Name == lang.Name {
+				lang.Evidence += " and " + d.Evidence
+			}
+		}
+		b.fromSource(k(orStr(firstKey(u.keys, "runtime", "env"), "runtime")), src, "Render", lang, s.BuildCommand, u.port)
+	}
 	switch {
 	case s.Type == "postgres":
 		ver := "16"
@@ -434,6 +453,18 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 	}
 }
 
+// firstKey returns the first of names that keys holds.
+func firstKey(keys []string, names ...string) string {
+	for _, n := range names {
+		for _, k := range keys {
+			if k == n {
+				return n
+			}
+		}
+	}
+	return ""
+}
+
 func key2cmd(s renderService, key string) string {
 	if key == "dockerCommand" {
 		return s.DockerCommand
@@ -478,13 +509,19 @@ func renderBuild(b *builder, key string, s renderService) {
 			b.none(key, "no image or runtime: set [build] by hand")
 		}
 	default:
-		c.Build = &FlyBuild{Builder: "heroku/builder:24"}
-		w := fmt.Sprintf("native %s runtime: built with Cloud Native Buildpacks (heroku/builder:24)", s.Runtime)
-		if s.BuildCommand != "" {
-			w += fmt.Sprintf("; the build command %q is not run by buildpacks: put it in the package's build script or write a Dockerfile", s.BuildCommand)
-		}
-		b.approx(key, "[build] builder", "%s", w)
+		// Native runtimes are built after the loop (renderNative), once
+		// the start command is known.
 	}
+}
+
+// renderNative says whether a service is built from source by one of
+// Render's native runtimes (node, python, ruby, go, elixir, rust).
+func renderNative(s renderService) bool {
+	switch s.Runtime {
+	case "docker", "image", "", "static":
+		return false
+	}
+	return s.Type != "postgres" && s.Type != "redis" && s.Type != "keyvalue"
 }
 
 // renderEnv maps envVars; inGroups guards against groups that include
