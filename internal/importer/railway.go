@@ -3,6 +3,7 @@ package importer
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -155,8 +156,27 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 	}
 	web := rc.Deploy.CronSchedule == ""
 	const port = 8080
+	// railway.json names no port: a service is guessed to serve HTTP on
+	// $PORT unless its Dockerfile or command shows a TCP server.
+	var facts dockerfileFacts
+	if c.Build != nil && c.Build.Dockerfile != "" {
+		if data, err := os.ReadFile(filepath.Join(filepath.Dir(file), c.Build.Dockerfile)); err == nil && len(data) < 1<<20 {
+			facts = parseDockerfile(data)
+		}
+	}
+	tcpPort, tcpWhy, tcp := tcpGuess(facts, rc.Deploy.StartCommand)
+	if web && tcp {
+		web = false
+		b.tcpService(tcpPort, tcpPort, nil)
+		b.tcpCheck("(service)", tcpPort, checkTimes{Interval: 15 * time.Second, Timeout: 5 * time.Second, Grace: 30 * time.Second}, nil,
+			fmt.Sprintf("railway.json names no port or protocol; %s: served as raw TCP ([[services]] protocol = \"tcp\") on port %d, not as HTTP. Check the port; keep it private (remove [[services]], reach it at %s.internal:%d) unless clients outside connect to it", tcpWhy, tcpPort, b.app.Name, tcpPort))
+		if c.Services[len(c.Services)-1].MinMachinesRunning == nil {
+			c.Services[len(c.Services)-1].MinMachinesRunning = intPtr(1)
+		}
+	}
 	if web {
 		b.httpService(port, nil)
+		b.approx("(service)", "[http_service] internal_port = 8080", "guessed: railway.json names no port or protocol, and Railway routes HTTP to $PORT, so the app is taken to serve HTTP on $PORT = %d. If it serves another protocol (a database, a TCP proxy), replace [http_service] with [[services]] protocol = \"tcp\" on its port", port)
 		b.portEnv("deploy (PORT)", port, "Railway")
 		if rc.Deploy.SleepApplication {
 			b.mapped("deploy.sleepApplication", "[http_service] auto_stop_machines")

@@ -424,7 +424,14 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		}
 	case s.Type == "redis" || s.Type == "keyvalue":
 		c.Build = &FlyBuild{Image: "valkey/valkey:8"}
-		b.databaseApp(u.index, "valkey", 0, true)
+		if !strings.EqualFold(s.Plan, "free") {
+			// Paid Key Value instances persist to disk (journal and
+			// snapshots); free ones are memory only.
+			b.persist = fmt.Sprintf("Render persists Key Value instances of paid plans (here %s) to disk", orStr(s.Plan, "starter, the default"))
+			b.process("app", "valkey-server --appendonly yes")
+			b.approx(u.index+" (persistence)", "[processes] app = valkey-server --appendonly yes", "journal (append-only file) on, as on Render's paid Key Value instances")
+		}
+		b.databaseApp(u.index, "valkey", 0, false)
 	case s.Type == "web":
 		b.httpService(u.port, processesOf(c))
 		if !strings.EqualFold(s.Plan, "free") && s.Scaling == nil {
