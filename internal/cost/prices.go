@@ -34,6 +34,13 @@ type FlyRegion struct {
 	EgressGroup string  `json:"egress_group"`
 }
 
+// RetiredRegion is a Fly region that is no longer priced (closed or
+// merged), with the nearest priced region used in its place.
+type RetiredRegion struct {
+	City     string `json:"city"`
+	PricedAs string `json:"priced_as"`
+}
+
 // EC2Instance is one instance type.
 type EC2Instance struct {
 	Type     string `json:"type"`
@@ -58,8 +65,10 @@ type Prices struct {
 		DefaultVolumeSizeGB        Price                `json:"default_volume_size_gb"`
 		DedicatedIPv4Month         Price                `json:"dedicated_ipv4_month"`
 		EgressGB                   map[string]Price     `json:"egress_gb"`
-		RegionMarkupSource         string               `json:"region_markup_source"`
-		Regions                    map[string]FlyRegion `json:"regions"`
+		RegionMarkupSource         string                   `json:"region_markup_source"`
+		Regions                    map[string]FlyRegion     `json:"regions"`
+		RetiredRegionsSource       string                   `json:"retired_regions_source"`
+		RetiredRegions             map[string]RetiredRegion `json:"retired_regions"`
 	} `json:"fly"`
 	AWS struct {
 		Region          string `json:"region"`
@@ -154,6 +163,17 @@ func (p *Prices) check() error {
 		if _, ok := p.Fly.EgressGB[r.EgressGroup]; !ok {
 			return fmt.Errorf("fly.regions.%s: egress group %q has no price", code, r.EgressGroup)
 		}
+	}
+	for code, r := range p.Fly.RetiredRegions {
+		if _, ok := p.Fly.Regions[r.PricedAs]; !ok {
+			return fmt.Errorf("fly.retired_regions.%s: priced_as %q is not a priced region", code, r.PricedAs)
+		}
+		if _, ok := p.Fly.Regions[code]; ok {
+			return fmt.Errorf("fly.retired_regions.%s: also a priced region", code)
+		}
+	}
+	if len(p.Fly.RetiredRegions) > 0 && p.Fly.RetiredRegionsSource == "" {
+		return fmt.Errorf("fly.retired_regions_source: the retired regions need a source")
 	}
 	if len(p.AWS.EC2Instances) == 0 {
 		return fmt.Errorf("aws.ec2_instances: empty")
