@@ -211,12 +211,12 @@ func TestEstimateRejectsBadInput(t *testing.T) {
 	t.Parallel()
 	p := prices(t)
 	cases := map[string]Input{
-		"no groups":      {Region: "iad"},
-		"zero count":     {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: shared1x256}}},
-		"negative gb":    {Region: "iad", EgressGB: -1, Groups: []GroupInput{{Name: "a", Guest: shared1x256, Count: 1}}},
-		"negative host":  {Region: "local", HostMonthly: -5, Groups: []GroupInput{{Name: "a", Guest: shared1x256, Count: 1}}},
-		"gpu":            {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: types.MachineGuest{CPUKind: "performance", CPUs: 8, MemoryMB: 32768, GPUKind: "a10", GPUs: 1}, Count: 1}}},
-		"bad cpu kind":   {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: types.MachineGuest{CPUKind: "turbo", CPUs: 1, MemoryMB: 256}, Count: 1}}},
+		"no groups":     {Region: "iad"},
+		"zero count":    {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: shared1x256}}},
+		"negative gb":   {Region: "iad", EgressGB: -1, Groups: []GroupInput{{Name: "a", Guest: shared1x256, Count: 1}}},
+		"negative host": {Region: "local", HostMonthly: -5, Groups: []GroupInput{{Name: "a", Guest: shared1x256, Count: 1}}},
+		"gpu":           {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: types.MachineGuest{CPUKind: "performance", CPUs: 8, MemoryMB: 32768, GPUKind: "a10", GPUs: 1}, Count: 1}}},
+		"bad cpu kind":  {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: types.MachineGuest{CPUKind: "turbo", CPUs: 1, MemoryMB: 256}, Count: 1}}},
 	}
 	for name, in := range cases {
 		if _, err := p.Estimate(in); err == nil {

@@ -55,16 +55,16 @@ type Prices struct {
 	ReadOn        string `json:"read_on"`
 	HoursPerMonth Price  `json:"hours_per_month"`
 	Fly           struct {
-		HoursInPublishedMonth      Price                `json:"hours_in_published_month"`
-		SharedVCPUMonth            Price                `json:"shared_vcpu_month"`
-		PerformanceVCPUMonth       Price                `json:"performance_vcpu_month"`
-		SharedIncludedRAMMBPerVCPU Price                `json:"shared_included_ram_mb_per_vcpu"`
-		PerfIncludedRAMMBPerVCPU   Price                `json:"performance_included_ram_mb_per_vcpu"`
-		AdditionalRAMGBMonth       Price                `json:"additional_ram_gb_month"`
-		VolumeGBMonth              Price                `json:"volume_gb_month"`
-		DefaultVolumeSizeGB        Price                `json:"default_volume_size_gb"`
-		DedicatedIPv4Month         Price                `json:"dedicated_ipv4_month"`
-		EgressGB                   map[string]Price     `json:"egress_gb"`
+		HoursInPublishedMonth      Price                    `json:"hours_in_published_month"`
+		SharedVCPUMonth            Price                    `json:"shared_vcpu_month"`
+		PerformanceVCPUMonth       Price                    `json:"performance_vcpu_month"`
+		SharedIncludedRAMMBPerVCPU Price                    `json:"shared_included_ram_mb_per_vcpu"`
+		PerfIncludedRAMMBPerVCPU   Price                    `json:"performance_included_ram_mb_per_vcpu"`
+		AdditionalRAMGBMonth       Price                    `json:"additional_ram_gb_month"`
+		VolumeGBMonth              Price                    `json:"volume_gb_month"`
+		DefaultVolumeSizeGB        Price                    `json:"default_volume_size_gb"`
+		DedicatedIPv4Month         Price                    `json:"dedicated_ipv4_month"`
+		EgressGB                   map[string]Price         `json:"egress_gb"`
 		RegionMarkupSource         string                   `json:"region_markup_source"`
 		Regions                    map[string]FlyRegion     `json:"regions"`
 		RetiredRegionsSource       string                   `json:"retired_regions_source"`
