@@ -50,6 +50,11 @@ func shellSyntax(cmd string) string {
 			case '"':
 				inDouble = false
 			case '\\':
+				if i+1 >= len(cmd) {
+					return "a trailing backslash"
+				}
+				word.WriteByte(ch)
+				ch = cmd[i+1]
 				i++
 			case '$':
 				return "a variable expansion ($)"
@@ -65,6 +70,11 @@ func shellSyntax(cmd string) string {
 		case '"':
 			inDouble = true
 		case '\\':
+			if i+1 >= len(cmd) {
+				return "a trailing backslash"
+			}
+			word.WriteByte(ch)
+			ch = cmd[i+1]
 			i++
 		case ' ', '\t':
 			if why := endWord(); why != "" {
