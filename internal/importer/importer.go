@@ -163,6 +163,29 @@ func (r *Result) finish() {
 	if noRegion {
 		r.Report.Notes = append(r.Report.Notes, "no primary_region: pass --region, or set primary_region in each fly.toml (and replace REGION in the commands below)")
 	}
+	// Apps built from the same source sit side by side in the output
+	// directory (see Files): generated Dockerfiles that differ get a name
+	// each, and each app is deployed with its own config file.
+	var src []*App
+	dockerfiles := map[string]bool{}
+	for _, a := range r.Apps {
+		if a.fromSource() {
+			src = append(src, a)
+			if a.Dockerfile != nil {
+				dockerfiles[string(a.Dockerfile)] = true
+			}
+		}
+	}
+	if len(src) > 1 && len(r.Apps) > 1 {
+		var cmds []string
+		for _, a := range src {
+			if a.Dockerfile != nil && len(dockerfiles) > 1 {
+				a.Config.Build.Dockerfile = "Dockerfile." + a.Name
+			}
+			cmds = append(cmds, fmt.Sprintf("hangar deploy -c fly.%s.toml", a.Name))
+		}
+		r.Report.Notes = append(r.Report.Notes, fmt.Sprintf("%d apps are built from the source: their configs are fly.<app>.toml beside it; deploy each from the source directory (%s)", len(src), strings.Join(cmds, "; ")))
+	}
 }
 
 // SecretsFile renders an app's secrets as a dotenv file for
