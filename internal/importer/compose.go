@@ -159,6 +159,15 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 		rep.Entries = append(rep.Entries, Entry{Key: "services." + name, Status: Unsupported, Warning: fmt.Sprintf("service is in profile(s) %s, which are not enabled: skipped (use --profile to include it)", strings.Join(proj.DisabledServices[name].Profiles, ", "))})
 	}
 	names := sortedKeys(proj.Services)
+	// Log routers (fluent-bit, fluentd, Vector, Promtail...) are sidecars,
+	// not apps, as in every other format.
+	for _, n := range names {
+		if s := proj.Services[n]; s.Build == nil && isLogRouter(s.Image) && len(names) > 1 {
+			rep.Entries = append(rep.Entries, Entry{Key: "services." + n, Status: Unsupported, Warning: fmt.Sprintf("%s (%s) is not made an app: %s", n, s.Image, logRouterRole)})
+			delete(proj.Services, n)
+		}
+	}
+	names = sortedKeys(proj.Services)
 	if len(names) == 0 {
 		var profiles []string
 		for _, s := range proj.DisabledServices {

@@ -164,7 +164,7 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 				d := s.DependsOn[dep]
 				target := hosts[dep]
 				if target == "" {
-					b.none(kk+"."+dep, "depends on %s, which is not converted (disabled or unknown)", dep)
+					b.none(kk+"."+dep, "depends on %s, which is not converted (disabled, unknown, or a log router)", dep)
 					continue
 				}
 				w := fmt.Sprintf("%s is a separate app reachable at %s; apps start independently, so the app must retry until it is up", dep, target)

@@ -314,10 +314,25 @@ func convertCopilotUnit(b *builder, u *copilotUnit, hosts map[string]string) {
 			}
 		case "network":
 			b.approx(kk, "private network", "service discovery is <app>.internal; VPC placement and security groups have no equivalent")
-		case "logging", "observability":
+		case "logging":
+			b.none(kk, "Copilot's logging runs a FireLens log router beside the service: %s", logRouterRole)
+		case "observability":
 			b.none(kk, "logs go to `hangar logs`; metrics via [[metrics]]")
 		case "sidecars":
-			b.none(kk, "sidecars have no equivalent: one machine runs one image; run each as its own app")
+			sidecars, _ := u.raw["sidecars"].(map[string]any)
+			for _, sn := range sortedKeys(sidecars) {
+				sc, _ := sidecars[sn].(map[string]any)
+				img, _ := sc["image"].(string)
+				var essential *bool
+				if e, ok := sc["essential"].(bool); ok {
+					essential = &e
+				}
+				role := sidecarRole(img, essential, false)
+				if role == "" {
+					role = "a container of its own: one machine runs one image, so run it as its own app (reach it at <app>.internal instead of localhost)"
+				}
+				b.none(kk+"."+sn, "sidecar %s (%s) is not part of this app: %s", sn, img, role)
+			}
 		case "taskdef_overrides":
 			b.none(kk, "task definition overrides have no equivalent")
 		case "deployment":

@@ -369,11 +369,35 @@ func lowerKeys(keys []string) []string {
 	return out
 }
 
+// isLogRouter says whether an image is a log router or shipper.
+func isLogRouter(image string) bool {
+	img := strings.ToLower(image)
+	for _, w := range []string{"fluent-bit", "fluentbit", "fluentd", "firelens", "aws-for-fluent-bit", "timberio/vector", "logstash", "splunk", "logspout", "promtail", "filebeat"} {
+		if strings.Contains(img, w) {
+			return true
+		}
+	}
+	return false
+}
+
 // ecsSidecarRole says what a helper container (log router, agent, mesh
 // proxy, or any essential: false container) did and what replaces it on
 // Hangar; "" for a workload of its own.
 func ecsSidecarRole(c ecsContainer) string {
-	img := strings.ToLower(c.Image)
+	return sidecarRole(c.Image, c.Essential, len(c.FirelensConfiguration) > 0 && string(c.FirelensConfiguration) != "null")
+}
+
+// logRouterRole is what the report says of a log router, wherever it
+// comes from (an ECS FireLens container, a Copilot sidecar, a compose
+// service).
+const logRouterRole = "a log router. Hangar keeps every machine's stdout and stderr (`hangar logs -a APP`, the logs API); to ship them to a log service, run a log shipper as its own app that reads them, instead of a router beside every app"
+
+// sidecarRole classifies a helper container by its image (and, for ECS,
+// essential: false or a FireLens configuration) and says what replaces it
+// on Hangar; "" for a workload of its own. Every importer asks it, so a
+// log router is never an app in one format and a sidecar in another.
+func sidecarRole(image string, essential *bool, firelens bool) string {
+	img := strings.ToLower(image)
 	has := func(words ...string) bool {
 		for _, w := range words {
 			if strings.Contains(img, w) {
@@ -383,15 +407,15 @@ func ecsSidecarRole(c ecsContainer) string {
 		return false
 	}
 	switch {
-	case len(c.FirelensConfiguration) > 0 && string(c.FirelensConfiguration) != "null", has("fluent-bit", "fluentbit", "fluentd", "firelens", "aws-for-fluent-bit", "vector", "logstash", "splunk"):
-		return "a log router (FireLens). Hangar keeps every machine's stdout and stderr (`hangar logs -a APP`, the logs API); to ship them to a log service, run a log shipper as its own app that reads them, instead of a router in every task"
+	case firelens || isLogRouter(img):
+		return logRouterRole
 	case has("datadog", "dd-agent", "newrelic", "cloudwatch-agent", "prometheus", "node-exporter", "cadvisor"):
 		return "a monitoring agent. Expose metrics with [metrics] in fly.toml, or run the agent as its own app and send it data over the private network (<agent-app>.internal)"
 	case has("xray", "otel", "opentelemetry", "jaeger"):
 		return "a tracing collector. Run the collector as its own app and point the tracing SDK at <collector-app>.internal"
 	case has("envoy", "appmesh", "linkerd", "istio", "consul-connect"):
 		return "a service mesh proxy. The platform's proxy and private network (<app>.internal, Flycast) take its place"
-	case c.Essential != nil && !*c.Essential:
+	case essential != nil && !*essential:
 		return "a helper (essential: false) that the task could lose without stopping. If the app needs it, run it as its own app, or build it into the main image"
 	}
 	return ""
