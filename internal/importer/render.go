@@ -378,7 +378,7 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		case "ipAllowList":
 			b.none(kk, "IP allow lists have no equivalent: the app is private unless it has a service")
 		case "maxmemoryPolicy":
-			b.approx(kk, "", "set --maxmemory-policy %s on the valkey command line ([processes])", s.MaxmemoryPolicy)
+			b.mapped(kk, "[processes] app: valkey-server --maxmemory-policy "+s.MaxmemoryPolicy)
 		case "databaseName", "user", "postgresMajorVersion":
 			// handled for databases below
 		case "diskSizeGB":
@@ -424,12 +424,19 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		}
 	case s.Type == "redis" || s.Type == "keyvalue":
 		c.Build = &FlyBuild{Image: "valkey/valkey:8"}
+		args := []string{"valkey-server"}
 		if !strings.EqualFold(s.Plan, "free") {
 			// Paid Key Value instances persist to disk (journal and
 			// snapshots); free ones are memory only.
 			b.persist = fmt.Sprintf("Render persists Key Value instances of paid plans (here %s) to disk", orStr(s.Plan, "starter, the default"))
-			b.process("app", "valkey-server --appendonly yes")
-			b.approx(u.index+" (persistence)", "[processes] app = valkey-server --appendonly yes", "journal (append-only file) on, as on Render's paid Key Value instances")
+			args = append(args, "--appendonly", "yes")
+			b.approx(u.index+" (persistence)", "[processes] app: valkey-server --appendonly yes", "journal (append-only file) on, as on Render's paid Key Value instances")
+		}
+		if s.MaxmemoryPolicy != "" {
+			args = append(args, "--maxmemory-policy", s.MaxmemoryPolicy)
+		}
+		if len(args) > 1 {
+			b.process("app", shellJoin(args))
 		}
 		b.databaseApp(u.index, "valkey", 0, false)
 	case s.Type == "web":
