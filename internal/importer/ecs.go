@@ -273,8 +273,16 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 			main = i // only databases are left
 		}
 	}
-	if main < 0 {
-		return nil, inputErr(taskFile, "a task definition needs a container that runs the app, not only log routers and agents", "every container of the task is a sidecar (%s)", strings.Join(roles, ", "))
+	onlyHelpers := main < 0
+	if onlyHelpers {
+		// A task that runs only an agent (a Datadog daemon service, a log
+		// collector): that agent is the workload.
+		main = 0
+		for i := len(containers) - 1; i >= 0; i-- {
+			if containers[i].Essential == nil || *containers[i].Essential {
+				main = i
+			}
+		}
 	}
 	roles[main] = ""
 	// Databases in the task become their own apps; sidecars are reported.
@@ -305,6 +313,9 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		hosts[c.Name] = units[i].app + ".internal"
 	}
 	res := &Result{Report: rep}
+	if onlyHelpers {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("every container of the task is a helper (log router, agent or proxy): container %s runs as the app itself; check that this is what you want to run on Hangar", containers[main].Name))
+	}
 	for ui, u := range units {
 		c := containers[u.idx]
 		b := newBuilder(rep, opts, u.app, "container "+c.Name)

@@ -346,3 +346,24 @@ func FuzzDockerfile(f *testing.F) {
 		_ = oneShot("x", string(data))
 	})
 }
+
+// TestECSTaskOfOnlyAnAgent: a daemon task that runs only an agent still
+// imports (the agent is the workload), with a note; a sidecar beside an
+// app is never chosen as the app, whatever its place in the list.
+func TestECSTaskOfOnlyAnAgent(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	p := filepath.Join(dir, "taskdef.json")
+	mustWrite(t, p, `{"family": "datadog-agent-task", "containerDefinitions": [{"name": "datadog-agent", "image": "public.ecr.aws/datadog/agent:7", "cpu": 100, "memory": 512, "essential": true}]}`)
+	res, err := Import("ecs", p, Options{})
+	if err != nil || len(res.Apps) != 1 || res.Apps[0].Config.Build.Image != "public.ecr.aws/datadog/agent:7" || !strings.Contains(strings.Join(res.Report.Notes, " "), "helper") {
+		t.Fatalf("agent-only task: %v %+v", err, res)
+	}
+	mustWrite(t, p, `{"family": "web", "containerDefinitions": [
+  {"name": "fluent", "image": "fluent/fluent-bit:3.0", "essential": true},
+  {"name": "worker", "image": "acme/worker:2", "essential": true}]}`)
+	res, err = Import("ecs", p, Options{})
+	if err != nil || len(res.Apps) != 1 || res.Apps[0].Config.Build.Image != "acme/worker:2" {
+		t.Fatalf("log router listed first became the app: %v %+v", err, res.Apps[0].Config.Build)
+	}
+}
