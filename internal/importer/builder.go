@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -613,4 +614,26 @@ func appendOnce(list []string, s string) []string {
 		}
 	}
 	return append(list, s)
+}
+
+// buildIn sets [build] dockerfile for a build whose context is ctx and
+// whose Dockerfile is df, both relative to the source directory: the
+// config is written in the context (hangar deploy builds the config's
+// directory) with the Dockerfile relative to it. It says false, changing
+// nothing, for a context outside the source directory.
+func (b *builder) buildIn(ctx, df string) bool {
+	ctx = filepath.Clean(ctx)
+	if ctx == "." || !filepath.IsLocal(ctx) || filepath.IsAbs(df) {
+		return false
+	}
+	rel, err := filepath.Rel(ctx, filepath.Clean(df))
+	if err != nil {
+		return false
+	}
+	if b.cfg().Build == nil {
+		b.cfg().Build = &FlyBuild{}
+	}
+	b.cfg().Build.Dockerfile = filepath.ToSlash(rel)
+	b.app.Context = ctx
+	return true
 }

@@ -420,7 +420,11 @@ func copilotImage(b *builder, key string, m copilotManifest) {
 		df = orStr(bm.Dockerfile, filepath.Join(orStr(bm.Context, "."), "Dockerfile"))
 		c.Build = &FlyBuild{Dockerfile: filepath.ToSlash(filepath.Clean(df)), Target: bm.Target, Args: bm.Args}
 		if bm.Context != "" && filepath.Clean(bm.Context) != "." {
-			b.approx(key+".build", "[build] dockerfile", "build context is %s: deploy with that directory as the build context", bm.Context)
+			if b.buildIn(bm.Context, df) {
+				b.mapped(key+".build", "fly.toml written in "+filepath.ToSlash(filepath.Clean(bm.Context))+"/ (the build context)")
+			} else {
+				b.approx(key+".build", "[build] dockerfile", "build context %s is outside the workspace: deploy with that directory as the build context", bm.Context)
+			}
 			return
 		}
 		b.mapped(key+".build", "[build] dockerfile")
@@ -428,7 +432,12 @@ func copilotImage(b *builder, key string, m copilotManifest) {
 	}
 	c.Build = &FlyBuild{Dockerfile: filepath.ToSlash(filepath.Clean(df))}
 	if d := filepath.Dir(df); d != "." {
-		b.approx(key+".build", "[build] dockerfile", "Copilot builds with the Dockerfile's directory as context; deploy with %s as the build context", d)
+		// Copilot builds with the Dockerfile's directory as the context.
+		if b.buildIn(d, df) {
+			b.mapped(key+".build", "fly.toml written in "+filepath.ToSlash(filepath.Clean(d))+"/ (the build context)")
+		} else {
+			b.approx(key+".build", "[build] dockerfile", "Copilot builds with the Dockerfile's directory as context; deploy with %s as the build context", d)
+		}
 		return
 	}
 	b.mapped(key+".build", "[build] dockerfile")

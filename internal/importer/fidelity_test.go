@@ -367,3 +367,30 @@ func TestECSTaskOfOnlyAnAgent(t *testing.T) {
 		t.Fatalf("log router listed first became the app: %v %+v", err, res.Apps[0].Config.Build)
 	}
 }
+
+// TestComposeConfigInBuildContext: a compose service built from ./backend
+// gets backend/fly.toml with dockerfile = "Dockerfile", so that `hangar
+// deploy -c backend/fly.toml` builds the context compose built (before,
+// <app>/fly.toml named backend/Dockerfile, which was not there).
+func TestComposeConfigInBuildContext(t *testing.T) {
+	t.Parallel()
+	src := filepath.Join("testdata", "compose", "react-express-mongodb", "input")
+	res, err := Import("compose", src, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := res.WriteDir(out, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, ctx := range []string{"backend", "frontend"} {
+		b, err := os.ReadFile(filepath.Join(out, ctx, "fly.toml"))
+		if err != nil || !strings.Contains(string(b), "dockerfile = 'Dockerfile'") {
+			t.Errorf("%s/fly.toml: %v\n%s", ctx, err, b)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "input-db", "fly.toml")); err != nil {
+		names, _ := os.ReadDir(out)
+		t.Errorf("the image app is not in <app>/fly.toml: %v %v", err, names)
+	}
+}

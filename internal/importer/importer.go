@@ -45,6 +45,11 @@ type App struct {
 	// Dockerfile is a Dockerfile generated for an app that the source
 	// platform built with buildpacks; written next to its fly.toml.
 	Dockerfile []byte `json:"-"`
+	// Context is the build context of an app built from source, relative
+	// to the source directory ("" for the directory itself): its fly.toml
+	// is written there, since `hangar deploy` builds in the config's
+	// directory, and [build] dockerfile is relative to it.
+	Context string `json:"-"`
 }
 
 // fromSource says whether the app is built from the source directory (a
@@ -166,6 +171,7 @@ func (r *Result) finish() {
 	// Apps built from the same source sit side by side in the output
 	// directory (see Files): generated Dockerfiles that differ get a name
 	// each, and each app is deployed with its own config file.
+	layout := r.layout()
 	var src []*App
 	dockerfiles := map[string]bool{}
 	for _, a := range r.Apps {
@@ -176,16 +182,52 @@ func (r *Result) finish() {
 			}
 		}
 	}
-	if len(src) > 1 && len(r.Apps) > 1 {
+	if len(src) > 0 && len(r.Apps) > 1 || len(src) == 1 && src[0].Context != "" {
+		r.Report.Notes = append(r.Report.Notes, "the configs of apps built from source are laid out as they must sit in the source tree (`hangar deploy` builds the directory its config is in): write them into the source's directory (--out, the default when launch runs there), or copy them there")
+	}
+	if len(src) > 1 {
 		var cmds []string
 		for _, a := range src {
 			if a.Dockerfile != nil && len(dockerfiles) > 1 {
 				a.Config.Build.Dockerfile = "Dockerfile." + a.Name
 			}
-			cmds = append(cmds, fmt.Sprintf("hangar deploy -c fly.%s.toml", a.Name))
+			cmds = append(cmds, "hangar deploy -c "+filepath.ToSlash(layout[a]))
 		}
-		r.Report.Notes = append(r.Report.Notes, fmt.Sprintf("%d apps are built from the source: their configs are fly.<app>.toml beside it; deploy each from the source directory (%s)", len(src), strings.Join(cmds, "; ")))
+		r.Report.Notes = append(r.Report.Notes, fmt.Sprintf("%d apps are built from source: each config is written in its build context, the directory `hangar deploy` builds; deploy each from the output directory (%s)", len(src), strings.Join(cmds, "; ")))
 	}
+}
+
+// layout says where each app's config is written, relative to the output
+// directory: fly.toml for a single app; for several, apps built from
+// source in their build context (fly.toml, or fly.<app>.toml when several
+// share the context), the others in <app>/fly.toml.
+func (r *Result) layout() map[*App]string {
+	out := map[*App]string{}
+	if len(r.Apps) == 1 {
+		a := r.Apps[0]
+		out[a] = "fly.toml"
+		if a.fromSource() && a.Context != "" {
+			out[a] = filepath.Join(a.Context, "fly.toml")
+		}
+		return out
+	}
+	perContext := map[string]int{}
+	for _, a := range r.Apps {
+		if a.fromSource() {
+			perContext[filepath.Clean(a.Context)]++
+		}
+	}
+	for _, a := range r.Apps {
+		switch ctx := filepath.Clean(a.Context); {
+		case !a.fromSource():
+			out[a] = filepath.Join(a.Name, "fly.toml")
+		case perContext[ctx] == 1:
+			out[a] = filepath.Join(ctx, "fly.toml")
+		default:
+			out[a] = filepath.Join(ctx, "fly."+a.Name+".toml")
+		}
+	}
+	return out
 }
 
 // SecretsFile renders an app's secrets as a dotenv file for

@@ -113,7 +113,8 @@ command: ["python", "report.py"]
 	if len(c.Mounts) != 1 || c.Mounts[0].Destination != "/srv/uploads" {
 		t.Errorf("mounts %+v", c.Mounts)
 	}
-	if c.Build.Dockerfile != "web/Dockerfile" || c.VM[0].Size != "shared-cpu-1x" || c.VM[0].Memory != "2048mb" {
+	// Copilot builds in the Dockerfile's directory: the config goes there.
+	if c.Build.Dockerfile != "Dockerfile" || web.Context != "web" || c.VM[0].Size != "shared-cpu-1x" || c.VM[0].Memory != "2048mb" {
 		t.Errorf("build %+v vm %+v", c.Build, c.VM[0])
 	}
 	if !contains(res.Report.Actions, "hangar scale count 5 -a web") {

@@ -504,15 +504,16 @@ func renderBuild(b *builder, key string, s renderService) {
 	c := b.cfg()
 	switch s.Runtime {
 	case "docker":
-		df := orStr(s.DockerfilePath, "./Dockerfile")
-		ctx := orStr(s.DockerContext, ".")
-		if s.RootDir != "" {
-			df = filepath.Join(s.RootDir, df)
-		}
+		// Both paths are relative to rootDir (the repository root without it).
+		df := filepath.Join(s.RootDir, orStr(s.DockerfilePath, "./Dockerfile"))
+		ctx := filepath.Join(s.RootDir, orStr(s.DockerContext, "."))
 		c.Build = &FlyBuild{Dockerfile: filepath.ToSlash(filepath.Clean(df))}
-		if filepath.Clean(ctx) != "." {
-			b.approx(key, "[build] dockerfile", "build context is %s: deploy with that directory as the build context", ctx)
-		} else {
+		switch {
+		case b.buildIn(ctx, df):
+			b.mapped(key, "fly.toml written in "+filepath.ToSlash(filepath.Clean(ctx))+"/ (the build context)")
+		case filepath.Clean(ctx) != ".":
+			b.approx(key, "[build] dockerfile", "build context %s is outside the repository: deploy with that directory as the build context", ctx)
+		default:
 			b.mapped(key, "[build] dockerfile")
 		}
 	case "image", "":
