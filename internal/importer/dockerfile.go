@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -146,4 +147,21 @@ func tcpGuess(facts dockerfileFacts, startCommand string) (port int, why string,
 		return exposedTCP, fmt.Sprintf("the Dockerfile exposes port %d (%s)", exposedTCP, nonHTTPPorts.name(exposedTCP)), true
 	}
 	return 0, "", false
+}
+
+// haproxyBindRE finds a bind line's port: "bind *:5432", "bind :::5000 v4v6".
+var haproxyBindRE = regexp.MustCompile(`(?m)^\s*bind\s+\S*:(\d{1,5})\b`)
+
+// haproxyTCP reads an haproxy.cfg: whether it proxies in TCP mode, and the
+// first port it binds.
+func haproxyTCP(cfg []byte) (port int, ok bool) {
+	if !regexp.MustCompile(`(?m)^\s*mode\s+tcp\b`).Match(cfg) {
+		return 0, false
+	}
+	if m := haproxyBindRE.FindSubmatch(cfg); m != nil {
+		if n, err := strconv.Atoi(string(m[1])); err == nil && n > 0 && n < 65536 {
+			return n, true
+		}
+	}
+	return 0, true
 }

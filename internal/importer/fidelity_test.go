@@ -343,6 +343,9 @@ func FuzzDockerfile(f *testing.F) {
 			t.Fatalf("guessed port %d", port)
 		}
 		_ = parseGoModule(data)
+		if port, ok := haproxyTCP(data); ok && (port < 0 || port > 65535) {
+			t.Fatalf("haproxy port %d", port)
+		}
 		_ = oneShot("x", string(data))
 	})
 }
@@ -392,5 +395,53 @@ func TestComposeConfigInBuildContext(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "input-db", "fly.toml")); err != nil {
 		names, _ := os.ReadDir(out)
 		t.Errorf("the image app is not in <app>/fly.toml: %v %v", err, names)
+	}
+}
+
+// TestRailwayHAProxyTCP: an HAProxy whose haproxy.cfg says mode tcp (a
+// Railway Postgres HA template) is a TCP service on its bind port, not an
+// [http_service] on a guessed 8080.
+func TestRailwayHAProxyTCP(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	mustWrite(t, filepath.Join(dir, "railway.toml"), "[build]\nbuilder = \"DOCKERFILE\"\n\n[deploy]\nnumReplicas = 2\n")
+	mustWrite(t, filepath.Join(dir, "Dockerfile"), "FROM haproxy:2.9-alpine\nCOPY haproxy.cfg /usr/local/etc/haproxy/haproxy.cfg\n")
+	mustWrite(t, filepath.Join(dir, "haproxy.cfg"), `global
+    maxconn 200
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30m
+    timeout server 30m
+
+frontend postgres_primary
+    bind *:5433
+    default_backend primary
+
+backend primary
+    option httpchk OPTIONS /primary
+    server pg-1 pg-1.railway.internal:5432 check port 8008
+`)
+	res, err := Import("railway", dir, Options{Name: "pg-proxy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Apps[0].Config
+	if c.HTTPService != nil || len(c.Services) != 1 || c.Services[0].Protocol != "tcp" || c.Services[0].InternalPort != 5433 {
+		t.Errorf("HAProxy in TCP mode: http %+v services %+v", c.HTTPService, c.Services)
+	}
+	// The same image with an HTTP config keeps the HTTP guess, named as one.
+	mustWrite(t, filepath.Join(dir, "haproxy.cfg"), "defaults\n    mode http\nfrontend web\n    bind *:8080\n")
+	res, err = Import("railway", dir, Options{Name: "web-proxy"})
+	if err != nil || res.Apps[0].Config.HTTPService == nil {
+		t.Fatalf("HAProxy in HTTP mode: %v", err)
+	}
+	guessed := false
+	for _, e := range res.Report.Entries {
+		guessed = guessed || strings.HasPrefix(e.Warning, "guessed:")
+	}
+	if !guessed {
+		t.Error("the guessed HTTP port is not reported as a guess")
 	}
 }

@@ -165,6 +165,20 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 		}
 	}
 	tcpPort, tcpWhy, tcp := tcpGuess(facts, rc.Deploy.StartCommand)
+	if !tcp && (strings.Contains(strings.ToLower(facts.From), "haproxy") || strings.Contains(rc.Deploy.StartCommand, "haproxy")) {
+		// HAProxy serves HTTP or TCP: its configuration says which.
+		if p, ok := findFile(filepath.Dir(file), "haproxy.cfg"); ok {
+			if data, err := os.ReadFile(p); err == nil && len(data) < 1<<20 {
+				if port, ok := haproxyTCP(data); ok {
+					if port == 0 {
+						port = 5432
+					}
+					tcpPort, tcp = port, true
+					tcpWhy = fmt.Sprintf("haproxy.cfg runs HAProxy in TCP mode (mode tcp, bind port %d)", port)
+				}
+			}
+		}
+	}
 	if web && tcp {
 		web = false
 		b.tcpService(tcpPort, tcpPort, nil)
