@@ -30,7 +30,14 @@ type builder struct {
 	// persist says why a Redis/Valkey app keeps its data on disk ("" for
 	// a cache that may start empty).
 	persist string
+	// cronOnly says that the app runs as scheduled machines only: it has
+	// no deploy step.
+	cronOnly bool
 }
+
+// deployMarker stands for an app's deploy command in the report's next
+// steps until the layout (where its config is written) is known.
+func deployMarker(app string) string { return "hangar deploy -c {config of " + app + "}" }
 
 func newBuilder(rep *Report, opts Options, name, from string) *builder {
 	cfg := &FlyConfig{App: name}
@@ -100,7 +107,24 @@ func (b *builder) flush() *App {
 	if len(b.app.Secrets) > 0 {
 		b.action("hangar secrets import -a %s < %s", b.app.Name, secretsPath(b.app.Name))
 	}
-	b.rep.Actions = append(b.rep.Actions, b.actions...)
+	// In the order they can run on a first deploy: the app must exist
+	// before its volumes and secrets, and have machines before a scale.
+	var pre, post []string
+	for _, a := range b.actions {
+		if strings.HasPrefix(a, "hangar volumes create ") || strings.HasPrefix(a, "hangar secrets import ") {
+			pre = append(pre, a)
+		} else {
+			post = append(post, a)
+		}
+	}
+	if len(pre) > 0 {
+		b.rep.Actions = append(b.rep.Actions, "hangar apps create "+b.app.Name)
+	}
+	b.rep.Actions = append(b.rep.Actions, pre...)
+	if !b.cronOnly {
+		b.rep.Actions = append(b.rep.Actions, deployMarker(b.app.Name))
+	}
+	b.rep.Actions = append(b.rep.Actions, post...)
 	return b.app
 }
 
@@ -362,11 +386,9 @@ func (b *builder) volume(key, name, dest string, sizeGB int, processes []string)
 	if size <= 0 {
 		size = 1
 	}
-	region := c.PrimaryRegion
-	if region == "" {
-		region = "REGION"
-	}
-	b.action("hangar volumes create %s --size %d --region %s -a %s", src, size, region, b.app.Name)
+	// No --region: Hangar creates the volume in its host's region, and
+	// refuses another one (the source's region names a Fly region).
+	b.action("hangar volumes create %s --size %d -a %s", src, size, b.app.Name)
 }
 
 // count records a machine count for a process group.
@@ -407,6 +429,7 @@ func (b *builder) size(key string, cpus float64, memMB int, processes []string) 
 
 // cron reports a scheduled job and suggests a scheduled machine.
 func (b *builder) cron(key, schedule, command string) {
+	b.cronOnly = b.cfg().HTTPService == nil && len(b.cfg().Services) == 0
 	sched, exact := flySchedule(schedule)
 	image := "IMAGE"
 	if bd := b.cfg().Build; bd != nil && bd.Image != "" {

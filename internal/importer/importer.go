@@ -166,12 +166,19 @@ func (r *Result) finish() {
 		sort.Slice(a.Secrets, func(i, j int) bool { return a.Secrets[i].Name < a.Secrets[j].Name })
 	}
 	if noRegion {
-		r.Report.Notes = append(r.Report.Notes, "no primary_region: pass --region, or set primary_region in each fly.toml (and replace REGION in the commands below)")
+		r.Report.Notes = append(r.Report.Notes, "no primary_region: pass --region, or set primary_region in each fly.toml")
 	}
 	// Apps built from the same source sit side by side in the output
 	// directory (see Files): generated Dockerfiles that differ get a name
 	// each, and each app is deployed with its own config file.
 	layout := r.layout()
+	for i, a := range r.Report.Actions {
+		for _, app := range r.Apps {
+			if a == deployMarker(app.Name) {
+				r.Report.Actions[i] = "hangar deploy -c " + filepath.ToSlash(layout[app])
+			}
+		}
+	}
 	var src []*App
 	dockerfiles := map[string]bool{}
 	for _, a := range r.Apps {
