@@ -128,6 +128,12 @@ func (k *checker) build() {
 	var ways []string
 	if b.Image != "" {
 		ways = append(ways, "image")
+		// An image reference that a tool emptied (an unset variable in
+		// name:${TAG}) cannot be pulled; say so before the deploy does.
+		if strings.HasSuffix(b.Image, ":") || strings.HasSuffix(b.Image, "@") {
+			k.errorf("image", path{"build", "image"}, "give the tag or digest (name:1.2.3, name@sha256:...) or drop the separator to use latest",
+				"[build] image %q ends in %q: the tag or digest is empty", b.Image, b.Image[len(b.Image)-1:])
+		}
 	}
 	if b.Builder != "" || len(b.Buildpacks) > 0 {
 		ways = append(ways, "builder")

@@ -9,6 +9,18 @@ import (
 func TestValidationRules(t *testing.T) {
 	t.Parallel()
 	runRuleCases(t, []ruleCase{
+		// An image emptied by interpolation (n8nio/n8n:${N8N_VERSION}
+		// with the variable unset) was accepted and failed at deploy.
+		{name: "image with an empty tag", rule: "image", severity: SeverityError, line: 2,
+			message: `[build] image "docker.n8n.io/n8nio/n8n:" ends in ":": the tag or digest is empty`, src: `
+[build]
+  image = "docker.n8n.io/n8nio/n8n:"
+`},
+		{name: "image with an empty digest", rule: "image", severity: SeverityError, line: 2,
+			message: `[build] image "ghcr.io/acme/api@" ends in "@": the tag or digest is empty`, src: `
+[build]
+  image = "ghcr.io/acme/api@"
+`},
 		// Settings Hangar accepts but does not apply say so.
 		{name: "edge_http not served", rule: "handler", severity: SeverityWarning, line: 6,
 			message: `handler "edge_http" is not served by Hangar yet: this port would not be bound`, src: `
