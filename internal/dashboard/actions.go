@@ -22,8 +22,10 @@ func (d *Dashboard) done(w http.ResponseWriter, r *http.Request, s *session, bac
 		if !isAPI {
 			return err
 		}
-		if ae.Status == http.StatusUnauthorized {
-			return ae // the session ends: renderError
+		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
+			// Shown as the answer itself: the session ends (401), or
+			// the token may not act on this app (403).
+			return ae
 		}
 		f.Message, f.Hint = ae.Message, ae.Hint
 	}
