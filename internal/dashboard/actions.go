@@ -178,3 +178,20 @@ func (d *Dashboard) snapshotVolume(w http.ResponseWriter, r *http.Request, s *se
 	err = d.client(r, s).do(http.MethodPost, apiPath("apps", app, "volumes", vol, "snapshots"), nil, &snap)
 	return d.done(w, r, s, appBack(app), err, fmt.Sprintf("Snapshot %s of volume %s taken.", snap.ID, vol), nil)
 }
+
+// deleteApp destroys the app, its machines and its records once the form
+// repeats the app's name.
+func (d *Dashboard) deleteApp(w http.ResponseWriter, r *http.Request, s *session) error {
+	app, err := pathName(r, "app")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(r.PostFormValue("confirm")) != app {
+		return d.done(w, r, s, appBack(app), &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("app %s was not deleted: the name typed does not match", app),
+			Hint: "type the app's name exactly to confirm"}, "", nil)
+	}
+	if err := d.client(r, s).do(http.MethodDelete, apiPath("apps", app), nil, nil); err != nil {
+		return d.done(w, r, s, appBack(app), err, "", nil)
+	}
+	return d.done(w, r, s, "/", nil, fmt.Sprintf("App %s deleted, with its machines.", app), nil)
+}

@@ -107,6 +107,7 @@ func (d *Dashboard) routes() []route {
 		{"POST /apps/{app}/secrets/{name}/unset", signedIn, d.unsetSecret},
 		{"POST /apps/{app}/secrets/deploy", signedIn, d.deploySecrets},
 		{"POST /apps/{app}/volumes/{volume}/snapshots", signedIn, d.snapshotVolume},
+		{"POST /apps/{app}/delete", signedIn, d.deleteApp},
 	}
 }
 

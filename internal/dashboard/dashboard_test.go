@@ -35,6 +35,7 @@ var routeAccess = map[string]access{
 	"POST /apps/{app}/secrets/{name}/unset":        signedIn,
 	"POST /apps/{app}/secrets/deploy":              signedIn,
 	"POST /apps/{app}/volumes/{volume}/snapshots":  signedIn,
+	"POST /apps/{app}/delete":                      signedIn,
 }
 
 // concrete fills a route pattern's wildcards for app (machine: one of
@@ -100,7 +101,7 @@ func TestEveryRouteIsAuthorized(t *testing.T) {
 			continue
 		}
 		if method == "POST" {
-			rec = scoped.do(method, path, url.Values{"csrf": {csrf}, "count": {"3"}, "name": {"X"}, "value": {"v"}})
+			rec = scoped.do(method, path, url.Values{"csrf": {csrf}, "count": {"3"}, "name": {"X"}, "value": {"v"}, "confirm": {"beta"}})
 		} else {
 			rec = scoped.get(path)
 		}
@@ -368,6 +369,19 @@ func TestActions(t *testing.T) {
 	page = post("/apps/alpha/secrets/DB_PASSWORD/unset", url.Values{})
 	if !strings.Contains(page, "DB_PASSWORD unset and deployed") {
 		t.Errorf("unset page:\n%s", page)
+	}
+
+	// Deleting an app takes its name typed again.
+	page = post("/apps/beta/delete", url.Values{"confirm": {"bet"}})
+	if !strings.Contains(page, "was not deleted") || len(e.machines("beta")) != 1 {
+		t.Errorf("delete with a wrong name: page:\n%s", page)
+	}
+	page = post("/apps/beta/delete", url.Values{"confirm": {"beta"}})
+	if !strings.Contains(page, "App beta deleted") || strings.Contains(page, `href="/apps/beta"`) {
+		t.Errorf("after deleting beta, the apps page:\n%s", page)
+	}
+	if code, _ := e.apiCall(e.admin, "GET", "/v1/apps/beta", nil); code != 404 {
+		t.Errorf("GET /v1/apps/beta after the delete: %d, want 404", code)
 	}
 }
 

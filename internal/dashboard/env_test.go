@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -63,7 +64,21 @@ type clock struct {
 func (c *clock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
-func newEnv(t *testing.T) *env {
+// wideNetwork is the in-memory network with room for more than 253
+// machines: numbers past 254 get addresses of 127.254.0.0/16.
+type wideNetwork struct{ *runtimetest.Network }
+
+func (n wideNetwork) AddressFor(i int) (net.IP, net.IP, error) {
+	if i <= 254 {
+		return n.Network.AddressFor(i)
+	}
+	return net.IPv4(127, 254, byte(i>>8), byte(i)).To4(), net.ParseIP(fmt.Sprintf("fdaa:0:fe::%x", i)), nil
+}
+
+func newEnv(t *testing.T) *env { return newEnvWith(t, false) }
+
+// newEnvWith makes the env; wide: room for more than 253 machines.
+func newEnvWith(t *testing.T, wide bool) *env {
 	t.Helper()
 	dataDir := t.TempDir()
 	st, err := store.Open(filepath.Join(dataDir, "state.db"))
@@ -74,13 +89,17 @@ func newEnv(t *testing.T) *env {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	netw := runtimetest.NewNetwork()
 	drv := runtimetest.New(netw)
+	var supNet supervisor.Network = netw
+	if wide {
+		supNet = wideNetwork{netw}
+	}
 	t.Cleanup(func() {
 		for _, id := range drv.Running() {
 			_ = drv.Destroy(context.Background(), id)
 		}
 	})
 	imgs := testImages{dir: dataDir}
-	sup := supervisor.New(supervisor.Options{Store: st, Driver: drv, Network: netw, Router: nopRouter{}, Images: imgs, Region: "tst", DataDir: dataDir, Log: log})
+	sup := supervisor.New(supervisor.Options{Store: st, Driver: drv, Network: supNet, Router: nopRouter{}, Images: imgs, Region: "tst", DataDir: dataDir, Log: log})
 	t.Cleanup(sup.Shutdown)
 	sec, err := secrets.Open(st, dataDir, log)
 	if err != nil {
