@@ -91,11 +91,11 @@ func TestDashboardInBrowser(t *testing.T) {
 	shots := t.ArtifactDir()
 	shot := func(name string) {
 		t.Helper()
-		buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+		buf, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
 		}
-		p := filepath.Join(shots, name+".jpg")
+		p := filepath.Join(shots, name+".png")
 		if err := os.WriteFile(p, buf, 0o644); err != nil {
 			t.Fatal(err)
 		}

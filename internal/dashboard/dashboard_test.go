@@ -254,7 +254,7 @@ func TestPages(t *testing.T) {
 	pages := map[string][]string{
 		"/":                                     {`href="/apps/alpha"`, `href="/apps/beta"`, "1 started", "v2", "http://alpha.example.test:8080", "deployed"},
 		"/?q=alp":                               {`href="/apps/alpha"`, "1 of 2 apps"},
-		"/apps/alpha":                           {m.ID, "started", "app:v2", "v1", "Roll back to v1", "Metrics", "Not yet", "No Flycast address", "tst"},
+		"/apps/alpha":                           {m.ID, "started", "app:v2", "v1", "Roll back to v1", "Metrics", "Not yet", "No Flycast address", "tst", "release v2 (", "by admin"},
 		"/apps/alpha/machines/" + m.ID:          {m.ID, "started", "app:v2", "launch"},
 		"/apps/alpha/releases/diff?from=1&to=2": {"v1 → v2", `class="ddel">-   IMAGE = &#34;app:v1&#34;`, `class="dadd">&#43;   IMAGE = &#34;app:v2&#34;`},
 		"/apps/alpha/logs":                      {"Logs of alpha", `data-stream="/apps/alpha/logs/stream"`},
@@ -279,7 +279,7 @@ func TestPages(t *testing.T) {
 	if body := b.get("/?q=alp").Body.String(); strings.Contains(body, `href="/apps/beta"`) {
 		t.Errorf("search for alp lists beta")
 	}
-	for path, code := range map[string]int{"/apps/nope": 404, "/apps/alpha/machines/nope": 404, "/apps/a%2Fb": 400, "/apps/alpha/releases/diff?from=x": 400, "/nowhere": 404} {
+	for path, code := range map[string]int{"/apps/nope": 404, "/apps/alpha/machines/nope": 404, "/apps/a%2Fb": 400, "/apps/alpha/releases/diff?from=x": 400, "/apps/alpha/logs?lines=0": 400, "/nowhere": 404} {
 		if rec := b.get(path); rec.Code != code {
 			t.Errorf("GET %s: %d, want %d", path, rec.Code, code)
 		}

@@ -301,6 +301,51 @@ type appData struct {
 
 	IPs    []types.IPAddress
 	IPsSec section
+
+	Activity []activity
+}
+
+// activity is one entry of the app's recent history: a release or a
+// machine event.
+type activity struct {
+	At      time.Time
+	What    string
+	Machine string // the machine of a machine event
+	Outcome string
+	Detail  string
+}
+
+// maxActivity is how many entries the app page shows.
+const maxActivity = 40
+
+// activityOf merges the app's releases and its machines' events, newest
+// first.
+func activityOf(rels []types.Release, ms []types.Machine) []activity {
+	var out []activity
+	for _, r := range rels {
+		what := fmt.Sprintf("release v%d (%s)", r.Version, r.Strategy)
+		if r.RollbackOf != 0 {
+			what = fmt.Sprintf("release v%d: rollback to v%d", r.Version, r.RollbackOf)
+		}
+		detail := r.Description
+		if r.User != "" {
+			detail = strings.TrimSpace(detail + " by " + r.User)
+		}
+		if r.Reason != "" {
+			detail += ": " + r.Reason
+		}
+		out = append(out, activity{At: r.CreatedAt, What: what, Outcome: r.Status, Detail: detail})
+	}
+	for _, m := range ms {
+		for _, e := range m.Events {
+			out = append(out, activity{At: time.UnixMilli(e.Timestamp), What: e.Type, Machine: m.ID, Outcome: e.Status, Detail: eventDetail(e)})
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].At.After(out[j].At) })
+	if len(out) > maxActivity {
+		out = out[:maxActivity]
+	}
+	return out
 }
 
 func (d *Dashboard) appPage(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -387,6 +432,7 @@ func (d *Dashboard) appPage(w http.ResponseWriter, r *http.Request, s *session) 
 
 	err = c.get(apiPath("apps", app, "ips"), &data.IPs)
 	data.IPsSec = sectionErr(err)
+	data.Activity = activityOf(data.Releases, ms)
 
 	d.render(w, s, http.StatusOK, "app", app, data)
 	return nil
@@ -513,10 +559,14 @@ func (d *Dashboard) diffPage(w http.ResponseWriter, r *http.Request, s *session)
 type logsData struct {
 	App      string
 	Machine  string
+	Lines    int
+	Choices  []int
 	Machines []string
-	Lines    []types.LogLine
-	Err      *apiError
+	Log      []types.LogLine
 }
+
+// logLineChoices are the history lengths the logs page offers.
+var logLineChoices = []int{100, 200, 1000, 5000}
 
 // logsPage shows the last lines (no script needed); app.js then follows
 // the stream below it.
@@ -525,7 +575,14 @@ func (d *Dashboard) logsPage(w http.ResponseWriter, r *http.Request, s *session)
 	if err != nil {
 		return err
 	}
-	data := logsData{App: app}
+	data := logsData{App: app, Lines: 200, Choices: logLineChoices}
+	if v := r.URL.Query().Get("lines"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 5000 {
+			return &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("lines=%q: a number from 1 to 5000", v)}
+		}
+		data.Lines = n
+	}
 	if m := r.URL.Query().Get("machine"); m != "" {
 		if !nameRE.MatchString(m) {
 			return &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("machine %q is not a machine id", m)}
@@ -540,7 +597,7 @@ func (d *Dashboard) logsPage(w http.ResponseWriter, r *http.Request, s *session)
 	for _, m := range ms {
 		data.Machines = append(data.Machines, m.ID)
 	}
-	path := apiPath("apps", app, "logs") + "?lines=200"
+	path := apiPath("apps", app, "logs") + "?lines=" + strconv.Itoa(data.Lines)
 	if data.Machine != "" {
 		path += "&machine=" + data.Machine
 	}
@@ -551,7 +608,7 @@ func (d *Dashboard) logsPage(w http.ResponseWriter, r *http.Request, s *session)
 	if code != http.StatusOK {
 		return errorOf(code, body)
 	}
-	data.Lines = parseLogLines(body)
+	data.Log = parseLogLines(body)
 	d.render(w, s, http.StatusOK, "logs", "Logs · "+app, data)
 	return nil
 }
