@@ -33,7 +33,8 @@ func chromiumPath() string {
 // against a real daemon with the example app deployed: sign in, see the
 // app and its machine with its check, stop and start the machine from
 // the page and see its state change, read a log line the app writes while
-// the logs page is open, and sign out. Each page's screenshot is saved in
+// the logs page is open, scale from 1 to 2 and see the new machine's
+// check pass, roll back, and sign out. Each page's screenshot is saved in
 // the test's artifact directory (go test -artifacts keeps them).
 func TestDashboardInBrowser(t *testing.T) {
 	harness.RequireRoot(t)
@@ -206,6 +207,47 @@ func TestDashboardInBrowser(t *testing.T) {
 		return n > before, fmt.Sprintf("%d start lines (had %d)", n, before)
 	})
 	shot("logs")
+
+	// Scale from 1 to 2 on the app page: the new machine shows up with
+	// its check passing.
+	do("scale to 2", chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(chromedp.CSS("#scale-count")),
+		chromedp.SendKeys(chromedp.CSS("#scale-count"), "2"), chromedp.Submit(chromedp.CSS("#scale-count")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")))
+	if got := text(".flash"); !strings.Contains(got, "Scaled app to 2") {
+		t.Fatalf("the page after the scale says %q", got)
+	}
+	harness.Poll(t, "the app page shows 2 started machines, both checks passing", 30*time.Second, func() (bool, string) {
+		do("reload the app page", chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(chromedp.CSS("#machines")))
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`Array.from(document.querySelectorAll("#machines tbody tr")).filter(function (tr) { return tr.querySelector('[data-state="started"]') && tr.textContent.indexOf("1/1 passing") >= 0 }).length`))
+		if err != nil {
+			fail("count the healthy machines", err)
+		}
+		return n == 2, fmt.Sprintf("%d healthy machines on the page", n)
+	})
+	shot("app-scaled")
+	if ms := d.Machines("hello"); len(ms) != 2 {
+		t.Fatalf("after the scale the API lists %d machines, want 2", len(ms))
+	}
+
+	// Roll back to v1 (one machine) from the releases table.
+	do("roll back to v1", chromedp.Click(chromedp.CSS(`form[action="/apps/hello/releases/1/rollback"] button`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
+	if got := text(".flash"); !strings.Contains(got, "Rolled back to v1") {
+		t.Fatalf("the page after the rollback says %q", got)
+	}
+	shot("app-rolled-back")
+	var rels []types.Release
+	if err := d.Get("/v1/apps/hello/releases", &rels); err != nil {
+		t.Fatal(err)
+	}
+	latest := rels[0]
+	for _, r := range rels {
+		if r.Version > latest.Version {
+			latest = r
+		}
+	}
+	if latest.RollbackOf != 1 || latest.Status != types.ReleaseComplete {
+		t.Fatalf("latest release after the rollback: v%d rollback_of %d status %s", latest.Version, latest.RollbackOf, latest.Status)
+	}
 
 	// Sign out: the session is gone.
 	do("sign out", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".logout button")), chromedp.Click(chromedp.CSS(".logout button")), chromedp.WaitVisible(login))
