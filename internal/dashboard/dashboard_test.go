@@ -218,6 +218,24 @@ func TestLoginCookiesAndLogout(t *testing.T) {
 	}
 }
 
+// TestRevokedTokenEndsSession: once the token is revoked the next page
+// says so and the session is over.
+func TestRevokedTokenEndsSession(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	b.login(e.alphaTok)
+	if code, body := e.apiCall(e.admin, "DELETE", "/v1/tokens/"+e.alphaID, nil); code != 200 {
+		t.Fatalf("revoke: %d %s", code, body)
+	}
+	rec := b.get("/apps/alpha")
+	if rec.Code != http.StatusUnauthorized || !strings.Contains(rec.Body.String(), "revoked") {
+		t.Fatalf("page after the revoke: %d\n%s", rec.Code, rec.Body)
+	}
+	if rec := b.get("/"); rec.Code != http.StatusSeeOther {
+		t.Errorf("next page: %d, want 303 to /login (the session ended)", rec.Code)
+	}
+}
+
 func TestSessionExpiry(t *testing.T) {
 	e := newEnv(t)
 	b := e.browser()

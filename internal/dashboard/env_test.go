@@ -40,6 +40,7 @@ type env struct {
 	h        http.Handler
 	admin    string // org token
 	alphaTok string // app token of alpha
+	alphaID  string // its id
 	clock    *clock
 }
 
@@ -118,10 +119,12 @@ func newEnvWith(t *testing.T, wide bool) *env {
 	e.deploy("alpha", "app:v1")
 	e.deploy("alpha", "app:v2")
 	e.deploy("beta", "app:v1")
-	e.alphaTok, _, err = auth.Create(ctx, st, auth.Token{Name: "alpha-deployer", Scope: auth.ScopeApp, App: "alpha", Org: "acme"})
+	var created *auth.Token
+	e.alphaTok, created, err = auth.Create(ctx, st, auth.Token{Name: "alpha-deployer", Scope: auth.ScopeApp, App: "alpha", Org: "acme"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.alphaID = created.ID
 	e.dash = New(Options{API: apiH, Log: log, Now: e.clock.now, SessionIdle: time.Hour, SessionTTL: 12 * time.Hour})
 	e.h = e.dash.Handler()
 	return e
