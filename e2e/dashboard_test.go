@@ -208,12 +208,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	})
 	shot("logs")
 
-	// Scale from 1 to 2 on the app page: the new machine shows up with
-	// its check passing.
+	// Scale from 1 to 2 on the app page (the script shows the steps as
+	// they happen, then the page with the outcome): the new machine shows
+	// up with its check passing.
 	do("scale to 2", chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(chromedp.CSS("#scale-count")),
 		chromedp.SendKeys(chromedp.CSS("#scale-count"), "2"), chromedp.Submit(chromedp.CSS("#scale-count")),
-		chromedp.WaitVisible(chromedp.CSS(".flash")))
-	if got := text(".flash"); !strings.Contains(got, "Scaled app to 2") {
+		chromedp.WaitVisible(chromedp.CSS(".progress")), // the steps while the new machine starts
+		chromedp.WaitVisible(chromedp.CSS(".flash-ok")))
+	if got := text(".flash-ok"); !strings.Contains(got, "Scaled app to 2") {
 		t.Fatalf("the page after the scale says %q", got)
 	}
 	harness.Poll(t, "the app page shows 2 started machines, both checks passing", 30*time.Second, func() (bool, string) {
@@ -230,8 +232,8 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 
 	// Roll back to v1 (one machine) from the releases table.
-	do("roll back to v1", chromedp.Click(chromedp.CSS(`form[action="/apps/hello/releases/1/rollback"] button`)), chromedp.WaitVisible(chromedp.CSS(".flash")))
-	if got := text(".flash"); !strings.Contains(got, "Rolled back to v1") {
+	do("roll back to v1", chromedp.Click(chromedp.CSS(`form[action="/apps/hello/releases/1/rollback"] button`)), chromedp.WaitVisible(chromedp.CSS(".flash-ok")))
+	if got := text(".flash-ok"); !strings.Contains(got, "Rolled back to v1") {
 		t.Fatalf("the page after the rollback says %q", got)
 	}
 	shot("app-rolled-back")

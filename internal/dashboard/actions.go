@@ -5,6 +5,7 @@ package dashboard
 // progress steps) on the page it redirects to.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -13,23 +14,72 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
+// ndjson is the type of streamed progress.
+const ndjson = "application/x-ndjson"
+
+// wantsLive reports whether the browser's script asked to see a release
+// action's progress as it happens (app.js sends Accept: application/x-ndjson).
+func wantsLive(r *http.Request) bool { return r.Header.Get("Accept") == ndjson }
+
+// startLive begins the NDJSON answer of a live action, once.
+func startLive(w http.ResponseWriter) {
+	if w.Header().Get("Content-Type") == ndjson {
+		return
+	}
+	w.Header().Set("Content-Type", ndjson)
+	w.WriteHeader(http.StatusOK)
+}
+
+func flush(w http.ResponseWriter) {
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// liveDone is the last line of a live action: where the script goes next
+// (the page that shows the outcome).
+type liveDone struct {
+	Done struct {
+		Next    string `json:"next"`
+		OK      bool   `json:"ok"`
+		Message string `json:"message"`
+	} `json:"done"`
+}
+
 // done records an action's outcome in the session and sends the browser
-// to back (POST, redirect, GET: a reload does not repeat the action).
+// to back (POST, redirect, GET: a reload does not repeat the action); a
+// live action's script is told where to go in the stream's last line.
 func (d *Dashboard) done(w http.ResponseWriter, r *http.Request, s *session, back string, err error, ok string, events []string) error {
 	f := &flash{OK: err == nil, Message: ok, Events: events}
 	if err != nil {
 		ae, isAPI := err.(*apiError)
 		if !isAPI {
-			return err
+			if !wantsLive(r) {
+				return err
+			}
+			d.log.Error("dashboard action failed", "path", r.URL.Path, "err", err)
+			ae = &apiError{Status: http.StatusInternalServerError, Message: err.Error(), Hint: "see the daemon's log"}
 		}
-		if ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden {
+		if !wantsLive(r) && (ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden) {
 			// Shown as the answer itself: the session ends (401), or
 			// the token may not act on this app (403).
 			return ae
 		}
+		if ae.Status == http.StatusUnauthorized {
+			d.sessions.end(s)
+			back = "/login"
+		}
 		f.Message, f.Hint = ae.Message, ae.Hint
 	}
 	s.setFlash(f)
+	if wantsLive(r) {
+		var l liveDone
+		l.Done.Next, l.Done.OK, l.Done.Message = back, f.OK, f.Message
+		startLive(w)
+		_ = json.NewEncoder(w).Encode(l)
+		flush(w)
+		return nil
+	}
 	http.Redirect(w, r, back, http.StatusSeeOther)
 	return nil
 }
@@ -80,7 +130,7 @@ func (d *Dashboard) scale(w http.ResponseWriter, r *http.Request, s *session) er
 		return d.done(w, r, s, appBack(app), &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("count %q is not a number of machines", r.PostFormValue("count")), Hint: "enter 0 or more"}, "", nil)
 	}
 	req := types.ScaleRequest{ProcessGroup: r.PostFormValue("group"), Count: &n}
-	rel, events, err := d.client(r, s).release(apiPath("apps", app, "scale"), req)
+	rel, events, err := d.liveClient(w, r, s).release(apiPath("apps", app, "scale"), req)
 	group := req.ProcessGroup
 	if group == "" {
 		group = types.DefaultProcessGroup
@@ -101,7 +151,7 @@ func (d *Dashboard) rollback(w http.ResponseWriter, r *http.Request, s *session)
 	if err != nil || v < 1 {
 		return &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("release %q is not a release number", r.PathValue("version"))}
 	}
-	rel, events, err := d.client(r, s).release(apiPath("apps", app, "releases", strconv.Itoa(v), "rollback"), nil)
+	rel, events, err := d.liveClient(w, r, s).release(apiPath("apps", app, "releases", strconv.Itoa(v), "rollback"), nil)
 	msg := fmt.Sprintf("Rolled back to v%d", v)
 	if rel != nil {
 		msg += fmt.Sprintf(" as release v%d", rel.Version)
@@ -111,8 +161,8 @@ func (d *Dashboard) rollback(w http.ResponseWriter, r *http.Request, s *session)
 
 // secretsDeploy rolls the latest secrets out to the app's machines, as
 // `hangar secrets set` does without --stage.
-func (d *Dashboard) secretsDeploy(r *http.Request, s *session, app string) ([]string, error) {
-	_, events, err := d.client(r, s).release(apiPath("apps", app, "secrets_deploy"), nil)
+func (d *Dashboard) secretsDeploy(w http.ResponseWriter, r *http.Request, s *session, app string) ([]string, error) {
+	_, events, err := d.liveClient(w, r, s).release(apiPath("apps", app, "secrets_deploy"), nil)
 	return events, err
 }
 
@@ -133,7 +183,7 @@ func (d *Dashboard) setSecret(w http.ResponseWriter, r *http.Request, s *session
 	if r.PostFormValue("stage") != "" {
 		return d.done(w, r, s, appBack(app), nil, fmt.Sprintf("Secret %s staged: deploy the secrets to give it to the machines.", name), nil)
 	}
-	events, err := d.secretsDeploy(r, s, app)
+	events, err := d.secretsDeploy(w, r, s, app)
 	return d.done(w, r, s, appBack(app), err, fmt.Sprintf("Secret %s set and deployed.", name), events)
 }
 
@@ -152,7 +202,7 @@ func (d *Dashboard) unsetSecret(w http.ResponseWriter, r *http.Request, s *sessi
 	if r.PostFormValue("stage") != "" {
 		return d.done(w, r, s, appBack(app), nil, fmt.Sprintf("Secret %s unset (staged): deploy the secrets to take it from the machines.", name), nil)
 	}
-	events, err := d.secretsDeploy(r, s, app)
+	events, err := d.secretsDeploy(w, r, s, app)
 	return d.done(w, r, s, appBack(app), err, fmt.Sprintf("Secret %s unset and deployed.", name), events)
 }
 
@@ -161,7 +211,7 @@ func (d *Dashboard) deploySecrets(w http.ResponseWriter, r *http.Request, s *ses
 	if err != nil {
 		return err
 	}
-	events, err := d.secretsDeploy(r, s, app)
+	events, err := d.secretsDeploy(w, r, s, app)
 	return d.done(w, r, s, appBack(app), err, "Secrets deployed.", events)
 }
 

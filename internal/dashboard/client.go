@@ -59,10 +59,23 @@ type client struct {
 	ctx   context.Context
 	// remote is the browser's address, so the API logs the real caller.
 	remote string
+	// live, when set, gets a copy of a release operation's NDJSON lines
+	// as the API writes them (the browser's script shows the progress).
+	live http.ResponseWriter
 }
 
 func (d *Dashboard) client(r *http.Request, s *session) *client {
 	return &client{api: d.api, token: s.token, ctx: r.Context(), remote: r.RemoteAddr}
+}
+
+// liveClient is client, with a release's progress copied to w when the
+// browser asked for it (wantsLive).
+func (d *Dashboard) liveClient(w http.ResponseWriter, r *http.Request, s *session) *client {
+	c := d.client(r, s)
+	if wantsLive(r) {
+		c.live = w
+	}
+	return c
 }
 
 // apiPath joins escaped path segments under /v1.
@@ -106,6 +119,7 @@ func (c *client) call(method, path string, body any) (int, []byte, error) {
 		return 0, nil, err
 	}
 	rec := newRecorder()
+	rec.live = c.live
 	c.api.ServeHTTP(rec, req)
 	return rec.status(), rec.body.Bytes(), nil
 }
@@ -187,10 +201,12 @@ func (c *client) release(path string, body any) (*types.Release, []string, error
 }
 
 // recorder is an in-memory http.ResponseWriter for in-process calls.
+// With live set, a 200 answer's bytes are also copied there as written.
 type recorder struct {
 	header http.Header
 	code   int
 	body   bytes.Buffer
+	live   http.ResponseWriter
 }
 
 func newRecorder() *recorder { return &recorder{header: http.Header{}} }
@@ -200,8 +216,18 @@ func (r *recorder) Write(b []byte) (int, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
 	}
+	if r.live != nil && r.code == http.StatusOK {
+		startLive(r.live)
+		if _, err := r.live.Write(b); err == nil {
+			flush(r.live)
+		}
+	}
 	return r.body.Write(b)
 }
+
+// Flush lets the API's streaming handlers flush (a no-op: Write copies
+// to live at once).
+func (r *recorder) Flush() {}
 func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 {
 		r.code = code

@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"bufio"
 	"context"
 	"net/http"
 	"net/http/httptest"
@@ -400,6 +401,54 @@ func TestActions(t *testing.T) {
 	}
 	if code, _ := e.apiCall(e.admin, "GET", "/v1/apps/beta", nil); code != 404 {
 		t.Errorf("GET /v1/apps/beta after the delete: %d, want 404", code)
+	}
+}
+
+// TestLiveProgress: the script's form of a release action (Accept:
+// application/x-ndjson) gets the API's progress lines as they come, then a
+// last line that says where the outcome is shown.
+func TestLiveProgress(t *testing.T) {
+	e := newEnv(t)
+	b := e.browser()
+	csrf := b.login(e.admin)
+	srv := httptest.NewServer(e.h)
+	defer srv.Close()
+	post := func(path string, form url.Values) (*http.Response, []string) {
+		t.Helper()
+		form.Set("csrf", csrf)
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Accept", "application/x-ndjson")
+		req.AddCookie(b.cookies[sessionCookie])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var lines []string
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		return resp, lines
+	}
+	resp, lines := post("/apps/alpha/scale", url.Values{"group": {"app"}, "count": {"2"}})
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" || len(lines) < 3 {
+		t.Fatalf("live scale: %d %s\n%s", resp.StatusCode, resp.Header.Get("Content-Type"), strings.Join(lines, "\n"))
+	}
+	if !strings.Contains(lines[0], `"event"`) || !strings.Contains(lines[len(lines)-2], `"release"`) {
+		t.Errorf("live scale: want the API's events, then its release:\n%s", strings.Join(lines, "\n"))
+	}
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"done":{"next":"/apps/alpha","ok":true,"message":"Scaled app to 2 machine(s) (release v3)."}`) {
+		t.Errorf("live scale's last line: %s", last)
+	}
+	if page := b.get("/apps/alpha").Body.String(); !strings.Contains(page, "Scaled app to 2") {
+		t.Errorf("the page after a live scale does not show its outcome")
+	}
+	// A failure ends the same way, with the message.
+	_, lines = post("/apps/alpha/releases/99/rollback", url.Values{})
+	if last := lines[len(lines)-1]; !strings.Contains(last, `"ok":false`) || !strings.Contains(last, "99") {
+		t.Errorf("live rollback to a release that does not exist, last line: %s", last)
 	}
 }
 

@@ -4,14 +4,74 @@
 (function () {
   "use strict";
 
-  // Forms with data-confirm ask first.
+  // Forms with data-confirm ask first. Forms with data-progress (actions
+  // that make a release) show the steps as the daemon reports them, then
+  // go to the page with the outcome.
   document.addEventListener("submit", function (ev) {
     var f = ev.target;
-    var msg = f.getAttribute && f.getAttribute("data-confirm");
+    if (!f.getAttribute) return;
+    var msg = f.getAttribute("data-confirm");
     if (msg && !window.confirm(msg)) {
       ev.preventDefault();
+      return;
+    }
+    if (f.hasAttribute("data-progress") && window.fetch && window.TextDecoder && window.URLSearchParams) {
+      ev.preventDefault();
+      progress(f);
     }
   });
+
+  function progress(f) {
+    var box = document.createElement("div");
+    box.className = "flash progress";
+    box.setAttribute("role", "status");
+    var title = document.createElement("p");
+    title.textContent = "Working…";
+    var list = document.createElement("ol");
+    list.className = "events";
+    box.appendChild(title);
+    box.appendChild(list);
+    f.parentNode.insertBefore(box, f.nextSibling);
+    f.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+    var body = new URLSearchParams(new FormData(f));
+    fetch(f.action, { method: "POST", body: body, credentials: "same-origin", headers: { "Accept": "application/x-ndjson" } }).then(function (resp) {
+      var type = resp.headers.get("Content-Type") || "";
+      if (!resp.body || type.indexOf("application/x-ndjson") !== 0) {
+        // Refused before it started (an error page): post it plainly
+        // to show that page.
+        f.submit();
+        return;
+      }
+      var reader = resp.body.getReader(), dec = new TextDecoder(), buf = "";
+      function line(l) {
+        var v;
+        try { v = JSON.parse(l); } catch (e) { return; }
+        if (v.event) {
+          var li = document.createElement("li");
+          li.textContent = (v.event.machine_id ? v.event.machine_id + ": " : "") + v.event.message;
+          list.appendChild(li);
+        }
+        if (v.error) title.textContent = "Failed: " + v.error;
+        if (v.done) {
+          title.textContent = v.done.message || "Done";
+          window.location.assign(v.done.next);
+        }
+      }
+      function pump() {
+        return reader.read().then(function (r) {
+          if (r.done) return;
+          buf += dec.decode(r.value, { stream: true });
+          var i;
+          while ((i = buf.indexOf("\n")) >= 0) {
+            var l = buf.slice(0, i); buf = buf.slice(i + 1);
+            if (l.trim() !== "") line(l);
+          }
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function () { title.textContent = "Lost the connection; reload the page to see the outcome."; });
+  }
 
   // The apps list filters as you type.
   function appFilter() {
