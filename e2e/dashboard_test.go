@@ -211,10 +211,19 @@ func TestDashboardInBrowser(t *testing.T) {
 	// Scale from 1 to 2 on the app page (the script shows the steps as
 	// they happen, then the page with the outcome): the new machine shows
 	// up with its check passing.
-	do("scale to 2", chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(chromedp.CSS("#scale-count")),
-		chromedp.SendKeys(chromedp.CSS("#scale-count"), "2"), chromedp.Submit(chromedp.CSS("#scale-count")),
-		chromedp.WaitVisible(chromedp.CSS(".progress")), // the steps while the new machine starts
+	do("open the app page", chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(chromedp.CSS("#scale-count")))
+	// Note (in the tab's sessionStorage, which outlives the navigation
+	// that follows) whether the script showed the steps.
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`new MutationObserver(function () {
+		if (document.querySelector(".progress")) sessionStorage.setItem("sawProgress", "1");
+	}).observe(document.body, { childList: true, subtree: true }) || true`)); err != nil {
+		fail("watch for the progress", err)
+	}
+	do("scale to 2", chromedp.SendKeys(chromedp.CSS("#scale-count"), "2"), chromedp.Click(chromedp.CSS(`form[action$="/scale"] button`)),
 		chromedp.WaitVisible(chromedp.CSS(".flash-ok")))
+	if saw, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`sessionStorage.getItem("sawProgress") === "1"`)); err != nil || !saw {
+		t.Errorf("the scale's steps were not shown while it ran (%v)", err)
+	}
 	if got := text(".flash-ok"); !strings.Contains(got, "Scaled app to 2") {
 		t.Fatalf("the page after the scale says %q", got)
 	}
