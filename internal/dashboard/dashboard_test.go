@@ -145,13 +145,23 @@ func TestCSRF(t *testing.T) {
 	if st := e.machineState("alpha", id); st != types.StateStarted {
 		t.Fatalf("machine is %s after refused stops; want started", st)
 	}
+	// A form posted from another site is refused even with the token.
+	req := httptest.NewRequest("POST", stop, strings.NewReader(url.Values{"csrf": {csrf}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", "http://evil.example")
+	req.AddCookie(b.cookies[sessionCookie])
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), "another site") {
+		t.Errorf("stop posted from another origin: %d, want 403", rec.Code)
+	}
 	// Another session's token is no good either.
 	other := e.browser()
 	otherCSRF := other.login(e.admin)
 	if rec := b.do("POST", stop, url.Values{"csrf": {otherCSRF}}); rec.Code != http.StatusForbidden {
 		t.Errorf("stop with another session's CSRF token: %d, want 403", rec.Code)
 	}
-	rec := b.do("POST", stop, url.Values{"csrf": {csrf}})
+	rec = b.do("POST", stop, url.Values{"csrf": {csrf}})
 	if rec.Code != http.StatusSeeOther {
 		t.Fatalf("stop with the CSRF token: %d %s", rec.Code, rec.Body)
 	}
