@@ -174,7 +174,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	if ms := d.Machines("hello"); ms[0].State != types.StateStopped {
 		t.Fatalf("after the stop from the page the API says %s", ms[0].State)
 	}
-	if got := text(".flash"); !strings.Contains(got, "it is stopped") {
+	if got := text(".flash"); !strings.Contains(got, "stop done, it is now stopped") {
 		t.Errorf("the page after the stop says %q", got)
 	}
 	do("start the machine", chromedp.Click(chromedp.CSS(`form[action$="/start"] button`)), chromedp.WaitVisible(chromedp.CSS(`#machine-state[data-state="started"]`)))

@@ -114,7 +114,7 @@ func (d *Dashboard) machineAction(w http.ResponseWriter, r *http.Request, s *ses
 	if err == nil {
 		var m types.Machine
 		if c.get(apiPath("apps", app, "machines", id), &m) == nil {
-			msg = fmt.Sprintf("Machine %s %s: it is %s.", id, did, m.State)
+			msg = fmt.Sprintf("Machine %s: %s done, it is now %s.", id, action, m.State)
 		}
 	}
 	return d.done(w, r, s, back, err, msg, nil)

@@ -339,10 +339,10 @@ func TestActions(t *testing.T) {
 		}
 		return next.Body.String()
 	}
-	if page := post("/apps/alpha/machines/"+id+"/stop", url.Values{"back": {"machine"}}); !strings.Contains(page, "it is stopped") || !strings.Contains(page, "Machine "+id) {
+	if page := post("/apps/alpha/machines/"+id+"/stop", url.Values{"back": {"machine"}}); !strings.Contains(page, "stop done, it is now stopped") || !strings.Contains(page, "Machine "+id) {
 		t.Errorf("page after stop does not say the machine stopped:\n%s", page)
 	}
-	if page := post("/apps/alpha/machines/"+id+"/start", url.Values{}); !strings.Contains(page, "it is started") {
+	if page := post("/apps/alpha/machines/"+id+"/start", url.Values{}); !strings.Contains(page, "start done, it is now started") {
 		t.Errorf("page after start does not say the machine started:\n%s", page)
 	}
 	if rec := b.do("POST", "/apps/alpha/machines/"+id+"/explode", url.Values{"csrf": {csrf}}); rec.Code != 404 {
