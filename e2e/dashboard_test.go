@@ -166,6 +166,15 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("machine state on the page: %q (%v), want started", a.Value, err)
 	}
 
+	// On a phone-width screen the page does not scroll sideways (wide
+	// tables scroll in their own box).
+	do("phone width", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile), chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(state))
+	if fits, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= 390`)); err != nil || !fits {
+		t.Errorf("the app page is wider than a 390 px screen (%v)", err)
+	}
+	shot("app-phone")
+	do("desktop width", chromedp.EmulateReset(), chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(state))
+
 	// Stop and start from the machine page.
 	do("open the machine", chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/apps/hello/machines/%s"]`, m.ID))), chromedp.WaitVisible(chromedp.CSS("#machine-state")))
 	shot("machine")
