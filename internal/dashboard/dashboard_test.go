@@ -313,6 +313,11 @@ func TestPages(t *testing.T) {
 			t.Errorf("GET %s: %d, want %d", path, rec.Code, code)
 		}
 	}
+	// A section whose API call fails shows the API's message; the rest of
+	// the page stays (this daemon has no volume manager).
+	if body := b.get("/apps/alpha").Body.String(); !strings.Contains(body, "volumes are not configured on this daemon") || !strings.Contains(body, "Scale") {
+		t.Errorf("app page without volumes: no section error, or no rest of the page")
+	}
 	// An API error is shown with its message and a hint.
 	if body := b.get("/apps/nope").Body.String(); !strings.Contains(body, "Hint:") || !strings.Contains(body, "nope") {
 		t.Errorf("404 page lacks the API's message or a hint:\n%s", body)
@@ -398,6 +403,12 @@ func TestActions(t *testing.T) {
 	page = post("/apps/alpha/secrets/DB_PASSWORD/unset", url.Values{})
 	if !strings.Contains(page, "DB_PASSWORD unset and deployed") {
 		t.Errorf("unset page:\n%s", page)
+	}
+
+	// An action the API refuses shows its message.
+	page = post("/apps/alpha/volumes/vol_x/snapshots", url.Values{})
+	if !strings.Contains(page, "volumes are not configured on this daemon") || !strings.Contains(page, "flash-err") {
+		t.Errorf("snapshot without volumes: page does not show the API's error:\n%s", page)
 	}
 
 	// Deleting an app takes its name typed again.
