@@ -375,7 +375,7 @@ func TestActions(t *testing.T) {
 
 	const value = "s3cr3t-value-never-shown"
 	page = post("/apps/alpha/secrets", url.Values{"name": {"DB_PASSWORD"}, "value": {value}, "stage": {"1"}})
-	if !strings.Contains(page, "DB_PASSWORD staged") || !strings.Contains(page, "Deploy staged secrets") {
+	if !strings.Contains(page, "DB_PASSWORD staged") || !strings.Contains(page, "Deploy staged secrets") || !strings.Contains(page, `<span class="badge busy">Staged</span>`) {
 		t.Errorf("staged secret page:\n%s", page)
 	}
 	page = post("/apps/alpha/secrets/deploy", url.Values{})
