@@ -173,7 +173,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Errorf("the app page is wider than a 390 px screen (%v)", err)
 	}
 	shot("app-phone")
-	do("desktop width", chromedp.EmulateReset(), chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(state))
+	do("desktop width", chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(state))
 
 	// Stop and start from the machine page.
 	do("open the machine", chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/apps/hello/machines/%s"]`, m.ID))), chromedp.WaitVisible(chromedp.CSS("#machine-state")))
@@ -268,6 +268,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	if latest.RollbackOf != 1 || latest.Status != types.ReleaseComplete {
 		t.Fatalf("latest release after the rollback: v%d rollback_of %d status %s", latest.Version, latest.RollbackOf, latest.Status)
 	}
+
+	// The diff of two releases, picked in the releases table's form.
+	do("compare v1 with the rollback", chromedp.Navigate(base+"/apps/hello"), chromedp.WaitVisible(chromedp.CSS("#diff-from")),
+		chromedp.SetValue(chromedp.CSS("#diff-from"), "1"), chromedp.SetValue(chromedp.CSS("#diff-to"), fmt.Sprint(latest.Version)),
+		chromedp.Click(chromedp.CSS(`form[action="/apps/hello/releases/diff"] button`)), chromedp.WaitVisible(chromedp.CSS("pre.diff")))
+	if got := text("h1"); got != fmt.Sprintf("v1 → v%d", latest.Version) {
+		t.Errorf("diff page heading %q", got)
+	}
+	shot("diff")
 
 	// Sign out: the session is gone.
 	do("sign out", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(".logout button")), chromedp.Click(chromedp.CSS(".logout button")), chromedp.WaitVisible(login))
