@@ -94,6 +94,11 @@ var rules = []rule{
 		forbids: anyOf("internal/daemon"),
 	},
 	{
+		why:     "the dashboard gets everything through the /v1 API, so it is authorized as the API is: it imports only types",
+		applies: is("internal/dashboard"),
+		forbids: func(_, dep string) bool { return !is("internal/types")(dep) },
+	},
+	{
 		why:     "domain packages do not reach up into the daemon's HTTP or CLI layers",
 		applies: func(p string) bool { return !is("cmd")(p) },
 		forbids: anyOf("internal/cli"),
@@ -190,10 +195,12 @@ func TestImportRulesCatchViolations(t *testing.T) {
 		"internal/volume":     {"internal/daemon"},
 		"internal/importer":   {"internal/cli"},
 		"internal/daemon":     {"internal/api", "internal/proxy"},
+		"internal/dashboard":  {"internal/types", "internal/supervisor"},
 	}
 	got := violations(bad)
 	want := []string{
 		"internal/cli imports internal/deploy",
+		"internal/dashboard imports internal/supervisor",
 		"internal/deploy imports internal/api",
 		"internal/importer imports internal/cli",
 		"internal/proxy imports internal/supervisor",

@@ -23,6 +23,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/certs"
+	"github.com/hangar-dev/hangar/internal/dashboard"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/dns"
 	"github.com/hangar-dev/hangar/internal/flycast"
@@ -318,7 +319,7 @@ func Run(ctx context.Context, o Options) error {
 	go stopper.Run(actx)
 	scheduler := &supervisor.Scheduler{Sup: sup, Interval: o.ScheduleInterval, Log: log.With("component", "scheduler")}
 	go scheduler.Run(actx)
-	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	apiHTTP := &http.Server{Handler: apiAndDashboard(apiSrv.Handler(), log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	var httpsSrv *http.Server
 	if httpsLn != nil {
@@ -532,3 +533,14 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 
 // ReserveBytes is the size of the data dir's disk reserve.
 const ReserveBytes = 32 << 20
+
+// apiAndDashboard serves the API under /v1/ and the web dashboard
+// (internal/dashboard) at every other path of the API listener; the
+// dashboard calls the API handler in-process with its user's token.
+func apiAndDashboard(apiH http.Handler, log *slog.Logger) http.Handler {
+	dash := dashboard.New(dashboard.Options{API: apiH, Log: log.With("component", "dashboard")})
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", apiH)
+	mux.Handle("/", dash.Handler())
+	return mux
+}
