@@ -51,6 +51,8 @@ type Options struct {
 	// Observe, if set, is told of every routed request: its route
 	// pattern, status and duration (metrics).
 	Observe func(route string, status int, d time.Duration)
+	// Cluster is this host's part in a cluster (nil: a single host).
+	Cluster Cluster
 }
 
 // Server is the API. Its fields are set by New and never change.
@@ -70,6 +72,7 @@ type Server struct {
 	httpPort string
 	disk     func() types.DiskState
 	observe  func(route string, status int, d time.Duration)
+	cluster  Cluster
 }
 
 // New returns the API server over o's dependencies.
@@ -82,7 +85,7 @@ func New(o Options) *Server {
 	}
 	return &Server{store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, observe: o.Observe}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.
