@@ -135,6 +135,19 @@ func TestMetricsDashboard(t *testing.T) {
 			})
 		}
 	}
+	// The recent history the web dashboard reads, through the API.
+	harness.Poll(t, "the app's recent history has traffic", 60*time.Second, func() (bool, string) {
+		var h types.MetricsHistory
+		if err := d.Get("/v1/apps/mon/metrics", &h); err != nil {
+			return false, err.Error()
+		}
+		for _, p := range h.Points {
+			if p.RequestsPS > 0 && p.P99Seconds > 0 && p.MemoryBytes > 0 && p.Running >= 1 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", h)
+	})
 	finishLoad(t, load, "load while the panels were read")
 	t.Logf("%d panels, %d queries, all with results", len(dash.Panels), queries)
 

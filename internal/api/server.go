@@ -48,6 +48,9 @@ type Options struct {
 	HTTPPort string
 	// Disk reports the data dir's disk (nil: not reported).
 	Disk func() types.DiskState
+	// History is the recent history of the apps' key series (nil:
+	// metrics are off; GET /v1/apps/{app}/metrics answers 404).
+	History History
 	// Observe, if set, is told of every routed request: its route
 	// pattern, status and duration (metrics).
 	Observe func(route string, status int, d time.Duration)
@@ -73,6 +76,7 @@ type Server struct {
 	disk     func() types.DiskState
 	observe  func(route string, status int, d time.Duration)
 	cluster  Cluster
+	history  History
 }
 
 // New returns the API server over o's dependencies.
@@ -85,7 +89,7 @@ func New(o Options) *Server {
 	}
 	return &Server{store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe, history: o.History}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.

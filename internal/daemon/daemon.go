@@ -189,6 +189,10 @@ func Run(ctx context.Context, o Options) error {
 	defer netm.Close() // the pool of prepared namespaces
 	px := proxy.New(o.Domain, o.Region, log.With("component", "proxy"))
 	px.NoStats = o.MetricsListen == ""
+	var history *metrics.History // the last hour per app, for the dashboard (nil: metrics off)
+	if o.MetricsListen != "" {
+		history = &metrics.History{Proxy: px.Stats}
+	}
 	secretStore, vols, hooks, err := openSecretsAndVolumes(ctx, st, o, log)
 	if err != nil {
 		return err
@@ -288,7 +292,7 @@ func Run(ctx context.Context, o Options) error {
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
-		}, Cluster: apiCluster(node), Observe: hm.APIRequest})
+		}, Cluster: apiCluster(node), Observe: hm.APIRequest, History: apiHistory(history)})
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}
@@ -353,7 +357,7 @@ func Run(ctx context.Context, o Options) error {
 	errc := make(chan error, 4)
 	var metricsHTTP *http.Server
 	if metricsLn != nil {
-		metricsHTTP = serveMetrics(actx, metricsLn, mreg, metricsSources{st: st, sup: sup, px: px, vols: vols, region: o.Region, log: log, interval: o.AppMetricsInterval, timeout: o.AppMetricsTimeout}, errc)
+		metricsHTTP = serveMetrics(actx, metricsLn, mreg, metricsSources{st: st, sup: sup, px: px, vols: vols, history: history, region: o.Region, log: log, interval: o.AppMetricsInterval, timeout: o.AppMetricsTimeout}, errc)
 	}
 	var httpsSrv *http.Server
 	if httpsLn != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/proxy"
@@ -20,12 +21,13 @@ import (
 
 // metricsSources are what the metrics collectors read.
 type metricsSources struct {
-	st     store.Store
-	sup    *supervisor.Supervisor
-	px     *proxy.Proxy
-	vols   *volume.Manager
-	region string
-	log    *slog.Logger
+	st      store.Store
+	sup     *supervisor.Supervisor
+	px      *proxy.Proxy
+	vols    *volume.Manager
+	history *metrics.History // recorded from here on
+	region  string
+	log     *slog.Logger
 	// the app metrics scraper's (0: its defaults)
 	interval, timeout time.Duration
 }
@@ -45,9 +47,10 @@ func serveMetrics(ctx context.Context, ln net.Listener, reg *metrics.Registry, s
 	reg.AddText(scraper)
 	go ic.Run(ctx)
 	go scraper.Run(ctx)
-	// The last hour of a few series per app, kept in memory for the web
-	// dashboard (not served yet: its API route comes with it).
-	go (&metrics.History{Proxy: src.px.Stats, Instances: ic}).Run(ctx)
+	// The last hour of a few series per app, in memory, for the web
+	// dashboard (GET /v1/apps/{app}/metrics).
+	src.history.Instances = ic
+	go src.history.Run(ctx)
 	var authorize metrics.Authorizer
 	if !isLoopback(ln.Addr()) {
 		authorize = metricsAuthorizer(src.st)
@@ -78,6 +81,15 @@ func metricsAuthorizer(st store.Store) metrics.Authorizer {
 		}
 		return metrics.Access{Admin: true}, true
 	}
+}
+
+// apiHistory is the API's view of the history (a nil interface when
+// metrics are off).
+func apiHistory(h *metrics.History) api.History {
+	if h == nil {
+		return nil
+	}
+	return h
 }
 
 // isLoopback reports whether a listener is on a loopback address only.

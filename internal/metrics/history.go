@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/proxy"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // History keeps the last hour of a few key series per app, in memory, for
@@ -27,19 +28,8 @@ type History struct {
 // HistoryInterval is how often Run records a point.
 const HistoryInterval = 15 * time.Second
 
-// Point is one app at one time; rates are over the interval before it.
-type Point struct {
-	Time        time.Time `json:"time"`
-	RequestsPS  float64   `json:"requests_per_second"`
-	Errors5xxPS float64   `json:"errors_5xx_per_second"`
-	// P99Seconds is the 99th percentile edge response time over the
-	// interval (the upper bound of its histogram bucket; 0 without
-	// requests).
-	P99Seconds  float64 `json:"p99_seconds"`
-	MemoryBytes float64 `json:"memory_bytes"` // used, all its running machines
-	CPUCores    float64 `json:"cpu_cores"`    // busy, all its running machines (1-minute average)
-	Running     int     `json:"running"`      // machines running
-}
+// Point is one app at one time (the API's wire type).
+type Point = types.MetricsPoint
 
 // appTotals are an app's cumulative counters at the last point.
 type appTotals struct {
