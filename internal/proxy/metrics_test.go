@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The fast path counts, per app and per machine: responses by status with
@@ -70,5 +71,22 @@ func TestNoStats(t *testing.T) {
 	st := p.Stats()[0]
 	if len(st.Requests) != 0 || st.DataIn != 0 || st.TCPConnects != 0 || st.Machines[0].TCPConnects != 0 {
 		t.Fatalf("counted with NoStats: %+v", st)
+	}
+}
+
+// Counting a request allocates nothing once its status code was seen.
+func TestStatsCountingAllocatesNothing(t *testing.T) {
+	a, m := newAppStats(), &machineStats{}
+	a.observe(200, time.Millisecond)
+	m.observe(200, time.Millisecond)
+	cs := &connState{}
+	if n := testing.AllocsPerRun(1000, func() {
+		a.observe(200, 3*time.Millisecond)
+		m.observe(200, 3*time.Millisecond)
+		cs.dl.n += 100
+		cs.out.n += 200
+		cs.countBytes(&app{stats: a})
+	}); n != 0 {
+		t.Fatalf("%v allocations per counted request", n)
 	}
 }
