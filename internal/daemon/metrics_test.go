@@ -10,6 +10,8 @@ import (
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/supervisor"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Off loopback, /metrics takes the API's tokens: an org token sees every
@@ -59,5 +61,35 @@ func TestMetricsAuthorizer(t *testing.T) {
 	}
 	if isLoopback(&net.TCPAddr{IP: net.ParseIP("10.0.0.1")}) || !isLoopback(&net.TCPAddr{IP: net.ParseIP("127.0.0.1")}) || !isLoopback(&net.TCPAddr{IP: net.IPv6loopback}) {
 		t.Fatal("isLoopback")
+	}
+}
+
+// A machine is down after an exit that did not restart it, or a failed
+// start; not after a stop, an autostop, or an exit it restarts from.
+func TestLastExit(t *testing.T) {
+	exit := func(code int, oom, restarting bool) types.MachineEvent {
+		// As stored: the record went through JSON.
+		return types.MachineEvent{Type: "exit", Request: map[string]interface{}{"exit_event": map[string]interface{}{
+			"exit_code": float64(code), "oom_killed": oom, "restarting": restarting}}}
+	}
+	for _, tc := range []struct {
+		name   string
+		state  string
+		events []types.MachineEvent
+		exit   *metrics.Exit
+		down   bool
+	}{
+		{"never exited", types.StateStarted, []types.MachineEvent{{Type: "start"}}, nil, false},
+		{"crashed, not restarted", types.StateStopped, []types.MachineEvent{{Type: "start"}, exit(3, false, false)}, &metrics.Exit{Code: 3}, true},
+		{"OOM killed, restarting", types.StateStopped, []types.MachineEvent{exit(137, true, true)}, &metrics.Exit{Code: 137, OOM: true}, false},
+		{"restarted after a crash", types.StateStarted, []types.MachineEvent{exit(1, false, true), {Type: "start"}}, &metrics.Exit{Code: 1}, false},
+		{"stopped by a user after an exit", types.StateStopped, []types.MachineEvent{exit(0, false, false), {Type: "start"}, {Type: "stop"}}, &metrics.Exit{}, false},
+		{"failed to start", types.StateFailed, []types.MachineEvent{{Type: "start"}}, nil, true},
+	} {
+		r := &supervisor.Record{Machine: types.Machine{State: tc.state, Events: tc.events}}
+		ex, down := lastExit(r)
+		if down != tc.down || (ex == nil) != (tc.exit == nil) || (ex != nil && *ex != *tc.exit) {
+			t.Errorf("%s: exit %+v down %v, want %+v %v", tc.name, ex, down, tc.exit, tc.down)
+		}
 	}
 }
