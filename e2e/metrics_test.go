@@ -214,6 +214,22 @@ func TestMetricsDashboard(t *testing.T) {
 	if n, why := promQuery(t, promURL, `ALERTS{alertname="HangarMachineDown", app="mon"}`); n != 0 {
 		t.Errorf("machine down alert for a healthy app: %s", why)
 	}
+	// A machine that exits 3 and is not restarted is down: its exit code
+	// is a series, and the machine-down alert goes pending on it.
+	hangarOK(t, d, "apps", "create", "crash")
+	hangarOK(t, d, "machine", "run", ref, "exit", "3", "--restart", "no", "-a", "crash")
+	for _, q := range []string{
+		`fly_instance_up{app="crash"} == 0`,
+		`fly_instance_exit_code{app="crash"} == 3`,
+		`fly_instance_exit_oom{app="crash"} == 0`,
+		`ALERTS{alertname="HangarMachineDown", app="crash"}`,
+	} {
+		harness.Poll(t, q, 60*time.Second, func() (bool, string) {
+			n, why := promQuery(t, promURL, q)
+			return n == 1, why
+		})
+	}
+
 	// A reload hands the metrics listener over with the others.
 	d.Reload()
 	harness.Poll(t, "metrics served by the reloaded daemon", 30*time.Second, func() (bool, string) {

@@ -131,8 +131,7 @@ func (s metricsSources) instances(ctx context.Context) ([]metrics.Instance, erro
 func lastExit(r *supervisor.Record) (*metrics.Exit, bool) {
 	var ex *metrics.Exit
 	down := r.State == types.StateFailed
-	for i := len(r.Events) - 1; i >= 0; i-- {
-		e := r.Events[i]
+	for i, e := range r.Events { // newest first
 		if e.Type != "exit" {
 			continue
 		}
@@ -147,7 +146,7 @@ func lastExit(r *supervisor.Record) (*metrics.Exit, bool) {
 		// Down if this exit is the machine's last event and it did not
 		// restart.
 		restarting, _ := ev["restarting"].(bool)
-		if i == len(r.Events)-1 && r.State == types.StateStopped && !restarting {
+		if i == 0 && r.State == types.StateStopped && !restarting {
 			down = true
 		}
 		break

@@ -72,6 +72,7 @@ func TestLastExit(t *testing.T) {
 		return types.MachineEvent{Type: "exit", Request: map[string]interface{}{"exit_event": map[string]interface{}{
 			"exit_code": float64(code), "oom_killed": oom, "restarting": restarting}}}
 	}
+	// Events are newest first, as the supervisor keeps them.
 	for _, tc := range []struct {
 		name   string
 		state  string
@@ -80,10 +81,11 @@ func TestLastExit(t *testing.T) {
 		down   bool
 	}{
 		{"never exited", types.StateStarted, []types.MachineEvent{{Type: "start"}}, nil, false},
-		{"crashed, not restarted", types.StateStopped, []types.MachineEvent{{Type: "start"}, exit(3, false, false)}, &metrics.Exit{Code: 3}, true},
+		{"crashed, not restarted", types.StateStopped, []types.MachineEvent{exit(3, false, false), {Type: "start"}}, &metrics.Exit{Code: 3}, true},
 		{"OOM killed, restarting", types.StateStopped, []types.MachineEvent{exit(137, true, true)}, &metrics.Exit{Code: 137, OOM: true}, false},
-		{"restarted after a crash", types.StateStarted, []types.MachineEvent{exit(1, false, true), {Type: "start"}}, &metrics.Exit{Code: 1}, false},
-		{"stopped by a user after an exit", types.StateStopped, []types.MachineEvent{exit(0, false, false), {Type: "start"}, {Type: "stop"}}, &metrics.Exit{}, false},
+		{"restarted after a crash", types.StateStarted, []types.MachineEvent{{Type: "start"}, exit(1, false, true)}, &metrics.Exit{Code: 1}, false},
+		{"stopped by a user after an exit", types.StateStopped, []types.MachineEvent{{Type: "stop"}, {Type: "start"}, exit(0, false, false)}, &metrics.Exit{}, false},
+		{"the last of two exits", types.StateStopped, []types.MachineEvent{exit(2, false, false), {Type: "start"}, exit(1, false, true)}, &metrics.Exit{Code: 2}, true},
 		{"failed to start", types.StateFailed, []types.MachineEvent{{Type: "start"}}, nil, true},
 	} {
 		r := &supervisor.Record{Machine: types.Machine{State: tc.state, Events: tc.events}}
