@@ -73,6 +73,7 @@ var routePolicy = map[string]policy{
 	"POST /v1/apps/{app}/machines/{id}/exec":             appCallers,
 	"GET /v1/apps/{app}/machines/{id}/console":           appCallers,
 	"GET /v1/apps/{app}/machines/{id}/ps":                appCallers,
+	"GET /v1/apps/{app}/proxy":                           appCallers,
 
 	"GET /v1/apps/{app}/releases":                     appCallers,
 	"GET /v1/apps/{app}/releases/{version}":           appCallers,
@@ -137,6 +138,7 @@ var routeRequest = map[string]struct{ query, body string }{
 	"POST /v1/deploys":                                  {body: `{"config":"app = \"a\"\n","image":"a:v1"}`},
 	"POST /v1/images":                                   {query: "ref=a:v1"},
 	"GET /v1/apps/{app}/machines/{id}/wait":             {query: "timeout=1"},
+	"GET /v1/apps/{app}/proxy":                          {query: "port=5432"},
 	"POST /v1/apps/{app}/certificates/{hostname}/check": {query: "wait=1s"},
 }
 
