@@ -38,6 +38,7 @@ func NewRoot() *cobra.Command {
 		// Machines and images.
 		newMachineCmd(),
 		newSSHCmd(),
+		newConsoleCmd(),
 		newProxyCmd(),
 		newImageCmd(),
 		// App resources.
