@@ -74,6 +74,9 @@ var routePolicy = map[string]policy{
 	"GET /v1/apps/{app}/machines/{id}/console":           appCallers,
 	"GET /v1/apps/{app}/machines/{id}/ps":                appCallers,
 	"GET /v1/apps/{app}/proxy":                           appCallers,
+	"GET /v1/apps/{app}/machines/{id}/files":             appCallers,
+	"PUT /v1/apps/{app}/machines/{id}/files":             appCallers,
+	"GET /v1/apps/{app}/machines/{id}/files/stat":        appCallers,
 
 	"GET /v1/apps/{app}/releases":                     appCallers,
 	"GET /v1/apps/{app}/releases/{version}":           appCallers,

@@ -171,7 +171,7 @@ func (c *client) consoleMachineConfig(ctx context.Context, app, vmSize string) (
 	if vmSize != "" {
 		g, err := types.GuestForSize(vmSize)
 		if err != nil {
-			return nil, "", &HintError{Err: fmt.Errorf("--vm-size %q: %w", vmSize, err), Hint: "see `hangar scale vm --help` for the sizes"}
+			return nil, "", &HintError{Err: fmt.Errorf("--vm-size %q: %w", vmSize, err), Hint: "name a size preset, e.g. shared-cpu-1x, shared-cpu-2x, performance-1x"}
 		}
 		mc.Guest = &g
 	}
