@@ -44,10 +44,15 @@ var routePolicy = map[string]policy{
 	"GET /v1/info":             everyToken,
 	"GET /v1/openapi.json":     everyToken,
 	"GET /v1/platform/regions": everyToken,
-	"GET /v1/apps":             everyToken,
-	"POST /v1/apps":            orgCallers,
-	"GET /v1/apps/{app}":       appCallers,
-	"DELETE /v1/apps/{app}":    appCallers,
+
+	"POST /v1/platform/placements":                        everyToken,
+	"POST /v1/postgres":                                   everyToken,
+	"GET /v1/postgres/{cluster}":                          everyToken,
+	"GET /v1/postgres/{cluster}/users/{user}/credentials": everyToken,
+	"GET /v1/apps":                                        everyToken,
+	"POST /v1/apps":                                       orgCallers,
+	"GET /v1/apps/{app}":                                  appCallers,
+	"DELETE /v1/apps/{app}":                               appCallers,
 
 	"GET /v1/apps/{app}/machines":                        appCallers,
 	"POST /v1/apps/{app}/machines":                       appCallers,
@@ -146,7 +151,7 @@ var routeRequest = map[string]struct{ query, body string }{
 }
 
 var pathValues = map[string]string{"app": "a", "id": "m_none", "version": "1", "key": "k", "secret_name": "S",
-	"volume_id": "vol_none", "hostname": "a.example.com", "ip": "fdaa::1", "op": "encrypt"}
+	"volume_id": "vol_none", "hostname": "a.example.com", "ip": "fdaa::1", "op": "encrypt", "cluster": "c", "user": "u"}
 
 // matrixServer is a real API over a real store, with app a and b and a
 // token of each kind (the revoked one an org token).

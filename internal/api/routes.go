@@ -27,6 +27,10 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/info", anyToken, s.info, OpDoc{ID: "Info_show", Summary: "This daemon's org, region and proxy domain", Hangar: true, Resp: types.Info{}}},
 		{"GET /v1/platform/regions", anyToken, s.regions, OpDoc{ID: "Platform_regions", Summary: "This installation's regions and their hosts (Nearest: the answering daemon's region)", Resp: types.Regions{}}},
+		{"POST /v1/platform/placements", anyToken, s.placements, OpDoc{ID: "Platform_placements", Summary: "Not supported yet: placements (a 400 saying so)", Errors: []int{400}}},
+		{"POST /v1/postgres", anyToken, s.managedPostgres, OpDoc{ID: "ManagedPostgres_create", Summary: "Not supported: Fly's Managed Postgres (a 400 saying so)", Errors: []int{400}}},
+		{"GET /v1/postgres/{cluster}", anyToken, s.managedPostgres, OpDoc{ID: "ManagedPostgres_show", Summary: "Not supported: Fly's Managed Postgres (a 400 saying so)", Errors: []int{400}}},
+		{"GET /v1/postgres/{cluster}/users/{user}/credentials", anyToken, s.managedPostgres, OpDoc{ID: "ManagedPostgres_credentials", Summary: "Not supported: Fly's Managed Postgres (a 400 saying so)", Errors: []int{400}}},
 		{"GET /v1/openapi.json", anyToken, s.openAPI, OpDoc{ID: "OpenAPI_show", Summary: "This document", Hangar: true}},
 
 		// Apps (apps.go).
