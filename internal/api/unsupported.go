@@ -14,5 +14,5 @@ func (s *Server) placements(w http.ResponseWriter, r *http.Request) error {
 
 // managedPostgres answers fly-go's Managed Postgres calls.
 func (s *Server) managedPostgres(w http.ResponseWriter, r *http.Request) error {
-	return badRequest("Fly's Managed Postgres (/v1/postgres) is not available on Hangar: run Postgres as an app with a volume, and move data with `hangar pg migrate`")
+	return badRequest("Fly's Managed Postgres (/v1/postgres) is not available on Hangar: run Postgres as an app with a volume (`hangar pg image build` makes its image; docs/postgres.md), and move data with `hangar pg migrate`")
 }
