@@ -113,6 +113,35 @@ func TestConsoleMachine(t *testing.T) {
 		if err == nil || !strings.Contains(string(out), "huge-9x") {
 			t.Errorf("hangar console --vm-size huge-9x: %v\n%s", err, out)
 		}
+		// An image without `sleep` (the plain test app): said at once,
+		// and no machine left.
+		d.ImportTestApp()
+		var imgs []types.Image
+		if err := d.Get("/v1/images", &imgs); err != nil {
+			t.Fatal(err)
+		}
+		plain := ""
+		for _, i := range imgs {
+			if strings.Contains(i.Ref, "testapp:") {
+				plain = i.Ref
+			}
+		}
+		cfg := filepath.Join(t.TempDir(), "fly.toml")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf(shellAppConfig, "shcmplain")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		hangarOK(t, d, "apps", "create", "shcmplain")
+		hangarOK(t, d, "deploy", "-c", cfg, "--image", plain)
+		start := time.Now()
+		out, err = hangarCmd(t, bin, d, "console", "-a", "shcmplain").CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "sleep") {
+			t.Errorf("hangar console of an image without sleep: %v after %v\n%s", err, time.Since(start), out)
+		}
+		t.Logf("hangar console of an image without sleep, after %v:\n%s", time.Since(start).Round(time.Millisecond), out)
+		harness.Poll(t, "no console machine left", 30*time.Second, func() (bool, string) {
+			left := consoleMachines(t, d, "shcmplain")
+			return len(left) == 0, fmt.Sprint(left)
+		})
 	})
 }
 

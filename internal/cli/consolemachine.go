@@ -79,8 +79,8 @@ func newConsoleCmd() *cobra.Command {
 			hbCtx, stopHB := context.WithCancel(ctx)
 			defer stopHB()
 			go c.keepLease(hbCtx, name, m.ID, nonce, cmd)
-			if err := c.do(ctx, "GET", appPath(name, "machines", m.ID, "wait")+"?state=started&timeout=60", nil, nil); err != nil {
-				return &HintError{Err: fmt.Errorf("console machine %s did not start: %w", m.ID, err), Hint: "see `hangar logs -a " + name + " --machine " + m.ID + "`"}
+			if err := c.waitConsoleMachine(ctx, name, m.ID); err != nil {
+				return err
 			}
 			tty := isTerminal(os.Stdin) && !noPty
 			code, err := c.console(ctx, name, m.ID, consoleOptions{command: argv, tty: tty,
@@ -93,6 +93,35 @@ func newConsoleCmd() *cobra.Command {
 	cmd.Flags().StringVarP(&command, "command", "C", "", "run this instead of console_command or a shell")
 	cmd.Flags().BoolVar(&noPty, "no-pty", false, "never allocate a terminal")
 	return cmd
+}
+
+// waitConsoleMachine waits until the console machine runs, or says why it
+// does not: its process (`sleep inf`) exiting at once is an image without
+// `sleep`.
+func (c *client) waitConsoleMachine(ctx context.Context, app, id string) error {
+	var w struct {
+		State string `json:"state"`
+	}
+	q := url.Values{"state": {types.StateStarted, types.StateStopped, types.StateFailed, types.StateDestroyed}, "timeout": {"60"}}
+	if err := c.do(ctx, "GET", appPath(app, "machines", id, "wait")+"?"+q.Encode(), nil, &w); err != nil {
+		return &HintError{Err: fmt.Errorf("console machine %s did not start: %w", id, err), Hint: "see `hangar logs -a " + app + " --machine " + id + "`"}
+	}
+	m, err := c.Machine(ctx, app, id)
+	if err == nil && w.State == types.StateStarted && m.State == types.StateStarted {
+		return nil
+	}
+	why := w.State
+	if m != nil {
+		why = m.State
+		for _, e := range m.Events {
+			if e.Type == "exit" {
+				why += fmt.Sprintf(", its process exited: %v", e.Request["exit_event"])
+				break
+			}
+		}
+	}
+	return &HintError{Err: fmt.Errorf("console machine %s did not stay up (%s)", id, why),
+		Hint: "a console machine runs `sleep inf` while the session lasts, as Fly's do: the image needs a `sleep` (busybox's will do); see `hangar logs -a " + app + " --machine " + id + "`"}
 }
 
 // keepLease refreshes the console machine's lease until ctx ends.
