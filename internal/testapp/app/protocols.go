@@ -19,12 +19,13 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hangar-dev/hangar/internal/proxyproto"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/hangar-dev/hangar/internal/proxyproto"
 )
 
 func protocolHandlers(mux *http.ServeMux) {
