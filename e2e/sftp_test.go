@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // sha256File is the hex SHA-256 of a file.
@@ -33,14 +35,17 @@ func sha256File(t *testing.T, p string) string {
 // 50 MB random file put then got back has the same SHA-256 (and so does
 // the copy inside the machine); paths that climb above / are refused;
 // a symbolic link to / in the machine leads to the machine's root, never
-// the host's, for reads and writes; the shell's ls, cd, get and put; and
-// the errors a person meets.
+// the host's, for reads and writes; the shell's ls, cd, get and put; a
+// put under a volume's mount point is on the volume (kept across a
+// restart, which discards the writable layer); and the errors a person
+// meets.
 func TestSFTP(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.BuildBinary(t)
 	d := harness.StartDaemon(t, bin)
 	ref := importShellImage(t, d)
 	id := deployShellApp(t, d, ref, "shftp", "sftp-secret")
+	cleanupVolumes(t, d, "shftp") // at the end: the volume subtest's
 	dir := t.TempDir()
 	sftp := func(args ...string) (string, error) {
 		out, err := hangarCmd(t, bin, d, append([]string{"ssh", "sftp"}, args...)...).CombinedOutput()
@@ -155,6 +160,40 @@ func TestSFTP(t *testing.T) {
 		if b, _ := os.ReadFile(filepath.Join(dir, "passwd-from-shell")); !bytes.Contains(b, []byte("alice")) {
 			t.Errorf("the shell's get: %q", b)
 		}
+	})
+
+	t.Run("volume", func(t *testing.T) {
+		// A file put under a volume's mount point lands on the volume:
+		// the daemon sees the machine's mounts, not only its image.
+		var vol types.Volume
+		if err := json.Unmarshal([]byte(hangarOK(t, d, "volumes", "create", "files", "--size-mb", "16", "-a", "shftp", "--json")), &vol); err != nil {
+			t.Fatal(err)
+		}
+		c := &flyClient{t: t, base: d.API, token: d.Token}
+		var m types.Machine
+		c.must(200, "POST", "/apps/shftp/machines", types.CreateMachineRequest{Config: &types.MachineConfig{Image: ref,
+			Env: map[string]string{"PORT": "8080"}, Mounts: []types.MachineMount{{Volume: vol.ID, Path: "/vol"}}}}, nil).decode(t, &m)
+		c.must(200, "GET", "/apps/shftp/machines/"+m.ID+"/wait?state=started&timeout=30", nil, nil)
+		small := filepath.Join(dir, "onvolume.txt")
+		if err := os.WriteFile(small, []byte("on the volume"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := sftp("put", "-a", "shftp", "--machine", m.ID, small, "/vol/onvolume.txt"); err != nil {
+			t.Fatalf("sftp put to the volume: %v\n%s", err, out)
+		}
+		// Seen from inside the machine.
+		if got := hangarOK(t, d, "machine", "exec", "-a", "shftp", m.ID, "cat", "/vol/onvolume.txt"); got != "on the volume" {
+			t.Fatalf("cat in the machine: %q", got)
+		}
+		hangarOK(t, d, "machine", "stop", "-a", "shftp", m.ID)
+		c.must(200, "GET", "/apps/shftp/machines/"+m.ID+"/wait?state=stopped&timeout=30", nil, nil)
+		hangarOK(t, d, "machine", "start", "-a", "shftp", m.ID)
+		c.must(200, "GET", "/apps/shftp/machines/"+m.ID+"/wait?state=started&timeout=30", nil, nil)
+		// The writable layer is discarded at a stop; the volume is not.
+		if got := hangarOK(t, d, "machine", "exec", "-a", "shftp", m.ID, "cat", "/vol/onvolume.txt"); got != "on the volume" {
+			t.Fatalf("after a restart: %q, want the file kept on the volume", got)
+		}
+		hangarOK(t, d, "machine", "destroy", "-a", "shftp", "--force", m.ID)
 	})
 
 	t.Run("errors", func(t *testing.T) {
