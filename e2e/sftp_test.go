@@ -2,10 +2,10 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
