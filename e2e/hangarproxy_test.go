@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/routers/legacy"
+
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -136,7 +139,7 @@ func TestHangarProxy(t *testing.T) {
 	t.Run("authorization", func(t *testing.T) {
 		var tok types.CreateTokenResponse
 		c.must(201, "POST", "/tokens", map[string]string{"name": "pxy", "app": "pxy"}, nil).decode(t, &tok)
-		as := &flyClient{t: t, base: d.API, token: tok.Token}
+		as := hangarDocClient(t, d, tok.Token)
 		// Its own app: resolves.
 		var target types.ProxyTarget
 		as.must(200, "GET", "/apps/pxy/proxy?port=7000", nil, nil).decode(t, &target)
@@ -193,4 +196,25 @@ func TestHangarProxy(t *testing.T) {
 			t.Errorf("hangar proxy with no started machine: %v\n%s", err, out)
 		}
 	})
+}
+
+// hangarDocClient is a client of the daemon whose every request and
+// response is checked against the daemon's own /v1/openapi.json: the
+// contract test of Hangar's extensions, which Fly's document lacks.
+func hangarDocClient(t *testing.T, d *harness.Daemon, token string) *flyClient {
+	t.Helper()
+	code, body := d.Call("GET", "/v1/openapi.json", nil)
+	if code != 200 {
+		t.Fatalf("GET /v1/openapi.json: %d %s", code, body)
+	}
+	doc, err := openapi3.NewLoader().LoadFromData([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc.Servers = openapi3.Servers{{URL: d.API + "/v1"}}
+	router, err := legacy.NewRouter(doc, openapi3.DisableExamplesValidation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &flyClient{t: t, base: d.API, token: token, router: router}
 }

@@ -196,6 +196,18 @@ func TestSFTP(t *testing.T) {
 		hangarOK(t, d, "machine", "destroy", "-a", "shftp", "--force", m.ID)
 	})
 
+	t.Run("contract", func(t *testing.T) {
+		// files/stat as the daemon's own document describes it.
+		c := hangarDocClient(t, d, d.Token)
+		var info types.FileInfo
+		c.must(200, "GET", "/apps/shftp/machines/"+id+"/files/stat?path=/etc", nil, nil).decode(t, &info)
+		if !info.IsDir || info.Path != "/etc" || len(info.Entries) == 0 {
+			t.Errorf("stat /etc: %+v", info)
+		}
+		c.must(400, "GET", "/apps/shftp/machines/"+id+"/files/stat?path=../../etc", nil, nil)
+		c.must(404, "GET", "/apps/shftp/machines/"+id+"/files/stat?path=/nope", nil, nil)
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		for _, tc := range []struct {
 			args []string
