@@ -27,6 +27,10 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/info", anyToken, s.info, OpDoc{ID: "Info_show", Summary: "This daemon's org, region and proxy domain", Hangar: true, Resp: types.Info{}}},
 		{"GET /v1/platform/regions", anyToken, s.regions, OpDoc{ID: "Platform_regions", Summary: "This installation's regions and their hosts (Nearest: the answering daemon's region)", Resp: types.Regions{}}},
+		{"POST /v1/platform/placements", anyToken, s.placements, OpDoc{ID: "Platform_placements", Summary: "Not supported yet: placements (a 400 saying so)", Errors: []int{400}}},
+		{"POST /v1/postgres", anyToken, s.managedPostgres, OpDoc{ID: "ManagedPostgres_create", Summary: "Not supported: Fly's Managed Postgres (a 400 saying so)", Errors: []int{400}}},
+		{"GET /v1/postgres/{cluster}", anyToken, s.managedPostgres, OpDoc{ID: "ManagedPostgres_show", Summary: "Not supported: Fly's Managed Postgres (a 400 saying so)", Errors: []int{400}}},
+		{"GET /v1/postgres/{cluster}/users/{user}/credentials", anyToken, s.managedPostgres, OpDoc{ID: "ManagedPostgres_credentials", Summary: "Not supported: Fly's Managed Postgres (a 400 saying so)", Errors: []int{400}}},
 		{"GET /v1/openapi.json", anyToken, s.openAPI, OpDoc{ID: "OpenAPI_show", Summary: "This document", Hangar: true}},
 
 		// Apps (apps.go).
@@ -65,6 +69,10 @@ func (s *Server) routes() []route {
 		{"GET /v1/apps/{app}/machines/{id}/versions", appPath, s.machineVersions, OpDoc{ID: "Machines_list_versions", Summary: "The machine's versions, current first", Resp: []MachineVersion{}, Errors: []int{404}}},
 		{"POST /v1/apps/{app}/machines/{id}/exec", appPath, s.execMachine, OpDoc{ID: "Machines_exec", Summary: "Run a command in a started machine", Body: ExecRequest{}, Resp: ExecResponse{}, Errors: []int{400, 404, 408, 409}}},
 		{"GET /v1/apps/{app}/machines/{id}/console", appPath, s.machineConsole, OpDoc{ID: "Machines_console", Summary: "Run a command or a shell in a started machine over a WebSocket (stdin, stdout, stderr, resizes, exit code; the protocol is in docs/api.md), with the machine's environment", Hangar: true, Query: consoleQuery, Status: http.StatusSwitchingProtocols, Errors: []int{400, 404, 409}}},
+		{"GET /v1/apps/{app}/proxy", appPath, s.privateProxy, OpDoc{ID: "Apps_proxy", Summary: "Forward one TCP connection to a port of one of the app's machines (with Upgrade: hangar-tcp; without it, only say which machine and address it would reach)", Hangar: true, Query: proxyQuery, Resp: types.ProxyTarget{}, Errors: []int{400, 403, 404, 409, 503}}},
+		{"GET /v1/apps/{app}/machines/{id}/files", appPath, s.getFile, OpDoc{ID: "Machines_get_file", Summary: "Download a regular file of a started machine (read by the daemon from the machine's root filesystem; no tool needed in the image)", Hangar: true, Query: filesQuery, Errors: []int{400, 404, 409}}},
+		{"PUT /v1/apps/{app}/machines/{id}/files", appPath, s.putFile, OpDoc{ID: "Machines_put_file", Summary: "Upload the raw body to a file of a started machine (replaced whole once written; mode: octal bits, default the replaced file's or 0644)", Hangar: true, Query: append(filesQuery, Param{Name: "mode", Type: "string", Desc: "octal permission bits"}), Resp: types.FileInfo{}, Errors: []int{400, 404, 409}}},
+		{"GET /v1/apps/{app}/machines/{id}/files/stat", appPath, s.statFile, OpDoc{ID: "Machines_stat_file", Summary: "Describe a file of a started machine, with a directory's entries", Hangar: true, Query: filesQuery, Resp: types.FileInfo{}, Errors: []int{400, 404, 409}}},
 		{"GET /v1/apps/{app}/machines/{id}/ps", appPath, s.machinePs, OpDoc{ID: "Machines_list_processes", Summary: "The machine's processes (its PID namespace)", Query: []Param{
 			{Name: "sort_by", Type: "string", Desc: "pid, cpu, rss, rtime, stime or command"}, {Name: "order", Type: "string", Desc: "asc or desc"}}, Resp: []supervisor.ProcessStat{}, Errors: []int{400, 404, 409}}},
 

@@ -39,6 +39,8 @@ func NewRoot() *cobra.Command {
 		// Machines and images.
 		newMachineCmd(),
 		newSSHCmd(),
+		newConsoleCmd(),
+		newProxyCmd(),
 		newImageCmd(),
 		// App resources.
 		newSecretsCmd(),
