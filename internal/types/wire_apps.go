@@ -117,6 +117,13 @@ type LogLine struct {
 	App       string `json:"app"`
 	MachineID string `json:"machine_id"`
 	Region    string `json:"region"`
-	Stream    string `json:"stream"`
-	Message   string `json:"message"`
+	// Instance is the machine id again, under Fly's name for it.
+	Instance string `json:"instance"`
+	// ProcessGroup is the machine's process group ("" for a machine
+	// destroyed since, or created outside a deploy).
+	ProcessGroup string `json:"process_group"`
+	// Stream is stdout or stderr, or "hangar" for Hangar's own lines
+	// (log lines lost).
+	Stream  string `json:"stream"`
+	Message string `json:"message"`
 }
