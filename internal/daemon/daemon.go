@@ -58,10 +58,12 @@ type Options struct {
 	Runtime    string // "", "crun" or "runc"
 	Network    network.Config
 	// Machine logs: shims rotate a log file at LogMaxBytes (0: never);
-	// destroyed machines' logs are removed LogRetention after their last
-	// line (0: with their app).
-	LogMaxBytes  int64
-	LogRetention time.Duration
+	// log files are removed LogRetention after their last line (0: with
+	// their app), and the oldest first when an app's take more than
+	// LogMaxAppBytes (0: no limit); an app may have its own limits.
+	LogMaxBytes    int64
+	LogRetention   time.Duration
+	LogMaxAppBytes int64
 	// AutostopInterval is how often idle machines beyond an app's
 	// min_machines_running are stopped or suspended (0: never).
 	AutostopInterval time.Duration
@@ -215,7 +217,7 @@ func Run(ctx context.Context, o Options) error {
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
 	sup.SetLogMaxBytes(o.LogMaxBytes)
-	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, Retention: o.LogRetention, Log: log.With("component", "logs")}
+	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, MaxAge: o.LogRetention, MaxBytes: o.LogMaxAppBytes, Log: log.With("component", "logs")}
 	deletions.Subscribe(ctx, func(context.Context, string) { janitor.AppDeleted() })
 	go janitor.Run(ctx)
 

@@ -7,13 +7,15 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/apps"
+	"github.com/hangar-dev/hangar/internal/logs"
 	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // Machine logs live in <data-dir>/logs/<app>/<id>.log, written by the
@@ -30,7 +32,7 @@ func (s *Supervisor) SetLogMaxBytes(n int64) { s.logMaxBytes.Store(n) }
 
 // LogMachines returns the ids of an app's machines that have a log, in
 // the order of their file names (current logs first, then those left
-// only as a rotated file): existing machines and destroyed ones whose
+// only as rotated or archived files): existing machines and destroyed ones whose
 // logs the LogJanitor has not removed yet. No logs is not an error.
 func (s *Supervisor) LogMachines(app string) ([]string, error) {
 	files, err := os.ReadDir(filepath.Join(s.opt.DataDir, "logs", app))
@@ -43,36 +45,51 @@ func (s *Supervisor) LogMachines(app string) ([]string, error) {
 	var ids, rotatedOnly []string
 	seen := map[string]bool{}
 	for _, f := range files {
-		if id, ok := strings.CutSuffix(f.Name(), ".log"); ok && id != "" {
-			ids = append(ids, id)
-			seen[id] = true
+		if lf, ok := logs.ParseLogFileName(f.Name()); ok && lf.Kind == "current" {
+			ids = append(ids, lf.MachineID)
+			seen[lf.MachineID] = true
 		}
 	}
 	for _, f := range files {
-		if id, ok := strings.CutSuffix(f.Name(), ".log.1"); ok && id != "" && !seen[id] {
-			rotatedOnly = append(rotatedOnly, id)
+		if lf, ok := logs.ParseLogFileName(f.Name()); ok && !seen[lf.MachineID] {
+			rotatedOnly = append(rotatedOnly, lf.MachineID)
+			seen[lf.MachineID] = true
 		}
 	}
 	return append(ids, rotatedOnly...), nil
 }
 
-// LogJanitor removes machine logs that nobody can ask for any more: those
-// of machines that no longer exist, once unwritten for Retention, and all
-// of an app's logs when the app is deleted. Logs of existing machines,
-// running or not, are never removed (their size is bounded by rotation).
+// LogJanitor removes machine logs by age and size, and an app's logs
+// when it is deleted:
+//
+//   - a file whose last line is older than the app's maximum age goes;
+//   - when an app's files (every machine's, current, rotated and
+//     archived) take more than its maximum size, the oldest files (by
+//     their last line) go until they fit.
+//
+// Never removed: the current file (<id>.log) of an existing machine,
+// running or not, which the shim may be writing; its size is bounded by
+// rotation. An app's limits are MaxAge and MaxBytes unless it has its own
+// (SetLogRetention).
 type LogJanitor struct {
 	Sup   *Supervisor
 	Store store.Store
-	// Retention is how long the logs of a destroyed machine are kept
-	// after their last line; 0 keeps them until their app is deleted.
-	Retention time.Duration
+	// MaxAge is how long a log file is kept after its last line; 0: no
+	// limit by age.
+	MaxAge time.Duration
+	// MaxBytes is the most an app's logs may take on disk; 0: no limit
+	// by size.
+	MaxBytes int64
 	// Interval is the time between sweeps (default: a minute, or half
-	// the retention when that is shorter, at least a second); a deleted
-	// app's logs go at once.
+	// the age when that is shorter, at least a second); a deleted app's
+	// logs go at once.
 	Interval time.Duration
 	Log      *slog.Logger
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Removed, when set, is told of each file removed by age or size
+	// (reason "age" or "size"), for the metrics.
+	Removed func(app, reason string, bytes int64)
 
 	once    sync.Once // makes deleted
 	deleted chan struct{}
@@ -83,7 +100,10 @@ type LogJanitor struct {
 func (j *LogJanitor) Run(ctx context.Context) {
 	interval := j.Interval
 	if interval <= 0 {
-		interval = min(time.Minute, max(j.Retention/2, time.Second))
+		interval = time.Minute
+		if j.MaxAge > 0 {
+			interval = min(interval, max(j.MaxAge/2, time.Second))
+		}
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -152,41 +172,133 @@ func (j *LogJanitor) Sweep(ctx context.Context) error {
 		if errors.Is(err, store.ErrNotFound) && len(ms) == 0 {
 			if err := os.RemoveAll(dir); err != nil {
 				errs = append(errs, fmt.Errorf("remove the logs of deleted app %s: %w", app, err))
-			} else {
-				j.log().Info("removed the logs of a deleted app", "app", app)
+				continue
 			}
+			if _, err := j.Store.Delete(ctx, logRetentionKey(app), store.AnyRevision); err != nil && !errors.Is(err, store.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("remove the log retention of deleted app %s: %w", app, err))
+			}
+			j.log().Info("removed the logs of a deleted app", "app", app)
 			continue
 		}
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
-		if j.Retention <= 0 {
-			continue
+		maxAge, maxBytes := j.MaxAge, j.MaxBytes
+		var own types.LogRetention
+		if _, err := store.GetJSON(ctx, j.Store, logRetentionKey(app), &own); err == nil {
+			if own.MaxAgeSeconds > 0 {
+				maxAge = time.Duration(own.MaxAgeSeconds) * time.Second
+			}
+			if own.MaxBytes > 0 {
+				maxBytes = own.MaxBytes
+			}
+		} else if !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
 		}
 		exists := map[string]bool{}
 		for _, m := range ms {
 			exists[m.ID] = true
 		}
-		files, err := os.ReadDir(dir)
-		if err != nil {
+		if err := j.trim(app, dir, exists, maxAge, maxBytes, now()); err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		for _, f := range files {
-			id, ok := strings.CutSuffix(strings.TrimSuffix(f.Name(), ".1"), ".log")
-			if !ok || exists[id] {
-				continue
-			}
-			info, err := f.Info()
-			if err != nil || now().Sub(info.ModTime()) < j.Retention {
-				continue
-			}
-			if err := os.Remove(filepath.Join(dir, f.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-				errs = append(errs, fmt.Errorf("remove the log of destroyed machine %s: %w", id, err))
-				continue
-			}
-			j.log().Debug("removed an expired machine log", "app", app, "machine", id, "file", f.Name())
 		}
 	}
 	return errors.Join(errs...)
 }
+
+// trim applies an app's limits to its log directory.
+func (j *LogJanitor) trim(app, dir string, exists map[string]bool, maxAge time.Duration, maxBytes int64, now time.Time) error {
+	if maxAge <= 0 && maxBytes <= 0 {
+		return nil
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	type file struct {
+		name, id string
+		size     int64
+		mtime    time.Time
+	}
+	var total int64
+	var removable []file
+	for _, e := range entries {
+		lf, ok := logs.ParseLogFileName(e.Name())
+		if !ok {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		total += info.Size()
+		if lf.Kind == "current" && exists[lf.MachineID] {
+			continue
+		}
+		removable = append(removable, file{e.Name(), lf.MachineID, info.Size(), info.ModTime()})
+	}
+	sort.Slice(removable, func(a, b int) bool { return removable[a].mtime.Before(removable[b].mtime) })
+	var errs []error
+	for _, f := range removable {
+		reason := ""
+		switch {
+		case maxAge > 0 && now.Sub(f.mtime) >= maxAge:
+			reason = "age"
+		case maxBytes > 0 && total > maxBytes:
+			reason = "size"
+		default:
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, f.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove the log file %s of app %s: %w", f.name, app, err))
+			continue
+		}
+		total -= f.size
+		if j.Removed != nil {
+			j.Removed(app, reason, f.size)
+		}
+		j.log().Debug("removed a machine log file", "app", app, "machine", f.id, "file", f.name, "reason", reason)
+	}
+	if maxBytes > 0 && total > maxBytes {
+		j.log().Warn("an app's logs are over its size limit in the files of its machines being written; they are bounded by --log-max-size each",
+			"app", app, "bytes", total, "max_bytes", maxBytes)
+	}
+	return errors.Join(errs...)
+}
+
+// logRetentionKey is where an app's own log limits are stored.
+func logRetentionKey(app string) string { return "logretention/" + app }
+
+// LogRetention returns an app's own log limits (zero fields: the
+// daemon's).
+func (s *Supervisor) LogRetention(ctx context.Context, app string) (types.LogRetention, error) {
+	var r types.LogRetention
+	_, err := store.GetJSON(ctx, s.opt.Store, logRetentionKey(app), &r)
+	if errors.Is(err, store.ErrNotFound) {
+		return types.LogRetention{}, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("read the log retention of app %s: %w", app, err)
+	}
+	return r, nil
+}
+
+// SetLogRetention records an app's own log limits; zero fields go back
+// to the daemon's. The LogJanitor applies them at its next sweep.
+func (s *Supervisor) SetLogRetention(ctx context.Context, app string, r types.LogRetention) error {
+	if r.MaxAgeSeconds < 0 || r.MaxBytes < 0 {
+		return fmt.Errorf("log retention of app %s: %w", app, errNegativeRetention)
+	}
+	if r == (types.LogRetention{}) {
+		if _, err := s.opt.Store.Delete(ctx, logRetentionKey(app), store.AnyRevision); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("reset the log retention of app %s: %w", app, err)
+		}
+		return nil
+	}
+	if _, err := store.PutJSON(ctx, s.opt.Store, logRetentionKey(app), r, store.AnyRevision); err != nil {
+		return fmt.Errorf("record the log retention of app %s: %w", app, err)
+	}
+	return nil
+}
+
+var errNegativeRetention = types.NewError(types.ErrInvalid, "max age and max size must not be negative (0: the daemon's default)")

@@ -111,6 +111,16 @@ type AddCertRequest struct {
 	Hostname string `json:"hostname"`
 }
 
+// LogRetention is an app's own limits on its logs
+// (GET/PUT /v1/apps/{app}/logs/retention); a zero field means the
+// daemon's default (--log-retention, --log-max-app-size).
+type LogRetention struct {
+	// MaxAgeSeconds: a log file goes once its last line is this old.
+	MaxAgeSeconds int64 `json:"max_age_seconds,omitempty"`
+	// MaxBytes: the most the app's logs take; the oldest files go first.
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+}
+
 // LogLine is one line of an app's logs (GET /v1/apps/{app}/logs, NDJSON).
 type LogLine struct {
 	Timestamp string `json:"timestamp"`
