@@ -45,6 +45,8 @@ type Options struct {
 	HTTPPort string
 	// Disk reports the data dir's disk (nil: not reported).
 	Disk func() types.DiskState
+	// LogSinks ships logs to HTTP sinks (nil: /v1/log-sinks answers 503).
+	LogSinks LogSinks
 }
 
 // Server is the API. Its fields are set by New and never change.
@@ -63,6 +65,7 @@ type Server struct {
 	domain   string
 	httpPort string
 	disk     func() types.DiskState
+	logSinks LogSinks
 }
 
 // New returns the API server over o's dependencies.
@@ -75,7 +78,7 @@ func New(o Options) *Server {
 	}
 	return &Server{store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, logSinks: o.LogSinks}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.

@@ -461,6 +461,11 @@ type lineWriter struct {
 	lost    int64 // lines not written since the last write that succeeded
 	lostErr error
 	partial bool // a failed write left part of a line at the end of f
+	// lostFile keeps lostTotal, the lines ever lost by this machine's
+	// log, for the daemon's metric (logs.LostPath); nil if it could not
+	// be made.
+	lostFile  *os.File
+	lostTotal int64
 }
 
 const (
@@ -486,8 +491,30 @@ func openLineWriter(path string, max int64) (*lineWriter, error) {
 		f.Close()
 		return nil, err
 	}
-	return &lineWriter{path: path, max: max, f: f, size: fi.Size()}, nil
+	w := &lineWriter{path: path, max: max, f: f, size: fi.Size()}
+	w.openLostCount()
+	return w, nil
 }
+
+// openLostCount opens the count of lost lines, made now with its full
+// size so that updating it in place needs no disk space.
+func (w *lineWriter) openLostCount() {
+	lf, err := os.OpenFile(logs.LostPath(w.path), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return
+	}
+	b := make([]byte, 64)
+	n, _ := lf.ReadAt(b, 0)
+	w.lostTotal, _ = strconv.ParseInt(strings.TrimSpace(string(b[:n])), 10, 64)
+	if _, err := lf.WriteAt(lostCount(w.lostTotal), 0); err != nil {
+		lf.Close()
+		return
+	}
+	w.lostFile = lf
+}
+
+// lostCount is the fixed-width content of the count of lost lines.
+func lostCount(n int64) []byte { return fmt.Appendf(nil, "%20d\n", n) }
 
 // Close closes the current log file, after a last try to say how many
 // lines were lost.
@@ -496,6 +523,9 @@ func (w *lineWriter) Close() error {
 	defer w.mu.Unlock()
 	if w.lost > 0 {
 		w.writeLocked(nil)
+	}
+	if w.lostFile != nil {
+		w.lostFile.Close()
 	}
 	return w.f.Close()
 }
@@ -610,19 +640,22 @@ func (w *lineWriter) writeLocked(b []byte) {
 		marker = append(marker, " "+logs.LostStream+" "...)
 		marker = append(marker, logs.LostLinesMessage(w.lost, w.lostErr)...)
 		marker = append(marker, '\n')
-		if !w.writeBytesLocked(marker) {
-			w.lost += int64(bytes.Count(b, []byte{'\n'}))
+		if !w.writeBytesLocked(marker, false) {
+			k := int64(bytes.Count(b, []byte{'\n'}))
+			w.lost += k
+			w.addLostLocked(k)
 			return
 		}
 		w.lost, w.lostErr = 0, nil
 	}
 	if len(b) > 0 {
-		w.writeBytesLocked(b)
+		w.writeBytesLocked(b, true)
 	}
 }
 
-// writeBytesLocked writes b, counting the lines it could not write.
-func (w *lineWriter) writeBytesLocked(b []byte) bool {
+// writeBytesLocked writes b, counting the lines it could not write when
+// they are the machine's.
+func (w *lineWriter) writeBytesLocked(b []byte, machine bool) bool {
 	n, err := w.f.Write(b)
 	w.size += int64(n)
 	if err == nil {
@@ -631,9 +664,21 @@ func (w *lineWriter) writeBytesLocked(b []byte) bool {
 	if n > 0 {
 		w.partial = b[n-1] != '\n'
 	}
-	w.lost += int64(bytes.Count(b[n:], []byte{'\n'}))
 	w.lostErr = err
+	if machine {
+		k := int64(bytes.Count(b[n:], []byte{'\n'}))
+		w.lost += k
+		w.addLostLocked(k)
+	}
 	return false
+}
+
+// addLostLocked adds to the machine's count of lost lines.
+func (w *lineWriter) addLostLocked(k int64) {
+	w.lostTotal += k
+	if w.lostFile != nil {
+		_, _ = w.lostFile.WriteAt(lostCount(w.lostTotal), 0)
+	}
 }
 
 // rotateLocked moves the older rotated file to its archive, the current

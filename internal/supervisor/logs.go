@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -222,11 +223,17 @@ func (j *LogJanitor) trim(app, dir string, exists map[string]bool, maxAge time.D
 	}
 	var total int64
 	var removable []file
+	files := map[string]int{} // log files per machine
+	var counts []string       // the shims' counts of lost lines
 	for _, e := range entries {
 		lf, ok := logs.ParseLogFileName(e.Name())
 		if !ok {
+			if id, ok := strings.CutSuffix(e.Name(), ".lost"); ok {
+				counts = append(counts, id)
+			}
 			continue
 		}
+		files[lf.MachineID]++
 		info, err := e.Info()
 		if err != nil {
 			continue // removed meanwhile
@@ -254,10 +261,16 @@ func (j *LogJanitor) trim(app, dir string, exists map[string]bool, maxAge time.D
 			continue
 		}
 		total -= f.size
+		files[f.id]--
 		if j.Removed != nil {
 			j.Removed(app, reason, f.size)
 		}
 		j.log().Debug("removed a machine log file", "app", app, "machine", f.id, "file", f.name, "reason", reason)
+	}
+	for _, id := range counts {
+		if files[id] <= 0 && !exists[id] { // its logs gone: the count goes too
+			_ = os.Remove(filepath.Join(dir, id+".lost"))
+		}
 	}
 	if maxBytes > 0 && total > maxBytes {
 		j.log().Warn("an app's logs are over its size limit in the files of its machines being written; they are bounded by --log-max-size each",
@@ -302,3 +315,55 @@ func (s *Supervisor) SetLogRetention(ctx context.Context, app string, r types.Lo
 }
 
 var errNegativeRetention = types.NewError(types.ErrInvalid, "max age and max size must not be negative (0: the daemon's default)")
+
+// LogSources returns the logs of an app's machines (of every app when app
+// is ""), as LogMachines lists them, with each machine's region and
+// process group from its record (a machine whose record is gone gets the
+// daemon's region and no group). Ordered by app, then as LogMachines.
+func (s *Supervisor) LogSources(ctx context.Context, app string) ([]logs.Source, error) {
+	appNames := []string{app}
+	if app == "" {
+		dirs, err := os.ReadDir(filepath.Join(s.opt.DataDir, "logs"))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("list the apps with logs: %w", err)
+		}
+		appNames = appNames[:0]
+		for _, d := range dirs {
+			if d.IsDir() {
+				appNames = append(appNames, d.Name())
+			}
+		}
+	}
+	var out []logs.Source
+	var errs []error
+	for _, a := range appNames {
+		ids, err := s.LogMachines(a)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		recs, err := s.List(ctx, a)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		byID := map[string]*Record{}
+		for _, r := range recs {
+			byID[r.ID] = r
+		}
+		for _, id := range ids {
+			src := logs.Source{App: a, MachineID: id, Region: s.opt.Region, Path: s.LogPath(a, id)}
+			if r := byID[id]; r != nil {
+				if r.Region != "" {
+					src.Region = r.Region
+				}
+				if r.Config != nil {
+					src.ProcessGroup = r.Config.Metadata[types.MetaProcessGroup]
+				}
+			}
+			out = append(out, src)
+		}
+	}
+	return out, errors.Join(errs...)
+}
