@@ -19,6 +19,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/hangar-dev/hangar/internal/api"
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/auth"
@@ -28,6 +30,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/flycast"
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/logs"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
@@ -64,6 +67,12 @@ type Options struct {
 	LogMaxBytes    int64
 	LogRetention   time.Duration
 	LogMaxAppBytes int64
+	// NATSListen, if set, serves the machine logs on NATS there
+	// (fly-log-shipper's source; Fly's port is 4223).
+	NATSListen string
+	// Registerer, if set, gets the daemon's Prometheus collectors (the
+	// logs' for now: logs.Metrics.Collectors).
+	Registerer prometheus.Registerer
 	// AutostopInterval is how often idle machines beyond an app's
 	// min_machines_running are stopped or suspended (0: never).
 	AutostopInterval time.Duration
@@ -217,9 +226,30 @@ func Run(ctx context.Context, o Options) error {
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
 	sup.SetLogMaxBytes(o.LogMaxBytes)
-	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, MaxAge: o.LogRetention, MaxBytes: o.LogMaxAppBytes, Log: log.With("component", "logs")}
+	logMetrics := logs.NewMetrics(filepath.Join(o.DataDir, "logs"))
+	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, MaxAge: o.LogRetention, MaxBytes: o.LogMaxAppBytes, Log: log.With("component", "logs"),
+		Removed: logMetrics.RetentionRemoved}
 	deletions.Subscribe(ctx, func(context.Context, string) { janitor.AppDeleted() })
 	go janitor.Run(ctx)
+	shipper := &logs.Shipper{Store: st, Sources: sup.LogSources, Metrics: logMetrics, Log: log.With("component", "logship")}
+	go shipper.Run(ctx)
+	closeNATS := func() {}
+	if o.NATSListen != "" {
+		// Not being able to serve it does not stop the daemon.
+		if natsSrv, err := startLogStream(ctx, o, st, sup, logMetrics, log); err != nil {
+			log.Error("the NATS log stream is off", "err", err)
+		} else {
+			closeNATS = sync.OnceFunc(natsSrv.Close)
+			defer closeNATS()
+		}
+	}
+	if o.Registerer != nil {
+		for _, c := range logMetrics.Collectors() {
+			if err := o.Registerer.Register(c); err != nil {
+				log.Warn("register the logs' metrics", "err", err)
+			}
+		}
+	}
 
 	listen := func(name, addr string) (net.Listener, error) {
 		if ln := inherited[name]; ln != nil {
@@ -247,6 +277,7 @@ func Run(ctx context.Context, o Options) error {
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
+		LogSinks: shipper,
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
@@ -361,6 +392,7 @@ func Run(ctx context.Context, o Options) error {
 			shutdownSup()
 			closeDNS()
 			stopDNS()
+			closeNATS() // its port, for the new daemon
 			if err := closeStore(); err != nil {
 				log.Warn("close state", "err", err)
 			}
@@ -379,6 +411,32 @@ func Run(ctx context.Context, o Options) error {
 		_ = httpsSrv.Shutdown(sctx)
 	}
 	return nil
+}
+
+// startLogStream serves the machine logs on NATS (--nats-listen): clients
+// log in with the org slug and an API token.
+func startLogStream(ctx context.Context, o Options, st store.Store, sup *supervisor.Supervisor, m *logs.Metrics, log *slog.Logger) (*logs.NATS, error) {
+	n, err := logs.StartNATS(logs.NATSOptions{Listen: o.NATSListen, Org: o.Org, Log: log.With("component", "nats"),
+		Verify: func(ctx context.Context, token string) (string, error) {
+			t, err := auth.Verify(ctx, st, token)
+			if err != nil {
+				return "", err
+			}
+			if t.Scope == auth.ScopeApp {
+				return t.App, nil
+			}
+			return "", nil
+		}})
+	if err != nil {
+		return nil, err
+	}
+	m.SetNATS(n.Stats)
+	host, _ := os.Hostname()
+	pub := &logs.Publisher{NATS: n, Host: host, Metrics: m, Log: log.With("component", "nats"),
+		Sources: func(ctx context.Context) ([]logs.Source, error) { return sup.LogSources(ctx, "") }}
+	go pub.Run(ctx)
+	log.Info("serving machine logs on NATS", "addr", n.Addr(), "user", o.Org)
+	return n, nil
 }
 
 // portOf is the port of a listen address ("80" when it names none).
