@@ -67,6 +67,8 @@ type Options struct {
 	LogMaxBytes    int64
 	LogRetention   time.Duration
 	LogMaxAppBytes int64
+	// LogSweepInterval is how often retention runs (0: a minute).
+	LogSweepInterval time.Duration
 	// NATSListen, if set, serves the machine logs on NATS there
 	// (fly-log-shipper's source; Fly's port is 4223).
 	NATSListen string
@@ -227,7 +229,7 @@ func Run(ctx context.Context, o Options) error {
 	go vols.Run(ctx, time.Minute)
 	sup.SetLogMaxBytes(o.LogMaxBytes)
 	logMetrics := logs.NewMetrics(filepath.Join(o.DataDir, "logs"))
-	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, MaxAge: o.LogRetention, MaxBytes: o.LogMaxAppBytes, Log: log.With("component", "logs"),
+	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, MaxAge: o.LogRetention, MaxBytes: o.LogMaxAppBytes, Interval: o.LogSweepInterval, Log: log.With("component", "logs"),
 		Removed: logMetrics.RetentionRemoved}
 	deletions.Subscribe(ctx, func(context.Context, string) { janitor.AppDeleted() })
 	go janitor.Run(ctx)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -220,6 +221,7 @@ func (j *LogJanitor) trim(app, dir string, exists map[string]bool, maxAge time.D
 		name, id string
 		size     int64
 		mtime    time.Time
+		seq      int64 // the file's place in its machine's log
 	}
 	var total int64
 	var removable []file
@@ -242,9 +244,28 @@ func (j *LogJanitor) trim(app, dir string, exists map[string]bool, maxAge time.D
 		if lf.Kind == "current" && exists[lf.MachineID] {
 			continue
 		}
-		removable = append(removable, file{e.Name(), lf.MachineID, info.Size(), info.ModTime()})
+		seq := int64(math.MaxInt64) // current
+		switch lf.Kind {
+		case "archive":
+			seq = lf.Start.UnixNano()
+		case "rotated":
+			seq = math.MaxInt64 - 1
+		}
+		removable = append(removable, file{e.Name(), lf.MachineID, info.Size(), info.ModTime(), seq})
 	}
-	sort.Slice(removable, func(a, b int) bool { return removable[a].mtime.Before(removable[b].mtime) })
+	// Oldest first by the time of their last write; a machine's files
+	// written within one tick of the file system's clock (equal times)
+	// by their place in its log, so an older file never outlives a newer.
+	sort.Slice(removable, func(a, b int) bool {
+		fa, fb := removable[a], removable[b]
+		if !fa.mtime.Equal(fb.mtime) {
+			return fa.mtime.Before(fb.mtime)
+		}
+		if fa.id != fb.id {
+			return fa.id < fb.id
+		}
+		return fa.seq < fb.seq
+	})
 	var errs []error
 	for _, f := range removable {
 		reason := ""

@@ -231,3 +231,42 @@ func TestLogJanitorSize(t *testing.T) {
 		t.Fatal("a negative limit was accepted")
 	}
 }
+
+// TestLogJanitorSizeEqualTimes: a machine's files last written within one
+// tick of the file system's clock go in their log's order (an archive
+// before <id>.log.1, which sorts first by name), never the newer first.
+func TestLogJanitorSizeEqualTimes(t *testing.T) {
+	dataDir := t.TempDir()
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	sup := New(Options{Store: st, DataDir: dataDir})
+	if _, err := st.Put(ctx, "apps/web", []byte(`{}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	putMachine(t, st, "web", "m", types.StateStarted)
+	cur := sup.LogPath("web", "m")
+	at := time.Now().Add(-time.Minute)
+	older := logs.ArchivePath(cur, "2026-01-01T00:00:00.000000000Z")
+	for _, p := range []string{older, cur + ".1", cur} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, 1000), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := &LogJanitor{Sup: sup, Store: st, MaxBytes: 2500}
+	if err := j.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if exists(older) || !exists(cur+".1") || !exists(cur) {
+		t.Fatalf("archive kept %v, .1 kept %v: the newer file went first", exists(older), exists(cur+".1"))
+	}
+}
