@@ -87,7 +87,7 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.DurationVar(&o.LogRetention, "log-retention", defaultLogRetention, "remove a machine log file this long after its last line (0: keep logs until their app is deleted); an app may set its own (hangar logs retention)")
 	o.LogMaxAppBytes = defaultLogMaxAppBytes
 	f.Var((*sizeFlag)(&o.LogMaxAppBytes), "log-max-app-size", "the most an app's logs may take on disk; the oldest files go first (e.g. 1GiB; 0: no limit); an app may set its own")
-	f.DurationVar(&o.LogSweepInterval, "log-sweep-interval", time.Minute, "how often log retention runs")
+	f.DurationVar(&o.LogSweepInterval, "log-sweep-interval", 0, "how often log retention runs (default: a minute, or half of --log-retention when shorter)")
 	_ = f.MarkHidden("log-sweep-interval") // for tests
 	f.StringVar(&o.NATSListen, "nats-listen", "", "serve machine logs on NATS at this address, as Fly does for fly-log-shipper (e.g. 127.0.0.1:4223; user: the org slug, password: an API token; default: off)")
 	f.StringSliceVar(&etcd.endpoints, "etcd-endpoints", nil, "keep the state in this etcd cluster instead of <data-dir>/state.db: its members' client URLs, comma-separated (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)")
