@@ -78,8 +78,8 @@ func ParseLogFileName(name string) (LogFile, bool) {
 		return LogFile{Name: name, MachineID: id, Kind: "rotated"}, true
 	case strings.HasPrefix(rest, ".") && len(rest) == len(TimeFormat)+1:
 		at, err := time.Parse(TimeFormat, rest[1:])
-		if err != nil {
-			return LogFile{}, false
+		if err != nil || at.Format(TimeFormat) != rest[1:] {
+			return LogFile{}, false // not a name the shim writes (they sort as text)
 		}
 		return LogFile{Name: name, MachineID: id, Kind: "archive", Start: at}, true
 	}
