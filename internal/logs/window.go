@@ -222,6 +222,10 @@ func seek(files []span, t string) (position, error) {
 	return position{len(files), 0}, nil
 }
 
+// windowRead is what a machineReader reads at a time: enough for a
+// batch, little before the first line.
+const windowRead = 2 * tailChunk
+
 // machineReader reads one machine's lines forwards from a position.
 type machineReader struct {
 	Source
@@ -250,7 +254,7 @@ func (m *machineReader) fill() {
 			m.done = true
 			return
 		}
-		m.fl = &follower{path: m.files[m.k].path}
+		m.fl = &follower{path: m.files[m.k].path, readMax: windowRead}
 		f, err := m.files[m.k].f, error(nil)
 		m.files[m.k].f = nil
 		if f == nil {
@@ -300,6 +304,7 @@ func (m *machineReader) handOver() *follower {
 	}
 	fl := m.fl
 	m.fl = nil
+	fl.readMax = 0 // a poll's worth from now on
 	return fl
 }
 
@@ -330,7 +335,7 @@ func openWindow(sources []Source, since time.Time) ([]*machineReader, error) {
 					files[i].f, _ = os.Open(files[i].path) // a missing one is skipped
 				}
 				if p.file < len(files) && files[p.file].f != nil {
-					m.fl = &follower{path: files[p.file].path, f: files[p.file].f, off: p.off}
+					m.fl = &follower{path: files[p.file].path, f: files[p.file].f, off: p.off, readMax: windowRead}
 					files[p.file].f = nil
 					m.fl.fi, err = m.fl.f.Stat()
 				} else if p.file < len(files) {
