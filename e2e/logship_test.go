@@ -196,8 +196,8 @@ func TestLogsShipAndStream(t *testing.T) {
 		case m := <-msgs:
 			var fm struct {
 				Fly struct {
-					App struct{ Instance, Name string } `json:"app"`
-					Region string `json:"region"`
+					App    struct{ Instance, Name string } `json:"app"`
+					Region string                          `json:"region"`
 				} `json:"fly"`
 				Message string `json:"message"`
 			}
