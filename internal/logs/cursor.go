@@ -87,6 +87,7 @@ func readBatch(ctx context.Context, sources []Source, c Cursor, lim Limits, end 
 	var ms []*machineReader
 	var states []*state
 	var errs []error
+	dc := dirCache{}
 	for _, src := range sources {
 		key := sourceKey(src)
 		p, known := c.Pos[key]
@@ -96,7 +97,7 @@ func readBatch(ctx context.Context, sources []Source, c Cursor, lim Limits, end 
 				since = t
 			}
 		}
-		opened, err := openWindow([]Source{src}, since)
+		opened, err := openWindow([]Source{src}, since, dc)
 		if err != nil {
 			errs = append(errs, err)
 		}

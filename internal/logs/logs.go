@@ -169,7 +169,7 @@ func (s *set) readSince(ctx context.Context, o FollowOptions, emit func([]types.
 	if err != nil {
 		o.Log.Warn("list machine logs", "err", err)
 	}
-	ms, err := openWindow(sources, o.Since)
+	ms, err := openWindow(sources, o.Since, dirCache{})
 	if err != nil {
 		o.Log.Warn("read machine logs", "err", err)
 	}

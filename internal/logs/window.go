@@ -48,11 +48,26 @@ type span struct {
 	last  bool   // the current file, still written
 }
 
+// dirCache holds directory listings for one read of many machines of an
+// app (one listing of the app's directory, not one per machine).
+type dirCache map[string][]os.DirEntry
+
+func (c dirCache) list(dir string) ([]os.DirEntry, error) {
+	if e, ok := c[dir]; ok && c != nil {
+		return e, nil
+	}
+	e, err := os.ReadDir(dir)
+	if err == nil && c != nil {
+		c[dir] = e
+	}
+	return e, err
+}
+
 // machineFiles lists src's files oldest first: archives, <id>.log.1,
 // <id>.log. Missing files are left out.
-func machineFiles(src Source) ([]span, error) {
+func machineFiles(src Source, dc dirCache) ([]span, error) {
 	dir, base := filepath.Dir(src.Path), filepath.Base(src.Path)
-	entries, err := os.ReadDir(dir)
+	entries, err := dc.list(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -321,12 +336,12 @@ func (m *machineReader) close() {
 }
 
 // openWindow positions a reader per source at q.Since.
-func openWindow(sources []Source, since time.Time) ([]*machineReader, error) {
+func openWindow(sources []Source, since time.Time, dc dirCache) ([]*machineReader, error) {
 	t := since.UTC().Format(TimeFormat)
 	var out []*machineReader
 	var errs []error
 	for _, src := range sources {
-		files, err := machineFiles(src)
+		files, err := machineFiles(src, dc)
 		if err == nil {
 			var p position
 			if p, err = seek(files, t); err == nil {
@@ -366,7 +381,7 @@ func Read(ctx context.Context, sources []Source, q Query, emit func([]types.LogL
 		}
 		return err
 	}
-	ms, err := openWindow(sources, q.Since)
+	ms, err := openWindow(sources, q.Since, dirCache{})
 	defer func() {
 		for _, m := range ms {
 			m.close()
@@ -475,7 +490,7 @@ func lastBefore(src Source, q Query) ([]string, error) {
 	if q.Lines <= 0 {
 		return nil, nil
 	}
-	files, err := machineFiles(src)
+	files, err := machineFiles(src, nil)
 	if err != nil || len(files) == 0 {
 		return nil, err
 	}
