@@ -188,6 +188,21 @@ func lineTS(line string) string {
 	return ts
 }
 
+// prune drops the positions of machines not among sources (their logs
+// are gone): call it only with a complete list.
+func (c Cursor) prune(sources []Source) Cursor {
+	keep := make(map[string]bool, len(sources))
+	for _, s := range sources {
+		keep[sourceKey(s)] = true
+	}
+	for k := range c.Pos {
+		if !keep[k] {
+			delete(c.Pos, k)
+		}
+	}
+	return c
+}
+
 // advance returns c moved past b.
 func (c Cursor) advance(end map[string]Pos) Cursor {
 	out := Cursor{Since: c.Since, Pos: make(map[string]Pos, len(c.Pos)+len(end))}

@@ -312,6 +312,7 @@ func (p *Publisher) Step(ctx context.Context) (more bool, err error) {
 	}
 	p.cursor = p.cursor.advance(b.End)
 	if err == nil {
+		p.cursor = p.cursor.prune(sources)
 		err = rerr
 	}
 	return b.More, err

@@ -233,9 +233,9 @@ func (s *Shipper) Step(ctx context.Context, id string) (n int, more bool, err er
 	if err != nil {
 		return 0, false, err
 	}
-	sources, err := s.Sources(ctx, rec.App)
-	if err != nil {
-		s.log().Warn("list machine logs to ship", "sink", id, "err", err)
+	sources, listErr := s.Sources(ctx, rec.App)
+	if listErr != nil {
+		s.log().Warn("list machine logs to ship", "sink", id, "err", listErr)
 	}
 	var b Batch
 	if rec.Pending != nil {
@@ -264,6 +264,9 @@ func (s *Shipper) Step(ctx context.Context, id string) (n int, more bool, err er
 		return 0, false, err
 	}
 	rec.Cursor = rec.Cursor.advance(rec.Pending.End)
+	if listErr == nil {
+		rec.Cursor = rec.Cursor.prune(sources) // machines whose logs are gone
+	}
 	rec.Seq = rec.Pending.Seq
 	rec.Pending = nil
 	rec.Batches++
