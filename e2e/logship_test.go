@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -396,4 +397,111 @@ func TestLogsShipAndStream(t *testing.T) {
 			t.Fatalf("app shipa's NATS client received %s", m.Subject)
 		}
 	}
+}
+
+// TestLogLinesLostOnFullDisk: a machine whose log cannot be written (the
+// data dir's disk full) is not blocked: it goes on printing and serving;
+// every line it printed is either in its log, whole, or counted as lost,
+// exactly; once there is room a "hangar" line says how many were lost,
+// `hangar logs` shows it, and the count is where the daemon's metric
+// reads it.
+func TestLogLinesLostOnFullDisk(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.BuildBinary(t)
+	dataDir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=160m", "tmpfs", dataDir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs for a small disk: %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", "-l", dataDir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dataDir, err, out)
+		}
+	})
+	d := harness.StartDaemonIn(t, bin, dataDir, "--api-listen", freeAddr(t), "--http-listen", freeAddr(t))
+	ref := d.ImportTestApp()
+	if code, body := d.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: "full"}); code != http.StatusCreated {
+		t.Fatalf("create app: %d %s", code, body)
+	}
+	cfg := types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}}
+	code, body := d.Call("POST", "/v1/apps/full/machines", types.CreateMachineRequest{Config: &cfg, Region: "tst"})
+	if code != http.StatusOK {
+		t.Fatalf("create machine: %d %s", code, body)
+	}
+	var m types.Machine
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	print := func(tag string, n int) {
+		t.Helper()
+		harness.Poll(t, "the machine prints", 30*time.Second, func() (bool, string) {
+			resp, err := client.Get(fmt.Sprintf("http://%s/log?n=%d&tag=%s&pad=40", net.JoinHostPort(m.PrivateIP, "8080"), n, tag))
+			if err != nil {
+				return false, err.Error()
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == 200 && strings.Contains(string(b), fmt.Sprintf("printed %d lines", n)), string(b)
+		})
+	}
+	pad := strings.Repeat("x", 40)
+	msg := func(tag string, i int) string { return fmt.Sprintf("%s %06d %s", tag, i, pad) }
+	logPath := filepath.Join(dataDir, "logs", "full", m.ID+".log")
+	print("before", 10)
+	// The daemon down (the machine runs on, its shim logging), so its
+	// disk reserve is not given back meanwhile.
+	d.Stop(syscall.SIGKILL)
+	filler := fillDisk(t, dataDir)
+	const n = 2000
+	print("lost", n) // returns: the machine is not blocked
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	print("after", 10)
+	raw, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	written, counted := 0, -1
+	sawAfter := false
+	for _, line := range strings.Split(string(raw), "\n") {
+		_, rest, _ := strings.Cut(line, " ")
+		stream, message, _ := strings.Cut(rest, " ")
+		switch {
+		case stream == "stdout" && strings.HasPrefix(message, "lost "):
+			var i int
+			fmt.Sscanf(message, "lost %d", &i)
+			if message == msg("lost", i) {
+				written++
+			}
+		case stream == "hangar":
+			if counted >= 0 {
+				t.Fatalf("two counts of lost lines: %q", line)
+			}
+			if _, err := fmt.Sscanf(message, "[hangar: %d log lines lost:", &counted); err != nil || !strings.Contains(message, "no space left") {
+				t.Fatalf("the count line: %q", line)
+			}
+			if sawAfter {
+				t.Fatal("the count came after the lines written once there was room")
+			}
+		case stream == "stdout" && strings.HasPrefix(message, "after "):
+			sawAfter = true
+		}
+	}
+	if counted <= 0 {
+		t.Fatalf("no line counted as lost (%d of %d written): the disk was not full for the log", written, n)
+	}
+	if written+counted != n {
+		t.Fatalf("%d lines written whole and %d counted lost, of %d printed: a line neither written nor counted", written, counted, n)
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, "logs", "full", m.ID+".lost"))
+	if err != nil || strings.TrimSpace(string(b)) != strconv.Itoa(counted) {
+		t.Fatalf("the machine's count of lost lines (the metric's source): %q %v, want %d", b, err, counted)
+	}
+	d.Start()
+	out, err := d.Hangar("logs", "-a", "full", "-n", "11")
+	if err != nil || !strings.Contains(out, fmt.Sprintf("[hangar] [hangar: %d log lines lost", counted)) || !strings.Contains(out, msg("after", 9)) {
+		t.Fatalf("hangar logs: %v\n%s", err, out)
+	}
+	t.Logf("%d lines written, %d lost and counted", written, counted)
 }
