@@ -45,6 +45,8 @@ type Options struct {
 	HTTPPort string
 	// Disk reports the data dir's disk (nil: not reported).
 	Disk func() types.DiskState
+	// Cluster is this host's part in a cluster (nil: a single host).
+	Cluster Cluster
 	// LogSinks ships logs to HTTP sinks (nil: /v1/log-sinks answers 503).
 	LogSinks LogSinks
 }
@@ -65,6 +67,7 @@ type Server struct {
 	domain   string
 	httpPort string
 	disk     func() types.DiskState
+	cluster  Cluster
 	logSinks LogSinks
 }
 
@@ -78,7 +81,7 @@ func New(o Options) *Server {
 	}
 	return &Server{store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, logSinks: o.LogSinks}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, logSinks: o.LogSinks}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.

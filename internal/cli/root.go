@@ -24,6 +24,7 @@ func NewRoot() *cobra.Command {
 	root.AddCommand(
 		// The daemon.
 		newServerCmd(),
+		newClusterCmd(),
 		// Apps and their config.
 		newLaunchCmd(),
 		newConfigCommand(),

@@ -25,6 +25,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/certs"
+	"github.com/hangar-dev/hangar/internal/dashboard"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/dns"
 	"github.com/hangar-dev/hangar/internal/flycast"
@@ -91,6 +92,9 @@ type Options struct {
 	// Etcd, if set, keeps the state in etcd instead of
 	// <data-dir>/state.db (see state.go).
 	Etcd *EtcdOptions
+	// Cluster, if set, makes this daemon a host of a cluster with an
+	// embedded etcd (cluster.go); the state is then in that etcd.
+	Cluster *ClusterOptions
 }
 
 // Files the daemon writes into its data dir.
@@ -143,6 +147,15 @@ func Run(ctx context.Context, o Options) error {
 	if inherited != nil {
 		lockWait = 2 * time.Minute
 		log.Info("took over the listeners of the previous daemon; waiting for it to release the state", "listeners", len(inherited))
+	}
+	node, err := openCluster(ctx, &o, inherited != nil, log)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	closeNode := func() error { return nil }
+	if node != nil {
+		closeNode = sync.OnceValue(node.Close)
+		defer closeNode()
 	}
 	stt, err := openState(ctx, o, lockWait)
 	if err != nil {
@@ -283,7 +296,7 @@ func Run(ctx context.Context, o Options) error {
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
-		}})
+		}, Cluster: apiCluster(node)})
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}
@@ -341,7 +354,7 @@ func Run(ctx context.Context, o Options) error {
 	go stopper.Run(actx)
 	scheduler := &supervisor.Scheduler{Sup: sup, Interval: o.ScheduleInterval, Log: log.With("component", "scheduler")}
 	go scheduler.Run(actx)
-	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	apiHTTP := &http.Server{Handler: apiAndDashboard(apiSrv.Handler(), log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	var httpsSrv *http.Server
 	if httpsLn != nil {
@@ -397,6 +410,9 @@ func Run(ctx context.Context, o Options) error {
 			closeNATS() // its port, for the new daemon
 			if err := closeStore(); err != nil {
 				log.Warn("close state", "err", err)
+			}
+			if err := closeNode(); err != nil { // the new daemon waits for the member's ports
+				log.Warn("stop the etcd member", "err", err)
 			}
 			<-drained
 			log.Info("reload: drained; exiting, machines keep running")
@@ -473,6 +489,13 @@ func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *
 // --rotate-secrets-key`); no daemon may be using the data dir.
 // o.DataDir and o.Etcd say where the state is.
 func RotateSecretsKey(ctx context.Context, o Options) (int, error) {
+	node, err := openCluster(ctx, &o, false, slog.Default())
+	if err != nil {
+		return 0, err
+	}
+	if node != nil {
+		defer node.Close()
+	}
 	st, err := openState(ctx, o, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open state (stop the daemon first): %w", err)
@@ -572,3 +595,14 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 
 // ReserveBytes is the size of the data dir's disk reserve.
 const ReserveBytes = 32 << 20
+
+// apiAndDashboard serves the API under /v1/ and the web dashboard
+// (internal/dashboard) at every other path of the API listener; the
+// dashboard calls the API handler in-process with its user's token.
+func apiAndDashboard(apiH http.Handler, log *slog.Logger) http.Handler {
+	dash := dashboard.New(dashboard.Options{API: apiH, Log: log.With("component", "dashboard")})
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", apiH)
+	mux.Handle("/", dash.Handler())
+	return mux
+}
