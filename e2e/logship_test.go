@@ -130,7 +130,8 @@ func TestLogsShipAndStream(t *testing.T) {
 		if code, body := d.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: app}); code != http.StatusCreated {
 			t.Fatalf("create app: %d %s", code, body)
 		}
-		cfg := types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}, Metadata: map[string]string{types.MetaProcessGroup: group}}
+		cfg := types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}, Metadata: map[string]string{types.MetaProcessGroup: group},
+			Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080}}}
 		code, body := d.Call("POST", "/v1/apps/"+app+"/machines", types.CreateMachineRequest{Config: &cfg, Region: "tst"})
 		if code != http.StatusOK {
 			t.Fatalf("create machine: %d %s", code, body)
@@ -389,13 +390,51 @@ func TestLogsShipAndStream(t *testing.T) {
 	}
 
 	// None of B's lines ever reached A's NATS client.
-	if err := nc.Flush(); err != nil {
-		t.Fatalf("NATS after the restart: %v", err)
-	}
 	for len(msgs) > 0 {
 		if m := <-msgs; !strings.HasPrefix(m.Subject, "logs.shipa.") {
 			t.Fatalf("app shipa's NATS client received %s", m.Subject)
 		}
+	}
+	// A reload hands the NATS port over (the old daemon closes it before
+	// releasing the state, not when it exits after its requests in
+	// flight, here one of 10 s): the client, reconnected, gets new lines.
+	slow := make(chan error, 1)
+	go func() {
+		code, body, err := d.ViaProxy("shipa", "/sleep?d=10s")
+		if err == nil && code != 200 {
+			err = fmt.Errorf("%d %s", code, body)
+		}
+		slow <- err
+	}()
+	harness.Poll(t, "a request in flight", 10*time.Second, func() (bool, string) {
+		resp, err := client.Get("http://" + net.JoinHostPort(machines["shipa"].PrivateIP, "8080") + "/inflight")
+		if err != nil {
+			return false, err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.TrimSpace(string(b)) != "inflight=0", string(b)
+	})
+	d.Reload()
+	harness.Poll(t, "the NATS client reconnects", 30*time.Second, func() (bool, string) {
+		return nc.IsConnected() && nc.Flush() == nil, nc.Status().String()
+	})
+	print("shipa", "nr", 100)
+	for i := 0; i < 100; {
+		select {
+		case m := <-msgs:
+			if !strings.HasPrefix(m.Subject, "logs.shipa.") {
+				t.Fatalf("app shipa's NATS client received %s", m.Subject)
+			}
+			if strings.Contains(string(m.Data), `"message":"nr `) {
+				i++
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("NATS after a reload: %d of 100 lines", i)
+		}
+	}
+	if err := <-slow; err != nil {
+		t.Fatalf("the request in flight across the reload: %v", err)
 	}
 }
 
