@@ -3,6 +3,7 @@ package logs
 import (
 	"context"
 	"errors"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -97,6 +98,9 @@ func readBatch(ctx context.Context, sources []Source, c Cursor, lim Limits, end 
 				since = t
 			}
 		}
+		if end == nil && idleSince(src.Path, since) {
+			continue // nothing written after the cursor: one stat, no reading
+		}
 		opened, err := openWindow([]Source{src}, since, dc)
 		if err != nil {
 			errs = append(errs, err)
@@ -173,6 +177,19 @@ func readBatch(ctx context.Context, sources []Source, c Cursor, lim Limits, end 
 		errs = append(errs, err)
 	}
 	return b, errors.Join(errs...)
+}
+
+// idleMargin covers the file system's coarse clock: a line stamped at t
+// sets its file's modification time to t less at most a few milliseconds.
+const idleMargin = time.Second
+
+// idleSince reports whether a machine's current log was last written
+// well before t, so it has no line at or after t (a rotation since
+// would have written a new current file). A missing file is not idle:
+// its lines may be in the rotated ones.
+func idleSince(path string, t time.Time) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.ModTime().Before(t.Add(-idleMargin))
 }
 
 // nextN is the rank the next line of timestamp ts gets after p.

@@ -110,6 +110,13 @@ func TestShipperEveryLineOnce(t *testing.T) {
 	for _, src := range sources {
 		writeFile(t, src.Path, fmt.Sprintf("%s stdout before\n", old.UTC().Format(TimeFormat)))
 	}
+	// An idle machine, last written an hour ago: skipped with a stat.
+	idle := Source{App: "app", MachineID: "m0", Region: "tst", Path: filepath.Join(dir, "m0.log")}
+	writeFile(t, idle.Path, fmt.Sprintf("%s stdout idle\n", old.UTC().Format(TimeFormat)))
+	if err := os.Chtimes(idle.Path, old, old); err != nil {
+		t.Fatal(err)
+	}
+	sources = append(sources, idle)
 	rc := &receiver{t: t, batches: map[int64][]byte{}, release: make(chan struct{})}
 	srv := httptest.NewServer(rc)
 	defer srv.Close()
@@ -132,7 +139,7 @@ func TestShipperEveryLineOnce(t *testing.T) {
 	// every 100 lines (.1 to its archive, the log to .1).
 	const perMachine = 1000
 	var wg sync.WaitGroup
-	for _, src := range sources {
+	for _, src := range sources[:2] {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -189,6 +196,13 @@ func TestShipperEveryLineOnce(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	// The idle machine wakes: its new line is shipped, not its old one.
+	f, err := os.OpenFile(idle.Path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, "%s stdout m0 0\n", time.Now().UTC().Format(TimeFormat))
+	f.Close()
 	// Drain: the last acknowledgement recorded.
 	for n, more, err := sh.Step(ctx, sink.ID); n > 0 || more || err != nil; n, more, err = sh.Step(ctx, sink.ID) {
 		if time.Now().After(deadline) {
@@ -196,7 +210,10 @@ func TestShipperEveryLineOnce(t *testing.T) {
 		}
 	}
 	got := rc.lines()
-	for _, src := range sources {
+	if strings.Join(got["m0"], "|") != "m0 0" {
+		t.Fatalf("the idle machine's lines shipped: %q, want only its new one", got["m0"])
+	}
+	for _, src := range sources[:2] {
 		lines := got[src.MachineID]
 		if len(lines) != perMachine {
 			t.Fatalf("%s: %d lines, want %d", src.MachineID, len(lines), perMachine)
@@ -214,7 +231,7 @@ func TestShipperEveryLineOnce(t *testing.T) {
 		t.Fatal("no batch was sent again: the lost acknowledgements were not exercised")
 	}
 	list, err := sh.List(ctx)
-	if err != nil || len(list) != 1 || list[0].Lines != 2*perMachine {
+	if err != nil || len(list) != 1 || list[0].Lines != 2*perMachine+1 {
 		t.Fatalf("List: %+v, %v; want one sink with %d lines", list, err, 2*perMachine)
 	}
 	if err := sh.Remove(ctx, sink.ID); err != nil {
