@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -113,7 +116,13 @@ func BenchmarkLogs(b *testing.B) {
 	bin := harness.BuildBinary(b)
 	dataDir := b.TempDir()
 	logPath := filepath.Join(dataDir, "logs", "month", "0a1b2c3d4e5f60.log")
-	d := harness.StartDaemonIn(b, bin, dataDir, "--log-retention", "0")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	natsAddr := ln.Addr().String()
+	ln.Close()
+	d := harness.StartDaemonIn(b, bin, dataDir, "--log-retention", "0", "--nats-listen", natsAddr)
 	// The app first: the janitor removes the logs of apps that do not exist.
 	if code, body := d.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: "month"}); code != http.StatusCreated {
 		b.Fatalf("create app: %d %s", code, body)
@@ -214,36 +223,63 @@ func BenchmarkLogs(b *testing.B) {
 		return float64(sent) / time.Since(start).Seconds()
 	}
 	const floodLines, pad = 500000, 100
-	idle := rate(func() { time.Sleep(3 * time.Second) })
-	var floodDur time.Duration
-	busy := rate(func() {
+	floodOnce := func(tag string) (time.Duration, int64, int) {
 		start := time.Now()
-		resp, err := http.Get(fmt.Sprintf("http://%s/log?n=%d&tag=f&pad=%d", net.JoinHostPort(flood.PrivateIP, "8080"), floodLines, pad))
+		resp, err := http.Get(fmt.Sprintf("http://%s/log?n=%d&tag=%s&pad=%d", net.JoinHostPort(flood.PrivateIP, "8080"), floodLines, tag, pad))
 		if err != nil {
 			b.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		floodDur = time.Since(start)
-	})
+		dur := time.Since(start)
+		var size int64
+		lines := 0
+		harness.Poll(b, "the flood is all in the log", 60*time.Second, func() (bool, string) {
+			size, lines = 0, 0
+			files, _ := filepath.Glob(filepath.Join(d.DataDir, "logs", "flood", flood.ID+".log*"))
+			for _, p := range files {
+				raw, _ := os.ReadFile(p)
+				lines += strings.Count(string(raw), " stdout "+tag+" ")
+				if strings.Contains(string(raw), " stdout "+tag+" ") {
+					size += int64(len(raw))
+				}
+			}
+			return lines >= floodLines, fmt.Sprint(lines, " lines")
+		})
+		return dur, size, lines
+	}
+	idle := rate(func() { time.Sleep(3 * time.Second) })
+	var floodDur time.Duration
 	var size int64
 	lines := 0
-	harness.Poll(b, "the flood is all in the log", 60*time.Second, func() (bool, string) {
-		size, lines = 0, 0
-		files, _ := filepath.Glob(filepath.Join(d.DataDir, "logs", "flood", flood.ID+".log*"))
-		for _, p := range files {
-			raw, _ := os.ReadFile(p)
-			size += int64(len(raw))
-			lines += strings.Count(string(raw), " stdout f ")
-		}
-		return lines >= floodLines, fmt.Sprint(lines, " lines")
-	})
+	busy := rate(func() { floodDur, size, lines = floodOnce("f") })
 	mb := float64(size) / (1 << 20)
-	fmt.Fprintf(&sb, "\nA machine flooding its log: %d lines, %.0f MiB written in %s: %.0f MiB/s through the shim; lines lost: %d\n",
+	fmt.Fprintf(&sb, "\nA machine flooding its log: %d lines, ~%.0f MiB written in %s: %.0f MiB/s through the shim; lines lost: %d\n",
 		floodLines, mb, floodDur.Round(time.Millisecond), mb/floodDur.Seconds(), floodLines-lines)
 	fmt.Fprintf(&sb, "proxy to another app, 8 keep-alive workers: %.0f req/s idle, %.0f req/s during the flood (%.2fx)\n", idle, busy, busy/idle)
+	// The same with a NATS client taking every line: the daemon now
+	// reads and publishes the flood.
+	nc, err := nats.Connect("nats://"+natsAddr, nats.UserInfo("personal", d.Token))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	var got atomic.Int64
+	if _, err := nc.Subscribe("logs.flood.>", func(*nats.Msg) { got.Add(1) }); err != nil {
+		b.Fatal(err)
+	}
+	nc.Flush()
+	time.Sleep(500 * time.Millisecond) // the publisher's next poll sees the client
+	var natsFlood time.Duration
+	busyNATS := rate(func() { natsFlood, _, _ = floodOnce("g") })
+	harness.Poll(b, "the NATS client has the flood", 120*time.Second, func() (bool, string) {
+		return got.Load() >= floodLines, fmt.Sprint(got.Load(), " messages")
+	})
+	fmt.Fprintf(&sb, "with a NATS client taking every line: flood in %s, proxy %.0f req/s (%.2fx idle); %d messages received\n",
+		natsFlood.Round(time.Millisecond), busyNATS, busyNATS/idle, got.Load())
 	fmt.Print(sb.String())
 	b.ReportMetric(float64(firstMiddle.Microseconds())/1000, "since-middle-first-line-ms")
 	b.ReportMetric(mb/floodDur.Seconds(), "shim-MiB/s")
 	b.ReportMetric(busy/idle, "proxy-rate-during-flood")
+	b.ReportMetric(busyNATS/idle, "proxy-rate-during-flood-nats")
 }

@@ -63,40 +63,89 @@ func (c dirCache) list(dir string) ([]os.DirEntry, error) {
 	return e, err
 }
 
+// liveFiles are a machine's current and rotated files, opened before
+// its directory is listed: the shim renames these two (.1 to an archive,
+// the current file to .1), so they are held by descriptor, and the
+// listing, taken after, names every archive made before they were
+// opened. Archives are never renamed (only removed).
+type liveFiles struct {
+	cur, one           *os.File
+	curStart, oneStart string
+}
+
+// openLive opens a machine's current file, then its rotated one: a
+// rotation between the two opens makes .1 the file just opened as
+// current, which is then dropped (the old .1 is in the listing taken
+// after, as an archive).
+func openLive(src Source) liveFiles {
+	var l liveFiles
+	l.cur, _ = os.Open(src.Path)
+	l.one, _ = os.Open(src.Path + ".1")
+	if l.cur != nil && l.one != nil {
+		ci, err1 := l.cur.Stat()
+		oi, err2 := l.one.Stat()
+		if err1 == nil && err2 == nil && os.SameFile(ci, oi) {
+			l.one.Close()
+			l.one = nil
+		}
+	}
+	if l.cur != nil {
+		l.curStart = firstTimestampOf(l.cur)
+	}
+	if l.one != nil {
+		l.oneStart = firstTimestampOf(l.one)
+	}
+	return l
+}
+
+func (l liveFiles) close() {
+	if l.cur != nil {
+		l.cur.Close()
+	}
+	if l.one != nil {
+		l.one.Close()
+	}
+}
+
 // machineFiles lists src's files oldest first: archives, <id>.log.1,
-// <id>.log. Missing files are left out.
-func machineFiles(src Source, dc dirCache) ([]span, error) {
+// <id>.log, from its live files (opened first) and a listing of its
+// directory taken after (from dc: list after opening). An archive that is
+// a live file renamed since it was opened is left out (it is read as the
+// live file). The live files' descriptors move into the spans.
+func machineFiles(src Source, live liveFiles, dc dirCache) ([]span, error) {
 	dir, base := filepath.Dir(src.Path), filepath.Base(src.Path)
 	entries, err := dc.list(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		live.close()
 		return nil, err
 	}
 	var out []span
-	var rotated, current bool
 	for _, e := range entries { // sorted by name: archives by time
 		f, ok := ParseLogFileName(e.Name())
-		if !ok || f.MachineID+".log" != base {
+		if !ok || f.MachineID+".log" != base || f.Kind != "archive" {
 			continue
 		}
-		switch f.Kind {
-		case "archive":
-			out = append(out, span{path: filepath.Join(dir, e.Name()), start: f.Start.UTC().Format(TimeFormat)})
-		case "rotated":
-			rotated = true
-		case "current":
-			current = true
+		start := f.Start.UTC().Format(TimeFormat)
+		if (live.one != nil && start == live.oneStart) || (live.cur != nil && start == live.curStart) {
+			continue // renamed since opened: read through the descriptor
 		}
+		out = append(out, span{path: filepath.Join(dir, e.Name()), start: start})
 	}
-	if rotated {
-		out = append(out, span{path: src.Path + ".1", start: firstTimestamp(src.Path + ".1")})
+	if live.one != nil {
+		out = append(out, span{f: live.one, path: src.Path + ".1", start: live.oneStart})
 	}
-	if current {
-		out = append(out, span{path: src.Path, start: firstTimestamp(src.Path), last: true})
+	if live.cur != nil {
+		out = append(out, span{f: live.cur, path: src.Path, start: live.curStart, last: true})
 	}
 	return out, nil
+}
+
+// firstTimestampOf returns the timestamp of an open file's first line.
+func firstTimestampOf(f *os.File) string {
+	b := make([]byte, len(TimeFormat)+1)
+	n, _ := f.ReadAt(b, 0)
+	ts, _, _ := strings.Cut(string(b[:n]), " ")
+	return ts
 }
 
 // firstTimestamp returns the timestamp of a file's first line ("" when it
@@ -213,20 +262,21 @@ func seek(files []span, t string) (position, error) {
 		}
 	}
 	for ; k < len(files); k++ {
-		f, err := os.Open(files[k].path)
-		if errors.Is(err, os.ErrNotExist) {
-			continue // removed by retention meanwhile
-		}
-		if err != nil {
-			return position{}, err
+		f := files[k].f
+		if f == nil {
+			var err error
+			if f, err = os.Open(files[k].path); errors.Is(err, os.ErrNotExist) {
+				continue // removed by retention meanwhile
+			} else if err != nil {
+				return position{}, err
+			}
+			defer f.Close()
 		}
 		fi, err := f.Stat()
 		if err != nil {
-			f.Close()
 			return position{}, err
 		}
 		off, err := seekInFile(f, fi.Size(), t)
-		f.Close()
 		if err != nil {
 			return position{}, fmt.Errorf("%s: %w", files[k].path, err)
 		}
@@ -340,14 +390,25 @@ func openWindow(sources []Source, since time.Time, dc dirCache) ([]*machineReade
 	t := since.UTC().Format(TimeFormat)
 	var out []*machineReader
 	var errs []error
-	for _, src := range sources {
-		files, err := machineFiles(src, dc)
+	// Every machine's live files first, then the listings (one per app).
+	live := make([]liveFiles, len(sources))
+	for i, src := range sources {
+		live[i] = openLive(src)
+	}
+	for i, src := range sources {
+		files, err := machineFiles(src, live[i], dc)
 		if err == nil {
 			var p position
 			if p, err = seek(files, t); err == nil {
 				m := &machineReader{Source: src, files: files, k: p.file}
-				for i := p.file; i < len(files); i++ {
-					files[i].f, _ = os.Open(files[i].path) // a missing one is skipped
+				for i := range files {
+					switch {
+					case i < p.file && files[i].f != nil:
+						files[i].f.Close() // before the window
+						files[i].f = nil
+					case i >= p.file && files[i].f == nil:
+						files[i].f, _ = os.Open(files[i].path) // a missing one is skipped
+					}
 				}
 				if p.file < len(files) && files[p.file].f != nil {
 					m.fl = &follower{path: files[p.file].path, f: files[p.file].f, off: p.off, readMax: windowRead}
@@ -357,6 +418,8 @@ func openWindow(sources []Source, since time.Time, dc dirCache) ([]*machineReade
 					m.k++
 				}
 				out = append(out, m)
+			} else {
+				closeSpans(files)
 			}
 		}
 		if err != nil {
@@ -364,6 +427,16 @@ func openWindow(sources []Source, since time.Time, dc dirCache) ([]*machineReade
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// closeSpans closes the descriptors spans hold.
+func closeSpans(files []span) {
+	for i := range files {
+		if files[i].f != nil {
+			files[i].f.Close()
+			files[i].f = nil
+		}
+	}
 }
 
 // batchLines is how many lines Read hands to emit at a time.
@@ -490,10 +563,11 @@ func lastBefore(src Source, q Query) ([]string, error) {
 	if q.Lines <= 0 {
 		return nil, nil
 	}
-	files, err := machineFiles(src, nil)
+	files, err := machineFiles(src, openLive(src), nil)
 	if err != nil || len(files) == 0 {
 		return nil, err
 	}
+	defer closeSpans(files)
 	end := position{len(files) - 1, -1} // -1: the file's end
 	if !q.Until.IsZero() {
 		// The first line after Until: a nanosecond on.
@@ -510,16 +584,18 @@ func lastBefore(src Source, q Query) ([]string, error) {
 	var chunks [][]string
 	need := q.Lines
 	for k := end.file; k >= 0 && need > 0; k-- {
-		f, err := os.Open(files[k].path)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
+		f := files[k].f
+		if f == nil {
+			var err error
+			if f, err = os.Open(files[k].path); errors.Is(err, os.ErrNotExist) {
+				continue
+			} else if err != nil {
+				return nil, err
+			}
+			files[k].f = f // closed with the others
 		}
 		fi, err := f.Stat()
 		if err != nil {
-			f.Close()
 			return nil, err
 		}
 		size := fi.Size()
@@ -532,7 +608,6 @@ func lastBefore(src Source, q Query) ([]string, error) {
 		for {
 			lines, _, err := lastLines(f, size, want, keepPartial)
 			if err != nil {
-				f.Close()
 				return nil, fmt.Errorf("%s: %w", files[k].path, err)
 			}
 			kept := lines
@@ -554,7 +629,6 @@ func lastBefore(src Source, q Query) ([]string, error) {
 			}
 			want *= 4
 		}
-		f.Close()
 	}
 	for i := len(chunks) - 1; i >= 0; i-- {
 		out = append(out, chunks[i]...)
