@@ -279,17 +279,21 @@ func (p *Publisher) Run(ctx context.Context) {
 	}
 	p.cursor = Cursor{Since: time.Now()}
 	for {
+		start := time.Now()
 		more, err := p.Step(ctx)
 		if err != nil && ctx.Err() == nil {
 			p.Log.Warn("NATS log stream", "err", err)
 		}
+		wait := poll
 		if more {
-			continue
+			// Catching up: at most half of a core, so that a machine
+			// flooding its log does not starve the proxy.
+			wait = time.Since(start)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(poll):
+		case <-time.After(wait):
 		}
 	}
 }

@@ -194,6 +194,7 @@ func (s *Shipper) loop(ctx context.Context, id string) {
 	}
 	var backoff time.Duration
 	for {
+		start := time.Now()
 		n, more, err := s.Step(ctx, id)
 		if ctx.Err() != nil || errors.Is(err, ErrNoSink) {
 			return
@@ -208,7 +209,10 @@ func (s *Shipper) loop(ctx context.Context, id string) {
 			backoff = 0
 			wait = poll
 		default:
+			// Catching up: at most half of a core, so that a machine
+			// flooding its log does not starve the proxy.
 			backoff = 0
+			wait = time.Since(start)
 		}
 		if wait > 0 {
 			select {
