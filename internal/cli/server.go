@@ -112,6 +112,8 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&cl.clusterListen, "cluster-listen", "", "HOST:PORT of the cluster listener, for joins and host-to-host calls (default: --advertise-addr port 4281)")
 	f.StringVar(&cl.peerListen, "etcd-peer-listen", "", "HOST:PORT of the embedded etcd member's peer listener, etcd's --listen-peer-urls (default: --advertise-addr port 2380)")
 	f.StringVar(&cl.clientListen, "etcd-client-listen", "", "HOST:PORT of the embedded etcd member's client listener, etcd's --listen-client-urls (default: --advertise-addr port 2379)")
+	f.BoolVar(&o.Mesh.Off, "no-mesh", false, "in a cluster: do not join the WireGuard mesh between hosts (machines then reach only their own host's; docs/mesh.md)")
+	f.IntVar(&o.Mesh.Port, "mesh-port", 0, "in a cluster: the UDP port of the WireGuard mesh (default 51820)")
 	f.BoolVar(&debug, "debug", false, "log debug messages")
 	f.BoolVar(&rotate, "rotate-secrets-key", false, "re-encrypt every secret under a new key, then exit (the daemon must be stopped)")
 	return cmd

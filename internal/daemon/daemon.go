@@ -91,6 +91,8 @@ type Options struct {
 	// Cluster, if set, makes this daemon a host of a cluster with an
 	// embedded etcd (cluster.go); the state is then in that etcd.
 	Cluster *ClusterOptions
+	// Mesh: the WireGuard network between a cluster's hosts (mesh.go).
+	Mesh MeshOptions
 
 	// MetricsListen is where /metrics is served ("": not at all, and the
 	// proxy counts nothing). Off loopback it needs a token (metrics.go).
@@ -190,6 +192,11 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer driver.Close() // the spare shim
+	stopMesh, err := startMesh(ctx, &o, node, st, log.With("component", "mesh"))
+	if err != nil {
+		return err
+	}
+	defer stopMesh()
 	netm, err := network.New(o.Network, log.With("component", "network"))
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 const (
 	subnetKeyPrefix = "mesh/subnets/"
 	hostKeyPrefix   = "mesh/hosts/"
+	orgKey          = "mesh/org"
 )
 
 // MaxSubnets is how many /64s a /48 org prefix holds.
@@ -26,11 +27,6 @@ const MaxSubnets = 1 << 16
 // ErrNoSubnet is returned when the org prefix is full.
 var ErrNoSubnet = types.NewError(types.ErrNoSpace, "no 6PN subnet left in the org prefix")
 
-type allocation struct {
-	Host   string `json:"host"`
-	Index  int    `json:"index"`
-	Subnet string `json:"subnet"`
-}
 
 // SubnetOf is the index-th /64 of a /48 org prefix.
 func SubnetOf(org netip.Prefix, index int) (netip.Prefix, error) {
@@ -57,8 +53,12 @@ func AllocateSubnet(ctx context.Context, st store.Store, org netip.Prefix, host 
 	if _, err := SubnetOf(org, 0); err != nil {
 		return netip.Prefix{}, err
 	}
+	org, err := clusterOrg(ctx, st, org)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
 	for attempt := 0; attempt < 64; attempt++ {
-		var mine allocation
+		var mine Member
 		if _, err := store.GetJSON(ctx, st, hostKeyPrefix+host, &mine); err == nil {
 			return SubnetOf(org, mine.Index)
 		} else if !errors.Is(err, store.ErrNotFound) {
@@ -85,7 +85,7 @@ func AllocateSubnet(ctx context.Context, st store.Store, org netip.Prefix, host 
 			return netip.Prefix{}, fmt.Errorf("mesh: %w %s (%d hosts): free the /64s of hosts that left the cluster (mesh.ReleaseSubnet)", ErrNoSubnet, org, len(taken))
 		}
 		sub, _ := SubnetOf(org, index)
-		rec, _ := json.Marshal(allocation{Host: host, Index: index, Subnet: sub.String()})
+		rec, _ := json.Marshal(Member{Host: host, Index: index, Subnet: sub.String()})
 		_, err = st.Txn(ctx, []store.Op{
 			{Key: subnetKeyPrefix + strconv.Itoa(index), Value: rec, Expect: 0},
 			{Key: hostKeyPrefix + host, Value: rec, Expect: 0},
@@ -101,10 +101,35 @@ func AllocateSubnet(ctx context.Context, st store.Store, org netip.Prefix, host 
 	return netip.Prefix{}, fmt.Errorf("mesh: allocate a subnet for host %s: too many concurrent allocations, try again", host)
 }
 
+// clusterOrg is the org prefix of the cluster: the first host's, kept in
+// the store, so that every host's /64 comes out of one /48 whatever
+// --subnet6 the others were given.
+func clusterOrg(ctx context.Context, st store.Store, mine netip.Prefix) (netip.Prefix, error) {
+	for attempt := 0; attempt < 4; attempt++ {
+		kv, err := st.Get(ctx, orgKey)
+		if err == nil {
+			p, perr := netip.ParsePrefix(string(kv.Value))
+			if perr != nil {
+				return netip.Prefix{}, fmt.Errorf("mesh: the cluster's org prefix %q is damaged: %w", kv.Value, perr)
+			}
+			return p, nil
+		}
+		if !errors.Is(err, store.ErrNotFound) {
+			return netip.Prefix{}, fmt.Errorf("mesh: read the org prefix: %w", err)
+		}
+		if _, err := st.Put(ctx, orgKey, []byte(mine.Masked().String()), 0); err == nil {
+			return mine.Masked(), nil
+		} else if !errors.Is(err, store.ErrConflict) {
+			return netip.Prefix{}, fmt.Errorf("mesh: record the org prefix: %w", err)
+		}
+	}
+	return netip.Prefix{}, errors.New("mesh: the org prefix keeps changing; try again")
+}
+
 // ReleaseSubnet frees host's /64 (when the host leaves the cluster). A host
 // with none is not an error.
 func ReleaseSubnet(ctx context.Context, st store.Store, host string) error {
-	var mine allocation
+	var mine Member
 	rev, err := store.GetJSON(ctx, st, hostKeyPrefix+host, &mine)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil

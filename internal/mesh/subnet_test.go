@@ -84,6 +84,11 @@ func testAllocation(t *testing.T, st store.Store) {
 	if err != nil || reused != got[3] {
 		t.Fatalf("after a release: %v %v; want the freed %s", reused, err, got[3])
 	}
+	// Another host given another /48 gets its /64 from the cluster's.
+	other, err := AllocateSubnet(ctx, st, netip.MustParsePrefix("fdaa:0:99::/48"), "host-other-org")
+	if err != nil || !org.Contains(other.Addr()) {
+		t.Fatalf("a host with another --subnet6: %v %v; want a /64 of the cluster's %s", other, err, org)
+	}
 	if _, err := AllocateSubnet(ctx, st, netip.MustParsePrefix("fdaa:0:1::/64"), "host-x"); err == nil {
 		t.Fatal("a /64 org prefix was accepted")
 	}

@@ -17,7 +17,8 @@ func (m *Manager) natTable(family nftables.TableFamily) *nftables.Table {
 // ensureNAT masquerades traffic from the machine subnets that leaves
 // through any interface but the bridge, so machines reach the outside
 // world as Fly machines do, while traffic between machines and from the
-// host keeps its addresses. It replaces the rules of its own chain in the
+// host keeps its addresses (and, with a Mesh interface, IPv6 to the other
+// hosts' machines). It replaces the rules of its own chain in the
 // manager's own tables only, in one transaction, and leaves the tables'
 // other chains alone: a daemon taking over from another (a reload) keeps
 // the Flycast redirect (RedirectFlycast) that serves machines meanwhile.
@@ -44,14 +45,17 @@ func (m *Manager) ensureNAT() error {
 			ip = ip.To16()
 		}
 		n := uint32(len(ip))
-		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+		exprs := []expr.Any{
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: fam.offset, Len: n},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: n, Mask: fam.subnet.Mask, Xor: make([]byte, n)},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip},
 			&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(m.cfg.Bridge)},
-			&expr.Masq{},
-		}})
+		}
+		if m.cfg.Mesh != "" && fam.family == nftables.TableFamilyIPv6 {
+			exprs = append(exprs, &expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifname(m.cfg.Mesh)})
+		}
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: append(exprs, &expr.Masq{})})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("network: nftables masquerade for %s: %w", m.cfg.Bridge, err)

@@ -29,6 +29,10 @@ type Config struct {
 	Bridge  string // bridge interface name, e.g. "hangar0" (at most 15 bytes)
 	Subnet4 string // e.g. "172.19.0.0/16"; the bridge takes the first address
 	Subnet6 string // e.g. "fdaa:0:1::/64"; the bridge takes ::1
+	// Mesh, if set, is the interface to the other hosts' machines (the
+	// WireGuard mesh): IPv6 through it keeps the machines' addresses (it
+	// is not masqueraded), as between machines on the bridge.
+	Mesh string
 }
 
 // DefaultConfig is the network a daemon uses unless told otherwise.

@@ -1,0 +1,81 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/cluster"
+	"github.com/hangar-dev/hangar/internal/mesh"
+	"github.com/hangar-dev/hangar/internal/store"
+)
+
+// MeshOptions are the private network between a cluster's hosts (a
+// WireGuard mesh, docs/mesh.md). A host of a cluster joins it unless Off.
+type MeshOptions struct {
+	Off bool
+	// Port is the UDP port the host listens on (mesh.DefaultPort if 0).
+	Port int
+}
+
+// startMesh puts a cluster host on the mesh: its /64 of the org's 6PN
+// prefix (the machines' subnet from now on), its key, the WireGuard
+// interface, its record for the other hosts, and a follower that keeps
+// the peers equal to the other hosts. It does nothing for a single host.
+// The returned stop removes the interface.
+func startMesh(ctx context.Context, o *Options, node *cluster.Node, st store.Store, log *slog.Logger) (func(), error) {
+	if node == nil || o.Mesh.Off {
+		return func() {}, nil
+	}
+	base, err := netip.ParsePrefix(o.Network.Subnet6)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: --subnet6 %q: %w", o.Network.Subnet6, err)
+	}
+	org := netip.PrefixFrom(base.Addr(), 48).Masked()
+	host := node.Name()
+	sub, err := mesh.AllocateSubnet(ctx, st, org, host)
+	if err != nil {
+		return nil, err
+	}
+	o.Network.Subnet6 = sub.String()
+	o.Network.Mesh = mesh.DefaultDevice
+	key, err := mesh.LoadOrCreateKey(filepath.Join(o.DataDir, "mesh", "private.key"))
+	if err != nil {
+		return nil, err
+	}
+	port := o.Mesh.Port
+	if port == 0 {
+		port = mesh.DefaultPort
+	}
+	u, err := url.Parse(node.ClusterURL())
+	if err != nil || u.Hostname() == "" {
+		return nil, fmt.Errorf("mesh: this host's cluster URL %q names no host", node.ClusterURL())
+	}
+	dev, err := mesh.Up(mesh.Config{PrivateKey: key, ListenPort: port, Log: log})
+	if err != nil {
+		return nil, fmt.Errorf("%w; or run without the mesh (--no-mesh): machines then reach only their own host's", err)
+	}
+	endpoint := net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
+	if err := mesh.Publish(ctx, st, host, dev.PublicKey(), endpoint); err != nil {
+		dev.Close()
+		return nil, err
+	}
+	fctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		mesh.Follow(fctx, st, host, dev, time.Minute, log)
+	}()
+	log.Info("on the mesh", "subnet", sub, "device", mesh.DefaultDevice, "endpoint", endpoint, "public_key", dev.PublicKey().String())
+	return func() {
+		cancel()
+		<-done
+		dev.Close()
+	}, nil
+}
