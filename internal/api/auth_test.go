@@ -44,6 +44,7 @@ var routePolicy = map[string]policy{
 	"GET /v1/info":             everyToken,
 	"GET /v1/openapi.json":     everyToken,
 	"GET /v1/platform/regions": everyToken,
+	"GET /v1/hosts":            orgCallers,
 	"GET /v1/apps":             everyToken,
 	"POST /v1/apps":            orgCallers,
 	"GET /v1/apps/{app}":       appCallers,

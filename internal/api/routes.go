@@ -27,6 +27,7 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/info", anyToken, s.info, OpDoc{ID: "Info_show", Summary: "This daemon's org, region and proxy domain", Hangar: true, Resp: types.Info{}}},
 		{"GET /v1/platform/regions", anyToken, s.regions, OpDoc{ID: "Platform_regions", Summary: "This installation's regions and their hosts (Nearest: the answering daemon's region)", Resp: types.Regions{}}},
+		{"GET /v1/hosts", orgOnly, s.listHosts, OpDoc{ID: "Hosts_list", Summary: "This installation's hosts: region, API URL, state (ready, unreachable, draining), capacity and what their machines use", Hangar: true, Resp: []types.Host{}, Errors: []int{403, 404}}},
 		{"GET /v1/openapi.json", anyToken, s.openAPI, OpDoc{ID: "OpenAPI_show", Summary: "This document", Hangar: true}},
 
 		// Apps (apps.go).

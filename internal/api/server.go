@@ -14,6 +14,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/store"
@@ -45,6 +46,14 @@ type Options struct {
 	HTTPPort string
 	// Disk reports the data dir's disk (nil: not reported).
 	Disk func() types.DiskState
+	// Hosts is the installation's host registry (nil: one host, nothing
+	// forwarded). With it, machine operations for machines of other hosts
+	// are forwarded to them (forward.go) and creates are placed.
+	Hosts *hosts.Registry
+	// Forward sends requests to other hosts' APIs (nil:
+	// DefaultForwardClient); the cluster's mutual TLS goes in its
+	// Transport.
+	Forward *http.Client
 }
 
 // Server is the API. Its fields are set by New and never change.
@@ -63,6 +72,8 @@ type Server struct {
 	domain   string
 	httpPort string
 	disk     func() types.DiskState
+	hosts    *hosts.Registry
+	forward  *http.Client
 }
 
 // New returns the API server over o's dependencies.
@@ -73,7 +84,10 @@ func New(o Options) *Server {
 	if o.Apps == nil {
 		o.Apps = apps.New(apps.Options{Store: o.Store, Org: o.Org})
 	}
-	return &Server{store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
+	if o.Forward == nil {
+		o.Forward = DefaultForwardClient()
+	}
+	return &Server{hosts: o.Hosts, forward: o.Forward, store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
 		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk}
 }
@@ -97,6 +111,14 @@ func (s *Server) serve(rt route) http.HandlerFunc {
 		if err := authorize(rt.access, TokenFrom(r), r.PathValue("app")); err != nil {
 			s.writeError(w, r, err)
 			return
+		}
+		if isMachineRoute(rt.pattern) {
+			if handled, err := s.forwardMachine(w, r, rt.pattern); err != nil || handled {
+				if err != nil {
+					s.writeError(w, r, err)
+				}
+				return
+			}
 		}
 		if err := rt.handle(w, r); err != nil {
 			s.writeError(w, r, err)

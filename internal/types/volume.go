@@ -33,6 +33,9 @@ type Volume struct {
 	AutoExtend         *VolumeExtend `json:"auto_extend,omitempty"`
 	AttachedMountPoint string        `json:"attached_path,omitempty"`
 	ResizePending      bool          `json:"resize_pending,omitempty"` // the filesystem grows at the next start of its machine
+	// HostID (Hangar) is the host that keeps the volume: its machine runs
+	// there ("" for volumes made before volumes had hosts).
+	HostID string `json:"host_id,omitempty"`
 }
 
 // VolumeExtend is a volume's auto-extend setting (from [[mounts]]).

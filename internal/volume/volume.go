@@ -84,6 +84,9 @@ type Manager struct {
 	// Machines tells whether an attached machine still exists; set it before
 	// machines start (the daemon sets it to the supervisor).
 	Machines Machines
+	// HostID is this host's id: volumes it creates record it, and it
+	// mounts only its own (set before Recover).
+	HostID string
 
 	mu    sync.Mutex // guards locks
 	locks map[string]*sync.Mutex
@@ -203,6 +206,7 @@ func (m *Manager) Create(ctx context.Context, app string, req types.CreateVolume
 		Region: m.region, Zone: "local", FSType: FSType, CreatedAt: m.now().UTC().Format(time.RFC3339),
 		SnapshotRetention: retention, AutoBackupEnabled: req.AutoBackupEnabled == nil || *req.AutoBackupEnabled,
 		SourceSnapshotID: req.SnapshotID, SourceVolumeID: req.SourceVolumeID, HostStatus: "ok",
+		HostID: m.HostID,
 	}
 	unlock := m.lock(v.ID)
 	defer unlock()
@@ -581,6 +585,9 @@ func (m *Manager) Recover(ctx context.Context) error {
 	known := map[string]bool{}
 	var errs []error
 	for _, v := range vols {
+		if v.HostID != "" && v.HostID != m.HostID {
+			continue // another host's
+		}
 		known[v.ID] = true
 		if err := m.mount(ctx, v.ID); err != nil {
 			errs = append(errs, fmt.Errorf("volume %s: %w", v.ID, err))

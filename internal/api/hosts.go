@@ -1,0 +1,120 @@
+package api
+
+// Hosts: GET /v1/hosts (the installation's hosts), the regions they make
+// (GET /v1/platform/regions), and the placement of a new machine.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+
+	"github.com/hangar-dev/hangar/internal/hosts"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// listHosts answers every host with its region, state and usage.
+func (s *Server) listHosts(w http.ResponseWriter, r *http.Request) error {
+	if s.hosts == nil {
+		return notConfigured("hosts")
+	}
+	hs, err := s.hosts.List(r.Context())
+	if err != nil {
+		return err
+	}
+	if hs == nil {
+		hs = []types.Host{}
+	}
+	writeJSON(w, http.StatusOK, hs)
+	return nil
+}
+
+// regions answers fly-go's GetRegions with this installation's regions and
+// the hosts in each (unreachable ones too: a region is there while its
+// hosts are registered).
+func (s *Server) regions(w http.ResponseWriter, r *http.Request) error {
+	out := types.Regions{Nearest: s.region}
+	if s.hosts == nil {
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("this host's name: %w", err)
+		}
+		out.Regions = []types.Region{{Code: s.region, Name: s.region, Hosts: []string{host}}}
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	hs, err := s.hosts.List(r.Context())
+	if err != nil {
+		return err
+	}
+	byRegion := map[string]*types.Region{}
+	for _, h := range hs {
+		reg := byRegion[h.Region]
+		if reg == nil {
+			reg = &types.Region{Code: h.Region, Name: h.Region, Hosts: []string{}}
+			byRegion[h.Region] = reg
+		}
+		reg.Hosts = append(reg.Hosts, h.ID)
+		if h.State == types.HostReady {
+			reg.Capacity += h.FreeMemoryMB()
+		}
+	}
+	for _, reg := range byRegion {
+		out.Regions = append(out.Regions, *reg)
+	}
+	sort.Slice(out.Regions, func(i, j int) bool { return out.Regions[i].Code < out.Regions[j].Code })
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// place picks the host for a new machine of app in region ("" = this
+// daemon's) for cfg (nil: a volume). With one host (or no registry) it is this one, as it
+// always was: a single host places every machine on itself, whatever
+// region is asked.
+func (s *Server) place(ctx context.Context, app, region string, cfg *types.MachineConfig) (types.Host, bool, error) {
+	if !s.clustered() {
+		return types.Host{}, true, nil
+	}
+	all, placed, err := s.hosts.Snapshot(ctx)
+	if err != nil {
+		return types.Host{}, false, err
+	}
+	if len(all) <= 1 {
+		return types.Host{}, true, nil
+	}
+	if region == "" {
+		region = s.region
+	}
+	req := hosts.PlaceRequest{App: app, Region: region}
+	if cfg != nil { // a volume (nil) takes no memory
+		req.MemoryMB = hosts.GuestMemoryMB(cfg)
+	}
+	if req.VolumeHost, err = s.volumeHost(ctx, app, cfg); err != nil {
+		return types.Host{}, false, err
+	}
+	h, err := hosts.Place(req, all, placed)
+	if err != nil {
+		return types.Host{}, false, err
+	}
+	return h, h.ID == s.sup.HostID(), nil
+}
+
+// volumeHost is the host of the volume cfg mounts by id ("" when none, or
+// when the volume was made before volumes had hosts).
+func (s *Server) volumeHost(ctx context.Context, app string, cfg *types.MachineConfig) (string, error) {
+	if s.volumes == nil || cfg == nil {
+		return "", nil
+	}
+	for _, m := range cfg.Mounts {
+		if m.Volume == "" {
+			continue
+		}
+		v, err := s.volumes.Get(ctx, app, m.Volume)
+		if err != nil {
+			return "", err
+		}
+		return v.HostID, nil
+	}
+	return "", nil
+}
