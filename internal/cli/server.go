@@ -75,6 +75,9 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.ACMEDirectory, "acme-directory", acme.LetsEncryptURL, "ACME directory URL for custom hostnames' certificates (\"off\": self-signed)")
 	f.StringVar(&o.Domain, "domain", "localhost", "apps are served at <app>.<domain>")
 	f.StringVar(&o.Region, "region", "local", "this host's region")
+	f.StringVar(&o.HostID, "host-id", "", "this host's id among the hosts on one state (default: made at the first start and kept in <data-dir>/host-id)")
+	f.StringVar(&o.AdvertiseAddr, "advertise-addr", "", "the URL other hosts reach this host's API at, e.g. http://10.0.0.1:4280 (default: http:// and --api-listen's address)")
+	f.Int64Var(&o.HostMemoryMB, "host-memory-mb", 0, "memory this host offers machines, in MB (default: all of it); placement never puts more on it")
 	f.StringVar(&o.Org, "org", "personal", "the organization this daemon serves")
 	f.StringVar(&o.Runtime, "runtime", "", "OCI runtime: crun or runc (default: crun, or runc where crun cannot run)")
 	f.StringVar(&o.Network.Bridge, "bridge", o.Network.Bridge, "host bridge for machine networks")
@@ -89,7 +92,7 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&etcd.ca, "etcd-ca", "", "PEM file of the CA that signed the etcd members' certificates (https endpoints)")
 	f.StringVar(&etcd.cert, "etcd-cert", "", "PEM file of this daemon's client certificate for etcd (with --etcd-key)")
 	f.StringVar(&etcd.key, "etcd-key", "", "PEM file of the key of --etcd-cert")
-	f.StringVar(&etcd.prefix, "etcd-prefix", daemon.DefaultEtcdPrefix, "namespace of the state in etcd (one daemon at a time may use it)")
+	f.StringVar(&etcd.prefix, "etcd-prefix", daemon.DefaultEtcdPrefix, "namespace of the state in etcd (shared by the hosts of one installation, each with its own --host-id)")
 	f.BoolVar(&debug, "debug", false, "log debug messages")
 	f.BoolVar(&rotate, "rotate-secrets-key", false, "re-encrypt every secret under a new key, then exit (the daemon must be stopped)")
 	return cmd

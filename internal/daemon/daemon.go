@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/dns"
 	"github.com/hangar-dev/hangar/internal/flycast"
 	"github.com/hangar-dev/hangar/internal/fsutil"
+	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
@@ -78,6 +80,19 @@ type Options struct {
 	// Etcd, if set, keeps the state in etcd instead of
 	// <data-dir>/state.db (see state.go).
 	Etcd *EtcdOptions
+
+	// HostID names this host among the hosts sharing a state ("": the
+	// one kept in <data-dir>/host-id, made at the first start).
+	HostID string
+	// AdvertiseAddr is the URL other hosts reach this host's API at
+	// (default: http:// and the API's listening address).
+	AdvertiseAddr string
+	// HostMemoryMB, if positive, is the memory this host offers machines
+	// (default: all of the machine's).
+	HostMemoryMB int64
+	// ForwardClient sends the requests this host forwards to other hosts'
+	// APIs (nil: plain HTTP with a short connect timeout).
+	ForwardClient *http.Client
 }
 
 // Files the daemon writes into its data dir.
@@ -126,6 +141,11 @@ func Run(ctx context.Context, o Options) error {
 			ln.Close() // those not used; closing a used one again is harmless
 		}
 	}()
+	hostID, err := hosts.LoadOrCreateID(o.DataDir, o.HostID)
+	if err != nil {
+		return err
+	}
+	o.HostID = hostID
 	var lockWait time.Duration
 	if inherited != nil {
 		lockWait = 2 * time.Minute
@@ -176,7 +196,7 @@ func Run(ctx context.Context, o Options) error {
 	sup := supervisor.New(supervisor.Options{
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
 		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks, Nameservers: nameservers,
-		Validators: []supervisor.Validator{secrets.ValidateFiles, vols.ValidateMounts},
+		Validators: []supervisor.Validator{secrets.ValidateFiles, vols.ValidateMounts}, HostID: hostID,
 	})
 	shutdownSup := sync.OnceFunc(sup.Shutdown)
 	defer shutdownSup()
@@ -213,6 +233,7 @@ func Run(ctx context.Context, o Options) error {
 	tlsConfig := certMgr.TLSConfig(func(sni string) *certs.TLSOptions { return certs.TLSOptionsFrom(px.TLSOptions(sni)) })
 	go certMgr.Run(ctx, 12*time.Hour)
 	vols.Machines = sup
+	vols.HostID = hostID
 	go vols.Run(ctx, time.Minute)
 	sup.SetLogMaxBytes(o.LogMaxBytes)
 	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, Retention: o.LogRetention, Log: log.With("component", "logs")}
@@ -243,8 +264,16 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
+	self, err := hostRecord(o, apiLn.Addr().String())
+	if err != nil {
+		httpLn.Close()
+		apiLn.Close()
+		return err
+	}
+	registry := &hosts.Registry{Store: st, Self: self, Log: log.With("component", "hosts")}
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
+		Hosts: registry, Forward: o.ForwardClient,
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
@@ -274,6 +303,10 @@ func Run(ctx context.Context, o Options) error {
 	// Re-adopt machines before serving, so the proxy knows them.
 	if err := sup.Recover(ctx); err != nil {
 		return fmt.Errorf("recover machines: %w", err)
+	}
+	// This host is ready once its machines are re-adopted.
+	if err := registry.Register(ctx); err != nil {
+		return err
 	}
 	if err := deployer.Resume(ctx); err != nil { // deploys a crash interrupted
 		log.Warn("settle interrupted deploys", "err", err)
@@ -319,7 +352,7 @@ func Run(ctx context.Context, o Options) error {
 	go func() { errc <- px.Serve(fc.Divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
-		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
+		"domain", o.Domain, "region", o.Region, "host", hostID, "advertise", self.APIURL, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
 	for {
 		select {
 		case <-ctx.Done():
@@ -510,3 +543,31 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 
 // ReserveBytes is the size of the data dir's disk reserve.
 const ReserveBytes = 32 << 20
+
+// hostRecord is this host as it registers: its id and region, the URL
+// other hosts reach its API at (--advertise-addr, else the API's listening
+// address), and its capacity.
+func hostRecord(o Options, apiAddr string) (types.Host, error) {
+	url := o.AdvertiseAddr
+	if url == "" {
+		host, port, _ := net.SplitHostPort(apiAddr)
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			// Other hosts cannot dial 0.0.0.0: say where to reach us.
+			if h, err := os.Hostname(); err == nil {
+				host = h
+			}
+		}
+		url = "http://" + net.JoinHostPort(host, port)
+	} else if !strings.Contains(url, "://") {
+		url = "http://" + url
+	}
+	capacity := hosts.DetectCapacity(o.DataDir)
+	if o.HostMemoryMB > 0 {
+		capacity.MemoryMB = o.HostMemoryMB
+	}
+	return types.Host{ID: o.HostID, Region: o.Region, APIURL: url, Capacity: capacity, Version: Version}, nil
+}
+
+// Version is this build's version, recorded with the host (set by the
+// build with -ldflags "-X ...daemon.Version=...").
+var Version = "dev"

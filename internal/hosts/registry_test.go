@@ -161,3 +161,10 @@ func TestLoadOrCreateID(t *testing.T) {
 		t.Fatalf("kept %q", b)
 	}
 }
+
+func TestDetectCapacity(t *testing.T) {
+	c := DetectCapacity(t.TempDir())
+	if c.CPUs < 1 || c.MemoryMB < 1 || c.DiskMB < 1 {
+		t.Fatalf("capacity %+v: every figure should be read on Linux", c)
+	}
+}

@@ -1,0 +1,119 @@
+package cli
+
+import (
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// newHostsCmd is `hangar hosts`: the hosts of the installation.
+func newHostsCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "hosts",
+		Short: "The hosts of this installation: region, state, capacity used",
+		Long: `The hosts of this installation. Every hangar server on one state (one
+etcd) is a host: it registers itself with its region and capacity, and is
+the authority for the machines it runs. A host whose daemon stopped renewing
+its lease reads unreachable; its machines read unknown. See docs/cluster.md.`,
+	}
+	var asJSON bool
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List the hosts, their regions, states and capacity used", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var hs []types.Host
+			if err := c.do(cmd.Context(), "GET", "/v1/hosts", nil, &hs); err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), hs)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tREGION\tSTATE\tMACHINES\tMEMORY USED\tCPUS\tAPI")
+			for _, h := range hs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d/%d MB\t%d\t%s\n", h.ID, h.Region, h.State, h.Used.Machines,
+					h.Used.MemoryMB, h.Capacity.MemoryMB, h.Capacity.CPUs, h.APIURL)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(list)
+	return cmd
+}
+
+// newRegionsCmd is flyctl's `regions list`: where an app's machines run
+// (with -a), and the installation's regions and their hosts.
+func newRegionsCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "regions", Short: "The installation's regions, and where an app runs"}
+	var app, config string
+	var asJSON bool
+	list := &cobra.Command{
+		Use: "list", Aliases: []string{"ls"}, Short: "List the regions and their hosts; with -a, the app's machines in each", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var regs types.Regions
+			if err := c.do(cmd.Context(), "GET", "/v1/platform/regions", nil, &regs); err != nil {
+				return err
+			}
+			name, _ := appName(app, config)
+			perRegion := map[string]int{}
+			if name != "" {
+				var ms []types.Machine
+				if err := c.do(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/machines", nil, &ms); err != nil {
+					return err
+				}
+				for _, m := range ms {
+					perRegion[m.Region]++
+				}
+			}
+			if asJSON {
+				type region struct {
+					types.Region
+					Machines *int `json:"machines,omitempty"`
+				}
+				out := []region{}
+				for _, r := range regs.Regions {
+					rr := region{Region: r}
+					if name != "" {
+						rr.Machines = types.Ptr(perRegion[r.Code])
+					}
+					out = append(out, rr)
+				}
+				return printJSON(cmd.OutOrStdout(), out)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			header := "REGION\tHOSTS"
+			if name != "" {
+				header += "\tMACHINES OF " + name
+			}
+			fmt.Fprintln(tw, header)
+			sort.Slice(regs.Regions, func(i, j int) bool { return regs.Regions[i].Code < regs.Regions[j].Code })
+			for _, r := range regs.Regions {
+				line := r.Code + "\t" + strings.Join(r.Hosts, ",")
+				if name != "" {
+					line += fmt.Sprintf("\t%d", perRegion[r.Code])
+				}
+				fmt.Fprintln(tw, line)
+			}
+			return tw.Flush()
+		},
+	}
+	list.Flags().StringVarP(&app, "app", "a", "", "also show how many machines of this app run in each region")
+	list.Flags().StringVarP(&config, "config", "c", "", "path to fly.toml (for the app name)")
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(list)
+	return cmd
+}
