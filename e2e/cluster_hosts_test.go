@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/store/etcdstore/etcdtest"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// TestClusterHosts runs three real daemons (hosts a and b in region fra, c
+// in iad) on one etcd, each with its own data dir, bridge and ports, in the
+// root network namespace. Machines created through host a land on a host
+// of the region asked, spread over fra's hosts; a's API starts, stops,
+// execs in and reads the logs of a machine on c (forwarded); no daemon
+// ever runs another host's machine; killing c's daemon makes its lease
+// expire, its machines read unknown and operations on them a 503 naming
+// c; c back re-adopts them.
+func TestClusterHosts(t *testing.T) {
+	harness.RequireRoot(t)
+	eps := etcdtest.Start(t)
+	bin := harness.BuildBinary(t)
+	hostFlags := func(id, region string) []string {
+		return []string{"--etcd-endpoints", strings.Join(eps, ","), "--etcd-prefix", "/hangar/cluster-e2e/",
+			"--host-id", id, "--region", region}
+	}
+	a := harness.StartDaemonWith(t, bin, hostFlags("a", "fra")...)
+	b := harness.StartDaemonWith(t, bin, hostFlags("b", "fra")...)
+	c := harness.StartDaemonWith(t, bin, hostFlags("c", "iad")...)
+	daemons := map[string]*harness.Daemon{"a": a, "b": b, "c": c}
+	var ref string
+	for _, d := range []*harness.Daemon{a, b, c} {
+		ref = d.ImportTestApp() // images are each host's own
+	}
+
+	// Every host registered, ready, with its region and API URL.
+	out, err := a.Hangar("hosts", "list", "--json")
+	if err != nil {
+		t.Fatalf("hosts list: %v\n%s", err, out)
+	}
+	var hs []types.Host
+	if err := json.Unmarshal([]byte(out), &hs); err != nil {
+		t.Fatalf("hosts list --json: %v\n%s", err, out)
+	}
+	want := map[string]string{"a": "fra", "b": "fra", "c": "iad"}
+	if len(hs) != 3 {
+		t.Fatalf("hosts: %+v, want a, b and c", hs)
+	}
+	for _, h := range hs {
+		if want[h.ID] != h.Region || h.State != types.HostReady || h.APIURL != daemons[h.ID].API || h.Capacity.MemoryMB <= 0 {
+			t.Errorf("host %+v: want region %s, ready, API %s, a capacity", h, want[h.ID], daemons[h.ID].API)
+		}
+	}
+
+	if code, body := a.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: "multi", OrgSlug: "personal"}); code != http.StatusCreated {
+		t.Fatalf("create app: %d %s", code, body)
+	}
+	cfg := &types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"},
+		Guest: &types.MachineGuest{CPUKind: "shared", CPUs: 1, MemoryMB: 128}}
+	create := func(d *harness.Daemon, region string) types.Machine {
+		t.Helper()
+		code, body := d.Call("POST", "/v1/apps/multi/machines", types.CreateMachineRequest{Region: region, Config: cfg})
+		if code != http.StatusOK {
+			t.Fatalf("create in %s through %s: %d %s", region, d.API, code, body)
+		}
+		var m types.Machine
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// Placement: iad goes to c; fra's two machines spread over a and b.
+	onC := create(a, "iad")
+	if onC.HostID != "c" || onC.Region != "iad" || onC.State != types.StateStarted {
+		t.Fatalf("machine for iad: host %s, region %s, %s; want started on c", onC.HostID, onC.Region, onC.State)
+	}
+	fra1, fra2 := create(a, "fra"), create(c, "fra")
+	if fra1.HostID == fra2.HostID || (fra1.HostID != "a" && fra1.HostID != "b") || (fra2.HostID != "a" && fra2.HostID != "b") {
+		t.Fatalf("two fra machines on hosts %s and %s: want one on a and one on b", fra1.HostID, fra2.HostID)
+	}
+	code, body := b.Call("POST", "/v1/apps/multi/machines", types.CreateMachineRequest{Region: "syd", Config: cfg})
+	if code != http.StatusBadRequest || !strings.Contains(body, `no ready host in region \"syd\"`) || !strings.Contains(body, "hangar hosts list") {
+		t.Fatalf("create in a region with no host: %d %s; want a 400 that says so", code, body)
+	}
+	out, err = a.Hangar("regions", "list", "-a", "multi")
+	if err != nil || !strings.Contains(out, "fra") || !strings.Contains(out, "iad") {
+		t.Fatalf("regions list: %v\n%s", err, out)
+	}
+
+	// Each machine runs on its host only: its task exists in that host's
+	// data dir and no other.
+	runsOnlyOn := func(m types.Machine) {
+		t.Helper()
+		for id, d := range daemons {
+			_, err := os.Stat(filepath.Join(d.DataDir, "tasks", m.ID))
+			if has := err == nil; has != (id == m.HostID) {
+				t.Errorf("machine %s of host %s: task in host %s's data dir = %v", m.ID, m.HostID, id, has)
+			}
+		}
+	}
+	for _, m := range []types.Machine{onC, fra1, fra2} {
+		runsOnlyOn(m)
+	}
+
+	// One API, any host: a drives c's machine.
+	base := "/v1/apps/multi/machines/" + onC.ID
+	mustOK := func(d *harness.Daemon, method, path string, body any) string {
+		t.Helper()
+		code, out := d.Call(method, path, body)
+		if code != http.StatusOK {
+			t.Fatalf("%s %s through %s: %d %s", method, path, d.API, code, out)
+		}
+		return out
+	}
+	mustOK(a, "POST", base+"/stop", nil)
+	mustOK(a, "GET", base+"/wait?state=stopped&timeout=30", nil)
+	var got types.Machine
+	if err := c.Get(base, &got); err != nil || got.State != types.StateStopped {
+		t.Fatalf("c's view after a stopped it: %s, %v", got.State, err)
+	}
+	mustOK(a, "POST", base+"/start", nil)
+	mustOK(a, "GET", base+"/wait?state=started&timeout=30", nil)
+	var ex struct {
+		ExitCode int    `json:"exit_code"`
+		Stdout   string `json:"stdout"`
+	}
+	if err := json.Unmarshal([]byte(mustOK(a, "POST", base+"/exec", map[string]any{"command": []string{"/app", "cat"}, "stdin": "hello from a", "timeout": 10})), &ex); err != nil || ex.ExitCode != 0 || ex.Stdout != "hello from a" {
+		t.Fatalf("exec on c through a: %+v, %v", ex, err)
+	}
+	if err := a.Get(base+"/events", new([]types.MachineEvent)); err != nil {
+		t.Fatal(err)
+	}
+	// a's logs of the app merge every host's: c's machine started twice.
+	harness.Poll(t, "c's logs through a", 20*time.Second, func() (bool, string) {
+		code, out := a.Call("GET", "/v1/apps/multi/logs?lines=100", nil)
+		n := 0
+		seen := map[string]bool{}
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			var l types.LogLine
+			if json.Unmarshal([]byte(line), &l) == nil {
+				seen[l.MachineID] = true
+				if l.MachineID == onC.ID && strings.Contains(l.Message, "listening on") {
+					n++
+				}
+			}
+		}
+		return code == 200 && n == 2 && seen[fra1.ID] && seen[fra2.ID], fmt.Sprintf("%d %d lines of c's machine, machines %v", code, n, seen)
+	})
+	out, err = a.Hangar("logs", "-a", "multi")
+	if err != nil || !strings.Contains(out, onC.ID) {
+		t.Errorf("hangar logs through a does not show c's machine: %v\n%s", err, out)
+	}
+	runsOnlyOn(onC)
+
+	// c's daemon dies (its machines keep running): its lease expires.
+	c.Stop(syscall.SIGKILL)
+	harness.Poll(t, "host c unreachable", 60*time.Second, func() (bool, string) {
+		var hs []types.Host
+		if err := a.Get("/v1/hosts", &hs); err != nil {
+			return false, err.Error()
+		}
+		for _, h := range hs {
+			if h.ID == "c" {
+				return h.State == types.HostUnreachable, h.State
+			}
+		}
+		return false, "no host c"
+	})
+	for _, d := range []*harness.Daemon{a, b} {
+		var m types.Machine
+		if err := d.Get(base, &m); err != nil || m.State != types.StateUnknown || m.HostID != "c" || m.HostStatus != "unreachable" {
+			t.Errorf("c's machine read through %s: state %s, host %s, host_status %s, %v; want unknown on c, unreachable", d.API, m.State, m.HostID, m.HostStatus, err)
+		}
+		for _, m := range d.Machines("multi") {
+			want := types.StateStarted
+			if m.ID == onC.ID {
+				want = types.StateUnknown
+			}
+			if m.State != want {
+				t.Errorf("list through %s: machine %s of host %s is %s, want %s", d.API, m.ID, m.HostID, m.State, want)
+			}
+		}
+	}
+	code, body = a.Call("POST", base+"/stop", nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "host c") || !strings.Contains(body, "unreachable") {
+		t.Errorf("stop of an unreachable host's machine: %d %s; want a 503 naming host c", code, body)
+	}
+	// Neither a nor b took c's machine over.
+	runsOnlyOn(onC)
+
+	// c comes back: it re-adopts its machine, which reads started again.
+	c.Start()
+	harness.Poll(t, "c's machine started again", 30*time.Second, func() (bool, string) {
+		var m types.Machine
+		err := a.Get(base, &m)
+		return err == nil && m.State == types.StateStarted, fmt.Sprint(m.State, err)
+	})
+	if err := c.Get(base, &got); err != nil || harness.CountEvents(got, "start") != 2 {
+		t.Errorf("c's machine after c's restart: %d starts, %v; want 2 (re-adopted, not restarted)", harness.CountEvents(got, "start"), err)
+	}
+	runsOnlyOn(onC)
+}
