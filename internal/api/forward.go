@@ -80,6 +80,37 @@ func (s *Server) hostOf(r *http.Request) (*types.Host, error) {
 	return &h, nil
 }
 
+// isVolumeRoute reports a route that acts on one volume: only the host
+// that keeps it may (reads are answered from the store anywhere).
+func isVolumeRoute(pattern string) bool {
+	return strings.Contains(pattern, "/volumes/{volume_id}") && !strings.HasPrefix(pattern, "GET ")
+}
+
+// forwardVolume forwards a volume operation to the host that keeps the
+// volume when it is another; handled as forwardMachine's.
+func (s *Server) forwardVolume(w http.ResponseWriter, r *http.Request) (handled bool, err error) {
+	if !s.clustered() || forwarded(r) || s.volumes == nil {
+		return false, nil
+	}
+	v, err := s.volumes.Get(r.Context(), r.PathValue("app"), r.PathValue("volume_id"))
+	if err != nil || v.HostID == "" || v.HostID == s.sup.HostID() {
+		return false, nil // the handler answers (404 for a missing volume)
+	}
+	hs, err := s.hosts.States(r.Context())
+	if err != nil {
+		return true, err
+	}
+	h, ok := hs[v.HostID]
+	if !ok || h.State == types.HostUnreachable {
+		if !ok {
+			h = types.Host{ID: v.HostID}
+		}
+		return true, fmt.Errorf("volume %s is kept by host %s, which is unreachable; it waits for its host (`hangar hosts list`): %w", v.ID, h.ID, errHostUnreachable)
+	}
+	s.proxyTo(w, r, &h, nil)
+	return true, nil
+}
+
 // readsRecord: the routes that read only the stored record, which any host
 // can answer while the machine's host is unreachable (the state reads
 // unknown).

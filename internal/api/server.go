@@ -112,13 +112,20 @@ func (s *Server) serve(rt route) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		if isMachineRoute(rt.pattern) {
-			if handled, err := s.forwardMachine(w, r, rt.pattern); err != nil || handled {
-				if err != nil {
-					s.writeError(w, r, err)
-				}
-				return
-			}
+		var handled bool
+		var err error
+		switch {
+		case isMachineRoute(rt.pattern):
+			handled, err = s.forwardMachine(w, r, rt.pattern)
+		case isVolumeRoute(rt.pattern):
+			handled, err = s.forwardVolume(w, r)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if handled {
+			return
 		}
 		if err := rt.handle(w, r); err != nil {
 			s.writeError(w, r, err)

@@ -63,6 +63,9 @@ type VolumeSnapshot struct {
 	VolumeSizeMB int    `json:"volume_size_mb"`
 	// VolumeSize is the volume's size in bytes when cut (fly-go reads it).
 	VolumeSize int64 `json:"volume_size"`
+	// HostID (Hangar) is the host that keeps the snapshot's file: its
+	// volume's.
+	HostID string `json:"host_id,omitempty"`
 }
 
 // FillVolumeSize sets VolumeSize from VolumeSizeMB (records written

@@ -399,6 +399,9 @@ func (m *Manager) list(ctx context.Context, app string, decorate bool) ([]*types
 }
 
 func (m *Manager) fillStats(v *types.Volume) {
+	if !m.mine(v) {
+		return // mounted on its own host; its usage is read there
+	}
 	var st unix.Statfs_t
 	if !mounted(m.mountPath(v.ID)) || unix.Statfs(m.mountPath(v.ID), &st) != nil {
 		v.HostStatus = "unreachable"
@@ -460,6 +463,9 @@ func (m *Manager) DeleteApp(ctx context.Context, app string) error {
 	}
 	var errs []error
 	for _, v := range vols {
+		if !m.mine(v) {
+			continue // its host's cleaner destroys it
+		}
 		if _, err := m.Destroy(ctx, app, v.ID); err != nil {
 			errs = append(errs, err)
 		}
@@ -469,6 +475,9 @@ func (m *Manager) DeleteApp(ctx context.Context, app string) error {
 		return err
 	}
 	for _, s := range snaps {
+		if s.HostID != "" && s.HostID != m.HostID {
+			continue
+		}
 		if err := m.deleteSnapshot(ctx, s); err != nil {
 			errs = append(errs, err)
 		}
@@ -585,7 +594,7 @@ func (m *Manager) Recover(ctx context.Context) error {
 	known := map[string]bool{}
 	var errs []error
 	for _, v := range vols {
-		if v.HostID != "" && v.HostID != m.HostID {
+		if !m.mine(v) {
 			continue // another host's
 		}
 		known[v.ID] = true
@@ -666,3 +675,7 @@ func (m *Manager) offlineResize(ctx context.Context, id string) error {
 	}
 	return err
 }
+
+// mine reports whether this host keeps v (volumes made before volumes had
+// hosts are the single host's).
+func (m *Manager) mine(v *types.Volume) bool { return v.HostID == "" || v.HostID == m.HostID }
