@@ -34,7 +34,7 @@ func TestClusterHosts(t *testing.T) {
 	}
 	a := harness.StartDaemonWith(t, bin, hostFlags("a", "fra")...)
 	b := harness.StartDaemonWith(t, bin, hostFlags("b", "fra")...)
-	c := harness.StartDaemonWith(t, bin, hostFlags("c", "iad")...)
+	c := harness.StartDaemonWith(t, bin, append(hostFlags("c", "iad"), "--host-memory-mb", "512")...)
 	daemons := map[string]*harness.Daemon{"a": a, "b": b, "c": c}
 	var ref string
 	for _, d := range []*harness.Daemon{a, b, c} {
@@ -90,6 +90,30 @@ func TestClusterHosts(t *testing.T) {
 	if code != http.StatusBadRequest || !strings.Contains(body, `no ready host in region \"syd\"`) || !strings.Contains(body, "hangar hosts list") {
 		t.Fatalf("create in a region with no host: %d %s; want a 400 that says so", code, body)
 	}
+	// A volume made for iad is kept by c and pins its machine there.
+	code, body = a.Call("POST", "/v1/apps/multi/volumes", types.CreateVolumeRequest{Name: "data", Region: "iad", SizeMB: 16})
+	var vol types.Volume
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &vol) != nil || vol.HostID != "c" || vol.Region != "iad" {
+		t.Fatalf("volume for iad through a: %d %s; want it on host c", code, body)
+	}
+	volCfg := *cfg
+	volCfg.Mounts = []types.MachineMount{{Volume: vol.ID, Path: "/data"}}
+	code, body = a.Call("POST", "/v1/apps/multi/machines", types.CreateMachineRequest{Region: "fra", Config: &volCfg})
+	if code != http.StatusBadRequest || !strings.Contains(body, "region iad, not fra") {
+		t.Fatalf("a machine in fra with a volume in iad: %d %s; want a 400 that says so", code, body)
+	}
+	code, body = b.Call("POST", "/v1/apps/multi/machines", types.CreateMachineRequest{Region: "iad", Config: &volCfg})
+	var withVol types.Machine
+	if code != http.StatusOK || json.Unmarshal([]byte(body), &withVol) != nil || withVol.HostID != "c" {
+		t.Fatalf("a machine with c's volume through b: %d %s; want it on c", code, body)
+	}
+	// c offers 512 MB; its two machines take 256.
+	big := *cfg
+	big.Guest = &types.MachineGuest{CPUKind: "shared", CPUs: 1, MemoryMB: 512}
+	code, body = a.Call("POST", "/v1/apps/multi/machines", types.CreateMachineRequest{Region: "iad", Config: &big})
+	if code != http.StatusConflict || !strings.Contains(body, "c: 256 MB free") {
+		t.Fatalf("a 512 MB machine in iad (256 MB free on c): %d %s; want a 409 that says so", code, body)
+	}
 	out, err = a.Hangar("regions", "list", "-a", "multi")
 	if err != nil || !strings.Contains(out, "fra") || !strings.Contains(out, "iad") {
 		t.Fatalf("regions list: %v\n%s", err, out)
@@ -106,7 +130,7 @@ func TestClusterHosts(t *testing.T) {
 			}
 		}
 	}
-	for _, m := range []types.Machine{onC, fra1, fra2} {
+	for _, m := range []types.Machine{onC, fra1, fra2, withVol} {
 		runsOnlyOn(m)
 	}
 
@@ -181,7 +205,7 @@ func TestClusterHosts(t *testing.T) {
 		}
 		for _, m := range d.Machines("multi") {
 			want := types.StateStarted
-			if m.ID == onC.ID {
+			if m.HostID == "c" {
 				want = types.StateUnknown
 			}
 			if m.State != want {
@@ -207,4 +231,12 @@ func TestClusterHosts(t *testing.T) {
 		t.Errorf("c's machine after c's restart: %d starts, %v; want 2 (re-adopted, not restarted)", harness.CountEvents(got, "start"), err)
 	}
 	runsOnlyOn(onC)
+
+	// c's volume and its machine go through a, before the app's deletion
+	// (at cleanup) would leave the volume to c's background cleaner.
+	mustOK(a, "DELETE", "/v1/apps/multi/machines/"+withVol.ID+"?force=true", nil)
+	mustOK(a, "DELETE", "/v1/apps/multi/volumes/"+vol.ID, nil)
+	if _, err := os.Stat(filepath.Join(c.DataDir, "volumes", vol.ID)); !os.IsNotExist(err) {
+		t.Errorf("c's volume destroyed through a: its files are still on c (%v)", err)
+	}
 }
