@@ -76,12 +76,16 @@ func (s *Server) place(ctx context.Context, app, region string, cfg *types.Machi
 	if !s.clustered() {
 		return types.Host{}, true, nil
 	}
+	// The cheap read first: one host (the create path of a single host
+	// lists no machines for placement).
+	if states, err := s.hosts.States(ctx); err != nil {
+		return types.Host{}, false, err
+	} else if len(states) <= 1 {
+		return types.Host{}, true, nil
+	}
 	all, placed, err := s.hosts.Snapshot(ctx)
 	if err != nil {
 		return types.Host{}, false, err
-	}
-	if len(all) <= 1 {
-		return types.Host{}, true, nil
 	}
 	if region == "" {
 		region = s.region
