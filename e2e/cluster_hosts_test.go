@@ -184,6 +184,42 @@ func TestClusterHosts(t *testing.T) {
 	}
 	runsOnlyOn(onC)
 
+	// Drains: c's volume keeps a machine there (refused, naming it); b's
+	// machine moves to a, the other host of fra.
+	code, body = a.Call("POST", "/v1/hosts/c/drain", nil)
+	if code != http.StatusConflict || !strings.Contains(body, "multi/"+withVol.ID) {
+		t.Fatalf("drain of c, whose volume keeps a machine: %d %s; want a 409 naming it", code, body)
+	}
+	onB := fra1
+	if fra2.HostID == "b" {
+		onB = fra2
+	}
+	out, err = a.Hangar("hosts", "drain", "b", "--json")
+	var drained types.DrainResult
+	if err != nil || json.Unmarshal([]byte(out), &drained) != nil || len(drained.Moved) != 1 || drained.Moved[0].From != onB.ID || drained.Moved[0].ToHost != "a" {
+		t.Fatalf("hosts drain b: %v\n%s; want %s moved to a", err, out, onB.ID)
+	}
+	var moved types.Machine
+	if err := b.Get("/v1/apps/multi/machines/"+drained.Moved[0].To, &moved); err != nil || moved.State != types.StateStarted || moved.HostID != "a" || moved.Region != "fra" {
+		t.Fatalf("the moved machine: %+v, %v; want started on a in fra", moved, err)
+	}
+	runsOnlyOn(moved)
+	var old types.Machine
+	if err := a.Get("/v1/apps/multi/machines/"+onB.ID, &old); err != nil || old.State != types.StateDestroyed {
+		t.Fatalf("the machine moved off b: %s, %v; want destroyed", old.State, err)
+	}
+	if err := a.Get("/v1/hosts", &hs); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hs {
+		if h.ID == "b" && (h.State != types.HostDraining || h.Used.Machines != 0) {
+			t.Fatalf("host b after its drain: %+v; want draining with no machine", h)
+		}
+	}
+	if out, err := a.Hangar("hosts", "undrain", "b"); err != nil || !strings.Contains(out, "ready") {
+		t.Fatalf("hosts undrain b: %v\n%s", err, out)
+	}
+
 	// c's daemon dies (its machines keep running): its lease expires.
 	c.Stop(syscall.SIGKILL)
 	harness.Poll(t, "host c unreachable", 60*time.Second, func() (bool, string) {

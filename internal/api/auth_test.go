@@ -41,14 +41,16 @@ const (
 // It is written out here, not derived from the route table, so a route
 // added to the table without a line here fails TestAuthorizationMatrix.
 var routePolicy = map[string]policy{
-	"GET /v1/info":             everyToken,
-	"GET /v1/openapi.json":     everyToken,
-	"GET /v1/platform/regions": everyToken,
-	"GET /v1/hosts":            orgCallers,
-	"GET /v1/apps":             everyToken,
-	"POST /v1/apps":            orgCallers,
-	"GET /v1/apps/{app}":       appCallers,
-	"DELETE /v1/apps/{app}":    appCallers,
+	"GET /v1/info":                everyToken,
+	"GET /v1/openapi.json":        everyToken,
+	"GET /v1/platform/regions":    everyToken,
+	"GET /v1/hosts":               orgCallers,
+	"POST /v1/hosts/{id}/drain":   orgCallers,
+	"DELETE /v1/hosts/{id}/drain": orgCallers,
+	"GET /v1/apps":                everyToken,
+	"POST /v1/apps":               orgCallers,
+	"GET /v1/apps/{app}":          appCallers,
+	"DELETE /v1/apps/{app}":       appCallers,
 
 	"GET /v1/apps/{app}/machines":                        appCallers,
 	"POST /v1/apps/{app}/machines":                       appCallers,

@@ -186,14 +186,34 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h *types.Host, 
 }
 
 // call sends one request to another host's API as the caller (its
-// Authorization header) and decodes a JSON answer into out (nil: none).
+// Authorization header), marked forwarded, and decodes a JSON answer into
+// out (nil: none).
 func (s *Server) call(ctx context.Context, r *http.Request, h types.Host, method, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(h.APIURL, "/")+path, nil)
+	return s.callWith(ctx, r, h, method, path, nil, out, true)
+}
+
+// callWith is call with a JSON body (nil: none); unmarked, the request is
+// placed and forwarded by the host it reaches like any caller's.
+func (s *Server) callWith(ctx context.Context, r *http.Request, h types.Host, method, path string, body, out any, mark bool) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(h.APIURL, "/")+path, rd)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", r.Header.Get("Authorization"))
-	req.Header.Set(ForwardedHeader, s.sup.HostID())
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if mark {
+		req.Header.Set(ForwardedHeader, s.sup.HostID())
+	}
 	resp, err := s.forward.Do(req)
 	if err != nil {
 		return unreachable(&h, "", err)

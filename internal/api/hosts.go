@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 
@@ -121,4 +122,63 @@ func (s *Server) volumeHost(ctx context.Context, app string, cfg *types.MachineC
 		return v.HostID, nil
 	}
 	return "", nil
+}
+
+// drainHost moves the machines off a host (hosts.Registry.Drain): each is
+// created again through this API (placed on another host of its region),
+// waited for and destroyed through its host, as the caller.
+func (s *Server) drainHost(w http.ResponseWriter, r *http.Request) error {
+	if s.hosts == nil {
+		return notConfigured("hosts")
+	}
+	force, err := boolParam(r.URL.Query(), "force")
+	if err != nil {
+		return err
+	}
+	res, err := s.hosts.Drain(r.Context(), r.PathValue("id"), force, &apiMachines{s: s, r: r})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// undrainHost makes a draining host take new machines again.
+func (s *Server) undrainHost(w http.ResponseWriter, r *http.Request) error {
+	if s.hosts == nil {
+		return notConfigured("hosts")
+	}
+	if err := s.hosts.SetDraining(r.Context(), r.PathValue("id"), false); err != nil {
+		return err
+	}
+	h, err := s.hosts.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, h)
+	return nil
+}
+
+// apiMachines drives machines through this host's own API as the caller
+// of r, so that creates are placed and operations reach the machines'
+// hosts.
+type apiMachines struct {
+	s *Server
+	r *http.Request
+}
+
+func (m *apiMachines) self() types.Host { return m.s.hosts.Self }
+
+func (m *apiMachines) Create(ctx context.Context, app string, req types.CreateMachineRequest) (types.Machine, error) {
+	var out types.Machine
+	err := m.s.callWith(ctx, m.r, m.self(), http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/machines", req, &out, false)
+	return out, err
+}
+
+func (m *apiMachines) WaitStarted(ctx context.Context, app, id string) error {
+	return m.s.callWith(ctx, m.r, m.self(), http.MethodGet, "/v1/apps/"+url.PathEscape(app)+"/machines/"+url.PathEscape(id)+"/wait?state=started&timeout=60", nil, nil, false)
+}
+
+func (m *apiMachines) Destroy(ctx context.Context, app, id string) error {
+	return m.s.callWith(ctx, m.r, m.self(), http.MethodDelete, "/v1/apps/"+url.PathEscape(app)+"/machines/"+url.PathEscape(id)+"?force=true", nil, nil, false)
 }

@@ -47,7 +47,63 @@ its lease reads unreachable; its machines read unknown. See docs/cluster.md.`,
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(list)
+
+	var force, drainJSON bool
+	drain := &cobra.Command{
+		Use:   "drain HOST",
+		Short: "Move a host's machines to other hosts of their regions; it takes no new ones",
+		Long: `Move the machines off HOST: for each, a machine like it starts on another
+host of its region (placed as any create), and once it is started the old
+one is destroyed. The host is draining from then on: it takes no new
+machines until ` + "`hangar hosts undrain HOST`" + `. Machines that a volume keeps on the
+host cannot move: the drain refuses, naming them, unless --force, which
+moves the others and leaves those.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			p := "/v1/hosts/" + url.PathEscape(args[0]) + "/drain"
+			if force {
+				p += "?force=true"
+			}
+			var res types.DrainResult
+			if err := c.do(cmd.Context(), "POST", p, nil, &res); err != nil {
+				return err
+			}
+			if drainJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			out := cmd.OutOrStdout()
+			for _, m := range res.Moved {
+				fmt.Fprintf(out, "Moved machine %s of %s to %s on host %s\n", m.From, m.App, m.To, m.ToHost)
+			}
+			for _, m := range res.Left {
+				fmt.Fprintf(out, "Left machine %s on the host: a volume keeps it there\n", m)
+			}
+			fmt.Fprintf(out, "Host %s is draining: %d machine(s) moved, %d left\n", res.Host, len(res.Moved), len(res.Left))
+			return nil
+		},
+	}
+	drain.Flags().BoolVar(&force, "force", false, "move the other machines and leave those that volumes keep on the host")
+	drain.Flags().BoolVar(&drainJSON, "json", false, "print JSON")
+	undrain := &cobra.Command{
+		Use: "undrain HOST", Short: "Let a draining host take new machines again", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			var h types.Host
+			if err := c.do(cmd.Context(), "DELETE", "/v1/hosts/"+url.PathEscape(args[0])+"/drain", nil, &h); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Host %s is %s\n", h.ID, h.State)
+			return nil
+		},
+	}
+	cmd.AddCommand(list, drain, undrain)
 	return cmd
 }
 

@@ -48,3 +48,21 @@ type HostUsage struct {
 
 // FreeMemoryMB is the memory still free for new machines.
 func (h Host) FreeMemoryMB() int64 { return h.Capacity.MemoryMB - h.Used.MemoryMB }
+
+// DrainResult is the answer of a host drain (POST /v1/hosts/{id}/drain).
+type DrainResult struct {
+	Host  string      `json:"host"`
+	Moved []DrainMove `json:"moved"`
+	// Left are the machines ("app/id") left on the host: volumes keep them
+	// there (a drain with force).
+	Left []string `json:"left"`
+}
+
+// DrainMove is one machine a drain moved: From, destroyed, replaced by To
+// on ToHost.
+type DrainMove struct {
+	App    string `json:"app"`
+	From   string `json:"from"`
+	To     string `json:"to"`
+	ToHost string `json:"to_host"`
+}
