@@ -2,9 +2,11 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -158,6 +160,12 @@ func TestClusterHosts(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(mustOK(a, "POST", base+"/exec", map[string]any{"command": []string{"/app", "cat"}, "stdin": "hello from a", "timeout": 10})), &ex); err != nil || ex.ExitCode != 0 || ex.Stdout != "hello from a" {
 		t.Fatalf("exec on c through a: %+v, %v", ex, err)
+	}
+	// The console's WebSocket goes through a too (hangar machine exec).
+	out, err = a.Hangar("machine", "exec", "-a", "multi", onC.ID, "/app", "cat", "through", "a")
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(out, "through a") {
+		t.Fatalf("machine exec on c through a: %v\n%s; want exit code 2 and the output", err, out)
 	}
 	if err := a.Get(base+"/events", new([]types.MachineEvent)); err != nil {
 		t.Fatal(err)
