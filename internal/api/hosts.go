@@ -105,6 +105,15 @@ func (s *Server) place(ctx context.Context, app, region string, cfg *types.Machi
 	return h, h.ID == s.sup.HostID(), nil
 }
 
+// manyHosts reports an installation of several hosts.
+func (s *Server) manyHosts(ctx context.Context) (bool, error) {
+	if !s.clustered() {
+		return false, nil
+	}
+	states, err := s.hosts.States(ctx)
+	return len(states) > 1, err
+}
+
 // volumeHost is the host of the volume cfg mounts by id ("" when none, or
 // when the volume was made before volumes had hosts).
 func (s *Server) volumeHost(ctx context.Context, app string, cfg *types.MachineConfig) (string, error) {

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"sort"
@@ -172,4 +173,22 @@ func newRegionsCmd() *cobra.Command {
 	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	cmd.AddCommand(list)
 	return cmd
+}
+
+// knownRegion refuses a region where the installation has no host, before
+// a request is sent (a single host places any region on itself).
+func knownRegion(ctx context.Context, c *client, region string) error {
+	var regs types.Regions
+	if err := c.do(ctx, "GET", "/v1/platform/regions", nil, &regs); err != nil {
+		return err
+	}
+	var codes []string
+	for _, r := range regs.Regions {
+		if r.Code == region {
+			return nil
+		}
+		codes = append(codes, r.Code)
+	}
+	return &HintError{Err: fmt.Errorf("region %s: this installation has no host in region %s (regions: %s)", region, region, strings.Join(codes, ", ")),
+		Hint: fmt.Sprintf("pick a region `hangar regions list` shows, or add a host there with `hangar server --etcd-endpoints … --region %s` on a new machine (docs/cluster.md)", region)}
 }

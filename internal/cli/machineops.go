@@ -88,7 +88,10 @@ func machineOpCmds(app, config *string) []*cobra.Command {
 				return fmt.Errorf("clone %s: %w", args[0], err)
 			}
 			region := src.Region
-			if clRegion != "" {
+			if clRegion != "" && clRegion != src.Region {
+				if err := knownRegion(cmd.Context(), c, clRegion); err != nil {
+					return fmt.Errorf("clone %s: %w", args[0], err)
+				}
 				region = clRegion // placed on a host of that region
 			}
 			m, err := c.CreateMachine(cmd.Context(), name, types.CreateMachineRequest{Name: clName, Region: region, Config: src.Config})
