@@ -283,4 +283,31 @@ func TestClusterHosts(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(c.DataDir, "volumes", vol.ID)); !os.IsNotExist(err) {
 		t.Errorf("c's volume destroyed through a: its files are still on c (%v)", err)
 	}
+
+	// scale count --region fra,iad: a deploy through a runs one machine in
+	// fra; scaling through b adds one in iad, on c; 0 in iad removes it.
+	flyToml := filepath.Join(t.TempDir(), "fly.toml")
+	if err := os.WriteFile(flyToml, []byte("app = \"rg\"\nprimary_region = \"fra\"\n[env]\n  PORT = \"8080\"\n[http_service]\n  internal_port = 8080\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := a.Hangar("deploy", "-c", flyToml, "--image", ref); err != nil {
+		t.Fatalf("deploy rg through a: %v\n%s", err, out)
+	}
+	if out, err := b.Hangar("scale", "count", "1", "--region", "fra,iad", "-a", "rg"); err != nil {
+		t.Fatalf("scale count 1 --region fra,iad through b: %v\n%s", err, out)
+	}
+	byRegion := map[string][]types.Machine{}
+	for _, m := range c.Machines("rg") {
+		byRegion[m.Region] = append(byRegion[m.Region], m)
+	}
+	if len(byRegion["fra"]) != 1 || len(byRegion["iad"]) != 1 || byRegion["iad"][0].HostID != "c" || byRegion["iad"][0].State != types.StateStarted {
+		t.Fatalf("rg after scale count 1 --region fra,iad: %+v; want one machine in fra and one started on c in iad", byRegion)
+	}
+	runsOnlyOn(byRegion["iad"][0])
+	if out, err := a.Hangar("scale", "count", "0", "--region", "iad", "-a", "rg"); err != nil {
+		t.Fatalf("scale count 0 --region iad: %v\n%s", err, out)
+	}
+	if ms := a.Machines("rg"); len(ms) != 1 || ms[0].Region != "fra" {
+		t.Fatalf("rg after scale count 0 --region iad: %+v; want only the fra machine", ms)
+	}
 }
