@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/hangar-dev/hangar/internal/store"
@@ -52,6 +53,8 @@ func (s *Supervisor) ListLocal(ctx context.Context, app string) ([]*Record, erro
 	return out, nil
 }
 
+var errNotClaimed = errors.New("not claimed")
+
 // claimUnhosted gives this host the machines recorded before machines had
 // hosts (a single host's state, now under a host id). The write is
 // conditional, so when several daemons share the state each such machine
@@ -64,24 +67,25 @@ func (s *Supervisor) claimUnhosted(ctx context.Context, recs []*Record) {
 		if r.HostID != "" {
 			continue
 		}
-		claimed := false
+		var other string
 		_, _, err := store.UpdateJSON(ctx, s.opt.Store, machineKey(r.App, r.ID), func(cur *Record) (*Record, error) {
-			if cur == nil || cur.HostID != "" {
-				claimed = false
-				return cur, nil
+			if cur == nil {
+				return nil, errNotClaimed // destroyed meanwhile
+			}
+			if cur.HostID != "" {
+				other = cur.HostID
+				return nil, errNotClaimed // another host was first
 			}
 			cur.HostID = s.opt.HostID
-			claimed = true
 			return cur, nil
 		})
-		if err != nil {
-			s.log.Warn("give a machine of before host ids to this host", "machine", r.ID, "err", err)
-			continue
-		}
-		if claimed {
+		switch {
+		case err == nil:
 			r.HostID = s.opt.HostID
-		} else if cur, err := s.Get(ctx, r.App, r.ID); err == nil {
-			r.HostID = cur.HostID
+		case errors.Is(err, errNotClaimed):
+			r.HostID = other
+		default:
+			s.log.Warn("give a machine of before host ids to this host", "machine", r.ID, "err", err)
 		}
 	}
 }
