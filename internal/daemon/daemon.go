@@ -233,7 +233,6 @@ func Run(ctx context.Context, o Options) error {
 	tlsConfig := certMgr.TLSConfig(func(sni string) *certs.TLSOptions { return certs.TLSOptionsFrom(px.TLSOptions(sni)) })
 	go certMgr.Run(ctx, 12*time.Hour)
 	vols.Machines = sup
-	vols.HostID = hostID
 	go vols.Run(ctx, time.Minute)
 	sup.SetLogMaxBytes(o.LogMaxBytes)
 	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, Retention: o.LogRetention, Log: log.With("component", "logs")}
@@ -433,6 +432,7 @@ func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	vols.HostID = o.HostID // before Recover: it mounts this host's volumes
 	if err := vols.Recover(ctx); err != nil {
 		log.Error("some volumes could not be mounted", "err", err)
 	}

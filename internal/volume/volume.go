@@ -594,10 +594,10 @@ func (m *Manager) Recover(ctx context.Context) error {
 	known := map[string]bool{}
 	var errs []error
 	for _, v := range vols {
+		known[v.ID] = true // never torn down below, whoever keeps it
 		if !m.mine(v) {
 			continue // another host's
 		}
-		known[v.ID] = true
 		if err := m.mount(ctx, v.ID); err != nil {
 			errs = append(errs, fmt.Errorf("volume %s: %w", v.ID, err))
 			continue
