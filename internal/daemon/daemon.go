@@ -386,7 +386,8 @@ func Run(ctx context.Context, o Options) error {
 			_ = apiHTTP.Shutdown(actx)
 			cancel()
 			cancelAutostop()
-			cancelRun() // background loops that use the state
+			registry.HandOver() // the host stays ready across the reload
+			cancelRun()         // background loops that use the state
 			closeTCP()
 			shutdownSup()
 			closeDNS()

@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/fsutil"
@@ -92,7 +93,16 @@ type Registry struct {
 	// TTL of the alive mark (0: DefaultTTL).
 	TTL time.Duration
 	Log *slog.Logger
+
+	handOver atomic.Bool   // see HandOver
+	stopped  chan struct{} // closed when Register's keep-alive has ended
 }
+
+// HandOver makes the end of Register's ctx leave the alive mark in place
+// (a reload: the next daemon of this host writes it again, on a lease of
+// its own, and the old lease expires without taking the key with it), so
+// that the host never reads unreachable across a reload.
+func (r *Registry) HandOver() { r.handOver.Store(true) }
 
 func (r *Registry) ttl() time.Duration {
 	if r.TTL > 0 {
@@ -124,7 +134,11 @@ func (r *Registry) Register(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	go r.keepAlive(ctx, lk)
+	r.stopped = make(chan struct{})
+	go func() {
+		defer close(r.stopped)
+		r.keepAlive(ctx, lk)
+	}()
 	return nil
 }
 
@@ -149,6 +163,9 @@ func (r *Registry) keepAlive(ctx context.Context, lk store.LeasedKey) {
 	for {
 		select {
 		case <-ctx.Done():
+			if r.handOver.Load() {
+				return
+			}
 			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			_ = lk.Release(rctx)
 			cancel()

@@ -168,3 +168,49 @@ func TestDetectCapacity(t *testing.T) {
 		t.Fatalf("capacity %+v: every figure should be read on Linux", c)
 	}
 }
+
+// TestRegistryHandOver: across a reload the host stays ready: the old
+// daemon leaves its alive mark (HandOver), the new one writes it on a lease
+// of its own, and the old lease's expiry does not take the key with it.
+func TestRegistryHandOver(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := context.Background()
+	self := types.Host{ID: "a", Region: "fra"}
+	old := &Registry{Store: openEtcd(t, eps), TTL: time.Second, Self: self}
+	octx, stop := context.WithCancel(ctx)
+	if err := old.Register(octx); err != nil {
+		t.Fatal(err)
+	}
+	old.HandOver()
+	stop()
+	<-old.stopped
+	// Between the old daemon and the new one, the host is still ready.
+	if h, err := (&Registry{Store: openEtcd(t, eps)}).Get(ctx, "a"); err != nil || h.State != types.HostReady {
+		t.Fatalf("host a between two daemons of a reload: %+v, %v; want ready", h, err)
+	}
+	next := &Registry{Store: openEtcd(t, eps), TTL: time.Minute, Self: self}
+	if err := next.Register(ctx); err != nil {
+		t.Fatal(err)
+	}
+	old.Store.Close() // the old daemon exits: its lease is no longer renewed
+	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	// Wait for the old lease to expire: one lease left, the new one's.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ls, err := cli.Leases(ctx)
+		if err == nil && len(ls.Leases) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the old daemon's lease did not expire: %+v, %v", ls, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if h, err := next.Get(ctx, "a"); err != nil || h.State != types.HostReady {
+		t.Fatalf("host a after a reload: %+v, %v; want ready", h, err)
+	}
+}
