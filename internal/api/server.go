@@ -3,7 +3,9 @@
 // images, deploys, releases and logs. It is HTTP only: every route is in
 // one table (routes.go), every error category becomes a status in one
 // place (errors.go), and the domain work is done by the packages the
-// Server is given (apps, supervisor, deploy, secrets, volumes, certs).
+// Server is given (apps, supervisor, deploy, secrets, volumes, certs). With
+// several hosts, any host serves the whole installation: requests for
+// machines and volumes of other hosts are forwarded to them (forward.go).
 package api
 
 import (
