@@ -2,7 +2,7 @@
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 
-.PHONY: build test lint bench fuzz quickstart
+.PHONY: build test test-slow lint bench fuzz quickstart
 
 build:
 	$(GO) build -o bin/hangar ./cmd/hangar
@@ -16,6 +16,11 @@ lint:
 # crun or runc, and the packages .ci/run installs.
 test: lint
 	$(GO) test -race -timeout 15m ./...
+
+# test-slow: the tests `make test` skips because they download from
+# Debian's archive (the Hangar Postgres image). CI runs it second.
+test-slow:
+	HANGAR_PG_IMAGE_TEST=1 $(GO) test -race -count=1 -timeout 30m -run 'TestHangarPostgresImage' ./e2e
 
 # bench: the benchmarks that print side-by-side figures and ratios.
 bench:

@@ -37,9 +37,12 @@ primary_region = "tst"
 
 // cleanupVolumes removes, when the test ends (also on failure, before the
 // harness removes apps), every machine and volume of app, then unmounts
-// and detaches anything the daemon left under its data dir.
+// and detaches what the daemon left of them under its data dir (of every
+// volume when the daemon no longer answers, so another app's volumes in
+// the same test are checked by their own cleanup).
 func cleanupVolumes(t *testing.T, d *harness.Daemon, app string) {
 	t.Cleanup(func() {
+		var ids []string // this app's volumes; nil: every volume
 		if d.API != "" {
 			var ms []types.Machine
 			if d.Get("/v1/apps/"+app+"/machines", &ms) == nil {
@@ -49,18 +52,34 @@ func cleanupVolumes(t *testing.T, d *harness.Daemon, app string) {
 			}
 			var vs []types.Volume
 			if d.Get("/v1/apps/"+app+"/volumes", &vs) == nil {
+				ids = []string{}
 				for _, v := range vs {
+					ids = append(ids, v.ID)
 					if code, body := d.Call("DELETE", "/v1/apps/"+app+"/volumes/"+v.ID, nil); code != 200 {
 						t.Errorf("cleanup: destroy volume %s: %d %s", v.ID, code, body)
 					}
 				}
 			}
 		}
+		mine := func(path string) bool {
+			if !strings.HasPrefix(path, filepath.Join(d.DataDir, "volumes")) {
+				return false
+			}
+			if ids == nil {
+				return true
+			}
+			for _, id := range ids {
+				if strings.Contains(path, id) {
+					return true
+				}
+			}
+			return false
+		}
 		// Whatever is left (a daemon that died mid-test): unmount, detach.
 		b, _ := os.ReadFile("/proc/self/mountinfo")
 		for _, line := range strings.Split(string(b), "\n") {
 			f := strings.Fields(line)
-			if len(f) > 4 && strings.HasPrefix(f[4], filepath.Join(d.DataDir, "volumes")) {
+			if len(f) > 4 && mine(f[4]) {
 				t.Errorf("cleanup: volume mount %s left behind", f[4])
 				_ = syscall.Unmount(f[4], syscall.MNT_DETACH)
 			}
@@ -68,7 +87,7 @@ func cleanupVolumes(t *testing.T, d *harness.Daemon, app string) {
 		out, _ := exec.Command("losetup", "-n", "-O", "NAME,BACK-FILE", "-l").Output()
 		for _, line := range strings.Split(string(out), "\n") {
 			f := strings.Fields(line)
-			if len(f) == 2 && strings.HasPrefix(f[1], d.DataDir) {
+			if len(f) == 2 && mine(f[1]) {
 				t.Errorf("cleanup: loop device %s for %s left behind", f[0], f[1])
 				_ = exec.Command("losetup", "-d", f[0]).Run()
 			}

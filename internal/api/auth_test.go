@@ -89,6 +89,9 @@ var routePolicy = map[string]policy{
 	"POST /v1/images":      appCallers, // the app of ?ref=
 	"POST /v1/images/pull": everyToken,
 
+	"POST /v1/cluster/join-tokens": orgCallers,
+	"GET /v1/cluster/members":      orgCallers,
+
 	"GET /v1/tokens":         orgCallers,
 	"POST /v1/tokens":        orgCallers,
 	"DELETE /v1/tokens/{id}": orgCallers,

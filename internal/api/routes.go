@@ -88,6 +88,10 @@ func (s *Server) routes() []route {
 		{"POST /v1/images", anyToken, s.uploadImage, OpDoc{ID: "Images_upload", Summary: "Upload an OCI or docker archive (raw body)", Hangar: true, Query: []Param{{Name: "ref", Type: "string", Desc: "the reference to record; an app token may name only its app's repository (\"app:tag\")"}}, Resp: image.Image{}, Errors: []int{400, 403, 413, 507}}},
 		{"POST /v1/images/pull", anyToken, s.pullImage, OpDoc{ID: "Images_pull", Summary: "Pull an image from a registry", Hangar: true, Resp: image.Image{}, Errors: []int{400}}},
 
+		// Cluster (cluster.go).
+		{"POST /v1/cluster/join-tokens", orgOnly, s.createJoinToken, OpDoc{ID: "Cluster_create_join_token", Summary: "Make a one-time token for a new host to join this cluster (hangar server --join); its secret is in the answer only", Hangar: true, Body: types.JoinTokenRequest{}, BodyOptional: true, Status: 201, Resp: types.JoinTokenResponse{}, Errors: []int{400, 403, 409, 503}}},
+		{"GET /v1/cluster/members", orgOnly, s.clusterMembers, OpDoc{ID: "Cluster_list_members", Summary: "The cluster's hosts: voters (etcd members, with their health) and clients", Hangar: true, Resp: types.ClusterMembers{}, Errors: []int{403, 409, 503}}},
+
 		// Tokens (tokens.go).
 		{"GET /v1/tokens", orgOnly, s.listTokens, OpDoc{ID: "Tokens_list", Summary: "List API tokens (org tokens only)", Hangar: true, Resp: []types.TokenInfo{}, Errors: []int{403}}},
 		{"POST /v1/tokens", orgOnly, s.createToken, OpDoc{ID: "Tokens_create", Summary: "Create an API token; its secret is in the answer only", Hangar: true, Body: types.CreateTokenRequest{}, Status: 201, Resp: types.CreateTokenResponse{}, Errors: []int{400, 403, 404}}},

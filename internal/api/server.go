@@ -56,6 +56,8 @@ type Options struct {
 	// DefaultForwardClient); the cluster's mutual TLS goes in its
 	// Transport.
 	Forward *http.Client
+	// Cluster is this host's part in a cluster (nil: a single host).
+	Cluster Cluster
 }
 
 // Server is the API. Its fields are set by New and never change.
@@ -76,6 +78,7 @@ type Server struct {
 	disk     func() types.DiskState
 	hosts    *hosts.Registry
 	forward  *http.Client
+	cluster  Cluster
 }
 
 // New returns the API server over o's dependencies.
@@ -91,7 +94,7 @@ func New(o Options) *Server {
 	}
 	return &Server{hosts: o.Hosts, forward: o.Forward, store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.

@@ -20,7 +20,7 @@ var Strategies = []string{StrategyRolling, StrategyBlueGreen, StrategyCanary, St
 // those Hangar's proxy serves (a port with any other is not bound).
 var (
 	knownHandlers  = []string{"http", "tls", "pg_tls", "proxy_proto", "edge_http"}
-	servedHandlers = []string{"http", "tls", "proxy_proto"}
+	servedHandlers = []string{"http", "tls", "proxy_proto", "pg_tls"}
 )
 
 // checker accumulates validation diagnostics.
@@ -128,6 +128,12 @@ func (k *checker) build() {
 	var ways []string
 	if b.Image != "" {
 		ways = append(ways, "image")
+		// An image reference that a tool emptied (an unset variable in
+		// name:${TAG}) cannot be pulled; say so before the deploy does.
+		if strings.HasSuffix(b.Image, ":") || strings.HasSuffix(b.Image, "@") {
+			k.errorf("image", path{"build", "image"}, "give the tag or digest (name:1.2.3, name@sha256:...) or drop the separator to use latest",
+				"[build] image %q ends in %q: the tag or digest is empty", b.Image, b.Image[len(b.Image)-1:])
+		}
 	}
 	if b.Builder != "" || len(b.Buildpacks) > 0 {
 		ways = append(ways, "builder")
@@ -311,11 +317,14 @@ func (k *checker) services() {
 			for h, name := range port.Handlers {
 				switch {
 				case !slices.Contains(knownHandlers, name):
-					k.warnf("handler", pp.child("handlers").index(h), "use http, tls or proxy_proto", "unknown handler %q", name)
+					k.errorf("handler", pp.child("handlers").index(h), "use http, tls, pg_tls or proxy_proto (or none for raw TCP)", "unknown handler %q: this port would not be bound", name)
 				case !slices.Contains(servedHandlers, name):
-					k.strictf("handler", pp.child("handlers").index(h), "use http, tls or proxy_proto; for Postgres over TLS, terminate TLS in the app and use no handler",
+					k.strictf("handler", pp.child("handlers").index(h), "use http, tls, pg_tls or proxy_proto",
 						"handler %q is not served by Hangar yet: this port would not be bound", name)
 				}
+			}
+			if slices.Contains(port.Handlers, "pg_tls") && (slices.Contains(port.Handlers, "tls") || slices.Contains(port.Handlers, "http")) {
+				k.errorf("handler", pp.child("handlers"), `use handlers = ["pg_tls"] alone`, "pg_tls does its own TLS for Postgres clients and cannot be combined with tls or http")
 			}
 		}
 		k.concurrency(p.child("concurrency"), s.Concurrency)

@@ -9,24 +9,45 @@ import (
 func TestValidationRules(t *testing.T) {
 	t.Parallel()
 	runRuleCases(t, []ruleCase{
-		// Settings Hangar accepts but does not apply say so.
-		{name: "pg_tls not served", rule: "handler", severity: SeverityWarning, line: 6,
-			message: `handler "pg_tls" is not served by Hangar yet: this port would not be bound`, src: `
-[[services]]
-  internal_port = 5432
-  protocol = "tcp"
-  [[services.ports]]
-    port = 5432
-    handlers = ["pg_tls"]
+		// An image emptied by interpolation (n8nio/n8n:${N8N_VERSION}
+		// with the variable unset) was accepted and failed at deploy.
+		{name: "image with an empty tag", rule: "image", severity: SeverityError, line: 2,
+			message: `[build] image "docker.n8n.io/n8nio/n8n:" ends in ":": the tag or digest is empty`, src: `
+[build]
+  image = "docker.n8n.io/n8nio/n8n:"
 `},
-		{name: "pg_tls not served strict", strict: true, rule: "handler", severity: SeverityError, line: 6,
-			message: `handler "pg_tls" is not served by Hangar yet: this port would not be bound`, src: `
+		{name: "image with an empty digest", rule: "image", severity: SeverityError, line: 2,
+			message: `[build] image "ghcr.io/acme/api@" ends in "@": the tag or digest is empty`, src: `
+[build]
+  image = "ghcr.io/acme/api@"
+`},
+		// Settings Hangar accepts but does not apply say so.
+		{name: "edge_http not served", rule: "handler", severity: SeverityWarning, line: 6,
+			message: `handler "edge_http" is not served by Hangar yet: this port would not be bound`, src: `
+[[services]]
+  internal_port = 8080
+  protocol = "tcp"
+  [[services.ports]]
+    port = 8080
+    handlers = ["edge_http"]
+`},
+		{name: "unknown handler is an error", rule: "handler", severity: SeverityError, line: 6,
+			message: `unknown handler "pgtls": this port would not be bound`, src: `
 [[services]]
   internal_port = 5432
   protocol = "tcp"
   [[services.ports]]
     port = 5432
-    handlers = ["pg_tls"]
+    handlers = ["pgtls"]
+`},
+		{name: "pg_tls with tls", rule: "handler", severity: SeverityError, line: 6,
+			message: "pg_tls does its own TLS for Postgres clients and cannot be combined with tls or http", src: `
+[[services]]
+  internal_port = 5432
+  protocol = "tcp"
+  [[services.ports]]
+    port = 5432
+    handlers = ["tls", "pg_tls"]
 `},
 		{name: "swap not applied", rule: "ignored", severity: SeverityWarning, line: 1,
 			message: "swap_size_mb 512 is not applied: Hangar machines get no swap yet", src: `

@@ -3,7 +3,6 @@ package cli
 import (
 	"fmt"
 	"io"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -18,6 +17,7 @@ type costFlags struct {
 	egressGB      float64
 	dedicatedIPv4 int
 	region        string
+	hostMonthly   float64
 	json          bool
 	details       bool
 }
@@ -39,7 +39,8 @@ func newCostCmd() *cobra.Command {
 	cmd.Flags().IntVar(&f.count, "count", 0, "machines per process group (default: min_machines_running, at least 1)")
 	cmd.Flags().Float64Var(&f.egressGB, "egress-gb", 0, "data sent to the internet per month, in GB")
 	cmd.Flags().IntVar(&f.dedicatedIPv4, "dedicated-ipv4", 0, "dedicated IPv4 addresses on Fly.io (a shared IPv4 is free)")
-	cmd.Flags().StringVar(&f.region, "region", "", "Fly region to price (default: primary_region, else iad)")
+	cmd.Flags().StringVar(&f.region, "region", "", "Fly region to price (default: primary_region, else iad; retired regions are priced as the nearest one, local as iad)")
+	cmd.Flags().Float64Var(&f.hostMonthly, "host-monthly", 0, "monthly price of the server running Hangar, in USD (adds a \"Hangar (this host)\" column; shown for primary_region local)")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
 	cmd.Flags().BoolVar(&f.details, "details", false, "list every line of every column")
 	return cmd
@@ -86,11 +87,12 @@ func runCost(stdout, stderr io.Writer, f *costFlags) error {
 	if f.region != "" {
 		in.Region = f.region
 	}
+	if f.hostMonthly < 0 {
+		return &HintError{Err: fmt.Errorf("--host-monthly %g is negative", f.hostMonthly), Hint: "pass the server's monthly price in USD, e.g. --host-monthly 40"}
+	}
+	in.HostMonthly = f.hostMonthly
 	est, err := prices.Estimate(in)
 	if err != nil {
-		if strings.Contains(err.Error(), "Fly region") {
-			return &HintError{Err: err, Hint: "the table has the regions of Fly's published price list; pass --region with the nearest one"}
-		}
 		return &HintError{Err: err, Hint: "see docs/cost.md for what can be priced"}
 	}
 	if f.json {

@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -28,8 +29,10 @@ Procfile + app.json, render.yaml, railway.json/.toml, an ECS task definition
 with an optional service JSON, the copilot/ directory).
 
 Writes one fly.toml per app (DIR/fly.toml for one app, DIR/<app>/fly.toml for
-several), <app>.secrets.env files with secret names for
-'hangar secrets import' (values only with --include-secret-values), and
+several; apps built from the source go in DIR, as fly.<app>.toml when several
+share it), a Dockerfile for an app the platform built with buildpacks (Go
+apps get builtin = "go" instead), <app>.secrets.env files with secret names
+for 'hangar secrets import' (values only with --include-secret-values), and
 migration-report.txt / .json: key by key, what was mapped, approximated, or
 has no equivalent.`,
 		Example: `  hangar launch --from compose docker-compose.yml --out migrated
@@ -102,7 +105,7 @@ has no equivalent.`,
 					return err
 				}
 				for _, f := range files {
-					if strings.HasSuffix(f.Path, "fly.toml") {
+					if b := filepath.Base(f.Path); strings.HasSuffix(b, ".toml") || strings.HasPrefix(b, "Dockerfile") {
 						fmt.Fprintf(w, "\n--- %s ---\n%s", f.Path, f.Data)
 					}
 				}

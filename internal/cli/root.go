@@ -26,6 +26,7 @@ func NewRoot() *cobra.Command {
 		newServerCmd(),
 		newHostsCmd(),
 		newRegionsCmd(),
+		newClusterCmd(),
 		// Apps and their config.
 		newLaunchCmd(),
 		newConfigCommand(),

@@ -44,7 +44,7 @@ func TestRootCommands(t *testing.T) {
 // printed the help and exited 0 there); the group alone still shows its
 // help.
 func TestUnknownSubcommand(t *testing.T) {
-	for _, args := range [][]string{{"frobnicate"}, {"pg", "create"}, {"machine", "frobnicate"}, {"machine", "leases", "frob"}, {"scale", "frob"}} {
+	for _, args := range [][]string{{"frobnicate"}, {"pg", "frobnicate"}, {"machine", "frobnicate"}, {"machine", "leases", "frob"}, {"scale", "frob"}} {
 		root := NewRoot()
 		var out bytes.Buffer
 		root.SetOut(&out)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/signal"
@@ -24,6 +25,7 @@ func newServerCmd() *cobra.Command {
 	o := daemon.DefaultOptions()
 	var debug, rotate bool
 	var etcd etcdFlags
+	var cl clusterFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the Hangar daemon (API, proxy, machines)",
@@ -35,11 +37,15 @@ process exits once its requests in flight are done; <data-dir>/hangar.pid
 names the serving daemon. Needs root (containers, network namespaces).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			eo, err := etcd.options()
+			eo, err := etcd.options(cl.init || cl.join != "")
 			if err != nil {
 				return err
 			}
 			o.Etcd = eo
+			if o.Cluster, err = cl.options(cmd, etcd); err != nil {
+				return err
+			}
+			o.AdvertiseAddr = cl.advertise
 			if o.LogRetention < 0 {
 				return fmt.Errorf("--log-retention %v is negative: use a duration like 168h, or 0 to keep logs until their app is deleted", o.LogRetention)
 			}
@@ -76,7 +82,6 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.Domain, "domain", "localhost", "apps are served at <app>.<domain>")
 	f.StringVar(&o.Region, "region", "local", "this host's region")
 	f.StringVar(&o.HostID, "host-id", "", "this host's id among the hosts on one state (default: made at the first start and kept in <data-dir>/host-id)")
-	f.StringVar(&o.AdvertiseAddr, "advertise-addr", "", "the URL other hosts reach this host's API at, e.g. http://10.0.0.1:4280 (default: http:// and --api-listen's address)")
 	f.Int64Var(&o.HostMemoryMB, "host-memory-mb", 0, "memory this host offers machines, in MB (default: all of it); placement never puts more on it")
 	f.StringVar(&o.Org, "org", "personal", "the organization this daemon serves")
 	f.StringVar(&o.Runtime, "runtime", "", "OCI runtime: crun or runc (default: crun, or runc where crun cannot run)")
@@ -93,6 +98,15 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&etcd.cert, "etcd-cert", "", "PEM file of this daemon's client certificate for etcd (with --etcd-key)")
 	f.StringVar(&etcd.key, "etcd-key", "", "PEM file of the key of --etcd-cert")
 	f.StringVar(&etcd.prefix, "etcd-prefix", daemon.DefaultEtcdPrefix, "namespace of the state in etcd (shared by the hosts of one installation, each with its own --host-id)")
+	f.BoolVar(&cl.init, "cluster-init", false, "make a new cluster with this host as its first member, running an embedded etcd (docs/cluster-join.md)")
+	f.IntVar(&cl.voters, "voters", 3, "with --cluster-init: how many hosts are voting etcd members, 3 or 5 (later hosts are clients)")
+	f.StringVar(&cl.join, "join", "", "join the cluster through this member's cluster listener, https://HOST:PORT (with --join-token)")
+	f.StringVar(&cl.token, "join-token", "", "the token from `hangar cluster join-token` on a member (with --join)")
+	f.StringVar(&cl.name, "member-name", "", "this host's name in the cluster (default: the hostname)")
+	f.StringVar(&cl.advertise, "advertise-addr", "", "the IP or DNS name other hosts reach this one at: its API (http://NAME:API-PORT, where other hosts forward machine operations) and, with --cluster-init or --join, its cluster listeners (default there 127.0.0.1; else the API's listen address)")
+	f.StringVar(&cl.clusterListen, "cluster-listen", "", "HOST:PORT of the cluster listener, for joins and host-to-host calls (default: --advertise-addr port 4281)")
+	f.StringVar(&cl.peerListen, "etcd-peer-listen", "", "HOST:PORT of the embedded etcd member's peer listener, etcd's --listen-peer-urls (default: --advertise-addr port 2380)")
+	f.StringVar(&cl.clientListen, "etcd-client-listen", "", "HOST:PORT of the embedded etcd member's client listener, etcd's --listen-client-urls (default: --advertise-addr port 2379)")
 	f.BoolVar(&debug, "debug", false, "log debug messages")
 	f.BoolVar(&rotate, "rotate-secrets-key", false, "re-encrypt every secret under a new key, then exit (the daemon must be stopped)")
 	return cmd
@@ -159,9 +173,16 @@ type etcdFlags struct {
 
 // options checks the --etcd-* flags and turns them into the daemon's
 // options: nil (the state file) when --etcd-endpoints is not given.
-func (f etcdFlags) options() (*daemon.EtcdOptions, error) {
+func (f etcdFlags) options(inCluster bool) (*daemon.EtcdOptions, error) {
 	hint := func(err error, hint string) error { return &HintError{Err: err, Hint: hint} }
 	if len(f.endpoints) == 0 {
+		if inCluster {
+			if f.ca != "" || f.cert != "" || f.key != "" {
+				return nil, hint(errors.New("--etcd-ca, --etcd-cert and --etcd-key are for --etcd-endpoints"),
+					"a cluster host uses the cluster's own certificates (in <data-dir>/cluster)")
+			}
+			return nil, checkPrefix(f.prefix)
+		}
 		if f.ca != "" || f.cert != "" || f.key != "" || (f.prefix != "" && f.prefix != daemon.DefaultEtcdPrefix) {
 			return nil, hint(errors.New("--etcd-ca, --etcd-cert, --etcd-key and --etcd-prefix need --etcd-endpoints"),
 				"give the etcd members' client URLs with --etcd-endpoints, or drop the --etcd-* flags to keep the state in <data-dir>/state.db")
@@ -190,11 +211,84 @@ func (f etcdFlags) options() (*daemon.EtcdOptions, error) {
 		return nil, hint(errors.New("--etcd-ca/--etcd-cert are for https:// endpoints, and --etcd-endpoints are http://"),
 			"use the members' https:// client URLs")
 	}
-	if !strings.HasPrefix(f.prefix, "/") || !strings.HasSuffix(f.prefix, "/") || len(f.prefix) < 2 {
-		return nil, hint(fmt.Errorf("--etcd-prefix %q must start and end with /", f.prefix),
-			"e.g. /hangar/prod/: a prefix that is a plain string prefix of another's would share its keys")
+	if err := checkPrefix(f.prefix); err != nil {
+		return nil, err
 	}
 	return &daemon.EtcdOptions{
 		Endpoints: f.endpoints, CAFile: f.ca, CertFile: f.cert, KeyFile: f.key, Prefix: f.prefix,
 	}, nil
+}
+
+// clusterFlags are `hangar server`'s cluster flags.
+type clusterFlags struct {
+	init                                    bool
+	voters                                  int
+	join, token, name, advertise            string
+	clusterListen, peerListen, clientListen string
+}
+
+// options checks the cluster flags and turns them into the daemon's
+// options: nil when none is given (a data dir already in a cluster stays
+// in it without them).
+func (f clusterFlags) options(cmd *cobra.Command, etcd etcdFlags) (*daemon.ClusterOptions, error) {
+	hint := func(err error, hint string) error { return &HintError{Err: err, Hint: hint} }
+	fl := cmd.Flags()
+	any := false
+	// --advertise-addr is not among them: it also names this host's API
+	// for the hosts of an external etcd.
+	for _, n := range []string{"cluster-init", "voters", "join", "join-token", "member-name", "cluster-listen", "etcd-peer-listen", "etcd-client-listen"} {
+		any = any || fl.Changed(n)
+	}
+	if !any {
+		return nil, nil
+	}
+	switch {
+	case f.init && f.join != "":
+		return nil, hint(errors.New("--cluster-init and --join exclude each other"),
+			"--cluster-init on the first host only; the others --join it")
+	case f.join != "" && f.token == "":
+		return nil, hint(errors.New("--join needs --join-token"), "run `hangar cluster join-token` on a member and pass what it prints")
+	case f.token != "" && f.join == "":
+		return nil, hint(errors.New("--join-token needs --join"), "pass the member's cluster listener: --join https://HOST:4281")
+	case fl.Changed("voters") && !f.init:
+		return nil, hint(errors.New("--voters is for --cluster-init"), "the cluster's voter count is set when it is made")
+	case f.voters != 3 && f.voters != 5:
+		return nil, hint(fmt.Errorf("--voters %d", f.voters), "a cluster has 3 or 5 voting members")
+	case len(etcd.endpoints) != 0:
+		return nil, hint(errors.New("--etcd-endpoints and the cluster flags exclude each other"),
+			"--etcd-endpoints uses an external etcd; --cluster-init and --join run an embedded one")
+	}
+	if f.join != "" {
+		u, err := url.Parse(f.join)
+		if err != nil || u.Scheme != "https" || u.Hostname() == "" || (u.Path != "" && u.Path != "/") {
+			return nil, hint(fmt.Errorf("--join %q is not a cluster listener URL", f.join), "give https://HOST:PORT of a member (port 4281 unless it set --cluster-listen)")
+		}
+		if u.Port() == "" {
+			f.join = "https://" + net.JoinHostPort(u.Hostname(), "4281")
+		}
+	}
+	for name, v := range map[string]string{"--cluster-listen": f.clusterListen, "--etcd-peer-listen": f.peerListen, "--etcd-client-listen": f.clientListen} {
+		if v == "" {
+			continue
+		}
+		if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+			return nil, hint(fmt.Errorf("%s %q is not HOST:PORT", name, v), "e.g. 10.0.0.1:2380")
+		}
+	}
+	if !f.init && f.join == "" {
+		// A data dir in a cluster restarts its member from what it
+		// recorded at init or join; nothing else makes one.
+		return nil, nil
+	}
+	return &daemon.ClusterOptions{Init: f.init, Voters: f.voters, Join: f.join, JoinToken: f.token, Name: f.name,
+		AdvertiseAddr: f.advertise, ClusterListen: f.clusterListen, PeerListen: f.peerListen, ClientListen: f.clientListen,
+		Prefix: etcd.prefix}, nil
+}
+
+func checkPrefix(prefix string) error {
+	if !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") || len(prefix) < 2 {
+		return &HintError{Err: fmt.Errorf("--etcd-prefix %q must start and end with /", prefix),
+			Hint: "e.g. /hangar/prod/: a prefix that is a plain string prefix of another's would share its keys"}
+	}
+	return nil
 }

@@ -34,11 +34,11 @@ func TestByteSizeFlag(t *testing.T) {
 
 func TestEtcdFlags(t *testing.T) {
 	def := daemon.DefaultEtcdPrefix
-	eo, err := etcdFlags{prefix: def}.options()
+	eo, err := etcdFlags{prefix: def}.options(false)
 	if err != nil || eo != nil {
 		t.Fatalf("no --etcd-endpoints = %+v, %v; want the state file (nil)", eo, err)
 	}
-	eo, err = etcdFlags{endpoints: []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}, ca: "ca.pem", cert: "c.pem", key: "k.pem", prefix: "/hangar/prod/"}.options()
+	eo, err = etcdFlags{endpoints: []string{"https://10.0.0.1:2379", "https://10.0.0.2:2379"}, ca: "ca.pem", cert: "c.pem", key: "k.pem", prefix: "/hangar/prod/"}.options(false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +46,7 @@ func TestEtcdFlags(t *testing.T) {
 	if fmt.Sprint(*eo) != fmt.Sprint(want) {
 		t.Fatalf("options = %+v, want %+v", *eo, want)
 	}
-	if eo, err := (etcdFlags{endpoints: []string{"http://127.0.0.1:2379"}, prefix: def}).options(); err != nil || eo.Prefix != def {
+	if eo, err := (etcdFlags{endpoints: []string{"http://127.0.0.1:2379"}, prefix: def}).options(false); err != nil || eo.Prefix != def {
 		t.Fatalf("plain http endpoint = %+v, %v", eo, err)
 	}
 	for name, c := range map[string]struct {
@@ -66,7 +66,7 @@ func TestEtcdFlags(t *testing.T) {
 		"prefix without slashes": {etcdFlags{endpoints: []string{"http://a:2379"}, prefix: "hangar"}, "start and end with /"},
 		"root prefix":            {etcdFlags{endpoints: []string{"http://a:2379"}, prefix: "/"}, "start and end with /"},
 	} {
-		_, err := c.f.options()
+		_, err := c.f.options(false)
 		var he *HintError
 		if err == nil || !strings.Contains(err.Error(), c.msg) || !errors.As(err, &he) || he.Hint == "" {
 			t.Errorf("%s: %v, want an error with a hint saying %q", name, err, c.msg)
@@ -88,6 +88,60 @@ func TestEtcdFlagsParse(t *testing.T) {
 	for name, want := range map[string]string{"etcd-ca": "ca.pem", "etcd-cert": "c.pem", "etcd-key": "k.pem", "etcd-prefix": daemon.DefaultEtcdPrefix} {
 		if got := f.Lookup(name).Value.String(); got != want {
 			t.Errorf("--%s = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestClusterFlags: the cluster flags' checks and what they become.
+func TestClusterFlags(t *testing.T) {
+	parse := func(args ...string) (*daemon.ClusterOptions, error) {
+		t.Helper()
+		cmd := newServerCmd()
+		if err := cmd.ParseFlags(args); err != nil {
+			t.Fatal(err)
+		}
+		var ef etcdFlags
+		ef.prefix = daemon.DefaultEtcdPrefix
+		ef.endpoints, _ = cmd.Flags().GetStringSlice("etcd-endpoints")
+		var cf clusterFlags
+		cf.init, _ = cmd.Flags().GetBool("cluster-init")
+		cf.voters, _ = cmd.Flags().GetInt("voters")
+		cf.join, _ = cmd.Flags().GetString("join")
+		cf.token, _ = cmd.Flags().GetString("join-token")
+		cf.name, _ = cmd.Flags().GetString("member-name")
+		cf.peerListen, _ = cmd.Flags().GetString("etcd-peer-listen")
+		cf.clientListen, _ = cmd.Flags().GetString("etcd-client-listen")
+		cf.clusterListen, _ = cmd.Flags().GetString("cluster-listen")
+		return cf.options(cmd, ef)
+	}
+	if co, err := parse(); co != nil || err != nil {
+		t.Fatalf("no cluster flags: %+v %v", co, err)
+	}
+	co, err := parse("--cluster-init", "--voters", "5", "--member-name", "a")
+	if err != nil || !co.Init || co.Voters != 5 || co.Name != "a" || co.Prefix != daemon.DefaultEtcdPrefix {
+		t.Fatalf("--cluster-init --voters 5: %+v %v", co, err)
+	}
+	co, err = parse("--join", "https://10.0.0.1", "--join-token", "hj1_x")
+	if err != nil || co.Join != "https://10.0.0.1:4281" || co.JoinToken != "hj1_x" {
+		t.Fatalf("--join without a port: %+v %v", co, err)
+	}
+	for _, bad := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--cluster-init", "--join", "https://a:4281", "--join-token", "t"}, "exclude each other"},
+		{[]string{"--join", "https://a:4281"}, "needs --join-token"},
+		{[]string{"--join-token", "t"}, "needs --join"},
+		{[]string{"--voters", "5"}, "is for --cluster-init"},
+		{[]string{"--cluster-init", "--voters", "4"}, "--voters 4"},
+		{[]string{"--join", "http://a:4281", "--join-token", "t"}, "not a cluster listener URL"},
+		{[]string{"--cluster-init", "--etcd-peer-listen", "10.0.0.1"}, "not HOST:PORT"},
+		{[]string{"--cluster-init", "--etcd-endpoints", "https://a:2379"}, "exclude each other"},
+	} {
+		_, err := parse(bad.args...)
+		var he *HintError
+		if err == nil || !strings.Contains(err.Error(), bad.want) || !errors.As(err, &he) || he.Hint == "" {
+			t.Errorf("%v: %v; want an error saying %q with a hint", bad.args, err, bad.want)
 		}
 	}
 }

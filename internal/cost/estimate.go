@@ -20,7 +20,14 @@ type Input struct {
 	// DedicatedIPv4 is the number of dedicated IPv4 addresses on Fly
 	// (apps get a shared IPv4 and IPv6 for free).
 	DedicatedIPv4 int `json:"dedicated_ipv4"`
+	// HostMonthly is what the server running Hangar costs a month, for
+	// the region "local" (Hangar on your own server); 0 when unknown.
+	HostMonthly float64 `json:"host_monthly,omitempty"`
 }
+
+// LocalRegion is Hangar's default region: the machines run on the host
+// the daemon runs on.
+const LocalRegion = "local"
 
 // GroupInput is one process group.
 type GroupInput struct {
@@ -69,6 +76,8 @@ type Estimate struct {
 	// from a public page and are used here.
 	Unsourced  []string `json:"unsourced_prices,omitempty"`
 	PricesRead string   `json:"prices_read_on"`
+	// Notes say how the input was read (a region priced as another).
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Line categories.
@@ -96,6 +105,9 @@ func (in *Input) Validate() error {
 	}
 	if in.EgressGB < 0 || math.IsNaN(in.EgressGB) || math.IsInf(in.EgressGB, 0) {
 		return fmt.Errorf("cost: egress %v GB: must be a number ≥ 0", in.EgressGB)
+	}
+	if in.HostMonthly < 0 || math.IsNaN(in.HostMonthly) || math.IsInf(in.HostMonthly, 0) {
+		return fmt.Errorf("cost: host cost %v a month: must be a number ≥ 0", in.HostMonthly)
 	}
 	if in.DedicatedIPv4 < 0 {
 		return fmt.Errorf("cost: dedicated IPv4 count %d is negative", in.DedicatedIPv4)
@@ -127,13 +139,7 @@ func (p *Prices) Estimate(in Input) (*Estimate, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
-	region := in.Region
-	if region == "" {
-		region = "iad"
-	}
-	if _, ok := p.Fly.Regions[region]; !ok {
-		return nil, fmt.Errorf("cost: Fly region %q is not in the price table (known: %v)", region, sortedKeys(p.Fly.Regions))
-	}
+	region, note := p.PricedRegion(in.Region)
 	e := &Estimate{
 		App:           in.App,
 		Currency:      "USD",
@@ -143,6 +149,9 @@ func (p *Prices) Estimate(in Input) (*Estimate, error) {
 		EgressGB:      in.EgressGB,
 		Unsourced:     p.Unsourced(),
 		PricesRead:    p.ReadOn,
+	}
+	if note != "" {
+		e.Notes = append(e.Notes, note)
 	}
 	fly := p.fly(in, region)
 	fargate, err := p.fargate(in)
@@ -158,7 +167,40 @@ func (p *Prices) Estimate(in Input) (*Estimate, error) {
 		return nil, err
 	}
 	e.Columns = []Column{fly, fargate, ec2alb, hangar}
+	if in.Region == LocalRegion || in.HostMonthly > 0 {
+		e.Columns = append(e.Columns, p.hangarLocal(in))
+	}
 	return e, nil
+}
+
+// PricedRegion returns the region whose Fly prices apply to region, and a
+// note when it is not region itself: a retired region is priced as the
+// nearest priced one, Hangar's "local" and an unknown region as iad (the
+// base price every markup is relative to).
+func (p *Prices) PricedRegion(region string) (string, string) {
+	switch r, retired := p.Fly.RetiredRegions[region]; {
+	case region == "":
+		return "iad", ""
+	case p.Fly.Regions[region] != (FlyRegion{}):
+		return region, ""
+	case retired:
+		return r.PricedAs, fmt.Sprintf("Fly region %s (%s) is no longer offered: priced as %s, the nearest region Fly prices", region, r.City, r.PricedAs)
+	case region == LocalRegion:
+		return "iad", "primary_region local is Hangar's own (the machines run on this host): the Fly.io column prices them in iad, Fly's base price; \"Hangar on this host\" is what your server costs"
+	}
+	return "iad", fmt.Sprintf("Fly region %q is not in the price table: priced as iad, Fly's base price (pass --region with one of %v)", region, sortedKeys(p.Fly.Regions))
+}
+
+// hangarLocal is Hangar on the host it runs on: the machines cost what
+// the server costs, whatever runs on it.
+func (p *Prices) hangarLocal(in Input) Column {
+	c := Column{ID: "hangar-local", Short: "Hangar (this host)", Title: "Hangar on this host"}
+	c.add(CatCompute, "your server (its monthly price, from --host-monthly)", 1, "server-months", in.HostMonthly)
+	if in.HostMonthly == 0 {
+		c.Notes = append(c.Notes, "Hangar on your own server costs the server: pass --host-monthly with its monthly price (rent, or hardware and power) to compare")
+	}
+	c.Notes = append(c.Notes, "machines, volumes and the proxy run on the server: no per-machine, load balancer or NAT charges; egress is whatever the server's provider charges")
+	return c
 }
 
 // FlyMachineHourly is the hourly price of one started machine of guest g

@@ -63,26 +63,46 @@ func TestFlyMachinesHandCalculation(t *testing.T) {
 		t.Fatal(err)
 	}
 	fly := column(t, e, "fly")
-	// Fly publishes $2.19 per 30 days (720 h) for shared-cpu-1x 256MB in iad.
-	// 2 machines × 730 h × $2.19/720 h = $4.440833...
-	near(t, "fly machines", line(t, fly, "app: 2 × machine").Monthly, 2*730*(2.19/720))
-	near(t, "fly machines", line(t, fly, "app: 2 × machine").Monthly, 4.4408333333)
+	// Fly charges $0.00000075 per shared vCPU-second in iad: $1.944 per 30
+	// days (720 h) for shared-cpu-1x 256MB.
+	// 2 machines × 730 h × $1.944/720 h = $3.942
+	near(t, "fly machines", line(t, fly, "app: 2 × machine").Monthly, 2*730*(1.944/720))
+	near(t, "fly machines", line(t, fly, "app: 2 × machine").Monthly, 3.942)
 	// 150 GB × $0.02/GB (North America) = $3.00
 	near(t, "fly egress", line(t, fly, "egress").Monthly, 3.00)
-	near(t, "fly total", fly.Total, 4.4408333333+3.00)
+	near(t, "fly total", fly.Total, 3.942+3.00)
 }
 
 func TestFlyRAMAndRegionMarkup(t *testing.T) {
 	t.Parallel()
 	p := prices(t)
-	// shared-cpu-1x with 1GB: $2.19 + (1024-256)/1024 GB × $6.00 = $6.69 per 720 h.
-	near(t, "shared-cpu-1x 1GB hourly", p.FlyMachineHourly(types.MachineGuest{CPUKind: "shared", CPUs: 1, MemoryMB: 1024}, "iad"), 6.69/720)
-	// performance-2x 4GB includes 2 × 2GB: 2 × $33 = $66 per 720 h,
-	// × 1.153846154 in fra = $76.1538... per 720 h.
-	near(t, "performance-2x fra hourly", p.FlyMachineHourly(types.MachineGuest{CPUKind: "performance", CPUs: 2, MemoryMB: 4096}, "fra"), 66*1.153846154/720)
-	// shared-cpu-2x with 2GB: 2 × $2.19 + (2048-512)/1024 × $6 = $13.38
-	// (Fly's page rounds its per-second price to $13.39).
-	near(t, "shared-cpu-2x 2GB month", p.FlyMachineHourly(types.MachineGuest{CPUKind: "shared", CPUs: 2, MemoryMB: 2048}, "iad")*720, 13.38)
+	// shared-cpu-1x with 1GB: $1.944 + (1024-256)/1024 GB × $5.00 = $5.694 per 720 h.
+	near(t, "shared-cpu-1x 1GB hourly", p.FlyMachineHourly(types.MachineGuest{CPUKind: "shared", CPUs: 1, MemoryMB: 1024}, "iad"), 5.694/720)
+	// performance-2x 4GB includes 2 × 2GB: 2 × $31 = $62 per 720 h,
+	// × 1.153846154 in fra = $71.538... per 720 h.
+	near(t, "performance-2x fra hourly", p.FlyMachineHourly(types.MachineGuest{CPUKind: "performance", CPUs: 2, MemoryMB: 4096}, "fra"), 62*1.153846154/720)
+	// shared-cpu-2x with 2GB: 2 × $1.944 + (2048-512)/1024 × $5 = $11.388
+	near(t, "shared-cpu-2x 2GB month", p.FlyMachineHourly(types.MachineGuest{CPUKind: "shared", CPUs: 2, MemoryMB: 2048}, "iad")*720, 11.388)
+}
+
+// TestFlyPricesMatchFlysExamples checks the table against the worked
+// examples on Fly's cost-management page (superfly/docs
+// about/cost-management.html.md @a868d495, 2026-01-20): one shared-1x
+// 256MB in sjc running full-time is $2.32 a month; three shared-1x 1GB in
+// sjc are $20.37. The $2.19 + $6/GB prices this table used before gave
+// $2.61 and $23.81 and failed this test.
+func TestFlyPricesMatchFlysExamples(t *testing.T) {
+	t.Parallel()
+	p := prices(t)
+	month := func(mem int) float64 {
+		return p.FlyMachineHourly(types.MachineGuest{CPUKind: "shared", CPUs: 1, MemoryMB: mem}, "sjc") * 720
+	}
+	if got := math.Round(month(256)*100) / 100; got != 2.32 {
+		t.Errorf("shared-1x 256MB in sjc = $%.2f a month, Fly's page says $2.32", got)
+	}
+	if got := math.Round(3*month(1024)*100) / 100; got != 20.37 {
+		t.Errorf("3 × shared-1x 1GB in sjc = $%.2f a month, Fly's page says $20.37", got)
+	}
 }
 
 func TestAWSColumnsHandCalculation(t *testing.T) {
@@ -191,12 +211,12 @@ func TestEstimateRejectsBadInput(t *testing.T) {
 	t.Parallel()
 	p := prices(t)
 	cases := map[string]Input{
-		"no groups":      {Region: "iad"},
-		"zero count":     {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: shared1x256}}},
-		"negative gb":    {Region: "iad", EgressGB: -1, Groups: []GroupInput{{Name: "a", Guest: shared1x256, Count: 1}}},
-		"unknown region": {Region: "xyz", Groups: []GroupInput{{Name: "a", Guest: shared1x256, Count: 1}}},
-		"gpu":            {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: types.MachineGuest{CPUKind: "performance", CPUs: 8, MemoryMB: 32768, GPUKind: "a10", GPUs: 1}, Count: 1}}},
-		"bad cpu kind":   {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: types.MachineGuest{CPUKind: "turbo", CPUs: 1, MemoryMB: 256}, Count: 1}}},
+		"no groups":     {Region: "iad"},
+		"zero count":    {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: shared1x256}}},
+		"negative gb":   {Region: "iad", EgressGB: -1, Groups: []GroupInput{{Name: "a", Guest: shared1x256, Count: 1}}},
+		"negative host": {Region: "local", HostMonthly: -5, Groups: []GroupInput{{Name: "a", Guest: shared1x256, Count: 1}}},
+		"gpu":           {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: types.MachineGuest{CPUKind: "performance", CPUs: 8, MemoryMB: 32768, GPUKind: "a10", GPUs: 1}, Count: 1}}},
+		"bad cpu kind":  {Region: "iad", Groups: []GroupInput{{Name: "a", Guest: types.MachineGuest{CPUKind: "turbo", CPUs: 1, MemoryMB: 256}, Count: 1}}},
 	}
 	for name, in := range cases {
 		if _, err := p.Estimate(in); err == nil {
@@ -258,11 +278,11 @@ func TestFromFlyToml(t *testing.T) {
 	}
 	fly := column(t, e, "fly")
 	// web: shared-cpu-2x with 1GB in fra, min_machines_running = 1:
-	// (2 × $2.19 + (1024 - 512)/1024 × $6) × 1.153846154 / 720 h × 730 h
-	// = $7.38 × 1.153846154 × 730/720 = $8.633...
-	near(t, "web", line(t, fly, "web: 1 × machine").Monthly, (2*2.19+0.5*6)*1.153846154/720*730)
-	// worker: performance-1x 2GB: $33 × 1.153846154 × 730/720.
-	near(t, "worker", line(t, fly, "worker: 1 × machine").Monthly, 33*1.153846154/720*730)
+	// (2 × $1.944 + (1024 - 512)/1024 × $5) × 1.153846154 / 720 h × 730 h
+	// = $6.388 × 1.153846154 × 730/720 = $7.473...
+	near(t, "web", line(t, fly, "web: 1 × machine").Monthly, (2*1.944+0.5*5)*1.153846154/720*730)
+	// worker: performance-1x 2GB: $31 × 1.153846154 × 730/720.
+	near(t, "worker", line(t, fly, "worker: 1 × machine").Monthly, 31*1.153846154/720*730)
 	// 5 GB volume × $0.15 = $0.75
 	near(t, "volume", line(t, fly, "web: volumes").Monthly, 0.75)
 	if fg := column(t, e, "aws-fargate"); line(t, fg, "Application Load Balancer").Monthly == 0 {
@@ -282,7 +302,7 @@ func TestWriteText(t *testing.T) {
 	}
 	out := b.String()
 	// The totals row carries each column's total, rounded to cents:
-	// Fly $7.44, Fargate $83.95, EC2+ALB $53.19, Hangar $28.26 (see the
+	// Fly $6.94, Fargate $83.95, EC2+ALB $53.19, Hangar $28.26 (see the
 	// hand calculations above).
 	var totals string
 	for _, l := range strings.Split(out, "\n") {
@@ -290,12 +310,68 @@ func TestWriteText(t *testing.T) {
 			totals = l
 		}
 	}
-	if got := strings.Fields(totals); strings.Join(got, " ") != "total 7.44 83.95 53.19 28.26" {
+	if got := strings.Fields(totals); strings.Join(got, " ") != "total 6.94 83.95 53.19 28.26" {
 		t.Errorf("totals row = %q\n%s", totals, out)
 	}
 	for _, want := range []string{"Fly.io", "Fargate+ALB+NAT", "EC2+ALB", "Hangar on EC2", "2 × t3.micro running hangar", "Unsourced prices used", "aws.ebs_gp3_gb_month"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q", want)
+		}
+	}
+}
+
+// TestRegionsOutsideThePriceTable: real fly.toml files name regions Fly no
+// longer offers (bog, den, yul, sea) and Hangar's own default, local. Each
+// is priced, with a note saying how; before, each failed with "Fly region
+// not in the price table".
+func TestRegionsOutsideThePriceTable(t *testing.T) {
+	t.Parallel()
+	p := prices(t)
+	app := func(region string, host float64) Input {
+		return Input{App: "a", Region: region, HostMonthly: host, Groups: []GroupInput{{Name: "app", Guest: shared1x256, Count: 1, Public: true}}}
+	}
+	for _, c := range []struct{ region, pricedAs, note string }{
+		{"bog", "iad", "Bogotá"}, {"den", "dfw", "Denver"}, {"yul", "yyz", "Montreal"}, {"sea", "sjc", "Seattle"},
+		{"fra", "fra", ""}, {"", "iad", ""}, {"local", "iad", "Hangar's own"}, {"zzz", "iad", "not in the price table"},
+	} {
+		e, err := p.Estimate(app(c.region, 0))
+		if err != nil {
+			t.Errorf("region %q: %v", c.region, err)
+			continue
+		}
+		if e.FlyRegion != c.pricedAs {
+			t.Errorf("region %q priced as %s, want %s", c.region, e.FlyRegion, c.pricedAs)
+		}
+		notes := strings.Join(e.Notes, "\n")
+		if c.note == "" && notes != "" || c.note != "" && !strings.Contains(notes, c.note) {
+			t.Errorf("region %q: notes %q, want %q", c.region, notes, c.note)
+		}
+		want := p.FlyMachineHourly(shared1x256, c.pricedAs) * 730
+		near(t, "fly machine in "+c.region, line(t, column(t, e, "fly"), "app: 1 × machine").Monthly, want)
+	}
+	// Hangar on your own server costs the server.
+	e, err := p.Estimate(app("local", 40))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := column(t, e, "hangar-local")
+	near(t, "Hangar on this host", local.Total, 40)
+	var b strings.Builder
+	if err := e.WriteText(&b, false); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "Hangar (this host)") || !strings.Contains(b.String(), "Note: primary_region local") {
+		t.Errorf("text output:\n%s", b.String())
+	}
+	// Without a host price the column is there, at 0, saying what to pass.
+	e, _ = p.Estimate(app("local", 0))
+	if c := column(t, e, "hangar-local"); c.Total != 0 || !strings.Contains(strings.Join(c.Notes, " "), "--host-monthly") {
+		t.Errorf("local column without a host price: %+v", c)
+	}
+	// Every retired region is priced as a region of the table.
+	for code, r := range p.Fly.RetiredRegions {
+		if got, _ := p.PricedRegion(code); got != r.PricedAs || p.Fly.Regions[got] == (FlyRegion{}) {
+			t.Errorf("retired region %s priced as %q", code, got)
 		}
 	}
 }

@@ -34,6 +34,13 @@ type FlyRegion struct {
 	EgressGroup string  `json:"egress_group"`
 }
 
+// RetiredRegion is a Fly region that is no longer priced (closed or
+// merged), with the nearest priced region used in its place.
+type RetiredRegion struct {
+	City     string `json:"city"`
+	PricedAs string `json:"priced_as"`
+}
+
 // EC2Instance is one instance type.
 type EC2Instance struct {
 	Type     string `json:"type"`
@@ -48,18 +55,20 @@ type Prices struct {
 	ReadOn        string `json:"read_on"`
 	HoursPerMonth Price  `json:"hours_per_month"`
 	Fly           struct {
-		HoursInPublishedMonth      Price                `json:"hours_in_published_month"`
-		SharedVCPUMonth            Price                `json:"shared_vcpu_month"`
-		PerformanceVCPUMonth       Price                `json:"performance_vcpu_month"`
-		SharedIncludedRAMMBPerVCPU Price                `json:"shared_included_ram_mb_per_vcpu"`
-		PerfIncludedRAMMBPerVCPU   Price                `json:"performance_included_ram_mb_per_vcpu"`
-		AdditionalRAMGBMonth       Price                `json:"additional_ram_gb_month"`
-		VolumeGBMonth              Price                `json:"volume_gb_month"`
-		DefaultVolumeSizeGB        Price                `json:"default_volume_size_gb"`
-		DedicatedIPv4Month         Price                `json:"dedicated_ipv4_month"`
-		EgressGB                   map[string]Price     `json:"egress_gb"`
-		RegionMarkupSource         string               `json:"region_markup_source"`
-		Regions                    map[string]FlyRegion `json:"regions"`
+		HoursInPublishedMonth      Price                    `json:"hours_in_published_month"`
+		SharedVCPUMonth            Price                    `json:"shared_vcpu_month"`
+		PerformanceVCPUMonth       Price                    `json:"performance_vcpu_month"`
+		SharedIncludedRAMMBPerVCPU Price                    `json:"shared_included_ram_mb_per_vcpu"`
+		PerfIncludedRAMMBPerVCPU   Price                    `json:"performance_included_ram_mb_per_vcpu"`
+		AdditionalRAMGBMonth       Price                    `json:"additional_ram_gb_month"`
+		VolumeGBMonth              Price                    `json:"volume_gb_month"`
+		DefaultVolumeSizeGB        Price                    `json:"default_volume_size_gb"`
+		DedicatedIPv4Month         Price                    `json:"dedicated_ipv4_month"`
+		EgressGB                   map[string]Price         `json:"egress_gb"`
+		RegionMarkupSource         string                   `json:"region_markup_source"`
+		Regions                    map[string]FlyRegion     `json:"regions"`
+		RetiredRegionsSource       string                   `json:"retired_regions_source"`
+		RetiredRegions             map[string]RetiredRegion `json:"retired_regions"`
 	} `json:"fly"`
 	AWS struct {
 		Region          string `json:"region"`
@@ -154,6 +163,17 @@ func (p *Prices) check() error {
 		if _, ok := p.Fly.EgressGB[r.EgressGroup]; !ok {
 			return fmt.Errorf("fly.regions.%s: egress group %q has no price", code, r.EgressGroup)
 		}
+	}
+	for code, r := range p.Fly.RetiredRegions {
+		if _, ok := p.Fly.Regions[r.PricedAs]; !ok {
+			return fmt.Errorf("fly.retired_regions.%s: priced_as %q is not a priced region", code, r.PricedAs)
+		}
+		if _, ok := p.Fly.Regions[code]; ok {
+			return fmt.Errorf("fly.retired_regions.%s: also a priced region", code)
+		}
+	}
+	if len(p.Fly.RetiredRegions) > 0 && p.Fly.RetiredRegionsSource == "" {
+		return fmt.Errorf("fly.retired_regions_source: the retired regions need a source")
 	}
 	if len(p.AWS.EC2Instances) == 0 {
 		return fmt.Errorf("aws.ec2_instances: empty")

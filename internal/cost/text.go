@@ -61,6 +61,12 @@ func (e *Estimate) WriteText(w io.Writer, details bool) error {
 			fmt.Fprintf(w, "  note: %s\n", n)
 		}
 	}
+	if len(e.Notes) > 0 {
+		fmt.Fprintln(w)
+		for _, n := range e.Notes {
+			fmt.Fprintf(w, "Note: %s\n", n)
+		}
+	}
 	if len(e.Unsourced) > 0 {
 		fmt.Fprintf(w, "\nUnsourced prices used (estimates, see docs/cost.md): %s\n", strings.Join(e.Unsourced, ", "))
 	}

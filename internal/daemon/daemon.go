@@ -24,6 +24,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/auth"
 	"github.com/hangar-dev/hangar/internal/certs"
+	"github.com/hangar-dev/hangar/internal/dashboard"
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/dns"
 	"github.com/hangar-dev/hangar/internal/flycast"
@@ -84,8 +85,10 @@ type Options struct {
 	// HostID names this host among the hosts sharing a state ("": the
 	// one kept in <data-dir>/host-id, made at the first start).
 	HostID string
-	// AdvertiseAddr is the URL other hosts reach this host's API at
-	// (default: http:// and the API's listening address).
+	// AdvertiseAddr is the IP or DNS name other hosts reach this one at
+	// (--advertise-addr): its API URL is http://AdvertiseAddr:<API port>
+	// (a URL is taken as it is); default: the API's listening address.
+	// With Cluster, the cluster listeners default to it too.
 	AdvertiseAddr string
 	// HostMemoryMB, if positive, is the memory this host offers machines
 	// (default: all of the machine's).
@@ -93,6 +96,9 @@ type Options struct {
 	// ForwardClient sends the requests this host forwards to other hosts'
 	// APIs (nil: plain HTTP with a short connect timeout).
 	ForwardClient *http.Client
+	// Cluster, if set, makes this daemon a host of a cluster with an
+	// embedded etcd (cluster.go); the state is then in that etcd.
+	Cluster *ClusterOptions
 }
 
 // Files the daemon writes into its data dir.
@@ -141,16 +147,31 @@ func Run(ctx context.Context, o Options) error {
 			ln.Close() // those not used; closing a used one again is harmless
 		}
 	}()
-	hostID, err := hosts.LoadOrCreateID(o.DataDir, o.HostID)
-	if err != nil {
-		return err
-	}
-	o.HostID = hostID
 	var lockWait time.Duration
 	if inherited != nil {
 		lockWait = 2 * time.Minute
 		log.Info("took over the listeners of the previous daemon; waiting for it to release the state", "listeners", len(inherited))
 	}
+	node, err := openCluster(ctx, &o, inherited != nil, log)
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	closeNode := func() error { return nil }
+	if node != nil {
+		closeNode = sync.OnceValue(node.Close)
+		defer closeNode()
+	}
+	// This host's id: --host-id, else the one the data dir keeps, else its
+	// name in the cluster, else a new one.
+	var memberName string
+	if node != nil {
+		memberName = node.Name()
+	}
+	hostID, err := hosts.LoadOrCreateID(o.DataDir, o.HostID, memberName)
+	if err != nil {
+		return err
+	}
+	o.HostID = hostID
 	stt, err := openState(ctx, o, lockWait)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
@@ -276,7 +297,7 @@ func Run(ctx context.Context, o Options) error {
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
-		}})
+		}, Cluster: apiCluster(node)})
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}
@@ -338,7 +359,7 @@ func Run(ctx context.Context, o Options) error {
 	go stopper.Run(actx)
 	scheduler := &supervisor.Scheduler{Sup: sup, Interval: o.ScheduleInterval, Log: log.With("component", "scheduler")}
 	go scheduler.Run(actx)
-	apiHTTP := &http.Server{Handler: apiSrv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	apiHTTP := &http.Server{Handler: apiAndDashboard(apiSrv.Handler(), log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	var httpsSrv *http.Server
 	if httpsLn != nil {
@@ -395,6 +416,9 @@ func Run(ctx context.Context, o Options) error {
 			if err := closeStore(); err != nil {
 				log.Warn("close state", "err", err)
 			}
+			if err := closeNode(); err != nil { // the new daemon waits for the member's ports
+				log.Warn("stop the etcd member", "err", err)
+			}
 			<-drained
 			log.Info("reload: drained; exiting, machines keep running")
 			return nil
@@ -445,6 +469,13 @@ func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *
 // --rotate-secrets-key`); no daemon may be using the data dir.
 // o.DataDir and o.Etcd say where the state is.
 func RotateSecretsKey(ctx context.Context, o Options) (int, error) {
+	node, err := openCluster(ctx, &o, false, slog.Default())
+	if err != nil {
+		return 0, err
+	}
+	if node != nil {
+		defer node.Close()
+	}
 	st, err := openState(ctx, o, 0)
 	if err != nil {
 		return 0, fmt.Errorf("open state (stop the daemon first): %w", err)
@@ -546,12 +577,17 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 const ReserveBytes = 32 << 20
 
 // hostRecord is this host as it registers: its id and region, the URL
-// other hosts reach its API at (--advertise-addr, else the API's listening
-// address), and its capacity.
+// other hosts reach its API at (--advertise-addr with the API's port, else
+// the API's listening address), and its capacity.
 func hostRecord(o Options, apiAddr string) (types.Host, error) {
-	url := o.AdvertiseAddr
-	if url == "" {
-		host, port, _ := net.SplitHostPort(apiAddr)
+	host, port, _ := net.SplitHostPort(apiAddr)
+	var url string
+	switch {
+	case strings.Contains(o.AdvertiseAddr, "://"):
+		url = o.AdvertiseAddr
+	case o.AdvertiseAddr != "":
+		url = "http://" + net.JoinHostPort(o.AdvertiseAddr, port)
+	default:
 		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 			// Other hosts cannot dial 0.0.0.0: say where to reach us.
 			if h, err := os.Hostname(); err == nil {
@@ -559,8 +595,6 @@ func hostRecord(o Options, apiAddr string) (types.Host, error) {
 			}
 		}
 		url = "http://" + net.JoinHostPort(host, port)
-	} else if !strings.Contains(url, "://") {
-		url = "http://" + url
 	}
 	capacity := hosts.DetectCapacity(o.DataDir)
 	if o.HostMemoryMB > 0 {
@@ -572,3 +606,14 @@ func hostRecord(o Options, apiAddr string) (types.Host, error) {
 // Version is this build's version, recorded with the host (set by the
 // build with -ldflags "-X ...daemon.Version=...").
 var Version = "dev"
+
+// apiAndDashboard serves the API under /v1/ and the web dashboard
+// (internal/dashboard) at every other path of the API listener; the
+// dashboard calls the API handler in-process with its user's token.
+func apiAndDashboard(apiH http.Handler, log *slog.Logger) http.Handler {
+	dash := dashboard.New(dashboard.Options{API: apiH, Log: log.With("component", "dashboard")})
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", apiH)
+	mux.Handle("/", dash.Handler())
+	return mux
+}

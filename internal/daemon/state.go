@@ -27,6 +27,11 @@ type EtcdOptions struct {
 	// Prefix is the namespace of this daemon's state in etcd (default
 	// etcdstore.DefaultPrefix).
 	Prefix string
+
+	// lockName is the etcd lock this daemon holds (default stateLock). In
+	// a cluster every host's daemon shares the namespace, so each holds a
+	// lock of its own, named for the host.
+	lockName string
 }
 
 // DefaultEtcdPrefix is the namespace of the state in etcd unless
@@ -88,7 +93,11 @@ func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, 
 		// lives on until its lease expires: a restart waits that long.
 		lockWait = etcdstore.DefaultLockTTL + 5*time.Second
 	}
-	lock, err := st.Lock(ctx, lockName(o), lockWait, 0)
+	name := lockName(o)
+	if e.lockName != "" {
+		name = e.lockName // a cluster host's: daemon/<its name>
+	}
+	lock, err := st.Lock(ctx, name, lockWait, 0)
 	if err != nil {
 		st.Close()
 		return nil, err

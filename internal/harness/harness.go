@@ -1,6 +1,8 @@
 // Package harness runs the real hangar binary for end-to-end tests and
 // benchmarks: a daemon on a temp data dir, free ports and a bridge of its
-// own, plus helpers to call its API, its proxy and its CLI.
+// own, plus helpers to call its API, its proxy and its CLI; and a cluster
+// of such daemons, each in a network namespace of its own, joined by a
+// fabric the test can cut and delay (StartCluster, see cluster.go).
 package harness
 
 import (
@@ -47,6 +49,23 @@ type Daemon struct {
 	HTTPS   string // host:port of the HTTPS listener, if --https-listen was given
 	Token   string
 	logf    *os.File
+
+	// netns, if set, is the network namespace (a name under /run/netns)
+	// the daemon and its CLI run in: only the network namespace is
+	// entered (nsenter --net), since `ip netns exec` remounts /sys and
+	// hides the cgroup tree from the runtime.
+	netns string
+	// startTimeout bounds Start (default 20s).
+	startTimeout time.Duration
+}
+
+// command is the hangar binary with args, in the daemon's network
+// namespace if it has one.
+func (d *Daemon) command(args ...string) *exec.Cmd {
+	if d.netns == "" {
+		return exec.Command(d.bin, args...)
+	}
+	return exec.Command("nsenter", append([]string{"--net=" + netnsPath(d.netns), "--", d.bin}, args...)...)
 }
 
 // BuildBinary builds cmd/hangar into a temp dir.
@@ -108,22 +127,9 @@ func StartDaemonIn(t testing.TB, bin, dataDir string, extraArgs ...string) *Daem
 	t.Cleanup(func() {
 		// Destroy every app (and so every machine), then the daemon and
 		// its bridge, even when the test failed.
-		var res struct {
-			Apps []types.App `json:"apps"`
-		}
-		if code, body, err := d.call("GET", "/v1/apps", nil); (d.cmd != nil || d.pid != 0) && err == nil && code == 200 && json.Unmarshal([]byte(body), &res) == nil {
-			for _, a := range res.Apps {
-				if code, body, err := d.call("DELETE", "/v1/apps/"+a.Name, nil); code != http.StatusAccepted {
-					t.Errorf("cleanup: delete app %s: %d %s %v", a.Name, code, body, err)
-				}
-			}
-		} else if d.cmd != nil || d.pid != 0 {
-			t.Errorf("cleanup: the daemon does not answer (%v); its machines are removed by force", err)
-		}
+		d.deleteApps(t)
 		d.Stop(syscall.SIGTERM)
-		d.forceCleanup(t)
-		// [[files]] contents live on a tmpfs outside the data dir.
-		_ = os.RemoveAll(filepath.Dir(secrets.RunDirFor(d.DataDir)))
+		d.forceCleanup(t, true)
 		_ = exec.Command("ip", "link", "del", bridge).Run()
 		for _, family := range []string{"ip", "ip6"} {
 			_ = exec.Command("nft", "delete", "table", family, "hangar_"+bridge).Run()
@@ -133,18 +139,50 @@ func StartDaemonIn(t testing.TB, bin, dataDir string, extraArgs ...string) *Daem
 			t.Logf("daemon log:\n%s", b)
 		}
 		d.logf.Close()
-		if out, _ := exec.Command("ip", "netns", "list").Output(); bytes.Contains(out, []byte("hangar-")) {
-			for _, line := range strings.Split(string(out), "\n") {
-				if strings.HasPrefix(line, "hangar-") {
-					id := strings.TrimPrefix(strings.Fields(line)[0], "hangar-")
-					if _, err := os.Stat(filepath.Join(d.DataDir, "machines", id)); err == nil {
-						t.Errorf("network namespace of machine %s left behind", id)
-					}
-				}
-			}
-		}
+		d.checkMachineNetns(t)
 	})
 	return d
+}
+
+// running reports whether the daemon process is up (as far as the
+// harness started or reloaded it).
+func (d *Daemon) running() bool { return d.cmd != nil || d.pid != 0 }
+
+// deleteApps deletes every app through the API, and so every machine. A
+// daemon that is not running is left alone; one that does not answer is an
+// error (its machines are then removed by force).
+func (d *Daemon) deleteApps(t testing.TB) {
+	if !d.running() {
+		return
+	}
+	var res struct {
+		Apps []types.App `json:"apps"`
+	}
+	code, body, err := d.call("GET", "/v1/apps", nil)
+	if err != nil || code != 200 || json.Unmarshal([]byte(body), &res) != nil {
+		t.Errorf("cleanup: the daemon does not answer (%d %v); its machines are removed by force", code, err)
+		return
+	}
+	for _, a := range res.Apps {
+		// Another daemon on the same state may have deleted it already.
+		if code, body, err := d.call("DELETE", "/v1/apps/"+a.Name, nil); code != http.StatusAccepted && code != http.StatusNotFound {
+			t.Errorf("cleanup: delete app %s: %d %s %v", a.Name, code, body, err)
+		}
+	}
+}
+
+// checkMachineNetns reports network namespaces of this daemon's machines
+// that are still there.
+func (d *Daemon) checkMachineNetns(t testing.TB) {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, "hangar-") {
+			id := strings.TrimPrefix(strings.Fields(line)[0], "hangar-")
+			if _, err := os.Stat(filepath.Join(d.DataDir, "machines", id)); err == nil {
+				t.Errorf("network namespace of machine %s left behind", id)
+			}
+		}
+	}
 }
 
 // Start (re)starts the daemon process and waits until it serves.
@@ -153,13 +191,17 @@ func (d *Daemon) Start() {
 	_ = os.Remove(filepath.Join(d.DataDir, "api-addr"))
 	_ = os.Remove(filepath.Join(d.DataDir, "http-addr"))
 	_ = os.Remove(filepath.Join(d.DataDir, "https-addr"))
-	d.cmd = exec.Command(d.bin, d.args...)
+	d.cmd = d.command(d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("start daemon: %v", err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	timeout := d.startTimeout
+	if timeout == 0 {
+		timeout = 20 * time.Second
+	}
+	deadline := time.Now().Add(timeout)
 	for {
 		a, err1 := os.ReadFile(filepath.Join(d.DataDir, "api-addr"))
 		h, err2 := os.ReadFile(filepath.Join(d.DataDir, "http-addr"))
@@ -180,7 +222,7 @@ func (d *Daemon) Start() {
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(d.logf.Name())
-			t.Fatalf("daemon did not start:\n%s", b)
+			t.Fatalf("daemon did not start within %v:\n%s", timeout, b)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -225,7 +267,19 @@ func (d *Daemon) Stop(sig syscall.Signal) {
 		return
 	}
 	_ = d.cmd.Process.Signal(sig)
-	_ = d.cmd.Wait()
+	exited := make(chan struct{})
+	go func() {
+		_ = d.cmd.Wait()
+		close(exited)
+	}()
+	select {
+	case <-exited:
+	case <-time.After(60 * time.Second):
+		// A daemon that does not stop must not hang the test's cleanup.
+		d.t.Errorf("daemon %d did not exit within 60s of %v: killed", d.cmd.Process.Pid, sig)
+		_ = d.cmd.Process.Kill()
+		<-exited
+	}
 	d.cmd = nil
 }
 
@@ -268,10 +322,10 @@ func (d *Daemon) Reload() int {
 }
 
 // waitGone waits until pid is gone (or a zombie nobody reaps: the reloaded
-// daemon's parent is init).
+// daemon's parent is init); with max 0 it looks once.
 func waitGone(pid int, max time.Duration) bool {
 	deadline := time.Now().Add(max)
-	for time.Now().Before(deadline) {
+	for {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			return true
@@ -280,14 +334,16 @@ func waitGone(pid int, max time.Duration) bool {
 		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
 			return true
 		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return false
 }
 
 // Hangar runs the CLI against this daemon.
 func (d *Daemon) Hangar(args ...string) (string, error) {
-	cmd := exec.Command(d.bin, args...)
+	cmd := d.command(args...)
 	cmd.Dir = RepoRoot()
 	cmd.Env = append(os.Environ(), "HANGAR_DATA_DIR="+d.DataDir, "HANGAR_API_URL=", "HANGAR_API_TOKEN=")
 	out, err := cmd.CombinedOutput()
@@ -415,18 +471,33 @@ func (d *Daemon) ImportTestApp() string {
 }
 
 // forceCleanup removes whatever machines the API could not: containers in
-// the daemon's runtime state, their shims, overlay mounts and namespaces.
-// It reports each one it had to remove, since a passing test should leave
-// nothing for it.
-func (d *Daemon) forceCleanup(t testing.TB) {
-	tasks := filepath.Join(d.DataDir, "tasks")
+// the daemon's runtime state, their shims, overlay mounts and namespaces,
+// and the tmpfs of their [[files]]. With report it reports each machine it
+// had to remove, since a passing test should leave nothing for it.
+func (d *Daemon) forceCleanup(t testing.TB, report bool) {
+	for _, id := range removeMachines(d.DataDir, true) {
+		if report && !t.Failed() {
+			t.Errorf("machine %s was left behind by the test (removed by force)", id)
+		}
+	}
+}
+
+// removeMachines removes the machines of a data dir by force and returns
+// their ids. killShims kills the pids in their shim.pid files: only for a
+// data dir whose daemon ran in this test process, since the pid of a shim
+// that died long ago may be another process's by now.
+func removeMachines(dataDir string, killShims bool) []string {
+	// [[files]] contents live on a tmpfs outside the data dir.
+	defer os.RemoveAll(filepath.Dir(secrets.RunDirFor(dataDir)))
+	tasks := filepath.Join(dataDir, "tasks")
 	entries, _ := os.ReadDir(tasks)
+	var ids []string
 	for _, e := range entries {
 		if !e.IsDir() || strings.HasPrefix(e.Name(), ".") {
 			continue
 		}
 		id := e.Name()
-		if b, err := os.ReadFile(filepath.Join(tasks, id, "shim.pid")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(tasks, id, "shim.pid")); err == nil && killShims {
 			var pid int
 			if _, err := fmt.Sscanf(strings.TrimSpace(string(b)), "%d", &pid); err == nil && pid > 0 {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -437,8 +508,7 @@ func (d *Daemon) forceCleanup(t testing.TB) {
 		}
 		_ = syscall.Unmount(filepath.Join(tasks, id, "bundle", "rootfs"), syscall.MNT_DETACH)
 		_ = exec.Command("ip", "netns", "delete", "hangar-"+id).Run()
-		if !t.Failed() {
-			t.Errorf("machine %s was left behind by the test (removed by force)", id)
-		}
+		ids = append(ids, id)
 	}
+	return ids
 }

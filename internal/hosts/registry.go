@@ -45,10 +45,11 @@ const IDFile = "host-id"
 var idRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // LoadOrCreateID returns the host id of the data dir: the one given (which
-// must match the one kept, if any), else the kept one, else a new random
-// one; it is kept in <data-dir>/host-id. A data dir's machines belong to
-// its host id, so it never changes silently.
-func LoadOrCreateID(dataDir, given string) (string, error) {
+// must match the one kept, if any), else the kept one, else fallback (a
+// cluster member's name) when it is a valid id, else a new random one; it
+// is kept in <data-dir>/host-id. A data dir's machines belong to its host
+// id, so it never changes silently.
+func LoadOrCreateID(dataDir, given, fallback string) (string, error) {
 	path := filepath.Join(dataDir, IDFile)
 	b, err := os.ReadFile(path)
 	switch {
@@ -63,6 +64,9 @@ func LoadOrCreateID(dataDir, given string) (string, error) {
 		return "", fmt.Errorf("host id: %w", err)
 	}
 	id := given
+	if id == "" && idRE.MatchString(fallback) {
+		id = fallback
+	}
 	if id == "" {
 		var r [6]byte
 		_, _ = rand.Read(r[:])

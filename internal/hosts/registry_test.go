@@ -134,27 +134,38 @@ func TestRegistryOnBolt(t *testing.T) {
 
 func TestLoadOrCreateID(t *testing.T) {
 	dir := t.TempDir()
-	id, err := LoadOrCreateID(dir, "")
+	id, err := LoadOrCreateID(dir, "", "")
 	if err != nil || !idRE.MatchString(id) {
 		t.Fatalf("new id %q, %v", id, err)
 	}
-	again, err := LoadOrCreateID(dir, "")
+	again, err := LoadOrCreateID(dir, "", "")
 	if err != nil || again != id {
 		t.Fatalf("kept id %q, %v; want %q", again, err, id)
 	}
-	if same, err := LoadOrCreateID(dir, id); err != nil || same != id {
+	if same, err := LoadOrCreateID(dir, id, ""); err != nil || same != id {
 		t.Fatalf("given the kept id: %q, %v", same, err)
 	}
-	_, err = LoadOrCreateID(dir, "other")
+	_, err = LoadOrCreateID(dir, "other", "")
 	if !errors.Is(err, types.ErrInvalid) || !strings.Contains(err.Error(), "belongs to host "+id) {
 		t.Fatalf("another id for the data dir: %v", err)
 	}
 	dir2 := t.TempDir()
-	if _, err := LoadOrCreateID(dir2, "Bad Id"); !errors.Is(err, types.ErrInvalid) {
+	if _, err := LoadOrCreateID(dir2, "Bad Id", ""); !errors.Is(err, types.ErrInvalid) {
 		t.Fatalf("bad id: %v", err)
 	}
-	if id, err := LoadOrCreateID(dir2, "fra-1"); err != nil || id != "fra-1" {
+	if id, err := LoadOrCreateID(dir2, "fra-1", ""); err != nil || id != "fra-1" {
 		t.Fatalf("given id: %q, %v", id, err)
+	}
+	// A cluster member's name, when it makes a valid id, and only for a
+	// data dir with none yet.
+	if id, err := LoadOrCreateID(t.TempDir(), "", "fra-host"); err != nil || id != "fra-host" {
+		t.Fatalf("member name fallback: %q, %v", id, err)
+	}
+	if id, err := LoadOrCreateID(t.TempDir(), "", "Not.Valid"); err != nil || !strings.HasPrefix(id, "h") {
+		t.Fatalf("an invalid member name: %q, %v; want a new id", id, err)
+	}
+	if id, err := LoadOrCreateID(dir2, "", "other"); err != nil || id != "fra-1" {
+		t.Fatalf("kept id over the member name: %q, %v", id, err)
 	}
 	b, _ := os.ReadFile(filepath.Join(dir2, IDFile))
 	if strings.TrimSpace(string(b)) != "fra-1" {

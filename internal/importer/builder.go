@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -22,7 +23,21 @@ type builder struct {
 	// self lists the names the source used for this unit itself (a
 	// compose service name): a health check probing them probes itself.
 	self []string
+	// alwaysOn says that the source ran its instances all the time (no
+	// scale to zero); alwaysOnWhy says so in the report.
+	alwaysOn    bool
+	alwaysOnWhy string
+	// persist says why a Redis/Valkey app keeps its data on disk ("" for
+	// a cache that may start empty).
+	persist string
+	// cronOnly says that the app runs as scheduled machines only: it has
+	// no deploy step.
+	cronOnly bool
 }
+
+// deployMarker stands for an app's deploy command in the report's next
+// steps until the layout (where its config is written) is known.
+func deployMarker(app string) string { return "hangar deploy -c {config of " + app + "}" }
 
 func newBuilder(rep *Report, opts Options, name, from string) *builder {
 	cfg := &FlyConfig{App: name}
@@ -71,6 +86,8 @@ func (b *builder) flush() *App {
 			}
 		}
 	}
+	b.templates()
+	b.lifecycle()
 	// A stopped machine takes its volume's data offline.
 	if len(c.Mounts) > 0 && c.HTTPService != nil && (c.HTTPService.MinMachinesRunning == nil || *c.HTTPService.MinMachinesRunning == 0) {
 		c.HTTPService.MinMachinesRunning = intPtr(1)
@@ -90,14 +107,82 @@ func (b *builder) flush() *App {
 	if len(b.app.Secrets) > 0 {
 		b.action("hangar secrets import -a %s < %s", b.app.Name, secretsPath(b.app.Name))
 	}
-	b.rep.Actions = append(b.rep.Actions, b.actions...)
+	// In the order they can run on a first deploy: the app must exist
+	// before its volumes and secrets, and have machines before a scale.
+	var pre, post []string
+	for _, a := range b.actions {
+		if strings.HasPrefix(a, "hangar volumes create ") || strings.HasPrefix(a, "hangar secrets import ") {
+			pre = append(pre, a)
+		} else {
+			post = append(post, a)
+		}
+	}
+	if len(pre) > 0 {
+		b.rep.Actions = append(b.rep.Actions, "hangar apps create "+b.app.Name)
+	}
+	b.rep.Actions = append(b.rep.Actions, pre...)
+	if !b.cronOnly {
+		b.rep.Actions = append(b.rep.Actions, deployMarker(b.app.Name))
+	}
+	b.rep.Actions = append(b.rep.Actions, post...)
 	return b.app
+}
+
+// templates warns about {{placeholder}} values that a deploy tool was
+// meant to fill in: they reach the machine as literal text.
+func (b *builder) templates() {
+	c := b.cfg()
+	check := func(key, v string) {
+		if ph := templatePlaceholders(v); len(ph) > 0 {
+			b.approx(key, key, "holds the template placeholder(s) %s, which the source's deploy tooling filled in: they are kept literally; replace them before deploying", strings.Join(ph, ", "))
+		}
+	}
+	for _, g := range sortedKeys(c.Processes) {
+		check("[processes] "+g, c.Processes[g])
+	}
+	if c.Deploy != nil {
+		check("[deploy] release_command", c.Deploy.ReleaseCommand)
+	}
+	if c.Build != nil {
+		check("[build] image", c.Build.Image)
+	}
+	if c.Experimental != nil {
+		check("[experimental] entrypoint", strings.Join(c.Experimental.Entrypoint, " "))
+	}
+	for _, n := range sortedKeys(c.Env) {
+		check("[env] "+n, c.Env[n])
+	}
+}
+
+// lifecycle keeps machines running where the source kept its instances
+// running: a fixed count on a platform without scale to zero becomes
+// min_machines_running, so autostop does not stop what used to run all
+// the time.
+func (b *builder) lifecycle() {
+	c := b.cfg()
+	if !b.alwaysOn || c.HTTPService == nil {
+		return
+	}
+	group := firstOr(c.HTTPService.Processes, "app")
+	n, ok := b.counts[group]
+	if !ok {
+		n = 1
+	}
+	if n < 1 || (c.HTTPService.MinMachinesRunning != nil && *c.HTTPService.MinMachinesRunning >= n) {
+		return
+	}
+	c.HTTPService.MinMachinesRunning = intPtr(n)
+	b.approx("(lifecycle)", fmt.Sprintf("[http_service] min_machines_running = %d", n), "%s", b.alwaysOnWhy)
 }
 
 // secretsPath is where WriteDir puts an app's secrets file; actions name it.
 func secretsPath(app string) string { return app + ".secrets.env" }
 
 var secretNameRE = regexp.MustCompile(`(?i)(PASSWORD|PASSWD|PASS$|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY|_KEY$|^KEY$|_KEY_|SALT|DSN$|BASIC_AUTH|AUTH_KEY|SIGNING)`)
+
+// connectionNameRE names variables that hold a connection string, which
+// carries credentials once filled in (MONGODB_URI, DATABASE_URL).
+var connectionNameRE = regexp.MustCompile(`(?i)(_URI$|_DSN$|CONNECTION_?STRING$|^(DATABASE|DB|[A-Z]+_DB|POSTGRES(QL)?|PG|MYSQL|MARIADB|MONGO(DB)?|REDIS|VALKEY|KV|AMQP|RABBITMQ|CLOUDAMQP|ELASTICSEARCH|OPENSEARCH|MEMCACHED?|SENTRY)_URL$)`)
 
 // looksSecret says whether an env var holds a secret, by name or by a
 // password inside a URL value.
@@ -107,6 +192,9 @@ func looksSecret(name, value string) bool {
 	}
 	if secretNameRE.MatchString(name) {
 		return true
+	}
+	if value == "" && connectionNameRE.MatchString(name) {
+		return true // a connection string left empty to be set per deployment
 	}
 	if u, err := url.Parse(value); err == nil && u.User != nil {
 		if _, ok := u.User.Password(); ok {
@@ -298,11 +386,9 @@ func (b *builder) volume(key, name, dest string, sizeGB int, processes []string)
 	if size <= 0 {
 		size = 1
 	}
-	region := c.PrimaryRegion
-	if region == "" {
-		region = "REGION"
-	}
-	b.action("hangar volumes create %s --size %d --region %s -a %s", src, size, region, b.app.Name)
+	// No --region: Hangar creates the volume in its host's region, and
+	// refuses another one (the source's region names a Fly region).
+	b.action("hangar volumes create %s --size %d -a %s", src, size, b.app.Name)
 }
 
 // count records a machine count for a process group.
@@ -343,6 +429,7 @@ func (b *builder) size(key string, cpus float64, memMB int, processes []string) 
 
 // cron reports a scheduled job and suggests a scheduled machine.
 func (b *builder) cron(key, schedule, command string) {
+	b.cronOnly = b.cfg().HTTPService == nil && len(b.cfg().Services) == 0
 	sched, exact := flySchedule(schedule)
 	image := "IMAGE"
 	if bd := b.cfg().Build; bd != nil && bd.Image != "" {
@@ -497,3 +584,79 @@ var (
 	urlRE  = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s'"]+`)
 	listRE = regexp.MustCompile(`[,;]+`)
 )
+
+// fromSource replaces a buildpack build (which Hangar cannot run) with one
+// it can: builtin = "go", or a Dockerfile generated for the language. Call
+// it once the processes and the release command are known: builtin go
+// rewrites them.
+func (b *builder) fromSource(key, dir, platform string, lang srcLang, buildCmd string, port int) {
+	c := b.cfg()
+	var cmds []string
+	for _, g := range sortedKeys(c.Processes) {
+		cmds = append(cmds, c.Processes[g])
+	}
+	if c.Deploy != nil && c.Deploy.ReleaseCommand != "" {
+		cmds = append(cmds, c.Deploy.ReleaseCommand)
+	}
+	sb, err := buildFromSource(dir, platform, lang, buildCmd, port, cmds)
+	if err != nil || sb == nil {
+		c.Build = nil
+		b.none(key, "%s built the app with a buildpack, which Hangar cannot run, and its language could not be told (no Gemfile, package.json, requirements.txt, pyproject.toml, go.mod or mix.exs%s): write a Dockerfile next to fly.toml, or set [build] image", platform, ifs(lang.Name != "", "; "+lang.Name+" has no generated Dockerfile"))
+		return
+	}
+	c.Build = sb.Build
+	b.app.Dockerfile = sb.Dockerfile
+	for g, cmd := range c.Processes {
+		if n, ok := sb.Commands[cmd]; ok {
+			c.Processes[g] = n
+		}
+	}
+	if c.Deploy != nil {
+		// The release machine runs the image's entrypoint (the binary)
+		// with these arguments.
+		if n, ok := sb.Commands[c.Deploy.ReleaseCommand]; ok && n != "" {
+			c.Deploy.ReleaseCommand = n
+		} else if ok {
+			b.none("[deploy] release_command", "the release command %q runs the app's binary without arguments, which would start the server: give it the arguments that make it run the release task", c.Deploy.ReleaseCommand)
+		}
+	}
+	target := "[build] dockerfile = \"Dockerfile\" (generated)"
+	if sb.Build.Builtin != "" {
+		target = "[build] builtin = \"go\""
+	}
+	b.approx(key, target, "%s", sb.Why)
+	if sb.Dockerfile != nil {
+		b.rep.Notes = appendOnce(b.rep.Notes, "a Dockerfile was generated next to the fly.toml of an app built from source: `hangar deploy` builds with the fly.toml's directory as the context, so keep both in the app's source directory (move them there if --out pointed elsewhere)")
+	}
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// buildIn sets [build] dockerfile for a build whose context is ctx and
+// whose Dockerfile is df, both relative to the source directory: the
+// config is written in the context (hangar deploy builds the config's
+// directory) with the Dockerfile relative to it. It says false, changing
+// nothing, for a context outside the source directory.
+func (b *builder) buildIn(ctx, df string) bool {
+	ctx = filepath.Clean(ctx)
+	if ctx == "." || !filepath.IsLocal(ctx) || filepath.IsAbs(df) {
+		return false
+	}
+	rel, err := filepath.Rel(ctx, filepath.Clean(df))
+	if err != nil {
+		return false
+	}
+	if b.cfg().Build == nil {
+		b.cfg().Build = &FlyBuild{}
+	}
+	b.cfg().Build.Dockerfile = filepath.ToSlash(rel)
+	b.app.Context = ctx
+	return true
+}

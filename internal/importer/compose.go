@@ -102,8 +102,28 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 	if len(files) == 0 {
 		return nil, errors.New("no compose file given")
 	}
-	proj, missing, err := loadCompose(dir, files, opts)
+	proj, missing, unset, err := loadCompose(dir, files, opts)
 	if err != nil {
+		return nil, err
+	}
+	var fallback string
+	if len(proj.Services) == 0 && len(proj.DisabledServices) > 0 && len(opts.Profiles) == 0 {
+		// Every service sits behind a profile (an "optional extras" file,
+		// or one profile per deployment flavour): take them all, and say so.
+		profiles := map[string]bool{}
+		for _, s := range proj.DisabledServices {
+			for _, p := range s.Profiles {
+				profiles[p] = true
+			}
+		}
+		o := opts
+		o.Profiles = []string{"*"}
+		if proj, missing, unset, err = loadCompose(dir, files, o); err != nil {
+			return nil, err
+		}
+		fallback = fmt.Sprintf("every service of the compose file is behind a profile (%s) and no --profile was given: all profiles were enabled; pass --profile NAME to import only one", strings.Join(sortedKeys(profiles), ", "))
+	}
+	if err := checkImages(files, proj, unset); err != nil {
 		return nil, err
 	}
 	rep := &Report{Format: "compose", Source: files[0].Filename}
@@ -131,13 +151,32 @@ func convertCompose(dir string, files []ctypes.ConfigFile, opts Options) (*Resul
 			rep.Entries = append(rep.Entries, Entry{Key: k, Status: Unsupported, Warning: "no equivalent; ignored"})
 		}
 	}
+	if fallback != "" {
+		rep.Notes = append(rep.Notes, fallback)
+	}
 	rep.Notes = append(rep.Notes, missing...)
 	for _, name := range sortedKeys(proj.DisabledServices) {
 		rep.Entries = append(rep.Entries, Entry{Key: "services." + name, Status: Unsupported, Warning: fmt.Sprintf("service is in profile(s) %s, which are not enabled: skipped (use --profile to include it)", strings.Join(proj.DisabledServices[name].Profiles, ", "))})
 	}
 	names := sortedKeys(proj.Services)
+	// Log routers (fluent-bit, fluentd, Vector, Promtail...) are sidecars,
+	// not apps, as in every other format.
+	for _, n := range names {
+		if s := proj.Services[n]; s.Build == nil && isLogRouter(s.Image) && len(names) > 1 {
+			rep.Entries = append(rep.Entries, Entry{Key: "services." + n, Status: Unsupported, Warning: fmt.Sprintf("%s (%s) is not made an app: %s", n, s.Image, logRouterRole)})
+			delete(proj.Services, n)
+		}
+	}
+	names = sortedKeys(proj.Services)
 	if len(names) == 0 {
-		return nil, inputErr(files[0].Filename, "add a service, or enable its profile with --profile", "the compose file defines no enabled service")
+		var profiles []string
+		for _, s := range proj.DisabledServices {
+			profiles = append(profiles, s.Profiles...)
+		}
+		if len(profiles) > 0 {
+			return nil, inputErr(files[0].Filename, "pass --profile with one of the profiles the file uses: "+strings.Join(uniqueSorted(profiles), ", "), "no service of the compose file is in profile(s) %s", strings.Join(opts.Profiles, ", "))
+		}
+		return nil, inputErr(files[0].Filename, "add a service to the compose file", "the compose file defines no service")
 	}
 	units := make([]*composeUnit, 0, len(names))
 	hosts := map[string]string{}
@@ -290,4 +329,69 @@ func processName(s string) string {
 		return "app"
 	}
 	return n
+}
+
+// checkImages refuses an image reference that interpolation of an unset
+// variable broke (n8nio/n8n:${N8N_VERSION} becoming n8nio/n8n:): the
+// import would otherwise write an image that cannot be pulled.
+func checkImages(files []ctypes.ConfigFile, proj *ctypes.Project, unset map[string]bool) error {
+	raw := map[string]string{} // service -> image as written
+	file := map[string]string{}
+	for _, f := range files {
+		var top struct {
+			Services map[string]struct {
+				Image any `yaml:"image"`
+			} `yaml:"services"`
+		}
+		if yaml.Unmarshal(f.Content, &top) != nil {
+			continue
+		}
+		for n, s := range top.Services {
+			if img, ok := s.Image.(string); ok {
+				raw[n], file[n] = img, f.Filename
+			}
+		}
+	}
+	for _, n := range sortedKeys(proj.Services) {
+		img := proj.Services[n].Image
+		written, ok := raw[n]
+		if !ok || !strings.Contains(written, "$") {
+			continue
+		}
+		var culprits []string
+		for _, m := range varRefRE.FindAllStringSubmatch(written, -1) {
+			v, mod := m[1]+m[3], m[2]
+			if unset[v] && !strings.HasPrefix(mod, ":-") && !strings.HasPrefix(mod, "-") {
+				culprits = append(culprits, v)
+			}
+		}
+		if len(culprits) == 0 {
+			continue
+		}
+		if why := badImageRef(img); why != "" || proj.Services[n].Build == nil && img == "" {
+			if why == "" {
+				why = "it is empty"
+			}
+			return inputErr(file[n], fmt.Sprintf("set %s in a .env file next to the compose file (or give a default: ${%s:-VALUE}), then import again", strings.Join(culprits, ", "), culprits[0]),
+				"service %s: image %q became %q because variable %s is not set, and %s", n, written, img, strings.Join(culprits, ", "), why)
+		}
+	}
+	return nil
+}
+
+// badImageRef says why an image reference cannot be pulled, or "".
+func badImageRef(ref string) string {
+	switch {
+	case ref == "":
+		return ""
+	case strings.HasSuffix(ref, ":"):
+		return "it ends in ':' (an empty tag)"
+	case strings.HasSuffix(ref, "@"):
+		return "it ends in '@' (an empty digest)"
+	case strings.HasPrefix(ref, "/") || strings.HasPrefix(ref, ":") || strings.Contains(ref, "//") || strings.Contains(ref, ":@") || strings.Contains(ref, "/:"):
+		return "a part of the name is empty"
+	case strings.ContainsAny(ref, " \t"):
+		return "it contains a space"
+	}
+	return ""
 }

@@ -46,7 +46,10 @@ func (g guardLoader) Dir(p string) string { return filepath.Dir(p) }
 // loadCompose runs the reference loader offline: interpolation from the
 // project's .env only (never the caller's environment, so results are
 // reproducible), anchors, extends, include and profiles resolved.
-func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.Project, []string, error) {
+//
+// It returns the project, notes for the report, and the variables that
+// were used but not set.
+func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.Project, []string, map[string]bool, error) {
 	env := map[string]string{}
 	if p, ok := findFile(dir, ".env"); ok {
 		if e, err := dotenv.GetEnvFromFile(map[string]string{}, []string{p}); err == nil {
@@ -112,9 +115,10 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 		} else {
 			// Still broken: the variables also stand for typed values
 			// (durations, counts, ports). Guess by name and say so.
+			keys := variableKeys(files)
 			for _, v := range missing {
 				if _, ok := placeholders[v]; !ok && !hasDefault(files, v) {
-					if g := typedPlaceholder(v); g != "" {
+					if g := typedPlaceholder(v, keys[v]); g != "" {
 						placeholders[v] = g
 					}
 				}
@@ -135,9 +139,15 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 		}
 	}
 	if err != nil {
-		return nil, nil, &InputError{File: files[0].Filename, Err: err, Hint: "fix the compose file so that `docker compose config` accepts it (put the variables it needs in a .env file next to it)"}
+		return nil, nil, nil, &InputError{File: files[0].Filename, Err: err, Hint: "fix the compose file so that `docker compose config` accepts it (put the variables it needs in a .env file next to it)"}
 	}
 	sort.Strings(missing) // the loader visits maps in random order
+	unset := map[string]bool{}
+	for _, v := range missing {
+		if !strings.HasPrefix(v, "(") {
+			unset[v] = true
+		}
+	}
 	envFile := filepath.Join(dir, ".env")
 	for i, v := range missing {
 		if ph, ok := placeholders[v]; ok {
@@ -148,7 +158,7 @@ func loadCompose(dir string, files []ctypes.ConfigFile, opts Options) (*ctypes.P
 			missing[i] = fmt.Sprintf("variable %s is not set in %s; its default or an empty value was used", v, envFile)
 		}
 	}
-	return p, missing, nil
+	return p, missing, unset, nil
 }
 
 // hasDefault says whether a file gives the variable a default (${X:-d}).
@@ -162,9 +172,59 @@ func hasDefault(files []ctypes.ConfigFile, name string) bool {
 	return false
 }
 
+// keyTypes are the compose keys whose values are typed (not strings): an
+// unset variable there needs a placeholder of the right type for the file
+// to load. Most are dropped or approximated by the import anyway.
+var keyTypes = map[string]string{
+	"read_only": "false", "privileged": "false", "tty": "false", "stdin_open": "false", "init": "false",
+	"oom_kill_disable": "false", "disable": "false", "external": "false", "attachable": "false",
+	"internal": "false", "enable_ipv6": "false", "required": "false", "attach": "false",
+	"retries": "1", "replicas": "1", "scale": "1", "cpu_count": "1", "cpu_shares": "1024", "pids_limit": "1",
+	"oom_score_adj": "0", "mem_swappiness": "0", "cpu_percent": "0", "cpus": "1",
+	"interval": "30s", "timeout": "30s", "start_period": "30s", "start_interval": "5s", "stop_grace_period": "10s",
+	"mem_limit": "512m", "memswap_limit": "512m", "mem_reservation": "512m", "shm_size": "64m", "memory": "512m",
+}
+
+// variableKeys maps each variable the files use to the YAML key whose
+// value holds it (the last one seen when several do).
+func variableKeys(files []ctypes.ConfigFile) map[string]string {
+	out := map[string]string{}
+	var walk func(key string, v any)
+	walk = func(key string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, vv := range x {
+				walk(k, vv)
+			}
+		case []any:
+			for _, vv := range x {
+				walk(key, vv)
+			}
+		case string:
+			for _, m := range varRefRE.FindAllStringSubmatch(x, -1) {
+				out[m[1]+m[3]] = key
+			}
+		}
+	}
+	for _, f := range files {
+		var top any
+		if yaml.Unmarshal(f.Content, &top) == nil {
+			walk("", top)
+		}
+	}
+	return out
+}
+
+// varRefRE is a compose variable reference: ${NAME...} or $NAME.
+var varRefRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+
 // typedPlaceholder guesses a value of the right type for an unset variable
-// from its name, for files that only load with their .env.
-func typedPlaceholder(name string) string {
+// from the key that uses it, else from its name, for files that only load
+// with their .env.
+func typedPlaceholder(name, key string) string {
+	if v, ok := keyTypes[key]; ok {
+		return v
+	}
 	n := strings.ToUpper(name)
 	has := func(words ...string) bool {
 		for _, w := range words {

@@ -148,7 +148,7 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 		case "healthcheck":
 			composeHealth(b, kk, s, env, u)
 		case "volumes":
-			composeVolumes(b, proj, kk, s, u)
+			composeVolumes(b, proj, dir, kk, s, u)
 		case "deploy":
 			composeDeploy(b, kk, s, u)
 		case "scale":
@@ -164,7 +164,7 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 				d := s.DependsOn[dep]
 				target := hosts[dep]
 				if target == "" {
-					b.none(kk+"."+dep, "depends on %s, which is not converted (disabled or unknown)", dep)
+					b.none(kk+"."+dep, "depends on %s, which is not converted (disabled, unknown, or a log router)", dep)
 					continue
 				}
 				w := fmt.Sprintf("%s is a separate app reachable at %s; apps start independently, so the app must retry until it is up", dep, target)
@@ -230,6 +230,7 @@ func convertComposeService(b *builder, proj *ctypes.Project, dir string, u *comp
 		}
 	}
 	if u.db != "" {
+		b.persist = redisPersistence(s.Command)
 		b.databaseApp(k("image"), u.db, u.port, len(c.Mounts) > 0)
 	}
 	if u.group != "" && len(s.Command) == 0 {
@@ -279,13 +280,20 @@ func composeBuild(b *builder, dir string, s ctypes.ServiceConfig, key string) {
 	if strings.Contains(ctxDir, "://") || strings.HasPrefix(ctxDir, "git@") {
 		fb.Dockerfile = df
 		b.approx(key+".context", "[build] dockerfile", "remote build context %s: clone it and deploy from there", ctxDir)
+	} else if ctx := filepath.Clean(ctxDir); ctx != "." && filepath.IsLocal(ctx) && !filepath.IsAbs(df) {
+		// The config goes in the build context (hangar deploy builds in
+		// the config's directory); the Dockerfile is relative to it, as
+		// in compose.
+		fb.Dockerfile = filepath.ToSlash(filepath.Clean(df))
+		b.app.Context = ctx
+		b.mapped(key+".context", "fly.toml written in "+filepath.ToSlash(ctx)+"/ (the build context)")
 	} else {
 		fb.Dockerfile = filepath.ToSlash(filepath.Clean(filepath.Join(ctxDir, df)))
 		if filepath.IsAbs(df) {
 			fb.Dockerfile = filepath.ToSlash(df)
 		}
-		if filepath.Clean(ctxDir) != "." {
-			b.approx(key+".context", "[build] dockerfile", "build context is %s: run `hangar deploy` with that directory as the build context (COPY paths in the Dockerfile are relative to it)", ctxDir)
+		if ctx != "." {
+			b.approx(key+".context", "[build] dockerfile", "build context %s is outside the compose file's directory: run `hangar deploy` with that directory as the build context (COPY paths in the Dockerfile are relative to it)", ctxDir)
 		} else {
 			b.mapped(key+".context", "[build] dockerfile")
 		}

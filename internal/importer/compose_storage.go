@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -13,12 +14,12 @@ import (
 // A compose service's volumes, secrets and configs become [[mounts]] and
 // [[files]].
 
-func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.ServiceConfig, u *composeUnit) {
+func composeVolumes(b *builder, proj *ctypes.Project, dir, key string, s ctypes.ServiceConfig, u *composeUnit) {
 	for i, v := range s.Volumes {
 		kk := fmt.Sprintf("%s[%d]", key, i)
 		switch v.Type {
 		case ctypes.VolumeTypeBind:
-			if u.db != "" && !strings.Contains(filepath.Base(v.Target), ".") {
+			if u.db != "" && isDataPath(u.db, v.Target, s.Environment) {
 				// A database's data directory on the host: keep the data on a volume.
 				b.volume(kk, s.Name+"_data", v.Target, 0, u.procs())
 				if last := &b.rep.Entries[len(b.rep.Entries)-1]; last.Status == Mapped {
@@ -31,7 +32,7 @@ func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.Servi
 				b.none(kk, "the Docker socket (%s) is not available to machines", v.Source)
 				continue
 			}
-			b.none(kk, "bind mount %s:%s has no equivalent: COPY the files into the image, use [[files]] for a config file, or a volume for data", v.Source, v.Target)
+			b.none(kk, "%s", bindAdvice(dir, v.Source, v.Target))
 		case ctypes.VolumeTypeVolume:
 			name := v.Source
 			size := 0
@@ -58,6 +59,11 @@ func composeVolumes(b *builder, proj *ctypes.Project, key string, s ctypes.Servi
 					last.Status = Approximated
 					last.Warning = "read_only is not kept: the volume is mounted read-write"
 				}
+			}
+			if others := volumeUsers(proj, name, s.Name); len(others) > 0 {
+				last := &b.rep.Entries[len(b.rep.Entries)-1]
+				last.Status = Approximated
+				last.Warning = strings.TrimPrefix(last.Warning+"; "+fmt.Sprintf("volume %s is shared with %s in the compose file, but a volume belongs to one machine: each app gets its own empty volume and the data is no longer shared. Fix: let one service own the data and have the other reach it over the network (its API), or keep shared files in object storage (S3, Tigris)", name, strings.Join(others, ", ")), "; ")
 			}
 		case ctypes.VolumeTypeTmpfs:
 			b.approx(kk, "", "tmpfs %s not mounted: the root filesystem is already ephemeral", v.Target)
@@ -119,4 +125,73 @@ func composeSecretFiles(b *builder, proj *ctypes.Project, dir, key string, refs 
 		}
 		b.secret(kk, name, value, why)
 	}
+}
+
+// volumeUsers lists the other services (than self) that mount the named
+// volume name.
+func volumeUsers(proj *ctypes.Project, name, self string) []string {
+	var out []string
+	for _, n := range sortedKeys(proj.Services) {
+		if n == self {
+			continue
+		}
+		for _, v := range proj.Services[n].Volumes {
+			if v.Type == ctypes.VolumeTypeVolume && v.Source == name {
+				out = append(out, "service "+n)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// dataPaths are where database images keep their data (the official
+// images and the Bitnami ones).
+var dataPaths = map[string][]string{
+	"postgres": {"/var/lib/postgresql/data", "/var/lib/postgresql", "/bitnami/postgresql", "/home/postgres/pgdata"},
+	"mysql":    {"/var/lib/mysql", "/bitnami/mysql"},
+	"mariadb":  {"/var/lib/mysql", "/bitnami/mariadb"},
+	"mongo":    {"/data/db", "/data/configdb", "/bitnami/mongodb"},
+	"redis":    {"/data", "/bitnami/redis/data"},
+	"valkey":   {"/data", "/bitnami/valkey/data"},
+}
+
+// isDataPath says whether target is (in) the data directory of a database
+// of the given kind, counting a PGDATA the service sets.
+func isDataPath(kind, target string, env ctypes.MappingWithEquals) bool {
+	target = path.Clean(target)
+	paths := dataPaths[kind]
+	if v, ok := env["PGDATA"]; ok && v != nil && *v != "" {
+		paths = append(paths, path.Clean(*v))
+	}
+	for _, p := range paths {
+		// The data directory itself, a directory inside it, or its parent
+		// when the data directory is one level down (PGDATA=/x/pgdata, mount /x).
+		if target == p || strings.HasPrefix(target, p+"/") || path.Dir(p) == target && target != "/" {
+			return true
+		}
+	}
+	return false
+}
+
+// bindAdvice says what to do with a bind mount that is not a database's
+// data: files shipped in the repository go into the image, host paths have
+// no equivalent.
+func bindAdvice(dir, source, target string) string {
+	local := source
+	if !filepath.IsAbs(local) {
+		local = filepath.Join(dir, local)
+	}
+	st, err := os.Stat(local)
+	inRepo := !filepath.IsAbs(source) || strings.HasPrefix(filepath.Clean(source), filepath.Clean(mustAbs(dir))+string(filepath.Separator))
+	isFile := err == nil && !st.IsDir() || err != nil && path.Ext(target) != "" && path.Ext(source) != ""
+	switch {
+	case inRepo && isFile:
+		return fmt.Sprintf("bind mount of the repository file %s at %s: a machine has no host files to mount; copy it into the image (COPY %s %s in the Dockerfile) or write it at boot with [[files]] (local_path = %q, guest_path = %q)", source, target, source, target, source, target)
+	case inRepo && err == nil:
+		return fmt.Sprintf("bind mount of the repository directory %s at %s: a machine has no host files to mount; copy it into the image (COPY %s %s in the Dockerfile)", source, target, source, target)
+	case inRepo:
+		return fmt.Sprintf("bind mount of the repository path %s at %s: a machine has no host files to mount; copy it into the image (COPY %s %s in the Dockerfile), or, if the app writes data there rather than reading shipped files, mount a volume at %s by hand", source, target, source, target, target)
+	}
+	return fmt.Sprintf("bind mount of the host path %s at %s has no equivalent: a machine sees only its image and its volume; copy what it needs into the image, or mount a volume at %s by hand if the app writes data there", source, target, target)
 }

@@ -314,10 +314,25 @@ func convertCopilotUnit(b *builder, u *copilotUnit, hosts map[string]string) {
 			}
 		case "network":
 			b.approx(kk, "private network", "service discovery is <app>.internal; VPC placement and security groups have no equivalent")
-		case "logging", "observability":
+		case "logging":
+			b.none(kk, "Copilot's logging runs a FireLens log router beside the service: %s", logRouterRole)
+		case "observability":
 			b.none(kk, "logs go to `hangar logs`; metrics via [[metrics]]")
 		case "sidecars":
-			b.none(kk, "sidecars have no equivalent: one machine runs one image; run each as its own app")
+			sidecars, _ := u.raw["sidecars"].(map[string]any)
+			for _, sn := range sortedKeys(sidecars) {
+				sc, _ := sidecars[sn].(map[string]any)
+				img, _ := sc["image"].(string)
+				var essential *bool
+				if e, ok := sc["essential"].(bool); ok {
+					essential = &e
+				}
+				role := sidecarRole(img, essential, false)
+				if role == "" {
+					role = "a container of its own: one machine runs one image, so run it as its own app (reach it at <app>.internal instead of localhost)"
+				}
+				b.none(kk+"."+sn, "sidecar %s (%s) is not part of this app: %s", sn, img, role)
+			}
 		case "taskdef_overrides":
 			b.none(kk, "task definition overrides have no equivalent")
 		case "deployment":
@@ -334,6 +349,11 @@ func convertCopilotUnit(b *builder, u *copilotUnit, hosts map[string]string) {
 	}
 	if m.On != nil && m.On.Schedule != "" {
 		b.cron(k("on.schedule"), m.On.Schedule, c.Processes["app"])
+	}
+	if minRunning == nil && (m.Type == "Load Balanced Web Service" || m.Type == "Backend Service") {
+		// ECS keeps count tasks running; only count.range scales.
+		b.alwaysOn = true
+		b.alwaysOnWhy = "Copilot keeps `count` tasks running all the time (no scale to zero): min_machines_running equals the count so autostop never stops them"
 	}
 	if m.CPU > 0 || m.Memory > 0 {
 		b.size(k("cpu/memory"), m.CPU/1024, m.Memory, nil)
@@ -400,7 +420,11 @@ func copilotImage(b *builder, key string, m copilotManifest) {
 		df = orStr(bm.Dockerfile, filepath.Join(orStr(bm.Context, "."), "Dockerfile"))
 		c.Build = &FlyBuild{Dockerfile: filepath.ToSlash(filepath.Clean(df)), Target: bm.Target, Args: bm.Args}
 		if bm.Context != "" && filepath.Clean(bm.Context) != "." {
-			b.approx(key+".build", "[build] dockerfile", "build context is %s: deploy with that directory as the build context", bm.Context)
+			if b.buildIn(bm.Context, df) {
+				b.mapped(key+".build", "fly.toml written in "+filepath.ToSlash(filepath.Clean(bm.Context))+"/ (the build context)")
+			} else {
+				b.approx(key+".build", "[build] dockerfile", "build context %s is outside the workspace: deploy with that directory as the build context", bm.Context)
+			}
 			return
 		}
 		b.mapped(key+".build", "[build] dockerfile")
@@ -408,7 +432,12 @@ func copilotImage(b *builder, key string, m copilotManifest) {
 	}
 	c.Build = &FlyBuild{Dockerfile: filepath.ToSlash(filepath.Clean(df))}
 	if d := filepath.Dir(df); d != "." {
-		b.approx(key+".build", "[build] dockerfile", "Copilot builds with the Dockerfile's directory as context; deploy with %s as the build context", d)
+		// Copilot builds with the Dockerfile's directory as the context.
+		if b.buildIn(d, df) {
+			b.mapped(key+".build", "fly.toml written in "+filepath.ToSlash(filepath.Clean(d))+"/ (the build context)")
+		} else {
+			b.approx(key+".build", "[build] dockerfile", "Copilot builds with the Dockerfile's directory as context; deploy with %s as the build context", d)
+		}
 		return
 	}
 	b.mapped(key+".build", "[build] dockerfile")

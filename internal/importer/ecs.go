@@ -87,7 +87,8 @@ type ecsContainer struct {
 		ContainerName string `json:"containerName"`
 		Condition     string `json:"condition"`
 	} `json:"dependsOn"`
-	StopTimeout int `json:"stopTimeout"`
+	StopTimeout           int             `json:"stopTimeout"`
+	FirelensConfiguration json.RawMessage `json:"firelensConfiguration"`
 }
 
 type ecsTaskDef struct {
@@ -242,8 +243,16 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		_ = json.Unmarshal(r, &m)
 		cKeys[i] = lowerKeys(sortedKeys(m))
 	}
-	// The main container: the load balancer's, else the first essential
-	// one with ports, else the first.
+	// Sidecars (log routers, agents, mesh proxies, essential: false
+	// helpers) are never apps, wherever they sit in the list. The main
+	// container is the load balancer's target, else the first essential
+	// workload with ports, else the first workload.
+	roles := make([]string, len(containers))
+	for i, c := range containers {
+		if dbKind(c.Image) == "" {
+			roles[i] = ecsSidecarRole(c)
+		}
+	}
 	main := -1
 	if svc != nil && len(svc.LoadBalancers) > 0 {
 		for i, c := range containers {
@@ -252,22 +261,38 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 			}
 		}
 	}
-	for i, c := range containers {
-		if main < 0 && (c.Essential == nil || *c.Essential) && len(c.PortMappings) > 0 && dbKind(c.Image) == "" {
-			main = i
+	for _, ports := range []bool{true, false} {
+		for i, c := range containers {
+			if main < 0 && roles[i] == "" && dbKind(c.Image) == "" && (c.Essential == nil || *c.Essential) && (len(c.PortMappings) > 0 || !ports) {
+				main = i
+			}
 		}
 	}
-	if main < 0 {
-		main = 0
+	for i := range containers {
+		if main < 0 && roles[i] == "" {
+			main = i // only databases are left
+		}
 	}
-	// Databases in the task become their own apps; other sidecars are reported.
+	onlyHelpers := main < 0
+	if onlyHelpers {
+		// A task that runs only an agent (a Datadog daemon service, a log
+		// collector): that agent is the workload.
+		main = 0
+		for i := len(containers) - 1; i >= 0; i-- {
+			if containers[i].Essential == nil || *containers[i].Essential {
+				main = i
+			}
+		}
+	}
+	roles[main] = ""
+	// Databases in the task become their own apps; sidecars are reported.
 	type unit struct {
 		idx int
 		app string
 	}
 	units := []unit{{idx: main}}
-	for i, c := range containers {
-		if i != main && (dbKind(c.Image) != "" || !ecsSidecar(c)) {
+	for i := range containers {
+		if i != main && roles[i] == "" {
 			units = append(units, unit{idx: i})
 		}
 	}
@@ -288,6 +313,9 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		hosts[c.Name] = units[i].app + ".internal"
 	}
 	res := &Result{Report: rep}
+	if onlyHelpers {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("every container of the task is a helper (log router, agent or proxy): container %s runs as the app itself; check that this is what you want to run on Hangar", containers[main].Name))
+	}
 	for ui, u := range units {
 		c := containers[u.idx]
 		b := newBuilder(rep, opts, u.app, "container "+c.Name)
@@ -312,6 +340,9 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		if ui == 0 {
 			convertECSContainer(b, fmt.Sprintf("containerDefinitions[%d](%s)", u.idx, c.Name), c, cKeys[u.idx], td, others, lbSvc)
 		}
+		// An ECS service keeps desiredCount tasks running: no scale to zero.
+		b.alwaysOn = true
+		b.alwaysOnWhy = "an ECS service keeps its desired count of tasks running (no scale to zero): min_machines_running equals the count so autostop never stops them"
 		if ui == 0 {
 			ecsTaskKeys(b, td, keys)
 			if svc != nil {
@@ -328,13 +359,9 @@ func convertECS(taskFile string, taskData []byte, svcFile string, svcData []byte
 		res.Apps = append(res.Apps, b.flush())
 	}
 	for i, c := range containers {
-		isUnit := false
-		for _, u := range units {
-			isUnit = isUnit || u.idx == i
-		}
-		if !isUnit {
+		if roles[i] != "" {
 			rep.Entries = append(rep.Entries, Entry{App: units[0].app, Key: fmt.Sprintf("containerDefinitions[%d](%s)", i, c.Name), Status: Unsupported,
-				Warning: fmt.Sprintf("sidecar container %s (%s) has no fly.toml equivalent: one machine runs one image. Run it as its own app, or build it into the main image", c.Name, c.Image)})
+				Warning: fmt.Sprintf("%s (%s) is a sidecar, not an app: %s", c.Name, c.Image, roles[i])})
 		}
 	}
 	return res, nil
@@ -353,19 +380,56 @@ func lowerKeys(keys []string) []string {
 	return out
 }
 
-// ecsSidecar says whether a container is a helper (log router, agent,
-// proxy) rather than a workload of its own.
-func ecsSidecar(c ecsContainer) bool {
-	if c.Essential != nil && !*c.Essential {
-		return true
-	}
-	img := strings.ToLower(c.Image)
-	for _, s := range []string{"datadog", "fluent-bit", "fluentd", "envoy", "otel", "opentelemetry", "xray", "cloudwatch-agent", "newrelic", "appmesh", "firelens", "dd-agent", "splunk"} {
-		if strings.Contains(img, s) {
+// isLogRouter says whether an image is a log router or shipper.
+func isLogRouter(image string) bool {
+	img := strings.ToLower(image)
+	for _, w := range []string{"fluent-bit", "fluentbit", "fluentd", "firelens", "aws-for-fluent-bit", "timberio/vector", "logstash", "splunk", "logspout", "promtail", "filebeat"} {
+		if strings.Contains(img, w) {
 			return true
 		}
 	}
 	return false
+}
+
+// ecsSidecarRole says what a helper container (log router, agent, mesh
+// proxy, or any essential: false container) did and what replaces it on
+// Hangar; "" for a workload of its own.
+func ecsSidecarRole(c ecsContainer) string {
+	return sidecarRole(c.Image, c.Essential, len(c.FirelensConfiguration) > 0 && string(c.FirelensConfiguration) != "null")
+}
+
+// logRouterRole is what the report says of a log router, wherever it
+// comes from (an ECS FireLens container, a Copilot sidecar, a compose
+// service).
+const logRouterRole = "a log router. Hangar keeps every machine's stdout and stderr (`hangar logs -a APP`, the logs API); to ship them to a log service, run a log shipper as its own app that reads them, instead of a router beside every app"
+
+// sidecarRole classifies a helper container by its image (and, for ECS,
+// essential: false or a FireLens configuration) and says what replaces it
+// on Hangar; "" for a workload of its own. Every importer asks it, so a
+// log router is never an app in one format and a sidecar in another.
+func sidecarRole(image string, essential *bool, firelens bool) string {
+	img := strings.ToLower(image)
+	has := func(words ...string) bool {
+		for _, w := range words {
+			if strings.Contains(img, w) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case firelens || isLogRouter(img):
+		return logRouterRole
+	case has("datadog", "dd-agent", "newrelic", "cloudwatch-agent", "prometheus", "node-exporter", "cadvisor"):
+		return "a monitoring agent. Expose metrics with [metrics] in fly.toml, or run the agent as its own app and send it data over the private network (<agent-app>.internal)"
+	case has("xray", "otel", "opentelemetry", "jaeger"):
+		return "a tracing collector. Run the collector as its own app and point the tracing SDK at <collector-app>.internal"
+	case has("envoy", "appmesh", "linkerd", "istio", "consul-connect"):
+		return "a service mesh proxy. The platform's proxy and private network (<app>.internal, Flycast) take its place"
+	case essential != nil && !*essential:
+		return "a helper (essential: false) that the task could lose without stopping. If the app needs it, run it as its own app, or build it into the main image"
+	}
+	return ""
 }
 
 func convertECSContainer(b *builder, key string, c ecsContainer, keys []string, td ecsTaskDef, hosts map[string]string, svc *ecsService) {

@@ -37,6 +37,7 @@ type FlyBuild struct {
 	Dockerfile string            `toml:"dockerfile,omitempty" json:"dockerfile,omitempty"`
 	Target     string            `toml:"build-target,omitempty" json:"build-target,omitempty"`
 	Builder    string            `toml:"builder,omitempty" json:"builder,omitempty"`
+	Builtin    string            `toml:"builtin,omitempty" json:"builtin,omitempty"`
 	Buildpacks []string          `toml:"buildpacks,omitempty" json:"buildpacks,omitempty"`
 	Args       map[string]string `toml:"args,omitempty" json:"args,omitempty"`
 }

@@ -92,6 +92,9 @@ func runGolden(t *testing.T, format, dir string) {
 		}
 		checkFlyToml(t, a, data)
 		want[name] = data
+		if a.Dockerfile != nil {
+			want[strings.TrimSuffix(name, "fly.toml.golden")+"Dockerfile.golden"] = a.Dockerfile
+		}
 	}
 	var rep bytes.Buffer
 	rep.WriteString(res.Report.Text())

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -53,6 +54,9 @@ var herokuSizes = map[string]struct {
 	"shield-s": {1, 1024}, "shield-m": {2, 2560}, "shield-l": {8, 14336},
 }
 
+// herokuSleeps are the dyno sizes that sleep when idle.
+var herokuSleeps = map[string]bool{"eco": true, "free": true}
+
 var procfileLine = regexp.MustCompile(`^([A-Za-z0-9_-]+):\s*(.*)$`)
 
 type procEntry struct{ name, cmd string }
@@ -90,15 +94,6 @@ func parseProcfile(data []byte) (procs []procEntry, bad []string) {
 		bad = append(bad, fmt.Sprintf("line %d: %v", n+1, err))
 	}
 	return procs, bad
-}
-
-// shellCommand makes a command line that platforms ran through a shell
-// safe to run without one: with shell syntax it becomes sh -c '...'.
-func shellCommand(cmd string) (string, bool) {
-	if !strings.ContainsAny(cmd, "$&|;<>`*?~(){}") {
-		return cmd, false
-	}
-	return "sh -c " + shellJoin([]string{cmd}), true
 }
 
 func importHeroku(path string, isDir bool, opts Options) (*Result, error) {
@@ -218,6 +213,7 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 	b := newBuilder(rep, opts, nameFor(opts, name, "", false), "heroku app")
 	var extra herokuExtras
 	c := b.cfg()
+	buildpacks := false
 	// Build.
 	switch {
 	case in.herokuYML != nil && len(hy.Build.Docker) > 0:
@@ -245,15 +241,7 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 		c.Build = &FlyBuild{Dockerfile: "Dockerfile"}
 		b.approx("(build)", "[build] dockerfile", "the repository has a Dockerfile, used instead of buildpacks")
 	default:
-		c.Build = &FlyBuild{Builder: "heroku/builder:24"}
-		for _, bp := range app.Buildpacks {
-			c.Build.Buildpacks = append(c.Build.Buildpacks, bp.URL)
-		}
-		if len(app.Buildpacks) > 0 {
-			b.approx("buildpacks", "[build] buildpacks", "built with Cloud Native Buildpacks (heroku/builder:24); classic buildpack URLs do not run there: replace them with heroku/<language> or write a Dockerfile")
-		} else {
-			b.approx("(build)", "[build] builder", "no Dockerfile: built with Cloud Native Buildpacks (heroku/builder:24), which detect the language like Heroku does")
-		}
+		buildpacks = true // after the processes, which builtin go rewrites
 	}
 	if hy.Release.Command != nil {
 		b.release("heroku.yml release", strings.Join(hy.Release.Command, " "))
@@ -261,26 +249,55 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 	// Processes.
 	const port = 8080
 	var web bool
+	webCmd := ""
+	for _, p := range procs {
+		if p.name == "web" {
+			webCmd = strings.Join(strings.Fields(p.cmd), " ")
+		}
+	}
 	for _, p := range procs {
 		key := "Procfile " + p.name
+		if p.name != "web" && p.name != "release" && webCmd != "" && strings.Join(strings.Fields(p.cmd), " ") == webCmd {
+			b.none(key, "runs the same command as web: a second copy of the web server that no service routes to; not made a process group. For more web machines run `hangar scale count web=N -a %s`", b.app.Name)
+			continue
+		}
+		if why := oneShot(p.name, p.cmd); why != "" && p.name != "release" {
+			cmd, _ := shellCommand(p.cmd)
+			b.none(key, "runs once and exits (%s): as a process group it would be restarted over and over. Run it when needed with `hangar machine run IMAGE --restart no -a %s -- %s`, or chain it into [deploy] release_command to run it on every deploy", why, b.app.Name, cmd)
+			continue
+		}
 		if p.name == "release" {
-			cmd, wrapped := shellCommand(p.cmd)
+			cmd, why := shellWrap(p.cmd)
 			b.release(key, cmd)
-			if wrapped {
-				b.rep.Entries[len(b.rep.Entries)-1].Warning += "; wrapped in sh -c because it uses shell syntax"
+			if why != "" {
+				b.rep.Entries[len(b.rep.Entries)-1].Warning += "; wrapped in sh -c because it uses shell syntax: " + why
 			}
 			continue
 		}
-		cmd, wrapped := shellCommand(p.cmd)
+		cmd, why := shellWrap(p.cmd)
 		b.process(p.name, cmd)
-		if wrapped {
-			b.approx(key, "[processes] "+p.name, "Heroku runs Procfile commands in a shell; this one uses shell syntax, so it runs as sh -c '...'")
+		if why != "" {
+			b.approx(key, "[processes] "+p.name, "Heroku runs Procfile commands in a shell; this one uses shell syntax (%s), so it runs as sh -c '...'", why)
 		} else {
 			b.mapped(key, "[processes] "+p.name)
 		}
 		if p.name == "web" {
 			web = true
 		}
+	}
+	if buildpacks {
+		var bps, cmds []string
+		for _, bp := range app.Buildpacks {
+			bps = append(bps, bp.URL)
+		}
+		for _, p := range procs {
+			cmds = append(cmds, p.cmd)
+		}
+		key := "(build)"
+		if len(bps) > 0 {
+			key = "app.json buildpacks"
+		}
+		b.fromSource(key, in.dir, "Heroku", detectLang(in.dir, bps, cmds), "", port)
 	}
 	if web {
 		b.httpService(port, []string{"web"})
@@ -344,6 +361,11 @@ func convertHeroku(in herokuInput, opts Options) (*Result, error) {
 		}
 	}
 	if web {
+		if f, ok := app.Formation["web"]; !ok || !herokuSleeps[strings.ToLower(f.Size)] {
+			// Web dynos above eco never sleep.
+			b.alwaysOn = true
+			b.alwaysOnWhy = "Heroku web dynos (other than eco/free) never sleep: min_machines_running equals the web quantity so autostop never stops them"
+		}
 		// After app.json's env, so that a PORT there cannot contradict internal_port.
 		b.portEnv("Procfile web ($PORT)", port, "Heroku")
 	}
@@ -418,7 +440,9 @@ func herokuEnvVars(b *builder, env map[string]json.RawMessage) {
 		switch {
 		case e.Generator == "secret":
 			b.secret(key, n, "", "Heroku generated this value; generate one (e.g. `openssl rand -hex 32`)")
-		case e.Value == nil:
+		case e.Value == nil || (val == "" && (e.Required == nil || *e.Required)):
+			// Heroku asks for a required variable when the app is created:
+			// a value per deployment, often a credential (MONGODB_URI).
 			why := "no default value in app.json"
 			if e.Required == nil || *e.Required {
 				why = "required and set per app on Heroku"
@@ -513,4 +537,62 @@ func jsonErr(data []byte, err error) error {
 		}
 	}
 	return fmt.Errorf("line %d, column %d: %w", line, col, err)
+}
+
+// oneShotNameRE names process types that run a task and exit.
+var oneShotNameRE = regexp.MustCompile(`(?i)^(migrate|migrations?|db_?migrate|setup|seed|seeds|bootstrap|init|postdeploy|post_deploy|predeploy|pre_deploy|build|assets|compile|collectstatic|prewarm|warm(up|er)?|(cache_?)?warm(up|er|_?cache)?|[a-z]*_warm(up|er)?|once|oneoff|one_off)$`)
+
+// daemonWords mark a task runner invocation that keeps running (a queue
+// worker, a server, a scheduler loop).
+var daemonWords = []string{"work", "worker", "server", "serve", "listen", "start", "run", "daemon", "poll", "consume", "scheduler", "clock", "cron", "watch", "sidekiq", "resque", "sneakers", "que", "good_job", "solid_queue", "jobs", "loop", "forever"}
+
+// djangoDaemons are manage.py commands that keep running.
+var djangoDaemons = map[string]bool{"runserver": true, "rqworker": true, "rqscheduler": true, "celery": true, "qcluster": true, "process_tasks": true, "run_huey": true, "runworker": true, "daphne": true, "runserver_plus": true, "worker": true, "consume": true}
+
+// oneShot says why a Procfile entry is a task that runs once and exits (a
+// migration, a cache warmer, an asset build) rather than a process that
+// keeps running, or "" when it keeps running. Procfile entries are meant to
+// run forever; these were put there to be run by hand with `heroku run`.
+func oneShot(name, cmd string) string {
+	if oneShotNameRE.MatchString(name) {
+		return fmt.Sprintf("the process type %q names a task", name)
+	}
+	words, err := shellWords(cmd)
+	if err != nil {
+		return ""
+	}
+	for len(words) > 0 && assignmentRE.MatchString(words[0]) {
+		words = words[1:]
+	}
+	if len(words) >= 2 && words[0] == "bundle" && words[1] == "exec" {
+		words = words[2:]
+	}
+	if len(words) < 2 {
+		return ""
+	}
+	prog, arg := path.Base(words[0]), words[1]
+	daemon := func(task string) bool {
+		t := strings.ToLower(task)
+		for _, w := range daemonWords {
+			if strings.Contains(t, w) {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	case (prog == "rake" || prog == "rails") && arg == "runner":
+		return "a `rails runner` script"
+	case prog == "rake" && !strings.HasPrefix(arg, "-") && !daemon(arg):
+		return fmt.Sprintf("the rake task %s", arg)
+	case prog == "rails" && strings.Contains(arg, ":") && !daemon(arg):
+		return fmt.Sprintf("the rails task %s", arg)
+	case (prog == "python" || prog == "python3") && len(words) >= 3 && path.Base(words[1]) == "manage.py" && !djangoDaemons[words[2]] && !daemon(words[2]):
+		return fmt.Sprintf("the Django command %s", words[2])
+	case (prog == "npm" || prog == "yarn" || prog == "pnpm") && (arg == "run" && len(words) >= 3 && oneShotNameRE.MatchString(words[2]) || oneShotNameRE.MatchString(arg)):
+		return fmt.Sprintf("the package script %s", words[len(words)-1])
+	case (prog == "flask" && arg == "db") || prog == "alembic" || (prog == "mix" && (arg == "ecto.migrate" || arg == "ecto.setup")):
+		return "a database migration"
+	}
+	return ""
 }

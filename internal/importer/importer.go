@@ -42,6 +42,21 @@ type App struct {
 	Config *FlyConfig `json:"config"`
 	// Secrets are the secret names (and values, when included) to import.
 	Secrets []Secret `json:"secrets,omitempty"`
+	// Dockerfile is a Dockerfile generated for an app that the source
+	// platform built with buildpacks; written next to its fly.toml.
+	Dockerfile []byte `json:"-"`
+	// Context is the build context of an app built from source, relative
+	// to the source directory ("" for the directory itself): its fly.toml
+	// is written there, since `hangar deploy` builds in the config's
+	// directory, and [build] dockerfile is relative to it.
+	Context string `json:"-"`
+}
+
+// fromSource says whether the app is built from the source directory (a
+// Dockerfile or builtin), rather than run from an image.
+func (a *App) fromSource() bool {
+	b := a.Config.Build
+	return b != nil && b.Image == "" && (b.Dockerfile != "" || b.Builtin != "")
 }
 
 // Secret is one secret the app needs.
@@ -151,8 +166,75 @@ func (r *Result) finish() {
 		sort.Slice(a.Secrets, func(i, j int) bool { return a.Secrets[i].Name < a.Secrets[j].Name })
 	}
 	if noRegion {
-		r.Report.Notes = append(r.Report.Notes, "no primary_region: pass --region, or set primary_region in each fly.toml (and replace REGION in the commands below)")
+		r.Report.Notes = append(r.Report.Notes, "no primary_region: pass --region, or set primary_region in each fly.toml")
 	}
+	// Apps built from the same source sit side by side in the output
+	// directory (see Files): generated Dockerfiles that differ get a name
+	// each, and each app is deployed with its own config file.
+	layout := r.layout()
+	for i, a := range r.Report.Actions {
+		for _, app := range r.Apps {
+			if a == deployMarker(app.Name) {
+				r.Report.Actions[i] = "hangar deploy -c " + filepath.ToSlash(layout[app])
+			}
+		}
+	}
+	var src []*App
+	dockerfiles := map[string]bool{}
+	for _, a := range r.Apps {
+		if a.fromSource() {
+			src = append(src, a)
+			if a.Dockerfile != nil {
+				dockerfiles[string(a.Dockerfile)] = true
+			}
+		}
+	}
+	if len(src) > 0 && len(r.Apps) > 1 || len(src) == 1 && src[0].Context != "" {
+		r.Report.Notes = append(r.Report.Notes, "the configs of apps built from source are laid out as they must sit in the source tree (`hangar deploy` builds the directory its config is in): write them into the source's directory (--out, the default when launch runs there), or copy them there")
+	}
+	if len(src) > 1 {
+		var cmds []string
+		for _, a := range src {
+			if a.Dockerfile != nil && len(dockerfiles) > 1 {
+				a.Config.Build.Dockerfile = "Dockerfile." + a.Name
+			}
+			cmds = append(cmds, "hangar deploy -c "+filepath.ToSlash(layout[a]))
+		}
+		r.Report.Notes = append(r.Report.Notes, fmt.Sprintf("%d apps are built from source: each config is written in its build context, the directory `hangar deploy` builds; deploy each from the output directory (%s)", len(src), strings.Join(cmds, "; ")))
+	}
+}
+
+// layout says where each app's config is written, relative to the output
+// directory: fly.toml for a single app; for several, apps built from
+// source in their build context (fly.toml, or fly.<app>.toml when several
+// share the context), the others in <app>/fly.toml.
+func (r *Result) layout() map[*App]string {
+	out := map[*App]string{}
+	if len(r.Apps) == 1 {
+		a := r.Apps[0]
+		out[a] = "fly.toml"
+		if a.fromSource() && a.Context != "" {
+			out[a] = filepath.Join(a.Context, "fly.toml")
+		}
+		return out
+	}
+	perContext := map[string]int{}
+	for _, a := range r.Apps {
+		if a.fromSource() {
+			perContext[filepath.Clean(a.Context)]++
+		}
+	}
+	for _, a := range r.Apps {
+		switch ctx := filepath.Clean(a.Context); {
+		case !a.fromSource():
+			out[a] = filepath.Join(a.Name, "fly.toml")
+		case perContext[ctx] == 1:
+			out[a] = filepath.Join(ctx, "fly.toml")
+		default:
+			out[a] = filepath.Join(ctx, "fly."+a.Name+".toml")
+		}
+	}
+	return out
 }
 
 // SecretsFile renders an app's secrets as a dotenv file for

@@ -411,7 +411,9 @@ func TestWriteDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"app/fly.toml", "queue/fly.toml", "celery-redis/fly.toml", "flower/fly.toml", "migration-report.txt", "migration-report.json"} {
+	// app, queue and flower build from the source (one generated
+	// Dockerfile, the same for all three): their configs sit beside it.
+	for _, want := range []string{"fly.app.toml", "fly.queue.toml", "fly.flower.toml", "Dockerfile", "celery-redis/fly.toml", "migration-report.txt", "migration-report.json"} {
 		if _, err := os.Stat(filepath.Join(out, want)); err != nil {
 			t.Errorf("%s not written (%v); wrote %v", want, err, written)
 		}

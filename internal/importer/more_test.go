@@ -113,7 +113,8 @@ command: ["python", "report.py"]
 	if len(c.Mounts) != 1 || c.Mounts[0].Destination != "/srv/uploads" {
 		t.Errorf("mounts %+v", c.Mounts)
 	}
-	if c.Build.Dockerfile != "web/Dockerfile" || c.VM[0].Size != "shared-cpu-1x" || c.VM[0].Memory != "2048mb" {
+	// Copilot builds in the Dockerfile's directory: the config goes there.
+	if c.Build.Dockerfile != "Dockerfile" || web.Context != "web" || c.VM[0].Size != "shared-cpu-1x" || c.VM[0].Memory != "2048mb" {
 		t.Errorf("build %+v vm %+v", c.Build, c.VM[0])
 	}
 	if !contains(res.Report.Actions, "hangar scale count 5 -a web") {
@@ -191,8 +192,8 @@ cronSchedule = "0 0 * * 0"
 		t.Fatal(err)
 	}
 	c := res.Apps[0].Config
-	if c.HTTPService != nil || c.PrimaryRegion != "ams" || c.Build.Builder == "" {
-		t.Errorf("config %+v", c)
+	if c.HTTPService != nil || c.PrimaryRegion != "ams" || c.Build.Dockerfile != "Dockerfile" || !strings.Contains(string(res.Apps[0].Dockerfile), "RUN npm run build\n") {
+		t.Errorf("config %+v, Dockerfile:\n%s", c, res.Apps[0].Dockerfile)
 	}
 	want := "hangar machine run IMAGE --schedule weekly -a jobs -- sh -c 'node dist/job.js && echo done'"
 	if !contains(res.Report.Actions, want) {

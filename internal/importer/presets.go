@@ -138,6 +138,31 @@ func dbKind(image string) string {
 	return ""
 }
 
+// redisPersistence says how a Redis/Valkey command line turns on
+// persistence to disk ("" when it does not): append-only file or RDB
+// snapshots with a schedule.
+func redisPersistence(args []string) string {
+	for i, a := range args {
+		v := ""
+		if k, val, ok := strings.Cut(a, "="); ok {
+			a, v = k, val
+		} else if i+1 < len(args) {
+			v = args[i+1]
+		}
+		switch a {
+		case "--appendonly":
+			if strings.EqualFold(strings.Trim(v, `"'`), "yes") {
+				return "the server runs with --appendonly yes"
+			}
+		case "--save":
+			if strings.Trim(v, `"'`) != "" {
+				return "the server saves snapshots (--save " + v + ")"
+			}
+		}
+	}
+	return ""
+}
+
 // dbDefaults are each database's port and data directory.
 var dbDefaults = map[string]struct {
 	Port    int
@@ -161,11 +186,15 @@ func (b *builder) databaseApp(key, kind string, port int, hasVolume bool) {
 	}
 	b.tcpCheck(key, port, checkTimes{Interval: 15e9, Timeout: 5e9, Grace: 30e9}, nil,
 		fmt.Sprintf("%s runs as its own private app reachable at %s.internal:%d; for production consider %s instead of a self-run container", kind, b.app.Name, port, d.Managed))
-	if !hasVolume && kind != "redis" && kind != "valkey" {
+	cache := kind == "redis" || kind == "valkey"
+	if !hasVolume && (!cache || b.persist != "") {
 		b.volume(key+" (data)", kind+"_data", d.DataDir, 0, nil)
 		last := &b.rep.Entries[len(b.rep.Entries)-1]
 		last.Status = Approximated
 		last.Warning = "the source kept the database's data on the container's disk; a volume was added so data survives restarts"
+		if cache {
+			last.Warning = b.persist + ", so its data must outlive a restart: a volume was added at " + d.DataDir
+		}
 	}
 	b.cfg().HTTPService = nil
 }

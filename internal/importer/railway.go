@@ -3,6 +3,7 @@ package importer
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -132,21 +133,21 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 	deploy, _ := raw["deploy"].(map[string]any)
 	// Build.
 	builder := strings.ToUpper(rc.Build.Builder)
+	native := false
 	switch {
 	case builder == "DOCKERFILE" || builder == "DOCKER" || rc.Build.DockerfilePath != "" || (builder == "" && hasDockerfile):
 		c.Build = &FlyBuild{Dockerfile: orStr(rc.Build.DockerfilePath, "Dockerfile")}
 		b.mapped("build.builder", "[build] dockerfile")
 	default:
-		c.Build = &FlyBuild{Builder: "heroku/builder:24"}
-		w := fmt.Sprintf("builder %s became Cloud Native Buildpacks (heroku/builder:24)", orStr(rc.Build.Builder, "auto-detect"))
-		if rc.Build.BuildCommand != "" {
-			w += fmt.Sprintf("; the build command %q is not run: put it in the package's build script or write a Dockerfile", rc.Build.BuildCommand)
-		}
-		b.approx("build.builder", "[build] builder", "%s", w)
+		native = true // built after the start command is known
 	}
 	for _, k := range sortedKeys(build) {
 		switch k {
-		case "builder", "dockerfilePath", "buildCommand":
+		case "builder", "dockerfilePath":
+		case "buildCommand":
+			if !native {
+				b.none("build.buildCommand", "the app builds from a Dockerfile, so the build command %q is not run: put it in the Dockerfile if it is needed", rc.Build.BuildCommand)
+			}
 		case "watchPatterns":
 			b.none("build.watchPatterns", "deploys are started by `hangar deploy`, not by watched paths")
 		default:
@@ -155,8 +156,41 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 	}
 	web := rc.Deploy.CronSchedule == ""
 	const port = 8080
+	// railway.json names no port: a service is guessed to serve HTTP on
+	// $PORT unless its Dockerfile or command shows a TCP server.
+	var facts dockerfileFacts
+	if c.Build != nil && c.Build.Dockerfile != "" {
+		if data, err := os.ReadFile(filepath.Join(filepath.Dir(file), c.Build.Dockerfile)); err == nil && len(data) < 1<<20 {
+			facts = parseDockerfile(data)
+		}
+	}
+	tcpPort, tcpWhy, tcp := tcpGuess(facts, rc.Deploy.StartCommand)
+	if !tcp && (strings.Contains(strings.ToLower(facts.From), "haproxy") || strings.Contains(rc.Deploy.StartCommand, "haproxy")) {
+		// HAProxy serves HTTP or TCP: its configuration says which.
+		if p, ok := findFile(filepath.Dir(file), "haproxy.cfg"); ok {
+			if data, err := os.ReadFile(p); err == nil && len(data) < 1<<20 {
+				if port, ok := haproxyTCP(data); ok {
+					if port == 0 {
+						port = 5432
+					}
+					tcpPort, tcp = port, true
+					tcpWhy = fmt.Sprintf("haproxy.cfg runs HAProxy in TCP mode (mode tcp, bind port %d)", port)
+				}
+			}
+		}
+	}
+	if web && tcp {
+		web = false
+		b.tcpService(tcpPort, tcpPort, nil)
+		b.tcpCheck("(service)", tcpPort, checkTimes{Interval: 15 * time.Second, Timeout: 5 * time.Second, Grace: 30 * time.Second}, nil,
+			fmt.Sprintf("railway.json names no port or protocol; %s: served as raw TCP ([[services]] protocol = \"tcp\") on port %d, not as HTTP. Check the port; keep it private (remove [[services]], reach it at %s.internal:%d) unless clients outside connect to it", tcpWhy, tcpPort, b.app.Name, tcpPort))
+		if c.Services[len(c.Services)-1].MinMachinesRunning == nil {
+			c.Services[len(c.Services)-1].MinMachinesRunning = intPtr(1)
+		}
+	}
 	if web {
 		b.httpService(port, nil)
+		b.approx("(service)", "[http_service] internal_port = 8080", "guessed: railway.json names no port or protocol, and Railway routes HTTP to $PORT, so the app is taken to serve HTTP on $PORT = %d. If it serves another protocol (a database, a TCP proxy), replace [http_service] with [[services]] protocol = \"tcp\" on its port", port)
 		b.portEnv("deploy (PORT)", port, "Railway")
 		if rc.Deploy.SleepApplication {
 			b.mapped("deploy.sleepApplication", "[http_service] auto_stop_machines")
@@ -168,10 +202,10 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 		kk := "deploy." + k
 		switch k {
 		case "startCommand":
-			cmd, wrapped := shellCommand(rc.Deploy.StartCommand)
+			cmd, why := shellWrap(rc.Deploy.StartCommand)
 			b.process("app", cmd)
-			if wrapped {
-				b.approx(kk, "[processes] app", "the command uses shell syntax, so it runs as sh -c '...'")
+			if why != "" {
+				b.approx(kk, "[processes] app", "Railway runs the command in a shell; it uses shell syntax (%s), so it runs as sh -c '...'", why)
 			} else {
 				b.mapped(kk, "[processes] app")
 			}
@@ -186,8 +220,11 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 				}
 			}
 			if len(cmds) > 0 {
-				cmd, _ := shellCommand(strings.Join(cmds, " && "))
+				cmd, why := shellWrap(strings.Join(cmds, " && "))
 				b.release(kk, cmd)
+				if why != "" {
+					b.rep.Entries[len(b.rep.Entries)-1].Warning += "; wrapped in sh -c because it uses shell syntax: " + why
+				}
 			}
 		case "numReplicas":
 			b.count(kk, "", *rc.Deploy.NumReplicas)
@@ -252,6 +289,10 @@ func convertRailway(file string, data []byte, dirName string, hasDockerfile bool
 		default:
 			b.none(kk, "unknown key; ignored")
 		}
+	}
+	if native {
+		src := filepath.Dir(file)
+		b.fromSource("build.builder", src, "Railway", detectLang(src, nil, []string{rc.Deploy.StartCommand}), rc.Build.BuildCommand, port)
 	}
 	if rc.Deploy.CronSchedule != "" {
 		b.cron("deploy.cronSchedule", rc.Deploy.CronSchedule, c.Processes["app"])

@@ -227,13 +227,22 @@ func convertRender(file string, data []byte, opts Options) (*Result, error) {
 		}
 		byName[u.svc.Name] = u
 	}
+	// users lists the apps that read each environment group.
+	users := map[string][]string{}
+	for _, u := range units {
+		for _, v := range u.svc.EnvVars {
+			if v.FromGroup != "" && (len(users[v.FromGroup]) == 0 || users[v.FromGroup][len(users[v.FromGroup])-1] != u.app) {
+				users[v.FromGroup] = append(users[v.FromGroup], u.app)
+			}
+		}
+	}
 	for _, u := range units {
 		o := opts
 		if o.Region == "" {
 			o.Region = renderRegions[u.svc.Region]
 		}
 		b := newBuilder(rep, o, u.app, u.index)
-		convertRenderUnit(b, u, byName, groupVars, filepath.Dir(file))
+		convertRenderUnit(b, u, byName, groupVars, users, filepath.Dir(file))
 		if u.svc.Runtime == "static" || u.svc.Type == "static" {
 			continue
 		}
@@ -257,7 +266,7 @@ func ptrEnv(e *renderEnvironment) []renderEnvironment {
 	return []renderEnvironment{*e}
 }
 
-func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, groups map[string][]renderVar, dir string) {
+func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, groups map[string][]renderVar, users map[string][]string, dir string) {
 	s := u.svc
 	k := func(key string) string { return u.index + "." + key }
 	c := b.cfg()
@@ -287,16 +296,22 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 			b.mapped(kk, "app")
 		case "runtime", "env":
 			renderBuild(b, kk, s)
-		case "image", "dockerfilePath", "dockerContext", "buildCommand", "registryCredential":
+		case "image", "dockerfilePath", "dockerContext", "registryCredential":
 			// handled with runtime
 			if s.Runtime == "" && key == "image" {
 				renderBuild(b, kk, s)
 			}
+		case "buildCommand":
+			if renderNative(s) {
+				b.mapped(kk, "RUN in the generated Dockerfile")
+			} else {
+				b.none(kk, "Render runs buildCommand only for native runtimes; this service builds from a Dockerfile or an image, so %q is not run: put it in the Dockerfile if it is needed", s.BuildCommand)
+			}
 		case "startCommand", "dockerCommand":
-			cmd, wrapped := shellCommand(key2cmd(s, key))
+			cmd, why := shellWrap(key2cmd(s, key))
 			b.process("app", cmd)
-			if wrapped {
-				b.approx(kk, "[processes] app", "Render runs the command in a shell; it uses shell syntax, so it runs as sh -c '...'")
+			if why != "" {
+				b.approx(kk, "[processes] app", "Render runs the command in a shell; it uses shell syntax (%s), so it runs as sh -c '...'", why)
 			} else {
 				b.mapped(kk, "[processes] app")
 			}
@@ -306,8 +321,11 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 			if key == "releaseCommand" {
 				raw = s.ReleaseCommand
 			}
-			cmd, _ := shellCommand(raw)
+			cmd, why := shellWrap(raw)
 			b.release(kk, cmd)
+			if why != "" {
+				b.rep.Entries[len(b.rep.Entries)-1].Warning += "; wrapped in sh -c because it uses shell syntax: " + why
+			}
 		case "plan":
 			p, ok := renderPlans[strings.ToLower(s.Plan)]
 			if !ok {
@@ -339,7 +357,7 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		case "healthCheckPath":
 			// after the service exists, below
 		case "envVars":
-			renderEnv(b, kk, s.EnvVars, units, groups, nil)
+			renderEnv(b, kk, s.EnvVars, units, groups, users, nil)
 		case "disk":
 			if d := s.Disk; d != nil {
 				b.volume(kk, orStr(d.Name, s.Name+"_data"), d.MountPath, d.SizeGB, nil)
@@ -360,7 +378,7 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		case "ipAllowList":
 			b.none(kk, "IP allow lists have no equivalent: the app is private unless it has a service")
 		case "maxmemoryPolicy":
-			b.approx(kk, "", "set --maxmemory-policy %s on the valkey command line ([processes])", s.MaxmemoryPolicy)
+			b.mapped(kk, "[processes] app: valkey-server --maxmemory-policy "+s.MaxmemoryPolicy)
 		case "databaseName", "user", "postgresMajorVersion":
 			// handled for databases below
 		case "diskSizeGB":
@@ -371,6 +389,19 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		default:
 			b.none(kk, "unknown key; ignored")
 		}
+	}
+	if renderNative(s) {
+		src := dir
+		if s.RootDir != "" {
+			src = filepath.Join(dir, s.RootDir)
+		}
+		lang := srcLang{Name: s.Runtime, Evidence: "runtime: " + s.Runtime}
+		if lang.Name == "node" || lang.Name == "python" || lang.Name == "ruby" || lang.Name == "go" || lang.Name == "elixir" {
+			if d := detectLang(src, nil, nil); d.Name == lang.Name {
+				lang.Evidence += " and " + d.Evidence
+			}
+		}
+		b.fromSource(k(orStr(firstKey(u.keys, "runtime", "env"), "runtime")), src, "Render", lang, s.BuildCommand, u.port)
 	}
 	switch {
 	case s.Type == "postgres":
@@ -393,9 +424,28 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 		}
 	case s.Type == "redis" || s.Type == "keyvalue":
 		c.Build = &FlyBuild{Image: "valkey/valkey:8"}
-		b.databaseApp(u.index, "valkey", 0, true)
+		args := []string{"valkey-server"}
+		if !strings.EqualFold(s.Plan, "free") {
+			// Paid Key Value instances persist to disk (journal and
+			// snapshots); free ones are memory only.
+			b.persist = fmt.Sprintf("Render persists Key Value instances of paid plans (here %s) to disk", orStr(s.Plan, "starter, the default"))
+			args = append(args, "--appendonly", "yes")
+			b.approx(u.index+" (persistence)", "[processes] app: valkey-server --appendonly yes", "journal (append-only file) on, as on Render's paid Key Value instances")
+		}
+		if s.MaxmemoryPolicy != "" {
+			args = append(args, "--maxmemory-policy", s.MaxmemoryPolicy)
+		}
+		if len(args) > 1 {
+			b.process("app", shellJoin(args))
+		}
+		b.databaseApp(u.index, "valkey", 0, false)
 	case s.Type == "web":
 		b.httpService(u.port, processesOf(c))
+		if !strings.EqualFold(s.Plan, "free") && s.Scaling == nil {
+			// Paid Render services never spin down; free ones do.
+			b.alwaysOn = true
+			b.alwaysOnWhy = fmt.Sprintf("Render keeps instances of paid plans (here %s) running; only free services spin down: min_machines_running equals the instance count so autostop never stops them", orStr(s.Plan, "starter, the default"))
+		}
 		b.portEnv(k("(PORT)"), u.port, "Render")
 		if s.HealthCheckPath != "" {
 			b.httpCheck(k("healthCheckPath"), probe{Port: u.port, Path: s.HealthCheckPath, Method: "GET"}, checkTimes{Interval: 15e9, Timeout: 5e9, Grace: 10e9}, nil)
@@ -415,6 +465,18 @@ func convertRenderUnit(b *builder, u *renderUnit, units map[string]*renderUnit, 
 	if c.HTTPService != nil && len(c.Processes) > 0 {
 		c.HTTPService.Processes = []string{"app"}
 	}
+}
+
+// firstKey returns the first of names that keys holds.
+func firstKey(keys []string, names ...string) string {
+	for _, n := range names {
+		for _, k := range keys {
+			if k == n {
+				return n
+			}
+		}
+	}
+	return ""
 }
 
 func key2cmd(s renderService, key string) string {
@@ -442,15 +504,16 @@ func renderBuild(b *builder, key string, s renderService) {
 	c := b.cfg()
 	switch s.Runtime {
 	case "docker":
-		df := orStr(s.DockerfilePath, "./Dockerfile")
-		ctx := orStr(s.DockerContext, ".")
-		if s.RootDir != "" {
-			df = filepath.Join(s.RootDir, df)
-		}
+		// Both paths are relative to rootDir (the repository root without it).
+		df := filepath.Join(s.RootDir, orStr(s.DockerfilePath, "./Dockerfile"))
+		ctx := filepath.Join(s.RootDir, orStr(s.DockerContext, "."))
 		c.Build = &FlyBuild{Dockerfile: filepath.ToSlash(filepath.Clean(df))}
-		if filepath.Clean(ctx) != "." {
-			b.approx(key, "[build] dockerfile", "build context is %s: deploy with that directory as the build context", ctx)
-		} else {
+		switch {
+		case b.buildIn(ctx, df):
+			b.mapped(key, "fly.toml written in "+filepath.ToSlash(filepath.Clean(ctx))+"/ (the build context)")
+		case filepath.Clean(ctx) != ".":
+			b.approx(key, "[build] dockerfile", "build context %s is outside the repository: deploy with that directory as the build context", ctx)
+		default:
 			b.mapped(key, "[build] dockerfile")
 		}
 	case "image", "":
@@ -461,18 +524,24 @@ func renderBuild(b *builder, key string, s renderService) {
 			b.none(key, "no image or runtime: set [build] by hand")
 		}
 	default:
-		c.Build = &FlyBuild{Builder: "heroku/builder:24"}
-		w := fmt.Sprintf("native %s runtime: built with Cloud Native Buildpacks (heroku/builder:24)", s.Runtime)
-		if s.BuildCommand != "" {
-			w += fmt.Sprintf("; the build command %q is not run by buildpacks: put it in the package's build script or write a Dockerfile", s.BuildCommand)
-		}
-		b.approx(key, "[build] builder", "%s", w)
+		// Native runtimes are built after the loop (renderNative), once
+		// the start command is known.
 	}
+}
+
+// renderNative says whether a service is built from source by one of
+// Render's native runtimes (node, python, ruby, go, elixir, rust).
+func renderNative(s renderService) bool {
+	switch s.Runtime {
+	case "docker", "image", "", "static":
+		return false
+	}
+	return s.Type != "postgres" && s.Type != "redis" && s.Type != "keyvalue"
 }
 
 // renderEnv maps envVars; inGroups guards against groups that include
 // themselves.
-func renderEnv(b *builder, key string, vars []renderVar, units map[string]*renderUnit, groups map[string][]renderVar, inGroups map[string]bool) {
+func renderEnv(b *builder, key string, vars []renderVar, units map[string]*renderUnit, groups map[string][]renderVar, users map[string][]string, inGroups map[string]bool) {
 	for i, v := range vars {
 		kk := fmt.Sprintf("%s.%s", key, orStr(v.Key, strconv.Itoa(i)))
 		switch {
@@ -490,9 +559,18 @@ func renderEnv(b *builder, key string, vars []renderVar, units map[string]*rende
 			for k := range inGroups {
 				nested[k] = true
 			}
-			renderEnv(b, key+".fromGroup("+v.FromGroup+")", g, units, groups, nested)
+			renderEnv(b, key+".fromGroup("+v.FromGroup+")", g, units, groups, users, nested)
 		case v.Key == "":
 			b.none(kk, "env var without a key ignored")
+		case v.GenerateValue && len(inGroups) > 0:
+			// Render generates a group's value once: every app that reads
+			// the group sees the same one (a shared SECRET_KEY_BASE).
+			var apps []string
+			for g := range inGroups {
+				apps = append(apps, users[g]...)
+			}
+			apps = uniqueSorted(apps)
+			b.secret(kk, v.Key, "", fmt.Sprintf("Render generated this value once for the environment group and every app that reads the group shares it: generate one value (e.g. `openssl rand -hex 32`) and set the same value in every app (%s)", strings.Join(apps, ", ")))
 		case v.GenerateValue:
 			b.secret(kk, v.Key, "", "Render generated this value; generate one (e.g. `openssl rand -hex 32`)")
 		case v.Sync != nil && !*v.Sync:

@@ -92,7 +92,7 @@ func TestPostgres(t *testing.T) {
 	start := time.Now()
 	src := startPG(t, "logical")
 	dst := startPG(t, "replica")
-	t.Logf("two servers up in %s (source port %d, target port %d)", time.Since(start).Round(time.Millisecond), src.port, dst.port)
+	t.Logf("two servers up in %s (source port %d, target port %d)", time.Since(start).Round(time.Millisecond), src.Port, dst.Port)
 
 	src.createDB(t, "app")
 	src.loadSQL(t, "app", "source.sql")

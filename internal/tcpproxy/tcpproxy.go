@@ -39,7 +39,7 @@ type Port struct {
 	Port      int      // a single port, or
 	StartPort int      // a range start_port..end_port (inclusive)
 	EndPort   int      //
-	Handlers  []string // "", "tls", "http", "proxy_proto"
+	Handlers  []string // "", "tls", "http", "proxy_proto", "pg_tls"
 	// ProxyProtoVersion is proxy_proto_options.version: "v1" or "v2"
 	// (default "v1", as Fly's).
 	ProxyProtoVersion string
@@ -148,10 +148,13 @@ func (s Service) ports() (map[int]Port, error) {
 		}
 		for _, h := range p.Handlers {
 			switch h {
-			case HandlerTLS, HandlerHTTP, HandlerProxyProto:
+			case HandlerTLS, HandlerHTTP, HandlerProxyProto, HandlerPGTLS:
 			default:
-				return nil, fmt.Errorf("port %d: unknown handler %q (tls, http, proxy_proto)", lo, h)
+				return nil, fmt.Errorf("port %d: unknown handler %q (tls, http, proxy_proto, pg_tls)", lo, h)
 			}
+		}
+		if slices.Contains(p.Handlers, HandlerPGTLS) && (slices.Contains(p.Handlers, HandlerTLS) || slices.Contains(p.Handlers, HandlerHTTP)) {
+			return nil, fmt.Errorf("port %d: pg_tls does its own TLS for Postgres clients: use it without tls and http", lo)
 		}
 		for n := lo; n <= hi; n++ {
 			if _, dup := out[n]; dup {
@@ -519,7 +522,19 @@ func (m *Manager) forward(ctx context.Context, l *listener, c net.Conn) {
 	hctx, cancel := context.WithTimeout(ctx, dur(m.HandshakeTimeout, 10*time.Second))
 	defer cancel()
 	raw := c
-	if tc, ok := c.(*tls.Conn); ok {
+	var cancelReq []byte
+	if slices.Contains(l.port.Handlers, HandlerPGTLS) {
+		tc, cr, err := m.pgTLS(hctx, l, c)
+		if err != nil {
+			m.log().Debug("pg_tls", "app", l.app, "client", c.RemoteAddr(), "err", err)
+			return
+		}
+		if tc != nil {
+			defer tc.Close()
+			c = tc
+		}
+		cancelReq = cr
+	} else if tc, ok := c.(*tls.Conn); ok {
 		raw = tc.NetConn()
 		if err := tc.HandshakeContext(hctx); err != nil {
 			m.log().Debug("tls handshake", "app", l.app, "client", c.RemoteAddr(), "err", err)
@@ -549,7 +564,26 @@ func (m *Manager) forward(ctx context.Context, l *listener, c net.Conn) {
 			return
 		}
 	}
+	if cancelReq != nil { // a Postgres cancel request: pass it on, nothing comes back
+		_ = b.SetWriteDeadline(time.Now().Add(dur(m.DialTimeout, 5*time.Second)))
+		_, _ = b.Write(cancelReq)
+		return
+	}
 	Pipe(ctx, c, b, dur(l.svc.IdleTimeout, dur(m.IdleTimeout, 10*time.Minute)))
+}
+
+// pgTLS runs a pg_tls port's start: the app's certificate, then
+// pgTLSConn.
+func (m *Manager) pgTLS(ctx context.Context, l *listener, c net.Conn) (*tls.Conn, []byte, error) {
+	var cfg *tls.Config
+	if m.TLSConfig != nil {
+		cfg = m.TLSConfig(l.app)
+	}
+	if cfg == nil {
+		_, _ = c.Write(pgError("08006", "the proxy has no certificate for this app"))
+		return nil, nil, errors.New("pg_tls handler without a certificate")
+	}
+	return pgTLSConn(ctx, c, cfg)
 }
 
 // Pipe copies bytes both ways between a and b until both directions end,

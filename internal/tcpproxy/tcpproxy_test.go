@@ -229,7 +229,7 @@ func TestProxyProtoV1AndPassthrough(t *testing.T) {
 	}
 }
 
-func selfSigned(t *testing.T, host string) (*tls.Config, *x509.CertPool) {
+func selfSigned(t testing.TB, host string) (*tls.Config, *x509.CertPool) {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: host}, DNSNames: []string{host},
 		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}

@@ -241,7 +241,7 @@ func (s *Store) mapErr(ctx, octx context.Context, what string, err error) error 
 }
 
 func unavailable(what string, cause error) error {
-	return fmt.Errorf("%s: %w (%v); check that a majority of the etcd members are running and reachable (etcdctl endpoint health --cluster); a write that fails this way may still have been applied",
+	return fmt.Errorf("%s: %w (%v); etcd has no quorum or cannot be reached: check that a majority of the etcd members are running and reachable (etcdctl endpoint health --cluster); a write that fails this way may still have been applied",
 		what, store.ErrUnavailable, cause)
 }
 

@@ -31,6 +31,30 @@ func Start(t testing.TB) []string {
 	return c.Endpoints()
 }
 
+// StartOn starts a single-member etcd whose client and peer URLs are on
+// ip (an address of this machine, e.g. a test network's gateway that
+// hosts in other network namespaces reach) and returns its client
+// endpoints. The member stops when t ends.
+func StartOn(t testing.TB, ip string) []string {
+	t.Helper()
+	m := &Member{
+		Name:      "m0",
+		ClientURL: "http://" + freeAddrOn(t, ip),
+		peerURL:   "http://" + freeAddrOn(t, ip),
+		dir:       t.TempDir(),
+		token:     fmt.Sprintf("etcdtest-%d", time.Now().UnixNano()),
+	}
+	m.initial = m.Name + "=" + m.peerURL
+	t.Cleanup(m.Stop)
+	if err := m.start("new"); err != nil {
+		t.Fatalf("etcdtest: start %s on %s: %v", m.Name, ip, err)
+	}
+	if err := m.waitReady(); err != nil {
+		t.Fatalf("etcdtest: %s: %v", m.Name, err)
+	}
+	return []string{m.ClientURL}
+}
+
 // TLS is a member that serves clients over https and requires a client
 // certificate signed by its CA. All files are PEM, in a temp dir.
 type TLS struct {
@@ -264,7 +288,13 @@ func (m *Member) WaitReady(t testing.TB) {
 // ago (etcd needs its peer URLs before it listens, so port 0 will not do).
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return freeAddrOn(t, "127.0.0.1")
+}
+
+// freeAddrOn is freeAddr on another address of this machine.
+func freeAddrOn(t testing.TB, ip string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Fatalf("etcdtest: pick a free port: %v", err)
 	}
