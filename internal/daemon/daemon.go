@@ -290,14 +290,26 @@ func Run(ctx context.Context, o Options) error {
 		apiLn.Close()
 		return err
 	}
+	forward := o.ForwardClient
+	if node != nil {
+		// In a cluster, hosts reach each other's API on their cluster
+		// listeners, with mutual TLS under the cluster's CA.
+		self.APIURL = node.ClusterURL()
+		if forward == nil {
+			forward = mtlsClient(node.ClientTLS())
+		}
+	}
 	registry := &hosts.Registry{Store: st, Self: self, Log: log.With("component", "hosts")}
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
-		Hosts: registry, Forward: o.ForwardClient,
+		Hosts: registry, Forward: forward,
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
 		}, Cluster: apiCluster(node)})
+	if node != nil {
+		node.Handle("/v1/", apiSrv.Handler()) // other hosts' forwarded calls, tokens checked as on the API listener
+	}
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}
@@ -616,4 +628,17 @@ func apiAndDashboard(apiH http.Handler, log *slog.Logger) http.Handler {
 	mux.Handle("/v1/", apiH)
 	mux.Handle("/", dash.Handler())
 	return mux
+}
+
+// mtlsClient is the client for calls to other hosts' APIs on their cluster
+// listeners: tlsCfg (this host's certificate, the cluster CA), a short
+// connect timeout, no overall one (wait, logs and console stream).
+func mtlsClient(tlsCfg *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: api.ForwardConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: api.ForwardConnectTimeout,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 }
