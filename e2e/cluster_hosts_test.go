@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -186,6 +187,28 @@ func TestClusterHosts(t *testing.T) {
 		}
 		return code == 200 && n == 2 && seen[fra1.ID] && seen[fra2.ID], fmt.Sprintf("%d %d lines of c's machine, machines %v", code, n, seen)
 	})
+	// Following through a streams c's lines too.
+	func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", a.API+"/v1/apps/multi/logs?follow=true&lines=5", nil)
+		req.Header.Set("Authorization", "Bearer "+a.Token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("follow logs through a: %v", err)
+		}
+		defer resp.Body.Close()
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var l types.LogLine
+			if err := dec.Decode(&l); err != nil {
+				t.Fatalf("following logs through a: no line of c's machine %s before %v", onC.ID, err)
+			}
+			if l.MachineID == onC.ID {
+				return
+			}
+		}
+	}()
 	out, err = a.Hangar("logs", "-a", "multi")
 	if err != nil || !strings.Contains(out, onC.ID) {
 		t.Errorf("hangar logs through a does not show c's machine: %v\n%s", err, out)

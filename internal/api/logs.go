@@ -4,6 +4,7 @@ package api
 // the logs package reads them.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -74,15 +75,22 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	others := s.otherHosts(r)
 	if follow {
 		// Other hosts' lines as they come, beside this host's; ends when
-		// the client goes: nothing left to answer.
+		// the client goes: nothing left to answer. Every writer is done
+		// before the handler returns.
+		ctx, cancel := context.WithCancel(r.Context())
+		var wg sync.WaitGroup
 		for _, h := range others {
+			wg.Add(1)
 			go func() {
-				if err := s.remoteLogs(r, h, func(l types.LogLine) error { return write([]types.LogLine{l}) }); err != nil && r.Context().Err() == nil {
+				defer wg.Done()
+				if err := s.remoteLogs(ctx, r, h, func(l types.LogLine) error { return write([]types.LogLine{l}) }); err != nil && ctx.Err() == nil {
 					s.log.Warn("follow another host's logs", "host", h.ID, "err", err)
 				}
 			}()
 		}
-		_ = logs.Follow(r.Context(), logs.FollowOptions{Sources: sources, Lines: n, Log: s.log}, write)
+		_ = logs.Follow(ctx, logs.FollowOptions{Sources: sources, Lines: n, Log: s.log}, write)
+		cancel()
+		wg.Wait()
 		return nil
 	}
 	srcs, err := sources()
@@ -132,7 +140,7 @@ func (s *Server) mergeRemoteLogs(r *http.Request, others []types.Host, lines []t
 		go func() {
 			defer wg.Done()
 			var got []types.LogLine
-			err := s.remoteLogs(r, h, func(l types.LogLine) error { got = append(got, l); return nil })
+			err := s.remoteLogs(r.Context(), r, h, func(l types.LogLine) error { got = append(got, l); return nil })
 			if err != nil {
 				s.log.Warn("read another host's logs", "host", h.ID, "err", err)
 			}
@@ -150,9 +158,9 @@ func (s *Server) mergeRemoteLogs(r *http.Request, others []types.Host, lines []t
 }
 
 // remoteLogs reads the request's logs (same query) from host h, line by
-// line, as this request's caller.
-func (s *Server) remoteLogs(r *http.Request, h types.Host, emit func(types.LogLine) error) error {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, strings.TrimSuffix(h.APIURL, "/")+r.URL.Path+"?"+r.URL.RawQuery, nil)
+// line, as this request's caller, until ctx ends or h's answer does.
+func (s *Server) remoteLogs(ctx context.Context, r *http.Request, h types.Host, emit func(types.LogLine) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(h.APIURL, "/")+r.URL.Path+"?"+r.URL.RawQuery, nil)
 	if err != nil {
 		return err
 	}
