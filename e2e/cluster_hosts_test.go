@@ -280,6 +280,9 @@ func TestClusterHosts(t *testing.T) {
 			}
 		}
 	}
+	if out, err := b.Hangar("status", "-a", "multi"); err != nil || !strings.Contains(out, "unknown (host c unreachable)") {
+		t.Errorf("hangar status through b while c is down: %v\n%s; want c's machines unknown, naming c", err, out)
+	}
 	code, body = a.Call("POST", base+"/stop", nil)
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "host c") || !strings.Contains(body, "unreachable") {
 		t.Errorf("stop of an unreachable host's machine: %d %s; want a 503 naming host c", code, body)

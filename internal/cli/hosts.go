@@ -192,3 +192,12 @@ func knownRegion(ctx context.Context, c *client, region string) error {
 	return &HintError{Err: fmt.Errorf("region %s: this installation has no host in region %s (regions: %s)", region, region, strings.Join(codes, ", ")),
 		Hint: fmt.Sprintf("pick a region `hangar regions list` shows, or add a host there with `hangar server --etcd-endpoints … --region %s` on a new machine (docs/cluster.md)", region)}
 }
+
+// machineState is a machine's state as the tables show it: with the host
+// that cannot be reached when the state is unknown.
+func machineState(m types.Machine) string {
+	if m.State == types.StateUnknown && m.HostID != "" {
+		return fmt.Sprintf("unknown (host %s unreachable)", m.HostID)
+	}
+	return m.State
+}
