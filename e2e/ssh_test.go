@@ -27,7 +27,7 @@ import (
 )
 
 // shellTools are linked to busybox in the shell image.
-var shellTools = []string{"sh", "env", "stty", "sleep", "cat", "id", "echo", "printf", "head", "wc", "sha256sum", "ps"}
+var shellTools = []string{"sh", "env", "stty", "sleep", "cat", "id", "echo", "printf", "head", "wc", "sha256sum", "ps", "ln", "mkdir"}
 
 // importShellImage imports the test app with a static busybox added
 // (/bin/busybox, /bin/sh and a few tools), for tests that need a shell in

@@ -41,16 +41,21 @@ const (
 // It is written out here, not derived from the route table, so a route
 // added to the table without a line here fails TestAuthorizationMatrix.
 var routePolicy = map[string]policy{
-	"GET /v1/info":                everyToken,
-	"GET /v1/openapi.json":        everyToken,
-	"GET /v1/platform/regions":    everyToken,
-	"GET /v1/hosts":               orgCallers,
-	"POST /v1/hosts/{id}/drain":   orgCallers,
-	"DELETE /v1/hosts/{id}/drain": orgCallers,
-	"GET /v1/apps":                everyToken,
-	"POST /v1/apps":               orgCallers,
-	"GET /v1/apps/{app}":          appCallers,
-	"DELETE /v1/apps/{app}":       appCallers,
+	"GET /v1/info":             everyToken,
+	"GET /v1/openapi.json":     everyToken,
+	"GET /v1/platform/regions": everyToken,
+
+	"POST /v1/platform/placements":                        everyToken,
+	"POST /v1/postgres":                                   everyToken,
+	"GET /v1/postgres/{cluster}":                          everyToken,
+	"GET /v1/postgres/{cluster}/users/{user}/credentials": everyToken,
+	"GET /v1/apps":                                        everyToken,
+	"POST /v1/apps":                                       orgCallers,
+	"GET /v1/apps/{app}":                                  appCallers,
+	"DELETE /v1/apps/{app}":                               appCallers,
+	"GET /v1/hosts":                                       orgCallers,
+	"POST /v1/hosts/{id}/drain":                           orgCallers,
+	"DELETE /v1/hosts/{id}/drain":                         orgCallers,
 
 	"GET /v1/apps/{app}/machines":                        appCallers,
 	"POST /v1/apps/{app}/machines":                       appCallers,
@@ -76,6 +81,10 @@ var routePolicy = map[string]policy{
 	"POST /v1/apps/{app}/machines/{id}/exec":             appCallers,
 	"GET /v1/apps/{app}/machines/{id}/console":           appCallers,
 	"GET /v1/apps/{app}/machines/{id}/ps":                appCallers,
+	"GET /v1/apps/{app}/proxy":                           appCallers,
+	"GET /v1/apps/{app}/machines/{id}/files":             appCallers,
+	"PUT /v1/apps/{app}/machines/{id}/files":             appCallers,
+	"GET /v1/apps/{app}/machines/{id}/files/stat":        appCallers,
 
 	"GET /v1/apps/{app}/releases":                     appCallers,
 	"GET /v1/apps/{app}/releases/{version}":           appCallers,
@@ -143,11 +152,12 @@ var routeRequest = map[string]struct{ query, body string }{
 	"POST /v1/deploys":                                  {body: `{"config":"app = \"a\"\n","image":"a:v1"}`},
 	"POST /v1/images":                                   {query: "ref=a:v1"},
 	"GET /v1/apps/{app}/machines/{id}/wait":             {query: "timeout=1"},
+	"GET /v1/apps/{app}/proxy":                          {query: "port=5432"},
 	"POST /v1/apps/{app}/certificates/{hostname}/check": {query: "wait=1s"},
 }
 
 var pathValues = map[string]string{"app": "a", "id": "m_none", "version": "1", "key": "k", "secret_name": "S",
-	"volume_id": "vol_none", "hostname": "a.example.com", "ip": "fdaa::1", "op": "encrypt"}
+	"volume_id": "vol_none", "hostname": "a.example.com", "ip": "fdaa::1", "op": "encrypt", "cluster": "c", "user": "u"}
 
 // matrixServer is a real API over a real store, with app a and b and a
 // token of each kind (the revoked one an org token).

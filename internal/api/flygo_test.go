@@ -141,3 +141,31 @@ func TestSecretKeysAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestUnsupportedFlyCallsNameTheFeature: fly-go's placements and Managed
+// Postgres calls get a 400 that says what is not supported (before, the
+// 404 of an unknown path).
+func TestUnsupportedFlyCallsNameTheFeature(t *testing.T) {
+	_, h, tok := testServer(t)
+	for _, c := range []struct{ method, path, want string }{
+		{"POST", "/v1/platform/placements", "placements"},
+		{"POST", "/v1/postgres", "Managed Postgres"},
+		{"GET", "/v1/postgres/c1", "Managed Postgres"},
+		{"GET", "/v1/postgres/c1/users/u/credentials", "Managed Postgres"},
+	} {
+		if code, body := call(t, h, tok, c.method, c.path, `{}`); code != 400 || !strings.Contains(body, c.want) {
+			t.Errorf("%s %s: %d %s, want a 400 naming %s", c.method, c.path, code, body, c.want)
+		}
+	}
+}
+
+// TestExecContainerIsRefused: fly-go's exec may name a container of a
+// multi-container machine; Hangar runs one, so the name is a 400 naming
+// it, not ignored (before, the command ran in the machine regardless).
+func TestExecContainerIsRefused(t *testing.T) {
+	_, h, tok := testServer(t)
+	code, body := call(t, h, tok, "POST", "/v1/apps/web/machines/m1/exec", `{"cmd":"ls","container":"sidecar"}`)
+	if code != 400 || !strings.Contains(body, `container \"sidecar\"`) {
+		t.Fatalf("exec in a named container: %d %s, want a 400 naming it", code, body)
+	}
+}

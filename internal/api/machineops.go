@@ -261,6 +261,12 @@ type ExecRequest struct {
 	Cmd     string   `json:"cmd,omitempty"`
 	Stdin   string   `json:"stdin,omitempty"`
 	Timeout int      `json:"timeout,omitempty"`
+	// Container names one of Fly's multi-container machine's containers:
+	// Hangar runs one, so a name is a 400 rather than ignored.
+	Container string `json:"container,omitempty"`
+	// Machine runs the command in the machine's own namespace (fly-go);
+	// on Hangar the machine is its one container, so it changes nothing.
+	Machine bool `json:"machine,omitempty"`
 }
 
 // ExecResponse is the outcome of an exec.
@@ -285,6 +291,9 @@ func (s *Server) execMachine(w http.ResponseWriter, r *http.Request) error {
 	}
 	if len(cmd) == 0 {
 		return badRequest("command is required: send {\"command\": [\"ls\", \"-l\"]}")
+	}
+	if req.Container != "" {
+		return badRequest("container %q: a Hangar machine runs one container, its image (multi-container machines are not yet: see docs/api.md); leave container out", req.Container)
 	}
 	if req.Timeout < 0 || req.Timeout > 600 {
 		return badRequest("timeout %d: seconds from 1 to 600", req.Timeout)

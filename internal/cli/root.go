@@ -41,6 +41,8 @@ func NewRoot() *cobra.Command {
 		// Machines and images.
 		newMachineCmd(),
 		newSSHCmd(),
+		newConsoleCmd(),
+		newProxyCmd(),
 		newImageCmd(),
 		// App resources.
 		newSecretsCmd(),

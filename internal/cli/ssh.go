@@ -65,7 +65,7 @@ func newSSHCmd() *cobra.Command {
 	f.BoolVar(&ptyOn, "pty", false, "allocate a terminal (default: only for a shell)")
 	f.BoolVar(&noPty, "no-pty", false, "never allocate a terminal")
 	f.StringVarP(&user, "user", "u", "", "run as this user of the image (default: the machine's)")
-	cmd.AddCommand(console)
+	cmd.AddCommand(console, newSFTPCmd())
 	return cmd
 }
 

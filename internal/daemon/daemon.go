@@ -371,6 +371,8 @@ func Run(ctx context.Context, o Options) error {
 	go stopper.Run(actx)
 	scheduler := &supervisor.Scheduler{Sup: sup, Interval: o.ScheduleInterval, Log: log.With("component", "scheduler")}
 	go scheduler.Run(actx)
+	reaper := &supervisor.ConsoleReaper{Sup: sup, Interval: 5 * time.Second, Log: log.With("component", "console")}
+	go reaper.Run(actx)
 	apiHTTP := &http.Server{Handler: apiAndDashboard(apiSrv.Handler(), log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 3)
 	var httpsSrv *http.Server

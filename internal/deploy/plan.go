@@ -48,7 +48,7 @@ func plansFor(configs map[string]*types.MachineConfig, existing []*supervisor.Re
 	old := map[string][]*supervisor.Record{}
 	for _, r := range existing {
 		g := groupOf(r)
-		if g == appconfig.ReleaseCommandGroup || r.State == types.StateDestroyed || r.State == types.StateDestroying {
+		if g == appconfig.ReleaseCommandGroup || g == types.ConsoleGroup || r.State == types.StateDestroyed || r.State == types.StateDestroying {
 			continue
 		}
 		old[g] = append(old[g], r)

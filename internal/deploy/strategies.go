@@ -326,8 +326,8 @@ func (r *run) finish(ctx context.Context, existing []*supervisor.Record, configs
 		if created[o.ID] || (kept && !stopped[o.ID] && o.State != types.StateStopped && o.State != types.StateFailed && o.State != types.StateCreated && o.State != types.StateDestroying) {
 			continue
 		}
-		if g == appconfig.ReleaseCommandGroup {
-			continue
+		if g == appconfig.ReleaseCommandGroup || g == types.ConsoleGroup {
+			continue // ephemeral: their own commands end them
 		}
 		if !kept {
 			r.emit("retire", o.ID, g, "removing machine %s: process group %s is gone from fly.toml", o.ID, g)

@@ -54,6 +54,11 @@ const (
 	MetaFlyctl       = "fly_flyctl_version"
 )
 
+// ConsoleGroup is the process group of `hangar console`'s ephemeral
+// machines (Fly's `fly console`): deploys and scaling leave them alone,
+// and the daemon destroys one whose console lease has lapsed.
+const ConsoleGroup = "fly_app_console"
+
 // DefaultProcessGroup is the group of machines when fly.toml has no [processes].
 const DefaultProcessGroup = "app"
 

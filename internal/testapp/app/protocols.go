@@ -2,7 +2,8 @@ package main
 
 // Endpoints and listeners for the edge proxy's protocol tests (issue 6):
 // WebSocket echo, SSE, fly-replay, an h2c server (H2C_PORT) and a raw TCP
-// echo that reads a PROXY protocol header (TCP_ECHO_PORT).
+// echo that reads a PROXY protocol header (TCP_ECHO_PORT), and a plain
+// byte echo that passes a half-close on (RAW_ECHO_PORT, `hangar proxy`).
 
 import (
 	"bufio"
@@ -18,12 +19,13 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/hangar-dev/hangar/internal/proxyproto"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/hangar-dev/hangar/internal/proxyproto"
 )
 
 func protocolHandlers(mux *http.ServeMux) {
@@ -107,6 +109,22 @@ func protocolListeners() {
 			}
 		}()
 	}
+	if port := os.Getenv("RAW_ECHO_PORT"); port != "" {
+		ln, err := net.Listen("tcp", ":"+port)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "raw echo:", err)
+			return
+		}
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				go rawEcho(c.(*net.TCPConn))
+			}
+		}()
+	}
 	if port := os.Getenv("TCP_ECHO_PORT"); port != "" {
 		ln, err := net.Listen("tcp", ":"+port)
 		if err != nil {
@@ -139,5 +157,28 @@ func tcpEcho(c net.Conn) {
 	sc := bufio.NewScanner(pc)
 	for sc.Scan() {
 		fmt.Fprintf(pc, "echo %s\n", sc.Text())
+	}
+}
+
+// rawEcho sends back every byte it reads and, once the client has ended
+// its output (half-close), ends its own: a client that half-closes reads
+// everything back and then EOF.
+func rawEcho(c *net.TCPConn) {
+	defer c.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if _, werr := c.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err == io.EOF {
+			_ = c.CloseWrite()
+			return
+		}
+		if err != nil {
+			return
+		}
 	}
 }
