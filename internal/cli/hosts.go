@@ -190,7 +190,7 @@ func knownRegion(ctx context.Context, c *client, region string) error {
 		codes = append(codes, r.Code)
 	}
 	return &HintError{Err: fmt.Errorf("region %s: this installation has no host in region %s (regions: %s)", region, region, strings.Join(codes, ", ")),
-		Hint: fmt.Sprintf("pick a region `hangar regions list` shows, or add a host there with `hangar server --etcd-endpoints … --region %s` on a new machine (docs/cluster.md)", region)}
+		Hint: fmt.Sprintf("pick a region `hangar regions list` shows, or add a host there with `hangar server --join … --region %s` on a new machine; `hangar cluster join-token` prints the command (docs/cluster.md)", region)}
 }
 
 // machineState is a machine's state as the tables show it: with the host

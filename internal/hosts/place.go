@@ -71,11 +71,11 @@ func Place(req PlaceRequest, all []types.Host, machines []Placed) (types.Host, e
 		}
 	}
 	if len(inRegion) == 0 {
-		return types.Host{}, fmt.Errorf("no ready host in region %q (regions with one: %s): pick one of those, or add a host there with `hangar server --etcd-endpoints … --region %s` on a new machine; `hangar hosts list` shows every host: %w",
+		return types.Host{}, fmt.Errorf("no ready host in region %q (regions with one: %s): pick one of those, or add a host there with `hangar server --join … --region %s` on a new machine (`hangar cluster join-token` prints the command); `hangar hosts list` shows every host: %w",
 			req.Region, readyRegions(all), req.Region, ErrNoHost)
 	}
 	if len(fits) == 0 {
-		return types.Host{}, fmt.Errorf("no host in region %s has %d MB of memory free (%s): stop or destroy machines there, pick a smaller size or another region, or add a host with `hangar server --etcd-endpoints … --region %s` on a new machine: %w",
+		return types.Host{}, fmt.Errorf("no host in region %s has %d MB of memory free (%s): stop or destroy machines there, pick a smaller size or another region, or add a host with `hangar server --join … --region %s` on a new machine (`hangar cluster join-token` prints the command): %w",
 			req.Region, req.MemoryMB, freeList(inRegion), req.Region, ErrNoCapacity)
 	}
 	ofApp := map[string]int{}

@@ -61,7 +61,7 @@ func TestPlaceRespectsCapacity(t *testing.T) {
 	if !errors.Is(err, ErrNoCapacity) || !errors.Is(err, types.ErrConflict) {
 		t.Fatalf("no host with 2048 MB: %v, want ErrNoCapacity", err)
 	}
-	for _, want := range []string{"a: 200 MB free", "b: 1024 MB free", "hangar server --etcd-endpoints"} {
+	for _, want := range []string{"a: 200 MB free", "b: 1024 MB free", "hangar server --join"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
 		}
