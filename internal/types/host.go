@@ -21,13 +21,11 @@ type Host struct {
 	ID     string `json:"id"`
 	Region string `json:"region"`
 	// APIURL is where other hosts reach this host's API (--advertise-addr).
-	APIURL string `json:"api_url"`
-	// Addresses are the host's own addresses, for people reading the list.
-	Addresses []string     `json:"addresses,omitempty"`
-	Capacity  HostCapacity `json:"capacity"`
-	Used      HostUsage    `json:"used"`
-	Version   string       `json:"version,omitempty"`
-	State     string       `json:"state"`
+	APIURL   string       `json:"api_url"`
+	Capacity HostCapacity `json:"capacity"`
+	Used     HostUsage    `json:"used"`
+	Version  string       `json:"version,omitempty"`
+	State    string       `json:"state"`
 	// StartedAt is when the host's daemon registered (RFC 3339).
 	StartedAt string `json:"started_at,omitempty"`
 }
