@@ -48,7 +48,7 @@ var serverSide = []string{
 	"internal/dns", "internal/flycast", "internal/hosts", "internal/machinefs", "internal/flyreplay", "internal/h2backend", "internal/logs", "internal/network",
 	"internal/proxy", "internal/proxyproto", "internal/runtime", "internal/secrets",
 	"internal/statics", "internal/store", "internal/supervisor", "internal/tcpproxy",
-	"internal/volume",
+	"internal/volume", "internal/metrics",
 }
 
 // leaves import nothing of the module but their own subpackages.
@@ -82,6 +82,16 @@ var rules = []rule{
 		why:     "the proxy is told about machines; it does not drive them",
 		applies: is("internal/proxy"),
 		forbids: anyOf("internal/supervisor", "internal/deploy", "internal/api", "internal/runtime", "internal/store", "internal/tcpproxy"),
+	},
+	{
+		why:     "the metrics exporter reads snapshots and lists it is handed; it drives nothing",
+		applies: is("internal/metrics"),
+		forbids: anyOf("internal/supervisor", "internal/deploy", "internal/api", "internal/runtime", "internal/volume", "internal/network"),
+	},
+	{
+		why:     "components report to metrics through hooks they own (only the daemon wires metrics in)",
+		applies: func(p string) bool { return !is("internal/daemon", "internal/metrics")(p) },
+		forbids: anyOf("internal/metrics"),
 	},
 	{
 		why:     "the CLI talks to the daemon over HTTP (it starts one only for `hangar server`)",

@@ -93,6 +93,7 @@ var routePolicy = map[string]policy{
 	"POST /v1/apps/{app}/restart":                     appCallers,
 	"POST /v1/deploys":                                appCallers, // the app of the fly.toml
 	"GET /v1/apps/{app}/logs":                         appCallers,
+	"GET /v1/apps/{app}/metrics":                      appCallers,
 
 	"GET /v1/images":       everyToken,
 	"POST /v1/images":      appCallers, // the app of ?ref=

@@ -91,6 +91,9 @@ func (s *Server) routes() []route {
 		{"GET /v1/apps/{app}/logs", appPath, s.logs, OpDoc{ID: "Logs_show", Summary: "An app's machine logs as NDJSON", Hangar: true, Query: []Param{
 			{Name: "lines", Type: "integer", Desc: "how many past lines (default 100)"}, {Name: "follow", Type: "boolean", Desc: "keep streaming new lines"}, {Name: "machine", Type: "string", Desc: "one machine only"}}, Errors: []int{404}}},
 
+		// Metrics (metrics.go).
+		{"GET /v1/apps/{app}/metrics", appPath, s.metricsHistory, OpDoc{ID: "Metrics_history", Summary: "The last hour of an app's key series (requests/s, 5xx/s, p99, memory, CPU, machines running) at 15 s steps, from the daemon's memory", Hangar: true, Resp: types.MetricsHistory{}, Errors: []int{404}}},
+
 		// Images (images.go): an app token sees and writes only its app's refs.
 		{"GET /v1/images", anyToken, s.listImages, OpDoc{ID: "Images_list", Summary: "Images on this daemon", Hangar: true, Resp: []image.Image{}}},
 		{"POST /v1/images", anyToken, s.uploadImage, OpDoc{ID: "Images_upload", Summary: "Upload an OCI or docker archive (raw body)", Hangar: true, Query: []Param{{Name: "ref", Type: "string", Desc: "the reference to record; an app token may name only its app's repository (\"app:tag\")"}}, Resp: image.Image{}, Errors: []int{400, 403, 413, 507}}},

@@ -9,9 +9,12 @@
 package api
 
 import (
+	"bufio"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"time"
 
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/certs"
@@ -56,6 +59,12 @@ type Options struct {
 	// DefaultForwardClient); the cluster's mutual TLS goes in its
 	// Transport.
 	Forward *http.Client
+	// History is the recent history of the apps' key series (nil:
+	// metrics are off; GET /v1/apps/{app}/metrics answers 404).
+	History History
+	// Observe, if set, is told of every routed request: its route
+	// pattern, status and duration (metrics).
+	Observe func(route string, status int, d time.Duration)
 	// Cluster is this host's part in a cluster (nil: a single host).
 	Cluster Cluster
 }
@@ -78,7 +87,9 @@ type Server struct {
 	disk     func() types.DiskState
 	hosts    *hosts.Registry
 	forward  *http.Client
+	observe  func(route string, status int, d time.Duration)
 	cluster  Cluster
+	history  History
 }
 
 // New returns the API server over o's dependencies.
@@ -94,7 +105,7 @@ func New(o Options) *Server {
 	}
 	return &Server{hosts: o.Hosts, forward: o.Forward, store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe, history: o.History}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.
@@ -112,6 +123,61 @@ func (s *Server) Handler() http.Handler {
 // serve runs one route: the route's access rule, then its handler; the
 // handler's error becomes the answer (errors.go).
 func (s *Server) serve(rt route) http.HandlerFunc {
+	h := s.serveRoute(rt)
+	if s.observe == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r)
+		if sw.status == 0 {
+			sw.status = http.StatusOK
+		}
+		s.observe(rt.pattern, sw.status, time.Since(start))
+	}
+}
+
+// statusWriter remembers the status a handler answered with. Flush and
+// Hijack pass through (NDJSON streams, the console's WebSocket).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if h, ok := w.ResponseWriter.(http.Hijacker); ok {
+		if w.status == 0 {
+			w.status = http.StatusSwitchingProtocols
+		}
+		return h.Hijack()
+	}
+	return nil, nil, fmt.Errorf("api: the connection cannot be taken over: %w", http.ErrNotSupported)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (s *Server) serveRoute(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(rt.access, TokenFrom(r), r.PathValue("app")); err != nil {
 			s.writeError(w, r, err)

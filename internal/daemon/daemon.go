@@ -31,6 +31,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
@@ -99,6 +100,14 @@ type Options struct {
 	// Cluster, if set, makes this daemon a host of a cluster with an
 	// embedded etcd (cluster.go); the state is then in that etcd.
 	Cluster *ClusterOptions
+
+	// MetricsListen is where /metrics is served ("": not at all, and the
+	// proxy counts nothing). Off loopback it needs a token (metrics.go).
+	MetricsListen string
+	// AppMetricsInterval and AppMetricsTimeout: how often the apps'
+	// [metrics] endpoints are scraped, and how long one scrape may take
+	// (0: metrics.ScrapeInterval, metrics.ScrapeTimeout).
+	AppMetricsInterval, AppMetricsTimeout time.Duration
 }
 
 // Files the daemon writes into its data dir.
@@ -110,6 +119,8 @@ const (
 	APIAddrFile   = "api-addr"
 	HTTPAddrFile  = "http-addr"
 	HTTPSAddrFile = "https-addr"
+	// MetricsAddrFile holds the address /metrics is served on.
+	MetricsAddrFile = "metrics-addr"
 )
 
 // Run starts the daemon and serves until ctx ends. Machines keep running
@@ -176,7 +187,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
 	}
-	st := stt.Store
+	// Metrics: one registry for the daemon. A component with
+	// client_golang collectors of its own registers them with
+	// mreg.Registerer() (they get the region and host labels).
+	mreg := metrics.NewRegistry(o.Region, metrics.HostID(hostname()))
+	hm := metrics.NewHangar(mreg.Registerer())
+	st := hm.Store(stt.Store) // times the state's writes
 	closeStore := sync.OnceValue(stt.close)
 	defer closeStore()
 	if o.Etcd != nil {
@@ -200,6 +216,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	defer netm.Close() // the pool of prepared namespaces
 	px := proxy.New(o.Domain, o.Region, log.With("component", "proxy"))
+	px.NoStats = o.MetricsListen == ""
+	var history *metrics.History // the last hour per app, for the dashboard (nil: metrics off)
+	if o.MetricsListen != "" {
+		history = &metrics.History{Proxy: px.Stats}
+	}
 	secretStore, vols, hooks, err := openSecretsAndVolumes(ctx, st, o, log)
 	if err != nil {
 		return err
@@ -218,6 +239,7 @@ func Run(ctx context.Context, o Options) error {
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
 		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks, Nameservers: nameservers,
 		Validators: []supervisor.Validator{secrets.ValidateFiles, vols.ValidateMounts}, HostID: hostID,
+		Observer: hm,
 	})
 	shutdownSup := sync.OnceFunc(sup.Shutdown)
 	defer shutdownSup()
@@ -231,6 +253,7 @@ func Run(ctx context.Context, o Options) error {
 	deployer := &deploy.Deployer{Store: st, Sup: sup, Images: images, EnsureApp: appSvc.Ensure, AppExists: appSvc.Exists, Apps: appSvc, Log: log.With("component", "deploy"), SmokeWindow: 500 * time.Millisecond}
 	deployer.Secrets = secretStore
 	deployer.Volumes = vols // scale count gives new machines their volumes
+	deployer.Finished = hm.DeployFinished
 	// TLS-ALPN-01 first when this daemon serves HTTPS: it needs nothing
 	// from the HTTP listener's fast path.
 	challenges := []string{"http-01", "tls-alpn-01"}
@@ -275,6 +298,14 @@ func Run(ctx context.Context, o Options) error {
 		httpLn.Close()
 		return fmt.Errorf("API listen %s: %w (pick another with --api-listen)", o.APIListen, err)
 	}
+	var metricsLn net.Listener
+	if o.MetricsListen != "" {
+		if metricsLn, err = listen("metrics", o.MetricsListen); err != nil {
+			httpLn.Close()
+			apiLn.Close()
+			return fmt.Errorf("metrics listen %s: %w (pick another with --metrics-listen, or \"\" for none)", o.MetricsListen, err)
+		}
+	}
 	var httpsLn net.Listener
 	if o.HTTPSListen != "" {
 		if httpsLn, err = listen("https", o.HTTPSListen); err != nil {
@@ -306,7 +337,7 @@ func Run(ctx context.Context, o Options) error {
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
-		}, Cluster: apiCluster(node)})
+		}, Cluster: apiCluster(node), Observe: hm.APIRequest, History: apiHistory(history)})
 	if node != nil {
 		node.Handle("/v1/", apiSrv.Handler()) // other hosts' forwarded calls, tokens checked as on the API listener
 	}
@@ -351,6 +382,9 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	addrFiles := map[string]string{APIAddrFile: apiLn.Addr().String(), HTTPAddrFile: httpLn.Addr().String()}
+	if metricsLn != nil {
+		addrFiles[MetricsAddrFile] = metricsLn.Addr().String()
+	}
 	if httpsLn != nil {
 		addrFiles[HTTPSAddrFile] = httpsLn.Addr().String()
 	}
@@ -374,11 +408,20 @@ func Run(ctx context.Context, o Options) error {
 	reaper := &supervisor.ConsoleReaper{Sup: sup, Interval: 5 * time.Second, Log: log.With("component", "console")}
 	go reaper.Run(actx)
 	apiHTTP := &http.Server{Handler: apiAndDashboard(apiSrv.Handler(), log), ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
+	var metricsHTTP *http.Server
+	if metricsLn != nil {
+		metricsHTTP = serveMetrics(actx, metricsLn, mreg, metricsSources{st: st, sup: sup, px: px, vols: vols, history: history, region: o.Region, log: log, interval: o.AppMetricsInterval, timeout: o.AppMetricsTimeout}, errc)
+	}
 	var httpsSrv *http.Server
 	if httpsLn != nil {
-		httpsSrv = &http.Server{Handler: px, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
-			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+		httpsTLS, errLog := tlsConfig, log.Handler()
+		if metricsLn != nil { // handshake times and errors
+			mtls := metrics.NewTLS(mreg.Registerer(), px.AppForHost)
+			httpsTLS, errLog = mtls.Wrap(tlsConfig), mtls.Handler(errLog)
+		}
+		httpsSrv = &http.Server{Handler: px, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(errLog, slog.LevelDebug)}
 		// The HTTPS listener shares the proxy's connection limits.
 		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.Divert(httpsLn)), "", "") }()
 	}
@@ -398,7 +441,7 @@ func Run(ctx context.Context, o Options) error {
 			log.Error("lost the etcd lock of the state (etcd unreachable longer than the lock's lease); stopping so that no two daemons act on one state; machines keep running", "state", o.stateName())
 			return fmt.Errorf("state %s: lost the lock: %w", o.stateName(), types.ErrUnavailable)
 		case <-o.Reload:
-			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.Listener()})
+			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.Listener(), "metrics": metricsLn})
 			if err != nil {
 				log.Error("reload failed; this daemon keeps serving", "err", err)
 				continue
@@ -419,6 +462,9 @@ func Run(ctx context.Context, o Options) error {
 			}()
 			actx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_ = apiHTTP.Shutdown(actx)
+			if metricsHTTP != nil {
+				_ = metricsHTTP.Shutdown(actx)
+			}
 			cancel()
 			cancelAutostop()
 			registry.HandOver() // the host stays ready across the reload
@@ -446,6 +492,9 @@ func Run(ctx context.Context, o Options) error {
 	_ = apiHTTP.Shutdown(sctx)
 	if httpsSrv != nil {
 		_ = httpsSrv.Shutdown(sctx)
+	}
+	if metricsHTTP != nil {
+		_ = metricsHTTP.Shutdown(sctx)
 	}
 	return nil
 }

@@ -108,6 +108,9 @@ type Deployer struct {
 	// SmokeWindow is how long a machine must stay up without restarting
 	// after its checks pass, before old machines go (the spearhead only).
 	SmokeWindow time.Duration
+	// Finished, if set, is told of every deploy or scale that ran to its
+	// end (status complete or failed), for metrics.
+	Finished func(app, strategy, status string, d time.Duration)
 
 	mu       sync.Mutex // guards active
 	active   map[string]bool
@@ -380,6 +383,9 @@ func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)
 		return rel, fmt.Errorf("record release v%d: %w", rel.Version, err)
 	}
 	r.forget()
+	if d.Finished != nil {
+		d.Finished(app, rel.Strategy, rel.Status, time.Since(start))
+	}
 	if runErr != nil {
 		emit("failed", "", "", "release v%d failed: %v; the previous release keeps serving", rel.Version, runErr)
 		return rel, runErr

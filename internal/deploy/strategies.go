@@ -125,6 +125,13 @@ func (r *run) retire(ctx context.Context, p *plan, olds []*supervisor.Record) er
 				errs[i] = err
 				return
 			}
+			// Cordoned, the proxy neither routes to it nor wakes it again
+			// once stopped (it would take its volume back from its
+			// replacement); a rollback uncordons it.
+			if _, err := r.d.Sup.SetCordoned(ctx, r.app, o.ID, true); err != nil {
+				errs[i] = fmt.Errorf("cordon old machine %s: %w", o.ID, err)
+				return
+			}
 			if _, err := r.d.Sup.Stop(ctx, r.app, o.ID, "", 0); err != nil {
 				errs[i] = fmt.Errorf("stop old machine %s: %w", o.ID, err)
 			}
@@ -277,6 +284,9 @@ func (r *run) rollback(emit func(step, machine, group, format string, args ...an
 		go func(id string) {
 			defer wg.Done()
 			emit("rollback", id, "", "starting old machine %s again", id)
+			if _, err := r.d.Sup.SetCordoned(ctx, r.app, id, false); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+				r.d.Log.Warn("rollback: uncordon old machine", "machine", id, "err", err)
+			}
 			if _, err := r.d.Sup.Start(ctx, r.app, id); err != nil {
 				if errors.Is(err, supervisor.ErrNotFound) {
 					return

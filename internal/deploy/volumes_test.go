@@ -42,7 +42,8 @@ type fakeVolume struct {
 
 func newFakeVolumes() *fakeVolumes { return &fakeVolumes{} }
 
-// gone returns the holders of volumes whose machine no longer exists. It
+// gone returns the holders of volumes whose machine no longer exists or
+// is stopped (a stopped machine gives its volume up, as on the host). It
 // asks the supervisor without holding f.mu: a killed daemon's store
 // blocks for ever, and must not block the next daemon's attaches.
 func (f *fakeVolumes) gone(ctx context.Context, app string) map[string]bool {
@@ -58,7 +59,7 @@ func (f *fakeVolumes) gone(ctx context.Context, app string) map[string]bool {
 	out := map[string]bool{}
 	for _, id := range holders {
 		m, err := sup.Get(ctx, app, id)
-		if errors.Is(err, supervisor.ErrNotFound) || (err == nil && m.State == types.StateDestroyed) {
+		if errors.Is(err, supervisor.ErrNotFound) || (err == nil && (m.State == types.StateDestroyed || m.State == types.StateStopped)) {
 			out[id] = true
 		}
 	}
@@ -388,4 +389,41 @@ func TestResumeInterruptedScaleWithVolumes(t *testing.T) {
 	}
 	e.requireServing(3, 1, "v1")
 	e.requireVolumes(2048, 14, 0)
+}
+
+// TestRetiredMachineIsNotWoken: while a rolling deploy replaces a machine
+// that holds a volume, requests keep asking the proxy to wake a stopped
+// machine of the app. The retired one must not start again: it would take
+// its volume back and its replacement could not attach it (the deploy
+// failed this way under traffic before retired machines were cordoned).
+func TestRetiredMachineIsNotWoken(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.mounts = true
+	e.mustDeploy("v1", Request{})
+	old := e.requireServing(1, 1, "v1")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	woke := make(chan string, 100)
+	go func() { // the proxy, asked for the app again and again
+		for ctx.Err() == nil {
+			if id, err := e.sup.Wake(ctx, testApp, "tst"); err == nil {
+				woke <- id
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	rel, msgs, err := e.deploy("v2", Request{})
+	cancel()
+	if err != nil || rel.Status != StatusComplete {
+		t.Fatalf("deploy v2 under wake requests: %v %+v\n%s", err, rel, strings.Join(msgs, "\n"))
+	}
+	close(woke)
+	for id := range woke {
+		if id == old[0] {
+			t.Fatalf("the retired machine %s was woken during the deploy", id)
+		}
+	}
+	e.requireServing(1, 2, "v2")
 }

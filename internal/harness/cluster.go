@@ -231,6 +231,7 @@ func (c *Cluster) hostArgs(h *Host) []string {
 	args := []string{"server", "--data-dir", h.DataDir,
 		"--api-listen", net.JoinHostPort(h.Addr, fmt.Sprint(HostAPIPort)),
 		"--http-listen", net.JoinHostPort(h.Addr, fmt.Sprint(HostHTTPPort)),
+		"--metrics-listen", "127.0.0.1:0", // never the default port, whatever namespace the host is in
 		"--domain", "test.internal", "--region", region, "--bridge", c.s.Bridges[i],
 		// Each host's machines get their own subnets, as they will need
 		// to be routable between hosts.

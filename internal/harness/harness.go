@@ -47,6 +47,7 @@ type Daemon struct {
 	API     string
 	HTTP    string
 	HTTPS   string // host:port of the HTTPS listener, if --https-listen was given
+	Metrics string // base URL of /metrics (--metrics-listen; "" if turned off)
 	Token   string
 	logf    *os.File
 
@@ -114,7 +115,7 @@ func StartDaemonIn(t testing.TB, bin, dataDir string, extraArgs ...string) *Daem
 	n := rand.Intn(200) + 20
 	d := &Daemon{t: t, bin: bin, DataDir: dataDir}
 	bridge := fmt.Sprintf("hge%04x", rand.Intn(0xffff))
-	d.args = []string{"server", "--data-dir", d.DataDir, "--api-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0",
+	d.args = []string{"server", "--data-dir", d.DataDir, "--api-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0",
 		"--domain", "test.internal", "--region", "tst", "--bridge", bridge,
 		"--subnet", fmt.Sprintf("10.%d.%d.0/24", 100+rand.Intn(50), n), "--subnet6", fmt.Sprintf("fdaa:0:%x::/64", 0x1000+rand.Intn(0xe000))}
 	d.args = append(d.args, extraArgs...)
@@ -191,6 +192,7 @@ func (d *Daemon) Start() {
 	_ = os.Remove(filepath.Join(d.DataDir, "api-addr"))
 	_ = os.Remove(filepath.Join(d.DataDir, "http-addr"))
 	_ = os.Remove(filepath.Join(d.DataDir, "https-addr"))
+	_ = os.Remove(filepath.Join(d.DataDir, "metrics-addr"))
 	d.cmd = d.command(d.args...)
 	d.cmd.Stdout, d.cmd.Stderr = d.logf, d.logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -206,9 +208,14 @@ func (d *Daemon) Start() {
 		a, err1 := os.ReadFile(filepath.Join(d.DataDir, "api-addr"))
 		h, err2 := os.ReadFile(filepath.Join(d.DataDir, "http-addr"))
 		s, err3 := os.ReadFile(filepath.Join(d.DataDir, "https-addr"))
-		if err1 == nil && err2 == nil && (err3 == nil || !slices.Contains(d.args, "--https-listen")) {
+		m, err4 := os.ReadFile(filepath.Join(d.DataDir, "metrics-addr"))
+		if err1 == nil && err2 == nil && (err3 == nil || !slices.Contains(d.args, "--https-listen")) && (err4 == nil || d.flag("--metrics-listen") == "") {
 			d.API, d.HTTP = "http://"+strings.TrimSpace(string(a)), "http://"+strings.TrimSpace(string(h))
 			d.HTTPS = strings.TrimSpace(string(s))
+			d.Metrics = ""
+			if err4 == nil {
+				d.Metrics = "http://" + strings.TrimSpace(string(m))
+			}
 			break
 		}
 		// With fixed ports the daemon is found without its address files

@@ -200,7 +200,24 @@ func (p *Proxy) getConn(m *machine) (*bconn, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
+	if !p.NoStats {
+		m.stats.connect.observe(time.Since(now))
+		m.stats.connects.Add(1)
+		c = &backendConn{Conn: c, s: m.stats}
+	}
 	return &bconn{c: c, br: bufio.NewReaderSize(c, 8<<10), bw: bufio.NewWriterSize(c, 8<<10)}, false, nil
+}
+
+// backendConn counts its close as a disconnect from the machine.
+type backendConn struct {
+	net.Conn
+	s    *machineStats
+	once sync.Once
+}
+
+func (c *backendConn) Close() error {
+	c.once.Do(func() { c.s.disconnects.Add(1) })
+	return c.Conn.Close()
 }
 
 var dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
@@ -343,6 +360,40 @@ type connState struct {
 	// replayed is set when the app answered fly-replay to a request
 	// without a body: the connection goes to net/http with the request.
 	replayed bool
+	// For the counters (metrics.go): the machine that served the last
+	// request; whether the connection was counted, for which app; the
+	// bytes read from and written to the client, and how many of them
+	// were added to the app's counters.
+	served          *machine
+	counted         bool
+	app             *app
+	out             countingWriter
+	inSeen, outSeen uint64
+}
+
+// countingWriter counts the bytes written to the client connection.
+type countingWriter struct {
+	c net.Conn
+	n uint64
+}
+
+func (w *countingWriter) Write(b []byte) (int, error) {
+	n, err := w.c.Write(b)
+	w.n += uint64(n)
+	return n, err
+}
+
+// countBytes adds the bytes read and written since the last call to a's
+// counters.
+func (cs *connState) countBytes(a *app) {
+	if in := cs.dl.n; in != cs.inSeen {
+		a.stats.dataIn.Add(in - cs.inSeen)
+		cs.inSeen = in
+	}
+	if out := cs.out.n; out != cs.outSeen {
+		a.stats.dataOut.Add(out - cs.outSeen)
+		cs.outSeen = out
+	}
 }
 
 // bufferHold is how long a keep-alive connection keeps its buffers while
@@ -355,7 +406,7 @@ func (cs *connState) takeBuffers() {
 	cs.br = readerPool.Get().(*bufio.Reader)
 	cs.bw = writerPool.Get().(*bufio.Writer)
 	cs.br.Reset(&cs.dl)
-	cs.bw.Reset(cs.fc.c)
+	cs.bw.Reset(&cs.out)
 	cs.bufp = bufPool.Get().(*[]byte)
 	cs.buf = *cs.bufp
 }
@@ -407,6 +458,7 @@ func (cs *connState) waitRequest(cfg serveConfig, fresh bool) bool {
 		return false // closed, reset, or no byte within the timeout
 	}
 	cs.dl.pending = cs.first[:n]
+	cs.dl.n += uint64(n)
 	cs.takeBuffers()
 	return true
 }
@@ -425,7 +477,14 @@ func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 	}()
 	cs := &connState{p: p, fc: fc}
 	cs.dl.c = c
+	cs.out.c = c
 	defer cs.putBuffers()
+	defer func() {
+		if cs.counted {
+			cs.countBytes(cs.app) // an error answer written after the last count
+			cs.app.stats.disconnects.Add(1)
+		}
+	}()
 	cs.clientIP, _, _ = net.SplitHostPort(c.RemoteAddr().String())
 	for fresh := true; ; fresh = false {
 		fc.state.Store(connIdle)
@@ -569,9 +628,17 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 		p.record(name, code, start)
 		return keep && !r.hasBody()
 	}
+	if !p.NoStats && !cs.counted {
+		// The connection counts for the app of its first request.
+		cs.counted, cs.app = true, a
+		a.stats.connects.Add(1)
+	}
 	status, keep := cs.forward(a, m, rid, keep, rt)
-	if !cs.replayed {
-		a.stats.observe(status, time.Since(start))
+	if !cs.replayed && !p.NoStats {
+		d := time.Since(start)
+		a.stats.observe(status, d)
+		cs.served.stats.observe(status, d)
+		cs.countBytes(a)
 	}
 	return keep
 }
@@ -602,7 +669,10 @@ func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routi
 	p := cs.p
 	r := &cs.req
 	rq := &request{app: a, m: m, prefs: rt}
-	defer func() { p.release(a, rq.m) }()
+	defer func() {
+		cs.served = rq.m
+		p.release(a, rq.m)
+	}()
 	var deadline time.Time
 	backoff := time.Millisecond
 	retriedReused := false
@@ -952,6 +1022,7 @@ type dlReader struct {
 	c       net.Conn
 	timeout time.Duration
 	pending []byte // read before the buffers were taken (waitRequest)
+	n       uint64 // bytes read from the client, for the counters
 }
 
 func (d *dlReader) Read(b []byte) (int, error) {
@@ -963,7 +1034,9 @@ func (d *dlReader) Read(b []byte) (int, error) {
 	if d.timeout > 0 {
 		_ = d.c.SetReadDeadline(time.Now().Add(d.timeout))
 	}
-	return d.c.Read(b)
+	n, err := d.c.Read(b)
+	d.n += uint64(n)
+	return n, err
 }
 
 // headBuffered reports whether a whole request head is already buffered.

@@ -60,6 +60,7 @@ type machine struct {
 	idle          chan struct{} // closed when draining and inflight reaches 0
 	present       bool          // known to the proxy (false once removed)
 	pool          []*bconn      // idle keep-alive connections to the machine
+	stats         *machineStats // counters for metrics (metrics.go), never nil
 }
 
 // app is the routing state of one app. Guarded by Proxy.mu.
@@ -121,6 +122,9 @@ type Proxy struct {
 	// in all and per client address; a connection over either gets 503
 	// and is closed (see conns.go). 0: no limit.
 	MaxConns, MaxConnsPerIP int
+	// NoStats turns off the per-request counters that Stats reports (the
+	// metrics exporter's source): `hangar server --metrics-listen ""`.
+	NoStats bool
 
 	domain string
 	region string
@@ -229,7 +233,7 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 		}
 	}
 	if m == nil {
-		m = &machine{soft: DefaultSoftLimit}
+		m = &machine{soft: DefaultSoftLimit, stats: &machineStats{}}
 		a.machines = append(a.machines, m)
 	}
 	if b.Addr == "" {
@@ -539,7 +543,11 @@ func (p *Proxy) serveApp(w http.ResponseWriter, r *http.Request, name string) {
 	for _, h := range rq.replay {
 		p.release(h.a, h.m) // picked for a fly-replay that was not sent
 	}
-	a.stats.observe(rq.status, time.Since(start))
+	if !p.NoStats {
+		d := time.Since(start)
+		a.stats.observe(rq.status, d)
+		rq.m.stats.observe(rq.status, d)
+	}
 }
 
 // fail answers with an error of the proxy itself.
@@ -554,7 +562,7 @@ func (p *Proxy) record(name string, code int, start time.Time) {
 	p.mu.Lock()
 	a := p.apps[name]
 	p.mu.Unlock()
-	if a != nil {
+	if a != nil && !p.NoStats {
 		a.stats.observe(code, time.Since(start))
 	}
 }

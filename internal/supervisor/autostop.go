@@ -46,12 +46,17 @@ func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, erro
 	return "", fmt.Errorf("app %s: wake: %w", app, firstErr)
 }
 
-// wakeOrder lists the machines Wake may start, best first: in region
-// before elsewhere, suspended before stopped, then in list order.
+// wakeOrder lists the machines Wake may start (not cordoned), best first:
+// in region before elsewhere, suspended before stopped, then in list
+// order.
 func wakeOrder(recs []*Record, region string) []*Record {
 	var cands []*Record
 	for _, r := range recs {
-		if (r.State == types.StateStopped || r.State == types.StateSuspended) && autostartable(r.Config) {
+		// A cordoned machine takes no traffic, so waking it serves no
+		// one; a deploy cordons the old machines it retires, so that
+		// requests do not start them again (a retired machine that woke
+		// would hold its volume against its replacement).
+		if (r.State == types.StateStopped || r.State == types.StateSuspended) && autostartable(r.Config) && !r.Cordoned {
 			cands = append(cands, r)
 		}
 	}
@@ -322,6 +327,9 @@ func (a *Autostopper) stopOne(ctx context.Context, c candidate) error {
 				return fmt.Errorf("autostop: suspend machine %s of app %s: %w", c.id, c.app, err)
 			}
 			a.log().Info("suspended idle machine", "app", c.app, "machine", c.id)
+			if s.opt.Observer != nil {
+				s.opt.Observer.Autostopped(c.app, "suspend")
+			}
 			return nil
 		}
 	}
@@ -339,5 +347,8 @@ func (a *Autostopper) stopOne(ctx context.Context, c candidate) error {
 		return fmt.Errorf("autostop: stop machine %s of app %s: %w", c.id, c.app, err)
 	}
 	a.log().Info("stopped idle machine", "app", c.app, "machine", c.id)
+	if s.opt.Observer != nil {
+		s.opt.Observer.Autostopped(c.app, "stop")
+	}
 	return nil
 }

@@ -70,7 +70,9 @@ func TestWakeOrder(t *testing.T) {
 		rec("no-autostart", types.StateStopped, "ord", &types.MachineConfig{Services: []types.MachineService{{InternalPort: 8080, Autostart: &no}}}),
 		rec("disabled", types.StateStopped, "ord", &types.MachineConfig{Services: svc, DisableMachineAutostart: new(bool)}),
 		rec("no-service", types.StateStopped, "ord", &types.MachineConfig{}),
+		rec("cordoned", types.StateStopped, "ord", nil),
 	}
+	recs[8].Cordoned = true
 	*recs[6].Config.DisableMachineAutostart = true
 	var got []string
 	for _, r := range wakeOrder(recs, "ord") {

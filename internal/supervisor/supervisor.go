@@ -147,6 +147,20 @@ type Options struct {
 	// runs, recovers and checks only the machines that carry it ("" on a
 	// single host before host ids).
 	HostID string
+	// Observer is told of starts and autostop actions, for metrics
+	// (nil: no one).
+	Observer Observer
+}
+
+// Observer is told what the supervisor did, for metrics. Its methods must
+// not block.
+type Observer interface {
+	// MachineStarted: a machine of app went from state from to started
+	// in d; source is the event's ("user", "fly-proxy" for a wake,
+	// "flyd" for a restart).
+	MachineStarted(app, from, source string, d time.Duration)
+	// Autostopped: autostop stopped or suspended (action) a machine.
+	Autostopped(app, action string)
 }
 
 // SpecHook adjusts the task spec of a machine that is about to start.
@@ -529,11 +543,17 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	if err != nil {
 		return nil, err
 	}
+	t0 := time.Now()
+	from := r.State
 	switch r.State {
 	case types.StateStarted:
 		return r, nil
 	case types.StateSuspended:
-		return s.resumeLocked(ctx, l, r, source)
+		r, err := s.resumeLocked(ctx, l, r, source)
+		if err == nil && s.opt.Observer != nil {
+			s.opt.Observer.MachineStarted(l.app, from, source, time.Since(t0))
+		}
+		return r, err
 	case types.StateDestroying, types.StateDestroyed:
 		return nil, fmt.Errorf("machine %s is %s: %w", l.id, r.State, ErrConflict)
 	}
@@ -546,7 +566,11 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 		}
 		return nil, err
 	}
-	return s.bootLocked(ctx, l, r, source, netReady)
+	r, err = s.bootLocked(ctx, l, r, source, netReady)
+	if err == nil && s.opt.Observer != nil {
+		s.opt.Observer.MachineStarted(l.app, from, source, time.Since(t0))
+	}
+	return r, err
 }
 
 // bootLocked starts a task for the machine as r describes it and records

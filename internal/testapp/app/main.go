@@ -108,6 +108,7 @@ func main() {
 	protocolHandlers(mux)
 	textHandlers(mux)
 	logHandlers(mux)
+	metricsHandlers(mux, &hits)
 	protocolListeners()
 	fmt.Println("listening on", port)
 	if err := http.ListenAndServe(":"+port, mux); err != nil {
