@@ -94,6 +94,11 @@ var routePolicy = map[string]policy{
 	"POST /v1/deploys":                                appCallers, // the app of the fly.toml
 	"GET /v1/apps/{app}/logs":                         appCallers,
 	"GET /v1/apps/{app}/metrics":                      appCallers,
+	"GET /v1/apps/{app}/logs/retention":               appCallers,
+	"PUT /v1/apps/{app}/logs/retention":               appCallers,
+	"GET /v1/log-sinks":                               orgCallers,
+	"POST /v1/log-sinks":                              orgCallers,
+	"DELETE /v1/log-sinks/{id}":                       orgCallers,
 
 	"GET /v1/images":       everyToken,
 	"POST /v1/images":      appCallers, // the app of ?ref=

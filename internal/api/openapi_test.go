@@ -38,7 +38,7 @@ func testServer(t testing.TB) (*Server, http.Handler, string) {
 // one more dependency.
 func (s *Server) options() Options {
 	return Options{Store: s.store, Apps: s.apps, Sup: s.sup, Deployer: s.deployer, Images: s.images, Secrets: s.secrets,
-		Volumes: s.volumes, Certs: s.certs, Log: s.log, Org: s.org, Region: s.region, Domain: s.domain, HTTPPort: s.httpPort}
+		Volumes: s.volumes, Certs: s.certs, Log: s.log, Org: s.org, Region: s.region, Domain: s.domain, HTTPPort: s.httpPort, LogSinks: s.logSinks}
 }
 
 func TestOpenAPIDocument(t *testing.T) {

@@ -89,7 +89,17 @@ func (s *Server) routes() []route {
 
 		// Logs (logs.go).
 		{"GET /v1/apps/{app}/logs", appPath, s.logs, OpDoc{ID: "Logs_show", Summary: "An app's machine logs as NDJSON", Hangar: true, Query: []Param{
-			{Name: "lines", Type: "integer", Desc: "how many past lines (default 100)"}, {Name: "follow", Type: "boolean", Desc: "keep streaming new lines"}, {Name: "machine", Type: "string", Desc: "one machine only"}}, Errors: []int{404}}},
+			{Name: "lines", Type: "integer", Desc: "how many past lines (default 100; with since, a cap on the window's lines, none by default)"}, {Name: "follow", Type: "boolean", Desc: "keep streaming new lines"},
+			{Name: "since", Type: "string", Desc: "every line from this time on: a duration back from now (30m, 1h, 2d, 1w) or an RFC 3339 time"},
+			{Name: "until", Type: "string", Desc: "only lines up to this time (same forms as since; not with follow)"},
+			{Name: "machine", Type: "string", Desc: "one machine only"}, {Name: "region", Type: "string", Desc: "only machines of this region"},
+			{Name: "process_group", Type: "string", Desc: "only machines of this process group"},
+			{Name: "grep", Type: "string", Desc: "only lines whose message matches this regular expression (RE2)"}}, Errors: []int{400, 404}}},
+		{"GET /v1/apps/{app}/logs/retention", appPath, s.logRetention, OpDoc{ID: "Logs_show_retention", Summary: "An app's own log limits (0: the daemon's)", Hangar: true, Resp: types.LogRetention{}, Errors: []int{404}}},
+		{"PUT /v1/apps/{app}/logs/retention", appPath, s.setLogRetention, OpDoc{ID: "Logs_update_retention", Summary: "Set an app's own log limits (0: back to the daemon's)", Hangar: true, Body: types.LogRetention{}, Resp: types.LogRetention{}, Errors: []int{400, 404}}},
+		{"GET /v1/log-sinks", orgOnly, s.listLogSinks, OpDoc{ID: "LogSinks_list", Summary: "The HTTP sinks logs are shipped to (org tokens only)", Hangar: true, Resp: []types.LogSink{}, Errors: []int{403}}},
+		{"POST /v1/log-sinks", orgOnly, s.createLogSink, OpDoc{ID: "LogSinks_create", Summary: "Ship logs (of one app, or all) to an HTTP NDJSON sink from now on (org tokens only)", Hangar: true, Body: types.CreateLogSinkRequest{}, Status: 201, Resp: types.LogSink{}, Errors: []int{400, 403, 404}}},
+		{"DELETE /v1/log-sinks/{id}", orgOnly, s.deleteLogSink, OpDoc{ID: "LogSinks_delete", Summary: "Stop shipping to a sink and forget it (org tokens only)", Hangar: true, Resp: map[string]bool{}, Errors: []int{403, 404}}},
 
 		// Metrics (metrics.go).
 		{"GET /v1/apps/{app}/metrics", appPath, s.metricsHistory, OpDoc{ID: "Metrics_history", Summary: "The last hour of an app's key series (requests/s, 5xx/s, p99, memory, CPU, machines running) at 15 s steps, from the daemon's memory", Hangar: true, Resp: types.MetricsHistory{}, Errors: []int{404}}},

@@ -67,6 +67,8 @@ type Options struct {
 	Observe func(route string, status int, d time.Duration)
 	// Cluster is this host's part in a cluster (nil: a single host).
 	Cluster Cluster
+	// LogSinks ships logs to HTTP sinks (nil: /v1/log-sinks answers 503).
+	LogSinks LogSinks
 }
 
 // Server is the API. Its fields are set by New and never change.
@@ -90,6 +92,7 @@ type Server struct {
 	observe  func(route string, status int, d time.Duration)
 	cluster  Cluster
 	history  History
+	logSinks LogSinks
 }
 
 // New returns the API server over o's dependencies.
@@ -105,7 +108,7 @@ func New(o Options) *Server {
 	}
 	return &Server{hosts: o.Hosts, forward: o.Forward, store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe, history: o.History}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe, history: o.History, logSinks: o.LogSinks}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.

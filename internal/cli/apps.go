@@ -1,8 +1,6 @@
 package cli
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -172,55 +170,6 @@ func newStatusCmd() *cobra.Command {
 	}
 	appFlags(cmd, &app, &config)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	return cmd
-}
-
-func newLogsCmd() *cobra.Command {
-	var app, config, machine string
-	var follow, asJSON bool
-	var lines int
-	cmd := &cobra.Command{
-		Use: "logs", Short: "Show an app's logs", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			name, c, err := appAndClient(app, config)
-			if err != nil {
-				return err
-			}
-			q := url.Values{}
-			q.Set("lines", fmt.Sprint(lines))
-			if follow {
-				q.Set("follow", "true")
-			}
-			if machine != "" {
-				q.Set("machine", machine)
-			}
-			resp, err := c.send(cmd.Context(), "GET", "/v1/apps/"+url.PathEscape(name)+"/logs?"+q.Encode(), nil, "")
-			if err != nil {
-				return err
-			}
-			defer resp.Body.Close()
-			out := cmd.OutOrStdout()
-			sc := bufio.NewScanner(resp.Body)
-			sc.Buffer(make([]byte, 1<<20), 1<<20)
-			for sc.Scan() {
-				if asJSON {
-					fmt.Fprintln(out, sc.Text())
-					continue
-				}
-				var l types.LogLine
-				if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-					continue
-				}
-				fmt.Fprintf(out, "%s app[%s] %s [info] %s\n", l.Timestamp, l.MachineID, l.Region, l.Message)
-			}
-			return nil
-		},
-	}
-	appFlags(cmd, &app, &config)
-	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep streaming new lines")
-	cmd.Flags().StringVar(&machine, "machine", "", "only this machine")
-	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "how many past lines to show")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON lines")
 	return cmd
 }
 

@@ -95,7 +95,12 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.DurationVar(&o.AutostopInterval, "autostop-interval", autostopDefault(), "how often idle machines beyond min_machines_running are stopped or suspended (auto_stop_machines); 0 turns it off")
 	o.LogMaxBytes = defaultLogMaxBytes
 	f.Var((*byteSize)(&o.LogMaxBytes), "log-max-size", "rotate a machine's log file at this size, keeping one older file (e.g. 32MiB; 0: never rotate)")
-	f.DurationVar(&o.LogRetention, "log-retention", 7*24*time.Hour, "keep the logs of destroyed machines this long after their last line (0: until the app is deleted)")
+	f.DurationVar(&o.LogRetention, "log-retention", defaultLogRetention, "remove a machine log file this long after its last line (0: keep logs until their app is deleted); an app may set its own (hangar logs retention)")
+	o.LogMaxAppBytes = defaultLogMaxAppBytes
+	f.Var((*sizeFlag)(&o.LogMaxAppBytes), "log-max-app-size", "the most an app's logs may take on disk; the oldest files go first (e.g. 1GiB; 0: no limit); an app may set its own")
+	f.DurationVar(&o.LogSweepInterval, "log-sweep-interval", 0, "how often log retention runs (default: a minute, or half of --log-retention when shorter)")
+	_ = f.MarkHidden("log-sweep-interval") // for tests
+	f.StringVar(&o.NATSListen, "nats-listen", "", "serve machine logs on NATS at this address, as Fly does for fly-log-shipper (e.g. 127.0.0.1:4223; user: the org slug, password: an API token; default: off)")
 	f.StringSliceVar(&etcd.endpoints, "etcd-endpoints", nil, "keep the state in this etcd cluster instead of <data-dir>/state.db: its members' client URLs, comma-separated (e.g. https://10.0.0.1:2379,https://10.0.0.2:2379)")
 	f.StringVar(&etcd.ca, "etcd-ca", "", "PEM file of the CA that signed the etcd members' certificates (https endpoints)")
 	f.StringVar(&etcd.cert, "etcd-cert", "", "PEM file of this daemon's client certificate for etcd (with --etcd-key)")
@@ -119,6 +124,13 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 // 32 MiB per machine.
 const defaultLogMaxBytes = 32 << 20
 
+// defaultLogRetention and defaultLogMaxAppBytes are the default
+// --log-retention and --log-max-app-size: a month and 1 GiB per app.
+const (
+	defaultLogRetention   = 30 * 24 * time.Hour
+	defaultLogMaxAppBytes = 1 << 30
+)
+
 // minLogMaxBytes is the smallest --log-max-size but 0: a line cut at
 // 64 KiB, with its timestamp, always fits in one file.
 const minLogMaxBytes = 128 << 10
@@ -141,18 +153,40 @@ func (b *byteSize) String() string {
 }
 
 func (b *byteSize) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	if n != 0 && n < minLogMaxBytes {
+		return fmt.Errorf("%s is too small: use at least 128KiB (or 0 to never rotate)", s)
+	}
+	*b = byteSize(n)
+	return nil
+}
+
+// parseSize reads a whole number of bytes with an optional unit (B, KiB,
+// MiB, GiB, TiB; KB, MB, GB, TB are read as the same).
+func parseSize(s string) (int64, error) {
 	num := strings.TrimRightFunc(s, unicode.IsLetter)
 	unit := strings.ToLower(strings.TrimSpace(s[len(num):]))
 	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
-	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30}[unit]
+	mult := map[string]int64{"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10, "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20,
+		"g": 1 << 30, "gb": 1 << 30, "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}[unit]
 	if err != nil || n < 0 || mult == 0 || n > (1<<62)/mult {
-		return fmt.Errorf("%q is not a size: use a whole number with a unit, like 32MiB or 512KiB", s)
+		return 0, fmt.Errorf("%q is not a size: use a whole number with a unit, like 32MiB or 1GiB", s)
 	}
-	if n*mult != 0 && n*mult < minLogMaxBytes {
-		return fmt.Errorf("%s is too small: use at least 128KiB (or 0 to never rotate)", s)
-	}
-	*b = byteSize(n * mult)
-	return nil
+	return n * mult, nil
+}
+
+// sizeFlag is a flag of a size in bytes, as parseSize reads it.
+type sizeFlag int64
+
+func (b *sizeFlag) String() string { return (*byteSize)(b).String() }
+func (b *sizeFlag) Type() string   { return "size" }
+func (b *sizeFlag) Set(s string) error {
+	n, err := parseSize(s)
+	*b = sizeFlag(n)
+	return err
 }
 
 func (b *byteSize) Type() string { return "size" }

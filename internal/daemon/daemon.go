@@ -31,6 +31,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/fsutil"
 	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/image"
+	"github.com/hangar-dev/hangar/internal/logs"
 	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/proxy"
@@ -62,10 +63,17 @@ type Options struct {
 	Runtime    string // "", "crun" or "runc"
 	Network    network.Config
 	// Machine logs: shims rotate a log file at LogMaxBytes (0: never);
-	// destroyed machines' logs are removed LogRetention after their last
-	// line (0: with their app).
-	LogMaxBytes  int64
-	LogRetention time.Duration
+	// log files are removed LogRetention after their last line (0: with
+	// their app), and the oldest first when an app's take more than
+	// LogMaxAppBytes (0: no limit); an app may have its own limits.
+	LogMaxBytes    int64
+	LogRetention   time.Duration
+	LogMaxAppBytes int64
+	// LogSweepInterval is how often retention runs (0: a minute).
+	LogSweepInterval time.Duration
+	// NATSListen, if set, serves the machine logs on NATS there
+	// (fly-log-shipper's source; Fly's port is 4223).
+	NATSListen string
 	// AutostopInterval is how often idle machines beyond an app's
 	// min_machines_running are stopped or suspended (0: never).
 	AutostopInterval time.Duration
@@ -279,9 +287,28 @@ func Run(ctx context.Context, o Options) error {
 	vols.Machines = sup
 	go vols.Run(ctx, time.Minute)
 	sup.SetLogMaxBytes(o.LogMaxBytes)
-	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, Retention: o.LogRetention, Log: log.With("component", "logs")}
+	logMetrics := logs.NewMetrics(filepath.Join(o.DataDir, "logs"))
+	janitor := &supervisor.LogJanitor{Sup: sup, Store: st, MaxAge: o.LogRetention, MaxBytes: o.LogMaxAppBytes, Interval: o.LogSweepInterval, Log: log.With("component", "logs"),
+		Removed: logMetrics.RetentionRemoved}
 	deletions.Subscribe(ctx, func(context.Context, string) { janitor.AppDeleted() })
 	go janitor.Run(ctx)
+	shipper := &logs.Shipper{Store: st, Sources: sup.LogSources, Metrics: logMetrics, Log: log.With("component", "logship")}
+	go shipper.Run(ctx)
+	closeNATS := func() {}
+	if o.NATSListen != "" {
+		// Not being able to serve it does not stop the daemon.
+		if natsSrv, err := startLogStream(ctx, o, st, sup, logMetrics, log); err != nil {
+			log.Error("the NATS log stream is off", "err", err)
+		} else {
+			closeNATS = sync.OnceFunc(natsSrv.Close)
+			defer closeNATS()
+		}
+	}
+	for _, c := range logMetrics.Collectors() {
+		if err := mreg.Registerer().Register(c); err != nil {
+			log.Warn("register the logs' metrics", "err", err)
+		}
+	}
 
 	listen := func(name, addr string) (net.Listener, error) {
 		if ln := inherited[name]; ln != nil {
@@ -336,6 +363,7 @@ func Run(ctx context.Context, o Options) error {
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
 		Hosts: registry, Forward: forward,
+		LogSinks: shipper,
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
@@ -475,6 +503,7 @@ func Run(ctx context.Context, o Options) error {
 			shutdownSup()
 			closeDNS()
 			stopDNS()
+			closeNATS() // its port, for the new daemon
 			if err := closeStore(); err != nil {
 				log.Warn("close state", "err", err)
 			}
@@ -499,6 +528,32 @@ func Run(ctx context.Context, o Options) error {
 		_ = metricsHTTP.Shutdown(sctx)
 	}
 	return nil
+}
+
+// startLogStream serves the machine logs on NATS (--nats-listen): clients
+// log in with the org slug and an API token.
+func startLogStream(ctx context.Context, o Options, st store.Store, sup *supervisor.Supervisor, m *logs.Metrics, log *slog.Logger) (*logs.NATS, error) {
+	n, err := logs.StartNATS(logs.NATSOptions{Listen: o.NATSListen, Org: o.Org, Log: log.With("component", "nats"),
+		Verify: func(ctx context.Context, token string) (string, error) {
+			t, err := auth.Verify(ctx, st, token)
+			if err != nil {
+				return "", err
+			}
+			if t.Scope == auth.ScopeApp {
+				return t.App, nil
+			}
+			return "", nil
+		}})
+	if err != nil {
+		return nil, err
+	}
+	m.SetNATS(n.Stats)
+	host, _ := os.Hostname()
+	pub := &logs.Publisher{NATS: n, Host: host, Metrics: m, Log: log.With("component", "nats"),
+		Sources: func(ctx context.Context) ([]logs.Source, error) { return sup.LogSources(ctx, "") }}
+	go pub.Run(ctx)
+	log.Info("serving machine logs on NATS", "addr", n.Addr(), "user", o.Org)
+	return n, nil
 }
 
 // portOf is the port of a listen address ("80" when it names none).

@@ -90,6 +90,8 @@ type follower struct {
 	fi   os.FileInfo
 	off  int64  // f is read up to here
 	rest []byte // an incomplete line at off
+	// readMax bounds one readNew (maxFollowRead when 0).
+	readMax int
 }
 
 func (fl *follower) close() {
@@ -203,11 +205,15 @@ func (fl *follower) next() ([]string, error) {
 	return lines, nil
 }
 
-// readNew reads complete lines from off on, up to maxFollowRead bytes;
-// atEOF reports that it reached the end of the file.
+// readNew reads complete lines from off on, up to maxFollowRead bytes
+// (readMax); atEOF reports that it reached the end of the file.
 func (fl *follower) readNew() (lines []string, atEOF bool, err error) {
 	buf := make([]byte, tailChunk)
-	for read := 0; read < maxFollowRead; {
+	limit := maxFollowRead
+	if fl.readMax > 0 {
+		limit = fl.readMax
+	}
+	for read := 0; read < limit; {
 		k, err := fl.f.ReadAt(buf, fl.off)
 		fl.off += int64(k)
 		read += k

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -35,6 +36,8 @@ type Source struct {
 	App       string
 	MachineID string
 	Region    string
+	// ProcessGroup is the machine's process group, if known.
+	ProcessGroup string
 	// Path is the machine's current log file; the shim rotates it to
 	// Path+".1".
 	Path string
@@ -62,6 +65,11 @@ type FollowOptions struct {
 	Sources func() ([]Source, error)
 	// Lines is how many past lines come first, as Tail's n.
 	Lines int
+	// Since, when not zero, replaces Lines: the past lines are all
+	// those from Since on (as Read), then the new ones.
+	Since time.Time
+	// Grep keeps only the lines whose message matches.
+	Grep *regexp.Regexp
 	// Poll is the time between reads (DefaultPoll when zero).
 	Poll time.Duration
 	// Log receives what cannot be read (slog.Default when nil); Follow
@@ -90,13 +98,34 @@ func Follow(ctx context.Context, o FollowOptions, emit func([]types.LogLine) err
 		}
 		s.add(sources)
 	}
-	discover()
-	past, err := s.tail(o.Lines)
-	if err != nil {
-		o.Log.Warn("read machine logs", "err", err)
+	if grep := o.Grep; grep != nil {
+		all := emit
+		emit = func(lines []types.LogLine) error {
+			kept := lines[:0:0]
+			for _, l := range lines {
+				if grep.MatchString(l.Message) {
+					kept = append(kept, l)
+				}
+			}
+			if len(kept) == 0 && len(lines) > 0 {
+				return nil
+			}
+			return all(kept)
+		}
 	}
-	if err := emit(past); err != nil {
-		return err
+	if !o.Since.IsZero() {
+		if err := s.readSince(ctx, o, emit); err != nil {
+			return err
+		}
+	} else {
+		discover()
+		past, err := s.tail(o.Lines)
+		if err != nil {
+			o.Log.Warn("read machine logs", "err", err)
+		}
+		if err := emit(past); err != nil {
+			return err
+		}
 	}
 	t := time.NewTicker(o.Poll)
 	defer t.Stop()
@@ -132,6 +161,39 @@ type sourceFollower struct {
 }
 
 func newSet() *set { return &set{followers: map[string]*sourceFollower{}} }
+
+// readSince emits the lines from o.Since on, then leaves a follower for
+// each source where its reading stopped, so that next goes on from there.
+func (s *set) readSince(ctx context.Context, o FollowOptions, emit func([]types.LogLine) error) error {
+	sources, err := o.Sources()
+	if err != nil {
+		o.Log.Warn("list machine logs", "err", err)
+	}
+	ms, err := openWindow(sources, o.Since, dirCache{})
+	if err != nil {
+		o.Log.Warn("read machine logs", "err", err)
+	}
+	defer func() {
+		for _, m := range ms {
+			m.close()
+		}
+	}()
+	if _, err := readMerged(ctx, ms, Query{}, emit); err != nil {
+		return err
+	}
+	if err := readersErr(ms); err != nil {
+		o.Log.Warn("read machine logs", "err", err)
+	}
+	for _, m := range ms {
+		if fl := m.handOver(); fl != nil && s.followers[m.Path] == nil {
+			sf := &sourceFollower{Source: m.Source, follower: fl}
+			s.followers[m.Path] = sf
+			s.order = append(s.order, sf)
+		}
+	}
+	s.add(sources) // the others: from the start of the file to come
+	return nil
+}
 
 // add starts following the sources not followed yet (by path).
 func (s *set) add(sources []Source) {
@@ -192,6 +254,7 @@ func (s *set) next() ([]types.LogLine, error) {
 func (sf *sourceFollower) collect(out []timedLine, lines []string) []timedLine {
 	for _, line := range lines {
 		if l, ok := parseLine(sf.App, sf.MachineID, sf.Region, line); ok {
+			l.ProcessGroup = sf.ProcessGroup
 			at, _ := time.Parse(time.RFC3339Nano, l.Timestamp)
 			out = append(out, timedLine{at, l})
 		}
@@ -206,7 +269,7 @@ func parseLine(app, machine, region, line string) (types.LogLine, bool) {
 		return types.LogLine{}, false
 	}
 	stream, msg, _ := strings.Cut(rest, " ")
-	return types.LogLine{Timestamp: ts, App: app, MachineID: machine, Region: region, Stream: stream, Message: msg}, true
+	return types.LogLine{Timestamp: ts, App: app, MachineID: machine, Instance: machine, Region: region, Stream: stream, Message: msg}, true
 }
 
 // timedLine is a LogLine with its parsed time, for merging machines' logs.

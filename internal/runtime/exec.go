@@ -84,15 +84,17 @@ func (d *OCI) taskEnv(id string) ([]string, error) {
 		return nil, fmt.Errorf("task %s: bad pid file: %w", id, ErrNotRunning)
 	}
 	// Until the runtime's init has exec'd the task's process, its
-	// environment is the shim's (HANGAR_SHIM_ID, the host's PATH): wait
-	// for the execve (crun and runc may return before it).
+	// environment is not the task's: crun's init has the shim's
+	// (HANGAR_SHIM_ID, the host's PATH), runc's `runc init` its own
+	// _LIBCONTAINER_* variables and nothing else. Wait for the execve
+	// (crun and runc may return before it).
 	var raw []byte
 	for deadline := time.Now().Add(5 * time.Second); ; {
 		raw, err = os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
 		if err != nil {
 			return nil, fmt.Errorf("task %s: read the environment of its init: %w", id, ErrNotRunning)
 		}
-		if !bytes.Contains(raw, []byte(shimEnv+"=")) {
+		if !bytes.Contains(raw, []byte(shimEnv+"=")) && !bytes.Contains(raw, []byte("_LIBCONTAINER_")) {
 			break
 		}
 		if time.Now().After(deadline) {

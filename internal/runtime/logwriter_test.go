@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/hangar-dev/hangar/internal/logs"
 )
 
 // logRecord is one parsed line of a task log.
@@ -148,9 +150,10 @@ func TestLineWriterRotatesOnce(t *testing.T) {
 	}
 }
 
-// TestLineWriterRotatesMany writes many files' worth: only the last two
-// files are kept, never over the cap, and they hold an unbroken run of the
-// last lines, then whole the few lines written after.
+// TestLineWriterRotatesMany writes many files' worth: every rotated file
+// is kept (the older ones as archives named by their first line's time,
+// for the daemon's retention to remove), none over the cap, and together
+// in name order they hold every line, whole and in order.
 func TestLineWriterRotatesMany(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "m.log")
 	const max = 8 << 10
@@ -162,17 +165,79 @@ func TestLineWriterRotatesMany(t *testing.T) {
 	feed(t, w, map[string][]string{"stderr": numbered("stderr", 20)})
 	w.Close()
 	entries, _ := os.ReadDir(filepath.Dir(path))
-	if len(entries) != 2 {
-		t.Fatalf("files after many rotations: %v, want m.log and m.log.1", entries)
+	var archives []string
+	for _, e := range entries {
+		f, ok := logs.ParseLogFileName(e.Name())
+		if e.Name() == "m.lost" {
+			continue // the count of lost lines
+		}
+		if !ok {
+			t.Fatalf("file %s is not a machine log", e.Name())
+		}
+		if f.Kind == "archive" {
+			archives = append(archives, filepath.Join(filepath.Dir(path), e.Name()))
+			if first := readLog(t, archives[len(archives)-1])[0].ts; !first.Equal(f.Start) {
+				t.Fatalf("archive %s starts at %v", e.Name(), first)
+			}
+		}
 	}
-	for _, p := range []string{path, path + ".1"} {
+	if len(archives) < 20 {
+		t.Fatalf("%d archives after ~300 KiB at an 8 KiB cap: rotated files were lost", len(archives))
+	}
+	var all []logRecord
+	for _, p := range append(archives, path+".1", path) { // ReadDir sorts by name
 		if fi, err := os.Stat(p); err != nil || fi.Size() > max || fi.Size() == 0 {
 			t.Fatalf("%s: %v, size over the cap %d or empty", p, err, max)
 		}
+		all = append(all, readLog(t, p)...)
 	}
-	all := append(readLog(t, path+".1"), readLog(t, path)...)
-	checkSuffix(t, all, "stdout", 3000, false)
+	checkSuffix(t, all, "stdout", 3000, true)
 	checkSuffix(t, all, "stderr", 20, true)
+}
+
+// TestLineWriterCountsLostLines: writes that fail (a full disk, here
+// /dev/full) lose their lines without blocking the writer, and the first
+// write that succeeds afterwards is preceded by a line of the "hangar"
+// stream with the exact count.
+func TestLineWriterCountsLostLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.log")
+	w, err := openLineWriter(path, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := w.f
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skipf("no /dev/full: %v", err)
+	}
+	feed(t, w, map[string][]string{"stdout": numbered("stdout", 10)})
+	w.mu.Lock()
+	w.f = full
+	w.mu.Unlock()
+	feed(t, w, map[string][]string{"stdout": numbered("lost", 37)})
+	w.mu.Lock()
+	w.f = good
+	w.mu.Unlock()
+	full.Close()
+	feed(t, w, map[string][]string{"stderr": numbered("stderr", 5)})
+	w.Close()
+	recs := readLog(t, path)
+	if len(recs) != 16 {
+		t.Fatalf("%d lines, want 10 + the count + 5: %v", len(recs), recs)
+	}
+	n, ok := logs.ParseLostLines(recs[10].message)
+	if recs[10].stream != logs.LostStream || !ok || n != 37 {
+		t.Fatalf("line after the failed writes: %s %q, want %s saying 37 lines lost", recs[10].stream, recs[10].message, logs.LostStream)
+	}
+	if !strings.Contains(recs[10].message, "no space left") {
+		t.Errorf("the count does not say why: %q", recs[10].message)
+	}
+	checkSuffix(t, recs[:10], "stdout", 10, true)
+	checkSuffix(t, recs[11:], "stderr", 5, true)
+	// The machine's running count, for the daemon's metric.
+	if got := logs.LostLines(filepath.Dir(filepath.Dir(path))); got[filepath.Base(filepath.Dir(path))] != 37 {
+		t.Fatalf("count of lost lines: %v, want 37", got)
+	}
 }
 
 // TestLineWriterLongLines: a line over maxLine is cut with the marker
@@ -240,4 +305,29 @@ func TestLineWriterNoCap(t *testing.T) {
 		t.Fatalf("rotated without a cap: %v", err)
 	}
 	checkSuffix(t, readLog(t, path), "stdout", 2000, true)
+}
+
+// BenchmarkLineWriter measures the shim's writer alone: 100-byte lines
+// through a real pipe into a file (bytes/s as MB/s).
+func BenchmarkLineWriter(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "m.log")
+	w, err := openLineWriter(path, 32<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	line := []byte(strings.Repeat("x", 99) + "\n")
+	chunk := bytes.Repeat(line, 640) // 64 KB
+	b.SetBytes(int64(len(chunk)))
+	r, pw, _ := os.Pipe()
+	done := make(chan struct{})
+	go func() { w.copyLines(r, "stdout"); close(done) }()
+	b.ResetTimer()
+	for range b.N {
+		if _, err := pw.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pw.Close()
+	<-done
 }

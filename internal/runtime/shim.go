@@ -18,6 +18,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hangar-dev/hangar/internal/logs"
 )
 
 // The shim is this same binary started with shimEnv set: one small process
@@ -435,19 +437,35 @@ func runtimeError(path string) string {
 // lineWriter writes timestamped lines from several streams into one log
 // file ("<timestamp> <stream> <message>\n", the timestamp in UTC with a
 // fixed nine-digit fraction so that lines sort as text) and rotates it: a
-// line that would take the file past max renames it to <path>.1 (replacing
-// the older one) and goes to a fresh <path>, so a task keeps at most two
-// files of at most max bytes each. Each line is written whole with one
-// write, never split across files. A line longer than maxLine is cut, with
-// lineCutMarker in place of the rest.
+// line that would take the file past max renames it to <path>.1, after
+// moving the older <path>.1 aside to the archive <path>.<first
+// timestamp> (ArchiveName), and goes to a fresh <path>. Archives are kept
+// until the daemon's retention removes them (by age and by the app's
+// size), so rotation loses nothing. Each line is written whole, never
+// split across files; lines read together are written with one write (a
+// machine logging fast costs one write per 64 KiB, not per line). A line
+// longer than maxLine is cut, with lineCutMarker in place of the rest.
+//
+// A write that fails (the disk full) loses its lines: they are counted,
+// and the next write that succeeds is preceded by a line of the stream
+// "hangar" saying how many were lost and why (LostLinesLine), which the
+// daemon counts. The machine is never blocked or stopped for it.
 type lineWriter struct {
 	path string
 	max  int64 // 0: never rotate
 
-	mu   sync.Mutex // guards f, size and buf
-	f    *os.File
-	size int64
-	buf  []byte
+	mu      sync.Mutex // guards the fields below
+	f       *os.File
+	size    int64
+	buf     []byte
+	lost    int64 // lines not written since the last write that succeeded
+	lostErr error
+	partial bool // a failed write left part of a line at the end of f
+	// lostFile keeps lostTotal, the lines ever lost by this machine's
+	// log, for the daemon's metric (logs.LostPath); nil if it could not
+	// be made.
+	lostFile  *os.File
+	lostTotal int64
 }
 
 const (
@@ -458,6 +476,8 @@ const (
 	lineCutMarker = " [hangar: line cut at 64 KiB]"
 	// logTimeFormat is RFC 3339 with a fixed-width fraction.
 	logTimeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+	// maxBatch bounds the bytes of lines written with one write.
+	maxBatch = 256 << 10
 )
 
 // openLineWriter opens (appending) or creates the log at path.
@@ -471,41 +491,93 @@ func openLineWriter(path string, max int64) (*lineWriter, error) {
 		f.Close()
 		return nil, err
 	}
-	return &lineWriter{path: path, max: max, f: f, size: fi.Size()}, nil
+	w := &lineWriter{path: path, max: max, f: f, size: fi.Size()}
+	w.openLostCount()
+	return w, nil
 }
 
-// Close closes the current log file.
+// openLostCount opens the count of lost lines, made now with its full
+// size so that updating it in place needs no disk space.
+func (w *lineWriter) openLostCount() {
+	lf, err := os.OpenFile(logs.LostPath(w.path), os.O_RDWR|os.O_CREATE, 0o640)
+	if err != nil {
+		return
+	}
+	b := make([]byte, 64)
+	n, _ := lf.ReadAt(b, 0)
+	w.lostTotal, _ = strconv.ParseInt(strings.TrimSpace(string(b[:n])), 10, 64)
+	if _, err := lf.WriteAt(lostCount(w.lostTotal), 0); err != nil {
+		lf.Close()
+		return
+	}
+	w.lostFile = lf
+}
+
+// lostCount is the fixed-width content of the count of lost lines.
+func lostCount(n int64) []byte { return fmt.Appendf(nil, "%20d\n", n) }
+
+// Close closes the current log file, after a last try to say how many
+// lines were lost.
 func (w *lineWriter) Close() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.lost > 0 {
+		w.writeLocked(nil)
+	}
+	if w.lostFile != nil {
+		w.lostFile.Close()
+	}
 	return w.f.Close()
 }
 
+// logMsg is one line read from a stream, before it is timestamped.
+type logMsg struct {
+	msg []byte
+	cut bool
+}
+
 // copyLines writes each line read from r as a line of stream, until r
-// ends; a last line without a newline is written too.
+// ends; a last line without a newline is written too. Lines already read
+// are written together once no whole line is left buffered.
 func (w *lineWriter) copyLines(r io.ReadCloser, stream string) {
 	defer r.Close()
 	br := bufio.NewReaderSize(r, maxLine)
 	long := make([]byte, 0, maxLine)
+	var batch []logMsg
+	var arena []byte // the batch's bytes: ReadSlice's are overwritten
+	add := func(msg []byte, cut bool) {
+		off := len(arena)
+		arena = append(arena, msg...)
+		batch = append(batch, logMsg{arena[off:len(arena):len(arena)], cut})
+		if len(arena) >= maxBatch || !wholeLineBuffered(br) {
+			w.write(stream, batch)
+			batch, arena = batch[:0], arena[:0]
+		}
+	}
+	defer func() {
+		if len(batch) > 0 {
+			w.write(stream, batch)
+		}
+	}()
 	for {
 		line, err := br.ReadSlice('\n')
 		switch {
 		case err == nil:
-			w.write(stream, bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'}), false)
+			add(bytes.TrimSuffix(line[:len(line)-1], []byte{'\r'}), false)
 		case errors.Is(err, bufio.ErrBufferFull):
 			// Peek may overwrite line's bytes: keep a copy.
 			long = append(long[:0], line...)
 			// A line of exactly maxLine bytes is written whole.
 			if b, _ := br.Peek(2); len(b) > 0 && b[0] == '\n' {
 				_, _ = br.Discard(1)
-				w.write(stream, bytes.TrimSuffix(long, []byte{'\r'}), false)
+				add(bytes.TrimSuffix(long, []byte{'\r'}), false)
 				continue
 			} else if len(b) == 2 && b[0] == '\r' && b[1] == '\n' {
 				_, _ = br.Discard(2)
-				w.write(stream, long, false)
+				add(long, false)
 				continue
 			}
-			w.write(stream, long, true)
+			add(trimPartialRune(long), true)
 			for errors.Is(err, bufio.ErrBufferFull) { // drop the rest of the line
 				_, err = br.ReadSlice('\n')
 			}
@@ -514,42 +586,109 @@ func (w *lineWriter) copyLines(r io.ReadCloser, stream string) {
 			}
 		default: // the end of r, after a last unterminated line if any
 			if len(line) > 0 {
-				w.write(stream, line, false)
+				add(line, false)
 			}
 			return
 		}
 	}
 }
 
-// write appends one line; cut marks a line cut at maxLine.
-func (w *lineWriter) write(stream string, msg []byte, cut bool) {
-	if cut {
-		msg = trimPartialRune(msg)
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	// The time is taken under the lock, so a file's lines are in order.
-	buf := time.Now().UTC().AppendFormat(w.buf[:0], logTimeFormat)
-	buf = append(buf, ' ')
-	buf = append(buf, stream...)
-	buf = append(buf, ' ')
-	buf = append(buf, msg...)
-	if cut {
-		buf = append(buf, lineCutMarker...)
-	}
-	buf = append(buf, '\n')
-	w.buf = buf
-	if w.max > 0 && w.size > 0 && w.size+int64(len(buf)) > w.max {
-		w.rotateLocked()
-	}
-	n, _ := w.f.Write(buf)
-	w.size += int64(n)
+// wholeLineBuffered reports whether br holds a whole line that reading
+// would return without blocking.
+func wholeLineBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.IndexByte(b, '\n') >= 0
 }
 
-// rotateLocked moves the current file to <path>.1 and opens a fresh one.
-// If either step fails the line goes to the current file (over the cap)
-// rather than nowhere, and the next line tries again.
+// write appends lines of one stream, rotating before a line that would
+// take the file past max.
+func (w *lineWriter) write(stream string, lines []logMsg) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	buf := w.buf[:0]
+	for _, l := range lines {
+		start := len(buf)
+		// The time is taken under the lock, so a file's lines are in order.
+		buf = time.Now().UTC().AppendFormat(buf, logTimeFormat)
+		buf = append(buf, ' ')
+		buf = append(buf, stream...)
+		buf = append(buf, ' ')
+		buf = append(buf, l.msg...)
+		if l.cut {
+			buf = append(buf, lineCutMarker...)
+		}
+		buf = append(buf, '\n')
+		if before := w.size + int64(start); w.max > 0 && before > 0 && before+int64(len(buf)-start) > w.max {
+			w.writeLocked(buf[:start]) // the lines before this one fit
+			w.rotateLocked()
+			buf = buf[:copy(buf, buf[start:])]
+		}
+	}
+	w.writeLocked(buf)
+	w.buf = buf[:0]
+}
+
+// writeLocked writes whole lines, first the count of lines lost before
+// them if any; lines it cannot write are counted as lost.
+func (w *lineWriter) writeLocked(b []byte) {
+	if w.lost > 0 {
+		var marker []byte
+		if w.partial {
+			marker = append(marker, '\n') // end the piece a failed write left
+		}
+		marker = time.Now().UTC().AppendFormat(marker, logTimeFormat)
+		marker = append(marker, " "+logs.LostStream+" "...)
+		marker = append(marker, logs.LostLinesMessage(w.lost, w.lostErr)...)
+		marker = append(marker, '\n')
+		if !w.writeBytesLocked(marker, false) {
+			k := int64(bytes.Count(b, []byte{'\n'}))
+			w.lost += k
+			w.addLostLocked(k)
+			return
+		}
+		w.lost, w.lostErr = 0, nil
+	}
+	if len(b) > 0 {
+		w.writeBytesLocked(b, true)
+	}
+}
+
+// writeBytesLocked writes b, counting the lines it could not write when
+// they are the machine's.
+func (w *lineWriter) writeBytesLocked(b []byte, machine bool) bool {
+	n, err := w.f.Write(b)
+	w.size += int64(n)
+	if err == nil {
+		return true
+	}
+	if n > 0 {
+		w.partial = b[n-1] != '\n'
+	}
+	w.lostErr = err
+	if machine {
+		k := int64(bytes.Count(b[n:], []byte{'\n'}))
+		w.lost += k
+		w.addLostLocked(k)
+	}
+	return false
+}
+
+// addLostLocked adds to the machine's count of lost lines.
+func (w *lineWriter) addLostLocked(k int64) {
+	w.lostTotal += k
+	if w.lostFile != nil {
+		_, _ = w.lostFile.WriteAt(lostCount(w.lostTotal), 0)
+	}
+}
+
+// rotateLocked moves the older rotated file to its archive, the current
+// file to <path>.1, and opens a fresh one. If a step fails the line goes
+// to the current file (over the cap) rather than nowhere, and the next
+// line tries again.
 func (w *lineWriter) rotateLocked() {
+	if err := archiveRotated(w.path); err != nil {
+		return
+	}
 	if err := os.Rename(w.path, w.path+".1"); err != nil {
 		return
 	}
@@ -558,7 +697,28 @@ func (w *lineWriter) rotateLocked() {
 		return // the open file, now <path>.1, takes the line
 	}
 	w.f.Close()
-	w.f, w.size = f, 0
+	w.f, w.size, w.partial = f, 0, false
+}
+
+// archiveRotated renames <path>.1, if any, to its archive name: the
+// path followed by the time of its first line (the time now if that
+// cannot be read).
+func archiveRotated(path string) error {
+	f, err := os.Open(path + ".1")
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	head := make([]byte, len(logTimeFormat))
+	n, _ := io.ReadFull(f, head)
+	f.Close()
+	ts, _, _ := strings.Cut(string(head[:n]), " ")
+	if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || len(ts) != len(logs.TimeFormat) {
+		ts = time.Now().UTC().Format(logTimeFormat)
+	}
+	return os.Rename(path+".1", logs.ArchivePath(path, ts))
 }
 
 // trimPartialRune drops an incomplete UTF-8 sequence at the end of b (a

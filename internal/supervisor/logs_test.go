@@ -9,14 +9,16 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/apps"
-
+	"github.com/hangar-dev/hangar/internal/logs"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // TestLogJanitorSweep steps the janitor with its own clock over real
-// files and a real store: a destroyed machine's logs go once untouched for
-// the retention, an existing machine's never, a deleted app's at once.
+// files and a real store: files go once their last line is older than
+// the retention (a destroyed machine's current log too, rotated and
+// archived files of an existing machine too), but never the current log
+// of an existing machine; a deleted app's logs go at once.
 func TestLogJanitorSweep(t *testing.T) {
 	dataDir := t.TempDir()
 	st, err := store.Open(filepath.Join(dataDir, "state.db"))
@@ -33,47 +35,44 @@ func TestLogJanitorSweep(t *testing.T) {
 	}
 	putMachine(t, st, "web", "live", types.StateStopped)
 	old := time.Now().Add(-time.Hour)
+	live := sup.LogPath("web", "live")
 	files := map[string]time.Time{
-		sup.LogPath("web", "live"):                   old, // exists: kept however old
-		sup.LogPath("web", "live") + ".1":            old,
-		sup.LogPath("web", "dead"):                   old, // destroyed, expired
-		sup.LogPath("web", "dead") + ".1":            old,
-		sup.LogPath("web", "recent"):                 time.Now(), // destroyed, not yet expired
-		sup.LogPath("gone", "m1"):                    time.Now(),
-		filepath.Join(dataDir, "logs/web/notes.txt"): old, // not a machine log
+		live:        old, // exists: its current file kept however old
+		live + ".1": old, // but the rotated one goes
+		logs.ArchivePath(live, "2026-01-01T00:00:00.000000000Z"): old,
+		sup.LogPath("web", "dead"):                               old, // destroyed, expired
+		sup.LogPath("web", "dead") + ".1":                        old,
+		sup.LogPath("web", "recent"):                             time.Now(), // destroyed, not yet expired
+		sup.LogPath("gone", "m1"):                                time.Now(),
+		filepath.Join(dataDir, "logs/web/notes.txt"):             old, // not a machine log
 	}
-	for path, mtime := range files {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte("2024-01-01T00:00:00.000000000Z stdout hi\n"), 0o640); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(path, mtime, mtime); err != nil {
-			t.Fatal(err)
-		}
-	}
-	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
-	j := &LogJanitor{Sup: sup, Store: st, Retention: 30 * time.Minute}
+	writeLogs(t, files)
+	gone := map[string]bool{live + ".1": true, logs.ArchivePath(live, "2026-01-01T00:00:00.000000000Z"): true,
+		sup.LogPath("web", "dead"): true, sup.LogPath("web", "dead") + ".1": true}
+	var removed []string
+	j := &LogJanitor{Sup: sup, Store: st, MaxAge: 30 * time.Minute,
+		Removed: func(app, reason string, n int64) { removed = append(removed, app+"/"+reason) }}
 
 	if err := j.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for path := range files {
-		want := path != sup.LogPath("web", "dead") && path != sup.LogPath("web", "dead")+".1"
-		if exists(path) != want {
-			t.Errorf("%s: exists %v, want %v", path, exists(path), want)
+		if exists(path) == gone[path] {
+			t.Errorf("%s: exists %v, want %v", path, exists(path), !gone[path])
 		}
+	}
+	if len(removed) != 4 || removed[0] != "web/age" {
+		t.Errorf("removals counted: %v, want 4 web/age", removed)
 	}
 
 	// An hour later the recent one has expired too; the live machine's
-	// logs stay.
+	// current log stays.
 	j.Now = func() time.Time { return time.Now().Add(time.Hour) }
 	if err := j.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if exists(sup.LogPath("web", "recent")) || !exists(sup.LogPath("web", "live")) || !exists(sup.LogPath("web", "live")+".1") {
-		t.Fatalf("after the retention: recent kept %v, live kept %v", exists(sup.LogPath("web", "recent")), exists(sup.LogPath("web", "live")))
+	if exists(sup.LogPath("web", "recent")) || !exists(live) {
+		t.Fatalf("after the retention: recent kept %v, live kept %v", exists(sup.LogPath("web", "recent")), exists(live))
 	}
 
 	// Deleting an app removes its logs however fresh; Run notices the
@@ -127,5 +126,147 @@ func TestLogMachines(t *testing.T) {
 	ids, err := sup.LogMachines("web")
 	if err != nil || strings.Join(ids, " ") != "b c a" {
 		t.Fatalf("LogMachines: %q, %v; want b c a", ids, err)
+	}
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+// writeLogs writes a line of log to each file, with its modification time.
+func writeLogs(t *testing.T, files map[string]time.Time) {
+	t.Helper()
+	for path, mtime := range files {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte("2024-01-01T00:00:00.000000000Z stdout hi\n"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestLogJanitorSize: an app over its size limit is trimmed oldest file
+// first (by last line, across machines) until it fits, never the current
+// log of an existing machine; another app under its limit is untouched;
+// an app's own limit replaces the daemon's.
+func TestLogJanitorSize(t *testing.T) {
+	dataDir := t.TempDir()
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	sup := New(Options{Store: st, DataDir: dataDir})
+	for _, app := range []string{"big", "small"} {
+		if _, err := st.Put(ctx, "apps/"+app, []byte(`{}`), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putMachine(t, st, "big", "a", types.StateStarted)
+	putMachine(t, st, "big", "b", types.StateStarted)
+	const kib = 1 << 10
+	at := func(min int) time.Time { return time.Now().Add(time.Duration(min-100) * time.Minute) }
+	type f struct {
+		path  string
+		mtime time.Time
+	}
+	a, b := sup.LogPath("big", "a"), sup.LogPath("big", "b")
+	// Oldest first: a's archive, b's archive, a.1, b.1, then the current
+	// files, the oldest of them older than the rotated ones.
+	order := []f{
+		{logs.ArchivePath(a, "2026-01-01T00:00:00.000000000Z"), at(1)},
+		{logs.ArchivePath(b, "2026-01-01T00:00:01.000000000Z"), at(2)},
+		{a + ".1", at(3)},
+		{b + ".1", at(4)},
+	}
+	write := func(path string, mtime time.Time, size int) {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, make([]byte, size), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, x := range order {
+		write(x.path, x.mtime, 10*kib)
+	}
+	write(a, at(0), 10*kib) // current, existing: never removed
+	write(b, at(5), 10*kib)
+	write(sup.LogPath("small", "c"), at(0), 10*kib)
+	// 60 KiB for big; a limit of 35 KiB takes the three oldest
+	// removable files, a's current one being kept.
+	j := &LogJanitor{Sup: sup, Store: st, MaxBytes: 35 * kib}
+	if err := j.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range order {
+		if exists(x.path) != (i >= 3) {
+			t.Errorf("%s: exists %v, want %v", filepath.Base(x.path), exists(x.path), i >= 3)
+		}
+	}
+	if !exists(a) || !exists(b) || !exists(sup.LogPath("small", "c")) {
+		t.Fatal("a current log of an existing machine, or another app's, was removed")
+	}
+	// Its own limit, lower: b.1 goes too; the current files stay even
+	// though they are over it.
+	if err := sup.SetLogRetention(ctx, "big", types.LogRetention{MaxBytes: 5 * kib}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := sup.LogRetention(ctx, "big"); err != nil || r.MaxBytes != 5*kib {
+		t.Fatalf("LogRetention: %+v, %v", r, err)
+	}
+	if err := j.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if exists(b+".1") || !exists(a) || !exists(b) {
+		t.Fatalf("with the app's own limit: b.1 kept %v, current files kept %v %v", exists(b+".1"), exists(a), exists(b))
+	}
+	if err := sup.SetLogRetention(ctx, "big", types.LogRetention{MaxBytes: -1}); err == nil {
+		t.Fatal("a negative limit was accepted")
+	}
+}
+
+// TestLogJanitorSizeEqualTimes: a machine's files last written within one
+// tick of the file system's clock go in their log's order (an archive
+// before <id>.log.1, which sorts first by name), never the newer first.
+func TestLogJanitorSizeEqualTimes(t *testing.T) {
+	dataDir := t.TempDir()
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	sup := New(Options{Store: st, DataDir: dataDir})
+	if _, err := st.Put(ctx, "apps/web", []byte(`{}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	putMachine(t, st, "web", "m", types.StateStarted)
+	cur := sup.LogPath("web", "m")
+	at := time.Now().Add(-time.Minute)
+	older := logs.ArchivePath(cur, "2026-01-01T00:00:00.000000000Z")
+	for _, p := range []string{older, cur + ".1", cur} {
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, make([]byte, 1000), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	j := &LogJanitor{Sup: sup, Store: st, MaxBytes: 2500}
+	if err := j.Sweep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if exists(older) || !exists(cur+".1") || !exists(cur) {
+		t.Fatalf("archive kept %v, .1 kept %v: the newer file went first", exists(older), exists(cur+".1"))
 	}
 }

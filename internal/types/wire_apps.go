@@ -3,6 +3,8 @@ package types
 // Wire types of Hangar's own app endpoints (info, IP addresses), shared by
 // the API and the CLI.
 
+import "time"
+
 // Info describes a daemon (GET /v1/info): where it serves apps.
 type Info struct {
 	Org      string `json:"org"`
@@ -111,12 +113,54 @@ type AddCertRequest struct {
 	Hostname string `json:"hostname"`
 }
 
+// LogRetention is an app's own limits on its logs
+// (GET/PUT /v1/apps/{app}/logs/retention); a zero field means the
+// daemon's default (--log-retention, --log-max-app-size).
+type LogRetention struct {
+	// MaxAgeSeconds: a log file goes once its last line is this old.
+	MaxAgeSeconds int64 `json:"max_age_seconds,omitempty"`
+	// MaxBytes: the most the app's logs take; the oldest files go first.
+	MaxBytes int64 `json:"max_bytes,omitempty"`
+}
+
+// CreateLogSinkRequest asks the daemon to ship logs to an HTTP sink
+// (POST /v1/log-sinks, `hangar logs ship --to`).
+type CreateLogSinkRequest struct {
+	// URL receives POSTs of NDJSON batches (http or https).
+	URL string `json:"url"`
+	// App limits the sink to one app's logs ("" for every app).
+	App string `json:"app,omitempty"`
+}
+
+// LogSink is an HTTP sink the daemon ships logs to.
+type LogSink struct {
+	ID        string    `json:"id"`
+	URL       string    `json:"url"`
+	App       string    `json:"app,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	// Batches and Lines count what the sink acknowledged (a 2xx).
+	Batches int64 `json:"batches"`
+	Lines   int64 `json:"lines"`
+	// LastError is the last failed delivery's error, "" once one
+	// succeeds after it.
+	LastError string `json:"last_error,omitempty"`
+	// Behind is set when the last read found more lines than one batch.
+	Behind bool `json:"behind,omitempty"`
+}
+
 // LogLine is one line of an app's logs (GET /v1/apps/{app}/logs, NDJSON).
 type LogLine struct {
 	Timestamp string `json:"timestamp"`
 	App       string `json:"app"`
 	MachineID string `json:"machine_id"`
 	Region    string `json:"region"`
-	Stream    string `json:"stream"`
-	Message   string `json:"message"`
+	// Instance is the machine id again, under Fly's name for it.
+	Instance string `json:"instance"`
+	// ProcessGroup is the machine's process group ("" for a machine
+	// destroyed since, or created outside a deploy).
+	ProcessGroup string `json:"process_group"`
+	// Stream is stdout or stderr, or "hangar" for Hangar's own lines
+	// (log lines lost).
+	Stream  string `json:"stream"`
+	Message string `json:"message"`
 }
