@@ -357,9 +357,7 @@ func Run(ctx context.Context, o Options) error {
 			forward = mtlsClient(node.ClientTLS())
 		}
 	}
-	// The registry needs the state's own store: its leased keys
-	// (store.Leaser) are not among what the metrics wrapper passes on.
-	registry := &hosts.Registry{Store: stt.Store, Self: self, Log: log.With("component", "hosts")}
+	registry := &hosts.Registry{Store: st, Self: self, Log: log.With("component", "hosts")}
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
 		Hosts: registry, Forward: forward,
