@@ -45,7 +45,7 @@ func anyOf(names ...string) func(pkg, dep string) bool {
 // them over HTTP, through the wire types in internal/types.
 var serverSide = []string{
 	"internal/api", "internal/apps", "internal/auth", "internal/certs", "internal/cluster", "internal/deploy",
-	"internal/dns", "internal/flycast", "internal/machinefs", "internal/flyreplay", "internal/h2backend", "internal/logs", "internal/network",
+	"internal/dns", "internal/flycast", "internal/hosts", "internal/machinefs", "internal/flyreplay", "internal/h2backend", "internal/logs", "internal/network",
 	"internal/proxy", "internal/proxyproto", "internal/runtime", "internal/secrets",
 	"internal/statics", "internal/store", "internal/supervisor", "internal/tcpproxy",
 	"internal/volume", "internal/metrics",

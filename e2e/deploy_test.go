@@ -379,8 +379,8 @@ func TestProcessGroups(t *testing.T) {
 	if counts["web"] != 1 || counts["worker"] != 1 {
 		t.Fatalf("after scale count 1 --process-group worker and web=1: %v", counts)
 	}
-	if out, err := d.Hangar("scale", "count", "web=1", "--region", "fra", "-a", "pg"); err == nil || !strings.Contains(out, "Hangar cluster") || !strings.Contains(out, "not built yet") {
-		t.Fatalf("scale count --region fra: %v, want an error naming cluster work as not built yet\n%s", err, out)
+	if out, err := d.Hangar("scale", "count", "web=1", "--region", "fra", "-a", "pg"); err == nil || !strings.Contains(out, "one host") || !strings.Contains(out, "add hosts") {
+		t.Fatalf("scale count --region fra: %v, want an error saying the installation has one host\n%s", err, out)
 	}
 	g = deploy("  web = \"/app\"\n  cron = \"/app sleep 2h\"")
 	if g["web"] != 1 || g["cron"] != 1 || g["worker"] != 0 || len(g) != 2 {
@@ -513,8 +513,8 @@ func TestScaleCount(t *testing.T) {
 	if !strings.Contains(rels, "scale count app 1→3") || !strings.Contains(rels, `"strategy": "scale"`) {
 		t.Errorf("releases do not record the scale: %s", rels)
 	}
-	// One daemon serves one region: --region names it or is refused.
-	if out, err := d.Hangar("scale", "count", "2", "-a", "zd", "--region", "ams"); err == nil || !strings.Contains(out, `this host serves region "tst"`) {
+	// One host serves one region: --region names it or is refused.
+	if out, err := d.Hangar("scale", "count", "2", "-a", "zd", "--region", "ams"); err == nil || !strings.Contains(out, `one host, in region "tst"`) {
 		t.Fatalf("scale count --region ams: %v\n%s; want a refusal naming this host's region", err, out)
 	}
 	// The next deploy keeps the count and replaces the machine.

@@ -82,8 +82,8 @@ func TestMachineCLIVerbs(t *testing.T) {
 	if cl.ID == id || cl.Config == nil || cl.Config.Env["FOO"] != "bar" {
 		t.Errorf("clone: %+v", cl)
 	}
-	if out, err := d.Hangar("machine", "clone", id, "--region", "fra", "-a", "verbs"); err == nil || !strings.Contains(out, "not built yet") {
-		t.Errorf("clone --region fra: %v, want an error naming the cluster as not built yet\n%s", err, out)
+	if out, err := d.Hangar("machine", "clone", id, "--region", "fra", "-a", "verbs"); err == nil || !strings.Contains(out, "no host in region fra") {
+		t.Errorf("clone --region fra: %v, want an error saying no host is in region fra\n%s", err, out)
 	}
 
 	if code, body := d.Call("POST", "/v1/apps/verbs/machines/"+id+"/lease", map[string]any{"ttl": 300, "description": "held by a test"}); code != http.StatusOK {

@@ -4,9 +4,7 @@ package api
 // Hangar's /v1/info.
 
 import (
-	"fmt"
 	"net/http"
-	"os"
 
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -19,18 +17,6 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) error {
 		info.Disk = &d
 	}
 	writeJSON(w, http.StatusOK, info)
-	return nil
-}
-
-// regions answers fly-go's GetRegions with this installation's regions:
-// one daemon serves one region from one host.
-func (s *Server) regions(w http.ResponseWriter, r *http.Request) error {
-	host, err := os.Hostname()
-	if err != nil {
-		return fmt.Errorf("this host's name: %w", err)
-	}
-	writeJSON(w, http.StatusOK, types.Regions{Nearest: s.region,
-		Regions: []types.Region{{Code: s.region, Name: s.region, Hosts: []string{host}}}})
 	return nil
 }
 
@@ -117,6 +103,9 @@ func (s *Server) getApp(w http.ResponseWriter, r *http.Request) error {
 // (deploy.Deployer.DeleteApp); the cleaners subscribed to apps.Deletions
 // remove the rest.
 func (s *Server) deleteApp(w http.ResponseWriter, r *http.Request) error {
+	if err := s.destroyElsewhere(r); err != nil {
+		return err
+	}
 	if err := s.deployer.DeleteApp(r.Context(), r.PathValue("app")); err != nil {
 		return err
 	}

@@ -53,6 +53,9 @@ var routePolicy = map[string]policy{
 	"POST /v1/apps":                                       orgCallers,
 	"GET /v1/apps/{app}":                                  appCallers,
 	"DELETE /v1/apps/{app}":                               appCallers,
+	"GET /v1/hosts":                                       orgCallers,
+	"POST /v1/hosts/{id}/drain":                           orgCallers,
+	"DELETE /v1/hosts/{id}/drain":                         orgCallers,
 
 	"GET /v1/apps/{app}/machines":                        appCallers,
 	"POST /v1/apps/{app}/machines":                       appCallers,

@@ -8,10 +8,15 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/logs"
@@ -88,7 +93,10 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
+	var mu sync.Mutex // one writer at a time: this host's lines and others'
 	write := func(lines []types.LogLine) error {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, l := range lines {
 			if err := enc.Encode(l); err != nil {
 				return err
@@ -99,19 +107,126 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 		}
 		return nil
 	}
+	others := s.otherHosts(r)
 	if follow {
-		// Ends when the client goes: nothing left to answer.
-		_ = logs.Follow(r.Context(), logs.FollowOptions{Sources: sources, Lines: n, Since: query.Since, Grep: query.Grep, Log: s.log}, write)
+		// Other hosts' lines as they come, beside this host's; ends when
+		// the client goes: nothing left to answer. Every writer is done
+		// before the handler returns.
+		ctx, cancel := context.WithCancel(r.Context())
+		var wg sync.WaitGroup
+		for _, h := range others {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := s.remoteLogs(ctx, r, h, func(l types.LogLine) error { return write([]types.LogLine{l}) }); err != nil && ctx.Err() == nil {
+					s.log.Warn("follow another host's logs", "host", h.ID, "err", err)
+				}
+			}()
+		}
+		_ = logs.Follow(ctx, logs.FollowOptions{Sources: sources, Lines: n, Since: query.Since, Grep: query.Grep, Log: s.log}, write)
+		cancel()
+		wg.Wait()
 		return nil
 	}
 	srcs, err := sources()
 	if err != nil {
 		s.log.Warn("list machine logs", "app", app, "err", err)
 	}
-	if err := logs.Read(r.Context(), srcs, query, write); err != nil {
+	if len(others) == 0 {
+		if err := logs.Read(r.Context(), srcs, query, write); err != nil {
+			s.log.Warn("read machine logs", "app", app, "err", err)
+		}
+		return nil
+	}
+	// Several hosts: this host's lines and theirs (each host applies the
+	// same query), merged by time, the last query.Lines of them all.
+	var lines []types.LogLine
+	if err := logs.Read(r.Context(), srcs, query, func(ls []types.LogLine) error { lines = append(lines, ls...); return nil }); err != nil {
 		s.log.Warn("read machine logs", "app", app, "err", err)
 	}
+	_ = write(s.mergeRemoteLogs(r, others, lines, query.Lines))
 	return nil
+}
+
+// otherHosts are the ready hosts besides this one whose logs an app's
+// logs request merges (none for a request another host forwarded).
+func (s *Server) otherHosts(r *http.Request) []types.Host {
+	if !s.clustered() || forwarded(r) {
+		return nil
+	}
+	hs, err := s.hosts.States(r.Context())
+	if err != nil {
+		s.log.Warn("read the hosts for logs", "err", err)
+		return nil
+	}
+	var out []types.Host
+	for _, h := range hs {
+		if h.ID != s.sup.HostID() && h.State != types.HostUnreachable {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// mergeRemoteLogs adds each other host's lines to this host's and keeps
+// the last n of them all (0: all), in time order (timestamps have a
+// fixed width, so they sort as text). A host that fails is left out and
+// logged.
+func (s *Server) mergeRemoteLogs(r *http.Request, others []types.Host, lines []types.LogLine, n int) []types.LogLine {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, h := range others {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var got []types.LogLine
+			err := s.remoteLogs(r.Context(), r, h, func(l types.LogLine) error { got = append(got, l); return nil })
+			if err != nil {
+				s.log.Warn("read another host's logs", "host", h.ID, "err", err)
+			}
+			mu.Lock()
+			lines = append(lines, got...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	sort.SliceStable(lines, func(i, j int) bool { return lines[i].Timestamp < lines[j].Timestamp })
+	if n > 0 && len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// remoteLogs reads the request's logs (same query) from host h, line by
+// line, as this request's caller, until ctx ends or h's answer does.
+func (s *Server) remoteLogs(ctx context.Context, r *http.Request, h types.Host, emit func(types.LogLine) error) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(h.APIURL, "/")+r.URL.Path+"?"+r.URL.RawQuery, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	req.Header.Set(ForwardedHeader, s.sup.HostID())
+	resp, err := s.forward.Do(req)
+	if err != nil {
+		return unreachable(&h, "", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("host %s answered %s: %w", h.ID, resp.Status, categoryOf(resp.StatusCode))
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var l types.LogLine
+		if err := dec.Decode(&l); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("host %s: logs: %w", h.ID, err)
+		}
+		if err := emit(l); err != nil {
+			return err
+		}
+	}
 }
 
 // logRetention answers an app's own log limits (zero: the daemon's).

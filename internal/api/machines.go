@@ -5,6 +5,7 @@ package api
 // machineops.go).
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -68,6 +69,7 @@ func (s *Server) listMachines(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.markUnknown(r.Context(), ms)
 	if withDeleted {
 		ds, err := s.sup.ListDestroyed(r.Context(), app)
 		if err != nil {
@@ -135,6 +137,24 @@ func (s *Server) createMachine(w http.ResponseWriter, r *http.Request) error {
 	if err := s.validateMachineRequest(r, &req); err != nil {
 		return err
 	}
+	if !forwarded(r) {
+		h, here, err := s.place(r.Context(), app, req.Region, req.Config)
+		if err != nil {
+			return err
+		}
+		if !here {
+			// Created by the host it is placed on, the authority for it.
+			if req.Region == "" {
+				req.Region = h.Region
+			}
+			body, err := json.Marshal(req)
+			if err != nil {
+				return err
+			}
+			s.proxyTo(w, r, &h, body)
+			return nil
+		}
+	}
 	m, err := s.sup.Create(r.Context(), app, req.Config, supervisor.CreateOptions{
 		Name: req.Name, Region: req.Region, SkipLaunch: req.SkipLaunch, Cordoned: req.SkipServiceRegistration,
 		UniqueName: true, LeaseTTL: time.Duration(req.LeaseTTL) * time.Second, LeaseOwner: tokenOwner(r),
@@ -156,6 +176,7 @@ func (s *Server) getMachine(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	s.markUnknown(r.Context(), []*supervisor.Record{m})
 	writeJSON(w, http.StatusOK, machineObject(m))
 	return nil
 }

@@ -6,7 +6,9 @@ package api
 import (
 	"context"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/hangar-dev/hangar/internal/deploy"
 	"github.com/hangar-dev/hangar/internal/types"
@@ -60,11 +62,28 @@ func (s *Server) scale(w http.ResponseWriter, r *http.Request) error {
 	if req.MemoryMB < 0 {
 		return badRequest("memory_mb %d: must be positive", req.MemoryMB)
 	}
-	if req.Region != "" && req.Region != s.region {
-		return badRequest("region %q: this host serves region %q only; a Hangar cluster (hosts in several regions) is not built yet: scale without --region or with --region %s", req.Region, s.region, s.region)
-	}
 	if req.Region != "" && req.Count == nil {
 		return badRequest("region goes with count: `hangar scale count N --region %s`", s.region)
+	}
+	regions := splitRegions(req.Region)
+	for _, region := range regions {
+		if !regionRE.MatchString(region) {
+			return badRequest("region %q: use region codes like %q, comma-separated", region, s.region)
+		}
+	}
+	if len(regions) > 0 {
+		if many, err := s.manyHosts(r.Context()); err != nil {
+			return err
+		} else if many {
+			// N machines in each region, on the regions' hosts.
+			streamRelease(w, r, r.URL.Query().Get("detach") == "true", func(ctx context.Context, p func(deploy.Event)) (*deploy.Release, error) {
+				return s.deployer.ScaleRegions(ctx, app, req.ProcessGroup, *req.Count, regions, &apiMachines{s: s, r: r}, p)
+			})
+			return nil
+		}
+		if len(regions) > 1 || regions[0] != s.region {
+			return badRequest("region %q: this installation has one host, in region %q: scale without --region or with --region %s, or add hosts in other regions (docs/cluster.md)", req.Region, s.region, s.region)
+		}
 	}
 	user := userOf(r)
 	streamRelease(w, r, r.URL.Query().Get("detach") == "true", func(ctx context.Context, p func(deploy.Event)) (*deploy.Release, error) {
@@ -95,4 +114,15 @@ func (s *Server) listReleases(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, rels)
 	return nil
+}
+
+// splitRegions reads a comma-separated list of regions, without repeats.
+func splitRegions(list string) []string {
+	var out []string
+	for _, r := range strings.Split(list, ",") {
+		if r = strings.TrimSpace(r); r != "" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

@@ -27,6 +27,9 @@ func (s *Server) routes() []route {
 	return []route{
 		{"GET /v1/info", anyToken, s.info, OpDoc{ID: "Info_show", Summary: "This daemon's org, region and proxy domain", Hangar: true, Resp: types.Info{}}},
 		{"GET /v1/platform/regions", anyToken, s.regions, OpDoc{ID: "Platform_regions", Summary: "This installation's regions and their hosts (Nearest: the answering daemon's region)", Resp: types.Regions{}}},
+		{"GET /v1/hosts", orgOnly, s.listHosts, OpDoc{ID: "Hosts_list", Summary: "This installation's hosts: region, API URL, state (ready, unreachable, draining), capacity and what their machines use", Hangar: true, Resp: []types.Host{}, Errors: []int{403, 404}}},
+		{"POST /v1/hosts/{id}/drain", orgOnly, s.drainHost, OpDoc{ID: "Hosts_drain", Summary: "Move a host's machines to other hosts of their regions (start new, wait until started, destroy old); machines a volume keeps there refuse it (409 naming them) unless force=true, which leaves them", Hangar: true, Query: []Param{{Name: "force", Type: "boolean", Desc: "move the others and leave the machines volumes keep on the host"}}, Resp: types.DrainResult{}, Errors: []int{400, 403, 404, 409, 503}}},
+		{"DELETE /v1/hosts/{id}/drain", orgOnly, s.undrainHost, OpDoc{ID: "Hosts_undrain", Summary: "A draining host takes new machines again", Hangar: true, Resp: types.Host{}, Errors: []int{403, 404}}},
 		{"POST /v1/platform/placements", anyToken, s.placements, OpDoc{ID: "Platform_placements", Summary: "Not supported yet: placements (a 400 saying so)", Errors: []int{400}}},
 		{"POST /v1/postgres", anyToken, s.managedPostgres, OpDoc{ID: "ManagedPostgres_create", Summary: "Not supported: Fly's Managed Postgres (a 400 saying so)", Errors: []int{400}}},
 		{"GET /v1/postgres/{cluster}", anyToken, s.managedPostgres, OpDoc{ID: "ManagedPostgres_show", Summary: "Not supported: Fly's Managed Postgres (a 400 saying so)", Errors: []int{400}}},

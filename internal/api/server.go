@@ -3,7 +3,9 @@
 // images, deploys, releases and logs. It is HTTP only: every route is in
 // one table (routes.go), every error category becomes a status in one
 // place (errors.go), and the domain work is done by the packages the
-// Server is given (apps, supervisor, deploy, secrets, volumes, certs).
+// Server is given (apps, supervisor, deploy, secrets, volumes, certs). With
+// several hosts, any host serves the whole installation: requests for
+// machines and volumes of other hosts are forwarded to them (forward.go).
 package api
 
 import (
@@ -17,6 +19,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/apps"
 	"github.com/hangar-dev/hangar/internal/certs"
 	"github.com/hangar-dev/hangar/internal/deploy"
+	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/secrets"
 	"github.com/hangar-dev/hangar/internal/store"
@@ -48,6 +51,14 @@ type Options struct {
 	HTTPPort string
 	// Disk reports the data dir's disk (nil: not reported).
 	Disk func() types.DiskState
+	// Hosts is the installation's host registry (nil: one host, nothing
+	// forwarded). With it, machine operations for machines of other hosts
+	// are forwarded to them (forward.go) and creates are placed.
+	Hosts *hosts.Registry
+	// Forward sends requests to other hosts' APIs (nil:
+	// DefaultForwardClient); the cluster's mutual TLS goes in its
+	// Transport.
+	Forward *http.Client
 	// History is the recent history of the apps' key series (nil:
 	// metrics are off; GET /v1/apps/{app}/metrics answers 404).
 	History History
@@ -76,6 +87,8 @@ type Server struct {
 	domain   string
 	httpPort string
 	disk     func() types.DiskState
+	hosts    *hosts.Registry
+	forward  *http.Client
 	observe  func(route string, status int, d time.Duration)
 	cluster  Cluster
 	history  History
@@ -90,7 +103,10 @@ func New(o Options) *Server {
 	if o.Apps == nil {
 		o.Apps = apps.New(apps.Options{Store: o.Store, Org: o.Org})
 	}
-	return &Server{store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
+	if o.Forward == nil {
+		o.Forward = DefaultForwardClient()
+	}
+	return &Server{hosts: o.Hosts, forward: o.Forward, store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
 		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe, history: o.History, logSinks: o.LogSinks}
 }
@@ -168,6 +184,21 @@ func (s *Server) serveRoute(rt route) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if err := authorize(rt.access, TokenFrom(r), r.PathValue("app")); err != nil {
 			s.writeError(w, r, err)
+			return
+		}
+		var handled bool
+		var err error
+		switch {
+		case isMachineRoute(rt.pattern):
+			handled, err = s.forwardMachine(w, r, rt.pattern)
+		case isVolumeRoute(rt.pattern):
+			handled, err = s.forwardVolume(w, r)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if handled {
 			return
 		}
 		if err := rt.handle(w, r); err != nil {

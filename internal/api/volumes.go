@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"net/http"
 
 	"github.com/hangar-dev/hangar/internal/types"
@@ -60,6 +61,25 @@ func (s *Server) createVolume(w http.ResponseWriter, r *http.Request) error {
 	var req volume.CreateRequest
 	if err := decode(w, r, &req); err != nil {
 		return err
+	}
+	if !forwarded(r) && req.SourceVolumeID == "" {
+		// A volume is made on a host of its region, which keeps it. (A
+		// fork is made where its source is.)
+		h, here, err := s.place(r.Context(), app, req.Region, nil)
+		if err != nil {
+			return err
+		}
+		if !here {
+			if req.Region == "" {
+				req.Region = h.Region
+			}
+			body, err := json.Marshal(req)
+			if err != nil {
+				return err
+			}
+			s.proxyTo(w, r, &h, body)
+			return nil
+		}
 	}
 	v, err := m.Create(r.Context(), app, req)
 	if err != nil {

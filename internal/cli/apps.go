@@ -153,7 +153,7 @@ func newStatusCmd() *cobra.Command {
 				if total == 0 {
 					checks = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", group, m.ID, version, m.Region, m.State, checks, m.PrivateIP, ago(m.UpdatedAt))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", group, m.ID, version, m.Region, machineState(m), checks, m.PrivateIP, ago(m.UpdatedAt))
 			}
 			if err := tw.Flush(); err != nil {
 				return err

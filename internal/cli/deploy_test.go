@@ -62,16 +62,12 @@ func TestParseScaleCounts(t *testing.T) {
 	}
 }
 
-// TestOneRegion: scale count's --region is a comma-separated list as
-// flyctl's; more than one region is refused, naming the cluster work.
-func TestOneRegion(t *testing.T) {
-	for in, want := range map[string]string{"": "", "tst": "tst", "tst,tst": "tst", " tst , ": "tst"} {
-		if got, err := oneRegion(in); err != nil || got != want {
-			t.Errorf("%q: %q, %v; want %q", in, got, err, want)
+// TestRegionList: scale count's --region is a comma-separated list as
+// flyctl's, sent without blanks or repeats.
+func TestRegionList(t *testing.T) {
+	for in, want := range map[string]string{"": "", "tst": "tst", "tst,tst": "tst", " tst , ": "tst", "fra, iad,fra": "fra,iad"} {
+		if got := regionList(in); got != want {
+			t.Errorf("%q: %q; want %q", in, got, want)
 		}
-	}
-	var he *HintError
-	if _, err := oneRegion("tst,fra"); !errors.As(err, &he) || !strings.Contains(he.Hint, "not built yet") {
-		t.Errorf("tst,fra: %v, want a hint that a cluster is not built yet", err)
 	}
 }

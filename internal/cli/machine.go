@@ -197,7 +197,7 @@ func printMachines(w io.Writer, ms []types.Machine) error {
 		if m.Config != nil {
 			img, sched = m.Config.Image, m.Config.Schedule
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", m.ID, m.Name, m.State, m.Region, img, m.PrivateIP, ago(m.CreatedAt))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", m.ID, m.Name, machineState(m), m.Region, img, m.PrivateIP, ago(m.CreatedAt))
 		if scheduled {
 			last, next := "-", "-"
 			if m.LastRunAt != "" {

@@ -87,11 +87,14 @@ func machineOpCmds(app, config *string) []*cobra.Command {
 			if err != nil {
 				return fmt.Errorf("clone %s: %w", args[0], err)
 			}
+			region := src.Region
 			if clRegion != "" && clRegion != src.Region {
-				return &HintError{Err: fmt.Errorf("clone %s into region %s: this host serves region %s only", args[0], clRegion, src.Region),
-					Hint: fmt.Sprintf("a Hangar cluster (hosts in several regions) is not built yet: clone without --region, or with --region %s", src.Region)}
+				if err := knownRegion(cmd.Context(), c, clRegion); err != nil {
+					return fmt.Errorf("clone %s: %w", args[0], err)
+				}
+				region = clRegion // placed on a host of that region
 			}
-			m, err := c.CreateMachine(cmd.Context(), name, types.CreateMachineRequest{Name: clName, Region: src.Region, Config: src.Config})
+			m, err := c.CreateMachine(cmd.Context(), name, types.CreateMachineRequest{Name: clName, Region: region, Config: src.Config})
 			if err != nil {
 				return fmt.Errorf("clone %s: %w", args[0], err)
 			}
@@ -102,7 +105,7 @@ func machineOpCmds(app, config *string) []*cobra.Command {
 			return nil
 		},
 	})
-	clone.Flags().StringVarP(&clRegion, "region", "r", "", "region of the new machine (this host's)")
+	clone.Flags().StringVarP(&clRegion, "region", "r", "", "region of the new machine (default: the source's); it goes to a host of that region")
 	clone.Flags().StringVar(&clName, "name", "", "name of the new machine")
 	clone.Flags().BoolVar(&clJSON, "json", false, "print the new machine as JSON")
 

@@ -201,23 +201,17 @@ func newRollbackCmd() *cobra.Command {
 	return cmd
 }
 
-// oneRegion reads scale count's --region, a comma-separated list as
-// flyctl's: Hangar serves one region per host, so the list may name one.
-func oneRegion(flag string) (string, error) {
+// regionList reads scale count's --region, a comma-separated list as
+// flyctl's, without blanks or repeats: the daemon runs N machines in each
+// region, on the regions' hosts.
+func regionList(flag string) string {
 	var regions []string
 	for _, r := range strings.Split(flag, ",") {
 		if r = strings.TrimSpace(r); r != "" && !slices.Contains(regions, r) {
 			regions = append(regions, r)
 		}
 	}
-	switch len(regions) {
-	case 0:
-		return "", nil
-	case 1:
-		return regions[0], nil
-	}
-	return "", &HintError{Err: fmt.Errorf("--region %s: this host serves one region", flag),
-		Hint: "a Hangar cluster (hosts in several regions) is not built yet: pass this host's region only, or no --region"}
+	return strings.Join(regions, ",")
 }
 
 // groupCount is one process group's count of a `scale count`.
@@ -277,10 +271,7 @@ func newScaleCmd() *cobra.Command {
 		if req.ProcessGroup == "" {
 			req.ProcessGroup = group
 		}
-		req.Region, err = oneRegion(region)
-		if err != nil {
-			return err
-		}
+		req.Region = regionList(region)
 		return releaseStreamCmd(c, "/v1/apps/"+url.PathEscape(name)+"/scale", req, asJSON, "scale")
 	}
 	count := flags(&cobra.Command{
@@ -309,7 +300,7 @@ func newScaleCmd() *cobra.Command {
 			return nil
 		},
 	})
-	count.Flags().StringVarP(&region, "region", "r", "", "the region to run them in (this host's region; a Hangar cluster of several hosts and regions is not built yet)")
+	count.Flags().StringVarP(&region, "region", "r", "", "run N in each of these regions, comma-separated (e.g. fra,iad), on the regions' hosts (docs/cluster.md)")
 	vm := flags(&cobra.Command{
 		Use: "vm SIZE", Short: "Use a VM size preset (e.g. shared-cpu-2x)", Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return scale(c, types.ScaleRequest{VMSize: args[0]}) },

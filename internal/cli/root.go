@@ -22,8 +22,10 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(
-		// The daemon.
+		// The daemon and the hosts.
 		newServerCmd(),
+		newHostsCmd(),
+		newRegionsCmd(),
 		newClusterCmd(),
 		// Apps and their config.
 		newLaunchCmd(),

@@ -45,6 +45,7 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 			if o.Cluster, err = cl.options(cmd, etcd); err != nil {
 				return err
 			}
+			o.AdvertiseAddr = cl.advertise
 			if o.LogRetention < 0 {
 				return fmt.Errorf("--log-retention %v is negative: use a duration like 168h, or 0 to keep logs until their app is deleted", o.LogRetention)
 			}
@@ -83,6 +84,8 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.ACMEDirectory, "acme-directory", acme.LetsEncryptURL, "ACME directory URL for custom hostnames' certificates (\"off\": self-signed)")
 	f.StringVar(&o.Domain, "domain", "localhost", "apps are served at <app>.<domain>")
 	f.StringVar(&o.Region, "region", "local", "this host's region")
+	f.StringVar(&o.HostID, "host-id", "", "this host's id among the hosts on one state (default: made at the first start and kept in <data-dir>/host-id)")
+	f.Int64Var(&o.HostMemoryMB, "host-memory-mb", 0, "memory this host offers machines, in MB (default: all of it); placement never puts more on it")
 	f.StringVar(&o.Org, "org", "personal", "the organization this daemon serves")
 	f.StringVar(&o.Runtime, "runtime", "", "OCI runtime: crun or runc (default: crun, or runc where crun cannot run)")
 	f.StringVar(&o.Network.Bridge, "bridge", o.Network.Bridge, "host bridge for machine networks")
@@ -102,13 +105,13 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&etcd.ca, "etcd-ca", "", "PEM file of the CA that signed the etcd members' certificates (https endpoints)")
 	f.StringVar(&etcd.cert, "etcd-cert", "", "PEM file of this daemon's client certificate for etcd (with --etcd-key)")
 	f.StringVar(&etcd.key, "etcd-key", "", "PEM file of the key of --etcd-cert")
-	f.StringVar(&etcd.prefix, "etcd-prefix", daemon.DefaultEtcdPrefix, "namespace of the state in etcd (one daemon at a time may use it)")
+	f.StringVar(&etcd.prefix, "etcd-prefix", daemon.DefaultEtcdPrefix, "namespace of the state in etcd (shared by the hosts of one installation, each with its own --host-id)")
 	f.BoolVar(&cl.init, "cluster-init", false, "make a new cluster with this host as its first member, running an embedded etcd (docs/cluster-join.md)")
 	f.IntVar(&cl.voters, "voters", 3, "with --cluster-init: how many hosts are voting etcd members, 3 or 5 (later hosts are clients)")
 	f.StringVar(&cl.join, "join", "", "join the cluster through this member's cluster listener, https://HOST:PORT (with --join-token)")
 	f.StringVar(&cl.token, "join-token", "", "the token from `hangar cluster join-token` on a member (with --join)")
 	f.StringVar(&cl.name, "member-name", "", "this host's name in the cluster (default: the hostname)")
-	f.StringVar(&cl.advertise, "advertise-addr", "", "the IP or DNS name other hosts of the cluster reach this one at (default 127.0.0.1)")
+	f.StringVar(&cl.advertise, "advertise-addr", "", "the IP or DNS name other hosts reach this one at: its API (http://NAME:API-PORT, where other hosts forward machine operations) and, with --cluster-init or --join, its cluster listeners (default there 127.0.0.1; else the API's listen address)")
 	f.StringVar(&cl.clusterListen, "cluster-listen", "", "HOST:PORT of the cluster listener, for joins and host-to-host calls (default: --advertise-addr port 4281)")
 	f.StringVar(&cl.peerListen, "etcd-peer-listen", "", "HOST:PORT of the embedded etcd member's peer listener, etcd's --listen-peer-urls (default: --advertise-addr port 2380)")
 	f.StringVar(&cl.clientListen, "etcd-client-listen", "", "HOST:PORT of the embedded etcd member's client listener, etcd's --listen-client-urls (default: --advertise-addr port 2379)")
@@ -270,7 +273,9 @@ func (f clusterFlags) options(cmd *cobra.Command, etcd etcdFlags) (*daemon.Clust
 	hint := func(err error, hint string) error { return &HintError{Err: err, Hint: hint} }
 	fl := cmd.Flags()
 	any := false
-	for _, n := range []string{"cluster-init", "voters", "join", "join-token", "member-name", "advertise-addr", "cluster-listen", "etcd-peer-listen", "etcd-client-listen"} {
+	// --advertise-addr is not among them: it also names this host's API
+	// for the hosts of an external etcd.
+	for _, n := range []string{"cluster-init", "voters", "join", "join-token", "member-name", "cluster-listen", "etcd-peer-listen", "etcd-client-listen"} {
 		any = any || fl.Changed(n)
 	}
 	if !any {

@@ -69,7 +69,7 @@ func newVolumesCmd() *cobra.Command {
 	})
 	create.Flags().IntVarP(&size, "size", "s", 0, "size in GB (default 1, or the source's size)")
 	create.Flags().IntVar(&sizeMB, "size-mb", 0, "size in MB (Hangar; for small test volumes)")
-	create.Flags().StringVarP(&region, "region", "r", "", "region (this host's)")
+	create.Flags().StringVarP(&region, "region", "r", "", "region (default: the answering host's); the volume is made on a host of that region, which its machine will run on")
 	create.Flags().IntVar(&retention, "snapshot-retention", types.DefaultSnapshotRetention, "days to keep snapshots")
 	create.Flags().BoolVar(&scheduled, "scheduled-snapshots", true, "take a snapshot every day")
 	create.Flags().StringVar(&snapshotID, "snapshot-id", "", "restore this snapshot into the new volume")

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/dns"
 	"github.com/hangar-dev/hangar/internal/flycast"
 	"github.com/hangar-dev/hangar/internal/fsutil"
+	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/logs"
 	"github.com/hangar-dev/hangar/internal/metrics"
@@ -88,6 +90,21 @@ type Options struct {
 	// Etcd, if set, keeps the state in etcd instead of
 	// <data-dir>/state.db (see state.go).
 	Etcd *EtcdOptions
+
+	// HostID names this host among the hosts sharing a state ("": the
+	// one kept in <data-dir>/host-id, made at the first start).
+	HostID string
+	// AdvertiseAddr is the IP or DNS name other hosts reach this one at
+	// (--advertise-addr): its API URL is http://AdvertiseAddr:<API port>
+	// (a URL is taken as it is); default: the API's listening address.
+	// With Cluster, the cluster listeners default to it too.
+	AdvertiseAddr string
+	// HostMemoryMB, if positive, is the memory this host offers machines
+	// (default: all of the machine's).
+	HostMemoryMB int64
+	// ForwardClient sends the requests this host forwards to other hosts'
+	// APIs (nil: plain HTTP with a short connect timeout).
+	ForwardClient *http.Client
 	// Cluster, if set, makes this daemon a host of a cluster with an
 	// embedded etcd (cluster.go); the state is then in that etcd.
 	Cluster *ClusterOptions
@@ -165,6 +182,17 @@ func Run(ctx context.Context, o Options) error {
 		closeNode = sync.OnceValue(node.Close)
 		defer closeNode()
 	}
+	// This host's id: --host-id, else the one the data dir keeps, else its
+	// name in the cluster, else a new one.
+	var memberName string
+	if node != nil {
+		memberName = node.Name()
+	}
+	hostID, err := hosts.LoadOrCreateID(o.DataDir, o.HostID, memberName)
+	if err != nil {
+		return err
+	}
+	o.HostID = hostID
 	stt, err := openState(ctx, o, lockWait)
 	if err != nil {
 		return fmt.Errorf("open state: %w", err)
@@ -225,8 +253,8 @@ func Run(ctx context.Context, o Options) error {
 	sup := supervisor.New(supervisor.Options{
 		Store: st, Driver: driver, Network: netm, Images: images, Router: px,
 		Region: o.Region, DataDir: o.DataDir, Log: log, SpecHooks: hooks, Nameservers: nameservers,
-		Validators: []supervisor.Validator{secrets.ValidateFiles, vols.ValidateMounts},
-		Observer:   hm,
+		Validators: []supervisor.Validator{secrets.ValidateFiles, vols.ValidateMounts}, HostID: hostID,
+		Observer: hm,
 	})
 	shutdownSup := sync.OnceFunc(sup.Shutdown)
 	defer shutdownSup()
@@ -321,13 +349,33 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	_, httpPort, _ := net.SplitHostPort(httpLn.Addr().String())
+	self, err := hostRecord(o, apiLn.Addr().String())
+	if err != nil {
+		httpLn.Close()
+		apiLn.Close()
+		return err
+	}
+	forward := o.ForwardClient
+	if node != nil {
+		// In a cluster, hosts reach each other's API on their cluster
+		// listeners, with mutual TLS under the cluster's CA.
+		self.APIURL = node.ClusterURL()
+		if forward == nil {
+			forward = mtlsClient(node.ClientTLS())
+		}
+	}
+	registry := &hosts.Registry{Store: st, Self: self, Log: log.With("component", "hosts")}
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
+		Hosts: registry, Forward: forward,
 		LogSinks: shipper,
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
 		}, Cluster: apiCluster(node), Observe: hm.APIRequest, History: apiHistory(history)})
+	if node != nil {
+		node.Handle("/v1/", apiSrv.Handler()) // other hosts' forwarded calls, tokens checked as on the API listener
+	}
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}
@@ -353,6 +401,10 @@ func Run(ctx context.Context, o Options) error {
 	// Re-adopt machines before serving, so the proxy knows them.
 	if err := sup.Recover(ctx); err != nil {
 		return fmt.Errorf("recover machines: %w", err)
+	}
+	// This host is ready once its machines are re-adopted.
+	if err := registry.Register(ctx); err != nil {
+		return err
 	}
 	if err := deployer.Resume(ctx); err != nil { // deploys a crash interrupted
 		log.Warn("settle interrupted deploys", "err", err)
@@ -412,7 +464,7 @@ func Run(ctx context.Context, o Options) error {
 	go func() { errc <- px.Serve(fc.Divert(httpLn), proxySrv) }()
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
-		"domain", o.Domain, "region", o.Region, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
+		"domain", o.Domain, "region", o.Region, "host", hostID, "advertise", self.APIURL, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
 	for {
 		select {
 		case <-ctx.Done():
@@ -450,7 +502,8 @@ func Run(ctx context.Context, o Options) error {
 			}
 			cancel()
 			cancelAutostop()
-			cancelRun() // background loops that use the state
+			registry.HandOver() // the host stays ready across the reload
+			cancelRun()         // background loops that use the state
 			closeTCP()
 			shutdownSup()
 			closeDNS()
@@ -529,6 +582,7 @@ func openSecretsAndVolumes(ctx context.Context, st store.Store, o Options, log *
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	vols.HostID = o.HostID // before Recover: it mounts this host's volumes
 	if err := vols.Recover(ctx); err != nil {
 		log.Error("some volumes could not be mounted", "err", err)
 	}
@@ -647,6 +701,37 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 // ReserveBytes is the size of the data dir's disk reserve.
 const ReserveBytes = 32 << 20
 
+// hostRecord is this host as it registers: its id and region, the URL
+// other hosts reach its API at (--advertise-addr with the API's port, else
+// the API's listening address), and its capacity.
+func hostRecord(o Options, apiAddr string) (types.Host, error) {
+	host, port, _ := net.SplitHostPort(apiAddr)
+	var url string
+	switch {
+	case strings.Contains(o.AdvertiseAddr, "://"):
+		url = o.AdvertiseAddr
+	case o.AdvertiseAddr != "":
+		url = "http://" + net.JoinHostPort(o.AdvertiseAddr, port)
+	default:
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			// Other hosts cannot dial 0.0.0.0: say where to reach us.
+			if h, err := os.Hostname(); err == nil {
+				host = h
+			}
+		}
+		url = "http://" + net.JoinHostPort(host, port)
+	}
+	capacity := hosts.DetectCapacity(o.DataDir)
+	if o.HostMemoryMB > 0 {
+		capacity.MemoryMB = o.HostMemoryMB
+	}
+	return types.Host{ID: o.HostID, Region: o.Region, APIURL: url, Capacity: capacity, Version: Version}, nil
+}
+
+// Version is this build's version, recorded with the host (set by the
+// build with -ldflags "-X ...daemon.Version=...").
+var Version = "dev"
+
 // apiAndDashboard serves the API under /v1/ and the web dashboard
 // (internal/dashboard) at every other path of the API listener; the
 // dashboard calls the API handler in-process with its user's token.
@@ -656,4 +741,17 @@ func apiAndDashboard(apiH http.Handler, log *slog.Logger) http.Handler {
 	mux.Handle("/v1/", apiH)
 	mux.Handle("/", dash.Handler())
 	return mux
+}
+
+// mtlsClient is the client for calls to other hosts' APIs on their cluster
+// listeners: tlsCfg (this host's certificate, the cluster CA), a short
+// connect timeout, no overall one (wait, logs and console stream).
+func mtlsClient(tlsCfg *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: api.ForwardConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsCfg,
+		TLSHandshakeTimeout: api.ForwardConnectTimeout,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}}
 }

@@ -39,8 +39,18 @@ type EtcdOptions struct {
 const DefaultEtcdPrefix = etcdstore.DefaultPrefix
 
 // stateLock names the etcd lock that makes one daemon at a time use a
-// namespace, as the file lock does for state.db.
+// namespace, as the file lock does for state.db, when no host id is
+// given; a daemon with a host id takes "host-<id>" instead: one daemon per
+// host, several hosts on one namespace, each the authority for its own
+// machines (docs/cluster.md).
 const stateLock = "daemon"
+
+func lockName(o Options) string {
+	if o.HostID != "" {
+		return "host-" + o.HostID
+	}
+	return stateLock
+}
 
 // state is the daemon's state store. On etcd it holds the namespace's lock
 // until closed; lost closes if the lock is lost (nil for the file).
@@ -83,11 +93,11 @@ func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, 
 		// lives on until its lease expires: a restart waits that long.
 		lockWait = etcdstore.DefaultLockTTL + 5*time.Second
 	}
-	lockName := stateLock
+	name := lockName(o)
 	if e.lockName != "" {
-		lockName = e.lockName
+		name = e.lockName // a cluster host's: daemon/<its name>
 	}
-	lock, err := st.Lock(ctx, lockName, lockWait, 0)
+	lock, err := st.Lock(ctx, name, lockWait, 0)
 	if err != nil {
 		st.Close()
 		return nil, err

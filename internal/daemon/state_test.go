@@ -108,3 +108,27 @@ func TestStateKindIsTheDataDirs(t *testing.T) {
 	}
 	st.close()
 }
+
+// TestOpenStateEtcdPerHost: daemons of different hosts share one
+// namespace (each the authority for its own machines); a second daemon of
+// the same host is refused, as before.
+func TestOpenStateEtcdPerHost(t *testing.T) {
+	ctx := context.Background()
+	eps := etcdtest.Start(t)
+	open := func(host string, wait time.Duration) (*state, error) {
+		return openState(ctx, Options{DataDir: t.TempDir(), HostID: host, Etcd: &EtcdOptions{Endpoints: eps, Prefix: "/hangar/per-host/"}}, wait)
+	}
+	a, err := open("a", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	b, err := open("b", 0)
+	if err != nil {
+		t.Fatalf("a second host on the namespace: %v", err)
+	}
+	defer b.close()
+	if _, err := open("a", 300*time.Millisecond); !errors.Is(err, store.ErrLocked) {
+		t.Fatalf("a second daemon of host a: %v, want ErrLocked", err)
+	}
+}

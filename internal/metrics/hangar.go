@@ -72,8 +72,25 @@ func (h *Hangar) APIRequest(route string, status int, d time.Duration) {
 	h.api.WithLabelValues(route, strconv.Itoa(status)).Observe(d.Seconds())
 }
 
-// Store wraps st so that its writes are timed.
-func (h *Hangar) Store(st store.Store) store.Store { return &timedStore{Store: st, h: h.storeWrite} }
+// Store wraps st so that its writes are timed. The optional capabilities
+// of st (store.Leaser) are kept: the wrapper has them when st has them.
+func (h *Hangar) Store(st store.Store) store.Store {
+	t := &timedStore{Store: st, h: h.storeWrite}
+	if l, ok := st.(store.Leaser); ok {
+		return &timedLeaser{timedStore: t, l: l}
+	}
+	return t
+}
+
+// timedLeaser is a timedStore of a store.Leaser.
+type timedLeaser struct {
+	*timedStore
+	l store.Leaser
+}
+
+func (s *timedLeaser) PutLeased(ctx context.Context, key string, value []byte, ttl time.Duration) (store.LeasedKey, error) {
+	return s.l.PutLeased(ctx, key, value, ttl)
+}
 
 type timedStore struct {
 	store.Store

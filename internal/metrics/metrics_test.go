@@ -16,11 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/hangar-dev/hangar/internal/proxy"
+	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -239,3 +241,37 @@ func gatherText(t testing.TB, reg *Registry, only string) []*dto.MetricFamily {
 	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out
 }
+
+// TestTimedStoreKeepsLeaser: the timed wrapper of the state keeps the
+// store's optional lease capability (the host registry needs it: without
+// it every daemon failed to start, "cannot keep leased keys"), and has
+// none when the store has none.
+func TestTimedStoreKeepsLeaser(t *testing.T) {
+	st, err := store.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	h := NewHangar(prometheus.NewRegistry())
+	if _, ok := any(st).(store.Leaser); !ok {
+		t.Skip("the bbolt store no longer keeps leased keys")
+	}
+	wrapped := h.Store(st)
+	l, ok := wrapped.(store.Leaser)
+	if !ok {
+		t.Fatal("the timed store hides store.Leaser")
+	}
+	lk, err := l.PutLeased(context.Background(), "k", []byte("v"), time.Minute)
+	if err != nil || lk == nil {
+		t.Fatalf("PutLeased through the wrapper: %v", err)
+	}
+	if kv, err := wrapped.Get(context.Background(), "k"); err != nil || string(kv.Value) != "v" {
+		t.Fatalf("leased key: %+v %v", kv, err)
+	}
+	if _, ok := h.Store(plainStore{st}).(store.Leaser); ok {
+		t.Fatal("a store without leases got one through the wrapper")
+	}
+}
+
+// plainStore hides every optional capability of a store.
+type plainStore struct{ store.Store }

@@ -16,7 +16,7 @@ import (
 // before stopped (a thaw takes about a millisecond, a start tens). It
 // implements the proxy's Waker.
 func (s *Supervisor) Wake(ctx context.Context, app, region string) (string, error) {
-	recs, err := s.List(ctx, app)
+	recs, err := s.ListLocal(ctx, app)
 	if err != nil {
 		return "", err
 	}
@@ -242,7 +242,7 @@ func (a *Autostopper) Tick(ctx context.Context) ([]string, error) {
 
 // plan returns the machines the rule would stop or suspend now.
 func (a *Autostopper) plan(ctx context.Context) ([]candidate, error) {
-	recs, err := a.Sup.List(ctx, "")
+	recs, err := a.Sup.ListLocal(ctx, "") // each host for its own machines
 	if err != nil {
 		return nil, fmt.Errorf("autostop: %w", err)
 	}

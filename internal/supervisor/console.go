@@ -36,7 +36,7 @@ func (s *Supervisor) StartSession(ctx context.Context, app, id string, req Sessi
 	if !ok {
 		return nil, fmt.Errorf("console in machine %s: %w", id, ErrUnsupported)
 	}
-	r, err := s.Get(ctx, app, id)
+	r, err := s.getOwn(ctx, app, id)
 	if err != nil {
 		return nil, err
 	}

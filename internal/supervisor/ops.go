@@ -217,7 +217,7 @@ func (s *Supervisor) Restart(ctx context.Context, app, id, signal string, timeou
 	l := s.liveFor(app, id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r, err := s.Get(ctx, app, id)
+	r, err := s.getOwn(ctx, app, id)
 	if err != nil {
 		return nil, err
 	}
@@ -274,7 +274,7 @@ func ParseSignal(v string) (syscall.Signal, error) {
 // Signal sends sig to the machine's main process. The machine's state
 // changes only if the process exits (then the restart policy applies).
 func (s *Supervisor) Signal(ctx context.Context, app, id string, sig syscall.Signal) error {
-	r, err := s.Get(ctx, app, id)
+	r, err := s.getOwn(ctx, app, id)
 	if err != nil {
 		return err
 	}
@@ -360,7 +360,7 @@ func (s *Supervisor) Exec(ctx context.Context, app, id string, cmd []string, std
 	if !ok {
 		return nil, fmt.Errorf("exec in machine %s: %w", id, ErrUnsupported)
 	}
-	r, err := s.Get(ctx, app, id)
+	r, err := s.getOwn(ctx, app, id)
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +444,7 @@ type ListenSocket struct {
 // Processes lists the processes of a started machine: every process in
 // its PID namespace, with pids as the machine sees them.
 func (s *Supervisor) Processes(ctx context.Context, app, id string) ([]ProcessStat, error) {
-	r, err := s.Get(ctx, app, id)
+	r, err := s.getOwn(ctx, app, id)
 	if err != nil {
 		return nil, err
 	}

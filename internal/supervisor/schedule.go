@@ -116,7 +116,7 @@ func due(r *Record, now time.Time) bool {
 // counts: it is tried again at the next interval, not every tick).
 func (sc *Scheduler) Tick(ctx context.Context, now time.Time) ([]string, error) {
 	s := sc.Sup
-	recs, err := s.List(ctx, "")
+	recs, err := s.ListLocal(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}

@@ -143,6 +143,10 @@ type Options struct {
 	// /etc/resolv.conf (the daemon's .internal DNS on the bridge gateway);
 	// empty: the host's non-loopback resolvers.
 	Nameservers []string
+	// HostID is this host's id: machines it creates record it, and it
+	// runs, recovers and checks only the machines that carry it ("" on a
+	// single host before host ids).
+	HostID string
 	// Observer is told of starts and autostop actions, for metrics
 	// (nil: no one).
 	Observer Observer
@@ -418,6 +422,7 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 				ID: id, Name: name, State: types.StateCreated, Region: region,
 				InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
 				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts, Cordoned: opt.Cordoned,
+				HostID: s.opt.HostID,
 			},
 			App: app, AddrIndex: idx, IPv4: ip4.String(),
 		}
@@ -534,7 +539,7 @@ func (s *Supervisor) Start(ctx context.Context, app, id string) (*Record, error)
 }
 
 func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*Record, error) {
-	r, err := s.Get(ctx, l.app, l.id)
+	r, err := s.getOwn(ctx, l.app, l.id)
 	if err != nil {
 		return nil, err
 	}
@@ -772,7 +777,7 @@ func (s *Supervisor) Stop(ctx context.Context, app, id, signal string, timeout t
 }
 
 func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, timeout time.Duration, source string) (*Record, error) {
-	r, err := s.Get(ctx, l.app, l.id)
+	r, err := s.getOwn(ctx, l.app, l.id)
 	if err != nil {
 		return nil, err
 	}
@@ -903,7 +908,7 @@ func (s *Supervisor) UpdateWith(ctx context.Context, app, id string, cfg *types.
 	l := s.liveFor(app, id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	old, err := s.Get(ctx, app, id)
+	old, err := s.getOwn(ctx, app, id)
 	if err != nil {
 		return nil, err
 	}
@@ -995,7 +1000,7 @@ func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) er
 	l := s.liveFor(app, id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r, err := s.Get(ctx, app, id)
+	r, err := s.getOwn(ctx, app, id)
 	if err != nil {
 		return err
 	}
@@ -1106,7 +1111,7 @@ func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout ti
 	}
 }
 
-// Recover re-adopts every machine after a daemon (re)start: running ones
+// Recover re-adopts every machine of this host after a daemon (re)start: running ones
 // are watched again without a restart; ones that exited meanwhile get their
 // exit recorded and their restart policy applied.
 func (s *Supervisor) Recover(ctx context.Context) error {
@@ -1114,9 +1119,13 @@ func (s *Supervisor) Recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.claimUnhosted(ctx, recs)
 	var adopted []*live
 	defer func() { s.awaitFirstChecks(ctx, adopted, recoverCheckWait) }()
 	for _, r := range recs {
+		if !s.Mine(r) {
+			continue // another host's: its daemon recovers it
+		}
 		l := s.liveFor(r.App, r.ID)
 		switch r.State {
 		case types.StateStarted, types.StateStarting, types.StateStopping:

@@ -29,7 +29,7 @@ func (s *Supervisor) suspend(ctx context.Context, app, id, source string) (*Reco
 	l := s.liveFor(app, id)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r, err := s.Get(ctx, app, id)
+	r, err := s.getOwn(ctx, app, id)
 	if err != nil {
 		return nil, err
 	}

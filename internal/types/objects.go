@@ -48,6 +48,9 @@ type Machine struct {
 	Checks     []CheckStatus  `json:"checks,omitempty"`
 	Nonce      string         `json:"nonce,omitempty"`
 	HostStatus string         `json:"host_status,omitempty"`
+	// HostID (Hangar) is the host that runs the machine and is the
+	// authority for it; an empty one is read as the single host's.
+	HostID string `json:"host_id,omitempty"`
 	// Cordoned machines run but get no proxy traffic (cordon, and new
 	// machines of a blue-green deploy until the switch).
 	Cordoned bool `json:"cordoned"`

@@ -33,6 +33,9 @@ type Volume struct {
 	AutoExtend         *VolumeExtend `json:"auto_extend,omitempty"`
 	AttachedMountPoint string        `json:"attached_path,omitempty"`
 	ResizePending      bool          `json:"resize_pending,omitempty"` // the filesystem grows at the next start of its machine
+	// HostID (Hangar) is the host that keeps the volume: its machine runs
+	// there ("" for volumes made before volumes had hosts).
+	HostID string `json:"host_id,omitempty"`
 }
 
 // VolumeExtend is a volume's auto-extend setting (from [[mounts]]).
@@ -60,6 +63,9 @@ type VolumeSnapshot struct {
 	VolumeSizeMB int    `json:"volume_size_mb"`
 	// VolumeSize is the volume's size in bytes when cut (fly-go reads it).
 	VolumeSize int64 `json:"volume_size"`
+	// HostID (Hangar) is the host that keeps the snapshot's file: its
+	// volume's.
+	HostID string `json:"host_id,omitempty"`
 }
 
 // FillVolumeSize sets VolumeSize from VolumeSizeMB (records written

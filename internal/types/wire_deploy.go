@@ -22,8 +22,9 @@ type DeployRequest struct {
 type ScaleRequest struct {
 	ProcessGroup string `json:"process_group,omitempty"`
 	Count        *int   `json:"count,omitempty"`
-	// Region is where count machines run: only this daemon's region, as
-	// long as one daemon serves one region.
+	// Region is where count machines run: a comma-separated list of
+	// regions (count in each) on an installation of several hosts; the
+	// host's own region on a single host.
 	Region   string `json:"region,omitempty"`
 	VMSize   string `json:"vm_size,omitempty"`
 	MemoryMB int    `json:"memory_mb,omitempty"`

@@ -78,7 +78,7 @@ func (m *Manager) CreateSnapshot(ctx context.Context, app, id, typ string) (*typ
 	if err != nil {
 		return nil, err
 	}
-	snap := &types.VolumeSnapshot{ID: newID("vs_"), VolumeID: id, App: app, Status: "created", Type: typ,
+	snap := &types.VolumeSnapshot{ID: newID("vs_"), VolumeID: id, App: app, Status: "created", Type: typ, HostID: m.HostID,
 		RetentionDay: v.SnapshotRetention, VolumeSizeMB: v.SizeMB}
 	snap.FillVolumeSize()
 	tmp := m.snapPath(snap.ID) + ".img"
@@ -204,6 +204,9 @@ func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 	}
 	var errs []error
 	for _, v := range vols {
+		if !m.mine(v) {
+			continue // another host keeps it
+		}
 		if h, err := m.holder(ctx, v); err == nil && h == nil && v.AttachedMachineID != nil && m.Machines != nil {
 			_, _ = m.update(ctx, v.App, v.ID, func(v *types.Volume) error {
 				v.AttachedMachineID, v.AttachedAllocID, v.AttachedMountPoint = nil, nil, ""
@@ -237,6 +240,9 @@ func (m *Manager) Tick(ctx context.Context, now time.Time) error {
 		var s types.VolumeSnapshot
 		if json.Unmarshal(kv.Value, &s) != nil {
 			continue
+		}
+		if s.HostID != "" && s.HostID != m.HostID {
+			continue // its file is on another host, which expires it
 		}
 		exp, err := time.Parse(time.RFC3339, s.ExpiresAt)
 		if err == nil && now.After(exp) {

@@ -84,6 +84,9 @@ type Manager struct {
 	// Machines tells whether an attached machine still exists; set it before
 	// machines start (the daemon sets it to the supervisor).
 	Machines Machines
+	// HostID is this host's id: volumes it creates record it, and it
+	// mounts only its own (set before Recover).
+	HostID string
 
 	mu    sync.Mutex // guards locks
 	locks map[string]*sync.Mutex
@@ -203,6 +206,7 @@ func (m *Manager) Create(ctx context.Context, app string, req types.CreateVolume
 		Region: m.region, Zone: "local", FSType: FSType, CreatedAt: m.now().UTC().Format(time.RFC3339),
 		SnapshotRetention: retention, AutoBackupEnabled: req.AutoBackupEnabled == nil || *req.AutoBackupEnabled,
 		SourceSnapshotID: req.SnapshotID, SourceVolumeID: req.SourceVolumeID, HostStatus: "ok",
+		HostID: m.HostID,
 	}
 	unlock := m.lock(v.ID)
 	defer unlock()
@@ -395,6 +399,9 @@ func (m *Manager) list(ctx context.Context, app string, decorate bool) ([]*types
 }
 
 func (m *Manager) fillStats(v *types.Volume) {
+	if !m.mine(v) {
+		return // mounted on its own host; its usage is read there
+	}
 	var st unix.Statfs_t
 	if !mounted(m.mountPath(v.ID)) || unix.Statfs(m.mountPath(v.ID), &st) != nil {
 		v.HostStatus = "unreachable"
@@ -456,6 +463,9 @@ func (m *Manager) DeleteApp(ctx context.Context, app string) error {
 	}
 	var errs []error
 	for _, v := range vols {
+		if !m.mine(v) {
+			continue // its host's cleaner destroys it
+		}
 		if _, err := m.Destroy(ctx, app, v.ID); err != nil {
 			errs = append(errs, err)
 		}
@@ -465,6 +475,9 @@ func (m *Manager) DeleteApp(ctx context.Context, app string) error {
 		return err
 	}
 	for _, s := range snaps {
+		if s.HostID != "" && s.HostID != m.HostID {
+			continue
+		}
 		if err := m.deleteSnapshot(ctx, s); err != nil {
 			errs = append(errs, err)
 		}
@@ -581,7 +594,10 @@ func (m *Manager) Recover(ctx context.Context) error {
 	known := map[string]bool{}
 	var errs []error
 	for _, v := range vols {
-		known[v.ID] = true
+		known[v.ID] = true // never torn down below, whoever keeps it
+		if !m.mine(v) {
+			continue // another host's
+		}
 		if err := m.mount(ctx, v.ID); err != nil {
 			errs = append(errs, fmt.Errorf("volume %s: %w", v.ID, err))
 			continue
@@ -659,3 +675,7 @@ func (m *Manager) offlineResize(ctx context.Context, id string) error {
 	}
 	return err
 }
+
+// mine reports whether this host keeps v (volumes made before volumes had
+// hosts are the single host's).
+func (m *Manager) mine(v *types.Volume) bool { return v.HostID == "" || v.HostID == m.HostID }

@@ -611,3 +611,50 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ReportMetric(float64(frozen)/float64(b.N), "frozen-ms/op")
 	b.ReportMetric(float64(stored)/(1<<20), "stored-MB")
 }
+
+// TestVolumesOfOtherHosts: a volume records its host; another host's
+// manager on the same state never tears it down (not even in Recover's
+// sweep of unfinished volumes), never snapshots it and leaves it to its
+// host when the app is deleted.
+func TestVolumesOfOtherHosts(t *testing.T) {
+	requireRoot(t)
+	ctx := context.Background()
+	a := newManager(t)
+	a.HostID = "a"
+	v, err := a.Create(ctx, "app", types.CreateVolumeRequest{Name: "data", SizeMB: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.HostID != "a" {
+		t.Fatalf("volume host %q, want a", v.HostID)
+	}
+	if _, err := a.CreateSnapshot(ctx, "app", v.ID, SnapshotOnDemand); err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(a.st, a.dir, "tst", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.HostID = "b"
+	if err := b.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a.imagePath(v.ID)); err != nil {
+		t.Fatalf("another host's Recover removed the volume's image: %v", err)
+	}
+	if err := b.DeleteApp(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Get(ctx, "app", v.ID); err != nil {
+		t.Fatalf("another host's app cleanup removed the volume: %v", err)
+	}
+	if snaps, _ := a.Snapshots(ctx, "app", v.ID); len(snaps) != 1 || snaps[0].HostID != "a" {
+		t.Fatalf("snapshots after another host's app cleanup: %+v; want a's one", snaps)
+	}
+	if err := a.DeleteApp(ctx, "app"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a.imagePath(v.ID)); !os.IsNotExist(err) {
+		t.Fatalf("its host's app cleanup left the image: %v", err)
+	}
+}
