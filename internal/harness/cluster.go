@@ -473,11 +473,20 @@ func (c *Cluster) Close() {
 			h.deleteApps(t)
 		}
 	}
+	// All at once, as a cluster that goes down: stopped one by one, the
+	// last voters lose their quorum first, and a daemon without quorum
+	// takes long to stop (its lock's and leases' releases wait on etcd).
+	var wg sync.WaitGroup
 	for _, h := range c.hosts {
 		if h.Daemon != nil && h.running() {
-			h.Stop(syscall.SIGTERM)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				h.Stop(syscall.SIGTERM)
+			}()
 		}
 	}
+	wg.Wait()
 	for _, h := range c.hosts {
 		if h.Daemon != nil {
 			h.forceCleanup(t, !h.crashed)
