@@ -27,7 +27,6 @@ const MaxSubnets = 1 << 16
 // ErrNoSubnet is returned when the org prefix is full.
 var ErrNoSubnet = types.NewError(types.ErrNoSpace, "no 6PN subnet left in the org prefix")
 
-
 // SubnetOf is the index-th /64 of a /48 org prefix.
 func SubnetOf(org netip.Prefix, index int) (netip.Prefix, error) {
 	if !org.Addr().Is6() || org.Bits() != 48 {
