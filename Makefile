@@ -15,7 +15,7 @@ lint:
 # test: everything, with the race detector. Needs root (containers, netns),
 # crun or runc, and the packages .ci/run installs.
 test: lint
-	$(GO) test -race -timeout 15m ./...
+	$(GO) test -race -timeout 30m ./...
 
 # test-slow: the tests `make test` skips because they download from
 # Debian's archive (the Hangar Postgres image). CI runs it second.
