@@ -109,7 +109,8 @@ func newEnvWith(t *testing.T, wide bool) *env {
 	appSvc := apps.New(apps.Options{Store: st, Org: "acme"})
 	dep := &deploy.Deployer{Store: st, Sup: sup, Images: imgs, Apps: appSvc, Secrets: sec, Log: log, SmokeWindow: 10 * time.Millisecond,
 		EnsureApp: appSvc.Ensure, AppExists: appSvc.Exists}
-	apiH := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: dep, Secrets: sec, Log: log, Org: "acme", Region: "tst", Domain: "example.test", HTTPPort: "8080"}).Handler()
+	apiH := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: dep, Secrets: sec, Log: log, Org: "acme", Region: "tst", Domain: "example.test", HTTPPort: "8080",
+		History: testHistory{}}).Handler()
 	ctx := context.Background()
 	admin, _, err := auth.Create(ctx, st, auth.Token{Name: "admin", Scope: auth.ScopeOrg, Org: "acme"})
 	if err != nil {
@@ -244,4 +245,22 @@ func (b *browser) login(token string) string {
 		t.Fatalf("GET / after login: %d %s", home.Code, home.Body)
 	}
 	return csrfOf(t, home.Body.String())
+}
+
+// testHistory is the daemon's metrics history as the API reads it: a
+// quarter hour of alpha's traffic (requests peaking at 3/s), nothing for
+// other apps.
+type testHistory struct{}
+
+func (testHistory) App(app string) []types.MetricsPoint {
+	if app != "alpha" {
+		return nil
+	}
+	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
+	var out []types.MetricsPoint
+	for i := range 60 {
+		out = append(out, types.MetricsPoint{Time: start.Add(time.Duration(i) * 15 * time.Second),
+			RequestsPS: float64(i%4) * 1.0, P99Seconds: 0.012, MemoryBytes: 48 << 20, CPUCores: 0.05, Running: 1})
+	}
+	return out
 }

@@ -302,6 +302,14 @@ type appData struct {
 	IPs    []types.IPAddress
 	IPsSec section
 
+	// Charts of the last hour (GET /v1/apps/{app}/metrics); MetricsSec
+	// says why there are none (metrics off on the daemon).
+	Charts     []chart
+	Interval   int
+	MetricsSec section
+	// Hosts is set when the app's machines are on more than one host.
+	Hosts bool
+
 	Activity []activity
 }
 
@@ -432,6 +440,19 @@ func (d *Dashboard) appPage(w http.ResponseWriter, r *http.Request, s *session) 
 
 	err = c.get(apiPath("apps", app, "ips"), &data.IPs)
 	data.IPsSec = sectionErr(err)
+	var hist types.MetricsHistory
+	if err := c.get(apiPath("apps", app, "metrics"), &hist); err != nil {
+		data.MetricsSec = sectionErr(err)
+	} else {
+		data.Charts, data.Interval = chartsOf(hist), hist.IntervalSeconds
+	}
+	hostIDs := map[string]bool{}
+	for _, m := range ms {
+		if m.HostID != "" {
+			hostIDs[m.HostID] = true
+		}
+	}
+	data.Hosts = len(hostIDs) > 1
 	data.Activity = activityOf(data.Releases, ms)
 
 	d.render(w, s, http.StatusOK, "app", app, data)
