@@ -289,6 +289,7 @@ func TestPages(t *testing.T) {
 		"/apps/alpha/releases/diff?from=1&to=2": {"v1 → v2", `class="ddel">-   IMAGE = &#34;app:v1&#34;`, `class="dadd">&#43;   IMAGE = &#34;app:v2&#34;`},
 		"/apps/alpha/logs":                      {"Logs of alpha", `data-stream="/apps/alpha/logs/stream"`},
 		"/apps/alpha/logs?machine=" + m.ID:      {"machine " + m.ID},
+		"/apps/alpha/logs?since=1h&lines=100":   {"lines of the last 1h (at most 100)", `<option value="1h" selected>`},
 		"/static/app.js":                        {"use strict"},
 	}
 	for path, wants := range pages {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -578,13 +579,20 @@ func (d *Dashboard) diffPage(w http.ResponseWriter, r *http.Request, s *session)
 }
 
 type logsData struct {
-	App      string
-	Machine  string
-	Lines    int
-	Choices  []int
-	Machines []string
-	Log      []types.LogLine
+	App          string
+	Machine      string
+	Lines        int
+	Choices      []int
+	Since        string // "" (the last Lines) or one of SinceChoices
+	SinceChoices []string
+	Machines     []string
+	Log          []types.LogLine
 }
+
+// logSinceChoices are the windows of time the logs page offers (the API's
+// since= forms): with one, the page shows the window's lines, at most
+// Lines of them.
+var logSinceChoices = []string{"15m", "1h", "6h", "24h", "7d"}
 
 // logLineChoices are the history lengths the logs page offers.
 var logLineChoices = []int{100, 200, 1000, 5000}
@@ -596,13 +604,19 @@ func (d *Dashboard) logsPage(w http.ResponseWriter, r *http.Request, s *session)
 	if err != nil {
 		return err
 	}
-	data := logsData{App: app, Lines: 200, Choices: logLineChoices}
+	data := logsData{App: app, Lines: 200, Choices: logLineChoices, SinceChoices: logSinceChoices}
 	if v := r.URL.Query().Get("lines"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 5000 {
 			return &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("lines=%q: a number from 1 to 5000", v)}
 		}
 		data.Lines = n
+	}
+	if v := r.URL.Query().Get("since"); v != "" {
+		if !slices.Contains(logSinceChoices, v) {
+			return &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("since=%q: one of %s", v, strings.Join(logSinceChoices, ", "))}
+		}
+		data.Since = v
 	}
 	if m := r.URL.Query().Get("machine"); m != "" {
 		if !nameRE.MatchString(m) {
@@ -619,6 +633,9 @@ func (d *Dashboard) logsPage(w http.ResponseWriter, r *http.Request, s *session)
 		data.Machines = append(data.Machines, m.ID)
 	}
 	path := apiPath("apps", app, "logs") + "?lines=" + strconv.Itoa(data.Lines)
+	if data.Since != "" {
+		path += "&since=" + data.Since
+	}
 	if data.Machine != "" {
 		path += "&machine=" + data.Machine
 	}
