@@ -1,7 +1,10 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/types"
@@ -10,11 +13,10 @@ import (
 // History is the daemon's recent history of the apps' key series (the
 // metrics package's History).
 type History interface {
-	App(app string) []types.MetricsPoint
+	// Window is an app's points of the last d, oldest first, and their
+	// step.
+	Window(app string, d time.Duration) ([]types.MetricsPoint, time.Duration)
 }
-
-// historyInterval is the step of History's points.
-const historyInterval = 15 * time.Second
 
 var errMetricsOff = types.NewError(types.ErrNotFound, "metrics are off on this daemon: start it with --metrics-listen (default 127.0.0.1:9091)")
 
@@ -26,10 +28,18 @@ func (s *Server) metricsHistory(w http.ResponseWriter, r *http.Request) error {
 	if s.history == nil {
 		return errMetricsOff
 	}
-	pts := s.history.App(app)
+	window := r.URL.Query().Get("window")
+	if window == "" {
+		window = "1h"
+	}
+	if !slices.Contains(types.MetricsWindows, window) {
+		return types.NewError(types.ErrInvalid, fmt.Sprintf("window=%q: one of %s", window, strings.Join(types.MetricsWindows, ", ")))
+	}
+	d, _ := time.ParseDuration(window)
+	pts, step := s.history.Window(app, d)
 	if pts == nil {
 		pts = []types.MetricsPoint{}
 	}
-	writeJSON(w, http.StatusOK, types.MetricsHistory{App: app, IntervalSeconds: int(historyInterval / time.Second), Points: pts})
+	writeJSON(w, http.StatusOK, types.MetricsHistory{App: app, Window: window, IntervalSeconds: int(step / time.Second), Points: pts})
 	return nil
 }

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -9,15 +10,22 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// chart is one series of the app's last hour, drawn server-side as an SVG
-// polyline (no script, no library: the page's Content-Security-Policy
-// stays strict).
+// chart is one panel of the app's metrics, drawn server-side as SVG
+// polylines (no script, no library: the page's Content-Security-Policy
+// stays strict). Its lines share one scale, from zero to the peak.
 type chart struct {
-	Title  string
-	Latest string // the last point, formatted
-	Peak   string // the highest point, formatted
+	Title string
+	Peak  string // the highest point of any line, formatted
+	Lines []chartLine
+	Empty bool // no point above zero: flat lines
+}
+
+// chartLine is one series of a chart.
+type chartLine struct {
+	Name   string
+	Latest string // its last point, formatted
 	Points string // "x,y x,y …" in the chart's viewBox
-	Empty  bool   // no point above zero: drawn as a flat line
+	Class  string // l0…l4: its color in style.css
 }
 
 // Chart geometry: the SVG's viewBox.
@@ -26,37 +34,91 @@ const (
 	chartH = 60.0
 )
 
-// chartsOf turns the metrics history into the app page's charts: requests,
-// 5xx, p99 response time, memory, CPU and running machines.
+// maxMachineLines bounds the per-machine charts (the busiest first).
+const maxMachineLines = 5
+
+// series is one line's values and its formatting.
+type series struct {
+	name   string
+	vals   []float64
+	format func(float64) string
+}
+
+// chartsOf turns the metrics history into the app page's charts:
+// responses by status, response time (p50, p99), concurrency, memory and
+// CPU per machine, running machines.
 func chartsOf(h types.MetricsHistory) []chart {
-	if len(h.Points) == 0 {
+	ps := h.Points
+	if len(ps) == 0 {
 		return nil
 	}
-	series := []struct {
-		title  string
-		value  func(types.MetricsPoint) float64
-		format func(float64) string
-	}{
-		{"Requests", func(p types.MetricsPoint) float64 { return p.RequestsPS }, perSecond},
-		{"5xx responses", func(p types.MetricsPoint) float64 { return p.Errors5xxPS }, perSecond},
-		{"Response time p99", func(p types.MetricsPoint) float64 { return p.P99Seconds }, duration},
-		{"Memory", func(p types.MetricsPoint) float64 { return p.MemoryBytes }, bytesSize},
-		{"CPU", func(p types.MetricsPoint) float64 { return p.CPUCores }, cores},
-		{"Running machines", func(p types.MetricsPoint) float64 { return float64(p.Running) }, count},
-	}
-	out := make([]chart, 0, len(series))
-	for _, s := range series {
-		vals := make([]float64, len(h.Points))
-		peak := 0.0
-		for i, p := range h.Points {
-			vals[i] = s.value(p)
-			peak = max(peak, vals[i])
+	of := func(name string, f func(types.MetricsPoint) float64, format func(float64) string) series {
+		v := make([]float64, len(ps))
+		for i, p := range ps {
+			v[i] = f(p)
 		}
-		c := chart{Title: s.title, Latest: s.format(vals[len(vals)-1]), Peak: s.format(peak), Empty: peak <= 0}
-		c.Points = polyline(vals, peak)
-		out = append(out, c)
+		return series{name, v, format}
+	}
+	return []chart{
+		makeChart("Responses by status",
+			of("2xx", func(p types.MetricsPoint) float64 { return p.Responses2xxPS }, perSecond),
+			of("4xx", func(p types.MetricsPoint) float64 { return p.Responses4xxPS }, perSecond),
+			of("5xx", func(p types.MetricsPoint) float64 { return p.Errors5xxPS }, perSecond)),
+		makeChart("Response time",
+			of("p50", func(p types.MetricsPoint) float64 { return p.P50Seconds }, duration),
+			of("p99", func(p types.MetricsPoint) float64 { return p.P99Seconds }, duration)),
+		makeChart("Concurrency", of("in flight", func(p types.MetricsPoint) float64 { return p.Concurrency }, decimal)),
+		makeChart("Memory per machine", perMachine(ps, func(m types.MachineMetricsPoint) float64 { return m.MemoryBytes }, bytesSize)...),
+		makeChart("CPU per machine", perMachine(ps, func(m types.MachineMetricsPoint) float64 { return m.CPUCores }, cores)...),
+		makeChart("Running machines", of("running", func(p types.MetricsPoint) float64 { return float64(p.Running) }, count)),
+	}
+}
+
+// perMachine is one series per machine (0 where it was not running), the
+// maxMachineLines with the highest peaks.
+func perMachine(ps []types.MetricsPoint, f func(types.MachineMetricsPoint) float64, format func(float64) string) []series {
+	idx := map[string]int{}
+	var out []series
+	for i, p := range ps {
+		for _, m := range p.Machines {
+			j, ok := idx[m.ID]
+			if !ok {
+				j = len(out)
+				idx[m.ID] = j
+				out = append(out, series{name: m.ID, vals: make([]float64, len(ps)), format: format})
+			}
+			out[j].vals[i] = f(m)
+		}
+	}
+	peak := func(s series) float64 {
+		p := 0.0
+		for _, v := range s.vals {
+			p = max(p, v)
+		}
+		return p
+	}
+	sort.SliceStable(out, func(a, b int) bool { return peak(out[a]) > peak(out[b]) })
+	if len(out) > maxMachineLines {
+		out = out[:maxMachineLines]
 	}
 	return out
+}
+
+func makeChart(title string, ss ...series) chart {
+	peak := 0.0
+	for _, s := range ss {
+		for _, v := range s.vals {
+			peak = max(peak, v)
+		}
+	}
+	c := chart{Title: title, Empty: peak <= 0}
+	format := decimal
+	for i, s := range ss {
+		format = s.format
+		c.Lines = append(c.Lines, chartLine{Name: s.name, Latest: s.format(s.vals[len(s.vals)-1]), Points: polyline(s.vals, peak), Class: "l" + strconv.Itoa(i%5)})
+	}
+	c.Peak = format(peak)
+	return c
 }
 
 // polyline places vals across the chart's width, scaled to peak (a flat
@@ -84,6 +146,8 @@ func polyline(vals []float64, peak float64) string {
 }
 
 func perSecond(v float64) string { return strconv.FormatFloat(v, 'f', 2, 64) + "/s" }
+
+func decimal(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) }
 
 func duration(v float64) string {
 	return (time.Duration(v * float64(time.Second))).Round(time.Millisecond).String()

@@ -283,9 +283,10 @@ func TestPages(t *testing.T) {
 	pages := map[string][]string{
 		"/":                                     {`href="/apps/alpha"`, `href="/apps/beta"`, "1 started", "v2", "http://alpha.example.test:8080", "deployed"},
 		"/?q=alp":                               {`href="/apps/alpha"`, "1 of 2 apps"},
-		"/apps/alpha":                           {m.ID, "started", "app:v2", "v1", "Roll back to v1", "Metrics", "<strong>Requests</strong> now 3.00/s, peak 3.00/s", "<polyline points=\"0.0,", "peak 48.0 MiB", "No Flycast address", "tst", "release v2 (", "by admin"},
+		"/apps/alpha":                           {m.ID, "started", "app:v2", "v1", "Roll back to v1", "Metrics", "<strong>Responses by status</strong> (peak 3.00/s)", "2xx 3.00/s", "p99 12ms", "<polyline class=\"l0\" points=\"0.0,", "(peak 48.0 MiB)", "a point every 15 s", "No Flycast address", "tst", "release v2 (", "by admin"},
 		"/apps/alpha/machines/" + m.ID:          {m.ID, "started", "app:v2", "launch"},
 		"/apps/beta":                            {"No points yet"},
+		"/apps/alpha?window=24h":                {"a point every 300 s", `<strong aria-current="true">24h</strong>`, `href="/apps/alpha?window=5m#metrics"`},
 		"/apps/alpha/releases/diff?from=1&to=2": {"v1 → v2", `class="ddel">-   IMAGE = &#34;app:v1&#34;`, `class="dadd">&#43;   IMAGE = &#34;app:v2&#34;`},
 		"/apps/alpha/logs":                      {"Logs of alpha", `data-stream="/apps/alpha/logs/stream"`},
 		"/apps/alpha/logs?machine=" + m.ID:      {"machine " + m.ID},

@@ -248,19 +248,24 @@ func (b *browser) login(token string) string {
 }
 
 // testHistory is the daemon's metrics history as the API reads it: a
-// quarter hour of alpha's traffic (requests peaking at 3/s), nothing for
-// other apps.
+// quarter hour of alpha's traffic (2xx peaking at 3/s) at 15 s steps, or
+// a day at 5 minutes for a window over an hour; nothing for other apps.
 type testHistory struct{}
 
-func (testHistory) App(app string) []types.MetricsPoint {
+func (testHistory) Window(app string, d time.Duration) ([]types.MetricsPoint, time.Duration) {
+	step := 15 * time.Second
+	if d > time.Hour {
+		step = 5 * time.Minute
+	}
 	if app != "alpha" {
-		return nil
+		return nil, step
 	}
 	start := time.Date(2026, 1, 2, 3, 0, 0, 0, time.UTC)
 	var out []types.MetricsPoint
 	for i := range 60 {
-		out = append(out, types.MetricsPoint{Time: start.Add(time.Duration(i) * 15 * time.Second),
-			RequestsPS: float64(i%4) * 1.0, P99Seconds: 0.012, MemoryBytes: 48 << 20, CPUCores: 0.05, Running: 1})
+		out = append(out, types.MetricsPoint{Time: start.Add(time.Duration(i) * step),
+			Responses2xxPS: float64(i % 4), RequestsPS: float64(i % 4), P50Seconds: 0.004, P99Seconds: 0.012, MemoryBytes: 48 << 20, CPUCores: 0.05, Running: 1,
+			Machines: []types.MachineMetricsPoint{{ID: "m1", MemoryBytes: 48 << 20, CPUCores: 0.05}}})
 	}
-	return out
+	return out, step
 }

@@ -307,6 +307,8 @@ type appData struct {
 	// says why there are none (metrics off on the daemon).
 	Charts     []chart
 	Interval   int
+	Window     string   // of the charts: one of Windows
+	Windows    []string // types.MetricsWindows
 	MetricsSec section
 	// Hosts is set when the app's machines are on more than one host.
 	Hosts bool
@@ -441,8 +443,15 @@ func (d *Dashboard) appPage(w http.ResponseWriter, r *http.Request, s *session) 
 
 	err = c.get(apiPath("apps", app, "ips"), &data.IPs)
 	data.IPsSec = sectionErr(err)
+	data.Windows, data.Window = types.MetricsWindows, "1h"
+	if v := r.URL.Query().Get("window"); v != "" {
+		if !slices.Contains(types.MetricsWindows, v) {
+			return &apiError{Status: http.StatusBadRequest, Message: fmt.Sprintf("window=%q: one of %s", v, strings.Join(types.MetricsWindows, ", "))}
+		}
+		data.Window = v
+	}
 	var hist types.MetricsHistory
-	if err := c.get(apiPath("apps", app, "metrics"), &hist); err != nil {
+	if err := c.get(apiPath("apps", app, "metrics")+"?window="+data.Window, &hist); err != nil {
 		data.MetricsSec = sectionErr(err)
 	} else {
 		data.Charts, data.Interval = chartsOf(hist), hist.IntervalSeconds

@@ -10,20 +10,28 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// History keeps the last hour of a few key series per app, in memory, for
-// a dashboard that shows recent activity without a Prometheus (the web
-// dashboard reads it through App). Record takes one point (every
-// HistoryInterval from Run); history is lost with the daemon.
+// History keeps a few key series per app in memory, for a dashboard that
+// shows recent activity without a Prometheus (the web dashboard reads it
+// through Window): the last hour at HistoryInterval steps, and the last
+// day at CoarseInterval steps (each the average of the fine points it
+// covers). Record takes one point (every HistoryInterval from Run);
+// history is lost with the daemon. Its memory is bounded: Keep fine and
+// KeepCoarse coarse points per app, apps that are gone are dropped.
 type History struct {
 	Proxy     ProxyStats
 	Instances *InstanceCollector // nil: no memory and CPU
-	// Keep is how many points are kept per app (default an hour's).
-	Keep int
+	// Keep is how many fine points are kept per app (default an hour's),
+	// KeepCoarse how many coarse ones (default a day's).
+	Keep, KeepCoarse int
 
-	mu   sync.Mutex // guards apps, prev
-	apps map[string][]Point
-	prev map[string]appTotals
+	mu     sync.Mutex // guards apps, coarse, prev
+	apps   map[string][]Point
+	coarse map[string][]Point
+	prev   map[string]appTotals
 }
+
+// CoarseInterval is the step of the day-long series.
+const CoarseInterval = 5 * time.Minute
 
 // HistoryInterval is how often Run records a point.
 const HistoryInterval = 15 * time.Second
@@ -36,6 +44,8 @@ type appTotals struct {
 	at       time.Time
 	requests uint64
 	errors   uint64
+	ok2xx    uint64
+	client   uint64 // 4xx
 	latency  proxy.Histogram
 }
 
@@ -69,22 +79,33 @@ func (h *History) Record(now time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.apps == nil {
-		h.apps, h.prev = map[string][]Point{}, map[string]appTotals{}
+		h.apps, h.coarse, h.prev = map[string][]Point{}, map[string][]Point{}, map[string]appTotals{}
 	}
 	for _, a := range h.Proxy() {
 		cur := appTotals{at: now, latency: a.Latency}
 		for code, n := range a.Requests {
 			cur.requests += n
-			if code >= 500 && code < 600 {
+			switch {
+			case code >= 500 && code < 600:
 				cur.errors += n
+			case code >= 400 && code < 500:
+				cur.client += n
+			case code >= 200 && code < 300:
+				cur.ok2xx += n
 			}
 		}
 		p := point(a.App)
+		for _, m := range a.Machines {
+			p.Concurrency += float64(m.Inflight)
+		}
 		if prev, ok := h.prev[a.App]; ok && now.After(prev.at) && cur.requests >= prev.requests {
 			dt := now.Sub(prev.at).Seconds()
 			p.RequestsPS = float64(cur.requests-prev.requests) / dt
 			p.Errors5xxPS = float64(cur.errors-prev.errors) / dt
+			p.Responses4xxPS = float64(cur.client-prev.client) / dt
+			p.Responses2xxPS = float64(cur.ok2xx-prev.ok2xx) / dt
 			p.P99Seconds = quantile(0.99, prev.latency, cur.latency)
+			p.P50Seconds = quantile(0.5, prev.latency, cur.latency)
 		}
 		h.prev[a.App] = cur
 	}
@@ -99,30 +120,116 @@ func (h *History) Record(now time.Time) {
 			}
 			p := point(x.in.App)
 			p.Running++
-			p.MemoryBytes += x.s.mem["mem_total"] - x.s.mem["mem_available"]
+			mem := x.s.mem["mem_total"] - x.s.mem["mem_available"]
+			p.MemoryBytes += mem
 			p.CPUCores += x.load[0]
+			p.Machines = append(p.Machines, types.MachineMetricsPoint{ID: x.in.ID, MemoryBytes: mem, CPUCores: x.load[0]})
 		}
 	}
+	keepCoarse := h.KeepCoarse
+	if keepCoarse == 0 {
+		keepCoarse = int(24 * time.Hour / CoarseInterval)
+	}
+	per := int(CoarseInterval / HistoryInterval)
 	for app, p := range points {
+		sort.Slice(p.Machines, func(i, j int) bool { return p.Machines[i].ID < p.Machines[j].ID })
 		s := append(h.apps[app], *p)
 		if len(s) > keep {
 			s = append(s[:0:0], s[len(s)-keep:]...)
 		}
 		h.apps[app] = s
+		// Every CoarseInterval (by the clock, so all apps together), the
+		// fine points since the last coarse one become one.
+		if c := h.coarse[app]; len(c) == 0 || !now.Before(c[len(c)-1].Time.Add(CoarseInterval)) {
+			var since time.Time
+			if len(c) > 0 {
+				since = c[len(c)-1].Time
+			}
+			var window []Point
+			for i := len(s) - 1; i >= 0 && len(window) < per && s[i].Time.After(since); i-- {
+				window = append(window, s[i])
+			}
+			c = append(c, average(now, window))
+			if len(c) > keepCoarse {
+				c = append(c[:0:0], c[len(c)-keepCoarse:]...)
+			}
+			h.coarse[app] = c
+		}
 	}
 	for app := range h.apps {
 		if points[app] == nil { // gone from the proxy and the host
 			delete(h.apps, app)
+			delete(h.coarse, app)
 			delete(h.prev, app)
 		}
 	}
 }
 
-// App returns an app's points, oldest first.
+// average is one point standing for ps: rates, times, concurrency,
+// memory and CPU averaged, the most machines running, each machine's
+// memory and CPU averaged over the points it was in.
+func average(at time.Time, ps []Point) Point {
+	out := Point{Time: at}
+	if len(ps) == 0 {
+		return out
+	}
+	n := float64(len(ps))
+	type acc struct {
+		mem, cpu float64
+		k        int
+	}
+	machines := map[string]*acc{}
+	for _, p := range ps {
+		out.RequestsPS += p.RequestsPS / n
+		out.Errors5xxPS += p.Errors5xxPS / n
+		out.Responses2xxPS += p.Responses2xxPS / n
+		out.Responses4xxPS += p.Responses4xxPS / n
+		out.P50Seconds += p.P50Seconds / n
+		out.P99Seconds += p.P99Seconds / n
+		out.Concurrency += p.Concurrency / n
+		out.MemoryBytes += p.MemoryBytes / n
+		out.CPUCores += p.CPUCores / n
+		out.Running = max(out.Running, p.Running)
+		for _, m := range p.Machines {
+			a := machines[m.ID]
+			if a == nil {
+				a = &acc{}
+				machines[m.ID] = a
+			}
+			a.mem += m.MemoryBytes
+			a.cpu += m.CPUCores
+			a.k++
+		}
+	}
+	for id, a := range machines {
+		out.Machines = append(out.Machines, types.MachineMetricsPoint{ID: id, MemoryBytes: a.mem / float64(a.k), CPUCores: a.cpu / float64(a.k)})
+	}
+	sort.Slice(out.Machines, func(i, j int) bool { return out.Machines[i].ID < out.Machines[j].ID })
+	return out
+}
+
+// App returns an app's fine points (the last hour), oldest first.
 func (h *History) App(app string) []Point {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return append([]Point(nil), h.apps[app]...)
+}
+
+// Window returns an app's points of the last d, oldest first, and their
+// step: the fine points for d up to an hour, the coarse ones beyond.
+func (h *History) Window(app string, d time.Duration) ([]Point, time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	src, step := h.apps[app], HistoryInterval
+	if d > time.Hour {
+		src, step = h.coarse[app], CoarseInterval
+	}
+	if len(src) == 0 {
+		return nil, step
+	}
+	from := src[len(src)-1].Time.Add(-d)
+	i := sort.Search(len(src), func(i int) bool { return src[i].Time.After(from) })
+	return append([]Point(nil), src[i:]...), step
 }
 
 // Apps lists the apps with history, sorted.
