@@ -50,6 +50,7 @@ func serveMetrics(ctx context.Context, ln net.Listener, reg *metrics.Registry, s
 	// The last hour of a few series per app, in memory, for the web
 	// dashboard (GET /v1/apps/{app}/metrics).
 	src.history.Instances = ic
+	src.history.Volumes = src.volumes
 	go src.history.Run(ctx)
 	var authorize metrics.Authorizer
 	if !isLoopback(ln.Addr()) {

@@ -71,8 +71,37 @@ func chartsOf(h types.MetricsHistory) []chart {
 		makeChart("Memory per machine", perMachine(ps, func(m types.MachineMetricsPoint) float64 { return m.MemoryBytes }, bytesSize)...),
 		makeChart("CPU per machine", perMachine(ps, func(m types.MachineMetricsPoint) float64 { return m.CPUCores }, cores)...),
 		makeChart("Running machines", of("running", func(p types.MetricsPoint) float64 { return float64(p.Running) }, count)),
+		volumeChart(ps),
 	}
 }
+
+// volumeChart is the usage of each of the app's volumes, on a 0-100 %
+// scale (so a volume filling up shows as such, not scaled to its peak).
+func volumeChart(ps []types.MetricsPoint) chart {
+	idx := map[string]int{}
+	var ss []series
+	for i, p := range ps {
+		for _, v := range p.Volumes {
+			j, ok := idx[v.ID]
+			if !ok {
+				j = len(ss)
+				idx[v.ID] = j
+				ss = append(ss, series{name: v.ID, vals: make([]float64, len(ps)), format: percent})
+			}
+			ss[j].vals[i] = v.UsedPct
+		}
+	}
+	if len(ss) > maxMachineLines {
+		ss = ss[:maxMachineLines]
+	}
+	c := chart{Title: "Volume usage", Peak: percent(100), Empty: len(ss) == 0}
+	for i, s := range ss {
+		c.Lines = append(c.Lines, chartLine{Name: s.name, Latest: percent(s.vals[len(s.vals)-1]), Points: polyline(s.vals, 100), Class: "l" + strconv.Itoa(i%5)})
+	}
+	return c
+}
+
+func percent(v float64) string { return strconv.FormatFloat(v, 'f', 0, 64) + " %" }
 
 // perMachine is one series per machine (0 where it was not running), the
 // maxMachineLines with the highest peaks.

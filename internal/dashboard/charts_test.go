@@ -26,8 +26,9 @@ func TestChartsStayInTheirBox(t *testing.T) {
 		}
 		h.Points = append(h.Points, p)
 	}
+	h.Points[3].Volumes = []types.VolumeMetricsPoint{{ID: "vol_1", UsedPct: 40}}
 	cs := chartsOf(h)
-	if len(cs) != 6 {
+	if len(cs) != 7 {
 		t.Fatalf("%d charts", len(cs))
 	}
 	resp := cs[0]
@@ -40,6 +41,9 @@ func TestChartsStayInTheirBox(t *testing.T) {
 	mem := cs[3]
 	if len(mem.Lines) != maxMachineLines || mem.Lines[0].Name != "m6" || mem.Peak != "7.0 MiB" {
 		t.Fatalf("memory per machine: %+v", mem)
+	}
+	if v := cs[6]; v.Title != "Volume usage" || v.Peak != "100 %" || len(v.Lines) != 1 || v.Lines[0].Latest != "40 %" {
+		t.Fatalf("volume chart: %+v", v)
 	}
 	for _, c := range cs {
 		for _, l := range c.Lines {

@@ -20,6 +20,7 @@ import (
 type History struct {
 	Proxy     ProxyStats
 	Instances *InstanceCollector // nil: no memory and CPU
+	Volumes   Volumes            // nil: no volume usage
 	// Keep is how many fine points are kept per app (default an hour's),
 	// KeepCoarse how many coarse ones (default a day's).
 	Keep, KeepCoarse int
@@ -76,6 +77,12 @@ func (h *History) Record(now time.Time) {
 		}
 		return points[app]
 	}
+	var vols []Volume // read before the lock: the store may be slow
+	if h.Volumes != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		vols, _ = h.Volumes(ctx) // none this time if it fails
+		cancel()
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.apps == nil {
@@ -126,6 +133,11 @@ func (h *History) Record(now time.Time) {
 			p.Machines = append(p.Machines, types.MachineMetricsPoint{ID: x.in.ID, MemoryBytes: mem, CPUCores: x.load[0]})
 		}
 	}
+	for _, v := range vols {
+		if pct, ok := v.UsedPct(); ok && points[v.App] != nil {
+			points[v.App].Volumes = append(points[v.App].Volumes, types.VolumeMetricsPoint{ID: v.ID, UsedPct: pct})
+		}
+	}
 	keepCoarse := h.KeepCoarse
 	if keepCoarse == 0 {
 		keepCoarse = int(24 * time.Hour / CoarseInterval)
@@ -133,6 +145,7 @@ func (h *History) Record(now time.Time) {
 	per := int(CoarseInterval / HistoryInterval)
 	for app, p := range points {
 		sort.Slice(p.Machines, func(i, j int) bool { return p.Machines[i].ID < p.Machines[j].ID })
+		sort.Slice(p.Volumes, func(i, j int) bool { return p.Volumes[i].ID < p.Volumes[j].ID })
 		s := append(h.apps[app], *p)
 		if len(s) > keep {
 			s = append(s[:0:0], s[len(s)-keep:]...)
@@ -179,7 +192,17 @@ func average(at time.Time, ps []Point) Point {
 		k        int
 	}
 	machines := map[string]*acc{}
+	vols := map[string]*acc{}
 	for _, p := range ps {
+		for _, v := range p.Volumes {
+			a := vols[v.ID]
+			if a == nil {
+				a = &acc{}
+				vols[v.ID] = a
+			}
+			a.mem += v.UsedPct
+			a.k++
+		}
 		out.RequestsPS += p.RequestsPS / n
 		out.Errors5xxPS += p.Errors5xxPS / n
 		out.Responses2xxPS += p.Responses2xxPS / n
@@ -205,6 +228,10 @@ func average(at time.Time, ps []Point) Point {
 		out.Machines = append(out.Machines, types.MachineMetricsPoint{ID: id, MemoryBytes: a.mem / float64(a.k), CPUCores: a.cpu / float64(a.k)})
 	}
 	sort.Slice(out.Machines, func(i, j int) bool { return out.Machines[i].ID < out.Machines[j].ID })
+	for id, a := range vols {
+		out.Volumes = append(out.Volumes, types.VolumeMetricsPoint{ID: id, UsedPct: a.mem / float64(a.k)})
+	}
+	sort.Slice(out.Volumes, func(i, j int) bool { return out.Volumes[i].ID < out.Volumes[j].ID })
 	return out
 }
 

@@ -21,7 +21,10 @@ func TestHistory(t *testing.T) {
 		return []Instance{{App: "web", ID: "m1", Running: true, CPUs: 1, MemoryMB: 256}}, nil
 	}, fs)
 	ic.Sample(context.Background())
-	hist := &History{Proxy: func() []proxy.AppStats { return stats }, Instances: ic, Keep: 3}
+	hist := &History{Proxy: func() []proxy.AppStats { return stats }, Instances: ic, Keep: 3,
+		Volumes: func(context.Context) ([]Volume, error) {
+			return []Volume{{ID: "vol_1", App: "web", Blocks: 1000, BlocksFree: 250, BlocksAvail: 250}, {ID: "vol_x", App: "web"}}, nil
+		}}
 	t0 := time.Unix(1000, 0)
 	hist.Record(t0)
 	// 150 requests in 15 s: 140 fast (under 1 ms), 9 at 100 ms, 1 at 5 s;
@@ -44,6 +47,11 @@ func TestHistory(t *testing.T) {
 	}
 	if len(p.Machines) != 1 || p.Machines[0].ID != "m1" || p.Machines[0].MemoryBytes != p.MemoryBytes {
 		t.Fatalf("per machine: %+v", p.Machines)
+	}
+	// vol_1: 750 blocks used of 750 + 250 a user may use; vol_x is not
+	// mounted (no blocks) and has no usage.
+	if len(p.Volumes) != 1 || p.Volumes[0].ID != "vol_1" || p.Volumes[0].UsedPct != 75 {
+		t.Fatalf("volumes: %+v", p.Volumes)
 	}
 	if p.Running != 1 || p.MemoryBytes <= 0 || p.MemoryBytes > 256<<20 {
 		t.Fatalf("machines in the point: %+v", p)

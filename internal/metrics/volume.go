@@ -46,12 +46,22 @@ func (c *volumeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for _, v := range vols {
 		ch <- prometheus.MustNewConstMetric(c.size, prometheus.GaugeValue, float64(v.SizeBytes), v.App, v.ID)
-		if v.Blocks == 0 || v.BlocksFree > v.Blocks {
-			continue
+		if pct, ok := v.UsedPct(); ok {
+			ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, pct, v.App, v.ID)
 		}
-		// As df: used over what a user may use (used + available).
-		used := float64(v.Blocks - v.BlocksFree)
-		pct := 100 * used / (used + float64(v.BlocksAvail))
-		ch <- prometheus.MustNewConstMetric(c.used, prometheus.GaugeValue, pct, v.App, v.ID)
 	}
+}
+
+// UsedPct is the share of the volume's file system in use, 0-100, as df
+// counts it: used over what a user may use (used + available); false
+// when it is not mounted.
+func (v Volume) UsedPct() (float64, bool) {
+	if v.Blocks == 0 || v.BlocksFree > v.Blocks {
+		return 0, false
+	}
+	used := float64(v.Blocks - v.BlocksFree)
+	if used+float64(v.BlocksAvail) == 0 {
+		return 0, false
+	}
+	return 100 * used / (used + float64(v.BlocksAvail)), true
 }

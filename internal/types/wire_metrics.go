@@ -37,6 +37,14 @@ type MetricsPoint struct {
 	Concurrency float64 `json:"concurrency"`
 	// Machines are the running machines' own memory and CPU.
 	Machines []MachineMetricsPoint `json:"machines,omitempty"`
+	// Volumes are the app's mounted volumes on this host.
+	Volumes []VolumeMetricsPoint `json:"volumes,omitempty"`
+}
+
+// VolumeMetricsPoint is one volume in a MetricsPoint.
+type VolumeMetricsPoint struct {
+	ID      string  `json:"id"`
+	UsedPct float64 `json:"used_pct"` // 0-100, as df
 }
 
 // MachineMetricsPoint is one machine in a MetricsPoint.
