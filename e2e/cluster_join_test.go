@@ -28,7 +28,10 @@ func TestClusterJoin(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.BuildBinary(t)
 	hostFlags := func(name string) []string {
-		return []string{"--member-name", name, "--advertise-addr", "127.0.0.1",
+		// No mesh: these hosts share one network namespace, which holds
+		// one mesh interface at most (TestMeshBetweenHosts tests the
+		// mesh, a namespace per host).
+		return []string{"--no-mesh", "--member-name", name, "--advertise-addr", "127.0.0.1",
 			"--cluster-listen", freePort(t), "--etcd-peer-listen", freePort(t), "--etcd-client-listen", freePort(t)}
 	}
 	aFlags := hostFlags("a")

@@ -192,12 +192,14 @@ func TestFabric(t *testing.T) {
 	var p int
 	fmt.Sscan(port, &p)
 	relay := c.Relay("y", "x", "tcp", p)
+	// From before the dial: the relay connects to x, and x's greeting
+	// starts its way back, while y's dial completes.
+	start := time.Now()
 	conn, err := y.Dial("tcp", relay)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	start := time.Now()
 	conn.SetDeadline(time.Now().Add(5 * time.Second))
 	// x writes at once on accept: the byte takes half the RTT back, and
 	// the relay's connection to x is made when y connects.
