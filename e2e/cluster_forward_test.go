@@ -25,8 +25,8 @@ func TestClusterForwardMTLS(t *testing.T) {
 		// No mesh: these hosts share one network namespace, which holds
 		// one mesh interface at most (TestMeshBetweenHosts tests the
 		// mesh, a namespace per host).
-		return []string{"--no-mesh", "--member-name", name, "--advertise-addr", "127.0.0.1",
-			"--cluster-listen", freePort(t), "--etcd-peer-listen", freePort(t), "--etcd-client-listen", freePort(t)}
+		return []string{"--member-name", name, "--advertise-addr", "127.0.0.1",
+			"--cluster-listen", freePort(t), "--etcd-peer-listen", freePort(t), "--etcd-client-listen", freePort(t), "--no-mesh"}
 	}
 	aFlags := hostFlags("a")
 	a := harness.StartDaemonWith(t, bin, append([]string{"--cluster-init", "--region", "fra"}, aFlags...)...)
