@@ -156,4 +156,12 @@ func TestMeshBetweenHosts(t *testing.T) {
 		err := send("again")
 		return err == nil, fmt.Sprint(err)
 	})
+	// The mesh needs no etcd, the API does: with its two voters cut apart
+	// the cluster lost its quorum; wait for it before the test ends.
+	for _, h := range []*harness.Host{a, b} {
+		harness.Poll(t, h.Name+"'s API after the cluster's quorum is back", 60*time.Second, func() (bool, string) {
+			err := h.Answers(5 * time.Second)
+			return err == nil, fmt.Sprint(err)
+		})
+	}
 }

@@ -5,6 +5,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -36,6 +37,13 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		tok, err := auth.Verify(r.Context(), s.store, plain)
+		if err != nil && !errors.Is(err, auth.ErrUnauthorized) {
+			// The token could not be checked (the store is unavailable,
+			// say): not the caller's fault, and not a 401 that would send
+			// them looking at their token.
+			s.writeError(w, r, err)
+			return
+		}
 		if err != nil {
 			writeJSON(w, http.StatusUnauthorized, types.ErrorResponse{Error: err.Error()})
 			return

@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -374,5 +375,39 @@ func TestRefOfApp(t *testing.T) {
 		if got := refOfApp(ref, "a"); got != want {
 			t.Errorf("refOfApp(%q, a) = %v, want %v", ref, got, want)
 		}
+	}
+}
+
+// unavailableStore answers every read as a store without quorum does.
+type unavailableStore struct{ store.Store }
+
+func (unavailableStore) Get(ctx context.Context, key string) (store.KV, error) {
+	return store.KV{}, fmt.Errorf("get %q: %w", key, store.ErrUnavailable)
+}
+
+// TestTokenUncheckableIs503: when the token cannot be checked because the
+// store is unavailable (an etcd without quorum), the answer is a 503 that
+// says so, not a 401 that sends the caller to look at a good token (a
+// cluster host answered 401 to its own admin token while its etcd was
+// electing a leader). A wrong token is still a 401.
+func TestTokenUncheckableIs503(t *testing.T) {
+	s, _, tok := testServer(t)
+	o := s.options()
+	o.Store = unavailableStore{o.Store}
+	h := New(o).Handler()
+	req := httptest.NewRequest("GET", "/v1/apps", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "unavailable") {
+		t.Fatalf("token check with the store unavailable: %d %s, want 503", rec.Code, rec.Body)
+	}
+	_, good, _ := testServer(t)
+	req = httptest.NewRequest("GET", "/v1/apps", nil)
+	req.Header.Set("Authorization", "Bearer hgr_not_a_token")
+	rec = httptest.NewRecorder()
+	good.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Fatalf("a wrong token: %d, want 401", rec.Code)
 	}
 }

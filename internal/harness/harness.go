@@ -283,9 +283,16 @@ func (d *Daemon) Stop(sig syscall.Signal) {
 	case <-exited:
 	case <-time.After(60 * time.Second):
 		// A daemon that does not stop must not hang the test's cleanup.
-		d.t.Errorf("daemon %d did not exit within 60s of %v: killed", d.cmd.Process.Pid, sig)
-		_ = d.cmd.Process.Kill()
-		<-exited
+		// SIGQUIT first: Go prints every goroutine's stack to the daemon
+		// log (shown when the test fails), which says where it hung.
+		d.t.Errorf("daemon %d did not exit within 60s of %v: killed (its goroutines are at the end of its log)", d.cmd.Process.Pid, sig)
+		_ = d.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-exited
+		}
 	}
 	d.cmd = nil
 }
