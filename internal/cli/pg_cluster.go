@@ -91,8 +91,7 @@ its own database, user and DATABASE_URL.`,
 					pgCleanup(cctx, c, name)
 				}
 			}()
-			var res types.SecretsList
-			if err := c.do(ctx, "POST", "/v1/apps/"+url.PathEscape(name)+"/secrets", map[string]any{"values": map[string]*string{"OPERATOR_PASSWORD": &password}}, &res); err != nil {
+			if _, err := c.setSecrets(ctx, name, map[string]*string{"OPERATOR_PASSWORD": &password}); err != nil {
 				return fmt.Errorf("store the operator password: %w", err)
 			}
 			fmt.Fprintf(errw, "Creating volume %s (%d MB)\n", pgVolumeName, volumeMB)
@@ -292,8 +291,8 @@ machines. The URL points at DB.internal:5432 on the private network.`,
 				return err
 			}
 			dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(dbUser, password), Host: db + ".internal:5432", Path: "/" + dbName, RawQuery: "sslmode=disable"}).String()
-			var res types.SecretsList
-			if err := c.do(ctx, "POST", "/v1/apps/"+url.PathEscape(name)+"/secrets", map[string]any{"values": map[string]*string{variable: &dsn}}, &res); err != nil {
+			res, err := c.setSecrets(ctx, name, map[string]*string{variable: &dsn})
+			if err != nil {
 				return fmt.Errorf("set %s on %s: %w", variable, name, err)
 			}
 			out := cmd.OutOrStdout()
@@ -348,8 +347,8 @@ func newPgDetachCmd() *cobra.Command {
 			if _, err := pgSQL(ctx, c, db, m.ID, "postgres", fmt.Sprintf("DROP ROLE IF EXISTS %s;", dbUser)); err != nil {
 				return err
 			}
-			var res types.SecretsList
-			if err := c.do(ctx, "POST", "/v1/apps/"+url.PathEscape(name)+"/secrets", map[string]any{"values": map[string]*string{variable: nil}}, &res); err != nil {
+			res, err := c.setSecrets(ctx, name, map[string]*string{variable: nil})
+			if err != nil {
 				return fmt.Errorf("unset %s on %s: %w", variable, name, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "User %s removed from %s (its databases are kept, owned by postgres); %s unset on %s\n", dbUser, db, variable, name)

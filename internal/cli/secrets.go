@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -40,8 +41,8 @@ with the new secrets, with the same health gating as a deploy, unless
 		if err != nil {
 			return err
 		}
-		var res types.SecretsList
-		if err := c.do(cmd.Context(), "POST", base(name), map[string]any{"values": values}, &res); err != nil {
+		res, err := c.setSecrets(cmd.Context(), name, values)
+		if err != nil {
 			return secretsHint(err)
 		}
 		out := cmd.OutOrStdout()
@@ -173,6 +174,16 @@ with the new secrets, with the same health gating as a deploy, unless
 
 // rollOutSecrets asks the daemon to restart the app's machines with the
 // latest secrets and prints the progress.
+// setSecrets stores secrets of app (a nil value unsets one) without
+// rolling them out: the answer says whether a rollout is due.
+func (c *client) setSecrets(ctx context.Context, app string, values map[string]*string) (*types.SecretsList, error) {
+	var res types.SecretsList
+	if err := c.do(ctx, "POST", "/v1/apps/"+url.PathEscape(app)+"/secrets", map[string]any{"values": values}, &res); err != nil {
+		return nil, err
+	}
+	return &res, nil
+}
+
 func rollOutSecrets(cmd *cobra.Command, app string, version int) error {
 	c, err := newClient()
 	if err != nil {
