@@ -21,13 +21,7 @@ import (
 func TestClusterForwardMTLS(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.BuildBinary(t)
-	hostFlags := func(name string) []string {
-		// No mesh: these hosts share one network namespace, which holds
-		// one mesh interface at most (TestMeshBetweenHosts tests the
-		// mesh, a namespace per host).
-		return []string{"--member-name", name, "--advertise-addr", "127.0.0.1",
-			"--cluster-listen", freePort(t), "--etcd-peer-listen", freePort(t), "--etcd-client-listen", freePort(t), "--no-mesh"}
-	}
+	hostFlags := func(name string) []string { return loopbackHostFlags(t, name) }
 	aFlags := hostFlags("a")
 	a := harness.StartDaemonWith(t, bin, append([]string{"--cluster-init", "--region", "fra"}, aFlags...)...)
 	joinURL := "https://" + aFlags[5]

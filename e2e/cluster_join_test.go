@@ -27,13 +27,7 @@ import (
 func TestClusterJoin(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.BuildBinary(t)
-	hostFlags := func(name string) []string {
-		// No mesh: these hosts share one network namespace, which holds
-		// one mesh interface at most (TestMeshBetweenHosts tests the
-		// mesh, a namespace per host).
-		return []string{"--member-name", name, "--advertise-addr", "127.0.0.1",
-			"--cluster-listen", freePort(t), "--etcd-peer-listen", freePort(t), "--etcd-client-listen", freePort(t), "--no-mesh"}
-	}
+	hostFlags := func(name string) []string { return loopbackHostFlags(t, name) }
 	aFlags := hostFlags("a")
 	a := harness.StartDaemonWith(t, bin, append([]string{"--cluster-init"}, aFlags...)...)
 	joinURL := "https://" + aFlags[5]
@@ -191,4 +185,14 @@ func TestClusterInitFromDataDir(t *testing.T) {
 	if out, err := d.Hangar("cluster", "members"); err != nil || !strings.Contains(out, "first") {
 		t.Fatalf("cluster members: %v\n%s", err, out)
 	}
+}
+
+// loopbackHostFlags are the cluster flags of a host that shares the test's
+// network namespace with the others: its own ports on 127.0.0.1, and no
+// mesh (a namespace holds one mesh interface at most; TestMeshBetweenHosts
+// tests the mesh, a namespace per host). The cluster listener's address is
+// the sixth element.
+func loopbackHostFlags(t *testing.T, name string) []string {
+	return []string{"--member-name", name, "--advertise-addr", "127.0.0.1",
+		"--cluster-listen", freePort(t), "--etcd-peer-listen", freePort(t), "--etcd-client-listen", freePort(t), "--no-mesh"}
 }

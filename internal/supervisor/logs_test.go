@@ -20,19 +20,8 @@ import (
 // archived files of an existing machine too), but never the current log
 // of an existing machine; a deleted app's logs go at once.
 func TestLogJanitorSweep(t *testing.T) {
-	dataDir := t.TempDir()
-	st, err := store.Open(filepath.Join(dataDir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	dataDir, st, sup := janitorEnv(t, "web", "gone")
 	ctx := context.Background()
-	sup := New(Options{Store: st, DataDir: dataDir})
-	for _, app := range []string{"web", "gone"} {
-		if _, err := st.Put(ctx, "apps/"+app, []byte(`{}`), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
 	putMachine(t, st, "web", "live", types.StateStopped)
 	old := time.Now().Add(-time.Hour)
 	live := sup.LogPath("web", "live")
@@ -152,19 +141,8 @@ func writeLogs(t *testing.T, files map[string]time.Time) {
 // log of an existing machine; another app under its limit is untouched;
 // an app's own limit replaces the daemon's.
 func TestLogJanitorSize(t *testing.T) {
-	dataDir := t.TempDir()
-	st, err := store.Open(filepath.Join(dataDir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	_, st, sup := janitorEnv(t, "big", "small")
 	ctx := context.Background()
-	sup := New(Options{Store: st, DataDir: dataDir})
-	for _, app := range []string{"big", "small"} {
-		if _, err := st.Put(ctx, "apps/"+app, []byte(`{}`), 0); err != nil {
-			t.Fatal(err)
-		}
-	}
 	putMachine(t, st, "big", "a", types.StateStarted)
 	putMachine(t, st, "big", "b", types.StateStarted)
 	const kib = 1 << 10
@@ -236,17 +214,8 @@ func TestLogJanitorSize(t *testing.T) {
 // tick of the file system's clock go in their log's order (an archive
 // before <id>.log.1, which sorts first by name), never the newer first.
 func TestLogJanitorSizeEqualTimes(t *testing.T) {
-	dataDir := t.TempDir()
-	st, err := store.Open(filepath.Join(dataDir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	_, st, sup := janitorEnv(t, "web")
 	ctx := context.Background()
-	sup := New(Options{Store: st, DataDir: dataDir})
-	if _, err := st.Put(ctx, "apps/web", []byte(`{}`), 0); err != nil {
-		t.Fatal(err)
-	}
 	putMachine(t, st, "web", "m", types.StateStarted)
 	cur := sup.LogPath("web", "m")
 	at := time.Now().Add(-time.Minute)
@@ -269,4 +238,22 @@ func TestLogJanitorSizeEqualTimes(t *testing.T) {
 	if exists(older) || !exists(cur+".1") || !exists(cur) {
 		t.Fatalf("archive kept %v, .1 kept %v: the newer file went first", exists(older), exists(cur+".1"))
 	}
+}
+
+// janitorEnv is a supervisor on a real store in a temp data dir, with the
+// given apps recorded (the janitor removes the logs of apps that are not).
+func janitorEnv(t *testing.T, apps ...string) (string, store.Store, *Supervisor) {
+	t.Helper()
+	dataDir := t.TempDir()
+	st, err := store.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	for _, app := range apps {
+		if _, err := st.Put(context.Background(), "apps/"+app, []byte(`{}`), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dataDir, st, New(Options{Store: st, DataDir: dataDir})
 }
