@@ -455,7 +455,7 @@ func Run(ctx context.Context, o Options) error {
 			mtls := metrics.NewTLS(mreg.Registerer(), px.AppForHost)
 			httpsTLS, errLog = mtls.Wrap(tlsConfig), mtls.Handler(errLog)
 		}
-		httpsSrv = &http.Server{Handler: px, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+		httpsSrv = &http.Server{Handler: px, ConnContext: px.ConnContext, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(errLog, slog.LevelDebug)}
 		// The HTTPS listener shares the proxy's connection limits.
 		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.Divert(httpsLn)), "", "") }()
