@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -273,9 +274,17 @@ func (s *Server) markUnknown(ctx context.Context, recs []*supervisor.Record) {
 			}
 		}
 		if h, ok := states[rec.HostID]; !ok || h.State == types.HostUnreachable {
-			rec.State = types.StateUnknown
 			rec.HostStatus = "unreachable"
 			rec.Checks = nil
+			if rec.ReplacedBy != "" || rec.FailoverClaim != "" {
+				continue // being replaced: it reads destroying, with its note
+			}
+			rec.State = types.StateUnknown
+			if hosts.MountsVolume(rec.Config) {
+				rec.HostNote = fmt.Sprintf("host %s is unreachable; this machine mounts a volume kept on that host, so it is not replaced elsewhere: it waits for its host", rec.HostID)
+			} else {
+				rec.HostNote = fmt.Sprintf("host %s is unreachable; unless it returns within the host failure grace (--host-failure-grace), this machine is replaced on another host", rec.HostID)
+			}
 		}
 	}
 }

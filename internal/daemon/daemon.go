@@ -102,6 +102,11 @@ type Options struct {
 	// HostMemoryMB, if positive, is the memory this host offers machines
 	// (default: all of the machine's).
 	HostMemoryMB int64
+	// HostFailureGrace is how long another host reads unreachable before
+	// its machines without volumes are replaced on the hosts that remain
+	// (0: hosts.DefaultFailoverGrace; negative: never). Only with the
+	// state in etcd (docs/cluster.md, "Host failure").
+	HostFailureGrace time.Duration
 	// ForwardClient sends the requests this host forwards to other hosts'
 	// APIs (nil: plain HTTP with a short connect timeout).
 	ForwardClient *http.Client
@@ -119,6 +124,10 @@ type Options struct {
 	// (0: metrics.ScrapeInterval, metrics.ScrapeTimeout).
 	AppMetricsInterval, AppMetricsTimeout time.Duration
 }
+
+// failoverInterval is how often each host looks for lost hosts' machines
+// to replace (hosts.Failover).
+const failoverInterval = time.Second
 
 // Files the daemon writes into its data dir.
 const (
@@ -407,8 +416,22 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("recover machines: %w", err)
 	}
 	// This host is ready once its machines are re-adopted.
+	fenceKick := make(chan struct{}, 1)
+	registry.OnRenewed = func() { // back after a loss: were machines replaced meanwhile?
+		select {
+		case fenceKick <- struct{}{}:
+		default:
+		}
+	}
 	if err := registry.Register(ctx); err != nil {
 		return err
+	}
+	if o.Etcd != nil {
+		go sup.RunFence(ctx, 0, fenceKick)
+		if o.HostFailureGrace >= 0 {
+			fo := &hosts.Failover{Registry: registry, Machines: sup, Grace: o.HostFailureGrace, Log: log.With("component", "failover")}
+			go fo.Run(ctx, failoverInterval)
+		}
 	}
 	if err := deployer.Resume(ctx); err != nil { // deploys a crash interrupted
 		log.Warn("settle interrupted deploys", "err", err)

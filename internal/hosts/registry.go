@@ -97,6 +97,10 @@ type Registry struct {
 	// TTL of the alive mark (0: DefaultTTL).
 	TTL time.Duration
 	Log *slog.Logger
+	// OnRenewed, if set, is called when the alive mark is written again
+	// after its lease was lost (the host is back: it fences what was
+	// replaced meanwhile). It must not block.
+	OnRenewed func()
 
 	handOver atomic.Bool   // see HandOver
 	stopped  chan struct{} // closed when Register's keep-alive has ended
@@ -181,6 +185,9 @@ func (r *Registry) keepAlive(ctx context.Context, lk store.LeasedKey) {
 			var err error
 			if lk, err = r.markAlive(ctx); err == nil {
 				log.Info("this host's lease is renewed", "host", r.Self.ID)
+				if r.OnRenewed != nil {
+					r.OnRenewed()
+				}
 				backoff = 100 * time.Millisecond
 				break
 			}

@@ -89,6 +89,10 @@ type Record struct {
 	// when it was not a user's or an exit's doing: StopReasonAutostop.
 	// Cleared when the machine starts or exits.
 	StopReason string `json:"stop_reason,omitempty"`
+	// FailoverClaim is the host replacing this machine while its own
+	// host is lost (fence.go); FailoverFrom is the state it had then.
+	FailoverClaim string `json:"failover_claim,omitempty"`
+	FailoverFrom  string `json:"failover_from,omitempty"`
 }
 
 // StoppedByAutostop reports whether the machine is stopped or suspended
@@ -1178,6 +1182,9 @@ func (s *Supervisor) Recover(ctx context.Context) error {
 	for _, r := range recs {
 		if !s.Mine(r) {
 			continue // another host's: its daemon recovers it
+		}
+		if s.fencedOut(ctx, r) {
+			continue // replaced on another host while this one was lost (fence.go)
 		}
 		l := s.liveFor(r.App, r.ID)
 		switch r.State {
