@@ -196,6 +196,12 @@ func (s *Server) call(ctx context.Context, r *http.Request, h types.Host, method
 // callWith is call with a JSON body (nil: none); unmarked, the request is
 // placed and forwarded by the host it reaches like any caller's.
 func (s *Server) callWith(ctx context.Context, r *http.Request, h types.Host, method, path string, body, out any, mark bool) error {
+	return s.callHost(ctx, http.Header{"Authorization": {r.Header.Get("Authorization")}}, h, method, path, body, out, mark)
+}
+
+// callHost is callWith with the request's headers given (Authorization,
+// a lease nonce).
+func (s *Server) callHost(ctx context.Context, hdr http.Header, h types.Host, method, path string, body, out any, mark bool) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -208,7 +214,9 @@ func (s *Server) callWith(ctx context.Context, r *http.Request, h types.Host, me
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -389,6 +389,15 @@ func Run(ctx context.Context, o Options) error {
 		node.Handle("GET "+image.ArchivePath, imageStore.ArchiveHandler())
 		images.share(hostID, registry.List, forward)
 	}
+	if o.Etcd != nil {
+		// Deploys drive each machine through its host, as this host (its
+		// admin token is in the shared state, valid on every host).
+		tok, err := os.ReadFile(filepath.Join(o.DataDir, AdminTokenFile))
+		if err != nil {
+			return fmt.Errorf("read this host's token for deploys across hosts: %w", err)
+		}
+		deployer.Sup = apiSrv.ClusterMachines(strings.TrimSpace(string(tok)))
+	}
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
 	}

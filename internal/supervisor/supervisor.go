@@ -387,6 +387,9 @@ type CreateOptions struct {
 	// UniqueName refuses (ErrConflict) a Name another machine of the app
 	// has (the Machines API's create; a deploy's names may repeat).
 	UniqueName bool
+	// PreferHost is a placement hint for a deploy across hosts (the host
+	// of the machine the new one replaces); the supervisor ignores it.
+	PreferHost string
 	// LeaseTTL, if positive, leases the machine to LeaseOwner before it
 	// starts (the Machines API's lease_ttl).
 	LeaseTTL   time.Duration
