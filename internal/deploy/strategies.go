@@ -183,6 +183,7 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 		r.emit("canary", "", p.group, "starting a canary machine of the new release")
 	}
 	first := true
+	ahead := 0 // new machines up beyond the old ones retired (a canary)
 	for remaining > 0 || len(olds) > 0 {
 		n := batchSize(p.want, maxUnavail)
 		if first {
@@ -192,7 +193,9 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 			n = remaining
 		}
 		if n > 0 {
-			if _, err := r.launch(ctx, p, region, hostsOf(olds), n, waitTimeout, false, first); err != nil {
+			// Each new machine on the host of an old one still without
+			// its replacement.
+			if _, err := r.launch(ctx, p, region, hostsOf(olds[min(ahead, len(olds)):]), n, waitTimeout, false, first); err != nil {
 				return err
 			}
 			remaining -= n
@@ -213,6 +216,7 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 			return err
 		}
 		olds = olds[k:]
+		ahead = max(0, ahead+n-k)
 		first = false
 		if n == 0 && k == 0 {
 			break

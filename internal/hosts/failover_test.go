@@ -250,3 +250,29 @@ func TestFailoverStep(t *testing.T) {
 		t.Errorf("a's round: %d, %v; want the new lost machine replaced", n, err)
 	}
 }
+
+// A deploy's new machine goes to the host of the one it replaces when it
+// fits there, else where Place would put it.
+func TestPlacePrefer(t *testing.T) {
+	all := []types.Host{
+		host("a", "fra", 4000, types.HostReady),
+		host("b", "fra", 100, types.HostReady),
+		host("c", "iad", 4000, types.HostReady),
+	}
+	placed := []Placed{{App: "web", HostID: "b"}}
+	for _, tc := range []struct{ prefer, want string }{
+		{"", "a"},  // spread, memory
+		{"a", "a"}, // preferred and fits
+		{"b", "a"}, // preferred but full
+		{"c", "a"}, // preferred but in another region
+	} {
+		h, err := Place(PlaceRequest{App: "web", Region: "fra", MemoryMB: 256, Prefer: tc.prefer}, all, placed)
+		if err != nil || h.ID != tc.want {
+			t.Errorf("prefer %q: %s, %v; want %s", tc.prefer, h.ID, err, tc.want)
+		}
+	}
+	all[1] = host("b", "fra", 4000, types.HostReady)
+	if h, _ := Place(PlaceRequest{App: "web", Region: "fra", MemoryMB: 256, Prefer: "b"}, all, placed); h.ID != "b" {
+		t.Errorf("prefer b with room on b: %s, want b (over spreading)", h.ID)
+	}
+}
