@@ -267,3 +267,83 @@ func TestClusterFailoverReplacesAndFences(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterFailoverLinkDown: host c is cut off the fabric (LinkDown):
+// its daemon and its machine keep running, but nobody reaches it. Its
+// machine reads unknown, then is replaced on a or b. When c's link comes
+// back, c (its daemon, or a new one if the old one stopped on losing its
+// etcd lock) kills and destroys its copy before serving it: the copy's
+// events show no start after the replacement, its task is gone, and the
+// app runs two machines, as asked.
+func TestClusterFailoverLinkDown(t *testing.T) {
+	c, ref := startFailoverCluster(t, "/hangar/fo-link/")
+	a, hc := c.Host("a"), c.Host("c")
+	if code, body := a.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: "fl", OrgSlug: "personal"}); code != http.StatusCreated {
+		t.Fatalf("create app: %d %s", code, body)
+	}
+	cfg := failoverMachine(ref)
+	createIn(t, a, "fl", "fra", cfg)
+	lost := createIn(t, a, "fl", "iad", cfg)
+	if lost.HostID != "c" {
+		t.Fatalf("machine for iad on %s, want c", lost.HostID)
+	}
+	pollMachines(t, a, "fl", 30*time.Second, "both machines healthy", func(ms []types.Machine) bool {
+		return len(ms) == 2 && healthyOn(a, "fl", ms[0].ID) && healthyOn(a, "fl", ms[1].ID)
+	})
+
+	c.LinkDown("c")
+	pollMachines(t, a, "fl", 15*time.Second, "c's machine reads unknown", func(ms []types.Machine) bool {
+		m := byID(ms)[lost.ID]
+		return m.State == types.StateUnknown || m.State == types.StateDestroying
+	})
+	ms := pollMachines(t, a, "fl", failoverGrace+15*time.Second, "c's machine replaced", func(ms []types.Machine) bool {
+		old := byID(ms)[lost.ID]
+		return old.ReplacedBy != "" && healthyOn(a, "fl", old.ReplacedBy)
+	})
+	replacement := byID(ms)[lost.ID].ReplacedBy
+	// c's copy is still running behind the cut link.
+	if _, err := os.Stat(filepath.Join(hc.DataDir, "tasks", lost.ID)); err != nil {
+		t.Fatalf("c's copy is gone while c is cut off: %v", err)
+	}
+
+	c.LinkUp("c")
+	if err := hc.Answers(20 * time.Second); err != nil {
+		// Its daemon stopped on losing its etcd lock (machines keep
+		// running): start it as an operator's supervisor would. Its
+		// Recover fences the copy before its proxy serves.
+		t.Logf("c's daemon does not answer after its link is back (%v): it stopped on losing its etcd lock; starting it again", err)
+		c.RestartHost("c")
+	} else {
+		t.Log("c's daemon ran on across the cut: its sweep fences the copy")
+	}
+	pollMachines(t, a, "fl", 30*time.Second, "c's copy destroyed and the app at its count", func(ms []types.Machine) bool {
+		got := byID(ms)
+		_, stale := got[lost.ID]
+		return !stale && len(ms) == 2 && got[replacement].State == types.StateStarted
+	})
+	if _, err := os.Stat(filepath.Join(hc.DataDir, "tasks", lost.ID)); !os.IsNotExist(err) {
+		t.Errorf("c keeps the task of its replaced machine (%v)", err)
+	}
+	var destroyed []types.Machine
+	if err := a.Get("/v1/apps/fl/machines?include_deleted=true", &destroyed); err != nil {
+		t.Fatal(err)
+	}
+	d := byID(destroyed)[lost.ID]
+	if d.State != types.StateDestroyed {
+		t.Fatalf("c's copy: %s, want destroyed", d.State)
+	}
+	for _, ev := range d.Events {
+		if ev.Type == "replaced" {
+			break
+		}
+		if ev.Type == "start" || ev.Status == types.StateStarted {
+			t.Errorf("c's copy was started again after its replacement: %+v", d.Events)
+		}
+	}
+	// c's proxy never answers from the copy.
+	for range 20 {
+		if _, body, err := hc.ViaProxy("fl", "/"); err == nil && strings.Contains(body, "machine="+lost.ID) {
+			t.Fatalf("c's proxy answered from its replaced copy: %s", body)
+		}
+	}
+}

@@ -230,10 +230,14 @@ func ChooseReplacementHost(app, region string, memoryMB int64, all []types.Host,
 			regions = append(regions, h.Region)
 		}
 	}
+	why := fmt.Sprintf("no ready host in %s", region)
+	if errors.Is(first, ErrNoCapacity) {
+		why = fmt.Sprintf("no host in %s has %d MB free", region, memoryMB)
+	}
 	for _, r := range NearestRegions(region, regions) {
 		req.Region = r
 		if h, err := Place(req, all, placed); err == nil {
-			return h, fmt.Sprintf("no ready host with %d MB free in %s; placed in the nearest region, %s", memoryMB, region, r), nil
+			return h, fmt.Sprintf("%s; placed in the nearest region, %s", why, r), nil
 		}
 	}
 	return types.Host{}, "", fmt.Errorf("no host can take its replacement: %w", first)

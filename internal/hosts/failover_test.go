@@ -41,8 +41,8 @@ func TestChooseReplacementHost(t *testing.T) {
 		{name: "same region, most free", region: "fra", mem: 256, want: "b"},
 		{name: "same region, spread first", region: "fra", mem: 256, placed: []Placed{{App: "web", HostID: "b"}}, want: "a"},
 		{name: "same region, capacity", region: "fra", mem: 1500, want: "b"},
-		{name: "region lost, nearest (iad: ams before syd)", region: "iad", mem: 256, want: "d", note: "nearest region, ams"},
-		{name: "no capacity in region, nearest", region: "fra", mem: 3000, want: "d", note: "no ready host with 3000 MB free in fra; placed in the nearest region, ams"},
+		{name: "region lost, nearest (iad: ams before syd)", region: "iad", mem: 256, want: "d", note: "no ready host in iad; placed in the nearest region, ams"},
+		{name: "no capacity in region, nearest", region: "fra", mem: 3000, want: "d", note: "no host in fra has 3000 MB free; placed in the nearest region, ams"},
 		{name: "nowhere", region: "fra", mem: 100000, err: ErrNoCapacity},
 	}
 	for _, tc := range cases {
