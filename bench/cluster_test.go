@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,8 +13,9 @@ import (
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
-// clusterRuns is how many machines each side creates.
-const clusterRuns = 5
+// clusterRuns is how many machines each side creates (alternately, so
+// that both see the same load on a shared machine).
+const clusterRuns = 7
 
 func benchMachine(ref string) *types.MachineConfig {
 	return &types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"},
@@ -81,11 +81,6 @@ func BenchmarkCluster(b *testing.B) {
 	// One host, the bbolt store.
 	single := harness.StartDaemon(b, bin)
 	ref := single.ImportTestApp()
-	var one []createTimes
-	for i := range clusterRuns {
-		one = append(one, createToFirst200(b, single, func(string) *harness.Daemon { return single }, fmt.Sprintf("bs%d", i), "", ref))
-	}
-	single.Stop(syscall.SIGTERM) // its machines keep running until the cleanup
 
 	// Three hosts on one etcd: a, b in fra, c in iad.
 	const grace = 5 * time.Second
@@ -102,8 +97,9 @@ func BenchmarkCluster(b *testing.B) {
 	}
 	a := c.Host("a")
 	proxyOf := func(id string) *harness.Daemon { return c.Host(id).Daemon }
-	var three []createTimes
+	var one, three []createTimes
 	for i := range clusterRuns {
+		one = append(one, createToFirst200(b, single, func(string) *harness.Daemon { return single }, fmt.Sprintf("bs%d", i), "", ref))
 		three = append(three, createToFirst200(b, a.Daemon, proxyOf, fmt.Sprintf("bc%d", i), "fra", ref))
 	}
 
