@@ -190,7 +190,7 @@ func (s *Supervisor) fencedOut(ctx context.Context, r *Record) bool {
 	}
 	_ = os.RemoveAll(s.machineDir(r.ID))
 	s.removeFiles(r.ID)
-	if err := s.releaseAddr(ctx, r.AddrIndex); err != nil {
+	if err := s.releaseAddr(ctx, r.ID, r.AddrIndex); err != nil {
 		s.log.Warn("release a fenced machine's address", "machine", r.ID, "err", err)
 		return true
 	}
