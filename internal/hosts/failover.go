@@ -70,18 +70,26 @@ func (f *Failover) log() *slog.Logger {
 	return slog.Default()
 }
 
-// Run calls Step every interval until ctx ends.
+// Run calls Step every interval until ctx ends. An error is logged when
+// it differs from the last one (a machine nobody can take would otherwise
+// be logged every round).
 func (f *Failover) Run(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	last := ""
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if _, err := f.Step(ctx); err != nil && ctx.Err() == nil {
+		_, err := f.Step(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && err.Error() != last:
+			last = err.Error()
 			f.log().Warn("replace the machines of lost hosts", "err", err)
+		case err == nil:
+			last = ""
 		}
 	}
 }
