@@ -61,12 +61,20 @@ type machine struct {
 	present       bool          // known to the proxy (false once removed)
 	pool          []*bconn      // idle keep-alive connections to the machine
 	stats         *machineStats // counters for metrics (metrics.go), never nil
+
+	// Another host's machine (remote.go): its host, whether the entry
+	// stands for the host's machines to wake rather than one machine,
+	// and the requests in flight its host published.
+	remote   *remoteHost
+	wakeOnly bool
+	rload    int
 }
 
 // app is the routing state of one app. Guarded by Proxy.mu.
 type app struct {
 	name     string
 	machines []*machine
+	remote   []*machine // other hosts' machines (remote.go)
 	// waiters counts requests waiting for capacity (hard_limit queue or a
 	// wake); changed is closed and replaced when capacity may have appeared
 	// and someone waits.
@@ -160,6 +168,12 @@ type Proxy struct {
 	perIP     map[string]int      // open per client address
 
 	limits connLimits // refusals, for metrics and the log
+
+	// The edge across hosts (remote.go), guarded by mu.
+	edge      EdgeOptions
+	rhosts    map[string]*remoteHost
+	localWake map[string]bool // apps with a machine this host can wake
+	hopFields
 
 	backendIdle time.Duration // idleConnTTL; tests shorten it
 	janitor     sync.Once     // starts closeIdleBackends
@@ -456,6 +470,7 @@ type request struct {
 	status  int
 	started time.Time
 	replay  []held // machines picked for fly-replay, not yet sent to
+	retried bool   // moved once after a connection error to another host
 }
 
 // ServeHTTP implements http.Handler: force_https and [[statics]], then the
@@ -572,8 +587,6 @@ const serverName = "Hangar"
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	rq := pr.In.Context().Value(ctxKey{}).(*request)
 	out := pr.Out
-	out.URL.Scheme = "http"
-	out.URL.Host = rq.m.b.Addr
 	out.Host = pr.In.Host
 	h := out.Header
 	clientIP, _, _ := net.SplitHostPort(pr.In.RemoteAddr)
@@ -613,6 +626,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	f.each(func(name, value string) { h[name] = []string{value} })
+	p.target(out, rq.m, rq.prefs)
 }
 
 func viaValue(r *http.Request) string {
@@ -689,6 +703,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	backoff := time.Millisecond
 	for {
 		resp, err := t.base.RoundTrip(req)
+		if err != nil && rq != nil && t.p.remoteFailed(rq, req, err) {
+			continue
+		}
 		if err == nil || rq == nil || !retryable(err) || (req.Body != nil && req.Body != http.NoBody) {
 			return resp, err
 		}
@@ -707,7 +724,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if next == nil {
 			return nil, err
 		}
-		req.URL.Host = next.b.Addr
+		t.p.target(req, next, rq.prefs)
 	}
 }
 
