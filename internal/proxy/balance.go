@@ -92,7 +92,7 @@ func (p *Proxy) pickLocked(a *app, rt routing) choice {
 			if rt.forceInstance != "" && m.b.MachineID != rt.forceInstance {
 				continue
 			}
-			if rt.forceRegion != "" && m.b.Region != rt.forceRegion || m.b.MachineID == rt.exclude {
+			if rt.forceRegion != "" && m.b.Region != rt.forceRegion || rt.exclude != "" && m.b.MachineID == rt.exclude {
 				continue
 			}
 			if now.Before(m.remote.downUntil) {

@@ -78,7 +78,7 @@ func (p *Proxy) replayRegion(name string, regions []string, exclude string) (str
 			}
 		}
 		for _, m := range a.remote {
-			if m.b.Region == r && (m.routable || m.wakeOnly) && m.b.MachineID != exclude {
+			if m.b.Region == r && (m.routable || m.wakeOnly) && (exclude == "" || m.b.MachineID != exclude) {
 				return r, true
 			}
 		}

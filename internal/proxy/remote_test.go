@@ -1,0 +1,255 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// distances is a Distance from a table.
+type distances map[string]time.Duration
+
+func (d distances) Distance(host string) (time.Duration, bool) {
+	v, ok := d[host]
+	return v, ok
+}
+
+// pickID picks for app web and names the choice: a machine id, "wake"
+// for one of this host's, "wake@<host>" for another host's.
+func pickID(p *Proxy, rt routing) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.apps["web"]
+	if a == nil {
+		return ""
+	}
+	c := p.pickLocked(a, rt)
+	switch {
+	case c.wake:
+		return "wake"
+	case c.m == nil:
+		return ""
+	case c.m.wakeOnly:
+		return "wake@" + c.m.remote.id
+	}
+	return c.m.b.MachineID
+}
+
+// The order of the choice: this host, then this region's other hosts,
+// then a machine to wake in this region, then the nearest region.
+func TestEdgeChoice(t *testing.T) {
+	p := New("example.test", "fra", nil)
+	p.Waker = &fakeWaker{t: t, p: p}
+	p.SetEdge(EdgeOptions{Host: "a"})
+	p.SetBackend(Backend{App: "web", MachineID: "local1", Region: "fra", Addr: "127.0.0.1:1"}, true)
+	p.SetEdgeHost(EdgeHost{ID: "b", Region: "fra", Addr: "127.0.0.1:2", Machines: []RemoteMachine{
+		{App: "web", MachineID: "b1", Region: "fra", Routable: true, Soft: 20}}})
+	p.SetEdgeHost(EdgeHost{ID: "c", Region: "iad", Addr: "127.0.0.1:3", Machines: []RemoteMachine{
+		{App: "web", MachineID: "c1", Region: "iad", Routable: true, Soft: 20}}})
+	p.SetEdgeHost(EdgeHost{ID: "d", Region: "syd", Addr: "127.0.0.1:4", Machines: []RemoteMachine{
+		{App: "web", MachineID: "d1", Region: "syd", Routable: true, Soft: 20}}})
+
+	if got := pickID(p, routing{}); got != "local1" {
+		t.Fatalf("with a machine on this host: %s, want local1", got)
+	}
+	if got := pickID(p, routing{local: true, forceInstance: "b1"}); got != "" {
+		t.Fatalf("a forwarded request (local only) forced to another host's machine: %s, want none", got)
+	}
+	p.SetBackend(Backend{App: "web", MachineID: "local1"}, false)
+	if got := pickID(p, routing{}); got != "b1" {
+		t.Fatalf("this host's machine failing its checks: %s, want b1 (same region, other host)", got)
+	}
+	// b's machine over its soft limit: an under-limit machine elsewhere first.
+	p.SetEdgeHost(EdgeHost{ID: "b", Region: "fra", Addr: "127.0.0.1:2", Machines: []RemoteMachine{
+		{App: "web", MachineID: "b1", Region: "fra", Routable: true, Soft: 2, Inflight: 2}}})
+	if got := pickID(p, routing{}); got != "c1" && got != "d1" {
+		t.Fatalf("b1 over its soft limit: %s, want another region's machine", got)
+	}
+	// b's machine stopped with autostart: waking it beats crossing regions.
+	p.SetEdgeHost(EdgeHost{ID: "b", Region: "fra", Addr: "127.0.0.1:2", Machines: []RemoteMachine{
+		{App: "web", MachineID: "b1", Region: "fra", Wakeable: true}}})
+	for range 20 {
+		if got := pickID(p, routing{}); got != "wake@b" {
+			t.Fatalf("b1 stopped with autostart: %s, want wake@b", got)
+		}
+	}
+	// This host has a machine to wake: it goes before b's.
+	p.SetEdgeHost(EdgeHost{ID: "a", Region: "fra", Machines: []RemoteMachine{{App: "web", MachineID: "local2", Region: "fra", Wakeable: true}}})
+	if got := pickID(p, routing{}); got != "wake" {
+		t.Fatalf("this host has a machine to wake: %s, want wake", got)
+	}
+	p.SetEdgeHost(EdgeHost{ID: "a", Region: "fra"})
+	p.RemoveEdgeHost("b")
+	// Without distances every other region is alike; with them, nearest first.
+	seen := map[string]bool{}
+	for range 50 {
+		seen[pickID(p, routing{})] = true
+	}
+	if !seen["c1"] || !seen["d1"] || len(seen) != 2 {
+		t.Fatalf("no distances: picked %v, want c1 and d1 alike", seen)
+	}
+	p.SetEdge(EdgeOptions{Host: "a", Distance: distances{"c": 80 * time.Millisecond, "d": 40 * time.Millisecond}})
+	for range 20 {
+		if got := pickID(p, routing{}); got != "d1" {
+			t.Fatalf("d 40ms away, c 80ms: %s, want d1", got)
+		}
+	}
+	if got := pickID(p, routing{forceRegion: "iad"}); got != "c1" {
+		t.Fatalf("fly-force-region iad: %s, want c1", got)
+	}
+	if got := pickID(p, routing{preferRegion: "iad"}); got != "c1" {
+		t.Fatalf("fly-prefer-region iad: %s, want c1", got)
+	}
+	// A host whose connection failed is skipped for DownFor.
+	p.mu.Lock()
+	p.rhosts["d"].downUntil = time.Now().Add(time.Minute)
+	p.mu.Unlock()
+	if got := pickID(p, routing{}); got != "c1" {
+		t.Fatalf("d down: %s, want c1", got)
+	}
+	p.RemoveEdgeHost("c")
+	p.RemoveEdgeHost("d")
+	if got := pickID(p, routing{}); got != "" {
+		t.Fatalf("every other host gone, local machine failing: %s, want none", got)
+	}
+}
+
+// edgePair is two proxies: a (the edge, region fra) and b (the owner,
+// region iad) with b's edge listener on TLS; b's machines are told to a
+// as b's record.
+type edgePair struct {
+	a, b   *Proxy
+	aSrv   *httptest.Server
+	bEdge  *httptest.Server
+	record func(ms ...RemoteMachine)
+}
+
+func newEdgePair(t *testing.T) *edgePair {
+	a := New("example.test", "fra", nil)
+	a.Port = "8080"
+	b := New("example.test", "iad", nil)
+	bEdge := httptest.NewUnstartedServer(http.HandlerFunc(b.ServeEdge))
+	bEdge.StartTLS()
+	t.Cleanup(bEdge.Close)
+	a.SetEdge(EdgeOptions{Host: "a", Transport: bEdge.Client().Transport})
+	b.SetEdge(EdgeOptions{Host: "b"})
+	e := &edgePair{a: a, b: b, aSrv: front(t, a), bEdge: bEdge}
+	e.record = func(ms ...RemoteMachine) {
+		a.SetEdgeHost(EdgeHost{ID: "b", Region: "iad", Addr: strings.TrimPrefix(bEdge.URL, "https://"), Machines: ms})
+	}
+	return e
+}
+
+// A request entering a for a machine on b is forwarded to b's edge
+// listener: the machine sees a's region and port, none of the edge's
+// headers, and nothing a client sent under their names.
+func TestEdgeForward(t *testing.T) {
+	e := newEdgePair(t)
+	var got atomic.Value
+	bm := backend(t, "b1", func(w http.ResponseWriter, r *http.Request) {
+		var sb strings.Builder
+		r.Header.Write(&sb)
+		got.Store(sb.String())
+		io.WriteString(w, "b1")
+	})
+	bm.Region = "iad"
+	e.b.SetBackend(bm, true)
+	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
+
+	req, _ := http.NewRequest("GET", e.aSrv.URL+"/", nil)
+	req.Host = "web.example.test"
+	req.Header.Set("Hangar-Edge-Force", "nope")
+	req.Header.Set("Hangar-Edge-App", "other")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "b1" {
+		t.Fatalf("through a: %d %q, want 200 b1", resp.StatusCode, body)
+	}
+	h, _ := got.Load().(string)
+	for _, want := range []string{"Fly-Region: fra", "Fly-Forwarded-Port: 8080", "Fly-Request-Id: "} {
+		if !strings.Contains(h, want) {
+			t.Errorf("the machine's headers lack %q:\n%s", want, h)
+		}
+	}
+	if strings.Contains(h, "Hangar-Edge") {
+		t.Errorf("an edge header reached the machine:\n%s", h)
+	}
+	if rid := resp.Header.Get("Fly-Request-Id"); rid == "" || !strings.Contains(h, "Fly-Request-Id: "+rid) {
+		t.Errorf("Fly-Request-Id %q answered is not the one the machine saw:\n%s", rid, h)
+	}
+
+	// b has nothing routable: the forwarded request is not sent on (b
+	// knows a's machine, but a forwarded request stays on its host).
+	am := backend(t, "a1", nil)
+	am.Region = "fra"
+	e.b.SetEdge(EdgeOptions{Host: "b", Transport: e.bEdge.Client().Transport})
+	e.b.SetEdgeHost(EdgeHost{ID: "a", Region: "fra", Addr: "127.0.0.1:1", Machines: []RemoteMachine{{App: "web", MachineID: "a1", Region: "fra", Routable: true}}})
+	e.b.SetBackend(Backend{App: "web", MachineID: "b1"}, false)
+	r2, _ := http.NewRequest("GET", e.bEdge.URL+"/", nil)
+	r2.Host = "web.example.test"
+	r2.Header.Set("Hangar-Edge-App", "web")
+	r2.Header.Set("Hangar-Edge-Prefer", "b1")
+	resp, err = e.bEdge.Client().Do(r2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("forwarded request with no routable machine on b: %d, want 503 (never forwarded again)", resp.StatusCode)
+	}
+}
+
+// An idempotent request whose connection to another host breaks is sent
+// once more, to another machine; a POST is not.
+func TestEdgeFailover(t *testing.T) {
+	e := newEdgePair(t)
+	// Host x accepts connections and drops them at once.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	bm := backend(t, "b1", nil)
+	bm.Region = "iad"
+	e.b.SetBackend(bm, true)
+	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
+	// x is nearer (in fra): it is tried first.
+	e.a.SetEdgeHost(EdgeHost{ID: "x", Region: "fra", Addr: ln.Addr().String(), Machines: []RemoteMachine{
+		{App: "web", MachineID: "x1", Region: "fra", Routable: true, Soft: 20}}})
+	resp, body := get(t, e.aSrv, "web.example.test", "/")
+	if resp.StatusCode != 200 || body != "b1" {
+		t.Fatalf("GET with x's connection dropped: %d %q, want 200 b1 (retried)", resp.StatusCode, body)
+	}
+	// x is now skipped; once it is not, a POST with a body is not retried.
+	e.a.mu.Lock()
+	e.a.rhosts["x"].downUntil = time.Time{}
+	e.a.mu.Unlock()
+	req, _ := http.NewRequest("POST", e.aSrv.URL+"/", strings.NewReader("data"))
+	req.Host = "web.example.test"
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("POST with x's connection dropped: %d, want 502 (not retried)", resp.StatusCode)
+	}
+}
