@@ -221,6 +221,17 @@ func (p *Proxy) dropHostLocked(rh *remoteHost) {
 	rh.apps = map[string]bool{}
 }
 
+// EdgeHosts lists the other hosts the proxy knows.
+func (p *Proxy) EdgeHosts() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := make([]string, 0, len(p.rhosts))
+	for id := range p.rhosts {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // LocalEdge is what this host publishes of its machines that the proxy
 // routes to (the stopped ones it does not know come from the supervisor).
 func (p *Proxy) LocalEdge() []RemoteMachine {

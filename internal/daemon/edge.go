@@ -1,0 +1,315 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/cluster"
+	"github.com/hangar-dev/hangar/internal/proxy"
+	"github.com/hangar-dev/hangar/internal/store"
+	"github.com/hangar-dev/hangar/internal/supervisor"
+)
+
+// The edge across hosts (docs/edge.md): each cluster host serves an edge
+// listener (mutual TLS, the cluster's host certificates) where other
+// hosts' proxies forward requests for its machines, publishes its
+// machines for them under a lease, and follows what the others publish.
+
+const (
+	// edgePrefix holds one record per host: proxy.EdgeHost as JSON.
+	edgePrefix = "edge/hosts/"
+	// edgeLease is how long a host's record outlives the host's last
+	// renewal: a host cut off gets no more requests from any edge after
+	// it (the hosts' alive keys have the same).
+	edgeLease = 10 * time.Second
+	// edgePublishEvery bounds how stale a record is (checks' results,
+	// load); the stopped machines that may be woken are read every
+	// edgeWakeEvery.
+	edgePublishEvery = 200 * time.Millisecond
+	edgeWakeEvery    = time.Second
+	// edgeConnectTimeout and edgePing bound how long a dead host holds a
+	// request: a connection not made, or not answering a ping, fails its
+	// requests (and idempotent ones move to another machine).
+	edgeConnectTimeout = time.Second
+	edgePing           = time.Second
+)
+
+// EdgeOptions are the edge across hosts' settings.
+type EdgeOptions struct {
+	// Off keeps this host's proxy to its own machines.
+	Off bool
+	// Distance ranks the regions of other hosts (measured RTTs); nil: this
+	// region first, then the others alike.
+	Distance proxy.Distance
+}
+
+// startEdge makes the proxy of a cluster host route to the machines of
+// every host. A host without a cluster node (a single host, or hosts on an
+// external etcd, which have no host certificates) routes to its own
+// machines only. The returned stop ends it and removes this host's record.
+func startEdge(ctx context.Context, o *Options, node *cluster.Node, st store.Store, px *proxy.Proxy, sup *supervisor.Supervisor, hostID string, log *slog.Logger) (func(), error) {
+	lsr, ok := st.(store.Leaser)
+	if node == nil || o.Edge.Off || !ok {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", "[::]:0")
+	if err != nil {
+		return nil, fmt.Errorf("edge listener: %w", err)
+	}
+	addr, err := edgeAddr(o, node, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(px.ServeEdge), TLSConfig: node.ServerTLS(), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go func() {
+		if err := srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("edge listener", "err", err)
+		}
+	}()
+	px.SetEdge(proxy.EdgeOptions{Host: hostID, Distance: o.Edge.Distance, Transport: edgeTransport(node.ClientTLS())})
+	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	pub := &edgePublisher{st: lsr, px: px, sup: sup, self: proxy.EdgeHost{ID: hostID, Region: o.Region, Addr: addr}, log: log}
+	done := make(chan struct{}, 2)
+	go func() { pub.run(ectx); done <- struct{}{} }()
+	go func() { followEdge(ectx, st, px, log); done <- struct{}{} }()
+	log.Info("edge across hosts", "listen", ln.Addr().String(), "addr", addr)
+	return func() {
+		cancel()
+		<-done
+		<-done
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		_ = srv.Shutdown(sctx)
+	}, nil
+}
+
+// edgeAddr is where other hosts reach this host's edge listener: its
+// address on the mesh (the machine bridge's ::1 of its /64) when it is on
+// one, so forwarded requests go through WireGuard, else the host of its
+// cluster URL.
+func edgeAddr(o *Options, node *cluster.Node, la net.Addr) (string, error) {
+	_, port, err := net.SplitHostPort(la.String())
+	if err != nil {
+		return "", err
+	}
+	if o.Network.Mesh != "" {
+		if p, err := netip.ParsePrefix(o.Network.Subnet6); err == nil {
+			return net.JoinHostPort(p.Masked().Addr().Next().String(), port), nil
+		}
+	}
+	u, err := url.Parse(node.ClusterURL())
+	if err != nil || u.Hostname() == "" {
+		return "", fmt.Errorf("edge: this host's cluster URL %q names no host", node.ClusterURL())
+	}
+	return net.JoinHostPort(u.Hostname(), port), nil
+}
+
+// edgeTransport carries forwarded requests to other hosts' edge
+// listeners: HTTP/2 over TLS with this host's certificate; the other
+// host's certificate must be one of the cluster's CA (whatever address it
+// is reached at: the mesh addresses are not in the certificates). A
+// connection that stops answering pings fails its requests.
+func edgeTransport(base *tls.Config) http.RoundTripper {
+	cfg := base.Clone()
+	roots := cfg.RootCAs
+	cfg.InsecureSkipVerify = true // verified below, against the cluster CA only
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("edge: the other host sent no certificate")
+		}
+		inter := x509.NewCertPool()
+		for _, c := range cs.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		if err != nil {
+			return fmt.Errorf("edge: the other host's certificate is not of this cluster: %w", err)
+		}
+		return nil
+	}
+	return &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: edgeConnectTimeout, KeepAlive: 15 * time.Second}).DialContext,
+		TLSClientConfig:     cfg,
+		TLSHandshakeTimeout: edgeConnectTimeout,
+		ForceAttemptHTTP2:   true,
+		HTTP2:               &http.HTTP2Config{SendPingTimeout: edgePing, PingTimeout: edgePing},
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+}
+
+// edgePublisher keeps this host's record, edge/hosts/<id>, equal to its
+// machines: those the proxy routes to (routable, load) and those it could
+// wake; on a lease, rewritten when it changes.
+type edgePublisher struct {
+	st   store.Leaser
+	px   *proxy.Proxy
+	sup  *supervisor.Supervisor
+	self proxy.EdgeHost
+	log  *slog.Logger
+
+	key      store.LeasedKey
+	last     []byte
+	wake     []proxy.RemoteMachine
+	wakeRead time.Time
+}
+
+func (p *edgePublisher) run(ctx context.Context) {
+	t := time.NewTicker(edgePublishEvery)
+	defer t.Stop()
+	for {
+		if err := p.publish(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("edge: publish this host's machines", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			if p.key != nil {
+				rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				_ = p.key.Release(rctx)
+				cancel()
+			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// publish writes the record if it changed (or its lease was lost).
+func (p *edgePublisher) publish(ctx context.Context) error {
+	if time.Since(p.wakeRead) >= edgeWakeEvery {
+		recs, err := p.sup.Wakeable(ctx)
+		if err != nil {
+			return err
+		}
+		p.wake = p.wake[:0]
+		for _, r := range recs {
+			p.wake = append(p.wake, proxy.RemoteMachine{App: r.App, MachineID: r.ID, Region: r.Region, Wakeable: true})
+		}
+		p.wakeRead = time.Now()
+	}
+	rec := p.self
+	rec.Machines = append(p.px.LocalEdge(), p.wake...)
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	lost := false
+	if p.key != nil {
+		select {
+		case <-p.key.Done():
+			lost = true
+		default:
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	switch {
+	case p.key == nil || lost:
+		k, err := p.st.PutLeased(wctx, edgePrefix+p.self.ID, b, edgeLease)
+		if err != nil {
+			return err
+		}
+		p.key = k
+	case bytes.Equal(b, p.last):
+		return nil
+	default:
+		if u, ok := p.key.(store.LeasedUpdater); ok {
+			if err := u.Update(wctx, b); err != nil {
+				return err
+			}
+		} else {
+			_ = p.key.Release(wctx)
+			k, err := p.st.PutLeased(wctx, edgePrefix+p.self.ID, b, edgeLease)
+			if err != nil {
+				return err
+			}
+			p.key = k
+		}
+	}
+	p.last = b
+	return nil
+}
+
+// followEdge gives the proxy every host's record (its own too: which of
+// its apps have a machine to wake) and forgets a host whose record is
+// gone: a list, then a watch from there, again after the watch breaks.
+func followEdge(ctx context.Context, st store.Store, px *proxy.Proxy, log *slog.Logger) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := followEdgeOnce(ctx, st, px)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("edge: following the hosts' records", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func followEdgeOnce(ctx context.Context, st store.Store, px *proxy.Proxy) error {
+	rev, err := st.Revision(ctx)
+	if err != nil {
+		return err
+	}
+	kvs, err := st.List(ctx, edgePrefix)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, kv := range kvs {
+		if h, ok := decodeEdgeHost(kv); ok {
+			px.SetEdgeHost(h)
+			seen[h.ID] = true
+		}
+	}
+	for _, id := range px.EdgeHosts() {
+		if !seen[id] {
+			px.RemoveEdgeHost(id)
+		}
+	}
+	ch, err := st.Watch(ctx, edgePrefix, rev)
+	if err != nil {
+		return err
+	}
+	for ev := range ch {
+		id := strings.TrimPrefix(ev.KV.Key, edgePrefix)
+		if ev.Type == store.EventDelete {
+			px.RemoveEdgeHost(id)
+			continue
+		}
+		if h, ok := decodeEdgeHost(ev.KV); ok {
+			px.SetEdgeHost(h)
+		}
+	}
+	if err := store.WatchErr(ch); err != nil {
+		return err
+	}
+	return errors.New("watch ended")
+}
+
+func decodeEdgeHost(kv store.KV) (proxy.EdgeHost, bool) {
+	var h proxy.EdgeHost
+	if err := json.Unmarshal(kv.Value, &h); err != nil || h.ID == "" || h.ID != strings.TrimPrefix(kv.Key, edgePrefix) {
+		return h, false
+	}
+	return h, true
+}
