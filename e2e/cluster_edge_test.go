@@ -103,7 +103,8 @@ func edgeApp(t *testing.T, a *harness.Host, app string) {
 
 func edgeConfig(ref string, hard int) types.MachineConfig {
 	svc := types.MachineService{Protocol: "tcp", InternalPort: 8080, Autostop: autostopPtr(types.AutostopOff), Autostart: boolPtr(true),
-		Ports: []types.MachinePort{{Port: intPtr(80), Handlers: []string{"http"}}}}
+		Ports:  []types.MachinePort{{Port: intPtr(80), Handlers: []string{"http"}}},
+		Checks: []types.MachineCheck{{Type: "http", Path: "/healthz", Interval: types.DurationPtr(500 * time.Millisecond), Timeout: types.DurationPtr(400 * time.Millisecond)}}}
 	if hard > 0 {
 		svc.Concurrency = &types.MachineServiceConcurrency{Type: "requests", SoftLimit: hard, HardLimit: hard}
 	}
@@ -146,6 +147,27 @@ func TestClusterEdge(t *testing.T) {
 		}
 	}
 
+	// 1b. b's machine fails its check (on b): within the check's interval
+	// and 2 s, a's edge sends to c; healthy again, to b again.
+	code, body, err := edgeGet(a, "edge", "/sick?d=6s", 5*time.Second)
+	if err != nil || code != 200 || !strings.Contains(body, "unhealthy") {
+		t.Fatalf("make b's machine sick through a: %d %q %v", code, body, err)
+	}
+	sick := time.Now()
+	harness.Poll(t, "a's edge routes to c's machine once b's fails its check", 10*time.Second, func() (bool, string) {
+		code, body, err := edgeGet(a, "edge", "/", 5*time.Second)
+		return err == nil && code == 200 && strings.Contains(body, "machine="+onC.ID), fmt.Sprint(code, " ", body, " ", err)
+	})
+	if d := time.Since(sick); d > 500*time.Millisecond+2*time.Second+500*time.Millisecond {
+		t.Errorf("a's edge stopped sending to b's failing machine %v after it turned sick; want within the check interval (500ms) and 2s", d)
+	} else {
+		t.Logf("a's edge stopped sending to b's failing machine %v after it turned sick", d.Round(time.Millisecond))
+	}
+	harness.Poll(t, "a's edge routes to b's machine once it passes its check again", 20*time.Second, func() (bool, string) {
+		code, body, err := edgeGet(a, "edge", "/", 5*time.Second)
+		return err == nil && code == 200 && strings.Contains(body, "machine="+onB.ID), fmt.Sprint(code, " ", body, " ", err)
+	})
+
 	// 2. b's machine stopped, autostart on: the request wakes it.
 	if code, body := a.Call("POST", "/v1/apps/edge/machines/"+onB.ID+"/stop", nil); code != http.StatusOK {
 		t.Fatalf("stop b's machine: %d %s", code, body)
@@ -153,9 +175,11 @@ func TestClusterEdge(t *testing.T) {
 	if code, body := a.Call("GET", "/v1/apps/edge/machines/"+onB.ID+"/wait?state=stopped&timeout=30", nil); code != http.StatusOK {
 		t.Fatalf("wait stopped: %d %s", code, body)
 	}
-	// The edges learn it within a publish interval and a wake read.
+	// The edges learn that b can wake it within a publish interval and a
+	// read of the stopped machines (edgeWakeEvery, 1 s): wait that long
+	// (before, b publishes no machine of the app and a would cross to c).
 	time.Sleep(2 * time.Second)
-	code, body, err := edgeGet(a, "edge", "/", 30*time.Second)
+	code, body, err = edgeGet(a, "edge", "/", 30*time.Second)
 	if err != nil || code != 200 || !strings.Contains(body, "machine="+onB.ID) {
 		t.Fatalf("request through a with b's machine stopped: %d %q %v; want b's machine %s woken (not c's %s)", code, body, err, onB.ID, onC.ID)
 	}
