@@ -35,16 +35,15 @@ func BenchmarkEdge(b *testing.B) {
 			if h.Name == "a" {
 				return append(args, "--cluster-init")
 			}
-			out, err := c.Host("a").CLI("cluster", "join-token")
-			if err != nil {
-				b.Fatalf("join-token on a: %v\n%s", err, out)
+			// The API, not the CLI: the harness finds a host by its
+			// fixed API port, maybe before its api-addr file (which the
+			// CLI reads) is written.
+			code, body := c.Host("a").Call("POST", "/v1/cluster/join-tokens", nil)
+			var tok types.JoinTokenResponse
+			if code != http.StatusCreated || json.Unmarshal([]byte(body), &tok) != nil || tok.Token == "" {
+				b.Fatalf("join token from a: %d %s", code, body)
 			}
-			token := ""
-			for _, f := range strings.Fields(out) {
-				if strings.HasPrefix(f, "hj1_") {
-					token = f
-				}
-			}
+			token := tok.Token
 			return append(args, "--join", "https://"+net.JoinHostPort(c.Host("a").Addr, "4281"), "--join-token", token)
 		},
 	})
