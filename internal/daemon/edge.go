@@ -80,7 +80,8 @@ func startEdge(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 			log.Error("edge listener", "err", err)
 		}
 	}()
-	px.SetEdge(proxy.EdgeOptions{Host: hostID, Distance: o.Edge.Distance, Transport: edgeTransport(node.ClientTLS())})
+	px.SetEdge(proxy.EdgeOptions{Host: hostID, Distance: o.Edge.Distance, Transport: edgeTransport(node.ClientTLS(), true),
+		UpgradeTransport: edgeTransport(node.ClientTLS(), false)})
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pub := &edgePublisher{st: lsr, px: px, sup: sup, self: proxy.EdgeHost{ID: hostID, Region: o.Region, Addr: addr}, log: log}
 	done := make(chan struct{}, 2)
@@ -122,8 +123,9 @@ func edgeAddr(o *Options, node *cluster.Node, la net.Addr) (string, error) {
 // listeners: HTTP/2 over TLS with this host's certificate; the other
 // host's certificate must be one of the cluster's CA (whatever address it
 // is reached at: the mesh addresses are not in the certificates). A
-// connection that stops answering pings fails its requests.
-func edgeTransport(base *tls.Config) http.RoundTripper {
+// connection that stops answering pings fails its requests. Without h2,
+// HTTP/1.1 (for protocol upgrades), with TCP keep-alive probes instead.
+func edgeTransport(base *tls.Config, h2 bool) http.RoundTripper {
 	cfg := base.Clone()
 	roots := cfg.RootCAs
 	cfg.InsecureSkipVerify = true // verified below, against the cluster CA only
@@ -141,16 +143,20 @@ func edgeTransport(base *tls.Config) http.RoundTripper {
 		}
 		return nil
 	}
-	return &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: edgeConnectTimeout, KeepAlive: 15 * time.Second}).DialContext,
+	tr := &http.Transport{
+		DialContext: (&net.Dialer{Timeout: edgeConnectTimeout,
+			KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: edgePing, Interval: edgePing, Count: 2}}).DialContext,
 		TLSClientConfig:     cfg,
 		TLSHandshakeTimeout: edgeConnectTimeout,
-		ForceAttemptHTTP2:   true,
-		HTTP2:               &http.HTTP2Config{SendPingTimeout: edgePing, PingTimeout: edgePing},
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
+	if h2 {
+		tr.ForceAttemptHTTP2 = true
+		tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: edgePing, PingTimeout: edgePing}
+	}
+	return tr
 }
 
 // edgePublisher keeps this host's record, edge/hosts/<id>, equal to its

@@ -45,6 +45,10 @@ type EdgeOptions struct {
 	// Transport carries forwarded requests to other hosts' edge listeners
 	// (https, with this host's certificate).
 	Transport http.RoundTripper
+	// UpgradeTransport carries forwarded protocol upgrades (WebSocket):
+	// HTTP/1.1 over TLS, as an upgrade cannot ride an HTTP/2 stream.
+	// Nil: Transport.
+	UpgradeTransport http.RoundTripper
 	// DownFor is how long a host whose connection failed gets no request
 	// from this edge (default 5 s); its lease ends it for good.
 	DownFor time.Duration
@@ -307,13 +311,23 @@ func (p *Proxy) target(out *http.Request, m *machine, rt routing) {
 }
 
 // edgeTransport is the transport to other hosts' edge listeners.
-func (p *Proxy) edgeTransport() http.RoundTripper {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.edge.Transport == nil {
-		return p.baseTr
+func (p *Proxy) edgeTransport() http.RoundTripper { return edgeRT{p} }
+
+// edgeRT sends a forwarded request with EdgeOptions.Transport, or a
+// protocol upgrade with EdgeOptions.UpgradeTransport.
+type edgeRT struct{ p *Proxy }
+
+func (t edgeRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	t.p.mu.Lock()
+	tr, up := t.p.edge.Transport, t.p.edge.UpgradeTransport
+	t.p.mu.Unlock()
+	if up != nil && req.Header.Get("Upgrade") != "" {
+		tr = up
 	}
-	return p.edge.Transport
+	if tr == nil {
+		tr = t.p.baseTr
+	}
+	return tr.RoundTrip(req)
 }
 
 // remoteFailed handles an error forwarding rq to another host: the host
