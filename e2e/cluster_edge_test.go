@@ -43,11 +43,20 @@ func edgeCluster(t *testing.T) (*harness.Cluster, string) {
 			return append(args, "--join", "https://"+net.JoinHostPort(c.Host("a").Addr, "4281"), "--join-token", token)
 		},
 	})
-	var ref string
-	for _, h := range c.Hosts() {
-		ref = h.ImportTestApp()
+	// Every host imports the image at once (each has its own store).
+	refs := make([]string, len(c.Hosts()))
+	var wg sync.WaitGroup
+	for i, h := range c.Hosts() {
+		wg.Add(1)
+		go func() { defer wg.Done(); refs[i] = h.ImportTestApp() }()
 	}
-	return c, ref
+	wg.Wait()
+	for i, h := range c.Hosts() {
+		if refs[i] == "" {
+			t.Fatalf("host %s: the test app's image was not imported", h.Name)
+		}
+	}
+	return c, refs[0]
 }
 
 // edgeGet sends GET path for app through host h's edge (its public HTTP
