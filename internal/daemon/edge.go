@@ -80,8 +80,9 @@ func startEdge(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 			log.Error("edge listener", "err", err)
 		}
 	}()
+	up := edgeTransport(node.ClientTLS(), false)
 	px.SetEdge(proxy.EdgeOptions{Host: hostID, Distance: o.Edge.Distance, Transport: edgeTransport(node.ClientTLS(), true),
-		UpgradeTransport: edgeTransport(node.ClientTLS(), false)})
+		UpgradeTransport: up, Dial: edgeDialer(up.TLSClientConfig)})
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pub := &edgePublisher{st: lsr, px: px, sup: sup, self: proxy.EdgeHost{ID: hostID, Region: o.Region, Addr: addr}, log: log}
 	done := make(chan struct{}, 2)
@@ -125,7 +126,7 @@ func edgeAddr(o *Options, node *cluster.Node, la net.Addr) (string, error) {
 // is reached at: the mesh addresses are not in the certificates). A
 // connection that stops answering pings fails its requests. Without h2,
 // HTTP/1.1 (for protocol upgrades), with TCP keep-alive probes instead.
-func edgeTransport(base *tls.Config, h2 bool) http.RoundTripper {
+func edgeTransport(base *tls.Config, h2 bool) *http.Transport {
 	cfg := base.Clone()
 	roots := cfg.RootCAs
 	cfg.InsecureSkipVerify = true // verified below, against the cluster CA only
@@ -157,6 +158,16 @@ func edgeTransport(base *tls.Config, h2 bool) http.RoundTripper {
 		tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: edgePing, PingTimeout: edgePing}
 	}
 	return tr
+}
+
+// edgeDialer opens a TLS connection (HTTP/1.1) to another host's edge
+// listener, for raw TCP services carried as an upgrade.
+func edgeDialer(cfg *tls.Config) func(ctx context.Context, addr string) (net.Conn, error) {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: edgeConnectTimeout,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: edgePing, Interval: edgePing, Count: 2}}, Config: cfg}
+	return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 }
 
 // edgePublisher keeps this host's record, edge/hosts/<id>, equal to its

@@ -39,7 +39,7 @@ var unsetForwardingHeaders = []string{"forwarded", "x-forwarded-host"}
 // (remote.go). They mean something only on the edge listener, which only
 // other hosts of the cluster reach; a client's are dropped everywhere, and
 // they never reach an app. Lower case.
-var edgeHeaders = []string{"hangar-edge-prefer", "hangar-edge-force"}
+var edgeHeaders = []string{"hangar-edge-app", "hangar-edge-prefer", "hangar-edge-force", "hangar-edge-port"}
 
 // endToEndHeaders may not be nominated as hop-by-hop by a Connection
 // header: a client (or app) that lists them there must not make the proxy

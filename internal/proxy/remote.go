@@ -49,6 +49,10 @@ type EdgeOptions struct {
 	// HTTP/1.1 over TLS, as an upgrade cannot ride an HTTP/2 stream.
 	// Nil: Transport.
 	UpgradeTransport http.RoundTripper
+	// Dial connects to another host's edge listener (TLS, HTTP/1.1), for
+	// raw TCP services (remote_tcp.go). Nil: raw TCP connections go to
+	// this host's machines only.
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// DownFor is how long a host whose connection failed gets no request
 	// from this edge (default 5 s); its lease ends it for good.
 	DownFor time.Duration
@@ -407,6 +411,10 @@ func (p *Proxy) ServeEdge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rt := routing{local: true, preferInstance: r.Header.Get(hdrEdgePrefer), forceInstance: r.Header.Get(hdrEdgeForce)}
+	if strings.EqualFold(r.Header.Get("Upgrade"), tcpUpgrade) {
+		p.serveEdgeTCP(w, r, name, rt)
+		return
+	}
 	a, m, code, msg := p.acquire(r.Context(), name, rt)
 	if m == nil {
 		if code != 0 {

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -299,5 +301,63 @@ func TestEdgeUpgrade(t *testing.T) {
 	line, err := br.ReadString('\n')
 	if err != nil || line != "echo hello\n" {
 		t.Fatalf("after the upgrade: %q %v, want the machine's echo", line, err)
+	}
+}
+
+// A raw TCP connection for another host's machine is carried to that
+// host as an upgrade and joined to the machine's port there.
+func TestEdgeTCP(t *testing.T) {
+	e := newEdgePair(t)
+	tr := e.bEdge.Client().Transport.(*http.Transport)
+	e.a.SetEdge(EdgeOptions{Host: "a", Transport: tr, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		cfg := tr.TLSClientConfig.Clone()
+		cfg.NextProtos = []string{"http/1.1"}
+		return (&tls.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+	}})
+	// b's machine: an echo server on a port of its own.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	bm := backend(t, "b1", nil)
+	bm.Region = "iad"
+	e.b.SetBackend(bm, true)
+	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, release, err := e.a.PickConn(ctx, "web", port)
+	if err != nil {
+		t.Fatalf("PickConn through a for b's machine: %v", err)
+	}
+	defer release()
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "ping\n")
+	br := bufio.NewReader(c)
+	line, err := br.ReadString('\n')
+	if err != nil || line != "ping\n" {
+		t.Fatalf("echo through a and b: %q %v", line, err)
+	}
+	if n, _ := e.b.Load("web", "b1"); n != 1 {
+		t.Fatalf("b counts %d connections on its machine, want 1 (the owner holds the limits)", n)
+	}
+	// Half-close passes: the echo ends, and so does the stream.
+	if err := c.(interface{ CloseWrite() error }).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(br); err != nil || len(b) != 0 {
+		t.Fatalf("after CloseWrite: %q %v, want EOF", b, err)
 	}
 }
