@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -132,6 +133,11 @@ func TestClusterEdge(t *testing.T) {
 	a := c.Host("a")
 	edgeApp(t, a, "edge")
 	cfg := edgeConfig(ref, 0)
+	// A raw TCP service too: port 10000 with the PROXY protocol to the
+	// test app's echo (it answers with the client's address).
+	cfg.Env["TCP_ECHO_PORT"] = "9000"
+	cfg.Services = append(cfg.Services, types.MachineService{Protocol: "tcp", InternalPort: 9000, Autostop: autostopPtr(types.AutostopOff),
+		Ports: []types.MachinePort{{Port: intPtr(10000), Handlers: []string{"proxy_proto"}}}})
 	onB := placeOn(t, c, "b", "fra", "edge", cfg, "a")
 	onC := placeOn(t, c, "c", "iad", "edge", cfg)
 
@@ -153,6 +159,30 @@ func TestClusterEdge(t *testing.T) {
 		if code, body, err := edgeGet(a, "edge", "/", 5*time.Second); err != nil || code != 200 || !strings.Contains(body, "machine="+onB.ID) {
 			t.Fatalf("request %d through a: %d %q %v; want b's machine %s", i, code, body, err, onB.ID)
 		}
+	}
+
+	// 1a. The raw TCP service through a (which has no machine of the
+	// app: it binds the port from b's machine's config): the connection
+	// reaches a machine on another host with the client's address.
+	var line, local string
+	harness.Poll(t, "a's TCP port 10000 answers from another host's machine", 20*time.Second, func() (bool, string) {
+		conn, err := net.DialTimeout("tcp", net.JoinHostPort(a.Addr, "10000"), 2*time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		if line, err = br.ReadString('\n'); err != nil {
+			return false, fmt.Sprint(line, err)
+		}
+		local = conn.LocalAddr().String()
+		fmt.Fprintf(conn, "ping\n")
+		echo, err := br.ReadString('\n')
+		return err == nil && echo == "echo ping\n", fmt.Sprint(echo, err)
+	})
+	if want := fmt.Sprintf("src=%s dst=%s version=1\n", local, net.JoinHostPort(a.Addr, "10000")); line != want {
+		t.Errorf("TCP through a: %q, want %q (the client's address carried to the other host's machine)", line, want)
 	}
 
 	// 1b. b's machine fails its check (on b): within the check's interval

@@ -87,7 +87,8 @@ func startEdge(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 	pub := &edgePublisher{st: lsr, px: px, sup: sup, self: proxy.EdgeHost{ID: hostID, Region: o.Region, Addr: addr}, log: log}
 	done := make(chan struct{}, 2)
 	go func() { pub.run(ectx); done <- struct{}{} }()
-	go func() { followEdge(ectx, st, px, log); done <- struct{}{} }()
+	f := &edgeFollower{st: st, px: px, sup: sup, self: hostID, log: log, read: map[string]string{}}
+	go func() { f.run(ectx); done <- struct{}{} }()
 	log.Info("edge across hosts", "listen", ln.Addr().String(), "addr", addr)
 	return func() {
 		cancel()
@@ -262,17 +263,28 @@ func (p *edgePublisher) publish(ctx context.Context) error {
 	return nil
 }
 
-// followEdge gives the proxy every host's record (its own too: which of
-// its apps have a machine to wake) and forgets a host whose record is
-// gone: a list, then a watch from there, again after the watch breaks.
-func followEdge(ctx context.Context, st store.Store, px *proxy.Proxy, log *slog.Logger) {
+// edgeFollower gives the proxy every host's record (its own too: which
+// of its apps have a machine to wake) and forgets a host whose record is
+// gone: a list, then a watch from there, again after the watch breaks. For
+// an app seen on another host, it gives the proxy the app's settings from
+// that machine's config, read again when the config changes.
+type edgeFollower struct {
+	st   store.Store
+	px   *proxy.Proxy
+	sup  *supervisor.Supervisor
+	self string
+	log  *slog.Logger
+	read map[string]string // app → "<host>/<machine>/<conf_gen>" its settings were read from
+}
+
+func (f *edgeFollower) run(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		err := followEdgeOnce(ctx, st, px)
+		err := f.once(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		log.Warn("edge: following the hosts' records", "err", err, "retry_in", backoff)
+		f.log.Warn("edge: following the hosts' records", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return
@@ -282,45 +294,82 @@ func followEdge(ctx context.Context, st store.Store, px *proxy.Proxy, log *slog.
 	}
 }
 
-func followEdgeOnce(ctx context.Context, st store.Store, px *proxy.Proxy) error {
-	rev, err := st.Revision(ctx)
+func (f *edgeFollower) once(ctx context.Context) error {
+	rev, err := f.st.Revision(ctx)
 	if err != nil {
 		return err
 	}
-	kvs, err := st.List(ctx, edgePrefix)
+	kvs, err := f.st.List(ctx, edgePrefix)
 	if err != nil {
 		return err
 	}
 	seen := map[string]bool{}
 	for _, kv := range kvs {
 		if h, ok := decodeEdgeHost(kv); ok {
-			px.SetEdgeHost(h)
+			f.set(ctx, h)
 			seen[h.ID] = true
 		}
 	}
-	for _, id := range px.EdgeHosts() {
+	for _, id := range f.px.EdgeHosts() {
 		if !seen[id] {
-			px.RemoveEdgeHost(id)
+			f.px.RemoveEdgeHost(id)
 		}
 	}
-	ch, err := st.Watch(ctx, edgePrefix, rev)
+	ch, err := f.st.Watch(ctx, edgePrefix, rev)
 	if err != nil {
 		return err
 	}
 	for ev := range ch {
 		id := strings.TrimPrefix(ev.KV.Key, edgePrefix)
 		if ev.Type == store.EventDelete {
-			px.RemoveEdgeHost(id)
+			f.px.RemoveEdgeHost(id)
 			continue
 		}
 		if h, ok := decodeEdgeHost(ev.KV); ok {
-			px.SetEdgeHost(h)
+			f.set(ctx, h)
 		}
 	}
 	if err := store.WatchErr(ch); err != nil {
 		return err
 	}
 	return errors.New("watch ended")
+}
+
+// set hands a record to the proxy, and the settings of apps it shows for
+// the first time or with a changed config.
+func (f *edgeFollower) set(ctx context.Context, h proxy.EdgeHost) {
+	f.px.SetEdgeHost(h)
+	if h.ID == f.self {
+		return
+	}
+	// A machine the settings came from that is gone: read another's.
+	here := map[string]bool{}
+	for _, m := range h.Machines {
+		here[h.ID+"/"+m.MachineID+"/"] = true
+	}
+	for app, src := range f.read {
+		if strings.HasPrefix(src, h.ID+"/") && !here[src[:strings.LastIndexByte(src, '/')+1]] {
+			delete(f.read, app)
+		}
+	}
+	for _, m := range h.Machines {
+		if m.MachineID == "" || !m.Routable && !m.Wakeable {
+			continue
+		}
+		src := fmt.Sprintf("%s/%s/%d", h.ID, m.MachineID, m.ConfGen)
+		if f.read[m.App] == src || (f.read[m.App] != "" && !strings.HasPrefix(f.read[m.App], h.ID+"/"+m.MachineID+"/")) {
+			continue // read from this machine, or from another one
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		r, err := f.sup.Get(rctx, m.App, m.MachineID)
+		cancel()
+		if err != nil {
+			f.log.Debug("edge: read the config of another host's machine", "app", m.App, "machine", m.MachineID, "err", err)
+			continue
+		}
+		f.px.SetRemoteAppConfig(m.App, r.Config)
+		f.read[m.App] = src
+	}
 }
 
 func decodeEdgeHost(kv store.KV) (proxy.EdgeHost, bool) {

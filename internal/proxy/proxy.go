@@ -68,6 +68,9 @@ type machine struct {
 	remote   *remoteHost
 	wakeOnly bool
 	rload    int
+	// confGen counts the configs SetBackend was given (published, so
+	// other hosts re-read the app's settings when it changes).
+	confGen int
 }
 
 // app is the routing state of one app. Guarded by Proxy.mu.
@@ -262,6 +265,7 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	if b.Config == nil {
 		b.Config = m.b.Config
 	} else {
+		m.confGen++
 		p.setConfLocked(b.App, confFrom(b.Config, b.Service))
 	}
 	if m.b.Addr != b.Addr {

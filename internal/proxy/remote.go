@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/h2backend"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // The edge across hosts (docs/edge.md). Every host's proxy also knows the
@@ -72,6 +73,9 @@ type RemoteMachine struct {
 	Inflight int  `json:"inflight,omitempty"`
 	Soft     int  `json:"soft,omitempty"`
 	Hard     int  `json:"hard,omitempty"`
+	// ConfGen changes when the machine's config does (other hosts then
+	// read it again for the app's settings: SetRemoteAppConfig).
+	ConfGen int `json:"conf_gen,omitempty"`
 }
 
 // EdgeHost is one host's edge: where other hosts forward requests to, and
@@ -229,6 +233,22 @@ func (p *Proxy) dropHostLocked(rh *remoteHost) {
 	rh.apps = map[string]bool{}
 }
 
+// SetRemoteAppConfig gives the proxy the settings of an app whose
+// machines run on other hosts (force_https, statics, compression, its
+// raw TCP ports to bind here), from one of those machines' config. An app
+// with a machine on this host keeps the settings of its own machines.
+func (p *Proxy) SetRemoteAppConfig(name string, cfg *types.MachineConfig) {
+	if cfg == nil || len(cfg.Services) == 0 {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a := p.apps[name]; a != nil && len(a.machines) > 0 && p.confs[name] != nil {
+		return
+	}
+	p.setConfLocked(name, confFrom(cfg, cfg.HTTPService()))
+}
+
 // EdgeHosts lists the other hosts the proxy knows.
 func (p *Proxy) EdgeHosts() []string {
 	p.mu.Lock()
@@ -249,7 +269,7 @@ func (p *Proxy) LocalEdge() []RemoteMachine {
 	for _, a := range p.apps {
 		for _, m := range a.machines {
 			out = append(out, RemoteMachine{App: m.b.App, MachineID: m.b.MachineID, Region: m.b.Region,
-				Routable: m.routable && !m.draining, Inflight: m.inflight, Soft: m.soft, Hard: m.hard})
+				Routable: m.routable && !m.draining, Inflight: m.inflight, Soft: m.soft, Hard: m.hard, ConfGen: m.confGen})
 		}
 	}
 	slices.SortFunc(out, func(a, b RemoteMachine) int {
