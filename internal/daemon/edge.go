@@ -53,7 +53,24 @@ type EdgeOptions struct {
 	// Distance ranks the regions of other hosts (measured RTTs); nil: this
 	// region first, then the others alike.
 	Distance proxy.Distance
+	// RTTs, if set and Distance is not, gives Distance from this host's
+	// measured round-trip times to the others.
+	RTTs RTTSource
 }
+
+// RTTSource is what the edge reads of the hosts' measured round-trip
+// times (hosts.RTTs).
+type RTTSource interface {
+	Between(fromHost, toHost string) (time.Duration, bool)
+}
+
+// rttDistance is the distance from host self by RTTSource.
+type rttDistance struct {
+	r    RTTSource
+	self string
+}
+
+func (d rttDistance) Distance(host string) (time.Duration, bool) { return d.r.Between(d.self, host) }
 
 // startEdge makes the proxy of a cluster host route to the machines of
 // every host. A host without a cluster node (a single host, or hosts on an
@@ -81,7 +98,11 @@ func startEdge(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 		}
 	}()
 	up := edgeTransport(node.ClientTLS(), false)
-	px.SetEdge(proxy.EdgeOptions{Host: hostID, Distance: o.Edge.Distance, Transport: edgeTransport(node.ClientTLS(), true),
+	dist := o.Edge.Distance
+	if dist == nil && o.Edge.RTTs != nil {
+		dist = rttDistance{r: o.Edge.RTTs, self: hostID}
+	}
+	px.SetEdge(proxy.EdgeOptions{Host: hostID, Distance: dist, Transport: edgeTransport(node.ClientTLS(), true),
 		UpgradeTransport: up, Dial: edgeDialer(up.TLSClientConfig)})
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	pub := &edgePublisher{st: lsr, px: px, sup: sup, self: proxy.EdgeHost{ID: hostID, Region: o.Region, Addr: addr}, log: log}
