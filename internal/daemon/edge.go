@@ -206,6 +206,8 @@ type edgePublisher struct {
 	last     []byte
 	wake     []proxy.RemoteMachine
 	wakeRead time.Time
+	local    map[string]bool // the machines the proxy knew at the last publish
+	eager    time.Time       // read the machines to wake at every publish until then
 }
 
 func (p *edgePublisher) run(ctx context.Context) {
@@ -230,7 +232,22 @@ func (p *edgePublisher) run(ctx context.Context) {
 
 // publish writes the record if it changed (or its lease was lost).
 func (p *edgePublisher) publish(ctx context.Context) error {
-	if time.Since(p.wakeRead) >= edgeWakeEvery {
+	ms := p.px.LocalEdge()
+	local := make(map[string]bool, len(ms))
+	for _, m := range ms {
+		local[m.App+"/"+m.MachineID] = true
+	}
+	for k := range p.local {
+		if !local[k] {
+			// A machine left the proxy (stopping, suspending): read the
+			// ones to wake at every publish for a while, not only every
+			// edgeWakeEvery, so that edges soon see it can be woken
+			// rather than cross to another region meanwhile.
+			p.eager = time.Now().Add(edgeWakeEvery)
+		}
+	}
+	p.local = local
+	if time.Since(p.wakeRead) >= edgeWakeEvery || time.Now().Before(p.eager) {
 		recs, err := p.sup.Wakeable(ctx)
 		if err != nil {
 			return err
@@ -242,7 +259,7 @@ func (p *edgePublisher) publish(ctx context.Context) error {
 		p.wakeRead = time.Now()
 	}
 	rec := p.self
-	rec.Machines = append(p.px.LocalEdge(), p.wake...)
+	rec.Machines = append(ms, p.wake...)
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return err
