@@ -187,7 +187,7 @@ func TestClusterEdge(t *testing.T) {
 
 	// 1b. b's machine fails its check (on b): within the check's interval
 	// and 2 s, a's edge sends to c; healthy again, to b again.
-	code, body, err := edgeGet(a, "edge", "/sick?d=6s", 5*time.Second)
+	code, body, err := edgeGet(a, "edge", "/sick?d=3s", 5*time.Second)
 	if err != nil || code != 200 || !strings.Contains(body, "unhealthy") {
 		t.Fatalf("make b's machine sick through a: %d %q %v", code, body, err)
 	}
@@ -214,9 +214,10 @@ func TestClusterEdge(t *testing.T) {
 		t.Fatalf("wait stopped: %d %s", code, body)
 	}
 	// The edges learn that b can wake it within a publish interval and a
-	// read of the stopped machines (edgeWakeEvery, 1 s): wait that long
-	// (before, b publishes no machine of the app and a would cross to c).
-	time.Sleep(2 * time.Second)
+	// read of the stopped machines (at every publish for 1 s after a
+	// machine leaves the proxy, then every 1 s): wait that long (before,
+	// b publishes no machine of the app and a would cross to c).
+	time.Sleep(1500 * time.Millisecond)
 	code, body, err = edgeGet(a, "edge", "/", 30*time.Second)
 	if err != nil || code != 200 || !strings.Contains(body, "machine="+onB.ID) {
 		t.Fatalf("request through a with b's machine stopped: %d %q %v; want b's machine %s woken (not c's %s)", code, body, err, onB.ID, onC.ID)
@@ -318,7 +319,7 @@ func TestClusterEdge(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond)
 	cut := time.Now()
 	c.LinkDown("b")
 	harness.Poll(t, "a's edge routes to c's machine with b cut off", 15*time.Second, func() (bool, string) {
@@ -326,7 +327,7 @@ func TestClusterEdge(t *testing.T) {
 		return err == nil && code == 200 && strings.Contains(body, "machine="+onC.ID), fmt.Sprint(code, " ", body, " ", err)
 	})
 	moved := time.Since(cut)
-	time.Sleep(time.Second)
+	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	lw.Wait()
 	c.LinkUp("b")
