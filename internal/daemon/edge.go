@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -192,15 +193,22 @@ func edgeDialer(cfg *tls.Config) func(ctx context.Context, addr string) (net.Con
 	return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 }
 
+// wakeables lists this host's machines that may be woken
+// (supervisor.Supervisor).
+type wakeables interface {
+	Wakeable(ctx context.Context) ([]*supervisor.Record, error)
+}
+
 // edgePublisher keeps this host's record, edge/hosts/<id>, equal to its
 // machines: those the proxy routes to (routable, load) and those it could
 // wake; on a lease, rewritten when it changes.
 type edgePublisher struct {
 	st   store.Leaser
 	px   *proxy.Proxy
-	sup  *supervisor.Supervisor
+	sup  wakeables // nil: no machine to wake is published
 	self proxy.EdgeHost
 	log  *slog.Logger
+	ttl  time.Duration // the record's lease (edgeLease if 0)
 
 	key      store.LeasedKey
 	last     []byte
@@ -247,7 +255,7 @@ func (p *edgePublisher) publish(ctx context.Context) error {
 		}
 	}
 	p.local = local
-	if time.Since(p.wakeRead) >= edgeWakeEvery || time.Now().Before(p.eager) {
+	if p.sup != nil && (time.Since(p.wakeRead) >= edgeWakeEvery || time.Now().Before(p.eager)) {
 		recs, err := p.sup.Wakeable(ctx)
 		if err != nil {
 			return err
@@ -276,7 +284,7 @@ func (p *edgePublisher) publish(ctx context.Context) error {
 	defer cancel()
 	switch {
 	case p.key == nil || lost:
-		k, err := p.st.PutLeased(wctx, edgePrefix+p.self.ID, b, edgeLease)
+		k, err := p.st.PutLeased(wctx, edgePrefix+p.self.ID, b, cmp.Or(p.ttl, edgeLease))
 		if err != nil {
 			return err
 		}
@@ -290,7 +298,7 @@ func (p *edgePublisher) publish(ctx context.Context) error {
 			}
 		} else {
 			_ = p.key.Release(wctx)
-			k, err := p.st.PutLeased(wctx, edgePrefix+p.self.ID, b, edgeLease)
+			k, err := p.st.PutLeased(wctx, edgePrefix+p.self.ID, b, cmp.Or(p.ttl, edgeLease))
 			if err != nil {
 				return err
 			}
@@ -309,7 +317,7 @@ func (p *edgePublisher) publish(ctx context.Context) error {
 type edgeFollower struct {
 	st   store.Store
 	px   *proxy.Proxy
-	sup  *supervisor.Supervisor
+	sup  *supervisor.Supervisor // nil: no app settings are read
 	self string
 	log  *slog.Logger
 	read map[string]string // app → "<host>/<machine>/<conf_gen>" its settings were read from
@@ -377,7 +385,7 @@ func (f *edgeFollower) once(ctx context.Context) error {
 // the first time or with a changed config.
 func (f *edgeFollower) set(ctx context.Context, h proxy.EdgeHost) {
 	f.px.SetEdgeHost(h)
-	if h.ID == f.self {
+	if h.ID == f.self || f.sup == nil {
 		return
 	}
 	// A machine the settings came from that is gone: read another's.
