@@ -361,3 +361,38 @@ func TestEdgeTCP(t *testing.T) {
 		t.Fatalf("after CloseWrite: %q %v, want EOF", b, err)
 	}
 }
+
+// A machine on another host that answers fly-replay: its host passes the
+// answer back, and the edge follows it (here to a machine of its own).
+func TestEdgeReplayFromRemote(t *testing.T) {
+	e := newEdgePair(t)
+	var bHits atomic.Int32
+	bm := backend(t, "b1", func(w http.ResponseWriter, r *http.Request) {
+		bHits.Add(1)
+		w.Header().Set("Fly-Replay", "instance=a1")
+		io.WriteString(w, "replay me")
+	})
+	bm.Region = "iad"
+	e.b.SetBackend(bm, true)
+	am := backend(t, "a1", func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "a1 src="+r.Header.Get("Fly-Replay-Src"))
+	})
+	am.Region = "fra"
+	e.a.SetBackend(am, true)
+	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
+	req, _ := http.NewRequest("GET", e.aSrv.URL+"/", nil)
+	req.Host = "web.example.test"
+	req.Header.Set("Fly-Prefer-Region", "iad")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "a1 src=") || !strings.Contains(string(body), "instance=b1") {
+		t.Fatalf("fly-replay from b's machine: %d %q, want a1's answer with the replay's source", resp.StatusCode, body)
+	}
+	if bHits.Load() != 1 {
+		t.Fatalf("b's machine got %d requests, want 1", bHits.Load())
+	}
+}
