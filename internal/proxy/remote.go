@@ -196,10 +196,13 @@ func (p *Proxy) SetEdgeHost(h EdgeHost) {
 // (its count of this edge's requests goes on).
 func (p *Proxy) remoteMachineLocked(old map[string]*machine, rh *remoteHost, rm RemoteMachine) *machine {
 	m := old[rm.MachineID]
-	if m == nil {
-		m = &machine{remote: rh, present: true, pristine: true, stats: &machineStats{}}
+	if m == nil || m.b.Region != rm.Region {
+		// m.b of another host's entry never changes once made (a host
+		// that moves its edge listener gets new entries), so requests
+		// read it without the lock.
+		m = &machine{remote: rh, present: true, pristine: true, stats: &machineStats{},
+			b: Backend{App: rm.App, MachineID: rm.MachineID, Region: rm.Region, Addr: rh.addr}}
 	}
-	m.b = Backend{App: rm.App, MachineID: rm.MachineID, Region: rm.Region, Addr: rh.addr}
 	m.routable = rm.Routable
 	m.wakeOnly = rm.MachineID == ""
 	m.soft, m.hard = rm.Soft, rm.Hard
@@ -323,14 +326,16 @@ func (p *Proxy) target(out *http.Request, m *machine, rt routing) {
 		out.URL.Scheme = "http"
 		return
 	}
+	b := m.b // never changes for another host's entry (remoteMachineLocked)
+	out.URL.Host = b.Addr
 	out.URL.Scheme = "https"
-	h[hdrEdgeApp] = []string{m.b.App}
+	h[hdrEdgeApp] = []string{b.App}
 	switch {
-	case m.b.MachineID == "":
-	case rt.forceInstance == m.b.MachineID:
-		h[hdrEdgeForce] = []string{m.b.MachineID}
+	case b.MachineID == "":
+	case rt.forceInstance == b.MachineID:
+		h[hdrEdgeForce] = []string{b.MachineID}
 	default:
-		h[hdrEdgePrefer] = []string{m.b.MachineID}
+		h[hdrEdgePrefer] = []string{b.MachineID}
 	}
 }
 

@@ -396,3 +396,34 @@ func TestEdgeReplayFromRemote(t *testing.T) {
 		t.Fatalf("b's machine got %d requests, want 1", bHits.Load())
 	}
 }
+
+// Records arriving all the time (load changes) while requests flow
+// through the edge: every request is served (and -race sees no race).
+func TestEdgeRecordChurn(t *testing.T) {
+	e := newEdgePair(t)
+	bm := backend(t, "b1", nil)
+	bm.Region = "iad"
+	e.b.SetBackend(bm, true)
+	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20, Inflight: i % 5, ConfGen: i % 3})
+			time.Sleep(100 * time.Microsecond)
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		if resp, body := get(t, e.aSrv, "web.example.test", "/"); resp.StatusCode != 200 || body != "b1" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	close(stop)
+	<-done
+}

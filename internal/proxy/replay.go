@@ -113,14 +113,12 @@ func (t replayTarget) Send(ctx context.Context, to flyreplay.Machine, req *http.
 		}
 		h = held{a: a, m: m}
 	}
-	p.mu.Lock()
 	rt := routing{}
 	if rq != nil {
 		rt = rq.prefs
 	}
 	rt.forceInstance = to.ID
 	p.target(req, h.m, rt)
-	p.mu.Unlock()
 	resp, err := p.transportFor(h.m).RoundTrip(req)
 	if err != nil {
 		p.release(h.a, h.m)
