@@ -115,6 +115,9 @@ type Options struct {
 	Cluster *ClusterOptions
 	// Mesh: the WireGuard network between a cluster's hosts (mesh.go).
 	Mesh MeshOptions
+	// Edge is the edge across hosts: every cluster host's proxy routes to
+	// the machines of every host (docs/edge.md).
+	Edge EdgeOptions
 
 	// MetricsListen is where /metrics is served ("": not at all, and the
 	// proxy counts nothing). Off loopback it needs a token (metrics.go).
@@ -478,6 +481,11 @@ func Run(ctx context.Context, o Options) error {
 	go scheduler.Run(actx)
 	reaper := &supervisor.ConsoleReaper{Sup: sup, Interval: 5 * time.Second, Log: log.With("component", "console")}
 	go reaper.Run(actx)
+	stopEdge, err := startEdge(ctx, &o, node, st, px, sup, hostID, log.With("component", "edge"))
+	if err != nil {
+		return err
+	}
+	defer stopEdge()
 	apiHTTP := &http.Server{Handler: apiAndDashboard(apiSrv.Handler(), log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 4)
 	var metricsHTTP *http.Server

@@ -35,6 +35,12 @@ var forwardedHeaders = []string{
 // a client's are dropped too, so an app never trusts a spoofed one.
 var unsetForwardingHeaders = []string{"forwarded", "x-forwarded-host"}
 
+// edgeHeaders pin a request one edge forwards to another host's proxy
+// (remote.go). They mean something only on the edge listener, which only
+// other hosts of the cluster reach; a client's are dropped everywhere, and
+// they never reach an app. Lower case.
+var edgeHeaders = []string{"hangar-edge-app", "hangar-edge-prefer", "hangar-edge-force", "hangar-edge-port"}
+
 // endToEndHeaders may not be nominated as hop-by-hop by a Connection
 // header: a client (or app) that lists them there must not make the proxy
 // drop the message's target, framing, credentials or the proxy's own
@@ -85,8 +91,8 @@ func (s *nameSet) hasString(name string) bool {
 
 var (
 	hopByHop    = newNameSet(hopByHopHeaders)
-	proxyOwned  = newNameSet(forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders))
-	requestDrop = newNameSet(hopByHopHeaders, forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders))
+	proxyOwned  = newNameSet(forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders), edgeHeaders)
+	requestDrop = newNameSet(hopByHopHeaders, forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders), edgeHeaders)
 	endToEnd    = newNameSet(endToEndHeaders)
 )
 

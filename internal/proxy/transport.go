@@ -20,6 +20,9 @@ type trKey struct {
 
 // transportFor returns the transport for a machine's service.
 func (p *Proxy) transportFor(m *machine) http.RoundTripper {
+	if m.remote != nil {
+		return p.edgeTransport()
+	}
 	p.mu.Lock()
 	k := trKey{m.h2, m.idleTimeout}
 	p.mu.Unlock()

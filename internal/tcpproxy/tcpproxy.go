@@ -63,6 +63,16 @@ type Picker interface {
 	Pick(ctx context.Context, app string, internalPort int) (addr string, release func(), err error)
 }
 
+// ConnPicker is an optional capability of a Picker: it makes the
+// connection to the machine itself (the proxy's edge reaches a machine on
+// another host through that host). The Manager uses it when the Picker
+// has it.
+type ConnPicker interface {
+	// PickConn returns a connection to a machine of app serving
+	// internalPort, and release, called once when the connection ends.
+	PickConn(ctx context.Context, app string, internalPort int) (conn net.Conn, release func(), err error)
+}
+
 // Manager binds the ports services ask for and forwards connections.
 type Manager struct {
 	Picker Picker
@@ -541,17 +551,30 @@ func (m *Manager) forward(ctx context.Context, l *listener, c net.Conn) {
 			return
 		}
 	}
-	addr, release, err := m.Picker.Pick(hctx, l.app, l.svc.InternalPort)
-	if err != nil {
-		m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
-		return
-	}
-	defer release()
-	d := net.Dialer{Timeout: dur(m.DialTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
-	b, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		m.log().Warn("dial machine", "app", l.app, "addr", addr, "err", err)
-		return
+	var b net.Conn
+	var addr string
+	if cp, ok := m.Picker.(ConnPicker); ok {
+		c, release, err := cp.PickConn(hctx, l.app, l.svc.InternalPort)
+		if err != nil {
+			m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
+			return
+		}
+		defer release()
+		b, addr = c, c.RemoteAddr().String()
+	} else {
+		a, release, err := m.Picker.Pick(hctx, l.app, l.svc.InternalPort)
+		if err != nil {
+			m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
+			return
+		}
+		defer release()
+		d := net.Dialer{Timeout: dur(m.DialTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err != nil {
+			m.log().Warn("dial machine", "app", l.app, "addr", a, "err", err)
+			return
+		}
+		b, addr = c, a
 	}
 	defer b.Close()
 	if slices.Contains(l.port.Handlers, HandlerProxyProto) {
