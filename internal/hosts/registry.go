@@ -124,7 +124,7 @@ func (r *Registry) SelfID() string { return r.Self.ID }
 // the TTL) it writes the mark again as soon as it can.
 func (r *Registry) Register(ctx context.Context) error {
 	rec := record{Host: r.Self}
-	rec.State, rec.Used = "", types.HostUsage{}
+	rec.State, rec.Used, rec.RTTMicros = "", types.HostUsage{}, 0
 	rec.StartedAt = time.Now().UTC().Format(time.RFC3339)
 	if _, _, err := store.UpdateJSON(ctx, r.Store, hostsPrefix+r.Self.ID, func(cur *record) (*record, error) {
 		if cur != nil {
@@ -250,6 +250,13 @@ func (r *Registry) listWithMachines(ctx context.Context) ([]types.Host, []Placed
 		if h := byID[hostID]; h != nil {
 			h.Used.Machines++
 			h.Used.MemoryMB += GuestMemoryMB(m.Config)
+		}
+	}
+	if rtts := (&RTTs{Store: r.Store}); r.Self.ID != "" && rtts.Refresh(ctx) == nil {
+		for i := range out {
+			if d, ok := rtts.Between(r.Self.ID, out[i].ID); ok && out[i].ID != r.Self.ID {
+				out[i].RTTMicros = max(d.Microseconds(), 1)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

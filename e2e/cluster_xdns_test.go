@@ -1,0 +1,279 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// meshClusterArgs makes the hosts of a harness cluster one embedded
+// cluster (the first host --cluster-init, the others --join with a token
+// from it), so they are on the WireGuard mesh. Hosts named in alone make
+// clusters of their own (--cluster-init).
+func meshClusterArgs(t *testing.T, alone ...string) func(c *harness.Cluster, h *harness.Host) []string {
+	return func(c *harness.Cluster, h *harness.Host) []string {
+		args := []string{"--member-name", h.Name, "--advertise-addr", h.Addr}
+		first := c.Hosts()[0]
+		if h == first || slices.Contains(alone, h.Name) {
+			return append(args, "--cluster-init")
+		}
+		out, err := first.CLI("cluster", "join-token")
+		if err != nil {
+			t.Fatalf("join-token on %s: %v\n%s", first.Name, err, out)
+		}
+		token := ""
+		for _, f := range strings.Fields(out) {
+			if strings.HasPrefix(f, "hj1_") {
+				token = f
+			}
+		}
+		return append(args, "--join", "https://"+net.JoinHostPort(first.Addr, "4281"), "--join-token", token)
+	}
+}
+
+// inHost is an HTTP client whose connections are made in h's network
+// namespace (to reach its machines from the test).
+func inHost(h *harness.Host) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(_ context.Context, network, addr string) (net.Conn, error) {
+			return h.DialTimeout(network, addr, 10*time.Second)
+		}}}
+}
+
+// hostGet sends GET path to machine m's test app on h (its host) and
+// returns the status and body (0 and the error when it failed).
+func hostGet(h *harness.Host, m types.Machine, path string) (int, string) {
+	resp, err := inHost(h).Get("http://" + net.JoinHostPort(m.PrivateIP, "8080") + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// runMachine creates a started test-app machine of app in region through
+// h's API and returns it (with the host it was placed on).
+func runMachine(t *testing.T, h *harness.Host, app, region, ref string) types.Machine {
+	t.Helper()
+	cfg := types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"}}
+	code, body := h.Call("POST", "/v1/apps/"+app+"/machines", types.CreateMachineRequest{Config: &cfg, Region: region})
+	if code != http.StatusOK {
+		t.Fatalf("create a machine of %s in %s: %d %s", app, region, code, body)
+	}
+	var m types.Machine
+	if err := json.Unmarshal([]byte(body), &m); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := h.Call("GET", "/v1/apps/"+app+"/machines/"+m.ID+"/wait?state=started&timeout=60", nil); code != http.StatusOK {
+		t.Fatalf("machine %s did not start: %d %s", m.ID, code, body)
+	}
+	return m
+}
+
+func createApp(t *testing.T, h *harness.Host, app string) {
+	t.Helper()
+	if code, body := h.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: app}); code != http.StatusCreated {
+		t.Fatalf("create app %s: %d %s", app, code, body)
+	}
+}
+
+// TestClusterDNSAcrossHosts: three hosts (a, b in fra; c in iad) on the
+// mesh, with 10ms between the two fra hosts and 80ms between the regions
+// on the WireGuard path (harness relays). A machine on a resolves every
+// .internal form of an app whose machines are on b and c, fetches c's
+// machine by name over the mesh while a capture on the link between hosts
+// sees only WireGuard (UDP to its port, no IPv6, never the request), gets
+// b's machine as top1.nearest, and reads the measured RTTs in `hosts
+// list`; with c cut off, c's machine leaves the answers.
+func TestClusterDNSAcrossHosts(t *testing.T) {
+	harness.RequireRoot(t)
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("needs tcpdump (apt-get install tcpdump)")
+	}
+	bin := harness.BuildBinary(t)
+	c := harness.StartCluster(t, bin, harness.ClusterOptions{
+		Hosts:          []harness.HostSpec{{Name: "a", Region: "fra"}, {Name: "b", Region: "fra"}, {Name: "c", Region: "iad"}},
+		RTT:            map[string]time.Duration{"fra/iad": 80 * time.Millisecond},
+		IntraRegionRTT: 10 * time.Millisecond,
+		MeshDelay:      true,
+		Args:           meshClusterArgs(t),
+	})
+	a, hc := c.Host("a"), c.Host("c")
+	var ref string
+	for _, h := range c.Hosts() {
+		ref = h.ImportTestApp() // images are per host
+	}
+	createApp(t, a, "xdq")
+	createApp(t, a, "xd")
+	// Placement: the asker goes to a (a and b tie, a first by id); xd's
+	// fra machine then to b (as many machines of xd, more memory free).
+	q := runMachine(t, a, "xdq", "fra", ref)
+	mb, mc := runMachine(t, a, "xd", "fra", ref), runMachine(t, a, "xd", "iad", ref)
+	if q.HostID != "a" || mb.HostID != "b" || mc.HostID != "c" {
+		t.Fatalf("placed on %q, %q, %q; want a, b, c", q.HostID, mb.HostID, mc.HostID)
+	}
+	xdIPs := []string{mb.PrivateIP, mc.PrivateIP}
+	slices.Sort(xdIPs)
+
+	resolve := func(name string) ([]string, string) {
+		code, body := hostGet(a, q, "/resolve?name="+url.QueryEscape(name))
+		if code != http.StatusOK {
+			return nil, fmt.Sprint(code, " ", body)
+		}
+		var out struct{ Addrs []string }
+		if err := json.Unmarshal([]byte(body), &out); err != nil {
+			return nil, body
+		}
+		return out.Addrs, body
+	}
+	txt := func(name string) string {
+		code, body := hostGet(a, q, "/resolve?type=txt&name="+url.QueryEscape(name))
+		return fmt.Sprint(code, " ", body)
+	}
+	// Every name answers the other hosts' machines, with their IPv6 only
+	// (a machine's IPv4 is local to its host).
+	harness.Poll(t, "xd.internal from a's machine lists b's and c's", 30*time.Second, func() (bool, string) {
+		got, raw := resolve("xd.internal")
+		return slices.Equal(got, xdIPs), raw
+	})
+	for name, want := range map[string][]string{
+		mc.ID + ".vm.xd.internal":      {mc.PrivateIP},
+		"iad.xd.internal":              {mc.PrivateIP},
+		"app.process.xd.internal":      xdIPs,
+		"top1.nearest.of.xd.internal":  {mb.PrivateIP}, // b: same region, 10ms; c: 80ms
+		"global.xd.internal":           xdIPs,
+		mb.ID + ".vm.xd.internal":      {mb.PrivateIP},
+		"top1.nearest.of.xdq.internal": {q.PrivateIP},
+	} {
+		if got, raw := resolve(name); !slices.Equal(got, want) {
+			t.Errorf("%s = %s, want %v", name, raw, want)
+		}
+	}
+	for name, want := range map[string]string{
+		"_apps.internal":      "xd,xdq",
+		"regions.xd.internal": "fra,iad",
+		"vms.xd.internal":     mc.ID + " iad",
+		"_instances.internal": "instance=" + mc.ID + ",app=xd,ip=" + mc.PrivateIP + ",region=iad",
+	} {
+		if got := txt(name); !strings.Contains(got, want) {
+			t.Errorf("TXT %s = %s, want it to hold %q", name, got, want)
+		}
+	}
+	// .flycast answers for an app allocated on another host.
+	if code, body := hc.Call("POST", "/v1/apps/xd/ips", types.AllocateIPRequest{Type: "private_v6"}); code != http.StatusCreated && code != http.StatusOK {
+		t.Fatalf("allocate xd's Flycast address on c: %d %s", code, body)
+	}
+	var ips []types.IPAddress
+	if err := hc.Get("/v1/apps/xd/ips", &ips); err != nil || len(ips) == 0 {
+		t.Fatalf("xd's addresses: %v %v", ips, err)
+	}
+	harness.Poll(t, "xd.flycast from a's machine", 15*time.Second, func() (bool, string) {
+		got, raw := resolve("xd.flycast")
+		return slices.Equal(got, []string{ips[0].Address}), raw
+	})
+
+	// The hosts measure the RTT between them over the mesh.
+	harness.Poll(t, "a measured its RTT to b and c", 30*time.Second, func() (bool, string) {
+		var hs []types.Host
+		if err := a.Get("/v1/hosts", &hs); err != nil {
+			return false, err.Error()
+		}
+		rtt := map[string]time.Duration{}
+		for _, h := range hs {
+			rtt[h.ID] = time.Duration(h.RTTMicros) * time.Microsecond
+		}
+		ok := rtt["c"] >= 80*time.Millisecond && rtt["b"] >= 10*time.Millisecond && rtt["b"] < rtt["c"]
+		return ok, fmt.Sprint(rtt)
+	})
+	if out, err := a.CLI("hosts", "list"); err != nil || !strings.Contains(out, "RTT") {
+		t.Errorf("hosts list: %v\n%s", err, out)
+	}
+
+	// a's machine fetches c's by name over the mesh, under a capture of
+	// the link between hosts.
+	pcap := filepath.Join(t.TempDir(), "fabric.pcap")
+	dump := c.FabricCommand("tcpdump", "-i", "br0", "-n", "-U", "-s", "0", "-w", pcap)
+	var dumpErr bytes.Buffer
+	dump.Stderr = &dumpErr
+	if err := dump.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopDump := func() {
+		if dump.Process != nil {
+			_ = dump.Process.Signal(syscall.SIGINT)
+			_ = dump.Wait()
+			dump.Process = nil
+		}
+	}
+	t.Cleanup(stopDump)
+	harness.Poll(t, "tcpdump listening", 10*time.Second, func() (bool, string) {
+		return strings.Contains(dumpErr.String(), "listening on"), dumpErr.String()
+	})
+	mark := make([]byte, 8)
+	_, _ = rand.Read(mark)
+	marker := "xdns-in-clear-" + hex.EncodeToString(mark)
+	target := "http://" + mc.ID + ".vm.xd.internal:8080/?" + marker
+	code, body := hostGet(a, q, "/fetch?url="+url.QueryEscape(target))
+	if code != http.StatusOK || !strings.Contains(body, "machine="+mc.ID) {
+		t.Fatalf("fetch %s from a's machine: %d %s", target, code, body)
+	}
+	stopDump()
+	raw, err := os.ReadFile(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(marker)) {
+		t.Fatalf("the request crossed the link between hosts in clear (%q in the capture)", marker)
+	}
+	count := func(filter string) int {
+		out, err := exec.Command("tcpdump", "-r", pcap, "-n", filter).Output()
+		if err != nil {
+			t.Fatalf("tcpdump -r %s: %v", filter, err)
+		}
+		return strings.Count(string(out), "\n")
+	}
+	if n := count(fmt.Sprintf("udp port %d", harness.MeshPort)); n < 4 {
+		t.Fatalf("%d WireGuard packets in the capture, want the request's and its answer's", n)
+	}
+	if n := count("ip6"); n != 0 {
+		t.Fatalf("%d IPv6 packets on the link between hosts: machines' traffic outside the mesh", n)
+	}
+
+	// c cut off: once its lease expires its machine is in no answer.
+	c.LinkDown("c")
+	harness.Poll(t, "c's machine leaves xd.internal", 40*time.Second, func() (bool, string) {
+		got, raw := resolve("xd.internal")
+		return !slices.Contains(got, mc.PrivateIP) && slices.Contains(got, mb.PrivateIP), raw
+	})
+	if got, raw := resolve(mc.ID + ".vm.xd.internal"); len(got) != 0 {
+		t.Fatalf("%s.vm.xd.internal with c unreachable = %s", mc.ID, raw)
+	}
+	c.LinkUp("c")
+	harness.Poll(t, "c's machine back in xd.internal", 60*time.Second, func() (bool, string) {
+		got, raw := resolve("xd.internal")
+		return slices.Contains(got, mc.PrivateIP), raw
+	})
+	harness.Poll(t, "c's API after the cluster's quorum is back", 60*time.Second, func() (bool, string) {
+		err := hc.Answers(5 * time.Second)
+		return err == nil, fmt.Sprint(err)
+	})
+}
