@@ -286,4 +286,3 @@ func TestClusterDNSAcrossHosts(t *testing.T) {
 		return slices.Contains(got, mc.PrivateIP), raw
 	})
 }
-

@@ -24,8 +24,8 @@ type Machine struct {
 	// before hosts).
 	HostID       string
 	ProcessGroup string
-	IPv6, IPv4             netip.Addr
-	Metadata               map[string]string
+	IPv6, IPv4   netip.Addr
+	Metadata     map[string]string
 	// SkipRegistration is the machine config's dns.skip_registration.
 	SkipRegistration bool
 }
