@@ -10,12 +10,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -285,4 +288,232 @@ func TestClusterDNSAcrossHosts(t *testing.T) {
 		got, raw := resolve("xd.internal")
 		return slices.Contains(got, mc.PrivateIP), raw
 	})
+}
+
+// bridge6 returns a host's machine bridge address (::1 of its /64).
+func bridge6(t *testing.T, h *harness.Host) netip.Prefix {
+	t.Helper()
+	out, err := h.Command("ip", "-6", "-o", "addr", "show", "scope", "global").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: ip addr: %v\n%s", h.Name, err, out)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if p, err := netip.ParsePrefix(f); err == nil && p.Bits() == 64 && strings.HasPrefix(f, "fdaa:") {
+			return p
+		}
+	}
+	t.Fatalf("%s has no fdaa: /64 address:\n%s", h.Name, out)
+	return netip.Prefix{}
+}
+
+// linkLocal returns the IPv6 link-local address of a host's link to the
+// other hosts.
+func linkLocal(t *testing.T, h *harness.Host) string {
+	t.Helper()
+	out, err := h.Command("ip", "-6", "-o", "addr", "show", "dev", "fab0", "scope", "link").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: ip addr: %v\n%s", h.Name, err, out)
+	}
+	for _, f := range strings.Fields(string(out)) {
+		if strings.HasPrefix(f, "fe80:") {
+			return strings.Split(f, "/")[0]
+		}
+	}
+	t.Fatalf("%s's fab0 has no IPv6 link-local address:\n%s", h.Name, out)
+	return ""
+}
+
+// TestMeshOrgIsolation: hosts a and b make one cluster (one org's /48),
+// x a cluster of its own (another /48), all on one link. b reaches a's
+// machine over the mesh; x has no route to it across the mesh, and even
+// with routes added by hand on both sides (x to a's /64 and back over the
+// link, as a host outside the cluster could), a's nftables table drops
+// x's connection at a's host boundary; with the table deleted the same
+// connection goes through, so the table is what isolates.
+func TestMeshOrgIsolation(t *testing.T) {
+	harness.RequireRoot(t)
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Skip("needs curl")
+	}
+	bin := harness.BuildBinary(t)
+	c := harness.StartCluster(t, bin, harness.ClusterOptions{
+		Hosts: []harness.HostSpec{{Name: "a", Region: "fra"}, {Name: "b", Region: "fra"}, {Name: "x", Region: "iad"}},
+		Args:  meshClusterArgs(t, "x"),
+	})
+	a, b, x := c.Host("a"), c.Host("b"), c.Host("x")
+	ref := a.ImportTestApp()
+	createApp(t, a, "iso1")
+	qa := runMachine(t, a, "iso1", "fra", ref)
+	if qa.HostID != "a" {
+		t.Fatalf("iso1's machine is on %q, want a", qa.HostID)
+	}
+	pa, px := bridge6(t, a), bridge6(t, x)
+	if netip.PrefixFrom(pa.Addr(), 48).Masked() == netip.PrefixFrom(px.Addr(), 48).Masked() {
+		t.Fatalf("both clusters have the /48 of %s and %s", pa, px)
+	}
+	want := "machine=" + qa.ID
+	harness.Poll(t, "b reaches a's machine over the mesh", 30*time.Second, func() (bool, string) {
+		code, body := hostGet(b, qa, "/")
+		return code == http.StatusOK && strings.Contains(body, want), fmt.Sprint(code, body)
+	})
+
+	// x is no peer of a's mesh: no route to a's machines across it.
+	if out, _ := x.Command("ip", "-6", "route", "show", "dev", "hangar-wg").CombinedOutput(); strings.Contains(string(out), pa.Masked().String()) {
+		t.Fatalf("x routes a's /64 over its mesh:\n%s", out)
+	}
+	// Routes by hand over the link, both ways.
+	for _, r := range []struct {
+		h   *harness.Host
+		to  netip.Prefix
+		via string
+	}{{x, pa.Masked(), linkLocal(t, a)}, {a, px.Masked(), linkLocal(t, x)}} {
+		if out, err := r.h.Command("ip", "-6", "route", "add", r.to.String(), "via", r.via, "dev", "fab0").CombinedOutput(); err != nil {
+			t.Fatalf("%s: route %s via %s: %v\n%s", r.h.Name, r.to, r.via, err, out)
+		}
+	}
+	fromX := func() (string, error) {
+		out, err := x.Command("curl", "-g", "-s", "-m", "3", "--interface", px.Addr().String(),
+			"http://"+net.JoinHostPort(qa.PrivateIP, "8080")+"/").CombinedOutput()
+		return string(out), err
+	}
+	for i := 0; i < 3; i++ {
+		if out, err := fromX(); err == nil || strings.Contains(out, want) {
+			t.Fatalf("x (another org) reached a's machine: %v %s", err, out)
+		}
+	}
+	// The same connection without a's isolation table goes through.
+	if out, err := a.Command("nft", "delete", "table", "inet", "hangar_mesh").CombinedOutput(); err != nil {
+		t.Fatalf("a: nft delete table: %v\n%s", err, out)
+	}
+	harness.Poll(t, "x reaches a's machine without the table (the control)", 15*time.Second, func() (bool, string) {
+		out, err := fromX()
+		return err == nil && strings.Contains(out, want), fmt.Sprint(err, out)
+	})
+}
+
+// TestMeshJoinLeave: a (fra) and b (iad, 40ms away on the WireGuard path)
+// exchange TCP requests over the mesh without pause while a third host, d,
+// joins the cluster (and so the mesh: a new peer on both) and leaves it
+// again (its daemon stopped): no request between a and b fails.
+func TestMeshJoinLeave(t *testing.T) {
+	harness.RequireRoot(t)
+	bin := harness.BuildBinary(t)
+	c := harness.StartCluster(t, bin, harness.ClusterOptions{
+		Hosts:     []harness.HostSpec{{Name: "a", Region: "fra"}, {Name: "b", Region: "iad"}, {Name: "d", Region: "fra", NoStart: true}},
+		RTT:       map[string]time.Duration{"fra/iad": 40 * time.Millisecond},
+		MeshDelay: true,
+		Args:      meshClusterArgs(t),
+	})
+	a, b := c.Host("a"), c.Host("b")
+	pb := bridge6(t, b)
+	ln, err := b.Listen("tcp", net.JoinHostPort(pb.Addr().String(), "7100"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				_, _ = io.Copy(conn, conn)
+			}()
+		}
+	}()
+	addr := net.JoinHostPort(pb.Addr().String(), "7100")
+	ping := func(msg string) error {
+		conn, err := a.DialTimeout("tcp", addr, 5*time.Second)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(conn, msg); err != nil {
+			return err
+		}
+		got := make([]byte, len(msg))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			return err
+		}
+		if string(got) != msg {
+			return fmt.Errorf("echo %q, want %q", got, msg)
+		}
+		return nil
+	}
+	harness.Poll(t, "a reaches b over the mesh", 30*time.Second, func() (bool, string) {
+		err := ping("hello")
+		return err == nil, fmt.Sprint(err)
+	})
+
+	var sent, failed atomic.Int64
+	var errMu sync.Mutex
+	var errs []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 2; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				sent.Add(1)
+				if err := ping(fmt.Sprintf("w%d-%d", w, i)); err != nil {
+					failed.Add(1)
+					errMu.Lock()
+					errs = append(errs, err.Error())
+					errMu.Unlock()
+				}
+			}
+		}()
+	}
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}()
+
+	c.StartHost("d")
+	d := c.Host("d")
+	pd := bridge6(t, d)
+	for _, h := range []*harness.Host{a, b} {
+		harness.Poll(t, h.Name+" has d as a peer", 30*time.Second, func() (bool, string) {
+			out, _ := h.Command("ip", "-6", "route", "show", "dev", "hangar-wg").CombinedOutput()
+			return strings.Contains(string(out), pd.Masked().String()), string(out)
+		})
+	}
+	// d measures its RTT to a and b over the mesh (and they to it): it is
+	// a full member; traffic between a and b went on meanwhile.
+	harness.Poll(t, "a reads its RTT to d", 30*time.Second, func() (bool, string) {
+		var hs []types.Host
+		if err := a.Get("/v1/hosts", &hs); err != nil {
+			return false, err.Error()
+		}
+		for _, h := range hs {
+			if h.ID == "d" && h.RTTMicros > 0 {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(hs)
+	})
+	before := sent.Load()
+	c.StopHost("d")
+	harness.Poll(t, "more requests after d left", 30*time.Second, func() (bool, string) {
+		return sent.Load() > before+20, fmt.Sprint(sent.Load())
+	})
+	close(stop)
+	wg.Wait()
+	if n := failed.Load(); n != 0 || sent.Load() < 40 {
+		t.Fatalf("%d of %d requests between a and b failed while d joined and left: %v", n, sent.Load(), errs)
+	}
+	t.Logf("%d requests between a and b, none failed", sent.Load())
 }
