@@ -3,7 +3,10 @@
 // hosts/<id> (durable: region, API URL, capacity) and marks itself alive
 // under hosts-alive/<id>, a key kept on a store lease (store.Leaser): a
 // host whose lease expired reads unreachable. Place picks a host for a new
-// machine. See docs/cluster.md.
+// machine. Hosts on the mesh measure their round trips to each other
+// (Prober) and publish them under hosts-rtt/<from>/<to>; RTTs follows the
+// hosts and those measurements for whoever routes to the nearest (DNS,
+// the edge). See docs/cluster.md and docs/mesh.md.
 package hosts
 
 import (
