@@ -211,10 +211,11 @@ func Run(ctx context.Context, o Options) error {
 	if err := auth.EnsureAdminToken(ctx, st, filepath.Join(o.DataDir, AdminTokenFile), o.Org, log); err != nil {
 		return err
 	}
-	images, err := image.NewStore(filepath.Join(o.DataDir, "images"), log.With("component", "image"))
+	imageStore, err := image.NewStore(filepath.Join(o.DataDir, "images"), log.With("component", "image"))
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
+	images := &clusterImages{Store: imageStore, log: log.With("component", "image")}
 	driver, err := runtime.NewOCI(filepath.Join(o.DataDir, "tasks"), o.Runtime, log.With("component", "runtime"))
 	if err != nil {
 		return err
@@ -367,7 +368,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	registry := &hosts.Registry{Store: st, Self: self, Log: log.With("component", "hosts")}
-	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
+	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: imageStore, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
 		Hosts: registry, Forward: forward,
 		LogSinks: shipper,
@@ -377,6 +378,9 @@ func Run(ctx context.Context, o Options) error {
 		}, Cluster: apiCluster(node), Observe: hm.APIRequest, History: apiHistory(history)})
 	if node != nil {
 		node.Handle("/v1/", apiSrv.Handler()) // other hosts' forwarded calls, tokens checked as on the API listener
+		// Images between hosts: served to the others, fetched from them.
+		node.Handle("GET "+image.ArchivePath, imageStore.ArchiveHandler())
+		images.share(hostID, registry.List, forward)
 	}
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
@@ -457,7 +461,7 @@ func Run(ctx context.Context, o Options) error {
 			mtls := metrics.NewTLS(mreg.Registerer(), px.AppForHost)
 			httpsTLS, errLog = mtls.Wrap(tlsConfig), mtls.Handler(errLog)
 		}
-		httpsSrv = &http.Server{Handler: px, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+		httpsSrv = &http.Server{Handler: px, ConnContext: px.ConnContext, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(errLog, slog.LevelDebug)}
 		// The HTTPS listener shares the proxy's connection limits.
 		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.Divert(httpsLn)), "", "") }()

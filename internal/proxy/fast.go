@@ -38,6 +38,9 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 	if fallback.Handler == nil {
 		fallback.Handler = p
 	}
+	if fallback.ConnContext == nil {
+		fallback.ConnContext = p.ConnContext
+	}
 	cfg := serveConfig{headerTimeout: fallback.ReadHeaderTimeout, idleTimeout: fallback.IdleTimeout, maxHeader: fallback.MaxHeaderBytes}
 	if cfg.headerTimeout <= 0 {
 		cfg.headerTimeout = 10 * time.Second
@@ -317,21 +320,16 @@ func (l *handoffListener) give(c net.Conn) bool {
 }
 
 // replayConn replays the bytes already read from a connection before the
-// rest of it; done runs once when it is closed.
+// rest of it.
 type replayConn struct {
 	net.Conn
-	r    io.Reader
-	once sync.Once
-	done func()
+	r io.Reader
 }
 
 func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
-func (c *replayConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.done)
-	return err
-}
+// NetConn returns the connection under the replayed bytes.
+func (c *replayConn) NetConn() net.Conn { return c.Conn }
 
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -577,8 +575,17 @@ func (cs *connState) handOff(hl *handoffListener) bool {
 	p.srvMu.Lock()
 	delete(p.conns, cs.fc)
 	p.srvMu.Unlock()
-	// The connection counts against the limits until net/http closes it.
-	return hl.give(&replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(pending), c), done: func() { p.connDone(cs.fc) }})
+	// The connection counts against the limits until net/http closes it,
+	// and its traffic for its app (traffic.go) from here on.
+	tc := &trafficConn{Conn: c, done: func() { p.connDone(cs.fc) }}
+	if cs.counted {
+		cs.countBytes(cs.app)
+		tc.attach(cs.app.stats, false)
+		cs.counted = false // its close is counted by tc
+	} else {
+		tc.pendIn, tc.pendOut = cs.dl.n-cs.inSeen, cs.out.n-cs.outSeen
+	}
+	return hl.give(&replayConn{Conn: tc, r: io.MultiReader(bytes.NewReader(pending), tc)})
 }
 
 // serveRequest proxies one parsed request; it reports whether the client

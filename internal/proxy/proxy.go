@@ -191,7 +191,7 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 	}
 	tr := &http.Transport{
 		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         p.dialMachine,
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     60 * time.Second,
@@ -469,6 +469,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var c *appConf
 	if name != "" {
 		c = p.conf(name)
+		p.countConn(r.Context(), name)
 	}
 	if c != nil && c.compress {
 		if cw := newCompressWriter(w, r); cw != nil {
