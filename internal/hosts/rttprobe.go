@@ -78,11 +78,12 @@ type Prober struct {
 	Timeout time.Duration
 	Log     *slog.Logger
 
-	mu       sync.Mutex // guards the fields below
+	mu       sync.Mutex // guards seq, pending, answered and wake (Serve and Round share them)
 	seq      uint64
 	pending  map[uint64]probeSent
 	answered map[uint64]probeAnswer
 	wake     chan struct{} // signalled when pending becomes empty
+	// The rest is Round's own (rounds never overlap: one caller).
 	smoothed map[string]time.Duration
 	lastPub  map[string]published
 	hostAt   map[netip.AddrPort]string
