@@ -127,7 +127,7 @@ func TestClusterDNSAcrossHosts(t *testing.T) {
 	a, hc := c.Host("a"), c.Host("c")
 	var ref string
 	for _, h := range c.Hosts() {
-		ref = h.ImportTestApp() // images are per host
+		ref = h.ImportTestApp() // on each host: no fetch between hosts on first use
 	}
 	createApp(t, a, "xdq")
 	createApp(t, a, "xd")
