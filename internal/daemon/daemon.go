@@ -256,7 +256,9 @@ func Run(ctx context.Context, o Options) error {
 	// Machines' private DNS (.internal names, forwarding) on the bridge.
 	dnsCtx, stopDNS := context.WithCancel(ctx)
 	defer stopDNS()
-	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o.Region, log.With("component", "dns"))
+	rtts, stopRTT := startRTT(ctx, o, st, netm, log.With("component", "rtt"))
+	defer stopRTT()
+	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o, rtts, log.With("component", "dns"))
 	closeDNS := sync.OnceFunc(func() {
 		if dnsSrv != nil {
 			dnsSrv.Close()
@@ -481,6 +483,9 @@ func Run(ctx context.Context, o Options) error {
 	go scheduler.Run(actx)
 	reaper := &supervisor.ConsoleReaper{Sup: sup, Interval: 5 * time.Second, Log: log.With("component", "console")}
 	go reaper.Run(actx)
+	if o.Edge.RTTs == nil && rtts != nil {
+		o.Edge.RTTs = rtts // the edge ranks other regions by measured round trips
+	}
 	stopEdge, err := startEdge(ctx, &o, node, st, px, sup, hostID, log.With("component", "edge"))
 	if err != nil {
 		return err
@@ -711,7 +716,7 @@ func (c *appCleaner) remove(ctx context.Context, app string) {
 // machines get. If the port cannot be bound (another DNS server holds the
 // wildcard address), machines keep the host's resolvers and have no
 // .internal names; the daemon says so and runs on.
-func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region string, log *slog.Logger) (*dns.Server, []string) {
+func startDNS(ctx context.Context, st store.Store, netm *network.Manager, o Options, rtts *hosts.RTTs, log *slog.Logger) (*dns.Server, []string) {
 	gw4, gw6 := netm.Gateways()
 	n4, n6 := netm.Subnets()
 	var allow []netip.Prefix
@@ -730,8 +735,11 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 		Listen:    []string{net.JoinHostPort(gw6.String(), "53"), net.JoinHostPort(gw4.String(), "53")},
 		Allow:     allow,
 		Upstreams: upstreams,
-		Region:    region,
+		Region:    o.Region,
 		Source:    reg,
+		Host:      o.HostID,
+		Hosts:     rtts,
+		Private:   meshPrefixes(o),
 		Log:       log,
 	})
 	if err != nil {

@@ -61,6 +61,13 @@ func startMesh(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 	if err != nil {
 		return nil, fmt.Errorf("%w; or run without the mesh (--no-mesh): machines then reach only their own host's", err)
 	}
+	// Org isolation: the mesh carries only the cluster's /48, delivers
+	// only to this host's /64; nothing new enters the machines from
+	// anywhere else (docs/mesh.md).
+	if err := mesh.Isolate(mesh.Isolation{Bridge: o.Network.Bridge, Org: netip.PrefixFrom(sub.Addr(), 48).Masked(), Own: sub}); err != nil {
+		dev.Close()
+		return nil, err
+	}
 	endpoint := net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
 	if err := mesh.Publish(ctx, st, host, dev.PublicKey(), endpoint); err != nil {
 		dev.Close()

@@ -3,7 +3,10 @@
 // hosts/<id> (durable: region, API URL, capacity) and marks itself alive
 // under hosts-alive/<id>, a key kept on a store lease (store.Leaser): a
 // host whose lease expired reads unreachable. Place picks a host for a new
-// machine. See docs/cluster.md.
+// machine. Hosts on the mesh measure their round trips to each other
+// (Prober) and publish them under hosts-rtt/<from>/<to>; RTTs follows the
+// hosts and those measurements for whoever routes to the nearest (DNS,
+// the edge). See docs/cluster.md and docs/mesh.md.
 package hosts
 
 import (
@@ -128,7 +131,7 @@ func (r *Registry) SelfID() string { return r.Self.ID }
 // the TTL) it writes the mark again as soon as it can.
 func (r *Registry) Register(ctx context.Context) error {
 	rec := record{Host: r.Self}
-	rec.State, rec.Used = "", types.HostUsage{}
+	rec.State, rec.Used, rec.RTTMicros = "", types.HostUsage{}, 0
 	rec.StartedAt = time.Now().UTC().Format(time.RFC3339)
 	if _, _, err := store.UpdateJSON(ctx, r.Store, hostsPrefix+r.Self.ID, func(cur *record) (*record, error) {
 		if cur != nil {
@@ -257,6 +260,13 @@ func (r *Registry) listWithMachines(ctx context.Context) ([]types.Host, []Placed
 		if h := byID[hostID]; h != nil {
 			h.Used.Machines++
 			h.Used.MemoryMB += GuestMemoryMB(m.Config)
+		}
+	}
+	if rtts := (&RTTs{Store: r.Store}); r.Self.ID != "" && rtts.Refresh(ctx) == nil {
+		for i := range out {
+			if d, ok := rtts.Between(r.Self.ID, out[i].ID); ok && out[i].ID != r.Self.ID {
+				out[i].RTTMicros = max(d.Microseconds(), 1)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
