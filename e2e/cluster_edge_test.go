@@ -185,7 +185,30 @@ func TestClusterEdge(t *testing.T) {
 		t.Errorf("TCP through a: %q, want %q (the client's address carried to the other host's machine)", line, want)
 	}
 
-	// 1b. b's machine fails its check (on b): within the check's interval
+	// 1b. Flycast: the app's Flycast address, allocated through b, is the
+	// same on every host and local to each: from host a (no machine of
+	// the app) a request to it reaches a machine on another host.
+	if out, err := c.Host("b").Hangar("ips", "allocate-v6", "--private", "-a", "edge"); err != nil {
+		t.Fatalf("allocate a Flycast address through b: %v\n%s", err, out)
+	}
+	var ips []types.IPAddress
+	if err := a.Get("/v1/apps/edge/ips", &ips); err != nil || len(ips) != 1 {
+		t.Fatalf("the app's addresses: %+v %v", ips, err)
+	}
+	fcAddr := net.JoinHostPort(ips[0].Address, "80")
+	harness.Poll(t, "the app's Flycast address answers on host a from another host's machine", 20*time.Second, func() (bool, string) {
+		conn, err := a.DialTimeout("tcp", fcAddr, 2*time.Second)
+		if err != nil {
+			return false, err.Error()
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: edge.flycast\r\nConnection: close\r\n\r\n")
+		b, _ := io.ReadAll(conn)
+		return strings.HasPrefix(string(b), "HTTP/1.1 200") && (strings.Contains(string(b), "machine="+onB.ID) || strings.Contains(string(b), "machine="+onC.ID)), string(b)
+	})
+
+	// 1c. b's machine fails its check (on b): within the check's interval
 	// and 2 s, a's edge sends to c; healthy again, to b again.
 	code, body, err := edgeGet(a, "edge", "/sick?d=3s", 5*time.Second)
 	if err != nil || code != 200 || !strings.Contains(body, "unhealthy") {

@@ -45,6 +45,10 @@ func startMesh(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 	}
 	o.Network.Subnet6 = sub.String()
 	o.Network.Mesh = mesh.DefaultDevice
+	// Every host serves the Flycast range of the cluster's first /64, so
+	// an app's Flycast address answers on each host, locally, whichever
+	// host allocated it (docs/flycast.md).
+	o.Network.Flycast6 = netip.PrefixFrom(netip.PrefixFrom(sub.Addr(), 48).Masked().Addr(), 64).String()
 	key, err := mesh.LoadOrCreateKey(filepath.Join(o.DataDir, "mesh", "private.key"))
 	if err != nil {
 		return nil, err
