@@ -355,6 +355,15 @@ type connState struct {
 	dl       dlReader
 	rhead    []byte
 	first    [1]byte // the first byte of a request, read without buffers
+	// rid is the current request's Fly-Request-Id, in ridBuf (see
+	// newRequestID).
+	rid    string
+	ridBuf []byte
+	// xff, via and rvia gather the X-Forwarded-For and Via chains of the
+	// request and of the response (writeRequestHead, writeResponseHead).
+	xff, via, rvia []byte
+	// lastHost and lastApp: see appFor.
+	lastHost, lastApp string
 	// replayed is set when the app answered fly-replay to a request
 	// without a body: the connection goes to net/http with the request.
 	replayed bool
@@ -594,9 +603,10 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	p := cs.p
 	r := &cs.req
 	start := time.Now()
-	rid := requestID(p.region)
+	cs.newRequestID()
+	rid := cs.rid
 	keep := !r.close
-	name := p.appFor(string(r.host))
+	name := cs.appFor(r.host)
 	if name == "" {
 		cs.writeError(rid, http.StatusNotFound, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.host, p.domain), !keep || r.hasBody())
 		return keep && !r.hasBody()
@@ -648,6 +658,23 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 		cs.countBytes(a)
 	}
 	return keep
+}
+
+// appFor is Proxy.appFor, remembering the last <app>.<domain> host of the
+// connection: a keep-alive client sends the same Host every time, and
+// the name is then found without converting the host to a string.
+// (Custom hostnames, which can be registered and removed at any time,
+// are looked up each time.)
+func (cs *connState) appFor(host []byte) string {
+	if cs.lastApp != "" && string(host) == cs.lastHost {
+		return cs.lastApp
+	}
+	h := string(host)
+	if name := cs.p.AppForHost(h); name != "" {
+		cs.lastHost, cs.lastApp = h, name
+		return name
+	}
+	return cs.p.appFor(h)
 }
 
 func (r *reqHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
@@ -806,7 +833,9 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 	w.WriteByte(' ')
 	w.Write(r.target)
 	w.WriteString(" HTTP/1.1\r\n")
-	var xff, via []byte
+	// The client's X-Forwarded-For and Via chains are gathered in the
+	// connection's buffers (no allocation once they have grown).
+	xff, via := cs.xff[:0], cs.via[:0]
 	for _, h := range r.headers {
 		if dropRequestHeader(h.name, r.connTokens) {
 			switch {
@@ -822,6 +851,7 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 		w.Write(h.value)
 		w.WriteString("\r\n")
 	}
+	cs.xff, cs.via = xff, via
 	if r.chunked {
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
@@ -829,16 +859,14 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 	if port == "" {
 		port = "80"
 	}
-	f := forwarded{clientIP: cs.clientIP, port: port, region: p.region, requestID: rid, via: "1.1 hangar"}
-	if len(xff) > 0 {
-		f.priorXFF = string(xff)
-	}
-	if len(via) > 0 {
-		f.priorVia = string(via)
-	}
-	f.each(func(name, value string) {
+	f := forwarded{clientIP: cs.clientIP, port: port, region: p.region, requestID: rid, via: "1.1 hangar", priorXFF: xff, priorVia: via}
+	f.eachPart(func(name string, prior []byte, value string) {
 		w.WriteString(name)
 		w.WriteString(": ")
+		if len(prior) > 0 {
+			w.Write(prior)
+			w.WriteString(", ")
+		}
 		w.WriteString(value)
 		w.WriteString("\r\n")
 	})
@@ -912,8 +940,7 @@ func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeCon
 	w := cs.bw
 	resp := &cs.resp
 	w.WriteString("HTTP/1.1 ")
-	var num [8]byte
-	w.Write(strconv.AppendInt(num[:0], int64(resp.status), 10))
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(resp.status), 10))
 	w.WriteByte(' ')
 	if len(resp.reason) > 0 {
 		w.Write(resp.reason)
@@ -922,7 +949,7 @@ func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeCon
 	}
 	w.WriteString("\r\n")
 	pristine := m.pristine
-	var via []byte
+	via := cs.rvia[:0]
 	for _, h := range resp.headers {
 		if dropResponseHeader(h.name, resp.connTokens) || (resp.chunked && eqFold(h.name, "content-length")) {
 			continue // with both, chunked framing wins and the length goes
@@ -944,6 +971,7 @@ func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeCon
 		w.Write(h.value)
 		w.WriteString("\r\n")
 	}
+	cs.rvia = via
 	if !interim {
 		if resp.chunked && !(eqFold(cs.req.method, "head") || resp.status == 204 || resp.status == 304) {
 			w.WriteString("Transfer-Encoding: chunked\r\n")

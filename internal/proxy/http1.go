@@ -440,7 +440,13 @@ var upgradeToken = []byte("upgrade")
 // appended to tokens. keep-alive, empty options and options naming
 // end-to-end headers (see nominable) are dropped.
 func connectionOptions(value []byte, tokens [][]byte) (closeTok, upgradeTok bool, _ [][]byte) {
-	for _, tok := range bytes.Split(value, []byte(",")) {
+	for len(value) > 0 {
+		tok := value
+		if i := bytes.IndexByte(value, ','); i >= 0 {
+			tok, value = value[:i], value[i+1:]
+		} else {
+			value = nil
+		}
 		tok = trimOWS(tok)
 		switch {
 		case len(tok) == 0, eqFold(tok, "keep-alive"):
