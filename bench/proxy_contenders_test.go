@@ -111,8 +111,13 @@ func newEnv(b *testing.B, o envOpts) *benchEnv {
 		certFile, keyFile = writeCert(b, e.dir)
 	}
 	e.cs = append(e.cs, contender{name: "direct", url: "http://" + e.backAddr + "/"})
-	e.cs = append(e.cs, startProxyd(b, "hangar", e.backAddr, 0, certFile, keyFile))
-	e.cs = append(e.cs, startProxyd(b, "hangar-1p", e.backAddr, 1, certFile, keyFile))
+	e.cs = append(e.cs, startProxyd(b, "hangar", os.Args[0], e.backAddr, 0, certFile, keyFile))
+	e.cs = append(e.cs, startProxyd(b, "hangar-1p", os.Args[0], e.backAddr, 1, certFile, keyFile))
+	if bin := os.Getenv("HANGAR_BENCH_BEFORE"); bin != "" {
+		// Another build of this benchmark (an older tree) as a contender,
+		// to measure a change before and after in one run.
+		e.cs = append(e.cs, startProxyd(b, "before", bin, e.backAddr, 0, certFile, keyFile))
+	}
 	if c, ok := startNginx(b, e.dir, e.backAddr, o.maxConns, certFile, keyFile); ok {
 		e.cs = append(e.cs, c)
 	}
@@ -178,11 +183,11 @@ func TestProxyDaemonChild(t *testing.T) {
 	_ = px.Shutdown(ctx)
 }
 
-// startProxyd runs Hangar's proxy as a process of its own (procs:
-// GOMAXPROCS, 0 for the default).
-func startProxyd(b *testing.B, name, backAddr string, procs int, certFile, keyFile string) contender {
+// startProxyd runs Hangar's proxy as a process of its own, from bin (a
+// build of this benchmark), with GOMAXPROCS procs (0: the default).
+func startProxyd(b *testing.B, name, bin, backAddr string, procs int, certFile, keyFile string) contender {
 	b.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestProxyDaemonChild$", "-test.count=1")
+	cmd := exec.Command(bin, "-test.run=^TestProxyDaemonChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "HANGAR_BENCH_PROXYD="+backAddr, "HANGAR_BENCH_PROXYD_CERT="+certFile, "HANGAR_BENCH_PROXYD_KEY="+keyFile)
 	if procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(procs))
