@@ -108,7 +108,7 @@ func closeAll(conns []net.Conn) {
 // connections (each has made one request), and, with
 // HANGAR_BENCH_IDLE_WAIT set (make bench sets 60s), that long after the
 // connections closed. Contenders one at a time, each holding the
-// connections for 3s.
+// connections for 10s before it is measured.
 func BenchmarkProxyIdleMemory(b *testing.B) {
 	n := 10000
 	if v := os.Getenv("HANGAR_BENCH_IDLE_CONNS"); v != "" {
@@ -142,7 +142,9 @@ func BenchmarkProxyIdleMemory(b *testing.B) {
 			time.Sleep(time.Second)
 			r := row{name: c.name, idle: groupRSS(c.pid)}
 			conns := openIdle(b, c, n)
-			time.Sleep(3 * time.Second) // past Hangar's 1s buffer hold
+			// Past Hangar's 1s buffer hold, the parking of idle
+			// connections and its janitor's next tick (every 4s).
+			time.Sleep(10 * time.Second)
 			r.busy = groupRSS(c.pid)
 			closeAll(conns)
 			rows = append(rows, r)

@@ -123,6 +123,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
+		p.unparkAll()
 		p.srvMu.Lock()
 		for fc := range p.conns {
 			if fc.state.Load() == connIdle {
@@ -155,6 +156,7 @@ type serveConfig struct {
 const (
 	connIdle int32 = iota
 	connActive
+	connParked // idle, without a goroutine (park.go)
 )
 
 // fconn is a client connection on the fast path.
@@ -250,6 +252,10 @@ func (p *Proxy) closeIdleBackends() {
 			return
 		case now := <-t.C:
 			p.reapIdleBackends(now)
+			p.srvMu.Lock()
+			open := p.open
+			p.srvMu.Unlock()
+			p.releaseMemory(open - p.parkedConns())
 		}
 	}
 }
@@ -338,8 +344,16 @@ var (
 
 // connState is the per-connection state of the fast path.
 type connState struct {
-	p  *Proxy
-	fc *fconn
+	p   *Proxy
+	fc  *fconn
+	hl  *handoffListener
+	cfg serveConfig
+	// woke is set when a parked connection is given back a goroutine
+	// (park.go): wokeReadable or wokeExpired; parkDeadline is when its
+	// idle timeout ends.
+	woke         int
+	parkDeadline time.Time
+	parkFD       int32 // its file descriptor while parked
 	// br, bw and buf are taken from pools when a request's first byte
 	// arrives and given back while the connection waits idle (see
 	// waitRequest): an idle connection holds a few hundred bytes, not
@@ -432,73 +446,111 @@ func (cs *connState) putBuffers() {
 	cs.br, cs.bw, cs.bufp, cs.buf = nil, nil, nil, nil
 }
 
-// waitRequest waits for the first byte of the next request and reports
-// whether it came. A new connection gets firstByteTimeout; a keep-alive
-// one idleTimeout, of which it holds its buffers for bufferHold only.
-// The buffers are taken when the byte arrives.
-func (cs *connState) waitRequest(cfg serveConfig, fresh bool) bool {
+// waitRequest's outcomes.
+const (
+	waitGot    = iota // the first byte of a request arrived
+	waitClosed        // closed, reset, or no byte within the timeout
+	waitParked        // the connection was parked (park.go): stop serving it here
+)
+
+// waitRequest waits for the first byte of the next request. A new
+// connection gets firstByteTimeout; a keep-alive one idleTimeout, of
+// which it holds its buffers for bufferHold only; then, if the rest of
+// the wait is at least parkMin, it is parked (park.go): it gives up its
+// goroutine too. The buffers are taken when the byte arrives.
+func (cs *connState) waitRequest(cfg serveConfig, fresh bool) int {
 	c := cs.fc.c
 	wait := cfg.idleTimeout
 	if fresh {
 		wait = cfg.firstByteTimeout
 	}
+	if w := cs.woke; w != 0 {
+		// Back from parking: readable (or closed), or out of time.
+		cs.woke = 0
+		wait = time.Until(cs.parkDeadline)
+		if w == wokeExpired || wait <= 0 {
+			return waitClosed
+		}
+	}
 	if cs.br != nil {
 		if cs.br.Buffered() > 0 {
-			return true
+			return waitGot
 		}
 		hold := min(wait, bufferHold)
 		_ = c.SetReadDeadline(time.Now().Add(hold))
 		_, err := cs.br.Peek(1)
 		if err == nil {
-			return true
+			return waitGot
 		}
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() || hold >= wait {
-			return false
+			return waitClosed
 		}
 		cs.putBuffers()
 		wait -= hold
+		if wait >= parkMin && cs.p.park(cs, wait) {
+			return waitParked
+		}
 	}
 	_ = c.SetReadDeadline(time.Now().Add(wait))
 	n, _ := c.Read(cs.first[:])
 	if n == 0 {
-		return false // closed, reset, or no byte within the timeout
+		return waitClosed // closed, reset, or no byte within the timeout
 	}
 	cs.dl.pending = cs.first[:n]
 	cs.dl.n += uint64(n)
 	cs.takeBuffers()
-	return true
+	return waitGot
 }
 
 func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 	c := fc.c
-	handedOff := false
-	defer func() {
-		p.srvMu.Lock()
-		delete(p.conns, fc)
-		p.srvMu.Unlock()
-		if !handedOff {
-			lingeringClose(c)
-			p.connDone(fc)
-		}
-	}()
-	cs := &connState{p: p, fc: fc}
+	cs := &connState{p: p, fc: fc, hl: hl, cfg: cfg}
 	cs.dl.c = c
 	cs.out.c = c
-	defer cs.putBuffers()
+	cs.clientIP, _, _ = net.SplitHostPort(c.RemoteAddr().String())
+	cs.run(true)
+}
+
+// finish ends a connection's service: counters, buffers, and (unless it
+// was handed to net/http) the close and the limits.
+func (cs *connState) finish(handedOff bool) {
+	p, fc := cs.p, cs.fc
+	if cs.counted {
+		cs.countBytes(cs.app) // an error answer written after the last count
+		cs.app.stats.disconnects.Add(1)
+	}
+	cs.putBuffers()
+	p.srvMu.Lock()
+	delete(p.conns, fc)
+	p.srvMu.Unlock()
+	if !handedOff {
+		lingeringClose(fc.c)
+		p.connDone(fc)
+	}
+}
+
+// run serves the connection's requests until it is closed, handed to
+// net/http or parked; fresh is set for a new connection.
+func (cs *connState) run(fresh bool) {
+	p, fc, cfg, hl := cs.p, cs.fc, cs.cfg, cs.hl
+	c := fc.c
+	handedOff, parked := false, false
 	defer func() {
-		if cs.counted {
-			cs.countBytes(cs.app) // an error answer written after the last count
-			cs.app.stats.disconnects.Add(1)
+		if !parked {
+			cs.finish(handedOff)
 		}
 	}()
-	cs.clientIP, _, _ = net.SplitHostPort(c.RemoteAddr().String())
-	for fresh := true; ; fresh = false {
+	for ; ; fresh = false {
 		fc.state.Store(connIdle)
 		if p.down.Load() {
 			return
 		}
-		if !cs.waitRequest(cfg, fresh) {
+		switch cs.waitRequest(cfg, fresh) {
+		case waitClosed:
+			return
+		case waitParked:
+			parked = true
 			return
 		}
 		fc.state.Store(connActive)

@@ -180,6 +180,8 @@ type Proxy struct {
 
 	backendIdle time.Duration // idleConnTTL; tests shorten it
 	janitor     sync.Once     // starts closeIdleBackends
+	connPeak    int           // open client connections at their peak (releaseMemory; the janitor's)
+	parker      parker        // parked idle connections (park.go)
 	stopped     chan struct{} // closed by Shutdown
 }
 
