@@ -245,8 +245,11 @@ func startProxyd(b *testing.B, name, bin, backAddr string, procs int, certFile, 
 
 // nginxConf is nginx's configuration: as many workers as cores, access
 // log off, keep-alive connections to the app (upstream keepalive), the
-// Host and X-Forwarded-For headers set as Hangar sets them, and client
-// keep-alive limits like Hangar's (60s idle, no request count limit).
+// Host and X-Forwarded-For headers set as Hangar sets them, client
+// keep-alive limits like Hangar's (60s idle, no request count limit), and
+// bodies streamed both ways as Hangar does (no request or response
+// buffering, which would write a 1 MiB body to temporary files, and no
+// body size limit).
 func nginxConf(dir, backAddr string, port, tlsPort, maxConns int, certFile, keyFile string) string {
 	tlsServer := ""
 	if tlsPort > 0 {
@@ -275,6 +278,9 @@ http {
   access_log off;
   keepalive_timeout 60s;
   keepalive_requests 1000000;
+  client_max_body_size 0;
+  proxy_request_buffering off;
+  proxy_buffering off;
   client_body_temp_path %[1]s/tmp;
   proxy_temp_path %[1]s/tmp;
   fastcgi_temp_path %[1]s/tmp;
