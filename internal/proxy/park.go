@@ -33,29 +33,37 @@ const (
 	wokeExpired             // the idle timeout ended: close it
 )
 
-// freeAfterDrop: when the number of busy client connections (open and
-// not parked) has fallen by this many since its peak, the janitor
-// (closeIdleBackends, every 4s) has the runtime return the memory they
-// used (buffers, goroutine stacks) to the operating system at once (a
-// garbage collection and debug.FreeOSMemory): with a fast path that does
-// not allocate per request, nothing else would trigger a collection for
-// up to two minutes, and the memory of a burst of connections would stay
-// resident.
+// freeAfterDrop: when the number of open client connections, or of busy
+// ones (open and not parked), has fallen by this many since its peak, the
+// janitor (closeIdleBackends, every 4s) has the runtime return the memory
+// they used (buffers, goroutine stacks, connection state) to the
+// operating system at once (a garbage collection and
+// debug.FreeOSMemory): with a fast path that does not allocate per
+// request, nothing else would trigger a collection for up to two
+// minutes, and the memory of a burst of connections would stay resident.
 const freeAfterDrop = 1000
 
+// connPeaks are the peaks releaseMemory compares with (guarded by
+// Proxy.srvMu): open connections (raised as they are accepted, see
+// count) and busy ones (raised by the janitor).
+type connPeaks struct{ open, busy int }
+
 // releaseMemory is called by the janitor on each tick with the number of
-// busy client connections; it frees memory after a large drop.
-func (p *Proxy) releaseMemory(open int) {
-	if open > p.connPeak {
-		p.connPeak = open
-		return
+// open and of busy client connections; it frees memory after a large
+// drop of either, and starts both peaks again from now.
+func (p *Proxy) releaseMemory(open, busy int) {
+	p.srvMu.Lock()
+	pk := &p.connPeak
+	pk.open, pk.busy = max(pk.open, open), max(pk.busy, busy)
+	drop := pk.open-open >= freeAfterDrop || pk.busy-busy >= freeAfterDrop
+	if drop {
+		pk.open, pk.busy = open, busy
 	}
-	if p.connPeak-open < freeAfterDrop {
-		return
+	p.srvMu.Unlock()
+	if drop {
+		// Two collections: buffers given back to the pools survive one
+		// (the pools' victim cache).
+		debug.FreeOSMemory()
+		debug.FreeOSMemory()
 	}
-	p.connPeak = open
-	// Two collections: buffers given back to the pools survive one (the
-	// pools' victim cache).
-	debug.FreeOSMemory()
-	debug.FreeOSMemory()
 }

@@ -146,8 +146,9 @@ func TestShutdownEndsParkedConnections(t *testing.T) {
 	}
 }
 
-// releaseMemory frees memory after the open connections fell by
-// freeAfterDrop from their peak, and only then.
+// releaseMemory frees memory after the open or the busy connections fell
+// by freeAfterDrop from their peak, and only then; the open peak counts
+// connections accepted between the janitor's ticks.
 func TestReleaseMemoryAfterDrop(t *testing.T) {
 	p := New("example.test", "ord", nil)
 	gcs := func() uint32 {
@@ -156,17 +157,29 @@ func TestReleaseMemoryAfterDrop(t *testing.T) {
 		return ms.NumForcedGC
 	}
 	before := gcs()
-	p.releaseMemory(50)
-	p.releaseMemory(freeAfterDrop + 100)
-	p.releaseMemory(101) // a drop of freeAfterDrop - 1
+	p.releaseMemory(50, 50)
+	p.releaseMemory(freeAfterDrop+100, freeAfterDrop+100)
+	p.releaseMemory(freeAfterDrop+100, 101) // busy fell by freeAfterDrop - 1
+	p.releaseMemory(101, 101)               // open too
 	if got := gcs() - before; got != 0 {
 		t.Fatalf("%d forced collections without a large drop", got)
 	}
-	p.releaseMemory(100)
+	p.releaseMemory(101, 100) // busy fell by freeAfterDrop: parked
 	if got := gcs() - before; got == 0 {
-		t.Fatal("no collection after the connections fell by freeAfterDrop")
+		t.Fatal("no collection after the busy connections fell by freeAfterDrop")
 	}
-	if p.connPeak != 100 {
-		t.Errorf("peak after the release: %d, want it reset to 100", p.connPeak)
+	before = gcs()
+	p.releaseMemory(101, 0)
+	if got := gcs() - before; got != 0 {
+		t.Fatalf("%d forced collections right after a release, without a new drop", got)
+	}
+	// Connections accepted between ticks raise the open peak; their
+	// close is a drop although no tick saw them open.
+	p.srvMu.Lock()
+	p.connPeak.open = freeAfterDrop + 200
+	p.srvMu.Unlock()
+	p.releaseMemory(200, 0)
+	if got := gcs() - before; got == 0 {
+		t.Fatal("no collection after the open connections fell by freeAfterDrop between ticks")
 	}
 }

@@ -180,7 +180,7 @@ type Proxy struct {
 
 	backendIdle time.Duration // idleConnTTL; tests shorten it
 	janitor     sync.Once     // starts closeIdleBackends
-	connPeak    int           // open client connections at their peak (releaseMemory; the janitor's)
+	connPeak    connPeaks     // client connections at their peak (releaseMemory; guarded by srvMu)
 	parker      parker        // parked idle connections (park.go)
 	stopped     chan struct{} // closed by Shutdown
 }
