@@ -428,8 +428,18 @@ func (cs *connState) takeBuffers() {
 	cs.bw = writerPool.Get().(*bufio.Writer)
 	cs.br.Reset(&cs.dl)
 	cs.bw.Reset(&cs.out)
-	cs.bufp = bufPool.Get().(*[]byte)
-	cs.buf = *cs.bufp
+}
+
+// copyBuf returns the connection's copy buffer (32 KiB), taking it from
+// its pool at the first body that needs it: a small body that arrived
+// with its head is copied from the reader's buffer, so most requests
+// never take it.
+func (cs *connState) copyBuf() []byte {
+	if cs.bufp == nil {
+		cs.bufp = bufPool.Get().(*[]byte)
+		cs.buf = *cs.bufp
+	}
+	return cs.buf
 }
 
 // putBuffers gives the connection's buffers back to the pools (nothing
@@ -442,7 +452,9 @@ func (cs *connState) putBuffers() {
 	cs.bw.Reset(nil)
 	readerPool.Put(cs.br)
 	writerPool.Put(cs.bw)
-	bufPool.Put(cs.bufp)
+	if cs.bufp != nil {
+		bufPool.Put(cs.bufp)
+	}
 	cs.br, cs.bw, cs.bufp, cs.buf = nil, nil, nil, nil
 }
 
@@ -936,10 +948,14 @@ func (cs *connState) copyRequestBody(w *bufio.Writer) error {
 	r := &cs.req
 	switch {
 	case r.chunked:
-		_, err := copyChunked(w, cs.br, cs.p.MaxBodyBytes, true, cs.buf)
+		_, err := copyChunked(w, cs.br, cs.p.MaxBodyBytes, true, cs.copyBuf())
 		return err
 	case r.contentLength > 0:
-		return copyN(w, cs.br, r.contentLength, true, cs.buf)
+		var buf []byte
+		if r.contentLength > int64(cs.br.Buffered()) {
+			buf = cs.copyBuf()
+		}
+		return copyN(w, cs.br, r.contentLength, true, buf)
 	}
 	return nil
 }
@@ -978,9 +994,13 @@ func (cs *connState) relayResponse(bc *bconn, rid string, keep bool, m *machine)
 	switch {
 	case noBody:
 	case resp.chunked:
-		_, err = copyChunked(cs.bw, bc.br, 0, true, cs.buf)
+		_, err = copyChunked(cs.bw, bc.br, 0, true, cs.copyBuf())
 	default:
-		err = copyN(cs.bw, bc.br, resp.contentLength, true, cs.buf)
+		var buf []byte
+		if resp.contentLength < 0 || resp.contentLength > int64(bc.br.Buffered()) {
+			buf = cs.copyBuf()
+		}
+		err = copyN(cs.bw, bc.br, resp.contentLength, true, buf)
 	}
 	if err != nil {
 		return resp.status, false, false, err
