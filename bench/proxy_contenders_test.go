@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -126,6 +127,17 @@ func newEnv(b *testing.B, o envOpts) *benchEnv {
 	}
 	if c, ok := startCaddy(b, e.dir, e.backAddr); ok {
 		e.cs = append(e.cs, c)
+	}
+	if only := os.Getenv("HANGAR_BENCH_ONLY"); only != "" {
+		// Just these contenders (comma-separated names), for a longer
+		// A/B run of two.
+		keep := e.cs[:0]
+		for _, c := range e.cs {
+			if slices.Contains(strings.Split(only, ","), c.name) {
+				keep = append(keep, c)
+			}
+		}
+		e.cs = keep
 	}
 	return e
 }
