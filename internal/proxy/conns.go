@@ -73,7 +73,7 @@ func (p *Proxy) count(fc *fconn) bool {
 		}
 		p.perIP[fc.ip]++
 		p.open++
-		p.connPeak.open = max(p.connPeak.open, p.open)
+		p.raiseBusyPeakLocked()
 		fc.counted = true
 	}
 	open, fromIP := p.open, p.perIP[fc.ip]

@@ -255,7 +255,7 @@ func (p *Proxy) closeIdleBackends() {
 			p.srvMu.Lock()
 			open := p.open
 			p.srvMu.Unlock()
-			p.releaseMemory(open, open-p.parkedConns())
+			p.releaseMemory(open, open-int(p.parkedN.Load()))
 		}
 	}
 }

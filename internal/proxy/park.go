@@ -44,9 +44,18 @@ const (
 const freeAfterDrop = 1000
 
 // connPeaks are the peaks releaseMemory compares with (guarded by
-// Proxy.srvMu): open connections (raised as they are accepted, see
-// count) and busy ones (raised by the janitor).
+// Proxy.srvMu): open connections and busy ones, raised as connections
+// are accepted (count) and woken from parking (raiseBusyPeak), so that a
+// burst between two of the janitor's ticks counts.
 type connPeaks struct{ open, busy int }
+
+// raiseBusyPeakLocked raises the peaks to the connections open and busy
+// now (srvMu held).
+func (p *Proxy) raiseBusyPeakLocked() {
+	pk := &p.connPeak
+	pk.open = max(pk.open, p.open)
+	pk.busy = max(pk.busy, p.open-int(p.parkedN.Load()))
+}
 
 // releaseMemory is called by the janitor on each tick with the number of
 // open and of busy client connections; it frees memory after a large

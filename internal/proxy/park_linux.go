@@ -59,6 +59,7 @@ func (p *Proxy) park(cs *connState, wait time.Duration) bool {
 			cs.parkFD = int32(fd)
 			pk.conns[int32(fd)] = cs
 			cs.fc.state.Store(connParked)
+			p.parkedN.Add(1)
 			added = true
 		}
 	})
@@ -96,6 +97,11 @@ func (pk *parker) poll(p *Proxy) {
 			}
 		}
 		pk.mu.Unlock()
+		if len(wake) > 0 {
+			p.srvMu.Lock()
+			p.raiseBusyPeakLocked() // woken connections are busy again
+			p.srvMu.Unlock()
+		}
 		for _, cs := range wake {
 			go cs.run(false)
 		}
@@ -105,6 +111,7 @@ func (pk *parker) poll(p *Proxy) {
 // unparkLocked takes a connection out of the poller (before anything may
 // close it, so that its descriptor is not reused while still watched).
 func (pk *parker) unparkLocked(cs *connState, why int) {
+	cs.p.parkedN.Add(-1)
 	delete(pk.conns, cs.parkFD)
 	_ = unix.EpollCtl(pk.epfd, unix.EPOLL_CTL_DEL, int(cs.parkFD), nil)
 	cs.woke = why

@@ -182,4 +182,20 @@ func TestReleaseMemoryAfterDrop(t *testing.T) {
 	if got := gcs() - before; got == 0 {
 		t.Fatal("no collection after the open connections fell by freeAfterDrop between ticks")
 	}
+	// Connections accepted busy and parked between two ticks: the busy
+	// peak was raised as they came, and their parking is a drop.
+	before = gcs()
+	p.srvMu.Lock()
+	p.open = freeAfterDrop + 200
+	p.raiseBusyPeakLocked()
+	p.srvMu.Unlock()
+	p.parkedN.Store(freeAfterDrop + 200)
+	p.releaseMemory(freeAfterDrop+200, 0)
+	if got := gcs() - before; got == 0 {
+		t.Fatal("no collection after connections accepted between ticks were parked")
+	}
+	p.parkedN.Store(0)
+	p.srvMu.Lock()
+	p.open = 0
+	p.srvMu.Unlock()
 }

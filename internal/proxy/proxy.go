@@ -182,6 +182,7 @@ type Proxy struct {
 	janitor     sync.Once     // starts closeIdleBackends
 	connPeak    connPeaks     // client connections at their peak (releaseMemory; guarded by srvMu)
 	parker      parker        // parked idle connections (park.go)
+	parkedN     atomic.Int64  // how many are parked
 	stopped     chan struct{} // closed by Shutdown
 }
 
