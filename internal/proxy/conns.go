@@ -73,6 +73,7 @@ func (p *Proxy) count(fc *fconn) bool {
 		}
 		p.perIP[fc.ip]++
 		p.open++
+		p.raiseBusyPeakLocked()
 		fc.counted = true
 	}
 	open, fromIP := p.open, p.perIP[fc.ip]

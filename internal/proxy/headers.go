@@ -175,32 +175,38 @@ type forwarded struct {
 	region    string
 	requestID string
 	via       string // this hop's Via entry ("1.1 hangar")
-	// priorXFF and priorVia are the chains the client sent ("" if none).
-	priorXFF, priorVia string
+	// priorXFF and priorVia are the chains the client sent (empty if
+	// none).
+	priorXFF, priorVia []byte
 }
 
 // each calls set with each forwarded header and its value, in the order
 // they are written.
 func (f *forwarded) each(set func(name, value string)) {
-	xff := f.clientIP
-	if f.priorXFF != "" {
-		xff = f.priorXFF + ", " + f.clientIP
-	}
+	f.eachPart(func(name string, prior []byte, value string) {
+		if len(prior) > 0 {
+			value = string(prior) + ", " + value
+		}
+		set(name, value)
+	})
+}
+
+// eachPart calls set with each forwarded header, the chain the client
+// sent for it (X-Forwarded-For, Via; else empty) and this hop's value:
+// the header's value is prior + ", " + value when prior is not empty.
+// The fast path writes the parts without joining them (no allocation).
+func (f *forwarded) eachPart(set func(name string, prior []byte, value string)) {
 	proto, ssl := "http", "off"
 	if f.tls {
 		proto, ssl = "https", "on"
 	}
-	via := f.via
-	if f.priorVia != "" {
-		via = f.priorVia + ", " + f.via
-	}
-	set("X-Forwarded-For", xff)
-	set("Fly-Client-Ip", f.clientIP)
-	set("X-Forwarded-Proto", proto)
-	set("X-Forwarded-Ssl", ssl)
-	set("X-Forwarded-Port", f.port)
-	set("Fly-Forwarded-Port", f.port)
-	set("Fly-Region", f.region)
-	set("Fly-Request-Id", f.requestID)
-	set("Via", via)
+	set("X-Forwarded-For", f.priorXFF, f.clientIP)
+	set("Fly-Client-Ip", nil, f.clientIP)
+	set("X-Forwarded-Proto", nil, proto)
+	set("X-Forwarded-Ssl", nil, ssl)
+	set("X-Forwarded-Port", nil, f.port)
+	set("Fly-Forwarded-Port", nil, f.port)
+	set("Fly-Region", nil, f.region)
+	set("Fly-Request-Id", nil, f.requestID)
+	set("Via", f.priorVia, f.via)
 }

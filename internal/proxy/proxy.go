@@ -180,6 +180,9 @@ type Proxy struct {
 
 	backendIdle time.Duration // idleConnTTL; tests shorten it
 	janitor     sync.Once     // starts closeIdleBackends
+	connPeak    connPeaks     // client connections at their peak (releaseMemory; guarded by srvMu)
+	parker      parker        // parked idle connections (park.go)
+	parkedN     atomic.Int64  // how many are parked
 	stopped     chan struct{} // closed by Shutdown
 }
 
@@ -616,10 +619,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	f := forwarded{clientIP: clientIP, tls: pr.In.TLS != nil, port: port, region: p.region, requestID: rq.id, via: viaValue(pr.In)}
 	// X-Forwarded-For and Via keep the chains the client sent.
 	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-		f.priorXFF = strings.Join(prior, ", ")
+		f.priorXFF = []byte(strings.Join(prior, ", "))
 	}
 	if prior := pr.In.Header["Via"]; len(prior) > 0 {
-		f.priorVia = strings.Join(prior, ", ")
+		f.priorVia = []byte(strings.Join(prior, ", "))
 	}
 	// What the client sent under the names of the headers the proxy owns
 	// (forwarded and routing headers) does not reach the app; net/http
