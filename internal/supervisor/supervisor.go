@@ -155,6 +155,9 @@ type Options struct {
 	// Observer is told of starts and autostop actions, for metrics
 	// (nil: no one).
 	Observer Observer
+	// NoPark: a stopped machine's next start is not prepared ahead even
+	// when the driver can (see park.go).
+	NoPark bool
 }
 
 // Observer is told what the supervisor did, for metrics. Its methods must
@@ -852,12 +855,16 @@ func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, tim
 	if err != nil {
 		return nil, err
 	}
-	return s.update(ctx, l.app, l.id, func(r *Record) error {
+	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStopped
 		r.StopReason = stopReason(source)
 		addEvent(r, "stop", types.StateStopped, source, stopRequest(source, map[string]interface{}{"signal": signal}))
 		return nil
 	})
+	if err == nil {
+		s.parkAfterStop(l, r.InstanceID) // park.go
+	}
+	return r, err
 }
 
 // hasTask reports whether a machine in state has a task to stop: running,
@@ -1038,6 +1045,9 @@ func (s *Supervisor) UpdateWith(ctx context.Context, app, id string, cfg *types.
 		return nil, err
 	}
 	if !boot {
+		if r.State == types.StateStopped {
+			s.parkAfterStop(l, r.InstanceID) // the new version's start, ahead
+		}
 		return r, nil
 	}
 	return s.bootLocked(ctx, l, r, "flyd", nil)
