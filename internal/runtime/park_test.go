@@ -2,12 +2,15 @@ package runtime
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +25,8 @@ func TestPark(t *testing.T) { forEachRuntime(t, testPark) }
 
 func testPark(t *testing.T, d *OCI, rootfs string) {
 	ctx := context.Background()
+	logs := &lockedBuffer{}
+	d.log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	id := "tpark" + randSuffix()
 	cleanupTask(t, d, id)
 	secret := "s3cret" + randSuffix()
@@ -50,6 +55,12 @@ func testPark(t *testing.T, d *OCI, rootfs string) {
 	}
 	waitLog(t, d.LogPath(id), "listening on", 20*time.Second)
 	waitEnv(t, st.Pid, "SECRET="+secret)
+	if out, err := d.runtimeCmd(ctx, id, "state", id).CombinedOutput(); err != nil || !strings.Contains(string(out), `"running"`) {
+		t.Fatalf("%s state after the start of a parked task: %s %v", d.name, out, err)
+	}
+	if !strings.Contains(logs.String(), `msg="parked task started"`) || !strings.Contains(logs.String(), `how="exec fifo"`) {
+		t.Fatalf("the parked task was not started through its exec fifo:\n%s", logs.String())
+	}
 	if in, err := d.Inspect(ctx, id); err != nil || !in.Running || in.Parked {
 		t.Fatalf("inspect after start = %+v, %v", in, err)
 	}
@@ -214,4 +225,22 @@ func mountedUnder(t *testing.T, dir string) bool {
 		}
 	}
 	return false
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writes (a log).
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
