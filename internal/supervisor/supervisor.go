@@ -620,16 +620,28 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	case types.StateDestroying, types.StateDestroyed:
 		return nil, fmt.Errorf("machine %s is %s: %w", l.id, r.State, ErrConflict)
 	}
-	// The network namespace is made while the state is recorded and the
-	// task prepared.
+	// The network namespace is made, and the task's spec built, while
+	// the state is recorded (a store commit); the task starts only once
+	// the machine is recorded starting.
 	netReady := s.startNetwork(r)
+	type built struct {
+		spec runtime.Spec
+		err  error
+	}
+	specCh := make(chan built, 1)
+	go func() {
+		spec, err := s.buildSpec(ctx, r, netReady)
+		specCh <- built{spec, err}
+	}()
 	if _, err := s.setState(ctx, l.app, l.id, types.StateStarting, "", source, nil); err != nil {
-		if netReady != nil {
-			_ = netReady()
+		if b := <-specCh; b.err == nil && b.spec.NetNSReady != nil {
+			_ = b.spec.NetNSReady()
 		}
+		s.removeFiles(l.id)
 		return nil, err
 	}
-	r, err = s.bootLocked(ctx, l, r, source, netReady)
+	b := <-specCh
+	r, err = s.bootWith(ctx, l, r, source, b.spec, b.err)
 	if err == nil && s.opt.Observer != nil {
 		s.opt.Observer.MachineStarted(l.app, from, source, time.Since(t0))
 	}
@@ -643,9 +655,14 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 // netReady, if set, waits for the network namespace the caller started
 // making (startNetwork).
 func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source string, netReady func() error) (*Record, error) {
-	t0 := time.Now()
 	spec, err := s.buildSpec(ctx, r, netReady)
+	return s.bootWith(ctx, l, r, source, spec, err)
+}
+
+// bootWith is bootLocked with the spec built (or failed to be, specErr).
+func (s *Supervisor) bootWith(ctx context.Context, l *live, r *Record, source string, spec runtime.Spec, specErr error) (*Record, error) {
 	t1 := time.Now()
+	err := specErr
 	if err == nil {
 		_, err = s.opt.Driver.Start(ctx, spec)
 		if spec.NetNSReady != nil {
@@ -683,7 +700,7 @@ func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source 
 	if err != nil {
 		return nil, err
 	}
-	s.log.Debug("machine booted", "app", l.app, "machine", l.id, "spec", t1.Sub(t0), "driver", t2.Sub(t1), "record", time.Since(t2))
+	s.log.Debug("machine booted", "app", l.app, "machine", l.id, "driver", t2.Sub(t1), "record", time.Since(t2))
 	s.attach(l, r, gen)
 	return r, nil
 }
