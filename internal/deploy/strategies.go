@@ -184,7 +184,15 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 	}
 	first := true
 	ahead := 0 // new machines up beyond the old ones retired (a canary)
+	// A batch's old machines drain and stop while the next batch starts:
+	// the new machines that replace them already serve. The deploy ends
+	// once every retire has.
+	var retiring background
+	defer retiring.wait()
 	for remaining > 0 || len(olds) > 0 {
+		if err := retiring.failed(); err != nil {
+			return retiring.wait()
+		}
 		n := batchSize(p.want, maxUnavail)
 		if first {
 			n = 1
@@ -196,7 +204,7 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 			// Each new machine on the host of an old one still without
 			// its replacement.
 			if _, err := r.launch(ctx, p, region, hostsOf(olds[min(ahead, len(olds)):]), n, waitTimeout, false, first); err != nil {
-				return err
+				return errors.Join(err, retiring.wait())
 			}
 			remaining -= n
 		}
@@ -212,8 +220,9 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 		if k > len(olds) {
 			k = len(olds)
 		}
-		if err := r.retire(ctx, p, olds[:k]); err != nil {
-			return err
+		if k > 0 {
+			batch := olds[:k]
+			retiring.run(func() error { return r.retire(ctx, p, batch) })
 		}
 		olds = olds[k:]
 		ahead = max(0, ahead+n-k)
@@ -222,7 +231,39 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 			break
 		}
 	}
-	return nil
+	return retiring.wait()
+}
+
+// background runs functions in goroutines and collects their errors.
+type background struct {
+	wg   sync.WaitGroup
+	mu   sync.Mutex // guards errs
+	errs []error
+}
+
+func (b *background) run(f func() error) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := f(); err != nil {
+			b.mu.Lock()
+			b.errs = append(b.errs, err)
+			b.mu.Unlock()
+		}
+	}()
+}
+
+// failed returns the errors of the functions done so far.
+func (b *background) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return errors.Join(b.errs...)
+}
+
+// wait waits for every function and returns their errors.
+func (b *background) wait() error {
+	b.wg.Wait()
+	return b.failed()
 }
 
 // rollingWithVolumes replaces machines that mount volumes one at a time:

@@ -1163,6 +1163,9 @@ func (s *Supervisor) Wait(ctx context.Context, app, id, state, instanceID string
 func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
+		// Checks that change state and records that change both close
+		// changed: no poll interval between a pass and the return.
+		changed := s.changedCh()
 		r, err := s.Get(ctx, app, id)
 		if err != nil {
 			return err
@@ -1190,11 +1193,15 @@ func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout ti
 			}
 			return fmt.Errorf("machine %s not healthy within %v: state %s, failing checks %v: %w", id, timeout, r.State, failing, ErrTimeout)
 		}
+		wait := time.NewTimer(min(time.Until(deadline)+time.Millisecond, time.Second))
 		select {
-		case <-time.After(50 * time.Millisecond):
+		case <-changed:
+		case <-wait.C:
 		case <-ctx.Done():
+			wait.Stop()
 			return ctx.Err()
 		}
+		wait.Stop()
 	}
 }
 
