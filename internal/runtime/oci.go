@@ -637,11 +637,14 @@ func (d *OCI) Stop(ctx context.Context, id, signal string, timeout time.Duration
 	sig := strings.TrimPrefix(strings.ToUpper(signal), "SIG")
 	// Mark the stop as ours so the exit is not mistaken for an OOM kill.
 	_ = os.WriteFile(filepath.Join(dir, "stop-requested"), nil, 0o600)
-	if out, err := d.runtimeCmd(ctx, id, "kill", id, sig).CombinedOutput(); err != nil {
-		if _, e := readExit(dir); e == nil {
-			return nil
+	if err := signalTask(dir, pid, sig); err != nil {
+		d.log.Debug("could not signal the task directly; asking the runtime", "task", id, "signal", sig, "err", err)
+		if out, err := d.runtimeCmd(ctx, id, "kill", id, sig).CombinedOutput(); err != nil {
+			if _, e := readExit(dir); e == nil {
+				return nil
+			}
+			d.log.Debug("signal failed", "task", id, "signal", sig, "err", err, "output", string(out))
 		}
-		d.log.Debug("signal failed", "task", id, "signal", sig, "err", err, "output", string(out))
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	err := waitPid(wctx, pid)
@@ -901,4 +904,39 @@ func waitPid(ctx context.Context, pid int) error {
 			return nil
 		}
 	}
+}
+
+// signalTask sends signal sig (a name without "SIG") to the task's init,
+// as `<runtime> kill` does, without starting the runtime's CLI. The init
+// is the child of its shim (shimPid) until the shim reaps it, so its pid
+// cannot have been reused while that holds: it is checked after the pidfd
+// is opened, and the signal goes through the pidfd.
+func signalTask(dir string, shimPid int, sig string) error {
+	num := unix.SignalNum("SIG" + sig)
+	if num == 0 {
+		return fmt.Errorf("unknown signal %q", sig)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "task.pid"))
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("task pid %q", b)
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return err
+	}
+	i := bytes.LastIndexByte(st, ')')
+	f := strings.Fields(string(st[i+1:]))
+	if i < 0 || len(f) < 2 || f[1] != strconv.Itoa(shimPid) {
+		return fmt.Errorf("process %d is not the child of shim %d", pid, shimPid)
+	}
+	return unix.PidfdSendSignal(fd, num, nil, 0)
 }

@@ -64,7 +64,17 @@ func testPark(t *testing.T, d *OCI, rootfs string) {
 	if in, err := d.Inspect(ctx, id); err != nil || !in.Running || in.Parked {
 		t.Fatalf("inspect after start = %+v, %v", in, err)
 	}
-	stopWait(t, d, id)
+	// Stop signals the task's init itself (no runtime CLI), and it
+	// arrives: the app exits on SIGTERM, not killed at the timeout.
+	if err := d.Stop(ctx, id, "SIGTERM", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if ex, err := d.Wait(ctx, id); err != nil || ex.Signal == 9 {
+		t.Fatalf("exit after SIGTERM = %+v, %v", ex, err)
+	}
+	if strings.Contains(logs.String(), "could not signal the task directly") {
+		t.Fatalf("the stop did not signal the task directly:\n%s", logs.String())
+	}
 
 	// A start with another spec makes the task afresh.
 	parked = park(t, d, spec)
