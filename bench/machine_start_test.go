@@ -101,7 +101,7 @@ func daemonRuntime(dataDir string) string {
 // with the image already unpacked, against bare starts of the same rootfs
 // (in a ready network namespace) by crun and by runc, and a plain
 // fork/exec of the same binary, each until it answers HTTP. The target is
-// Hangar within 1.5x of bare crun (the runtime the daemon picks).
+// Hangar within 1.15x of bare crun (the runtime the daemon picks).
 func BenchmarkMachineStart(b *testing.B) {
 	harness.RequireRoot(b)
 	bin := harness.BuildBinary(b)
@@ -248,7 +248,7 @@ func BenchmarkMachineStart(b *testing.B) {
 		if c, ok := bareStats[name]; ok {
 			target := ""
 			if name == "crun" {
-				target = " (target ≤ 1.5x)"
+				target = " (target ≤ 1.15x)"
 			}
 			fmt.Printf(" hangar/%s = %.2fx%s,", name, float64(h.med)/float64(c.med), target)
 		}
