@@ -82,9 +82,16 @@ func bareRuntimes(b *testing.B) []string {
 	return rts
 }
 
-// daemonRuntime is the runtime the daemon says it picked.
+// daemonRuntime is the runtime the daemon says it picked in its log (the
+// harness writes it to a temp dir beside the data dir's).
 func daemonRuntime(dataDir string) string {
-	log, _ := os.ReadFile(filepath.Join(dataDir, "daemon.log"))
+	var log []byte
+	logs, _ := filepath.Glob(filepath.Join(filepath.Dir(dataDir), "*", "daemon.log"))
+	for _, p := range append([]string{filepath.Join(dataDir, "daemon.log")}, logs...) {
+		if b, err := os.ReadFile(p); err == nil {
+			log = append(log, b...)
+		}
+	}
 	for _, line := range strings.Split(string(log), "\n") {
 		if strings.Contains(line, "OCI runtime selected") {
 			for _, f := range strings.Fields(line) {

@@ -431,11 +431,19 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 	if name == "" {
 		name = id
 	}
+	// A machine that launches now is saved starting (and started next,
+	// see startFrom); one leased first is saved created, so that a lease
+	// that fails leaves nothing to start.
+	launch := !opt.SkipLaunch && opt.LeaseTTL <= 0
+	state := types.StateCreated
+	if launch {
+		state = types.StateStarting
+	}
 	r, err := s.saveNew(ctx, app, id, func(idx int, ip4, ip6 net.IP) *Record {
 		ts := now()
 		r := &Record{
 			Machine: types.Machine{
-				ID: id, Name: name, State: types.StateCreated, Region: region,
+				ID: id, Name: name, State: state, Region: region,
 				InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
 				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts, Cordoned: opt.Cordoned,
 				HostID: s.opt.HostID,
@@ -449,6 +457,12 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 		return nil, err
 	}
 	s.notify()
+	if launch {
+		l := s.liveFor(app, id)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return s.startFrom(ctx, l, r, types.StateCreated, "user", true)
+	}
 	if opt.LeaseTTL > 0 {
 		if _, err := s.AcquireLease(ctx, app, id, opt.LeaseOwner, "lease_ttl on create", opt.LeaseTTL); err != nil {
 			return nil, err
@@ -620,6 +634,23 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	case types.StateDestroying, types.StateDestroyed:
 		return nil, fmt.Errorf("machine %s is %s: %w", l.id, r.State, ErrConflict)
 	}
+	return s.startFrom(ctx, l, r, from, source, false)
+}
+
+// startFrom boots machine r (in state from) and records it started.
+// recorded: r is already recorded starting (a create that launches saves
+// its new record so: one store commit less on the way to the first
+// request).
+func (s *Supervisor) startFrom(ctx context.Context, l *live, r *Record, from, source string, recorded bool) (*Record, error) {
+	t0 := time.Now()
+	if recorded {
+		netReady := s.startNetwork(r)
+		r, err := s.bootLocked(ctx, l, r, source, netReady)
+		if err == nil && s.opt.Observer != nil {
+			s.opt.Observer.MachineStarted(l.app, from, source, time.Since(t0))
+		}
+		return r, err
+	}
 	// The network namespace is made, and the task's spec built, while
 	// the state is recorded (a store commit); the task starts only once
 	// the machine is recorded starting.
@@ -641,7 +672,7 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 		return nil, err
 	}
 	b := <-specCh
-	r, err = s.bootWith(ctx, l, r, source, b.spec, b.err)
+	r, err := s.bootWith(ctx, l, r, source, b.spec, b.err)
 	if err == nil && s.opt.Observer != nil {
 		s.opt.Observer.MachineStarted(l.app, from, source, time.Since(t0))
 	}
