@@ -721,6 +721,12 @@ func (s *Supervisor) bootWith(ctx context.Context, l *live, r *Record, source st
 	l.generation++
 	gen := l.generation
 	l.stateMu.Unlock()
+	// The task runs: its checks start, and the proxy may route to it once
+	// they pass, while the start is recorded (a store commit, milliseconds
+	// under load), so that requests a wake holds go at once.
+	started := *r
+	started.State, started.StopReason = types.StateStarted, ""
+	s.startChecks(l, &started, false)
 	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStarted
 		r.Relaunch = false
@@ -729,10 +735,20 @@ func (s *Supervisor) bootWith(ctx context.Context, l *live, r *Record, source st
 		return nil
 	})
 	if err != nil {
+		// Not recorded started: out of rotation again.
+		l.stateMu.Lock()
+		if l.cancelChecks != nil {
+			l.cancelChecks()
+			l.cancelChecks = nil
+		}
+		l.stateMu.Unlock()
+		if started.Config != nil && len(started.Config.Services) > 0 {
+			s.opt.Router.SetBackend(types.Backend{App: l.app, MachineID: l.id}, false)
+		}
 		return nil, err
 	}
 	s.log.Debug("machine booted", "app", l.app, "machine", l.id, "driver", t2.Sub(t1), "record", time.Since(t2))
-	s.attach(l, r, gen)
+	go s.watchExit(l, gen)
 	return r, nil
 }
 
