@@ -4,9 +4,9 @@ package runtime
 // directory then holds everything a started task has, its container
 // created (its init waiting on the runtime's exec fifo), its shim waiting
 // for the init as for a running task, and parkedFile: the keyed digest of
-// the spec it was made for. Start with a spec of the same digest runs only
-// `<runtime> start`; anything else goes the slow way, whose cleanup
-// discards the parked task.
+// the spec it was made for. Start with a spec of the same digest only lets
+// the created init go on (openExecFifo, else `<runtime> start`); anything
+// else goes the slow way, whose cleanup discards the parked task.
 
 import (
 	"context"

@@ -49,7 +49,7 @@ type shimConfig struct {
 	Upper    []string `json:"upper"`
 	Token    string   `json:"token,omitempty"` // the shim's identity (shimProc)
 	// Park: create the container only; the daemon starts it later
-	// (`<runtime> start`, see Parker) and the shim reaps it as usual.
+	// (through the exec fifo, see Parker) and the shim reaps it as usual.
 	Park bool `json:"park,omitempty"`
 
 	// LogMaxBytes rotates the log to LogPath+".1" at this size; 0: never.
@@ -248,7 +248,7 @@ func shimMain() int {
 	// init is then reparented to this shim, its subreaper.
 	verb := []string{"run", "-d"}
 	if cfg.Park {
-		// Created, the container's init waits for `<runtime> start`.
+		// Created, the container's init waits on its exec fifo.
 		verb = []string{"create"}
 	}
 	args := append([]string{"--root", cfg.StateDir, "--log", rtLog}, verb...)
