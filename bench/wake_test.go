@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,9 @@ func BenchmarkWake(b *testing.B) {
 		res["warm"] = append(res["warm"], dur)
 		for _, kind := range []string{"suspended", "stopped"} {
 			waitState(kind, map[string]string{"suspended": types.StateSuspended, "stopped": types.StateStopped}[kind])
+			if kind == "stopped" {
+				waitParked(b, d.DataDir, apps[kind])
+			}
 			dur, line := firstByte(b, d.HTTP, names[kind])
 			if !strings.Contains(line, " 200 ") {
 				b.Fatalf("%s: %s", kind, line)
@@ -107,8 +111,26 @@ func BenchmarkWake(b *testing.B) {
 	for _, x := range []stats{w, s, st} {
 		fmt.Fprintf(&sb, "%-36s %10s %10s %10s %12s\n", x.name, x.min.Round(10*time.Microsecond), x.med.Round(10*time.Microsecond), x.max.Round(10*time.Microsecond), (x.med - w.med).Round(10*time.Microsecond))
 	}
-	fmt.Fprintf(&sb, "targets: suspended < 5ms added at the median; stopped < 60ms\n")
+	fmt.Fprintf(&sb, "targets: suspended < 5ms added at the median; stopped < 20ms\n")
 	fmt.Print(sb.String())
 	b.ReportMetric(float64((s.med-w.med).Microseconds())/1000, "suspend-added-ms")
 	b.ReportMetric(float64((st.med-w.med).Microseconds())/1000, "stop-added-ms")
+}
+
+// waitParked waits until a stopped machine's next start is prepared (the
+// driver's parked task, see runtime.Parker), as it is long before any
+// real wake: the daemon does it in the background right after the stop.
+func waitParked(b *testing.B, dataDir, id string) {
+	b.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(filepath.Join(dataDir, "tasks", id, "parked")); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Logf("machine %s was not parked within 5s of its stop; measuring the slow start", id)
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

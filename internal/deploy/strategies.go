@@ -121,8 +121,21 @@ func (r *run) create(ctx context.Context, p *plan, region, prefer string, cordon
 // retire drains old machines out of rotation (in-flight requests finish)
 // and stops them; they are destroyed when the release completes.
 func (r *run) retire(ctx context.Context, p *plan, olds []*supervisor.Record) error {
+	stop, err := r.leave(ctx, p, olds)
+	if err != nil {
+		return err
+	}
+	return stop()
+}
+
+// leave takes old machines out of rotation (cordoned: the proxy neither
+// routes to them nor wakes them again once stopped, which would take a
+// volume back from its replacement; a rollback uncordons them) and
+// returns the rest of their retire: draining and stopping them.
+func (r *run) leave(ctx context.Context, p *plan, olds []*supervisor.Record) (func() error, error) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(olds))
+	left := make([]bool, len(olds))
 	for i, o := range olds {
 		wg.Add(1)
 		go func(i int, o *supervisor.Record) {
@@ -135,20 +148,36 @@ func (r *run) retire(ctx context.Context, p *plan, olds []*supervisor.Record) er
 				errs[i] = err
 				return
 			}
-			// Cordoned, the proxy neither routes to it nor wakes it again
-			// once stopped (it would take its volume back from its
-			// replacement); a rollback uncordons it.
 			if _, err := r.d.Sup.SetCordoned(ctx, r.app, o.ID, true); err != nil {
 				errs[i] = fmt.Errorf("cordon old machine %s: %w", o.ID, err)
 				return
 			}
-			if _, err := r.d.Sup.Stop(ctx, r.app, o.ID, "", 0); err != nil {
-				errs[i] = fmt.Errorf("stop old machine %s: %w", o.ID, err)
-			}
+			left[i] = true
 		}(i, o)
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	stop := func() error {
+		var wg sync.WaitGroup
+		for i, o := range olds {
+			if !left[i] {
+				continue
+			}
+			wg.Add(1)
+			go func(i int, o *supervisor.Record) {
+				defer wg.Done()
+				if _, err := r.d.Sup.Stop(ctx, r.app, o.ID, "", 0); err != nil {
+					errs[i] = fmt.Errorf("stop old machine %s: %w", o.ID, err)
+				}
+			}(i, o)
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
+	if errors.Join(errs...) != nil {
+		// The others are stopped as before; the errors include these.
+		return nil, stop()
+	}
+	return stop, nil
 }
 
 // rolling replaces old machines region by region (regionParts: the
@@ -184,7 +213,15 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 	}
 	first := true
 	ahead := 0 // new machines up beyond the old ones retired (a canary)
+	// A batch's old machines leave rotation at once, then drain and stop
+	// while the next batch starts: the new machines that replace them
+	// already serve. The deploy ends once every retire has.
+	var retiring background
+	defer retiring.wait()
 	for remaining > 0 || len(olds) > 0 {
+		if err := retiring.failed(); err != nil {
+			return retiring.wait()
+		}
 		n := batchSize(p.want, maxUnavail)
 		if first {
 			n = 1
@@ -196,7 +233,7 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 			// Each new machine on the host of an old one still without
 			// its replacement.
 			if _, err := r.launch(ctx, p, region, hostsOf(olds[min(ahead, len(olds)):]), n, waitTimeout, false, first); err != nil {
-				return err
+				return errors.Join(err, retiring.wait())
 			}
 			remaining -= n
 		}
@@ -212,8 +249,14 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 		if k > len(olds) {
 			k = len(olds)
 		}
-		if err := r.retire(ctx, p, olds[:k]); err != nil {
-			return err
+		if k > 0 {
+			// Out of rotation now (the routable count never exceeds a
+			// batch over the group's), drained and stopped meanwhile.
+			stop, err := r.leave(ctx, p, olds[:k])
+			if err != nil {
+				return errors.Join(err, retiring.wait())
+			}
+			retiring.run(stop)
 		}
 		olds = olds[k:]
 		ahead = max(0, ahead+n-k)
@@ -222,7 +265,39 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 			break
 		}
 	}
-	return nil
+	return retiring.wait()
+}
+
+// background runs functions in goroutines and collects their errors.
+type background struct {
+	wg   sync.WaitGroup
+	mu   sync.Mutex // guards errs
+	errs []error
+}
+
+func (b *background) run(f func() error) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		if err := f(); err != nil {
+			b.mu.Lock()
+			b.errs = append(b.errs, err)
+			b.mu.Unlock()
+		}
+	}()
+}
+
+// failed returns the errors of the functions done so far.
+func (b *background) failed() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return errors.Join(b.errs...)
+}
+
+// wait waits for every function and returns their errors.
+func (b *background) wait() error {
+	b.wg.Wait()
+	return b.failed()
 }
 
 // rollingWithVolumes replaces machines that mount volumes one at a time:

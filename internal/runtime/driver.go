@@ -68,6 +68,9 @@ type Status struct {
 	Pid     int // the task's init process, when running
 	Started time.Time
 	Exit    *ExitResult // set once the task has exited
+	// Parked: the task is created but its process has not started (see
+	// Parker); Running is false and no process of the app exists.
+	Parked bool
 }
 
 // ExitResult is how a task ended.
@@ -106,6 +109,18 @@ type Driver interface {
 type Pauser interface {
 	Pause(ctx context.Context, id string) error
 	Resume(ctx context.Context, id string) error
+}
+
+// Parker is implemented by drivers that can prepare a stopped task's next
+// start ahead of it. Park does everything Start does but run the task's
+// process: the rootfs mounted with a fresh writable layer, the bundle, the
+// shim, the container created (crun/runc create); the process waits, using
+// no CPU, until a Start with the same spec, which then only starts it. A
+// Start with a different spec (a new config, new secrets, another log
+// size) discards what was parked and starts afresh, as does anything that
+// cannot use it (a host reboot leaves nothing). Destroy removes it.
+type Parker interface {
+	Park(ctx context.Context, spec Spec) error
 }
 
 // Execer is implemented by drivers that can run a command in a task.

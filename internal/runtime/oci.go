@@ -45,6 +45,12 @@ type OCI struct {
 	mu      sync.Mutex // guards started
 	started map[string]time.Time
 
+	// parkKey keys the digests of parked tasks' specs (parkDigest), so
+	// that no file holds an unkeyed hash of a machine's environment; kept
+	// in <root>/.park-key so a new daemon can start what an earlier one
+	// parked. nil: parking is off.
+	parkKey []byte
+
 	spareMu sync.Mutex // guards spare, closed
 	spare   *shimProc  // a shim waiting for the next task
 	closed  bool
@@ -126,6 +132,7 @@ func NewOCI(root, prefer string, log *slog.Logger) (*OCI, error) {
 		return nil, fmt.Errorf("runtime: create state dir: %w", err)
 	}
 	d := &OCI{root: root, log: log, started: map[string]time.Time{}}
+	var err error
 	d.cgroup2 = isUnifiedCgroup()
 	hybrid := isHybridCgroup()
 	candidates := []string{"crun", "runc"}
@@ -161,6 +168,9 @@ func NewOCI(root, prefer string, log *slog.Logger) (*OCI, error) {
 	}
 	if d.binary == "" {
 		return nil, errors.New("runtime: neither crun nor runc is installed (or usable here); install one: apt-get install -y crun runc")
+	}
+	if d.parkKey, err = loadParkKey(root); err != nil {
+		log.Warn("stopped machines will start the slow way (nothing kept across a stop)", "err", err)
 	}
 	for _, p := range []string{"/usr/bin/tini-static", "/usr/local/bin/tini-static"} {
 		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
@@ -203,17 +213,49 @@ func validID(id string) error {
 	return nil
 }
 
-// Start implements Driver.
-func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
+// checkSpec refuses a spec that cannot start.
+func checkSpec(spec Spec) error {
 	if err := validID(spec.ID); err != nil {
-		return Status{}, err
+		return err
 	}
 	if spec.RootFS == "" || len(spec.Args) == 0 {
-		return Status{}, fmt.Errorf("task %s: a rootfs and a command are required", spec.ID)
+		return fmt.Errorf("task %s: a rootfs and a command are required", spec.ID)
 	}
 	if err := findExecutable(spec); err != nil {
-		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
+		return fmt.Errorf("task %s: %w", spec.ID, err)
 	}
+	return nil
+}
+
+// Start implements Driver. A task parked with the same spec (Park) is
+// only started; otherwise whatever is left of an earlier run, parked or
+// not, is removed and the task is made afresh.
+func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
+	if err := checkSpec(spec); err != nil {
+		return Status{}, err
+	}
+	if st, ok := d.startParked(ctx, spec); ok {
+		return st, nil
+	}
+	return d.launch(ctx, spec, false)
+}
+
+// Park implements Parker: the task is made as Start makes it, up to its
+// container created, and waits for a Start with the same spec.
+func (d *OCI) Park(ctx context.Context, spec Spec) error {
+	if err := checkSpec(spec); err != nil {
+		return err
+	}
+	if d.parkKey == nil {
+		return fmt.Errorf("task %s: parking is unavailable: no key in %s", spec.ID, d.root)
+	}
+	_, err := d.launch(ctx, spec, true)
+	return err
+}
+
+// launch makes the task: its rootfs, bundle and shim, and has the shim run
+// it (park false) or only create it (park true, see Park).
+func (d *OCI) launch(ctx context.Context, spec Spec, park bool) (Status, error) {
 	t0 := time.Now()
 	// A leftover of an earlier run of this id goes first.
 	if err := d.cleanup(ctx, spec.ID); err != nil {
@@ -280,6 +322,7 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 		Upper:    []string{filepath.Join(dir, "upper"), filepath.Join(dir, "work")},
 		RootFS:   merged,
 		StateDir: d.stateDir(),
+		Park:     park,
 
 		LogMaxBytes: spec.LogMaxBytes,
 	})
@@ -289,6 +332,15 @@ func (d *OCI) Start(ctx context.Context, spec Spec) (Status, error) {
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
 	now := time.Now()
+	if park {
+		if err := replaceFile(filepath.Join(dir, parkedFile), []byte(d.parkDigest(spec, b)), 0o600); err != nil {
+			_ = d.discardParked(ctx, spec.ID)
+			return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
+		}
+		d.log.Debug("task parked", "task", spec.ID, "prepare", tPrep.Sub(t0), "shim", tShim.Sub(tPrep),
+			"overlay", tMount.Sub(tShim), "bundle", tBundle.Sub(tMount), "netns_wait", tNet.Sub(tBundle), "create", now.Sub(tNet))
+		return Status{ID: spec.ID, Parked: true, Pid: pid}, nil
+	}
 	d.log.Debug("task started", "task", spec.ID, "prepare", tPrep.Sub(t0), "shim", tShim.Sub(tPrep),
 		"overlay", tMount.Sub(tShim), "bundle", tBundle.Sub(tMount), "netns_wait", tNet.Sub(tBundle), "run", now.Sub(tNet))
 	d.mu.Lock()
@@ -518,6 +570,9 @@ func (d *OCI) Inspect(ctx context.Context, id string) (Status, error) {
 		return st, nil
 	}
 	st.Running = true
+	if isParked(dir) {
+		st.Running, st.Parked = false, true
+	}
 	if b, err := os.ReadFile(filepath.Join(dir, "task.pid")); err == nil {
 		st.Pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
@@ -565,6 +620,9 @@ func (d *OCI) Stop(ctx context.Context, id, signal string, timeout time.Duration
 	if _, err := readExit(dir); err == nil {
 		return nil
 	}
+	if isParked(dir) {
+		return nil // its process never ran; Destroy or Start removes it
+	}
 	pid, alive := shimAlive(dir, id)
 	if !alive {
 		_, err := d.Inspect(ctx, id)
@@ -579,11 +637,14 @@ func (d *OCI) Stop(ctx context.Context, id, signal string, timeout time.Duration
 	sig := strings.TrimPrefix(strings.ToUpper(signal), "SIG")
 	// Mark the stop as ours so the exit is not mistaken for an OOM kill.
 	_ = os.WriteFile(filepath.Join(dir, "stop-requested"), nil, 0o600)
-	if out, err := d.runtimeCmd(ctx, id, "kill", id, sig).CombinedOutput(); err != nil {
-		if _, e := readExit(dir); e == nil {
-			return nil
+	if err := signalTask(dir, pid, sig); err != nil {
+		d.log.Debug("could not signal the task directly; asking the runtime", "task", id, "signal", sig, "err", err)
+		if out, err := d.runtimeCmd(ctx, id, "kill", id, sig).CombinedOutput(); err != nil {
+			if _, e := readExit(dir); e == nil {
+				return nil
+			}
+			d.log.Debug("signal failed", "task", id, "signal", sig, "err", err, "output", string(out))
 		}
-		d.log.Debug("signal failed", "task", id, "signal", sig, "err", err, "output", string(out))
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	err := waitPid(wctx, pid)
@@ -632,6 +693,9 @@ func (d *OCI) cleanup(ctx context.Context, id string) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
+	if err := d.discardParked(ctx, id); err != nil {
+		return err
+	}
 	if pid, alive := shimAlive(dir, id); alive {
 		// A shim that has recorded the exit is about to exit itself.
 		if _, err := readExit(dir); err == nil {
@@ -648,7 +712,7 @@ func (d *OCI) cleanup(ctx context.Context, id string) error {
 	if err := unix.Unmount(merged, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
 		return fmt.Errorf("task %s: unmount rootfs: %w", id, err)
 	}
-	for _, f := range []string{"upper", "work", "exit.json", "shim.pid", "shim.id", "task.pid", "stop-requested", "runtime"} {
+	for _, f := range []string{"upper", "work", "exit.json", "shim.pid", "shim.id", "task.pid", "stop-requested", "runtime", parkedFile} {
 		if err := os.RemoveAll(filepath.Join(dir, f)); err != nil {
 			return fmt.Errorf("task %s: remove %s: %w", id, f, err)
 		}
@@ -840,4 +904,39 @@ func waitPid(ctx context.Context, pid int) error {
 			return nil
 		}
 	}
+}
+
+// signalTask sends signal sig (a name without "SIG") to the task's init,
+// as `<runtime> kill` does, without starting the runtime's CLI. The init
+// is the child of its shim (shimPid) until the shim reaps it, so its pid
+// cannot have been reused while that holds: it is checked after the pidfd
+// is opened, and the signal goes through the pidfd.
+func signalTask(dir string, shimPid int, sig string) error {
+	num := unix.SignalNum("SIG" + sig)
+	if num == 0 {
+		return fmt.Errorf("unknown signal %q", sig)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "task.pid"))
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("task pid %q", b)
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return fmt.Errorf("pidfd_open %d: %w", pid, err)
+	}
+	defer unix.Close(fd)
+	st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return err
+	}
+	i := bytes.LastIndexByte(st, ')')
+	f := strings.Fields(string(st[i+1:]))
+	if i < 0 || len(f) < 2 || f[1] != strconv.Itoa(shimPid) {
+		return fmt.Errorf("process %d is not the child of shim %d", pid, shimPid)
+	}
+	return unix.PidfdSendSignal(fd, num, nil, 0)
 }

@@ -48,6 +48,9 @@ type shimConfig struct {
 	RootFS   string   `json:"rootfs"`
 	Upper    []string `json:"upper"`
 	Token    string   `json:"token,omitempty"` // the shim's identity (shimProc)
+	// Park: create the container only; the daemon starts it later
+	// (through the exec fifo, see Parker) and the shim reaps it as usual.
+	Park bool `json:"park,omitempty"`
 
 	// LogMaxBytes rotates the log to LogPath+".1" at this size; 0: never.
 	LogMaxBytes int64 `json:"log_max_bytes,omitempty"`
@@ -243,7 +246,13 @@ func shimMain() int {
 	pidFile := filepath.Join(cfg.Dir, "task.pid")
 	// One `run -d` (create + start in one runtime process): the container's
 	// init is then reparented to this shim, its subreaper.
-	run := exec.Command(cfg.Runtime, "--root", cfg.StateDir, "--log", rtLog, "run", "-d", "--bundle", cfg.Bundle, "--pid-file", pidFile, cfg.ID)
+	verb := []string{"run", "-d"}
+	if cfg.Park {
+		// Created, the container's init waits on its exec fifo.
+		verb = []string{"create"}
+	}
+	args := append([]string{"--root", cfg.StateDir, "--log", rtLog}, verb...)
+	run := exec.Command(cfg.Runtime, append(args, "--bundle", cfg.Bundle, "--pid-file", pidFile, cfg.ID)...)
 	run.Stdin = nil
 	run.Stdout, run.Stderr = outW, errW
 	err = run.Start()

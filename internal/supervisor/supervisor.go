@@ -155,6 +155,9 @@ type Options struct {
 	// Observer is told of starts and autostop actions, for metrics
 	// (nil: no one).
 	Observer Observer
+	// NoPark: a stopped machine's next start is not prepared ahead even
+	// when the driver can (see park.go).
+	NoPark bool
 }
 
 // Observer is told what the supervisor did, for metrics. Its methods must
@@ -428,11 +431,19 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 	if name == "" {
 		name = id
 	}
+	// A machine that launches now is saved starting (and started next,
+	// see startFrom); one leased first is saved created, so that a lease
+	// that fails leaves nothing to start.
+	launch := !opt.SkipLaunch && opt.LeaseTTL <= 0
+	state := types.StateCreated
+	if launch {
+		state = types.StateStarting
+	}
 	r, err := s.saveNew(ctx, app, id, func(idx int, ip4, ip6 net.IP) *Record {
 		ts := now()
 		r := &Record{
 			Machine: types.Machine{
-				ID: id, Name: name, State: types.StateCreated, Region: region,
+				ID: id, Name: name, State: state, Region: region,
 				InstanceID: NewInstanceID(), PrivateIP: ip6.String(), Config: cfg,
 				ImageRef: imageRef(img), CreatedAt: ts, UpdatedAt: ts, Cordoned: opt.Cordoned,
 				HostID: s.opt.HostID,
@@ -446,6 +457,12 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 		return nil, err
 	}
 	s.notify()
+	if launch {
+		l := s.liveFor(app, id)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return s.startFrom(ctx, l, r, types.StateCreated, "user", true)
+	}
 	if opt.LeaseTTL > 0 {
 		if _, err := s.AcquireLease(ctx, app, id, opt.LeaseOwner, "lease_ttl on create", opt.LeaseTTL); err != nil {
 			return nil, err
@@ -617,16 +634,45 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 	case types.StateDestroying, types.StateDestroyed:
 		return nil, fmt.Errorf("machine %s is %s: %w", l.id, r.State, ErrConflict)
 	}
-	// The network namespace is made while the state is recorded and the
-	// task prepared.
-	netReady := s.startNetwork(r)
-	if _, err := s.setState(ctx, l.app, l.id, types.StateStarting, "", source, nil); err != nil {
-		if netReady != nil {
-			_ = netReady()
+	return s.startFrom(ctx, l, r, from, source, false)
+}
+
+// startFrom boots machine r (in state from) and records it started.
+// recorded: r is already recorded starting (a create that launches saves
+// its new record so: one store commit less on the way to the first
+// request).
+func (s *Supervisor) startFrom(ctx context.Context, l *live, r *Record, from, source string, recorded bool) (*Record, error) {
+	t0 := time.Now()
+	if recorded {
+		netReady := s.startNetwork(r)
+		r, err := s.bootLocked(ctx, l, r, source, netReady)
+		if err == nil && s.opt.Observer != nil {
+			s.opt.Observer.MachineStarted(l.app, from, source, time.Since(t0))
 		}
+		return r, err
+	}
+	// The network namespace is made, and the task's spec built, while
+	// the state is recorded (a store commit); the task starts only once
+	// the machine is recorded starting.
+	netReady := s.startNetwork(r)
+	type built struct {
+		spec runtime.Spec
+		err  error
+	}
+	specCh := make(chan built, 1)
+	go func() {
+		spec, err := s.buildSpec(ctx, r, netReady)
+		specCh <- built{spec, err}
+	}()
+	if _, err := s.setState(ctx, l.app, l.id, types.StateStarting, "", source, nil); err != nil {
+		if b := <-specCh; b.err == nil && b.spec.NetNSReady != nil {
+			_ = b.spec.NetNSReady()
+		}
+		s.removeFiles(l.id)
 		return nil, err
 	}
-	r, err = s.bootLocked(ctx, l, r, source, netReady)
+	b := <-specCh
+	r, err := s.bootWith(ctx, l, r, source, b.spec, b.err)
 	if err == nil && s.opt.Observer != nil {
 		s.opt.Observer.MachineStarted(l.app, from, source, time.Since(t0))
 	}
@@ -640,9 +686,14 @@ func (s *Supervisor) startLocked(ctx context.Context, l *live, source string) (*
 // netReady, if set, waits for the network namespace the caller started
 // making (startNetwork).
 func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source string, netReady func() error) (*Record, error) {
-	t0 := time.Now()
 	spec, err := s.buildSpec(ctx, r, netReady)
+	return s.bootWith(ctx, l, r, source, spec, err)
+}
+
+// bootWith is bootLocked with the spec built (or failed to be, specErr).
+func (s *Supervisor) bootWith(ctx context.Context, l *live, r *Record, source string, spec runtime.Spec, specErr error) (*Record, error) {
 	t1 := time.Now()
+	err := specErr
 	if err == nil {
 		_, err = s.opt.Driver.Start(ctx, spec)
 		if spec.NetNSReady != nil {
@@ -670,6 +721,12 @@ func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source 
 	l.generation++
 	gen := l.generation
 	l.stateMu.Unlock()
+	// The task runs: its checks start, and the proxy may route to it once
+	// they pass, while the start is recorded (a store commit, milliseconds
+	// under load), so that requests a wake holds go at once.
+	started := *r
+	started.State, started.StopReason = types.StateStarted, ""
+	s.startChecks(l, &started, false)
 	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStarted
 		r.Relaunch = false
@@ -678,10 +735,20 @@ func (s *Supervisor) bootLocked(ctx context.Context, l *live, r *Record, source 
 		return nil
 	})
 	if err != nil {
+		// Not recorded started: out of rotation again.
+		l.stateMu.Lock()
+		if l.cancelChecks != nil {
+			l.cancelChecks()
+			l.cancelChecks = nil
+		}
+		l.stateMu.Unlock()
+		if started.Config != nil && len(started.Config.Services) > 0 {
+			s.opt.Router.SetBackend(types.Backend{App: l.app, MachineID: l.id}, false)
+		}
 		return nil, err
 	}
-	s.log.Debug("machine booted", "app", l.app, "machine", l.id, "spec", t1.Sub(t0), "driver", t2.Sub(t1), "record", time.Since(t2))
-	s.attach(l, r, gen)
+	s.log.Debug("machine booted", "app", l.app, "machine", l.id, "driver", t2.Sub(t1), "record", time.Since(t2))
+	go s.watchExit(l, gen)
 	return r, nil
 }
 
@@ -852,12 +919,16 @@ func (s *Supervisor) stopLocked(ctx context.Context, l *live, signal string, tim
 	if err != nil {
 		return nil, err
 	}
-	return s.update(ctx, l.app, l.id, func(r *Record) error {
+	r, err = s.update(ctx, l.app, l.id, func(r *Record) error {
 		r.State = types.StateStopped
 		r.StopReason = stopReason(source)
 		addEvent(r, "stop", types.StateStopped, source, stopRequest(source, map[string]interface{}{"signal": signal}))
 		return nil
 	})
+	if err == nil {
+		s.parkAfterStop(l, r.InstanceID) // park.go
+	}
+	return r, err
 }
 
 // hasTask reports whether a machine in state has a task to stop: running,
@@ -1038,6 +1109,9 @@ func (s *Supervisor) UpdateWith(ctx context.Context, app, id string, cfg *types.
 		return nil, err
 	}
 	if !boot {
+		if r.State == types.StateStopped {
+			s.parkAfterStop(l, r.InstanceID) // the new version's start, ahead
+		}
 		return r, nil
 	}
 	return s.bootLocked(ctx, l, r, "flyd", nil)
@@ -1136,6 +1210,9 @@ func (s *Supervisor) Wait(ctx context.Context, app, id, state, instanceID string
 func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for {
+		// Checks that change state and records that change both close
+		// changed: no poll interval between a pass and the return.
+		changed := s.changedCh()
 		r, err := s.Get(ctx, app, id)
 		if err != nil {
 			return err
@@ -1163,11 +1240,15 @@ func (s *Supervisor) WaitHealthy(ctx context.Context, app, id string, timeout ti
 			}
 			return fmt.Errorf("machine %s not healthy within %v: state %s, failing checks %v: %w", id, timeout, r.State, failing, ErrTimeout)
 		}
+		wait := time.NewTimer(min(time.Until(deadline)+time.Millisecond, time.Second))
 		select {
-		case <-time.After(50 * time.Millisecond):
+		case <-changed:
+		case <-wait.C:
 		case <-ctx.Done():
+			wait.Stop()
 			return ctx.Err()
 		}
+		wait.Stop()
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,9 +60,11 @@ type Driver struct {
 	// its machine's namespace was set up with).
 	Net *Network
 
-	mu     sync.Mutex // guards tasks and starts
-	tasks  map[string]*task
-	starts map[string]int
+	mu       sync.Mutex // guards tasks, starts, parked and fromPark
+	tasks    map[string]*task
+	starts   map[string]int
+	parked   map[string]runtime.Spec // see Parking
+	fromPark map[string]int
 }
 
 // task is one running or exited task.
@@ -79,7 +82,8 @@ type task struct {
 
 // New returns an empty driver whose tasks serve on net's addresses.
 func New(net *Network) *Driver {
-	return &Driver{Net: net, tasks: map[string]*task{}, starts: map[string]int{}}
+	return &Driver{Net: net, tasks: map[string]*task{}, starts: map[string]int{},
+		parked: map[string]runtime.Spec{}, fromPark: map[string]int{}}
 }
 
 // Name implements runtime.Driver.
@@ -104,6 +108,12 @@ func (d *Driver) Start(ctx context.Context, spec runtime.Spec) (runtime.Status, 
 		d.mu.Lock()
 	}
 	d.starts[spec.ID]++
+	if p, ok := d.parked[spec.ID]; ok {
+		delete(d.parked, spec.ID)
+		if sameSpec(p, spec) {
+			d.fromPark[spec.ID]++
+		}
+	}
 	d.mu.Unlock()
 	if b.FailStart != nil {
 		return runtime.Status{}, fmt.Errorf("task %s: %w", spec.ID, b.FailStart)
@@ -267,6 +277,7 @@ func (d *Driver) Destroy(ctx context.Context, id string) error {
 	d.mu.Lock()
 	t := d.tasks[id]
 	delete(d.tasks, id)
+	delete(d.parked, id)
 	d.mu.Unlock()
 	if t != nil {
 		t.finish(runtime.ExitResult{Code: 137, Signal: 9, ExitedAt: time.Now()})
@@ -406,3 +417,40 @@ func (n *Network) addrOf(id string) string {
 
 // ErrInjected is a failure a test asked for (Behavior.FailStart).
 var ErrInjected = errors.New("runtimetest: injected failure")
+
+// Parking is the Driver with runtime.Parker: Park records the spec, and a
+// Start with an equal spec counts as started from it (StartsFromPark); any
+// Start or Destroy drops what was parked. Tests that want the supervisor
+// to park pass it as the driver.
+type Parking struct{ *Driver }
+
+// Park implements runtime.Parker.
+func (p Parking) Park(ctx context.Context, spec runtime.Spec) error {
+	spec.NetNSReady = nil
+	p.mu.Lock()
+	p.parked[spec.ID] = spec
+	p.mu.Unlock()
+	return nil
+}
+
+// Parked returns the spec task id is parked with, if it is.
+func (d *Driver) Parked(id string) (runtime.Spec, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s, ok := d.parked[id]
+	return s, ok
+}
+
+// StartsFromPark counts the Starts of task id that found it parked with
+// the same spec (the real driver's fast path).
+func (d *Driver) StartsFromPark(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.fromPark[id]
+}
+
+// sameSpec compares two specs but for NetNSReady (a func).
+func sameSpec(a, b runtime.Spec) bool {
+	a.NetNSReady, b.NetNSReady = nil, nil
+	return reflect.DeepEqual(a, b)
+}
