@@ -47,11 +47,21 @@ type Port struct {
 
 // Service is one `[[services]]` entry of an app.
 type Service struct {
+	// Key is the machine service's RouteKey (types.MachineService): with
+	// a ServicePicker, only machines where that service is up are picked.
+	Key          string
 	InternalPort int
 	Ports        []Port
 	// IdleTimeout closes a connection with no traffic for this long
 	// (Manager.IdleTimeout if 0).
 	IdleTimeout time.Duration
+}
+
+// ServicePicker is a Picker that knows, per machine, which services' checks
+// pass: PickService picks only among machines where the service (its
+// types.MachineService.RouteKey) is up. The proxy's load balancer is one.
+type ServicePicker interface {
+	PickService(ctx context.Context, app, service string, internalPort int) (addr string, release func(), err error)
 }
 
 // Picker chooses the machine for a new connection. The proxy's load
@@ -541,7 +551,14 @@ func (m *Manager) forward(ctx context.Context, l *listener, c net.Conn) {
 			return
 		}
 	}
-	addr, release, err := m.Picker.Pick(hctx, l.app, l.svc.InternalPort)
+	var addr string
+	var release func()
+	var err error
+	if sp, ok := m.Picker.(ServicePicker); ok {
+		addr, release, err = sp.PickService(hctx, l.app, l.svc.Key, l.svc.InternalPort)
+	} else {
+		addr, release, err = m.Picker.Pick(hctx, l.app, l.svc.InternalPort)
+	}
 	if err != nil {
 		m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
 		return
