@@ -23,6 +23,9 @@ for v in OPERATOR_PASSWORD REPL_PASSWORD PATRONI_API_PASSWORD PATRONI_ETCD3_PASS
 		exit 1
 	fi
 done
+# Patroni (as postgres) moves a data directory it cannot use aside, next
+# to it: the volume's root is postgres's too.
+chown postgres:postgres /data
 mkdir -p "$PGDATA"
 chown postgres:postgres "$PGDATA"
 chmod 0700 "$PGDATA"
@@ -49,5 +52,7 @@ export PATRONI_REPLICATION_PASSWORD="$REPL_PASSWORD"
 export PATRONI_RESTAPI_PASSWORD="$PATRONI_API_PASSWORD"
 unset OPERATOR_PASSWORD REPL_PASSWORD PATRONI_API_PASSWORD PG_TLS_KEY PG_CA_KEY
 export PATRONICTL_CONFIG_FILE="$conf/patroni.yml"
+# libpq (replication, pg_rewind) looks for client certificates in HOME.
+export HOME=/var/lib/postgresql
 say "member $PATRONI_NAME at $ip, consensus store on $PG_CONSENSUS_HOST"
 exec setpriv --reuid=postgres --regid=postgres --init-groups -- /usr/bin/patroni "$conf/patroni.yml"

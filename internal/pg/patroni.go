@@ -128,9 +128,10 @@ func PatroniConfig(o ClusterOptions) ([]byte, error) {
 			"authentication": map[string]any{"username": RestAPIUser},
 		},
 		"etcd3": map[string]any{
-			"hosts":    hosts,
-			"protocol": protocol,
-			"username": o.Consensus.Username,
+			"hosts":       hosts,
+			"protocol":    protocol,
+			"username":    o.Consensus.Username,
+			"use_proxies": true,
 		},
 		"bootstrap": map[string]any{
 			"dcs": map[string]any{
@@ -212,7 +213,17 @@ func MemberConfig(o ClusterOptions, imageRef string, guest types.MachineGuest, v
 		Image: imageRef,
 		Guest: &guest,
 		Init:  types.MachineInit{Entrypoint: []string{"/bin/sh", ConfigDir + "/start.sh"}},
-		Env:   map[string]string{"PG_CONSENSUS_HOST": firstHost(o.Consensus.Endpoints)},
+		// Patroni takes the etcd password from the environment only
+		// when the etcd3 section is there too (PATRONI_ETCD3_HOSTS).
+		Env: map[string]string{
+			"PG_CONSENSUS_HOST":      firstHost(o.Consensus.Endpoints),
+			"PATRONI_ETCD3_HOSTS":    strings.Join(etcdHosts(o.Consensus.Endpoints), ","),
+			"PATRONI_ETCD3_PROTOCOL": etcdProtocol(o.Consensus.Endpoints),
+			"PATRONI_ETCD3_USERNAME": o.Consensus.Username,
+			// The endpoints as given: etcd 3.5+ answers an anonymous
+			// member list (Patroni's discovery) with "user name is empty".
+			"PATRONI_ETCD3_USE_PROXIES": "true",
+		},
 		Files: []types.File{
 			{GuestPath: ConfigDir + "/start.sh", RawValue: raw(patroniStart), Mode: 0o755},
 			{GuestPath: ConfigDir + "/patroni.yml", RawValue: raw(conf)},
@@ -246,4 +257,24 @@ func firstHost(eps []string) string {
 		return hp
 	}
 	return h
+}
+
+func etcdHosts(eps []string) []string {
+	var out []string
+	for _, ep := range eps {
+		if _, hp, ok := strings.Cut(ep, "://"); ok {
+			ep = hp
+		}
+		out = append(out, ep)
+	}
+	return out
+}
+
+func etcdProtocol(eps []string) string {
+	if len(eps) > 0 {
+		if scheme, _, ok := strings.Cut(eps[0], "://"); ok {
+			return scheme
+		}
+	}
+	return "http"
 }
