@@ -31,7 +31,8 @@ type pgWriter struct {
 	mu      sync.Mutex
 	acked   []int
 	ackedAt []time.Time
-	ackedBy []string // the server address that acknowledged each
+	ackedBy []string    // the server address that acknowledged each
+	connAt  []time.Time // when the connection that wrote each was made
 	retries int
 	lastErr string
 	stop    chan struct{}
@@ -44,6 +45,7 @@ func startPgWriter(t *testing.T, connect func(context.Context) (*pgx.Conn, error
 		defer close(w.done)
 		ctx := context.Background()
 		var conn *pgx.Conn
+		var connAt time.Time
 		defer func() {
 			if conn != nil {
 				conn.Close(ctx)
@@ -60,6 +62,7 @@ func startPgWriter(t *testing.T, connect func(context.Context) (*pgx.Conn, error
 				if conn == nil {
 					cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 					conn, err = connect(cctx)
+					connAt = time.Now()
 					cancel()
 				}
 				var by string
@@ -73,6 +76,7 @@ func startPgWriter(t *testing.T, connect func(context.Context) (*pgx.Conn, error
 					w.acked = append(w.acked, id)
 					w.ackedAt = append(w.ackedAt, time.Now())
 					w.ackedBy = append(w.ackedBy, by)
+					w.connAt = append(w.connAt, connAt)
 					w.mu.Unlock()
 					break
 				}
@@ -103,16 +107,30 @@ func (w *pgWriter) Stop() {
 	<-w.done
 }
 
-// firstAckAfter is when the first write after t was acknowledged.
+// firstAckAfter is when the first write on a connection made after t was
+// acknowledged.
 func (w *pgWriter) firstAckAfter(t time.Time) (time.Time, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, a := range w.ackedAt {
-		if a.After(t) {
+	for i, a := range w.ackedAt {
+		if w.connAt[i].After(t) {
 			return a, true
 		}
 	}
 	return time.Time{}, false
+}
+
+// ackedSince counts the writes acknowledged after t.
+func (w *pgWriter) ackedSince(t time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, a := range w.ackedAt {
+		if a.After(t) {
+			n++
+		}
+	}
+	return n
 }
 
 // ackedByAfter counts the writes server acknowledged after the first one
@@ -164,6 +182,24 @@ type pgStatus struct {
 func testPgCluster(t *testing.T, d *harness.Daemon) {
 	const db = "pgha"
 	cleanupVolumes(t, d, db)
+	t.Cleanup(func() {
+		if t.Failed() {
+			all, _ := d.Hangar("logs", "-a", db)
+			var lines []string
+			for _, l := range strings.Split(all, "\n") {
+				if !strings.Contains(l, "no action.") && !strings.Contains(l, "following a different leader") && !strings.Contains(l, "Lock owner") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) > 200 {
+				lines = lines[len(lines)-200:]
+			}
+			logs := strings.Join(lines, "\n")
+			t.Logf("the cluster's last logs:\n%s", logs)
+			st, _ := d.Hangar("pg", "status", "-a", db)
+			t.Logf("pg status:\n%s", st)
+		}
+	})
 	cleanupVolumes(t, d, "pgsmall3")
 	out := hangarOK(t, d, "pg", "create", "--name", db, "--initial-cluster-size", "3", "--volume-size-mb", "256", "--synchronous")
 	pw := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
@@ -197,6 +233,28 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 			}
 		}
 		return ""
+	}
+
+	// waitStreaming waits until every member is up on the primary's
+	// timeline: the cluster is whole again.
+	waitStreaming := func(what string) {
+		t.Helper()
+		harness.Poll(t, what, 120*time.Second, func() (bool, string) {
+			s := status()
+			tl := 0
+			for _, m := range s.Members {
+				if m.Role == "leader" && m.State == "running" {
+					tl = m.Timeline
+				}
+			}
+			ok := tl > 0 && len(s.Members) == 3
+			for _, m := range s.Members {
+				if m.Timeline != tl || (m.State != "running" && m.State != "streaming") {
+					ok = false
+				}
+			}
+			return ok, fmt.Sprintf("%+v", s.Members)
+		})
 	}
 
 	// The CA, and an app attached with a verify-full URL through Flycast.
@@ -307,6 +365,8 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 	t.Logf("planned switchover %s -> %s: %s until writes went on through %s.flycast:5432; %d writes acknowledged, none lost, none given up; %d attempts failed and were retried (last: %s)",
 		before, after, time.Since(start).Round(time.Millisecond), db, n, retries, lastErr)
 
+	waitStreaming("the old primary rejoins as a replica after the switchover")
+
 	// kill -9 of the primary's machine under a write load.
 	old := after
 	pidFile := filepath.Join(d.DataDir, "tasks", old, "task.pid")
@@ -331,9 +391,8 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 		_, _, e := w.stats()
 		return ok, e
 	})
-	harness.Poll(t, "more writes on the new primary", 30*time.Second, func() (bool, string) {
-		at, ok := w.firstAckAfter(resumed.Add(time.Second))
-		return ok && !at.IsZero(), ""
+	harness.Poll(t, "more writes after that", 30*time.Second, func() (bool, string) {
+		return w.ackedSince(resumed.Add(time.Second)) > 0, ""
 	})
 	w.Stop()
 	n, retries, lastErr = w.stats()
@@ -347,6 +406,7 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 	// replica. No write is acknowledged by it after the new primary
 	// acknowledged one (no split brain), and it ends with exactly the new
 	// primary's rows.
+	waitStreaming("every member streams again after the kill")
 	old = waitPrimary(t, status, primary)
 	var oldIP string
 	for _, m := range status().Members {

@@ -148,7 +148,7 @@ func testPgVerbs(t *testing.T, bin string, d *harness.Daemon) {
 	cleanupVolumes(t, d, "pgc")
 	out := hangarOK(t, d, "pg", "create", "--name", "pgc", "--volume-size-mb", "256")
 	m := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
-	if m == nil || !strings.Contains(out, "pgc.internal") {
+	if m == nil || !strings.Contains(out, "pgc.flycast") {
 		t.Fatalf("pg create output:\n%s", out)
 	}
 	operator := m[1]

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -200,6 +201,9 @@ func pgCtl(ctx context.Context, c *client, app string, args ...string) (string, 
 		return "", err
 	}
 	var last error = &HintError{Err: fmt.Errorf("%s has no started Hangar Postgres member", app), Hint: "see `hangar machine list -a " + app + "`"}
+	// Members whose Patroni answers the proxy's checks (one of /primary,
+	// /replica passes) first: a member that hung has a stale view.
+	sort.SliceStable(ms, func(i, j int) bool { return pgAnswers(ms[i]) && !pgAnswers(ms[j]) })
 	for _, m := range ms {
 		if m.State != types.StateStarted || m.Config == nil || m.Config.Metadata["hangar_pg_cluster"] == "" {
 			continue
@@ -672,4 +676,14 @@ func newPgFailoverCmd() *cobra.Command {
 	appFlags(cmd, &app, &config)
 	cmd.Flags().StringVar(&candidate, "candidate", "", "the member (machine id) to make primary (default: Patroni picks the healthiest replica)")
 	return cmd
+}
+
+// pgAnswers reports whether one of a member's checks passes.
+func pgAnswers(m types.Machine) bool {
+	for _, c := range m.Checks {
+		if c.Status == types.CheckPassing {
+			return true
+		}
+	}
+	return false
 }
