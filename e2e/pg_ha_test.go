@@ -120,6 +120,26 @@ func (w *pgWriter) firstAckAfter(t time.Time) (time.Time, bool) {
 	return time.Time{}, false
 }
 
+// maxGap is the longest time between two acknowledged writes after t:
+// how long writes stopped.
+func (w *pgWriter) maxGap(t time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var gap time.Duration
+	var prev time.Time
+	for _, a := range w.ackedAt {
+		if a.Before(t) {
+			prev = a
+			continue
+		}
+		if !prev.IsZero() && a.Sub(prev) > gap {
+			gap = a.Sub(prev)
+		}
+		prev = a
+	}
+	return gap
+}
+
 // ackedSince counts the writes acknowledged after t.
 func (w *pgWriter) ackedSince(t time.Time) int {
 	w.mu.Lock()
@@ -354,7 +374,7 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 	start := time.Now()
 	out = hangarOK(t, d, "pg", "failover", "-a", db)
 	switched := time.Now()
-	harness.Poll(t, "a write after the switchover", 60*time.Second, func() (bool, string) { _, ok := w.firstAckAfter(switched); return ok, "" })
+	harness.Poll(t, "a write after the switchover", 60*time.Second, func() (bool, string) { return w.ackedSince(switched) > 0, "" })
 	w.Stop()
 	n, retries, lastErr := w.stats()
 	after := primary(status())
@@ -362,8 +382,8 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 		t.Fatalf("switchover: primary %q, was %q\n%s", after, before, out)
 	}
 	checkAcked(w, "switchover")
-	t.Logf("planned switchover %s -> %s: %s until writes went on through %s.flycast:5432; %d writes acknowledged, none lost, none given up; %d attempts failed and were retried (last: %s)",
-		before, after, time.Since(start).Round(time.Millisecond), db, n, retries, lastErr)
+	t.Logf("planned switchover %s -> %s: `pg failover` took %s, writes through %s.flycast:5432 paused at most %s; %d writes acknowledged, none lost, none given up; %d attempts failed and were retried (last: %s)",
+		before, after, switched.Sub(start).Round(time.Millisecond), db, w.maxGap(start).Round(time.Millisecond), n, retries, lastErr)
 
 	waitStreaming("the old primary rejoins as a replica after the switchover")
 
