@@ -220,7 +220,6 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 			t.Logf("pg status:\n%s", st)
 		}
 	})
-	cleanupVolumes(t, d, "pgsmall3")
 	out := hangarOK(t, d, "pg", "create", "--name", db, "--initial-cluster-size", "3", "--volume-size-mb", "256", "--synchronous")
 	pw := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
 	fc := regexp.MustCompile(`Flycast:\s+(\S+)`).FindStringSubmatch(out)
