@@ -141,7 +141,7 @@ DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
 				ids = append(ids, m.ID)
 			}
 			fmt.Fprintf(errw, "Waiting for Patroni to elect a primary and for %d replicas to stream\n", size-1)
-			cl, err := pgWaitCluster(ctx, c, name, size, 4*time.Minute)
+			cl, err := pgWaitCluster(ctx, c, name, size, synchronous, 4*time.Minute)
 			if err != nil {
 				return &HintError{Err: err, Hint: "see `hangar logs -a " + name + "`"}
 			}
@@ -232,20 +232,22 @@ func pgCluster(ctx context.Context, c *client, app string) (*pgClusterView, erro
 }
 
 // pgWaitCluster waits until the cluster has a running primary and size-1
-// replicas streaming from it.
-func pgWaitCluster(ctx context.Context, c *client, app string, size int, timeout time.Duration) (*pgClusterView, error) {
+// replicas streaming from it (one of them its synchronous standby, when
+// synchronous and there is a replica).
+func pgWaitCluster(ctx context.Context, c *client, app string, size int, synchronous bool, timeout time.Duration) (*pgClusterView, error) {
 	deadline := time.Now().Add(timeout)
 	var last string
 	for {
 		v, err := pgCluster(ctx, c, app)
 		if err == nil {
-			replicas := 0
+			replicas, sync := 0, false
 			for _, m := range v.Members {
 				if m.Role != "leader" && (m.State == "streaming" || m.State == "running") {
 					replicas++
+					sync = sync || m.Role == "sync_standby"
 				}
 			}
-			if v.primary() != "" && replicas >= size-1 {
+			if v.primary() != "" && replicas >= size-1 && (!synchronous || size == 1 || sync) {
 				return v, nil
 			}
 			b, _ := json.Marshal(v.Members)
@@ -650,7 +652,17 @@ func newPgFailoverCmd() *cobra.Command {
 				return &HintError{Err: fmt.Errorf("the cluster %s has no primary now", name), Hint: "see `hangar pg status -a " + name + "`"}
 			}
 			start := time.Now()
-			if out, err := pgCtl(ctx, c, name, "switchover", candidate); err != nil {
+			for {
+				out, err := pgCtl(ctx, c, name, "switchover", candidate)
+				if err == nil {
+					break
+				}
+				// Patroni names a synchronous standby a moment after a
+				// replica catches up: wait for it rather than fail.
+				if strings.Contains(err.Error(), "sync_standby") && time.Since(start) < 30*time.Second {
+					time.Sleep(time.Second)
+					continue
+				}
 				return &HintError{Err: fmt.Errorf("switchover in %s: %w %s", name, err, out), Hint: "a switchover needs a streaming replica; see `hangar pg status -a " + name + "`"}
 			}
 			deadline := time.Now().Add(time.Minute)
