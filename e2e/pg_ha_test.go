@@ -266,12 +266,16 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 					tl = m.Timeline
 				}
 			}
-			ok := tl > 0 && len(s.Members) == 3
+			// --synchronous: only the synchronous standby may take over
+			// from a primary that is gone, so wait for Patroni to name one.
+			ok, sync := tl > 0 && len(s.Members) == 3, false
 			for _, m := range s.Members {
 				if m.Timeline != tl || (m.State != "running" && m.State != "streaming") {
 					ok = false
 				}
+				sync = sync || m.Role == "sync_standby"
 			}
+			ok = ok && sync
 			return ok, fmt.Sprintf("%+v", s.Members)
 		})
 	}
