@@ -16,8 +16,9 @@ import (
 // TestClusterForwardMTLS: in a cluster made with --cluster-init and
 // --join, hosts reach each other's API on their cluster listeners with
 // mutual TLS: host a's API places a machine for iad on host b and stops
-// it there; b's cluster listener refuses a caller without a host
-// certificate of the cluster.
+// it there, with the image only a had (b fetches it from a's cluster
+// listener, keeping its digest); b's cluster listener refuses a caller
+// without a host certificate of the cluster, for the API and for images.
 func TestClusterForwardMTLS(t *testing.T) {
 	harness.RequireRoot(t)
 	bin := harness.BuildBinary(t)
@@ -49,8 +50,17 @@ func TestClusterForwardMTLS(t *testing.T) {
 		}
 		wg.Wait()
 	})
-	ref := a.ImportTestApp()
-	b.ImportTestApp()
+	ref := a.ImportTestApp() // only on a: b fetches it when it needs it
+	var aImgs []types.Image
+	if err := a.Get("/v1/images", &aImgs); err != nil {
+		t.Fatal(err)
+	}
+	digest := ""
+	for _, im := range aImgs {
+		if im.Ref == ref {
+			digest = im.Digest
+		}
+	}
 
 	var hs []types.Host
 	if err := a.Get("/v1/hosts", &hs); err != nil {
@@ -78,6 +88,20 @@ func TestClusterForwardMTLS(t *testing.T) {
 	if code != http.StatusOK || json.Unmarshal([]byte(body), &m) != nil || m.HostID != "b" || m.State != types.StateStarted {
 		t.Fatalf("create in iad through a: %d %s; want started on b", code, body)
 	}
+	var bImgs []types.Image
+	if err := b.Get("/v1/images", &bImgs); err != nil {
+		t.Fatal(err)
+	}
+	fetched := false
+	for _, im := range bImgs {
+		fetched = fetched || (im.Ref == ref && im.Digest == digest && digest != "")
+	}
+	if !fetched {
+		t.Fatalf("b's images %+v: want %s with a's digest %s, fetched for the machine", bImgs, ref, digest)
+	}
+	if m.ImageRef.Digest != "" && m.ImageRef.Digest != digest {
+		t.Fatalf("machine on b runs %s, want a's %s", m.ImageRef.Digest, digest)
+	}
 	if code, body := a.Call("POST", "/v1/apps/fwd/machines/"+m.ID+"/stop", nil); code != http.StatusOK {
 		t.Fatalf("stop b's machine through a: %d %s", code, body)
 	}
@@ -88,13 +112,15 @@ func TestClusterForwardMTLS(t *testing.T) {
 	// Without a host certificate, b's cluster listener answers nothing of
 	// the API, even with a valid token.
 	insecure := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	req, _ := http.NewRequest("GET", bURL+"/v1/apps/fwd/machines", nil)
-	req.Header.Set("Authorization", "Bearer "+a.Token)
-	resp, err := insecure.Do(req)
-	if err == nil {
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusUnauthorized {
-			t.Fatalf("b's cluster listener without a client certificate: %d, want 401", resp.StatusCode)
+	for _, path := range []string{"/v1/apps/fwd/machines", "/hangar/v1/images/archive?ref=" + ref} {
+		req, _ := http.NewRequest("GET", bURL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+a.Token)
+		resp, err := insecure.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("b's cluster listener without a client certificate, GET %s: %d, want 401", path, resp.StatusCode)
+			}
 		}
 	}
 }

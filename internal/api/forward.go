@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/supervisor"
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -195,6 +196,12 @@ func (s *Server) call(ctx context.Context, r *http.Request, h types.Host, method
 // callWith is call with a JSON body (nil: none); unmarked, the request is
 // placed and forwarded by the host it reaches like any caller's.
 func (s *Server) callWith(ctx context.Context, r *http.Request, h types.Host, method, path string, body, out any, mark bool) error {
+	return s.callHost(ctx, http.Header{"Authorization": {r.Header.Get("Authorization")}}, h, method, path, body, out, mark)
+}
+
+// callHost is callWith with the request's headers given (Authorization,
+// a lease nonce).
+func (s *Server) callHost(ctx context.Context, hdr http.Header, h types.Host, method, path string, body, out any, mark bool) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -207,7 +214,9 @@ func (s *Server) callWith(ctx context.Context, r *http.Request, h types.Host, me
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", r.Header.Get("Authorization"))
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -273,9 +282,17 @@ func (s *Server) markUnknown(ctx context.Context, recs []*supervisor.Record) {
 			}
 		}
 		if h, ok := states[rec.HostID]; !ok || h.State == types.HostUnreachable {
-			rec.State = types.StateUnknown
 			rec.HostStatus = "unreachable"
 			rec.Checks = nil
+			if rec.ReplacedBy != "" || rec.FailoverClaim != "" {
+				continue // being replaced: it reads destroying, with its note
+			}
+			rec.State = types.StateUnknown
+			if hosts.MountsVolume(rec.Config) {
+				rec.HostNote = fmt.Sprintf("host %s is unreachable; this machine mounts a volume kept on that host, so it is not replaced elsewhere: it waits for its host", rec.HostID)
+			} else {
+				rec.HostNote = fmt.Sprintf("host %s is unreachable; unless it returns within the host failure grace (--host-failure-grace), this machine is replaced on another host", rec.HostID)
+			}
 		}
 	}
 }

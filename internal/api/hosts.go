@@ -74,6 +74,12 @@ func (s *Server) regions(w http.ResponseWriter, r *http.Request) error {
 // always was: a single host places every machine on itself, whatever
 // region is asked.
 func (s *Server) place(ctx context.Context, app, region string, cfg *types.MachineConfig) (types.Host, bool, error) {
+	return s.placePreferring(ctx, app, region, "", cfg)
+}
+
+// placePreferring is place with a host preferred when the machine fits
+// on it (hosts.PlaceRequest.Prefer).
+func (s *Server) placePreferring(ctx context.Context, app, region, prefer string, cfg *types.MachineConfig) (types.Host, bool, error) {
 	if !s.clustered() {
 		return types.Host{}, true, nil
 	}
@@ -91,7 +97,7 @@ func (s *Server) place(ctx context.Context, app, region string, cfg *types.Machi
 	if region == "" {
 		region = s.region
 	}
-	req := hosts.PlaceRequest{App: app, Region: region}
+	req := hosts.PlaceRequest{App: app, Region: region, Prefer: prefer}
 	if cfg != nil { // a volume (nil) takes no memory
 		req.MemoryMB = hosts.GuestMemoryMB(cfg)
 	}

@@ -159,6 +159,9 @@ func newStatusCmd() *cobra.Command {
 				return err
 			}
 			for _, m := range st.Machines {
+				if m.HostNote != "" {
+					fmt.Fprintf(out, "  %s: %s\n", m.ID, m.HostNote)
+				}
 				for _, ch := range m.Checks {
 					if ch.Status != types.CheckPassing {
 						fmt.Fprintf(out, "  %s %s: %s: %s\n", m.ID, ch.Name, ch.Status, ch.Output)

@@ -86,6 +86,7 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&o.Region, "region", "local", "this host's region")
 	f.StringVar(&o.HostID, "host-id", "", "this host's id among the hosts on one state (default: made at the first start and kept in <data-dir>/host-id)")
 	f.Int64Var(&o.HostMemoryMB, "host-memory-mb", 0, "memory this host offers machines, in MB (default: all of it); placement never puts more on it")
+	f.DurationVar(&o.HostFailureGrace, "host-failure-grace", 60*time.Second, "how long another host may be unreachable before its machines without volumes are started again on the hosts left (a negative value: never); with the state in etcd")
 	f.StringVar(&o.Org, "org", "personal", "the organization this daemon serves")
 	f.StringVar(&o.Runtime, "runtime", "", "OCI runtime: crun or runc (default: crun, or runc where crun cannot run)")
 	f.StringVar(&o.Network.Bridge, "bridge", o.Network.Bridge, "host bridge for machine networks")

@@ -103,6 +103,11 @@ type Options struct {
 	// HostMemoryMB, if positive, is the memory this host offers machines
 	// (default: all of the machine's).
 	HostMemoryMB int64
+	// HostFailureGrace is how long another host reads unreachable before
+	// its machines without volumes are replaced on the hosts that remain
+	// (0: hosts.DefaultFailoverGrace; negative: never). Only with the
+	// state in etcd (docs/cluster.md, "Host failure").
+	HostFailureGrace time.Duration
 	// ForwardClient sends the requests this host forwards to other hosts'
 	// APIs (nil: plain HTTP with a short connect timeout).
 	ForwardClient *http.Client
@@ -111,6 +116,9 @@ type Options struct {
 	Cluster *ClusterOptions
 	// Mesh: the WireGuard network between a cluster's hosts (mesh.go).
 	Mesh MeshOptions
+	// Edge is the edge across hosts: every cluster host's proxy routes to
+	// the machines of every host (docs/edge.md).
+	Edge EdgeOptions
 
 	// MetricsListen is where /metrics is served ("": not at all, and the
 	// proxy counts nothing). Off loopback it needs a token (metrics.go).
@@ -120,6 +128,10 @@ type Options struct {
 	// (0: metrics.ScrapeInterval, metrics.ScrapeTimeout).
 	AppMetricsInterval, AppMetricsTimeout time.Duration
 }
+
+// failoverInterval is how often each host looks for lost hosts' machines
+// to replace (hosts.Failover).
+const failoverInterval = time.Second
 
 // Files the daemon writes into its data dir.
 const (
@@ -212,10 +224,11 @@ func Run(ctx context.Context, o Options) error {
 	if err := auth.EnsureAdminToken(ctx, st, filepath.Join(o.DataDir, AdminTokenFile), o.Org, log); err != nil {
 		return err
 	}
-	images, err := image.NewStore(filepath.Join(o.DataDir, "images"), log.With("component", "image"))
+	imageStore, err := image.NewStore(filepath.Join(o.DataDir, "images"), log.With("component", "image"))
 	if err != nil {
 		return fmt.Errorf("image store: %w", err)
 	}
+	images := &clusterImages{Store: imageStore, log: log.With("component", "image")}
 	driver, err := runtime.NewOCI(filepath.Join(o.DataDir, "tasks"), o.Runtime, log.With("component", "runtime"))
 	if err != nil {
 		return err
@@ -244,7 +257,9 @@ func Run(ctx context.Context, o Options) error {
 	// Machines' private DNS (.internal names, forwarding) on the bridge.
 	dnsCtx, stopDNS := context.WithCancel(ctx)
 	defer stopDNS()
-	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o.Region, log.With("component", "dns"))
+	rtts, stopRTT := startRTT(ctx, o, st, netm, log.With("component", "rtt"))
+	defer stopRTT()
+	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o, rtts, log.With("component", "dns"))
 	closeDNS := sync.OnceFunc(func() {
 		if dnsSrv != nil {
 			dnsSrv.Close()
@@ -370,7 +385,7 @@ func Run(ctx context.Context, o Options) error {
 	if pgCons != nil {
 		defer pgCons.Close()
 	}
-	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: images, Secrets: secretStore,
+	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: imageStore, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
 		Hosts: registry, Forward: forward,
 		LogSinks: shipper,
@@ -380,6 +395,18 @@ func Run(ctx context.Context, o Options) error {
 		}, Cluster: apiCluster(node), Observe: hm.APIRequest, History: apiHistory(history), PgConsensus: apiPgConsensus(pgCons)})
 	if node != nil {
 		node.Handle("/v1/", apiSrv.Handler()) // other hosts' forwarded calls, tokens checked as on the API listener
+		// Images between hosts: served to the others, fetched from them.
+		node.Handle("GET "+image.ArchivePath, imageStore.ArchiveHandler())
+		images.share(hostID, registry.List, forward)
+	}
+	if o.Etcd != nil {
+		// Deploys drive each machine through its host, as this host (its
+		// admin token is in the shared state, valid on every host).
+		tok, err := os.ReadFile(filepath.Join(o.DataDir, AdminTokenFile))
+		if err != nil {
+			return fmt.Errorf("read this host's token for deploys across hosts: %w", err)
+		}
+		deployer.Sup = apiSrv.ClusterMachines(strings.TrimSpace(string(tok)))
 	}
 	if httpsLn != nil {
 		_, px.HTTPSPort, _ = net.SplitHostPort(httpsLn.Addr().String())
@@ -413,8 +440,22 @@ func Run(ctx context.Context, o Options) error {
 		return fmt.Errorf("recover machines: %w", err)
 	}
 	// This host is ready once its machines are re-adopted.
+	fenceKick := make(chan struct{}, 1)
+	registry.OnRenewed = func() { // back after a loss: were machines replaced meanwhile?
+		select {
+		case fenceKick <- struct{}{}:
+		default:
+		}
+	}
 	if err := registry.Register(ctx); err != nil {
 		return err
+	}
+	if o.Etcd != nil {
+		go sup.RunFence(ctx, 0, fenceKick)
+		if o.HostFailureGrace >= 0 {
+			fo := &hosts.Failover{Registry: registry, Machines: sup, Grace: o.HostFailureGrace, Log: log.With("component", "failover")}
+			go fo.Run(ctx, failoverInterval)
+		}
 	}
 	if err := deployer.Resume(ctx); err != nil { // deploys a crash interrupted
 		log.Warn("settle interrupted deploys", "err", err)
@@ -452,6 +493,14 @@ func Run(ctx context.Context, o Options) error {
 	go scheduler.Run(actx)
 	reaper := &supervisor.ConsoleReaper{Sup: sup, Interval: 5 * time.Second, Log: log.With("component", "console")}
 	go reaper.Run(actx)
+	if o.Edge.RTTs == nil && rtts != nil {
+		o.Edge.RTTs = rtts // the edge ranks other regions by measured round trips
+	}
+	stopEdge, err := startEdge(ctx, &o, node, st, px, sup, hostID, log.With("component", "edge"))
+	if err != nil {
+		return err
+	}
+	defer stopEdge()
 	apiHTTP := &http.Server{Handler: apiAndDashboard(apiSrv.Handler(), log), ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 4)
 	var metricsHTTP *http.Server
@@ -465,7 +514,7 @@ func Run(ctx context.Context, o Options) error {
 			mtls := metrics.NewTLS(mreg.Registerer(), px.AppForHost)
 			httpsTLS, errLog = mtls.Wrap(tlsConfig), mtls.Handler(errLog)
 		}
-		httpsSrv = &http.Server{Handler: px, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+		httpsSrv = &http.Server{Handler: px, ConnContext: px.ConnContext, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(errLog, slog.LevelDebug)}
 		// The HTTPS listener shares the proxy's connection limits.
 		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.Divert(httpsLn)), "", "") }()
@@ -677,7 +726,7 @@ func (c *appCleaner) remove(ctx context.Context, app string) {
 // machines get. If the port cannot be bound (another DNS server holds the
 // wildcard address), machines keep the host's resolvers and have no
 // .internal names; the daemon says so and runs on.
-func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region string, log *slog.Logger) (*dns.Server, []string) {
+func startDNS(ctx context.Context, st store.Store, netm *network.Manager, o Options, rtts *hosts.RTTs, log *slog.Logger) (*dns.Server, []string) {
 	gw4, gw6 := netm.Gateways()
 	n4, n6 := netm.Subnets()
 	var allow []netip.Prefix
@@ -696,8 +745,11 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, region
 		Listen:    []string{net.JoinHostPort(gw6.String(), "53"), net.JoinHostPort(gw4.String(), "53")},
 		Allow:     allow,
 		Upstreams: upstreams,
-		Region:    region,
+		Region:    o.Region,
 		Source:    reg,
+		Host:      o.HostID,
+		Hosts:     rtts,
+		Private:   meshPrefixes(o),
 		Log:       log,
 	})
 	if err != nil {

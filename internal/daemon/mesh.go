@@ -45,6 +45,10 @@ func startMesh(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 	}
 	o.Network.Subnet6 = sub.String()
 	o.Network.Mesh = mesh.DefaultDevice
+	// Every host serves the Flycast range of the cluster's first /64, so
+	// an app's Flycast address answers on each host, locally, whichever
+	// host allocated it (docs/flycast.md).
+	o.Network.Flycast6 = netip.PrefixFrom(netip.PrefixFrom(sub.Addr(), 48).Masked().Addr(), 64).String()
 	key, err := mesh.LoadOrCreateKey(filepath.Join(o.DataDir, "mesh", "private.key"))
 	if err != nil {
 		return nil, err
@@ -60,6 +64,13 @@ func startMesh(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 	dev, err := mesh.Up(mesh.Config{PrivateKey: key, ListenPort: port, Log: log})
 	if err != nil {
 		return nil, fmt.Errorf("%w; or run without the mesh (--no-mesh): machines then reach only their own host's", err)
+	}
+	// Org isolation: the mesh carries only the cluster's /48, delivers
+	// only to this host's /64; nothing new enters the machines from
+	// anywhere else (docs/mesh.md).
+	if err := mesh.Isolate(mesh.Isolation{Bridge: o.Network.Bridge, Org: netip.PrefixFrom(sub.Addr(), 48).Masked(), Own: sub}); err != nil {
+		dev.Close()
+		return nil, err
 	}
 	endpoint := net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
 	if err := mesh.Publish(ctx, st, host, dev.PublicKey(), endpoint); err != nil {

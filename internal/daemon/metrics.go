@@ -120,6 +120,9 @@ func (s metricsSources) instances(ctx context.Context) ([]metrics.Instance, erro
 			if c.Guest != nil {
 				in.CPUs, in.MemoryMB = c.Guest.CPUs, c.Guest.MemoryMB
 			}
+			for _, m := range c.Mounts {
+				in.Mounts = append(in.Mounts, m.Path)
+			}
 		}
 		in.LastExit, in.Down = lastExit(r)
 		out = append(out, in)

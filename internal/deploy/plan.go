@@ -96,3 +96,76 @@ func batchSize(n int, maxUnavail float64) int {
 	}
 	return b
 }
+
+// regionPart is the share of one region in a group's rollout: its old
+// machines and how many new ones it gets.
+type regionPart struct {
+	region string // "": the deploying host's
+	old    []*supervisor.Record
+	want   int
+}
+
+// regionParts splits p by the regions its old machines run in, the
+// primary region (PRIMARY_REGION of the config) first, then by name: each
+// region gets as many new machines as it has old ones. Machines added
+// (want above the old count) go to the first region; machines removed
+// come off the last regions first. A group without machines is one part
+// on the deploying host's region.
+func regionParts(p *plan) []regionPart {
+	primary := ""
+	if p.cfg != nil {
+		primary = p.cfg.Env["PRIMARY_REGION"]
+	}
+	idx := map[string]int{}
+	var parts []regionPart
+	for _, o := range p.old {
+		i, ok := idx[o.Region]
+		if !ok {
+			i = len(parts)
+			idx[o.Region] = i
+			parts = append(parts, regionPart{region: o.Region})
+		}
+		parts[i].old = append(parts[i].old, o)
+	}
+	if len(parts) == 0 {
+		return []regionPart{{want: p.want}}
+	}
+	sort.SliceStable(parts, func(i, j int) bool {
+		pi, pj := parts[i].region == primary, parts[j].region == primary
+		if pi != pj {
+			return pi
+		}
+		return parts[i].region < parts[j].region
+	})
+	for i := range parts {
+		parts[i].want = len(parts[i].old)
+	}
+	switch extra := p.want - len(p.old); {
+	case extra > 0:
+		parts[0].want += extra
+	case extra < 0:
+		for i := len(parts) - 1; i >= 0 && extra < 0; i-- {
+			take := min(parts[i].want, -extra)
+			parts[i].want -= take
+			extra += take
+		}
+	}
+	return parts
+}
+
+// regionOfOld is the region of p's i-th old machine ("" past them).
+func regionOfOld(p *plan, i int) string {
+	if i < len(p.old) {
+		return p.old[i].Region
+	}
+	return ""
+}
+
+// hostsOf is the hosts of machines, in order.
+func hostsOf(ms []*supervisor.Record) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.HostID
+	}
+	return out
+}

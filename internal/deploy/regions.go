@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/types"
@@ -24,10 +25,13 @@ type ClusterMachines interface {
 // ms (`hangar scale count N --region fra,iad`). A region short of machines
 // gets new ones like the group's machines (placed, started, waited for);
 // one over has its surplus destroyed, stopped ones first, then the newest.
-// The other regions' machines are left alone. It records no release: the
-// machines run the release their group runs. Groups with [[mounts]] are
-// refused: their volumes would have to be made on the new machines' hosts
-// first, which is not built yet.
+// The other regions' machines are left alone; new machines are waited
+// for until their checks pass (d.Sup.WaitHealthy, through their hosts).
+// The machines run the release their group runs; the change is recorded
+// as a release of strategy scale with the group's new count, so that the
+// next deploy keeps it. Groups with [[mounts]] are refused: their volumes
+// would have to be made on the new machines' hosts first, which is not
+// built yet.
 func (d *Deployer) ScaleRegions(ctx context.Context, app, group string, count int, regions []string, ms ClusterMachines, progress func(Event)) (*Release, error) {
 	emit := func(step, machine, format string, args ...any) {
 		if progress != nil {
@@ -91,6 +95,9 @@ func (d *Deployer) ScaleRegions(ctx context.Context, app, group string, count in
 				if err := ms.WaitStarted(ctx, app, m.ID); err != nil {
 					return rel, fmt.Errorf("scale %s in %s: machine %s did not start: %w", group, region, m.ID, err)
 				}
+				if err := d.Sup.WaitHealthy(ctx, app, m.ID, 2*time.Minute); err != nil {
+					return rel, fmt.Errorf("scale %s in %s: machine %s is not healthy: %w", group, region, m.ID, err)
+				}
 				emit("scale", m.ID, "machine %s started in %s on host %s", m.ID, region, m.HostID)
 			}
 		case len(here) > count:
@@ -113,5 +120,36 @@ func (d *Deployer) ScaleRegions(ctx context.Context, app, group string, count in
 			emit("scale", "", "%s has %d machine(s) of %s already", region, count, group)
 		}
 	}
-	return rel, nil
+	return d.recordRegionalScale(ctx, rel, group, count, regions)
+}
+
+// recordRegionalScale records a completed release of strategy scale: rel
+// (the current release) with group's count as its machines now number.
+func (d *Deployer) recordRegionalScale(ctx context.Context, rel *Release, group string, count int, regions []string) (*Release, error) {
+	all, err := d.Sup.List(ctx, rel.App)
+	if err != nil {
+		return rel, err
+	}
+	n := 0
+	for _, m := range all {
+		if m.Config != nil && m.Config.Metadata[types.MetaProcessGroup] == group &&
+			m.State != types.StateDestroyed && m.State != types.StateDestroying && m.State != types.StateFailed {
+			n++
+		}
+	}
+	next := *rel
+	next.Counts = map[string]int{}
+	for g, c := range rel.Counts {
+		next.Counts[g] = c
+	}
+	next.Counts[group] = n
+	now := time.Now().UTC()
+	next.Strategy, next.Status, next.Reason, next.RollbackOf = StrategyScale, StatusComplete, "", 0
+	next.Description = fmt.Sprintf("scale count %s %d --region %s (%d in all)", group, count, strings.Join(regions, ","), n)
+	next.CreatedAt, next.FinishedAt = now, &now
+	out, err := d.newRelease(ctx, &next)
+	if err != nil {
+		return rel, fmt.Errorf("scale %s: the machines are scaled, but the release was not recorded: %w", group, err)
+	}
+	return out, nil
 }

@@ -135,7 +135,7 @@ func (r *run) scale(ctx context.Context, p *plan, waitTimeout time.Duration) err
 		if err := r.provisionVolumes(ctx, p, p.want-have); err != nil {
 			return err
 		}
-		_, err := r.launch(ctx, p, p.want-have, waitTimeout, false, false)
+		_, err := r.launch(ctx, p, "", nil, p.want-have, waitTimeout, false, false)
 		return err
 	case p.want < have:
 		victims := surplus(live, have-p.want)

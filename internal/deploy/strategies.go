@@ -42,9 +42,14 @@ func (r *run) rollout(ctx context.Context, plans []*plan, strategy string, waitT
 	return errors.Join(errs...)
 }
 
-// launch creates n new machines of p and waits until each is healthy; with
-// smoke, it also waits out the smoke window and checks for restarts.
-func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Duration, cordoned, smoke bool) ([]string, error) {
+// launch creates n new machines of p in region ("": the deploying
+// host's) and waits until each is healthy; with smoke, it also waits out
+// the smoke window and checks for restarts.
+//
+// prefer[i], if there, is the host the i-th new machine is placed on when
+// it fits there: the host of the old machine it replaces, so that each
+// host keeps serving from machines of its own through the rollout.
+func (r *run) launch(ctx context.Context, p *plan, region string, prefer []string, n int, waitTimeout time.Duration, cordoned, smoke bool) ([]string, error) {
 	ids := make([]string, n)
 	errs := make([]error, n)
 	var wg sync.WaitGroup
@@ -52,7 +57,11 @@ func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Durat
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			m, err := r.create(ctx, p, cordoned)
+			hint := ""
+			if i < len(prefer) {
+				hint = prefer[i]
+			}
+			m, err := r.create(ctx, p, region, hint, cordoned)
 			if m != nil {
 				ids[i] = m.ID
 			}
@@ -90,11 +99,12 @@ func (r *run) launch(ctx context.Context, p *plan, n int, waitTimeout time.Durat
 	return ids, errors.Join(errs...)
 }
 
-// create records a new machine of p, then the run's record of it, then
-// starts it: a machine that fails to start (state failed) is one the run
-// created, so a rollback removes it rather than leave it behind.
-func (r *run) create(ctx context.Context, p *plan, cordoned bool) (*supervisor.Record, error) {
-	m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Cordoned: cordoned, SkipLaunch: true})
+// create records a new machine of p in region ("": on the deploying
+// host; else placed on a host of the region), then the run's record of
+// it, then starts it: a machine that fails to start (state failed) is one
+// the run created, so a rollback removes it rather than leave it behind.
+func (r *run) create(ctx context.Context, p *plan, region, prefer string, cordoned bool) (*supervisor.Record, error) {
+	m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Region: region, PreferHost: prefer, Cordoned: cordoned, SkipLaunch: true})
 	if err != nil {
 		return nil, err
 	}
@@ -141,19 +151,39 @@ func (r *run) retire(ctx context.Context, p *plan, olds []*supervisor.Record) er
 	return errors.Join(errs...)
 }
 
-// rolling replaces old machines batch by batch: new ones first, then the
-// old ones of that batch go. The first batch is a single spearhead (the
-// canary, with canary) that must survive the smoke window.
+// rolling replaces old machines region by region (regionParts: the
+// primary region first), and in each batch by batch: new ones first, then
+// the old ones of that batch go. The first batch is a single spearhead
+// (the canary, with canary) that must survive the smoke window.
 func (r *run) rolling(ctx context.Context, p *plan, waitTimeout time.Duration, maxUnavail float64, canary bool) error {
 	if len(p.cfg.Mounts) > 0 {
 		return r.rollingWithVolumes(ctx, p, waitTimeout)
 	}
+	parts := regionParts(p)
+	for i, part := range parts {
+		if len(parts) > 1 {
+			r.emit("region", "", p.group, "region %s: %d old machine(s), %d new (region %d of %d)", part.region, len(part.old), part.want, i+1, len(parts))
+		}
+		sub := &plan{group: p.group, cfg: p.cfg, old: part.old, want: part.want}
+		if err := r.rollingIn(ctx, sub, part.region, waitTimeout, maxUnavail, canary && i == 0); err != nil {
+			if len(parts) > 1 {
+				return fmt.Errorf("region %s: %w", part.region, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// rollingIn is rolling within one region.
+func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout time.Duration, maxUnavail float64, canary bool) error {
 	olds := p.old
 	remaining := p.want
 	if canary && remaining > 0 {
 		r.emit("canary", "", p.group, "starting a canary machine of the new release")
 	}
 	first := true
+	ahead := 0 // new machines up beyond the old ones retired (a canary)
 	for remaining > 0 || len(olds) > 0 {
 		n := batchSize(p.want, maxUnavail)
 		if first {
@@ -163,7 +193,9 @@ func (r *run) rolling(ctx context.Context, p *plan, waitTimeout time.Duration, m
 			n = remaining
 		}
 		if n > 0 {
-			if _, err := r.launch(ctx, p, n, waitTimeout, false, first); err != nil {
+			// Each new machine on the host of an old one still without
+			// its replacement.
+			if _, err := r.launch(ctx, p, region, hostsOf(olds[min(ahead, len(olds)):]), n, waitTimeout, false, first); err != nil {
 				return err
 			}
 			remaining -= n
@@ -184,6 +216,7 @@ func (r *run) rolling(ctx context.Context, p *plan, waitTimeout time.Duration, m
 			return err
 		}
 		olds = olds[k:]
+		ahead = max(0, ahead+n-k)
 		first = false
 		if n == 0 && k == 0 {
 			break
@@ -204,7 +237,7 @@ func (r *run) rollingWithVolumes(ctx context.Context, p *plan, waitTimeout time.
 			}
 		}
 		if i < p.want {
-			if _, err := r.launch(ctx, p, 1, waitTimeout, false, i == 0); err != nil {
+			if _, err := r.launch(ctx, p, regionOfOld(p, i), hostsOf(p.old[min(i, len(p.old)):]), 1, waitTimeout, false, i == 0); err != nil {
 				return err
 			}
 		}
@@ -215,9 +248,13 @@ func (r *run) rollingWithVolumes(ctx context.Context, p *plan, waitTimeout time.
 // blueGreen starts every new machine cordoned, waits until all are healthy,
 // then switches traffic: the new ones are uncordoned, the old ones drained.
 func (r *run) blueGreen(ctx context.Context, p *plan, waitTimeout time.Duration) error {
-	ids, err := r.launch(ctx, p, p.want, waitTimeout, true, true)
-	if err != nil {
-		return err
+	var ids []string
+	for _, part := range regionParts(p) {
+		got, err := r.launch(ctx, p, part.region, hostsOf(part.old), part.want, waitTimeout, true, true)
+		ids = append(ids, got...)
+		if err != nil {
+			return err
+		}
 	}
 	r.emit("switch", "", p.group, "all %d green machines healthy; switching traffic", len(ids))
 	for _, id := range ids {
@@ -238,13 +275,25 @@ func (r *run) immediate(ctx context.Context, p *plan) error {
 	if err := r.retire(ctx, p, p.old); err != nil {
 		return err
 	}
+	var regions, prefer []string
+	for _, part := range regionParts(p) {
+		hs := hostsOf(part.old)
+		for i := range part.want {
+			regions = append(regions, part.region)
+			if i < len(hs) {
+				prefer = append(prefer, hs[i])
+			} else {
+				prefer = append(prefer, "")
+			}
+		}
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, p.want)
 	for i := 0; i < p.want; i++ {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			m, err := r.create(ctx, p, false)
+			m, err := r.create(ctx, p, regions[i], prefer[i], false)
 			if err == nil {
 				r.emit("machine", m.ID, p.group, "machine %s started", m.ID)
 			}

@@ -20,9 +20,12 @@ import (
 // Machine is what DNS knows of one machine.
 type Machine struct {
 	App, ID, Region, State string
-	ProcessGroup           string
-	IPv6, IPv4             netip.Addr
-	Metadata               map[string]string
+	// HostID is the host that runs the machine ("" in records written
+	// before hosts).
+	HostID       string
+	ProcessGroup string
+	IPv6, IPv4   netip.Addr
+	Metadata     map[string]string
 	// SkipRegistration is the machine config's dns.skip_registration.
 	SkipRegistration bool
 }
@@ -128,7 +131,7 @@ func DecodeMachine(b []byte) (Machine, error) {
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return Machine{}, fmt.Errorf("decode machine record: %w", err)
 	}
-	m := Machine{App: rec.App, ID: rec.ID, Region: rec.Region, State: rec.State, ProcessGroup: types.DefaultProcessGroup}
+	m := Machine{App: rec.App, ID: rec.ID, Region: rec.Region, State: rec.State, HostID: rec.HostID, ProcessGroup: types.DefaultProcessGroup}
 	if rec.App == "" || rec.ID == "" {
 		return Machine{}, fmt.Errorf("decode machine record: no app or id")
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/netip"
@@ -47,6 +48,17 @@ type Source interface {
 	Apps() []string
 }
 
+// Hosts is the server's view of the installation's hosts (hosts.RTTs).
+type Hosts interface {
+	// Reachable reports whether a host's daemon is alive.
+	Reachable(host string) bool
+	// Between returns the RTT between two hosts, ok false if unknown.
+	Between(fromHost, toHost string) (time.Duration, bool)
+	// NearestRegions returns the regions by RTT from a host, its own
+	// first.
+	NearestRegions(fromHost string) []string
+}
+
 // Options configure a Server.
 type Options struct {
 	// Listen are the addresses ("host:port") to serve on, UDP and TCP
@@ -63,6 +75,18 @@ type Options struct {
 	Region string
 	// Source is the machine list.
 	Source Source
+	// Host is this host's id. With it, A answers (machines' IPv4, which
+	// is local to each host) list only this host's machines.
+	Host string
+	// Hosts, if set, is what the server knows of the installation's
+	// hosts: the machines of a host that is not reachable are left out
+	// of every answer, and top<N>.nearest orders by the RTT measured
+	// between hosts.
+	Hosts Hosts
+	// Private are more networks whose reverse names are answered here
+	// rather than forwarded (the org's 6PN prefix, whose other /64s are
+	// the other hosts' machines); Allow's are always.
+	Private []netip.Prefix
 	// UpstreamTimeout bounds one exchange with one upstream (default 2s).
 	UpstreamTimeout time.Duration
 	Log             *slog.Logger
@@ -255,7 +279,7 @@ func (s *Server) answer(r *mdns.Msg, pq query, from netip.Addr) *mdns.Msg {
 	var txt string
 	exists := false
 	all := s.opt.Source.Machines()
-	reg := registeredOf(all)
+	reg := s.registered(all)
 	switch pq.kind {
 	case kindZone:
 		exists = true
@@ -296,7 +320,7 @@ func (s *Server) answer(r *mdns.Msg, pq query, from netip.Addr) *mdns.Msg {
 			if mc.IPv6.IsValid() {
 				ips = append(ips, mc.IPv6)
 			}
-			if mc.IPv4.IsValid() {
+			if mc.IPv4.IsValid() && s.local(mc) {
 				ips = append(ips, mc.IPv4)
 			}
 		}
@@ -331,7 +355,7 @@ func (s *Server) answer(r *mdns.Msg, pq query, from netip.Addr) *mdns.Msg {
 // machineAddr reports whether ip is in the machine subnets, whose reverse
 // names this server answers rather than leak them upstream.
 func (s *Server) machineAddr(ip netip.Addr) bool {
-	for _, p := range s.opt.Allow {
+	for _, p := range append(s.opt.Allow[:len(s.opt.Allow):len(s.opt.Allow)], s.opt.Private...) {
 		if p.Contains(ip) && !ip.IsLoopback() {
 			return true
 		}
@@ -349,8 +373,8 @@ func (s *Server) answerReverse(r *mdns.Msg, ip netip.Addr) *mdns.Msg {
 	m.RecursionAvailable = true
 	q := r.Question[0]
 	var target string
-	for _, mc := range registeredOf(s.opt.Source.Machines()) {
-		if mc.IPv6 == ip || mc.IPv4 == ip {
+	for _, mc := range s.registered(s.opt.Source.Machines()) {
+		if mc.IPv6 == ip || (mc.IPv4 == ip && s.local(mc)) {
 			target = query{kind: kindVM, arg: strings.ToLower(mc.ID), app: mc.App}.name()
 			break
 		}
@@ -408,9 +432,11 @@ func (s *Server) selectMachines(reg, all []Machine, pq query, from netip.Addr) [
 		return out
 	}
 	// Nearest: machines in the asker's region first (the region of the
-	// machine the query comes from, else this host's). On one host every
-	// machine is equally near; machine ID breaks ties so the choice is
-	// stable.
+	// machine the query comes from, else this host's), then the other
+	// regions by the RTT measured from this host (the asker's: queries
+	// come from this host's machines); in a region, this host's machines
+	// first, then by the RTT to their host. On one host every machine is
+	// equally near; machine ID breaks ties so the choice is stable.
 	region := s.opt.Region
 	for _, mc := range all {
 		if from.IsValid() && (mc.IPv6 == from || mc.IPv4 == from) {
@@ -418,10 +444,37 @@ func (s *Server) selectMachines(reg, all []Machine, pq query, from netip.Addr) [
 			break
 		}
 	}
+	rank := map[string]int{region: 0}
+	if s.opt.Hosts != nil && s.opt.Host != "" {
+		for _, r := range s.opt.Hosts.NearestRegions(s.opt.Host) {
+			if _, ok := rank[r]; !ok {
+				rank[r] = len(rank)
+			}
+		}
+	}
+	regionRank := func(r string) int {
+		if i, ok := rank[r]; ok {
+			return i
+		}
+		return len(rank)
+	}
+	hostRTT := func(mc Machine) time.Duration {
+		if s.local(mc) {
+			return 0
+		}
+		if s.opt.Hosts != nil {
+			if d, ok := s.opt.Hosts.Between(s.opt.Host, mc.HostID); ok {
+				return d
+			}
+		}
+		return time.Duration(math.MaxInt64)
+	}
 	sort.SliceStable(out, func(i, j int) bool {
-		ni, nj := out[i].Region == region, out[j].Region == region
-		if ni != nj {
-			return ni
+		if ri, rj := regionRank(out[i].Region), regionRank(out[j].Region); ri != rj {
+			return ri < rj
+		}
+		if di, dj := hostRTT(out[i]), hostRTT(out[j]); di != dj {
+			return di < dj
 		}
 		return out[i].ID < out[j].ID
 	})
@@ -438,6 +491,29 @@ func metadataMatch(md map[string]string, key, value string) bool {
 		}
 	}
 	return false
+}
+
+// registered returns the machines that have .internal names: registered
+// ones whose host is reachable (a host cut off or dead for longer than its
+// lease: its machines' state is not known, so they are not answered).
+func (s *Server) registered(all []Machine) []Machine {
+	out := registeredOf(all)
+	if s.opt.Hosts == nil {
+		return out
+	}
+	kept := out[:0]
+	for _, m := range out {
+		if m.HostID == "" || m.HostID == s.opt.Host || s.opt.Hosts.Reachable(m.HostID) {
+			kept = append(kept, m)
+		}
+	}
+	return kept
+}
+
+// local reports whether a machine runs on this host (always, when the
+// server does not know its host id, or the machine has none).
+func (s *Server) local(m Machine) bool {
+	return s.opt.Host == "" || m.HostID == "" || m.HostID == s.opt.Host
 }
 
 // registeredOf returns the machines that have .internal names.

@@ -429,7 +429,9 @@ func (f *Server) closeAll() {
 	f.lnMu.Unlock()
 	if ln != nil {
 		ln.Close()
-		<-done
+		if done != nil { // nil: never served (stopped before ready)
+			<-done
+		}
 	}
 	f.mu.Lock()
 	apps := f.apps

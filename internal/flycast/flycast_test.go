@@ -152,3 +152,24 @@ func TestFlycastListenerByOriginalDst(t *testing.T) {
 		t.Fatalf("a port the app does not serve answered %s %q", resp.Status, b)
 	}
 }
+
+// A server stopped after binding its listener but before serving (a
+// daemon stopped while starting) closes at once instead of waiting for a
+// serve that never ran.
+func TestCloseBeforeServing(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &Server{log: slog.Default(), apps: map[string]*flycastApp{}, byAddr: map[netip.Addr]*flycastApp{}, ln: ln}
+	done := make(chan struct{})
+	go func() { f.closeAll(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("closeAll of a server that never served did not return")
+	}
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Fatal("the listener is still open")
+	}
+}

@@ -28,6 +28,9 @@ import (
 const (
 	HostAPIPort  = 4280
 	HostHTTPPort = 8080
+	// MeshPort is the daemons' WireGuard port (mesh.DefaultPort), which
+	// ClusterOptions.MeshDelay relays.
+	MeshPort = 51820
 )
 
 // ClusterOptions describe a cluster of hosts for StartCluster.
@@ -41,6 +44,13 @@ type ClusterOptions struct {
 	// IntraRegionRTT is the round-trip time between two hosts of one
 	// region through a relay (default none).
 	IntraRegionRTT time.Duration
+	// MeshDelay puts a Relay on the path between every two hosts'
+	// WireGuard ports (MeshPort/udp) with the RTT of their regions (RTT,
+	// IntraRegionRTT; pairs with none go direct): an nftables DNAT in
+	// each host's namespace sends its packets for another host's port to
+	// the relay, so the mesh (and what is measured over it) sees the
+	// latency while every host still publishes its own address.
+	MeshDelay bool
 	// Etcd starts a single-member etcd on the fabric's gateway (in the
 	// test process) and gives every host `--etcd-endpoints` for it: the
 	// shared state that exists before the cluster's own embedded etcd.
@@ -182,6 +192,9 @@ func StartCluster(t testing.TB, bin string, opts ClusterOptions) *Cluster {
 	}
 	if err := s.save(); err != nil {
 		t.Fatalf("cluster: %v", err)
+	}
+	if opts.MeshDelay {
+		c.delayMesh()
 	}
 	if opts.Etcd {
 		// Its t.Cleanup runs after the cluster's (registered below), so
@@ -374,6 +387,35 @@ func (c *Cluster) Relay(from, to, proto string, port int) string {
 	}
 	c.relays = append(c.relays, r)
 	return r.Addr.String()
+}
+
+// delayMesh starts a UDP relay for every ordered pair of hosts whose
+// regions have an RTT and sends the first host's WireGuard packets for the
+// second there (nftables DNAT in the output hook of its namespace; the
+// table goes with the namespace). Replies come back through the relay
+// and conntrack makes them read as from the other host, so WireGuard's
+// endpoints stay the hosts' own addresses.
+func (c *Cluster) delayMesh() {
+	c.t.Helper()
+	for _, from := range c.hosts {
+		var rules strings.Builder
+		for _, to := range c.hosts {
+			if to == from || c.RegionRTT(from.Region, to.Region) <= 0 {
+				continue
+			}
+			relay := c.Relay(from.Name, to.Name, "udp", MeshPort)
+			fmt.Fprintf(&rules, "\t\tip daddr %s udp dport %d dnat to %s\n", to.Addr, MeshPort, relay)
+		}
+		if rules.Len() == 0 {
+			continue
+		}
+		ruleset := "table ip hangar_meshdelay {\n\tchain out {\n\t\ttype nat hook output priority -100; policy accept;\n" + rules.String() + "\t}\n}\n"
+		cmd := from.Command("nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(ruleset)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			c.t.Fatalf("cluster: mesh delay on %s: nft: %v\n%s\n%s", from.Name, err, out, ruleset)
+		}
+	}
 }
 
 // ExtraArgs returns the host's HostSpec.ExtraArgs.

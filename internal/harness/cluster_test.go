@@ -218,3 +218,70 @@ func TestFabric(t *testing.T) {
 		t.Errorf("left after Close: %v", left)
 	}
 }
+
+// TestMeshDelay: with MeshDelay, a UDP exchange between two hosts' MeshPort
+// sockets, addressed to each other's own address, takes at least their
+// regions' RTT (relayed), and the answer reads as from the other host's
+// address and port; hosts of a pair without an RTT go direct.
+func TestMeshDelay(t *testing.T) {
+	RequireRoot(t)
+	if _, err := exec.LookPath("nft"); err != nil {
+		t.Skip("needs nft (apt-get install nftables)")
+	}
+	const rtt = 40 * time.Millisecond
+	c := StartCluster(t, "/nonexistent/hangar", ClusterOptions{
+		Hosts:     []HostSpec{{Name: "x", Region: "fra", NoStart: true}, {Name: "y", Region: "iad", NoStart: true}, {Name: "z", Region: "iad", NoStart: true}},
+		RTT:       map[string]time.Duration{"fra/iad": rtt},
+		MeshDelay: true,
+	})
+	x, y, z := c.Host("x"), c.Host("y"), c.Host("z")
+	listen := func(h *Host) net.PacketConn {
+		pc, err := h.ListenPacket("udp", net.JoinHostPort(h.Addr, fmt.Sprint(MeshPort)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { pc.Close() })
+		return pc
+	}
+	px, py, pz := listen(x), listen(y), listen(z)
+	echo := func(pc net.PacketConn) {
+		buf := make([]byte, 64)
+		for {
+			n, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			_, _ = pc.WriteTo(buf[:n], from)
+		}
+	}
+	go echo(py)
+	go echo(pz)
+	roundTrip := func(to *Host) (time.Duration, net.Addr) {
+		t.Helper()
+		dst, _ := net.ResolveUDPAddr("udp", net.JoinHostPort(to.Addr, fmt.Sprint(MeshPort)))
+		start := time.Now()
+		if _, err := px.WriteTo([]byte("ping"), dst); err != nil {
+			t.Fatal(err)
+		}
+		_ = px.SetReadDeadline(time.Now().Add(5 * time.Second))
+		buf := make([]byte, 64)
+		n, from, err := px.ReadFrom(buf)
+		if err != nil || string(buf[:n]) != "ping" {
+			t.Fatalf("x → %s: %q %v", to.Name, buf[:n], err)
+		}
+		return time.Since(start), from
+	}
+	for _, to := range []*Host{y, z} {
+		took, from := roundTrip(to)
+		if took < rtt {
+			t.Errorf("x → %s took %v through the mesh relay, less than the RTT %v", to.Name, took, rtt)
+		}
+		if want := net.JoinHostPort(to.Addr, fmt.Sprint(MeshPort)); from.String() != want {
+			t.Errorf("the answer from %s reads as from %s, want %s", to.Name, from, want)
+		}
+	}
+	// y and z (one region, no IntraRegionRTT): no rule between them.
+	if out, err := y.Command("nft", "list", "table", "ip", "hangar_meshdelay").CombinedOutput(); err != nil || strings.Contains(string(out), z.Addr) || !strings.Contains(string(out), x.Addr) {
+		t.Errorf("y's delay rules: %v\n%s", err, out)
+	}
+}

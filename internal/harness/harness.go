@@ -219,13 +219,13 @@ func (d *Daemon) Start() {
 			break
 		}
 		// With fixed ports the daemon is found without its address files
-		// (which it may be unable to write, on a full disk).
-		if api, httpAddr := d.flag("--api-listen"), d.flag("--http-listen"); fixedPort(api) && fixedPort(httpAddr) {
-			if c, err := net.DialTimeout("tcp", api, 100*time.Millisecond); err == nil {
-				c.Close()
-				d.API, d.HTTP = "http://"+api, "http://"+httpAddr
-				break
-			}
+		// (which it may be unable to write, on a full disk). Its API
+		// answering, not only its port accepting (bound long before it
+		// serves), says it is up, and that it has written the files
+		// the CLI reads, if it could.
+		if api, httpAddr := d.flag("--api-listen"), d.flag("--http-listen"); fixedPort(api) && fixedPort(httpAddr) && d.answersAt(api) {
+			d.API, d.HTTP = "http://"+api, "http://"+httpAddr
+			break
 		}
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(d.logf.Name())
@@ -241,6 +241,17 @@ func (d *Daemon) Start() {
 	if fi, _ := os.Stat(filepath.Join(d.DataDir, "admin-token")); fi.Mode().Perm() != 0o600 {
 		t.Errorf("admin-token mode = %v, want 0600", fi.Mode().Perm())
 	}
+}
+
+// answersAt reports whether an HTTP server answers at addr (any status).
+func (d *Daemon) answersAt(addr string) bool {
+	c := &http.Client{Timeout: 500 * time.Millisecond, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + "/v1/apps")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return true
 }
 
 // flag returns the last value given for a `hangar server` flag.

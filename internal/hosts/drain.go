@@ -101,6 +101,10 @@ func (r *Registry) Drain(ctx context.Context, id string, force bool, ms DrainMac
 	return res, nil
 }
 
+// MountsVolume reports whether a machine config mounts a volume: such a
+// machine is pinned to the volume's host (never moved nor replaced).
+func MountsVolume(cfg *types.MachineConfig) bool { return hasVolume(cfg) }
+
 func hasVolume(cfg *types.MachineConfig) bool {
 	if cfg == nil {
 		return false

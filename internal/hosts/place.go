@@ -26,6 +26,9 @@ type PlaceRequest struct {
 	MemoryMB int64
 	// VolumeHost, if set, pins the machine to the host of its volume.
 	VolumeHost string
+	// Prefer, if set, is taken when it is one of the hosts the machine
+	// fits on (a deploy's new machine, on the host of the one it replaces).
+	Prefer string
 }
 
 // Placed is a machine already placed, for spreading an app.
@@ -77,6 +80,11 @@ func Place(req PlaceRequest, all []types.Host, machines []Placed) (types.Host, e
 	if len(fits) == 0 {
 		return types.Host{}, fmt.Errorf("no host in region %s has %d MB of memory free (%s): stop or destroy machines there, pick a smaller size or another region, or add a host with `hangar server --join … --region %s` on a new machine (`hangar cluster join-token` prints the command): %w",
 			req.Region, req.MemoryMB, freeList(inRegion), req.Region, ErrNoCapacity)
+	}
+	for _, h := range fits {
+		if h.ID == req.Prefer {
+			return h, nil
+		}
 	}
 	ofApp := map[string]int{}
 	for _, m := range machines {

@@ -3,7 +3,10 @@
 // hosts/<id> (durable: region, API URL, capacity) and marks itself alive
 // under hosts-alive/<id>, a key kept on a store lease (store.Leaser): a
 // host whose lease expired reads unreachable. Place picks a host for a new
-// machine. See docs/cluster.md.
+// machine. Hosts on the mesh measure their round trips to each other
+// (Prober) and publish them under hosts-rtt/<from>/<to>; RTTs follows the
+// hosts and those measurements for whoever routes to the nearest (DNS,
+// the edge). See docs/cluster.md and docs/mesh.md.
 package hosts
 
 import (
@@ -97,6 +100,10 @@ type Registry struct {
 	// TTL of the alive mark (0: DefaultTTL).
 	TTL time.Duration
 	Log *slog.Logger
+	// OnRenewed, if set, is called when the alive mark is written again
+	// after its lease was lost (the host is back: it fences what was
+	// replaced meanwhile). It must not block.
+	OnRenewed func()
 
 	handOver atomic.Bool   // see HandOver
 	stopped  chan struct{} // closed when Register's keep-alive has ended
@@ -124,7 +131,7 @@ func (r *Registry) SelfID() string { return r.Self.ID }
 // the TTL) it writes the mark again as soon as it can.
 func (r *Registry) Register(ctx context.Context) error {
 	rec := record{Host: r.Self}
-	rec.State, rec.Used = "", types.HostUsage{}
+	rec.State, rec.Used, rec.RTTMicros = "", types.HostUsage{}, 0
 	rec.StartedAt = time.Now().UTC().Format(time.RFC3339)
 	if _, _, err := store.UpdateJSON(ctx, r.Store, hostsPrefix+r.Self.ID, func(cur *record) (*record, error) {
 		if cur != nil {
@@ -181,6 +188,9 @@ func (r *Registry) keepAlive(ctx context.Context, lk store.LeasedKey) {
 			var err error
 			if lk, err = r.markAlive(ctx); err == nil {
 				log.Info("this host's lease is renewed", "host", r.Self.ID)
+				if r.OnRenewed != nil {
+					r.OnRenewed()
+				}
 				backoff = 100 * time.Millisecond
 				break
 			}
@@ -250,6 +260,13 @@ func (r *Registry) listWithMachines(ctx context.Context) ([]types.Host, []Placed
 		if h := byID[hostID]; h != nil {
 			h.Used.Machines++
 			h.Used.MemoryMB += GuestMemoryMB(m.Config)
+		}
+	}
+	if rtts := (&RTTs{Store: r.Store}); r.Self.ID != "" && rtts.Refresh(ctx) == nil {
+		for i := range out {
+			if d, ok := rtts.Between(r.Self.ID, out[i].ID); ok && out[i].ID != r.Self.ID {
+				out[i].RTTMicros = max(d.Microseconds(), 1)
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

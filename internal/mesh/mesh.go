@@ -98,8 +98,12 @@ type Mesh struct {
 	link netlink.Link
 	log  *slog.Logger
 
-	mu     sync.Mutex
+	mu     sync.Mutex // guards closed, endpoints and SetPeers
 	closed bool
+	// endpoints are the peers' endpoints as SetPeers last gave them: an
+	// unchanged one is not set again, so WireGuard keeps the address it
+	// learnt from the peer's packets (roaming).
+	endpoints map[Key]netip.AddrPort
 }
 
 // Up creates the interface and brings it up with no peers.
@@ -194,7 +198,6 @@ func (m *Mesh) SetPeers(peers []Peer) error {
 	own := m.PublicKey()
 	seen := map[Key]string{}
 	var b strings.Builder
-	b.WriteString("replace_peers=true\n")
 	var want []netip.Prefix
 	for _, p := range peers {
 		if p.PublicKey == own {
@@ -207,7 +210,14 @@ func (m *Mesh) SetPeers(peers []Peer) error {
 		if !p.Endpoint.IsValid() {
 			return fmt.Errorf("mesh: peer %s has no endpoint", p.Host)
 		}
-		fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\nreplace_allowed_ips=true\n", p.PublicKey.hex(), p.Endpoint)
+		// Peers are changed in place, never replaced all at once
+		// (replace_peers): that would end every session and drop the
+		// traffic between the hosts that stay while one joins or leaves.
+		fmt.Fprintf(&b, "public_key=%s\n", p.PublicKey.hex())
+		if last, ok := m.endpoints[p.PublicKey]; !ok || last != p.Endpoint {
+			fmt.Fprintf(&b, "endpoint=%s\n", p.Endpoint)
+		}
+		b.WriteString("replace_allowed_ips=true\n")
 		if p.Keepalive > 0 {
 			fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int(p.Keepalive/time.Second))
 		}
@@ -222,8 +232,23 @@ func (m *Mesh) SetPeers(peers []Peer) error {
 			want = append(want, a)
 		}
 	}
+	// Peers no longer in the set are removed.
+	cur, err := m.Status()
+	if err != nil {
+		return err
+	}
+	for _, c := range cur {
+		if _, keep := seen[c.PublicKey]; !keep {
+			fmt.Fprintf(&b, "public_key=%s\nremove=true\n", c.PublicKey.hex())
+		}
+	}
 	if err := m.dev.IpcSet(b.String()); err != nil {
+		m.endpoints = nil // unknown now: set them all next time
 		return fmt.Errorf("mesh: set peers: %w", err)
+	}
+	m.endpoints = map[Key]netip.AddrPort{}
+	for _, p := range peers {
+		m.endpoints[p.PublicKey] = p.Endpoint
 	}
 	return m.syncRoutes(want)
 }

@@ -250,3 +250,49 @@ func TestSetPeersRefusesBadSets(t *testing.T) {
 		t.Fatalf("no endpoint: %v", err)
 	}
 }
+
+// TestSetPeersKeepsSessions: a host joining (a new peer in the set) does
+// not touch the session with a peer that stays: same handshake, its byte
+// counts go on (SetPeers with replace_peers recreated every peer, which
+// cut the traffic between the hosts that stay).
+func TestSetPeersKeepsSessions(t *testing.T) {
+	a, b := twoHosts(t)
+	if err := a.mesh.SetPeers([]Peer{peerOf(b)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.mesh.SetPeers([]Peer{peerOf(a)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := exchange(t, a, b, "before the join", 10*time.Second); err != nil || got != "before the join" {
+		t.Fatalf("a → b: %q %v", got, err)
+	}
+	before, err := a.mesh.Status()
+	if err != nil || len(before) != 1 || before[0].LastHandshake.IsZero() {
+		t.Fatalf("status: %+v %v", before, err)
+	}
+	k, _ := GenerateKey()
+	joined := Peer{Host: "c", PublicKey: k.Public(), Endpoint: netip.MustParseAddrPort("192.0.2.1:51820"),
+		AllowedIPs: []netip.Prefix{netip.MustParsePrefix("fdaa:0:99::/64")}}
+	if err := a.mesh.SetPeers([]Peer{peerOf(b), joined}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := a.mesh.Status()
+	if err != nil || len(after) != 2 {
+		t.Fatalf("status after the join: %+v %v", after, err)
+	}
+	for _, p := range after {
+		if p.PublicKey == b.mesh.PublicKey() && (!p.LastHandshake.Equal(before[0].LastHandshake) || p.TxBytes < before[0].TxBytes) {
+			t.Fatalf("b's session changed when c joined: before %+v, after %+v", before[0], p)
+		}
+	}
+	if got, err := exchange(t, a, b, "after the join", 10*time.Second); err != nil || got != "after the join" {
+		t.Fatalf("a → b after c joined: %q %v", got, err)
+	}
+	// c leaves: removed, b stays.
+	if err := a.mesh.SetPeers([]Peer{peerOf(b)}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := a.mesh.Status(); len(st) != 1 || st[0].PublicKey != b.mesh.PublicKey() {
+		t.Fatalf("after c left: %+v", st)
+	}
+}

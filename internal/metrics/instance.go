@@ -34,6 +34,9 @@ type Instance struct {
 	Metrics *types.MachineMetrics
 	// LastExit is its last exit, if it ever exited.
 	LastExit *Exit
+	// Mounts are the paths its volumes are mounted at inside it
+	// (fly_instance_filesystem_* reports them beside its root, "/").
+	Mounts []string
 }
 
 // Exit is a machine's last exit.
@@ -93,8 +96,11 @@ type instSample struct {
 }
 
 // memNames are the fly_instance_memory_* series Hangar reports.
-var memNames = []string{"mem_total", "mem_free", "mem_available", "buffers", "cached", "active", "inactive",
-	"swap_total", "swap_free", "dirty", "writeback", "slab", "shmem"}
+var memNames = []string{"mem_total", "mem_free", "mem_available", "buffers", "cached", "swap_cached", "active", "inactive",
+	"swap_total", "swap_free", "dirty", "writeback", "slab", "shmem", "vmalloc_total", "vmalloc_used", "vmalloc_chunk"}
+
+// fsNames are the fly_instance_filesystem_* series, by mount.
+var fsNames = []string{"blocks", "block_size", "blocks_free", "blocks_avail"}
 
 // netFields are /proc/net/dev's columns, as Fly names the series.
 var netFields = []string{"recv_bytes", "recv_packets", "recv_errs", "recv_drop", "recv_fifo", "recv_frame", "recv_compressed", "recv_multicast",
@@ -200,6 +206,17 @@ func (c *InstanceCollector) WriteText(t *TextWriter, only string) {
 			}
 		}
 	}
+	for i, n := range fsNames {
+		name := "fly_instance_filesystem_" + n
+		t.Family(name, "Filesystem "+n+" of the instance's root (mount \"/\") and of its volumes (mount: where each is mounted in it).", "gauge")
+		for _, x := range insts {
+			if running(x) {
+				for _, mnt := range x.s.fsOrder {
+					t.Sample(name, x.s.fsys[mnt][i], l(x, "mount", mnt)...)
+				}
+			}
+		}
+	}
 	for i, n := range diskNames {
 		name := "fly_instance_disk_" + n
 		t.Family(name, "Block I/O counter "+n+" of the instance, by device (major:minor).", "counter")
@@ -236,6 +253,8 @@ type sample struct {
 	pids, fds, fdMax         float64
 	net                      map[string][]float64
 	disk                     map[string][4]float64
+	fsys                     map[string][4]float64 // by mount: fsNames
+	fsOrder                  []string              // the mounts read, "/" first
 }
 
 // read reads one running machine's counters; false if its cgroup is gone.
@@ -263,6 +282,9 @@ func (c *InstanceCollector) read(in *Instance) (sample, bool) {
 		}
 		s.mem["cached"], s.mem["dirty"], s.mem["writeback"] = st["file"], st["file_dirty"], st["file_writeback"]
 		s.mem["slab"] = st["slab"]
+		// Kernels from 6.6 (swapcached) and 5.19 (vmalloc) account these
+		// per cgroup; older ones report 0.
+		s.mem["swap_cached"], s.mem["vmalloc_used"] = st["swapcached"], st["vmalloc"]
 	} else {
 		usage, err = readNumber(filepath.Join(memDir, "memory.usage_in_bytes"))
 		if err != nil {
@@ -321,7 +343,21 @@ func (c *InstanceCollector) read(in *Instance) (sample, bool) {
 	if first != "" {
 		s.fdMax = readLimit(filepath.Join(fs.Proc, first, "limits"), "Max open files")
 		s.net = readNetDev(filepath.Join(fs.Proc, first, "net", "dev"))
+		s.fsys = map[string][4]float64{}
+		for _, mnt := range append([]string{"/"}, in.Mounts...) {
+			// Through /proc/<pid>/root, the path resolves in the
+			// machine's own mount namespace.
+			var st syscall.Statfs_t
+			if _, seen := s.fsys[mnt]; seen || syscall.Statfs(filepath.Join(fs.Proc, first, "root", mnt), &st) != nil {
+				continue
+			}
+			s.fsys[mnt] = [4]float64{float64(st.Blocks), float64(st.Bsize), float64(st.Bfree), float64(st.Bavail)}
+			s.fsOrder = append(s.fsOrder, mnt)
+		}
 	}
+	// The address space for vmalloc is the kernel's, the same for every
+	// machine of the host (Fly's guests each have their own).
+	s.mem["vmalloc_total"], s.mem["vmalloc_chunk"] = c.hostVmalloc()
 	// Block I/O.
 	if fs.V2 {
 		for dev, kv := range readIOStat(filepath.Join(memDir, "io.stat")) {
@@ -337,6 +373,30 @@ func (c *InstanceCollector) read(in *Instance) (sample, bool) {
 		}
 	}
 	return s, true
+}
+
+// hostVmalloc reads VmallocTotal and VmallocChunk (bytes) from the host's
+// meminfo.
+func (c *InstanceCollector) hostVmalloc() (total, chunk float64) {
+	f, err := os.Open(filepath.Join(c.fs.Proc, "meminfo"))
+	if err != nil {
+		return 0, 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if !ok || (k != "VmallocTotal" && k != "VmallocChunk") {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+		if k == "VmallocTotal" {
+			total = kb * 1024
+		} else {
+			chunk = kb * 1024
+		}
+	}
+	return total, chunk
 }
 
 func readNumber(path string) (float64, error) {

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,8 +51,10 @@ func fakeCgroups(t testing.TB, dir string, ids ...string) CgroupFS {
 				" face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n" +
 				"    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0\n" +
 				"  eth0:    5000      40    0    0    0     0          0         0     7000      50    0    0    0     0       0          0\n",
-			filepath.Join(fs.Proc, pid, "fd", "0"): "",
-			filepath.Join(fs.Proc, pid, "fd", "1"): "",
+			filepath.Join(fs.Proc, pid, "root", "data", ".keep"): "",
+			filepath.Join(fs.Proc, "meminfo"):                    "MemTotal:       24000000 kB\nVmallocTotal:   34359738367 kB\nVmallocUsed:       50000 kB\nVmallocChunk:          0 kB\n",
+			filepath.Join(fs.Proc, pid, "fd", "0"):               "",
+			filepath.Join(fs.Proc, pid, "fd", "1"):               "",
 		}
 		for p, c := range files {
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -93,7 +96,7 @@ func newTestRegistry(t *testing.T) (*Registry, *AppScraper) {
 		io.WriteString(w, "# HELP testapp_hits_total Hits.\n# TYPE testapp_hits_total counter\ntestapp_hits_total{path=\"/\",instance=\"spoofed\"} 7\n")
 	})
 	insts := []Instance{
-		{App: "web", ID: "m1", Region: "tst", Running: true, CPUs: 1, MemoryMB: 256},
+		{App: "web", ID: "m1", Region: "tst", Running: true, CPUs: 1, MemoryMB: 256, Mounts: []string{"/data"}},
 		{App: "web", ID: "m3", Region: "tst", Down: true, LastExit: &Exit{Code: 137, OOM: true}},
 		app,
 	}
@@ -190,6 +193,10 @@ func TestFlyNames(t *testing.T) {
 		"fly_instance_up": dto.MetricType_GAUGE, "fly_instance_memory_mem_total": dto.MetricType_GAUGE,
 		"fly_instance_memory_mem_free": dto.MetricType_GAUGE, "fly_instance_memory_mem_available": dto.MetricType_GAUGE,
 		"fly_instance_memory_cached": dto.MetricType_GAUGE, "fly_instance_memory_swap_total": dto.MetricType_GAUGE,
+		"fly_instance_memory_swap_cached": dto.MetricType_GAUGE, "fly_instance_memory_vmalloc_total": dto.MetricType_GAUGE,
+		"fly_instance_memory_vmalloc_used": dto.MetricType_GAUGE, "fly_instance_memory_vmalloc_chunk": dto.MetricType_GAUGE,
+		"fly_instance_filesystem_blocks": dto.MetricType_GAUGE, "fly_instance_filesystem_block_size": dto.MetricType_GAUGE,
+		"fly_instance_filesystem_blocks_free": dto.MetricType_GAUGE, "fly_instance_filesystem_blocks_avail": dto.MetricType_GAUGE,
 		"fly_instance_cpu": dto.MetricType_COUNTER, "fly_instance_load_average": dto.MetricType_GAUGE,
 		"fly_instance_net_recv_bytes": dto.MetricType_COUNTER, "fly_instance_net_sent_bytes": dto.MetricType_COUNTER,
 		"fly_instance_disk_reads_completed": dto.MetricType_COUNTER, "fly_instance_filefd_allocated": dto.MetricType_GAUGE,
@@ -275,3 +282,55 @@ func TestTimedStoreKeepsLeaser(t *testing.T) {
 
 // plainStore hides every optional capability of a store.
 type plainStore struct{ store.Store }
+
+// The filesystem series are the statfs of the machine's root and of each
+// volume's mount, resolved inside the machine (/proc/<pid>/root), by
+// mount; vmalloc's address space is the host's meminfo.
+func TestInstanceFilesystemsAndVmalloc(t *testing.T) {
+	dir := t.TempDir()
+	fs := fakeCgroups(t, dir, "m1")
+	data := filepath.Join(fs.Proc, "1000", "root", "data")
+	// A filesystem of a known size at the volume's mount (root only).
+	if err := syscall.Mount("tmpfs", data, "tmpfs", 0, "size=8m"); err != nil {
+		t.Skipf("cannot mount a tmpfs here (%v): needs root", err)
+	}
+	t.Cleanup(func() { _ = syscall.Unmount(data, syscall.MNT_DETACH) })
+	list := func(context.Context) ([]Instance, error) {
+		return []Instance{{App: "web", ID: "m1", Region: "tst", Running: true, Mounts: []string{"/data", "/missing"}}}, nil
+	}
+	ic := NewInstanceCollector(list, fs)
+	ic.Sample(context.Background())
+	reg := NewRegistry("tst", "abcd")
+	reg.AddText(ic)
+	vals := map[string]float64{}
+	for _, mf := range gatherText(t, reg, "") {
+		for _, m := range mf.Metric {
+			key := mf.GetName()
+			for _, l := range m.Label {
+				if l.GetName() == "mount" {
+					key += "{" + l.GetValue() + "}"
+				}
+			}
+			vals[key] = m.GetGauge().GetValue()
+		}
+	}
+	if got := vals["fly_instance_filesystem_blocks{/data}"] * vals["fly_instance_filesystem_block_size{/data}"]; got != 8<<20 {
+		t.Fatalf("/data: %v bytes, want the tmpfs's 8 MiB (series %v)", got, vals)
+	}
+	if vals["fly_instance_filesystem_blocks_avail{/data}"] != vals["fly_instance_filesystem_blocks{/data}"] {
+		t.Fatalf("/data: an empty tmpfs has every block available: %v", vals)
+	}
+	var root syscall.Statfs_t
+	if err := syscall.Statfs(dir, &root); err != nil {
+		t.Fatal(err)
+	}
+	if vals["fly_instance_filesystem_blocks{/}"] != float64(root.Blocks) {
+		t.Fatalf("/: %v blocks, the directory's filesystem has %d", vals["fly_instance_filesystem_blocks{/}"], root.Blocks)
+	}
+	if _, ok := vals["fly_instance_filesystem_blocks{/missing}"]; ok {
+		t.Fatal("a mount path that does not exist in the machine has series")
+	}
+	if vals["fly_instance_memory_vmalloc_total"] != 34359738367*1024 {
+		t.Fatalf("vmalloc_total %v, want meminfo's VmallocTotal in bytes", vals["fly_instance_memory_vmalloc_total"])
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 
@@ -60,6 +61,13 @@ func add(b *[16]byte, v uint64) {
 
 // FlycastRange is the manager's Flycast range (see the package function).
 func (m *Manager) FlycastRange() (netip.Prefix, error) {
+	if m.cfg.Flycast6 != "" {
+		p, err := netip.ParsePrefix(m.cfg.Flycast6)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("network: Flycast subnet %q: %w", m.cfg.Flycast6, err)
+		}
+		return FlycastRange(p)
+	}
 	a, _ := netip.AddrFromSlice(m.net6.IP.To16())
 	ones, _ := m.net6.Mask.Size()
 	return FlycastRange(netip.PrefixFrom(a, ones))
@@ -73,7 +81,12 @@ func (m *Manager) AddFlycast(addr netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(128, 128)}, Flags: unix.IFA_F_NODAD}
+	// Deprecated (preferred lifetime 0, valid for ever): the kernel never
+	// picks it as the source of a connection the host opens. In a cluster
+	// every host has the address, so a reply to it would stay on the host
+	// that answers (docs/flycast.md).
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: addr.AsSlice(), Mask: net.CIDRMask(128, 128)}, Flags: unix.IFA_F_NODAD,
+		PreferedLft: 0, ValidLft: math.MaxUint32}
 	if err := netlink.AddrReplace(br, a); err != nil {
 		return fmt.Errorf("network: add Flycast address %s to %s: %w", addr, m.cfg.Bridge, err)
 	}

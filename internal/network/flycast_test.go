@@ -97,6 +97,20 @@ func TestFlycastAddressOnBridge(t *testing.T) {
 	}
 	c.Close()
 	ln.Close()
+	// Never the source of the host's own connections (every host of a
+	// cluster has the address: a reply to it would stay on the host that
+	// answers), even toward the next Flycast address, whose longest
+	// matching prefix it has.
+	next, _ := FlycastAddr(rng, 8)
+	u, err := net.Dial("udp", net.JoinHostPort(next.String(), "9"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := u.LocalAddr().(*net.UDPAddr).IP
+	u.Close()
+	if a, _ := netip.AddrFromSlice(src); a == addr {
+		t.Fatalf("the host picked the Flycast address %s as a source address", addr)
+	}
 
 	if err := m.RemoveFlycast(addr); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,11 @@ type Config struct {
 	// WireGuard mesh): IPv6 through it keeps the machines' addresses (it
 	// is not masqueraded), as between machines on the bridge.
 	Mesh string
+	// Flycast6, if set, is the 6PN subnet whose Flycast range (a /96 in
+	// it, FlycastRange) this host serves instead of its own Subnet6's: the
+	// hosts of a cluster all serve the one range, so an app's Flycast
+	// address is the same, and local, on every host.
+	Flycast6 string
 }
 
 // DefaultConfig is the network a daemon uses unless told otherwise.

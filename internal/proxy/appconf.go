@@ -104,6 +104,13 @@ func (p *Proxy) rebuildSlowLocked() {
 	for name := range p.replays {
 		slow[name] = true
 	}
+	for _, rh := range p.rhosts {
+		// Requests that may go to another host take the net/http path
+		// (remote.go).
+		for name := range rh.apps {
+			slow[name] = true
+		}
+	}
 	p.slow.Store(&slow)
 }
 

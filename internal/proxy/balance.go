@@ -14,17 +14,33 @@ type choice struct {
 	m        *machine
 	full     bool // some machine matched but every match is at its hard_limit
 	overSoft bool // the chosen machine was at or over its soft_limit
+	wake     bool // best: start one of this host's stopped machines (m is nil)
 	known    int  // machines known for the app
 	matched  int  // machines that matched the routing headers at all
 }
 
+// The order of candidates, most significant first: under the soft_limit
+// before over it; the region (0 the target region, then by distance, see
+// rankLocked); a machine that takes requests before one to wake; this
+// host's before another's; then the fewest requests in flight.
+const (
+	keyOver   = 1 << 62
+	keyRank   = 1 << 41 // times the rank (< 1<<19)
+	keyWake   = 1 << 40
+	keyRemote = 1 << 39
+	keyLoad   = 1<<39 - 1
+)
+
 // pickLocked chooses the machine for a request: among routable machines
 // that are not draining and are under their hard_limit (and match the
 // fly-force-* headers), the one under its soft_limit before one over it,
-// then the one in the target region (fly-prefer-region, else this
-// proxy's), then the one with the fewest requests in flight; ties at
-// random. fly-prefer-instance-id wins when that machine is under its soft
-// limit.
+// then the nearest to the target region (fly-prefer-region, else this
+// proxy's): this host's, then another host's in the region, then other
+// regions nearest first; a stopped machine to wake counts as farther than
+// a running one in its region (but nearer than any other region); then
+// the one with the fewest requests in flight; ties at random.
+// fly-prefer-instance-id wins when that machine is under its soft limit.
+// Other hosts' machines (remote.go) are candidates unless rt.local.
 func (p *Proxy) pickLocked(a *app, rt routing) choice {
 	c := choice{known: len(a.machines)}
 	target := rt.preferRegion
@@ -32,7 +48,19 @@ func (p *Proxy) pickLocked(a *app, rt routing) choice {
 		target = p.region
 	}
 	var best *machine
-	bestKey, ties := 0, 0
+	var bestKey uint64
+	ties, bestWake := 0, false
+	consider := func(m *machine, key uint64) {
+		switch {
+		case best == nil && !bestWake || key < bestKey:
+			best, bestKey, ties, bestWake = m, key, 1, false
+		case key == bestKey:
+			ties++
+			if mrand.IntN(ties) == 0 {
+				best = m
+			}
+		}
+	}
 	for _, m := range a.machines {
 		if rt.forceInstance != "" && m.b.MachineID != rt.forceInstance {
 			continue
@@ -50,31 +78,65 @@ func (p *Proxy) pickLocked(a *app, rt routing) choice {
 		}
 		over := m.inflight >= m.soft
 		if rt.preferInstance == m.b.MachineID && !over {
-			best, ties = m, 1
-			break
+			best, ties, bestWake = m, 1, false
+			goto done
 		}
-		// key orders by (over soft limit, outside the target region, load).
-		key := m.inflight
-		if m.b.Region != target {
-			key += 1 << 30
-		}
+		key := min(uint64(m.inflight), keyLoad) + p.rankLocked(m, target)*keyRank
 		if over {
-			key += 1 << 40
+			key += keyOver
 		}
-		switch {
-		case best == nil || key < bestKey:
-			best, bestKey, ties = m, key, 1
-		case key == bestKey:
-			ties++
-			if mrand.IntN(ties) == 0 {
-				best = m
+		consider(m, key)
+	}
+	if !rt.local && len(a.remote) > 0 {
+		now := time.Now()
+		for _, m := range a.remote {
+			if rt.forceInstance != "" && m.b.MachineID != rt.forceInstance {
+				continue
 			}
+			if rt.forceRegion != "" && m.b.Region != rt.forceRegion || rt.exclude != "" && m.b.MachineID == rt.exclude {
+				continue
+			}
+			if now.Before(m.remote.downUntil) {
+				continue
+			}
+			c.matched++
+			c.known++
+			load := m.inflight + m.rload
+			// Its own host holds the hard_limit; here a full machine
+			// only ranks as over its soft_limit.
+			over := load >= m.soft || m.hard > 0 && load >= m.hard
+			if !m.wakeOnly && rt.preferInstance == m.b.MachineID && !over {
+				best, ties, bestWake = m, 1, false
+				goto done
+			}
+			key := min(uint64(load), keyLoad) + p.rankLocked(m, target)*keyRank + keyRemote
+			if m.wakeOnly {
+				key += keyWake
+			}
+			if over {
+				key += keyOver
+			}
+			consider(m, key)
 		}
 	}
-	if best != nil {
+	if p.Waker != nil && p.localWake[a.name] && rt.forceInstance == "" && (rt.forceRegion == "" || rt.forceRegion == p.region) {
+		// One of this host's stopped machines.
+		var key uint64 = keyWake
+		if p.region != target {
+			key += keyRank
+		}
+		if best == nil || key < bestKey {
+			best, bestKey, bestWake = nil, key, true
+		}
+	}
+done:
+	switch {
+	case bestWake:
+		c.wake, c.full = true, false
+	case best != nil:
 		c.m = best
 		c.full = false
-		c.overSoft = best.inflight >= best.soft
+		c.overSoft = best.inflight+best.rload >= best.soft
 	}
 	return c
 }
@@ -112,11 +174,18 @@ func (p *Proxy) acquireWatch(ctx context.Context, name string, rt routing, onWai
 			a = p.appLocked(name)
 		}
 		c := p.pickLocked(a, rt)
+		if c.m != nil && c.m.wakeOnly {
+			// Another host starts one of its machines: forward there.
+			c.m.inflight++
+			c.m.lastUsed = time.Now()
+			p.mu.Unlock()
+			return a, c.m, 0, ""
+		}
 		if c.m != nil {
 			c.m.inflight++
 			c.m.served++
 			c.m.lastUsed = time.Now()
-			if c.overSoft && p.Waker != nil && autostart(c.m) && !a.waking && time.Since(a.lastScale) > time.Second {
+			if c.overSoft && c.m.remote == nil && p.Waker != nil && autostart(c.m) && !a.waking && time.Since(a.lastScale) > time.Second {
 				// Every running machine is over its soft_limit: start
 				// one more, and serve this request meanwhile.
 				a.lastScale = time.Now()
@@ -130,7 +199,7 @@ func (p *Proxy) acquireWatch(ctx context.Context, name string, rt routing, onWai
 		switch {
 		case rt.forceInstance != "" && c.matched == 0:
 			code, msg = http.StatusServiceUnavailable, fmt.Sprintf("hangar proxy: machine %s (fly-force-instance-id) is not running in app %s", rt.forceInstance, name)
-		case c.full:
+		case c.full && !c.wake:
 			if a.waiters >= p.QueueLimit {
 				code, msg = http.StatusServiceUnavailable, fmt.Sprintf("hangar proxy: every machine of app %s is at its hard_limit and %d requests already wait; raise hard_limit or add machines", name, a.waiters)
 			} else if deadline.IsZero() {
@@ -200,7 +269,7 @@ func (p *Proxy) acquireWatch(ctx context.Context, name string, rt routing, onWai
 // waiting, so Host headers naming apps that do not exist leave nothing
 // behind.
 func (p *Proxy) forgetLocked(a *app) {
-	if len(a.machines) == 0 && a.waiters == 0 && !a.waking && p.apps[a.name] == a {
+	if len(a.machines) == 0 && len(a.remote) == 0 && a.waiters == 0 && !a.waking && p.apps[a.name] == a {
 		delete(p.apps, a.name)
 	}
 }

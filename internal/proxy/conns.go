@@ -3,7 +3,6 @@ package proxy
 import (
 	"net"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -74,6 +73,7 @@ func (p *Proxy) count(fc *fconn) bool {
 		}
 		p.perIP[fc.ip]++
 		p.open++
+		p.raiseBusyPeakLocked()
 		fc.counted = true
 	}
 	open, fromIP := p.open, p.perIP[fc.ip]
@@ -149,21 +149,8 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		fc := &fconn{c: c}
 		if l.p.count(fc) {
-			return &countedConn{Conn: c, done: func() { l.p.connDone(fc) }}, nil
+			return &trafficConn{Conn: c, done: func() { l.p.connDone(fc) }}, nil
 		}
 		_ = c.Close()
 	}
-}
-
-// countedConn stops counting against the limits when it is closed.
-type countedConn struct {
-	net.Conn
-	once sync.Once
-	done func()
-}
-
-func (c *countedConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.done)
-	return err
 }

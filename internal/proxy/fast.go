@@ -38,6 +38,9 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 	if fallback.Handler == nil {
 		fallback.Handler = p
 	}
+	if fallback.ConnContext == nil {
+		fallback.ConnContext = p.ConnContext
+	}
 	cfg := serveConfig{headerTimeout: fallback.ReadHeaderTimeout, idleTimeout: fallback.IdleTimeout, maxHeader: fallback.MaxHeaderBytes}
 	if cfg.headerTimeout <= 0 {
 		cfg.headerTimeout = 10 * time.Second
@@ -120,6 +123,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
+		p.unparkAll()
 		p.srvMu.Lock()
 		for fc := range p.conns {
 			if fc.state.Load() == connIdle {
@@ -152,6 +156,7 @@ type serveConfig struct {
 const (
 	connIdle int32 = iota
 	connActive
+	connParked // idle, without a goroutine (park.go)
 )
 
 // fconn is a client connection on the fast path.
@@ -247,6 +252,10 @@ func (p *Proxy) closeIdleBackends() {
 			return
 		case now := <-t.C:
 			p.reapIdleBackends(now)
+			p.srvMu.Lock()
+			open := p.open
+			p.srvMu.Unlock()
+			p.releaseMemory(open, open-int(p.parkedN.Load()))
 		}
 	}
 }
@@ -317,21 +326,16 @@ func (l *handoffListener) give(c net.Conn) bool {
 }
 
 // replayConn replays the bytes already read from a connection before the
-// rest of it; done runs once when it is closed.
+// rest of it.
 type replayConn struct {
 	net.Conn
-	r    io.Reader
-	once sync.Once
-	done func()
+	r io.Reader
 }
 
 func (c *replayConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
-func (c *replayConn) Close() error {
-	err := c.Conn.Close()
-	c.once.Do(c.done)
-	return err
-}
+// NetConn returns the connection under the replayed bytes.
+func (c *replayConn) NetConn() net.Conn { return c.Conn }
 
 var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
@@ -340,8 +344,16 @@ var (
 
 // connState is the per-connection state of the fast path.
 type connState struct {
-	p  *Proxy
-	fc *fconn
+	p   *Proxy
+	fc  *fconn
+	hl  *handoffListener
+	cfg serveConfig
+	// woke is set when a parked connection is given back a goroutine
+	// (park.go): wokeReadable or wokeExpired; parkDeadline is when its
+	// idle timeout ends.
+	woke         int
+	parkDeadline time.Time
+	parkFD       int32 // its file descriptor while parked
 	// br, bw and buf are taken from pools when a request's first byte
 	// arrives and given back while the connection waits idle (see
 	// waitRequest): an idle connection holds a few hundred bytes, not
@@ -357,6 +369,15 @@ type connState struct {
 	dl       dlReader
 	rhead    []byte
 	first    [1]byte // the first byte of a request, read without buffers
+	// rid is the current request's Fly-Request-Id, in ridBuf (see
+	// newRequestID).
+	rid    string
+	ridBuf []byte
+	// xff, via and rvia gather the X-Forwarded-For and Via chains of the
+	// request and of the response (writeRequestHead, writeResponseHead).
+	xff, via, rvia []byte
+	// lastHost and lastApp: see appFor.
+	lastHost, lastApp string
 	// replayed is set when the app answered fly-replay to a request
 	// without a body: the connection goes to net/http with the request.
 	replayed bool
@@ -407,8 +428,18 @@ func (cs *connState) takeBuffers() {
 	cs.bw = writerPool.Get().(*bufio.Writer)
 	cs.br.Reset(&cs.dl)
 	cs.bw.Reset(&cs.out)
-	cs.bufp = bufPool.Get().(*[]byte)
-	cs.buf = *cs.bufp
+}
+
+// copyBuf returns the connection's copy buffer (32 KiB), taking it from
+// its pool at the first body that needs it: a small body that arrived
+// with its head is copied from the reader's buffer, so most requests
+// never take it.
+func (cs *connState) copyBuf() []byte {
+	if cs.bufp == nil {
+		cs.bufp = bufPool.Get().(*[]byte)
+		cs.buf = *cs.bufp
+	}
+	return cs.buf
 }
 
 // putBuffers gives the connection's buffers back to the pools (nothing
@@ -421,77 +452,117 @@ func (cs *connState) putBuffers() {
 	cs.bw.Reset(nil)
 	readerPool.Put(cs.br)
 	writerPool.Put(cs.bw)
-	bufPool.Put(cs.bufp)
+	if cs.bufp != nil {
+		bufPool.Put(cs.bufp)
+	}
 	cs.br, cs.bw, cs.bufp, cs.buf = nil, nil, nil, nil
 }
 
-// waitRequest waits for the first byte of the next request and reports
-// whether it came. A new connection gets firstByteTimeout; a keep-alive
-// one idleTimeout, of which it holds its buffers for bufferHold only.
-// The buffers are taken when the byte arrives.
-func (cs *connState) waitRequest(cfg serveConfig, fresh bool) bool {
+// waitRequest's outcomes.
+const (
+	waitGot    = iota // the first byte of a request arrived
+	waitClosed        // closed, reset, or no byte within the timeout
+	waitParked        // the connection was parked (park.go): stop serving it here
+)
+
+// waitRequest waits for the first byte of the next request. A new
+// connection gets firstByteTimeout; a keep-alive one idleTimeout, of
+// which it holds its buffers for bufferHold only; then, if the rest of
+// the wait is at least parkMin, it is parked (park.go): it gives up its
+// goroutine too. The buffers are taken when the byte arrives.
+func (cs *connState) waitRequest(cfg serveConfig, fresh bool) int {
 	c := cs.fc.c
 	wait := cfg.idleTimeout
 	if fresh {
 		wait = cfg.firstByteTimeout
 	}
+	if w := cs.woke; w != 0 {
+		// Back from parking: readable (or closed), or out of time.
+		cs.woke = 0
+		wait = time.Until(cs.parkDeadline)
+		if w == wokeExpired || wait <= 0 {
+			return waitClosed
+		}
+	}
 	if cs.br != nil {
 		if cs.br.Buffered() > 0 {
-			return true
+			return waitGot
 		}
 		hold := min(wait, bufferHold)
 		_ = c.SetReadDeadline(time.Now().Add(hold))
 		_, err := cs.br.Peek(1)
 		if err == nil {
-			return true
+			return waitGot
 		}
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() || hold >= wait {
-			return false
+			return waitClosed
 		}
 		cs.putBuffers()
 		wait -= hold
+		if wait >= parkMin && cs.p.park(cs, wait) {
+			return waitParked
+		}
 	}
 	_ = c.SetReadDeadline(time.Now().Add(wait))
 	n, _ := c.Read(cs.first[:])
 	if n == 0 {
-		return false // closed, reset, or no byte within the timeout
+		return waitClosed // closed, reset, or no byte within the timeout
 	}
 	cs.dl.pending = cs.first[:n]
 	cs.dl.n += uint64(n)
 	cs.takeBuffers()
-	return true
+	return waitGot
 }
 
 func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 	c := fc.c
-	handedOff := false
-	defer func() {
-		p.srvMu.Lock()
-		delete(p.conns, fc)
-		p.srvMu.Unlock()
-		if !handedOff {
-			lingeringClose(c)
-			p.connDone(fc)
-		}
-	}()
-	cs := &connState{p: p, fc: fc}
+	cs := &connState{p: p, fc: fc, hl: hl, cfg: cfg}
 	cs.dl.c = c
 	cs.out.c = c
-	defer cs.putBuffers()
+	cs.clientIP, _, _ = net.SplitHostPort(c.RemoteAddr().String())
+	cs.run(true)
+}
+
+// finish ends a connection's service: counters, buffers, and (unless it
+// was handed to net/http) the close and the limits.
+func (cs *connState) finish(handedOff bool) {
+	p, fc := cs.p, cs.fc
+	if cs.counted {
+		cs.countBytes(cs.app) // an error answer written after the last count
+		cs.app.stats.disconnects.Add(1)
+	}
+	cs.putBuffers()
+	p.srvMu.Lock()
+	delete(p.conns, fc)
+	p.srvMu.Unlock()
+	if !handedOff {
+		lingeringClose(fc.c)
+		p.connDone(fc)
+	}
+}
+
+// run serves the connection's requests until it is closed, handed to
+// net/http or parked; fresh is set for a new connection.
+func (cs *connState) run(fresh bool) {
+	p, fc, cfg, hl := cs.p, cs.fc, cs.cfg, cs.hl
+	c := fc.c
+	handedOff, parked := false, false
 	defer func() {
-		if cs.counted {
-			cs.countBytes(cs.app) // an error answer written after the last count
-			cs.app.stats.disconnects.Add(1)
+		if !parked {
+			cs.finish(handedOff)
 		}
 	}()
-	cs.clientIP, _, _ = net.SplitHostPort(c.RemoteAddr().String())
-	for fresh := true; ; fresh = false {
+	for ; ; fresh = false {
 		fc.state.Store(connIdle)
 		if p.down.Load() {
 			return
 		}
-		if !cs.waitRequest(cfg, fresh) {
+		switch cs.waitRequest(cfg, fresh) {
+		case waitClosed:
+			return
+		case waitParked:
+			parked = true
 			return
 		}
 		fc.state.Store(connActive)
@@ -577,8 +648,17 @@ func (cs *connState) handOff(hl *handoffListener) bool {
 	p.srvMu.Lock()
 	delete(p.conns, cs.fc)
 	p.srvMu.Unlock()
-	// The connection counts against the limits until net/http closes it.
-	return hl.give(&replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(pending), c), done: func() { p.connDone(cs.fc) }})
+	// The connection counts against the limits until net/http closes it,
+	// and its traffic for its app (traffic.go) from here on.
+	tc := &trafficConn{Conn: c, done: func() { p.connDone(cs.fc) }}
+	if cs.counted {
+		cs.countBytes(cs.app)
+		tc.attach(cs.app.stats, false)
+		cs.counted = false // its close is counted by tc
+	} else {
+		tc.pendIn, tc.pendOut = cs.dl.n-cs.inSeen, cs.out.n-cs.outSeen
+	}
+	return hl.give(&replayConn{Conn: tc, r: io.MultiReader(bytes.NewReader(pending), tc)})
 }
 
 // serveRequest proxies one parsed request; it reports whether the client
@@ -587,9 +667,10 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	p := cs.p
 	r := &cs.req
 	start := time.Now()
-	rid := requestID(p.region)
+	cs.newRequestID()
+	rid := cs.rid
 	keep := !r.close
-	name := p.appFor(string(r.host))
+	name := cs.appFor(r.host)
 	if name == "" {
 		cs.writeError(rid, http.StatusNotFound, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.host, p.domain), !keep || r.hasBody())
 		return keep && !r.hasBody()
@@ -641,6 +722,23 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 		cs.countBytes(a)
 	}
 	return keep
+}
+
+// appFor is Proxy.appFor, remembering the last <app>.<domain> host of the
+// connection: a keep-alive client sends the same Host every time, and
+// the name is then found without converting the host to a string.
+// (Custom hostnames, which can be registered and removed at any time,
+// are looked up each time.)
+func (cs *connState) appFor(host []byte) string {
+	if cs.lastApp != "" && string(host) == cs.lastHost {
+		return cs.lastApp
+	}
+	h := string(host)
+	if name := cs.p.AppForHost(h); name != "" {
+		cs.lastHost, cs.lastApp = h, name
+		return name
+	}
+	return cs.p.appFor(h)
 }
 
 func (r *reqHead) hasBody() bool { return r.chunked || r.contentLength > 0 }
@@ -799,7 +897,9 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 	w.WriteByte(' ')
 	w.Write(r.target)
 	w.WriteString(" HTTP/1.1\r\n")
-	var xff, via []byte
+	// The client's X-Forwarded-For and Via chains are gathered in the
+	// connection's buffers (no allocation once they have grown).
+	xff, via := cs.xff[:0], cs.via[:0]
 	for _, h := range r.headers {
 		if dropRequestHeader(h.name, r.connTokens) {
 			switch {
@@ -815,6 +915,7 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 		w.Write(h.value)
 		w.WriteString("\r\n")
 	}
+	cs.xff, cs.via = xff, via
 	if r.chunked {
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
@@ -822,16 +923,14 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 	if port == "" {
 		port = "80"
 	}
-	f := forwarded{clientIP: cs.clientIP, port: port, region: p.region, requestID: rid, via: "1.1 hangar"}
-	if len(xff) > 0 {
-		f.priorXFF = string(xff)
-	}
-	if len(via) > 0 {
-		f.priorVia = string(via)
-	}
-	f.each(func(name, value string) {
+	f := forwarded{clientIP: cs.clientIP, port: port, region: p.region, requestID: rid, via: "1.1 hangar", priorXFF: xff, priorVia: via}
+	f.eachPart(func(name string, prior []byte, value string) {
 		w.WriteString(name)
 		w.WriteString(": ")
+		if len(prior) > 0 {
+			w.Write(prior)
+			w.WriteString(", ")
+		}
 		w.WriteString(value)
 		w.WriteString("\r\n")
 	})
@@ -849,10 +948,14 @@ func (cs *connState) copyRequestBody(w *bufio.Writer) error {
 	r := &cs.req
 	switch {
 	case r.chunked:
-		_, err := copyChunked(w, cs.br, cs.p.MaxBodyBytes, true, cs.buf)
+		_, err := copyChunked(w, cs.br, cs.p.MaxBodyBytes, true, cs.copyBuf())
 		return err
 	case r.contentLength > 0:
-		return copyN(w, cs.br, r.contentLength, true, cs.buf)
+		var buf []byte
+		if r.contentLength > int64(cs.br.Buffered()) {
+			buf = cs.copyBuf()
+		}
+		return copyN(w, cs.br, r.contentLength, true, buf)
 	}
 	return nil
 }
@@ -891,9 +994,13 @@ func (cs *connState) relayResponse(bc *bconn, rid string, keep bool, m *machine)
 	switch {
 	case noBody:
 	case resp.chunked:
-		_, err = copyChunked(cs.bw, bc.br, 0, true, cs.buf)
+		_, err = copyChunked(cs.bw, bc.br, 0, true, cs.copyBuf())
 	default:
-		err = copyN(cs.bw, bc.br, resp.contentLength, true, cs.buf)
+		var buf []byte
+		if resp.contentLength < 0 || resp.contentLength > int64(bc.br.Buffered()) {
+			buf = cs.copyBuf()
+		}
+		err = copyN(cs.bw, bc.br, resp.contentLength, true, buf)
 	}
 	if err != nil {
 		return resp.status, false, false, err
@@ -905,8 +1012,7 @@ func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeCon
 	w := cs.bw
 	resp := &cs.resp
 	w.WriteString("HTTP/1.1 ")
-	var num [8]byte
-	w.Write(strconv.AppendInt(num[:0], int64(resp.status), 10))
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(resp.status), 10))
 	w.WriteByte(' ')
 	if len(resp.reason) > 0 {
 		w.Write(resp.reason)
@@ -915,7 +1021,7 @@ func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeCon
 	}
 	w.WriteString("\r\n")
 	pristine := m.pristine
-	var via []byte
+	via := cs.rvia[:0]
 	for _, h := range resp.headers {
 		if dropResponseHeader(h.name, resp.connTokens) || (resp.chunked && eqFold(h.name, "content-length")) {
 			continue // with both, chunked framing wins and the length goes
@@ -937,6 +1043,7 @@ func (cs *connState) writeResponseHead(rid string, m *machine, interim, closeCon
 		w.Write(h.value)
 		w.WriteString("\r\n")
 	}
+	cs.rvia = via
 	if !interim {
 		if resp.chunked && !(eqFold(cs.req.method, "head") || resp.status == 204 || resp.status == 304) {
 			w.WriteString("Transfer-Encoding: chunked\r\n")

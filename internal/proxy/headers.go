@@ -35,6 +35,12 @@ var forwardedHeaders = []string{
 // a client's are dropped too, so an app never trusts a spoofed one.
 var unsetForwardingHeaders = []string{"forwarded", "x-forwarded-host"}
 
+// edgeHeaders pin a request one edge forwards to another host's proxy
+// (remote.go). They mean something only on the edge listener, which only
+// other hosts of the cluster reach; a client's are dropped everywhere, and
+// they never reach an app. Lower case.
+var edgeHeaders = []string{"hangar-edge-app", "hangar-edge-prefer", "hangar-edge-force", "hangar-edge-port"}
+
 // endToEndHeaders may not be nominated as hop-by-hop by a Connection
 // header: a client (or app) that lists them there must not make the proxy
 // drop the message's target, framing, credentials or the proxy's own
@@ -85,8 +91,8 @@ func (s *nameSet) hasString(name string) bool {
 
 var (
 	hopByHop    = newNameSet(hopByHopHeaders)
-	proxyOwned  = newNameSet(forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders))
-	requestDrop = newNameSet(hopByHopHeaders, forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders))
+	proxyOwned  = newNameSet(forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders), edgeHeaders)
+	requestDrop = newNameSet(hopByHopHeaders, forwardedHeaders, unsetForwardingHeaders, lower(routingHeaders), edgeHeaders)
 	endToEnd    = newNameSet(endToEndHeaders)
 )
 
@@ -169,32 +175,38 @@ type forwarded struct {
 	region    string
 	requestID string
 	via       string // this hop's Via entry ("1.1 hangar")
-	// priorXFF and priorVia are the chains the client sent ("" if none).
-	priorXFF, priorVia string
+	// priorXFF and priorVia are the chains the client sent (empty if
+	// none).
+	priorXFF, priorVia []byte
 }
 
 // each calls set with each forwarded header and its value, in the order
 // they are written.
 func (f *forwarded) each(set func(name, value string)) {
-	xff := f.clientIP
-	if f.priorXFF != "" {
-		xff = f.priorXFF + ", " + f.clientIP
-	}
+	f.eachPart(func(name string, prior []byte, value string) {
+		if len(prior) > 0 {
+			value = string(prior) + ", " + value
+		}
+		set(name, value)
+	})
+}
+
+// eachPart calls set with each forwarded header, the chain the client
+// sent for it (X-Forwarded-For, Via; else empty) and this hop's value:
+// the header's value is prior + ", " + value when prior is not empty.
+// The fast path writes the parts without joining them (no allocation).
+func (f *forwarded) eachPart(set func(name string, prior []byte, value string)) {
 	proto, ssl := "http", "off"
 	if f.tls {
 		proto, ssl = "https", "on"
 	}
-	via := f.via
-	if f.priorVia != "" {
-		via = f.priorVia + ", " + f.via
-	}
-	set("X-Forwarded-For", xff)
-	set("Fly-Client-Ip", f.clientIP)
-	set("X-Forwarded-Proto", proto)
-	set("X-Forwarded-Ssl", ssl)
-	set("X-Forwarded-Port", f.port)
-	set("Fly-Forwarded-Port", f.port)
-	set("Fly-Region", f.region)
-	set("Fly-Request-Id", f.requestID)
-	set("Via", via)
+	set("X-Forwarded-For", f.priorXFF, f.clientIP)
+	set("Fly-Client-Ip", nil, f.clientIP)
+	set("X-Forwarded-Proto", nil, proto)
+	set("X-Forwarded-Ssl", nil, ssl)
+	set("X-Forwarded-Port", nil, f.port)
+	set("Fly-Forwarded-Port", nil, f.port)
+	set("Fly-Region", nil, f.region)
+	set("Fly-Request-Id", nil, f.requestID)
+	set("Via", f.priorVia, f.via)
 }

@@ -386,13 +386,43 @@ func readLine(br *bufio.Reader, dst []byte, max int) ([]byte, error) {
 }
 
 // copyN copies n bytes (n < 0: until EOF) from src to dst; with eager, dst
-// is flushed whenever src has nothing buffered.
+// is flushed whenever src has nothing buffered. What src has buffered is
+// written from its own buffer; buf (which may be empty) is used for
+// reading the rest, so that a body that arrived with its head needs no
+// buffer of its own.
 func copyN(dst *bufio.Writer, src *bufio.Reader, n int64, eager bool, buf []byte) error {
 	for n != 0 {
-		if eager && src.Buffered() == 0 {
+		if k := src.Buffered(); k > 0 {
+			if n > 0 && int64(k) > n {
+				k = int(n)
+			}
+			b, _ := src.Peek(k)
+			if _, werr := dst.Write(b); werr != nil {
+				return werr
+			}
+			_, _ = src.Discard(k)
+			if n > 0 {
+				n -= int64(k)
+			}
+			continue
+		}
+		if eager {
 			if err := dst.Flush(); err != nil {
 				return err
 			}
+		}
+		if len(buf) == 0 {
+			// No buffer: fill src's.
+			if _, err := src.Peek(1); err != nil {
+				if err == io.EOF {
+					if n < 0 {
+						return nil
+					}
+					return io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			continue
 		}
 		want := len(buf)
 		if n > 0 && int64(want) > n {
@@ -440,7 +470,13 @@ var upgradeToken = []byte("upgrade")
 // appended to tokens. keep-alive, empty options and options naming
 // end-to-end headers (see nominable) are dropped.
 func connectionOptions(value []byte, tokens [][]byte) (closeTok, upgradeTok bool, _ [][]byte) {
-	for _, tok := range bytes.Split(value, []byte(",")) {
+	for len(value) > 0 {
+		tok := value
+		if i := bytes.IndexByte(value, ','); i >= 0 {
+			tok, value = value[:i], value[i+1:]
+		} else {
+			value = nil
+		}
 		tok = trimOWS(tok)
 		switch {
 		case len(tok) == 0, eqFold(tok, "keep-alive"):

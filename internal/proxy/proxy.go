@@ -61,12 +61,23 @@ type machine struct {
 	present       bool          // known to the proxy (false once removed)
 	pool          []*bconn      // idle keep-alive connections to the machine
 	stats         *machineStats // counters for metrics (metrics.go), never nil
+
+	// Another host's machine (remote.go): its host, whether the entry
+	// stands for the host's machines to wake rather than one machine,
+	// and the requests in flight its host published.
+	remote   *remoteHost
+	wakeOnly bool
+	rload    int
+	// confGen counts the configs SetBackend was given (published, so
+	// other hosts re-read the app's settings when it changes).
+	confGen int
 }
 
 // app is the routing state of one app. Guarded by Proxy.mu.
 type app struct {
 	name     string
 	machines []*machine
+	remote   []*machine // other hosts' machines (remote.go)
 	// waiters counts requests waiting for capacity (hard_limit queue or a
 	// wake); changed is closed and replaced when capacity may have appeared
 	// and someone waits.
@@ -161,8 +172,17 @@ type Proxy struct {
 
 	limits connLimits // refusals, for metrics and the log
 
+	// The edge across hosts (remote.go), guarded by mu.
+	edge      EdgeOptions
+	rhosts    map[string]*remoteHost
+	localWake map[string]bool // apps with a machine this host can wake
+	hopFields
+
 	backendIdle time.Duration // idleConnTTL; tests shorten it
 	janitor     sync.Once     // starts closeIdleBackends
+	connPeak    connPeaks     // client connections at their peak (releaseMemory; guarded by srvMu)
+	parker      parker        // parked idle connections (park.go)
+	parkedN     atomic.Int64  // how many are parked
 	stopped     chan struct{} // closed by Shutdown
 }
 
@@ -191,7 +211,7 @@ func New(domain, region string, log *slog.Logger) *Proxy {
 	}
 	tr := &http.Transport{
 		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:         p.dialMachine,
 		MaxIdleConns:        4096,
 		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     60 * time.Second,
@@ -248,6 +268,7 @@ func (p *Proxy) SetBackend(b Backend, routable bool) {
 	if b.Config == nil {
 		b.Config = m.b.Config
 	} else {
+		m.confGen++
 		p.setConfLocked(b.App, confFrom(b.Config, b.Service))
 	}
 	if m.b.Addr != b.Addr {
@@ -456,6 +477,7 @@ type request struct {
 	status  int
 	started time.Time
 	replay  []held // machines picked for fly-replay, not yet sent to
+	retried bool   // moved once after a connection error to another host
 }
 
 // ServeHTTP implements http.Handler: force_https and [[statics]], then the
@@ -469,6 +491,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var c *appConf
 	if name != "" {
 		c = p.conf(name)
+		p.countConn(r.Context(), name)
 	}
 	if c != nil && c.compress {
 		if cw := newCompressWriter(w, r); cw != nil {
@@ -572,8 +595,6 @@ const serverName = "Hangar"
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	rq := pr.In.Context().Value(ctxKey{}).(*request)
 	out := pr.Out
-	out.URL.Scheme = "http"
-	out.URL.Host = rq.m.b.Addr
 	out.Host = pr.In.Host
 	h := out.Header
 	clientIP, _, _ := net.SplitHostPort(pr.In.RemoteAddr)
@@ -598,10 +619,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	f := forwarded{clientIP: clientIP, tls: pr.In.TLS != nil, port: port, region: p.region, requestID: rq.id, via: viaValue(pr.In)}
 	// X-Forwarded-For and Via keep the chains the client sent.
 	if prior := pr.In.Header["X-Forwarded-For"]; len(prior) > 0 {
-		f.priorXFF = strings.Join(prior, ", ")
+		f.priorXFF = []byte(strings.Join(prior, ", "))
 	}
 	if prior := pr.In.Header["Via"]; len(prior) > 0 {
-		f.priorVia = strings.Join(prior, ", ")
+		f.priorVia = []byte(strings.Join(prior, ", "))
 	}
 	// What the client sent under the names of the headers the proxy owns
 	// (forwarded and routing headers) does not reach the app; net/http
@@ -613,6 +634,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	f.each(func(name, value string) { h[name] = []string{value} })
+	p.target(out, rq.m, rq.prefs)
 }
 
 func viaValue(r *http.Request) string {
@@ -689,6 +711,9 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	backoff := time.Millisecond
 	for {
 		resp, err := t.base.RoundTrip(req)
+		if err != nil && rq != nil && t.p.remoteFailed(rq, req, err) {
+			continue
+		}
 		if err == nil || rq == nil || !retryable(err) || (req.Body != nil && req.Body != http.NoBody) {
 			return resp, err
 		}
@@ -707,7 +732,7 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if next == nil {
 			return nil, err
 		}
-		req.URL.Host = next.b.Addr
+		t.p.target(req, next, rq.prefs)
 	}
 }
 

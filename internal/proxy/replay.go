@@ -77,6 +77,11 @@ func (p *Proxy) replayRegion(name string, regions []string, exclude string) (str
 				return r, true
 			}
 		}
+		for _, m := range a.remote {
+			if m.b.Region == r && (m.routable || m.wakeOnly) && (exclude == "" || m.b.MachineID != exclude) {
+				return r, true
+			}
+		}
 	}
 	return "", false
 }
@@ -108,11 +113,12 @@ func (t replayTarget) Send(ctx context.Context, to flyreplay.Machine, req *http.
 		}
 		h = held{a: a, m: m}
 	}
-	p.mu.Lock()
-	addr := h.m.b.Addr
-	p.mu.Unlock()
-	req.URL.Scheme = "http"
-	req.URL.Host = addr
+	rt := routing{}
+	if rq != nil {
+		rt = rq.prefs
+	}
+	rt.forceInstance = to.ID
+	p.target(req, h.m, rt)
 	resp, err := p.transportFor(h.m).RoundTrip(req)
 	if err != nil {
 		p.release(h.a, h.m)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"time"
 
@@ -19,6 +20,9 @@ type trKey struct {
 
 // transportFor returns the transport for a machine's service.
 func (p *Proxy) transportFor(m *machine) http.RoundTripper {
+	if m.remote != nil {
+		return p.edgeTransport()
+	}
 	p.mu.Lock()
 	k := trKey{m.h2, m.idleTimeout}
 	p.mu.Unlock()
@@ -54,6 +58,10 @@ func (t machineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	rq, _ := req.Context().Value(ctxKey{}).(*request)
 	if rq == nil {
 		return t.p.baseTr.RoundTrip(req)
+	}
+	if !t.p.NoStats {
+		// For dialMachine: the machine a new connection is opened to.
+		req = req.WithContext(context.WithValue(req.Context(), dialKey{}, dialFor{addr: rq.m.b.Addr, s: rq.m.stats}))
 	}
 	resp, err := t.p.transportFor(rq.m).RoundTrip(req)
 	if err == nil {

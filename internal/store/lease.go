@@ -30,6 +30,13 @@ type LeasedKey interface {
 	Release(ctx context.Context) error
 }
 
+// LeasedUpdater is an optional capability of a LeasedKey: writing a new
+// value to the key under the same lease (no new lease per write, for a
+// key rewritten often, like a host's edge record).
+type LeasedUpdater interface {
+	Update(ctx context.Context, value []byte) error
+}
+
 // PutLeased implements Leaser for the embedded store. One file has one
 // writer process, so the key lives until Release or the store closes (a
 // killed daemon's key stays until its next start writes it again): a
@@ -56,6 +63,14 @@ func (l *localLease) Release(ctx context.Context) error {
 	_, err := l.s.Delete(ctx, l.key, AnyRevision)
 	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrClosed) {
 		return fmt.Errorf("release leased key %q: %w", l.key, err)
+	}
+	return nil
+}
+
+// Update implements LeasedUpdater.
+func (l *localLease) Update(ctx context.Context, value []byte) error {
+	if _, err := l.s.Put(ctx, l.key, value, AnyRevision); err != nil {
+		return fmt.Errorf("update leased key %q: %w", l.key, err)
 	}
 	return nil
 }

@@ -31,6 +31,12 @@ func TestLocalLeasedKey(t *testing.T) {
 	if kv, err := s.Get(ctx, "alive/a"); err != nil || string(kv.Value) != "a" {
 		t.Fatalf("Get = %q, %v", kv.Value, err)
 	}
+	if err := lk.(store.LeasedUpdater).Update(ctx, []byte("a2")); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if kv, err := s.Get(ctx, "alive/a"); err != nil || string(kv.Value) != "a2" {
+		t.Fatalf("after Update: Get = %q, %v", kv.Value, err)
+	}
 	if err := lk.Release(ctx); err != nil {
 		t.Fatal(err)
 	}

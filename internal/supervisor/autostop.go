@@ -352,3 +352,14 @@ func (a *Autostopper) stopOne(ctx context.Context, c candidate) error {
 	}
 	return nil
 }
+
+// Wakeable lists this host's machines that Wake could start (stopped or
+// suspended, autostart on, not cordoned): what the host publishes for
+// other hosts' edges.
+func (s *Supervisor) Wakeable(ctx context.Context) ([]*Record, error) {
+	recs, err := s.ListLocal(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	return wakeOrder(recs, ""), nil
+}

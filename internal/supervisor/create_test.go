@@ -110,3 +110,77 @@ func fakeOptions(t *testing.T) (Options, *runtimetest.Driver) {
 	return Options{Store: st, Driver: drv, Network: net, Router: &fakeRouter{}, Images: testImages{dir: dataDir}, Region: "tst", DataDir: dataDir,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, drv
 }
+
+// TestConcurrentCreatesGetDistinctAddresses: many creates at once on one
+// host all succeed (no "too much contention" conflict), each with its own
+// address.
+func TestConcurrentCreatesGetDistinctAddresses(t *testing.T) {
+	opts, _ := fakeOptions(t)
+	s := New(opts)
+	defer s.Shutdown()
+	ctx := context.Background()
+	const n = 120
+	errs := make(chan error, n)
+	recs := make(chan *Record, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			r, err := s.Create(ctx, "a", &types.MachineConfig{Image: "app:v1"}, CreateOptions{SkipLaunch: true})
+			errs <- err
+			recs <- r
+		}()
+	}
+	seen := map[int]string{}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("create %d: %v", i, err)
+		}
+		r := <-recs
+		if other, dup := seen[r.AddrIndex]; dup {
+			t.Fatalf("machines %s and %s share address index %d", other, r.ID, r.AddrIndex)
+		}
+		seen[r.AddrIndex] = r.ID
+	}
+}
+
+// TestAddressesArePerHost: hosts sharing one store allocate address
+// indexes each in their own space (an index is an offset in the host's
+// subnet), an index recorded without a host stays taken on every host,
+// and destroying a machine frees only its own host's index.
+func TestAddressesArePerHost(t *testing.T) {
+	optsA, _ := fakeOptions(t)
+	optsB, _ := fakeOptions(t)
+	optsB.Store = optsA.Store
+	optsA.HostID, optsB.HostID = "host-a", "host-b"
+	ctx := context.Background()
+	// A single host's allocation from before host ids.
+	if _, err := optsA.Store.Put(ctx, "ipam/00000002", []byte("m-old"), 0); err != nil {
+		t.Fatal(err)
+	}
+	a, b := New(optsA), New(optsB)
+	defer a.Shutdown()
+	defer b.Shutdown()
+	cfg := &types.MachineConfig{Image: "app:v1"}
+	ma, err := a.Create(ctx, "app", cfg, CreateOptions{SkipLaunch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, err := b.Create(ctx, "app", cfg, CreateOptions{SkipLaunch: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ma.AddrIndex != 3 || mb.AddrIndex != 3 {
+		t.Fatalf("indexes a=%d b=%d; want 3 on each host (2 is the old allocation)", ma.AddrIndex, mb.AddrIndex)
+	}
+	if err := a.Destroy(ctx, "app", ma.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	kvs, _ := optsA.Store.List(ctx, "ipam/")
+	var keys []string
+	for _, kv := range kvs {
+		keys = append(keys, kv.Key+"="+string(kv.Value))
+	}
+	want := []string{"ipam/00000002=m-old", "ipam/host-b/00000003=" + mb.ID}
+	if fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Fatalf("allocations after destroying a's machine: %v, want %v", keys, want)
+	}
+}

@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -88,6 +89,10 @@ type Record struct {
 	// when it was not a user's or an exit's doing: StopReasonAutostop.
 	// Cleared when the machine starts or exits.
 	StopReason string `json:"stop_reason,omitempty"`
+	// FailoverClaim is the host replacing this machine while its own
+	// host is lost (fence.go); FailoverFrom is the state it had then.
+	FailoverClaim string `json:"failover_claim,omitempty"`
+	FailoverFrom  string `json:"failover_from,omitempty"`
 }
 
 // StoppedByAutostop reports whether the machine is stopped or suspended
@@ -176,6 +181,11 @@ type Supervisor struct {
 	changed  chan struct{} // closed and replaced on every record change
 
 	filesDir string // machines' [[files]] (FilesDirFor), "" without a data dir
+
+	// ipamMu serialises this host's address allocations, so that its own
+	// creates never race for one index (other writers of the store still
+	// lose a compare-and-swap and retry).
+	ipamMu sync.Mutex
 
 	logMaxBytes logLimit // see SetLogMaxBytes
 }
@@ -377,6 +387,9 @@ type CreateOptions struct {
 	// UniqueName refuses (ErrConflict) a Name another machine of the app
 	// has (the Machines API's create; a deploy's names may repeat).
 	UniqueName bool
+	// PreferHost is a placement hint for a deploy across hosts (the host
+	// of the machine the new one replaces); the supervisor ignores it.
+	PreferHost string
 	// LeaseTTL, if positive, leases the machine to LeaseOwner before it
 	// starts (the Machines API's lease_ttl).
 	LeaseTTL   time.Duration
@@ -471,6 +484,8 @@ func imageRef(img *image.Image) types.ImageRef {
 // the record build makes for it, in one transaction: one commit on the
 // create path, and no address taken for a record that was not saved.
 func (s *Supervisor) saveNew(ctx context.Context, app, id string, build func(idx int, ip4, ip6 net.IP) *Record) (*Record, error) {
+	s.ipamMu.Lock()
+	defer s.ipamMu.Unlock()
 	for attempt := 0; attempt < 100; attempt++ {
 		kvs, err := s.opt.Store.List(ctx, "ipam/")
 		if err != nil {
@@ -478,9 +493,9 @@ func (s *Supervisor) saveNew(ctx context.Context, app, id string, build func(idx
 		}
 		used := map[int]bool{}
 		for _, kv := range kvs {
-			var n int
-			fmt.Sscanf(strings.TrimPrefix(kv.Key, "ipam/"), "%d", &n)
-			used[n] = true
+			if n, ok := s.ipamIndex(kv.Key); ok {
+				used[n] = true
+			}
 		}
 		n := 2
 		for used[n] {
@@ -496,7 +511,7 @@ func (s *Supervisor) saveNew(ctx context.Context, app, id string, build func(idx
 			return nil, fmt.Errorf("save machine %s: %w", id, err)
 		}
 		_, err = s.opt.Store.Txn(ctx, []store.Op{
-			{Key: fmt.Sprintf("ipam/%08d", n), Value: []byte(id), Expect: 0},
+			{Key: s.ipamKey(n), Value: []byte(id), Expect: 0},
 			{Key: machineKey(app, id), Value: b, Expect: 0},
 		})
 		if errors.Is(err, store.ErrConflict) {
@@ -510,12 +525,57 @@ func (s *Supervisor) saveNew(ctx context.Context, app, id string, build func(idx
 	return nil, fmt.Errorf("allocate address: too much contention: %w", ErrConflict)
 }
 
-func (s *Supervisor) releaseAddr(ctx context.Context, n int) error {
-	_, err := s.opt.Store.Delete(ctx, fmt.Sprintf("ipam/%08d", n), store.AnyRevision)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
+// Addresses are allocated per host: an index is an offset in the host's
+// own IPv4 subnet and 6PN /64, so each host has the whole index space
+// (ipam/<host>/<index>). Indexes recorded before hosts had ids
+// (ipam/<index>, a single host's, or a single host's state moved into a
+// cluster) stay taken on every host, which is safe.
+
+// ipamKey is the key that allocates index n on this host.
+func (s *Supervisor) ipamKey(n int) string {
+	if s.opt.HostID == "" {
+		return fmt.Sprintf("ipam/%08d", n)
 	}
-	return err
+	return fmt.Sprintf("ipam/%s/%08d", s.opt.HostID, n)
+}
+
+// ipamIndex reports the index an allocation key takes on this host: its
+// own, and the ones recorded without a host.
+func (s *Supervisor) ipamIndex(key string) (int, bool) {
+	rest := strings.TrimPrefix(key, "ipam/")
+	if host, idx, ok := strings.Cut(rest, "/"); ok {
+		if host != s.opt.HostID {
+			return 0, false
+		}
+		rest = idx
+	}
+	n, err := strconv.Atoi(rest)
+	return n, err == nil
+}
+
+// releaseAddr frees machine id's index n (under this host's key, or the
+// one without a host), only where id holds it.
+func (s *Supervisor) releaseAddr(ctx context.Context, id string, n int) error {
+	keys := []string{fmt.Sprintf("ipam/%08d", n)}
+	if s.opt.HostID != "" {
+		keys = append(keys, s.ipamKey(n))
+	}
+	for _, k := range keys {
+		kv, err := s.opt.Store.Get(ctx, k)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if string(kv.Value) != id {
+			continue
+		}
+		if _, err := s.opt.Store.Delete(ctx, k, kv.ModRevision); err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrConflict) {
+			return err
+		}
+	}
+	return nil
 }
 
 // LogPath is where a machine's output is kept; it survives restarts of the
@@ -1053,7 +1113,7 @@ func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) er
 	}
 	_ = os.RemoveAll(s.machineDir(id))
 	s.removeFiles(id)
-	if err := s.releaseAddr(ctx, r.AddrIndex); err != nil {
+	if err := s.releaseAddr(ctx, id, r.AddrIndex); err != nil {
 		return fmt.Errorf("destroy machine %s: release address: %w", id, err)
 	}
 	if _, err := s.opt.Store.Delete(ctx, machineKey(app, id), store.AnyRevision); err != nil {
@@ -1154,6 +1214,9 @@ func (s *Supervisor) Recover(ctx context.Context) error {
 	for _, r := range recs {
 		if !s.Mine(r) {
 			continue // another host's: its daemon recovers it
+		}
+		if s.fencedOut(ctx, r) {
+			continue // replaced on another host while this one was lost (fence.go)
 		}
 		l := s.liveFor(r.App, r.ID)
 		switch r.State {

@@ -73,6 +73,22 @@ type Picker interface {
 	Pick(ctx context.Context, app string, internalPort int) (addr string, release func(), err error)
 }
 
+// ServiceConnPicker is a ConnPicker that picks only among machines where
+// the service (its RouteKey) is up, as ServicePicker does.
+type ServiceConnPicker interface {
+	PickConnService(ctx context.Context, app, service string, internalPort int) (conn net.Conn, release func(), err error)
+}
+
+// ConnPicker is an optional capability of a Picker: it makes the
+// connection to the machine itself (the proxy's edge reaches a machine on
+// another host through that host). The Manager uses it when the Picker
+// has it.
+type ConnPicker interface {
+	// PickConn returns a connection to a machine of app serving
+	// internalPort, and release, called once when the connection ends.
+	PickConn(ctx context.Context, app string, internalPort int) (conn net.Conn, release func(), err error)
+}
+
 // Manager binds the ports services ask for and forwards connections.
 type Manager struct {
 	Picker Picker
@@ -551,24 +567,44 @@ func (m *Manager) forward(ctx context.Context, l *listener, c net.Conn) {
 			return
 		}
 	}
+	var b net.Conn
 	var addr string
-	var release func()
-	var err error
-	if sp, ok := m.Picker.(ServicePicker); ok {
-		addr, release, err = sp.PickService(hctx, l.app, l.svc.Key, l.svc.InternalPort)
+	if cp, ok := m.Picker.(ConnPicker); ok {
+		var c net.Conn
+		var release func()
+		var err error
+		if sp, ok := m.Picker.(ServiceConnPicker); ok {
+			c, release, err = sp.PickConnService(hctx, l.app, l.svc.Key, l.svc.InternalPort)
+		} else {
+			c, release, err = cp.PickConn(hctx, l.app, l.svc.InternalPort)
+		}
+		if err != nil {
+			m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
+			return
+		}
+		defer release()
+		b, addr = c, c.RemoteAddr().String()
 	} else {
-		addr, release, err = m.Picker.Pick(hctx, l.app, l.svc.InternalPort)
-	}
-	if err != nil {
-		m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
-		return
-	}
-	defer release()
-	d := net.Dialer{Timeout: dur(m.DialTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
-	b, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		m.log().Warn("dial machine", "app", l.app, "addr", addr, "err", err)
-		return
+		var a string
+		var release func()
+		var err error
+		if sp, ok := m.Picker.(ServicePicker); ok {
+			a, release, err = sp.PickService(hctx, l.app, l.svc.Key, l.svc.InternalPort)
+		} else {
+			a, release, err = m.Picker.Pick(hctx, l.app, l.svc.InternalPort)
+		}
+		if err != nil {
+			m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
+			return
+		}
+		defer release()
+		d := net.Dialer{Timeout: dur(m.DialTimeout, 5*time.Second), KeepAlive: 30 * time.Second}
+		c, err := d.DialContext(ctx, "tcp", a)
+		if err != nil {
+			m.log().Warn("dial machine", "app", l.app, "addr", a, "err", err)
+			return
+		}
+		b, addr = c, a
 	}
 	defer b.Close()
 	if slices.Contains(l.port.Handlers, HandlerProxyProto) {

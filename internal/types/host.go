@@ -28,6 +28,10 @@ type Host struct {
 	State    string       `json:"state"`
 	// StartedAt is when the host's daemon registered (RFC 3339).
 	StartedAt string `json:"started_at,omitempty"`
+	// RTTMicros is the round trip from the answering host to this one,
+	// measured over the mesh, in microseconds (0: this host, or not
+	// measured). Not stored: filled in when listed.
+	RTTMicros int64 `json:"rtt_us,omitempty"`
 }
 
 // HostCapacity is what a host offers to machines.

@@ -60,6 +60,14 @@ type Machine struct {
 	// never started twice in one interval, also across daemon restarts.
 	LastRunAt string `json:"last_run_at,omitempty"`
 	NextRunAt string `json:"next_run_at,omitempty"`
+	// ReplacedBy (Hangar), on a machine lost with its host, is the
+	// machine started on another host in its place (docs/cluster.md,
+	// "Host failure"); the lost one is destroyed when its host returns.
+	ReplacedBy string `json:"replaced_by,omitempty"`
+	// HostNote (Hangar) says what a host's failure did to the machine:
+	// "replaced machine X lost with host C" on a replacement, why a lost
+	// machine waits for its host (a volume), or what replaced it.
+	HostNote string `json:"host_note,omitempty"`
 }
 
 // MachineEvent is one entry of a machine's history.

@@ -85,3 +85,20 @@ func (l *leasedKey) Release(ctx context.Context) error {
 	})
 	return err
 }
+
+// Update implements store.LeasedUpdater: the new value under the key's
+// lease. Once the lease is lost it fails (write the key again with
+// PutLeased).
+func (l *leasedKey) Update(ctx context.Context, value []byte) error {
+	select {
+	case <-l.done:
+		return fmt.Errorf("update leased %q: the lease is lost: %w", l.key, store.ErrUnavailable)
+	default:
+	}
+	octx, cancel := l.s.opContext(ctx)
+	defer cancel()
+	if _, err := l.s.cli.Put(octx, l.s.key(l.key), string(value), clientv3.WithLease(l.id)); err != nil {
+		return l.s.mapErr(ctx, octx, fmt.Sprintf("update leased %q", l.key), err)
+	}
+	return nil
+}

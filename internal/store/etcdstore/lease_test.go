@@ -79,3 +79,37 @@ func waitGone(t *testing.T, s store.Store, key string) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Update writes a new value under the key's lease: the key still goes
+// with the lease.
+func TestLeasedKeyUpdate(t *testing.T) {
+	eps := etcdtest.Start(t)
+	ctx := context.Background()
+	prefix := "/hangar/lease-update/"
+	writer := openOn(t, eps, etcdstore.Options{Prefix: prefix})
+	reader := openOn(t, eps, etcdstore.Options{Prefix: prefix})
+	lk, err := writer.PutLeased(ctx, "edge/a", []byte("v1"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, ok := lk.(store.LeasedUpdater)
+	if !ok {
+		t.Fatal("the etcd leased key is not a store.LeasedUpdater")
+	}
+	if err := u.Update(ctx, []byte("v2")); err != nil {
+		t.Fatalf("Update: %v", err)
+	}
+	if kv, err := reader.Get(ctx, "edge/a"); err != nil || string(kv.Value) != "v2" {
+		t.Fatalf("after Update: %q %v, want v2", kv.Value, err)
+	}
+	if err := lk.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.Get(ctx, "edge/a"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after Release of the updated key: %v, want not found (the update kept the lease)", err)
+	}
+	<-lk.Done()
+	if err := u.Update(ctx, []byte("v3")); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("Update after the lease ended: %v, want ErrUnavailable", err)
+	}
+}

@@ -69,11 +69,15 @@ func (s *Store) Lock(ctx context.Context, name string, wait, ttl time.Duration) 
 func (l *Lock) Done() <-chan struct{} { return l.sess.Done() }
 
 // Unlock releases the lock (and its lease) so that a waiting process gets it
-// at once rather than after the lease's ttl.
+// at once rather than after the lease's ttl. It gives up when ctx ends
+// (the lease then expires by itself): Session.Close would wait up to the
+// lease's ttl, so a daemon whose etcd had lost its quorum took that long
+// to stop.
 func (l *Lock) Unlock(ctx context.Context) error {
 	err := l.mu.Unlock(ctx)
-	if cerr := l.sess.Close(); err == nil {
-		err = cerr
+	l.sess.Orphan()
+	if _, rerr := l.sess.Client().Revoke(ctx, l.sess.Lease()); err == nil {
+		err = rerr
 	}
 	if err != nil {
 		return fmt.Errorf("unlock %s: %w", l.name, err)

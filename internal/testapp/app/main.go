@@ -107,6 +107,7 @@ func main() {
 	dnsHandlers(mux)
 	protocolHandlers(mux)
 	textHandlers(mux)
+	blobHandlers(mux)
 	logHandlers(mux)
 	metricsHandlers(mux, &hits)
 	protocolListeners()

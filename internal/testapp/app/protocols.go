@@ -66,13 +66,15 @@ func protocolHandlers(mux *http.ServeMux) {
 		fmt.Fprint(w, "data: last\n\n")
 	})
 	// /replay answers the first delivery with fly-replay (?to=<machine>
-	// as instance=, else elsewhere=true) and a replayed one with the
+	// as instance=, ?region=<r> as region=, else elsewhere=true) and a replayed one with the
 	// machine, the fly-replay-src header and the body's SHA-256.
 	mux.HandleFunc("/replay", func(w http.ResponseWriter, r *http.Request) {
 		src := r.Header.Get("Fly-Replay-Src")
 		if src == "" {
 			if to := r.URL.Query().Get("to"); to != "" {
 				w.Header().Set("Fly-Replay", "instance="+to)
+			} else if region := r.URL.Query().Get("region"); region != "" {
+				w.Header().Set("Fly-Replay", "region="+region)
 			} else {
 				w.Header().Set("Fly-Replay", "elsewhere=true")
 			}
