@@ -136,6 +136,7 @@ func TestHangarPostgresImage(t *testing.T) {
 	}
 
 	t.Run("create attach connect detach", func(t *testing.T) { testPgVerbs(t, bin, d) })
+	t.Run("patroni cluster failover", func(t *testing.T) { testPgCluster(t, d) })
 }
 
 // testPgVerbs: `hangar pg create` makes a database app (the image is
@@ -147,7 +148,7 @@ func testPgVerbs(t *testing.T, bin string, d *harness.Daemon) {
 	cleanupVolumes(t, d, "pgc")
 	out := hangarOK(t, d, "pg", "create", "--name", "pgc", "--volume-size-mb", "256")
 	m := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
-	if m == nil || !strings.Contains(out, "pgc.internal") {
+	if m == nil || !strings.Contains(out, "pgc.flycast") {
 		t.Fatalf("pg create output:\n%s", out)
 	}
 	operator := m[1]
@@ -158,7 +159,8 @@ func testPgVerbs(t *testing.T, bin string, d *harness.Daemon) {
 	ip := ms[0].PrivateIP
 	ctx := context.Background()
 	direct := func(user, pw, db string) (*pgx.Conn, error) {
-		u := (&url.URL{Scheme: "postgres", User: url.UserPassword(user, pw), Host: net.JoinHostPort(ip, "5432"), Path: "/" + db, RawQuery: "sslmode=disable"}).String()
+		// A Patroni member takes only TLS connections from the network.
+		u := (&url.URL{Scheme: "postgres", User: url.UserPassword(user, pw), Host: net.JoinHostPort(ip, "5432"), Path: "/" + db, RawQuery: "sslmode=require"}).String()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		return pgx.Connect(cctx, u)
@@ -182,7 +184,7 @@ func testPgVerbs(t *testing.T, bin string, d *harness.Daemon) {
 	out = hangarOK(t, d, "pg", "attach", "pgc", "-a", "shop-web")
 	um := regexp.MustCompile(`postgres://\S+`).FindString(out)
 	dsn, err := url.Parse(um)
-	if err != nil || dsn.Host != "pgc.internal:5432" || dsn.Path != "/shop_web" || dsn.User.Username() != "shop_web" {
+	if err != nil || dsn.Host != "pgc.flycast:5432" || dsn.Path != "/shop_web" || dsn.User.Username() != "shop_web" || dsn.Query().Get("sslmode") != "verify-full" {
 		t.Fatalf("attach printed %q (%v):\n%s", um, err, out)
 	}
 	if st := secretStatuses(t, d, "shop-web"); st["DATABASE_URL"] == "" {

@@ -112,6 +112,7 @@ var routePolicy = map[string]policy{
 	"POST /v1/tokens":        orgCallers,
 	"DELETE /v1/tokens/{id}": orgCallers,
 
+	"POST /v1/apps/{app}/pg/consensus":                  appCallers,
 	"GET /v1/apps/{app}/secrets":                        appCallers,
 	"POST /v1/apps/{app}/secrets":                       appCallers,
 	"GET /v1/apps/{app}/secrets/{secret_name}":          appCallers,

@@ -118,6 +118,9 @@ func (s *Server) routes() []route {
 		{"POST /v1/tokens", orgOnly, s.createToken, OpDoc{ID: "Tokens_create", Summary: "Create an API token; its secret is in the answer only", Hangar: true, Body: types.CreateTokenRequest{}, Status: 201, Resp: types.CreateTokenResponse{}, Errors: []int{400, 403, 404}}},
 		{"DELETE /v1/tokens/{id}", orgOnly, s.revokeToken, OpDoc{ID: "Tokens_revoke", Summary: "Revoke a token: it gets 401 from then on", Hangar: true, Resp: types.TokenInfo{}, Errors: []int{403, 404}}},
 
+		// Hangar Postgres (pg.go).
+		{"POST /v1/apps/{app}/pg/consensus", appPath, s.pgConsensus, OpDoc{ID: "Pg_consensus", Summary: "Give the app's Patroni its consensus store: an etcd user that may use only the app's keys (a new password each call, stored as the app's PATRONI_ETCD3_PASSWORD secret, never returned)", Hangar: true, Resp: types.PgConsensus{}, Errors: []int{400, 404, 503}}},
+
 		// Secrets (secrets.go): values go in and never come out.
 		{"GET /v1/apps/{app}/secrets", appPath, s.listSecrets, OpDoc{ID: "Secrets_list", Summary: "List secret names, digests and status (values never)", Resp: types.SecretsList{}, Errors: []int{400, 404}}},
 		{"POST /v1/apps/{app}/secrets", appPath, s.updateSecrets, OpDoc{ID: "Secrets_update", Summary: "Set (value) and unset (null) secrets in one new version", Body: secretsUpdate{}, Resp: types.SecretsList{}, Errors: []int{400, 404}}},

@@ -69,6 +69,9 @@ type Options struct {
 	Cluster Cluster
 	// LogSinks ships logs to HTTP sinks (nil: /v1/log-sinks answers 503).
 	LogSinks LogSinks
+	// PgConsensus is the Patroni consensus store of Hangar Postgres
+	// clusters (nil: POST /v1/apps/{app}/pg/consensus answers 400).
+	PgConsensus PgConsensus
 }
 
 // Server is the API. Its fields are set by New and never change.
@@ -93,6 +96,7 @@ type Server struct {
 	cluster  Cluster
 	history  History
 	logSinks LogSinks
+	pgDCS    PgConsensus
 }
 
 // New returns the API server over o's dependencies.
@@ -108,7 +112,7 @@ func New(o Options) *Server {
 	}
 	return &Server{hosts: o.Hosts, forward: o.Forward, store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
-		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe, history: o.History, logSinks: o.LogSinks}
+		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe, history: o.History, logSinks: o.LogSinks, pgDCS: o.PgConsensus}
 }
 
 // Handler returns the API's routes (routes.go), all behind token auth.

@@ -4,13 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/url"
 	"os"
 	"regexp"
+	"sort"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -27,29 +31,32 @@ const (
 	pgRoleKey    = "hangar-postgres"
 )
 
-// newPgCreateCmd is `hangar pg create`: flyctl's `fly pg create`, for a
-// single PostgreSQL on a volume (Patroni clusters are not built yet).
+// newPgCreateCmd is `hangar pg create`: flyctl's `fly pg create`, a
+// Patroni cluster of one or more members.
 func newPgCreateCmd() *cobra.Command {
 	var name, region, vmSize string
 	var size, volumeGB, volumeMB, version int
+	var synchronous bool
 	cmd := &cobra.Command{
 		Use:   "create --name DB",
-		Short: "Create a Hangar Postgres database (an app with PostgreSQL on a volume)",
-		Long: `Create an app running PostgreSQL from the Hangar Postgres image (built
-first if the daemon does not have it: see ` + "`hangar pg image build`" + `), with its
-data on a volume and a superuser password made here and kept as the app's
-OPERATOR_PASSWORD secret. The password is printed once, as flyctl does.
-Apps reach the database at DB.internal:5432; ` + "`hangar pg attach`" + ` gives one
-its own database, user and DATABASE_URL.`,
+		Short: "Create a Hangar Postgres cluster (Patroni: one machine and volume per member, TLS, a primary that fails over)",
+		Long: `Create an app running a Patroni cluster from the Hangar Postgres image (built
+first if the daemon does not have it: see ` + "`hangar pg image build`" + `): one machine
+per member, each with its data on its own volume, electing the primary
+through the daemon's consensus store. Hangar makes a CA for the cluster
+and a certificate for its members (` + "`hangar pg ca`" + ` prints the CA), a
+superuser password kept as the app's OPERATOR_PASSWORD secret and printed
+once, as flyctl does, and a Flycast address: apps reach the primary at
+DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
+` + "`hangar pg attach`" + ` gives an app its own database, user and DATABASE_URL.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			if name == "" {
 				return &HintError{Err: errors.New("no database name"), Hint: "pass --name DB (the app the database runs as)"}
 			}
-			if size != 1 {
-				return &HintError{Err: fmt.Errorf("--initial-cluster-size %d: replicated clusters (Patroni) are not built yet", size),
-					Hint: "create a single database with --initial-cluster-size 1; see docs/postgres.md"}
+			if size < 1 || size > 7 {
+				return &HintError{Err: fmt.Errorf("--initial-cluster-size %d", size), Hint: "use 1 (no replica) or 3 (a primary and two replicas), at most 7"}
 			}
 			guest, err := types.GuestForSize(vmSize)
 			if err != nil {
@@ -75,6 +82,15 @@ its own database, user and DATABASE_URL.`,
 				return err
 			}
 			errw := cmd.ErrOrStderr()
+			now := time.Now()
+			caCert, caKey, err := pg.NewCA(name, now)
+			if err != nil {
+				return fmt.Errorf("make the cluster CA: %w", err)
+			}
+			srvCert, srvKey, err := pg.NewServerCert(caCert, caKey, pg.ServerNames(name), now)
+			if err != nil {
+				return fmt.Errorf("make the members' certificate: %w", err)
+			}
 			password := randomSecret()
 			fmt.Fprintf(errw, "Creating app %s\n", name)
 			if _, err := c.CreateApp(ctx, name); err != nil {
@@ -91,33 +107,48 @@ its own database, user and DATABASE_URL.`,
 					pgCleanup(cctx, c, name)
 				}
 			}()
-			if _, err := c.setSecrets(ctx, name, map[string]*string{"OPERATOR_PASSWORD": &password}); err != nil {
-				return fmt.Errorf("store the operator password: %w", err)
+			str := func(b []byte) *string { s := string(b); return &s }
+			if _, err := c.setSecrets(ctx, name, map[string]*string{
+				pg.SecretOperator: &password, pg.SecretReplication: types.Ptr(randomSecret()), pg.SecretRestAPI: types.Ptr(randomSecret()),
+				pg.SecretCACert: str(caCert), pg.SecretCAKey: str(caKey), pg.SecretServerKey: str(srvKey),
+			}); err != nil {
+				return fmt.Errorf("store the cluster's secrets: %w", err)
 			}
-			fmt.Fprintf(errw, "Creating volume %s (%d MB)\n", pgVolumeName, volumeMB)
-			vol, err := c.CreateVolume(ctx, name, types.CreateVolumeRequest{Name: pgVolumeName, Region: region, SizeMB: volumeMB})
+			var cons types.PgConsensus
+			if err := c.do(ctx, "POST", "/v1/apps/"+url.PathEscape(name)+"/pg/consensus", nil, &cons); err != nil {
+				return fmt.Errorf("the cluster's consensus store: %w", err)
+			}
+			var ip types.IPAddress
+			if err := c.do(ctx, "POST", "/v1/apps/"+url.PathEscape(name)+"/ips", types.AllocateIPRequest{Type: types.IPTypePrivateV6}, &ip); err != nil {
+				return fmt.Errorf("allocate %s's Flycast address: %w", name, err)
+			}
+			opts := pg.ClusterOptions{App: name, Version: version, Consensus: cons, ServerCert: srvCert, CACert: caCert, Synchronous: synchronous}
+			var ids []string
+			for i := 0; i < size; i++ {
+				fmt.Fprintf(errw, "Creating member %d of %d: volume %s (%d MB) and machine\n", i+1, size, pgVolumeName, volumeMB)
+				vol, err := c.CreateVolume(ctx, name, types.CreateVolumeRequest{Name: pgVolumeName, Region: region, SizeMB: volumeMB})
+				if err != nil {
+					return err
+				}
+				cfg, err := pg.MemberConfig(opts, img.Ref, guest, vol.ID)
+				if err != nil {
+					return err
+				}
+				m, err := c.CreateMachine(ctx, name, types.CreateMachineRequest{Region: region, Config: cfg})
+				if err != nil {
+					return err
+				}
+				ids = append(ids, m.ID)
+			}
+			fmt.Fprintf(errw, "Waiting for Patroni to elect a primary and for %d replicas to stream\n", size-1)
+			cl, err := pgWaitCluster(ctx, c, name, size, synchronous, 4*time.Minute)
 			if err != nil {
-				return err
-			}
-			cfg := &types.MachineConfig{
-				Image:    img.Ref,
-				Guest:    &guest,
-				Mounts:   []types.MachineMount{{Volume: vol.ID, Path: pgMountPath}},
-				Restart:  &types.MachineRestart{Policy: "always"},
-				Metadata: map[string]string{"role": pgRoleKey, "fly_process_group": "app"},
-			}
-			fmt.Fprintf(errw, "Starting PostgreSQL %d\n", version)
-			m, err := c.CreateMachine(ctx, name, types.CreateMachineRequest{Region: region, Config: cfg})
-			if err != nil {
-				return err
-			}
-			if err := pgWaitReady(ctx, c, name, m.ID, 3*time.Minute); err != nil {
 				return &HintError{Err: err, Hint: "see `hangar logs -a " + name + "`"}
 			}
 			ok = true
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Postgres %s is running (machine %s).\n\n", name, m.ID)
-			fmt.Fprintf(out, "  Username:    postgres\n  Password:    %s\n  Hostname:    %s.internal\n  Proxy port:  5432\n\n", password, name)
+			fmt.Fprintf(out, "Postgres cluster %s is running: %d members (%s), primary %s.\n\n", name, size, strings.Join(ids, ", "), cl.primary())
+			fmt.Fprintf(out, "  Username:    postgres\n  Password:    %s\n  Hostname:    %s.flycast\n  Flycast:     %s\n  Proxy port:  5432 (primary), 5433 (a replica)\n  TLS:         sslmode=verify-full with the CA of `hangar pg ca -a %s`\n\n", password, name, ip.Address, name)
 			fmt.Fprintf(out, "Save the password: it is not shown again. Connect with `hangar pg connect -a %s`;\ngive an app its own database with `hangar pg attach %s -a APP`.\n", name, name)
 			return nil
 		},
@@ -126,11 +157,113 @@ its own database, user and DATABASE_URL.`,
 	f.StringVar(&name, "name", "", "the database's app name")
 	f.StringVarP(&region, "region", "r", "", "region (default: the daemon's)")
 	f.StringVar(&vmSize, "vm-size", "shared-cpu-1x", "machine size")
-	f.IntVar(&size, "initial-cluster-size", 1, "number of members (1: replication is not built yet)")
+	f.IntVar(&size, "initial-cluster-size", 1, "number of members (3: a primary and two replicas)")
 	f.IntVar(&volumeGB, "volume-size", 1, "volume size in GB")
 	f.IntVar(&volumeMB, "volume-size-mb", 0, "volume size in MB (instead of --volume-size)")
 	f.IntVar(&version, "postgres-version", pg.DefaultVersion, "PostgreSQL major version")
+	f.BoolVar(&synchronous, "synchronous", false, "synchronous replication: a commit is acknowledged once a replica has it too")
 	return cmd
+}
+
+// pgMember is one member in Patroni's /cluster.
+type pgMember struct {
+	Name     string `json:"name"`
+	Role     string `json:"role"` // leader, replica, sync_standby
+	State    string `json:"state"`
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	Timeline int    `json:"timeline"`
+	Lag      any    `json:"lag,omitempty"` // bytes, or "unknown"
+}
+
+// pgClusterView is Patroni's /cluster.
+type pgClusterView struct {
+	Members []pgMember `json:"members"`
+}
+
+func (v *pgClusterView) primary() string {
+	for _, m := range v.Members {
+		if m.Role == "leader" && m.State == "running" {
+			return m.Name
+		}
+	}
+	return ""
+}
+
+// pgCtl runs the members' helper (pg.CtlScript) in a started member:
+// the first one whose Patroni answers.
+func pgCtl(ctx context.Context, c *client, app string, args ...string) (string, error) {
+	ms, err := c.Machines(ctx, app)
+	if err != nil {
+		if isNotFound(err) {
+			return "", &HintError{Err: fmt.Errorf("no database %s", app), Hint: "see `hangar apps list`; create one with `hangar pg create --name " + app + "`"}
+		}
+		return "", err
+	}
+	var last error = &HintError{Err: fmt.Errorf("%s has no started Hangar Postgres member", app), Hint: "see `hangar machine list -a " + app + "`"}
+	// Members whose Patroni answers the proxy's checks (one of /primary,
+	// /replica passes) first: a member that hung has a stale view.
+	sort.SliceStable(ms, func(i, j int) bool { return pgAnswers(ms[i]) && !pgAnswers(ms[j]) })
+	for _, m := range ms {
+		if m.State != types.StateStarted || m.Config == nil || m.Config.Metadata["hangar_pg_cluster"] == "" {
+			continue
+		}
+		var out, errb bytes.Buffer
+		code, err := c.console(ctx, app, m.ID, consoleOptions{command: append([]string{"python3", pg.CtlScript}, args...), timeout: 60, stdout: &out, stderr: &errb})
+		if err == nil && code == 0 {
+			return strings.TrimSpace(out.String()), nil
+		}
+		last = fmt.Errorf("member %s: %s %s %v", m.ID, strings.TrimSpace(out.String()), strings.TrimSpace(errb.String()), err)
+	}
+	return "", last
+}
+
+// pgCluster is Patroni's view of the cluster.
+func pgCluster(ctx context.Context, c *client, app string) (*pgClusterView, error) {
+	out, err := pgCtl(ctx, c, app, "cluster")
+	if err != nil {
+		return nil, err
+	}
+	var v pgClusterView
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return nil, fmt.Errorf("patroni's /cluster in %s: %w (%q)", app, err, out)
+	}
+	return &v, nil
+}
+
+// pgWaitCluster waits until the cluster has a running primary and size-1
+// replicas streaming from it (one of them its synchronous standby, when
+// synchronous and there is a replica).
+func pgWaitCluster(ctx context.Context, c *client, app string, size int, synchronous bool, timeout time.Duration) (*pgClusterView, error) {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		v, err := pgCluster(ctx, c, app)
+		if err == nil {
+			replicas, sync := 0, false
+			for _, m := range v.Members {
+				if m.Role != "leader" && (m.State == "streaming" || m.State == "running") {
+					replicas++
+					sync = sync || m.Role == "sync_standby"
+				}
+			}
+			if v.primary() != "" && replicas >= size-1 && (!synchronous || size == 1 || sync) {
+				return v, nil
+			}
+			b, _ := json.Marshal(v.Members)
+			last = string(b)
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the cluster %s did not have a primary and %d streaming replicas within %s (last: %s)", app, size-1, timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // pgCleanup removes a database app's machines, volumes and the app.
@@ -153,7 +286,8 @@ func pgCleanup(ctx context.Context, c *client, app string) {
 	_ = c.DeleteApp(ctx, app)
 }
 
-// pgMachine finds the database app's started PostgreSQL machine.
+// pgMachine finds the database app's primary: Patroni's leader, or the
+// started machine of a single PostgreSQL made before Patroni clusters.
 func pgMachine(ctx context.Context, c *client, app string) (*types.Machine, error) {
 	ms, err := c.Machines(ctx, app)
 	if err != nil {
@@ -161,6 +295,21 @@ func pgMachine(ctx context.Context, c *client, app string) (*types.Machine, erro
 			return nil, &HintError{Err: fmt.Errorf("no database %s", app), Hint: "see `hangar apps list`; create one with `hangar pg create --name " + app + "`"}
 		}
 		return nil, err
+	}
+	for i := range ms {
+		if ms[i].Config != nil && ms[i].Config.Metadata["hangar_pg_cluster"] != "" {
+			v, err := pgCluster(ctx, c, app)
+			if err != nil {
+				return nil, err
+			}
+			p := v.primary()
+			for j := range ms {
+				if ms[j].ID == p {
+					return &ms[j], nil
+				}
+			}
+			return nil, &HintError{Err: fmt.Errorf("the cluster %s has no primary now", app), Hint: "see `hangar pg status -a " + app + "`; Patroni elects one within seconds when a majority of the consensus store is up"}
+		}
 	}
 	for i := range ms {
 		if ms[i].Config != nil && ms[i].Config.Metadata["role"] == pgRoleKey {
@@ -172,28 +321,6 @@ func pgMachine(ctx context.Context, c *client, app string) (*types.Machine, erro
 		}
 	}
 	return nil, &HintError{Err: fmt.Errorf("%s is not a Hangar Postgres app (no machine with role %s)", app, pgRoleKey), Hint: "create one with `hangar pg create --name DB`"}
-}
-
-// pgWaitReady polls pg_isready inside the machine.
-func pgWaitReady(ctx context.Context, c *client, app, id string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	var last string
-	for {
-		var out bytes.Buffer
-		code, err := c.console(ctx, app, id, consoleOptions{command: []string{"pg_isready", "-h", "/tmp", "-q"}, timeout: 10, stdout: &out, stderr: &out})
-		if err == nil && code == 0 {
-			return nil
-		}
-		last = strings.TrimSpace(fmt.Sprint(out.String(), " ", err))
-		if time.Now().After(deadline) {
-			return fmt.Errorf("PostgreSQL in machine %s did not accept connections within %s (last: %s)", id, timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
 }
 
 // pgSQL runs SQL as the superuser inside the database's machine (psql over
@@ -290,13 +417,27 @@ machines. The URL points at DB.internal:5432 on the private network.`,
 			if _, err := pgSQL(ctx, c, db, m.ID, "postgres", sql); err != nil {
 				return err
 			}
+			values := map[string]*string{}
+			var caNote string
 			dsn := (&url.URL{Scheme: "postgres", User: url.UserPassword(dbUser, password), Host: db + ".internal:5432", Path: "/" + dbName, RawQuery: "sslmode=disable"}).String()
-			res, err := c.setSecrets(ctx, name, map[string]*string{variable: &dsn})
+			if ca := pgCAOf(m); ca != "" {
+				// A Patroni cluster: the primary through Flycast, TLS
+				// checked against the cluster CA, which the app gets as a
+				// secret to mount as a file.
+				caVar := pgCAVariable(variable)
+				caPath := "/etc/hangar/pg-ca/" + db + ".crt"
+				q := url.Values{"sslmode": {"verify-full"}, "sslrootcert": {caPath}}
+				dsn = (&url.URL{Scheme: "postgres", User: url.UserPassword(dbUser, password), Host: db + ".flycast:5432", Path: "/" + dbName, RawQuery: q.Encode()}).String()
+				values[caVar] = &ca
+				caNote = fmt.Sprintf("\nThe cluster's CA is the app's %s secret; mount it where the URL expects it, in fly.toml:\n\n  [[files]]\n    guest_path = %q\n    secret_name = %q\n", caVar, caPath, caVar)
+			}
+			values[variable] = &dsn
+			res, err := c.setSecrets(ctx, name, values)
 			if err != nil {
 				return fmt.Errorf("set %s on %s: %w", variable, name, err)
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "Database %s and user %s made on %s. The app %s's %s secret is:\n\n  %s\n\nSave it if you need it elsewhere: it is not shown again.\n", dbName, dbUser, db, name, variable, dsn)
+			fmt.Fprintf(out, "Database %s and user %s made on %s. The app %s's %s secret is:\n\n  %s\n\nSave it if you need it elsewhere: it is not shown again.\n%s", dbName, dbUser, db, name, variable, dsn, caNote)
 			if res.Version == res.DeployedVersion {
 				return nil
 			}
@@ -347,7 +488,11 @@ func newPgDetachCmd() *cobra.Command {
 			if _, err := pgSQL(ctx, c, db, m.ID, "postgres", fmt.Sprintf("DROP ROLE IF EXISTS %s;", dbUser)); err != nil {
 				return err
 			}
-			res, err := c.setSecrets(ctx, name, map[string]*string{variable: nil})
+			unset := map[string]*string{variable: nil}
+			if pgCAOf(m) != "" {
+				unset[pgCAVariable(variable)] = nil
+			}
+			res, err := c.setSecrets(ctx, name, unset)
 			if err != nil {
 				return fmt.Errorf("unset %s on %s: %w", variable, name, err)
 			}
@@ -394,3 +539,163 @@ func newPgConnectCmd() *cobra.Command {
 // randomSecret is a password of 26 characters from crypto/rand (128
 // bits, base32: no character a URL or a shell needs to quote).
 func randomSecret() string { return rand.Text() }
+
+// pgCAOf is the cluster CA (PEM) a Patroni member's config mounts; "" for
+// a single PostgreSQL made before Patroni clusters.
+func pgCAOf(m *types.Machine) string {
+	if m == nil || m.Config == nil {
+		return ""
+	}
+	for _, f := range m.Config.Files {
+		if f.GuestPath == pg.ConfigDir+"/ca.crt" && f.RawValue != nil {
+			b, err := base64.StdEncoding.DecodeString(*f.RawValue)
+			if err == nil {
+				return string(b)
+			}
+		}
+	}
+	return ""
+}
+
+// pgCAVariable is the app secret attach puts the cluster CA in, next to
+// the URL's: DATABASE_URL's is DATABASE_CA_CERT.
+func pgCAVariable(urlVariable string) string {
+	return strings.TrimSuffix(urlVariable, "_URL") + "_CA_CERT"
+}
+
+func newPgCACmd() *cobra.Command {
+	var app, config string
+	cmd := &cobra.Command{
+		Use:   "ca -a DB",
+		Short: "Print the CA certificate of a Hangar Postgres cluster (for sslmode=verify-full)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, c, err := appAndClient(app, config)
+			if err != nil {
+				return err
+			}
+			ms, err := c.Machines(cmd.Context(), name)
+			if err != nil {
+				return secretsHint(err)
+			}
+			for i := range ms {
+				if ca := pgCAOf(&ms[i]); ca != "" {
+					_, err := io.WriteString(cmd.OutOrStdout(), ca)
+					return err
+				}
+			}
+			return &HintError{Err: fmt.Errorf("%s has no Hangar Postgres cluster CA", name), Hint: "clusters made by `hangar pg create` have one; see `hangar pg status -a " + name + "`"}
+		},
+	}
+	appFlags(cmd, &app, &config)
+	return cmd
+}
+
+func newPgStatusCmd() *cobra.Command {
+	var app, config string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status -a DB",
+		Short: "Show a Hangar Postgres cluster's members: role, state, timeline and replication lag (Patroni's view)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			name, c, err := appAndClient(app, config)
+			if err != nil {
+				return err
+			}
+			v, err := pgCluster(cmd.Context(), c, name)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(cmd.OutOrStdout(), v)
+			}
+			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "MEMBER\tADDRESS\tROLE\tSTATE\tTIMELINE\tLAG (bytes)")
+			for _, m := range v.Members {
+				role := m.Role
+				if role == "leader" {
+					role = "primary"
+				}
+				lag := ""
+				if m.Lag != nil {
+					lag = fmt.Sprint(m.Lag)
+				}
+				fmt.Fprintf(w, "%s\t%s:%d\t%s\t%s\t%d\t%s\n", m.Name, m.Host, m.Port, role, m.State, m.Timeline, lag)
+			}
+			return w.Flush()
+		},
+	}
+	appFlags(cmd, &app, &config)
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print Patroni's view as JSON")
+	return cmd
+}
+
+func newPgFailoverCmd() *cobra.Command {
+	var app, config, candidate string
+	cmd := &cobra.Command{
+		Use:   "failover -a DB",
+		Short: "Hand the primary role to a replica (a planned switchover: Patroni stops writes, the replica catches up, then takes over)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			name, c, err := appAndClient(app, config)
+			if err != nil {
+				return err
+			}
+			before, err := pgCluster(ctx, c, name)
+			if err != nil {
+				return err
+			}
+			old := before.primary()
+			if old == "" {
+				return &HintError{Err: fmt.Errorf("the cluster %s has no primary now", name), Hint: "see `hangar pg status -a " + name + "`"}
+			}
+			start := time.Now()
+			for {
+				out, err := pgCtl(ctx, c, name, "switchover", candidate)
+				if err == nil {
+					break
+				}
+				// Patroni names a synchronous standby a moment after a
+				// replica catches up: wait for it rather than fail.
+				if strings.Contains(err.Error(), "sync_standby") && time.Since(start) < 30*time.Second {
+					time.Sleep(time.Second)
+					continue
+				}
+				return &HintError{Err: fmt.Errorf("switchover in %s: %w %s", name, err, out), Hint: "a switchover needs a streaming replica; see `hangar pg status -a " + name + "`"}
+			}
+			deadline := time.Now().Add(time.Minute)
+			for {
+				v, err := pgCluster(ctx, c, name)
+				if err == nil {
+					if p := v.primary(); p != "" && p != old {
+						fmt.Fprintf(cmd.OutOrStdout(), "The primary of %s is now %s (was %s; %s).\n", name, p, old, time.Since(start).Round(time.Millisecond))
+						return nil
+					}
+				}
+				if time.Now().After(deadline) {
+					return fmt.Errorf("no new primary in %s within a minute of the switchover (%v)", name, err)
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+		},
+	}
+	appFlags(cmd, &app, &config)
+	cmd.Flags().StringVar(&candidate, "candidate", "", "the member (machine id) to make primary (default: Patroni picks the healthiest replica)")
+	return cmd
+}
+
+// pgAnswers reports whether one of a member's checks passes.
+func pgAnswers(m types.Machine) bool {
+	for _, c := range m.Checks {
+		if c.Status == types.CheckPassing {
+			return true
+		}
+	}
+	return false
+}

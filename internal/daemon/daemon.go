@@ -34,6 +34,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/logs"
 	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/network"
+	"github.com/hangar-dev/hangar/internal/pgdcs"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
 	"github.com/hangar-dev/hangar/internal/secrets"
@@ -380,6 +381,10 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	registry := &hosts.Registry{Store: st, Self: self, Log: log.With("component", "hosts")}
+	pgCons := pgConsensus(ctx, o.DataDir, node == nil, netm, log.With("component", "pg-consensus"))
+	if pgCons != nil {
+		defer pgCons.Close()
+	}
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: imageStore, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
 		Hosts: registry, Forward: forward,
@@ -387,7 +392,7 @@ func Run(ctx context.Context, o Options) error {
 		Disk: func() types.DiskState {
 			d := disk.State()
 			return types.DiskState{Path: d.Path, TotalBytes: d.TotalBytes, FreeBytes: d.FreeBytes, Full: d.Full}
-		}, Cluster: apiCluster(node), Observe: hm.APIRequest, History: apiHistory(history)})
+		}, Cluster: apiCluster(node), Observe: hm.APIRequest, History: apiHistory(history), PgConsensus: apiPgConsensus(pgCons)})
 	if node != nil {
 		node.Handle("/v1/", apiSrv.Handler()) // other hosts' forwarded calls, tokens checked as on the API listener
 		// Images between hosts: served to the others, fetched from them.
@@ -423,6 +428,11 @@ func Run(ctx context.Context, o Options) error {
 		px.RemoveApp(app)
 		if err := certMgr.RemoveApp(app); err != nil {
 			log.Warn("remove the certificates of a deleted app", "app", app, "err", err)
+		}
+		if pgCons != nil && app != "" {
+			if err := pgCons.Forget(ctx, app); err != nil {
+				log.Warn("remove the Postgres consensus user of a deleted app", "app", app, "err", err)
+			}
 		}
 	}}).clean)
 	// Re-adopt machines before serving, so the proxy knows them.
@@ -806,4 +816,30 @@ func mtlsClient(tlsCfg *tls.Config) *http.Client {
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
 	}}
+}
+
+// pgConsensus is the embedded etcd of Hangar Postgres clusters, on the
+// bridge's IPv4 gateway: nil in a Hangar cluster (not served there yet).
+// A store made before is started at once, since Postgres machines
+// depend on it; a new one is started by its first grant.
+func pgConsensus(ctx context.Context, dataDir string, single bool, netm *network.Manager, log *slog.Logger) *pgdcs.Server {
+	if !single {
+		return nil
+	}
+	gw4, _ := netm.Gateways()
+	s := &pgdcs.Server{DataDir: dataDir, Host: gw4.String(), Log: log}
+	if s.Exists() {
+		if err := s.Start(ctx); err != nil {
+			log.Warn("the Postgres clusters' consensus store did not start: their Patroni cannot elect a primary", "err", err)
+		}
+	}
+	return s
+}
+
+// apiPgConsensus keeps a nil *pgdcs.Server a nil interface.
+func apiPgConsensus(s *pgdcs.Server) api.PgConsensus {
+	if s == nil {
+		return nil
+	}
+	return s
 }

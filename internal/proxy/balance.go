@@ -5,6 +5,7 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -68,7 +69,7 @@ func (p *Proxy) pickLocked(a *app, rt routing) choice {
 			continue
 		}
 		c.matched++
-		if !m.routable || m.draining {
+		if !m.routable || m.draining || rt.service != "" && slices.Contains(m.b.DownServices, rt.service) {
 			continue
 		}
 		if m.hard > 0 && m.inflight >= m.hard {

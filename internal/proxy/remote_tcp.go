@@ -31,7 +31,13 @@ const (
 // app serving internalPort, on this host or, through its edge listener,
 // on another; release ends its count.
 func (p *Proxy) PickConn(ctx context.Context, name string, internalPort int) (net.Conn, func(), error) {
-	a, m, code, msg := p.acquire(ctx, name, routing{})
+	return p.PickConnService(ctx, name, "", internalPort)
+}
+
+// PickConnService implements tcpproxy.ServiceConnPicker: PickConn among
+// the machines where the service named by its RouteKey is up.
+func (p *Proxy) PickConnService(ctx context.Context, name, service string, internalPort int) (net.Conn, func(), error) {
+	a, m, code, msg := p.acquire(ctx, name, routing{service: service})
 	if m == nil {
 		if code == 0 {
 			return nil, nil, ctx.Err()

@@ -15,6 +15,7 @@ type routing struct {
 	preferRegion, forceRegion     string
 	preferInstance, forceInstance string
 	exclude                       string // a machine not to pick (fly-replay elsewhere=true)
+	service                       string // a raw TCP service's RouteKey: skip machines where it is down
 	local                         bool   // only this host's machines (a request another host's edge forwarded)
 }
 

@@ -15,7 +15,13 @@ import (
 // connection to internalPort, with the limits, health and autostart of
 // HTTP requests; release ends the connection's count.
 func (p *Proxy) Pick(ctx context.Context, name string, internalPort int) (string, func(), error) {
-	a, m, code, msg := p.acquire(ctx, name, routing{})
+	return p.PickService(ctx, name, "", internalPort)
+}
+
+// PickService implements tcpproxy.ServicePicker: Pick among the machines
+// where the service named by its RouteKey is up (its checks pass).
+func (p *Proxy) PickService(ctx context.Context, name, service string, internalPort int) (string, func(), error) {
+	a, m, code, msg := p.acquire(ctx, name, routing{service: service})
 	if m == nil {
 		if code == 0 {
 			return "", nil, ctx.Err()

@@ -27,6 +27,7 @@ type check struct {
 	headers  []types.MachineHTTPHeader
 	https    bool
 	skipTLS  bool
+	service  int // index in the config's services; -1 for a top-level check
 }
 
 // machineChecks lists the checks of a config: each service's checks (named
@@ -36,9 +37,10 @@ func machineChecks(cfg *types.MachineConfig) []check {
 		return nil
 	}
 	var out []check
-	for _, svc := range cfg.Services {
+	for i, svc := range cfg.Services {
 		for _, mc := range svc.Checks {
 			c := toCheck(mc, svc.InternalPort)
+			c.service = i
 			c.name = fmt.Sprintf("servicecheck-%02d-%s-%d", len(out), c.kind, c.port)
 			out = append(out, c)
 		}
@@ -56,6 +58,7 @@ func machineChecks(cfg *types.MachineConfig) []check {
 		}
 		c := toCheck(cfg.Checks[n], port)
 		c.name = n
+		c.service = -1
 		out = append(out, c)
 	}
 	return out

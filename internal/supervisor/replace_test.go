@@ -57,12 +57,16 @@ func (d *fakeDriver) Inspect(ctx context.Context, id string) (runtime.Status, er
 
 // fakeRouter records what the supervisor tells the proxy.
 type fakeRouter struct {
-	mu  sync.Mutex
-	log []string
+	mu   sync.Mutex
+	log  []string
+	down []string // the last backend's DownServices
 }
 
 func (r *fakeRouter) note(s string) { r.mu.Lock(); r.log = append(r.log, s); r.mu.Unlock() }
 func (r *fakeRouter) SetBackend(b types.Backend, routable bool) {
+	r.mu.Lock()
+	r.down = b.DownServices
+	r.mu.Unlock()
 	if routable {
 		r.note("routable " + b.MachineID)
 	} else {
@@ -232,5 +236,57 @@ func TestInformationalChecksDoNotGateTraffic(t *testing.T) {
 	}
 	if got := route(types.CheckPassing, types.CheckCritical); got != "unroutable m1" {
 		t.Errorf("failing readiness check: %s, want unroutable", got)
+	}
+}
+
+// TestServiceChecksGateTheirService: a raw TCP service's failing checks
+// take the machine out of that service only (DownServices), so a Postgres
+// member is routable on the replicas' port and not the primary's; checks
+// of an HTTP service still take the whole machine out.
+func TestServiceChecksGateTheirService(t *testing.T) {
+	s, _, _, rt := withTask(t)
+	p1, p2 := 5432, 5433
+	svc := func(port int, path string) types.MachineService {
+		return types.MachineService{Protocol: "tcp", InternalPort: 5432, Ports: []types.MachinePort{{Port: &port}},
+			Checks: []types.MachineCheck{{Type: "http", Path: path}}}
+	}
+	cfg := &types.MachineConfig{Image: "img:1", Services: []types.MachineService{svc(p1, "/primary"), svc(p2, "/replica")}}
+	r := &Record{Machine: types.Machine{ID: "m1", State: types.StateStarted, Config: cfg}, App: "a"}
+	l := s.liveFor("a", "m1")
+	route := func(statuses ...string) (string, []string) {
+		l.stateMu.Lock()
+		l.checks = map[string]types.CheckStatus{}
+		for i, c := range machineChecks(cfg) {
+			l.checks[c.name] = types.CheckStatus{Name: c.name, Status: statuses[i]}
+		}
+		l.stateMu.Unlock()
+		rt.mu.Lock()
+		rt.log = nil
+		rt.mu.Unlock()
+		s.routeUpdate(l, r)
+		rt.mu.Lock()
+		defer rt.mu.Unlock()
+		return strings.Join(rt.log, ", "), rt.down
+	}
+	got, down := route(types.CheckCritical, types.CheckPassing)
+	if got != "routable m1" || len(down) != 1 || down[0] != cfg.Services[0].RouteKey() {
+		t.Errorf("a replica: %s, down %v; want routable with only the primary's service down", got, down)
+	}
+	got, down = route(types.CheckPassing, types.CheckCritical)
+	if got != "routable m1" || len(down) != 1 || down[0] != cfg.Services[1].RouteKey() {
+		t.Errorf("the primary: %s, down %v; want routable with only the replicas' service down", got, down)
+	}
+	if _, down = route(types.CheckPassing, types.CheckPassing); len(down) != 0 {
+		t.Errorf("all passing: down %v", down)
+	}
+
+	port := 80
+	cfg.Services = append([]types.MachineService{{Protocol: "tcp", InternalPort: 8080, Ports: []types.MachinePort{{Port: &port, Handlers: []string{"http"}}},
+		Checks: []types.MachineCheck{{Type: "http", Path: "/health"}}}}, cfg.Services...)
+	if got, _ := route(types.CheckCritical, types.CheckPassing, types.CheckPassing); got != "unroutable m1" {
+		t.Errorf("failing HTTP service check: %s, want unroutable", got)
+	}
+	if got, down := route(types.CheckPassing, types.CheckCritical, types.CheckPassing); got != "routable m1" || len(down) != 1 {
+		t.Errorf("HTTP passing, a raw service failing: %s, down %v", got, down)
 	}
 }

@@ -759,23 +759,52 @@ func (s *Supervisor) attach(l *live, r *Record, gen int) {
 }
 
 // routeUpdate tells the proxy whether the machine may take traffic: it is
-// started and every check passes.
+// started, its top-level checks pass and, when it serves HTTP, so do the
+// HTTP service's. A service whose own checks fail is listed in
+// DownServices: raw TCP connections to that service skip the machine while
+// its other services still take them.
 func (s *Supervisor) routeUpdate(l *live, r *Record) {
 	if r.Config == nil || len(r.Config.Services) == 0 {
 		return
 	}
+	svc := r.Config.HTTPService()
+	httpIdx := -2 // no service serves HTTP: none of its checks gate the machine
+	for i := range r.Config.Services {
+		if svc.ServesHTTP() && r.Config.Services[i].ServesHTTP() {
+			httpIdx = i
+			break
+		}
+	}
+	serviceOf := map[string]int{}
+	for _, c := range machineChecks(r.Config) {
+		serviceOf[c.name] = c.service
+	}
+	down := map[int]bool{}
 	l.stateMu.Lock()
 	ok := !l.stopRequested && !r.Cordoned
 	for _, c := range l.checks {
-		if c.Status != types.CheckPassing && gates(r.Config, c.Name) {
+		if c.Status == types.CheckPassing || !gates(r.Config, c.Name) {
+			continue
+		}
+		i, known := serviceOf[c.Name]
+		if !known || i < 0 || i == httpIdx {
 			ok = false
+		}
+		if known && i >= 0 {
+			down[i] = true
 		}
 	}
 	l.stateMu.Unlock()
-	svc := r.Config.HTTPService()
+	var downKeys []string
+	for i := range r.Config.Services {
+		if down[i] {
+			downKeys = append(downKeys, r.Config.Services[i].RouteKey())
+		}
+	}
 	s.opt.Router.SetBackend(types.Backend{
 		App: l.app, MachineID: l.id, Region: r.Region,
 		Addr: fmt.Sprintf("%s:%d", r.IPv4, svc.InternalPort), Service: svc, Config: r.Config,
+		DownServices: downKeys,
 	}, ok && r.State == types.StateStarted)
 }
 

@@ -11,7 +11,7 @@ import (
 // first port's `http_options.idle_timeout` (seconds), as Fly reads it for
 // every handler.
 func FromMachineService(s types.MachineService) Service {
-	out := Service{InternalPort: s.InternalPort}
+	out := Service{Key: s.RouteKey(), InternalPort: s.InternalPort}
 	for _, p := range s.Ports {
 		var port Port
 		if p.Port != nil {

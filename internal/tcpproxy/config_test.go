@@ -15,7 +15,7 @@ func TestFromMachineService(t *testing.T) {
 			HTTPOptions: &types.HTTPOptions{IdleTimeout: i(30)}},
 		{StartPort: i(7000), EndPort: i(7010), Handlers: []string{"tls"}},
 	}})
-	want := Service{InternalPort: 5432, IdleTimeout: 30 * time.Second, Ports: []Port{
+	want := Service{Key: "/5432/5432", InternalPort: 5432, IdleTimeout: 30 * time.Second, Ports: []Port{
 		{Port: 5432, Handlers: []string{"proxy_proto"}, ProxyProtoVersion: "v2"},
 		{StartPort: 7000, EndPort: 7010, Handlers: []string{"tls"}},
 	}}

@@ -47,11 +47,21 @@ type Port struct {
 
 // Service is one `[[services]]` entry of an app.
 type Service struct {
+	// Key is the machine service's RouteKey (types.MachineService): with
+	// a ServicePicker, only machines where that service is up are picked.
+	Key          string
 	InternalPort int
 	Ports        []Port
 	// IdleTimeout closes a connection with no traffic for this long
 	// (Manager.IdleTimeout if 0).
 	IdleTimeout time.Duration
+}
+
+// ServicePicker is a Picker that knows, per machine, which services' checks
+// pass: PickService picks only among machines where the service (its
+// types.MachineService.RouteKey) is up. The proxy's load balancer is one.
+type ServicePicker interface {
+	PickService(ctx context.Context, app, service string, internalPort int) (addr string, release func(), err error)
 }
 
 // Picker chooses the machine for a new connection. The proxy's load
@@ -61,6 +71,12 @@ type Picker interface {
 	// internalPort, and release, called once when the connection ends.
 	// It may block (to start a stopped machine) until ctx ends.
 	Pick(ctx context.Context, app string, internalPort int) (addr string, release func(), err error)
+}
+
+// ServiceConnPicker is a ConnPicker that picks only among machines where
+// the service (its RouteKey) is up, as ServicePicker does.
+type ServiceConnPicker interface {
+	PickConnService(ctx context.Context, app, service string, internalPort int) (conn net.Conn, release func(), err error)
 }
 
 // ConnPicker is an optional capability of a Picker: it makes the
@@ -554,7 +570,14 @@ func (m *Manager) forward(ctx context.Context, l *listener, c net.Conn) {
 	var b net.Conn
 	var addr string
 	if cp, ok := m.Picker.(ConnPicker); ok {
-		c, release, err := cp.PickConn(hctx, l.app, l.svc.InternalPort)
+		var c net.Conn
+		var release func()
+		var err error
+		if sp, ok := m.Picker.(ServiceConnPicker); ok {
+			c, release, err = sp.PickConnService(hctx, l.app, l.svc.Key, l.svc.InternalPort)
+		} else {
+			c, release, err = cp.PickConn(hctx, l.app, l.svc.InternalPort)
+		}
 		if err != nil {
 			m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
 			return
@@ -562,7 +585,14 @@ func (m *Manager) forward(ctx context.Context, l *listener, c net.Conn) {
 		defer release()
 		b, addr = c, c.RemoteAddr().String()
 	} else {
-		a, release, err := m.Picker.Pick(hctx, l.app, l.svc.InternalPort)
+		var a string
+		var release func()
+		var err error
+		if sp, ok := m.Picker.(ServicePicker); ok {
+			a, release, err = sp.PickService(hctx, l.app, l.svc.Key, l.svc.InternalPort)
+		} else {
+			a, release, err = m.Picker.Pick(hctx, l.app, l.svc.InternalPort)
+		}
 		if err != nil {
 			m.log().Warn("no machine for tcp connection", "app", l.app, "port", l.ln.Addr(), "err", err)
 			return

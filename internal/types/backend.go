@@ -1,6 +1,9 @@
 package types
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
 // Backend is one machine as the supervisor hands it to the proxy: where
 // it listens and which of its services the HTTP listeners serve.
@@ -17,6 +20,29 @@ type Backend struct {
 	// Config is the machine's whole config (statics, every service for
 	// raw TCP, TLS options); nil keeps the one the proxy knows.
 	Config *MachineConfig
+	// DownServices are the RouteKeys of the machine's services whose own
+	// checks do not all pass: raw TCP connections to those services are
+	// not sent to it, while its other services still take them (a
+	// Postgres member is routable on the primary's port or the replicas'
+	// port by its role).
+	DownServices []string
+}
+
+// RouteKey names a service among a machine's services for routing: its
+// protocol, internal port and first public port. Two services that differ
+// only in their checks and public ports (5432 for the primary, 5433 for a
+// replica, both to internal port 5432) have different keys.
+func (s *MachineService) RouteKey() string {
+	first := 0
+	if len(s.Ports) > 0 {
+		switch p := s.Ports[0]; {
+		case p.Port != nil:
+			first = *p.Port
+		case p.StartPort != nil:
+			first = *p.StartPort
+		}
+	}
+	return fmt.Sprintf("%s/%d/%d", s.Protocol, s.InternalPort, first)
 }
 
 // MachineLoad is what the proxy knows of a machine's traffic; the autostop
