@@ -289,4 +289,14 @@ func TestServiceChecksGateTheirService(t *testing.T) {
 	if got, down := route(types.CheckPassing, types.CheckCritical, types.CheckPassing); got != "routable m1" || len(down) != 1 {
 		t.Errorf("HTTP passing, a raw service failing: %s, down %v", got, down)
 	}
+
+	// A service without public ports (a Machines API config) is reached
+	// only through the HTTP proxy: its checks gate the whole machine.
+	cfg.Services = []types.MachineService{{Protocol: "tcp", InternalPort: 8080, Checks: []types.MachineCheck{{Type: "http", Path: "/healthz"}}}}
+	if got, _ := route(types.CheckCritical); got != "unroutable m1" {
+		t.Errorf("failing check of a service without ports: %s, want unroutable", got)
+	}
+	if got, _ := route(types.CheckPassing); got != "routable m1" {
+		t.Errorf("passing check of a service without ports: %s, want routable", got)
+	}
 }

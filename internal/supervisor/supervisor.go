@@ -768,12 +768,19 @@ func (s *Supervisor) routeUpdate(l *live, r *Record) {
 		return
 	}
 	svc := r.Config.HTTPService()
-	httpIdx := -2 // no service serves HTTP: none of its checks gate the machine
+	// The service the HTTP listeners serve gates the whole machine: the
+	// first with an http handler, else the first service when it has no
+	// public ports (reached only through the HTTP proxy). A raw TCP
+	// service's own checks gate only itself (DownServices).
+	httpIdx := -2
 	for i := range r.Config.Services {
-		if svc.ServesHTTP() && r.Config.Services[i].ServesHTTP() {
+		if r.Config.Services[i].ServesHTTP() {
 			httpIdx = i
 			break
 		}
+	}
+	if httpIdx < 0 && len(r.Config.Services[0].Ports) == 0 {
+		httpIdx = 0
 	}
 	serviceOf := map[string]int{}
 	for _, c := range machineChecks(r.Config) {
