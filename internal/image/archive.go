@@ -20,29 +20,11 @@ import (
 // org.opencontainers.image.ref.name and io.containerd.image.name), so
 // Import and `buildah pull oci-archive:` find the name.
 func WriteOCIArchive(img v1.Image, ref, path string) error {
-	if ref != "" {
-		n, err := normalizeLocalRef(ref)
-		if err != nil {
-			return fmt.Errorf("write OCI archive %s: %w", path, err)
-		}
-		ref = n
-	}
-	dir, err := os.MkdirTemp(filepath.Dir(path), ".oci-layout-")
+	dir, err := writeLayout(img, ref, filepath.Dir(path))
 	if err != nil {
 		return fmt.Errorf("write OCI archive %s: %w", path, err)
 	}
 	defer os.RemoveAll(dir)
-	lp, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		return fmt.Errorf("write OCI archive %s: %w", path, err)
-	}
-	var opts []layout.Option
-	if ref != "" {
-		opts = append(opts, layout.WithAnnotations(map[string]string{annotationRefName: ref, annotationContainerdName: ref}))
-	}
-	if err := lp.AppendImage(img, opts...); err != nil {
-		return fmt.Errorf("write OCI archive %s: %w", path, err)
-	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
 	if err != nil {
 		return fmt.Errorf("write OCI archive %s: %w", path, err)
@@ -63,6 +45,48 @@ func WriteOCIArchive(img v1.Image, ref, path string) error {
 		return fmt.Errorf("write OCI archive %s: %w", path, err)
 	}
 	return nil
+}
+
+// streamOCIArchive writes img as an OCI archive to w (its layout is made
+// under tmp first, then removed).
+func streamOCIArchive(img v1.Image, ref, tmp string, w io.Writer) error {
+	dir, err := writeLayout(img, ref, tmp)
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	return tarDir(w, dir)
+}
+
+// writeLayout writes img as an OCI layout in a new directory under parent,
+// with ref (normalized, if not empty) recorded in index.json; the caller
+// removes the directory.
+func writeLayout(img v1.Image, ref, parent string) (string, error) {
+	if ref != "" {
+		n, err := normalizeLocalRef(ref)
+		if err != nil {
+			return "", err
+		}
+		ref = n
+	}
+	dir, err := os.MkdirTemp(parent, ".oci-layout-")
+	if err != nil {
+		return "", err
+	}
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	var opts []layout.Option
+	if ref != "" {
+		opts = append(opts, layout.WithAnnotations(map[string]string{annotationRefName: ref, annotationContainerdName: ref}))
+	}
+	if err := lp.AppendImage(img, opts...); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	return dir, nil
 }
 
 // tarDir writes the regular files and directories under dir to w, sorted,

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/hangar-dev/hangar/internal/types"
@@ -53,30 +52,15 @@ func (s *Store) ArchiveHandler() http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return
 		}
-		tmp, err := os.MkdirTemp(s.tmpDir(), "share-")
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		defer os.RemoveAll(tmp)
-		p := filepath.Join(tmp, "image.tar")
-		if err := WriteOCIArchive(img, im.Ref, p); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		defer f.Close()
 		w.Header().Set("Content-Type", "application/x-tar")
 		w.Header().Set(HeaderDigest, im.Digest)
 		w.Header().Set(HeaderRef, im.Ref)
-		if fi, err := f.Stat(); err == nil {
-			w.Header().Set("Content-Length", fmt.Sprint(fi.Size()))
+		// Streamed as it is made: an error after the first bytes cuts the
+		// answer short, and the receiver's import fails on the truncated
+		// archive (nothing is stored).
+		if err := streamOCIArchive(img, im.Ref, s.tmpDir(), w); err != nil {
+			s.log.Warn("serve image archive", "image", q, "err", err)
 		}
-		_, _ = io.Copy(w, f)
 	})
 }
 
