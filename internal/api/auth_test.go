@@ -57,6 +57,7 @@ var routePolicy = map[string]policy{
 	"GET /v1/hosts":                                       orgCallers,
 	"POST /v1/hosts/{id}/drain":                           orgCallers,
 	"DELETE /v1/hosts/{id}/drain":                         orgCallers,
+	"DELETE /v1/hosts/{id}":                               orgCallers,
 
 	"GET /v1/apps/{app}/machines":                        appCallers,
 	"POST /v1/apps/{app}/machines":                       appCallers,

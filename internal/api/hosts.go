@@ -197,3 +197,27 @@ func (m *apiMachines) WaitStarted(ctx context.Context, app, id string) error {
 func (m *apiMachines) Destroy(ctx context.Context, app, id string) error {
 	return m.s.callWith(ctx, m.r, m.self(), http.MethodDelete, "/v1/apps/"+url.PathEscape(app)+"/machines/"+url.PathEscape(id)+"?force=true", nil, nil, false)
 }
+
+// HostRemover forgets a host for good (hosts.Remover).
+type HostRemover interface {
+	Remove(ctx context.Context, id string, force bool) (types.HostRemoval, error)
+}
+
+// removeHost forgets an unreachable host: its record, its 6PN subnet, its
+// cluster membership, the stale records of machines failover replaced,
+// and with force the machines and volumes that lived only there.
+func (s *Server) removeHost(w http.ResponseWriter, r *http.Request) error {
+	if s.hosts == nil || s.remover == nil {
+		return notConfigured("hosts")
+	}
+	force, err := boolParam(r.URL.Query(), "force")
+	if err != nil {
+		return err
+	}
+	res, err := s.remover.Remove(r.Context(), r.PathValue("id"), force)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}

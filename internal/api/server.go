@@ -55,6 +55,9 @@ type Options struct {
 	// forwarded). With it, machine operations for machines of other hosts
 	// are forwarded to them (forward.go) and creates are placed.
 	Hosts *hosts.Registry
+	// HostRemover forgets a host for good (DELETE /v1/hosts/{id}; nil:
+	// not offered).
+	HostRemover HostRemover
 	// Forward sends requests to other hosts' APIs (nil:
 	// DefaultForwardClient); the cluster's mutual TLS goes in its
 	// Transport.
@@ -91,6 +94,7 @@ type Server struct {
 	httpPort string
 	disk     func() types.DiskState
 	hosts    *hosts.Registry
+	remover  HostRemover
 	forward  *http.Client
 	observe  func(route string, status int, d time.Duration)
 	cluster  Cluster
@@ -110,7 +114,7 @@ func New(o Options) *Server {
 	if o.Forward == nil {
 		o.Forward = DefaultForwardClient()
 	}
-	return &Server{hosts: o.Hosts, forward: o.Forward, store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
+	return &Server{hosts: o.Hosts, remover: o.HostRemover, forward: o.Forward, store: o.Store, apps: o.Apps, sup: o.Sup, deployer: o.Deployer, images: o.Images,
 		secrets: o.Secrets, volumes: o.Volumes, certs: o.Certs, log: o.Log,
 		org: o.Org, region: o.Region, domain: o.Domain, httpPort: o.HTTPPort, disk: o.Disk, cluster: o.Cluster, observe: o.Observe, history: o.History, logSinks: o.LogSinks, pgDCS: o.PgConsensus}
 }

@@ -108,7 +108,55 @@ moves the others and leaves those.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(list, drain, undrain)
+	var removeForce, removeJSON bool
+	remove := &cobra.Command{
+		Use:   "remove HOST",
+		Short: "Forget a host that is gone for good (its daemon stopped)",
+		Long: `Forget HOST for good: a dead or decommissioned server. Its daemon must be
+stopped (` + "`hangar hosts list`" + ` shows it unreachable). Hangar forgets its record,
+its 6PN /64, its round trips, its place in the cluster (its etcd member,
+when it has one) and the records of its machines that failover already
+replaced on other hosts. Machines that only it ran and volumes kept on it
+refuse the removal, naming them, unless --force, which forgets them too:
+their data is on that server and lost to Hangar. Ask any other host.
+
+A daemon started again with the removed host's data dir refuses to run;
+empty the data dir and join again to bring the server back as a new host.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := newClient()
+			if err != nil {
+				return err
+			}
+			p := "/v1/hosts/" + url.PathEscape(args[0])
+			if removeForce {
+				p += "?force=true"
+			}
+			var res types.HostRemoval
+			if err := c.do(cmd.Context(), "DELETE", p, nil, &res); err != nil {
+				return err
+			}
+			if removeJSON {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			out := cmd.OutOrStdout()
+			for _, m := range res.Machines {
+				fmt.Fprintf(out, "Forgot machine %s\n", m)
+			}
+			for _, v := range res.Volumes {
+				fmt.Fprintf(out, "Forgot volume %s\n", v)
+			}
+			member := ""
+			if res.ClusterMember {
+				member = ", and its cluster membership"
+			}
+			fmt.Fprintf(out, "Removed host %s: %d machine record(s), %d volume(s)%s\n", res.Host, len(res.Machines), len(res.Volumes), member)
+			return nil
+		},
+	}
+	remove.Flags().BoolVar(&removeForce, "force", false, "also forget the machines only it ran and the volumes kept on it")
+	remove.Flags().BoolVar(&removeJSON, "json", false, "print JSON")
+	cmd.AddCommand(list, drain, undrain, remove)
 	return cmd
 }
 

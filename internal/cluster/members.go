@@ -3,10 +3,13 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"sort"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -98,4 +101,80 @@ func (n *Node) JoinURL(ctx context.Context) string {
 		}
 	}
 	return n.ClusterURL()
+}
+
+// RemoveMember takes a host out of the cluster for good (`hangar hosts
+// remove`): its etcd member, when it is a voter or a learner, and its
+// member record. The host is the one whose member name is h.ID or whose
+// cluster listener is h.APIURL. It reports whether the host was a member.
+// etcd refuses to remove a voter when the rest would lose their quorum.
+func (n *Node) RemoveMember(ctx context.Context, h types.Host) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := n.cli.Get(ctx, keyPrefix+"members/", clientv3.WithPrefix())
+	if err != nil {
+		return false, etcdErr("read the cluster's members", err)
+	}
+	var rec *memberRecord
+	for _, kv := range resp.Kvs {
+		var r memberRecord
+		if json.Unmarshal(kv.Value, &r) == nil && (r.Name == h.ID || (h.APIURL != "" && r.ClusterURL == h.APIURL)) {
+			rec = &r
+			break
+		}
+	}
+	if rec == nil {
+		return false, nil
+	}
+	if rec.Name == n.mf.Name {
+		return false, fmt.Errorf("host %s is this host's cluster member: ask another host to remove it: %w", h.ID, types.ErrInvalid)
+	}
+	ml, err := n.cli.MemberList(ctx)
+	if err != nil {
+		return false, etcdErr("list etcd's members", err)
+	}
+	for _, em := range ml.Members {
+		if em.Name != rec.Name && (rec.PeerURL == "" || !slices.Contains(em.PeerURLs, rec.PeerURL)) {
+			continue
+		}
+		if _, err := n.cli.MemberRemove(ctx, em.ID); err != nil {
+			return true, fmt.Errorf("remove etcd member %s (%x): %v; etcd refuses when the other voting members would lose their majority: bring another voter back first (`hangar cluster members`): %w", em.Name, em.ID, err, types.ErrConflict)
+		}
+		n.log.Info("removed a host's etcd member", "host", h.ID, "member", em.Name, "id", fmt.Sprintf("%x", em.ID), "learner", em.IsLearner)
+	}
+	if _, err := n.cli.Delete(ctx, memberKey(rec.Name)); err != nil {
+		return true, etcdErr("delete the host's member record", err)
+	}
+	return true, nil
+}
+
+// removed reports whether the other voters say this member is no longer
+// one of the cluster's (a restart after `hangar hosts remove`).
+func (n *Node) removed(ctx context.Context) bool {
+	var others []string
+	for _, ep := range n.mf.Endpoints {
+		if ep != n.mf.ClientURL {
+			others = append(others, ep)
+		}
+	}
+	if len(others) == 0 || n.mf.PeerURL == "" {
+		return false
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: others, TLS: n.ClientTLS(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ml, err := c.MemberList(ctx)
+	if err != nil {
+		return false
+	}
+	for _, m := range ml.Members {
+		if m.Name == n.mf.Name || slices.Contains(m.PeerURLs, n.mf.PeerURL) {
+			return false
+		}
+	}
+	return true
 }

@@ -498,6 +498,9 @@ func restart(ctx context.Context, cfg Config, dir string) (*Node, error) {
 	}
 	if err := n.start(ctx, "existing"); err != nil {
 		n.Close()
+		if n.removed(ctx) {
+			return nil, fmt.Errorf("restart cluster member %s from %s: this host was removed from the cluster (`hangar hosts remove %s` on another host); its machines and volumes were forgotten. Empty the data dir and join again with a new token to bring this server back as a new host: %w", n.mf.Name, dir, n.mf.Name, types.ErrConflict)
+		}
 		return nil, fmt.Errorf("restart cluster member %s from %s: %w", n.mf.Name, dir, err)
 	}
 	if n.mf.Role == RoleVoter && !n.mf.Promoted {

@@ -32,6 +32,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/hosts"
 	"github.com/hangar-dev/hangar/internal/image"
 	"github.com/hangar-dev/hangar/internal/logs"
+	"github.com/hangar-dev/hangar/internal/mesh"
 	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/network"
 	"github.com/hangar-dev/hangar/internal/pgdcs"
@@ -221,6 +222,9 @@ func Run(ctx context.Context, o Options) error {
 	if o.Etcd != nil {
 		log.Info("state in etcd", "state", o.stateName())
 	}
+	if err := hosts.CheckNotRemoved(ctx, st, o.DataDir, hostID); err != nil {
+		return err
+	}
 	if err := auth.EnsureAdminToken(ctx, st, filepath.Join(o.DataDir, AdminTokenFile), o.Org, log); err != nil {
 		return err
 	}
@@ -381,13 +385,17 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	registry := &hosts.Registry{Store: st, Self: self, Log: log.With("component", "hosts")}
+	remover := &hosts.Remover{Registry: registry, ReleaseSubnet: func(ctx context.Context, host string) error { return mesh.ReleaseSubnet(ctx, st, host) }}
+	if node != nil {
+		remover.RemoveMember = node.RemoveMember
+	}
 	pgCons := pgConsensus(ctx, o.DataDir, node == nil, netm, log.With("component", "pg-consensus"))
 	if pgCons != nil {
 		defer pgCons.Close()
 	}
 	apiSrv := api.New(api.Options{Store: st, Apps: appSvc, Sup: sup, Deployer: deployer, Images: imageStore, Secrets: secretStore,
 		Volumes: vols, Certs: certMgr, Log: log.With("component", "api"), Org: o.Org, Region: o.Region, Domain: o.Domain, HTTPPort: httpPort,
-		Hosts: registry, Forward: forward,
+		Hosts: registry, HostRemover: remover, Forward: forward,
 		LogSinks: shipper,
 		Disk: func() types.DiskState {
 			d := disk.State()

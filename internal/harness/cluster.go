@@ -295,6 +295,41 @@ func (c *Cluster) StartHost(name string) {
 	h.Start()
 }
 
+// StartHostFails starts a host's daemon expecting it to refuse to run:
+// it returns the daemon's output once the process exits, and fails the
+// test (killing it) if it still runs after timeout.
+func (c *Cluster) StartHostFails(name string, timeout time.Duration) string {
+	c.t.Helper()
+	h := c.Host(name)
+	if h.running() {
+		c.t.Fatalf("cluster: host %s is running", name)
+	}
+	if h.args == nil {
+		h.args = c.hostArgs(h)
+	}
+	cmd := h.command(h.args...)
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start host %s: %v", name, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			c.t.Fatalf("host %s's daemon exited 0; want a refusal:\n%s", name, out.String())
+		}
+		return out.String()
+	case <-time.After(timeout):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+		c.t.Fatalf("host %s's daemon still ran after %v; want a refusal:\n%s", name, timeout, out.String())
+		return ""
+	}
+}
+
 // StopHost stops a host's daemon with SIGTERM, as an operator would: its
 // machines keep running.
 func (c *Cluster) StopHost(name string) {

@@ -60,6 +60,21 @@ type DrainResult struct {
 	Left []string `json:"left"`
 }
 
+// HostRemoval is the answer of DELETE /v1/hosts/{id}: what Hangar forgot
+// with the host.
+type HostRemoval struct {
+	Host string `json:"host"`
+	// Machines ("app/id") whose records went with the host: copies
+	// failover had replaced elsewhere, and (force) machines that lived
+	// only there.
+	Machines []string `json:"machines"`
+	// Volumes ("app/id") forgotten (force): their data was on the host.
+	Volumes []string `json:"volumes"`
+	// ClusterMember: the host was a member of the cluster (its etcd
+	// member removed too, when it had one).
+	ClusterMember bool `json:"cluster_member"`
+}
+
 // DrainMove is one machine a drain moved: From, destroyed, replaced by To
 // on ToHost.
 type DrainMove struct {
