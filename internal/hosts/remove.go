@@ -57,7 +57,7 @@ func (rm *Remover) Remove(ctx context.Context, id string, force bool) (types.Hos
 	r := rm.Registry
 	out := types.HostRemoval{Host: id, Machines: []string{}, Volumes: []string{}}
 	if id == r.SelfID() {
-		return out, types.NewError(types.ErrInvalid, fmt.Sprintf("host %s is the one answering: ask another host to remove it (`hangar -H <other host's API> hosts remove %s`)", id, id))
+		return out, types.NewError(types.ErrInvalid, fmt.Sprintf("host %s is the one answering: ask another host to remove it (`HANGAR_API_URL=<another host API URL> hangar hosts remove %s`)", id, id))
 	}
 	states, err := r.States(ctx)
 	if err != nil {
