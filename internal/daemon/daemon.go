@@ -532,6 +532,7 @@ func Run(ctx context.Context, o Options) error {
 	go func() { errc <- apiHTTP.Serve(apiLn) }()
 	log.Info("hangar is running", "api", "http://"+apiLn.Addr().String(), "proxy", httpLn.Addr().String(),
 		"domain", o.Domain, "region", o.Region, "host", hostID, "advertise", self.APIURL, "runtime", driver.Name(), "data_dir", o.DataDir, "pid", os.Getpid())
+	lost, relocked := stt.lost, make(chan error, 1)
 	for {
 		select {
 		case <-ctx.Done():
@@ -539,9 +540,27 @@ func Run(ctx context.Context, o Options) error {
 			if !errors.Is(err, http.ErrServerClosed) {
 				return fmt.Errorf("serve: %w", err)
 			}
-		case <-stt.lost: // never for the file
-			log.Error("lost the etcd lock of the state (etcd unreachable longer than the lock's lease); stopping so that no two daemons act on one state; machines keep running", "state", o.stateName())
-			return fmt.Errorf("state %s: lost the lock: %w", o.stateName(), types.ErrUnavailable)
+		case <-lost: // never for the file
+			// Cut off from etcd for longer than the lock's lease: the
+			// store refuses writes anyway (no quorum here), the proxy
+			// goes on serving this host's machines, and the lock is
+			// taken again once etcd answers; only if another daemon of
+			// this host took it meanwhile does this one stop.
+			log.Warn("lost the etcd lock of the state (etcd unreachable longer than the lock's lease); serving this host's machines and taking the lock again once etcd answers", "state", o.stateName())
+			lost = nil
+			go func() { relocked <- stt.relock(ctx) }()
+			continue
+		case err := <-relocked:
+			if err != nil {
+				if ctx.Err() != nil {
+					break // shutting down
+				}
+				log.Error("another daemon took the etcd lock of the state while it was lost; stopping so that no two daemons act on one state; machines keep running", "state", o.stateName(), "err", err)
+				return fmt.Errorf("state %s: lost the lock: %w", o.stateName(), err)
+			}
+			lost = stt.lost
+			log.Info("took the etcd lock of the state again", "state", o.stateName())
+			continue
 		case <-o.Reload:
 			pid, err := handOver(map[string]net.Listener{"api": apiLn, "http": httpLn, "https": httpsLn, "flycast": fc.Listener(), "metrics": metricsLn})
 			if err != nil {

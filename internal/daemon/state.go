@@ -2,10 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -58,6 +60,10 @@ type state struct {
 	store.Store
 	lost  <-chan struct{}
 	close func() error
+	// relock takes the lock again after it was lost, waiting for etcd to
+	// answer; it fails (wrapping store.ErrLocked) if another daemon took
+	// it meanwhile. nil for the file.
+	relock func(ctx context.Context) error
 }
 
 // openState opens the state: <data-dir>/state.db, or the etcd namespace of
@@ -107,15 +113,40 @@ func openState(ctx context.Context, o Options, lockWait time.Duration) (*state, 
 		st.Close()
 		return nil, fmt.Errorf("data dir %s: %w", o.DataDir, err)
 	}
-	return &state{Store: st, lost: lock.Done(), close: func() error {
+	out := &state{Store: st, lost: lock.Done()}
+	var mu sync.Mutex // guards lock
+	out.close = func() error {
 		uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		mu.Lock()
 		uerr := lock.Unlock(uctx)
+		mu.Unlock()
 		if err := st.Close(); err != nil {
 			return err
 		}
 		return uerr
-	}}, nil
+	}
+	out.relock = func(ctx context.Context) error {
+		for {
+			l, err := st.Lock(ctx, name, lockWait, 0)
+			if err == nil {
+				mu.Lock()
+				lock = l
+				mu.Unlock()
+				out.lost = l.Done()
+				return nil
+			}
+			if errors.Is(err, store.ErrLocked) || ctx.Err() != nil {
+				return err
+			}
+			select { // etcd still unreachable: try again
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return out, nil
 }
 
 // EtcdStateFile, in the data dir, says that the state of the data dir's
