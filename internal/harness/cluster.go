@@ -282,6 +282,14 @@ func (c *Cluster) ID() string { return c.s.ID }
 // was stopped or killed) and waits until it serves its API.
 func (c *Cluster) StartHost(name string) {
 	c.t.Helper()
+	h := c.stoppedHost(name)
+	h.crashed = false
+	h.Start()
+}
+
+// stoppedHost returns host name, which must not run, with its flags.
+func (c *Cluster) stoppedHost(name string) *Host {
+	c.t.Helper()
 	h := c.Host(name)
 	if h.running() {
 		c.t.Fatalf("cluster: host %s is running", name)
@@ -291,8 +299,7 @@ func (c *Cluster) StartHost(name string) {
 		// its bridge and subnets from then on.
 		h.args = c.hostArgs(h)
 	}
-	h.crashed = false
-	h.Start()
+	return h
 }
 
 // StartHostFails starts a host's daemon expecting it to refuse to run:
@@ -300,13 +307,7 @@ func (c *Cluster) StartHost(name string) {
 // test (killing it) if it still runs after timeout.
 func (c *Cluster) StartHostFails(name string, timeout time.Duration) string {
 	c.t.Helper()
-	h := c.Host(name)
-	if h.running() {
-		c.t.Fatalf("cluster: host %s is running", name)
-	}
-	if h.args == nil {
-		h.args = c.hostArgs(h)
-	}
+	h := c.stoppedHost(name)
 	cmd := h.command(h.args...)
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
