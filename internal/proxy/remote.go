@@ -57,6 +57,10 @@ type EdgeOptions struct {
 	// DownFor is how long a host whose connection failed gets no request
 	// from this edge (default 5 s); its lease ends it for good.
 	DownFor time.Duration
+	// HopDial connects to another host's plain hop listener (hop.go), for
+	// the fast path's forwarded requests. Nil: a plain TCP dial with a
+	// one-second timeout and keep-alive probes.
+	HopDial func(addr string) (net.Conn, error)
 }
 
 // RemoteMachine is what a host publishes of one of its machines for the
@@ -81,17 +85,23 @@ type RemoteMachine struct {
 // EdgeHost is one host's edge: where other hosts forward requests to, and
 // its machines.
 type EdgeHost struct {
-	ID       string          `json:"host"`
-	Region   string          `json:"region"`
-	Addr     string          `json:"addr"` // host:port of its edge listener
+	ID     string `json:"host"`
+	Region string `json:"region"`
+	Addr   string `json:"addr"` // host:port of its edge listener
+	// Hop is host:port of its plain hop listener on the mesh (hop.go);
+	// empty when it has none (off the mesh): then requests for its
+	// machines take the net/http path and TLS.
+	Hop      string          `json:"hop,omitempty"`
 	Machines []RemoteMachine `json:"machines"`
 }
 
 // remoteHost is another host, as this edge sees it. Guarded by Proxy.mu.
 type remoteHost struct {
 	id, region, addr string
+	hop              string          // its plain hop listener (hop.go), "" if none
 	apps             map[string]bool // apps with an entry in their app.remote
 	downUntil        time.Time       // a connection to it failed: skipped till then
+	pool             []*bconn        // idle keep-alive connections to its hop listener
 }
 
 // The headers of a forwarded request (they are in headers.go's
@@ -132,11 +142,11 @@ func (p *Proxy) SetEdgeHost(h EdgeHost) {
 		p.rhosts = map[string]*remoteHost{}
 	}
 	rh := p.rhosts[h.ID]
-	if rh == nil || rh.addr != h.Addr {
+	if rh == nil || rh.addr != h.Addr || rh.hop != h.Hop {
 		if rh != nil {
 			p.dropHostLocked(rh)
 		}
-		rh = &remoteHost{id: h.ID, apps: map[string]bool{}}
+		rh = &remoteHost{id: h.ID, hop: h.Hop, apps: map[string]bool{}}
 		p.rhosts[h.ID] = rh
 	}
 	rh.region, rh.addr = h.Region, h.Addr
@@ -234,6 +244,7 @@ func (p *Proxy) dropHostLocked(rh *remoteHost) {
 		}
 	}
 	rh.apps = map[string]bool{}
+	closeHopPoolLocked(rh)
 }
 
 // SetRemoteAppConfig gives the proxy the settings of an app whose
