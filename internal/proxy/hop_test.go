@@ -35,7 +35,9 @@ func newHopPair(t *testing.T) *hopPair {
 	lo := netip.MustParseAddr("127.0.0.1")
 	e.allowed.Store(&lo)
 	hl := HopListener(ln, func(a netip.Addr) bool { return a == *e.allowed.Load() }, func(netip.Addr) { e.refused.Add(1) })
-	go func() { _ = e.b.Serve(hl, &http.Server{Handler: http.HandlerFunc(e.b.ServeEdge), ReadHeaderTimeout: 2 * time.Second}) }()
+	go func() {
+		_ = e.b.Serve(hl, &http.Server{Handler: http.HandlerFunc(e.b.ServeEdge), ReadHeaderTimeout: 2 * time.Second})
+	}()
 	t.Cleanup(func() { ln.Close() })
 	e.hop = ln.Addr().String()
 	e.record = func(ms ...RemoteMachine) {
