@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -104,6 +105,9 @@ type Mesh struct {
 	// unchanged one is not set again, so WireGuard keeps the address it
 	// learnt from the peer's packets (roaming).
 	endpoints map[Key]netip.AddrPort
+	// peerNets are the peers' prefixes as SetPeers last set them
+	// (PeerHost reads them on every connection, without the lock).
+	peerNets atomic.Pointer[[]netip.Prefix]
 }
 
 // Up creates the interface and brings it up with no peers.
@@ -187,6 +191,26 @@ func (m *Mesh) ListenPort() int { return m.cfg.ListenPort }
 // on a TUN device).
 func (m *Mesh) Kind() string { return "userspace" }
 
+// PeerHost reports whether a is another host's own address on the mesh:
+// the first address (::1) of a current peer's prefix, which that host
+// holds on its machine bridge and uses for its own connections to the
+// others. WireGuard accepts a packet from a peer only with a source in
+// the peer's prefix, and a machine of that host (another address of the
+// prefix) cannot open a TCP connection from ::1 (the answers go to its
+// host), so a TCP connection from such an address comes from that host.
+func (m *Mesh) PeerHost(a netip.Addr) bool {
+	nets := m.peerNets.Load()
+	if nets == nil || !a.Is6() {
+		return false
+	}
+	for _, p := range *nets {
+		if p.Contains(a) && a == p.Masked().Addr().Next() {
+			return true
+		}
+	}
+	return false
+}
+
 // SetPeers makes the interface's peers and the routes to them exactly
 // peers: new ones are added, changed ones updated, missing ones removed.
 func (m *Mesh) SetPeers(peers []Peer) error {
@@ -250,6 +274,7 @@ func (m *Mesh) SetPeers(peers []Peer) error {
 	for _, p := range peers {
 		m.endpoints[p.PublicKey] = p.Endpoint
 	}
+	m.peerNets.Store(&want)
 	return m.syncRoutes(want)
 }
 
