@@ -104,8 +104,8 @@ type Mesh struct {
 	// or if userspace was asked for).
 	fallback string
 	nl       *netlink.Handle
-	link netlink.Link
-	log  *slog.Logger
+	link     netlink.Link
+	log      *slog.Logger
 
 	mu     sync.Mutex // guards closed, endpoints and SetPeers
 	closed bool
