@@ -56,6 +56,19 @@ func TestClusterHop(t *testing.T) {
 	edgeApp(t, a, "probe")
 	onA := placeOn(t, c, "a", "fra", "probe", edgeConfig(ref, 0), "b")
 
+	// 0. Each host shows which WireGuard it runs: userspace here (this
+	// kernel has none; docs/mesh.md).
+	out, err := a.CLI("hosts", "list", "--json")
+	var hs []types.Host
+	if err != nil || json.Unmarshal([]byte(out), &hs) != nil || len(hs) != 2 {
+		t.Fatalf("hosts list: %v %s", err, out)
+	}
+	for _, h := range hs {
+		if h.WireGuard != "kernel" && h.WireGuard != "userspace" {
+			t.Fatalf("host %s: wireguard %q, want kernel or userspace", h.ID, h.WireGuard)
+		}
+	}
+
 	// 1. Through a's edge to b's machine, with a client's forged headers.
 	harness.Poll(t, "a's edge routes to b's machine", 20*time.Second, func() (bool, string) {
 		code, body, err := edgeGet(a, "hop", "/", 5*time.Second)

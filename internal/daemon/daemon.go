@@ -371,6 +371,9 @@ func Run(ctx context.Context, o Options) error {
 		apiLn.Close()
 		return err
 	}
+	if meshDev != nil {
+		self.WireGuard = meshDev.Kind()
+	}
 	forward := o.ForwardClient
 	if node != nil {
 		// In a cluster, hosts reach each other's API on their cluster

@@ -64,7 +64,7 @@ func startMesh(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 	if err != nil || u.Hostname() == "" {
 		return nil, nil, fmt.Errorf("mesh: this host's cluster URL %q names no host", node.ClusterURL())
 	}
-	dev, err := mesh.Up(mesh.Config{PrivateKey: key, ListenPort: port, Log: log})
+	dev, err := mesh.Up(mesh.Config{PrivateKey: key, ListenPort: port, Userspace: o.Mesh.Userspace, Log: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w; or run without the mesh (--no-mesh): machines then reach only their own host's", err)
 	}
@@ -86,7 +86,7 @@ func startMesh(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 		defer close(done)
 		mesh.Follow(fctx, st, host, dev, time.Minute, log)
 	}()
-	log.Info("on the mesh", "subnet", sub, "device", mesh.DefaultDevice, "endpoint", endpoint, "public_key", dev.PublicKey().String())
+	log.Info("on the mesh", "subnet", sub, "device", mesh.DefaultDevice, "wireguard", dev.Kind(), "endpoint", endpoint, "public_key", dev.PublicKey().String())
 	return func() {
 		cancel()
 		<-done
