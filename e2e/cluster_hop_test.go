@@ -51,10 +51,12 @@ func TestClusterHop(t *testing.T) {
 	for _, h := range c.Hosts() {
 		ref = h.ImportTestApp()
 	}
-	edgeApp(t, a, "hop")
-	onB := placeOn(t, c, "b", "fra", "hop", edgeConfig(ref, 0), "a")
+	// probe on a (b drained while empty); then hop goes to b, which has
+	// the more memory free (a drain would move a host's machines).
 	edgeApp(t, a, "probe")
 	onA := placeOn(t, c, "a", "fra", "probe", edgeConfig(ref, 0), "b")
+	edgeApp(t, a, "hop")
+	onB := placeOn(t, c, "b", "fra", "hop", edgeConfig(ref, 0))
 
 	// 0. Each host shows which WireGuard it runs: userspace here (this
 	// kernel has none; docs/mesh.md).

@@ -718,15 +718,20 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	if stopWatch != nil {
 		stopWatch()
 	}
+	// A request another host's edge forwarded is counted there for its
+	// app; here only for its machine (hop.go).
+	appStats := !p.NoStats && !cs.cfg.hop
 	if m == nil {
 		if code == 0 {
 			return false
 		}
 		cs.writeError(rid, code, msg, !keep || r.hasBody())
-		p.record(name, code, start)
+		if appStats {
+			p.record(name, code, start)
+		}
 		return keep && !r.hasBody()
 	}
-	if !p.NoStats && !cs.counted {
+	if appStats && !cs.counted {
 		// The connection counts for the app of its first request.
 		cs.counted, cs.app = true, a
 		a.stats.connects.Add(1)
@@ -734,9 +739,11 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	status, keep := cs.forward(a, m, rid, keep, rt)
 	if !cs.replayed && !p.NoStats {
 		d := time.Since(start)
-		a.stats.observe(status, d)
 		cs.served.stats.observe(status, d)
-		cs.countBytes(a)
+		if appStats {
+			a.stats.observe(status, d)
+			cs.countBytes(a)
+		}
 	}
 	return keep
 }

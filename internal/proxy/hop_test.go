@@ -108,8 +108,14 @@ func TestHopForward(t *testing.T) {
 	if pooled != 1 {
 		t.Fatalf("a keeps %d idle connections to b's hop listener after 3 sequential requests, want 1 (reused)", pooled)
 	}
-	if st := e.a.Stats(); len(st) != 1 || st[0].DataIn == 0 || st[0].DataOut == 0 {
-		t.Fatalf("a's counters: %+v, want the bytes of the requests counted on the edge", st)
+	// Counted once for the app, on the edge; the owner counts them for
+	// its machine only.
+	if st := e.a.Stats(); len(st) != 1 || st[0].DataIn == 0 || st[0].DataOut == 0 || st[0].Requests[200] != 3 {
+		t.Fatalf("a's counters: %+v, want the 3 requests and their bytes counted on the edge", st)
+	}
+	st := e.b.Stats()
+	if len(st) != 1 || len(st[0].Requests) != 0 || st[0].DataIn != 0 || st[0].TCPConnects != 0 || len(st[0].Machines) != 1 || st[0].Machines[0].Requests[200] != 3 {
+		t.Fatalf("b's counters: %+v, want none for the app, the 3 requests for its machine", st)
 	}
 }
 

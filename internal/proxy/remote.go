@@ -454,8 +454,7 @@ func (p *Proxy) ServeEdge(w http.ResponseWriter, r *http.Request) {
 	a, m, code, msg := p.acquire(r.Context(), name, rt)
 	if m == nil {
 		if code != 0 {
-			p.fail(w, rid, code, msg)
-			p.record(name, code, start)
+			p.fail(w, rid, code, msg) // counted for the app by the edge
 		}
 		return
 	}
@@ -464,9 +463,9 @@ func (p *Proxy) ServeEdge(w http.ResponseWriter, r *http.Request) {
 	p.hopProxy().ServeHTTP(h2backend.TrailersOnlySafe(w), r.WithContext(context.WithValue(r.Context(), ctxKey{}, rq)))
 	p.release(a, rq.m)
 	if !p.NoStats {
-		d := time.Since(start)
-		a.stats.observe(rq.status, d)
-		rq.m.stats.observe(rq.status, d)
+		// The edge counts the request for the app; this host for its
+		// machine.
+		rq.m.stats.observe(rq.status, time.Since(start))
 	}
 }
 
