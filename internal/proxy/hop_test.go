@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -372,4 +373,73 @@ func (w *hopWaker) Wake(ctx context.Context, app, region string) (string, error)
 	w.n.Add(1)
 	w.p.SetBackend(w.b, true)
 	return w.b.MachineID, nil
+}
+
+// Whatever request head a client sends, as the edge forwards it on the
+// plain hop it parses again to the same request with the edge's pin only
+// (a client's Hangar-Edge-* are gone), the owner reads that pin, and the
+// owner's head for its machine has the same framing and no hop header.
+func FuzzHopRequest(f *testing.F) {
+	for _, s := range []string{
+		"GET / HTTP/1.1\r\nHost: web.example.test\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: web.example.test\r\nHangar-Edge-App: other\r\nHangar-Edge-Force: x\r\nFly-Request-Id: forged\r\n\r\n",
+		"POST /x?y=1 HTTP/1.1\r\nHost: a.example.test\r\nContent-Length: 5\r\nConnection: close, Hangar-Edge-Prefer\r\nHangar-Edge-Prefer: 1\r\n\r\nhello",
+		"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 1.2.3.4\r\nVia: 1.0 x\r\n\r\n",
+	} {
+		f.Add([]byte(s), false)
+		f.Add([]byte(s), true)
+	}
+	rh := &remoteHost{id: "b", hop: "127.0.0.1:1"}
+	f.Fuzz(func(t *testing.T, in []byte, force bool) {
+		br := bufio.NewReaderSize(strings.NewReader(string(in)), 4096)
+		head, err := readHead(br, nil, 8<<10)
+		if err != nil {
+			return
+		}
+		var h reqHead
+		if err := parseRequestHead(head, &h); err != nil || !h.fastPathOK() {
+			return
+		}
+		m := &machine{remote: rh, b: Backend{App: "web", MachineID: "b1"}}
+		rt := routing{}
+		if force {
+			rt.forceInstance = "b1"
+		}
+		edge := &connState{p: New("example.test", "fra", nil), req: h, clientIP: "192.0.2.1"}
+		var out strings.Builder
+		w := bufio.NewWriter(&out)
+		edge.writeRequestHead(w, "rid-edge", &request{m: m, prefs: rt})
+		w.Flush()
+		owner := &connState{p: New("example.test", "iad", nil), cfg: serveConfig{hop: true}}
+		if err := parseRequestHead([]byte(out.String()), &owner.req); err != nil {
+			t.Fatalf("the hop head does not parse: %v\n%q", err, out.String())
+		}
+		o := &owner.req
+		if !bytes.Equal(h.method, o.method) || !bytes.Equal(h.target, o.target) || !bytes.Equal(h.host, o.host) || h.chunked != o.chunked || h.contentLength != o.contentLength {
+			t.Fatalf("the hop request differs:\n%q\n%q", head, out.String())
+		}
+		name, got, rid := owner.hopRequest()
+		want := routing{local: true, preferInstance: "b1"}
+		if force {
+			want = routing{local: true, forceInstance: "b1"}
+		}
+		if name != "web" || got != want || rid != "rid-edge" {
+			t.Fatalf("the owner reads app %q, routing %+v, request id %q; want web, %+v, rid-edge\n%q", name, got, rid, want, out.String())
+		}
+		var mo strings.Builder
+		w = bufio.NewWriter(&mo)
+		owner.writeRequestHead(w, rid, &request{m: &machine{}})
+		w.Flush()
+		var h3 reqHead
+		if err := parseRequestHead([]byte(mo.String()), &h3); err != nil {
+			t.Fatalf("the owner's head for its machine does not parse: %v\n%q", err, mo.String())
+		}
+		hopHeader := false
+		for _, x := range h3.headers {
+			hopHeader = hopHeader || edgeOnly.has(x.name)
+		}
+		if h3.chunked != h.chunked || h3.contentLength != h.contentLength || hopHeader || !strings.Contains(mo.String(), "Fly-Region: fra\r\n") {
+			t.Fatalf("the owner's head for its machine:\n%q\nwant the framing of\n%q, the edge's Fly-Region, no hop header", mo.String(), head)
+		}
+	})
 }
