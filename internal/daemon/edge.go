@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/cluster"
@@ -164,8 +165,15 @@ func startHop(o *Options, px *proxy.Proxy, dev *mesh.Mesh, log *slog.Logger) (ne
 	if err != nil {
 		return nil, "", fmt.Errorf("edge hop listener on %s port %d: %w (is the port taken? --edge-port N uses N+1 for it)", self, port, err)
 	}
+	// Refusals are logged at most once a second (with how many there
+	// were), so a flood of them does not flood the log.
+	var refusedN, lastLog atomic.Int64
 	refused := func(src netip.Addr) {
-		log.Warn("edge hop: refused a connection from an address that is not another host's on the mesh", "from", src)
+		n := refusedN.Add(1)
+		now := time.Now().UnixNano()
+		if last := lastLog.Load(); now-last >= int64(time.Second) && lastLog.CompareAndSwap(last, now) {
+			log.Warn("edge hop: refused a connection from an address that is not another host's on the mesh", "from", src, "refused_total", n)
+		}
 	}
 	hl := proxy.HopListener(ln, dev.PeerHost, refused)
 	fallback := &http.Server{Handler: http.HandlerFunc(px.ServeEdge), ReadHeaderTimeout: 10 * time.Second,
