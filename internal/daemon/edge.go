@@ -196,8 +196,11 @@ func hopDialer(hop net.Listener) func(addr string) (net.Conn, error) {
 	if !ok {
 		return nil
 	}
-	d := &net.Dialer{Timeout: edgeConnectTimeout, LocalAddr: &net.TCPAddr{IP: ta.IP},
-		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: edgePing, Interval: edgePing, Count: 2}}
+	local, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return nil
+	}
+	d := proxy.HopDialer(local.Unmap())
 	return func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) }
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"syscall"
 	"time"
 )
 
@@ -133,11 +134,27 @@ func writeEdgeHeaders(w *bufio.Writer, m *machine, rt routing) {
 	}
 }
 
-// hopDialer connects to other hosts' hop listeners: a dead host fails a
-// new connection within a second, and an open one within about three
-// (keep-alive probes).
-var hopDialer = &net.Dialer{Timeout: time.Second,
-	KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 2}}
+// hopDialer connects to other hosts' hop listeners (HopDialer).
+var hopDialer = HopDialer(netip.Addr{})
+
+// hopUserTimeout is how long a request written on a hop connection may go
+// unacknowledged by the other host.
+const hopUserTimeout = 3 * time.Second
+
+// HopDialer returns a dialer of other hosts' hop listeners, from local
+// (this host's own mesh address, the one they accept; any if invalid): a
+// dead host fails a new connection within a second, an idle one within
+// about three (keep-alive probes), one with a request unacknowledged
+// within three (TCP_USER_TIMEOUT).
+func HopDialer(local netip.Addr) *net.Dialer {
+	d := &net.Dialer{Timeout: time.Second,
+		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: time.Second, Interval: time.Second, Count: 2},
+		Control:         func(_, _ string, c syscall.RawConn) error { return hopSockopt(c) }}
+	if local.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: local.AsSlice()}
+	}
+	return d
+}
 
 // getHopConn is getConn for another host's machine: a pooled connection
 // to its host's hop listener (one pool per host).
