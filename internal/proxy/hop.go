@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -288,4 +289,27 @@ func (cs *connState) writeHopRequestHead(w *bufio.Writer) {
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
 	w.WriteString("\r\n")
+}
+
+// hopTransport carries the net/http path's forwarded requests (and
+// protocol upgrades) to other hosts' hop listeners: plain HTTP/1.1, dialled
+// with EdgeOptions.HopDial.
+func (p *Proxy) hopTransport() *http.Transport {
+	p.hopTrOnce.Do(func() {
+		p.hopTr = &http.Transport{
+			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				p.mu.Lock()
+				dial := p.edge.HopDial
+				p.mu.Unlock()
+				if dial != nil {
+					return dial(addr)
+				}
+				return hopDialer.DialContext(ctx, network, addr)
+			},
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     30 * time.Second,
+			DisableCompression:  true,
+		}
+	})
+	return p.hopTr
 }

@@ -62,11 +62,7 @@ func TestHopForward(t *testing.T) {
 	})
 	bm.Region = "iad"
 	e.b.SetBackend(bm, true)
-	var tlsHits atomic.Int32
-	e.bEdge.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tlsHits.Add(1)
-		e.b.ServeEdge(w, r)
-	})
+	tlsHits := e.countTLS()
 	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
 	if e.a.slowHost([]byte("web.example.test")) {
 		t.Fatal("an app on a host with a hop listener is handed to the net/http path; want the fast path")
@@ -323,6 +319,7 @@ func TestHopReplayFromRemote(t *testing.T) {
 	am.Region = "fra"
 	e.a.SetBackend(am, true)
 	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
+	tlsHits := e.countTLS()
 	// The first fly-replay of an app moves its requests to a's net/http
 	// path (which records bodies), as for a machine of a's own: that
 	// request is sent again there (b's machine sees it twice); the next
@@ -344,6 +341,70 @@ func TestHopReplayFromRemote(t *testing.T) {
 		if bHits.Load() != want {
 			t.Fatalf("request %d: b's machine got %d requests, want %d", i, bHits.Load(), want)
 		}
+	}
+	if n := tlsHits.Load(); n != 0 {
+		t.Fatalf("b's TLS edge listener served %d requests; want the net/http path on the plain hop too", n)
+	}
+}
+
+// countTLS counts the requests b's TLS edge listener serves.
+func (e *hopPair) countTLS() *atomic.Int32 {
+	var n atomic.Int32
+	e.bEdge.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		e.b.ServeEdge(w, r)
+	})
+	return &n
+}
+
+// A protocol upgrade (WebSocket) to another host's machine takes the
+// edge's net/http path, on the plain hop (not TLS) to the owner's hop
+// listener, which hands it to ServeEdge; bytes then flow both ways.
+func TestHopUpgrade(t *testing.T) {
+	e := newHopPair(t)
+	bm := backend(t, "b1", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" || r.Header.Get("Fly-Region") != "fra" || r.Header.Get("Hangar-Edge-App") != "" {
+			http.Error(w, "want an upgrade with the edge's headers", 400)
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo " + line)
+		brw.Flush()
+	})
+	bm.Region = "iad"
+	e.b.SetBackend(bm, true)
+	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
+	tlsHits := e.countTLS()
+	c, err := net.Dial("tcp", strings.TrimPrefix(e.aSrv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("upgrade through a to b's machine: %s %q, want 101", resp.Status, b)
+	}
+	io.WriteString(c, "hello\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "echo hello\n" {
+		t.Fatalf("after the upgrade: %q %v, want the machine's echo", line, err)
+	}
+	if n := tlsHits.Load(); n != 0 {
+		t.Fatalf("b's TLS edge listener served %d requests; want the upgrade on the plain hop", n)
 	}
 }
 

@@ -338,8 +338,12 @@ func (p *Proxy) target(out *http.Request, m *machine, rt routing) {
 		return
 	}
 	b := m.b // never changes for another host's entry (remoteMachineLocked)
-	out.URL.Host = b.Addr
-	out.URL.Scheme = "https"
+	if hop := m.remote.hop; hop != "" {
+		// On the mesh: plain HTTP/1.1 to its hop listener (hop.go).
+		out.URL.Host, out.URL.Scheme = hop, "http"
+	} else {
+		out.URL.Host, out.URL.Scheme = b.Addr, "https"
+	}
 	h[hdrEdgeApp] = []string{b.App}
 	switch {
 	case b.MachineID == "":
@@ -354,10 +358,14 @@ func (p *Proxy) target(out *http.Request, m *machine, rt routing) {
 func (p *Proxy) edgeTransport() http.RoundTripper { return edgeRT{p} }
 
 // edgeRT sends a forwarded request with EdgeOptions.Transport, or a
-// protocol upgrade with EdgeOptions.UpgradeTransport.
+// protocol upgrade with EdgeOptions.UpgradeTransport; to a hop listener
+// (plain http) with the hop transport.
 type edgeRT struct{ p *Proxy }
 
 func (t edgeRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" {
+		return t.p.hopTransport().RoundTrip(req)
+	}
 	t.p.mu.Lock()
 	tr, up := t.p.edge.Transport, t.p.edge.UpgradeTransport
 	t.p.mu.Unlock()
@@ -506,4 +514,8 @@ func (p *Proxy) rewriteHop(pr *httputil.ProxyRequest) {
 type hopFields struct {
 	hopOnce sync.Once
 	hopRP   *httputil.ReverseProxy
+	// The transport of the net/http path to other hosts' hop listeners
+	// (hop.go).
+	hopTrOnce sync.Once
+	hopTr     *http.Transport
 }
