@@ -22,9 +22,10 @@ import (
 // host publishes in the shared state) and routes a request to one of them
 // when it is the best choice (balance.go: this host, then this region,
 // then the nearest region). Such a request is not sent to the machine: it
-// is forwarded to the proxy of the machine's host, on that host's edge
-// listener (mutual TLS with the cluster's host certificates, over the
-// mesh), pinned to the machine chosen. That proxy (ServeEdge) routes it
+// is forwarded to the proxy of the machine's host, pinned to the machine
+// chosen: on the mesh as plain HTTP/1.1 to that host's hop listener
+// (hop.go), else to its edge listener (mutual TLS with the cluster's host
+// certificates). That proxy (ServeEdge) routes it
 // only to its own machines, so a forwarded request is never forwarded
 // again; it applies the machine's hard_limit (so the limit holds whatever
 // edge a request entered) and wakes a stopped machine when it has to.
