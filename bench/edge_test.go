@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -18,20 +19,64 @@ import (
 
 // BenchmarkEdge measures requests through one host's edge (its public
 // HTTP listener) to a machine on the same host, and to a machine on
-// another host (forwarded to that host's proxy over the WireGuard mesh,
-// HTTP/2 with mutual TLS; no added delay): wrk's req/s and p50/p99 side
-// by side, taken in alternating rounds, the ratio, and the p50 the hop
-// adds over the raw RTT between the two hosts' namespaces (ping).
+// another host (forwarded to that host's proxy over the WireGuard mesh; no
+// added delay): wrk's req/s and p50/p99 side by side, taken in
+// alternating rounds, the ratio, and the p50 the hop adds over the raw RTT
+// between the two hosts' namespaces (TCP connect).
+//
+// Variants, each on a cluster of its own, one after the other: "hop" (as
+// built: the fast path forwards on the plain HTTP/1.1 hop), "tls"
+// (--edge-no-hop: the net/http path and HTTP/2 with mutual TLS, as before
+// the hop), and with HANGAR_BENCH_BEFORE=<a hangar binary of an older
+// tree> "before" (that build). HANGAR_BENCH_EDGE=hop,tls picks variants.
 func BenchmarkEdge(b *testing.B) {
 	harness.RequireRoot(b)
 	if _, err := exec.LookPath("wrk"); err != nil {
 		b.Skip("needs wrk: apt-get install -y wrk")
 	}
 	bin := harness.BuildBinary(b)
+	type variant struct {
+		name, bin string
+		args      []string
+	}
+	vs := []variant{{"hop", bin, nil}, {"tls", bin, []string{"--edge-no-hop"}}}
+	if before := os.Getenv("HANGAR_BENCH_BEFORE"); before != "" {
+		vs = append(vs, variant{"before", before, nil})
+	}
+	if only := os.Getenv("HANGAR_BENCH_EDGE"); only != "" {
+		vs = slices.DeleteFunc(vs, func(v variant) bool { return !slices.Contains(strings.Split(only, ","), v.name) })
+	}
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "\nedge across hosts: wrk -t1 -c%d through host a's edge, keep-alive HTTP/1.1, small responses; median of %d alternating rounds of %v\n", edgeConns, edgeRounds, edgeDur)
+	fmt.Fprintf(&sb, "%-8s %-22s %10s %9s %9s  %-8s %s\n", "variant", "to a machine on the", "req/s", "p50", "p99", "errors", "")
+	for _, v := range vs {
+		b.Run(v.name, func(b *testing.B) {
+			s, f, rtt := edgeRun(b, v.bin, v.args)
+			for _, r := range []wrkResult{s, f} {
+				fmt.Fprintf(&sb, "%-8s %-22s %10.0f %9s %9s  %-8s\n", v.name, r.name, r.rps, r.p50, r.p99, r.errors)
+			}
+			fmt.Fprintf(&sb, "%-8s other host / same host req/s: %.2f (target ≥ 0.5); raw RTT a→b %v; p50 added by the hop %v, over the RTT %v (target < 0.5ms)\n",
+				v.name, f.rps/s.rps, rtt.Round(time.Microsecond), (f.p50 - s.p50).Round(time.Microsecond), (f.p50 - s.p50 - rtt).Round(time.Microsecond))
+		})
+	}
+	b.Log(sb.String())
+	fmt.Print(sb.String())
+}
+
+const (
+	edgeConns  = 16
+	edgeRounds = 3
+	edgeDur    = 4 * time.Second
+)
+
+// edgeRun starts two hosts of one region (bin, with extra daemon
+// arguments) and measures through a's edge: to a machine on a, to one on
+// b, and the raw RTT between them.
+func edgeRun(b *testing.B, bin string, extra []string) (same, far wrkResult, rtt time.Duration) {
 	c := harness.StartCluster(b, bin, harness.ClusterOptions{
 		Hosts: []harness.HostSpec{{Name: "a", Region: "fra"}, {Name: "b", Region: "fra"}},
 		Args: func(c *harness.Cluster, h *harness.Host) []string {
-			args := []string{"--member-name", h.Name, "--advertise-addr", h.Addr}
+			args := append([]string{"--member-name", h.Name, "--advertise-addr", h.Addr}, extra...)
 			if h.Name == "a" {
 				return append(args, "--cluster-init")
 			}
@@ -94,31 +139,15 @@ func BenchmarkEdge(b *testing.B) {
 	place("same", "a", "")
 
 	// The raw RTT between the two hosts' namespaces (the fabric's veths).
-	rtt := connectRTT(b, a, net.JoinHostPort(hb.Addr, strconv.Itoa(harness.HostAPIPort)))
+	rtt = connectRTT(b, a, net.JoinHostPort(hb.Addr, strconv.Itoa(harness.HostAPIPort)))
 
-	const (
-		conns  = 16
-		rounds = 3
-		dur    = 4 * time.Second
-	)
 	url := a.HTTPURL() + "/"
-	var same, far []wrkResult
-	for i := 0; i < rounds; i++ {
-		same = append(same, runWrk(b, "same host", url, "same.test.internal", dur, conns))
-		far = append(far, runWrk(b, "other host", url, "far.test.internal", dur, conns))
+	var ss, fs []wrkResult
+	for i := 0; i < edgeRounds; i++ {
+		ss = append(ss, runWrk(b, "same host", url, "same.test.internal", edgeDur, edgeConns))
+		fs = append(fs, runWrk(b, "other host", url, "far.test.internal", edgeDur, edgeConns))
 	}
-	s, f := medianResult(same), medianResult(far)
-	var sb strings.Builder
-	fmt.Fprintf(&sb, "\nedge across hosts: wrk -t1 -c%d through host a's edge, keep-alive HTTP/1.1, small responses; median of %d alternating rounds of %v\n", conns, rounds, dur)
-	fmt.Fprintf(&sb, "%-34s %12s %10s %10s  %s\n", "", "req/s", "p50", "p99", "errors")
-	for _, r := range []wrkResult{s, f} {
-		fmt.Fprintf(&sb, "%-34s %12.0f %10s %10s  %s\n", "to a machine on the "+r.name, r.rps, r.p50, r.p99, r.errors)
-	}
-	fmt.Fprintf(&sb, "other host / same host req/s: %.2f (target ≥ 0.5)\n", f.rps/s.rps)
-	fmt.Fprintf(&sb, "raw RTT a→b (TCP connect over the fabric, median): %v; p50 added by the hop: %v; over the RTT: %v (target < 0.5ms)\n",
-		rtt.Round(time.Microsecond), (f.p50 - s.p50).Round(time.Microsecond), (f.p50 - s.p50 - rtt).Round(time.Microsecond))
-	b.Log(sb.String())
-	fmt.Print(sb.String())
+	return medianResult(ss), medianResult(fs), rtt
 }
 
 // connectRTT is the median time of 50 TCP connects from host h to addr:

@@ -39,13 +39,17 @@ its lease reads unreachable; its machines read unknown. See docs/cluster.md.`,
 				return printJSON(cmd.OutOrStdout(), hs)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tREGION\tSTATE\tRTT\tMACHINES\tMEMORY USED\tCPUS\tAPI")
+			fmt.Fprintln(tw, "ID\tREGION\tSTATE\tRTT\tWIREGUARD\tMACHINES\tMEMORY USED\tCPUS\tAPI")
 			for _, h := range hs {
 				rtt := "-" // this host, or not measured
 				if h.RTTMicros > 0 {
 					rtt = fmt.Sprintf("%.1fms", float64(h.RTTMicros)/1000)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d/%d MB\t%d\t%s\n", h.ID, h.Region, h.State, rtt, h.Used.Machines,
+				wg := h.WireGuard
+				if wg == "" {
+					wg = "-" // not on the mesh
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d/%d MB\t%d\t%s\n", h.ID, h.Region, h.State, rtt, wg, h.Used.Machines,
 					h.Used.MemoryMB, h.Capacity.MemoryMB, h.Capacity.CPUs, h.APIURL)
 			}
 			return tw.Flush()

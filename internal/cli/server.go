@@ -118,6 +118,9 @@ names the serving daemon. Needs root (containers, network namespaces).`,
 	f.StringVar(&cl.clientListen, "etcd-client-listen", "", "HOST:PORT of the embedded etcd member's client listener, etcd's --listen-client-urls (default: --advertise-addr port 2379)")
 	f.BoolVar(&o.Mesh.Off, "no-mesh", false, "in a cluster: do not join the WireGuard mesh between hosts (machines then reach only their own host's; docs/mesh.md)")
 	f.IntVar(&o.Mesh.Port, "mesh-port", 0, "in a cluster: the UDP port of the WireGuard mesh (default 51820)")
+	f.BoolVar(&o.Mesh.Userspace, "mesh-userspace", os.Getenv("HANGAR_MESH_USERSPACE") == "1", "in a cluster: run WireGuard in userspace (wireguard-go) even where the kernel has it (env HANGAR_MESH_USERSPACE=1)")
+	f.IntVar(&o.Edge.Port, "edge-port", 0, "in a cluster: the TCP port of the edge listener other hosts forward requests to (default: picked at each start); the plain hop listener on the mesh takes the next one (docs/edge.md)")
+	f.BoolVar(&o.Edge.NoHop, "edge-no-hop", false, "in a cluster: serve no plain HTTP hop on the mesh; other hosts forward to this one over mutual TLS only (docs/edge.md)")
 	f.BoolVar(&debug, "debug", false, "log debug messages")
 	f.BoolVar(&rotate, "rotate-secrets-key", false, "re-encrypt every secret under a new key, then exit (the daemon must be stopped)")
 	return cmd

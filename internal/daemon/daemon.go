@@ -238,7 +238,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer driver.Close() // the spare shim
-	stopMesh, err := startMesh(ctx, &o, node, st, log.With("component", "mesh"))
+	stopMesh, meshDev, err := startMesh(ctx, &o, node, st, log.With("component", "mesh"))
 	if err != nil {
 		return err
 	}
@@ -375,6 +375,9 @@ func Run(ctx context.Context, o Options) error {
 		apiLn.Close()
 		return err
 	}
+	if meshDev != nil {
+		self.WireGuard = meshDev.Kind()
+	}
 	forward := o.ForwardClient
 	if node != nil {
 		// In a cluster, hosts reach each other's API on their cluster
@@ -504,7 +507,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Edge.RTTs == nil && rtts != nil {
 		o.Edge.RTTs = rtts // the edge ranks other regions by measured round trips
 	}
-	stopEdge, err := startEdge(ctx, &o, node, st, px, sup, hostID, log.With("component", "edge"))
+	stopEdge, err := startEdge(ctx, &o, node, st, px, sup, hostID, meshDev, log.With("component", "edge"))
 	if err != nil {
 		return err
 	}

@@ -14,10 +14,13 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/cluster"
+	"github.com/hangar-dev/hangar/internal/mesh"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/store"
 	"github.com/hangar-dev/hangar/internal/supervisor"
@@ -25,8 +28,10 @@ import (
 
 // The edge across hosts (docs/edge.md): each cluster host serves an edge
 // listener (mutual TLS, the cluster's host certificates) where other
-// hosts' proxies forward requests for its machines, publishes its
-// machines for them under a lease, and follows what the others publish.
+// hosts' proxies forward requests for its machines, and on the mesh a
+// plain hop listener (HTTP/1.1, only from other hosts' mesh addresses)
+// for their fast paths; it publishes its machines for them under a
+// lease, and follows what the others publish.
 
 const (
 	// edgePrefix holds one record per host: proxy.EdgeHost as JSON.
@@ -57,6 +62,12 @@ type EdgeOptions struct {
 	// RTTs, if set and Distance is not, gives Distance from this host's
 	// measured round-trip times to the others.
 	RTTs RTTSource
+	// Port fixes the edge listener's TCP port (0: one picked at each
+	// start); the plain hop listener on the mesh then takes Port+1.
+	Port int
+	// NoHop serves no plain hop listener: other hosts forward to this
+	// one over TLS only, as off the mesh.
+	NoHop bool
 }
 
 // RTTSource is what the edge reads of the hosts' measured round-trip
@@ -77,16 +88,21 @@ func (d rttDistance) Distance(host string) (time.Duration, bool) { return d.r.Be
 // every host. A host without a cluster node (a single host, or hosts on an
 // external etcd, which have no host certificates) routes to its own
 // machines only. The returned stop ends it and removes this host's record.
-func startEdge(ctx context.Context, o *Options, node *cluster.Node, st store.Store, px *proxy.Proxy, sup *supervisor.Supervisor, hostID string, log *slog.Logger) (func(), error) {
+func startEdge(ctx context.Context, o *Options, node *cluster.Node, st store.Store, px *proxy.Proxy, sup *supervisor.Supervisor, hostID string, dev *mesh.Mesh, log *slog.Logger) (func(), error) {
 	lsr, ok := st.(store.Leaser)
 	if node == nil || o.Edge.Off || !ok {
 		return func() {}, nil
 	}
-	ln, err := net.Listen("tcp", "[::]:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort("::", strconv.Itoa(o.Edge.Port)))
 	if err != nil {
-		return nil, fmt.Errorf("edge listener: %w", err)
+		return nil, fmt.Errorf("edge listener on port %d: %w (is the port taken? --edge-port)", o.Edge.Port, err)
 	}
 	addr, err := edgeAddr(o, node, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	hop, hopAddr, err := startHop(o, px, dev, log)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -104,22 +120,88 @@ func startEdge(ctx context.Context, o *Options, node *cluster.Node, st store.Sto
 		dist = rttDistance{r: o.Edge.RTTs, self: hostID}
 	}
 	px.SetEdge(proxy.EdgeOptions{Host: hostID, Distance: dist, Transport: edgeTransport(node.ClientTLS(), true),
-		UpgradeTransport: up, Dial: edgeDialer(up.TLSClientConfig)})
+		UpgradeTransport: up, Dial: edgeDialer(up.TLSClientConfig), HopDial: hopDialer(hop)})
 	ectx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	pub := &edgePublisher{st: lsr, px: px, sup: sup, self: proxy.EdgeHost{ID: hostID, Region: o.Region, Addr: addr}, log: log}
+	pub := &edgePublisher{st: lsr, px: px, sup: sup, self: proxy.EdgeHost{ID: hostID, Region: o.Region, Addr: addr, Hop: hopAddr}, log: log}
 	done := make(chan struct{}, 2)
 	go func() { pub.run(ectx); done <- struct{}{} }()
 	f := &edgeFollower{st: st, px: px, sup: sup, self: hostID, log: log, read: map[string]string{}}
 	go func() { f.run(ectx); done <- struct{}{} }()
-	log.Info("edge across hosts", "listen", ln.Addr().String(), "addr", addr)
+	log.Info("edge across hosts", "listen", ln.Addr().String(), "addr", addr, "hop", cmp.Or(hopAddr, "none (not on the mesh)"))
 	return func() {
 		cancel()
 		<-done
 		<-done
+		if hop != nil {
+			_ = hop.Close()
+		}
 		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer scancel()
 		_ = srv.Shutdown(sctx)
 	}, nil
+}
+
+// startHop serves the plain hop listener (proxy.HopListener) on this
+// host's mesh address, where other hosts' fast paths forward requests for
+// its machines as plain HTTP/1.1: WireGuard authenticates and encrypts
+// the link, and the listener serves only connections from another host's
+// own mesh address (mesh.PeerHost). Off the mesh (or with
+// --edge-no-hop) there is none: other hosts then use the TLS edge
+// listener. It returns the listener and its address to publish.
+func startHop(o *Options, px *proxy.Proxy, dev *mesh.Mesh, log *slog.Logger) (net.Listener, string, error) {
+	if dev == nil || o.Network.Mesh == "" || o.Edge.NoHop {
+		return nil, "", nil
+	}
+	p, err := netip.ParsePrefix(o.Network.Subnet6)
+	if err != nil {
+		return nil, "", fmt.Errorf("edge hop: this host's subnet %q: %w", o.Network.Subnet6, err)
+	}
+	self := p.Masked().Addr().Next()
+	port := 0
+	if o.Edge.Port != 0 {
+		port = o.Edge.Port + 1
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(self.String(), strconv.Itoa(port)))
+	if err != nil {
+		return nil, "", fmt.Errorf("edge hop listener on %s port %d: %w (is the port taken? --edge-port N uses N+1 for it)", self, port, err)
+	}
+	// Refusals are logged at most once a second (with how many there
+	// were), so a flood of them does not flood the log.
+	var refusedN, lastLog atomic.Int64
+	refused := func(src netip.Addr) {
+		n := refusedN.Add(1)
+		now := time.Now().UnixNano()
+		if last := lastLog.Load(); now-last >= int64(time.Second) && lastLog.CompareAndSwap(last, now) {
+			log.Warn("edge hop: refused a connection from an address that is not another host's on the mesh", "from", src, "refused_total", n)
+		}
+	}
+	hl := proxy.HopListener(ln, dev.PeerHost, refused)
+	fallback := &http.Server{Handler: http.HandlerFunc(px.ServeEdge), ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout: 5 * time.Minute, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	go func() {
+		if err := px.Serve(hl, fallback); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			log.Error("edge hop listener", "err", err)
+		}
+	}()
+	return ln, ln.Addr().String(), nil
+}
+
+// hopDialer connects to other hosts' hop listeners from this host's own
+// mesh address (the one they accept); nil off the mesh.
+func hopDialer(hop net.Listener) func(addr string) (net.Conn, error) {
+	if hop == nil {
+		return nil
+	}
+	ta, ok := hop.Addr().(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	local, ok := netip.AddrFromSlice(ta.IP)
+	if !ok {
+		return nil
+	}
+	d := proxy.HopDialer(local.Unmap())
+	return func(addr string) (net.Conn, error) { return d.Dial("tcp", addr) }
 }
 
 // edgeAddr is where other hosts reach this host's edge listener: its

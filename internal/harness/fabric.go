@@ -351,7 +351,9 @@ func teardown(s *runState) []error {
 		}
 	}
 	if linkExists("", s.RootLink) {
-		if err := run("ip", "link", "delete", s.RootLink); err != nil {
+		// The kernel removes it by itself once the fabric's namespace
+		// (its peer's) is gone, maybe between the check and the delete.
+		if err := run("ip", "link", "delete", s.RootLink); err != nil && linkExists("", s.RootLink) {
 			errs = append(errs, err)
 		}
 	}

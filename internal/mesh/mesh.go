@@ -2,10 +2,12 @@
 // a WireGuard interface whose peers are the cluster's other hosts, each
 // reached for its own /64 of the org's 6PN prefix (so an address says
 // which host a machine lives on), with a route per peer through the
-// interface. WireGuard runs in userspace (wireguard-go on a TUN device,
-// embedded in the daemon), so a host needs no kernel module; each host's
-// private key is made on the host and never leaves it (LoadOrCreateKey),
-// only its public half is published.
+// interface. WireGuard runs in the kernel where the kernel has it (a
+// "wireguard" link made by netlink, configured with wgctrl), else in
+// userspace (wireguard-go on a TUN device, embedded in the daemon), so a
+// host needs no kernel module; each host's private key is made on the
+// host and never leaves it (LoadOrCreateKey), only its public half is
+// published.
 //
 // The package does not decide who the peers are: the daemon gives SetPeers
 // the host set it reads from the store whenever that set changes, and
@@ -28,6 +30,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -61,7 +64,9 @@ type Config struct {
 	Addresses []netip.Prefix
 	// MTU of the interface (DefaultMTU if 0).
 	MTU int
-	Log *slog.Logger
+	// Userspace runs wireguard-go even where the kernel has WireGuard.
+	Userspace bool
+	Log       *slog.Logger
 }
 
 // Peer is another host.
@@ -92,11 +97,15 @@ type PeerStatus struct {
 
 // Mesh is a running interface.
 type Mesh struct {
-	cfg  Config
-	dev  *device.Device
-	nl   *netlink.Handle
-	link netlink.Link
-	log  *slog.Logger
+	cfg    Config
+	dev    *device.Device // userspace; nil with the kernel's
+	kernel *kernelDev     // the kernel's WireGuard; nil in userspace
+	// fallback says why the kernel's WireGuard is not used ("" if it is,
+	// or if userspace was asked for).
+	fallback string
+	nl       *netlink.Handle
+	link     netlink.Link
+	log      *slog.Logger
 
 	mu     sync.Mutex // guards closed, endpoints and SetPeers
 	closed bool
@@ -104,6 +113,9 @@ type Mesh struct {
 	// unchanged one is not set again, so WireGuard keeps the address it
 	// learnt from the peer's packets (roaming).
 	endpoints map[Key]netip.AddrPort
+	// peerNets are the peers' prefixes as SetPeers last set them
+	// (PeerHost reads them on every connection, without the lock).
+	peerNets atomic.Pointer[[]netip.Prefix]
 }
 
 // Up creates the interface and brings it up with no peers.
@@ -131,6 +143,18 @@ func Up(cfg Config) (*Mesh, error) {
 	if err != nil {
 		return nil, fmt.Errorf("mesh: netlink: %w", err)
 	}
+	fallback := ""
+	if !cfg.Userspace {
+		m, err := upKernel(cfg, nl, log)
+		if err == nil {
+			log.Info("mesh: WireGuard in the kernel", "device", cfg.Device)
+			return m, nil
+		}
+		fallback = err.Error()
+		log.Info("mesh: the kernel's WireGuard is not available; WireGuard runs in userspace (wireguard-go)", "device", cfg.Device, "reason", fallback)
+	} else {
+		log.Info("mesh: WireGuard in userspace (wireguard-go), as asked", "device", cfg.Device)
+	}
 	tdev, err := tun.CreateTUN(cfg.Device, cfg.MTU)
 	if err != nil {
 		nl.Close()
@@ -145,7 +169,7 @@ func Up(cfg Config) (*Mesh, error) {
 		},
 	}
 	dev := device.NewDevice(tdev, conn.NewDefaultBind(), wlog)
-	m := &Mesh{cfg: cfg, dev: dev, nl: nl, log: log}
+	m := &Mesh{cfg: cfg, dev: dev, nl: nl, log: log, fallback: fallback}
 	fail := func(err error) (*Mesh, error) {
 		dev.Close()
 		nl.Close()
@@ -161,20 +185,28 @@ func Up(cfg Config) (*Mesh, error) {
 	if err != nil {
 		return fail(fmt.Errorf("mesh: find %s: %w", cfg.Device, err))
 	}
+	if err := m.linkUp(link); err != nil {
+		return fail(err)
+	}
+	return m, nil
+}
+
+// linkUp puts the configured addresses on the interface and sets it up.
+func (m *Mesh) linkUp(link netlink.Link) error {
 	m.link = link
-	for _, a := range cfg.Addresses {
+	for _, a := range m.cfg.Addresses {
 		addr := &netlink.Addr{IPNet: prefixNet(a)}
 		if a.Addr().Is6() {
 			addr.Flags = 0x80 // IFA_F_NODAD: a /128 on a point-to-point interface needs no duplicate detection
 		}
-		if err := nl.AddrReplace(link, addr); err != nil {
-			return fail(fmt.Errorf("mesh: address %s on %s: %w", a, cfg.Device, err))
+		if err := m.nl.AddrReplace(link, addr); err != nil {
+			return fmt.Errorf("mesh: address %s on %s: %w", a, m.cfg.Device, err)
 		}
 	}
-	if err := nl.LinkSetUp(link); err != nil {
-		return fail(fmt.Errorf("mesh: set %s up: %w", cfg.Device, err))
+	if err := m.nl.LinkSetUp(link); err != nil {
+		return fmt.Errorf("mesh: set %s up: %w", m.cfg.Device, err)
 	}
-	return m, nil
+	return nil
 }
 
 // PublicKey is this host's public key, to publish.
@@ -183,9 +215,44 @@ func (m *Mesh) PublicKey() Key { return m.cfg.PrivateKey.Public() }
 // ListenPort is the UDP port the interface listens on.
 func (m *Mesh) ListenPort() int { return m.cfg.ListenPort }
 
-// Kind says which WireGuard implementation runs: "userspace" (wireguard-go
-// on a TUN device).
-func (m *Mesh) Kind() string { return "userspace" }
+// Kind says which WireGuard implementation runs: "kernel" (the kernel's
+// wireguard link) or "userspace" (wireguard-go on a TUN device).
+func (m *Mesh) Kind() string {
+	if m.kernel != nil {
+		return KindKernel
+	}
+	return KindUserspace
+}
+
+// The kinds of WireGuard a mesh runs (Kind).
+const (
+	KindKernel    = "kernel"
+	KindUserspace = "userspace"
+)
+
+// Fallback says why the kernel's WireGuard is not used: the kernel's
+// refusal; "" when it is used or userspace was asked for.
+func (m *Mesh) Fallback() string { return m.fallback }
+
+// PeerHost reports whether a is another host's own address on the mesh:
+// the first address (::1) of a current peer's prefix, which that host
+// holds on its machine bridge and uses for its own connections to the
+// others. WireGuard accepts a packet from a peer only with a source in
+// the peer's prefix, and a machine of that host (another address of the
+// prefix) cannot open a TCP connection from ::1 (the answers go to its
+// host), so a TCP connection from such an address comes from that host.
+func (m *Mesh) PeerHost(a netip.Addr) bool {
+	nets := m.peerNets.Load()
+	if nets == nil || !a.Is6() {
+		return false
+	}
+	for _, p := range *nets {
+		if p.Contains(a) && a == p.Masked().Addr().Next() {
+			return true
+		}
+	}
+	return false
+}
 
 // SetPeers makes the interface's peers and the routes to them exactly
 // peers: new ones are added, changed ones updated, missing ones removed.
@@ -195,54 +262,19 @@ func (m *Mesh) SetPeers(peers []Peer) error {
 	if m.closed {
 		return errors.New("mesh: closed")
 	}
-	own := m.PublicKey()
-	seen := map[Key]string{}
-	var b strings.Builder
-	var want []netip.Prefix
-	for _, p := range peers {
-		if p.PublicKey == own {
-			return fmt.Errorf("mesh: peer %s has this host's own public key: two hosts share a data dir's mesh key; remove mesh/private.key on one of them", p.Host)
-		}
-		if prev, dup := seen[p.PublicKey]; dup {
-			return fmt.Errorf("mesh: hosts %s and %s publish the same public key", prev, p.Host)
-		}
-		seen[p.PublicKey] = p.Host
-		if !p.Endpoint.IsValid() {
-			return fmt.Errorf("mesh: peer %s has no endpoint", p.Host)
-		}
-		// Peers are changed in place, never replaced all at once
-		// (replace_peers): that would end every session and drop the
-		// traffic between the hosts that stay while one joins or leaves.
-		fmt.Fprintf(&b, "public_key=%s\n", p.PublicKey.hex())
-		if last, ok := m.endpoints[p.PublicKey]; !ok || last != p.Endpoint {
-			fmt.Fprintf(&b, "endpoint=%s\n", p.Endpoint)
-		}
-		b.WriteString("replace_allowed_ips=true\n")
-		if p.Keepalive > 0 {
-			fmt.Fprintf(&b, "persistent_keepalive_interval=%d\n", int(p.Keepalive/time.Second))
-		}
-		for _, a := range p.AllowedIPs {
-			a = a.Masked()
-			fmt.Fprintf(&b, "allowed_ip=%s\n", a)
-			for _, w := range want {
-				if w.Overlaps(a) {
-					return fmt.Errorf("mesh: peer %s's prefix %s overlaps another peer's %s", p.Host, a, w)
-				}
-			}
-			want = append(want, a)
-		}
-	}
-	// Peers no longer in the set are removed.
 	cur, err := m.Status()
 	if err != nil {
 		return err
 	}
-	for _, c := range cur {
-		if _, keep := seen[c.PublicKey]; !keep {
-			fmt.Fprintf(&b, "public_key=%s\nremove=true\n", c.PublicKey.hex())
-		}
+	have := make([]Key, len(cur))
+	for i, c := range cur {
+		have[i] = c.PublicKey
 	}
-	if err := m.dev.IpcSet(b.String()); err != nil {
+	changes, want, err := peerChanges(m.PublicKey(), peers, m.endpoints, have)
+	if err != nil {
+		return err
+	}
+	if err := m.apply(changes); err != nil {
 		m.endpoints = nil // unknown now: set them all next time
 		return fmt.Errorf("mesh: set peers: %w", err)
 	}
@@ -250,6 +282,7 @@ func (m *Mesh) SetPeers(peers []Peer) error {
 	for _, p := range peers {
 		m.endpoints[p.PublicKey] = p.Endpoint
 	}
+	m.peerNets.Store(&want)
 	return m.syncRoutes(want)
 }
 
@@ -283,8 +316,19 @@ func (m *Mesh) syncRoutes(want []netip.Prefix) error {
 	return errors.Join(errs...)
 }
 
+// apply makes the changes to the interface's peers.
+func (m *Mesh) apply(changes []peerChange) error {
+	if m.kernel != nil {
+		return m.kernel.configure(m.cfg.Device, kernelConfig(changes))
+	}
+	return m.dev.IpcSet(uapiConfig(changes))
+}
+
 // Status lists the interface's peers as WireGuard sees them.
 func (m *Mesh) Status() ([]PeerStatus, error) {
+	if m.kernel != nil {
+		return m.kernel.status(m.cfg.Device)
+	}
 	s, err := m.dev.IpcGet()
 	if err != nil {
 		return nil, fmt.Errorf("mesh: read status: %w", err)
@@ -352,7 +396,11 @@ func (m *Mesh) Close() error {
 		return nil
 	}
 	m.closed = true
-	m.dev.Close() // closes the TUN device: the kernel removes the interface
+	if m.kernel != nil {
+		m.kernel.close(m.nl, m.link)
+	} else {
+		m.dev.Close() // closes the TUN device: the kernel removes the interface
+	}
 	m.nl.Close()
 	return nil
 }

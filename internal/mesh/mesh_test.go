@@ -198,6 +198,17 @@ func TestMeshConnectsTwoHosts(t *testing.T) {
 	if !strings.Contains(string(routes), b.subnet.String()) {
 		t.Fatalf("a's routes through the mesh: %s; want %s", routes, b.subnet)
 	}
+	// b's own address (::1 of its /64) is a peer host for a; b's
+	// machines' addresses, a's own and addresses outside are not.
+	bHost := b.subnet.Masked().Addr().Next()
+	if !a.mesh.PeerHost(bHost) {
+		t.Errorf("PeerHost(%s), b's own address: false, want true", bHost)
+	}
+	for _, x := range []netip.Addr{bHost.Next(), a.subnet.Masked().Addr().Next(), netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fdaa:9::1")} {
+		if a.mesh.PeerHost(x) {
+			t.Errorf("PeerHost(%s): true, want false", x)
+		}
+	}
 
 	// Peer removed: its route goes, traffic stops.
 	if err := a.mesh.SetPeers(nil); err != nil {
@@ -209,6 +220,9 @@ func TestMeshConnectsTwoHosts(t *testing.T) {
 	}
 	if _, err := exchange(t, a, b, "after removal", time.Second); err == nil {
 		t.Fatal("reached b after removing it as a peer")
+	}
+	if a.mesh.PeerHost(bHost) {
+		t.Error("PeerHost of a removed peer: true, want false")
 	}
 
 	// A wrong public key for b: the handshake never completes.

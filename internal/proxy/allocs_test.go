@@ -191,9 +191,10 @@ func TestParseAndRewriteAllocations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	lrq := &request{m: &machine{}} // a machine of this host
 	rewrite := func() {
 		cs.newRequestID()
-		cs.writeRequestHead(bw, cs.rid)
+		cs.writeRequestHead(bw, cs.rid, lrq)
 		if err := bw.Flush(); err != nil {
 			t.Fatal(err)
 		}

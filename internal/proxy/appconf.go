@@ -105,8 +105,12 @@ func (p *Proxy) rebuildSlowLocked() {
 		slow[name] = true
 	}
 	for _, rh := range p.rhosts {
-		// Requests that may go to another host take the net/http path
-		// (remote.go).
+		// Requests that may go to another host without a plain hop
+		// listener take the net/http path (remote.go); the fast path
+		// forwards on the plain hop (hop.go).
+		if rh.hop != "" {
+			continue
+		}
 		for name := range rh.apps {
 			slow[name] = true
 		}

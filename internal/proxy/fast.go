@@ -41,7 +41,7 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 	if fallback.ConnContext == nil {
 		fallback.ConnContext = p.ConnContext
 	}
-	cfg := serveConfig{headerTimeout: fallback.ReadHeaderTimeout, idleTimeout: fallback.IdleTimeout, maxHeader: fallback.MaxHeaderBytes}
+	cfg := serveConfig{headerTimeout: fallback.ReadHeaderTimeout, idleTimeout: fallback.IdleTimeout, maxHeader: fallback.MaxHeaderBytes, hop: isHop(ln)}
 	if cfg.headerTimeout <= 0 {
 		cfg.headerTimeout = 10 * time.Second
 	}
@@ -151,6 +151,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 type serveConfig struct {
 	headerTimeout, idleTimeout, firstByteTimeout time.Duration
 	maxHeader                                    int
+	hop                                          bool // another host's edge forwards on it (hop.go)
 }
 
 const (
@@ -187,6 +188,9 @@ const (
 )
 
 func (p *Proxy) getConn(m *machine) (*bconn, bool, error) {
+	if m.remote != nil {
+		return p.getHopConn(m)
+	}
 	now := time.Now()
 	p.mu.Lock()
 	for len(m.pool) > 0 {
@@ -228,6 +232,10 @@ func (c *backendConn) Close() error {
 var dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 
 func (p *Proxy) putConn(m *machine, bc *bconn) {
+	if m.remote != nil {
+		p.putHopConn(m, bc)
+		return
+	}
 	bc.used = time.Now()
 	p.mu.Lock()
 	if len(m.pool) < maxIdlePerMachine && !m.draining && m.present {
@@ -281,7 +289,7 @@ func (p *Proxy) reapIdleBackends(now time.Time) int {
 			m.pool = keep
 		}
 	}
-	return n
+	return n + p.reapHopPoolsLocked(now)
 }
 
 // closePoolLocked closes a machine's idle connections.
@@ -667,19 +675,28 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	p := cs.p
 	r := &cs.req
 	start := time.Now()
-	cs.newRequestID()
-	rid := cs.rid
 	keep := !r.close
-	name := cs.appFor(r.host)
+	var name, rid string
+	var rt routing
+	if cs.cfg.hop {
+		// Forwarded by another host's edge: its routing and request id.
+		name, rt, rid = cs.hopRequest()
+	} else {
+		cs.newRequestID()
+		rid = cs.rid
+		name = cs.appFor(r.host)
+	}
 	if name == "" {
 		cs.writeError(rid, http.StatusNotFound, fmt.Sprintf("hangar proxy: no app is served at host %q; apps are served at <app>.%s", r.host, p.domain), !keep || r.hasBody())
 		return keep && !r.hasBody()
 	}
-	rt, err := parseRoutingHead(r.headers)
-	if err != nil {
-		cs.writeError(rid, http.StatusBadRequest, "hangar proxy: "+err.Error(), true)
-		p.record(name, http.StatusBadRequest, start)
-		return false
+	if !cs.cfg.hop {
+		var err error
+		if rt, err = parseRoutingHead(r.headers); err != nil {
+			cs.writeError(rid, http.StatusBadRequest, "hangar proxy: "+err.Error(), true)
+			p.record(name, http.StatusBadRequest, start)
+			return false
+		}
 	}
 	if p.MaxBodyBytes > 0 && r.contentLength > p.MaxBodyBytes {
 		cs.writeError(rid, http.StatusRequestEntityTooLarge, fmt.Sprintf("hangar proxy: request body of %d bytes is over the limit of %d bytes", r.contentLength, p.MaxBodyBytes), true)
@@ -701,15 +718,20 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	if stopWatch != nil {
 		stopWatch()
 	}
+	// A request another host's edge forwarded is counted there for its
+	// app; here only for its machine (hop.go).
+	appStats := !p.NoStats && !cs.cfg.hop
 	if m == nil {
 		if code == 0 {
 			return false
 		}
 		cs.writeError(rid, code, msg, !keep || r.hasBody())
-		p.record(name, code, start)
+		if appStats {
+			p.record(name, code, start)
+		}
 		return keep && !r.hasBody()
 	}
-	if !p.NoStats && !cs.counted {
+	if appStats && !cs.counted {
 		// The connection counts for the app of its first request.
 		cs.counted, cs.app = true, a
 		a.stats.connects.Add(1)
@@ -717,9 +739,11 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	status, keep := cs.forward(a, m, rid, keep, rt)
 	if !cs.replayed && !p.NoStats {
 		d := time.Since(start)
-		a.stats.observe(status, d)
 		cs.served.stats.observe(status, d)
-		cs.countBytes(a)
+		if appStats {
+			a.stats.observe(status, d)
+			cs.countBytes(a)
+		}
 	}
 	return keep
 }
@@ -778,6 +802,9 @@ func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routi
 		bc, reused, err := p.getConn(rq.m)
 		if err != nil {
 			// Nothing was sent: try again, on another machine if there is one.
+			if rq.m.remote != nil {
+				p.hopFailed(rq, r.method, true, err) // the host is skipped; repicked below
+			}
 			if deadline.IsZero() {
 				deadline = time.Now().Add(retryWindow)
 			}
@@ -791,7 +818,7 @@ func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routi
 			}
 			continue
 		}
-		cs.writeRequestHead(bc.bw, rid)
+		cs.writeRequestHead(bc.bw, rid, rq)
 		if err := cs.copyRequestBody(bc.bw); err != nil {
 			_ = bc.c.Close()
 			if errors.Is(err, errBodyTooLarge) {
@@ -813,6 +840,9 @@ func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routi
 			if reused && !r.hasBody() && !retriedReused {
 				retriedReused = true
 				continue // the app had closed the pooled connection
+			}
+			if rq.m.remote != nil && p.hopFailed(rq, r.method, r.hasBody(), err) {
+				continue // once, to another machine
 			}
 			return cs.badGateway(rid, rq.m, err, false)
 		}
@@ -836,6 +866,9 @@ func (cs *connState) forward(a *app, m *machine, rid string, keep bool, rt routi
 			if status == 0 && reused && !r.hasBody() && !retriedReused {
 				retriedReused = true
 				continue
+			}
+			if status == 0 && rq.m.remote != nil && p.hopFailed(rq, r.method, r.hasBody(), err) {
+				continue // once, to another machine
 			}
 			if status == 0 {
 				return cs.badGateway(rid, rq.m, err, false)
@@ -890,9 +923,13 @@ func eqFoldBytes(a, b []byte) bool {
 	return true
 }
 
-func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
+func (cs *connState) writeRequestHead(w *bufio.Writer, rid string, rq *request) {
 	p := cs.p
 	r := &cs.req
+	if cs.cfg.hop {
+		cs.writeHopRequestHead(w)
+		return
+	}
 	w.Write(r.method)
 	w.WriteByte(' ')
 	w.Write(r.target)
@@ -934,6 +971,9 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 		w.WriteString(value)
 		w.WriteString("\r\n")
 	})
+	if rq.m.remote != nil {
+		writeEdgeHeaders(w, rq.m, rq.prefs)
+	}
 	w.WriteString("\r\n")
 }
 
@@ -980,7 +1020,9 @@ func (cs *connState) relayResponse(bc *bconn, rid string, keep bool, m *machine)
 		break
 	}
 	resp := &cs.resp
-	if hasHeader(resp.headers, "fly-replay") {
+	if !cs.cfg.hop && hasHeader(resp.headers, "fly-replay") {
+		// (On a hop connection the answer goes back to the edge, which
+		// follows it.)
 		return 0, false, false, errFlyReplay
 	}
 	if resp.status == 101 {

@@ -38,7 +38,7 @@ func FuzzParseRequestHead(f *testing.F) {
 		cs := &connState{p: New("example.test", "local", nil), req: h, clientIP: "192.0.2.1"}
 		var out bytes.Buffer
 		w := bufio.NewWriter(&out)
-		cs.writeRequestHead(w, "rid-local")
+		cs.writeRequestHead(w, "rid-local", &request{m: &machine{}})
 		w.Flush()
 		var h2 reqHead
 		if err := parseRequestHead(out.Bytes(), &h2); err != nil {

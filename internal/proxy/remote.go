@@ -22,9 +22,10 @@ import (
 // host publishes in the shared state) and routes a request to one of them
 // when it is the best choice (balance.go: this host, then this region,
 // then the nearest region). Such a request is not sent to the machine: it
-// is forwarded to the proxy of the machine's host, on that host's edge
-// listener (mutual TLS with the cluster's host certificates, over the
-// mesh), pinned to the machine chosen. That proxy (ServeEdge) routes it
+// is forwarded to the proxy of the machine's host, pinned to the machine
+// chosen: on the mesh as plain HTTP/1.1 to that host's hop listener
+// (hop.go), else to its edge listener (mutual TLS with the cluster's host
+// certificates). That proxy (ServeEdge) routes it
 // only to its own machines, so a forwarded request is never forwarded
 // again; it applies the machine's hard_limit (so the limit holds whatever
 // edge a request entered) and wakes a stopped machine when it has to.
@@ -57,6 +58,10 @@ type EdgeOptions struct {
 	// DownFor is how long a host whose connection failed gets no request
 	// from this edge (default 5 s); its lease ends it for good.
 	DownFor time.Duration
+	// HopDial connects to another host's plain hop listener (hop.go), for
+	// the fast path's forwarded requests. Nil: a plain TCP dial with a
+	// one-second timeout and keep-alive probes.
+	HopDial func(addr string) (net.Conn, error)
 }
 
 // RemoteMachine is what a host publishes of one of its machines for the
@@ -81,17 +86,23 @@ type RemoteMachine struct {
 // EdgeHost is one host's edge: where other hosts forward requests to, and
 // its machines.
 type EdgeHost struct {
-	ID       string          `json:"host"`
-	Region   string          `json:"region"`
-	Addr     string          `json:"addr"` // host:port of its edge listener
+	ID     string `json:"host"`
+	Region string `json:"region"`
+	Addr   string `json:"addr"` // host:port of its edge listener
+	// Hop is host:port of its plain hop listener on the mesh (hop.go);
+	// empty when it has none (off the mesh): then requests for its
+	// machines take the net/http path and TLS.
+	Hop      string          `json:"hop,omitempty"`
 	Machines []RemoteMachine `json:"machines"`
 }
 
 // remoteHost is another host, as this edge sees it. Guarded by Proxy.mu.
 type remoteHost struct {
 	id, region, addr string
+	hop              string          // its plain hop listener (hop.go), "" if none
 	apps             map[string]bool // apps with an entry in their app.remote
 	downUntil        time.Time       // a connection to it failed: skipped till then
+	pool             []*bconn        // idle keep-alive connections to its hop listener
 }
 
 // The headers of a forwarded request (they are in headers.go's
@@ -132,11 +143,11 @@ func (p *Proxy) SetEdgeHost(h EdgeHost) {
 		p.rhosts = map[string]*remoteHost{}
 	}
 	rh := p.rhosts[h.ID]
-	if rh == nil || rh.addr != h.Addr {
+	if rh == nil || rh.addr != h.Addr || rh.hop != h.Hop {
 		if rh != nil {
 			p.dropHostLocked(rh)
 		}
-		rh = &remoteHost{id: h.ID, apps: map[string]bool{}}
+		rh = &remoteHost{id: h.ID, hop: h.Hop, apps: map[string]bool{}}
 		p.rhosts[h.ID] = rh
 	}
 	rh.region, rh.addr = h.Region, h.Addr
@@ -234,6 +245,7 @@ func (p *Proxy) dropHostLocked(rh *remoteHost) {
 		}
 	}
 	rh.apps = map[string]bool{}
+	closeHopPoolLocked(rh)
 }
 
 // SetRemoteAppConfig gives the proxy the settings of an app whose
@@ -327,8 +339,12 @@ func (p *Proxy) target(out *http.Request, m *machine, rt routing) {
 		return
 	}
 	b := m.b // never changes for another host's entry (remoteMachineLocked)
-	out.URL.Host = b.Addr
-	out.URL.Scheme = "https"
+	if hop := m.remote.hop; hop != "" {
+		// On the mesh: plain HTTP/1.1 to its hop listener (hop.go).
+		out.URL.Host, out.URL.Scheme = hop, "http"
+	} else {
+		out.URL.Host, out.URL.Scheme = b.Addr, "https"
+	}
 	h[hdrEdgeApp] = []string{b.App}
 	switch {
 	case b.MachineID == "":
@@ -343,10 +359,14 @@ func (p *Proxy) target(out *http.Request, m *machine, rt routing) {
 func (p *Proxy) edgeTransport() http.RoundTripper { return edgeRT{p} }
 
 // edgeRT sends a forwarded request with EdgeOptions.Transport, or a
-// protocol upgrade with EdgeOptions.UpgradeTransport.
+// protocol upgrade with EdgeOptions.UpgradeTransport; to a hop listener
+// (plain http) with the hop transport.
 type edgeRT struct{ p *Proxy }
 
 func (t edgeRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme == "http" {
+		return t.p.hopTransport().RoundTrip(req)
+	}
 	t.p.mu.Lock()
 	tr, up := t.p.edge.Transport, t.p.edge.UpgradeTransport
 	t.p.mu.Unlock()
@@ -443,8 +463,7 @@ func (p *Proxy) ServeEdge(w http.ResponseWriter, r *http.Request) {
 	a, m, code, msg := p.acquire(r.Context(), name, rt)
 	if m == nil {
 		if code != 0 {
-			p.fail(w, rid, code, msg)
-			p.record(name, code, start)
+			p.fail(w, rid, code, msg) // counted for the app by the edge
 		}
 		return
 	}
@@ -453,9 +472,9 @@ func (p *Proxy) ServeEdge(w http.ResponseWriter, r *http.Request) {
 	p.hopProxy().ServeHTTP(h2backend.TrailersOnlySafe(w), r.WithContext(context.WithValue(r.Context(), ctxKey{}, rq)))
 	p.release(a, rq.m)
 	if !p.NoStats {
-		d := time.Since(start)
-		a.stats.observe(rq.status, d)
-		rq.m.stats.observe(rq.status, d)
+		// The edge counts the request for the app; this host for its
+		// machine.
+		rq.m.stats.observe(rq.status, time.Since(start))
 	}
 }
 
@@ -496,4 +515,8 @@ func (p *Proxy) rewriteHop(pr *httputil.ProxyRequest) {
 type hopFields struct {
 	hopOnce sync.Once
 	hopRP   *httputil.ReverseProxy
+	// The transport of the net/http path to other hosts' hop listeners
+	// (hop.go).
+	hopTrOnce sync.Once
+	hopTr     *http.Transport
 }

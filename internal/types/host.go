@@ -32,6 +32,9 @@ type Host struct {
 	// measured over the mesh, in microseconds (0: this host, or not
 	// measured). Not stored: filled in when listed.
 	RTTMicros int64 `json:"rtt_us,omitempty"`
+	// WireGuard is the mesh's implementation on this host: "kernel" or
+	// "userspace" (wireguard-go); empty off the mesh.
+	WireGuard string `json:"wireguard,omitempty"`
 }
 
 // HostCapacity is what a host offers to machines.
