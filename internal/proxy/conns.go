@@ -47,11 +47,16 @@ func (p *Proxy) ConnStats() ConnStats {
 }
 
 // admit counts a new connection of Serve against the limits and
-// registers it, or answers 503 and closes it; it reports whether the
+// registers it, or answers 503 and closes it (an HTTPS connection of
+// ServeTLS is closed without an answer); it reports whether the
 // connection is admitted.
 func (p *Proxy) admit(fc *fconn) bool {
 	if !p.count(fc) {
-		p.refuse(fc.c)
+		if fc.wire != nil {
+			_ = fc.wire.Conn.Close()
+		} else {
+			p.refuse(fc.c)
+		}
 		return false
 	}
 	p.srvMu.Lock()

@@ -41,7 +41,15 @@ func (p *Proxy) park(cs *connState, wait time.Duration) bool {
 	if pk.epfd < 0 || p.down.Load() {
 		return false
 	}
-	sc, ok := cs.fc.c.(syscall.Conn)
+	conn := cs.fc.c
+	if w := cs.fc.wire; w != nil {
+		// HTTPS: the TCP connection under the TLS. The TLS holds no
+		// decrypted bytes (the wait for the request found none); a
+		// record that arrived in part makes the socket readable when
+		// the rest arrives.
+		conn = w.Conn
+	}
+	sc, ok := conn.(syscall.Conn)
 	if !ok {
 		return false
 	}
