@@ -162,7 +162,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		p.srvMu.Lock()
 		for fc := range p.conns {
 			if fc.state.Load() == connIdle {
-				_ = fc.c.Close()
+				fc.abort()
 			}
 		}
 		n := len(p.conns)
@@ -174,7 +174,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			p.srvMu.Lock()
 			for fc := range p.conns {
-				_ = fc.c.Close()
+				fc.abort()
 			}
 			p.srvMu.Unlock()
 			return errors.Join(append(errs, ctx.Err())...)
@@ -210,6 +210,18 @@ type fconn struct {
 	// then a *tls.Conn): it counts the traffic on the wire for the
 	// connection's app, and releases the limits when it closes.
 	wire *trafficConn
+}
+
+// abort closes the client connection under the connection's goroutine
+// (which then ends): the TCP connection itself, so that an HTTPS one
+// neither writes its close_notify nor releases its limits here (callers
+// hold Proxy.srvMu; the goroutine's finish does both).
+func (fc *fconn) abort() {
+	if fc.wire != nil {
+		_ = fc.wire.Conn.Close()
+		return
+	}
+	_ = fc.c.Close()
 }
 
 // bconn is a keep-alive connection to a machine.
@@ -391,6 +403,8 @@ type connState struct {
 	fc  *fconn
 	hl  *handoffListener
 	cfg serveConfig
+	// wire is fc.wire: set for an HTTPS connection (ServeTLS).
+	wire *trafficConn
 	// woke is set when a parked connection is given back a goroutine
 	// (park.go): wokeReadable or wokeExpired; parkDeadline is when its
 	// idle timeout ends.
@@ -450,7 +464,7 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 // countBytes adds the bytes read and written since the last call to a's
 // counters.
 func (cs *connState) countBytes(a *app) {
-	if cs.fc.wire != nil {
+	if cs.wire != nil {
 		return // the wire under the TLS counts them (attach)
 	}
 	if in := cs.dl.n; in != cs.inSeen {
@@ -563,7 +577,7 @@ func (cs *connState) waitRequest(cfg serveConfig, fresh bool) int {
 
 func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 	c := fc.c
-	cs := &connState{p: p, fc: fc, hl: hl, cfg: cfg}
+	cs := &connState{p: p, fc: fc, hl: hl, cfg: cfg, wire: fc.wire}
 	if tc, ok := c.(*tls.Conn); ok && !cs.handshake(tc) {
 		return
 	}
@@ -823,7 +837,7 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	if !p.NoStats && !cs.counted {
 		// The connection counts for the app of its first request.
 		cs.counted, cs.app = true, a
-		if w := cs.fc.wire; w != nil {
+		if w := cs.wire; w != nil {
 			w.attach(a.stats, true) // counts from the wire from now on
 		} else {
 			a.stats.connects.Add(1)
@@ -1034,7 +1048,7 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string) {
 	if r.chunked {
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	port, https := p.Port, cs.fc.wire != nil
+	port, https := p.Port, cs.wire != nil
 	switch {
 	case https:
 		port = p.HTTPSPort
