@@ -48,7 +48,8 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 // is logged to fallback's ErrorLog as net/http logs it ("http: TLS
 // handshake error from ADDR: REASON"). Connections over the limits are
 // closed without an answer; the bytes counted for an app are those on
-// the wire, TLS included.
+// the wire, TLS included. fallback's TLSConfig is not used (leave it nil:
+// net/http would change a config it is given while handshakes use it).
 func (p *Proxy) ServeTLS(ln net.Listener, config *tls.Config, fallback *http.Server) error {
 	if config == nil {
 		return errors.New("hangar proxy: ServeTLS needs a TLS config (certificates)")
