@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -19,6 +20,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,10 +185,28 @@ func TestProxyDaemonChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		pair, err := tls.LoadX509KeyPair(cert, os.Getenv("HANGAR_BENCH_PROXYD_KEY"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As the daemon's HTTPS listener: the proxy makes the handshakes
+		// and serves HTTP/1.1 on its fast path, tsrv HTTP/2 and the rest.
+		tcfg := &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 		tsrv := &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(slog.NewTextHandler(io.Discard, nil), slog.LevelDebug)}
-		go func() { _ = tsrv.ServeTLS(px.LimitListener(tln), cert, os.Getenv("HANGAR_BENCH_PROXYD_KEY")) }()
+		go func() { _ = px.ServeTLS(tln, tcfg, tsrv) }()
 		httpsAddr = tln.Addr().String()
+	}
+	if path := os.Getenv("HANGAR_BENCH_PROXYD_CPUPROFILE"); path != "" {
+		// A CPU profile of the whole run, written when it ends.
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
 	fmt.Printf("proxyd http=%s https=%s\n", hln.Addr(), httpsAddr)
 	_, _ = io.Copy(io.Discard, os.Stdin)
@@ -573,7 +593,8 @@ func BenchmarkProxyBandwidth(b *testing.B) {
 
 // BenchmarkProxyConnect: new connections per second (a small request per
 // connection, "Connection: close"), plain and with TLS (a full handshake
-// per connection; Hangar and nginx only).
+// per connection; Hangar and nginx only), and HTTPS keep-alive requests
+// per second.
 func BenchmarkProxyConnect(b *testing.B) {
 	e := newEnv(b, envOpts{tls: true})
 	dur, n := benchSeconds(3*time.Second), benchRounds(3)
@@ -592,5 +613,9 @@ func BenchmarkProxyConnect(b *testing.B) {
 			return runWrkArgs(b, c.name, c.tlsURL, c.host, d, 32, "-H", "Connection: close")
 		}, dur)
 		table(b, fmt.Sprintf("proxy, TLS handshakes: wrk -t1 -c32 over TLS (ECDSA P-256), one small request per connection; median of %d interleaved rounds of %v", n, dur), rs, "conn/s", 1)
+		rs = rounds(b, tcs, n, func(c contender, d time.Duration) wrkResult {
+			return runWrk(b, c.name, c.tlsURL, c.host, d, 32)
+		}, dur)
+		table(b, fmt.Sprintf("proxy, HTTPS keep-alive: wrk -t1 -c32 over TLS, small responses; median of %d interleaved rounds of %v", n, dur), rs, "req/s", 1)
 	}
 }

@@ -439,6 +439,8 @@ type connState struct {
 	// replayed is set when the app answered fly-replay to a request
 	// without a body: the connection goes to net/http with the request.
 	replayed bool
+	// closeNow: the connection ends with nothing unread (see run).
+	closeNow bool
 	// For the counters (metrics.go): the machine that served the last
 	// request; whether the connection was counted, for which app; the
 	// bytes read from and written to the client, and how many of them
@@ -657,7 +659,12 @@ func (cs *connState) finish(handedOff bool) {
 	p.srvMu.Lock()
 	delete(p.conns, fc)
 	p.srvMu.Unlock()
-	if !handedOff {
+	switch {
+	case handedOff:
+	case cs.closeNow:
+		_ = fc.c.Close() // an HTTPS connection's close_notify too
+		p.connDone(fc)
+	default:
 		lingeringClose(fc.c)
 		p.connDone(fc)
 	}
@@ -747,6 +754,10 @@ func (cs *connState) run(fresh bool) {
 			return
 		}
 		if !keep {
+			// A client that asked to close after a request without a
+			// body, and sent nothing more, has nothing left unread for
+			// the close to wait for (lingeringClose): it is closed at once.
+			cs.closeNow = r.close && !r.hasBody() && cs.br.Buffered() == 0
 			return
 		}
 	}
