@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
@@ -208,6 +209,21 @@ func TestProxyDaemonChild(t *testing.T) {
 		}
 		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 	}
+	// SIGUSR1 prints the runtime's memory figures to stderr (to see
+	// where the resident memory is: heap in use, free and released,
+	// stacks, the runtime's own).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			mib := func(v uint64) string { return fmt.Sprintf("%.1fMiB", float64(v)/(1<<20)) }
+			fmt.Fprintf(os.Stderr, "proxyd memory: sys %s heap_inuse %s heap_idle %s heap_released %s heap_alloc %s stack_inuse %s stack_sys %s mspan %s mcache %s gc_sys %s other_sys %s buckhash %s goroutines %d numgc %d\n",
+				mib(ms.Sys), mib(ms.HeapInuse), mib(ms.HeapIdle), mib(ms.HeapReleased), mib(ms.HeapAlloc), mib(ms.StackInuse), mib(ms.StackSys),
+				mib(ms.MSpanSys), mib(ms.MCacheSys), mib(ms.GCSys), mib(ms.OtherSys), mib(ms.BuckHashSys), runtime.NumGoroutine(), ms.NumGC)
+		}
+	}()
 	fmt.Printf("proxyd http=%s https=%s\n", hln.Addr(), httpsAddr)
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -412,6 +412,9 @@ type connState struct {
 	woke         int
 	parkDeadline time.Time
 	parkFD       int32 // its file descriptor while parked
+	// detached: parked without its net.Conn (park_linux.go); the
+	// goroutine that wakes it calls reattach first.
+	detached bool
 	// br, bw and buf are taken from pools when a request's first byte
 	// arrives and given back while the connection waits idle (see
 	// waitRequest): an idle connection holds a few hundred bytes, not
@@ -656,9 +659,6 @@ func (cs *connState) finish(handedOff bool) {
 		}
 	}
 	cs.putBuffers()
-	p.srvMu.Lock()
-	delete(p.conns, fc)
-	p.srvMu.Unlock()
 	switch {
 	case handedOff:
 	case cs.closeNow:
@@ -668,22 +668,28 @@ func (cs *connState) finish(handedOff bool) {
 		lingeringClose(fc.c)
 		p.connDone(fc)
 	}
+	// Last: Shutdown returns when no connection is left in p.conns.
+	cs.untrack()
 }
 
 // run serves the connection's requests until it is closed, handed to
 // net/http or parked; fresh is set for a new connection.
 func (cs *connState) run(fresh bool) {
 	p, fc, cfg, hl := cs.p, cs.fc, cs.cfg, cs.hl
-	c := fc.c
 	handedOff, parked := false, false
 	defer func() {
 		if !parked {
 			cs.finish(handedOff)
 		}
 	}()
+	if cs.detached && !cs.reattach() {
+		return
+	}
+	c := fc.c
 	for ; ; fresh = false {
 		fc.state.Store(connIdle)
 		if p.down.Load() {
+			cs.closeNow = true // idle at shutdown: closed at once
 			return
 		}
 		switch cs.waitRequest(cfg, fresh) {
