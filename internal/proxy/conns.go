@@ -78,6 +78,7 @@ func (p *Proxy) count(fc *fconn) bool {
 		}
 		p.perIP[fc.ip]++
 		p.open++
+		p.openN.Store(int64(p.open))
 		p.raiseBusyPeakLocked()
 		fc.counted = true
 	}
@@ -126,6 +127,7 @@ func (p *Proxy) connDone(fc *fconn) {
 	}
 	fc.counted = false
 	p.open--
+	p.openN.Store(int64(p.open))
 	if n := p.perIP[fc.ip] - 1; n > 0 {
 		p.perIP[fc.ip] = n
 	} else {

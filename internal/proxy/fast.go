@@ -485,8 +485,16 @@ func (cs *connState) countBytes(a *app) {
 
 // bufferHold is how long a keep-alive connection keeps its buffers while
 // it waits for its next request; clients that send requests back to back
-// never give them up.
-const bufferHold = time.Second
+// never give them up. When more than crowdedBusy connections are busy
+// (open and not parked), the hold is crowdedHold: a crowd of clients
+// that each sent one request is parked within a fraction of a second,
+// instead of all holding buffers and goroutines for a second (memory the
+// runtime keeps: goroutines are reused, never freed).
+const (
+	bufferHold  = time.Second
+	crowdedBusy = 1024
+	crowdedHold = 50 * time.Millisecond
+)
 
 // takeBuffers gets the connection's buffers from the pools.
 func (cs *connState) takeBuffers() {
@@ -555,6 +563,9 @@ func (cs *connState) waitRequest(cfg serveConfig, fresh bool) int {
 			return waitGot
 		}
 		hold := min(wait, bufferHold)
+		if cs.p.openN.Load()-cs.p.parkedN.Load() > crowdedBusy {
+			hold = min(hold, crowdedHold)
+		}
 		_ = c.SetReadDeadline(time.Now().Add(hold))
 		_, err := cs.br.Peek(1)
 		if err == nil {

@@ -267,38 +267,6 @@ func TestServeTLSHandshakeErrorsAndLimits(t *testing.T) {
 	getOn(t, c1, bufio.NewReader(c1)) // the first still serves
 }
 
-// Idle HTTPS connections are parked like plain ones and serve their next
-// request when it comes.
-func TestServeTLSIdleConnectionsParked(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("parking is Linux only")
-	}
-	p := New("example.test", "ord", nil)
-	p.SetBackend(backend(t, "m1", nil), true)
-	addr, _ := serveTLS(t, p)
-	const n = 20
-	var conns []*tls.Conn
-	var brs []*bufio.Reader
-	t.Cleanup(func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	for i := 0; i < n; i++ {
-		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "web.example.test", NextProtos: []string{"http/1.1"}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns, brs = append(conns, c), append(brs, bufio.NewReader(c))
-		getOn(t, c, brs[i])
-	}
-	poll(t, "every idle HTTPS connection parked", func() bool { return p.parkedConns() == n })
-	for i, c := range conns {
-		getOn(t, c, brs[i]) // wakes it
-	}
-	poll(t, "parked again after their second request", func() bool { return p.parkedConns() == n })
-}
-
 // TestFastPathTLSAllocations: a keep-alive request over TLS through the
 // whole fast path allocates nothing of the proxy's in steady state (the
 // TLS records reuse the connection's buffers); what remains is
