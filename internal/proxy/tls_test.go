@@ -321,3 +321,53 @@ func TestFastPathTLSAllocations(t *testing.T) {
 		}
 	}
 }
+
+// A protocol upgrade (a WebSocket) over TLS, after a request served on
+// the fast path on the same connection, is handed to net/http and
+// carries both ways; the app sees X-Forwarded-Proto https.
+func TestServeTLSUpgrade(t *testing.T) {
+	p := New("example.test", "local", nil)
+	p.SetBackend(backend(t, "m1", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			io.WriteString(w, "plain "+r.Header.Get("X-Forwarded-Proto"))
+			return
+		}
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		line, _ := brw.ReadString('\n')
+		brw.WriteString("echo " + r.Header.Get("X-Forwarded-Proto") + " " + line)
+		brw.Flush()
+	}), true)
+	addr, _ := serveTLS(t, p)
+	c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "web.example.test", NextProtos: []string{"http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: web.example.test\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "plain https" {
+		t.Fatalf("first request: %q", b)
+	}
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web.example.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	io.WriteString(c, "hello\n")
+	if line, err := br.ReadString('\n'); err != nil || line != "echo https hello\n" {
+		t.Fatalf("after upgrade: %q %v", line, err)
+	}
+}
