@@ -101,7 +101,9 @@ func (cs *connState) reattach() bool {
 	c, err := net.FileConn(f)
 	_ = f.Close()
 	if err != nil {
-		cs.p.log.Warn("proxy: a parked connection could not be resumed; closing it", "client", cs.clientIP, "err", err)
+		// Typically a client that reset the connection while it was
+		// parked (no peer address any more): nothing to tell anyone.
+		cs.p.log.Debug("proxy: a parked connection could not be resumed; closing it", "client", cs.clientIP, "err", err)
 		return false
 	}
 	cs.p.srvMu.Lock() // Shutdown reads fc's connection
