@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -17,8 +18,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -183,11 +186,44 @@ func TestProxyDaemonChild(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		pair, err := tls.LoadX509KeyPair(cert, os.Getenv("HANGAR_BENCH_PROXYD_KEY"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// As the daemon's HTTPS listener: the proxy makes the handshakes
+		// and serves HTTP/1.1 on its fast path, tsrv HTTP/2 and the rest.
+		tcfg := &tls.Config{Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
 		tsrv := &http.Server{Handler: px, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 64 << 10,
 			ErrorLog: slog.NewLogLogger(slog.NewTextHandler(io.Discard, nil), slog.LevelDebug)}
-		go func() { _ = tsrv.ServeTLS(px.LimitListener(tln), cert, os.Getenv("HANGAR_BENCH_PROXYD_KEY")) }()
+		go func() { _ = px.ServeTLS(tln, tcfg, tsrv) }()
 		httpsAddr = tln.Addr().String()
 	}
+	if path := os.Getenv("HANGAR_BENCH_PROXYD_CPUPROFILE"); path != "" {
+		// A CPU profile of the whole run, written when it ends.
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	// SIGUSR1 prints the runtime's memory figures to stderr (to see
+	// where the resident memory is: heap in use, free and released,
+	// stacks, the runtime's own).
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			mib := func(v uint64) string { return fmt.Sprintf("%.1fMiB", float64(v)/(1<<20)) }
+			fmt.Fprintf(os.Stderr, "proxyd memory: sys %s heap_inuse %s heap_idle %s heap_released %s heap_alloc %s stack_inuse %s stack_sys %s mspan %s mcache %s gc_sys %s other_sys %s buckhash %s goroutines %d numgc %d\n",
+				mib(ms.Sys), mib(ms.HeapInuse), mib(ms.HeapIdle), mib(ms.HeapReleased), mib(ms.HeapAlloc), mib(ms.StackInuse), mib(ms.StackSys),
+				mib(ms.MSpanSys), mib(ms.MCacheSys), mib(ms.GCSys), mib(ms.OtherSys), mib(ms.BuckHashSys), runtime.NumGoroutine(), ms.NumGC)
+		}
+	}()
 	fmt.Printf("proxyd http=%s https=%s\n", hln.Addr(), httpsAddr)
 	_, _ = io.Copy(io.Discard, os.Stdin)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -573,7 +609,8 @@ func BenchmarkProxyBandwidth(b *testing.B) {
 
 // BenchmarkProxyConnect: new connections per second (a small request per
 // connection, "Connection: close"), plain and with TLS (a full handshake
-// per connection; Hangar and nginx only).
+// per connection; Hangar and nginx only), and HTTPS keep-alive requests
+// per second.
 func BenchmarkProxyConnect(b *testing.B) {
 	e := newEnv(b, envOpts{tls: true})
 	dur, n := benchSeconds(3*time.Second), benchRounds(3)
@@ -592,5 +629,9 @@ func BenchmarkProxyConnect(b *testing.B) {
 			return runWrkArgs(b, c.name, c.tlsURL, c.host, d, 32, "-H", "Connection: close")
 		}, dur)
 		table(b, fmt.Sprintf("proxy, TLS handshakes: wrk -t1 -c32 over TLS (ECDSA P-256), one small request per connection; median of %d interleaved rounds of %v", n, dur), rs, "conn/s", 1)
+		rs = rounds(b, tcs, n, func(c contender, d time.Duration) wrkResult {
+			return runWrk(b, c.name, c.tlsURL, c.host, d, 32)
+		}, dur)
+		table(b, fmt.Sprintf("proxy, HTTPS keep-alive: wrk -t1 -c32 over TLS, small responses; median of %d interleaved rounds of %v", n, dur), rs, "req/s", 1)
 	}
 }

@@ -1,6 +1,8 @@
 package certs
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -271,4 +273,36 @@ func FuzzNormalizeHost(f *testing.F) {
 			t.Fatalf("hostname %q is not a safe directory name", h)
 		}
 	})
+}
+
+// Handshakes are cheap to repeat: the default certificate is ECDSA P-256,
+// and a returning client resumes its session (no certificate, no
+// signature) with the listener's config, for apps with tls_options (a
+// config of their own per handshake) too, in TLS 1.3 and 1.2.
+func TestSessionResumption(t *testing.T) {
+	t.Parallel()
+	m := newOffline(t)
+	def, _ := m.GetCertificate(&tls.ClientHelloInfo{})
+	if k, ok := def.Leaf.PublicKey.(*ecdsa.PublicKey); !ok || k.Curve != elliptic.P256() {
+		t.Fatalf("default certificate key %T, want ECDSA P-256", def.Leaf.PublicKey)
+	}
+	opts := map[string]*TLSOptions{"old.apps.test": {Versions: []string{"TLSv1.2"}}, "new.apps.test": {Versions: []string{"TLSv1.3"}}}
+	addr := serveTLS(t, m.TLSConfig(func(sni string) *TLSOptions { return opts[sni] }))
+	for _, sni := range []string{"web.apps.test", "old.apps.test", "new.apps.test"} {
+		tr := &http.Transport{DisableKeepAlives: true,
+			TLSClientConfig: &tls.Config{ServerName: sni, InsecureSkipVerify: true, ClientSessionCache: tls.NewLRUClientSessionCache(4)}}
+		var resumed []bool
+		for i := 0; i < 3; i++ {
+			resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/")
+			if err != nil {
+				t.Fatalf("%s: %v", sni, err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			resumed = append(resumed, resp.TLS.DidResume)
+		}
+		if resumed[0] || !resumed[1] || !resumed[2] {
+			t.Fatalf("%s: resumed %v, want a full handshake then resumptions", sni, resumed)
+		}
+	}
 }

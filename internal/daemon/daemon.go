@@ -525,10 +525,14 @@ func Run(ctx context.Context, o Options) error {
 			mtls := metrics.NewTLS(mreg.Registerer(), px.AppForHost)
 			httpsTLS, errLog = mtls.Wrap(tlsConfig), mtls.Handler(errLog)
 		}
-		httpsSrv = &http.Server{Handler: px, ConnContext: px.ConnContext, TLSConfig: httpsTLS, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
+		// The proxy makes the handshakes and serves HTTP/1.1 on its fast
+		// path; httpsSrv serves HTTP/2 and what the fast path hands over
+		// (its TLSConfig stays nil: the handshake is done when it gets a
+		// connection). The HTTPS listener shares the proxy's connection
+		// limits.
+		httpsSrv = &http.Server{Handler: px, ConnContext: px.ConnContext, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second,
 			MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(errLog, slog.LevelDebug)}
-		// The HTTPS listener shares the proxy's connection limits.
-		go func() { errc <- httpsSrv.ServeTLS(px.LimitListener(fc.Divert(httpsLn)), "", "") }()
+		go func() { errc <- px.ServeTLS(fc.Divert(httpsLn), httpsTLS, httpsSrv) }()
 	}
 	fc.Ready() // the apps' services are known: Flycast connections are served
 	go func() { errc <- px.Serve(fc.Divert(httpLn), proxySrv) }()

@@ -47,11 +47,16 @@ func (p *Proxy) ConnStats() ConnStats {
 }
 
 // admit counts a new connection of Serve against the limits and
-// registers it, or answers 503 and closes it; it reports whether the
+// registers it, or answers 503 and closes it (an HTTPS connection of
+// ServeTLS is closed without an answer); it reports whether the
 // connection is admitted.
 func (p *Proxy) admit(fc *fconn) bool {
 	if !p.count(fc) {
-		p.refuse(fc.c)
+		if fc.wire != nil {
+			_ = fc.wire.Conn.Close()
+		} else {
+			p.refuse(fc.c)
+		}
 		return false
 	}
 	p.srvMu.Lock()
@@ -73,6 +78,7 @@ func (p *Proxy) count(fc *fconn) bool {
 		}
 		p.perIP[fc.ip]++
 		p.open++
+		p.openN.Store(int64(p.open))
 		p.raiseBusyPeakLocked()
 		fc.counted = true
 	}
@@ -121,6 +127,7 @@ func (p *Proxy) connDone(fc *fconn) {
 	}
 	fc.counted = false
 	p.open--
+	p.openN.Store(int64(p.open))
 	if n := p.perIP[fc.ip] - 1; n > 0 {
 		p.perIP[fc.ip] = n
 	} else {

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"strconv"
@@ -32,6 +34,30 @@ import (
 // connection must send its first byte within FirstByteTimeout (default
 // ReadHeaderTimeout, never more than IdleTimeout).
 func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
+	return p.serve(ln, nil, fallback)
+}
+
+// ServeTLS is Serve for an HTTPS listener: each connection's goroutine
+// makes the TLS handshake with config (within the fallback's
+// ReadHeaderTimeout), then HTTP/1.1 (ALPN http/1.1 or none) is served on
+// the fast path like plain HTTP, with X-Forwarded-Proto https, and the
+// requests the fast path does not take go to fallback as Serve's do (its
+// handlers see r.TLS). A connection that negotiated another protocol (h2,
+// acme-tls/1) is given to fallback as it is, a *tls.Conn, so fallback
+// serves HTTP/2 (it must not have HTTP/2 turned off). A failed handshake
+// is logged to fallback's ErrorLog as net/http logs it ("http: TLS
+// handshake error from ADDR: REASON"). Connections over the limits are
+// closed without an answer; the bytes counted for an app are those on
+// the wire, TLS included. fallback's TLSConfig is not used (leave it nil:
+// net/http would change a config it is given while handshakes use it).
+func (p *Proxy) ServeTLS(ln net.Listener, config *tls.Config, fallback *http.Server) error {
+	if config == nil {
+		return errors.New("hangar proxy: ServeTLS needs a TLS config (certificates)")
+	}
+	return p.serve(ln, config, fallback)
+}
+
+func (p *Proxy) serve(ln net.Listener, tlsConfig *tls.Config, fallback *http.Server) error {
 	if fallback == nil {
 		fallback = &http.Server{}
 	}
@@ -56,6 +82,10 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 		cfg.firstByteTimeout = cfg.headerTimeout
 	}
 	cfg.firstByteTimeout = min(cfg.firstByteTimeout, cfg.idleTimeout)
+	if tlsConfig != nil {
+		cfg.tls, cfg.errorLog = tlsConfig, fallback.ErrorLog
+		withTLSState(fallback)
+	}
 	hl := &handoffListener{addr: ln.Addr(), ch: make(chan net.Conn), done: make(chan struct{})}
 	p.srvMu.Lock()
 	if p.shutdown {
@@ -91,6 +121,12 @@ func (p *Proxy) Serve(ln net.Listener, fallback *http.Server) error {
 		}
 		delay = 0
 		fc := &fconn{c: c}
+		if cfg.tls != nil {
+			// The TLS runs over a counting connection: an app's traffic
+			// is its bytes on the wire, and its close releases the limits.
+			fc.wire = &trafficConn{Conn: c, done: func() { p.connDone(fc) }}
+			fc.c = tls.Server(fc.wire, cfg.tls)
+		}
 		if !p.admit(fc) {
 			continue
 		}
@@ -127,7 +163,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		p.srvMu.Lock()
 		for fc := range p.conns {
 			if fc.state.Load() == connIdle {
-				_ = fc.c.Close()
+				fc.abort()
 			}
 		}
 		n := len(p.conns)
@@ -139,7 +175,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		case <-ctx.Done():
 			p.srvMu.Lock()
 			for fc := range p.conns {
-				_ = fc.c.Close()
+				fc.abort()
 			}
 			p.srvMu.Unlock()
 			return errors.Join(append(errs, ctx.Err())...)
@@ -152,6 +188,10 @@ type serveConfig struct {
 	headerTimeout, idleTimeout, firstByteTimeout time.Duration
 	maxHeader                                    int
 	hop                                          bool // another host's edge forwards on it (hop.go)
+	// tls is the HTTPS listener's config (nil: plain HTTP); errorLog is
+	// where failed handshakes are logged (nil: the log package's).
+	tls      *tls.Config
+	errorLog *log.Logger
 }
 
 const (
@@ -168,6 +208,22 @@ type fconn struct {
 	// counted is set while the connection counts against the limits
 	// (guarded by Proxy.srvMu).
 	counted bool
+	// wire is the TCP connection under an HTTPS connection's TLS (c is
+	// then a *tls.Conn): it counts the traffic on the wire for the
+	// connection's app, and releases the limits when it closes.
+	wire *trafficConn
+}
+
+// abort closes the client connection under the connection's goroutine
+// (which then ends): the TCP connection itself, so that an HTTPS one
+// neither writes its close_notify nor releases its limits here (callers
+// hold Proxy.srvMu; the goroutine's finish does both).
+func (fc *fconn) abort() {
+	if fc.wire != nil {
+		_ = fc.wire.Conn.Close()
+		return
+	}
+	_ = fc.c.Close()
 }
 
 // bconn is a keep-alive connection to a machine.
@@ -356,12 +412,17 @@ type connState struct {
 	fc  *fconn
 	hl  *handoffListener
 	cfg serveConfig
+	// wire is fc.wire: set for an HTTPS connection (ServeTLS).
+	wire *trafficConn
 	// woke is set when a parked connection is given back a goroutine
 	// (park.go): wokeReadable or wokeExpired; parkDeadline is when its
 	// idle timeout ends.
 	woke         int
 	parkDeadline time.Time
 	parkFD       int32 // its file descriptor while parked
+	// detached: parked without its net.Conn (park_linux.go); the
+	// goroutine that wakes it calls reattach first.
+	detached bool
 	// br, bw and buf are taken from pools when a request's first byte
 	// arrives and given back while the connection waits idle (see
 	// waitRequest): an idle connection holds a few hundred bytes, not
@@ -389,6 +450,8 @@ type connState struct {
 	// replayed is set when the app answered fly-replay to a request
 	// without a body: the connection goes to net/http with the request.
 	replayed bool
+	// closeNow: the connection ends with nothing unread (see run).
+	closeNow bool
 	// For the counters (metrics.go): the machine that served the last
 	// request; whether the connection was counted, for which app; the
 	// bytes read from and written to the client, and how many of them
@@ -415,6 +478,9 @@ func (w *countingWriter) Write(b []byte) (int, error) {
 // countBytes adds the bytes read and written since the last call to a's
 // counters.
 func (cs *connState) countBytes(a *app) {
+	if cs.wire != nil {
+		return // the wire under the TLS counts them (attach)
+	}
 	if in := cs.dl.n; in != cs.inSeen {
 		a.stats.dataIn.Add(in - cs.inSeen)
 		cs.inSeen = in
@@ -427,8 +493,16 @@ func (cs *connState) countBytes(a *app) {
 
 // bufferHold is how long a keep-alive connection keeps its buffers while
 // it waits for its next request; clients that send requests back to back
-// never give them up.
-const bufferHold = time.Second
+// never give them up. When more than crowdedBusy connections are busy
+// (open and not parked), the hold is crowdedHold: a crowd of clients
+// that each sent one request is parked within a fraction of a second,
+// instead of all holding buffers and goroutines for a second (memory the
+// runtime keeps: goroutines are reused, never freed).
+const (
+	bufferHold  = time.Second
+	crowdedBusy = 1024
+	crowdedHold = 50 * time.Millisecond
+)
 
 // takeBuffers gets the connection's buffers from the pools.
 func (cs *connState) takeBuffers() {
@@ -497,6 +571,9 @@ func (cs *connState) waitRequest(cfg serveConfig, fresh bool) int {
 			return waitGot
 		}
 		hold := min(wait, bufferHold)
+		if cs.p.openN.Load()-cs.p.parkedN.Load() > crowdedBusy {
+			hold = min(hold, crowdedHold)
+		}
 		_ = c.SetReadDeadline(time.Now().Add(hold))
 		_, err := cs.br.Peek(1)
 		if err == nil {
@@ -525,11 +602,69 @@ func (cs *connState) waitRequest(cfg serveConfig, fresh bool) int {
 
 func (p *Proxy) serveConn(fc *fconn, hl *handoffListener, cfg serveConfig) {
 	c := fc.c
-	cs := &connState{p: p, fc: fc, hl: hl, cfg: cfg}
+	cs := &connState{p: p, fc: fc, hl: hl, cfg: cfg, wire: fc.wire}
+	if tc, ok := c.(*tls.Conn); ok && !cs.handshake(tc) {
+		return
+	}
 	cs.dl.c = c
 	cs.out.c = c
 	cs.clientIP, _, _ = net.SplitHostPort(c.RemoteAddr().String())
 	cs.run(true)
+}
+
+// handshake makes the TLS handshake of a new HTTPS connection (within the
+// header timeout); it reports whether the fast path serves the
+// connection. A failed handshake is logged as net/http logs it (the
+// daemon's handshake metrics count these lines) and closes the
+// connection; one that negotiated a protocol other than HTTP/1.1 (h2,
+// acme-tls/1) is given to the fallback server as it is.
+func (cs *connState) handshake(tc *tls.Conn) bool {
+	_ = tc.SetDeadline(time.Now().Add(cs.cfg.headerTimeout))
+	if err := tc.Handshake(); err != nil {
+		reason := err.Error()
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			_ = re.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nhangar proxy: this port serves HTTPS, and the client sent plain HTTP; use https://, or the HTTP port for http://\n")
+			reason = "client sent an HTTP request to an HTTPS server"
+		}
+		logf := log.Printf
+		if l := cs.cfg.errorLog; l != nil {
+			logf = l.Printf
+		}
+		logf("http: TLS handshake error from %s: %v", tc.RemoteAddr(), reason)
+		cs.untrack()
+		_ = tc.Close() // releases the limits (fconn.wire)
+		return false
+	}
+	_ = tc.SetDeadline(time.Time{})
+	switch tc.ConnectionState().NegotiatedProtocol {
+	case "", "http/1.1":
+		return true
+	}
+	cs.untrack()
+	if !cs.hl.give(tc) {
+		_ = tc.Close()
+	}
+	return false
+}
+
+// looksLikeHTTP reports whether a TLS record header is the start of a
+// plain HTTP request.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE":
+		return true
+	}
+	return false
+}
+
+// untrack removes the connection from the fast path's set (it is closed,
+// or served by net/http from now on).
+func (cs *connState) untrack() {
+	cs.p.srvMu.Lock()
+	delete(cs.p.conns, cs.fc)
+	cs.p.srvMu.Unlock()
 }
 
 // finish ends a connection's service: counters, buffers, and (unless it
@@ -538,32 +673,42 @@ func (cs *connState) finish(handedOff bool) {
 	p, fc := cs.p, cs.fc
 	if cs.counted {
 		cs.countBytes(cs.app) // an error answer written after the last count
-		cs.app.stats.disconnects.Add(1)
+		if fc.wire == nil {   // else counted by the wire's close
+			cs.app.stats.disconnects.Add(1)
+		}
 	}
 	cs.putBuffers()
-	p.srvMu.Lock()
-	delete(p.conns, fc)
-	p.srvMu.Unlock()
-	if !handedOff {
+	switch {
+	case handedOff:
+	case cs.closeNow:
+		_ = fc.c.Close() // an HTTPS connection's close_notify too
+		p.connDone(fc)
+	default:
 		lingeringClose(fc.c)
 		p.connDone(fc)
 	}
+	// Last: Shutdown returns when no connection is left in p.conns.
+	cs.untrack()
 }
 
 // run serves the connection's requests until it is closed, handed to
 // net/http or parked; fresh is set for a new connection.
 func (cs *connState) run(fresh bool) {
 	p, fc, cfg, hl := cs.p, cs.fc, cs.cfg, cs.hl
-	c := fc.c
 	handedOff, parked := false, false
 	defer func() {
 		if !parked {
 			cs.finish(handedOff)
 		}
 	}()
+	if cs.detached && !cs.reattach() {
+		return
+	}
+	c := fc.c
 	for ; ; fresh = false {
 		fc.state.Store(connIdle)
 		if p.down.Load() {
+			cs.closeNow = true // idle at shutdown: closed at once
 			return
 		}
 		switch cs.waitRequest(cfg, fresh) {
@@ -574,7 +719,7 @@ func (cs *connState) run(fresh bool) {
 			return
 		}
 		fc.state.Store(connActive)
-		if b, _ := cs.br.Peek(1); len(b) == 1 && b[0] == tlsHandshake {
+		if b, _ := cs.br.Peek(1); len(b) == 1 && b[0] == tlsHandshake && fc.wire == nil {
 			// A TLS ClientHello on the plain HTTP port: say so at once
 			// rather than wait for a head that never comes.
 			cs.writeError("", http.StatusBadRequest, "hangar proxy: this port serves plain HTTP, and the client sent a TLS handshake; use http://, or the HTTPS port for https://", true)
@@ -634,6 +779,10 @@ func (cs *connState) run(fresh bool) {
 			return
 		}
 		if !keep {
+			// A client that asked to close after a request without a
+			// body, and sent nothing more, has nothing left unread for
+			// the close to wait for (lingeringClose): it is closed at once.
+			cs.closeNow = r.close && !r.hasBody() && cs.br.Buffered() == 0
 			return
 		}
 	}
@@ -653,9 +802,14 @@ func (cs *connState) handOff(hl *handoffListener) bool {
 	buffered, _ := cs.br.Peek(cs.br.Buffered())
 	pending = append(pending, buffered...)
 	_ = c.SetReadDeadline(time.Time{})
-	p.srvMu.Lock()
-	delete(p.conns, cs.fc)
-	p.srvMu.Unlock()
+	cs.untrack()
+	if cs.fc.wire != nil {
+		// HTTPS: the wire under the TLS goes on counting the traffic and
+		// releases the limits at its close; the fallback's handlers find
+		// the TLS state through the connection's context (withTLSState).
+		cs.counted = false
+		return hl.give(&replayConn{Conn: c, r: io.MultiReader(bytes.NewReader(pending), c)})
+	}
 	// The connection counts against the limits until net/http closes it,
 	// and its traffic for its app (traffic.go) from here on.
 	tc := &trafficConn{Conn: c, done: func() { p.connDone(cs.fc) }}
@@ -734,7 +888,11 @@ func (cs *connState) serveRequest(cfg serveConfig) bool {
 	if appStats && !cs.counted {
 		// The connection counts for the app of its first request.
 		cs.counted, cs.app = true, a
-		a.stats.connects.Add(1)
+		if w := cs.wire; w != nil {
+			w.attach(a.stats, true) // counts from the wire from now on
+		} else {
+			a.stats.connects.Add(1)
+		}
 	}
 	status, keep := cs.forward(a, m, rid, keep, rt)
 	if !cs.replayed && !p.NoStats {
@@ -956,11 +1114,17 @@ func (cs *connState) writeRequestHead(w *bufio.Writer, rid string, rq *request) 
 	if r.chunked {
 		w.WriteString("Transfer-Encoding: chunked\r\n")
 	}
-	port := p.Port
-	if port == "" {
+	port, https := p.Port, cs.wire != nil
+	switch {
+	case https:
+		port = p.HTTPSPort
+		if port == "" {
+			port = "443"
+		}
+	case port == "":
 		port = "80"
 	}
-	f := forwarded{clientIP: cs.clientIP, port: port, region: p.region, requestID: rid, via: "1.1 hangar", priorXFF: xff, priorVia: via}
+	f := forwarded{clientIP: cs.clientIP, tls: https, port: port, region: p.region, requestID: rid, via: "1.1 hangar", priorXFF: xff, priorVia: via}
 	f.eachPart(func(name string, prior []byte, value string) {
 		w.WriteString(name)
 		w.WriteString(": ")
@@ -1226,6 +1390,14 @@ func (cs *connState) watchClient() (context.Context, func()) {
 // that an answer sent before the whole request was read (413, 400) is not
 // destroyed by a TCP reset from unread data.
 func lingeringClose(c net.Conn) {
+	if tc, ok := c.(*tls.Conn); ok {
+		// HTTPS: close_notify, then the same.
+		_ = tc.CloseWrite()
+		_ = tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, _ = io.CopyN(io.Discard, tc, 256<<10)
+		_ = tc.Close()
+		return
+	}
 	tc, ok := c.(*net.TCPConn)
 	if !ok {
 		_ = c.Close()
@@ -1235,4 +1407,34 @@ func lingeringClose(c net.Conn) {
 	_ = tc.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	_, _ = io.CopyN(io.Discard, tc, 256<<10)
 	_ = tc.Close()
+}
+
+// tlsStateKey is the context key of the TLS state of an HTTPS connection
+// the fast path handed to net/http.
+type tlsStateKey struct{}
+
+// withTLSState makes an HTTPS fallback server's handler see r.TLS for the
+// connections the fast path hands over: net/http sets it only for a
+// *tls.Conn, and those come wrapped (replayConn, with the bytes the fast
+// path read).
+func withTLSState(fallback *http.Server) {
+	inner, h := fallback.ConnContext, fallback.Handler
+	fallback.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if inner != nil {
+			ctx = inner(ctx, c)
+		}
+		if rc, ok := c.(*replayConn); ok {
+			if tc, ok := rc.Conn.(*tls.Conn); ok {
+				st := tc.ConnectionState()
+				ctx = context.WithValue(ctx, tlsStateKey{}, &st)
+			}
+		}
+		return ctx
+	}
+	fallback.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			r.TLS, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+		}
+		h.ServeHTTP(w, r)
+	})
 }

@@ -12,4 +12,6 @@ func (p *Proxy) park(cs *connState, wait time.Duration) bool { return false }
 
 func (p *Proxy) unparkAll() {}
 
+func (cs *connState) reattach() bool { return true }
+
 func (p *Proxy) parkedConns() int { return 0 }

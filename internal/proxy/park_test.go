@@ -5,6 +5,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -57,6 +58,9 @@ func TestIdleConnectionsParked(t *testing.T) {
 	}
 	busy := runtime.NumGoroutine()
 	poll(t, "every idle connection parked", func() bool { return p.parkedConns() == n })
+	if !allDetached(p) {
+		t.Error("a parked connection kept its net.Conn")
+	}
 	idle := runtime.NumGoroutine()
 	t.Logf("goroutines: %d before, %d with %d connections serving, %d with them parked", base, busy, n, idle)
 	if busy-idle < n-1 { // the poller is one goroutine more
@@ -198,4 +202,55 @@ func TestReleaseMemoryAfterDrop(t *testing.T) {
 	p.srvMu.Lock()
 	p.open = 0
 	p.srvMu.Unlock()
+}
+
+// allDetached reports whether every parked connection left Go's
+// netpoller: its net.Conn closed, its socket held by the parker's
+// duplicate descriptor.
+func allDetached(p *Proxy) bool {
+	pk := &p.parker
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	for _, cs := range pk.conns {
+		conn := cs.fc.c
+		if cs.fc.wire != nil {
+			conn = cs.fc.wire.Conn
+		}
+		if !cs.detached || conn.SetReadDeadline(time.Time{}) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// Idle HTTPS connections are parked like plain ones and serve their next
+// request when it comes.
+func TestServeTLSIdleConnectionsParked(t *testing.T) {
+	p := New("example.test", "ord", nil)
+	p.SetBackend(backend(t, "m1", nil), true)
+	addr, _ := serveTLS(t, p)
+	const n = 20
+	var conns []*tls.Conn
+	var brs []*bufio.Reader
+	t.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	for i := 0; i < n; i++ {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, ServerName: "web.example.test", NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns, brs = append(conns, c), append(brs, bufio.NewReader(c))
+		getOn(t, c, brs[i])
+	}
+	poll(t, "every idle HTTPS connection parked", func() bool { return p.parkedConns() == n })
+	if !allDetached(p) {
+		t.Error("a parked HTTPS connection kept its net.Conn")
+	}
+	for i, c := range conns {
+		getOn(t, c, brs[i]) // wakes it
+	}
+	poll(t, "parked again after their second request", func() bool { return p.parkedConns() == n })
 }

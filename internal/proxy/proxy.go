@@ -183,6 +183,7 @@ type Proxy struct {
 	connPeak    connPeaks     // client connections at their peak (releaseMemory; guarded by srvMu)
 	parker      parker        // parked idle connections (park.go)
 	parkedN     atomic.Int64  // how many are parked
+	openN       atomic.Int64  // open client connections (the limits' count; read without srvMu)
 	stopped     chan struct{} // closed by Shutdown
 }
 
