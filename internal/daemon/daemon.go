@@ -381,7 +381,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	registry := &hosts.Registry{Store: st, Self: self, Log: log.With("component", "hosts")}
-	pgCons := pgConsensus(ctx, o.DataDir, node == nil, netm, log.With("component", "pg-consensus"))
+	pgCons := pgConsensus(ctx, o.DataDir, node != nil || o.Etcd != nil, netm, log.With("component", "pg-consensus"))
 	if pgCons != nil {
 		defer pgCons.Close()
 	}
@@ -818,16 +818,24 @@ func mtlsClient(tlsCfg *tls.Config) *http.Client {
 	}}
 }
 
-// pgConsensus is the embedded etcd of Hangar Postgres clusters, on the
-// bridge's IPv4 gateway: nil in a Hangar cluster (not served there yet).
-// A store made before is started at once, since Postgres machines
-// depend on it; a new one is started by its first grant.
-func pgConsensus(ctx context.Context, dataDir string, single bool, netm *network.Manager, log *slog.Logger) *pgdcs.Server {
-	if !single {
-		return nil
+// pgConsensus is the embedded etcd of Hangar Postgres clusters. A single
+// host serves it on the bridge's IPv4 gateway; a host of a cluster on
+// its 6PN gateway (the bridge's ::1 of its /64), which every machine of
+// the cluster reaches over the mesh, so a Postgres cluster's members on
+// other hosts use the store of the host that granted it (docs/postgres.md,
+// "Members on several hosts"). A store made before is started at once,
+// since Postgres machines depend on it; a new one is started by its first
+// grant.
+func pgConsensus(ctx context.Context, dataDir string, clustered bool, netm *network.Manager, log *slog.Logger) *pgdcs.Server {
+	gw4, gw6 := netm.Gateways()
+	host := gw4.String()
+	if clustered {
+		if gw6 == nil {
+			return nil
+		}
+		host = gw6.String()
 	}
-	gw4, _ := netm.Gateways()
-	s := &pgdcs.Server{DataDir: dataDir, Host: gw4.String(), Log: log}
+	s := &pgdcs.Server{DataDir: dataDir, Host: host, Log: log}
 	if s.Exists() {
 		if err := s.Start(ctx); err != nil {
 			log.Warn("the Postgres clusters' consensus store did not start: their Patroni cannot elect a primary", "err", err)

@@ -124,7 +124,9 @@ func PatroniConfig(o ClusterOptions) ([]byte, error) {
 		"scope":     o.App,
 		"namespace": o.Consensus.Namespace,
 		"restapi": map[string]any{
-			"listen":         "0.0.0.0:" + strconv.Itoa(PatroniPort),
+			// Every address (IPv6 and, dual-stack, IPv4): members on
+			// other hosts call it over the 6PN network.
+			"listen":         "[::]:" + strconv.Itoa(PatroniPort),
 			"authentication": map[string]any{"username": RestAPIUser},
 		},
 		"etcd3": map[string]any{
@@ -217,7 +219,9 @@ func MemberConfig(o ClusterOptions, imageRef string, guest types.MachineGuest, v
 		// when the etcd3 section is there too (PATRONI_ETCD3_HOSTS).
 		Env: map[string]string{
 			"PG_CONSENSUS_HOST":      firstHost(o.Consensus.Endpoints),
-			"PATRONI_ETCD3_HOSTS":    strings.Join(etcdHosts(o.Consensus.Endpoints), ","),
+			// A YAML list, so that an IPv6 endpoint's brackets are
+			// not read as one.
+			"PATRONI_ETCD3_HOSTS":    etcdHostList(o.Consensus.Endpoints),
 			"PATRONI_ETCD3_PROTOCOL": etcdProtocol(o.Consensus.Endpoints),
 			"PATRONI_ETCD3_USERNAME": o.Consensus.Username,
 			// The endpoints as given: etcd 3.5+ answers an anonymous
@@ -268,6 +272,13 @@ func etcdHosts(eps []string) []string {
 		out = append(out, ep)
 	}
 	return out
+}
+
+// etcdHostList is the endpoints' host:port as a YAML flow list (JSON),
+// how Patroni reads PATRONI_ETCD3_HOSTS.
+func etcdHostList(eps []string) string {
+	b, _ := json.Marshal(etcdHosts(eps))
+	return string(b)
 }
 
 func etcdProtocol(eps []string) string {

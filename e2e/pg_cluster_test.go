@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
+)
+
+// TestPgClusterAcrossHosts: on three hosts of a Hangar cluster (one
+// region, on the mesh), `hangar pg create --initial-cluster-size 3` puts
+// one member on each host, their Patroni elect a primary through the
+// consensus store of the host that granted it (reached over the mesh),
+// and the replicas stream from the primary on other hosts over 6PN. An
+// app's machine on one host reaches the primary on another host at
+// DB.flycast:5432 (TLS, verify-full against `pg ca`) and a replica at
+// :5433, which has the primary's row.
+func TestPgClusterAcrossHosts(t *testing.T) {
+	harness.RequireRoot(t)
+	if os.Getenv("HANGAR_PG_IMAGE_TEST") == "" {
+		t.Skip("builds a Debian image from the network (a few minutes): set HANGAR_PG_IMAGE_TEST=1 (CI's second step does)")
+	}
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		t.Skip("mmdebstrap not installed: apt-get install -y mmdebstrap")
+	}
+	bin := harness.BuildBinary(t)
+	c := harness.StartCluster(t, bin, harness.ClusterOptions{
+		Hosts: []harness.HostSpec{{Name: "a", Region: "fra"}, {Name: "b", Region: "fra"}, {Name: "c", Region: "fra"}},
+		Args:  meshClusterArgs(t),
+	})
+	a := c.Host("a")
+	const db, web = "pgx", "pgxweb"
+	for _, h := range c.Hosts() {
+		cleanupVolumes(t, h.Daemon, db)
+	}
+	var built struct {
+		Ref string `json:"ref"`
+	}
+	start := time.Now()
+	if err := json.Unmarshal([]byte(lastLine(hangarOK(t, a.Daemon, "pg", "image", "build", "--json"))), &built); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("image %s on a in %s", built.Ref, time.Since(start).Round(time.Second))
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := a.Hangar("logs", "-a", db)
+			lines := strings.Split(logs, "\n")
+			if len(lines) > 150 {
+				lines = lines[len(lines)-150:]
+			}
+			t.Logf("the cluster's last logs:\n%s", strings.Join(lines, "\n"))
+		}
+	})
+
+	start = time.Now()
+	out := hangarOK(t, a.Daemon, "pg", "create", "--name", db, "--initial-cluster-size", "3", "--volume-size-mb", "256")
+	t.Logf("pg create (3 members, the image fetched by b and c) took %s", time.Since(start).Round(time.Second))
+	pw := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
+	if pw == nil {
+		t.Fatalf("pg create output:\n%s", out)
+	}
+	ms := a.Machines(db)
+	hostOf := map[string]string{}
+	hostSet := map[string]bool{}
+	for _, m := range ms {
+		hostOf[m.ID] = m.HostID
+		hostSet[m.HostID] = true
+	}
+	if len(ms) != 3 || len(hostSet) != 3 {
+		t.Fatalf("want 3 members on 3 hosts, got %v", hostOf)
+	}
+
+	status := func() pgStatus {
+		t.Helper()
+		var s pgStatus
+		if err := json.Unmarshal([]byte(hangarOK(t, a.Daemon, "pg", "status", "-a", db, "--json")), &s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// Every member on the primary's timeline, the replicas streaming,
+	// each at its IPv6 (6PN) address: a member's IPv4 is local to its host.
+	var primary string
+	harness.Poll(t, "a primary and two streaming replicas", 90*time.Second, func() (bool, string) {
+		s := status()
+		primary = ""
+		streaming := 0
+		for _, m := range s.Members {
+			if !strings.Contains(m.Host, ":") {
+				return false, fmt.Sprintf("member %s at %s, want its 6PN address", m.Name, m.Host)
+			}
+			switch {
+			case m.Role == "leader" && m.State == "running":
+				primary = m.Name
+			case m.State == "streaming":
+				streaming++
+			}
+		}
+		return primary != "" && streaming == 2, fmt.Sprintf("%+v", s.Members)
+	})
+
+	// An app's machine: the Postgres image's psql, the cluster CA as a
+	// file. If it lands on the primary's host, the primary moves to
+	// another host first, so that the connection crosses hosts.
+	ca := hangarOK(t, a.Daemon, "pg", "ca", "-a", db)
+	createApp(t, a, web)
+	caB64 := base64.StdEncoding.EncodeToString([]byte(ca))
+	cfg := types.MachineConfig{Image: built.Ref, Init: types.MachineInit{Entrypoint: []string{"sleep", "infinity"}},
+		Env:   map[string]string{"PGPASSWORD": pw[1]},
+		Files: []types.File{{GuestPath: "/etc/pgx-ca.crt", RawValue: &caB64}}}
+	code, body := a.Call("POST", "/v1/apps/"+web+"/machines", types.CreateMachineRequest{Config: &cfg, Region: "fra"})
+	if code != http.StatusOK {
+		t.Fatalf("create the app's machine: %d %s", code, body)
+	}
+	var client types.Machine
+	if err := json.Unmarshal([]byte(body), &client); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := a.Call("GET", "/v1/apps/"+web+"/machines/"+client.ID+"/wait?state=started&timeout=120", nil); code != http.StatusOK {
+		t.Fatalf("the app's machine did not start: %d %s", code, body)
+	}
+	if hostOf[primary] == client.HostID {
+		var other string
+		for id, h := range hostOf {
+			if h != client.HostID {
+				other = id
+			}
+		}
+		hangarOK(t, a.Daemon, "pg", "failover", "-a", db, "--candidate", other)
+		primary = other
+	}
+	t.Logf("the app's machine is on %s, the primary %s on %s", client.HostID, primary, hostOf[primary])
+
+	psql := func(port int, sql string) (string, error) {
+		dsn := fmt.Sprintf("host=%s.flycast port=%d user=postgres dbname=postgres sslmode=verify-full sslrootcert=/etc/pgx-ca.crt connect_timeout=5", db, port)
+		return a.Hangar("machine", "exec", "-a", web, client.ID, "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql)
+	}
+	var got string
+	harness.Poll(t, db+".flycast:5432 from "+client.HostID+" reaches the primary on "+hostOf[primary], 60*time.Second, func() (bool, string) {
+		out, err := psql(5432, "select pg_is_in_recovery(), current_setting('ssl')")
+		got = strings.TrimSpace(out)
+		return err == nil && got == "f|on", fmt.Sprint(got, err)
+	})
+	if out, err := psql(5432, "create table across (id int primary key, note text); insert into across values (1, 'from "+client.HostID+"')"); err != nil {
+		t.Fatalf("write through %s.flycast:5432: %v\n%s", db, err, out)
+	}
+	harness.Poll(t, db+".flycast:5433 reaches a replica that has the row", 60*time.Second, func() (bool, string) {
+		out, err := psql(5433, "select pg_is_in_recovery(), (select note from across where id = 1)")
+		got = strings.TrimSpace(out)
+		return err == nil && got == "t|from "+client.HostID, fmt.Sprint(got, err)
+	})
+	// The primary's own view: two replicas streaming from it over 6PN.
+	harness.Poll(t, "the primary sends WAL to two replicas", 30*time.Second, func() (bool, string) {
+		out, err := psql(5432, "select count(*) from pg_stat_replication where state = 'streaming' and client_addr::text like '%:%'")
+		got = strings.TrimSpace(out)
+		return err == nil && got == "2", fmt.Sprint(got, err)
+	})
+}
