@@ -174,6 +174,8 @@ type pgMember struct {
 	Port     int    `json:"port"`
 	Timeline int    `json:"timeline"`
 	Lag      any    `json:"lag,omitempty"` // bytes, or "unknown"
+	// PendingRestart: a parameter changed needs a server start.
+	PendingRestart bool `json:"pending_restart,omitempty"`
 }
 
 // pgClusterView is Patroni's /cluster.

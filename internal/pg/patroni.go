@@ -218,7 +218,7 @@ func MemberConfig(o ClusterOptions, imageRef string, guest types.MachineGuest, v
 		// Patroni takes the etcd password from the environment only
 		// when the etcd3 section is there too (PATRONI_ETCD3_HOSTS).
 		Env: map[string]string{
-			"PG_CONSENSUS_HOST":      firstHost(o.Consensus.Endpoints),
+			"PG_CONSENSUS_HOST": firstHost(o.Consensus.Endpoints),
 			// A YAML list, so that an IPv6 endpoint's brackets are
 			// not read as one.
 			"PATRONI_ETCD3_HOSTS":    etcdHostList(o.Consensus.Endpoints),
