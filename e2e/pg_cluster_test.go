@@ -104,7 +104,7 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	// Every member on the primary's timeline, the replicas streaming,
 	// each at its IPv6 (6PN) address: a member's IPv4 is local to its host.
 	var primary string
-	harness.Poll(t, "a primary and two streaming replicas", 90*time.Second, func() (bool, string) {
+	harness.Poll(t, "a primary and two replicas", 90*time.Second, func() (bool, string) {
 		s := status()
 		primary = ""
 		streaming := 0
@@ -115,7 +115,7 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 			switch {
 			case m.Role == "leader" && m.State == "running":
 				primary = m.Name
-			case m.State == "streaming":
+			case m.State == "streaming" || m.State == "running": // Patroni 3.0.2 says running
 				streaming++
 			}
 		}
@@ -178,4 +178,21 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 		got = strings.TrimSpace(out)
 		return err == nil && got == "2", fmt.Sprint(got, err)
 	})
+
+	// A parameter that needs a restart, across hosts: the replicas
+	// restart one by one, then the primary; every member runs with it.
+	start = time.Now()
+	out = hangarOK(t, a.Daemon, "pg", "config", "update", "-a", db, "--max-connections", "120")
+	t.Logf("rolling restart of 3 members on 3 hosts took %s:\n%s", time.Since(start).Round(100*time.Millisecond), out)
+	if strings.Count(out, "Restarting the replica") != 2 || strings.Count(out, "Restarting the primary") != 1 ||
+		strings.Index(out, "Restarting the primary") < strings.LastIndex(out, "Restarting the replica") {
+		t.Fatalf("want both replicas restarted, then the primary:\n%s", out)
+	}
+	for _, port := range []int{5432, 5433} {
+		harness.Poll(t, fmt.Sprintf("max_connections through :%d", port), 30*time.Second, func() (bool, string) {
+			out, err := psql(port, "show max_connections")
+			got = strings.TrimSpace(out)
+			return err == nil && got == "120", fmt.Sprint(got, err)
+		})
+	}
 }

@@ -137,6 +137,7 @@ func TestHangarPostgresImage(t *testing.T) {
 
 	t.Run("create attach connect detach", func(t *testing.T) { testPgVerbs(t, bin, d) })
 	t.Run("patroni cluster failover", func(t *testing.T) { testPgCluster(t, d) })
+	t.Run("config import", func(t *testing.T) { testPgConfigImport(t, bin, d) })
 }
 
 // testPgVerbs: `hangar pg create` makes a database app (the image is
