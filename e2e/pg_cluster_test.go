@@ -23,7 +23,9 @@ import (
 // and the replicas stream from the primary on other hosts over 6PN. An
 // app's machine on one host reaches the primary on another host at
 // DB.flycast:5432 (TLS, verify-full against `pg ca`) and a replica at
-// :5433, which has the primary's row.
+// :5433, which has the primary's row; DB.internal:5432 reaches the
+// primary too; a parameter that needs a restart is applied by a rolling
+// restart, replicas first.
 func TestPgClusterAcrossHosts(t *testing.T) {
 	harness.RequireRoot(t)
 	if os.Getenv("HANGAR_PG_IMAGE_TEST") == "" {
@@ -139,7 +141,7 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &client); err != nil {
 		t.Fatal(err)
 	}
-	if code, body := a.Call("GET", "/v1/apps/"+web+"/machines/"+client.ID+"/wait?state=started&timeout=120", nil); code != http.StatusOK {
+	if code, body := a.Call("GET", "/v1/apps/"+web+"/machines/"+client.ID+"/wait?state=started&timeout=60", nil); code != http.StatusOK {
 		t.Fatalf("the app's machine did not start: %d %s", code, body)
 	}
 	if hostOf[primary] == client.HostID {
@@ -154,6 +156,10 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	}
 	t.Logf("the app's machine is on %s, the primary %s on %s", client.HostID, primary, hostOf[primary])
 
+	psqlAt := func(host string, port int, sql string) (string, error) {
+		dsn := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres sslmode=verify-full sslrootcert=/etc/pgx-ca.crt connect_timeout=5", host, port)
+		return a.Hangar("machine", "exec", "-a", web, client.ID, "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql)
+	}
 	psql := func(port int, sql string) (string, error) {
 		dsn := fmt.Sprintf("host=%s.flycast port=%d user=postgres dbname=postgres sslmode=verify-full sslrootcert=/etc/pgx-ca.crt connect_timeout=5", db, port)
 		return a.Hangar("machine", "exec", "-a", web, client.ID, "psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", dsn, "-c", sql)
@@ -171,6 +177,13 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 		out, err := psql(5433, "select pg_is_in_recovery(), (select note from across where id = 1)")
 		got = strings.TrimSpace(out)
 		return err == nil && got == "t|from "+client.HostID, fmt.Sprint(got, err)
+	})
+	// DB.internal names only the primary (DNS asks the proxy which
+	// member's primary service is up), so :5432 there reaches it too.
+	harness.Poll(t, db+".internal:5432 reaches the primary", 30*time.Second, func() (bool, string) {
+		out, err := psqlAt(db+".internal", 5432, "select pg_is_in_recovery()")
+		got = strings.TrimSpace(out)
+		return err == nil && got == "f", fmt.Sprint(got, err)
 	})
 	// The primary's own view: two replicas streaming from it over 6PN.
 	harness.Poll(t, "the primary sends WAL to two replicas", 30*time.Second, func() (bool, string) {

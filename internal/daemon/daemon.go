@@ -34,6 +34,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/logs"
 	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/network"
+	"github.com/hangar-dev/hangar/internal/pg"
 	"github.com/hangar-dev/hangar/internal/pgdcs"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
@@ -259,7 +260,7 @@ func Run(ctx context.Context, o Options) error {
 	defer stopDNS()
 	rtts, stopRTT := startRTT(ctx, o, st, netm, log.With("component", "rtt"))
 	defer stopRTT()
-	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o, rtts, log.With("component", "dns"))
+	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o, rtts, pgPrimaryServing(px), log.With("component", "dns"))
 	closeDNS := sync.OnceFunc(func() {
 		if dnsSrv != nil {
 			dnsSrv.Close()
@@ -726,7 +727,7 @@ func (c *appCleaner) remove(ctx context.Context, app string) {
 // machines get. If the port cannot be bound (another DNS server holds the
 // wildcard address), machines keep the host's resolvers and have no
 // .internal names; the daemon says so and runs on.
-func startDNS(ctx context.Context, st store.Store, netm *network.Manager, o Options, rtts *hosts.RTTs, log *slog.Logger) (*dns.Server, []string) {
+func startDNS(ctx context.Context, st store.Store, netm *network.Manager, o Options, rtts *hosts.RTTs, serving func(dns.Machine) (bool, bool), log *slog.Logger) (*dns.Server, []string) {
 	gw4, gw6 := netm.Gateways()
 	n4, n6 := netm.Subnets()
 	var allow []netip.Prefix
@@ -750,6 +751,7 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, o Opti
 		Host:      o.HostID,
 		Hosts:     rtts,
 		Private:   meshPrefixes(o),
+		Serving:   serving,
 		Log:       log,
 	})
 	if err != nil {
@@ -842,6 +844,19 @@ func pgConsensus(ctx context.Context, dataDir string, clustered bool, netm *netw
 		}
 	}
 	return s
+}
+
+// pgPrimaryServing makes <db>.internal name only a Hangar Postgres
+// cluster's primary: the member whose primary service (port 5432, checked
+// by Patroni's /primary) the proxy routes to, on this host or another.
+func pgPrimaryServing(px *proxy.Proxy) func(dns.Machine) (bool, bool) {
+	return func(m dns.Machine) (bool, bool) {
+		if m.Metadata[pg.ClusterMetaKey] == "" {
+			return false, false
+		}
+		up, _ := px.ServiceUp(m.App, m.ID, pg.PrimaryRouteKey)
+		return up, true
+	}
 }
 
 // apiPgConsensus keeps a nil *pgdcs.Server a nil interface.

@@ -239,12 +239,19 @@ func MemberConfig(o ClusterOptions, imageRef string, guest types.MachineGuest, v
 		Mounts:   []types.MachineMount{{Volume: volumeID, Path: "/data"}},
 		Restart:  &types.MachineRestart{Policy: "always"},
 		Services: []types.MachineService{service(Port, "primary"), service(ReplicaPort, "replica")},
-		Metadata: map[string]string{"role": RoleKey, "fly_process_group": "app", "hangar_pg_cluster": o.App},
+		Metadata: map[string]string{"role": RoleKey, "fly_process_group": "app", ClusterMetaKey: o.App},
 	}, nil
 }
 
 // RoleKey is the metadata role of a Hangar Postgres machine.
 const RoleKey = "hangar-postgres"
+
+// ClusterMetaKey is the metadata of a Patroni member: its cluster (app).
+const ClusterMetaKey = "hangar_pg_cluster"
+
+// PrimaryRouteKey is the RouteKey of a member's service to the primary
+// (public port 5432); DNS names only the member where it is up.
+var PrimaryRouteKey = (&types.MachineService{Protocol: "tcp", InternalPort: Port, Ports: []types.MachinePort{{Port: types.Ptr(Port)}}}).RouteKey()
 
 // firstHost is the host of the first endpoint (the member's start script
 // learns its own address by routing towards it).

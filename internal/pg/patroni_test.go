@@ -235,3 +235,26 @@ func TestClusterCertificates(t *testing.T) {
 		t.Error("a certificate without names was made")
 	}
 }
+
+// PrimaryRouteKey names the member's service that Patroni's /primary
+// gates (DNS names only the member where it is up).
+func TestPrimaryRouteKey(t *testing.T) {
+	o := ClusterOptions{App: "db", Consensus: types.PgConsensus{Endpoints: []string{"http://10.0.0.1:2379"}, Username: "pg-db"}, ServerCert: []byte("c"), CACert: []byte("a")}
+	cfg, err := MemberConfig(o, "img", types.MachineGuest{CPUs: 1, MemoryMB: 256}, "vol_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		if s.RouteKey() == PrimaryRouteKey {
+			n++
+			if s.Checks[0].Path != "/primary" {
+				t.Errorf("the service with key %s checks %s", PrimaryRouteKey, s.Checks[0].Path)
+			}
+		}
+	}
+	if n != 1 || cfg.Metadata[ClusterMetaKey] != "db" {
+		t.Errorf("%d services with key %s; metadata %v", n, PrimaryRouteKey, cfg.Metadata)
+	}
+}

@@ -134,3 +134,30 @@ func TestPickServiceAcrossHosts(t *testing.T) {
 		t.Fatalf("this host publishes a1 with down services %v, want [%s]", pub, primary)
 	}
 }
+
+// ServiceUp: a machine's service as this host sees it, or as another host
+// publishes it; unknown machines are not known.
+func TestServiceUp(t *testing.T) {
+	p := New("test", "fra", nil)
+	p.SetEdge(EdgeOptions{Host: "a"})
+	const primary, replica = "tcp/5432/5432", "tcp/5432/5433"
+	p.SetBackend(Backend{App: "db", MachineID: "a1", Region: "fra", Addr: "10.0.0.1:5432", DownServices: []string{replica}}, true)
+	p.SetEdgeHost(EdgeHost{ID: "b", Region: "fra", Addr: "127.0.0.1:2", Machines: []RemoteMachine{
+		{App: "db", MachineID: "b1", Region: "fra", Routable: true, Down: []string{primary}}}})
+	for _, c := range []struct {
+		id, svc   string
+		up, known bool
+	}{
+		{"a1", primary, true, true}, {"a1", replica, false, true},
+		{"b1", primary, false, true}, {"b1", replica, true, true},
+		{"zz", primary, false, false},
+	} {
+		if up, known := p.ServiceUp("db", c.id, c.svc); up != c.up || known != c.known {
+			t.Errorf("%s %s: up %v known %v, want %v %v", c.id, c.svc, up, known, c.up, c.known)
+		}
+	}
+	p.SetBackend(Backend{App: "db", MachineID: "a1"}, false) // its checks fail
+	if up, _ := p.ServiceUp("db", "a1", primary); up {
+		t.Error("a machine that is not routable serves")
+	}
+}
