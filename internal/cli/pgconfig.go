@@ -260,7 +260,7 @@ place: its clients reconnect), and the command says so.`,
 				fmt.Fprintf(out, "Set %s on every member of %s (applied at a reload, no restart needed).\n", strings.Join(changed, ", "), name)
 				return pgWaitApplied(ctx, c, name, m.ID, order, want, force, 30*time.Second)
 			}
-			fmt.Fprintf(out, "Set %s on every member of %s; %s take effect only at a server start: restarting the members one by one, replicas first, then the primary.\n",
+			fmt.Fprintf(out, "Set %s on every member of %s; a change of %s takes effect only at a server start: restarting the members one by one, replicas first, then the primary.\n",
 				strings.Join(changed, ", "), name, strings.Join(restart, ", "))
 			if err := pgRollingRestart(ctx, c, name, out); err != nil {
 				return err
