@@ -62,7 +62,7 @@ func TestHangarPostgresImage(t *testing.T) {
 		Ref   string `json:"ref"`
 		Built bool   `json:"built"`
 	}
-	if err := json.Unmarshal([]byte(lastLine(hangarOK(t, d, "pg", "image", "build", "--json"))), &built); err != nil {
+	if err := json.Unmarshal([]byte(lastLine(hangarOK(t, d, "pg", "image", "build", "--json", "--save", pgImageArchive))), &built); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(built.Ref, "hangar/postgres:15-") || !built.Built {

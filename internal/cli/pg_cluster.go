@@ -77,7 +77,7 @@ DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
 			} else if !isNotFound(err) {
 				return err
 			}
-			img, _, err := ensurePgImage(ctx, cmd, c, version, "", false, false)
+			img, _, err := ensurePgImage(ctx, cmd, c, version, "", "", false, false)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,6 +16,12 @@ import (
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/types"
 )
+
+// pgImageArchive is where TestHangarPostgresImage keeps the image it
+// builds (`pg image build --save`), so that TestPgClusterAcrossHosts,
+// which runs after it, imports it instead of building it again; TestMain
+// removes it.
+var pgImageArchive = filepath.Join(os.TempDir(), fmt.Sprintf("hangar-e2e-pg-image-%d.tar", os.Getpid()))
 
 // TestPgClusterAcrossHosts: on three hosts of a Hangar cluster (one
 // region, on the mesh), `hangar pg create --initial-cluster-size 3` puts
@@ -47,20 +54,19 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	var built struct {
 		Ref string `json:"ref"`
 	}
-	// The build runs in the root namespace (the hosts' have no way to
-	// Debian's archive), against a's API.
+	// The image: the one TestHangarPostgresImage built in this run, if
+	// it did, imported; else built here, in the root namespace (the
+	// hosts' have no way to Debian's archive), against a's API.
 	start := time.Now()
+	if _, err := os.Stat(pgImageArchive); err == nil {
+		hangarOK(t, a.Daemon, "images", "import", pgImageArchive)
+	}
 	build := exec.Command(bin, "pg", "image", "build", "--json")
 	build.Env = append(os.Environ(), "HANGAR_API_URL="+a.APIURL(), "HANGAR_API_TOKEN="+a.AdminToken())
-	var stdout strings.Builder
-	build.Stdout = &stdout
-	if b, err := func() ([]byte, error) {
-		var e strings.Builder
-		build.Stderr = &e
-		err := build.Run()
-		return []byte(e.String()), err
-	}(); err != nil {
-		t.Fatalf("pg image build on a: %v\n%s", err, b)
+	var stdout, stderr strings.Builder
+	build.Stdout, build.Stderr = &stdout, &stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("pg image build on a: %v\n%s", err, stderr.String())
 	}
 	if err := json.Unmarshal([]byte(lastLine(stdout.String())), &built); err != nil {
 		t.Fatal(err)
