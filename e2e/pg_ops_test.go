@@ -1,10 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/hangar-dev/hangar/internal/harness"
 	"github.com/hangar-dev/hangar/internal/pgtest"
@@ -35,7 +41,9 @@ func pgConfigShow(t *testing.T, d *harness.Daemon, db string) map[string]pgConfi
 // parameter applied at a reload and one that needs a restart (the server
 // runs with both afterwards, nothing pending), and refuses an unknown
 // parameter, a bad value and a parameter Hangar manages, changing
-// nothing; `pg import` copies a real PostgreSQL's database into the
+// nothing; `pg ca rotate` gives an attached app the new CA and the
+// member a certificate of it (a client trusting only the old CA is then
+// refused); `pg import` copies a real PostgreSQL's database into the
 // cluster and proves it (verified counts and checksums), drops its
 // temporary user, and refuses a database that is not empty.
 func testPgConfigImport(t *testing.T, bin string, d *harness.Daemon) {
@@ -131,6 +139,74 @@ func testPgConfigImport(t *testing.T, bin string, d *harness.Daemon) {
 	// A second import into the now non-empty database is refused.
 	if out, err := d.Hangar("pg", "import", "--from", src.URL("shop"), "-a", db); err == nil || !strings.Contains(out, "empty") {
 		t.Fatalf("import into a non-empty database: %v\n%s", err, out)
+	}
+
+	// CA rotation: an attached app trusts the new CA too, the member
+	// serves a certificate of the new CA only, the data stays.
+	hangarOK(t, d, "apps", "create", "pgopsweb")
+	hangarOK(t, d, "pg", "attach", db, "-a", "pgopsweb", "--database-name", "shop")
+	oldCA := hangarOK(t, d, "pg", "ca", "-a", db)
+	out = hangarOK(t, d, "pg", "ca", "rotate", "-a", db)
+	if !strings.Contains(out, "App pgopsweb trusts the new CA") || !strings.Contains(out, "Step 2 of 2") {
+		t.Fatalf("pg ca rotate:\n%s", out)
+	}
+	bundle := hangarOK(t, d, "pg", "ca", "-a", db)
+	if strings.Count(bundle, "BEGIN CERTIFICATE") != 2 || !strings.HasSuffix(strings.TrimSpace(bundle), strings.TrimSpace(oldCA)) {
+		t.Fatalf("after the rotation pg ca prints:\n%s", bundle)
+	}
+	newCA := bundle[:strings.Index(bundle, "-----END CERTIFICATE-----")+len("-----END CERTIFICATE-----")] + "\n"
+	digest := func(app, name string) string {
+		var ls struct {
+			Secrets []struct{ Name, Digest string }
+		}
+		if err := json.Unmarshal([]byte(hangarOK(t, d, "secrets", "list", "-a", app, "--json")), &ls.Secrets); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ls.Secrets {
+			if s.Name == name {
+				return s.Digest
+			}
+		}
+		return ""
+	}
+	if a, b := digest("pgopsweb", "DATABASE_CA_CERT"), digest(db, "PG_CA_CERT"); a == "" || a != b {
+		t.Fatalf("the attached app's CA secret (%s) is not the cluster's bundle (%s)", a, b)
+	}
+	var ips []struct{ Address, Type string }
+	if err := d.Get("/v1/apps/"+db+"/ips", &ips); err != nil || len(ips) == 0 {
+		t.Fatalf("ips %v %v", ips, err)
+	}
+	dir := t.TempDir()
+	verify := func(ca string) error {
+		f := filepath.Join(dir, fmt.Sprintf("ca-%d.crt", len(ca)))
+		if err := os.WriteFile(f, []byte(ca), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := pgx.ParseConfig(fmt.Sprintf("postgres://hangar@%s.flycast:5432/shop?sslmode=verify-full&sslrootcert=%s&connect_timeout=5", db, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.LookupFunc = func(ctx context.Context, host string) ([]string, error) { return []string{ips[0].Address}, nil }
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := pgx.ConnectConfig(ctx, cfg)
+		if err == nil {
+			c.Close(ctx)
+		}
+		return err
+	}
+	// TLS comes before authentication: a certificate the client refuses
+	// fails the handshake; one it accepts gets to the password.
+	harness.Poll(t, "the member serves a certificate of the new CA", 60*time.Second, func() (bool, string) {
+		err := verify(newCA)
+		return err != nil && strings.Contains(err.Error(), "password"), fmt.Sprint(err)
+	})
+	if err := verify(oldCA); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a client trusting only the old CA: %v, want a certificate error", err)
+	}
+	got = strings.TrimSpace(hangarStdin(t, bin, d, "select count(*) from orders;\n", "pg", "connect", "-a", db, "-d", "shop"))
+	if !strings.Contains(got, "5000") {
+		t.Fatalf("after the rotation: %q", got)
 	}
 }
 

@@ -590,6 +590,7 @@ func newPgCACmd() *cobra.Command {
 		},
 	}
 	appFlags(cmd, &app, &config)
+	cmd.AddCommand(newPgCARotateCmd())
 	return cmd
 }
 

@@ -55,6 +55,8 @@ export PATRONI_REWIND_PASSWORD="$OPERATOR_PASSWORD"
 export PATRONI_REPLICATION_PASSWORD="$REPL_PASSWORD"
 export PATRONI_RESTAPI_PASSWORD="$PATRONI_API_PASSWORD"
 unset OPERATOR_PASSWORD REPL_PASSWORD PATRONI_API_PASSWORD PG_TLS_KEY PG_CA_KEY
+# A rotated server key is PG_TLS_KEY_N (`hangar pg ca rotate`).
+for v in $(env | sed -n 's/^\(PG_TLS_KEY_[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; done
 export PATRONICTL_CONFIG_FILE="$conf/patroni.yml"
 # libpq (replication, pg_rewind) looks for client certificates in HOME.
 export HOME=/var/lib/postgresql

@@ -53,6 +53,9 @@ var patroniStart []byte
 //go:embed ctl.py
 var ctlScript []byte
 
+// MemberStartScript is the members' start script (MemberConfig mounts it).
+func MemberStartScript() []byte { return append([]byte(nil), patroniStart...) }
+
 // CtlScript is the helper the CLI runs in a member (python3 CtlScript
 // cluster|switchover [CANDIDATE]): Patroni's /cluster, or a switchover.
 const CtlScript = ConfigDir + "/ctl.py"
