@@ -32,7 +32,8 @@ var pgImageArchive = filepath.Join(os.TempDir(), fmt.Sprintf("hangar-e2e-pg-imag
 // DB.flycast:5432 (TLS, verify-full against `pg ca`) and a replica at
 // :5433, which has the primary's row; DB.internal:5432 reaches the
 // primary too; a parameter that needs a restart is applied by a rolling
-// restart, replicas first.
+// restart, replicas first; a CA rotation rolls over the three hosts and
+// the replicas stream again.
 func TestPgClusterAcrossHosts(t *testing.T) {
 	harness.RequireRoot(t)
 	if os.Getenv("HANGAR_PG_IMAGE_TEST") == "" {
@@ -214,4 +215,29 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 			return err == nil && got == "120", fmt.Sprint(got, err)
 		})
 	}
+
+	// CA rotation across hosts, rolling: each member trusts both CAs,
+	// then serves the new certificate; the replicas stream from the
+	// primary again (replication checks the member certificate against
+	// the CA bundle).
+	start = time.Now()
+	out = hangarOK(t, a.Daemon, "pg", "ca", "rotate", "-a", db)
+	t.Logf("pg ca rotate of 3 members on 3 hosts took %s:\n%s", time.Since(start).Round(100*time.Millisecond), out)
+	if strings.Count(out, "restarted with it") != 6 || strings.Count(out, "handed over to a replica") != 2 {
+		t.Fatalf("want each of 3 members restarted twice, the primary handed over before each of its own:\n%s", out)
+	}
+	harness.Poll(t, "the new primary streams to two replicas after the rotation", 60*time.Second, func() (bool, string) {
+		out, err := hangarStdinErr(bin, a.Daemon, "select count(*) from pg_stat_replication where state = 'streaming';\n", "pg", "connect", "-a", db)
+		return err == nil && strings.Contains(out, " 2\n"), fmt.Sprint(out, err)
+	})
+}
+
+// hangarStdinErr runs the CLI in the root namespace with stdin against
+// d's daemon and returns its output and error.
+func hangarStdinErr(bin string, d *harness.Daemon, stdin string, args ...string) (string, error) {
+	c := exec.Command(bin, args...)
+	c.Env = append(os.Environ(), "HANGAR_DATA_DIR="+d.DataDir, "HANGAR_API_URL=", "HANGAR_API_TOKEN=")
+	c.Stdin = strings.NewReader(stdin)
+	out, err := c.CombinedOutput()
+	return string(out), err
 }
