@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -108,7 +109,7 @@ func newPgConfigShowCmd() *cobra.Command {
 				names = append(names, f.Name)
 			}
 			for n := range params {
-				if !contains(names, n) {
+				if !slices.Contains(names, n) {
 					names = append(names, n)
 				}
 			}
@@ -150,15 +151,6 @@ func newPgConfigShowCmd() *cobra.Command {
 	appFlags(cmd, &app, &config)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
 	return cmd
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 func newPgConfigUpdateCmd() *cobra.Command {
