@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/types"
 )
 
 // pgbenchRuns is how many pgbench runs each side gets (alternately, so
@@ -65,8 +66,20 @@ func BenchmarkPostgres(b *testing.B) {
 		return out
 	}
 	b.Cleanup(func() {
+		// The machines, then their volumes (unmounted by their destroy).
 		for _, m := range d.Machines(db) {
 			d.Call("DELETE", "/v1/apps/"+db+"/machines/"+m.ID+"?force=true", nil)
+		}
+		var vs []types.Volume
+		if d.Get("/v1/apps/"+db+"/volumes", &vs) == nil {
+			for _, v := range vs {
+				for i := 0; i < 40; i++ {
+					if code, _ := d.Call("DELETE", "/v1/apps/"+db+"/volumes/"+v.ID, nil); code == 200 {
+						break
+					}
+					time.Sleep(250 * time.Millisecond)
+				}
+			}
 		}
 	})
 	hangar("pg", "image", "build")
@@ -158,8 +171,9 @@ func BenchmarkPostgres(b *testing.B) {
 
 	// Failover: kill -9 of the primary's machine, then a new connection
 	// and an insert through the Flycast address every 50 ms.
+	withPassword := (&url.URL{Scheme: "postgres", User: url.UserPassword("postgres", pw[1]), Host: net.JoinHostPort(fc[1], "5432"), Path: "/" + pgbenchDatabase, RawQuery: "sslmode=require"}).String()
 	conn := func(ctx context.Context) (*pgx.Conn, error) {
-		return pgx.Connect(ctx, dsn(fc[1]))
+		return pgx.Connect(ctx, withPassword)
 	}
 	{
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

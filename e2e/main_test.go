@@ -9,6 +9,8 @@ import (
 // (the Postgres image archive, pgImageArchive).
 func TestMain(m *testing.M) {
 	code := m.Run()
-	os.Remove(pgImageArchive)
+	if os.Getenv("HANGAR_E2E_PG_IMAGE") == "" {
+		os.Remove(pgImageArchive)
+	}
 	os.Exit(code)
 }

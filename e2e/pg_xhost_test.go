@@ -21,7 +21,14 @@ import (
 // builds (`pg image build --save`), so that TestPgClusterAcrossHosts,
 // which runs after it, imports it instead of building it again; TestMain
 // removes it.
-var pgImageArchive = filepath.Join(os.TempDir(), fmt.Sprintf("hangar-e2e-pg-image-%d.tar", os.Getpid()))
+// HANGAR_E2E_PG_IMAGE names a file to use instead (kept: to build once
+// and run these tests again without building).
+var pgImageArchive = func() string {
+	if p := os.Getenv("HANGAR_E2E_PG_IMAGE"); p != "" {
+		return p
+	}
+	return filepath.Join(os.TempDir(), fmt.Sprintf("hangar-e2e-pg-image-%d.tar", os.Getpid()))
+}()
 
 // TestPgClusterAcrossHosts: on three hosts of a Hangar cluster (one
 // region, on the mesh), `hangar pg create --initial-cluster-size 3` puts
