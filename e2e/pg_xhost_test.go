@@ -69,7 +69,11 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	if _, err := os.Stat(pgImageArchive); err == nil {
 		hangarOK(t, a.Daemon, "images", "import", pgImageArchive)
 	}
-	build := exec.Command(bin, "pg", "image", "build", "--json")
+	args := []string{"pg", "image", "build", "--json"}
+	if _, err := os.Stat(pgImageArchive); err != nil {
+		args = append(args, "--save", pgImageArchive) // for the tests after this one
+	}
+	build := exec.Command(bin, args...)
 	build.Env = append(os.Environ(), "HANGAR_API_URL="+a.APIURL(), "HANGAR_API_TOKEN="+a.AdminToken())
 	var stdout, stderr strings.Builder
 	build.Stdout, build.Stderr = &stdout, &stderr
@@ -83,9 +87,14 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			logs, _ := a.Hangar("logs", "-a", db)
-			lines := strings.Split(logs, "\n")
-			if len(lines) > 150 {
-				lines = lines[len(lines)-150:]
+			var lines []string
+			for _, l := range strings.Split(logs, "\n") {
+				if !strings.Contains(l, "no action.") && !strings.Contains(l, "following a different") && !strings.Contains(l, "Lock owner") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) > 300 {
+				lines = lines[len(lines)-300:]
 			}
 			t.Logf("the cluster's last logs:\n%s", strings.Join(lines, "\n"))
 		}
