@@ -40,8 +40,9 @@ const (
 // alternately, and the TPS ratio (the issue's target: ≥ 0.9); then the
 // failover time, kill -9 of the primary's machine → the first write
 // acknowledged through DB.flycast:5432 on a new connection, over 5 runs.
-// Needs the Hangar Postgres image (built here: HANGAR_PG_IMAGE_TEST=1)
-// and pgbench (Debian's postgresql-client).
+// Needs the Hangar Postgres image (built here: HANGAR_PG_IMAGE_TEST=1;
+// imported instead from HANGAR_E2E_PG_IMAGE if that archive exists) and
+// pgbench (Debian's postgresql-client).
 func BenchmarkPostgres(b *testing.B) {
 	harness.RequireRoot(b)
 	if os.Getenv("HANGAR_PG_IMAGE_TEST") == "" {
@@ -82,6 +83,11 @@ func BenchmarkPostgres(b *testing.B) {
 			}
 		}
 	})
+	if f := os.Getenv("HANGAR_E2E_PG_IMAGE"); f != "" {
+		if _, err := os.Stat(f); err == nil {
+			hangar("images", "import", f) // an archive kept by the e2e tests: no build
+		}
+	}
 	hangar("pg", "image", "build")
 	out := hangar("pg", "create", "--name", db, "--initial-cluster-size", "3", "--volume-size-mb", "512")
 	pw := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
