@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -26,8 +27,8 @@ import (
 // that both see the same load on a shared machine); pgFailovers how many
 // kills are measured.
 const (
-	pgbenchRuns     = 3
-	pgbenchSeconds  = 8
+	pgbenchRuns     = 5
+	pgbenchSeconds  = 6
 	pgFailovers     = 5
 	pgbenchClients  = 4
 	pgbenchThreads  = 2
@@ -39,7 +40,10 @@ const (
 // Patroni's checks) against pgbench straight to the primary's address,
 // alternately, and the TPS ratio (the target: ≥ 0.9); then the
 // failover time, kill -9 of the primary's machine → the first write
-// acknowledged through DB.flycast:5432 on a new connection, over 5 runs.
+// acknowledged through DB.flycast:5432 on a new connection, over 5 runs
+// (Hangar restarts the killed machine within the leader key's ttl, so
+// this is a restart of the primary, not an election: the output says
+// which).
 // Needs the Hangar Postgres image (built here: HANGAR_PG_IMAGE_TEST=1;
 // imported instead from HANGAR_E2E_PG_IMAGE if that archive exists) and
 // pgbench (Debian's postgresql-client).
@@ -173,7 +177,15 @@ func BenchmarkPostgres(b *testing.B) {
 		}
 		return s / float64(len(xs))
 	}
-	ratio := mean(proxied) / mean(direct)
+	// Each pair ran back to back, under the same load: the median of
+	// the pairs' ratios is the figure; the ratio of the means is printed
+	// too.
+	var ratios []float64
+	for i := range direct {
+		ratios = append(ratios, proxied[i]/direct[i])
+	}
+	sort.Float64s(ratios)
+	ratio := ratios[len(ratios)/2]
 
 	// Failover: kill -9 of the primary's machine, then a new connection
 	// and an insert through the Flycast address every 50 ms.
@@ -232,7 +244,7 @@ func BenchmarkPostgres(b *testing.B) {
 	fmt.Fprintf(&sb, "%-34s %10s   runs\n", "", "mean TPS")
 	fmt.Fprintf(&sb, "%-34s %10.0f   %v\n", "straight to the primary", mean(direct), direct)
 	fmt.Fprintf(&sb, "%-34s %10.0f   %v\n", "through DB.flycast:5432 (proxy)", mean(proxied), proxied)
-	fmt.Fprintf(&sb, "ratio flycast/direct: %.2fx (target ≥ 0.9x)\n", ratio)
+	fmt.Fprintf(&sb, "ratio flycast/direct: median of the pairs %.2fx (pairs %.2f), of the means %.2fx (target ≥ 0.9x)\n", ratio, ratios, mean(proxied)/mean(direct))
 	fmt.Fprintf(&sb, "failover, %d runs: %s min %s, median %s, max %s (new primary elected: %v)\n", pgFailovers, f.name,
 		f.min.Round(time.Millisecond), f.med.Round(time.Millisecond), f.max.Round(time.Millisecond), newPrimary)
 	fmt.Print(sb.String())
