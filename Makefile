@@ -20,7 +20,7 @@ test: lint
 # test-slow: the tests `make test` skips because they download from
 # Debian's archive (the Hangar Postgres image). CI runs it second.
 test-slow:
-	HANGAR_PG_IMAGE_TEST=1 $(GO) test -race -count=1 -timeout 30m -run 'TestHangarPostgresImage' ./e2e
+	HANGAR_PG_IMAGE_TEST=1 $(GO) test -race -count=1 -timeout 30m -run 'TestHangarPostgresImage|TestPgClusterAcrossHosts' ./e2e
 
 # bench: the benchmarks that print side-by-side figures and ratios.
 # HANGAR_BENCH_IDLE_WAIT: how long BenchmarkProxyIdleMemory waits after

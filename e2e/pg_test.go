@@ -62,7 +62,7 @@ func TestHangarPostgresImage(t *testing.T) {
 		Ref   string `json:"ref"`
 		Built bool   `json:"built"`
 	}
-	if err := json.Unmarshal([]byte(lastLine(hangarOK(t, d, "pg", "image", "build", "--json"))), &built); err != nil {
+	if err := json.Unmarshal([]byte(lastLine(hangarOK(t, d, "pg", "image", "build", "--json", "--save", pgImageArchive))), &built); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(built.Ref, "hangar/postgres:15-") || !built.Built {
@@ -137,6 +137,7 @@ func TestHangarPostgresImage(t *testing.T) {
 
 	t.Run("create attach connect detach", func(t *testing.T) { testPgVerbs(t, bin, d) })
 	t.Run("patroni cluster failover", func(t *testing.T) { testPgCluster(t, d) })
+	t.Run("config import", func(t *testing.T) { testPgConfigImport(t, bin, d) })
 }
 
 // testPgVerbs: `hangar pg create` makes a database app (the image is

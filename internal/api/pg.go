@@ -9,7 +9,8 @@ import (
 )
 
 // PgConsensus gives Hangar Postgres clusters their Patroni consensus
-// store (pgdcs.Server on a single host).
+// store (pgdcs.Server: on a single host on the bridge gateway, on a host
+// of a cluster on its 6PN gateway, which other hosts' machines reach).
 type PgConsensus interface {
 	// Grant makes or renews the app's user and returns where the store is
 	// and the user's new password.
@@ -27,7 +28,7 @@ func (s *Server) pgConsensus(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if s.pgDCS == nil {
-		return fmt.Errorf("%w: a daemon in a Hangar cluster does not serve one yet (replicated Postgres runs on single-host daemons; docs/postgres.md)", errNoPgConsensus)
+		return fmt.Errorf("%w: this daemon has no machine network address to serve it on (docs/postgres.md)", errNoPgConsensus)
 	}
 	g, password, err := s.pgDCS.Grant(r.Context(), app)
 	if err != nil {

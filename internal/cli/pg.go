@@ -27,14 +27,15 @@ func newPgCmd() *cobra.Command {
 		Use:   "pg",
 		Short: "Work with PostgreSQL databases",
 	}
-	cmd.AddCommand(newPgMigrateCmd(), newPgImageCmd(), newPgCreateCmd(), newPgAttachCmd(), newPgDetachCmd(), newPgConnectCmd(), newPgCACmd(), newPgStatusCmd(), newPgFailoverCmd())
+	cmd.AddCommand(newPgMigrateCmd(), newPgImageCmd(), newPgCreateCmd(), newPgAttachCmd(), newPgDetachCmd(), newPgConnectCmd(), newPgCACmd(), newPgStatusCmd(), newPgFailoverCmd(),
+		newPgConfigCmd(), newPgImportCmd())
 	return cmd
 }
 
 func newPgImageCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Short: "The Hangar Postgres image"}
 	var version int
-	var mirror string
+	var mirror, save string
 	var force, asJSON bool
 	build := &cobra.Command{
 		Use:   "build",
@@ -53,9 +54,12 @@ takes a few minutes.`,
 			if err != nil {
 				return err
 			}
-			img, built, err := ensurePgImage(cmd.Context(), cmd, c, version, mirror, force, asJSON)
+			img, built, err := ensurePgImage(cmd.Context(), cmd, c, version, mirror, save, force, asJSON)
 			if err != nil {
 				return err
+			}
+			if save != "" && !built {
+				fmt.Fprintf(cmd.ErrOrStderr(), "Nothing saved to %s: the image was not built (--force builds it again)\n", save)
 			}
 			if asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"ref": img.Ref, "image": img, "built": built})
@@ -67,6 +71,7 @@ takes a few minutes.`,
 	build.Flags().IntVar(&version, "postgres-version", pg.DefaultVersion, "PostgreSQL major version")
 	build.Flags().StringVar(&mirror, "mirror", "", "Debian mirror (default "+image.DefaultDebianMirror+")")
 	build.Flags().BoolVar(&force, "force", false, "build even if the daemon has the image")
+	build.Flags().StringVar(&save, "save", "", "also keep the image built as an OCI archive at this path (`hangar images import` it on another daemon)")
 	build.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.AddCommand(build)
 	return cmd
@@ -210,7 +215,7 @@ func printPgReport(w io.Writer, r *pgmigrate.Report, asJSON bool) error {
 // ensurePgImage gives the daemon the Hangar Postgres image of version:
 // the one it has (unless force), or one built here and uploaded. Progress
 // goes to stderr (mmdebstrap's too, unless quiet).
-func ensurePgImage(ctx context.Context, cmd *cobra.Command, c *client, version int, mirror string, force, quiet bool) (*types.Image, bool, error) {
+func ensurePgImage(ctx context.Context, cmd *cobra.Command, c *client, version int, mirror, save string, force, quiet bool) (*types.Image, bool, error) {
 	opts, err := pg.ImageOptions(version, mirror)
 	if err != nil {
 		return nil, false, &HintError{Err: err, Hint: fmt.Sprintf("use --postgres-version %d", pg.DefaultVersion)}
@@ -247,6 +252,9 @@ func ensurePgImage(ctx context.Context, cmd *cobra.Command, c *client, version i
 	}
 	defer os.RemoveAll(tmp)
 	archive := filepath.Join(tmp, "image.tar")
+	if save != "" {
+		archive = save
+	}
 	if err := image.WriteOCIArchive(img, ref, archive); err != nil {
 		return nil, false, fmt.Errorf("write %s: %w", ref, err)
 	}

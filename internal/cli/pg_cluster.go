@@ -77,7 +77,7 @@ DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
 			} else if !isNotFound(err) {
 				return err
 			}
-			img, _, err := ensurePgImage(ctx, cmd, c, version, "", false, false)
+			img, _, err := ensurePgImage(ctx, cmd, c, version, "", "", false, false)
 			if err != nil {
 				return err
 			}
@@ -174,6 +174,8 @@ type pgMember struct {
 	Port     int    `json:"port"`
 	Timeline int    `json:"timeline"`
 	Lag      any    `json:"lag,omitempty"` // bytes, or "unknown"
+	// PendingRestart: a parameter changed needs a server start.
+	PendingRestart bool `json:"pending_restart,omitempty"`
 }
 
 // pgClusterView is Patroni's /cluster.
@@ -588,6 +590,7 @@ func newPgCACmd() *cobra.Command {
 		},
 	}
 	appFlags(cmd, &app, &config)
+	cmd.AddCommand(newPgCARotateCmd())
 	return cmd
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/hangar-dev/hangar/internal/mesh"
 	"github.com/hangar-dev/hangar/internal/metrics"
 	"github.com/hangar-dev/hangar/internal/network"
+	"github.com/hangar-dev/hangar/internal/pg"
 	"github.com/hangar-dev/hangar/internal/pgdcs"
 	"github.com/hangar-dev/hangar/internal/proxy"
 	"github.com/hangar-dev/hangar/internal/runtime"
@@ -263,7 +264,7 @@ func Run(ctx context.Context, o Options) error {
 	defer stopDNS()
 	rtts, stopRTT := startRTT(ctx, o, st, netm, log.With("component", "rtt"))
 	defer stopRTT()
-	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o, rtts, log.With("component", "dns"))
+	dnsSrv, nameservers := startDNS(dnsCtx, st, netm, o, rtts, pgPrimaryServing(px), log.With("component", "dns"))
 	closeDNS := sync.OnceFunc(func() {
 		if dnsSrv != nil {
 			dnsSrv.Close()
@@ -392,7 +393,7 @@ func Run(ctx context.Context, o Options) error {
 	if node != nil {
 		remover.RemoveMember = node.RemoveMember
 	}
-	pgCons := pgConsensus(ctx, o.DataDir, node == nil, netm, log.With("component", "pg-consensus"))
+	pgCons := pgConsensus(ctx, o.DataDir, node != nil || o.Etcd != nil, netm, log.With("component", "pg-consensus"))
 	if pgCons != nil {
 		defer pgCons.Close()
 	}
@@ -760,7 +761,7 @@ func (c *appCleaner) remove(ctx context.Context, app string) {
 // machines get. If the port cannot be bound (another DNS server holds the
 // wildcard address), machines keep the host's resolvers and have no
 // .internal names; the daemon says so and runs on.
-func startDNS(ctx context.Context, st store.Store, netm *network.Manager, o Options, rtts *hosts.RTTs, log *slog.Logger) (*dns.Server, []string) {
+func startDNS(ctx context.Context, st store.Store, netm *network.Manager, o Options, rtts *hosts.RTTs, serving func(dns.Machine) (bool, bool), log *slog.Logger) (*dns.Server, []string) {
 	gw4, gw6 := netm.Gateways()
 	n4, n6 := netm.Subnets()
 	var allow []netip.Prefix
@@ -784,6 +785,7 @@ func startDNS(ctx context.Context, st store.Store, netm *network.Manager, o Opti
 		Host:      o.HostID,
 		Hosts:     rtts,
 		Private:   meshPrefixes(o),
+		Serving:   serving,
 		Log:       log,
 	})
 	if err != nil {
@@ -852,22 +854,43 @@ func mtlsClient(tlsCfg *tls.Config) *http.Client {
 	}}
 }
 
-// pgConsensus is the embedded etcd of Hangar Postgres clusters, on the
-// bridge's IPv4 gateway: nil in a Hangar cluster (not served there yet).
-// A store made before is started at once, since Postgres machines
-// depend on it; a new one is started by its first grant.
-func pgConsensus(ctx context.Context, dataDir string, single bool, netm *network.Manager, log *slog.Logger) *pgdcs.Server {
-	if !single {
-		return nil
+// pgConsensus is the embedded etcd of Hangar Postgres clusters. A single
+// host serves it on the bridge's IPv4 gateway; a host of a cluster on
+// its 6PN gateway (the bridge's ::1 of its /64), which every machine of
+// the cluster reaches over the mesh, so a Postgres cluster's members on
+// other hosts use the store of the host that granted it (docs/postgres.md,
+// "Members on several hosts"). A store made before is started at once,
+// since Postgres machines depend on it; a new one is started by its first
+// grant.
+func pgConsensus(ctx context.Context, dataDir string, clustered bool, netm *network.Manager, log *slog.Logger) *pgdcs.Server {
+	gw4, gw6 := netm.Gateways()
+	host := gw4.String()
+	if clustered {
+		if gw6 == nil {
+			return nil
+		}
+		host = gw6.String()
 	}
-	gw4, _ := netm.Gateways()
-	s := &pgdcs.Server{DataDir: dataDir, Host: gw4.String(), Log: log}
+	s := &pgdcs.Server{DataDir: dataDir, Host: host, Log: log}
 	if s.Exists() {
 		if err := s.Start(ctx); err != nil {
 			log.Warn("the Postgres clusters' consensus store did not start: their Patroni cannot elect a primary", "err", err)
 		}
 	}
 	return s
+}
+
+// pgPrimaryServing makes <db>.internal name only a Hangar Postgres
+// cluster's primary: the member whose primary service (port 5432, checked
+// by Patroni's /primary) the proxy routes to, on this host or another.
+func pgPrimaryServing(px *proxy.Proxy) func(dns.Machine) (bool, bool) {
+	return func(m dns.Machine) (bool, bool) {
+		if m.Metadata[pg.ClusterMetaKey] == "" {
+			return false, false
+		}
+		up, _ := px.ServiceUp(m.App, m.ID, pg.PrimaryRouteKey)
+		return up, true
+	}
 }
 
 // apiPgConsensus keeps a nil *pgdcs.Server a nil interface.

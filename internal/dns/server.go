@@ -70,6 +70,12 @@ type Options struct {
 	// Upstreams ("host:port") get every query outside .internal, tried in
 	// order. Empty: such queries get SERVFAIL.
 	Upstreams []string
+	// Serving, if set, says whether an app's bare name (<app>.internal)
+	// names a machine now: a Hangar Postgres member only while it is the
+	// primary, so that <db>.internal:5432 reaches the primary (applies
+	// false: the machine is named as always). When no machine of the app
+	// serves, the name answers all of them rather than none.
+	Serving func(m Machine) (serving, applies bool)
 	// Region is this host's region, the nearest one for a query that does
 	// not come from a machine.
 	Region string
@@ -425,6 +431,17 @@ func (s *Server) selectMachines(reg, all []Machine, pq query, from netip.Addr) [
 			continue
 		}
 		out = append(out, mc)
+	}
+	if pq.kind == kindApp && s.opt.Serving != nil {
+		serving := make([]Machine, 0, len(out))
+		for _, mc := range out {
+			if ok, applies := s.opt.Serving(mc); ok || !applies {
+				serving = append(serving, mc)
+			}
+		}
+		if len(serving) > 0 {
+			out = serving
+		}
 	}
 	if pq.kind != kindNearest {
 		// Spread clients that use only the first address.

@@ -3,12 +3,14 @@ package dns
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -506,4 +508,50 @@ func TestNotAQuery(t *testing.T) {
 	if r.Rcode != mdns.RcodeNotImplemented {
 		t.Fatalf("NOTIFY: %s, want NOTIMP", mdns.RcodeToString[r.Rcode])
 	}
+}
+
+// Options.Serving narrows an app's bare name to the machines that serve
+// (a Postgres cluster's primary); every other name, and every other app,
+// is as before; when none serves the name answers all of them.
+func TestServingNarrowsTheAppName(t *testing.T) {
+	t.Parallel()
+	reg := NewRegistry()
+	reg.PutApp("pg")
+	reg.PutApp("web")
+	for i, id := range []string{"p1", "p2", "p3"} {
+		m := machine("pg", id, "ams", "app", types.StateStarted, fmt.Sprintf("fdaa::1%d", i), "")
+		m.Metadata = map[string]string{"hangar_pg_cluster": "pg"}
+		reg.PutMachine(m)
+	}
+	reg.PutMachine(machine("web", "w1", "ams", "app", types.StateStarted, "fdaa::21", ""))
+	var mu sync.Mutex
+	primary := "p2"
+	s := startServer(t, Options{Source: reg, Region: "ams", Serving: func(m Machine) (bool, bool) {
+		if m.Metadata["hangar_pg_cluster"] == "" {
+			return false, false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return m.ID == primary, true
+	}})
+	addr := s.Addrs()[0]
+	check := func(name string, want ...string) {
+		t.Helper()
+		if got := answers(exchange(t, addr, "udp", name, mdns.TypeAAAA)); !slices.Equal(got, want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	check("pg.internal", "fdaa::11")
+	check("web.internal", "fdaa::21")
+	check("p1.vm.pg.internal", "fdaa::10")
+	check("ams.pg.internal", "fdaa::10", "fdaa::11", "fdaa::12")
+	check("top3.nearest.of.pg.internal", "fdaa::10", "fdaa::11", "fdaa::12")
+	mu.Lock()
+	primary = "p3" // a failover
+	mu.Unlock()
+	check("pg.internal", "fdaa::12")
+	mu.Lock()
+	primary = "" // an election under way
+	mu.Unlock()
+	check("pg.internal", "fdaa::10", "fdaa::11", "fdaa::12")
 }

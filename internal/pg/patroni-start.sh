@@ -39,18 +39,24 @@ install -o postgres -g postgres -m 0644 "$conf/ca.crt" "$tls/ca.crt"
 # The REST API's password, for `hangar pg failover` (ctl.py, as root).
 (umask 077 && printf '%s\n' "$PATRONI_API_PASSWORD" >"$tls/api-password" && chown root:root "$tls/api-password")
 
-# This member's IPv4 address on the private network: the source address
-# of a route to the consensus store (on the bridge's gateway).
-ip=$(python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.connect((sys.argv[1], 9)); print(s.getsockname()[0])' "$PG_CONSENSUS_HOST")
+# This member's address on the private network: the source address of a
+# route to the consensus store (the bridge's IPv4 gateway on a single
+# host; on a cluster of hosts the 6PN gateway of the host that serves it,
+# so the member's IPv6 address, which members on other hosts reach).
+ip=$(python3 -c 'import socket,sys; h=sys.argv[1]; f=socket.AF_INET6 if ":" in h else socket.AF_INET; s=socket.socket(f, socket.SOCK_DGRAM); s.connect((h, 9)); print(s.getsockname()[0])' "$PG_CONSENSUS_HOST")
+hostport=$ip
+case $ip in *:*) hostport="[$ip]" ;; esac
 
 export PATRONI_NAME="$FLY_MACHINE_ID"
-export PATRONI_RESTAPI_CONNECT_ADDRESS="$ip:8008"
-export PATRONI_POSTGRESQL_CONNECT_ADDRESS="$ip:5432"
+export PATRONI_RESTAPI_CONNECT_ADDRESS="$hostport:8008"
+export PATRONI_POSTGRESQL_CONNECT_ADDRESS="$hostport:5432"
 export PATRONI_SUPERUSER_PASSWORD="$OPERATOR_PASSWORD"
 export PATRONI_REWIND_PASSWORD="$OPERATOR_PASSWORD"
 export PATRONI_REPLICATION_PASSWORD="$REPL_PASSWORD"
 export PATRONI_RESTAPI_PASSWORD="$PATRONI_API_PASSWORD"
 unset OPERATOR_PASSWORD REPL_PASSWORD PATRONI_API_PASSWORD PG_TLS_KEY PG_CA_KEY
+# A rotated server key is PG_TLS_KEY_N (`hangar pg ca rotate`).
+for v in $(env | sed -n 's/^\(PG_TLS_KEY_[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; done
 export PATRONICTL_CONFIG_FILE="$conf/patroni.yml"
 # libpq (replication, pg_rewind) looks for client certificates in HOME.
 export HOME=/var/lib/postgresql

@@ -53,6 +53,9 @@ var patroniStart []byte
 //go:embed ctl.py
 var ctlScript []byte
 
+// MemberStartScript is the members' start script (MemberConfig mounts it).
+func MemberStartScript() []byte { return append([]byte(nil), patroniStart...) }
+
 // CtlScript is the helper the CLI runs in a member (python3 CtlScript
 // cluster|switchover [CANDIDATE]): Patroni's /cluster, or a switchover.
 const CtlScript = ConfigDir + "/ctl.py"
@@ -124,7 +127,9 @@ func PatroniConfig(o ClusterOptions) ([]byte, error) {
 		"scope":     o.App,
 		"namespace": o.Consensus.Namespace,
 		"restapi": map[string]any{
-			"listen":         "0.0.0.0:" + strconv.Itoa(PatroniPort),
+			// Every address (IPv6 and, dual-stack, IPv4): members on
+			// other hosts call it over the 6PN network.
+			"listen":         "[::]:" + strconv.Itoa(PatroniPort),
 			"authentication": map[string]any{"username": RestAPIUser},
 		},
 		"etcd3": map[string]any{
@@ -216,8 +221,10 @@ func MemberConfig(o ClusterOptions, imageRef string, guest types.MachineGuest, v
 		// Patroni takes the etcd password from the environment only
 		// when the etcd3 section is there too (PATRONI_ETCD3_HOSTS).
 		Env: map[string]string{
-			"PG_CONSENSUS_HOST":      firstHost(o.Consensus.Endpoints),
-			"PATRONI_ETCD3_HOSTS":    strings.Join(etcdHosts(o.Consensus.Endpoints), ","),
+			"PG_CONSENSUS_HOST": firstHost(o.Consensus.Endpoints),
+			// A YAML list, so that an IPv6 endpoint's brackets are
+			// not read as one.
+			"PATRONI_ETCD3_HOSTS":    etcdHostList(o.Consensus.Endpoints),
 			"PATRONI_ETCD3_PROTOCOL": etcdProtocol(o.Consensus.Endpoints),
 			"PATRONI_ETCD3_USERNAME": o.Consensus.Username,
 			// The endpoints as given: etcd 3.5+ answers an anonymous
@@ -235,12 +242,19 @@ func MemberConfig(o ClusterOptions, imageRef string, guest types.MachineGuest, v
 		Mounts:   []types.MachineMount{{Volume: volumeID, Path: "/data"}},
 		Restart:  &types.MachineRestart{Policy: "always"},
 		Services: []types.MachineService{service(Port, "primary"), service(ReplicaPort, "replica")},
-		Metadata: map[string]string{"role": RoleKey, "fly_process_group": "app", "hangar_pg_cluster": o.App},
+		Metadata: map[string]string{"role": RoleKey, "fly_process_group": "app", ClusterMetaKey: o.App},
 	}, nil
 }
 
 // RoleKey is the metadata role of a Hangar Postgres machine.
 const RoleKey = "hangar-postgres"
+
+// ClusterMetaKey is the metadata of a Patroni member: its cluster (app).
+const ClusterMetaKey = "hangar_pg_cluster"
+
+// PrimaryRouteKey is the RouteKey of a member's service to the primary
+// (public port 5432); DNS names only the member where it is up.
+var PrimaryRouteKey = (&types.MachineService{Protocol: "tcp", InternalPort: Port, Ports: []types.MachinePort{{Port: types.Ptr(Port)}}}).RouteKey()
 
 // firstHost is the host of the first endpoint (the member's start script
 // learns its own address by routing towards it).
@@ -268,6 +282,13 @@ func etcdHosts(eps []string) []string {
 		out = append(out, ep)
 	}
 	return out
+}
+
+// etcdHostList is the endpoints' host:port as a YAML flow list (JSON),
+// how Patroni reads PATRONI_ETCD3_HOSTS.
+func etcdHostList(eps []string) string {
+	b, _ := json.Marshal(etcdHosts(eps))
+	return string(b)
 }
 
 func etcdProtocol(eps []string) string {

@@ -147,11 +147,43 @@ func TestMemberConfig(t *testing.T) {
 	if len(keys) != 2 {
 		t.Errorf("the two services share a route key: %v", keys)
 	}
-	if cfg.Env["PATRONI_ETCD3_HOSTS"] != "10.0.0.1:2379" || cfg.Env["PG_CONSENSUS_HOST"] != "10.0.0.1" || cfg.Env["PATRONI_ETCD3_USERNAME"] != "pg-db" {
+	if cfg.Env["PATRONI_ETCD3_HOSTS"] != `["10.0.0.1:2379"]` || cfg.Env["PG_CONSENSUS_HOST"] != "10.0.0.1" || cfg.Env["PATRONI_ETCD3_USERNAME"] != "pg-db" {
 		t.Errorf("env %v", cfg.Env)
 	}
 	if len(cfg.Mounts) != 1 || cfg.Mounts[0].Volume != "vol_1" || cfg.Mounts[0].Path != "/data" {
 		t.Errorf("mounts %+v", cfg.Mounts)
+	}
+}
+
+// On a cluster of hosts the store is on a 6PN gateway: Patroni gets the
+// endpoint as a list whose brackets are the address's, and the start
+// script the bare address to route towards.
+func TestMemberConfigIPv6Consensus(t *testing.T) {
+	o := ClusterOptions{App: "db", Consensus: types.PgConsensus{Endpoints: []string{"http://[fdaa:0:1:2::1]:40000"}, Username: "pg-db", Namespace: "/hangar-pg/"},
+		ServerCert: []byte("c"), CACert: []byte("a")}
+	cfg, err := MemberConfig(o, "img", types.MachineGuest{CPUs: 1, MemoryMB: 256}, "vol_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Env["PATRONI_ETCD3_HOSTS"]; got != `["[fdaa:0:1:2::1]:40000"]` {
+		t.Errorf("PATRONI_ETCD3_HOSTS = %s", got)
+	}
+	if got := cfg.Env["PG_CONSENSUS_HOST"]; got != "fdaa:0:1:2::1" {
+		t.Errorf("PG_CONSENSUS_HOST = %s", got)
+	}
+	b, err := PatroniConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Restapi struct{ Listen string }
+		Etcd3   struct{ Hosts []string }
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Restapi.Listen != "[::]:8008" || len(c.Etcd3.Hosts) != 1 || c.Etcd3.Hosts[0] != "[fdaa:0:1:2::1]:40000" {
+		t.Errorf("patroni config %+v", c)
 	}
 }
 
@@ -201,5 +233,28 @@ func TestClusterCertificates(t *testing.T) {
 	}
 	if _, _, err := NewServerCert(ca, caKey, nil, now); err == nil {
 		t.Error("a certificate without names was made")
+	}
+}
+
+// PrimaryRouteKey names the member's service that Patroni's /primary
+// gates (DNS names only the member where it is up).
+func TestPrimaryRouteKey(t *testing.T) {
+	o := ClusterOptions{App: "db", Consensus: types.PgConsensus{Endpoints: []string{"http://10.0.0.1:2379"}, Username: "pg-db"}, ServerCert: []byte("c"), CACert: []byte("a")}
+	cfg, err := MemberConfig(o, "img", types.MachineGuest{CPUs: 1, MemoryMB: 256}, "vol_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for i := range cfg.Services {
+		s := &cfg.Services[i]
+		if s.RouteKey() == PrimaryRouteKey {
+			n++
+			if s.Checks[0].Path != "/primary" {
+				t.Errorf("the service with key %s checks %s", PrimaryRouteKey, s.Checks[0].Path)
+			}
+		}
+	}
+	if n != 1 || cfg.Metadata[ClusterMetaKey] != "db" {
+		t.Errorf("%d services with key %s; metadata %v", n, PrimaryRouteKey, cfg.Metadata)
 	}
 }

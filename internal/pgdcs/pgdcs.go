@@ -1,11 +1,13 @@
 // Package pgdcs is the consensus store (DCS) Hangar Postgres clusters'
-// Patroni uses on a daemon that is not part of a Hangar cluster: an
-// embedded single-member etcd the daemon serves only on the machines'
-// bridge gateway, with authentication on. Each Postgres cluster (an app)
-// gets an etcd user and a role that may read and write only its own key
-// prefix, so one database's machines cannot touch another's leader key.
-// The member is started on the first grant, and again at every daemon
-// start once it exists; its data is in <data-dir>/pg-etcd.
+// Patroni uses: an embedded single-member etcd the daemon serves only on
+// its machine network's gateway (a single host: the bridge's IPv4
+// gateway; a host of a cluster: its 6PN gateway, which the machines of
+// every host reach over the mesh), with authentication on. Each Postgres
+// cluster (an app) gets an etcd user and a role that may read and write
+// only its own key prefix, so one database's machines cannot touch
+// another's leader key. The member is started on the first grant, and
+// again at every daemon start once it exists; its data is in
+// <data-dir>/pg-etcd.
 package pgdcs
 
 import (
@@ -52,8 +54,9 @@ type Grant = types.PgConsensus
 type Server struct {
 	// DataDir is the daemon's data dir; the member lives in DataDir/pg-etcd.
 	DataDir string
-	// Host is the address the member's client port listens on: the
-	// bridge's IPv4 gateway, which the machines reach.
+	// Host is the address the member's client port listens on: a
+	// gateway of the machine network (IPv4 or IPv6), which the machines
+	// reach.
 	Host string
 	Log  *slog.Logger
 

@@ -96,7 +96,7 @@ func (p *Proxy) pickLocked(a *app, rt routing) choice {
 			if rt.forceRegion != "" && m.b.Region != rt.forceRegion || rt.exclude != "" && m.b.MachineID == rt.exclude {
 				continue
 			}
-			if now.Before(m.remote.downUntil) {
+			if now.Before(m.remote.downUntil) || rt.service != "" && slices.Contains(m.rdown, rt.service) {
 				continue
 			}
 			c.matched++

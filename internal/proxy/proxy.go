@@ -68,6 +68,7 @@ type machine struct {
 	remote   *remoteHost
 	wakeOnly bool
 	rload    int
+	rdown    []string // the RouteKeys of its services that are down (RemoteMachine.Down)
 	// confGen counts the configs SetBackend was given (published, so
 	// other hosts re-read the app's settings when it changes).
 	confGen int

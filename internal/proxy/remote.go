@@ -72,6 +72,9 @@ type RemoteMachine struct {
 	Region    string `json:"region"`
 	// Routable: started, every check passing, not draining.
 	Routable bool `json:"routable,omitempty"`
+	// Down are the RouteKeys of its services whose own checks fail
+	// (Backend.DownServices): a connection for one of them goes elsewhere.
+	Down []string `json:"down,omitempty"`
 	// Wakeable: stopped or suspended with autostart on; its host starts
 	// it for a request.
 	Wakeable bool `json:"wakeable,omitempty"`
@@ -215,6 +218,7 @@ func (p *Proxy) remoteMachineLocked(old map[string]*machine, rh *remoteHost, rm 
 			b: Backend{App: rm.App, MachineID: rm.MachineID, Region: rm.Region, Addr: rh.addr}}
 	}
 	m.routable = rm.Routable
+	m.rdown = rm.Down
 	m.wakeOnly = rm.MachineID == ""
 	m.soft, m.hard = rm.Soft, rm.Hard
 	if m.soft <= 0 {
@@ -284,7 +288,7 @@ func (p *Proxy) LocalEdge() []RemoteMachine {
 	for _, a := range p.apps {
 		for _, m := range a.machines {
 			out = append(out, RemoteMachine{App: m.b.App, MachineID: m.b.MachineID, Region: m.b.Region,
-				Routable: m.routable && !m.draining, Inflight: m.inflight, Soft: m.soft, Hard: m.hard, ConfGen: m.confGen})
+				Routable: m.routable && !m.draining, Down: m.b.DownServices, Inflight: m.inflight, Soft: m.soft, Hard: m.hard, ConfGen: m.confGen})
 		}
 	}
 	slices.SortFunc(out, func(a, b RemoteMachine) int {

@@ -95,3 +95,69 @@ func TestPickConnServiceSkipsMachinesWhereItIsDown(t *testing.T) {
 		}
 	}
 }
+
+// Other hosts' machines too: a service that is down on a machine, as its
+// host publishes (RemoteMachine.Down), takes it out of that service only,
+// and this host publishes its own machines' down services.
+func TestPickServiceAcrossHosts(t *testing.T) {
+	p := New("test", "fra", nil)
+	p.SetEdge(EdgeOptions{Host: "a"})
+	const primary, replica = "tcp/5432/5432", "tcp/5432/5433"
+	p.SetBackend(Backend{App: "web", MachineID: "a1", Region: "fra", Addr: "10.0.0.1:5432", DownServices: []string{primary}}, true)
+	p.SetEdgeHost(EdgeHost{ID: "b", Region: "fra", Addr: "127.0.0.1:2", Machines: []RemoteMachine{
+		{App: "web", MachineID: "b1", Region: "fra", Routable: true, Down: []string{replica}}}})
+	p.SetEdgeHost(EdgeHost{ID: "c", Region: "fra", Addr: "127.0.0.1:3", Machines: []RemoteMachine{
+		{App: "web", MachineID: "c1", Region: "fra", Routable: true, Down: []string{primary}}}})
+	for i := 0; i < 20; i++ {
+		if got := pickID(p, routing{service: primary}); got != "b1" {
+			t.Fatalf("the primary's service went to %s, want b1 (on another host; a1 and c1 have it down)", got)
+		}
+		if got := pickID(p, routing{service: replica}); got != "a1" {
+			t.Fatalf("the replicas' service went to %s, want a1 (this host's first)", got)
+		}
+	}
+	// b's primary fails over to c's machine: c publishes the change.
+	p.SetEdgeHost(EdgeHost{ID: "b", Region: "fra", Addr: "127.0.0.1:2", Machines: []RemoteMachine{
+		{App: "web", MachineID: "b1", Region: "fra", Routable: true, Down: []string{primary}}}})
+	p.SetEdgeHost(EdgeHost{ID: "c", Region: "fra", Addr: "127.0.0.1:3", Machines: []RemoteMachine{
+		{App: "web", MachineID: "c1", Region: "fra", Routable: true, Down: []string{replica}}}})
+	if got := pickID(p, routing{service: primary}); got != "c1" {
+		t.Fatalf("after the failover the primary's service went to %s, want c1", got)
+	}
+	var pub []string
+	for _, m := range p.LocalEdge() {
+		if m.MachineID == "a1" {
+			pub = m.Down
+		}
+	}
+	if len(pub) != 1 || pub[0] != primary {
+		t.Fatalf("this host publishes a1 with down services %v, want [%s]", pub, primary)
+	}
+}
+
+// ServiceUp: a machine's service as this host sees it, or as another host
+// publishes it; unknown machines are not known.
+func TestServiceUp(t *testing.T) {
+	p := New("test", "fra", nil)
+	p.SetEdge(EdgeOptions{Host: "a"})
+	const primary, replica = "tcp/5432/5432", "tcp/5432/5433"
+	p.SetBackend(Backend{App: "db", MachineID: "a1", Region: "fra", Addr: "10.0.0.1:5432", DownServices: []string{replica}}, true)
+	p.SetEdgeHost(EdgeHost{ID: "b", Region: "fra", Addr: "127.0.0.1:2", Machines: []RemoteMachine{
+		{App: "db", MachineID: "b1", Region: "fra", Routable: true, Down: []string{primary}}}})
+	for _, c := range []struct {
+		id, svc   string
+		up, known bool
+	}{
+		{"a1", primary, true, true}, {"a1", replica, false, true},
+		{"b1", primary, false, true}, {"b1", replica, true, true},
+		{"zz", primary, false, false},
+	} {
+		if up, known := p.ServiceUp("db", c.id, c.svc); up != c.up || known != c.known {
+			t.Errorf("%s %s: up %v known %v, want %v %v", c.id, c.svc, up, known, c.up, c.known)
+		}
+	}
+	p.SetBackend(Backend{App: "db", MachineID: "a1"}, false) // its checks fail
+	if up, _ := p.ServiceUp("db", "a1", primary); up {
+		t.Error("a machine that is not routable serves")
+	}
+}
