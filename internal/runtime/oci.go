@@ -56,14 +56,15 @@ type OCI struct {
 	closed  bool
 }
 
-// takeShim returns the spare shim for task id, else starts one, and has a
-// new spare started.
+// takeShim returns the spare shim for task id, else starts one. The
+// caller has a new spare started (refillSpare) once its task runs: a
+// shim's start-up (the binary loaded, its packages initialised) would
+// compete for the CPU with the runtime's.
 func (d *OCI) takeShim(id string) (*shimProc, error) {
 	d.spareMu.Lock()
 	s := d.spare
 	d.spare = nil
 	d.spareMu.Unlock()
-	go d.refillSpare()
 	if s != nil && !s.alive() {
 		// Killed or crashed while it waited: start this task's own.
 		d.log.Warn("the spare shim is gone; starting a shim for the task", "task", id, "spare_pid", s.pid)
@@ -276,6 +277,7 @@ func (d *OCI) launch(ctx context.Context, spec Spec, park bool) (Status, error) 
 	// namespace are ready.
 	tPrep := time.Now()
 	shim, err := d.takeShim(spec.ID)
+	defer func() { go d.refillSpare() }()
 	if err != nil {
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}

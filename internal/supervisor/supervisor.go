@@ -401,6 +401,7 @@ type CreateOptions struct {
 
 // Create records a new machine and starts it unless SkipLaunch.
 func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineConfig, opt CreateOptions) (*Record, error) {
+	t0 := time.Now()
 	if opt.UniqueName && opt.Name != "" {
 		ms, err := s.List(ctx, app)
 		if err != nil {
@@ -456,6 +457,7 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 	if err != nil {
 		return nil, err
 	}
+	s.log.Debug("machine recorded", "app", app, "machine", id, "took", time.Since(t0))
 	s.notify()
 	if launch {
 		l := s.liveFor(app, id)
