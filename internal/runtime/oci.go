@@ -57,9 +57,10 @@ type OCI struct {
 }
 
 // takeShim returns the spare shim for task id, else starts one. The
-// caller has a new spare started (refillSpare) once its task runs: a
-// shim's start-up (the binary loaded, its packages initialised) would
-// compete for the CPU with the runtime's.
+// caller has a new spare started (refillSpare) spareRefillDelay after its
+// task runs: a shim's start-up (the binary loaded, its packages
+// initialised: 5-10 ms of CPU) would compete for the CPU with the
+// runtime's and then the app's own start-up.
 func (d *OCI) takeShim(id string) (*shimProc, error) {
 	d.spareMu.Lock()
 	s := d.spare
@@ -76,6 +77,10 @@ func (d *OCI) takeShim(id string) (*shimProc, error) {
 	}
 	return launchShim(id)
 }
+
+// spareRefillDelay is how long after a task's start the next spare shim
+// is started (see takeShim).
+const spareRefillDelay = 100 * time.Millisecond
 
 // refillSpare starts a spare shim unless there is one (or the driver is
 // closed).
@@ -277,7 +282,7 @@ func (d *OCI) launch(ctx context.Context, spec Spec, park bool) (Status, error) 
 	// namespace are ready.
 	tPrep := time.Now()
 	shim, err := d.takeShim(spec.ID)
-	defer func() { go d.refillSpare() }()
+	defer time.AfterFunc(spareRefillDelay, d.refillSpare)
 	if err != nil {
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
