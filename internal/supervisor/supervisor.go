@@ -1018,16 +1018,19 @@ func (s *Supervisor) stopTask(ctx context.Context, l *live, r *Record, signal st
 			timeout = r.Config.StopConfig.Timeout.Duration
 		}
 	}
+	t0 := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	if err := s.opt.Router.Drain(dctx, l.app, l.id); err != nil {
 		s.log.Warn("drain did not finish before the stop timeout", "machine", l.id, "err", err)
 	}
 	cancel()
+	t1 := time.Now()
 	if err := s.opt.Driver.Stop(ctx, l.id, signal, timeout); err != nil {
 		return signal, fmt.Errorf("stop machine %s: %w", l.id, err)
 	}
 	s.opt.Router.Remove(l.app, l.id)
 	s.removeFiles(l.id)
+	s.log.Debug("machine task stopped", "app", l.app, "machine", l.id, "drain", t1.Sub(t0), "stop", time.Since(t1))
 	return signal, nil
 }
 
