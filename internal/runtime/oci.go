@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/fsutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -845,12 +844,17 @@ func readExit(dir string) (ExitResult, error) {
 	return ex, nil
 }
 
+// writeExit records a task's exit in exit.json, atomically but without
+// fsync (two of them were on every stop's path): the record is for a
+// daemon that restarts, which finds it in the page cache; after a host
+// crash the task is gone anyway, and a record cut short reads as none
+// (Inspect then records the shim's death instead).
 func writeExit(dir string, ex ExitResult) error {
 	b, err := json.Marshal(ex)
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(dir, "exit.json"), b, 0o644)
+	return replaceFile(filepath.Join(dir, "exit.json"), b, 0o644)
 }
 
 // shimAlive reads the shim's pid file and checks that the process is still

@@ -1187,18 +1187,22 @@ func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) er
 			s.log.Warn("stop before destroy failed", "machine", id, "err", err)
 		}
 	}
+	t0 := time.Now()
 	if _, err := s.setState(ctx, app, id, types.StateDestroying, "", "user", nil); err != nil {
 		return err
 	}
+	t1 := time.Now()
 	if err := s.opt.Driver.Destroy(ctx, id); err != nil {
 		return fmt.Errorf("destroy machine %s: %w", id, err)
 	}
+	t2 := time.Now()
 	s.opt.Router.Remove(app, id)
 	if err := s.opt.Network.Teardown(id); err != nil {
 		s.log.Warn("network teardown", "machine", id, "err", err)
 	}
 	_ = os.RemoveAll(s.machineDir(id))
 	s.removeFiles(id)
+	t3 := time.Now()
 	if err := s.releaseAddr(ctx, id, r.AddrIndex); err != nil {
 		return fmt.Errorf("destroy machine %s: release address: %w", id, err)
 	}
@@ -1206,6 +1210,7 @@ func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) er
 		return fmt.Errorf("destroy machine %s: %w", id, err)
 	}
 	s.keepDestroyed(ctx, r) // for list?include_deleted=true (ops.go)
+	s.log.Debug("machine destroyed", "app", app, "machine", id, "record", t1.Sub(t0), "driver", t2.Sub(t1), "network", t3.Sub(t2), "records", time.Since(t3))
 	s.mu.Lock()
 	delete(s.machines, id)
 	s.mu.Unlock()
