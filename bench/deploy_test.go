@@ -43,7 +43,7 @@ func BenchmarkDeploy(b *testing.B) {
 	if os.Getenv("HANGAR_BENCH_LOG") != "" {
 		args = append(args, "--debug")
 	}
-	// With HANGAR_BENCH_BEFORE (another build of hangar, an older tree),
+	// With HANGAR_BENCH_BEFORE_HANGAR (a `hangar` binary built from an older tree),
 	// each deploy is also run on a daemon of it, in turn, to measure a
 	// change before and after in one run.
 	type daemon struct {
@@ -52,7 +52,7 @@ func BenchmarkDeploy(b *testing.B) {
 		ref  string
 	}
 	daemons := []*daemon{{name: "", d: harness.StartDaemonWith(b, harness.BuildBinary(b), args...)}}
-	if before := os.Getenv("HANGAR_BENCH_BEFORE"); before != "" {
+	if before := os.Getenv("HANGAR_BENCH_BEFORE_HANGAR"); before != "" {
 		daemons = append(daemons, &daemon{name: "before ", d: harness.StartDaemonWith(b, before, args...)})
 	}
 	dir := b.TempDir()

@@ -139,7 +139,7 @@ func BenchmarkMachineStart(b *testing.B) {
 		args = append(args, "--debug")
 	}
 	// Hangar: API create → 200 through the proxy; with
-	// HANGAR_BENCH_BEFORE (another build of hangar, an older tree) a
+	// HANGAR_BENCH_BEFORE_HANGAR (a `hangar` binary built from an older tree) a
 	// second daemon of it beside, to measure a change before and after in
 	// one run.
 	type daemon struct {
@@ -150,7 +150,7 @@ func BenchmarkMachineStart(b *testing.B) {
 		api   []time.Duration // of times: until the API answered
 	}
 	daemons := []*daemon{{name: "hangar", d: harness.StartDaemonWith(b, bin, args...)}}
-	if before := os.Getenv("HANGAR_BENCH_BEFORE"); before != "" {
+	if before := os.Getenv("HANGAR_BENCH_BEFORE_HANGAR"); before != "" {
 		daemons = append(daemons, &daemon{name: "before", d: harness.StartDaemonWith(b, before, args...)})
 	}
 	var rootfs string

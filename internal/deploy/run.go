@@ -30,8 +30,9 @@ const (
 // runRecord is the progress of one deploy (or scale) as stored, so that
 // it can be finished or undone after a crash: what the app had when it
 // began and every machine (and volume) the run created, stopped or is removing. A
-// machine is recorded as stopped before it is stopped, and created as
-// soon as it exists (a crash between the two is covered by Marks).
+// machine is recorded as stopped before it is stopped, and created once
+// its create (which starts it) returns: a crash before that, and a start
+// that failed (the create returns no record), are covered by Marks.
 type runRecord struct {
 	App     string `json:"app"`
 	Version int    `json:"version"`
