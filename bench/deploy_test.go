@@ -114,7 +114,7 @@ func BenchmarkDeploy(b *testing.B) {
 			if name == "" {
 				name = "hangar"
 			}
-			copyDaemonLog(b, hd.d.DataDir, dst+"."+name)
+			copyDaemonLog(b, hd.d, dst+"."+name)
 		}
 	}
 	fmt.Printf("\nDeploy of 3 machines under load (%d keep-alive connections), prebuilt image:\n", deployConns)

@@ -82,15 +82,9 @@ func bareRuntimes(b *testing.B) []string {
 	return rts
 }
 
-// daemonRuntime is the runtime the daemon says it picked in its log (the
-// harness writes it to a temp dir beside the data dir's).
-func daemonRuntime(dataDir string) string {
-	var log []byte
-	for _, p := range daemonLogs(dataDir) {
-		if b, err := os.ReadFile(p); err == nil {
-			log = append(log, b...)
-		}
-	}
+// daemonRuntime is the runtime the daemon says it picked in its log.
+func daemonRuntime(d *harness.Daemon) string {
+	log, _ := os.ReadFile(d.LogPath())
 	for _, line := range strings.Split(string(log), "\n") {
 		if strings.Contains(line, "OCI runtime selected") {
 			for _, f := range strings.Fields(line) {
@@ -103,26 +97,17 @@ func daemonRuntime(dataDir string) string {
 	return "?"
 }
 
-// daemonLogs are the log files of the daemons the harness started beside
-// dataDir (it writes them to a temp dir next to the data dir's).
-func daemonLogs(dataDir string) []string {
-	logs, _ := filepath.Glob(filepath.Join(filepath.Dir(dataDir), "*", "daemon.log"))
-	return append([]string{filepath.Join(dataDir, "daemon.log")}, logs...)
-}
-
 // copyDaemonLog appends the daemon's log to the file dst
 // (HANGAR_BENCH_LOG: with it the daemon runs with --debug, which logs the
 // phases of every start).
-func copyDaemonLog(b *testing.B, dataDir, dst string) {
+func copyDaemonLog(b *testing.B, d *harness.Daemon, dst string) {
 	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer f.Close()
-	for _, p := range daemonLogs(dataDir) {
-		if raw, err := os.ReadFile(p); err == nil {
-			_, _ = f.Write(raw)
-		}
+	if raw, err := os.ReadFile(d.LogPath()); err == nil {
+		_, _ = f.Write(raw)
 	}
 }
 
@@ -284,13 +269,13 @@ func BenchmarkMachineStart(b *testing.B) {
 	if dst := os.Getenv("HANGAR_BENCH_LOG"); dst != "" {
 		// The daemons' debug logs (phases of each start), for a profile.
 		for _, hd := range daemons {
-			copyDaemonLog(b, hd.d.DataDir, dst+"."+hd.name)
+			copyDaemonLog(b, hd.d, dst+"."+hd.name)
 		}
 	}
 	// subStats[i] is a part of all[i]'s time, printed below it.
 	var all, subStats []stats
 	for _, hd := range daemons {
-		all = append(all, summarize(hd.name+"/"+daemonRuntime(hd.d.DataDir)+" (API create → 200 via proxy)", hd.times))
+		all = append(all, summarize(hd.name+"/"+daemonRuntime(hd.d)+" (API create → 200 via proxy)", hd.times))
 		subStats = append(subStats, summarize("  of which until the API answered", hd.api))
 	}
 	h := all[0]
