@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,8 +39,22 @@ kill_timeout = "5s"
 // flyctl's fixed smoke-check waits alone exceed 30 s for 3 machines.
 func BenchmarkDeploy(b *testing.B) {
 	harness.RequireRoot(b)
-	d := harness.StartDaemon(b, harness.BuildBinary(b))
-	ref := d.ImportTestApp()
+	var args []string
+	if os.Getenv("HANGAR_BENCH_LOG") != "" {
+		args = append(args, "--debug")
+	}
+	// With HANGAR_BENCH_BEFORE_HANGAR (a `hangar` binary built from an older tree),
+	// each deploy is also run on a daemon of it, in turn, to measure a
+	// change before and after in one run.
+	type daemon struct {
+		name string
+		d    *harness.Daemon
+		ref  string
+	}
+	daemons := []*daemon{{name: "", d: harness.StartDaemonWith(b, harness.BuildBinary(b), args...)}}
+	if before := os.Getenv("HANGAR_BENCH_BEFORE_HANGAR"); before != "" {
+		daemons = append(daemons, &daemon{name: "before ", d: harness.StartDaemonWith(b, before, args...)})
+	}
 	dir := b.TempDir()
 	cfg := filepath.Join(dir, "fly.toml")
 	write := func(v int) {
@@ -48,11 +63,14 @@ func BenchmarkDeploy(b *testing.B) {
 		}
 	}
 	write(0)
-	if out, err := d.Hangar("deploy", "-c", cfg, "--image", ref); err != nil {
-		b.Fatalf("first deploy: %v\n%s", err, out)
-	}
-	if out, err := d.Hangar("scale", "count", "3", "-a", "bd"); err != nil {
-		b.Fatalf("scale: %v\n%s", err, out)
+	for _, hd := range daemons {
+		hd.ref = hd.d.ImportTestApp()
+		if out, err := hd.d.Hangar("deploy", "-c", cfg, "--image", hd.ref); err != nil {
+			b.Fatalf("first deploy: %v\n%s", err, out)
+		}
+		if out, err := hd.d.Hangar("scale", "count", "3", "-a", "bd"); err != nil {
+			b.Fatalf("scale: %v\n%s", err, out)
+		}
 	}
 	type row struct {
 		strategy string
@@ -60,35 +78,56 @@ func BenchmarkDeploy(b *testing.B) {
 		res      loadResult
 	}
 	var rows []row
-	for i, s := range []string{"rolling", "bluegreen", "canary", "immediate"} {
+	strategies := []string{"rolling", "bluegreen", "canary", "immediate"}
+	if only := os.Getenv("HANGAR_BENCH_STRATEGIES"); only != "" {
+		strategies = strings.Split(only, ",") // "rolling,rolling": repeat
+	}
+	for i, s := range strategies {
 		write(i + 1)
-		// The same load with no deploy first: the baseline of its latency.
-		l := startLoad(d.HTTP, "bd.test.internal", deployConns)
-		time.Sleep(time.Second)
-		rows = append(rows, row{"(no deploy)", time.Second, l.finish()})
-		l = startLoad(d.HTTP, "bd.test.internal", deployConns)
-		start := time.Now()
-		out, err := d.Hangar("deploy", "-c", cfg, "--image", ref, "--strategy", s)
-		took := time.Since(start)
-		res := l.finish()
-		if err != nil {
-			b.Fatalf("%s deploy: %v\n%s", s, err, out)
+		for _, hd := range daemons {
+			d := hd.d
+			// The same load with no deploy first: the baseline of its latency.
+			l := startLoad(d.HTTP, "bd.test.internal", deployConns)
+			time.Sleep(time.Second)
+			rows = append(rows, row{hd.name + "(no deploy)", time.Second, l.finish()})
+			l = startLoad(d.HTTP, "bd.test.internal", deployConns)
+			start := time.Now()
+			out, err := d.Hangar("deploy", "-c", cfg, "--image", hd.ref, "--strategy", s)
+			took := time.Since(start)
+			res := l.finish()
+			if err != nil {
+				b.Fatalf("%s deploy: %v\n%s", s, err, out)
+			}
+			if os.Getenv("HANGAR_BENCH_LOG") != "" {
+				fmt.Printf("%s%s deploy output:\n%s\n", hd.name, s, out)
+			}
+			rows = append(rows, row{hd.name + s, took, res})
+			if hd.name == "" {
+				b.ReportMetric(took.Seconds(), s+"-s")
+				b.ReportMetric(float64(res.p99.Microseconds())/1000, s+"-p99-ms")
+			}
 		}
-		rows = append(rows, row{s, took, res})
-		b.ReportMetric(took.Seconds(), s+"-s")
-		b.ReportMetric(float64(res.p99.Microseconds())/1000, s+"-p99-ms")
+	}
+	if dst := os.Getenv("HANGAR_BENCH_LOG"); dst != "" {
+		for _, hd := range daemons {
+			name := strings.TrimSpace(hd.name)
+			if name == "" {
+				name = "hangar"
+			}
+			copyDaemonLog(b, hd.d, dst+"."+name)
+		}
 	}
 	fmt.Printf("\nDeploy of 3 machines under load (%d keep-alive connections), prebuilt image:\n", deployConns)
-	fmt.Printf("%-12s %8s %9s %7s %9s %9s %9s %12s\n", "strategy", "wall", "requests", "failed", "p50", "p99", "max", "p99 × idle")
+	fmt.Printf("%-19s %8s %9s %7s %9s %9s %9s %12s\n", "strategy", "wall", "requests", "failed", "p50", "p99", "max", "p99 × idle")
 	var base time.Duration
 	for _, r := range rows {
 		ratio := ""
-		if r.strategy == "(no deploy)" {
+		if strings.HasSuffix(r.strategy, "(no deploy)") {
 			base = r.res.p99
 		} else if base > 0 {
 			ratio = fmt.Sprintf("%.2fx", float64(r.res.p99)/float64(base))
 		}
-		fmt.Printf("%-12s %8s %9d %7d %9s %9s %9s %12s\n", r.strategy, r.took.Round(time.Millisecond), r.res.sent, r.res.failed,
+		fmt.Printf("%-19s %8s %9d %7d %9s %9s %9s %12s\n", r.strategy, r.took.Round(time.Millisecond), r.res.sent, r.res.failed,
 			r.res.p50.Round(10*time.Microsecond), r.res.p99.Round(10*time.Microsecond), r.res.max.Round(100*time.Microsecond), ratio)
 		for _, e := range r.res.errs {
 			fmt.Printf("    failed: %s\n", e)

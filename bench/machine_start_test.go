@@ -82,16 +82,9 @@ func bareRuntimes(b *testing.B) []string {
 	return rts
 }
 
-// daemonRuntime is the runtime the daemon says it picked in its log (the
-// harness writes it to a temp dir beside the data dir's).
-func daemonRuntime(dataDir string) string {
-	var log []byte
-	logs, _ := filepath.Glob(filepath.Join(filepath.Dir(dataDir), "*", "daemon.log"))
-	for _, p := range append([]string{filepath.Join(dataDir, "daemon.log")}, logs...) {
-		if b, err := os.ReadFile(p); err == nil {
-			log = append(log, b...)
-		}
-	}
+// daemonRuntime is the runtime the daemon says it picked in its log.
+func daemonRuntime(d *harness.Daemon) string {
+	log, _ := os.ReadFile(d.LogPath())
 	for _, line := range strings.Split(string(log), "\n") {
 		if strings.Contains(line, "OCI runtime selected") {
 			for _, f := range strings.Fields(line) {
@@ -104,6 +97,20 @@ func daemonRuntime(dataDir string) string {
 	return "?"
 }
 
+// copyDaemonLog appends the daemon's log to the file dst
+// (HANGAR_BENCH_LOG: with it the daemon runs with --debug, which logs the
+// phases of every start).
+func copyDaemonLog(b *testing.B, d *harness.Daemon, dst string) {
+	f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if raw, err := os.ReadFile(d.LogPath()); err == nil {
+		_, _ = f.Write(raw)
+	}
+}
+
 // BenchmarkMachineStart measures API create → first 200 through the proxy,
 // with the image already unpacked, against bare starts of the same rootfs
 // (in a ready network namespace) by crun and by runc, and a plain
@@ -112,41 +119,61 @@ func daemonRuntime(dataDir string) string {
 func BenchmarkMachineStart(b *testing.B) {
 	harness.RequireRoot(b)
 	bin := harness.BuildBinary(b)
-	d := harness.StartDaemon(b, bin)
-	ref := d.ImportTestApp()
-	var imgs []types.Image
-	if err := d.Get("/v1/images", &imgs); err != nil {
-		b.Fatal(err)
+	var args []string
+	if os.Getenv("HANGAR_BENCH_LOG") != "" {
+		args = append(args, "--debug")
+	}
+	// Hangar: API create → 200 through the proxy; with
+	// HANGAR_BENCH_BEFORE_HANGAR (a `hangar` binary built from an older tree) a
+	// second daemon of it beside, to measure a change before and after in
+	// one run.
+	type daemon struct {
+		name  string
+		d     *harness.Daemon
+		ref   string
+		times []time.Duration
+		api   []time.Duration // of times: until the API answered
+	}
+	daemons := []*daemon{{name: "hangar", d: harness.StartDaemonWith(b, bin, args...)}}
+	if before := os.Getenv("HANGAR_BENCH_BEFORE_HANGAR"); before != "" {
+		daemons = append(daemons, &daemon{name: "before", d: harness.StartDaemonWith(b, before, args...)})
 	}
 	var rootfs string
-	for _, i := range imgs {
-		if i.Ref == ref {
-			rootfs = i.RootFS
+	for _, hd := range daemons {
+		hd.ref = hd.d.ImportTestApp()
+		var imgs []types.Image
+		if err := hd.d.Get("/v1/images", &imgs); err != nil {
+			b.Fatal(err)
 		}
-	}
-	if code, body := d.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: "bench"}); code != 201 {
-		b.Fatalf("create app: %d %s", code, body)
+		for _, i := range imgs {
+			if i.Ref == hd.ref && rootfs == "" {
+				rootfs = i.RootFS
+			}
+		}
+		if code, body := hd.d.Call("POST", "/v1/apps", types.CreateAppRequest{AppName: "bench"}); code != 201 {
+			b.Fatalf("create app: %d %s", code, body)
+		}
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	noKeep := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
-	// Hangar: API create → 200 through the proxy.
-	var hangar []time.Duration
-	runHangar := func(i int) {
-		cfg := types.MachineConfig{Image: ref, Env: map[string]string{"PORT": "8080"},
+	runHangar := func(hd *daemon) {
+		cfg := types.MachineConfig{Image: hd.ref, Env: map[string]string{"PORT": "8080"},
 			Services: []types.MachineService{{Protocol: "tcp", InternalPort: 8080}}}
 		start := time.Now()
-		code, body := d.Call("POST", "/v1/apps/bench/machines", types.CreateMachineRequest{Config: &cfg})
+		code, body := hd.d.Call("POST", "/v1/apps/bench/machines", types.CreateMachineRequest{Config: &cfg})
 		if code != 200 {
 			b.Fatalf("create: %d %s", code, body)
 		}
+		answered := time.Since(start)
 		var m types.Machine
 		_ = json.Unmarshal([]byte(body), &m)
-		if err := waitFor(client, d.HTTP+"/", "bench.test.internal", m.ID, 20*time.Second); err != nil {
+		if err := waitFor(client, hd.d.HTTP+"/", "bench.test.internal", m.ID, 20*time.Second); err != nil {
 			b.Fatal(err)
 		}
-		hangar = append(hangar, time.Since(start))
-		if code, body := d.Call("DELETE", "/v1/apps/bench/machines/"+m.ID+"?force=true", nil); code != 200 {
+		hd.times = append(hd.times, time.Since(start))
+		hd.api = append(hd.api, answered)
+		if code, body := hd.d.Call("DELETE", "/v1/apps/bench/machines/"+m.ID+"?force=true", nil); code != 200 {
 			b.Fatalf("destroy: %d %s", code, body)
 		}
 	}
@@ -172,6 +199,7 @@ func BenchmarkMachineStart(b *testing.B) {
 	b.Cleanup(func() { _ = netm.Teardown(nsID) })
 	bareDir := b.TempDir()
 	bare := map[string][]time.Duration{}
+	bareRun := map[string][]time.Duration{} // of bare: until `run -d` returned
 	runBare := func(rt string, i int) {
 		name := filepath.Base(rt)
 		bundle := filepath.Join(bareDir, name, "bundle")
@@ -186,6 +214,7 @@ func BenchmarkMachineStart(b *testing.B) {
 			out, _ := os.ReadFile(logPath)
 			b.Fatalf("%s run: %v: %s", name, err, out)
 		}
+		bareRun[name] = append(bareRun[name], time.Since(start))
 		b.Cleanup(func() { _ = exec.Command(rt, "--root", stateDir, "delete", "-f", id).Run() })
 		if err := waitFor(noKeep, "http://"+net.JoinHostPort(ip4.String(), "8080")+"/", "", "hits=", 20*time.Second); err != nil {
 			b.Fatal(err)
@@ -228,27 +257,46 @@ func BenchmarkMachineStart(b *testing.B) {
 	// Interleaved, so that load drifting on a shared machine hits all
 	// contenders alike.
 	for i := 0; i < runs; i++ {
-		runHangar(i)
+		for j := range daemons {
+			// The daemons take turns going first.
+			runHangar(daemons[(i+j)%len(daemons)])
+		}
 		for _, rt := range rts {
 			runBare(rt, i)
 		}
 		runFork(i)
 	}
 
-	h := summarize("hangar/"+daemonRuntime(d.DataDir)+" (API create → 200 via proxy)", hangar)
-	all := []stats{h}
+	if dst := os.Getenv("HANGAR_BENCH_LOG"); dst != "" {
+		// The daemons' debug logs (phases of each start), for a profile.
+		for _, hd := range daemons {
+			copyDaemonLog(b, hd.d, dst+"."+hd.name)
+		}
+	}
+	// subStats[i] is a part of all[i]'s time, printed below it.
+	var all, subStats []stats
+	for _, hd := range daemons {
+		all = append(all, summarize(hd.name+"/"+daemonRuntime(hd.d)+" (API create → 200 via proxy)", hd.times))
+		subStats = append(subStats, summarize("  of which until the API answered", hd.api))
+	}
+	h := all[0]
 	bareStats := map[string]stats{}
 	for _, rt := range rts {
 		name := filepath.Base(rt)
 		bareStats[name] = summarize(name+" run -d → 200", bare[name])
 		all = append(all, bareStats[name])
+		subStats = append(subStats, summarize("  of which until `run -d` returned", bareRun[name]))
 	}
 	f := summarize("fork/exec → 200", fork)
 	all = append(all, f)
 	fmt.Printf("\nMachine start, %d runs each (image unpacked):\n", runs)
 	fmt.Printf("%-48s %10s %10s %10s\n", "", "min", "median", "max")
-	for _, s := range all {
+	for i, s := range all {
 		fmt.Printf("%-48s %10s %10s %10s\n", s.name, s.min.Round(10*time.Microsecond), s.med.Round(10*time.Microsecond), s.max.Round(10*time.Microsecond))
+		if i < len(subStats) {
+			a := subStats[i]
+			fmt.Printf("%-48s %10s %10s %10s\n", a.name, a.min.Round(10*time.Microsecond), a.med.Round(10*time.Microsecond), a.max.Round(10*time.Microsecond))
+		}
 	}
 	fmt.Printf("ratio of medians:")
 	for _, name := range []string{"crun", "runc"} {
@@ -259,6 +307,9 @@ func BenchmarkMachineStart(b *testing.B) {
 			}
 			fmt.Printf(" hangar/%s = %.2fx%s,", name, float64(h.med)/float64(c.med), target)
 		}
+	}
+	if len(daemons) > 1 {
+		fmt.Printf(" before/crun = %.2fx, hangar/before = %.2fx,", float64(all[1].med)/float64(bareStats["crun"].med), float64(h.med)/float64(all[1].med))
 	}
 	fmt.Printf(" hangar/fork-exec = %.1fx\n\n", float64(h.med)/float64(f.med))
 	b.ReportMetric(float64(h.med.Microseconds())/1000, "hangar-ms")

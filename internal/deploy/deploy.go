@@ -184,9 +184,14 @@ func Check(req Request) (*appconfig.Config, string, []appconfig.Diagnostic, erro
 
 // Deploy runs one deploy to the end and returns the release.
 func (d *Deployer) Deploy(ctx context.Context, req Request, progress func(Event)) (*Release, error) {
+	begun := time.Now()
 	emit := func(step, machine, group, format string, args ...any) {
+		msg := fmt.Sprintf(format, args...)
+		if d.Log != nil {
+			d.Log.Debug("deploy step", "step", step, "machine", machine, "group", group, "at", time.Since(begun), "msg", msg)
+		}
 		if progress != nil {
-			progress(Event{Time: time.Now().UTC(), Step: step, MachineID: machine, Group: group, Message: fmt.Sprintf(format, args...)})
+			progress(Event{Time: time.Now().UTC(), Step: step, MachineID: machine, Group: group, Message: msg})
 		}
 	}
 	cfg, app, warnings, err := Check(req)

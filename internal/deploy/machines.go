@@ -24,8 +24,8 @@ type Machines interface {
 	Get(ctx context.Context, app, id string) (*supervisor.Record, error)
 	// Create records a new machine and starts it (unless opt.SkipLaunch);
 	// a failed start leaves the machine failed and returns the error
-	// (the supervisor returns no record then: a deploy creates with
-	// SkipLaunch, records the machine, then calls Start).
+	// (the supervisor returns no record then: a deploy finds the machine
+	// by the release mark in its metadata, run.addMarked).
 	Create(ctx context.Context, app string, cfg *types.MachineConfig, opt supervisor.CreateOptions) (*supervisor.Record, error)
 	// Start starts a created or stopped machine; a started one is a no-op.
 	Start(ctx context.Context, app, id string) (*supervisor.Record, error)

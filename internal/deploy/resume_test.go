@@ -88,7 +88,11 @@ func TestResumeInterruptedDeploy(t *testing.T) {
 				id, st, g := machineWrite(key, value)
 				return id != "" && g == appconfig.ReleaseCommandGroup && st == types.StateStarted
 			}},
-		{name: "spearhead recorded", kill: newMachine(types.StateCreated)},
+		{name: "spearhead saved", kill: newMachine(types.StateStarting)},
+		{name: "spearhead recorded in the run", kill: func(_ map[string]bool, key string, value []byte) bool {
+			var rec runRecord
+			return key == runKey(testApp) && value != nil && json.Unmarshal(value, &rec) == nil && len(rec.Created) > 0
+		}},
 		{name: "spearhead started", kill: newMachine(types.StateStarted)},
 		{name: "first old machine stopping", kill: oldMachine(types.StateStopping)},
 		{name: "first old machine stopped", kill: oldMachine(types.StateStopped)},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/hangar-dev/hangar/internal/appconfig"
@@ -29,8 +30,9 @@ const (
 // runRecord is the progress of one deploy (or scale) as stored, so that
 // it can be finished or undone after a crash: what the app had when it
 // began and every machine (and volume) the run created, stopped or is removing. A
-// machine is recorded as stopped before it is stopped, and created as
-// soon as it exists (a crash between the two is covered by Marks).
+// machine is recorded as stopped before it is stopped, and created once
+// its create (which starts it) returns: a crash before that, and a start
+// that failed (the create returns no record), are covered by Marks.
 type runRecord struct {
 	App     string `json:"app"`
 	Version int    `json:"version"`
@@ -83,8 +85,42 @@ func (r *run) change(ctx context.Context, fn func(rec *runRecord)) error {
 	return r.saveLocked(ctx)
 }
 
+// addCreated records machine id as created by the run (once).
 func (r *run) addCreated(id string) error {
-	return r.change(context.Background(), func(rec *runRecord) { rec.Created = append(rec.Created, id) })
+	return r.change(context.Background(), func(rec *runRecord) {
+		if !slices.Contains(rec.Created, id) {
+			rec.Created = append(rec.Created, id)
+		}
+	})
+}
+
+// addMarked records as created the machines of group that carry the
+// run's mark and that it has not recorded: one whose start failed, for
+// which the create returned no record.
+func (r *run) addMarked(ctx context.Context, group string) error {
+	ms, err := r.d.Sup.List(ctx, r.app)
+	if err != nil {
+		return fmt.Errorf("find the machines release v%d of %s created: %w", r.rec.Version, r.app, err)
+	}
+	r.mu.Lock()
+	mark, ok := r.rec.Marks[group]
+	known := map[string]bool{}
+	for _, id := range append(append([]string(nil), r.rec.Existing...), r.rec.Created...) {
+		known[id] = true
+	}
+	r.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	for _, m := range ms {
+		if known[m.ID] || groupOf(m) != group || m.Config == nil || m.Config.Metadata[types.MetaRelease] != mark {
+			continue
+		}
+		if err := r.addCreated(m.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (r *run) addStopped(id string) error {

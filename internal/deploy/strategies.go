@@ -74,21 +74,8 @@ func (r *run) launch(ctx context.Context, p *plan, region string, prefer []strin
 				errs[i] = err
 				return
 			}
-			if smoke && r.d.SmokeWindow > 0 {
-				select {
-				case <-time.After(r.d.SmokeWindow):
-				case <-ctx.Done():
-					errs[i] = ctx.Err()
-					return
-				}
-				cur, err := r.d.Sup.Get(ctx, r.app, m.ID)
-				if err != nil {
-					errs[i] = err
-					return
-				}
-				// A machine the proxy stopped for being idle did not crash.
-				if cur.RestartCount > 0 || cur.State != types.StateStarted && !cur.StoppedByAutostop() {
-					errs[i] = fmt.Errorf("machine %s is crash-looping (state %s, %d restarts in the smoke window); see `hangar logs --machine %s`", m.ID, cur.State, cur.RestartCount, m.ID)
+			if smoke {
+				if errs[i] = r.smoke(ctx, m.ID); errs[i] != nil {
 					return
 				}
 			}
@@ -99,23 +86,83 @@ func (r *run) launch(ctx context.Context, p *plan, region string, prefer []strin
 	return ids, errors.Join(errs...)
 }
 
-// create records a new machine of p in region ("": on the deploying
-// host; else placed on a host of the region), then the run's record of
-// it, then starts it: a machine that fails to start (state failed) is one
-// the run created, so a rollback removes it rather than leave it behind.
-func (r *run) create(ctx context.Context, p *plan, region, prefer string, cordoned bool) (*supervisor.Record, error) {
-	m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Region: region, PreferHost: prefer, Cordoned: cordoned, SkipLaunch: true})
+// smoke waits out the smoke window of a healthy new machine and fails if
+// it restarted or left started meanwhile (a crash loop its checks did
+// not catch).
+func (r *run) smoke(ctx context.Context, id string) error {
+	if r.d.SmokeWindow <= 0 {
+		return nil
+	}
+	select {
+	case <-time.After(r.d.SmokeWindow):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	cur, err := r.d.Sup.Get(ctx, r.app, id)
+	if err != nil {
+		return err
+	}
+	// A machine the proxy stopped for being idle did not crash.
+	if cur.RestartCount > 0 || cur.State != types.StateStarted && !cur.StoppedByAutostop() {
+		return fmt.Errorf("machine %s is crash-looping (state %s, %d restarts in the smoke window); see `hangar logs --machine %s`", id, cur.State, cur.RestartCount, id)
+	}
+	return nil
+}
+
+// spearhead launches the first new machine of a rolling deploy (the
+// canary, with canary) and waits out its smoke window while the next
+// batch of next machines starts cordoned: they take no traffic until the
+// spearhead has passed (then the caller uncordons them), so a bad
+// release still reaches one machine's users only, but the next batch's
+// start and checks no longer wait for the window. It returns the next
+// batch's ids.
+func (r *run) spearhead(ctx context.Context, p *plan, region string, prefer []string, next int, waitTimeout time.Duration) ([]string, error) {
+	ids, err := r.launch(ctx, p, region, prefer, 1, waitTimeout, false, false)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.addCreated(m.ID); err != nil {
-		return m, err
+	var smokeErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		smokeErr = r.smoke(ctx, ids[0])
+	}()
+	var nextIDs []string
+	var nextErr error
+	if next > 0 {
+		r.emit("batch", "", p.group, "starting the next %d machine(s) without traffic during the smoke window of %s", next, ids[0])
+		nextIDs, nextErr = r.launch(ctx, p, region, prefer[min(1, len(prefer)):], next, waitTimeout, true, false)
 	}
-	started, err := r.d.Sup.Start(ctx, r.app, m.ID)
+	<-done
+	if smokeErr == nil {
+		r.emit("machine", ids[0], p.group, "machine %s passed its smoke window", ids[0])
+	}
+	return nextIDs, errors.Join(smokeErr, nextErr)
+}
+
+// create makes a new machine of p in region ("": on the deploying host;
+// else placed on a host of the region) and starts it, then records it in
+// the run. The machine carries the run's mark (metadata hangar_release),
+// so one whose start failed (the create returns no record then) is found
+// by it and recorded too, and a rollback removes it rather than leave it
+// behind; a crash before the record is covered by the mark as well
+// (resume.go). Created and started in one call, the machine is saved
+// once (starting) instead of created, recorded, then starting: two store
+// commits fewer on each new machine's way to its checks.
+func (r *run) create(ctx context.Context, p *plan, region, prefer string, cordoned bool) (*supervisor.Record, error) {
+	m, err := r.d.Sup.Create(ctx, r.app, cloneConfig(p.cfg), supervisor.CreateOptions{Region: region, PreferHost: prefer, Cordoned: cordoned})
+	if m != nil {
+		if rerr := r.addCreated(m.ID); rerr != nil {
+			return m, errors.Join(err, rerr)
+		}
+	}
 	if err != nil {
+		if aerr := r.addMarked(ctx, p.group); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
 		return m, err
 	}
-	return started, nil
+	return m, nil
 }
 
 // retire drains old machines out of rotation (in-flight requests finish)
@@ -213,6 +260,9 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 	}
 	first := true
 	ahead := 0 // new machines up beyond the old ones retired (a canary)
+	// next is the batch after the spearhead, started cordoned during its
+	// smoke window (spearhead), taken into rotation in its turn.
+	var next []string
 	// A batch's old machines leave rotation at once, then drain and stop
 	// while the next batch starts: the new machines that replace them
 	// already serve. The deploy ends once every retire has.
@@ -232,8 +282,24 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 		if n > 0 {
 			// Each new machine on the host of an old one still without
 			// its replacement.
-			if _, err := r.launch(ctx, p, region, hostsOf(olds[min(ahead, len(olds)):]), n, waitTimeout, false, first); err != nil {
-				return errors.Join(err, retiring.wait())
+			prefer := hostsOf(olds[min(ahead, len(olds)):])
+			switch {
+			case len(next) > 0:
+				// Started and healthy during the spearhead's smoke window.
+				n = len(next)
+				if err := r.uncordon(ctx, next); err != nil {
+					return errors.Join(err, retiring.wait())
+				}
+				next = nil
+			case first && r.d.SmokeWindow > 0:
+				var err error
+				if next, err = r.spearhead(ctx, p, region, prefer, min(batchSize(p.want, maxUnavail), remaining-n), waitTimeout); err != nil {
+					return errors.Join(err, retiring.wait())
+				}
+			default:
+				if _, err := r.launch(ctx, p, region, prefer, n, waitTimeout, false, first); err != nil {
+					return errors.Join(err, retiring.wait())
+				}
 			}
 			remaining -= n
 		}
@@ -266,6 +332,16 @@ func (r *run) rollingIn(ctx context.Context, p *plan, region string, waitTimeout
 		}
 	}
 	return retiring.wait()
+}
+
+// uncordon takes new machines started cordoned into rotation.
+func (r *run) uncordon(ctx context.Context, ids []string) error {
+	for _, id := range ids {
+		if _, err := r.d.Sup.SetCordoned(ctx, r.app, id, false); err != nil {
+			return fmt.Errorf("take new machine %s into rotation: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // background runs functions in goroutines and collects their errors.
@@ -451,6 +527,11 @@ func (r *run) finish(ctx context.Context, existing []*supervisor.Record, configs
 		rolled[g] = true
 	}
 	r.mu.Unlock()
+	// The old machines are destroyed in parallel: each destroy is a few
+	// store commits and a network teardown, which add up when one waits
+	// for the other.
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for _, o := range existing {
 		g := groupOf(o)
 		_, kept := configs[g]
@@ -466,8 +547,12 @@ func (r *run) finish(ctx context.Context, existing []*supervisor.Record, configs
 		if !kept {
 			r.emit("retire", o.ID, g, "removing machine %s: process group %s is gone from fly.toml", o.ID, g)
 		}
-		if err := r.d.Sup.Destroy(ctx, r.app, o.ID, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
-			r.d.Log.Warn("destroy old machine", "machine", o.ID, "err", err)
-		}
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			if err := r.d.Sup.Destroy(ctx, r.app, id, true); err != nil && !errors.Is(err, supervisor.ErrNotFound) {
+				r.d.Log.Warn("destroy old machine", "machine", id, "err", err)
+			}
+		}(o.ID)
 	}
 }

@@ -109,31 +109,44 @@ func TestAutomaticRollback(t *testing.T) {
 			t.Fatalf("after rollback: %v, want the old %v", ids, old)
 		}
 	})
-	t.Run("second batch unhealthy", func(t *testing.T) {
-		t.Parallel()
-		e := newEnv(t)
-		e.mustDeploy("v1", Request{Counts: map[string]int{"app": 3}})
-		old := e.requireServing(3, 1, "v1")
-		e.mu.Lock()
-		e.failNth["v2"] = 2 // the spearhead passes, the next one does not
-		e.mu.Unlock()
-		rel, _, err := e.deploy("v2", Request{}, `  wait_timeout = "1s"`)
-		if err == nil || rel.Status != StatusFailed {
-			t.Fatalf("deploy: %v %+v", err, rel)
-		}
-		if ids := e.requireServing(3, 1, "v1"); !equalSets(ids, old) {
-			t.Fatalf("after rollback: %v, want the old %v", ids, old)
-		}
-		restarted := 0
-		for _, id := range old {
-			if e.drv.Starts(id) == 2 {
-				restarted++
+	// The second machine starts (without traffic) during the spearhead's
+	// smoke window: when it fails, no old machine has gone yet; when the
+	// third fails, the two old machines the first two replaced are
+	// started again.
+	for _, c := range []struct {
+		name      string
+		fail      int
+		restarted int
+	}{
+		{"second batch unhealthy", 2, 0},
+		{"third batch unhealthy", 3, 2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.mustDeploy("v1", Request{Counts: map[string]int{"app": 3}})
+			old := e.requireServing(3, 1, "v1")
+			e.mu.Lock()
+			e.failNth["v2"] = c.fail
+			e.mu.Unlock()
+			rel, _, err := e.deploy("v2", Request{}, `  wait_timeout = "1s"`)
+			if err == nil || rel.Status != StatusFailed {
+				t.Fatalf("deploy: %v %+v", err, rel)
 			}
-		}
-		if restarted != 1 {
-			t.Errorf("%d old machines were stopped and started again, want the one the spearhead replaced", restarted)
-		}
-	})
+			if ids := e.requireServing(3, 1, "v1"); !equalSets(ids, old) {
+				t.Fatalf("after rollback: %v, want the old %v", ids, old)
+			}
+			restarted := 0
+			for _, id := range old {
+				if e.drv.Starts(id) == 2 {
+					restarted++
+				}
+			}
+			if restarted != c.restarted {
+				t.Errorf("%d old machines were stopped and started again, want %d", restarted, c.restarted)
+			}
+		})
+	}
 	t.Run("crash-looping in the smoke window", func(t *testing.T) {
 		t.Parallel()
 		e := newEnv(t)

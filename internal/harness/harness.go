@@ -145,6 +145,9 @@ func StartDaemonIn(t testing.TB, bin, dataDir string, extraArgs ...string) *Daem
 	return d
 }
 
+// LogPath is the file the daemon's own output (its log) goes to.
+func (d *Daemon) LogPath() string { return d.logf.Name() }
+
 // running reports whether the daemon process is up (as far as the
 // harness started or reloaded it).
 func (d *Daemon) running() bool { return d.cmd != nil || d.pid != 0 }

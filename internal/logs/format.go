@@ -1,39 +1,27 @@
 package logs
 
 import (
-	"fmt"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hangar-dev/hangar/internal/logs/logfile"
 )
 
-// The log files' format, shared by the shim that writes them
-// (internal/runtime's lineWriter) and the readers here.
-//
-// A machine's log is <id>.log (being written), <id>.log.1 (the file
-// rotated last) and archives <id>.log.<first timestamp> (older rotated
-// files, named by the time of their first line so that they sort by
-// time as text). A line is "<timestamp> <stream> <message>".
+// The log files' format is defined in logfile, shared by the shim that
+// writes them (internal/runtime's lineWriter) and the readers here.
 
-// TimeFormat is a line's timestamp: RFC 3339 in UTC with a fixed-width
-// fraction, so lines and archive names sort as text.
-const TimeFormat = "2006-01-02T15:04:05.000000000Z"
+// TimeFormat is a line's timestamp (logfile.TimeFormat).
+const TimeFormat = logfile.TimeFormat
 
-// LostStream is the stream of the lines the shim writes itself: how many
-// lines it lost (LostLinesMessage).
-const LostStream = "hangar"
+// LostStream is the stream of the lines the shim writes itself
+// (logfile.LostStream).
+const LostStream = logfile.LostStream
 
-// LostLinesMessage is the message of the line the shim writes after it
-// failed to write n lines (the disk full), with the error.
-func LostLinesMessage(n int64, err error) string {
-	why := "write failed"
-	if err != nil {
-		why = strings.ReplaceAll(err.Error(), "\n", " ")
-	}
-	return fmt.Sprintf("[hangar: %d log lines lost: %s]", n, why)
-}
+// LostLinesMessage is logfile.LostLinesMessage.
+func LostLinesMessage(n int64, err error) string { return logfile.LostLinesMessage(n, err) }
 
 var lostRE = regexp.MustCompile(`^\[hangar: ([0-9]{1,18}) log lines lost: `)
 
@@ -47,10 +35,9 @@ func ParseLostLines(msg string) (int64, bool) {
 	return n, err == nil
 }
 
-// ArchivePath is the name a rotated log file is archived under: the
-// machine's log path followed by the timestamp of its first line.
+// ArchivePath is logfile.ArchivePath.
 func ArchivePath(logPath, firstTimestamp string) string {
-	return logPath + "." + firstTimestamp
+	return logfile.ArchivePath(logPath, firstTimestamp)
 }
 
 // LogFile is one file of a machine's log in an app's log directory.

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/hangar-dev/hangar/internal/logs/logfile"
 )
 
 // Metrics are the logs' counters, as Prometheus collectors (Collectors);
@@ -123,13 +125,8 @@ func (c lostCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// LostPath is where a machine's shim keeps the count of lines it could
-// not write to the log at logPath: <id>.lost beside <id>.log. The file is
-// made at the shim's start and rewritten in place, so counting needs no
-// new disk block on a full disk.
-func LostPath(logPath string) string {
-	return strings.TrimSuffix(logPath, ".log") + ".lost"
-}
+// LostPath is logfile.LostPath: <id>.lost beside <id>.log.
+func LostPath(logPath string) string { return logfile.LostPath(logPath) }
 
 // LostLines sums the machines' counts of lost lines per app, under
 // logsDir (<data-dir>/logs).

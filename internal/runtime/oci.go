@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/hangar-dev/hangar/internal/fsutil"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -56,14 +55,16 @@ type OCI struct {
 	closed  bool
 }
 
-// takeShim returns the spare shim for task id, else starts one, and has a
-// new spare started.
+// takeShim returns the spare shim for task id, else starts one. The
+// caller has a new spare started (refillSpare) spareRefillDelay after its
+// task runs: a shim's start-up (the binary loaded, its packages
+// initialised: 5-10 ms of CPU) would compete for the CPU with the
+// runtime's and then the app's own start-up.
 func (d *OCI) takeShim(id string) (*shimProc, error) {
 	d.spareMu.Lock()
 	s := d.spare
 	d.spare = nil
 	d.spareMu.Unlock()
-	go d.refillSpare()
 	if s != nil && !s.alive() {
 		// Killed or crashed while it waited: start this task's own.
 		d.log.Warn("the spare shim is gone; starting a shim for the task", "task", id, "spare_pid", s.pid)
@@ -75,6 +76,10 @@ func (d *OCI) takeShim(id string) (*shimProc, error) {
 	}
 	return launchShim(id)
 }
+
+// spareRefillDelay is how long after a task's start the next spare shim
+// is started (see takeShim).
+const spareRefillDelay = 100 * time.Millisecond
 
 // refillSpare starts a spare shim unless there is one (or the driver is
 // closed).
@@ -276,6 +281,7 @@ func (d *OCI) launch(ctx context.Context, spec Spec, park bool) (Status, error) 
 	// namespace are ready.
 	tPrep := time.Now()
 	shim, err := d.takeShim(spec.ID)
+	defer time.AfterFunc(spareRefillDelay, d.refillSpare)
 	if err != nil {
 		return Status{}, fmt.Errorf("task %s: %w", spec.ID, err)
 	}
@@ -838,12 +844,17 @@ func readExit(dir string) (ExitResult, error) {
 	return ex, nil
 }
 
+// writeExit records a task's exit in exit.json, atomically but without
+// fsync (two of them were on every stop's path): the record is for a
+// daemon that restarts, which finds it in the page cache; after a host
+// crash the task is gone anyway, and a record cut short reads as none
+// (Inspect then records the shim's death instead).
 func writeExit(dir string, ex ExitResult) error {
 	b, err := json.Marshal(ex)
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFileAtomic(filepath.Join(dir, "exit.json"), b, 0o644)
+	return replaceFile(filepath.Join(dir, "exit.json"), b, 0o644)
 }
 
 // shimAlive reads the shim's pid file and checks that the process is still

@@ -19,7 +19,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hangar-dev/hangar/internal/logs"
+	"github.com/hangar-dev/hangar/internal/logs/logfile"
 )
 
 // The shim is this same binary started with shimEnv set: one small process
@@ -471,7 +471,7 @@ type lineWriter struct {
 	lostErr error
 	partial bool // a failed write left part of a line at the end of f
 	// lostFile keeps lostTotal, the lines ever lost by this machine's
-	// log, for the daemon's metric (logs.LostPath); nil if it could not
+	// log, for the daemon's metric (logfile.LostPath); nil if it could not
 	// be made.
 	lostFile  *os.File
 	lostTotal int64
@@ -508,7 +508,7 @@ func openLineWriter(path string, max int64) (*lineWriter, error) {
 // openLostCount opens the count of lost lines, made now with its full
 // size so that updating it in place needs no disk space.
 func (w *lineWriter) openLostCount() {
-	lf, err := os.OpenFile(logs.LostPath(w.path), os.O_RDWR|os.O_CREATE, 0o640)
+	lf, err := os.OpenFile(logfile.LostPath(w.path), os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
 		return
 	}
@@ -646,8 +646,8 @@ func (w *lineWriter) writeLocked(b []byte) {
 			marker = append(marker, '\n') // end the piece a failed write left
 		}
 		marker = time.Now().UTC().AppendFormat(marker, logTimeFormat)
-		marker = append(marker, " "+logs.LostStream+" "...)
-		marker = append(marker, logs.LostLinesMessage(w.lost, w.lostErr)...)
+		marker = append(marker, " "+logfile.LostStream+" "...)
+		marker = append(marker, logfile.LostLinesMessage(w.lost, w.lostErr)...)
 		marker = append(marker, '\n')
 		if !w.writeBytesLocked(marker, false) {
 			k := int64(bytes.Count(b, []byte{'\n'}))
@@ -724,10 +724,10 @@ func archiveRotated(path string) error {
 	n, _ := io.ReadFull(f, head)
 	f.Close()
 	ts, _, _ := strings.Cut(string(head[:n]), " ")
-	if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || len(ts) != len(logs.TimeFormat) {
+	if _, err := time.Parse(time.RFC3339Nano, ts); err != nil || len(ts) != len(logfile.TimeFormat) {
 		ts = time.Now().UTC().Format(logTimeFormat)
 	}
-	return os.Rename(path+".1", logs.ArchivePath(path, ts))
+	return os.Rename(path+".1", logfile.ArchivePath(path, ts))
 }
 
 // trimPartialRune drops an incomplete UTF-8 sequence at the end of b (a

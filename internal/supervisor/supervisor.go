@@ -401,6 +401,7 @@ type CreateOptions struct {
 
 // Create records a new machine and starts it unless SkipLaunch.
 func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineConfig, opt CreateOptions) (*Record, error) {
+	t0 := time.Now()
 	if opt.UniqueName && opt.Name != "" {
 		ms, err := s.List(ctx, app)
 		if err != nil {
@@ -456,6 +457,7 @@ func (s *Supervisor) Create(ctx context.Context, app string, cfg *types.MachineC
 	if err != nil {
 		return nil, err
 	}
+	s.log.Debug("machine recorded", "app", app, "machine", id, "took", time.Since(t0))
 	s.notify()
 	if launch {
 		l := s.liveFor(app, id)
@@ -1016,16 +1018,19 @@ func (s *Supervisor) stopTask(ctx context.Context, l *live, r *Record, signal st
 			timeout = r.Config.StopConfig.Timeout.Duration
 		}
 	}
+	t0 := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, timeout)
 	if err := s.opt.Router.Drain(dctx, l.app, l.id); err != nil {
 		s.log.Warn("drain did not finish before the stop timeout", "machine", l.id, "err", err)
 	}
 	cancel()
+	t1 := time.Now()
 	if err := s.opt.Driver.Stop(ctx, l.id, signal, timeout); err != nil {
 		return signal, fmt.Errorf("stop machine %s: %w", l.id, err)
 	}
 	s.opt.Router.Remove(l.app, l.id)
 	s.removeFiles(l.id)
+	s.log.Debug("machine task stopped", "app", l.app, "machine", l.id, "drain", t1.Sub(t0), "stop", time.Since(t1))
 	return signal, nil
 }
 
@@ -1182,18 +1187,22 @@ func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) er
 			s.log.Warn("stop before destroy failed", "machine", id, "err", err)
 		}
 	}
+	t0 := time.Now()
 	if _, err := s.setState(ctx, app, id, types.StateDestroying, "", "user", nil); err != nil {
 		return err
 	}
+	t1 := time.Now()
 	if err := s.opt.Driver.Destroy(ctx, id); err != nil {
 		return fmt.Errorf("destroy machine %s: %w", id, err)
 	}
+	t2 := time.Now()
 	s.opt.Router.Remove(app, id)
 	if err := s.opt.Network.Teardown(id); err != nil {
 		s.log.Warn("network teardown", "machine", id, "err", err)
 	}
 	_ = os.RemoveAll(s.machineDir(id))
 	s.removeFiles(id)
+	t3 := time.Now()
 	if err := s.releaseAddr(ctx, id, r.AddrIndex); err != nil {
 		return fmt.Errorf("destroy machine %s: release address: %w", id, err)
 	}
@@ -1201,6 +1210,7 @@ func (s *Supervisor) Destroy(ctx context.Context, app, id string, force bool) er
 		return fmt.Errorf("destroy machine %s: %w", id, err)
 	}
 	s.keepDestroyed(ctx, r) // for list?include_deleted=true (ops.go)
+	s.log.Debug("machine destroyed", "app", app, "machine", id, "record", t1.Sub(t0), "driver", t2.Sub(t1), "network", t3.Sub(t2), "records", time.Since(t3))
 	s.mu.Lock()
 	delete(s.machines, id)
 	s.mu.Unlock()
