@@ -92,6 +92,9 @@ type follower struct {
 	rest []byte // an incomplete line at off
 	// readMax bounds one readNew (maxFollowRead when 0).
 	readMax int
+	// afterStat, if set, runs between next's stat of the path and its
+	// read (tests: a writer appending in between).
+	afterStat func()
 }
 
 func (fl *follower) close() {
@@ -172,6 +175,9 @@ func (fl *follower) next() ([]string, error) {
 	// writes nothing more to the old one, so reading that to its end
 	// leaves nothing behind.
 	cur, statErr := os.Stat(fl.path)
+	if fl.afterStat != nil {
+		fl.afterStat()
+	}
 	lines, atEOF, err := fl.readNew()
 	if err != nil || !atEOF || statErr != nil {
 		return lines, err
@@ -196,8 +202,11 @@ func (fl *follower) next() ([]string, error) {
 		fl.rest = nil
 		more, err := fl.next()
 		return append(lines, more...), err
-	case cur.Size() < fl.off:
-		// Truncated in place (not by the shim): start over.
+	}
+	// Truncated in place (not by the shim): start over. The size is the
+	// open file's now, not cur's: cur was taken before the read, and a
+	// line appended in between is not a truncation.
+	if now, err := fl.f.Stat(); err == nil && now.Size() < fl.off {
 		fl.off, fl.rest = 0, nil
 		more, _, err := fl.readNew()
 		return append(lines, more...), err

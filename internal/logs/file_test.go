@@ -219,3 +219,29 @@ func TestFollowAcrossRotation(t *testing.T) {
 	appendFile(t, path, "x\n")
 	step("truncated in place", []string{"x"})
 }
+
+// A line appended between next's stat of the path and its read is read
+// once: the stat's size (older) is no sign of a truncation. (Under load
+// this window opened wide enough for Follow to repeat whole files.) A
+// real truncation still starts over.
+func TestFollowAppendDuringPoll(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "m.log")
+	writeFile(t, path, numberedLines(0, 3))
+	fl := &follower{path: path}
+	defer fl.close()
+	if got, err := fl.tail(1); err != nil || !reflect.DeepEqual(got, linesFrom(2, 3)) {
+		t.Fatalf("tail: %q %v", got, err)
+	}
+	fl.afterStat = func() { appendFile(t, path, numberedLines(3, 4)) }
+	if got, err := fl.next(); err != nil || !reflect.DeepEqual(got, linesFrom(3, 4)) {
+		t.Fatalf("a line appended during the poll: %q, %v; want line 3 only", got, err)
+	}
+	fl.afterStat = nil
+	if got, err := fl.next(); err != nil || got != nil {
+		t.Fatalf("the next poll: %q, %v; want nothing", got, err)
+	}
+	writeFile(t, path, numberedLines(10, 11)) // truncated in place, shorter
+	if got, err := fl.next(); err != nil || !reflect.DeepEqual(got, linesFrom(10, 11)) {
+		t.Fatalf("after a truncation: %q, %v; want the file from its start", got, err)
+	}
+}
