@@ -27,7 +27,7 @@ func newPgCmd() *cobra.Command {
 		Use:   "pg",
 		Short: "Work with PostgreSQL databases",
 	}
-	cmd.AddCommand(newPgMigrateCmd(), newPgImageCmd(), newPgCreateCmd(), newPgAttachCmd(), newPgDetachCmd(), newPgConnectCmd(), newPgCACmd(), newPgStatusCmd(), newPgFailoverCmd())
+	cmd.AddCommand(newPgMigrateCmd(), newPgImageCmd(), newPgCreateCmd(), newPgAttachCmd(), newPgDetachCmd(), newPgConnectCmd(), newPgCACmd(), newPgStatusCmd(), newPgFailoverCmd(), newPgBackupCmd(), newPgRestoreCmd())
 	return cmd
 }
 

@@ -54,5 +54,12 @@ unset OPERATOR_PASSWORD REPL_PASSWORD PATRONI_API_PASSWORD PG_TLS_KEY PG_CA_KEY
 export PATRONICTL_CONFIG_FILE="$conf/patroni.yml"
 # libpq (replication, pg_rewind) looks for client certificates in HOME.
 export HOME=/var/lib/postgresql
+# Backups (pg create's default): pgBackRest's TLS server, through which
+# the cluster's repository machine takes backups; restarted if it exits.
+if [ "${PG_BACKUP:-}" = 1 ]; then
+	install -d -o postgres -g postgres -m 0700 /tmp/pgbackrest
+	(while :; do env -u PATRONI_SUPERUSER_PASSWORD -u PATRONI_REWIND_PASSWORD -u PATRONI_REPLICATION_PASSWORD -u PATRONI_RESTAPI_PASSWORD -u PATRONI_ETCD3_PASSWORD \
+		setpriv --reuid=postgres --regid=postgres --init-groups -- pgbackrest server || true; sleep 2; done) &
+fi
 say "member $PATRONI_NAME at $ip, consensus store on $PG_CONSENSUS_HOST"
 exec setpriv --reuid=postgres --regid=postgres --init-groups -- /usr/bin/patroni "$conf/patroni.yml"
