@@ -163,7 +163,7 @@ func ParseBackupSchedule(s string) (BackupSchedule, error) {
 	return out, nil
 }
 
-// ValidateS3 checks an S3 repository's options.
+// Validate checks an S3 repository's options (and trims an https:// endpoint to host:port).
 func (o *S3Options) Validate() error {
 	if o.Endpoint == "" || o.Bucket == "" || o.Region == "" {
 		return errors.New("an S3 repository needs an endpoint, a bucket and a region")
