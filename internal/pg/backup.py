@@ -93,11 +93,25 @@ def pgbackrest(*args, pg_host=None):
     return out
 
 
+# Errors of a role change in progress: right after a promotion the new
+# primary's pg_control still has the old timeline until its first
+# checkpoint, and for a moment no member (or the old one) is primary.
+TRANSIENT = ("does not match pg_control timeline", "unable to find primary", "no primary found", "is in recovery")
+
+
 def run_backup(kind):
     started = time.time()
     try:
-        host = primary()
-        pgbackrest("--type=" + kind, "backup", pg_host=host)
+        for attempt in range(8):
+            try:
+                host = primary()
+                pgbackrest("--type=" + kind, "backup", pg_host=host)
+                break
+            except RuntimeError as e:
+                if attempt == 7 or not any(m in str(e) for m in TRANSIENT):
+                    raise
+                log("%s backup: %s; trying again" % (kind, e))
+                time.sleep(3)
     except Exception as e:
         msg = str(e)
 
