@@ -30,7 +30,10 @@ import (
 // that leaves nothing made.
 func testPgBackup(t *testing.T, d *harness.Daemon) {
 	const db, restored = "pgb", "pgb-restored"
-	for _, app := range []string{db, restored, "pgb-s3"} {
+	// Cleanups run last first: an app that is gone by then (a refused
+	// create) makes cleanupVolumes check every volume, so those go after
+	// the cluster's own.
+	for _, app := range []string{"pgb-s3", restored, db} {
 		cleanupVolumes(t, d, app)
 	}
 	t.Cleanup(func() {
