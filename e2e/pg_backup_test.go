@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -228,6 +229,32 @@ func testPgBackup(t *testing.T, d *harness.Daemon) {
 	if out, err := d.Hangar("pg", "restore", db, "--to", restored, "--time", target.UTC().Format(time.RFC3339Nano)); err == nil || !strings.Contains(out, "already exists") {
 		t.Fatalf("a restore into a taken name: %v\n%s", err, out)
 	}
+
+	// The repository machine's metrics reach the daemon's /metrics as the
+	// app's (its [metrics]): the last success, no failures.
+	harness.Poll(t, "pgb's backup metrics on the daemon's /metrics", 60*time.Second, func() (bool, string) {
+		resp, err := http.Get(d.Metrics + "/metrics")
+		if err != nil {
+			return false, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var success, failures string
+		for _, l := range strings.Split(string(b), "\n") {
+			if !strings.Contains(l, `app="`+db+`"`) {
+				continue
+			}
+			f := strings.Fields(l)
+			switch {
+			case strings.HasPrefix(l, "hangar_pg_backup_last_success_timestamp_seconds{"):
+				success = f[len(f)-1]
+			case strings.HasPrefix(l, "hangar_pg_backup_failures_total{"):
+				failures = f[len(f)-1]
+			}
+		}
+		v, _ := strconv.ParseFloat(success, 64)
+		return v > float64(first.Timestamp.Stop-5) && failures == "0", "success " + success + ", failures " + failures
+	})
 
 	testPgBackupS3Refused(t, d)
 }
