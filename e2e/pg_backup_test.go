@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -230,8 +231,54 @@ func testPgBackup(t *testing.T, d *harness.Daemon) {
 		t.Fatalf("a restore into a taken name: %v\n%s", err, out)
 	}
 
-	// The repository machine's metrics reach the daemon's /metrics as the
-	// app's (its [metrics]): the last success, no failures.
+	// A backup that fails (the restored cluster's only member is stopped)
+	// is an error, and is counted: in `pg status` once the member is
+	// back, and in the metrics.
+	var member string
+	for _, m := range d.Machines(restored) {
+		if m.Config.Metadata["hangar_pg_cluster"] == restored {
+			member = m.ID
+		}
+	}
+	hangarOK(t, d, "machine", "stop", member, "-a", restored)
+	if out, err := d.Hangar("pg", "backup", "create", "-a", restored, "--type", "diff"); err == nil || !strings.Contains(out, "no primary found") {
+		t.Fatalf("a backup without a primary: %v\n%s", err, out)
+	}
+	hangarOK(t, d, "machine", "start", member, "-a", restored)
+	harness.Poll(t, "the failed backup in pg status", 90*time.Second, func() (bool, string) {
+		out, err := d.Hangar("pg", "status", "-a", restored, "--json")
+		if err != nil {
+			return false, out
+		}
+		var s status
+		if err := json.Unmarshal([]byte(out), &s); err != nil || s.Backup == nil {
+			return false, out
+		}
+		return s.Backup.Failures == 1, out
+	})
+
+	// The repository machines' metrics reach the daemon's /metrics as the
+	// apps' (their [metrics]): the last success, the failures.
+	metric := func(name, app string) float64 {
+		resp, err := http.Get(d.Metrics + "/metrics")
+		if err != nil {
+			return -1
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(l, name+"{") && strings.Contains(l, `app="`+app+`"`) {
+				f := strings.Fields(l)
+				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+				return v
+			}
+		}
+		return -1
+	}
+	harness.Poll(t, "the failed backup in the metrics", 60*time.Second, func() (bool, string) {
+		v := metric("hangar_pg_backup_failures_total", restored)
+		return v == 1, fmt.Sprint(v)
+	})
 	harness.Poll(t, "pgb's backup metrics on the daemon's /metrics", 60*time.Second, func() (bool, string) {
 		resp, err := http.Get(d.Metrics + "/metrics")
 		if err != nil {

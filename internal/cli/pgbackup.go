@@ -236,6 +236,25 @@ func pgWaitStarted(ctx context.Context, c *client, app, id string, timeout time.
 // WAL archive) into the new cluster's repository, machine console to
 // machine console: the clusters share nothing afterwards.
 func pgCopyStanza(ctx context.Context, c *client, from, fromRepo, to, toRepo string) error {
+	// The repository directory is there (made by the machine's start
+	// script) and the helper's user can write to it.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		code, err := c.console(ctx, to, toRepo, consoleOptions{command: []string{"test", "-w", pg.BackupMount + "/repo"}, user: "postgres", stdout: io.Discard, stderr: io.Discard})
+		if err == nil && code == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s's repository directory is not ready (%d %v): see `hangar logs -a %s`", to, code, err, to)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(300 * time.Millisecond):
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -259,7 +278,13 @@ func pgCopyStanza(ctx context.Context, c *client, from, fromRepo, to, toRepo str
 		command: []string{"tar", "-C", pg.BackupMount + "/repo", "-xf", "-"},
 		user:    "postgres", stdin: r, stdout: io.Discard, stderr: &dstErr,
 	})
-	if serr := <-src; serr != nil {
+	// A reader that ended early must not leave the source writing into a
+	// full pipe.
+	r.Close()
+	if err != nil || code != 0 {
+		cancel()
+	}
+	if serr := <-src; serr != nil && err == nil && code == 0 {
 		return fmt.Errorf("read %s's repository: %w", from, serr)
 	}
 	if err == nil && code != 0 {
