@@ -220,7 +220,7 @@ func testPgCluster(t *testing.T, d *harness.Daemon) {
 			t.Logf("pg status:\n%s", st)
 		}
 	})
-	out := hangarOK(t, d, "pg", "create", "--name", db, "--initial-cluster-size", "3", "--volume-size-mb", "256", "--synchronous")
+	out := hangarOK(t, d, "pg", "create", "--name", db, "--initial-cluster-size", "3", "--volume-size-mb", "256", "--synchronous", "--no-backup")
 	pw := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
 	fc := regexp.MustCompile(`Flycast:\s+(\S+)`).FindStringSubmatch(out)
 	if pw == nil || fc == nil {

@@ -138,6 +138,7 @@ func TestHangarPostgresImage(t *testing.T) {
 	t.Run("create attach connect detach", func(t *testing.T) { testPgVerbs(t, bin, d) })
 	t.Run("patroni cluster failover", func(t *testing.T) { testPgCluster(t, d) })
 	t.Run("config import", func(t *testing.T) { testPgConfigImport(t, bin, d) })
+	t.Run("backup restore", func(t *testing.T) { testPgBackup(t, d) })
 }
 
 // testPgVerbs: `hangar pg create` makes a database app (the image is
@@ -147,7 +148,7 @@ func TestHangarPostgresImage(t *testing.T) {
 // input leaves nothing half-made.
 func testPgVerbs(t *testing.T, bin string, d *harness.Daemon) {
 	cleanupVolumes(t, d, "pgc")
-	out := hangarOK(t, d, "pg", "create", "--name", "pgc", "--volume-size-mb", "256")
+	out := hangarOK(t, d, "pg", "create", "--name", "pgc", "--volume-size-mb", "256", "--no-backup")
 	m := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
 	if m == nil || !strings.Contains(out, "pgc.flycast") {
 		t.Fatalf("pg create output:\n%s", out)

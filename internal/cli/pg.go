@@ -28,7 +28,7 @@ func newPgCmd() *cobra.Command {
 		Short: "Work with PostgreSQL databases",
 	}
 	cmd.AddCommand(newPgMigrateCmd(), newPgImageCmd(), newPgCreateCmd(), newPgAttachCmd(), newPgDetachCmd(), newPgConnectCmd(), newPgCACmd(), newPgStatusCmd(), newPgFailoverCmd(),
-		newPgConfigCmd(), newPgImportCmd())
+		newPgConfigCmd(), newPgImportCmd(), newPgBackupCmd(), newPgRestoreCmd())
 	return cmd
 }
 

@@ -37,6 +37,7 @@ func newPgCreateCmd() *cobra.Command {
 	var name, region, vmSize string
 	var size, volumeGB, volumeMB, version int
 	var synchronous bool
+	var backup pgBackupFlags
 	cmd := &cobra.Command{
 		Use:   "create --name DB",
 		Short: "Create a Hangar Postgres cluster (Patroni: one machine and volume per member, TLS, a primary that fails over)",
@@ -67,6 +68,10 @@ DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
 			}
 			if volumeMB < 64 {
 				return &HintError{Err: fmt.Errorf("volume of %d MB is too small for PostgreSQL", volumeMB), Hint: "use --volume-size 1 (GB) or --volume-size-mb 64 or more"}
+			}
+			bp, err := backup.plan(ctx, volumeMB)
+			if err != nil {
+				return err
 			}
 			c, err := newClient()
 			if err != nil {
@@ -114,6 +119,9 @@ DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
 			}); err != nil {
 				return fmt.Errorf("store the cluster's secrets: %w", err)
 			}
+			if err := bp.storeSecrets(ctx, c, name, caCert, caKey, now); err != nil {
+				return err
+			}
 			var cons types.PgConsensus
 			if err := c.do(ctx, "POST", "/v1/apps/"+url.PathEscape(name)+"/pg/consensus", nil, &cons); err != nil {
 				return fmt.Errorf("the cluster's consensus store: %w", err)
@@ -123,6 +131,10 @@ DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
 				return fmt.Errorf("allocate %s's Flycast address: %w", name, err)
 			}
 			opts := pg.ClusterOptions{App: name, Version: version, Consensus: cons, ServerCert: srvCert, CACert: caCert, Synchronous: synchronous}
+			opts.Backup, opts.Restore = bp.options()
+			if err := bp.createRepo(ctx, errw, c, name, img.Ref, guest, region, caCert); err != nil {
+				return err
+			}
 			var ids []string
 			for i := 0; i < size; i++ {
 				fmt.Fprintf(errw, "Creating member %d of %d: volume %s (%d MB) and machine\n", i+1, size, pgVolumeName, volumeMB)
@@ -145,6 +157,9 @@ DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
 			if err != nil {
 				return &HintError{Err: err, Hint: "see `hangar logs -a " + name + "`"}
 			}
+			if err := bp.init(ctx, errw, c, name); err != nil {
+				return err
+			}
 			ok = true
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "Postgres cluster %s is running: %d members (%s), primary %s.\n\n", name, size, strings.Join(ids, ", "), cl.primary())
@@ -162,6 +177,7 @@ DB.flycast:5432 and a replica at DB.flycast:5433, following failovers.
 	f.IntVar(&volumeMB, "volume-size-mb", 0, "volume size in MB (instead of --volume-size)")
 	f.IntVar(&version, "postgres-version", pg.DefaultVersion, "PostgreSQL major version")
 	f.BoolVar(&synchronous, "synchronous", false, "synchronous replication: a commit is acknowledged once a replica has it too")
+	backup.register(f)
 	return cmd
 }
 
@@ -178,9 +194,10 @@ type pgMember struct {
 	PendingRestart bool `json:"pending_restart,omitempty"`
 }
 
-// pgClusterView is Patroni's /cluster.
+// pgClusterView is Patroni's /cluster (and, in `pg status`, the backups).
 type pgClusterView struct {
-	Members []pgMember `json:"members"`
+	Members []pgMember      `json:"members"`
+	Backup  *pgBackupStatus `json:"backup,omitempty"`
 }
 
 func (v *pgClusterView) primary() string {
@@ -610,6 +627,7 @@ func newPgStatusCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			v.Backup = pgStatusBackup(cmd.Context(), c, name, v.primary())
 			if asJSON {
 				return printJSON(cmd.OutOrStdout(), v)
 			}
@@ -626,7 +644,11 @@ func newPgStatusCmd() *cobra.Command {
 				}
 				fmt.Fprintf(w, "%s\t%s:%d\t%s\t%s\t%d\t%s\n", m.Name, m.Host, m.Port, role, m.State, m.Timeline, lag)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			v.Backup.print(cmd.OutOrStdout())
+			return nil
 		},
 	}
 	appFlags(cmd, &app, &config)

@@ -60,5 +60,12 @@ for v in $(env | sed -n 's/^\(PG_TLS_KEY_[A-Z0-9_]*\)=.*/\1/p'); do unset "$v"; 
 export PATRONICTL_CONFIG_FILE="$conf/patroni.yml"
 # libpq (replication, pg_rewind) looks for client certificates in HOME.
 export HOME=/var/lib/postgresql
+# Backups (pg create's default): pgBackRest's TLS server, through which
+# the cluster's repository machine takes backups; restarted if it exits.
+if [ "${PG_BACKUP:-}" = 1 ]; then
+	install -d -o postgres -g postgres -m 0700 /tmp/pgbackrest
+	(while :; do env -u PATRONI_SUPERUSER_PASSWORD -u PATRONI_REWIND_PASSWORD -u PATRONI_REPLICATION_PASSWORD -u PATRONI_RESTAPI_PASSWORD -u PATRONI_ETCD3_PASSWORD \
+		setpriv --reuid=postgres --regid=postgres --init-groups -- pgbackrest server || true; sleep 2; done) &
+fi
 say "member $PATRONI_NAME at $ip, consensus store on $PG_CONSENSUS_HOST"
 exec setpriv --reuid=postgres --regid=postgres --init-groups -- /usr/bin/patroni "$conf/patroni.yml"

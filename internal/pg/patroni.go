@@ -71,6 +71,11 @@ type ClusterOptions struct {
 	// Synchronous turns on Patroni's synchronous mode (an acknowledged
 	// commit is on a replica too).
 	Synchronous bool
+	// Backup, when set, archives WAL to the cluster's pgBackRest
+	// repository (backup.go); Restore makes the first member restore
+	// from a backup instead of running initdb.
+	Backup  *BackupOptions
+	Restore *RestoreOptions
 }
 
 // PatroniConfig is the Patroni configuration (JSON, which is YAML) every
@@ -184,6 +189,7 @@ func PatroniConfig(o ClusterOptions) ([]byte, error) {
 		"watchdog": map[string]any{"mode": "off"},
 		"tags":     map[string]any{"nofailover": false, "noloadbalance": false, "clonefrom": false, "nosync": false},
 	}
+	applyBackup(cfg, params, o)
 	return json.MarshalIndent(cfg, "", "  ")
 }
 
@@ -214,7 +220,7 @@ func MemberConfig(o ClusterOptions, imageRef string, guest types.MachineGuest, v
 			}},
 		}
 	}
-	return &types.MachineConfig{
+	c := &types.MachineConfig{
 		Image: imageRef,
 		Guest: &guest,
 		Init:  types.MachineInit{Entrypoint: []string{"/bin/sh", ConfigDir + "/start.sh"}},
@@ -243,7 +249,9 @@ func MemberConfig(o ClusterOptions, imageRef string, guest types.MachineGuest, v
 		Restart:  &types.MachineRestart{Policy: "always"},
 		Services: []types.MachineService{service(Port, "primary"), service(ReplicaPort, "replica")},
 		Metadata: map[string]string{"role": RoleKey, "fly_process_group": "app", ClusterMetaKey: o.App},
-	}, nil
+	}
+	addBackupFiles(c, o)
+	return c, nil
 }
 
 // RoleKey is the metadata role of a Hangar Postgres machine.

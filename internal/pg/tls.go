@@ -28,10 +28,11 @@ const (
 )
 
 // ServerNames are the names a cluster's member certificate is valid for:
-// the names apps use to reach the database on the private network, and
+// the names apps use to reach the database on the private network (and a
+// member's own, ID.vm.DB.internal, which the backup repository uses), and
 // localhost for clients inside a member.
 func ServerNames(app string) []string {
-	return []string{app + ".flycast", app + ".internal", "*." + app + ".internal", "localhost"}
+	return []string{app + ".flycast", app + ".internal", "*." + app + ".internal", "*.vm." + app + ".internal", "localhost"}
 }
 
 // NewCA makes a cluster's CA: its certificate and key, PEM.
