@@ -208,6 +208,12 @@ func testPgConfigImport(t *testing.T, bin string, d *harness.Daemon) {
 	if !strings.Contains(got, "5000") {
 		t.Fatalf("after the rotation: %q", got)
 	}
+	// The backup repository was rotated too: it and the members still
+	// trust each other (a backup takes TLS both ways).
+	if !strings.Contains(out, "the backup repository") {
+		t.Fatalf("pg ca rotate left the backup repository out:\n%s", out)
+	}
+	hangarOK(t, d, "pg", "backup", "create", "-a", db, "--type", "incr")
 }
 
 func mustAtoi(t *testing.T, s string) int {

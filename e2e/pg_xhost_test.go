@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hangar-dev/hangar/internal/harness"
+	"github.com/hangar-dev/hangar/internal/pg"
 	"github.com/hangar-dev/hangar/internal/types"
 )
 
@@ -107,15 +108,21 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	if pw == nil {
 		t.Fatalf("pg create output:\n%s", out)
 	}
-	ms := a.Machines(db)
 	hostOf := map[string]string{}
 	hostSet := map[string]bool{}
-	for _, m := range ms {
+	repos := 0
+	for _, m := range a.Machines(db) {
+		if m.Config.Metadata[pg.ClusterMetaKey] == "" {
+			if m.Config.Metadata[types.MetaProcessGroup] == pg.BackupGroup {
+				repos++ // the backup repository (pg_backup_test.go)
+			}
+			continue
+		}
 		hostOf[m.ID] = m.HostID
 		hostSet[m.HostID] = true
 	}
-	if len(ms) != 3 || len(hostSet) != 3 {
-		t.Fatalf("want 3 members on 3 hosts, got %v", hostOf)
+	if len(hostOf) != 3 || len(hostSet) != 3 || repos != 1 {
+		t.Fatalf("want 3 members on 3 hosts and a backup repository, got members %v and %d repositories", hostOf, repos)
 	}
 
 	status := func() pgStatus {

@@ -597,6 +597,11 @@ func newPgCACmd() *cobra.Command {
 			if err != nil {
 				return secretsHint(err)
 			}
+			// A member's (the backup repository has the CA too, and may
+			// be listed first).
+			sort.SliceStable(ms, func(i, j int) bool {
+				return ms[i].Config != nil && ms[i].Config.Metadata[pg.ClusterMetaKey] != "" && (ms[j].Config == nil || ms[j].Config.Metadata[pg.ClusterMetaKey] == "")
+			})
 			for i := range ms {
 				if ca := pgCAOf(&ms[i]); ca != "" {
 					_, err := io.WriteString(cmd.OutOrStdout(), ca)

@@ -182,6 +182,11 @@ func pgRotateCA(ctx context.Context, c *client, app string, out io.Writer) error
 	if err := pgRollMembers(ctx, c, app, out, trust); err != nil {
 		return err
 	}
+	// The backup repository trusts both CAs too, and serves a
+	// certificate of the new one (the members already trust it).
+	if err := pgRotateRepo(ctx, c, app, out, caCert, caKey, bundle, now); err != nil {
+		return err
+	}
 
 	// 2. Serve: a new key under a new secret name (a member not yet
 	// moved still boots with its own), then the certificate.
@@ -320,6 +325,60 @@ func pgSecretsDeploy(ctx context.Context, c *client, app string, out io.Writer) 
 	}
 	if final.Error != "" {
 		return fmt.Errorf("%s", final.Error)
+	}
+	return nil
+}
+
+// pgRotateRepo gives the cluster's backup repository machines (group
+// pg.BackupGroup) the CA bundle and a new certificate of the new CA, with
+// a new key under a new secret name, and restarts them.
+func pgRotateRepo(ctx context.Context, c *client, app string, out io.Writer, caCert, caKey []byte, bundle string, now time.Time) error {
+	ms, err := c.Machines(ctx, app)
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.Config == nil || m.Config.Metadata[types.MetaProcessGroup] != pg.BackupGroup || m.State == types.StateDestroyed {
+			continue
+		}
+		cert, key, err := pg.NewServerCert(caCert, caKey, pg.BackupNames(app), now)
+		if err != nil {
+			return fmt.Errorf("make the backup repository's new certificate: %w", err)
+		}
+		oldKey := pg.SecretBackupKey
+		for _, f := range m.Config.Files {
+			if f.GuestPath == pg.ConfigDir+"/backup.key" && f.SecretName != nil {
+				oldKey = *f.SecretName
+			}
+		}
+		newKey := pgNextKeySecret(oldKey)
+		if _, err := c.setSecrets(ctx, app, map[string]*string{newKey: types.Ptr(string(key))}); err != nil {
+			return err
+		}
+		cfg := *m.Config
+		cfg.Files = append([]types.File(nil), m.Config.Files...)
+		pgSetFile(&cfg, pg.ConfigDir+"/ca.crt", []byte(bundle))
+		pgSetFile(&cfg, pg.ConfigDir+"/backup.crt", cert)
+		for i := range cfg.Files {
+			if cfg.Files[i].GuestPath == pg.ConfigDir+"/backup.key" {
+				cfg.Files[i].SecretName = types.Ptr(newKey)
+				cfg.Files[i].RawValue = nil
+			}
+		}
+		if err := c.do(ctx, "POST", "/v1/apps/"+url.PathEscape(app)+"/machines/"+url.PathEscape(m.ID), types.CreateMachineRequest{Config: &cfg}, nil); err != nil {
+			return fmt.Errorf("update the backup repository %s of %s: %w", m.ID, app, err)
+		}
+		if m.State == types.StateStarted {
+			if err := c.do(ctx, "GET", "/v1/apps/"+url.PathEscape(app)+"/machines/"+url.PathEscape(m.ID)+"/wait?state=started&timeout=60", nil, nil); err != nil {
+				return fmt.Errorf("the backup repository %s of %s did not start with its new config: %w", m.ID, app, err)
+			}
+		}
+		if newKey != oldKey {
+			if _, err := c.setSecrets(ctx, app, map[string]*string{oldKey: nil}); err != nil {
+				fmt.Fprintf(out, "Warning: the backup repository's old key secret %s is still set: %v\n", oldKey, err)
+			}
+		}
+		fmt.Fprintf(out, "  the backup repository %s trusts both CAs and serves a certificate of the new one\n", m.ID)
 	}
 	return nil
 }
