@@ -102,7 +102,11 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	})
 
 	start = time.Now()
-	out := hangarOK(t, a.Daemon, "pg", "create", "--name", db, "--initial-cluster-size", "3", "--volume-size-mb", "256")
+	// Without backups: with them (the default) and 256 MB volumes, a run
+	// ran out of WAL space on the new primary during the CA rotation
+	// (docs/postgres.md, "Known problems"); backups are tested on one
+	// host (pg_backup_test.go).
+	out := hangarOK(t, a.Daemon, "pg", "create", "--name", db, "--initial-cluster-size", "3", "--volume-size-mb", "256", "--no-backup")
 	t.Logf("pg create (3 members, the image fetched by b and c) took %s", time.Since(start).Round(time.Second))
 	pw := regexp.MustCompile(`Password:\s+(\S+)`).FindStringSubmatch(out)
 	if pw == nil {
@@ -114,15 +118,15 @@ func TestPgClusterAcrossHosts(t *testing.T) {
 	for _, m := range a.Machines(db) {
 		if m.Config.Metadata[pg.ClusterMetaKey] == "" {
 			if m.Config.Metadata[types.MetaProcessGroup] == pg.BackupGroup {
-				repos++ // the backup repository (pg_backup_test.go)
+				repos++ // a backup repository: none with --no-backup
 			}
 			continue
 		}
 		hostOf[m.ID] = m.HostID
 		hostSet[m.HostID] = true
 	}
-	if len(hostOf) != 3 || len(hostSet) != 3 || repos != 1 {
-		t.Fatalf("want 3 members on 3 hosts and a backup repository, got members %v and %d repositories", hostOf, repos)
+	if len(hostOf) != 3 || len(hostSet) != 3 || repos != 0 {
+		t.Fatalf("want 3 members on 3 hosts and no backup repository, got members %v and %d repositories", hostOf, repos)
 	}
 
 	status := func() pgStatus {
