@@ -210,7 +210,7 @@ func TestClusterEdge(t *testing.T) {
 
 	// 1c. b's machine fails its check (on b): within the check's interval
 	// and 2 s, a's edge sends to c; healthy again, to b again.
-	code, body, err := edgeGet(a, "edge", "/sick?d=3s", 5*time.Second)
+	code, body, err := edgeGet(a, "edge", "/sick?d=6s", 5*time.Second)
 	if err != nil || code != 200 || !strings.Contains(body, "unhealthy") {
 		t.Fatalf("make b's machine sick through a: %d %q %v", code, body, err)
 	}
