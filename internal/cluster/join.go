@@ -530,23 +530,34 @@ func joinRefused(joinURL string, je joinError, now time.Time) error {
 	return fmt.Errorf("join %s: %s: %w", joinURL, je.Error, types.ErrInvalid)
 }
 
-// promote makes this learner a voting member once it has caught up with
-// the leader (etcd refuses until then), and records it.
-func (n *Node) promote(ctx context.Context) error {
-	// Ask the voters, not this learner (which serves no such request).
-	cli := n.cli
+// othersClient is an etcd client to the voters other than this host's
+// member (nil when there are none, or it cannot be made); the caller
+// closes it.
+func (n *Node) othersClient() *clientv3.Client {
 	var others []string
 	for _, ep := range n.mf.Endpoints {
 		if ep != n.mf.ClientURL {
 			others = append(others, ep)
 		}
 	}
-	if len(others) > 0 {
-		c, err := clientv3.New(clientv3.Config{Endpoints: others, TLS: n.ClientTLS(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-		if err == nil {
-			defer c.Close()
-			cli = c
-		}
+	if len(others) == 0 {
+		return nil
+	}
+	c, err := clientv3.New(clientv3.Config{Endpoints: others, TLS: n.ClientTLS(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+// promote makes this learner a voting member once it has caught up with
+// the leader (etcd refuses until then), and records it.
+func (n *Node) promote(ctx context.Context) error {
+	// Ask the voters, not this learner (which serves no such request).
+	cli := n.cli
+	if c := n.othersClient(); c != nil {
+		defer c.Close()
+		cli = c
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for {

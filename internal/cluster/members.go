@@ -9,7 +9,6 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/hangar-dev/hangar/internal/types"
 )
@@ -151,17 +150,11 @@ func (n *Node) RemoveMember(ctx context.Context, h types.Host) (bool, error) {
 // removed reports whether the other voters say this member is no longer
 // one of the cluster's (a restart after `hangar hosts remove`).
 func (n *Node) removed(ctx context.Context) bool {
-	var others []string
-	for _, ep := range n.mf.Endpoints {
-		if ep != n.mf.ClientURL {
-			others = append(others, ep)
-		}
-	}
-	if len(others) == 0 || n.mf.PeerURL == "" {
+	if n.mf.PeerURL == "" {
 		return false
 	}
-	c, err := clientv3.New(clientv3.Config{Endpoints: others, TLS: n.ClientTLS(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
+	c := n.othersClient()
+	if c == nil {
 		return false
 	}
 	defer c.Close()

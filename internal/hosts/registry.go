@@ -165,11 +165,16 @@ func (r *Registry) markAlive(ctx context.Context) (store.LeasedKey, error) {
 	return lk, nil
 }
 
-func (r *Registry) keepAlive(ctx context.Context, lk store.LeasedKey) {
-	log := r.Log
-	if log == nil {
-		log = slog.Default()
+// logger is r.Log, or the default logger.
+func (r *Registry) logger() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
 	}
+	return slog.Default()
+}
+
+func (r *Registry) keepAlive(ctx context.Context, lk store.LeasedKey) {
+	log := r.logger()
 	backoff := 100 * time.Millisecond
 	for {
 		select {

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -257,11 +256,4 @@ func CheckNotRemoved(ctx context.Context, st store.Store, dataDir, id string) er
 		return fmt.Errorf("clear host %s's removal: %w", id, err)
 	}
 	return nil
-}
-
-func (r *Registry) logger() *slog.Logger {
-	if r.Log != nil {
-		return r.Log
-	}
-	return slog.Default()
 }

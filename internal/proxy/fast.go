@@ -332,29 +332,43 @@ func (p *Proxy) reapIdleBackends(now time.Time) int {
 	n := 0
 	for _, a := range p.apps {
 		for _, m := range a.machines {
-			keep := m.pool[:0]
-			for _, bc := range m.pool {
-				if now.Sub(bc.used) >= p.backendIdle {
-					_ = bc.c.Close()
-					n++
-				} else {
-					keep = append(keep, bc)
-				}
-			}
-			clear(m.pool[len(keep):])
-			m.pool = keep
+			n += reapPool(&m.pool, now, p.backendIdle)
 		}
 	}
-	return n + p.reapHopPoolsLocked(now)
+	for _, rh := range p.rhosts {
+		n += reapPool(&rh.pool, now, p.backendIdle)
+	}
+	return n
+}
+
+// reapPool closes the connections of pool idle for idle at now, keeps the
+// others, and returns how many it closed.
+func reapPool(pool *[]*bconn, now time.Time, idle time.Duration) int {
+	n := 0
+	keep := (*pool)[:0]
+	for _, bc := range *pool {
+		if now.Sub(bc.used) >= idle {
+			_ = bc.c.Close()
+			n++
+		} else {
+			keep = append(keep, bc)
+		}
+	}
+	clear((*pool)[len(keep):])
+	*pool = keep
+	return n
+}
+
+// closePool closes every connection of pool and empties it.
+func closePool(pool *[]*bconn) {
+	for _, bc := range *pool {
+		_ = bc.c.Close()
+	}
+	*pool = nil
 }
 
 // closePoolLocked closes a machine's idle connections.
-func closePoolLocked(m *machine) {
-	for _, bc := range m.pool {
-		_ = bc.c.Close()
-	}
-	m.pool = nil
-}
+func closePoolLocked(m *machine) { closePool(&m.pool) }
 
 // handoffListener gives connections to the fallback http.Server.
 type handoffListener struct {

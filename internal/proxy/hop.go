@@ -210,32 +210,8 @@ func (p *Proxy) putHopConn(m *machine, bc *bconn) {
 	}
 }
 
-// reapHopPoolsLocked closes the hop connections idle for backendIdle.
-func (p *Proxy) reapHopPoolsLocked(now time.Time) int {
-	n := 0
-	for _, rh := range p.rhosts {
-		keep := rh.pool[:0]
-		for _, bc := range rh.pool {
-			if now.Sub(bc.used) >= p.backendIdle {
-				_ = bc.c.Close()
-				n++
-			} else {
-				keep = append(keep, bc)
-			}
-		}
-		clear(rh.pool[len(keep):])
-		rh.pool = keep
-	}
-	return n
-}
-
 // closeHopPoolLocked closes a host's idle hop connections.
-func closeHopPoolLocked(rh *remoteHost) {
-	for _, bc := range rh.pool {
-		_ = bc.c.Close()
-	}
-	rh.pool = nil
-}
+func closeHopPoolLocked(rh *remoteHost) { closePool(&rh.pool) }
 
 // hopFailed handles a failed attempt to forward a request on the plain
 // hop: the host gets no requests from this edge for DownFor; an

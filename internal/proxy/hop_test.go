@@ -382,27 +382,7 @@ func TestHopUpgrade(t *testing.T) {
 	e.b.SetBackend(bm, true)
 	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
 	tlsHits := e.countTLS()
-	c, err := net.Dial("tcp", strings.TrimPrefix(e.aSrv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("upgrade through a to b's machine: %s %q, want 101", resp.Status, b)
-	}
-	io.WriteString(c, "hello\n")
-	line, err := br.ReadString('\n')
-	if err != nil || line != "echo hello\n" {
-		t.Fatalf("after the upgrade: %q %v, want the machine's echo", line, err)
-	}
+	upgradeEchoes(t, e.aSrv.URL)
 	if n := tlsHits.Load(); n != 0 {
 		t.Fatalf("b's TLS edge listener served %d requests; want the upgrade on the plain hop", n)
 	}

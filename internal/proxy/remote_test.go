@@ -281,27 +281,7 @@ func TestEdgeUpgrade(t *testing.T) {
 	bm.Region = "iad"
 	e.b.SetBackend(bm, true)
 	e.record(RemoteMachine{App: "web", MachineID: "b1", Region: "iad", Routable: true, Soft: 20})
-	c, err := net.Dial("tcp", strings.TrimPrefix(e.aSrv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
-	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusSwitchingProtocols {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("upgrade through a to b's machine: %s %q, want 101", resp.Status, b)
-	}
-	io.WriteString(c, "hello\n")
-	line, err := br.ReadString('\n')
-	if err != nil || line != "echo hello\n" {
-		t.Fatalf("after the upgrade: %q %v, want the machine's echo", line, err)
-	}
+	upgradeEchoes(t, e.aSrv.URL)
 }
 
 // A raw TCP connection for another host's machine is carried to that
@@ -426,4 +406,31 @@ func TestEdgeRecordChurn(t *testing.T) {
 	}
 	close(stop)
 	<-done
+}
+
+// upgradeEchoes upgrades a connection to web's machine through the edge
+// at url (WebSocket handshake) and checks the machine echoes a line.
+func upgradeEchoes(t *testing.T, url string) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: web.example.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("upgrade through a to b's machine: %s %q, want 101", resp.Status, b)
+	}
+	io.WriteString(c, "hello\n")
+	line, err := br.ReadString('\n')
+	if err != nil || line != "echo hello\n" {
+		t.Fatalf("after the upgrade: %q %v, want the machine's echo", line, err)
+	}
 }
