@@ -338,28 +338,53 @@ func pgRollingRestart(ctx context.Context, c *client, app string, out io.Writer)
 		}
 		time.Sleep(time.Second)
 	}
-	primary := v.primary()
-	members := append([]pgMember(nil), v.Members...)
-	sort.SliceStable(members, func(i, j int) bool { return members[j].Name == primary && members[i].Name != primary })
-	for _, m := range members {
-		if !m.PendingRestart {
-			continue
+	// A member whose Patroni marks the restart late (a slow loop, a
+	// store it reached late) is restarted in a later pass: no member is
+	// left running with the old value.
+	for pass := 0; ; pass++ {
+		primary := v.primary()
+		members := append([]pgMember(nil), v.Members...)
+		sort.SliceStable(members, func(i, j int) bool { return members[j].Name == primary && members[i].Name != primary })
+		for _, m := range members {
+			if !m.PendingRestart {
+				continue
+			}
+			role := "replica"
+			if m.Name == primary {
+				role = "primary"
+			}
+			start := time.Now()
+			fmt.Fprintf(out, "Restarting the %s %s…\n", role, m.Name)
+			if res, err := pgCtl(ctx, c, app, "restart", m.Name); err != nil {
+				return &HintError{Err: fmt.Errorf("restart %s of %s: %w %s", m.Name, app, err, res), Hint: "see `hangar pg status -a " + app + "` and `hangar logs -a " + app + "`"}
+			}
+			if err := pgWaitMember(ctx, c, app, m.Name, 2*time.Minute); err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "  %s is back (%s)\n", m.Name, time.Since(start).Round(100*time.Millisecond))
 		}
-		role := "replica"
-		if m.Name == primary {
-			role = "primary"
-		}
-		start := time.Now()
-		fmt.Fprintf(out, "Restarting the %s %s…\n", role, m.Name)
-		if res, err := pgCtl(ctx, c, app, "restart", m.Name); err != nil {
-			return &HintError{Err: fmt.Errorf("restart %s of %s: %w %s", m.Name, app, err, res), Hint: "see `hangar pg status -a " + app + "` and `hangar logs -a " + app + "`"}
-		}
-		if err := pgWaitMember(ctx, c, app, m.Name, 2*time.Minute); err != nil {
+		var err error
+		if v, err = pgCluster(ctx, c, app); err != nil {
 			return err
 		}
-		fmt.Fprintf(out, "  %s is back (%s)\n", m.Name, time.Since(start).Round(100*time.Millisecond))
+		pending := false
+		for _, m := range v.Members {
+			pending = pending || m.PendingRestart
+		}
+		if !pending {
+			return nil
+		}
+		if pass == 2 {
+			break
+		}
 	}
-	return nil
+	var still []string
+	for _, m := range v.Members {
+		if m.PendingRestart {
+			still = append(still, m.Name)
+		}
+	}
+	return &HintError{Err: fmt.Errorf("members of %s still need a restart after three passes: %s", app, strings.Join(still, ", ")), Hint: "run `hangar pg config update` again, or see `hangar pg status -a " + app + "`"}
 }
 
 // pgWaitMember waits until a member runs (a replica streams) without a
